@@ -1,0 +1,95 @@
+#pragma once
+// Weight initializers, with Keras' definitions:
+//   zeros, constant(c), uniform(lo, hi), normal(stddev)
+//   glorot_uniform   U(-l, l), l = sqrt(6 / (fan_in + fan_out))                      (Keras default)
+//   glorot_normal    truncated normal, stddev sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978
+//   he_uniform       U(-l, l), l = sqrt(6 / fan_in)
+//   he_normal        truncated normal, stddev sqrt(2 / fan_in) / 0.87962566103423978
+// (0.8796... is the stddev of a unit normal truncated at two standard deviations.)
+// For a (rows, cols) kernel used as y = x W, fan_in = rows and fan_out = cols.
+
+#include <cmath>
+#include <string>
+
+#include "seqattn/core/errors.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/core/tensor.hpp"
+
+namespace seqattn {
+
+class Init {
+ public:
+  enum class Kind { Zeros, Constant, Uniform, Normal, GlorotUniform, GlorotNormal, HeUniform, HeNormal };
+
+  static Init zeros() { return Init(Kind::Zeros); }
+  static Init ones() { return constant(1.0); }
+  static Init constant(double value) { return Init(Kind::Constant, value); }
+  static Init uniform(double lo, double hi) { return Init(Kind::Uniform, lo, hi); }
+  static Init normal(double stddev) { return Init(Kind::Normal, stddev); }
+  static Init glorot_uniform() { return Init(Kind::GlorotUniform); }
+  static Init glorot_normal() { return Init(Kind::GlorotNormal); }
+  static Init he_uniform() { return Init(Kind::HeUniform); }
+  static Init he_normal() { return Init(Kind::HeNormal); }
+
+  Kind kind() const { return kind_; }
+
+  // Fills every coefficient of `m` (any Eigen dense object) given the fans of the tensor it belongs to.
+  template <class Derived>
+  void fill(Eigen::DenseBase<Derived>& m, Index fan_in, Index fan_out, Rng& rng) const {
+    using S = typename Derived::Scalar;
+    constexpr double trunc_std = 0.87962566103423978;
+    const double fi = static_cast<double>(fan_in > 0 ? fan_in : 1);
+    const double fo = static_cast<double>(fan_out > 0 ? fan_out : 1);
+    for (Index i = 0; i < m.rows(); ++i)
+      for (Index j = 0; j < m.cols(); ++j) {
+        double v = 0.0;
+        switch (kind_) {
+          case Kind::Zeros: v = 0.0; break;
+          case Kind::Constant: v = a_; break;
+          case Kind::Uniform: v = rng.uniform(a_, b_); break;
+          case Kind::Normal: v = rng.normal(0.0, a_); break;
+          case Kind::GlorotUniform: {
+            const double l = std::sqrt(6.0 / (fi + fo));
+            v = rng.uniform(-l, l);
+            break;
+          }
+          case Kind::GlorotNormal: v = rng.truncated_normal(std::sqrt(2.0 / (fi + fo)) / trunc_std); break;
+          case Kind::HeUniform: {
+            const double l = std::sqrt(6.0 / fi);
+            v = rng.uniform(-l, l);
+            break;
+          }
+          case Kind::HeNormal: v = rng.truncated_normal(std::sqrt(2.0 / fi) / trunc_std); break;
+        }
+        m(i, j) = static_cast<S>(v);
+      }
+  }
+  template <class Derived>
+  void fill(Eigen::DenseBase<Derived>&& m, Index fan_in, Index fan_out, Rng& rng) const {
+    fill(m, fan_in, fan_out, rng);
+  }
+
+  std::string to_string() const {
+    switch (kind_) {
+      case Kind::Zeros: return "zeros";
+      case Kind::Constant: return "constant(" + std::to_string(a_) + ")";
+      case Kind::Uniform: return "uniform(" + std::to_string(a_) + ", " + std::to_string(b_) + ")";
+      case Kind::Normal: return "normal(" + std::to_string(a_) + ")";
+      case Kind::GlorotUniform: return "glorot_uniform";
+      case Kind::GlorotNormal: return "glorot_normal";
+      case Kind::HeUniform: return "he_uniform";
+      case Kind::HeNormal: return "he_normal";
+    }
+    return "?";
+  }
+
+ private:
+  explicit Init(Kind kind, double a = 0.0, double b = 0.0) : kind_(kind), a_(a), b_(b) {
+    if (kind == Kind::Uniform && !(a < b)) detail::throw_config("Init::uniform: expected lo < hi but got ", a, " >= ", b);
+    if (kind == Kind::Normal && !(a > 0)) detail::throw_config("Init::normal: expected stddev > 0 but got ", a);
+  }
+  Kind kind_;
+  double a_, b_;
+};
+
+}  // namespace seqattn
