@@ -57,7 +57,7 @@ class Layer {
                           " (the shape of the last forward) but got ", shape_string(x));
     if (dy.dimensions() != y_.dimensions())
       detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
-    mask.check(x.dimension(0), x.dimension(1), describe());
+    if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
     ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
     do_backward(x, mask, dy, dx_);
     return dx_;
@@ -113,7 +113,7 @@ class Layer {
     if (x.dimension(2) != in_features_)
       detail::throw_shape(describe(), ": input features expected ", in_features_, " but got ", x.dimension(2),
                           " (input shape ", shape_string(x), ")");
-    mask.check(x.dimension(0), x.dimension(1), describe());
+    if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
   }
 
  private:

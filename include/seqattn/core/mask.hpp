@@ -36,6 +36,13 @@ class Mask {
     return std::any_of(lengths_.begin(), lengths_.end(), [T](Index len) { return len < T; });
   }
 
+  // True when the mask fits a batch of B sequences of T steps (allocation-free; check() explains why not).
+  bool fits(Index B, Index T) const {
+    if (empty()) return true;
+    if (batch() != B) return false;
+    return std::all_of(lengths_.begin(), lengths_.end(), [T](Index len) { return len <= T; });
+  }
+
   // Throws ShapeError naming `who` unless the mask fits a batch of B sequences of T steps.
   void check(Index B, Index T, const std::string& who) const {
     if (empty()) return;

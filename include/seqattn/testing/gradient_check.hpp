@@ -38,7 +38,7 @@ struct GradCheckOptions {
 struct GradTarget {
   std::string name;
   double* value;           // perturbed in place (restored afterwards)
-  const double* analytic;  // analytic gradient, same size
+  const double* analytic;  // analytic gradient, same size: a COPY, since loss() may overwrite the original buffer
   Index size;
 };
 

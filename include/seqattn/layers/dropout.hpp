@@ -1,0 +1,80 @@
+#pragma once
+// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
+//   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
+//                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
+//                 (as torch.nn.Dropout and Keras' Dropout in training).
+//   Mode::Infer   identity, y = x (the expected value of the training output).
+// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
+// forward; after an Infer forward the layer was the identity and dx = dy.
+// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
+// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
+// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
+// so their dx is 0).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+
+namespace seqattn {
+
+struct DropoutOptions {
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class Dropout final : public Layer<S> {
+ public:
+  Dropout(Index in_features, double rate, DropoutOptions options = DropoutOptions())
+      : Layer<S>(in_features), rate_(rate), options_(options), rng_(options.seed().value_or(next_seed())) {
+    if (!(rate >= 0.0 && rate < 1.0)) detail::throw_config("Dropout: rate must be in [0, 1) but got ", rate);
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "dropout"; }
+  std::string describe() const override { return detail::cat("Dropout(rate=", rate_, ")"); }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dropout>(*this); }
+
+  double rate() const { return rate_; }
+  const DropoutOptions& options() const { return options_; }
+  // The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
+  const Tensor3<S>& keep_mask() const { return keep_; }
+
+ protected:
+  // x (B, T, F) -> y (B, T, F):  Train: m ~ Bernoulli(1 - rate), y = x * m * scale;  Infer: y = x
+  void do_forward(const Tensor3<S>& x, const Mask&, Mode mode, Tensor3<S>& y) override {
+    auto Y = as_matrix(y);
+    if (mode == Mode::Infer) {
+      Y = as_matrix(x);
+      return;
+    }
+    ensure_shape(keep_, x.dimension(0), x.dimension(1), x.dimension(2));
+    S* m = keep_.data();
+    for (Index i = 0; i < keep_.size(); ++i) m[i] = rng_.uniform() < rate_ ? S(0) : S(1);
+    const S scale = S(1.0 / (1.0 - rate_));
+    Y.array() = as_matrix(x).array() * as_matrix(keep_).array() * scale;
+  }
+
+  // dy (B, T, F) -> dx (B, T, F):  inverts y = x * m * scale: dx = dy * m * scale  (Infer: dx = dy)
+  void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    auto DX = as_matrix(dx);
+    if (this->last_mode() == Mode::Infer) {
+      DX = as_matrix(dy);
+      return;
+    }
+    const S scale = S(1.0 / (1.0 - rate_));
+    DX.array() = as_matrix(dy).array() * as_matrix(keep_).array() * scale;
+  }
+
+ private:
+  double rate_;
+  DropoutOptions options_;
+  Rng rng_;
+  Tensor3<S> keep_;  // 0/1 mask of the last Train forward
+};
+
+}  // namespace seqattn
