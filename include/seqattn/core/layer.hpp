@@ -41,10 +41,11 @@ class Layer {
     if (out_t <= 0)
       detail::throw_shape(describe(), ": input of ", x.dimension(1), " steps gives no output step");
     ensure_shape(y_, x.dimension(0), out_t, out_features());
+    has_forward_ = false;  // a forward that throws leaves nothing for backward to use
+    do_forward(x, mask, mode, y_);
     last_mode_ = mode;
     forward_dims_ = x.dimensions();
     has_forward_ = true;
-    do_forward(x, mask, mode, y_);
     return y_;
   }
 

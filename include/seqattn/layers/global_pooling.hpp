@@ -1,0 +1,146 @@
+#pragma once
+// Global pooling over time: x (B, T, F) -> y (B, 1, F). Only the valid steps t < length_b of each sequence
+// take part; padded steps never change the output and get dx = 0.
+//   GlobalMaxPool<S>  y[b, f] = max_{t < len} x[b, t, f]   (Keras GlobalMaxPooling1D; the gradient goes to the
+//                     first step reaching the maximum)
+//   GlobalAvgPool<S>  y[b, f] = sum_{t < len} x[b, t, f] / len   (Keras GlobalAveragePooling1D with a mask)
+//   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
+// A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
+// The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
+// No parameters.
+
+#include <memory>
+#include <string>
+
+#include "seqattn/core/layer.hpp"
+
+namespace seqattn {
+namespace detail {
+
+// The shape part common to the global pools: one output step, all valid.
+template <class S>
+class GlobalPoolBase : public Layer<S> {
+ public:
+  using Layer<S>::Layer;
+  Index out_features() const override { return this->in_features(); }
+  Index out_time(Index) const override { return 1; }
+  Mask out_mask(const Mask&, Index) const override { return Mask(); }
+};
+
+}  // namespace detail
+
+template <class S>
+class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
+ public:
+  explicit GlobalMaxPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
+  std::string name() const override { return "global_max_pool"; }
+  std::string describe() const override { return "GlobalMaxPool()"; }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalMaxPool>(*this); }
+  // Step of the maximum for each (b, f) of the last forward, -1 for a sequence of length 0. (B, F)
+  const Matrix<Index>& argmax() const { return argmax_; }
+
+ protected:
+  // x (B, T, F) -> y (B, 1, F) = max over valid t; argmax (B, F) cached
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ensure_shape(argmax_, B, F);
+    MatrixMap<S> Y = as_matrix(y);  // (B, F)
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      ConstMatrixMap<S> X = sample_matrix(x, b);
+      if (len == 0) {
+        Y.row(b).setZero();
+        argmax_.row(b).setConstant(-1);
+        continue;
+      }
+      Y.row(b) = X.row(0);
+      argmax_.row(b).setZero();
+      for (Index t = 1; t < len; ++t)
+        for (Index f = 0; f < F; ++f)
+          if (X(t, f) > Y(b, f)) {
+            Y(b, f) = X(t, f);
+            argmax_(b, f) = t;
+          }
+    }
+  }
+  // dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)
+  void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    dx.setZero();
+    const Index T = dx.dimension(1), F = dx.dimension(2);
+    for (Index b = 0; b < dx.dimension(0); ++b)
+      for (Index f = 0; f < F; ++f)
+        if (argmax_(b, f) >= 0) dx.data()[(b * T + argmax_(b, f)) * F + f] = dy.data()[b * F + f];
+  }
+
+ private:
+  Matrix<Index> argmax_;
+};
+
+template <class S>
+class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
+ public:
+  explicit GlobalAvgPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
+  std::string name() const override { return "global_avg_pool"; }
+  std::string describe() const override { return "GlobalAvgPool()"; }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalAvgPool>(*this); }
+
+ protected:
+  // x (B, T, F) -> y (B, 1, F) = sum over valid t / len  (0 when len = 0)
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index T = x.dimension(1);
+    MatrixMap<S> Y = as_matrix(y);  // (B, F)
+    for (Index b = 0; b < x.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      if (len == 0)
+        Y.row(b).setZero();
+      else
+        Y.row(b) = sample_matrix(x, b).topRows(len).colwise().sum() / static_cast<S>(len);
+    }
+  }
+  // dy (B, 1, F) -> dx[b, t] = dy[b] / len for valid t, 0 for padded t (inverts the mean)
+  void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index T = dx.dimension(1);
+    ConstMatrixMap<S> DY = as_matrix(dy);  // (B, F)
+    for (Index b = 0; b < dx.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      MatrixMap<S> DX = sample_matrix(dx, b);
+      for (Index t = 0; t < len; ++t) DX.row(t) = DY.row(b) / static_cast<S>(len);
+      DX.bottomRows(T - len).setZero();
+    }
+  }
+};
+
+template <class S>
+class LastStep final : public detail::GlobalPoolBase<S> {
+ public:
+  explicit LastStep(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
+  std::string name() const override { return "last_step"; }
+  std::string describe() const override { return "LastStep()"; }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStep>(*this); }
+
+ protected:
+  // x (B, T, F) -> y (B, 1, F) = x[b, len - 1]  (0 when len = 0)
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index T = x.dimension(1);
+    MatrixMap<S> Y = as_matrix(y);  // (B, F)
+    for (Index b = 0; b < x.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      if (len == 0)
+        Y.row(b).setZero();
+      else
+        Y.row(b) = sample_matrix(x, b).row(len - 1);
+    }
+  }
+  // dy (B, 1, F) -> dx[b, len - 1] = dy[b], 0 elsewhere (inverts the selection)
+  void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    dx.setZero();
+    const Index T = dx.dimension(1);
+    ConstMatrixMap<S> DY = as_matrix(dy);
+    for (Index b = 0; b < dx.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      if (len > 0) sample_matrix(dx, b).row(len - 1) = DY.row(b);
+    }
+  }
+};
+
+}  // namespace seqattn

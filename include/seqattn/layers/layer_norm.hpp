@@ -1,0 +1,116 @@
+#pragma once
+// LayerNorm: normalizes the features of each step, as torch.nn.LayerNorm(F) and Keras' LayerNormalization:
+//     mu = mean_f x[f],  var = mean_f (x[f] - mu)^2  (biased),  xhat = (x - mu) / sqrt(var + eps)
+//     y = gamma * xhat + beta
+//   x (B, T, F) -> y (B, T, F); gamma, beta (F), initialized to ones and zeros. Parameters "gamma" (when
+//   scale) and "beta" (when center), Keras names.
+// Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
+//   center (learn beta, default true).
+// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
+//   so padding never reaches the parameters. Every step is normalized on its own, so valid outputs never
+//   depend on padding.
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+
+namespace seqattn {
+
+struct LayerNormOptions {
+  SEQATTN_ARG(double, eps, 1e-5)
+  SEQATTN_ARG(bool, scale, true)   // learn gamma
+  SEQATTN_ARG(bool, center, true)  // learn beta
+};
+
+template <class S>
+class LayerNorm final : public Layer<S> {
+ public:
+  explicit LayerNorm(Index in_features, LayerNormOptions options = LayerNormOptions())
+      : Layer<S>(in_features), options_(options) {
+    if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
+      detail::throw_config(describe(), ": eps must be positive and finite but got ", options.eps());
+    gamma_ = Vector<S>::Ones(in_features);
+    beta_ = Vector<S>::Zero(in_features);
+    dgamma_ = Vector<S>::Zero(in_features);
+    dbeta_ = Vector<S>::Zero(in_features);
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "layer_norm"; }
+  std::string describe() const override {
+    std::string s = detail::cat("LayerNorm(eps=", options_.eps());
+    if (!options_.scale()) s += ", scale=false";
+    if (!options_.center()) s += ", center=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LayerNorm>(*this); }
+
+  const LayerNormOptions& options() const { return options_; }
+  // gamma is used only when scale is on, beta only when center is on.
+  Vector<S>& gamma() { return gamma_; }
+  Vector<S>& beta() { return beta_; }
+
+ protected:
+  // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ConstMatrixMap<S> X = as_matrix(x);
+    MatrixMap<S> Y = as_matrix(y);
+    ensure_shape(xhat_, B * T, F);
+    ensure_shape(rstd_, B * T);
+    const S eps = static_cast<S>(options_.eps());
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      for (Index n = b * T; n < b * T + len; ++n) {
+        const S mu = X.row(n).mean();
+        xhat_.row(n) = X.row(n).array() - mu;
+        rstd_(n) = S(1) / std::sqrt(xhat_.row(n).squaredNorm() / static_cast<S>(F) + eps);
+        xhat_.row(n) *= rstd_(n);
+        Y.row(n) = xhat_.row(n);
+        if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
+        if (options_.center()) Y.row(n) += beta_.transpose();
+      }
+      Y.middleRows(b * T + len, T - len).setZero();
+      xhat_.middleRows(b * T + len, T - len).setZero();
+      rstd_.segment(b * T + len, T - len).setZero();
+    }
+  }
+
+  // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
+  // normalization);  dgamma += sum_n dy * xhat;  dbeta += sum_n dy  (inverts y = xhat * gamma + beta).
+  // Padded rows: dx = 0, no parameter gradient.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ConstMatrixMap<S> DY = as_matrix(dy);
+    MatrixMap<S> DX = as_matrix(dx);
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      for (Index n = b * T; n < b * T + len; ++n) {
+        if (options_.scale()) dgamma_.array() += (DY.row(n).array() * xhat_.row(n).array()).transpose();
+        if (options_.center()) dbeta_ += DY.row(n).transpose();
+        DX.row(n) = DY.row(n);  // g = dy * gamma
+        if (options_.scale()) DX.row(n).array() *= gamma_.transpose().array();
+        const S mean_g = DX.row(n).mean();
+        const S mean_gx = DX.row(n).dot(xhat_.row(n)) / static_cast<S>(F);
+        DX.row(n) = rstd_(n) * (DX.row(n).array() - mean_g - xhat_.row(n).array() * mean_gx).matrix();
+      }
+      DX.middleRows(b * T + len, T - len).setZero();
+    }
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_));
+    if (options_.center()) list.push_back(vector_param<S>("beta", beta_, &dbeta_));
+  }
+
+ private:
+  LayerNormOptions options_;
+  Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F)
+  Matrix<S> xhat_;                           // (B*T, F) normalized input of the last forward
+  Vector<S> rstd_;                           // (B*T) 1 / sqrt(var + eps)
+};
+
+}  // namespace seqattn

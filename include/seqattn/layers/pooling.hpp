@@ -1,0 +1,179 @@
+#pragma once
+// Pooling over time. Global pools (GlobalMaxPool, GlobalAvgPool, LastStep) are in global_pooling.hpp,
+// included here. Windowed pools:
+//   MaxPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras MaxPooling1D, padding 'valid')
+//   AvgPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras AveragePooling1D, padding 'valid')
+//   x (B, T, F) -> y (B, T_out, F). Output step j covers the input steps [j*s, j*s + size); stride s defaults to
+//   size. No parameters.
+//   Default (partial_windows = false): only complete windows, T_out = (T - size) / s + 1 (T >= size, else
+//     ShapeError). A sequence of valid length len keeps the windows that fit inside its valid steps:
+//         len_out = len >= size ? (len - size) / s + 1 : 0
+//     so every sequence gets exactly what F.max_pool1d / F.avg_pool1d give on its unpadded steps, and adding
+//     padding never adds or changes a valid output step.
+//   partial_windows = true: every window that starts at a valid step is kept and aggregates only its valid
+//     steps: T_out = ceil(T / s), len_out = ceil(len / s); window j covers [j*s, min(j*s + size, len)) and the
+//     average divides by the number of steps it covers (for size <= stride this is PyTorch's ceil_mode=True).
+//   Max: the gradient goes to the first step of the window reaching the maximum (overlapping windows add).
+//   Output steps j >= len_out are padding (the returned out_mask holds len_out): they output 0 and pass no
+//   gradient. A sequence shorter than one window gets len_out = 0 (with partial windows only len = 0 does).
+//   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/layers/global_pooling.hpp"
+
+namespace seqattn {
+
+struct PoolOptions {
+  SEQATTN_ARG(Index, stride, 0)              // 0: stride = size (Keras' default)
+  SEQATTN_ARG(bool, partial_windows, false)  // keep windows that start at a valid step (see above)
+};
+
+namespace detail {
+
+// Window geometry and the mask shared by MaxPool1D and AvgPool1D.
+template <class S>
+class WindowPoolBase : public Layer<S> {
+ public:
+  WindowPoolBase(const char* type, Index in_features, Index size, PoolOptions options)
+      : Layer<S>(in_features),
+        type_(type),
+        size_(size),
+        stride_(options.stride() == 0 ? size : options.stride()),
+        partial_(options.partial_windows()) {
+    if (size <= 0) throw_config(describe(), ": size must be positive but got ", size);
+    if (options.stride() < 0)
+      throw_config(describe(), ": stride must be positive (or 0 for size) but got ", options.stride());
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  Index out_time(Index T) const override { return T < 0 ? Index(-1) : out_length(T); }
+  Mask out_mask(const Mask& mask, Index) const override {
+    if (mask.empty()) return Mask();
+    std::vector<Index> lengths(mask.lengths());
+    for (Index& len : lengths) len = out_length(len);
+    return Mask(lengths);
+  }
+  std::string describe() const override {
+    std::string s = cat(type_, "(size=", size_, ", stride=", stride_);
+    if (partial_) s += ", partial_windows=true";
+    return s + ")";
+  }
+
+  Index size() const { return size_; }
+  Index stride() const { return stride_; }
+  bool partial_windows() const { return partial_; }
+  // Output steps of a sequence of `len` valid steps (also T_out for len = T).
+  Index out_length(Index len) const {
+    if (partial_) return (len + stride_ - 1) / stride_;
+    return len >= size_ ? (len - size_) / stride_ + 1 : 0;
+  }
+
+ private:
+  const char* type_;
+  Index size_, stride_;
+  bool partial_;
+};
+
+}  // namespace detail
+
+template <class S>
+class MaxPool1D final : public detail::WindowPoolBase<S> {
+ public:
+  MaxPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
+      : detail::WindowPoolBase<S>("MaxPool1D", in_features, size, options) {}
+  std::string name() const override { return "max_pool1d"; }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MaxPool1D>(*this); }
+
+ protected:
+  // x (B, T, F) -> y (B, T_out, F): y[b, j, f] = max over t in window j (valid part) of x[b, t, f];
+  // argmax (B*T_out, F) cached, -1 at padded output steps
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), To = y.dimension(1);
+    ensure_shape(argmax_, B * To, F);
+    MatrixMap<S> Y = as_matrix(y);  // (B*T_out, F)
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      const Index len_out = this->out_length(len);
+      ConstMatrixMap<S> X = sample_matrix(x, b);
+      for (Index j = 0; j < len_out; ++j) {
+        const Index n = b * To + j, start = j * this->stride(), end = std::min(start + this->size(), len);
+        Y.row(n) = X.row(start);
+        argmax_.row(n).setConstant(start);
+        for (Index t = start + 1; t < end; ++t)
+          for (Index f = 0; f < F; ++f)
+            if (X(t, f) > Y(n, f)) {
+              Y(n, f) = X(t, f);
+              argmax_(n, f) = t;
+            }
+      }
+      Y.middleRows(b * To + len_out, To - len_out).setZero();
+      argmax_.middleRows(b * To + len_out, To - len_out).setConstant(-1);
+    }
+  }
+  // dy (B, T_out, F) -> dx[b, argmax[b, j, f], f] += dy[b, j, f] (inverts the max of each window)
+  void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    dx.setZero();
+    const Index F = dx.dimension(2), To = dy.dimension(1);
+    ConstMatrixMap<S> DY = as_matrix(dy);
+    for (Index b = 0; b < dx.dimension(0); ++b) {
+      MatrixMap<S> DX = sample_matrix(dx, b);
+      for (Index j = 0; j < To; ++j)
+        for (Index f = 0; f < F; ++f) {
+          const Index t = argmax_(b * To + j, f);
+          if (t >= 0) DX(t, f) += DY(b * To + j, f);
+        }
+    }
+  }
+
+ private:
+  Matrix<Index> argmax_;
+};
+
+template <class S>
+class AvgPool1D final : public detail::WindowPoolBase<S> {
+ public:
+  AvgPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
+      : detail::WindowPoolBase<S>("AvgPool1D", in_features, size, options) {}
+  std::string name() const override { return "avg_pool1d"; }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<AvgPool1D>(*this); }
+
+ protected:
+  // x (B, T, F) -> y (B, T_out, F): y[b, j] = mean of x[b, t] over the valid steps t of window j
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), To = y.dimension(1);
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      const Index len_out = this->out_length(len);
+      ConstMatrixMap<S> X = sample_matrix(x, b);
+      MatrixMap<S> Y = sample_matrix(y, b);  // (T_out, F)
+      for (Index j = 0; j < len_out; ++j) {
+        const Index start = j * this->stride(), end = std::min(start + this->size(), len);
+        Y.row(j) = X.middleRows(start, end - start).colwise().sum() / static_cast<S>(end - start);
+      }
+      Y.bottomRows(To - len_out).setZero();
+    }
+  }
+  // dy (B, T_out, F) -> dx[b, t] += dy[b, j] / count_j for t in window j (inverts the mean)
+  void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    dx.setZero();
+    const Index T = dx.dimension(1);
+    for (Index b = 0; b < dx.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      const Index len_out = this->out_length(len);
+      ConstMatrixMap<S> DY = sample_matrix(dy, b);
+      MatrixMap<S> DX = sample_matrix(dx, b);
+      for (Index j = 0; j < len_out; ++j) {
+        const Index start = j * this->stride(), end = std::min(start + this->size(), len);
+        for (Index t = start; t < end; ++t) DX.row(t) += DY.row(j) / static_cast<S>(end - start);
+      }
+    }
+  }
+};
+
+}  // namespace seqattn

@@ -1,0 +1,228 @@
+#pragma once
+// Positional encodings: x (B, T, F) -> y (B, T, F) in mode Add, or (B, T, F + d) in mode Concat.
+//
+// SinusoidalPositionalEncoding<S>(in_features, SinusoidalOptions().mode(..).output_dim(d))
+//   keras-pos-embd's TrigPosEmbedding, fixed (no parameters):
+//       PE[p, 2i]   = sin(p / 10000^(2i / d))
+//       PE[p, 2i+1] = cos(p / 10000^(2i / d))          p = 0 at the first step
+//   An odd d is allowed (the last column is a sin column; keras-pos-embd rejects odd d).
+//   The table is computed in double, cached as a member and recomputed only when T grows.
+//
+// PositionEmbedding<S>(in_features, max_length, PositionEmbeddingOptions().mode(..).output_dim(d))
+//   keras-pos-embd's PositionEmbedding (modes add and concat): a learned table E (max_length, d), parameter
+//   "embeddings", initialized uniform(-0.05, 0.05) (Keras' 'uniform') unless embeddings_init says otherwise.
+//   PE[p] = E[p]. A VALID step at position >= max_length throws ShapeError; padded steps past max_length are
+//   allowed (they never read the table), so growing the padding never breaks a batch.
+//
+// Modes (both layers):
+//   Add     d = in_features (output_dim must be 0 or in_features):   y[b, t] = x[b, t] + PE[t]
+//   Concat  d = output_dim (required, > 0):                          y[b, t] = [x[b, t], PE[t]]  (x first,
+//           as keras-pos-embd)
+// Masks: the encoding is applied to valid steps (t < length) only. A padded step passes x through unchanged
+// (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
+// the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;
+// dE[t] += sum over the sequences where t is valid of the PE columns of dy[b, t].
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+
+namespace seqattn {
+
+enum class PositionMode { Add, Concat };
+
+inline const char* to_string(PositionMode mode) { return mode == PositionMode::Add ? "add" : "concat"; }
+
+struct SinusoidalOptions {
+  SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
+  SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
+};
+
+struct PositionEmbeddingOptions {
+  SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
+  SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
+  SEQATTN_ARG(Init, embeddings_init, Init::uniform(-0.05, 0.05))
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+namespace detail {
+
+// The encoding size d of a positional layer; throws ConfigError naming `who` for a bad output_dim.
+inline Index position_dim(const std::string& who, Index in_features, PositionMode mode, Index output_dim) {
+  if (mode == PositionMode::Add) {
+    if (output_dim != 0 && output_dim != in_features)
+      throw_config(who, ": output_dim must be 0 or the input features ", in_features, " in add mode but got ",
+                   output_dim);
+    return in_features;
+  }
+  if (output_dim <= 0) throw_config(who, ": output_dim must be positive in concat mode but got ", output_dim);
+  return output_dim;
+}
+
+// x (B, T, F), table (>= max valid length, d) -> y (B, T, F) (Add, d = F) or (B, T, F + d) (Concat).
+// Valid steps get table row t; padded steps pass x through (Add) or get zeros in the PE columns (Concat).
+template <class S>
+void position_forward(const Tensor3<S>& x, const Mask& mask, const Matrix<S>& table, PositionMode mode, Tensor3<S>& y) {
+  const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+  const Index d = table.cols();
+  for (Index b = 0; b < B; ++b) {
+    const Index len = mask.length(b, T);
+    ConstMatrixMap<S> X = sample_matrix(x, b);  // (T, F)
+    MatrixMap<S> Y = sample_matrix(y, b);       // (T, F) or (T, F + d)
+    if (mode == PositionMode::Add) {
+      Y = X;
+      Y.topRows(len) += table.topRows(len);
+    } else {
+      Y.leftCols(F) = X;
+      Y.block(0, F, len, d) = table.topRows(len);
+      Y.block(len, F, T - len, d).setZero();
+    }
+  }
+}
+
+// dy (B, T, F or F + d) -> dx (B, T, F); if dtable is given, dtable[t] += PE columns of dy[b, t] (t valid).
+// Inverts position_forward: the copy of x passes dy through, the table rows collect dy of valid steps.
+template <class S>
+void position_backward(const Tensor3<S>& dy, const Mask& mask, PositionMode mode, Tensor3<S>& dx, Matrix<S>* dtable) {
+  const Index B = dx.dimension(0), T = dx.dimension(1), F = dx.dimension(2);
+  for (Index b = 0; b < B; ++b) {
+    const Index len = mask.length(b, T);
+    ConstMatrixMap<S> DY = sample_matrix(dy, b);
+    MatrixMap<S> DX = sample_matrix(dx, b);
+    if (mode == PositionMode::Add) {
+      DX = DY;
+      if (dtable) dtable->topRows(len) += DY.topRows(len);
+    } else {
+      DX = DY.leftCols(F);
+      if (dtable) dtable->topRows(len) += DY.block(0, F, len, dtable->cols());
+    }
+  }
+}
+
+}  // namespace detail
+
+template <class S>
+class SinusoidalPositionalEncoding final : public Layer<S> {
+ public:
+  explicit SinusoidalPositionalEncoding(Index in_features, SinusoidalOptions options = SinusoidalOptions())
+      : Layer<S>(in_features),
+        options_(options),
+        dim_(detail::position_dim(describe_with(options, options.output_dim()), in_features, options.mode(),
+                                  options.output_dim())) {}
+  SinusoidalPositionalEncoding(Index in_features, PositionMode mode, Index output_dim = 0)
+      : SinusoidalPositionalEncoding(in_features, SinusoidalOptions().mode(mode).output_dim(output_dim)) {}
+
+  Index out_features() const override {
+    return options_.mode() == PositionMode::Add ? this->in_features() : this->in_features() + dim_;
+  }
+  std::string name() const override { return "sinusoidal_positional_encoding"; }
+  std::string describe() const override { return describe_with(options_, dim_); }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SinusoidalPositionalEncoding>(*this); }
+
+  const SinusoidalOptions& options() const { return options_; }
+  Index encoding_dim() const { return dim_; }
+  // The cached table: at least the steps of the longest input seen so far, d columns.
+  const Matrix<S>& table() const { return table_; }
+
+  // The table PE (steps, d) computed in double, as defined in the header comment.
+  static Matrix<S> compute_table(Index steps, Index d) {
+    Matrix<S> pe(steps, d);
+    for (Index c = 0; c < d; ++c) {
+      const double inv_freq = 1.0 / std::pow(10000.0, static_cast<double>(c - c % 2) / static_cast<double>(d));
+      for (Index p = 0; p < steps; ++p) {
+        const double angle = static_cast<double>(p) * inv_freq;
+        pe(p, c) = static_cast<S>(c % 2 == 0 ? std::sin(angle) : std::cos(angle));
+      }
+    }
+    return pe;
+  }
+
+ protected:
+  // x (B, T, F) -> y (B, T, F) or (B, T, F + d); the table grows only when T does.
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    if (table_.rows() < x.dimension(1)) table_ = compute_table(x.dimension(1), dim_);
+    detail::position_forward(x, mask, table_, options_.mode(), y);
+  }
+  // dy -> dx (no parameters)
+  void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    detail::position_backward<S>(dy, mask, options_.mode(), dx, nullptr);
+  }
+
+ private:
+  static std::string describe_with(const SinusoidalOptions& options, Index d) {
+    if (options.mode() == PositionMode::Add) return "SinusoidalPositionalEncoding(mode=add)";
+    return detail::cat("SinusoidalPositionalEncoding(mode=concat, output_dim=", d, ")");
+  }
+
+  SinusoidalOptions options_;
+  Index dim_;
+  Matrix<S> table_;  // (cached steps, d)
+};
+
+template <class S>
+class PositionEmbedding final : public Layer<S> {
+ public:
+  PositionEmbedding(Index in_features, Index max_length, PositionEmbeddingOptions options = PositionEmbeddingOptions())
+      : Layer<S>(in_features), max_length_(max_length), options_(options) {
+    const std::string who = describe_with(max_length, options, options.output_dim());
+    if (max_length <= 0) detail::throw_config(who, ": max_length must be positive but got ", max_length);
+    dim_ = detail::position_dim(who, in_features, options.mode(), options.output_dim());
+    Rng rng(options.seed().value_or(next_seed()));
+    E_.resize(max_length, dim_);
+    options.embeddings_init().fill(E_, max_length, dim_, rng);
+    dE_ = Matrix<S>::Zero(max_length, dim_);
+  }
+
+  Index out_features() const override {
+    return options_.mode() == PositionMode::Add ? this->in_features() : this->in_features() + dim_;
+  }
+  std::string name() const override { return "position_embedding"; }
+  std::string describe() const override { return describe_with(max_length_, options_, dim_); }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<PositionEmbedding>(*this); }
+
+  Index max_length() const { return max_length_; }
+  Index encoding_dim() const { return dim_; }
+  const PositionEmbeddingOptions& options() const { return options_; }
+  Matrix<S>& embeddings() { return E_; }
+
+ protected:
+  // x (B, T, F) -> y (B, T, F) or (B, T, F + d); E (max_length, d). Throws when a valid step is past max_length.
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index T = x.dimension(1);
+    for (Index b = 0; b < x.dimension(0); ++b) {
+      const Index len = mask.length(b, T);
+      if (len <= max_length_) continue;
+      if (mask.empty()) detail::throw_shape(describe(), ": input has ", T, " steps but max_length is ", max_length_);
+      detail::throw_shape(describe(), ": sequence ", b, " has ", len, " valid steps but max_length is ", max_length_,
+                          " (steps past max_length must be padding)");
+    }
+    detail::position_forward(x, mask, E_, options_.mode(), y);
+  }
+  // dy -> dx;  dE[t] += dy[b, t] (PE columns) for valid t: inverts y = x + E[t] / [x, E[t]]
+  void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    detail::position_backward<S>(dy, mask, options_.mode(), dx, &dE_);
+  }
+
+  void collect_params(ParamList<S>& list) override { list.push_back(matrix_param<S>("embeddings", E_, &dE_)); }
+
+ private:
+  static std::string describe_with(Index max_length, const PositionEmbeddingOptions& options, Index d) {
+    std::string s = detail::cat("PositionEmbedding(max_length=", max_length, ", mode=", to_string(options.mode()));
+    if (options.mode() == PositionMode::Concat) s += detail::cat(", output_dim=", d);
+    return s + ")";
+  }
+
+  Index max_length_;
+  PositionEmbeddingOptions options_;
+  Index dim_ = 0;
+  Matrix<S> E_, dE_;  // (max_length, d)
+};
+
+}  // namespace seqattn

@@ -1,0 +1,74 @@
+#pragma once
+// Residual: y = x + f(x), where f is a Sequential<S> body that keeps the shape (same features, same steps).
+//   x (B, T, F) -> f(x) (B, T, F) -> y (B, T, F); dx = dy + df/dx^T dy.
+// Build the body first and hand it over, or add layers to body() after construction:
+//   Sequential<float> f(64); f.add<Conv1D<float>>(64, 8, ...);  model.add<Residual<float>>(std::move(f));
+//   auto& r = model.add<Residual<float>>(); r.body().add<Dense<float>>(64);
+// The body's shape is checked when it is given and again at every forward (layers may be added later).
+// Parameters are the body's, named "<index>.<layer>.<param>" inside the residual: "2.residual.0.conv1d.W".
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/model/sequential.hpp"
+
+namespace seqattn {
+
+template <class S>
+class Residual final : public Layer<S> {
+ public:
+  explicit Residual(Index in_features) : Layer<S>(in_features), body_(in_features) {}
+  Residual(Index in_features, Sequential<S> body) : Layer<S>(in_features), body_(std::move(body)) {
+    check_body();
+  }
+
+  Sequential<S>& body() { return body_; }
+  const Sequential<S>& body() const { return body_; }
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "residual"; }
+  std::string describe() const override {
+    std::string s = "Residual(";
+    for (Index i = 0; i < body_.size(); ++i) s += (i ? ", " : "") + body_.layer(i).describe();
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Residual>(*this); }
+  S regularization_loss() const override { return body_.regularization_loss(); }
+
+ protected:
+  // x (B, T, F) -> y = x + body(x)
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
+    check_body();
+    const Tensor3<S>& fx = body_.forward(x, mask, mode);
+    as_matrix(y).noalias() = as_matrix(x) + as_matrix(fx);
+  }
+  // dy -> dx = dy (identity path) + body.backward(dy) (inverts y = x + body(x))
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Tensor3<S>& dfx = body_.backward(x, mask, dy);
+    as_matrix(dx).noalias() = as_matrix(dy) + as_matrix(dfx);
+  }
+  void collect_params(ParamList<S>& list) override { append(list, body_.params()); }
+  void collect_buffers(ParamList<S>& list) override { append(list, body_.buffers()); }
+
+ private:
+  static void append(ParamList<S>& list, ParamList<S> more) {
+    for (auto& p : more) list.push_back(std::move(p));
+  }
+  void check_body() const {
+    if (body_.in_features() != this->in_features())
+      detail::throw_shape("Residual: body expects ", body_.in_features(), " input features but the residual input has ",
+                          this->in_features());
+    if (body_.size() == 0) detail::throw_config("Residual: the body has no layers");
+    if (body_.out_features() != this->in_features())
+      detail::throw_shape("Residual: body output features expected ", this->in_features(),
+                          " (the input features, to add x) but got ", body_.out_features());
+    if (body_.out_time(7) != 7)
+      detail::throw_shape("Residual: the body must keep the number of steps (a layer in it changes it)");
+  }
+
+  Sequential<S> body_;
+};
+
+}  // namespace seqattn
