@@ -1,5 +1,6 @@
 #pragma once
-// Dense: y = act(x W + b) on the last axis, one GEMM over all B*T rows.
+// Dense: y = act(x W + b) on the last axis, one GEMM over all B*T rows. Each output row is bitwise
+// independent of how many rows the batch has (detail/row_stable_product), so padding never changes valid outputs.
 //   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn {
@@ -64,7 +66,7 @@ class Dense final : public Layer<S> {
     const bool has_act = options_.activation() != Activation::Linear;
     if (has_act) ensure_shape(z_, X.rows(), units_);
     auto compute = [&](auto& Z) {
-      Z.noalias() = X * W_;
+      detail::row_stable_product<S>(Z, X, W_, scratch_);  // row bits independent of B*T (padding)
       if (options_.use_bias()) Z.rowwise() += b_.transpose();
     };
     if (has_act) {
@@ -107,6 +109,7 @@ class Dense final : public Layer<S> {
   Matrix<S> W_, dW_;
   Vector<S> b_, db_;
   Matrix<S> z_, dz_;  // pre-activation and its gradient (only with an activation)
+  detail::RowStableScratch<S> scratch_;
 };
 
 }  // namespace seqattn

@@ -1,0 +1,76 @@
+#pragma once
+// Naive loops for Conv1D (tests and benchmarks compare the im2col fast path in layers/conv1d.hpp with them).
+// Same semantics as Conv1D: sample b has lengths[b] valid steps (all T when lengths is empty), is convolved
+// alone with the padding geometry of its own length, and its output steps t >= out_length(lengths[b]) are 0.
+//   x (B, T, in); W (kernel_size * in, filters), row j * in + c is tap j, input channel c (Keras' kernel
+//   (kernel_size, in, filters) flattened); b (filters) or empty for no bias.
+
+#include <vector>
+
+#include "seqattn/core/tensor.hpp"
+#include "seqattn/layers/activation.hpp"
+#include "seqattn/layers/padding.hpp"
+
+namespace seqattn::detail {
+
+// y (B, out_time, filters) = act(conv(x, W) + b) at valid output steps, 0 elsewhere.
+// out_time is geometry.out_length(T).
+template <class S>
+Tensor3<S> conv1d_forward_reference(const Tensor3<S>& x, const std::vector<Index>& lengths, const Matrix<S>& W,
+                                    const Vector<S>& b, const WindowGeometry& g,
+                                    Activation activation = Activation::Linear) {
+  const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), F = W.cols();
+  const Index T_out = g.out_length(T);
+  Tensor3<S> y(B, T_out, F);
+  y.setZero();
+  for (Index bi = 0; bi < B; ++bi) {
+    const Index L = lengths.empty() ? T : lengths[static_cast<size_t>(bi)];
+    const Index L_out = g.out_length(L), pad = g.pad_left(L);
+    Matrix<S> z = Matrix<S>::Zero(L_out, F);
+    for (Index t = 0; t < L_out; ++t)
+      for (Index f = 0; f < F; ++f) {
+        S acc = b.size() ? b(f) : S(0);
+        for (Index j = 0; j < g.kernel_size; ++j) {
+          const Index p = t * g.stride + j * g.dilation - pad;
+          if (p < 0 || p >= L) continue;
+          for (Index c = 0; c < C; ++c) acc += x(bi, p, c) * W(j * C + c, f);
+        }
+        z(t, f) = acc;
+      }
+    Matrix<S> a(L_out, F);
+    activation_forward<S>(activation, z, a);
+    for (Index t = 0; t < L_out; ++t)
+      for (Index f = 0; f < F; ++f) y(bi, t, f) = a(t, f);
+  }
+  return y;
+}
+
+// Backward of the linear convolution: given dz (B, out_time, filters), the gradient of the pre-activation,
+// returns dx (B, T, in) and ADDS into dW and db (db may be empty). dz at padded output steps is ignored.
+template <class S>
+Tensor3<S> conv1d_backward_reference(const Tensor3<S>& x, const std::vector<Index>& lengths, const Matrix<S>& W,
+                                     const Tensor3<S>& dz, const WindowGeometry& g, Matrix<S>& dW, Vector<S>& db) {
+  const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), F = W.cols();
+  Tensor3<S> dx(B, T, C);
+  dx.setZero();
+  for (Index bi = 0; bi < B; ++bi) {
+    const Index L = lengths.empty() ? T : lengths[static_cast<size_t>(bi)];
+    const Index L_out = g.out_length(L), pad = g.pad_left(L);
+    for (Index t = 0; t < L_out; ++t)
+      for (Index f = 0; f < F; ++f) {
+        const S g_tf = dz(bi, t, f);
+        if (db.size()) db(f) += g_tf;
+        for (Index j = 0; j < g.kernel_size; ++j) {
+          const Index p = t * g.stride + j * g.dilation - pad;
+          if (p < 0 || p >= L) continue;
+          for (Index c = 0; c < C; ++c) {
+            dW(j * C + c, f) += x(bi, p, c) * g_tf;
+            dx(bi, p, c) += W(j * C + c, f) * g_tf;
+          }
+        }
+      }
+  }
+  return dx;
+}
+
+}  // namespace seqattn::detail

@@ -1,0 +1,198 @@
+#pragma once
+// Conv1D: a 1-d convolution over time, channels last, as Keras' Conv1D (cross-correlation, no kernel flip).
+//   x (B, T, in) -> y (B, T_out, filters),
+//   y[b, t, f] = act(b[f] + sum_{j < kernel_size, c < in} x[b, t*stride + j*dilation - pad_left, c] * W[j*in + c, f])
+// with zeros read outside the sequence. Parameters "W" (kernel_size * in, filters): Keras' kernel
+// (kernel_size, in, filters) flattened row-major, so row j*in + c is tap j of input channel c; "b" (filters).
+// Options (Conv1DOptions): stride (1), dilation (1), padding (Padding::Valid, Same or Causal; geometry and
+// output lengths in layers/padding.hpp), use_bias (true), activation (linear), kernel_init (glorot_uniform,
+// fans kernel_size*in and kernel_size*filters as Keras), bias_init (zeros), seed.
+//
+// Masks: each sample is convolved alone, as if it had only its len_b valid steps: steps t >= len_b read as
+// zeros (their values never matter), and the padding split of Same is computed from len_b (for stride 1 or
+// len_b == T it is the batch's own split, so an unmasked batch matches TensorFlow exactly). The new length is
+// the output length of that sample alone:
+//   out_len_b = out_length(len_b):  valid  floor((len_b - rf) / stride) + 1, or 0 when len_b < rf
+//                                   same, causal  ceil(len_b / stride)   (= len_b for stride 1)
+// (rf = dilation*(kernel_size-1)+1). Output steps t >= out_len_b are 0 and pass no gradient. out_mask() returns
+// these lengths; an empty mask stays empty (T_out = out_length(T)).
+// Errors: ConfigError for kernel_size, filters, stride or dilation < 1; ShapeError when T < rf with valid
+// padding.
+// Compute: im2col into a (B*T_out, kernel_size*in) member buffer, one GEMM for the whole batch; backward is
+// two GEMMs and a col2im scatter. detail/conv1d_reference.hpp holds the naive loops it is tested against.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/layers/activation.hpp"
+#include "seqattn/layers/padding.hpp"
+
+namespace seqattn {
+
+struct Conv1DOptions {
+  SEQATTN_ARG(Index, stride, 1)
+  SEQATTN_ARG(Index, dilation, 1)
+  SEQATTN_ARG(Padding, padding, Padding::Valid)
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(Activation, activation, Activation::Linear)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class Conv1D final : public Layer<S> {
+ public:
+  Conv1D(Index in_features, Index filters, Index kernel_size, Conv1DOptions options = Conv1DOptions())
+      : Layer<S>(in_features), filters_(filters), options_(options) {
+    geometry_.kernel_size = kernel_size;
+    geometry_.stride = options.stride();
+    geometry_.dilation = options.dilation();
+    geometry_.padding = options.padding();
+    if (filters <= 0) detail::throw_config(describe(), ": filters must be positive but got ", filters);
+    if (kernel_size <= 0) detail::throw_config(describe(), ": kernel_size must be positive but got ", kernel_size);
+    if (options.stride() <= 0) detail::throw_config(describe(), ": stride must be positive but got ", options.stride());
+    if (options.dilation() <= 0)
+      detail::throw_config(describe(), ": dilation must be positive but got ", options.dilation());
+    const Index rows = kernel_size * in_features;
+    Rng rng(options.seed().value_or(next_seed()));
+    W_.resize(rows, filters);
+    options.kernel_init().fill(W_, rows, kernel_size * filters, rng);
+    dW_ = Matrix<S>::Zero(rows, filters);
+    if (options.use_bias()) {
+      b_.resize(filters);
+      options.bias_init().fill(b_, rows, kernel_size * filters, rng);
+      db_ = Vector<S>::Zero(filters);
+    }
+  }
+
+  Index out_features() const override { return filters_; }
+  Index out_time(Index T) const override {
+    if (T < 0) return -1;
+    if (T < geometry_.receptive_field() && geometry_.padding == Padding::Valid)
+      detail::throw_shape(describe(), ": input of ", T, " steps is shorter than the receptive field of ",
+                          geometry_.receptive_field(), " steps (valid padding needs T >= ", geometry_.receptive_field(),
+                          ")");
+    return geometry_.out_length(T);
+  }
+  Mask out_mask(const Mask& mask, Index /*T*/) const override {
+    if (mask.empty()) return mask;
+    std::vector<Index> lengths(mask.lengths().size());
+    for (size_t b = 0; b < lengths.size(); ++b) lengths[b] = geometry_.out_length(mask.lengths()[b]);
+    return Mask(std::move(lengths));
+  }
+
+  std::string name() const override { return "conv1d"; }
+  std::string describe() const override {
+    std::string s = detail::cat("Conv1D(filters=", filters_, ", kernel_size=", geometry_.kernel_size);
+    if (geometry_.stride != 1) s += detail::cat(", stride=", geometry_.stride);
+    if (geometry_.dilation != 1) s += detail::cat(", dilation=", geometry_.dilation);
+    s += ", padding=" + to_string(geometry_.padding);
+    if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
+    if (!options_.use_bias()) s += ", use_bias=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Conv1D>(*this); }
+
+  Index filters() const { return filters_; }
+  Index kernel_size() const { return geometry_.kernel_size; }
+  const WindowGeometry& geometry() const { return geometry_; }
+  const Conv1DOptions& options() const { return options_; }
+  Matrix<S>& kernel() { return W_; }  // (kernel_size * in, filters)
+  Vector<S>& bias() { return b_; }
+
+ protected:
+  // x (B, T, in) -> cols (B*T_out, k*in): row (b, t), block j = x[b, t*stride + j*dilation - pad_left(len_b)]
+  //                 (zero outside [0, len_b) and for t >= out_len_b)
+  //              -> z = cols W + b (B*T_out, filters) -> y = act(z), rows t >= out_len_b set to 0
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = y.dimension(1);
+    ensure_shape(cols_, B * T_out, geometry_.kernel_size * C);
+    cols_.setZero();
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
+      auto X = sample_matrix(x, b);
+      for (Index t = 0; t < L_out; ++t)
+        for (Index j = 0; j < geometry_.kernel_size; ++j) {
+          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
+          if (p >= 0 && p < L) cols_.block(b * T_out + t, j * C, 1, C) = X.row(p);
+        }
+    }
+    auto Y = as_matrix(y);
+    const bool has_act = options_.activation() != Activation::Linear;
+    if (has_act) ensure_shape(z_, B * T_out, filters_);
+    auto compute = [&](auto& Z) {
+      Z.noalias() = cols_ * W_;
+      if (options_.use_bias()) Z.rowwise() += b_.transpose();
+    };
+    if (has_act) {
+      compute(z_);
+      activation_forward<S>(options_.activation(), z_, Y);
+    } else {
+      compute(Y);
+    }
+    zero_padded_rows(Y, mask, T, T_out);
+  }
+
+  // dy (B*T_out, filters) -> dz = dy * act'(z), 0 at padded output rows   (inverts y = act(z) and the zeroing)
+  //   dW += cols^T dz;  db += sum_rows dz                                  (inverts z = cols W + b)
+  //   dcols = dz W^T (B*T_out, k*in);  dx = col2im(dcols)                   (inverts the im2col gather)
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = dy.dimension(1);
+    auto DY = as_matrix(dy);
+    ensure_shape(dz_, B * T_out, filters_);
+    if (options_.activation() != Activation::Linear)
+      activation_backward<S>(options_.activation(), z_, as_matrix(this->output()), DY, dz_);
+    else
+      dz_ = DY;
+    zero_padded_rows(dz_, mask, T, T_out);
+    dW_.noalias() += cols_.transpose() * dz_;
+    if (options_.use_bias()) db_.noalias() += dz_.colwise().sum().transpose();
+    ensure_shape(dcols_, B * T_out, geometry_.kernel_size * C);
+    dcols_.noalias() = dz_ * W_.transpose();
+    dx.setZero();
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
+      auto DX = sample_matrix(dx, b);
+      for (Index t = 0; t < L_out; ++t)
+        for (Index j = 0; j < geometry_.kernel_size; ++j) {
+          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
+          if (p >= 0 && p < L) DX.row(p) += dcols_.block(b * T_out + t, j * C, 1, C);
+        }
+    }
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("W", W_, &dW_));
+    if (options_.use_bias()) list.push_back(vector_param<S>("b", b_, &db_));
+  }
+
+ private:
+  // M (B*T_out, cols): rows of output steps t >= out_len_b set to 0.
+  template <class M>
+  void zero_padded_rows(M& m, const Mask& mask, Index T, Index T_out) const {
+    if (mask.empty()) return;
+    for (Index b = 0; b < mask.batch(); ++b) {
+      const Index L_out = geometry_.out_length(mask.length(b, T));
+      if (L_out < T_out) m.middleRows(b * T_out + L_out, T_out - L_out).setZero();
+    }
+  }
+
+  Index filters_;
+  Conv1DOptions options_;
+  WindowGeometry geometry_;
+  Matrix<S> W_, dW_;
+  Vector<S> b_, db_;
+  Matrix<S> cols_, dcols_;  // im2col of the last forward and its gradient
+  Matrix<S> z_, dz_;        // pre-activation (only with an activation) and its gradient
+};
+
+}  // namespace seqattn

@@ -1,0 +1,150 @@
+#pragma once
+// Embedding: a lookup table, as Keras' Embedding / torch.nn.Embedding.
+//   ids x (B, T, 1), each value an integer id in [0, vocab_size) -> y (B, T, dim),  y[b, t] = E[x[b, t]]
+// Parameter "embeddings" E (vocab_size, dim) (Keras' name), initialized by EmbeddingOptions().init()
+// (default uniform(-0.05, 0.05), as Keras). in_features must be 1 (the id); forward_ids() takes the ids as
+// a std::vector<int> (row-major (B, T)) instead.
+// Backward: dE[x[b, t]] += dy[b, t] (scatter-add, rows of repeated ids add up); ids get no gradient (dx = 0).
+// Masks: steps t >= len_b are padding: their ids are neither read nor checked and their output is 0.
+// mask_zero (default false): id 0 is padding, as Keras' mask_zero with right padding: the new length of
+// sample b is 1 + the index of its last non-zero id before len_b (0 when there is none), so trailing zeros
+// become padding and zeros inside the sequence stay valid steps (they look up row 0). Output at steps
+// t >= new length is 0. The lengths are computed by forward() and returned by out_mask(mask, T), which must
+// follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
+// Errors: ConfigError for in_features != 1, vocab_size or dim < 1; ShapeError naming the position for an id
+// that is not an integer or is out of range:
+//   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
+// Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+
+namespace seqattn {
+
+struct EmbeddingOptions {
+  SEQATTN_ARG(bool, mask_zero, false)
+  SEQATTN_ARG(Init, init, Init::uniform(-0.05, 0.05))
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class Embedding final : public Layer<S> {
+ public:
+  Embedding(Index in_features, Index vocab_size, Index dim, EmbeddingOptions options = EmbeddingOptions())
+      : Layer<S>(in_features), vocab_(vocab_size), dim_(dim), options_(options) {
+    if (vocab_size <= 0) detail::throw_config(describe(), ": vocab_size must be positive but got ", vocab_size);
+    if (dim <= 0) detail::throw_config(describe(), ": dim must be positive but got ", dim);
+    constexpr Index max_vocab = Index(1) << std::numeric_limits<S>::digits;  // ids exact as S up to here
+    if (vocab_size > max_vocab)
+      detail::throw_config(describe(), ": vocab_size above ", max_vocab, " cannot be stored exactly as ids of this ",
+                           "scalar type (use double)");
+    if (in_features != 1)
+      detail::throw_config(describe(), ": input features expected 1 (one id per step) but got ", in_features);
+    Rng rng(options.seed().value_or(next_seed()));
+    E_.resize(vocab_size, dim);
+    options.init().fill(E_, vocab_size, dim, rng);
+    dE_ = Matrix<S>::Zero(vocab_size, dim);
+  }
+
+  Index out_features() const override { return dim_; }
+  Mask out_mask(const Mask& mask, Index T) const override {
+    if (!options_.mask_zero() || T < 0) return mask;
+    if (T != forward_T_ || (!mask.empty() && mask.batch() != static_cast<Index>(lengths_.size())))
+      detail::throw_shape(describe(), ": out_mask(T=", T, ", batch=", mask.empty() ? Index(-1) : mask.batch(),
+                          ") must follow the forward of the same batch (last forward: ", lengths_.size(),
+                          " sequences of ", forward_T_, " steps)");
+    return Mask(lengths_);
+  }
+
+  std::string name() const override { return "embedding"; }
+  std::string describe() const override {
+    std::string s = detail::cat("Embedding(vocab=", vocab_, ", dim=", dim_);
+    if (options_.mask_zero()) s += ", mask_zero=true";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Embedding>(*this); }
+
+  Index vocab_size() const { return vocab_; }
+  Index dim() const { return dim_; }
+  const EmbeddingOptions& options() const { return options_; }
+  Matrix<S>& embeddings() { return E_; }  // (vocab_size, dim)
+  // Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones).
+  const std::vector<Index>& lengths() const { return lengths_; }
+
+  // ids (B*T, row-major (B, T)) -> y (B, T, dim). The ids are kept in ids_tensor() for backward.
+  const Tensor3<S>& forward_ids(const std::vector<int>& ids, Index B, Index T, const Mask& mask = Mask(),
+                                Mode mode = Mode::Infer) {
+    if (B <= 0 || T <= 0 || static_cast<Index>(ids.size()) != B * T)
+      detail::throw_shape(describe(), ": forward_ids expected B*T = ", B, "*", T, " = ", B * T, " ids but got ",
+                          ids.size());
+    mask.check(B, T, describe());
+    ensure_shape(ids_, B, T, Index(1));
+    for (Index i = 0; i < B * T; ++i) {
+      const int id = ids[static_cast<size_t>(i)];
+      const bool valid = i % T < mask.length(i / T, T);  // padded ids (often -1) are not checked
+      if (valid && (id < 0 || id >= vocab_)) throw_out_of_range(i / T, i % T, std::to_string(id));
+      ids_.data()[i] = static_cast<S>(id);
+    }
+    return this->forward(ids_, mask, mode);
+  }
+  // The (B, T, 1) ids tensor of the last forward_ids() (pass it to backward()).
+  const Tensor3<S>& ids_tensor() const { return ids_; }
+
+ protected:
+  // x (B, T, 1) ids -> y (B, T, dim): y[b, t] = E[x[b, t]] for t < new len_b, else 0
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1);
+    lengths_.resize(static_cast<size_t>(B));
+    forward_T_ = T;
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      Index new_len = options_.mask_zero() ? 0 : L;
+      for (Index t = 0; t < L; ++t) {
+        const S v = x(b, t, 0);
+        if (!(v >= S(0) && v < static_cast<S>(vocab_))) throw_out_of_range(b, t, detail::cat(v));
+        if (std::floor(v) != v) detail::throw_shape(describe(), ": id ", v, " at (", b, ", ", t, ") is not an integer");
+        if (options_.mask_zero() && v != S(0)) new_len = t + 1;
+      }
+      lengths_[static_cast<size_t>(b)] = new_len;
+      auto Y = sample_matrix(y, b);
+      for (Index t = 0; t < new_len; ++t) Y.row(t) = E_.row(static_cast<Index>(x(b, t, 0)));
+      if (new_len < T) Y.bottomRows(T - new_len).setZero();
+    }
+  }
+
+  // dy (B, T, dim) -> dE[x[b, t]] += dy[b, t] for t < new len_b   (inverts the lookup);  dx = 0 (ids)
+  void do_backward(const Tensor3<S>& x, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0);
+    for (Index b = 0; b < B; ++b) {
+      auto DY = sample_matrix(dy, b);
+      for (Index t = 0; t < lengths_[static_cast<size_t>(b)]; ++t) dE_.row(static_cast<Index>(x(b, t, 0))) += DY.row(t);
+    }
+    dx.setZero();
+  }
+
+  void collect_params(ParamList<S>& list) override { list.push_back(matrix_param<S>("embeddings", E_, &dE_)); }
+
+ private:
+  [[noreturn]] void throw_out_of_range(Index b, Index t, const std::string& id) const {
+    detail::throw_shape(describe(), ": id ", id, " at (", b, ", ", t, ") out of range [0, ", vocab_, ")");
+  }
+
+  Index vocab_, dim_;
+  EmbeddingOptions options_;
+  Matrix<S> E_, dE_;
+  Tensor3<S> ids_;              // ids of the last forward_ids()
+  std::vector<Index> lengths_;  // valid lengths of the last forward
+  Index forward_T_ = -1;
+};
+
+}  // namespace seqattn

@@ -1,0 +1,165 @@
+#pragma once
+// FeatureAttention: the feature-wise attention block of keras-attention-mechanism (a Dense with a softmax
+// over the features, multiplied into its input):
+//   x (B, T, F) -> p[b, t] = softmax_over_features(x[b, t] W + b)  (F,)   -> y[b, t] = x[b, t] * a[b, t]
+// with a = p, or with shared=true (keras-attention-mechanism's SINGLE_ATTENTION_VECTOR) one vector per sample,
+// the mean of p over the sample's valid steps, a[b, t] = mean_{t' < len_b} p[b, t'].
+// Parameters "W" (F, F) and "b" (F) (Keras' Dense names; use_bias=false drops b). Options
+// (FeatureAttentionOptions): shared (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros),
+// seed. attention() returns a (B, T, F) of the last forward (keras-attention-mechanism's 'attention_vec').
+// Masks: padded steps (t >= len_b) have attention 0 and output 0, pass no gradient and do not enter the
+// shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
+// Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+
+namespace seqattn {
+
+struct FeatureAttentionOptions {
+  SEQATTN_ARG(bool, shared, false)  // one attention vector per sample (mean over valid steps)
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class FeatureAttention final : public Layer<S> {
+ public:
+  explicit FeatureAttention(Index in_features, FeatureAttentionOptions options = FeatureAttentionOptions())
+      : Layer<S>(in_features), options_(options) {
+    const Index F = in_features;
+    Rng rng(options.seed().value_or(next_seed()));
+    W_.resize(F, F);
+    options.kernel_init().fill(W_, F, F, rng);
+    dW_ = Matrix<S>::Zero(F, F);
+    if (options.use_bias()) {
+      b_.resize(F);
+      options.bias_init().fill(b_, F, F, rng);
+      db_ = Vector<S>::Zero(F);
+    }
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "feature_attention"; }
+  std::string describe() const override {
+    std::string s = detail::cat("FeatureAttention(features=", this->in_features());
+    if (options_.shared()) s += ", shared=true";
+    if (!options_.use_bias()) s += ", use_bias=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<FeatureAttention>(*this); }
+
+  const FeatureAttentionOptions& options() const { return options_; }
+  Matrix<S>& kernel() { return W_; }
+  Vector<S>& bias() { return b_; }
+  // a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  const Tensor3<S>& attention() const { return options_.shared() ? shared_ : probs_; }
+
+ protected:
+  // x (N=B*T, F) -> z = x W + b (N, F) -> p = softmax rows of z (valid rows; padded rows 0)
+  //   -> a = p, or shared: a[b, t] = mean_{t < len_b} p[b, t]  -> y = x * a (N, F)
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    auto X = as_matrix(x);
+    ensure_shape(probs_, B, T, F);
+    auto P = as_matrix(probs_);
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      P.middleRows(b * T, L).noalias() = X.middleRows(b * T, L) * W_;
+      if (options_.use_bias()) P.middleRows(b * T, L).rowwise() += b_.transpose();
+      for (Index t = 0; t < L; ++t) {
+        auto row = P.row(b * T + t);
+        row.array() = (row.array() - row.maxCoeff()).exp();
+        row /= row.sum();
+      }
+      P.middleRows(b * T + L, T - L).setZero();
+    }
+    if (options_.shared()) {
+      ensure_shape(shared_, B, T, F);
+      auto A = as_matrix(shared_);
+      for (Index b = 0; b < B; ++b) {
+        const Index L = mask.length(b, T);
+        A.middleRows(b * T + L, T - L).setZero();
+        if (L == 0) continue;
+        A.row(b * T) = P.middleRows(b * T, L).colwise().sum() / static_cast<S>(L);
+        for (Index t = 1; t < L; ++t) A.row(b * T + t) = A.row(b * T);
+      }
+    }
+    auto Y = as_matrix(y);
+    Y.array() = X.array() * as_matrix(attention()).array();
+    zero_padded(Y, mask, T);  // 0 even when a padded x is not (x * 0 may be nonzero for inf)
+  }
+
+  // dy (N, F) -> dx = dy * a + dz W^T                          (y = x * a, product rule)
+  //   da = dy * x;  shared: dp[b, t] = sum_{t' < len_b} da[b, t'] / len_b   (inverts the mean)
+  //   dz = p * (dp - sum_features(p * dp)), padded rows 0      (inverts the softmax)
+  //   dW += x^T dz;  db += sum_rows dz                          (inverts z = x W + b)
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    auto X = as_matrix(x);
+    auto DY = as_matrix(dy);
+    auto P = as_matrix(probs_);
+    ensure_shape(dz_, B * T, F);
+    dz_.array() = DY.array() * X.array();  // da
+    if (options_.shared()) {
+      ensure_shape(dmean_, F);
+      for (Index b = 0; b < B; ++b) {
+        const Index L = mask.length(b, T);
+        if (L == 0) continue;
+        dmean_ = dz_.middleRows(b * T, L).colwise().sum().transpose() / static_cast<S>(L);
+        for (Index t = 0; t < L; ++t) dz_.row(b * T + t) = dmean_.transpose();
+      }
+    }
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      for (Index t = 0; t < L; ++t) {
+        const Index r = b * T + t;
+        const S dot = P.row(r).dot(dz_.row(r));
+        dz_.row(r).array() = P.row(r).array() * (dz_.row(r).array() - dot);
+      }
+      dz_.middleRows(b * T + L, T - L).setZero();
+    }
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      dW_.noalias() += X.middleRows(b * T, L).transpose() * dz_.middleRows(b * T, L);
+    }
+    if (options_.use_bias()) db_.noalias() += dz_.colwise().sum().transpose();
+    auto DX = as_matrix(dx);
+    DX.noalias() = dz_ * W_.transpose();
+    DX.array() += DY.array() * as_matrix(attention()).array();
+    zero_padded(DX, mask, T);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("W", W_, &dW_));
+    if (options_.use_bias()) list.push_back(vector_param<S>("b", b_, &db_));
+  }
+
+ private:
+  template <class M>
+  static void zero_padded(M& m, const Mask& mask, Index T) {
+    for (Index b = 0; b < mask.batch(); ++b) {
+      const Index L = mask.length(b, T);
+      m.middleRows(b * T + L, T - L).setZero();
+    }
+  }
+
+  FeatureAttentionOptions options_;
+  Matrix<S> W_, dW_;
+  Vector<S> b_, db_;
+  Tensor3<S> probs_;   // p (B, T, F): per-step softmax of the last forward
+  Tensor3<S> shared_;  // a (B, T, F) with shared=true
+  Matrix<S> dz_;       // (B*T, F) gradient of z
+  Vector<S> dmean_;    // (F) gradient of one sample's shared vector
+};
+
+}  // namespace seqattn

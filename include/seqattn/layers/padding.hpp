@@ -1,0 +1,71 @@
+#pragma once
+// Padding modes of the sliding-window layers (Conv1D) and their geometry, with Keras' definitions.
+// For a window of `kernel_size` taps spaced `dilation` apart (receptive field rf = dilation*(kernel_size-1)+1)
+// moved by `stride` over a sequence of L steps:
+//   Valid   no padding;               out = floor((L - rf) / stride) + 1, or 0 when L < rf
+//   Same    zeros on both sides;      out = ceil(L / stride),
+//           pad_total = max((out - 1) * stride + rf - L, 0), pad_left = pad_total / 2 (the extra one on the
+//           right), as TensorFlow's 'SAME'
+//   Causal  dilation*(kernel_size-1) zeros on the left only; out = ceil(L / stride). Output t sees input steps
+//           <= t * stride only.
+// Output step t reads input steps p = t * stride + j * dilation - pad_left, j = 0..kernel_size-1; steps
+// outside [0, L) read zeros.
+
+#include <algorithm>
+#include <string>
+
+#include "seqattn/core/config.hpp"
+#include "seqattn/core/errors.hpp"
+
+namespace seqattn {
+
+enum class Padding { Valid, Same, Causal };
+
+inline std::string to_string(Padding p) {
+  switch (p) {
+    case Padding::Valid: return "valid";
+    case Padding::Same: return "same";
+    case Padding::Causal: return "causal";
+  }
+  return "?";
+}
+
+// Parses Keras names: "valid", "same", "causal".
+inline Padding padding_from_string(const std::string& name) {
+  if (name == "valid") return Padding::Valid;
+  if (name == "same") return Padding::Same;
+  if (name == "causal") return Padding::Causal;
+  detail::throw_config("padding: unknown name '", name, "' (expected valid, same or causal)");
+}
+
+// The window geometry of one layer (sizes already validated: all >= 1).
+struct WindowGeometry {
+  Index kernel_size = 1;
+  Index stride = 1;
+  Index dilation = 1;
+  Padding padding = Padding::Valid;
+
+  Index receptive_field() const { return dilation * (kernel_size - 1) + 1; }
+
+  // Output steps for a sequence of L >= 0 steps (0 when L is too short for valid padding).
+  Index out_length(Index L) const {
+    if (padding == Padding::Valid) return L >= receptive_field() ? (L - receptive_field()) / stride + 1 : 0;
+    return (L + stride - 1) / stride;
+  }
+
+  // Zeros added before the first step of a sequence of L steps.
+  Index pad_left(Index L) const {
+    switch (padding) {
+      case Padding::Valid: return 0;
+      case Padding::Causal: return dilation * (kernel_size - 1);
+      case Padding::Same: {
+        const Index out = out_length(L);
+        const Index total = std::max<Index>((out - 1) * stride + receptive_field() - L, 0);
+        return total / 2;
+      }
+    }
+    return 0;
+  }
+};
+
+}  // namespace seqattn

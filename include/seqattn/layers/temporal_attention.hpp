@@ -1,0 +1,160 @@
+#pragma once
+// TemporalAttention: keras-attention-mechanism's attention_3d_block (Permute, Dense(time_steps, softmax),
+// optional mean over features, Permute back, Multiply) for a fixed number of steps T0 = time_steps:
+//   x (B, T0, F):  z[b, f, :] = x[b, :, f]^T W + b      (W (T0, T0), b (T0): a Dense over the time axis)
+//                  p[b, f, :] = softmax over t of z[b, f, :]
+//                  a[b, t, f] = p[b, f, t], or with shared=true (SINGLE_ATTENTION_VECTOR)
+//                  a[b, t, f] = mean_f' p[b, f', t] (one vector over time shared by every feature)
+//                  y[b, t, f] = x[b, t, f] * a[b, t, f]
+// Parameters "W" (T0, T0) and "b" (T0) (use_bias=false drops b). Options (TemporalAttentionOptions): shared
+// (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed. attention() returns a
+// (B, T0, F) of the last forward (keras-attention-mechanism's 'attention_vec'). The input must have exactly
+// time_steps steps (ShapeError otherwise).
+// Masks: a sample of len_b valid steps uses only its valid steps: z[b, f, t] = sum_{i < len_b} x[b, i, f] W[i, t]
+// + b[t] for t < len_b, the softmax runs over those len_b steps, and padded steps have attention 0 and output
+// 0 (so padded values never matter; this equals the unmasked block on the sequence with its padded x set to 0
+// and its padded scores to -inf). A sample of length 0 outputs zeros.
+// Compute: per sample, one (F, L) = (L, F)^T (L, L) GEMM forward and two GEMMs backward.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+
+namespace seqattn {
+
+struct TemporalAttentionOptions {
+  SEQATTN_ARG(bool, shared, false)  // one attention vector over time shared by all features
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class TemporalAttention final : public Layer<S> {
+ public:
+  TemporalAttention(Index in_features, Index time_steps, TemporalAttentionOptions options = TemporalAttentionOptions())
+      : Layer<S>(in_features), steps_(time_steps), options_(options) {
+    if (time_steps <= 0) detail::throw_config(describe(), ": time_steps must be positive but got ", time_steps);
+    Rng rng(options.seed().value_or(next_seed()));
+    W_.resize(time_steps, time_steps);
+    options.kernel_init().fill(W_, time_steps, time_steps, rng);
+    dW_ = Matrix<S>::Zero(time_steps, time_steps);
+    if (options.use_bias()) {
+      b_.resize(time_steps);
+      options.bias_init().fill(b_, time_steps, time_steps, rng);
+      db_ = Vector<S>::Zero(time_steps);
+    }
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  Index out_time(Index T) const override {
+    if (T >= 0 && T != steps_) detail::throw_shape(describe(), ": input steps expected ", steps_, " but got ", T);
+    return steps_;
+  }
+  std::string name() const override { return "temporal_attention"; }
+  std::string describe() const override {
+    std::string s = detail::cat("TemporalAttention(time_steps=", steps_);
+    if (options_.shared()) s += ", shared=true";
+    if (!options_.use_bias()) s += ", use_bias=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TemporalAttention>(*this); }
+
+  Index time_steps() const { return steps_; }
+  const TemporalAttentionOptions& options() const { return options_; }
+  Matrix<S>& kernel() { return W_; }
+  Vector<S>& bias() { return b_; }
+  // a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  const Tensor3<S>& attention() const { return att_; }
+
+ protected:
+  // per sample, L = len_b, X = x[b, :L] (L, F):
+  //   z = X^T W[:L, :L] + b[:L] (F, L) -> p = softmax rows of z (F, L)
+  //   -> a^T = p, or shared: every row of a^T = mean over rows of p  -> y[:L] = X * a (L, F); y[L:] = 0
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ensure_shape(probs_, B * F, T);
+    ensure_shape(att_, B, T, F);
+    probs_.setZero();
+    att_.setZero();
+    y.setZero();
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      if (L == 0) continue;
+      auto X = sample_matrix(x, b).topRows(L);
+      auto P = probs_.block(b * F, 0, F, L);
+      P.noalias() = X.transpose() * W_.topLeftCorner(L, L);
+      if (options_.use_bias()) P.rowwise() += b_.head(L).transpose();
+      for (Index f = 0; f < F; ++f) {
+        auto row = P.row(f);
+        row.array() = (row.array() - row.maxCoeff()).exp();
+        row /= row.sum();
+      }
+      auto A = sample_matrix(att_, b).topRows(L);
+      if (options_.shared()) {
+        A.col(0) = P.colwise().mean().transpose();
+        for (Index f = 1; f < F; ++f) A.col(f) = A.col(0);
+      } else {
+        A = P.transpose();
+      }
+      sample_matrix(y, b).topRows(L).array() = X.array() * A.array();
+    }
+  }
+
+  // per sample: dX = dY * a + W[:L, :L] dz^T                    (y = X * a, product rule; z = X^T W)
+  //   da = dY * X (L, F); p-gradient dp = da^T, or shared: dp[f, t] = sum_f' da[t, f'] / F  (inverts the mean)
+  //   dz = p * (dp - sum_t(p * dp)) (F, L)                        (inverts the softmax)
+  //   dW[:L, :L] += X dz;  db[:L] += sum_rows dz                  (inverts z = X^T W + b)
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ensure_shape(dz_, F, T);
+    dx.setZero();
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      if (L == 0) continue;
+      auto X = sample_matrix(x, b).topRows(L);
+      auto DY = sample_matrix(dy, b).topRows(L);
+      auto DX = sample_matrix(dx, b).topRows(L);
+      auto A = sample_matrix(att_, b).topRows(L);
+      auto P = probs_.block(b * F, 0, F, L);
+      auto DZ = dz_.leftCols(L);
+      if (options_.shared()) {
+        DZ.row(0) = (DY.array() * X.array()).rowwise().sum().transpose() / static_cast<S>(F);
+        for (Index f = 1; f < F; ++f) DZ.row(f) = DZ.row(0);
+      } else {
+        DZ = (DY.array() * X.array()).matrix().transpose();
+      }
+      for (Index f = 0; f < F; ++f) {
+        const S dot = P.row(f).dot(DZ.row(f));
+        DZ.row(f).array() = P.row(f).array() * (DZ.row(f).array() - dot);
+      }
+      dW_.topLeftCorner(L, L).noalias() += X * DZ;
+      if (options_.use_bias()) db_.head(L).noalias() += DZ.colwise().sum().transpose();
+      DX.array() = DY.array() * A.array();
+      DX.noalias() += W_.topLeftCorner(L, L) * DZ.transpose();
+    }
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("W", W_, &dW_));
+    if (options_.use_bias()) list.push_back(vector_param<S>("b", b_, &db_));
+  }
+
+ private:
+  Index steps_;
+  TemporalAttentionOptions options_;
+  Matrix<S> W_, dW_;
+  Vector<S> b_, db_;
+  Matrix<S> probs_;  // (B*F, T0): rows b*F + f hold p[b, f, :len_b] (0 beyond)
+  Tensor3<S> att_;   // a (B, T0, F)
+  Matrix<S> dz_;     // (F, T0) scratch: gradient of one sample's z
+};
+
+}  // namespace seqattn

@@ -1,0 +1,229 @@
+#pragma once
+// Sequential<S>: a stack of layers applied one after the other. A Sequential is itself a Layer<S>, so models
+// nest (a Sequential inside a Sequential, or inside a wrapper layer).
+//
+//   Sequential<float> model(16);                              // input features
+//   model.add<Dense<float>>(64, Activation::ReLU);           // Dense<float>(16, 64, ReLU)
+//   model.add<Dense<float>>(3);                              // Dense<float>(64, 3)
+//   const auto& logits = model.forward(x, mask, Mode::Train); // x (B, T, 16) -> (B, T, 3)
+//   model.backward(dlogits);                                  // uses the x and mask of the last forward
+//
+// add<L>(args...) constructs L(current output features, args...); add(std::unique_ptr<Layer<S>>) takes a
+// layer built elsewhere and throws ShapeError at once when its input features differ from the current output
+// features. forward chains the layers: layer i gets the output of layer i-1 and the mask masks()[i]; after its
+// forward, layer.out_mask(masks()[i], T_i) gives masks()[i+1] (so a layer may derive its output mask from the
+// data of that forward). masks().back() == output_mask() is the mask of the model's output. The final output
+// is copied into the model's own output buffer (forward returns it).
+// backward(dy) uses a stored copy of the last forward's x and mask; backward(x, mask, dy) is the Layer one.
+// Both overwrite dx and add into every parameter gradient (zero_grad() is explicit).
+// params()/buffers(): every layer's, named "<index>.<layer name>.<param name>": "0.dense.W",
+// "3.multi_head_attention.Wq", nested: "1.sequential.0.dense.W". regularization_loss() sums the layers'.
+// Copies (copy constructor, clone()) are deep: each layer is cloned; a copy shares nothing with the original.
+// summary(T) prints a Keras-style table (see summary()). Buffers of the model (the x copy, per-layer masks) and
+// of its layers are resized only when a shape changes, so a steady training loop allocates no Eigen memory.
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "seqattn/core/layer.hpp"
+
+namespace seqattn {
+
+template <class S>
+class Sequential final : public Layer<S> {
+ public:
+  using Layer<S>::forward;
+  using Layer<S>::backward;
+
+  explicit Sequential(Index in_features) : Layer<S>(in_features), masks_(1) {}
+
+  Sequential(const Sequential& other) : Layer<S>(other), masks_(other.masks_), x_(other.x_) {
+    layers_.reserve(other.layers_.size());
+    for (const auto& layer : other.layers_) layers_.push_back(layer->clone());
+  }
+  Sequential& operator=(const Sequential& other) {
+    if (this == &other) return *this;
+    Sequential copy(other);
+    *this = std::move(copy);
+    return *this;
+  }
+  Sequential(Sequential&&) = default;
+  Sequential& operator=(Sequential&&) = default;
+  ~Sequential() override = default;
+
+  // Constructs L(out_features(), args...) at the end of the model and returns it.
+  template <class L, class... Args>
+  L& add(Args&&... args) {
+    static_assert(std::is_base_of<Layer<S>, L>::value, "Sequential<S>::add<L>: L must derive from Layer<S>");
+    auto layer = std::make_unique<L>(out_features(), std::forward<Args>(args)...);
+    L& ref = *layer;
+    add(std::move(layer));
+    return ref;
+  }
+
+  // Appends a layer built elsewhere; its input features must equal the current output features.
+  Layer<S>& add(std::unique_ptr<Layer<S>> layer) {
+    const Index index = size();
+    if (!layer) detail::throw_config("Sequential: layer ", index, " is null");
+    if (layer->in_features() != out_features()) {
+      if (index == 0)
+        detail::throw_shape("Sequential: layer 0 ", layer->describe(), " expects ", layer->in_features(),
+                            " input features but the model input has ", out_features());
+      detail::throw_shape("Sequential: layer ", index, " ", layer->describe(), " expects ", layer->in_features(),
+                          " input features but the previous layer outputs ", out_features());
+    }
+    layers_.push_back(std::move(layer));
+    masks_.resize(layers_.size() + 1);
+    return *layers_.back();
+  }
+
+  Index size() const { return static_cast<Index>(layers_.size()); }
+  bool empty() const { return layers_.empty(); }
+  Layer<S>& layer(Index i) { return *layers_[checked(i)]; }
+  const Layer<S>& layer(Index i) const { return *layers_[checked(i)]; }
+  // Layer i as its concrete type: model.layer_as<Dense<float>>(0).kernel(). ConfigError on a wrong type.
+  template <class L>
+  L& layer_as(Index i) {
+    auto* p = dynamic_cast<L*>(layers_[checked(i)].get());
+    if (!p)
+      detail::throw_config("Sequential: layer ", i, " is ", layers_[static_cast<size_t>(i)]->describe(),
+                           ", not the requested type");
+    return *p;
+  }
+
+  // Forward in Mode::Infer.
+  const Tensor3<S>& predict(const Tensor3<S>& x, const Mask& mask = Mask()) { return forward(x, mask, Mode::Infer); }
+
+  // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features), with the x and mask of the last forward.
+  const Tensor3<S>& backward(const Tensor3<S>& dy) { return Layer<S>::backward(x_, masks_.front(), dy); }
+
+  // masks()[i]: the mask given to layer i in the last forward; masks().back(): the mask of the output.
+  const std::vector<Mask>& masks() const { return masks_; }
+  const Mask& output_mask() const { return masks_.back(); }
+
+  Index out_features() const override { return layers_.empty() ? this->in_features() : layers_.back()->out_features(); }
+  Index out_time(Index T) const override {
+    for (const auto& layer : layers_) T = layer->out_time(T);
+    return T;
+  }
+  Mask out_mask(const Mask& mask, Index T) const override {
+    Mask m = mask;
+    for (const auto& layer : layers_) {
+      m = layer->out_mask(m, T);
+      T = layer->out_time(T);
+    }
+    return m;
+  }
+  S regularization_loss() const override {
+    S total = S(0);
+    for (const auto& layer : layers_) total += layer->regularization_loss();
+    return total;
+  }
+
+  std::string name() const override { return "sequential"; }
+  std::string describe() const override { return detail::cat("Sequential(layers=", size(), ")"); }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Sequential>(*this); }
+
+  // A Keras-style table: one row per layer "index name (describe)", its output shape for an input of T steps
+  // (T < 0: unknown, printed None; the batch is always None) and its number of values (parameters + buffers,
+  // as Keras counts batch-norm statistics); then the totals. Trainable = params(), non-trainable = buffers().
+  std::string summary(Index T = -1) const {
+    struct Row {
+      std::string layer, shape, count;
+    };
+    std::vector<Row> rows;
+    Index trainable = 0, fixed = 0;
+    Index t = T < 0 ? -1 : T;
+    for (Index i = 0; i < size(); ++i) {
+      Layer<S>& layer = const_cast<Layer<S>&>(*layers_[static_cast<size_t>(i)]);  // params() only reads
+      const Index p = count_values(layer.params()), b = count_values(layer.buffers());
+      trainable += p;
+      fixed += b;
+      t = layer.out_time(t);
+      rows.push_back({detail::cat(i, " ", layer.name(), " (", layer.describe(), ")"),
+                      shape_string(-1, t < 0 ? -1 : t, layer.out_features()), std::to_string(p + b)});
+    }
+    Row head{"Layer (type)", "Output Shape", "Param #"};
+    size_t w0 = head.layer.size(), w1 = head.shape.size(), w2 = head.count.size();
+    for (const auto& r : rows) {
+      w0 = std::max(w0, r.layer.size());
+      w1 = std::max(w1, r.shape.size());
+      w2 = std::max(w2, r.count.size());
+    }
+    const size_t width = 1 + w0 + 3 + w1 + 3 + w2;
+    auto line = [&](const Row& r) {
+      std::string s = " " + r.layer + std::string(w0 - r.layer.size() + 3, ' ') + r.shape +
+                      std::string(w1 - r.shape.size() + 3, ' ') + r.count;
+      return s + "\n";
+    };
+    std::ostringstream out;
+    out << "Model: \"sequential\" (input features " << this->in_features() << ")\n";
+    out << std::string(width, '_') << "\n" << line(head) << std::string(width, '=') << "\n";
+    for (const auto& r : rows) out << line(r);
+    if (rows.empty()) out << " (no layers)\n";
+    out << std::string(width, '=') << "\n";
+    out << "Total params: " << trainable + fixed << "\n";
+    out << "Trainable params: " << trainable << "\n";
+    out << "Non-trainable params: " << fixed << "\n";
+    return out.str();
+  }
+
+ protected:
+  // x (B, T, in_features) -> layer 0 -> ... -> layer n-1 -> y (B, out_time(T), out_features())
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
+    if (layers_.empty()) detail::throw_config("Sequential: forward called on a model with no layers (add one first)");
+    ensure_shape(x_, x.dimension(0), x.dimension(1), x.dimension(2));  // copy kept for backward(dy)
+    std::copy(x.data(), x.data() + x.size(), x_.data());
+    masks_.front() = mask;
+    const Tensor3<S>* cur = &x;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Index T_in = cur->dimension(1);
+      cur = &layers_[i]->forward(*cur, masks_[i], mode);
+      masks_[i + 1] = layers_[i]->out_mask(masks_[i], T_in);
+    }
+    if (cur->dimensions() != y.dimensions())
+      detail::throw_shape(describe(), ": last layer ", layers_.back()->describe(), " output ", shape_string(*cur),
+                          " but out_time/out_features give ", shape_string(y));
+    std::copy(cur->data(), cur->data() + cur->size(), y.data());
+  }
+
+  // dy (B, T', F') -> backward of layer n-1 (input: output of layer n-2) -> ... -> layer 0 (input: x) -> dx
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Tensor3<S>* grad = &dy;
+    for (size_t k = layers_.size(); k-- > 0;) {
+      const Tensor3<S>& input = k == 0 ? x : layers_[k - 1]->output();
+      grad = &layers_[k]->backward(input, k == 0 ? mask : masks_[k], *grad);
+    }
+    std::copy(grad->data(), grad->data() + grad->size(), dx.data());
+  }
+
+  void collect_params(ParamList<S>& list) override { collect(list, false); }
+  void collect_buffers(ParamList<S>& list) override { collect(list, true); }
+
+ private:
+  size_t checked(Index i) const {
+    if (i < 0 || i >= size())
+      detail::throw_shape("Sequential: layer index ", i, " out of range (the model has ", size(), " layers)");
+    return static_cast<size_t>(i);
+  }
+  void collect(ParamList<S>& list, bool buffers) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::string prefix = std::to_string(i) + "." + layers_[i]->name() + ".";
+      for (auto& p : buffers ? layers_[i]->buffers() : layers_[i]->params()) {
+        p.name = prefix + p.name;
+        list.push_back(std::move(p));
+      }
+    }
+  }
+
+  std::vector<std::unique_ptr<Layer<S>>> layers_;
+  std::vector<Mask> masks_;  // masks_[i]: input mask of layer i; masks_.back(): output mask
+  Tensor3<S> x_;             // copy of the last forward's input, for backward(dy)
+};
+
+}  // namespace seqattn

@@ -1,0 +1,36 @@
+#pragma once
+// Checks shared by the optimizers (Adam, SGD): parameter lists and option ranges. All throw ConfigError
+// naming the optimizer: "Adam: lr must be >= 0 but got -1".
+
+#include <string>
+
+#include "seqattn/core/errors.hpp"
+#include "seqattn/core/param.hpp"
+
+namespace seqattn::detail {
+
+// A non-empty list of distinct trainable tensors (buffers have no gradient and cannot be trained).
+template <class S>
+void check_optimizer_params(const ParamList<S>& params, const std::string& who) {
+  if (params.empty()) throw_config(who, ": got an empty parameter list");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Param<S>& p = params[i];
+    if (!p.value || !p.grad)
+      throw_config(who, ": parameter ", i, " '", p.name, "' has no gradient (buffers are not trained)");
+    if (p.size() <= 0) throw_config(who, ": parameter ", i, " '", p.name, "' is empty");
+    for (size_t j = 0; j < i; ++j)
+      if (params[j].value == p.value)
+        throw_config(who, ": parameter ", i, " '", p.name, "' appears twice in the list (also at ", j, ")");
+  }
+}
+
+// value >= lo (NaN fails).
+inline void check_at_least(const std::string& who, const char* name, double value, double lo) {
+  if (!(value >= lo)) throw_config(who, ": ", name, " must be >= ", lo, " but got ", value);
+}
+// value in [0, 1) (NaN fails).
+inline void check_unit(const std::string& who, const char* name, double value) {
+  if (!(value >= 0.0 && value < 1.0)) throw_config(who, ": ", name, " must be in [0, 1) but got ", value);
+}
+
+}  // namespace seqattn::detail

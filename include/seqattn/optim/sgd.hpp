@@ -1,0 +1,97 @@
+#pragma once
+// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
+//   g = g + weight_decay * p
+//   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
+//                   g = nesterov ? g + momentum * buf : buf
+//   p = p - lr * g
+// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
+// ConfigError for a negative lr, momentum or weight decay, a dampening outside [0, 1], and nesterov without
+// momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters (the model must outlive
+// it), one momentum buffer per parameter by position, and step() does not allocate.
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/param.hpp"
+#include "seqattn/optim/param_checks.hpp"
+
+namespace seqattn {
+
+struct SGDOptions {
+  SEQATTN_ARG(double, lr, 1e-2)
+  SEQATTN_ARG(double, momentum, 0.0)
+  SEQATTN_ARG(double, dampening, 0.0)
+  SEQATTN_ARG(bool, nesterov, false)
+  SEQATTN_ARG(double, weight_decay, 0.0)
+};
+
+template <class S>
+class SGD {
+ public:
+  explicit SGD(ParamList<S> params, SGDOptions options = SGDOptions()) : params_(std::move(params)), options_(options) {
+    detail::check_at_least("SGD", "lr", options.lr(), 0.0);
+    detail::check_at_least("SGD", "momentum", options.momentum(), 0.0);
+    detail::check_at_least("SGD", "weight_decay", options.weight_decay(), 0.0);
+    if (!(options.dampening() >= 0.0 && options.dampening() <= 1.0))
+      detail::throw_config("SGD: dampening must be in [0, 1] but got ", options.dampening());
+    if (options.nesterov() && (options.momentum() <= 0.0 || options.dampening() != 0.0))
+      detail::throw_config("SGD: nesterov momentum requires momentum > 0 and dampening 0 but got momentum ",
+                           options.momentum(), " and dampening ", options.dampening());
+    detail::check_optimizer_params(params_, "SGD");
+    if (options.momentum() != 0.0)
+      for (const auto& p : params_) buf_.push_back(Vector<S>::Zero(p.size()));
+  }
+
+  void step() {
+    ++step_;
+    const S lr = static_cast<S>(options_.lr()), mom = static_cast<S>(options_.momentum()),
+            damp = static_cast<S>(1.0 - options_.dampening()), wd = static_cast<S>(options_.weight_decay());
+    const bool use_momentum = options_.momentum() != 0.0, nesterov = options_.nesterov();
+    const bool first = step_ == 1;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param<S>& p = params_[i];
+      S* w = p.value;
+      const S* g = p.grad;
+      S* buf = use_momentum ? buf_[i].data() : nullptr;
+      if (buf && buf_[i].size() != p.size())
+        detail::throw_shape("SGD: parameter '", p.name, "' has ", p.size(), " values but its state has ",
+                            buf_[i].size());
+      for (Index k = 0; k < p.size(); ++k) {
+        S d = g[k];
+        if (options_.weight_decay() != 0.0) d += wd * w[k];
+        if (buf) {
+          buf[k] = first ? d : mom * buf[k] + damp * d;
+          d = nesterov ? d + mom * buf[k] : buf[k];
+        }
+        w[k] -= lr * d;
+      }
+    }
+  }
+
+  void zero_grad() {
+    for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
+  }
+
+  double lr() const { return options_.lr(); }
+  void set_lr(double lr) {
+    detail::check_at_least("SGD", "lr", lr, 0.0);
+    options_.lr(lr);
+  }
+  std::int64_t step_count() const { return step_; }
+  const SGDOptions& options() const { return options_; }
+  const ParamList<S>& params() const { return params_; }
+  // Momentum buffer of parameter i (empty without momentum).
+  const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }
+
+ private:
+  ParamList<S> params_;
+  SGDOptions options_;
+  std::vector<Vector<S>> buf_;
+  std::int64_t step_ = 0;
+};
+
+}  // namespace seqattn
