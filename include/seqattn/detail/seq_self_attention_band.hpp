@@ -1,0 +1,141 @@
+#pragma once
+// Geometry of SeqSelfAttention: which keys a query may attend to, and the banded storage of the attention
+// scores and weights, plus the attention regularizer on that storage.
+//
+// Key rule (DESIGN.md section 4). For query t of a sequence with `length` valid steps:
+//   attention_width w, history_only          keys [t - w + 1, t]
+//   attention_width w, not history_only      keys [t - w/2, t - w/2 + w - 1]   (integer division)
+//   no width, history_only                   keys [0, t]
+//   no width, not history_only               keys [0, length - 1]
+// intersected with [0, length). A padded query (t >= length) attends to nothing.
+//
+// Banded storage: the scores and weights of sample b are a (T, W) row-major block; column j of row t is
+// key s = band.start(t) + j. With a width, W = w and start(t) is the first raw key of the rule above, so
+// memory is O(T * w). Without a width, W = T and start(t) = 0: the block is the dense (T, T) matrix.
+
+#include <algorithm>
+
+#include "seqattn/core/config.hpp"
+#include "seqattn/core/tensor.hpp"
+
+namespace seqattn::detail {
+
+// Half-open key interval [begin, end).
+struct KeyRange {
+  Index begin = 0;
+  Index end = 0;
+  Index size() const { return end > begin ? end - begin : 0; }
+  bool empty() const { return end <= begin; }
+};
+
+// The keys query t attends to; `width` 0 means no attention_width (global or history-only).
+inline KeyRange attention_key_range(Index t, Index length, Index width, bool history_only) {
+  if (t < 0 || t >= length) return {0, 0};
+  Index lo = 0, hi = 0;  // inclusive, before clipping to [0, length)
+  if (width > 0) {
+    lo = history_only ? t - width + 1 : t - width / 2;
+    hi = history_only ? t : lo + width - 1;
+  } else {
+    lo = 0;
+    hi = history_only ? t : length - 1;
+  }
+  lo = std::max<Index>(lo, 0);
+  hi = std::min<Index>(hi, length - 1);
+  return hi < lo ? KeyRange{0, 0} : KeyRange{lo, hi + 1};
+}
+
+struct AttentionBand {
+  Index width = 0;  // attention_width, 0 = none
+  bool history_only = false;
+  Index steps = 0;  // T of the batch
+
+  bool dense() const { return width == 0; }
+  // Stored keys per query: W.
+  Index cols() const { return width > 0 ? width : steps; }
+  // Key of band column 0 for query t (may be negative: columns before key 0 are never used).
+  Index start(Index t) const {
+    if (width == 0) return 0;
+    return history_only ? t - width + 1 : t - width / 2;
+  }
+  KeyRange keys(Index t, Index length) const { return attention_key_range(t, length, width, history_only); }
+  // The valid queries t' whose keys can overlap those of query t (for the regularizer's A A^T).
+  KeyRange neighbours(Index t, Index length) const {
+    if (width == 0) return {0, length};
+    return {std::max<Index>(0, t - width + 1), std::min<Index>(length, t + width)};
+  }
+};
+
+// G[t, u] = sum_s A[t, s] A[u, s] of one sample, from its banded weights A (T, W) (valid rows t, u < length).
+template <class S>
+S band_gram(const S* A, const AttentionBand& band, Index length, Index t, Index u) {
+  const KeyRange rt = band.keys(t, length), ru = band.keys(u, length);
+  const Index lo = std::max(rt.begin, ru.begin), hi = std::min(rt.end, ru.end);
+  if (hi <= lo) return S(0);
+  const Index W = band.cols();
+  const S* at = A + t * W + (lo - band.start(t));
+  const S* au = A + u * W + (lo - band.start(u));
+  S g = S(0);
+  for (Index k = 0; k < hi - lo; ++k) g += at[k] * au[k];  // plain loop: the order never depends on addresses
+  return g;
+}
+
+// Attention regularizer of one sample: sum over valid t, u of (G[t, u] - [t == u])^2, G = A A^T.
+// A: (T, W) banded weights. Dense bands use one GEMM into G (scratch of at least length^2 values, used as a
+// contiguous (length, length) matrix so the result never depends on T); windowed bands O(T w^2).
+template <class S>
+S attention_regularizer_forward(const S* A, const AttentionBand& band, Index length, S* G) {
+  if (length == 0) return S(0);
+  const Index W = band.cols();
+  if (band.dense()) {
+    const Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>> a(A, length, length, Eigen::OuterStride<>(W));
+    Eigen::Map<Matrix<S>> g(G, length, length);
+    g.noalias() = a * a.transpose();
+    g.diagonal().array() -= S(1);
+    return g.squaredNorm();
+  }
+  S total = S(0);
+  for (Index t = 0; t < length; ++t) {
+    const KeyRange nb = band.neighbours(t, length);
+    for (Index u = nb.begin; u < nb.end; ++u) {
+      const S d = band_gram(A, band, length, t, u) - (t == u ? S(1) : S(0));
+      total += d * d;
+    }
+  }
+  return total;
+}
+
+// Gradient of scale * attention_regularizer_forward with respect to A, added into dA (T, W) banded:
+//   dA[t, s] += 4 * scale * sum_u D[t, u] A[u, s],   D = A A^T - I (symmetric).
+// G, square: scratch of at least length^2 values each (dense bands only). dA must not depend on T's
+// alignment for windowed bands (the layer passes its (T, w) scratch, whose rows sit at t * w).
+template <class S>
+void attention_regularizer_backward(const S* A, const AttentionBand& band, Index length, S scale, S* G, S* square,
+                                    S* dA) {
+  if (length == 0) return;
+  const Index W = band.cols();
+  if (band.dense()) {
+    const Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>> a(A, length, length, Eigen::OuterStride<>(W));
+    Eigen::Map<Matrix<S>, 0, Eigen::OuterStride<>> da(dA, length, length, Eigen::OuterStride<>(W));
+    Eigen::Map<Matrix<S>> g(G, length, length), grad(square, length, length);
+    g.noalias() = a * a.transpose();
+    g.diagonal().array() -= S(1);
+    grad.noalias() = (S(4) * scale) * g * a;
+    da += grad;
+    return;
+  }
+  for (Index t = 0; t < length; ++t) {
+    const KeyRange rt = band.keys(t, length);
+    const KeyRange nb = band.neighbours(t, length);
+    for (Index u = nb.begin; u < nb.end; ++u) {
+      const S d = band_gram(A, band, length, t, u) - (t == u ? S(1) : S(0));
+      const KeyRange ru = band.keys(u, length);
+      const Index lo = std::max(rt.begin, ru.begin), hi = std::min(rt.end, ru.end);
+      if (hi <= lo || d == S(0)) continue;
+      Eigen::Map<Vector<S>> dat(dA + t * W + (lo - band.start(t)), hi - lo);
+      const Eigen::Map<const Vector<S>> au(A + u * W + (lo - band.start(u)), hi - lo);
+      dat += (S(4) * scale * d) * au;
+    }
+  }
+}
+
+}  // namespace seqattn::detail

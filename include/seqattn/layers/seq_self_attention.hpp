@@ -1,0 +1,328 @@
+#pragma once
+// SeqSelfAttention: keras-self-attention's SeqSelfAttention, with exact masking.
+//   x (B, T, F) -> y (B, T, F); attention weights A (B, T, T) of the last forward: attention().
+//
+//   additive:        e[t, s] = Wa . tanh(x_t Wt + x_s Wx + bh) + ba    Wt, Wx (F, U); bh (U); Wa (U, 1); ba (1)
+//   multiplicative:  e[t, s] = x_t Wa x_s^T + ba                        Wa (F, F); ba (1); no 1/sqrt(F) scaling
+//   A[t, :] = softmax over the allowed keys s of attention_activation(e[t, s]); other keys get exactly 0
+//   y_t = sum_s A[t, s] x_s
+//
+// Allowed keys of query t in a sequence of len_b valid steps (mask), intersected with [0, len_b):
+//   attention_width w, history_only: [t - w + 1, t];  attention_width w: [t - w/2, t - w/2 + w - 1]
+//   (integer division: an even w sees one more step in the past); history_only alone: [0, t]; else all.
+// A padded query (t >= len_b) outputs 0 and passes no gradient; a row without allowed keys outputs 0.
+// NOTE: this deliberately differs from keras-self-attention 0.46-0.51, whose padding mask only excluded
+// pairs where BOTH steps are padding (its issue #41), so valid steps there attended to padded ones. Here a
+// valid output never depends on padded steps, on T or on the other sequences of the batch, bitwise: each
+// sequence is computed alone over its valid steps, in scratch buffers whose addresses do not depend on T.
+//
+// Cost: with attention_width w, time and memory O(B T w U) (scores and weights are stored banded, (B, T, w));
+// without a width memory O(B T^2). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
+// K = x Wx are GEMMs, the tanh is streamed per query over its keys and recomputed in backward.
+//
+// attention_regularizer_weight r > 0 adds r * sum_b ||A_b A_b^T - I||_F^2 / B to regularization_loss(),
+// over the valid rows and columns of each sequence. kernel_regularizer (Wt, Wx, Wa) and bias_regularizer
+// (bh, ba) add l1 * sum|w| + l2 * sum w^2 (Keras L1L2). Backward adds the gradients of all of them.
+//
+// Options (keras-self-attention names, defaults): units 32, attention_type Additive, attention_width none,
+// history_only false, attention_activation linear (any elementwise Activation), use_additive_bias true (bh),
+// use_attention_bias true (ba), attention_regularizer_weight 0, kernel_init glorot_normal, bias_init zeros,
+// kernel_regularizer / bias_regularizer {l1 0, l2 0}, seed.
+// Parameters: "Wt", "Wx", "bh", "Wa", "ba" (additive), "Wa", "ba" (multiplicative); disabled biases are absent.
+// Mode is ignored (Train and Infer compute the same). Inference from several threads needs one clone() per
+// thread (forward writes caches).
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/detail/seq_self_attention_band.hpp"
+#include "seqattn/detail/seq_self_attention_kernels.hpp"
+#include "seqattn/layers/activation.hpp"
+
+namespace seqattn {
+
+enum class AttentionType { Additive, Multiplicative };
+
+inline std::string to_string(AttentionType type) {
+  return type == AttentionType::Additive ? "additive" : "multiplicative";
+}
+
+struct SeqSelfAttentionOptions {
+  // Keras L1L2 weight penalty: l1 * sum|w| + l2 * sum w^2.
+  struct L1L2 {
+    double l1 = 0.0;
+    double l2 = 0.0;
+    bool active() const { return l1 != 0.0 || l2 != 0.0; }
+  };
+  SEQATTN_ARG(Index, units, 32)
+  SEQATTN_ARG(AttentionType, attention_type, AttentionType::Additive)
+  SEQATTN_ARG(std::optional<Index>, attention_width, std::nullopt)  // none: global (or [0, t] with history_only)
+  SEQATTN_ARG(bool, history_only, false)
+  SEQATTN_ARG(Activation, attention_activation, Activation::Linear)
+  SEQATTN_ARG(bool, use_additive_bias, true)
+  SEQATTN_ARG(bool, use_attention_bias, true)
+  SEQATTN_ARG(double, attention_regularizer_weight, 0.0)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_normal())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(L1L2, kernel_regularizer, L1L2{})
+  SEQATTN_ARG(L1L2, bias_regularizer, L1L2{})
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class SeqSelfAttention final : public Layer<S> {
+ public:
+  using Options = SeqSelfAttentionOptions;
+
+  explicit SeqSelfAttention(Index in_features, Options options = Options()) : Layer<S>(in_features), options_(options) {
+    validate();
+    const Index F = in_features, U = options_.units();
+    Rng rng(options_.seed().value_or(next_seed()));
+    if (additive()) {
+      init_matrix(Wt_, dWt_, F, U, options_.kernel_init(), rng);
+      init_matrix(Wx_, dWx_, F, U, options_.kernel_init(), rng);
+      if (options_.use_additive_bias()) init_vector(bh_, dbh_, U, F, options_.bias_init(), rng);
+      init_matrix(Wa_, dWa_, U, 1, options_.kernel_init(), rng);
+    } else {
+      init_matrix(Wa_, dWa_, F, F, options_.kernel_init(), rng);
+    }
+    if (options_.use_attention_bias()) init_vector(ba_, dba_, 1, additive() ? U : F, options_.bias_init(), rng);
+  }
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "seq_self_attention"; }
+  std::string describe() const override {
+    std::string s = "SeqSelfAttention(" + to_string(options_.attention_type());
+    if (additive()) s += ", units=" + std::to_string(options_.units());
+    if (options_.attention_width()) s += ", width=" + std::to_string(*options_.attention_width());
+    if (options_.history_only()) s += ", history_only";
+    if (options_.attention_activation() != Activation::Linear)
+      s += ", activation=" + to_string(options_.attention_activation());
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqSelfAttention>(*this); }
+
+  const Options& options() const { return options_; }
+  bool additive() const { return options_.attention_type() == AttentionType::Additive; }
+  Index units() const { return options_.units(); }
+  // Weights (Keras names); bh and ba are empty when their bias is disabled; Wt, Wx empty when multiplicative.
+  Matrix<S>& wt() { return Wt_; }
+  Matrix<S>& wx() { return Wx_; }
+  Vector<S>& bh() { return bh_; }
+  Matrix<S>& wa() { return Wa_; }
+  Vector<S>& ba() { return ba_; }
+  const Matrix<S>& wt() const { return Wt_; }
+  const Matrix<S>& wx() const { return Wx_; }
+  const Vector<S>& bh() const { return bh_; }
+  const Matrix<S>& wa() const { return Wa_; }
+  const Vector<S>& ba() const { return ba_; }
+
+  // Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j.
+  const Tensor3<S>& attention_band() const { return A_; }
+  const detail::AttentionBand& band() const { return band_; }
+  // Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
+  Tensor3<S> attention() const {
+    const Index B = A_.dimension(0), T = A_.dimension(1), W = A_.dimension(2);
+    Tensor3<S> dense(B, T, T);
+    dense.setZero();
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < T; ++t)
+        for (Index j = 0; j < W; ++j) {
+          const Index s = band_.start(t) + j;
+          if (s >= 0 && s < T) dense(b, t, s) = A_(b, t, j);
+        }
+    return dense;
+  }
+
+  // Attention regularizer of the last forward plus the weight penalties of the current weights.
+  S regularization_loss() const override {
+    S loss = attention_penalty_;
+    const auto& k = options_.kernel_regularizer();
+    const auto& c = options_.bias_regularizer();
+    loss += penalty(Wt_, k) + penalty(Wx_, k) + penalty(Wa_, k) + penalty(bh_, c) + penalty(ba_, c);
+    return loss;
+  }
+
+ protected:
+  // x (B, T, F) -> per sample b with L valid steps: [Q = x Wt + bh, K = x Wx  |  P = x Wa] (L rows),
+  // E (T, W) banded scores, A (T, W) = masked softmax(act(E)), y = A x; rows t >= L of y are 0.
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
+    band_ = detail::AttentionBand{options_.attention_width().value_or(0), options_.history_only(), T};
+    const Index W = band_.cols();
+    ensure_shape(E_, B, T, W);
+    ensure_shape(A_, B, T, W);
+    ensure_shape(proj_a_, B * T, additive() ? U : F);
+    if (additive()) ensure_shape(proj_b_, B * T, U);
+    if (additive()) ensure_shape(H_, W, U);
+    ensure_scratch(T, F, U);
+    const S ba = ba_.size() ? ba_(0) : S(0);
+    const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
+    attention_penalty_ = S(0);
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      S* E = E_.data() + b * T * W;
+      S* A = A_.data() + b * T * W;
+      Eigen::Map<Matrix<S>>(E, T, W).setZero();
+      Eigen::Map<Matrix<S>>(A, T, W).setZero();
+      sample_matrix(y, b).bottomRows(T - L).setZero();
+      if (L == 0) continue;
+      // Products are computed in fixed scratch and copied (see detail/seq_self_attention_kernels.hpp).
+      const ConstMatrixMap<S> X(x.data() + b * T * F, L, F);
+      if (additive()) {
+        MatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
+        MatrixMap<S> tmp(proj_scratch_.data(), L, U);
+        tmp.noalias() = X * Wt_;
+        Q = tmp;
+        if (bh_.size()) Q.rowwise() += bh_.transpose();
+        tmp.noalias() = X * Wx_;
+        K = tmp;
+        detail::additive_scores_forward<S>(const_map(Q), const_map(K), wa, ba, L, band_, E, H_);
+      } else {
+        MatrixMap<S> P(proj_a_.data() + b * T * F, L, F), tmp(proj_scratch_.data(), L, F);
+        tmp.noalias() = X * Wa_;
+        P = tmp;
+        detail::multiplicative_scores_forward<S>(const_map(P), X, ba, L, band_, E, square_.data());
+      }
+      detail::attention_rows_forward<S>(options_.attention_activation(), E, A, L, band_, rows_);
+      MatrixMap<S> Y(x_scratch_.data(), L, F);
+      detail::attention_output_forward<S>(A, X, L, band_, Y);
+      sample_matrix(y, b).topRows(L) = Y;
+      if (regularized()) attention_penalty_ += detail::attention_regularizer_forward<S>(A, band_, L, G_.data());
+    }
+    attention_penalty_ *= static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
+  }
+
+  // dy (B, T, F) -> per sample: dA = dy x^T (+ regularizer), dE = softmax/activation backward,
+  // [dQ, dK -> dWt, dWx, dbh, dx  |  dP -> dWa, dx], dx += A^T dy. Rows t >= L of dx are 0.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
+    const Index W = band_.cols();
+    ensure_shape(dA_, T, W);
+    ensure_shape(dproj_a_, T, additive() ? U : F);
+    if (additive()) ensure_shape(dproj_b_, T, U);
+    ensure_scratch(T, F, U);
+    Eigen::Map<Vector<S>> dwa(dWa_.data(), dWa_.size());
+    const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
+    S* dba = dba_.size() ? dba_.data() : nullptr;
+    const S reg_scale = static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      sample_matrix(dx, b).bottomRows(T - L).setZero();
+      if (L == 0) continue;
+      const S* E = E_.data() + b * T * W;
+      const S* A = A_.data() + b * T * W;
+      const ConstMatrixMap<S> X(x.data() + b * T * F, L, F), dY(dy.data() + b * T * F, L, F);
+      MatrixMap<S> dX(x_scratch_.data(), L, F);  // accumulated at a fixed address, copied to dx at the end
+      dX.setZero();
+      detail::attention_output_backward<S>(A, X, dY, L, band_, dA_.data(), dX, square_.data());  // y = A x
+      if (regularized())
+        detail::attention_regularizer_backward<S>(A, band_, L, reg_scale, G_.data(), square_.data(), dA_.data());
+      detail::attention_rows_backward<S>(options_.attention_activation(), E, A, L, band_, dA_.data(), rows_);
+      if (additive()) {
+        const ConstMatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
+        MatrixMap<S> dQ(dproj_a_.data(), L, U), dK(dproj_b_.data(), L, U);
+        dK.setZero();
+        detail::additive_scores_backward<S>(Q, K, wa, dA_.data(), L, band_, H_, dQ, dK, dwa, dba);
+        dX.noalias() += dQ * Wt_.transpose();  // inverts Q = x Wt + bh
+        dX.noalias() += dK * Wx_.transpose();  // inverts K = x Wx
+        dWt_.noalias() += X.transpose() * dQ;
+        dWx_.noalias() += X.transpose() * dK;
+        if (bh_.size()) dbh_.noalias() += dQ.colwise().sum().transpose();
+      } else {
+        const ConstMatrixMap<S> P(proj_a_.data() + b * T * F, L, F);
+        MatrixMap<S> dP(dproj_a_.data(), L, F);
+        detail::multiplicative_scores_backward<S>(P, X, dA_.data(), L, band_, dP, dX, dba);
+        dWa_.noalias() += X.transpose() * dP;  // inverts P = x Wa
+        dX.noalias() += dP * Wa_.transpose();
+      }
+      sample_matrix(dx, b).topRows(L) = dX;
+    }
+    const auto& k = options_.kernel_regularizer();
+    const auto& c = options_.bias_regularizer();
+    add_penalty_grad(Wt_, dWt_, k);
+    add_penalty_grad(Wx_, dWx_, k);
+    add_penalty_grad(Wa_, dWa_, k);
+    add_penalty_grad(bh_, dbh_, c);
+    add_penalty_grad(ba_, dba_, c);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    if (additive()) {
+      list.push_back(matrix_param<S>("Wt", Wt_, &dWt_));
+      list.push_back(matrix_param<S>("Wx", Wx_, &dWx_));
+      if (bh_.size()) list.push_back(vector_param<S>("bh", bh_, &dbh_));
+    }
+    list.push_back(matrix_param<S>("Wa", Wa_, &dWa_));
+    if (ba_.size()) list.push_back(vector_param<S>("ba", ba_, &dba_));
+  }
+
+ private:
+  void validate() const {
+    const auto fail = [this](auto&&... parts) { detail::throw_config(describe(), ": ", parts...); };
+    if (additive() && options_.units() <= 0) fail("units must be positive but got ", options_.units());
+    if (options_.attention_width() && *options_.attention_width() < 1)
+      fail("attention_width must be >= 1 (or unset for global attention) but got ", *options_.attention_width());
+    if (!is_elementwise(options_.attention_activation()))
+      fail("attention_activation must be elementwise but got ", to_string(options_.attention_activation()));
+    const double r = options_.attention_regularizer_weight();
+    if (!(r >= 0.0) || !std::isfinite(r)) fail("attention_regularizer_weight must be finite and >= 0 but got ", r);
+    for (const auto& reg : {options_.kernel_regularizer(), options_.bias_regularizer()})
+      if (!(reg.l1 >= 0.0) || !(reg.l2 >= 0.0) || !std::isfinite(reg.l1) || !std::isfinite(reg.l2))
+        fail("regularizer l1 and l2 must be finite and >= 0 but got l1=", reg.l1, " l2=", reg.l2);
+  }
+  bool regularized() const { return options_.attention_regularizer_weight() > 0.0; }
+  void ensure_scratch(Index T, Index F, Index U) {
+    ensure_shape(proj_scratch_, T, additive() ? U : F);
+    ensure_shape(x_scratch_, T, F);
+    ensure_shape(square_, band_.dense() ? T * T : 0);
+    ensure_shape(G_, band_.dense() && regularized() ? T * T : 0);
+    rows_.ensure(band_.cols());
+  }
+
+  static void init_matrix(Matrix<S>& w, Matrix<S>& g, Index rows, Index cols, const Init& init, Rng& rng) {
+    w.resize(rows, cols);
+    init.fill(w, rows, cols, rng);
+    g = Matrix<S>::Zero(rows, cols);
+  }
+  static void init_vector(Vector<S>& w, Vector<S>& g, Index n, Index fan_in, const Init& init, Rng& rng) {
+    w.resize(n);
+    init.fill(w, fan_in, n, rng);
+    g = Vector<S>::Zero(n);
+  }
+  static ConstMatrixMap<S> const_map(const MatrixMap<S>& m) { return ConstMatrixMap<S>(m.data(), m.rows(), m.cols()); }
+
+  template <class M>
+  static S penalty(const M& w, const Options::L1L2& reg) {
+    if (!reg.active() || w.size() == 0) return S(0);
+    return static_cast<S>(reg.l1) * w.cwiseAbs().sum() + static_cast<S>(reg.l2) * w.squaredNorm();
+  }
+  template <class M>
+  static void add_penalty_grad(const M& w, M& g, const Options::L1L2& reg) {
+    if (!reg.active() || w.size() == 0) return;
+    g.array() += static_cast<S>(reg.l1) * w.array().sign() + static_cast<S>(2.0 * reg.l2) * w.array();
+  }
+
+  Options options_;
+  Matrix<S> Wt_, dWt_, Wx_, dWx_, Wa_, dWa_;
+  Vector<S> bh_, dbh_, ba_, dba_;
+  detail::AttentionBand band_;
+  // Caches of the last forward: projections (B*T rows: Q or P, and K), banded scores and weights (B, T, W).
+  Matrix<S> proj_a_, proj_b_;
+  Tensor3<S> E_, A_;
+  S attention_penalty_ = S(0);
+  // Scratch at addresses independent of T and b: tanh block (W, U), per-sample gradients (T, W) and
+  // (T, U or F), projection (T, U or F), y or dx rows (T, F), dense (L, L) products and Gram matrix, rows.
+  Matrix<S> H_, dA_, dproj_a_, dproj_b_, proj_scratch_, x_scratch_;
+  Vector<S> square_, G_;
+  detail::RowScratch<S> rows_;
+};
+
+}  // namespace seqattn
