@@ -12,6 +12,7 @@
 #include <string>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/detail/masked_softmax.hpp"
 
 namespace seqattn {
 
@@ -83,10 +84,13 @@ void activation_forward(Activation a, const Eigen::MatrixBase<In>& z, Eigen::Mat
     return;
   }
   if (a == Activation::Softmax) {
+    static_assert(Out::IsRowMajor || Out::ColsAtCompileTime == 1, "activation_forward: rows must be contiguous");
     for (Index r = 0; r < z.rows(); ++r) {
       const S mx = z.row(r).maxCoeff();
-      y.row(r) = (z.row(r).array() - mx).exp().matrix();
-      y.row(r) /= y.row(r).sum();
+      if (y.derived().data() != z.derived().data()) y.row(r) = z.row(r);
+      // exp and sum in fixed-size chunks: the bits do not depend on the row's address (padding invariance)
+      const S sum = detail::exp_shift_sum<S>(&y.derived().coeffRef(r, 0), z.cols(), mx);
+      y.row(r) /= sum;
     }
     return;
   }
@@ -95,7 +99,8 @@ void activation_forward(Activation a, const Eigen::MatrixBase<In>& z, Eigen::Mat
     return;
   }
   if (a == Activation::Tanh) {
-    y = z.array().tanh().matrix();
+    if (y.derived().data() != z.derived().data()) y = z;
+    detail::stable_tanh<S>(y);  // chunked: the bits do not depend on the address (padding invariance)
     return;
   }
   for (Index r = 0; r < z.rows(); ++r)

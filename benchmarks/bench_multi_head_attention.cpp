@@ -1,0 +1,85 @@
+// MultiHeadAttention<float> self-attention, forward and forward+backward, at the (B, T, D, H) shapes used to
+// compare with torch.nn.MultiheadAttention: (32,64,64,4), (16,256,128,8), (4,1024,256,8), (1,4096,64,4).
+// No mask, no dropout, head_size = D / H. The GFLOP/s counter (per second of process CPU time, steadier than
+// wall time on a shared machine) counts the dense work of the layer:
+//   forward  = 2*B*T*D*3D (q, k, v) + 2*B*T*D*D (output) + 4*B*H*T*T*dh (scores, context)
+//   backward = 2 x forward,  so forward+backward = 3 x forward.
+// Also: causal forward+backward at (4,1024,256,8) (the counter still counts the full T x T scores, so it
+// shows the effective speed against non-causal work), and the padded batch case (half of the steps valid).
+// Run single-threaded for comparisons: OMP_NUM_THREADS=1 ./bench_multi_head_attention
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include "seqattn/layers/multi_head_attention.hpp"
+
+using namespace seqattn;
+
+namespace {
+
+Tensor3<float> random_input(Index B, Index T, Index D, std::uint64_t seed) {
+  Tensor3<float> x(B, T, D);
+  Rng rng(seed);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
+  return x;
+}
+
+double forward_flops(Index B, Index T, Index D, Index H) {
+  const double b = double(B), t = double(T), d = double(D), dh = double(D / H), h = double(H);
+  return 2 * b * t * d * 3 * d + 2 * b * t * d * d + 4 * b * h * t * t * dh;
+}
+
+enum class Kind { Forward, ForwardBackward };
+
+void run(benchmark::State& state, Kind kind, bool causal, bool half_padded) {
+  const Index B = state.range(0), T = state.range(1), D = state.range(2), H = state.range(3);
+  MultiHeadAttention<float> mha(D, H, MultiHeadAttentionOptions().causal(causal).seed(1));
+  const Tensor3<float> x = random_input(B, T, D, 2), dy = random_input(B, T, D, 3);
+  Mask mask;
+  if (half_padded) {
+    std::vector<Index> lengths;
+    for (Index b = 0; b < B; ++b) lengths.push_back(T / 2 + (b % 2) * (T / 4));
+    mask = Mask::from_lengths(lengths);
+  }
+  mha.forward(x, mask, Mode::Train);  // warm-up: buffers allocated and paged in (B*H*T*T probabilities)
+  if (kind == Kind::ForwardBackward) mha.backward(x, mask, dy);
+  for (auto _ : state) {
+    const Tensor3<float>& y = mha.forward(x, mask, Mode::Train);
+    benchmark::DoNotOptimize(y.data());
+    if (kind == Kind::ForwardBackward) {
+      const Tensor3<float>& dx = mha.backward(x, mask, dy);
+      benchmark::DoNotOptimize(dx.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  const double flops = forward_flops(B, T, D, H) * (kind == Kind::Forward ? 1.0 : 3.0);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(causal ? "causal " : "") + (half_padded ? "padded " : "") +
+                 (kind == Kind::Forward ? "forward" : "forward+backward"));
+}
+
+void BM_MHA_Forward(benchmark::State& state) { run(state, Kind::Forward, false, false); }
+void BM_MHA_ForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, false, false); }
+void BM_MHA_CausalForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, true, false); }
+void BM_MHA_PaddedForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, false, true); }
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "T", "D", "H"});
+  b->Args({32, 64, 64, 4})->Args({16, 256, 128, 8})->Args({4, 1024, 256, 8})->Args({1, 4096, 64, 4});
+  b->Unit(benchmark::kMillisecond)->MinTime(1.0);
+}
+
+}  // namespace
+
+BENCHMARK(BM_MHA_Forward)->Apply(shapes);
+BENCHMARK(BM_MHA_ForwardBackward)->Apply(shapes);
+BENCHMARK(BM_MHA_CausalForwardBackward)
+    ->ArgNames({"B", "T", "D", "H"})
+    ->Args({4, 1024, 256, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+BENCHMARK(BM_MHA_PaddedForwardBackward)
+    ->ArgNames({"B", "T", "D", "H"})
+    ->Args({16, 256, 128, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);

@@ -1,0 +1,337 @@
+// compare_libtorch: seqattn and libtorch on the same shapes, in one process, alternating, float.
+//
+//   compare_libtorch [--threads 1,2] [--only TEXT] [--no-memory] [--quick]
+//
+// Rows (runners.hpp): MultiHeadAttention forward + backward; the keras-self-attention additive formula (U = 32)
+// forward + backward, global and with a window of 15 (torch: the dense formula with a band mask); one training
+// step of the example classifier (benchmarks/classifier_model.hpp) at B = 64, T = 128; its inference at batch
+// 64 and batch 1.
+// Time: for each thread count (at::set_num_threads(n) and seqattn::set_num_threads(n)) and row, both sides are
+// warmed up, then timed in alternating rounds (seqattn, torch, seqattn, ...) of enough iterations to last
+// ~0.15 s; the table gives the median wall time per iteration over the rounds and the speed-up torch / seqattn,
+// in wall time and in process CPU time (steadier than wall time on a loaded machine).
+// Memory: each (row, library) runs again in a child process (this program with --memory-child), one thread:
+// after a small warm-up of both libraries it resets the peak resident set (writes 5 to /proc/self/clear_refs),
+// builds the layer or model and its inputs, runs 3 iterations and reports VmHWM - VmRSS at the reset: the
+// peak resident memory the row added (parameters, inputs, outputs, caches, gradients, allocator slack).
+// Before the table, a check runs each MHA and additive formula of both libraries on the same weights and
+// input and prints the largest output difference, to show that both compute the same thing.
+// The environment: OPENBLAS_CORETYPE forces OpenBLAS kernels (e.g. Haswell) that slow libtorch down; run with
+// `env -u OPENBLAS_CORETYPE`. The BLAS library torch resolved sgemm_ to is printed: Debian's libtorch links
+// libblas.so.3, which is the slow reference BLAS unless an optimized one (libopenblas0-openmp) provides it.
+#include <dlfcn.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include "runners.hpp"
+#include "seqattn/core/threads.hpp"
+
+namespace {
+
+using compare::Runner;
+using seqattn::Index;
+
+struct Row {
+  std::string name;   // what is measured
+  std::string shape;  // its shape
+  Index sequences;    // per iteration
+  std::function<std::unique_ptr<Runner>()> seqattn, torch;
+};
+
+std::vector<Row> make_rows() {
+  std::vector<Row> rows;
+  for (auto [B, T, D, H] : std::vector<std::array<Index, 4>>{{32, 64, 64, 4}, {16, 256, 128, 8}, {4, 1024, 256, 8},
+                                                            {1, 4096, 64, 4}}) {
+    rows.push_back({"MHA fwd+bwd", seqattn::detail::cat("B=", B, " T=", T, " D=", D, " H=", H), B,
+                    [=] {
+                      return std::make_unique<compare::SeqattnLayer>(
+                          std::make_unique<seqattn::MultiHeadAttention<float>>(
+                              D, H, seqattn::MultiHeadAttentionOptions().seed(1)),
+                          B, T);
+                    },
+                    [=] { return std::make_unique<compare::TorchMha>(B, T, D, H); }});
+  }
+  for (auto [B, T, F, W] : std::vector<std::array<Index, 4>>{{16, 128, 64, 0}, {4, 512, 64, 0}, {1, 2048, 32, 15}}) {
+    const std::optional<Index> width = W > 0 ? std::optional<Index>(W) : std::nullopt;
+    rows.push_back({W > 0 ? "additive fwd+bwd, width 15" : "additive fwd+bwd, global",
+                    seqattn::detail::cat("B=", B, " T=", T, " F=", F, " U=32"), B,
+                    [=] {
+                      auto options = seqattn::SeqSelfAttentionOptions().units(32).seed(1);
+                      if (width) options.attention_width(*width);
+                      return std::make_unique<compare::SeqattnLayer>(
+                          std::make_unique<seqattn::SeqSelfAttention<float>>(F, options), B, T);
+                    },
+                    [=] { return std::make_unique<compare::TorchAdditive>(B, T, F, 32, width); }});
+  }
+  rows.push_back({"classifier train step", "B=64 T=128", 64,
+                  [] { return std::make_unique<compare::SeqattnClassifier>(64, 128, true); },
+                  [] { return std::make_unique<compare::TorchClassifierRun>(64, 128, true); }});
+  for (Index B : {64, 1})
+    rows.push_back({"classifier inference", seqattn::detail::cat("B=", B, " T=128"), B,
+                    [=] { return std::make_unique<compare::SeqattnClassifier>(B, 128, false); },
+                    [=] { return std::make_unique<compare::TorchClassifierRun>(B, 128, false); }});
+  return rows;
+}
+
+void set_threads(int n) {
+  at::set_num_threads(n);
+  seqattn::set_num_threads(n);
+  // OpenBLAS (when it provides libblas.so.3) keeps its own count; its OpenMP build follows omp_set_num_threads.
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+struct Seconds {
+  double wall = 0, cpu = 0;
+};
+
+// Wall and process CPU seconds (all threads) of `iterations` runs.
+Seconds seconds(Runner& r, Index iterations) {
+  const double cpu0 = process_cpu_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  for (Index i = 0; i < iterations; ++i) r.run();
+  return {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), process_cpu_seconds() - cpu0};
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Timing {
+  double seqattn = 0, torch = 0;          // median wall seconds per iteration
+  double seqattn_cpu = 0, torch_cpu = 0;  // median process CPU seconds per iteration
+};
+
+// Alternating rounds of both runners; per-iteration medians.
+Timing time_row(const Row& row, bool quick) {
+  auto s = row.seqattn();
+  auto t = row.torch();
+  s->run();  // warm-up: sizes every buffer, first-touch of every page
+  t->run();
+  const double s1 = seconds(*s, 1).wall, t1 = seconds(*t, 1).wall;
+  const double target = quick ? 0.05 : 0.15;
+  const Index ns = std::max<Index>(1, static_cast<Index>(target / s1)), nt = std::max<Index>(1, static_cast<Index>(target / t1));
+  const int rounds = quick ? 3 : (std::max(s1, t1) > 0.5 ? 3 : 7);
+  std::vector<double> vs, vt, cs, ct;
+  for (int r = 0; r < rounds; ++r) {
+    const Seconds a = seconds(*s, ns), b = seconds(*t, nt);
+    vs.push_back(a.wall / static_cast<double>(ns));
+    cs.push_back(a.cpu / static_cast<double>(ns));
+    vt.push_back(b.wall / static_cast<double>(nt));
+    ct.push_back(b.cpu / static_cast<double>(nt));
+  }
+  return {median(vs), median(vt), median(cs), median(ct)};
+}
+
+long status_kib(const char* field) {  // a "VmRSS:  1234 kB" line of /proc/self/status
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(in, line))
+    if (line.compare(0, key.size(), key) == 0) return std::atol(line.c_str() + key.size());
+  return -1;
+}
+
+// Child: prints "peak_kib N reset R" (R = 1 when the peak could be reset to the current RSS).
+int memory_child(const Row& row, const std::string& side) {
+  set_threads(1);
+  {  // warm-up of both libraries (lazy initialization is not the row's memory)
+    torch::Tensor a = torch::rand({64, 64}).requires_grad_(true);
+    torch::matmul(a, a).tanh().softmax(-1).sum().backward();
+    seqattn::MultiHeadAttention<float> mha(16, 2);
+    const auto x = compare::uniform_input(2, 8, 16, 1);
+    mha.backward(x, seqattn::Mask(), mha.forward(x, seqattn::Mask(), seqattn::Mode::Train));
+  }
+  bool reset = false;
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    reset = static_cast<bool>(clear << "5" << std::flush);
+  }
+  const long base = status_kib("VmRSS");
+  {
+    auto runner = side == "seqattn" ? row.seqattn() : row.torch();
+    for (int i = 0; i < 3; ++i) runner->run();
+  }
+  std::printf("peak_kib %ld reset %d\n", status_kib("VmHWM") - base, reset ? 1 : 0);
+  return 0;
+}
+
+// Runs the child for one (row, side); returns MiB, or -1 on failure.
+double measure_memory(const std::string& exe, size_t row, const char* side, bool& reset_ok) {
+  const std::string cmd = "'" + exe + "' --memory-child " + std::to_string(row) + " " + side;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  long kib = -1;
+  int reset = 0;
+  if (std::fscanf(pipe, "peak_kib %ld reset %d", &kib, &reset) != 2) kib = -1;
+  if (pclose(pipe) != 0) return -1;
+  reset_ok = reset_ok && reset == 1;
+  return kib < 0 ? -1 : static_cast<double>(kib) / 1024.0;
+}
+
+// Same weights and input on both sides: the largest |y_seqattn - y_torch| of a forward.
+void check_same_math() {
+  torch::NoGradGuard no_grad;
+  {
+    const Index B = 2, T = 24, D = 32, H = 4;
+    seqattn::MultiHeadAttention<float> s(D, H, seqattn::MultiHeadAttentionOptions().seed(3));
+    compare::TorchMha t(B, T, D, H);
+    auto& m = t.module();
+    std::vector<torch::Tensor> w;  // Wq bq Wk bk Wv bv Wo bo, Keras shapes
+    for (auto& p : s.params()) {
+      std::vector<int64_t> shape(p.shape.begin(), p.shape.end());
+      w.push_back(torch::from_blob(p.value, shape, torch::kFloat32).clone());
+    }
+    m->in_proj_weight.copy_(torch::cat({w[0].t(), w[2].t(), w[4].t()}));
+    m->in_proj_bias.copy_(torch::cat({w[1], w[3], w[5]}));
+    m->out_proj->weight.copy_(w[6].t());
+    m->out_proj->bias.copy_(w[7]);
+    const auto x = compare::uniform_input(B, T, D, 9);
+    const auto& y = s.forward(x);
+    torch::Tensor xt = torch::from_blob(const_cast<float*>(x.data()), {B, T, D}, torch::kFloat32).permute({1, 0, 2});
+    torch::Tensor yt = std::get<0>(m->forward(xt, xt, xt, torch::Tensor(), false)).permute({1, 0, 2});
+    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, D}, torch::kFloat32);
+    std::printf("same-math check, MHA (B=%ld T=%ld D=%ld H=%ld): max |y_seqattn - y_torch| = %.2e\n",
+                static_cast<long>(B), static_cast<long>(T), static_cast<long>(D), static_cast<long>(H),
+                (ys - yt).abs().max().item<float>());
+  }
+  for (Index width : {0, 5}) {
+    const Index B = 2, T = 24, F = 16, U = 8;
+    auto options = seqattn::SeqSelfAttentionOptions().units(U).seed(4);
+    if (width) options.attention_width(width);
+    seqattn::SeqSelfAttention<float> s(F, options);
+    compare::TorchAdditive t(B, T, F, U, width ? std::optional<Index>(width) : std::nullopt);
+    t.copy_weights(s);
+    const auto x = compare::uniform_input(B, T, F, 9);
+    const auto& y = s.forward(x);
+    torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, F}, torch::kFloat32));
+    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, F}, torch::kFloat32);
+    std::printf("same-math check, additive%s (B=%ld T=%ld F=%ld U=%ld): max |y_seqattn - y_torch| = %.2e\n",
+                width ? ", width 5" : "", static_cast<long>(B), static_cast<long>(T), static_cast<long>(F),
+                static_cast<long>(U), (ys - yt).abs().max().item<float>());
+  }
+}
+
+std::string blas_library() {
+  Dl_info info{};
+  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  if (sgemm && dladdr(sgemm, &info) && info.dli_fname) {
+    char resolved[4096];
+    if (realpath(info.dli_fname, resolved)) return resolved;
+    return info.dli_fname;
+  }
+  return "(sgemm_ not found)";
+}
+
+std::string format_time(double s) {
+  char buf[32];
+  if (s < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  else if (s < 1.0)
+    std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  return buf;
+}
+
+std::string format_mib(double mib) {
+  char buf[32];
+  if (mib < 0) return "n/a";
+  std::snprintf(buf, sizeof buf, mib < 10 ? "%.2f" : "%.0f", mib);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<Row> rows = make_rows();
+  std::vector<int> threads = {1, 2};
+  std::string only;
+  bool memory = true, quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--memory-child" && i + 2 < argc) return memory_child(rows.at(std::stoul(argv[i + 1])), argv[i + 2]);
+    if (arg == "--threads" && i + 1 < argc) {
+      threads.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string n; std::getline(list, n, ',');) threads.push_back(std::stoi(n));
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (arg == "--no-memory") {
+      memory = false;
+    } else if (arg == "--quick") {
+      quick = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--threads 1,2] [--only TEXT] [--no-memory] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (const char* core = std::getenv("OPENBLAS_CORETYPE"))
+    std::fprintf(stderr,
+                 "WARNING: OPENBLAS_CORETYPE=%s is set: it forces OpenBLAS kernels that slow libtorch down (by "
+                 "30-50%% here). Run with: env -u OPENBLAS_CORETYPE %s\n",
+                 core, argv[0]);
+  const std::string blas = blas_library();
+  std::printf("libtorch %s, BLAS (sgemm_) from %s; seqattn with OpenMP: %s\n", TORCH_VERSION, blas.c_str(),
+              seqattn::has_openmp() ? "yes" : "no (1 thread only)");
+  if (blas.find("/blas/libblas.so") != std::string::npos)
+    std::fprintf(stderr, "WARNING: libtorch uses the reference BLAS (netlib): its products are very slow. See "
+                         "README.md, Benchmarks, for running it with OpenBLAS.\n");
+  check_same_math();
+
+  std::vector<double> mem_s(rows.size(), -1), mem_t(rows.size(), -1);
+  bool reset_ok = true;
+  if (memory) {
+    char exe[4096];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+      exe[n] = '\0';
+      for (size_t r = 0; r < rows.size(); ++r) {
+        if (!only.empty() && (rows[r].name + " " + rows[r].shape).find(only) == std::string::npos) continue;
+        mem_s[r] = measure_memory(exe, r, "seqattn", reset_ok);
+        mem_t[r] = measure_memory(exe, r, "torch", reset_ok);
+      }
+    }
+  }
+
+  std::printf("\n| row | shape | threads | seqattn | libtorch | speed-up | speed-up (CPU time) | seqattn seq/s | "
+              "seqattn MiB | libtorch MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int n : threads) {
+    set_threads(n);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const Row& row = rows[r];
+      if (!only.empty() && (row.name + " " + row.shape).find(only) == std::string::npos) continue;
+      const Timing t = time_row(row, quick);
+      std::printf("| %s | %s | %d | %s | %s | %.2fx | %.2fx | %.0f | %s | %s |\n", row.name.c_str(), row.shape.c_str(),
+                  n, format_time(t.seqattn).c_str(), format_time(t.torch).c_str(), t.torch / t.seqattn,
+                  t.torch_cpu / t.seqattn_cpu, static_cast<double>(row.sequences) / t.seqattn, format_mib(mem_s[r]).c_str(),
+                  format_mib(mem_t[r]).c_str());
+      std::fflush(stdout);
+    }
+  }
+  std::printf("\nTimes: median wall time per iteration over alternating rounds; speed-up = libtorch / seqattn in wall "
+              "time, and in process CPU time (all threads, so it includes OpenMP threads spinning while they wait).\n");
+  if (memory)
+    std::printf("MiB: peak resident memory added by the row, measured once per row and library in a child "
+                "process with 1 thread%s.\n",
+                reset_ok ? "" : " (WARNING: /proc/self/clear_refs could not reset the peak; values are upper bounds)");
+  return 0;
+}

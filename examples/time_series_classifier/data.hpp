@@ -1,0 +1,204 @@
+#pragma once
+// Data sets of the time-series classifier example, and the built-in synthetic tasks.
+//
+// Dataset: N labelled sequences stored zero-padded in x (N, T, F) with their valid lengths (right padding)
+// and class indices in [0, classes). make_batch copies a slice of it into a (B, T_batch, F) batch with a Mask.
+//
+// Synthetic tasks (every value drawn from the seeded seqattn::Rng: the same seed gives the same data):
+//   1 uniform       class A: every step uniform in [0, 1]; class B: uniform in [1, 2]. One feature.
+//   2 halves        class A: first half in [0, 1], second half in [1, 2]; class B: the reverse. Both classes
+//                   have the same values in a different order: a model that cannot see positions (attention
+//                   and pooling without positional encoding are permutation invariant) stays at chance.
+//   3 signal        only step `signal_step` decides: in [0, 1] for A, in [1, 2] for B; every other step is
+//                   noise uniform in [0, 2], so the deciding value looks like noise unless the model knows
+//                   where it is (it needs the positional encoding).
+//   4 multivariate  3 features, lengths uniform in [steps / 3, steps] (padding and masks exercised). Every
+//                   feature is Gaussian noise (stddev 0.5); class c adds a sine of amplitude 1 (random period
+//                   5..10 steps, random phase) to feature c.
+// Errors are DataError (std::runtime_error); loaders add "file:line: " in front of their messages.
+
+#include <seqattn/core/mask.hpp>
+#include <seqattn/core/random.hpp>
+#include <seqattn/core/tensor.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tsc {
+
+using seqattn::Index;
+
+class DataError : public std::runtime_error {
+ public:
+  explicit DataError(const std::string& what) : std::runtime_error(what) {}
+};
+
+struct Dataset {
+  seqattn::Tensor3<float> x;            // (N, T, F), zero at padded steps
+  std::vector<Index> lengths;           // (N) valid steps of each sequence
+  std::vector<int> labels;              // (N) class indices
+  std::vector<std::string> class_names;  // (classes)
+
+  Index size() const { return static_cast<Index>(labels.size()); }
+  Index steps() const { return x.dimension(1); }
+  Index features() const { return x.dimension(2); }
+  Index classes() const { return static_cast<Index>(class_names.size()); }
+  Index max_length() const { return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end()); }
+};
+
+enum class Task { Uniform = 1, Halves = 2, Signal = 3, Multivariate = 4 };
+
+inline const char* task_name(Task task) {
+  switch (task) {
+    case Task::Uniform: return "uniform";
+    case Task::Halves: return "halves";
+    case Task::Signal: return "signal";
+    case Task::Multivariate: return "multivariate";
+  }
+  return "?";
+}
+
+// "1".."4" or a task name -> Task; DataError otherwise.
+inline Task parse_task(const std::string& text) {
+  for (int i = 1; i <= 4; ++i) {
+    const Task task = static_cast<Task>(i);
+    if (text == std::to_string(i) || text == task_name(task)) return task;
+  }
+  throw DataError("unknown task '" + text + "' (expected 1-4, uniform, halves, signal or multivariate)");
+}
+
+// The step that decides the class in task 3 for sequences of `steps` steps.
+inline Index default_signal_step(Index steps) { return steps / 3; }
+
+// n sequences of task `task` with `steps` steps (the maximum length for task 4).
+inline Dataset make_task(Task task, Index n, Index steps, std::uint64_t seed) {
+  const Index min_steps = task == Task::Halves ? 2 : 1;
+  if (n <= 0 || steps < min_steps)
+    throw DataError("make_task(" + std::string(task_name(task)) + "): expected at least 1 sequence and " +
+                    std::to_string(min_steps) + " steps but got " + std::to_string(n) + " sequences of " +
+                    std::to_string(steps) + " steps");
+  seqattn::Rng rng(seed);
+  const Index F = task == Task::Multivariate ? 3 : 1;
+  Dataset d;
+  d.x.resize(n, steps, F);
+  d.x.setZero();
+  if (task == Task::Multivariate)
+    d.class_names = {"sine in feature 0", "sine in feature 1", "sine in feature 2"};
+  else
+    d.class_names = {"A", "B"};
+  const Index signal_step = default_signal_step(steps);
+  for (Index i = 0; i < n; ++i) {
+    const int label = static_cast<int>(rng.below(static_cast<std::uint64_t>(d.class_names.size())));
+    Index length = steps;
+    if (task == Task::Multivariate) {
+      const Index shortest = std::max<Index>(1, steps / 3);
+      length = shortest + static_cast<Index>(rng.below(static_cast<std::uint64_t>(steps - shortest + 1)));
+      const double period = rng.uniform(5.0, 10.0), phase = rng.uniform(0.0, 6.283185307179586);
+      for (Index t = 0; t < length; ++t)
+        for (Index f = 0; f < F; ++f) {
+          double v = rng.normal(0.0, 0.5);
+          if (f == label) v += std::sin(6.283185307179586 * static_cast<double>(t) / period + phase);
+          d.x(i, t, f) = static_cast<float>(v);
+        }
+    } else {
+      for (Index t = 0; t < length; ++t) {
+        double lo = 0.0;  // the value is drawn uniform in [lo, lo + 1] (noise: [0, 2])
+        double width = 1.0;
+        if (task == Task::Uniform) lo = label;
+        if (task == Task::Halves) lo = (t < steps / 2) == (label == 0) ? 0.0 : 1.0;
+        if (task == Task::Signal) {
+          lo = t == signal_step ? label : 0.0;
+          width = t == signal_step ? 1.0 : 2.0;
+        }
+        d.x(i, t, 0) = static_cast<float>(rng.uniform(lo, lo + width));
+      }
+    }
+    d.lengths.push_back(length);
+    d.labels.push_back(label);
+  }
+  return d;
+}
+
+// Copies sequences order[begin, end) of d into x (end - begin, T_batch, F), where T_batch is the longest
+// length among them, or pad_to when that is larger. Padded steps get pad_value (they never change valid
+// outputs; tests fill them with garbage to prove it). lengths -> mask; labels of the batch -> labels.
+inline void make_batch(const Dataset& d, const std::vector<Index>& order, Index begin, Index end,
+                       seqattn::Tensor3<float>& x, seqattn::Mask& mask, std::vector<int>& labels, Index pad_to = 0,
+                       float pad_value = 0.0f) {
+  const Index F = d.features(), T = d.steps();
+  Index T_batch = std::max<Index>(pad_to, 1);
+  for (Index j = begin; j < end; ++j)
+    T_batch = std::max(T_batch, d.lengths[static_cast<size_t>(order[static_cast<size_t>(j)])]);
+  seqattn::ensure_shape(x, end - begin, T_batch, F);
+  std::vector<Index> lengths;
+  labels.clear();
+  for (Index j = begin; j < end; ++j) {
+    const Index i = order[static_cast<size_t>(j)], len = d.lengths[static_cast<size_t>(i)];
+    float* dst = x.data() + (j - begin) * T_batch * F;
+    std::copy(d.x.data() + i * T * F, d.x.data() + (i * T + len) * F, dst);
+    std::fill(dst + len * F, dst + T_batch * F, pad_value);
+    lengths.push_back(len);
+    labels.push_back(d.labels[static_cast<size_t>(i)]);
+  }
+  const bool padded = std::any_of(lengths.begin(), lengths.end(), [&](Index len) { return len < T_batch; });
+  mask = padded ? seqattn::Mask::from_lengths(lengths) : seqattn::Mask();
+}
+
+// Standardizes every feature with the mean and standard deviation of the valid steps of `fit` (a training
+// set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0.
+inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets) {
+  const Index F = fit.features();
+  std::vector<double> sum(static_cast<size_t>(F), 0.0), sq(static_cast<size_t>(F), 0.0);
+  double count = 0;
+  for (Index i = 0; i < fit.size(); ++i)
+    for (Index t = 0; t < fit.lengths[static_cast<size_t>(i)]; ++t, ++count)
+      for (Index f = 0; f < F; ++f) {
+        const double v = fit.x(i, t, f);
+        sum[static_cast<size_t>(f)] += v;
+        sq[static_cast<size_t>(f)] += v * v;
+      }
+  if (count == 0) return;
+  for (Dataset* d : targets) {
+    for (Index i = 0; i < d->size(); ++i)
+      for (Index t = 0; t < d->lengths[static_cast<size_t>(i)]; ++t)
+        for (Index f = 0; f < F; ++f) {
+          const double mean = sum[static_cast<size_t>(f)] / count;
+          const double var = std::max(0.0, sq[static_cast<size_t>(f)] / count - mean * mean);
+          const double stddev = var > 1e-12 ? std::sqrt(var) : 1.0;
+          d->x(i, t, f) = static_cast<float>((d->x(i, t, f) - mean) / stddev);
+        }
+  }
+}
+
+// Splits d into (train, test): the last round(n * test_fraction) sequences of a seeded shuffle go to test.
+inline std::pair<Dataset, Dataset> split(const Dataset& d, double test_fraction, std::uint64_t seed) {
+  if (d.size() < 2)
+    throw DataError("split: need at least 2 sequences to make a test set but got " + std::to_string(d.size()));
+  std::vector<Index> order(static_cast<size_t>(d.size()));
+  for (Index i = 0; i < d.size(); ++i) order[static_cast<size_t>(i)] = i;
+  seqattn::Rng rng(seed);
+  for (Index i = d.size() - 1; i > 0; --i)
+    std::swap(order[static_cast<size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
+  const Index n_test = std::clamp<Index>(static_cast<Index>(std::lround(test_fraction * d.size())), 1, d.size() - 1);
+  auto take = [&](Index begin, Index end) {
+    Dataset out;
+    out.class_names = d.class_names;
+    out.x.resize(end - begin, d.steps(), d.features());
+    const Index step = d.steps() * d.features();
+    for (Index j = begin; j < end; ++j) {
+      const Index i = order[static_cast<size_t>(j)];
+      std::copy(d.x.data() + i * step, d.x.data() + (i + 1) * step, out.x.data() + (j - begin) * step);
+      out.lengths.push_back(d.lengths[static_cast<size_t>(i)]);
+      out.labels.push_back(d.labels[static_cast<size_t>(i)]);
+    }
+    return out;
+  };
+  return {take(0, d.size() - n_test), take(d.size() - n_test, d.size())};
+}
+
+}  // namespace tsc

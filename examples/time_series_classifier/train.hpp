@@ -1,0 +1,176 @@
+#pragma once
+// Training and evaluation of the example's classifier (softmax cross-entropy, Adam).
+//
+//   train(model, data, options, bar)   `epochs` passes over a seeded shuffle of data in mini-batches, each
+//                                      padded to its longest sequence; returns the loss and accuracy of every
+//                                      epoch (running means over its batches); bar (may be null) shows progress
+//   evaluate(net, data)                accuracy, mean loss, predictions and confusion matrix (rows: true class,
+//                                      columns: predicted class), in Mode::Infer, batches of `batch_size`
+//   format_confusion(eval, names)      the confusion matrix as an aligned text table
+
+#include <seqattn/loss/cross_entropy.hpp>
+#include <seqattn/loss/metrics.hpp>
+#include <seqattn/optim/adam.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "data.hpp"
+#include "model.hpp"
+#include "progress.hpp"
+
+namespace tsc {
+
+struct TrainOptions {
+  Index epochs = 10;
+  Index batch_size = 32;
+  double lr = 1e-3;
+  std::uint64_t seed = 1;  // shuffling
+};
+
+struct EpochResult {
+  double loss = 0, accuracy = 0, seconds = 0;
+};
+
+inline std::vector<EpochResult> train(Classifier& model, const Dataset& data, const TrainOptions& options,
+                                      ProgressBar* bar = nullptr) {
+  if (data.size() == 0) throw DataError("train: the training set is empty");
+  auto& net = model.net();
+  seqattn::SoftmaxCrossEntropy<float> loss;
+  seqattn::Adam<float> adam(net.params(), seqattn::AdamOptions().lr(options.lr));
+  std::vector<Index> order(static_cast<size_t>(data.size()));
+  std::iota(order.begin(), order.end(), Index{0});
+  seqattn::Rng rng(options.seed);
+  seqattn::Tensor3<float> x;
+  seqattn::Mask mask;
+  std::vector<int> labels;
+  const Index B = std::max<Index>(1, options.batch_size);
+  const Index steps = (data.size() + B - 1) / B;
+  std::vector<EpochResult> history;
+  for (Index epoch = 1; epoch <= options.epochs; ++epoch) {
+    for (Index i = data.size() - 1; i > 0; --i)  // Fisher-Yates shuffle
+      std::swap(order[static_cast<size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
+    if (bar) bar->start("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs), steps);
+    const double t0 = steady_seconds();
+    double loss_sum = 0, correct = 0;
+    Index seen = 0;
+    for (Index step = 0; step < steps; ++step) {
+      const Index begin = step * B, end = std::min(begin + B, data.size());
+      make_batch(data, order, begin, end, x, mask, labels);
+      net.zero_grad();
+      const auto& logits = net.forward(x, mask, seqattn::Mode::Train);  // (b, 1, classes)
+      const double n = static_cast<double>(end - begin);
+      loss_sum += loss.forward(logits, labels) * n;
+      correct += seqattn::accuracy(logits, labels) * n;
+      net.backward(loss.grad());
+      adam.step();
+      seen += end - begin;
+      if (bar) bar->update(step + 1, seen, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen));
+    }
+    if (bar) bar->finish();
+    history.push_back({loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), steady_seconds() - t0});
+  }
+  return history;
+}
+
+struct Evaluation {
+  double accuracy = 0, loss = 0;
+  std::vector<int> predicted;                 // (N)
+  std::vector<std::vector<Index>> confusion;  // (classes, classes): [true][predicted]
+};
+
+inline Evaluation evaluate(Classifier::Net& net, const Dataset& data, Index batch_size = 256) {
+  Evaluation e;
+  const Index C = data.classes();
+  e.confusion.assign(static_cast<size_t>(C), std::vector<Index>(static_cast<size_t>(C), 0));
+  std::vector<Index> order(static_cast<size_t>(data.size()));
+  std::iota(order.begin(), order.end(), Index{0});
+  seqattn::SoftmaxCrossEntropy<float> loss;
+  seqattn::Tensor3<float> x;
+  seqattn::Mask mask;
+  std::vector<int> labels, predicted;
+  double loss_sum = 0;
+  Index correct = 0;
+  for (Index begin = 0; begin < data.size(); begin += batch_size) {
+    const Index end = std::min(begin + batch_size, data.size());
+    make_batch(data, order, begin, end, x, mask, labels);
+    const auto& logits = net.predict(x, mask);
+    loss_sum += loss.forward(logits, labels) * static_cast<double>(end - begin);
+    seqattn::argmax_labels(logits, seqattn::Mask(), predicted);
+    for (size_t j = 0; j < labels.size(); ++j) {
+      e.predicted.push_back(predicted[j]);
+      ++e.confusion[static_cast<size_t>(labels[j])][static_cast<size_t>(predicted[j])];
+      correct += labels[j] == predicted[j];
+    }
+  }
+  const double n = static_cast<double>(std::max<Index>(1, data.size()));
+  e.accuracy = static_cast<double>(correct) / n;
+  e.loss = loss_sum / n;
+  return e;
+}
+
+// How much of the model's attention goes to step `step`, averaged over the sequences of data that have it:
+// pooling = the weighted-pooling weight of the step (0 without weighted pooling); attention = the attention
+// map's weight on the step (as a key), averaged over the valid queries and the heads.
+struct StepAttention {
+  double pooling = 0, attention = 0;
+};
+
+inline StepAttention attention_on_step(Classifier& model, const Dataset& data, Index step, Index batch_size = 256) {
+  StepAttention share;
+  std::vector<Index> order(static_cast<size_t>(data.size()));
+  std::iota(order.begin(), order.end(), Index{0});
+  seqattn::Tensor3<float> x;
+  seqattn::Mask mask;
+  std::vector<int> labels;
+  Index counted = 0;
+  for (Index begin = 0; begin < data.size(); begin += batch_size) {
+    const Index end = std::min(begin + batch_size, data.size());
+    make_batch(data, order, begin, end, x, mask, labels);
+    model.net().predict(x, mask);
+    for (Index b = 0; b < end - begin; ++b) {
+      const Index len = mask.length(b, x.dimension(1));
+      if (step >= len) continue;
+      const auto A = model.attention_map(b);  // (T, T)
+      share.attention += static_cast<double>(A.col(step).head(len).mean());
+      const auto w = model.pooling_weights(b);
+      if (!w.empty()) share.pooling += w[static_cast<size_t>(step)];
+      ++counted;
+    }
+  }
+  if (counted > 0) {
+    share.attention /= static_cast<double>(counted);
+    share.pooling /= static_cast<double>(counted);
+  }
+  return share;
+}
+
+inline std::string format_confusion(const Evaluation& e, const std::vector<std::string>& names) {
+  size_t name_width = 4, cell = 5;
+  for (const auto& n : names) name_width = std::max(name_width, n.size());
+  for (const auto& row : e.confusion)
+    for (Index v : row) cell = std::max(cell, std::to_string(v).size() + 1);
+  std::string out = "confusion matrix (rows: true class, columns: predicted class index)\n";
+  out += std::string(name_width + 6, ' ');
+  for (size_t c = 0; c < e.confusion.size(); ++c) {
+    const std::string h = std::to_string(c);
+    out += std::string(cell - h.size(), ' ') + h;
+  }
+  out += '\n';
+  for (size_t r = 0; r < e.confusion.size(); ++r) {
+    const std::string idx = std::to_string(r);
+    out += std::string(3 - std::min<size_t>(3, idx.size()), ' ') + idx + "  " + names[r] +
+           std::string(name_width - names[r].size() + 1, ' ');
+    for (Index v : e.confusion[r]) {
+      const std::string s = std::to_string(v);
+      out += std::string(cell - s.size(), ' ') + s;
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace tsc

@@ -1,0 +1,123 @@
+#pragma once
+// Masked softmax kernels shared by the attention layers (MultiHeadAttention, SeqWeightedAttention).
+//
+// Padding invariance is bitwise: a valid output must not change when the batch is padded to more steps,
+// which moves every row to another address. Eigen's vectorized expressions pick scalar or SIMD code for an
+// element from its address (alignment peeling), and its scalar exp differs from its SIMD exp in the last
+// bit. So these kernels call Eigen's packet functions directly (the partial last packet through a padded
+// local buffer): every element goes through the same SIMD exp (or tanh) and sums are accumulated lane by
+// lane in a fixed order. Results depend only on the values and the row length, never on addresses.
+//
+//   masked_softmax_row(row, n, total)         row[0, n) = softmax(row[0, n)); row[n, total) = 0 exactly;
+//                                             n == 0 gives an all-zero row (no NaN).
+//   masked_softmax_row_backward(p, d, n, total, scale)
+//                                             d[0, n) = scale * p * (d - p . d); d[n, total) = 0.
+//   stable_tanh(m)                            m = tanh(m) in place, elementwise, address-independent.
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+#include "seqattn/core/tensor.hpp"
+
+namespace seqattn::detail {
+
+// Eigen's SIMD packet of S (S itself without vectorization) and a local buffer for partial packets.
+template <class S>
+using SimdPacket = typename Eigen::internal::packet_traits<S>::type;
+template <class S>
+inline constexpr Index kSimdSize = Eigen::internal::unpacket_traits<SimdPacket<S>>::size;
+
+// row[0, n): x -> exp(x - shift) in place; returns the sum of the results. Every element goes through the
+// same SIMD exp (the tail through a padded local packet) and the sum is accumulated lane by lane, so the
+// results do not depend on the row's address.
+template <class S>
+S exp_shift_sum(S* row, Index n, S shift) {
+  namespace ei = Eigen::internal;
+  if constexpr (!ei::packet_traits<S>::HasExp || kSimdSize<S> == 1) {  // no SIMD exp: scalar for every element
+    S sum(0);
+    for (Index s = 0; s < n; ++s) sum += (row[s] = std::exp(row[s] - shift));
+    return sum;
+  } else {
+    using Packet = SimdPacket<S>;
+    constexpr Index P = kSimdSize<S>;
+    const Packet vshift = ei::pset1<Packet>(shift);
+    Packet acc0 = ei::pset1<Packet>(S(0)), acc1 = acc0;
+    Index s = 0;
+    for (; s + 2 * P <= n; s += 2 * P) {  // two independent chains
+      const Packet e0 = ei::pexp(ei::psub(ei::ploadu<Packet>(row + s), vshift));
+      const Packet e1 = ei::pexp(ei::psub(ei::ploadu<Packet>(row + s + P), vshift));
+      ei::pstoreu(row + s, e0);
+      ei::pstoreu(row + s + P, e1);
+      acc0 = ei::padd(acc0, e0);
+      acc1 = ei::padd(acc1, e1);
+    }
+    for (; s < n; s += P) {  // the rest, a packet at a time; the last one padded with shift (exp 1, dropped)
+      const Index r = std::min(P, n - s);
+      EIGEN_ALIGN_MAX S buf[P];
+      for (Index i = 0; i < P; ++i) buf[i] = i < r ? row[s + i] : shift;
+      const Packet e = ei::pexp(ei::psub(ei::pload<Packet>(buf), vshift));
+      ei::pstore(buf, e);
+      for (Index i = r; i < P; ++i) buf[i] = S(0);
+      for (Index i = 0; i < r; ++i) row[s + i] = buf[i];
+      acc0 = ei::padd(acc0, ei::pload<Packet>(buf));
+    }
+    return ei::predux(ei::padd(acc0, acc1));
+  }
+}
+
+// row (total): softmax over row[0, n) (max-subtracted), row[n, total) = 0 exactly; n == 0: all zero.
+template <class S>
+void masked_softmax_row(S* row, Index n, Index total) {
+  if (n > 0) {
+    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> valid(row, n);
+    const S mx = valid.maxCoeff();  // exact whatever the order
+    const S sum = exp_shift_sum(row, n, mx);
+    valid *= S(1) / sum;  // elementwise: the same rounding for every element
+  }
+  if (total > n) std::fill(row + std::max<Index>(n, 0), row + total, S(0));
+}
+
+// Inverts masked_softmax_row. p: its output row; d: dL/dp in, dL/dz * scale out (in place).
+//   dz = p * (dp - sum_s p_s dp_s) over s < n;  d[n, total) = 0.
+template <class S>
+void masked_softmax_row_backward(const S* p, S* d, Index n, Index total, S scale) {
+  if (n > 0) {
+    Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>> pv(p, n);
+    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> dv(d, n);
+    const S dot = (pv * dv).sum();
+    dv = scale * pv * (dv - dot);
+  }
+  if (total > n) std::fill(d + std::max<Index>(n, 0), d + total, S(0));
+}
+
+// m = tanh(m) elementwise through the SIMD tanh for every element (address-independent). Rows contiguous.
+template <class S, class Derived>
+void stable_tanh(Eigen::MatrixBase<Derived>& m) {
+  namespace ei = Eigen::internal;
+  using Packet = SimdPacket<S>;
+  constexpr Index P = kSimdSize<S>;
+  if constexpr (!ei::packet_traits<S>::HasTanh || P == 1) {  // no SIMD tanh (double): scalar for every element
+    for (Index i = 0; i < m.rows(); ++i)
+      for (Index j = 0; j < m.cols(); ++j) m.derived().coeffRef(i, j) = std::tanh(m.derived().coeff(i, j));
+    return;
+  } else {
+    for (Index i = 0; i < m.rows(); ++i) {
+      S* row = &m.derived().coeffRef(i, 0);
+      const Index n = m.cols();
+      for (Index s = 0; s < n; s += P) {
+        const Index r = std::min(P, n - s);
+        if (r == P) {
+          ei::pstoreu(row + s, ei::ptanh(ei::ploadu<Packet>(row + s)));
+          continue;
+        }
+        EIGEN_ALIGN_MAX S buf[P];
+        for (Index k = 0; k < P; ++k) buf[k] = k < r ? row[s + k] : S(0);
+        ei::pstore(buf, ei::ptanh(ei::pload<Packet>(buf)));
+        for (Index k = 0; k < r; ++k) row[s + k] = buf[k];
+      }
+    }
+  }
+}
+
+}  // namespace seqattn::detail

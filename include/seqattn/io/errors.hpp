@@ -1,0 +1,51 @@
+#pragma once
+// Errors of saving and loading weights (seqattn format and safetensors). All derive from seqattn::Error:
+//   FileError      a file cannot be opened, written, flushed or renamed (the message gives the path and the
+//                  system's reason). A failed save leaves any existing file at the target path untouched.
+//   FormatError    the bytes are not a valid file: wrong magic, unsupported (future) version, truncated,
+//                  checksum mismatch, malformed header or tensor record, trailing bytes.
+//   MismatchError  a valid file that does not fit the model: wrong scalar type, a tensor missing from the
+//                  file, a tensor the model does not have, a shape that differs (the message names the tensor
+//                  and gives the expected and the found value).
+// A load that throws any of these has not modified the model.
+
+#include <string>
+
+#include "seqattn/core/errors.hpp"
+
+namespace seqattn {
+
+class FileError : public Error {
+ public:
+  explicit FileError(const std::string& what) : Error(what) {}
+};
+
+class FormatError : public Error {
+ public:
+  explicit FormatError(const std::string& what) : Error(what) {}
+};
+
+class MismatchError : public Error {
+ public:
+  explicit MismatchError(const std::string& what) : Error(what) {}
+};
+
+namespace detail {
+
+template <class... Parts>
+[[noreturn]] void throw_format(Parts&&... parts) {
+  throw FormatError(cat(std::forward<Parts>(parts)...));
+}
+
+template <class... Parts>
+[[noreturn]] void throw_mismatch(Parts&&... parts) {
+  throw MismatchError(cat(std::forward<Parts>(parts)...));
+}
+
+template <class... Parts>
+[[noreturn]] void throw_file(Parts&&... parts) {
+  throw FileError(cat(std::forward<Parts>(parts)...));
+}
+
+}  // namespace detail
+}  // namespace seqattn

@@ -1,0 +1,393 @@
+#pragma once
+// MultiHeadAttention: scaled dot-product attention with H heads (Vaswani et al.; torch.nn.MultiheadAttention,
+// keras-multi-head's MultiHeadAttention).
+//   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)     (act: `activation`, default linear)
+//   per head h (column block h of width dh):  A_h = softmax(q_h k_h^T / sqrt(dh)) over the allowed keys
+//   ctx = [A_1 v_1, ..., A_H v_H],  y = ctx Wo + bo
+// Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
+//   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
+//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
+// Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`. Masked keys get weight
+// exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no allowed
+// key (a key/value sequence of length 0), output exactly 0 and pass no gradient. NOTE: torch outputs bo at
+// padded query rows and NaN for rows without an allowed key; valid rows match torch.
+// Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
+// per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map.
+// Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
+// be divisible by heads), key_features (default in_features), output_features (default in_features),
+// use_bias (true), causal (false), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
+// layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), kernel_init
+// (glorot_uniform), bias_init (zeros), seed.
+// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
+// Wo (H*dh, output_features), bo (output_features). torch.nn.MultiheadAttention equivalence:
+// in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
+// Compute: projections are GEMMs over all B*T rows; heads are strided column blocks (no permute copies); per
+// (b, h), score and context GEMMs over the valid (query, key) block only, in cache-sized blocks of query
+// rows (causal: keys up to the block's last row); see detail/multi_head_attention_kernels.hpp. Valid outputs
+// are bitwise independent of padding and of padded values (see detail/stable_product.hpp).
+// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout).
+// Padded input values must be finite for finite parameter gradients (they never reach the outputs).
+// Threads: compiled with OpenMP, the (b, h) pairs are shared by set_num_threads() threads (one thread with
+// attention dropout in Train, so the masks are drawn in order); every pair is computed the same way on any
+// thread, so the attention part is bitwise independent of the thread count (see core/threads.hpp for
+// Eigen's projection GEMMs, which gemm() tiles with an inner dimension <= 256). A steady training loop
+// allocates nothing on one thread (Eigen's multi-threaded GEMM allocates its own packing buffer). A layer
+// object is not thread-safe: use one clone() per calling thread.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/detail/multi_head_attention_kernels.hpp"
+#include "seqattn/layers/activation.hpp"
+
+namespace seqattn {
+
+struct MultiHeadAttentionOptions {
+  SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)        // default in_features / heads
+  SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)     // default in_features
+  SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  // default in_features
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(bool, causal, false)
+  SEQATTN_ARG(double, attention_dropout, 0.0)
+  SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class MultiHeadAttention final : public Layer<S> {
+ public:
+  MultiHeadAttention(Index in_features, Index heads, MultiHeadAttentionOptions options = MultiHeadAttentionOptions())
+      : Layer<S>(in_features), heads_(heads), options_(options) {
+    if (heads <= 0) detail::throw_config("MultiHeadAttention: heads must be positive but got ", heads);
+    if (options.head_size()) {
+      head_size_ = *options.head_size();
+      if (head_size_ <= 0) detail::throw_config(describe(), ": head_size must be positive but got ", head_size_);
+    } else {
+      if (in_features % heads != 0)
+        detail::throw_config(describe(), ": input features ", in_features, " not divisible by heads");
+      head_size_ = in_features / heads;
+    }
+    key_features_ = options.key_features().value_or(in_features);
+    out_features_ = options.output_features().value_or(in_features);
+    if (key_features_ <= 0) detail::throw_config(describe(), ": key_features must be positive but got ", key_features_);
+    if (out_features_ <= 0)
+      detail::throw_config(describe(), ": output_features must be positive but got ", out_features_);
+    const double rate = options.attention_dropout();
+    if (!(rate >= 0.0 && rate < 1.0))
+      detail::throw_config(describe(), ": attention_dropout must be in [0, 1) but got ", rate);
+    if (!is_elementwise(options.activation()))
+      detail::throw_config(describe(), ": activation must be elementwise but got ", to_string(options.activation()));
+
+    Rng rng(options.seed().value_or(next_seed()));
+    const Index hd = heads_ * head_size_;
+    init_projection(Wq_, bq_, dWq_, dbq_, in_features, hd, rng);
+    init_projection(Wk_, bk_, dWk_, dbk_, key_features_, hd, rng);
+    init_projection(Wv_, bv_, dWv_, dbv_, key_features_, hd, rng);
+    init_projection(Wo_, bo_, dWo_, dbo_, hd, out_features_, rng);
+    dropout_rng_.reseed(rng.next_u64());
+  }
+
+  using Layer<S>::forward;
+  using Layer<S>::backward;
+
+  // Cross-attention. xq (B, Tq, in_features), xkv (B, Tk, key_features) -> y (B, Tq, output_features).
+  const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
+                            Mode mode = Mode::Infer) {
+    this->check_input(xq, mq);
+    check_key_input(xq, xkv, mkv);
+    CrossScope scope(*this, xkv, mkv);
+    return Layer<S>::forward(xq, mq, mode);
+  }
+  // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
+  const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
+                                   const Tensor3<S>& dy) {
+    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (xkv.dimensions() != kv_dims_)
+      detail::throw_shape(describe(), ": backward key/value input expected ",
+                          shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]),
+                          " (the shape of the last forward) but got ", shape_string(xkv));
+    mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
+    CrossScope scope(*this, xkv, mkv);
+    return Layer<S>::backward(xq, mq, dy);
+  }
+
+  Index out_features() const override { return out_features_; }
+  std::string name() const override { return "multi_head_attention"; }
+  std::string describe() const override {
+    std::string s = "MultiHeadAttention(heads=" + std::to_string(heads_);
+    if (options_.head_size()) s += ", head_size=" + std::to_string(*options_.head_size());
+    if (options_.key_features()) s += ", key_features=" + std::to_string(*options_.key_features());
+    if (options_.output_features()) s += ", output_features=" + std::to_string(*options_.output_features());
+    if (options_.causal()) s += ", causal=true";
+    if (!options_.use_bias()) s += ", use_bias=false";
+    if (options_.attention_dropout() > 0) s += detail::cat(", attention_dropout=", options_.attention_dropout());
+    if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
+
+  Index heads() const { return heads_; }
+  Index head_size() const { return head_size_; }
+  Index key_features() const { return key_features_; }
+  const MultiHeadAttentionOptions& options() const { return options_; }
+
+  // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b.
+  const Tensor3<S>& attention() const { return attention_; }
+  // Head h of sample b, (Tq, Tk).
+  Eigen::Map<const Matrix<S>> attention(Index b, Index h) const {
+    const Index B = heads_ > 0 ? attention_.dimension(0) / heads_ : 0;
+    if (b < 0 || b >= B || h < 0 || h >= heads_)
+      detail::throw_shape(describe(), ": attention(b, h) expected b in [0, ", B, ") and h in [0, ", heads_,
+                          ") but got (", b, ", ", h, ")");
+    const Index Tq = attention_.dimension(1), Tk = attention_.dimension(2);
+    return Eigen::Map<const Matrix<S>>(attention_.data() + (b * heads_ + h) * Tq * Tk, Tq, Tk);
+  }
+  // dxkv of the last backward_cross, (B, Tk, key_features).
+  const Tensor3<S>& key_input_grad() const { return dkv_; }
+  // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
+  void set_dropout_seed(std::uint64_t seed) { dropout_rng_.reseed(seed); }
+
+ protected:
+  // x (B, Tq, in) [, xkv (B, Tk, key_features)] -> y (B, Tq, out). Shapes in the file comment.
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
+    const bool cross = kv_ != nullptr;
+    if (!cross && key_features_ != this->in_features())
+      detail::throw_shape(describe(), ": self-attention needs key_features == input features (", this->in_features(),
+                          ") but key_features is ", key_features_,
+                          "; call forward(xq, mq, xkv, mkv, mode) for cross-attention");
+    const Tensor3<S>& xkv = cross ? *kv_ : x;
+    const Mask& mkv = cross ? *kv_mask_ : mask;
+    last_cross_ = cross;
+    kv_dims_ = xkv.dimensions();
+    const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
+    const Index hd = H * dh;
+
+    // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd)
+    project(as_matrix(x), Wq_, bq_, zq_, q_, scratch_[0]);
+    project(as_matrix(xkv), Wk_, bk_, zk_, k_, scratch_[1]);
+    project(as_matrix(xkv), Wv_, bv_, zv_, v_, scratch_[1]);
+
+    // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h
+    ensure_shape(attention_, B * H, Tq, Tk);
+    ensure_shape(ctx_, B * Tq, hd);
+    dropout_active_ = mode == Mode::Train && options_.attention_dropout() > 0;
+    if (dropout_active_) ensure_shape(dropped_, B * H, Tq, Tk);
+    const S scale = S(1) / std::sqrt(S(dh));
+    // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
+    const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+#endif
+    for (Index bh = 0; bh < B * H; ++bh) {
+      const Index b = bh / H, h = bh % H;
+      const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
+      HeadMap P(attention_.data() + bh * Tq * Tk, Tq, Tk, Eigen::OuterStride<>(Tk));
+      HeadMap C = head(ctx_, b, h, Tq);
+      detail::mha::AttentionDropout<S> dropout;
+      if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * Tk};
+      detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
+                                        options_.causal(), scale, dropout);
+    }
+    (void)threads;
+
+    // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
+    auto Y = as_matrix(y);
+    detail::row_stable_product<S>(Y, ctx_, Wo_, scratch_[2]);
+    if (options_.use_bias()) Y.rowwise() += bo_.transpose();
+    for (Index b = 0; b < B; ++b) {
+      const Index live = live_rows(mask, mkv, b, Tq, Tk);
+      if (live < Tq) Y.middleRows(b * Tq + live, Tq - live).setZero();
+    }
+  }
+
+  // dy (B, Tq, out) -> dx (B, Tq, in) [and dxkv (B, Tk, key_features)]; adds into every parameter gradient.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const bool cross = kv_ != nullptr;
+    if (cross != last_cross_)
+      detail::throw_shape(describe(), cross ? ": backward_cross called after a self-attention forward"
+                                            : ": backward after a cross-attention forward; call backward_cross");
+    const Tensor3<S>& xkv = cross ? *kv_ : x;
+    const Mask& mkv = cross ? *kv_mask_ : mask;
+    const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
+    const Index hd = H * dh, N = B * Tq, M = B * Tk;
+
+    // dead rows of y are constant 0: their dy is ignored
+    bool any_dead = false;
+    for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
+    if (any_dead) {
+      ensure_shape(dy_live_, N, out_features_);
+      dy_live_ = as_matrix(dy);
+      for (Index b = 0; b < B; ++b) {
+        const Index live = live_rows(mask, mkv, b, Tq, Tk);
+        if (live < Tq) dy_live_.middleRows(b * Tq + live, Tq - live).setZero();
+      }
+    }
+    ConstMatrixMap<S> DY(any_dead ? dy_live_.data() : dy.data(), N, out_features_);
+
+    // inverts y = ctx Wo + bo:  dWo += ctx^T dy,  dbo += sum_rows dy,  dctx = dy Wo^T
+    detail::gemm(dWo_, ctx_.transpose(), DY, S(1), true);
+    if (options_.use_bias()) dbo_.noalias() += DY.colwise().sum().transpose();
+    ensure_shape(dctx_, N, hd);
+    detail::gemm(dctx_, DY, Wo_.transpose(), S(1));
+
+    // inverts the attention of every (b, h): dq_h, dk_h, dv_h
+    ensure_shape(dq_, N, hd);
+    ensure_shape(dk_, M, hd);
+    ensure_shape(dv_, M, hd);
+    const S scale = S(1) / std::sqrt(S(dh));
+    const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
+    const int threads = detail::mha::attention_threads(B * H);
+    if (blocks_.size() != static_cast<size_t>(threads)) blocks_.resize(static_cast<size_t>(threads));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+#endif
+    for (Index bh = 0; bh < B * H; ++bh) {
+      const Index b = bh / H, h = bh % H;
+      const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
+      const S* p = attention_.data() + bh * Tq * Tk;
+      const S* pd = dropout_active_ ? dropped_.data() + bh * Tq * Tk : p;
+      HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
+      detail::mha::attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk),
+                                         ConstHeadMap(p, Tq, Tk, Eigen::OuterStride<>(Tk)),
+                                         ConstHeadMap(pd, Tq, Tk, Eigen::OuterStride<>(Tk)), chead(dctx_, b, h, Tq), dQ,
+                                         dK, dV, lq, lk, options_.causal(), scale, keep_scale,
+                                         blocks_[static_cast<size_t>(detail::mha::thread_index())]);
+    }
+
+    // inverts the projection activations (in place)
+    if (options_.activation() != Activation::Linear) {
+      activation_backward<S>(options_.activation(), zq_, q_, dq_, dq_);
+      activation_backward<S>(options_.activation(), zk_, k_, dk_, dk_);
+      activation_backward<S>(options_.activation(), zv_, v_, dv_, dv_);
+    }
+
+    // inverts q = x Wq + bq, k = xkv Wk + bk, v = xkv Wv + bv
+    auto X = as_matrix(x);
+    auto XKV = as_matrix(xkv);
+    detail::gemm(dWq_, X.transpose(), dq_, S(1), true);
+    detail::gemm(dWk_, XKV.transpose(), dk_, S(1), true);
+    detail::gemm(dWv_, XKV.transpose(), dv_, S(1), true);
+    if (options_.use_bias()) {
+      dbq_.noalias() += dq_.colwise().sum().transpose();
+      dbk_.noalias() += dk_.colwise().sum().transpose();
+      dbv_.noalias() += dv_.colwise().sum().transpose();
+    }
+    auto DX = as_matrix(dx);
+    detail::gemm(DX, dq_, Wq_.transpose(), S(1));
+    if (cross) {
+      ensure_shape(dkv_, B, Tk, key_features_);
+      auto DKV = as_matrix(dkv_);
+      detail::gemm(DKV, dk_, Wk_.transpose(), S(1));
+      detail::gemm(DKV, dv_, Wv_.transpose(), S(1), true);
+    } else {
+      detail::gemm(DX, dk_, Wk_.transpose(), S(1), true);
+      detail::gemm(DX, dv_, Wv_.transpose(), S(1), true);
+    }
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    const bool bias = options_.use_bias();
+    list.push_back(matrix_param<S>("Wq", Wq_, &dWq_));
+    if (bias) list.push_back(vector_param<S>("bq", bq_, &dbq_));
+    list.push_back(matrix_param<S>("Wk", Wk_, &dWk_));
+    if (bias) list.push_back(vector_param<S>("bk", bk_, &dbk_));
+    list.push_back(matrix_param<S>("Wv", Wv_, &dWv_));
+    if (bias) list.push_back(vector_param<S>("bv", bv_, &dbv_));
+    list.push_back(matrix_param<S>("Wo", Wo_, &dWo_));
+    if (bias) list.push_back(vector_param<S>("bo", bo_, &dbo_));
+  }
+
+ private:
+  using HeadMap = detail::mha::HeadMap<S>;
+  using ConstHeadMap = detail::mha::ConstHeadMap<S>;
+
+  // Points the layer at the key/value input of a cross-attention call for its duration.
+  struct CrossScope {
+    CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv) : layer_(layer) {
+      layer_.kv_ = &xkv;
+      layer_.kv_mask_ = &mkv;
+    }
+    ~CrossScope() {
+      layer_.kv_ = nullptr;
+      layer_.kv_mask_ = nullptr;
+    }
+    CrossScope(const CrossScope&) = delete;
+    CrossScope& operator=(const CrossScope&) = delete;
+    MultiHeadAttention& layer_;
+  };
+
+  void check_key_input(const Tensor3<S>& xq, const Tensor3<S>& xkv, const Mask& mkv) const {
+    if (xkv.dimension(0) != xq.dimension(0))
+      detail::throw_shape(describe(), ": key/value batch expected ", xq.dimension(0), " (the query batch) but got ",
+                          xkv.dimension(0), " (key/value shape ", shape_string(xkv), ")");
+    if (xkv.dimension(1) <= 0)
+      detail::throw_shape(describe(), ": key/value input expected at least one step but got ", shape_string(xkv));
+    if (xkv.dimension(2) != key_features_)
+      detail::throw_shape(describe(), ": key/value features expected ", key_features_, " but got ", xkv.dimension(2),
+                          " (key/value shape ", shape_string(xkv), ")");
+    mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
+  }
+
+  void init_projection(Matrix<S>& W, Vector<S>& b, Matrix<S>& dW, Vector<S>& db, Index rows, Index cols, Rng& rng) {
+    W.resize(rows, cols);
+    options_.kernel_init().fill(W, rows, cols, rng);
+    dW = Matrix<S>::Zero(rows, cols);
+    if (options_.use_bias()) {
+      b.resize(cols);
+      options_.bias_init().fill(b, rows, cols, rng);
+      db = Vector<S>::Zero(cols);
+    }
+  }
+
+  // Query rows of sample b that produce an output: the valid ones, none when there is no valid key.
+  static Index live_rows(const Mask& mq, const Mask& mkv, Index b, Index Tq, Index Tk) {
+    return mkv.length(b, Tk) > 0 ? mq.length(b, Tq) : 0;
+  }
+
+  // Column block h of sample b of a (B*T, hd) matrix: (T, dh) with row stride hd.
+  HeadMap head(Matrix<S>& m, Index b, Index h, Index T) const {
+    return HeadMap(m.data() + b * T * m.cols() + h * head_size_, T, head_size_, Eigen::OuterStride<>(m.cols()));
+  }
+  ConstHeadMap chead(const Matrix<S>& m, Index b, Index h, Index T) const {
+    return ConstHeadMap(m.data() + b * T * m.cols() + h * head_size_, T, head_size_, Eigen::OuterStride<>(m.cols()));
+  }
+
+  void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& b, Matrix<S>& z, Matrix<S>& out,
+               detail::RowStableScratch<S>& scratch) {
+    detail::mha::projection_forward<S>(X, W, b, options_.use_bias(), options_.activation(), z, out, scratch);
+  }
+
+  Index heads_, head_size_ = 0, key_features_ = 0, out_features_ = 0;
+  MultiHeadAttentionOptions options_;
+  Matrix<S> Wq_, Wk_, Wv_, Wo_, dWq_, dWk_, dWv_, dWo_;
+  Vector<S> bq_, bk_, bv_, bo_, dbq_, dbk_, dbv_, dbo_;
+  Rng dropout_rng_;
+  // forward caches
+  Matrix<S> zq_, zk_, zv_;          // pre-activations (only with an activation)
+  Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
+  Tensor3<S> attention_, dropped_;  // (B*H, Tq, Tk) probabilities; after dropout (Train with dropout only)
+  bool dropout_active_ = false;
+  // backward buffers
+  Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
+  std::vector<Vector<S>> blocks_;  // per thread: score gradients of one block of query rows (backward)
+  Tensor3<S> dkv_;
+  detail::RowStableScratch<S> scratch_[3];  // for q, for k and v, for the output projection
+  // cross-attention state
+  const Tensor3<S>* kv_ = nullptr;
+  const Mask* kv_mask_ = nullptr;
+  bool last_cross_ = false;
+  Eigen::DSizes<Index, 3> kv_dims_{0, 0, 0};
+};
+
+}  // namespace seqattn

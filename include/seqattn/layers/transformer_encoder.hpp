@@ -1,0 +1,160 @@
+#pragma once
+// TransformerEncoderBlock: multi-head self-attention and a feed-forward network, each with dropout and a
+// residual connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
+//   post-norm:  h = LN1(x + Drop(MHA(x)))          y = LN2(h + Drop(FFN(h)))
+//   pre-norm:   h = x + Drop(MHA(LN1(x)))          y = h + Drop(FFN(LN2(h)))
+//   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact) or ReLU; Dense2: (ff_dim, d)
+// Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
+// norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
+// (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the
+// statistics of nothing (LayerNorm is per step); `causal` lets step t attend to steps s <= t only.
+// Padded steps never change valid outputs. x (B, T, d) -> y (B, T, d).
+// Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/layers/dense.hpp"
+#include "seqattn/layers/dropout.hpp"
+#include "seqattn/layers/layer_norm.hpp"
+#include "seqattn/layers/multi_head_attention.hpp"
+
+namespace seqattn {
+
+struct TransformerEncoderOptions {
+  SEQATTN_ARG(double, dropout, 0.0)                      // on the attention output, the FFN hidden and output
+  SEQATTN_ARG(double, attention_dropout, 0.0)            // on the attention weights
+  SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU or ReLU
+  SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
+  SEQATTN_ARG(bool, causal, false)
+  SEQATTN_ARG(double, layer_norm_eps, 1e-5)
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class TransformerEncoderBlock final : public Layer<S> {
+ public:
+  TransformerEncoderBlock(Index d_model, Index heads, Index ff_dim,
+                          TransformerEncoderOptions options = TransformerEncoderOptions())
+      : TransformerEncoderBlock(d_model, heads, ff_dim, options, options.seed().value_or(next_seed())) {}
+
+  Index out_features() const override { return this->in_features(); }
+  std::string name() const override { return "transformer_encoder"; }
+  std::string describe() const override {
+    return detail::cat("TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(),
+                       ", ff_dim=", ff_dim_, ", ", options_.norm_first() ? "pre-norm" : "post-norm",
+                       options_.causal() ? ", causal" : "", ")");
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
+
+  MultiHeadAttention<S>& attention_layer() { return mha_; }
+  const MultiHeadAttention<S>& attention_layer() const { return mha_; }
+  LayerNorm<S>& norm1() { return ln1_; }
+  LayerNorm<S>& norm2() { return ln2_; }
+  Dense<S>& ffn1() { return ffn1_; }
+  Dense<S>& ffn2() { return ffn2_; }
+  const TransformerEncoderOptions& options() const { return options_; }
+
+ protected:
+  // x (B, T, d) -> y (B, T, d); every intermediate is a member kept for backward.
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
+    const bool pre = options_.norm_first();
+    // attention sub-block: a = Drop(MHA(pre ? LN1(x) : x));  h = x + a  (post-norm: h = LN1(x + a))
+    const Tensor3<S>& attn_in = pre ? ln1_.forward(x, mask, mode) : x;
+    const Tensor3<S>& a = drop_attn_.forward(mha_.forward(attn_in, mask, mode), mask, mode);
+    ensure_shape(sum1_, x.dimension(0), x.dimension(1), x.dimension(2));
+    as_matrix(sum1_).noalias() = as_matrix(x) + as_matrix(a);
+    const Tensor3<S>& h = pre ? sum1_ : ln1_.forward(sum1_, mask, mode);
+    // feed-forward sub-block: f = Drop(Dense2(Drop(act(Dense1(pre ? LN2(h) : h)))));  y = h + f (post: LN2(h + f))
+    const Tensor3<S>& ffn_in = pre ? ln2_.forward(h, mask, mode) : h;
+    const Tensor3<S>& hidden = drop_hidden_.forward(ffn1_.forward(ffn_in, mask, mode), mask, mode);
+    const Tensor3<S>& f = drop_ffn_.forward(ffn2_.forward(hidden, mask, mode), mask, mode);
+    if (pre) {
+      as_matrix(y).noalias() = as_matrix(h) + as_matrix(f);
+    } else {
+      ensure_shape(sum2_, x.dimension(0), x.dimension(1), x.dimension(2));
+      as_matrix(sum2_).noalias() = as_matrix(h) + as_matrix(f);
+      const Tensor3<S>& out = ln2_.forward(sum2_, mask, mode);
+      as_matrix(y) = as_matrix(out);
+    }
+  }
+
+  // dy (B, T, d) -> dx (B, T, d): the forward steps inverted from last to first.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const bool pre = options_.norm_first();
+    const Tensor3<S>& h = pre ? sum1_ : ln1_.output();
+    ensure_shape(dh_, x.dimension(0), x.dimension(1), x.dimension(2));
+    // y = h + f (pre) or y = LN2(h + f) (post): d(sum2) = dy or LN2'(dy); dh and df both receive it
+    const Tensor3<S>& dsum2 = pre ? dy : ln2_.backward(sum2_, mask, dy);
+    // f = Drop(Dense2(hidden)), hidden = Drop(act(Dense1(ffn_in)))
+    const Tensor3<S>& dffn2 = drop_ffn_.backward(ffn2_.output(), mask, dsum2);
+    const Tensor3<S>& dhidden = ffn2_.backward(drop_hidden_.output(), mask, dffn2);
+    const Tensor3<S>& dffn1 = drop_hidden_.backward(ffn1_.output(), mask, dhidden);
+    const Tensor3<S>& ffn_in = pre ? ln2_.output() : h;
+    const Tensor3<S>& dffn_in = ffn1_.backward(ffn_in, mask, dffn1);
+    // ffn_in = LN2(h) (pre) or h (post)
+    const Tensor3<S>& dh_ffn = pre ? ln2_.backward(h, mask, dffn_in) : dffn_in;
+    as_matrix(dh_).noalias() = as_matrix(dsum2) + as_matrix(dh_ffn);
+    // h = sum1 (pre) or LN1(sum1) (post), sum1 = x + a
+    const Tensor3<S>& dsum1 = pre ? dh_ : ln1_.backward(sum1_, mask, dh_);
+    // a = Drop(MHA(attn_in)), attn_in = LN1(x) (pre) or x (post)
+    const Tensor3<S>& dmha = drop_attn_.backward(mha_.output(), mask, dsum1);
+    const Tensor3<S>& attn_in = pre ? ln1_.output() : x;
+    const Tensor3<S>& dattn_in = mha_.backward(attn_in, mask, dmha);
+    const Tensor3<S>& dx_attn = pre ? ln1_.backward(x, mask, dattn_in) : dattn_in;
+    as_matrix(dx).noalias() = as_matrix(dsum1) + as_matrix(dx_attn);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    append(list, "mha.", mha_);
+    append(list, "ln1.", ln1_);
+    append(list, "ffn1.", ffn1_);
+    append(list, "ffn2.", ffn2_);
+    append(list, "ln2.", ln2_);
+  }
+
+ private:
+  TransformerEncoderBlock(Index d, Index heads, Index ff_dim, const TransformerEncoderOptions& o, std::uint64_t seed)
+      : Layer<S>(d),
+        ff_dim_(check_ff_dim(ff_dim)),
+        options_(check_options(o)),
+        mha_(d, heads, MultiHeadAttentionOptions().causal(o.causal()).attention_dropout(o.attention_dropout()).seed(seed)),
+        ln1_(d, LayerNormOptions().eps(o.layer_norm_eps())),
+        ln2_(d, LayerNormOptions().eps(o.layer_norm_eps())),
+        ffn1_(d, ff_dim, DenseOptions().activation(o.activation()).seed(seed + 1)),
+        ffn2_(ff_dim, d, DenseOptions().seed(seed + 2)),
+        drop_attn_(d, o.dropout(), DropoutOptions().seed(seed + 3)),
+        drop_hidden_(ff_dim, o.dropout(), DropoutOptions().seed(seed + 4)),
+        drop_ffn_(d, o.dropout(), DropoutOptions().seed(seed + 5)) {}
+
+  static Index check_ff_dim(Index ff_dim) {
+    if (ff_dim <= 0) detail::throw_config("TransformerEncoderBlock: ff_dim must be positive but got ", ff_dim);
+    return ff_dim;
+  }
+  static const TransformerEncoderOptions& check_options(const TransformerEncoderOptions& o) {
+    if (o.activation() != Activation::GELU && o.activation() != Activation::ReLU)
+      detail::throw_config("TransformerEncoderBlock: activation must be gelu or relu but got ", to_string(o.activation()));
+    return o;
+  }
+  static void append(ParamList<S>& list, const std::string& prefix, Layer<S>& layer) {
+    for (auto& p : layer.params()) {
+      p.name = prefix + p.name;
+      list.push_back(std::move(p));
+    }
+  }
+
+  Index ff_dim_;
+  TransformerEncoderOptions options_;
+  MultiHeadAttention<S> mha_;
+  LayerNorm<S> ln1_, ln2_;
+  Dense<S> ffn1_, ffn2_;
+  Dropout<S> drop_attn_, drop_hidden_, drop_ffn_;
+  Tensor3<S> sum1_, sum2_, dh_;  // x + a; h + f (post-norm); gradient of h
+};
+
+}  // namespace seqattn

@@ -1,0 +1,7 @@
+// Translation unit B: includes the umbrella header and instantiates float and double layers (see two_units.hpp).
+#include <seqattn/seqattn.hpp>
+
+#include "two_units.hpp"
+#include "two_units_body.hpp"
+
+UnitResult run_unit_b() { return run_unit_body(); }

@@ -1,0 +1,104 @@
+"""Reference values for MultiHeadAttention and SeqWeightedAttention.
+
+MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
+  in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj = Wo^T,
+  key_padding_mask from the key lengths, causal attn_mask = triu(ones(Tq, Tk), 1).
+Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
+of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
+
+SeqWeightedAttention (keras-self-attention): an independent autograd implementation,
+  a = softmax_t(x W + b) over the valid steps, y = sum_t a_t x_t.
+
+Run from tests/reference:  python3 gen_multi_head_attention.py
+"""
+import torch
+
+import refdata
+
+torch.manual_seed(20240611)
+torch.set_default_dtype(torch.float64)
+
+
+def uniform(*shape, scale=1.0):
+    return (torch.rand(*shape) * 2 - 1) * scale
+
+
+def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross):
+    E = D
+    Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
+    bq, bk, bv, bo = uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(D, scale=0.5)
+    xq = uniform(B, Tq, D).requires_grad_(True)
+    xkv = uniform(B, Tk, Dk).requires_grad_(True) if cross else xq
+    R = uniform(B, Tq, D)
+
+    mha = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, kdim=Dk, vdim=Dk)
+    with torch.no_grad():
+        if Dk == E:
+            mha.in_proj_weight.copy_(torch.cat([Wq.T, Wk.T, Wv.T], 0))
+        else:
+            mha.q_proj_weight.copy_(Wq.T)
+            mha.k_proj_weight.copy_(Wk.T)
+            mha.v_proj_weight.copy_(Wv.T)
+        mha.out_proj.weight.copy_(Wo.T)
+        if bias:
+            mha.in_proj_bias.copy_(torch.cat([bq, bk, bv]))
+            mha.out_proj.bias.copy_(bo)
+
+    key_padding_mask = torch.arange(Tk)[None, :] >= torch.tensor(kv_lengths)[:, None]
+    attn_mask = torch.triu(torch.ones(Tq, Tk, dtype=torch.bool), 1) if causal else None
+    y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
+                  average_attn_weights=False)
+    valid_q = (torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]).to(y.dtype)[:, :, None]
+    (y * R * valid_q).sum().backward()
+
+    out = {"x": xq, "R": R, "q_lengths": torch.tensor(q_lengths, dtype=torch.float64),
+           "kv_lengths": torch.tensor(kv_lengths, dtype=torch.float64),
+           "Wq": Wq, "Wk": Wk, "Wv": Wv, "Wo": Wo, "y": y * valid_q, "attention": attn, "dx": xq.grad}
+    if cross:
+        out["xkv"] = xkv
+        out["dxkv"] = xkv.grad
+    if Dk == E:
+        g = mha.in_proj_weight.grad
+        out.update(dWq=g[:E].T, dWk=g[E:2 * E].T, dWv=g[2 * E:].T)
+    else:
+        out.update(dWq=mha.q_proj_weight.grad.T, dWk=mha.k_proj_weight.grad.T, dWv=mha.v_proj_weight.grad.T)
+    out["dWo"] = mha.out_proj.weight.grad.T
+    if bias:
+        gb = mha.in_proj_bias.grad
+        out.update(bq=bq, bk=bk, bv=bv, bo=bo, dbq=gb[:E], dbk=gb[E:2 * E], dbv=gb[2 * E:], dbo=mha.out_proj.bias.grad)
+    return {prefix + "." + k: v for k, v in out.items()}
+
+
+def swa_case(prefix, B, T, F, lengths, bias):
+    x = uniform(B, T, F).requires_grad_(True)
+    W = uniform(F, 1).requires_grad_(True)
+    b = uniform(1).requires_grad_(True)
+    R = uniform(B, 1, F)
+    logits = (x @ W)[:, :, 0] + (b if bias else 0)
+    valid = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    a = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=1)
+    y = (a[:, :, None] * x).sum(1, keepdim=True)
+    (y * R).sum().backward()
+    out = {"x": x, "lengths": torch.tensor(lengths, dtype=torch.float64), "W": W, "R": R, "y": y, "attention": a,
+           "dx": x.grad, "dW": W.grad}
+    if bias:
+        out.update(b=b, db=b.grad)
+    return {prefix + "." + k: v for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    tensors = {}
+    tensors.update(mha_case("self", 3, 5, 5, 8, 8, 2, [5, 3, 1], [5, 3, 1], causal=False, bias=True, cross=False))
+    tensors.update(mha_case("causal", 2, 6, 6, 6, 6, 3, [6, 4], [6, 4], causal=True, bias=True, cross=False))
+    tensors.update(mha_case("nobias", 2, 4, 4, 8, 8, 4, [4, 4], [4, 4], causal=False, bias=False, cross=False))
+    tensors.update(mha_case("cross", 2, 4, 6, 8, 5, 2, [4, 2], [6, 3], causal=False, bias=True, cross=True))
+    tensors.update(mha_case("cross_causal", 2, 5, 3, 4, 6, 2, [5, 4], [3, 2], causal=True, bias=True, cross=True))
+    refdata.write("../data/multi_head_attention.txt", tensors,
+                  "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
+                  % torch.__version__)
+
+    tensors = {}
+    tensors.update(swa_case("masked", 3, 5, 4, [5, 2, 1], bias=True))
+    tensors.update(swa_case("nobias", 2, 4, 3, [4, 4], bias=False))
+    refdata.write("../data/seq_weighted_attention.txt", tensors,
+                  "torch %s autograd SeqWeightedAttention, double; see gen_multi_head_attention.py" % torch.__version__)

@@ -1,0 +1,59 @@
+"""Reference for TransformerEncoderBlock: torch.nn.TransformerEncoderLayer (batch_first, dropout 0) with the
+same weights. Writes tests/data/transformer_encoder.txt: for each config, x, lengths, R (the output gradient),
+the seqattn-layout weights, y (valid rows), dx and every parameter gradient of L = sum(y * R) over valid rows."""
+import torch
+
+import refdata
+
+torch.manual_seed(0)
+B, T, D, H, FF = 2, 5, 8, 2, 16
+lengths = [5, 3]
+CONFIGS = [("post_relu", False, "relu", False), ("pre_gelu", True, "gelu", False), ("post_gelu_causal", False, "gelu", True),
+           ("pre_relu_causal", True, "relu", True)]
+
+out = {}
+for name, norm_first, act, causal in CONFIGS:
+    layer = torch.nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, activation=act, batch_first=True,
+                                             norm_first=norm_first).double()
+    with torch.no_grad():  # non-trivial norms
+        for ln in (layer.norm1, layer.norm2):
+            ln.weight.uniform_(0.5, 1.5)
+            ln.bias.uniform_(-0.3, 0.3)
+        layer.self_attn.in_proj_bias.uniform_(-0.2, 0.2)
+        layer.self_attn.out_proj.bias.uniform_(-0.2, 0.2)
+    layer.train()  # dropout is 0; train mode avoids the fused inference fast path
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    pad = torch.tensor([[t >= l for t in range(T)] for l in lengths])
+    src_mask = torch.triu(torch.full((T, T), float("-inf"), dtype=torch.double), 1) if causal else None
+    y = layer(x, src_mask=src_mask, src_key_padding_mask=pad)
+    valid = (~pad).unsqueeze(-1).double()
+    R = torch.randn(B, T, D, dtype=torch.double) * valid
+    (y * R).sum().backward()
+    W = layer.self_attn.in_proj_weight
+    b = layer.self_attn.in_proj_bias
+    params = {
+        "mha.Wq": W[:D].T, "mha.bq": b[:D], "mha.Wk": W[D:2 * D].T, "mha.bk": b[D:2 * D],
+        "mha.Wv": W[2 * D:].T, "mha.bv": b[2 * D:], "mha.Wo": layer.self_attn.out_proj.weight.T,
+        "mha.bo": layer.self_attn.out_proj.bias, "ln1.gamma": layer.norm1.weight, "ln1.beta": layer.norm1.bias,
+        "ffn1.W": layer.linear1.weight.T, "ffn1.b": layer.linear1.bias, "ffn2.W": layer.linear2.weight.T,
+        "ffn2.b": layer.linear2.bias, "ln2.gamma": layer.norm2.weight, "ln2.beta": layer.norm2.bias,
+    }
+    grads = {
+        "mha.Wq": W.grad[:D].T, "mha.bq": b.grad[:D], "mha.Wk": W.grad[D:2 * D].T, "mha.bk": b.grad[D:2 * D],
+        "mha.Wv": W.grad[2 * D:].T, "mha.bv": b.grad[2 * D:], "mha.Wo": layer.self_attn.out_proj.weight.grad.T,
+        "mha.bo": layer.self_attn.out_proj.bias.grad, "ln1.gamma": layer.norm1.weight.grad,
+        "ln1.beta": layer.norm1.bias.grad, "ffn1.W": layer.linear1.weight.grad.T, "ffn1.b": layer.linear1.bias.grad,
+        "ffn2.W": layer.linear2.weight.grad.T, "ffn2.b": layer.linear2.bias.grad,
+        "ln2.gamma": layer.norm2.weight.grad, "ln2.beta": layer.norm2.bias.grad,
+    }
+    out[name + ".x"] = x
+    out[name + ".R"] = R
+    out[name + ".y"] = y * valid
+    out[name + ".dx"] = x.grad * valid
+    for k, v in params.items():
+        out[name + ".param." + k] = v
+    for k, v in grads.items():
+        out[name + ".grad." + k] = v
+out["lengths"] = torch.tensor(lengths, dtype=torch.double)
+refdata.write("../data/transformer_encoder.txt", out,
+              "torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0, batch_first=True), lengths [5, 3]")

@@ -1,0 +1,84 @@
+// MultiHeadAttention and SeqWeightedAttention allocate nothing in a steady loop: once the buffers have the
+// batch's shape, forward and backward (self- and cross-attention, causal, masked, attention dropout,
+// projection activation) run with Eigen's heap allocations forbidden (EIGEN_RUNTIME_NO_MALLOC).
+#define EIGEN_RUNTIME_NO_MALLOC
+#include <gtest/gtest.h>
+
+#include "seqattn/layers/multi_head_attention.hpp"
+#include "seqattn/layers/seq_weighted_attention.hpp"
+#include "seqattn/testing/gradient_check.hpp"
+
+using namespace seqattn;
+
+namespace {
+
+struct NoMalloc {
+  NoMalloc() { Eigen::internal::set_is_malloc_allowed(false); }
+  ~NoMalloc() { Eigen::internal::set_is_malloc_allowed(true); }
+};
+
+Tensor3<float> rnd(Index B, Index T, Index F, std::uint64_t seed) {
+  return seqattn::testing::random_tensor(B, T, F, seed).cast<float>();
+}
+
+TEST(MultiHeadAttentionAlloc, SteadySelfAttentionLoopAllocatesNothing) {
+  MultiHeadAttention<float> mha(
+      8, 2, MultiHeadAttentionOptions().causal(true).attention_dropout(0.1).activation(Activation::Tanh).seed(1));
+  const auto x = rnd(3, 21, 8, 2), dy = rnd(3, 21, 8, 3);
+  const Mask mask = Mask::from_lengths({21, 5, 0});
+  mha.forward(x, mask, Mode::Train);
+  mha.backward(x, mask, dy);
+  NoMalloc guard;
+  for (int step = 0; step < 3; ++step) {
+    mha.forward(x, mask, Mode::Train);
+    mha.backward(x, mask, dy);
+    mha.forward(x, mask, Mode::Infer);
+  }
+}
+
+TEST(MultiHeadAttentionAlloc, SteadyCrossAttentionLoopAllocatesNothing) {
+  MultiHeadAttention<float> mha(8, 4, MultiHeadAttentionOptions().key_features(6).output_features(5).seed(4));
+  const auto xq = rnd(2, 9, 8, 5), xkv = rnd(2, 30, 6, 6), dy = rnd(2, 9, 5, 7);
+  const Mask mq = Mask::from_lengths({9, 3}), mkv = Mask::from_lengths({17, 30});
+  mha.forward(xq, mq, xkv, mkv, Mode::Train);
+  mha.backward_cross(xq, mq, xkv, mkv, dy);
+  NoMalloc guard;
+  for (int step = 0; step < 3; ++step) {
+    mha.forward(xq, mq, xkv, mkv, Mode::Train);
+    mha.backward_cross(xq, mq, xkv, mkv, dy);
+  }
+}
+
+// Large enough that a plain Eigen product would pack more than EIGEN_STACK_ALLOCATION_LIMIT and allocate:
+// (400, 256) x (256, 256) projections, weight gradients over 1400 rows, 700 keys of 128 features per head.
+// One thread: Eigen's multi-threaded GEMM (OpenMP builds) allocates its shared packing buffer per product.
+TEST(MultiHeadAttentionAlloc, LargeShapesAllocateNothing) {
+  const int saved = num_threads();
+  set_num_threads(1);
+  MultiHeadAttention<float> mha(256, 2, MultiHeadAttentionOptions().key_features(96).seed(2));
+  const auto xq = rnd(2, 200, 256, 11), xkv = rnd(2, 700, 96, 12), dy = rnd(2, 200, 256, 13);
+  const Mask mq = Mask::from_lengths({200, 150}), mkv = Mask::from_lengths({700, 501});
+  mha.forward(xq, mq, xkv, mkv, Mode::Train);
+  mha.backward_cross(xq, mq, xkv, mkv, dy);
+  {
+    NoMalloc guard;
+    mha.forward(xq, mq, xkv, mkv, Mode::Train);
+    mha.backward_cross(xq, mq, xkv, mkv, dy);
+  }
+  set_num_threads(saved);
+}
+
+TEST(SeqWeightedAttentionAlloc, SteadyLoopAllocatesNothing) {
+  SeqWeightedAttention<float> swa(6);
+  const auto x = rnd(4, 11, 6, 8), dy = rnd(4, 1, 6, 9);
+  const Mask mask = Mask::from_lengths({11, 0, 1, 7});
+  swa.forward(x, mask, Mode::Train);
+  swa.backward(x, mask, dy);
+  NoMalloc guard;
+  for (int step = 0; step < 3; ++step) {
+    swa.forward(x, mask, Mode::Train);
+    swa.backward(x, mask, dy);
+  }
+}
+
+}  // namespace

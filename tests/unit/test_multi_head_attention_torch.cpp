@@ -1,0 +1,113 @@
+// MultiHeadAttention against torch.nn.MultiheadAttention (tests/reference/gen_multi_head_attention.py):
+// outputs, per-head attention weights on valid query rows, and gradients of the inputs and of every
+// parameter, in float and in double; self-attention (masked, causal, without bias) and cross-attention
+// (kdim != embed_dim, Tq != Tk, causal).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "seqattn/layers/multi_head_attention.hpp"
+#include "support/reference_data.hpp"
+
+using namespace seqattn;
+using seqattn::testing::data_path;
+using seqattn::testing::ReferenceData;
+
+namespace {
+
+const ReferenceData& data() {
+  static const ReferenceData d(data_path("multi_head_attention.txt"));
+  return d;
+}
+
+template <class S>
+double tolerance() {
+  return sizeof(S) == sizeof(double) ? 1e-11 : 3e-5;
+}
+
+// |actual - expected| <= tol * (1 + |expected|) for every coefficient.
+template <class S>
+void expect_close(const S* actual, const std::vector<double>& expected, const std::string& what) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double err = std::abs(double(actual[i]) - expected[i]) / (1.0 + std::abs(expected[i]));
+    if (err > worst) worst = err, at = i;
+  }
+  EXPECT_LE(worst, tolerance<S>()) << what << "[" << at << "]: " << actual[at] << " vs torch " << expected[at];
+}
+
+Mask lengths(const std::string& name) {
+  std::vector<Index> l;
+  for (double v : data().values(name)) l.push_back(static_cast<Index>(v));
+  return Mask::from_lengths(l);
+}
+
+struct TorchCase {
+  const char* prefix;
+  Index heads;
+  bool causal, bias, cross;
+};
+
+template <class S>
+void run_case(const TorchCase& c) {
+  SCOPED_TRACE(c.prefix);
+  const ReferenceData& d = data();
+  const std::string p = std::string(c.prefix) + ".";
+  const Tensor3<S> xq = d.tensor<S>(p + "x");
+  const Tensor3<S> xkv = c.cross ? d.tensor<S>(p + "xkv") : xq;
+  const Tensor3<S> R = d.tensor<S>(p + "R");
+  const Mask mq = lengths(p + "q_lengths"), mkv = lengths(p + "kv_lengths");
+  const Index B = xq.dimension(0), Tq = xq.dimension(1), Tk = xkv.dimension(1), H = c.heads;
+
+  MultiHeadAttention<S> mha(
+      xq.dimension(2), H, MultiHeadAttentionOptions().key_features(xkv.dimension(2)).causal(c.causal).use_bias(c.bias));
+  for (auto& param : mha.params()) {
+    ASSERT_EQ(d.shape(p + param.name), param.shape) << param.name;
+    const auto& v = d.values(p + param.name);
+    for (Index i = 0; i < param.size(); ++i) param.value[i] = S(v[static_cast<size_t>(i)]);
+  }
+
+  const Tensor3<S>& y = c.cross ? mha.forward(xq, mq, xkv, mkv, Mode::Train) : mha.forward(xq, mq, Mode::Train);
+  expect_close(y.data(), d.values(p + "y"), "y");  // torch's padded rows are zeroed by the generator
+
+  // attention (B, H, Tq, Tk) on valid query rows; masked keys are exactly 0
+  const auto& attn = d.values(p + "attention");
+  for (Index b = 0; b < B; ++b)
+    for (Index h = 0; h < H; ++h)
+      for (Index t = 0; t < mq.length(b, Tq); ++t) {
+        const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tk;
+        const std::vector<double> row(first, first + Tk);
+        expect_close(mha.attention(b, h).data() + t * Tk, row,
+                     "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
+        for (Index s = 0; s < Tk; ++s) {
+          const bool masked = s >= mkv.length(b, Tk) || (c.causal && s > t);
+          if (masked) {
+            EXPECT_EQ(mha.attention(b, h)(t, s), S(0));
+          }
+        }
+      }
+
+  mha.zero_grad();
+  const Tensor3<S>& dx = c.cross ? mha.backward_cross(xq, mq, xkv, mkv, R) : mha.backward(xq, mq, R);
+  expect_close(dx.data(), d.values(p + "dx"), "dx");
+  if (c.cross) expect_close(mha.key_input_grad().data(), d.values(p + "dxkv"), "dxkv");
+  for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
+}
+
+const TorchCase kCases[] = {{"self", 2, false, true, false},
+                            {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},
+                            {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true}};
+
+TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
+  for (const auto& c : kCases) run_case<double>(c);
+}
+
+TEST(MultiHeadAttentionTorch, MatchesTorchInFloat) {
+  for (const auto& c : kCases) run_case<float>(c);
+}
+
+}  // namespace
