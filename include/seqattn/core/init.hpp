@@ -5,6 +5,10 @@
 //   glorot_normal    truncated normal, stddev sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978
 //   he_uniform       U(-l, l), l = sqrt(6 / fan_in)
 //   he_normal        truncated normal, stddev sqrt(2 / fan_in) / 0.87962566103423978
+//   orthogonal(g)    Keras' Orthogonal (recurrent kernels): for a (rows, cols) matrix, Q of the QR decomposition
+//                    of a (max, min) standard-normal matrix with R's diagonal made positive (Keras multiplies
+//                    Q's columns by the signs of R's diagonal), transposed when rows < cols, times the gain g:
+//                    orthonormal rows or columns
 // (0.8796... is the stddev of a unit normal truncated at two standard deviations.)
 // For a (rows, cols) kernel used as y = x W, fan_in = rows and fan_out = cols.
 
@@ -19,7 +23,7 @@ namespace seqattn {
 
 class Init {
  public:
-  enum class Kind { Zeros, Constant, Uniform, Normal, GlorotUniform, GlorotNormal, HeUniform, HeNormal };
+  enum class Kind { Zeros, Constant, Uniform, Normal, GlorotUniform, GlorotNormal, HeUniform, HeNormal, Orthogonal };
 
   static Init zeros() { return Init(Kind::Zeros); }
   static Init ones() { return constant(1.0); }
@@ -30,6 +34,7 @@ class Init {
   static Init glorot_normal() { return Init(Kind::GlorotNormal); }
   static Init he_uniform() { return Init(Kind::HeUniform); }
   static Init he_normal() { return Init(Kind::HeNormal); }
+  static Init orthogonal(double gain = 1.0) { return Init(Kind::Orthogonal, gain); }
 
   Kind kind() const { return kind_; }
 
@@ -37,6 +42,7 @@ class Init {
   template <class Derived>
   void fill(Eigen::DenseBase<Derived>& m, Index fan_in, Index fan_out, Rng& rng) const {
     using S = typename Derived::Scalar;
+    if (kind_ == Kind::Orthogonal) return fill_orthogonal(m, rng);
     constexpr double trunc_std = 0.87962566103423978;
     const double fi = static_cast<double>(fan_in > 0 ? fan_in : 1);
     const double fo = static_cast<double>(fan_out > 0 ? fan_out : 1);
@@ -60,6 +66,7 @@ class Init {
             break;
           }
           case Kind::HeNormal: v = rng.truncated_normal(std::sqrt(2.0 / fi) / trunc_std); break;
+          case Kind::Orthogonal: break;  // fill_orthogonal
         }
         m(i, j) = static_cast<S>(v);
       }
@@ -79,14 +86,37 @@ class Init {
       case Kind::GlorotNormal: return "glorot_normal";
       case Kind::HeUniform: return "he_uniform";
       case Kind::HeNormal: return "he_normal";
+      case Kind::Orthogonal: return "orthogonal(" + std::to_string(a_) + ")";
     }
     return "?";
   }
 
  private:
+  // m (rows, cols) = gain * Q, Q (max, min) from the QR of a Gaussian matrix, sign-corrected, transposed if wide.
+  template <class Derived>
+  void fill_orthogonal(Eigen::DenseBase<Derived>& m, Rng& rng) const {
+    using S = typename Derived::Scalar;
+    const Index rows = m.rows(), cols = m.cols();
+    if (rows == 0 || cols == 0) return;
+    const Index tall = rows > cols ? rows : cols, narrow = rows > cols ? cols : rows;
+    Eigen::MatrixXd q(tall, narrow);
+    for (Index i = 0; i < tall; ++i)
+      for (Index j = 0; j < narrow; ++j) q(i, j) = rng.normal();
+    // QR by Gram-Schmidt, each column orthogonalized twice (stable): R's diagonal (the norms) is positive, so q
+    // is the sign-corrected Q. (Eigen's HouseholderQR gives the same Q up to rounding but warns under -Wall.)
+    for (Index j = 0; j < narrow; ++j) {
+      for (int pass = 0; pass < 2; ++pass)
+        for (Index k = 0; k < j; ++k) q.col(j) -= q.col(k).dot(q.col(j)) * q.col(k);
+      q.col(j) /= q.col(j).norm();
+    }
+    for (Index i = 0; i < rows; ++i)
+      for (Index j = 0; j < cols; ++j) m(i, j) = static_cast<S>(a_ * (rows >= cols ? q(i, j) : q(j, i)));
+  }
+
   explicit Init(Kind kind, double a = 0.0, double b = 0.0) : kind_(kind), a_(a), b_(b) {
     if (kind == Kind::Uniform && !(a < b)) detail::throw_config("Init::uniform: expected lo < hi but got ", a, " >= ", b);
     if (kind == Kind::Normal && !(a > 0)) detail::throw_config("Init::normal: expected stddev > 0 but got ", a);
+    if (kind == Kind::Orthogonal && !(a > 0)) detail::throw_config("Init::orthogonal: expected gain > 0 but got ", a);
   }
   Kind kind_;
   double a_, b_;

@@ -1,0 +1,183 @@
+#pragma once
+// Pieces shared by LSTM and GRU (layers/lstm.hpp, layers/gru.hpp).
+//
+//   RecurrentBase<S>          the common layer part: units, return_sequences, the kernel (F, G) and recurrent
+//                             kernel (U, G) with their gradients (G = gates * U), out_time/out_mask, and the
+//                             input projection XW = X W + b over all B*T rows (one GEMM, rows bitwise
+//                             independent of T, so padding never changes valid outputs)
+//   step_rows(M, t, T, B)     rows (b, t), b = 0..B-1, of a (B*T, n) matrix: a (B, n) map with row stride T*n
+//   recurrent_product(...)    dst (B, G) = (or +=) h (B, U) * K (U, G): GEMV for B = 1, tiled GEMM otherwise;
+//                             never allocates, and a row's bits depend only on its values and the sizes
+//   gate_activation/_grad     the elementwise activations a recurrent layer accepts (linear, relu, tanh,
+//                             sigmoid) and their derivatives from the OUTPUT y = act(z), so caches keep
+//                             activated gates only
+// Masks: sequence b is processed for t < len_b only; its state is frozen from len_b on, its output rows are
+// zero there, and the backward pass gives zero gradient at t >= len_b. Steps at or after the longest length
+// are skipped.
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/detail/stable_product.hpp"
+#include "seqattn/layers/activation.hpp"
+
+namespace seqattn::detail {
+
+inline bool is_recurrent_activation(Activation a) {
+  return a == Activation::Linear || a == Activation::ReLU || a == Activation::Tanh || a == Activation::Sigmoid;
+}
+
+inline void check_recurrent_activation(const std::string& who, const char* option, Activation a) {
+  if (!is_recurrent_activation(a))
+    throw_config(who, ": ", option, " must be linear, relu, tanh or sigmoid but got ", to_string(a),
+                 " (its derivative is needed from the output)");
+}
+
+// y = act(z)
+template <class S>
+S gate_activation(Activation a, S z) {
+  switch (a) {
+    case Activation::ReLU: return z > S(0) ? z : S(0);
+    case Activation::Tanh: return std::tanh(z);
+    case Activation::Sigmoid: return S(1) / (S(1) + std::exp(-z));
+    default: return z;
+  }
+}
+// dy/dz expressed with y = act(z)
+template <class S>
+S gate_activation_grad(Activation a, S y) {
+  switch (a) {
+    case Activation::ReLU: return y > S(0) ? S(1) : S(0);
+    case Activation::Tanh: return S(1) - y * y;
+    case Activation::Sigmoid: return y * (S(1) - y);
+    default: return S(1);
+  }
+}
+
+template <class S>
+using StridedMap = Eigen::Map<Matrix<S>, 0, Eigen::OuterStride<>>;
+
+// M (B*T, n), rows ordered (b, t) -> the (B, n) view of step t
+template <class S>
+StridedMap<S> step_rows(Matrix<S>& M, Index t, Index T, Index B) {
+  return StridedMap<S>(M.data() + t * M.cols(), B, M.cols(), Eigen::OuterStride<>(T * M.cols()));
+}
+template <class S>
+StridedMap<S> step_rows(Tensor3<S>& x, Index t) {
+  return StridedMap<S>(x.data() + t * x.dimension(2), x.dimension(0), x.dimension(2),
+                       Eigen::OuterStride<>(x.dimension(1) * x.dimension(2)));
+}
+template <class S>
+Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>> step_rows(const Tensor3<S>& x, Index t) {
+  return Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>(x.data() + t * x.dimension(2), x.dimension(0),
+                                                              x.dimension(2),
+                                                              Eigen::OuterStride<>(x.dimension(1) * x.dimension(2)));
+}
+
+// dst (B, G) = (or +=) h (B, U) * K (U, G); h, K and dst are owned contiguous buffers.
+template <class S, class KM>
+void recurrent_product(Matrix<S>& dst, const Matrix<S>& h, const KM& K, bool accumulate) {
+  if (h.rows() == 1) {  // GEMV: no packing, no allocation
+    if (accumulate)
+      dst.noalias() += h * K;
+    else
+      dst.noalias() = h * K;
+  } else {
+    gemm(dst, h, K, S(1), accumulate);
+  }
+}
+
+// Longest valid length of a (B, T) batch.
+inline Index max_length(const Mask& mask, Index B, Index T) {
+  Index m = 0;
+  for (Index b = 0; b < B; ++b) m = std::max(m, mask.length(b, T));
+  return m;
+}
+
+template <class S>
+class RecurrentBase : public Layer<S> {
+ public:
+  Index units() const { return units_; }
+  bool return_sequences() const { return return_sequences_; }
+  Index out_features() const override { return units_; }
+  Index out_time(Index T) const override { return return_sequences_ ? T : 1; }
+  Mask out_mask(const Mask& mask, Index /*T*/) const override { return return_sequences_ ? mask : Mask(); }
+
+  Matrix<S>& kernel() { return W_; }
+  Matrix<S>& recurrent_kernel() { return K_; }
+
+ protected:
+  RecurrentBase(Index in_features, Index units, Index gates, bool return_sequences, const char* type)
+      : Layer<S>(in_features), units_(units), gates_(gates), return_sequences_(return_sequences) {
+    if (units <= 0) throw_config(type, ": units must be positive but got ", units);
+    W_.resize(in_features, gates * units);
+    dW_ = Matrix<S>::Zero(in_features, gates * units);
+    K_.resize(units, gates * units);
+    dK_ = Matrix<S>::Zero(units, gates * units);
+  }
+
+  // x (B*T, F) -> XW_ (B*T, G) = x W + bias (bias: a (G) row or empty); rows independent of T.
+  template <class BiasRow>
+  void project_inputs(const Tensor3<S>& x, const BiasRow& bias, bool use_bias) {
+    auto X = as_matrix(x);
+    ensure_shape(XW_, X.rows(), gates_ * units_);
+    row_stable_product<S>(XW_, X, W_, scratch_);
+    if (use_bias) XW_.rowwise() += bias;
+  }
+
+  // Inverts project_inputs: dW += x^T dXW;  dx = dXW W^T  (dXW (B*T, G), zero at padded rows).
+  void project_inputs_backward(const Tensor3<S>& x, const Matrix<S>& dXW, Tensor3<S>& dx) {
+    auto X = as_matrix(x);
+    auto DX = as_matrix(dx);
+    gemm(dW_, X.transpose(), dXW, S(1), true);
+    gemm(DX, dXW, W_.transpose(), S(1));
+  }
+
+  // Sizes the per-step state (B, U) and the caches shared by both cells; zeroes the state.
+  void start_sequence(Index B, Index T) {
+    ensure_shape(h_, B, units_);
+    h_.setZero();
+    ensure_shape(hprev_, B * T, units_);
+  }
+
+  // Writes step t of y: h for valid rows, 0 for padded ones (return_sequences), or the last valid step.
+  void write_output(const Mask& mask, Index t, Index T, Tensor3<S>& y) const {
+    const Index B = h_.rows();
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      if (return_sequences_) {
+        if (t < L) sample_matrix(y, b).row(t) = h_.row(b);
+      } else if (t == L - 1) {
+        sample_matrix(y, b).row(0) = h_.row(b);
+      }
+    }
+  }
+
+  // dh (B, U) = gradient reaching h_t from the output at step t (added into dh).
+  void add_output_grad(const Mask& mask, const Tensor3<S>& dy, Index t, Index T, Matrix<S>& dh) const {
+    for (Index b = 0; b < dh.rows(); ++b) {
+      const Index L = mask.length(b, T);
+      if (return_sequences_ ? t < L : t == L - 1)
+        dh.row(b) += sample_matrix(dy, b).row(return_sequences_ ? t : 0);
+    }
+  }
+
+  std::string base_describe(const char* type) const {
+    std::string s = std::string(type) + "(units=" + std::to_string(units_);
+    if (return_sequences_) s += ", return_sequences=true";
+    return s;
+  }
+
+  Index units_, gates_;
+  bool return_sequences_;
+  Matrix<S> W_, dW_;  // (F, G) kernel
+  Matrix<S> K_, dK_;  // (U, G) recurrent kernel
+  Matrix<S> XW_;      // (B*T, G) input projection, then activated gates (forward cache)
+  Matrix<S> h_;       // (B, U) running state
+  Matrix<S> hprev_;   // (B*T, U) h_{t-1} at row (b, t); zero at padded rows
+  RowStableScratch<S> scratch_;
+};
+
+}  // namespace seqattn::detail

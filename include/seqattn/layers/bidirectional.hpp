@@ -1,0 +1,177 @@
+#pragma once
+// Bidirectional (Keras' Bidirectional): a forward and a backward recurrent layer over the same input.
+//   x (B, T, F) -> forward layer on x            -> yf (B, T', U)
+//               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
+//   y = [yf | rev(yr)] (concat, (B, T', 2U), the default) or yf + rev(yr) (sum, (B, T', U))
+// rev() reverses each sequence WITHIN its valid part: rev(x)[b, t] = x[b, len_b - 1 - t] for t < len_b, padded
+// steps stay where they are (so it is its own inverse). With return_sequences(false) inner layers (T' = 1) the
+// backward layer's output is its state after reading x[b, 0], as in Keras, and is not reversed.
+// The two layers must have the same in_features, out_features, out_time and out_mask (checked); usually an
+// LSTM or GRU pair, built by the convenience constructors from one options struct (the backward layer gets
+// seed + 1 when a seed is given, else the next seed).
+// Parameters: the inner layers' with prefixes "forward." and "backward.": "forward.kernel", "backward.bias".
+// Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); padded outputs are 0.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/layers/gru.hpp"
+#include "seqattn/layers/lstm.hpp"
+
+namespace seqattn {
+
+enum class MergeMode { Concat, Sum };
+
+inline std::string to_string(MergeMode m) { return m == MergeMode::Concat ? "concat" : "sum"; }
+
+struct BidirectionalOptions {
+  SEQATTN_ARG(MergeMode, merge_mode, MergeMode::Concat)
+};
+
+template <class S>
+class Bidirectional final : public Layer<S> {
+ public:
+  Bidirectional(Index in_features, std::unique_ptr<Layer<S>> forward_layer, std::unique_ptr<Layer<S>> backward_layer,
+                BidirectionalOptions options = BidirectionalOptions())
+      : Layer<S>(in_features), fwd_(std::move(forward_layer)), bwd_(std::move(backward_layer)), options_(options) {
+    check_inner();
+  }
+  Bidirectional(Index in_features, Index units, LSTMOptions o, BidirectionalOptions options = BidirectionalOptions())
+      : Bidirectional(in_features, make_pair<LSTM<S>>(in_features, units, o), options) {}
+  Bidirectional(Index in_features, Index units, GRUOptions o, BidirectionalOptions options = BidirectionalOptions())
+      : Bidirectional(in_features, make_pair<GRU<S>>(in_features, units, o), options) {}
+
+  Bidirectional(const Bidirectional& other)
+      : Layer<S>(other), fwd_(other.fwd_->clone()), bwd_(other.bwd_->clone()), options_(other.options_) {}
+  Bidirectional& operator=(const Bidirectional&) = delete;
+
+  Layer<S>& forward_layer() { return *fwd_; }
+  Layer<S>& backward_layer() { return *bwd_; }
+  const BidirectionalOptions& options() const { return options_; }
+
+  Index out_features() const override {
+    return options_.merge_mode() == MergeMode::Concat ? 2 * fwd_->out_features() : fwd_->out_features();
+  }
+  Index out_time(Index T) const override { return fwd_->out_time(T); }
+  Mask out_mask(const Mask& mask, Index T) const override { return fwd_->out_mask(mask, T); }
+  std::string name() const override { return "bidirectional"; }
+  std::string describe() const override {
+    std::string s = "Bidirectional(" + fwd_->describe();
+    if (options_.merge_mode() != MergeMode::Concat) s += ", merge_mode=" + to_string(options_.merge_mode());
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Bidirectional>(*this); }
+  S regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
+
+ protected:
+  // x (B, T, F) -> xr = rev(x) -> yf = fwd(x), yr = bwd(xr) (B, T', U) -> y (B, T', 2U or U)
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
+    reverse_valid(x, mask, xr_);                                   // (1) xr = rev(x)
+    const Tensor3<S>& yf = fwd_->forward(x, mask, mode);           // (2) yf = fwd(x)
+    const Tensor3<S>& yr = bwd_->forward(xr_, mask, mode);         // (3) yr = bwd(xr)
+    const bool keeps_time = out_time(2) == 2;
+    const Tensor3<S>* yb = &yr;
+    if (keeps_time) {
+      reverse_valid(yr, mask, yrr_);  // (4) yb = rev(yr) when the output keeps the steps
+      yb = &yrr_;
+    }
+    const Index U = fwd_->out_features();
+    auto Y = as_matrix(y);
+    if (options_.merge_mode() == MergeMode::Concat) {  // (5) y = [yf | yb] or yf + yb
+      Y.leftCols(U) = as_matrix(yf);
+      Y.rightCols(U) = as_matrix(*yb);
+    } else {
+      Y.noalias() = as_matrix(yf) + as_matrix(*yb);
+    }
+  }
+
+  // dy (B, T', 2U or U) -> dx (B, T, F); inner parameter gradients added into.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = dy.dimension(0), To = dy.dimension(1), U = fwd_->out_features();
+    ensure_shape(dyf_, B, To, U);
+    ensure_shape(dyb_, B, To, U);
+    auto DY = as_matrix(dy);
+    if (options_.merge_mode() == MergeMode::Concat) {  // inverts (5)
+      as_matrix(dyf_) = DY.leftCols(U);
+      as_matrix(dyb_) = DY.rightCols(U);
+    } else {
+      as_matrix(dyf_) = DY;
+      as_matrix(dyb_) = DY;
+    }
+    const bool keeps_time = out_time(2) == 2;
+    const Tensor3<S>* dyr = &dyb_;
+    if (keeps_time) {
+      reverse_valid(dyb_, mask, dyr_);  // inverts (4): rev is its own inverse
+      dyr = &dyr_;
+    }
+    const Tensor3<S>& dxf = fwd_->backward(x, mask, dyf_);     // inverts (2)
+    const Tensor3<S>& dxr = bwd_->backward(xr_, mask, *dyr);   // inverts (3)
+    reverse_valid(dxr, mask, dxb_);                            // inverts (1)
+    as_matrix(dx).noalias() = as_matrix(dxf) + as_matrix(dxb_);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    for (auto& p : fwd_->params()) list.push_back(prefixed("forward.", p));
+    for (auto& p : bwd_->params()) list.push_back(prefixed("backward.", p));
+  }
+  void collect_buffers(ParamList<S>& list) override {
+    for (auto& p : fwd_->buffers()) list.push_back(prefixed("forward.", p));
+    for (auto& p : bwd_->buffers()) list.push_back(prefixed("backward.", p));
+  }
+
+ private:
+  using LayerPair = std::pair<std::unique_ptr<Layer<S>>, std::unique_ptr<Layer<S>>>;
+  Bidirectional(Index in_features, LayerPair layers, BidirectionalOptions options)
+      : Bidirectional(in_features, std::move(layers.first), std::move(layers.second), options) {}
+  // Two layers of type L from one options struct: seeds s (forward) and s + 1 (backward), s = seed or next_seed().
+  template <class L, class O>
+  static LayerPair make_pair(Index in_features, Index units, O o) {
+    const std::uint64_t seed = o.seed().value_or(next_seed());
+    O of = o, ob = o;
+    of.seed(seed);
+    ob.seed(seed + 1);
+    return {std::make_unique<L>(in_features, units, of), std::make_unique<L>(in_features, units, ob)};
+  }
+  static Param<S> prefixed(const char* prefix, Param<S> p) {
+    p.name = prefix + p.name;
+    return p;
+  }
+
+  // out (B, T, F) = rev(in): each sequence reversed within its valid part, padded steps copied in place.
+  static void reverse_valid(const Tensor3<S>& in, const Mask& mask, Tensor3<S>& out) {
+    const Index B = in.dimension(0), T = in.dimension(1), F = in.dimension(2);
+    ensure_shape(out, B, T, F);
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T);
+      auto I = sample_matrix(in, b);
+      auto O = sample_matrix(out, b);
+      for (Index t = 0; t < L; ++t) O.row(t) = I.row(L - 1 - t);
+      if (L < T) O.bottomRows(T - L) = I.bottomRows(T - L);
+    }
+  }
+
+  void check_inner() const {
+    if (!fwd_ || !bwd_) detail::throw_config("Bidirectional: the forward and backward layers must not be null");
+    const std::string who = "Bidirectional(" + fwd_->describe() + ", " + bwd_->describe() + ")";
+    if (fwd_->in_features() != this->in_features() || bwd_->in_features() != this->in_features())
+      detail::throw_shape(who, ": inner layers expect ", fwd_->in_features(), " and ", bwd_->in_features(),
+                          " input features but the input has ", this->in_features());
+    if (fwd_->out_features() != bwd_->out_features())
+      detail::throw_config(who, ": forward and backward output features differ: ", fwd_->out_features(), " vs ",
+                           bwd_->out_features());
+    if (fwd_->out_time(7) != bwd_->out_time(7) || (fwd_->out_time(7) != 7 && fwd_->out_time(7) != 1))
+      detail::throw_config(who, ": forward and backward layers must both keep the steps or both return one step");
+  }
+
+  std::unique_ptr<Layer<S>> fwd_, bwd_;
+  BidirectionalOptions options_;
+  Tensor3<S> xr_, yrr_;             // (B, T, F) rev(x); (B, T, U) rev(yr)
+  Tensor3<S> dyf_, dyb_, dyr_, dxb_;  // backward scratch
+};
+
+}  // namespace seqattn

@@ -1,0 +1,184 @@
+#pragma once
+// GRU (Keras' GRU with reset_after=True, the Keras 2 / TF2 default), full backpropagation through time.
+//   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
+//   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
+// Equations, Keras gate order z, r, h (column blocks of kernel, recurrent_kernel and of each bias row):
+//   xz_t = x_t W + b_in      hz_t = h_{t-1} K + b_rec      W = kernel (F, 3U), K = recurrent_kernel (U, 3U)
+//   z = ra(xz_z + hz_z)      r = ra(xz_r + hz_r)           ra = recurrent_activation (sigmoid)
+//   hh = act(xz_h + r * hz_h)                               act = activation (tanh); reset AFTER the product
+//   h_t = z * h_{t-1} + (1 - z) * hh                        h_{-1} = 0
+// Parameters (Keras names): "kernel" (F, 3U), "recurrent_kernel" (U, 3U), "bias" (2, 3U): row 0 is the input
+// bias b_in, row 1 the recurrent bias b_rec (Keras' reset_after bias layout).
+// PyTorch nn.GRU (batch_first=True) computes the same function with gate order r, z, n:
+//   weight_ih_l0 (3U, F) = [W_r^T; W_z^T; W_h^T]   weight_hh_l0 (3U, U) = [K_r^T; K_z^T; K_h^T]
+//   bias_ih_l0 = [b_in_r, b_in_z, b_in_h]          bias_hh_l0 = [b_rec_r, b_rec_z, b_rec_h]
+//   (torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h: Keras' hh and h_t).
+// Masks: sequence b is processed for t < len_b only; from len_b on its state is frozen and its output rows are
+// 0; padded steps get zero gradient. Valid outputs are bitwise independent of the padding.
+// Cost: one GEMM x W over all B*T rows, per step one (B, U) x (U, 3U) product; backward per step one
+// (B, 3U) x (3U, U) product, then dK, dW and dx as GEMMs over all rows. No allocation in a steady loop.
+// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
+// use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences false,
+// seed (default next_seed()).
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/detail/recurrent.hpp"
+
+namespace seqattn {
+
+struct GRUOptions {
+  SEQATTN_ARG(bool, return_sequences, false)
+  SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class GRU final : public detail::RecurrentBase<S> {
+  using Base = detail::RecurrentBase<S>;
+
+ public:
+  GRU(Index in_features, Index units, GRUOptions options = GRUOptions())
+      : Base(in_features, units, 3, options.return_sequences(), "GRU"), options_(options) {
+    detail::check_recurrent_activation(describe(), "activation", options.activation());
+    detail::check_recurrent_activation(describe(), "recurrent_activation", options.recurrent_activation());
+    Rng rng(options.seed().value_or(next_seed()));
+    options.kernel_init().fill(this->W_, in_features, 3 * units, rng);
+    options.recurrent_init().fill(this->K_, units, 3 * units, rng);
+    if (options.use_bias()) {
+      b_.resize(2, 3 * units);
+      options.bias_init().fill(b_, units, 3 * units, rng);
+      db_ = Matrix<S>::Zero(2, 3 * units);
+    }
+  }
+
+  std::string name() const override { return "gru"; }
+  std::string describe() const override {
+    std::string s = this->base_describe("GRU");
+    if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
+    if (options_.recurrent_activation() != Activation::Sigmoid)
+      s += ", recurrent_activation=" + to_string(options_.recurrent_activation());
+    if (!options_.use_bias()) s += ", use_bias=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GRU>(*this); }
+
+  const GRUOptions& options() const { return options_; }
+  Matrix<S>& bias() { return b_; }  // (2, 3U): input bias, recurrent bias
+
+ protected:
+  // x (B, T, F) -> XW (B*T, 3U) = x W + b_in -> per step hz (B, 3U) = h K + b_rec -> z, r, hh, h -> y
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
+    const Activation ra = options_.recurrent_activation(), act = options_.activation();
+    const bool bias = options_.use_bias();
+    const Index Lmax = detail::max_length(mask, B, T);
+    if (bias)
+      this->project_inputs(x, b_.row(0), true);  // (1) xz = x W + b_in, all rows
+    else
+      this->project_inputs(x, RowVector<S>(), false);
+    this->start_sequence(B, T);
+    this->hprev_.setZero();
+    ensure_shape(hzh_, B * T, U);
+    ensure_shape(zs_, B, 3 * U);
+    y.setZero();
+    auto& h = this->h_;
+    for (Index t = 0; t < Lmax; ++t) {
+      detail::recurrent_product(zs_, h, this->K_, false);  // (2) hz = h_{t-1} K + b_rec
+      if (bias) zs_.rowwise() += b_.row(1);
+      auto A = detail::step_rows(this->XW_, t, T, B);  // (B, 3U): xz_t, overwritten by z, r, hh
+      for (Index b = 0; b < B; ++b) {
+        if (t >= mask.length(b, T)) continue;  // frozen state
+        const Index r = b * T + t;
+        this->hprev_.row(r) = h.row(b);
+        for (Index u = 0; u < U; ++u) {
+          const S z = detail::gate_activation(ra, A(b, u) + zs_(b, u));                      // (3) z
+          const S rg = detail::gate_activation(ra, A(b, U + u) + zs_(b, U + u));             // (3) r
+          const S hh = detail::gate_activation(act, A(b, 2 * U + u) + rg * zs_(b, 2 * U + u));  // (4) hh
+          A(b, u) = z;
+          A(b, U + u) = rg;
+          A(b, 2 * U + u) = hh;
+          hzh_(r, u) = zs_(b, 2 * U + u);
+          h(b, u) = z * h(b, u) + (S(1) - z) * hh;  // (5) h_t
+        }
+      }
+      this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
+    }
+  }
+
+  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
+    const Activation ra = options_.recurrent_activation(), act = options_.activation();
+    const Index Lmax = detail::max_length(mask, B, T);
+    ensure_shape(dXZ_, B * T, 3 * U);
+    ensure_shape(dHZ_, B * T, 3 * U);
+    dXZ_.setZero();  // padded rows stay 0: no gradient
+    dHZ_.setZero();
+    ensure_shape(dh_, B, U);
+    ensure_shape(dxs_, B, 3 * U);
+    ensure_shape(dhs_, B, 3 * U);
+    dh_.setZero();
+    for (Index t = Lmax - 1; t >= 0; --t) {
+      this->add_output_grad(mask, dy, t, T, dh_);  // inverts (6)
+      auto A = detail::step_rows(this->XW_, t, T, B);
+      dxs_.setZero();
+      dhs_.setZero();
+      for (Index b = 0; b < B; ++b) {
+        if (t >= mask.length(b, T)) continue;
+        const Index r = b * T + t;
+        for (Index u = 0; u < U; ++u) {
+          const S z = A(b, u), rg = A(b, U + u), hh = A(b, 2 * U + u);
+          const S hp = this->hprev_(r, u), hzh = hzh_(r, u), dh = dh_(b, u);
+          const S dz = dh * (hp - hh);                                        // inverts (5) for z
+          const S da = dh * (S(1) - z) * detail::gate_activation_grad(act, hh);  // inverts (5), (4) for hh
+          const S dzp = dz * detail::gate_activation_grad(ra, z);              // inverts (3) for z
+          const S drp = da * hzh * detail::gate_activation_grad(ra, rg);       // inverts (4), (3) for r
+          dxs_(b, u) = dzp;
+          dxs_(b, U + u) = drp;
+          dxs_(b, 2 * U + u) = da;  // inverts (4) for xz_h
+          dhs_(b, u) = dzp;
+          dhs_(b, U + u) = drp;
+          dhs_(b, 2 * U + u) = da * rg;  // inverts (4) for hz_h
+          dh_(b, u) = dh * z;            // inverts (5) for h_{t-1} (direct path)
+        }
+      }
+      detail::step_rows(dXZ_, t, T, B) = dxs_;
+      detail::step_rows(dHZ_, t, T, B) = dhs_;
+      detail::recurrent_product(dh_, dhs_, this->K_.transpose(), true);  // inverts (2): dh_{t-1} += dhz K^T
+    }
+    detail::gemm(this->dK_, this->hprev_.transpose(), dHZ_, S(1), true);  // inverts (2): dK += sum_t h_{t-1}^T dhz_t
+    if (options_.use_bias()) {
+      db_.row(0).noalias() += dXZ_.colwise().sum();  // inverts (1) for b_in
+      db_.row(1).noalias() += dHZ_.colwise().sum();  // inverts (2) for b_rec
+    }
+    this->project_inputs_backward(x, dXZ_, dx);  // inverts (1): dW += x^T dxz, dx = dxz W^T
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
+    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
+    if (options_.use_bias()) list.push_back(matrix_param<S>("bias", b_, &db_));
+  }
+
+ private:
+  GRUOptions options_;
+  Matrix<S> b_, db_;      // (2, 3U)
+  Matrix<S> hzh_;         // (B*T, U) hz_h = h_{t-1} K_h + b_rec_h at row (b, t)
+  Matrix<S> zs_;          // (B, 3U) recurrent part of one step
+  Matrix<S> dXZ_, dHZ_;   // (B*T, 3U) gradients of xz and hz
+  Matrix<S> dh_;          // (B, U) gradient flowing to h_{t-1}
+  Matrix<S> dxs_, dhs_;   // (B, 3U) one step of dXZ, dHZ, contiguous
+};
+
+}  // namespace seqattn

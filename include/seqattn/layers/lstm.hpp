@@ -1,0 +1,178 @@
+#pragma once
+// LSTM (Keras' LSTM), full backpropagation through time.
+//   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
+//   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
+// Equations, Keras gate order i, f, c, o (column blocks of kernel, recurrent_kernel and bias):
+//   z_t = x_t W + h_{t-1} K + b                  W = kernel (F, 4U), K = recurrent_kernel (U, 4U), b = bias (4U)
+//   i = ra(z_i)   f = ra(z_f)   g = act(z_c)   o = ra(z_o)      ra = recurrent_activation (sigmoid), act (tanh)
+//   c_t = f * c_{t-1} + i * g                    h_t = o * act(c_t)                  h_{-1} = c_{-1} = 0
+// Parameters (Keras names): "kernel" (F, 4U), "recurrent_kernel" (U, 4U), "bias" (4U).
+// PyTorch nn.LSTM (batch_first=True) has the same gate order (its i, f, g, o) and the same equations with
+// sigmoid / tanh:  weight_ih_l0 = kernel^T (4U, F), weight_hh_l0 = recurrent_kernel^T (4U, U),
+// bias = bias_ih_l0 + bias_hh_l0 (PyTorch keeps two bias vectors that only ever appear summed).
+// Masks: sequence b is processed for t < len_b only; from len_b on its state is frozen and its output rows are
+// 0; padded steps get zero gradient. Valid outputs are bitwise independent of the padding.
+// Cost: one GEMM x W over all B*T rows, then per step one (B, U) x (U, 4U) product; backward: per step one
+// (B, 4U) x (4U, U) product, then dK, dW and dx as three GEMMs over all rows. Buffers are resized only when a
+// shape changes (no allocation in a steady loop).
+// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
+// use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, unit_forget_bias (forget
+// gate bias starts at 1), return_sequences false, seed (default next_seed()).
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "seqattn/core/init.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/detail/recurrent.hpp"
+
+namespace seqattn {
+
+struct LSTMOptions {
+  SEQATTN_ARG(bool, return_sequences, false)
+  SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  SEQATTN_ARG(bool, use_bias, true)
+  SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  SEQATTN_ARG(Init, bias_init, Init::zeros())
+  SEQATTN_ARG(bool, unit_forget_bias, true)
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+};
+
+template <class S>
+class LSTM final : public detail::RecurrentBase<S> {
+  using Base = detail::RecurrentBase<S>;
+
+ public:
+  LSTM(Index in_features, Index units, LSTMOptions options = LSTMOptions())
+      : Base(in_features, units, 4, options.return_sequences(), "LSTM"), options_(options) {
+    detail::check_recurrent_activation(describe(), "activation", options.activation());
+    detail::check_recurrent_activation(describe(), "recurrent_activation", options.recurrent_activation());
+    Rng rng(options.seed().value_or(next_seed()));
+    options.kernel_init().fill(this->W_, in_features, 4 * units, rng);
+    options.recurrent_init().fill(this->K_, units, 4 * units, rng);
+    if (options.use_bias()) {
+      b_.resize(4 * units);
+      options.bias_init().fill(b_, units, 4 * units, rng);
+      if (options.unit_forget_bias()) b_.segment(units, units).setOnes();
+      db_ = Vector<S>::Zero(4 * units);
+    }
+  }
+
+  std::string name() const override { return "lstm"; }
+  std::string describe() const override {
+    std::string s = this->base_describe("LSTM");
+    if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
+    if (options_.recurrent_activation() != Activation::Sigmoid)
+      s += ", recurrent_activation=" + to_string(options_.recurrent_activation());
+    if (!options_.use_bias()) s += ", use_bias=false";
+    return s + ")";
+  }
+  std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LSTM>(*this); }
+
+  const LSTMOptions& options() const { return options_; }
+  Vector<S>& bias() { return b_; }
+
+ protected:
+  // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y
+  void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
+    const Activation ra = options_.recurrent_activation(), act = options_.activation();
+    const Index Lmax = detail::max_length(mask, B, T);
+    this->project_inputs(x, b_.transpose(), options_.use_bias());  // (1) zx = x W + b, all rows
+    this->start_sequence(B, T);
+    this->hprev_.setZero();
+    ensure_shape(c_, B, U);
+    c_.setZero();
+    ensure_shape(C_, B * T, U);
+    ensure_shape(zs_, B, 4 * U);
+    y.setZero();
+    auto& h = this->h_;
+    for (Index t = 0; t < Lmax; ++t) {
+      detail::recurrent_product(zs_, h, this->K_, false);  // (2) zh = h_{t-1} K
+      auto A = detail::step_rows(this->XW_, t, T, B);      // (B, 4U): zx_t, overwritten by the gates
+      for (Index b = 0; b < B; ++b) {
+        if (t >= mask.length(b, T)) continue;  // frozen state
+        const Index r = b * T + t;
+        this->hprev_.row(r) = h.row(b);
+        for (Index u = 0; u < U; ++u) {
+          const S i = detail::gate_activation(ra, A(b, u) + zs_(b, u));                  // (3) i = ra(z_i)
+          const S f = detail::gate_activation(ra, A(b, U + u) + zs_(b, U + u));          // (3) f = ra(z_f)
+          const S g = detail::gate_activation(act, A(b, 2 * U + u) + zs_(b, 2 * U + u));  // (3) g = act(z_c)
+          const S o = detail::gate_activation(ra, A(b, 3 * U + u) + zs_(b, 3 * U + u));  // (3) o = ra(z_o)
+          const S c = f * c_(b, u) + i * g;                                               // (4) c_t
+          A(b, u) = i;
+          A(b, U + u) = f;
+          A(b, 2 * U + u) = g;
+          A(b, 3 * U + u) = o;
+          C_(r, u) = c;
+          c_(b, u) = c;
+          h(b, u) = o * detail::gate_activation(act, c);  // (5) h_t = o * act(c_t)
+        }
+      }
+      this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
+    }
+  }
+
+  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
+    const Activation ra = options_.recurrent_activation(), act = options_.activation();
+    const Index Lmax = detail::max_length(mask, B, T);
+    ensure_shape(dZ_, B * T, 4 * U);
+    dZ_.setZero();  // padded rows stay 0: no gradient
+    ensure_shape(dh_, B, U);
+    ensure_shape(dc_, B, U);
+    ensure_shape(dzs_, B, 4 * U);
+    dh_.setZero();
+    dc_.setZero();
+    for (Index t = Lmax - 1; t >= 0; --t) {
+      this->add_output_grad(mask, dy, t, T, dh_);  // inverts (6)
+      auto A = detail::step_rows(this->XW_, t, T, B);
+      dzs_.setZero();
+      for (Index b = 0; b < B; ++b) {
+        if (t >= mask.length(b, T)) continue;
+        const Index r = b * T + t;
+        for (Index u = 0; u < U; ++u) {
+          const S i = A(b, u), f = A(b, U + u), g = A(b, 2 * U + u), o = A(b, 3 * U + u);
+          const S cprev = t > 0 ? C_(r - 1, u) : S(0);
+          const S tc = detail::gate_activation(act, C_(r, u));
+          const S dh = dh_(b, u);
+          const S d_o = dh * tc;                                                       // inverts (5) for o
+          const S dc = dc_(b, u) + dh * o * detail::gate_activation_grad(act, tc);    // inverts (5) for c_t
+          dc_(b, u) = dc * f;                                                          // inverts (4) for c_{t-1}
+          dzs_(b, u) = dc * g * detail::gate_activation_grad(ra, i);                   // inverts (4), (3) for i
+          dzs_(b, U + u) = dc * cprev * detail::gate_activation_grad(ra, f);           // inverts (4), (3) for f
+          dzs_(b, 2 * U + u) = dc * i * detail::gate_activation_grad(act, g);          // inverts (4), (3) for g
+          dzs_(b, 3 * U + u) = d_o * detail::gate_activation_grad(ra, o);              // inverts (3) for o
+        }
+      }
+      detail::step_rows(dZ_, t, T, B) = dzs_;
+      detail::recurrent_product(dh_, dzs_, this->K_.transpose(), false);  // inverts (2): dh_{t-1} = dz K^T
+    }
+    detail::gemm(this->dK_, this->hprev_.transpose(), dZ_, S(1), true);  // inverts (2): dK += sum_t h_{t-1}^T dz_t
+    if (options_.use_bias()) db_.noalias() += dZ_.colwise().sum().transpose();  // inverts (1) for b
+    this->project_inputs_backward(x, dZ_, dx);  // inverts (1): dW += x^T dz, dx = dz W^T
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
+    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
+    if (options_.use_bias()) list.push_back(vector_param<S>("bias", b_, &db_));
+  }
+
+ private:
+  LSTMOptions options_;
+  Vector<S> b_, db_;      // (4U)
+  Matrix<S> c_;           // (B, U) running cell state
+  Matrix<S> C_;           // (B*T, U) c_t at row (b, t) (valid rows only)
+  Matrix<S> zs_;          // (B, 4U) recurrent part of one step
+  Matrix<S> dZ_;          // (B*T, 4U) gradient of the gate pre-activations
+  Matrix<S> dh_, dc_;     // (B, U) gradients flowing to h_{t-1}, c_{t-1}
+  Matrix<S> dzs_;         // (B, 4U) one step of dZ, contiguous
+};
+
+}  // namespace seqattn

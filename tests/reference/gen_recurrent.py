@@ -1,0 +1,57 @@
+"""Reference values of LSTM, GRU and their bidirectional forms, from torch.nn.LSTM / torch.nn.GRU (double).
+
+Writes tests/data/recurrent.txt. Run from tests/reference:  /usr/bin/python3 gen_recurrent.py
+
+Masked batches go through pack_padded_sequence (torch processes each sequence for its own length; the backward
+direction of a bidirectional layer reads the valid part reversed) and pad_packed_sequence (zeros at padded
+steps). For each case <c> in lstm, gru, bilstm, bigru the file has x (B, T, F), lengths, the torch parameters in
+torch's layout (weight_ih_l0 (G*U, F), weight_hh_l0 (G*U, U), bias_ih_l0, bias_hh_l0, and the *_reverse ones for
+the bidirectional cases), then for return_sequences=True:  seq.R (B, T, D) random, seq.y (B, T, D) padded
+output, seq.dx and seq.d<param> the gradients of sum(y * R); and for return_sequences=False: last.R (B, 1, D),
+last.y (B, 1, D) = h_n (the last valid state; for the backward direction, its state after step 0),
+last.dx and last.d<param>. D = U, or 2U bidirectional ([forward | backward]).
+Gate order: torch LSTM i, f, g, o = Keras i, f, c, o; torch GRU r, z, n, Keras z, r, h (the test permutes).
+"""
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import refdata
+
+torch.manual_seed(20261201)
+B, T, F, U = 3, 5, 4, 3
+LENGTHS = [5, 3, 1]
+
+out = {}
+for case in ["lstm", "gru", "bilstm", "bigru"]:
+    bi = case.startswith("bi")
+    cls = torch.nn.LSTM if "lstm" in case else torch.nn.GRU
+    rnn = cls(F, U, batch_first=True, bidirectional=bi).double()
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.uniform_(-0.6, 0.6)
+    x = torch.rand(B, T, F, dtype=torch.float64) * 2 - 1
+    out[case + ".x"] = x
+    out[case + ".lengths"] = torch.tensor(LENGTHS, dtype=torch.float64)
+    for name, p in rnn.named_parameters():
+        out[case + "." + name] = p
+    D = 2 * U if bi else U
+    for mode in ["seq", "last"]:
+        xg = x.clone().requires_grad_(True)
+        rnn.zero_grad()
+        packed = pack_padded_sequence(xg, torch.tensor(LENGTHS), batch_first=True, enforce_sorted=False)
+        ys, hn = rnn(packed)
+        if mode == "seq":
+            y, _ = pad_packed_sequence(ys, batch_first=True, total_length=T)
+        else:
+            h = hn[0] if cls is torch.nn.LSTM else hn  # (directions, B, U)
+            y = torch.cat([h[d] for d in range(h.shape[0])], dim=1).unsqueeze(1)  # (B, 1, D)
+        R = torch.rand(y.shape, dtype=torch.float64) * 2 - 1
+        (y * R).sum().backward()
+        p = case + "." + mode + "."
+        out[p + "R"] = R
+        out[p + "y"] = y
+        out[p + "dx"] = xg.grad.clone()
+        for name, prm in rnn.named_parameters():
+            out[p + "d" + name] = prm.grad.clone()
+
+refdata.write("../data/recurrent.txt", out, __doc__.strip() + "\ntorch " + torch.__version__)
