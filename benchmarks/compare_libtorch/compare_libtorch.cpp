@@ -3,7 +3,8 @@
 //   compare_libtorch [--threads 1,2] [--only TEXT] [--no-memory] [--quick]
 //
 // Rows (runners.hpp): MultiHeadAttention forward + backward; the keras-self-attention additive formula (U = 32)
-// forward + backward, global and with a window of 15 (torch: the dense formula with a band mask); one training
+// forward + backward, global and with a window of 15 (torch: the dense formula with a band mask); LSTM
+// (return_sequences, torch::nn::LSTM batch_first) forward + backward and forward alone; one training
 // step of the example classifier (benchmarks/classifier_model.hpp) at B = 64, T = 128; its inference at batch
 // 64 and batch 1.
 // Time: for each thread count (at::set_num_threads(n) and seqattn::set_num_threads(n)) and row, both sides are
@@ -71,6 +72,18 @@ std::vector<Row> make_rows() {
                           std::make_unique<seqattn::SeqSelfAttention<float>>(F, options), B, T);
                     },
                     [=] { return std::make_unique<compare::TorchAdditive>(B, T, F, 32, width); }});
+  }
+  for (auto [B, T, F, U, train] : std::vector<std::array<Index, 5>>{
+           {32, 64, 32, 64, 1}, {16, 128, 64, 128, 1}, {1, 256, 32, 64, 1}, {32, 64, 32, 64, 0}, {1, 256, 32, 64, 0}}) {
+    rows.push_back({train ? "LSTM fwd+bwd" : "LSTM forward", seqattn::detail::cat("B=", B, " T=", T, " F=", F, " U=", U),
+                    B,
+                    [=]() -> std::unique_ptr<Runner> {
+                      auto lstm = std::make_unique<seqattn::LSTM<float>>(
+                          F, U, seqattn::LSTMOptions().return_sequences(true).seed(1));
+                      if (train) return std::make_unique<compare::SeqattnLayer>(std::move(lstm), B, T);
+                      return std::make_unique<compare::SeqattnForward>(std::move(lstm), B, T);
+                    },
+                    [=] { return std::make_unique<compare::TorchLstm>(B, T, F, U, train != 0); }});
   }
   rows.push_back({"classifier train step", "B=64 T=128", 64,
                   [] { return std::make_unique<compare::SeqattnClassifier>(64, 128, true); },
@@ -229,6 +242,21 @@ void check_same_math() {
   }
 }
 
+void check_same_math_lstm() {
+  torch::NoGradGuard no_grad;
+  const Index B = 3, T = 20, F = 8, U = 16;
+  seqattn::LSTM<float> s(F, U, seqattn::LSTMOptions().return_sequences(true).bias_init(seqattn::Init::uniform(-.5, .5)).seed(5));
+  compare::TorchLstm t(B, T, F, U, false);
+  t.copy_weights(s);
+  const auto x = compare::uniform_input(B, T, F, 9);
+  const auto& y = s.forward(x);
+  torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, F}, torch::kFloat32));
+  torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, U}, torch::kFloat32);
+  std::printf("same-math check, LSTM (B=%ld T=%ld F=%ld U=%ld): max |y_seqattn - y_torch| = %.2e\n",
+              static_cast<long>(B), static_cast<long>(T), static_cast<long>(F), static_cast<long>(U),
+              (ys - yt).abs().max().item<float>());
+}
+
 std::string blas_library() {
   Dl_info info{};
   void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
@@ -295,6 +323,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "WARNING: libtorch uses the reference BLAS (netlib): its products are very slow. See "
                          "README.md, Benchmarks, for running it with OpenBLAS.\n");
   check_same_math();
+  check_same_math_lstm();
 
   std::vector<double> mem_s(rows.size(), -1), mem_t(rows.size(), -1);
   bool reset_ok = true;

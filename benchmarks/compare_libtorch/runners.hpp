@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "classifier_model.hpp"
+#include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
 
@@ -86,8 +87,59 @@ class SeqattnClassifier final : public Runner {
   std::vector<int> labels_;
 };
 
+// Forward alone (Mode::Infer) of one layer.
+class SeqattnForward final : public Runner {
+ public:
+  SeqattnForward(std::unique_ptr<seqattn::Layer<float>> layer, Index B, Index T)
+      : layer_(std::move(layer)), x_(uniform_input(B, T, layer_->in_features(), 1)) {}
+  void run() override { layer_->forward(x_, seqattn::Mask(), seqattn::Mode::Infer); }
+
+ private:
+  std::unique_ptr<seqattn::Layer<float>> layer_;
+  Tensor3<float> x_;
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // libtorch side
+
+// torch::nn::LSTM(F, U, batch_first) on x (B, T, F): the output sequence (B, T, U), then (train) its backward
+// with dy; forward alone under c10::InferenceMode otherwise.
+class TorchLstm final : public Runner {
+ public:
+  TorchLstm(Index B, Index T, Index F, Index U, bool train)
+      : lstm_(torch::nn::LSTMOptions(F, U).batch_first(true)), train_(train),
+        x_(torch_uniform({B, T, F}, 1).requires_grad_(train)), dy_(torch_uniform({B, T, U}, 2)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return std::get<0>(lstm_->forward(x)); }
+  void run() override {
+    if (!train_) {
+      c10::InferenceMode guard;
+      forward(x_);
+      return;
+    }
+    lstm_->zero_grad();
+    x_.mutable_grad() = torch::Tensor();
+    forward(x_).backward(dy_);
+  }
+  // Copies a seqattn LSTM (Keras layout; the same gate order i, f, g, o): weight_ih = kernel^T,
+  // weight_hh = recurrent_kernel^T, bias_ih = bias, bias_hh = 0.
+  void copy_weights(seqattn::LSTM<float>& layer) {
+    torch::NoGradGuard guard;
+    auto from = [](seqattn::Matrix<float>& m) {
+      return torch::from_blob(m.data(), {static_cast<int64_t>(m.rows()), static_cast<int64_t>(m.cols())},
+                              torch::kFloat32);
+    };
+    lstm_->named_parameters()["weight_ih_l0"].copy_(from(layer.kernel()).t());
+    lstm_->named_parameters()["weight_hh_l0"].copy_(from(layer.recurrent_kernel()).t());
+    lstm_->named_parameters()["bias_ih_l0"].copy_(
+        torch::from_blob(layer.bias().data(), {static_cast<int64_t>(layer.bias().size())}, torch::kFloat32));
+    lstm_->named_parameters()["bias_hh_l0"].zero_();
+  }
+
+ private:
+  torch::nn::LSTM lstm_;
+  bool train_;
+  torch::Tensor x_, dy_;
+};
 
 // torch::nn::MultiheadAttention(D, H) forward (need_weights = false: torch skips averaging the attention
 // maps) + backward. x (T, B, D).
