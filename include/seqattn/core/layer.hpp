@@ -19,6 +19,7 @@
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/param.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/core/threads.hpp"  // every layer: Eigen's GEMMs single-threaded (determinism)
 
 namespace seqattn {
 

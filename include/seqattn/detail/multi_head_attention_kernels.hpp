@@ -71,10 +71,9 @@ struct AttentionDropout {
   S* dropped = nullptr;  // Pd (Tq, Tk), row stride Tk
 };
 
-// Threads for the (b, h) loops: seqattn::num_threads() (1 without OpenMP), at most one per pair.
-inline int attention_threads(Index pairs) {
-  return static_cast<int>(std::max<Index>(1, std::min<Index>(num_threads(), pairs)));
-}
+// Threads for the (b, h) loops: seqattn::num_threads() (1 without OpenMP or inside a parallel region), at most
+// one per pair, one for a small batch.
+inline int attention_threads(Index pairs, double work) { return parallel_threads(pairs, work); }
 inline int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -83,22 +82,23 @@ inline int thread_index() {
 #endif
 }
 
-// Projection of the forward: X (R, f) -> z = X W + b (R, n) -> out = act(z); without an activation z is
-// `out` itself (z untouched). Row-stable and address-independent (padding invariance).
+// Rows [r0, r0 + n) of the projection of the forward: X (R, f) -> z = X W + b (R, n) -> out = act(z); without an
+// activation z is `out` itself (z untouched). z and out are already (R, W.cols()). Row-stable and
+// address-independent (padding invariance), so the rows of one chunk do not depend on the chunking; only the
+// last chunk of a matrix may use the scratch (rows beyond a multiple of kRowQuantum).
 template <class S, class XM>
-void projection_forward(const XM& X, const Matrix<S>& W, const Vector<S>& b, bool use_bias, Activation act,
-                        Matrix<S>& z, Matrix<S>& out, RowStableScratch<S>& scratch) {
-  Matrix<S>& target = act == Activation::Linear ? out : z;
-  ensure_shape(target, X.rows(), W.cols());
-  row_stable_product<S>(target, X, W, scratch);
+void projection_forward_rows(const XM& X, const Matrix<S>& W, const Vector<S>& b, bool use_bias, Activation act,
+                             Matrix<S>& z, Matrix<S>& out, RowStableScratch<S>& scratch, Index r0, Index n) {
+  auto target = (act == Activation::Linear ? out : z).middleRows(r0, n);
+  row_stable_product<S>(target, X.middleRows(r0, n), W, scratch);
   if (use_bias) target.rowwise() += b.transpose();
   if (act == Activation::Linear) return;
-  ensure_shape(out, X.rows(), W.cols());
+  auto O = out.middleRows(r0, n);
   if (act == Activation::Tanh) {
-    out = z;
-    stable_tanh<S>(out);
+    O = target;
+    stable_tanh<S>(O);
   } else {
-    activation_forward<S>(act, z, out);  // relu, gelu, sigmoid: elementwise scalar code, address-independent
+    activation_forward<S>(act, target, O);  // relu, gelu, sigmoid: elementwise scalar code, address-independent
   }
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // Dense: y = act(x W + b) on the last axis, one GEMM over all B*T rows. Each output row is bitwise
 // independent of how many rows the batch has (detail/row_stable_product), so padding never changes valid outputs.
+// Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
+// result is bitwise the same for any thread count.
 //   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
 
 #include <memory>
@@ -11,6 +13,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/parallel.hpp"
 #include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
@@ -59,36 +62,61 @@ class Dense final : public Layer<S> {
   Vector<S>& bias() { return b_; }
 
  protected:
-  // x (N=B*T, in) -> z = x W + b (N, units) -> y = act(z)
+  // x (N=B*T, in) -> z = x W + b (N, units) -> y = act(z), in the fixed row chunks of core/threads.hpp
+  // (shared by the threads; a row's bits do not depend on its chunk)
   void do_forward(const Tensor3<S>& x, const Mask&, Mode, Tensor3<S>& y) override {
     auto X = as_matrix(x);
     auto Y = as_matrix(y);
+    const Index N = X.rows();
     const bool has_act = options_.activation() != Activation::Linear;
-    if (has_act) ensure_shape(z_, X.rows(), units_);
-    auto compute = [&](auto& Z) {
-      detail::row_stable_product<S>(Z, X, W_, scratch_);  // row bits independent of B*T (padding)
+    if (has_act) ensure_shape(z_, N, units_);
+    auto compute = [&](auto&& Z, Index r0, Index n) {
+      // row bits independent of B*T (padding); only the last chunk has rows left over for the scratch
+      detail::row_stable_product<S>(Z, X.middleRows(r0, n), W_, scratch_);
       if (options_.use_bias()) Z.rowwise() += b_.transpose();
     };
-    if (has_act) {
-      compute(z_);
-      activation_forward<S>(options_.activation(), z_, Y);
-    } else {
-      compute(Y);
-    }
+    const Index chunks = detail::chunk_count(N);
+    const int threads = detail::parallel_threads(chunks, double(N) * double(W_.size()));
+    detail::parallel_for(chunks, threads, [&](Index c) {
+      const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
+      auto Yc = Y.middleRows(r0, n);
+      if (has_act) {
+        auto Zc = z_.middleRows(r0, n);
+        compute(Zc, r0, n);
+        activation_forward<S>(options_.activation(), Zc, Yc);
+      } else {
+        compute(Yc, r0, n);
+      }
+    });
   }
 
   // dy (N, units) -> dz = dy * act'(z);  dW += x^T dz;  db += sum_rows dz;  dx = dz W^T
+  // Row chunks as in forward; dW and db sum per chunk, then in chunk order (detail/parallel.hpp).
   void do_backward(const Tensor3<S>& x, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     auto X = as_matrix(x);
     auto DY = as_matrix(dy);
     auto DX = as_matrix(dx);
-    if (options_.activation() != Activation::Linear) {
-      ensure_shape(dz_, DY.rows(), units_);
-      activation_backward<S>(options_.activation(), z_, as_matrix(this->output()), DY, dz_);
-      accumulate(X, dz_, DX);
-    } else {
-      accumulate(X, DY, DX);
-    }
+    const Index N = X.rows();
+    const bool has_act = options_.activation() != Activation::Linear;
+    if (has_act) ensure_shape(dz_, N, units_);
+    gW_.begin(N, dW_.data(), dW_.rows(), dW_.cols());
+    if (options_.use_bias()) gb_.begin(N, db_.data(), 1, units_);
+    const Index chunks = detail::chunk_count(N);
+    const int threads = detail::parallel_threads(chunks, 2.0 * double(N) * double(W_.size()));
+    detail::parallel_for(chunks, threads, [&](Index c) {
+      const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
+      auto DXc = DX.middleRows(r0, n);
+      if (has_act) {
+        auto dZc = dz_.middleRows(r0, n);
+        activation_backward<S>(options_.activation(), z_.middleRows(r0, n),
+                               as_matrix(this->output()).middleRows(r0, n), DY.middleRows(r0, n), dZc);
+        accumulate(c, X.middleRows(r0, n), dZc, DXc);
+      } else {
+        accumulate(c, X.middleRows(r0, n), DY.middleRows(r0, n), DXc);
+      }
+    });
+    gW_.finish();
+    if (options_.use_bias()) gb_.finish();
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -97,10 +125,11 @@ class Dense final : public Layer<S> {
   }
 
  private:
+  // Chunk c: dW += x_c^T dz_c, db += sum_rows dz_c (into the chunk's partials), dx_c = dz_c W^T.
   template <class XM, class DZ, class DXM>
-  void accumulate(const XM& X, const DZ& dZ, DXM& DX) {
-    dW_.noalias() += X.transpose() * dZ;
-    if (options_.use_bias()) db_.noalias() += dZ.colwise().sum().transpose();
+  void accumulate(Index c, const XM& X, const DZ& dZ, DXM& DX) {
+    gW_.target(c).noalias() += X.transpose() * dZ;
+    if (options_.use_bias()) gb_.target(c).noalias() += dZ.colwise().sum();
     DX.noalias() = dZ * W_.transpose();
   }
 
@@ -110,6 +139,7 @@ class Dense final : public Layer<S> {
   Vector<S> b_, db_;
   Matrix<S> z_, dz_;  // pre-activation and its gradient (only with an activation)
   detail::RowStableScratch<S> scratch_;
+  detail::GradSum<S> gW_, gb_;  // per-chunk partials of dW and db
 };
 
 }  // namespace seqattn

@@ -7,12 +7,13 @@
 //   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
 // A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
 // The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
-// No parameters.
+// No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
 
 #include <memory>
 #include <string>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/core/threads.hpp"
 
 namespace seqattn {
 namespace detail {
@@ -45,13 +46,14 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(argmax_, B, F);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
-    for (Index b = 0; b < B; ++b) {
+    // samples are independent: shared by the threads (core/threads.hpp)
+    detail::parallel_for(B, detail::parallel_threads(B, double(B) * double(T) * double(F)), [&](Index b) {
       const Index len = mask.length(b, T);
       ConstMatrixMap<S> X = sample_matrix(x, b);
       if (len == 0) {
         Y.row(b).setZero();
         argmax_.row(b).setConstant(-1);
-        continue;
+        return;
       }
       Y.row(b) = X.row(0);
       argmax_.row(b).setZero();
@@ -61,15 +63,16 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
             Y(b, f) = X(t, f);
             argmax_(b, f) = t;
           }
-    }
+    });
   }
   // dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
-    dx.setZero();
-    const Index T = dx.dimension(1), F = dx.dimension(2);
-    for (Index b = 0; b < dx.dimension(0); ++b)
+    const Index B = dx.dimension(0), T = dx.dimension(1), F = dx.dimension(2);
+    detail::parallel_for(B, detail::parallel_threads(B, double(B) * double(T) * double(F)), [&](Index b) {
+      sample_matrix(dx, b).setZero();
       for (Index f = 0; f < F; ++f)
         if (argmax_(b, f) >= 0) dx.data()[(b * T + argmax_(b, f)) * F + f] = dy.data()[b * F + f];
+    });
   }
 
  private:

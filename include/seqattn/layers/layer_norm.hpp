@@ -16,6 +16,7 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
+#include "seqattn/detail/parallel.hpp"
 
 namespace seqattn {
 
@@ -54,17 +55,25 @@ class LayerNorm final : public Layer<S> {
   Vector<S>& beta() { return beta_; }
 
  protected:
-  // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0
+  // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0.
+  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone).
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
-    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> X = as_matrix(x);
     MatrixMap<S> Y = as_matrix(y);
-    ensure_shape(xhat_, B * T, F);
-    ensure_shape(rstd_, B * T);
+    ensure_shape(xhat_, N, F);
+    ensure_shape(rstd_, N);
     const S eps = static_cast<S>(options_.eps());
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      for (Index n = b * T; n < b * T + len; ++n) {
+    const Index chunks = detail::chunk_count(N);
+    detail::parallel_for(chunks, detail::parallel_threads(chunks, 8.0 * double(N) * double(F)), [&](Index c) {
+      const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
+      for (Index n = r0; n < r1; ++n) {
+        if (n % T >= mask.length(n / T, T)) {  // padding
+          Y.row(n).setZero();
+          xhat_.row(n).setZero();
+          rstd_(n) = S(0);
+          continue;
+        }
         const S mu = X.row(n).mean();
         xhat_.row(n) = X.row(n).array() - mu;
         rstd_(n) = S(1) / std::sqrt(xhat_.row(n).squaredNorm() / static_cast<S>(F) + eps);
@@ -73,32 +82,40 @@ class LayerNorm final : public Layer<S> {
         if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
         if (options_.center()) Y.row(n) += beta_.transpose();
       }
-      Y.middleRows(b * T + len, T - len).setZero();
-      xhat_.middleRows(b * T + len, T - len).setZero();
-      rstd_.segment(b * T + len, T - len).setZero();
-    }
+    });
   }
 
   // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
   // normalization);  dgamma += sum_n dy * xhat;  dbeta += sum_n dy  (inverts y = xhat * gamma + beta).
-  // Padded rows: dx = 0, no parameter gradient.
+  // Padded rows: dx = 0, no parameter gradient. Row chunks as in forward; dgamma and dbeta are summed row by
+  // row within a chunk, then chunk by chunk in order (detail/parallel.hpp).
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
-    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> DY = as_matrix(dy);
     MatrixMap<S> DX = as_matrix(dx);
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      for (Index n = b * T; n < b * T + len; ++n) {
-        if (options_.scale()) dgamma_.array() += (DY.row(n).array() * xhat_.row(n).array()).transpose();
-        if (options_.center()) dbeta_ += DY.row(n).transpose();
+    if (options_.scale()) ggamma_.begin(N, dgamma_.data(), 1, F);
+    if (options_.center()) gbeta_.begin(N, dbeta_.data(), 1, F);
+    const Index chunks = detail::chunk_count(N);
+    detail::parallel_for(chunks, detail::parallel_threads(chunks, 10.0 * double(N) * double(F)), [&](Index c) {
+      const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
+      MatrixMap<S> dgamma = options_.scale() ? ggamma_.target(c) : MatrixMap<S>(nullptr, 0, 0);
+      MatrixMap<S> dbeta = options_.center() ? gbeta_.target(c) : MatrixMap<S>(nullptr, 0, 0);
+      for (Index n = r0; n < r1; ++n) {
+        if (n % T >= mask.length(n / T, T)) {  // padding
+          DX.row(n).setZero();
+          continue;
+        }
+        if (options_.scale()) dgamma.array() += DY.row(n).array() * xhat_.row(n).array();
+        if (options_.center()) dbeta += DY.row(n);
         DX.row(n) = DY.row(n);  // g = dy * gamma
         if (options_.scale()) DX.row(n).array() *= gamma_.transpose().array();
         const S mean_g = DX.row(n).mean();
         const S mean_gx = DX.row(n).dot(xhat_.row(n)) / static_cast<S>(F);
         DX.row(n) = rstd_(n) * (DX.row(n).array() - mean_g - xhat_.row(n).array() * mean_gx).matrix();
       }
-      DX.middleRows(b * T + len, T - len).setZero();
-    }
+    });
+    if (options_.scale()) ggamma_.finish();
+    if (options_.center()) gbeta_.finish();
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -111,6 +128,7 @@ class LayerNorm final : public Layer<S> {
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F)
   Matrix<S> xhat_;                           // (B*T, F) normalized input of the last forward
   Vector<S> rstd_;                           // (B*T) 1 / sqrt(var + eps)
+  detail::GradSum<S> ggamma_, gbeta_;        // per-chunk partials of dgamma and dbeta
 };
 
 }  // namespace seqattn

@@ -27,12 +27,12 @@
 // are bitwise independent of padding and of padded values (see detail/stable_product.hpp).
 // Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout).
 // Padded input values must be finite for finite parameter gradients (they never reach the outputs).
-// Threads: compiled with OpenMP, the (b, h) pairs are shared by set_num_threads() threads (one thread with
-// attention dropout in Train, so the masks are drawn in order); every pair is computed the same way on any
-// thread, so the attention part is bitwise independent of the thread count (see core/threads.hpp for
-// Eigen's projection GEMMs, which gemm() tiles with an inner dimension <= 256). A steady training loop
-// allocates nothing on one thread (Eigen's multi-threaded GEMM allocates its own packing buffer). A layer
-// object is not thread-safe: use one clone() per calling thread.
+// Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
+// the (b, h) pairs of the attention (one thread for the pairs with attention dropout in Train, so the masks
+// are drawn in order); every piece is computed the same way on any thread and the parameter gradients are
+// summed per chunk, then in chunk order, so every output and gradient is bitwise independent of the thread
+// count (core/threads.hpp). A steady training loop allocates nothing. A layer object is not thread-safe: use
+// one clone() per calling thread.
 
 #include <algorithm>
 #include <cmath>
@@ -47,6 +47,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/multi_head_attention_kernels.hpp"
+#include "seqattn/detail/parallel.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn {
@@ -173,10 +174,32 @@ class MultiHeadAttention final : public Layer<S> {
     const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
     const Index hd = H * dh;
 
-    // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd)
-    project(as_matrix(x), Wq_, bq_, zq_, q_, scratch_[0]);
-    project(as_matrix(xkv), Wk_, bk_, zk_, k_, scratch_[1]);
-    project(as_matrix(xkv), Wv_, bv_, zv_, v_, scratch_[1]);
+    // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd), in row chunks
+    const Index N = B * Tq, M = B * Tk;
+    const bool act = options_.activation() != Activation::Linear;
+    for (Matrix<S>* m : {&q_, act ? &zq_ : nullptr})
+      if (m) ensure_shape(*m, N, hd);
+    for (Matrix<S>* m : {&k_, &v_, act ? &zk_ : nullptr, act ? &zv_ : nullptr})
+      if (m) ensure_shape(*m, M, hd);
+    auto X = as_matrix(x);
+    auto XKV = as_matrix(xkv);
+    auto project_q = [&](Index c) { project(X, Wq_, bq_, zq_, q_, scratch_[0], c); };
+    auto project_kv = [&](Index c) {
+      project(XKV, Wk_, bk_, zk_, k_, scratch_[1], c);
+      project(XKV, Wv_, bv_, zv_, v_, scratch_[1], c);
+    };
+    if (!cross) {
+      const Index chunks = detail::chunk_count(N);
+      detail::parallel_for(chunks, detail::parallel_threads(chunks, 6.0 * double(N) * double(Wq_.size())),
+                           [&](Index c) {
+                             project_q(c);
+                             project_kv(c);
+                           });
+    } else {
+      const Index cq = detail::chunk_count(N), ckv = detail::chunk_count(M);
+      detail::parallel_for(cq, detail::parallel_threads(cq, 2.0 * double(N) * double(Wq_.size())), project_q);
+      detail::parallel_for(ckv, detail::parallel_threads(ckv, 4.0 * double(M) * double(Wk_.size())), project_kv);
+    }
 
     // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h
     ensure_shape(attention_, B * H, Tq, Tk);
@@ -185,7 +208,8 @@ class MultiHeadAttention final : public Layer<S> {
     if (dropout_active_) ensure_shape(dropped_, B * H, Tq, Tk);
     const S scale = S(1) / std::sqrt(S(dh));
     // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
-    const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H);
+    const double pair_work = 4.0 * double(B * H) * double(Tq) * double(Tk) * double(dh);
+    const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -203,8 +227,14 @@ class MultiHeadAttention final : public Layer<S> {
 
     // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
     auto Y = as_matrix(y);
-    detail::row_stable_product<S>(Y, ctx_, Wo_, scratch_[2]);
-    if (options_.use_bias()) Y.rowwise() += bo_.transpose();
+    const Index chunks = detail::chunk_count(N);
+    detail::parallel_for(chunks, detail::parallel_threads(chunks, 2.0 * double(N) * double(Wo_.size())),
+                         [&](Index c) {
+                           const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
+                           auto Yc = Y.middleRows(r0, n);
+                           detail::row_stable_product<S>(Yc, ctx_.middleRows(r0, n), Wo_, scratch_[2]);
+                           if (options_.use_bias()) Yc.rowwise() += bo_.transpose();
+                         });
     for (Index b = 0; b < B; ++b) {
       const Index live = live_rows(mask, mkv, b, Tq, Tk);
       if (live < Tq) Y.middleRows(b * Tq + live, Tq - live).setZero();
@@ -235,11 +265,23 @@ class MultiHeadAttention final : public Layer<S> {
     }
     ConstMatrixMap<S> DY(any_dead ? dy_live_.data() : dy.data(), N, out_features_);
 
-    // inverts y = ctx Wo + bo:  dWo += ctx^T dy,  dbo += sum_rows dy,  dctx = dy Wo^T
-    detail::gemm(dWo_, ctx_.transpose(), DY, S(1), true);
-    if (options_.use_bias()) dbo_.noalias() += DY.colwise().sum().transpose();
+    // inverts y = ctx Wo + bo:  dWo += ctx^T dy,  dbo += sum_rows dy,  dctx = dy Wo^T  (row chunks; parameter
+    // gradients summed per chunk, then in chunk order: detail/parallel.hpp)
     ensure_shape(dctx_, N, hd);
-    detail::gemm(dctx_, DY, Wo_.transpose(), S(1));
+    const bool bias = options_.use_bias();
+    gWo_.begin(N, dWo_.data(), hd, out_features_);
+    if (bias) gbo_.begin(N, dbo_.data(), 1, out_features_);
+    const Index chunks = detail::chunk_count(N);
+    detail::parallel_for(chunks, detail::parallel_threads(chunks, 4.0 * double(N) * double(Wo_.size())),
+                         [&](Index c) {
+                           const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
+                           const auto DYc = DY.middleRows(r0, n);
+                           detail::gemm(gWo_.target(c), ctx_.middleRows(r0, n).transpose(), DYc, S(1), true);
+                           if (bias) gbo_.target(c).noalias() += DYc.colwise().sum();
+                           detail::gemm(dctx_.middleRows(r0, n), DYc, Wo_.transpose(), S(1));
+                         });
+    gWo_.finish();
+    if (bias) gbo_.finish();
 
     // inverts the attention of every (b, h): dq_h, dk_h, dv_h
     ensure_shape(dq_, N, hd);
@@ -247,7 +289,7 @@ class MultiHeadAttention final : public Layer<S> {
     ensure_shape(dv_, M, hd);
     const S scale = S(1) / std::sqrt(S(dh));
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
-    const int threads = detail::mha::attention_threads(B * H);
+    const int threads = detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(Tk) * double(dh));
     if (blocks_.size() != static_cast<size_t>(threads)) blocks_.resize(static_cast<size_t>(threads));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
@@ -265,35 +307,51 @@ class MultiHeadAttention final : public Layer<S> {
                                          blocks_[static_cast<size_t>(detail::mha::thread_index())]);
     }
 
-    // inverts the projection activations (in place)
-    if (options_.activation() != Activation::Linear) {
-      activation_backward<S>(options_.activation(), zq_, q_, dq_, dq_);
-      activation_backward<S>(options_.activation(), zk_, k_, dk_, dk_);
-      activation_backward<S>(options_.activation(), zv_, v_, dv_, dv_);
-    }
-
-    // inverts q = x Wq + bq, k = xkv Wk + bk, v = xkv Wv + bv
+    // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
+    // (in place), dW += x^T dz and db += sum_rows dz (per-chunk partials), dx = dq Wq^T [+ dk Wk^T + dv Wv^T]
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
-    detail::gemm(dWq_, X.transpose(), dq_, S(1), true);
-    detail::gemm(dWk_, XKV.transpose(), dk_, S(1), true);
-    detail::gemm(dWv_, XKV.transpose(), dv_, S(1), true);
-    if (options_.use_bias()) {
-      dbq_.noalias() += dq_.colwise().sum().transpose();
-      dbk_.noalias() += dk_.colwise().sum().transpose();
-      dbv_.noalias() += dv_.colwise().sum().transpose();
-    }
     auto DX = as_matrix(dx);
-    detail::gemm(DX, dq_, Wq_.transpose(), S(1));
-    if (cross) {
-      ensure_shape(dkv_, B, Tk, key_features_);
-      auto DKV = as_matrix(dkv_);
-      detail::gemm(DKV, dk_, Wk_.transpose(), S(1));
-      detail::gemm(DKV, dv_, Wv_.transpose(), S(1), true);
-    } else {
-      detail::gemm(DX, dk_, Wk_.transpose(), S(1), true);
-      detail::gemm(DX, dv_, Wv_.transpose(), S(1), true);
+    if (cross) ensure_shape(dkv_, B, Tk, key_features_);
+    auto DKV = as_matrix(cross ? dkv_ : dx);
+    gWq_.begin(N, dWq_.data(), Wq_.rows(), hd);
+    gWk_.begin(M, dWk_.data(), Wk_.rows(), hd);
+    gWv_.begin(M, dWv_.data(), Wv_.rows(), hd);
+    if (bias) {
+      gbq_.begin(N, dbq_.data(), 1, hd);
+      gbk_.begin(M, dbk_.data(), 1, hd);
+      gbv_.begin(M, dbv_.data(), 1, hd);
     }
+    auto invert = [&](const ConstMatrixMap<S>& In, const Matrix<S>& W, const Matrix<S>& z, const Matrix<S>& out,
+                      Matrix<S>& dz, detail::GradSum<S>& gW, detail::GradSum<S>& gb, MatrixMap<S>& dIn, bool add,
+                      Index c) {
+      const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(In.rows(), c);
+      auto dZc = dz.middleRows(r0, n);
+      if (options_.activation() != Activation::Linear)
+        activation_backward<S>(options_.activation(), z.middleRows(r0, n), out.middleRows(r0, n), dZc, dZc);
+      detail::gemm(gW.target(c), In.middleRows(r0, n).transpose(), dZc, S(1), true);
+      if (bias) gb.target(c).noalias() += dZc.colwise().sum();
+      detail::gemm(dIn.middleRows(r0, n), dZc, W.transpose(), S(1), add);
+    };
+    auto invert_q = [&](Index c) { invert(X, Wq_, zq_, q_, dq_, gWq_, gbq_, DX, false, c); };
+    auto invert_kv = [&](Index c) {
+      invert(XKV, Wk_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, c);
+      invert(XKV, Wv_, zv_, v_, dv_, gWv_, gbv_, DKV, true, c);
+    };
+    if (!cross) {
+      const Index cq = detail::chunk_count(N);
+      detail::parallel_for(cq, detail::parallel_threads(cq, 12.0 * double(N) * double(Wq_.size())), [&](Index c) {
+        invert_q(c);
+        invert_kv(c);
+      });
+    } else {
+      const Index cq = detail::chunk_count(N), ckv = detail::chunk_count(M);
+      detail::parallel_for(cq, detail::parallel_threads(cq, 4.0 * double(N) * double(Wq_.size())), invert_q);
+      detail::parallel_for(ckv, detail::parallel_threads(ckv, 8.0 * double(M) * double(Wk_.size())), invert_kv);
+    }
+    for (detail::GradSum<S>* g : {&gWq_, &gWk_, &gWv_}) g->finish();
+    if (bias)
+      for (detail::GradSum<S>* g : {&gbq_, &gbk_, &gbv_}) g->finish();
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -363,9 +421,12 @@ class MultiHeadAttention final : public Layer<S> {
     return ConstHeadMap(m.data() + b * T * m.cols() + h * head_size_, T, head_size_, Eigen::OuterStride<>(m.cols()));
   }
 
+  // Rows of chunk c of out = act(z), z = X W + b (out and z already sized).
   void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& b, Matrix<S>& z, Matrix<S>& out,
-               detail::RowStableScratch<S>& scratch) {
-    detail::mha::projection_forward<S>(X, W, b, options_.use_bias(), options_.activation(), z, out, scratch);
+               detail::RowStableScratch<S>& scratch, Index c) {
+    const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(X.rows(), c);
+    detail::mha::projection_forward_rows<S>(X, W, b, options_.use_bias(), options_.activation(), z, out, scratch, r0,
+                                            n);
   }
 
   Index heads_, head_size_ = 0, key_features_ = 0, out_features_ = 0;
@@ -382,7 +443,8 @@ class MultiHeadAttention final : public Layer<S> {
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
   std::vector<Vector<S>> blocks_;  // per thread: score gradients of one block of query rows (backward)
   Tensor3<S> dkv_;
-  detail::RowStableScratch<S> scratch_[3];  // for q, for k and v, for the output projection
+  detail::RowStableScratch<S> scratch_[3];  // for q, for k and v, for the output projection (last chunk only)
+  detail::GradSum<S> gWq_, gWk_, gWv_, gWo_, gbq_, gbk_, gbv_, gbo_;  // per-chunk partials of the gradients
   // cross-attention state
   const Tensor3<S>* kv_ = nullptr;
   const Mask* kv_mask_ = nullptr;

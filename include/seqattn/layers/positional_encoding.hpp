@@ -33,6 +33,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/core/threads.hpp"
 
 namespace seqattn {
 
@@ -72,7 +73,8 @@ template <class S>
 void position_forward(const Tensor3<S>& x, const Mask& mask, const Matrix<S>& table, PositionMode mode, Tensor3<S>& y) {
   const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
   const Index d = table.cols();
-  for (Index b = 0; b < B; ++b) {
+  // samples are independent: shared by the threads (core/threads.hpp)
+  parallel_for(B, parallel_threads(B, double(B) * double(T) * double(F + d)), [&](Index b) {
     const Index len = mask.length(b, T);
     ConstMatrixMap<S> X = sample_matrix(x, b);  // (T, F)
     MatrixMap<S> Y = sample_matrix(y, b);       // (T, F) or (T, F + d)
@@ -84,7 +86,7 @@ void position_forward(const Tensor3<S>& x, const Mask& mask, const Matrix<S>& ta
       Y.block(0, F, len, d) = table.topRows(len);
       Y.block(len, F, T - len, d).setZero();
     }
-  }
+  });
 }
 
 // dy (B, T, F or F + d) -> dx (B, T, F); if dtable is given, dtable[t] += PE columns of dy[b, t] (t valid).
@@ -92,7 +94,17 @@ void position_forward(const Tensor3<S>& x, const Mask& mask, const Matrix<S>& ta
 template <class S>
 void position_backward(const Tensor3<S>& dy, const Mask& mask, PositionMode mode, Tensor3<S>& dx, Matrix<S>* dtable) {
   const Index B = dx.dimension(0), T = dx.dimension(1), F = dx.dimension(2);
-  for (Index b = 0; b < B; ++b) {
+  if (!dtable) {  // dx only: samples are independent, shared by the threads
+    parallel_for(B, parallel_threads(B, double(B) * double(T) * double(dy.dimension(2))), [&](Index b) {
+      MatrixMap<S> DX = sample_matrix(dx, b);
+      if (mode == PositionMode::Add)
+        DX = sample_matrix(dy, b);
+      else
+        DX = sample_matrix(dy, b).leftCols(F);
+    });
+    return;
+  }
+  for (Index b = 0; b < B; ++b) {  // dtable sums over the samples in order
     const Index len = mask.length(b, T);
     ConstMatrixMap<S> DY = sample_matrix(dy, b);
     MatrixMap<S> DX = sample_matrix(dx, b);
