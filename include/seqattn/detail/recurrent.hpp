@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/detail/stable_product.hpp"
@@ -53,6 +54,28 @@ S gate_activation_grad(Activation a, S y) {
     case Activation::Tanh: return S(1) - y * y;
     case Activation::Sigmoid: return y * (S(1) - y);
     default: return S(1);
+  }
+}
+
+// m = act(m) in place on an Eigen block, vectorized (Eigen's packet tanh / logistic for float).
+template <class M>
+void activate_inplace(Activation a, M&& m) {
+  switch (a) {
+    case Activation::ReLU: m = m.cwiseMax(typename std::decay_t<M>::Scalar(0)); break;
+    case Activation::Tanh: m = m.array().tanh().matrix(); break;
+    case Activation::Sigmoid: m = m.array().logistic().matrix(); break;
+    default: break;
+  }
+}
+// d = d * act'(z) in place, with act' expressed through the output y = act(z) (same shapes).
+template <class Y, class D>
+void times_activation_grad(Activation a, const Y& y, D&& d) {
+  using S = typename std::decay_t<D>::Scalar;
+  switch (a) {
+    case Activation::ReLU: d = (y.array() > S(0)).select(d.array(), S(0)).matrix(); break;
+    case Activation::Tanh: d = (d.array() * (S(1) - y.array().square())).matrix(); break;
+    case Activation::Sigmoid: d = (d.array() * y.array() * (S(1) - y.array())).matrix(); break;
+    default: break;
   }
 }
 

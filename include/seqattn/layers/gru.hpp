@@ -91,26 +91,26 @@ class GRU final : public detail::RecurrentBase<S> {
     this->hprev_.setZero();
     ensure_shape(hzh_, B * T, U);
     ensure_shape(zs_, B, 3 * U);
+    ensure_shape(gz_, B, 3 * U);
     y.setZero();
     auto& h = this->h_;
     for (Index t = 0; t < Lmax; ++t) {
       detail::recurrent_product(zs_, h, this->K_, false);  // (2) hz = h_{t-1} K + b_rec
       if (bias) zs_.rowwise() += b_.row(1);
       auto A = detail::step_rows(this->XW_, t, T, B);  // (B, 3U): xz_t, overwritten by z, r, hh
+      // whole (B, U) blocks (vectorized); rows of sequences that ended are not copied into the state
+      gz_.leftCols(2 * U) = A.leftCols(2 * U) + zs_.leftCols(2 * U);
+      detail::activate_inplace(ra, gz_.leftCols(2 * U));  // (3) z = ra(xz_z + hz_z), r = ra(xz_r + hz_r)
+      gz_.rightCols(U).array() = A.rightCols(U).array() + gz_.middleCols(U, U).array() * zs_.rightCols(U).array();
+      detail::activate_inplace(act, gz_.rightCols(U));  // (4) hh = act(xz_h + r hz_h)
+      A = gz_;
       for (Index b = 0; b < B; ++b) {
         if (t >= mask.length(b, T)) continue;  // frozen state
         const Index r = b * T + t;
         this->hprev_.row(r) = h.row(b);
-        for (Index u = 0; u < U; ++u) {
-          const S z = detail::gate_activation(ra, A(b, u) + zs_(b, u));                      // (3) z
-          const S rg = detail::gate_activation(ra, A(b, U + u) + zs_(b, U + u));             // (3) r
-          const S hh = detail::gate_activation(act, A(b, 2 * U + u) + rg * zs_(b, 2 * U + u));  // (4) hh
-          A(b, u) = z;
-          A(b, U + u) = rg;
-          A(b, 2 * U + u) = hh;
-          hzh_(r, u) = zs_(b, 2 * U + u);
-          h(b, u) = z * h(b, u) + (S(1) - z) * hh;  // (5) h_t
-        }
+        hzh_.row(r) = zs_.block(b, 2 * U, 1, U);
+        const auto z = gz_.block(b, 0, 1, U).array();
+        h.row(b).array() = z * h.row(b).array() + (S(1) - z) * gz_.block(b, 2 * U, 1, U).array();  // (5) h_t
       }
       this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
     }
@@ -175,7 +175,7 @@ class GRU final : public detail::RecurrentBase<S> {
   GRUOptions options_;
   Matrix<S> b_, db_;      // (2, 3U)
   Matrix<S> hzh_;         // (B*T, U) hz_h = h_{t-1} K_h + b_rec_h at row (b, t)
-  Matrix<S> zs_;          // (B, 3U) recurrent part of one step
+  Matrix<S> zs_, gz_;     // (B, 3U) recurrent part of one step; its gates z, r, hh
   Matrix<S> dXZ_, dHZ_;   // (B*T, 3U) gradients of xz and hz
   Matrix<S> dh_;          // (B, U) gradient flowing to h_{t-1}
   Matrix<S> dxs_, dhs_;   // (B, 3U) one step of dXZ, dHZ, contiguous

@@ -77,7 +77,9 @@ class LSTM final : public detail::RecurrentBase<S> {
   Vector<S>& bias() { return b_; }
 
  protected:
-  // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y
+  // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y.
+  // The gate and state arithmetic runs on whole (B, U) blocks (vectorized); rows of sequences that ended keep
+  // their state (only valid rows are copied into c, h and the caches).
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
     const Activation ra = options_.recurrent_activation(), act = options_.activation();
@@ -88,30 +90,33 @@ class LSTM final : public detail::RecurrentBase<S> {
     ensure_shape(c_, B, U);
     c_.setZero();
     ensure_shape(C_, B * T, U);
+    ensure_shape(Tc_, B * T, U);
+    C_.setZero();  // rows of padded steps stay 0 (finite values for the backward's whole-block arithmetic)
+    Tc_.setZero();
     ensure_shape(zs_, B, 4 * U);
+    ensure_shape(cn_, B, U);
+    ensure_shape(tc_, B, U);
     y.setZero();
     auto& h = this->h_;
     for (Index t = 0; t < Lmax; ++t) {
-      detail::recurrent_product(zs_, h, this->K_, false);  // (2) zh = h_{t-1} K
+      detail::recurrent_product(zs_, h, this->K_, false);  // (2) z = h_{t-1} K ...
       auto A = detail::step_rows(this->XW_, t, T, B);      // (B, 4U): zx_t, overwritten by the gates
+      zs_ += A;                                            // (2) ... + zx_t
+      detail::activate_inplace(ra, zs_.leftCols(2 * U));   // (3) i = ra(z_i), f = ra(z_f)
+      detail::activate_inplace(act, zs_.middleCols(2 * U, U));  // (3) g = act(z_c)
+      detail::activate_inplace(ra, zs_.rightCols(U));      // (3) o = ra(z_o)
+      A = zs_;
+      cn_.array() = zs_.middleCols(U, U).array() * c_.array() + zs_.leftCols(U).array() * zs_.middleCols(2 * U, U).array();  // (4) c_t = f c_{t-1} + i g
+      tc_ = cn_;
+      detail::activate_inplace(act, tc_);  // (5) act(c_t)
       for (Index b = 0; b < B; ++b) {
         if (t >= mask.length(b, T)) continue;  // frozen state
         const Index r = b * T + t;
         this->hprev_.row(r) = h.row(b);
-        for (Index u = 0; u < U; ++u) {
-          const S i = detail::gate_activation(ra, A(b, u) + zs_(b, u));                  // (3) i = ra(z_i)
-          const S f = detail::gate_activation(ra, A(b, U + u) + zs_(b, U + u));          // (3) f = ra(z_f)
-          const S g = detail::gate_activation(act, A(b, 2 * U + u) + zs_(b, 2 * U + u));  // (3) g = act(z_c)
-          const S o = detail::gate_activation(ra, A(b, 3 * U + u) + zs_(b, 3 * U + u));  // (3) o = ra(z_o)
-          const S c = f * c_(b, u) + i * g;                                               // (4) c_t
-          A(b, u) = i;
-          A(b, U + u) = f;
-          A(b, 2 * U + u) = g;
-          A(b, 3 * U + u) = o;
-          C_(r, u) = c;
-          c_(b, u) = c;
-          h(b, u) = o * detail::gate_activation(act, c);  // (5) h_t = o * act(c_t)
-        }
+        c_.row(b) = cn_.row(b);
+        C_.row(r) = cn_.row(b);
+        Tc_.row(r) = tc_.row(b);
+        h.row(b).array() = zs_.block(b, 3 * U, 1, U).array() * tc_.row(b).array();  // (5) h_t = o act(c_t)
       }
       this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
     }
@@ -127,29 +132,37 @@ class LSTM final : public detail::RecurrentBase<S> {
     ensure_shape(dh_, B, U);
     ensure_shape(dc_, B, U);
     ensure_shape(dzs_, B, 4 * U);
+    ensure_shape(cn_, B, U);
     dh_.setZero();
     dc_.setZero();
     for (Index t = Lmax - 1; t >= 0; --t) {
       this->add_output_grad(mask, dy, t, T, dh_);  // inverts (6)
       auto A = detail::step_rows(this->XW_, t, T, B);
-      dzs_.setZero();
-      for (Index b = 0; b < B; ++b) {
-        if (t >= mask.length(b, T)) continue;
-        const Index r = b * T + t;
-        for (Index u = 0; u < U; ++u) {
-          const S i = A(b, u), f = A(b, U + u), g = A(b, 2 * U + u), o = A(b, 3 * U + u);
-          const S cprev = t > 0 ? C_(r - 1, u) : S(0);
-          const S tc = detail::gate_activation(act, C_(r, u));
-          const S dh = dh_(b, u);
-          const S d_o = dh * tc;                                                       // inverts (5) for o
-          const S dc = dc_(b, u) + dh * o * detail::gate_activation_grad(act, tc);    // inverts (5) for c_t
-          dc_(b, u) = dc * f;                                                          // inverts (4) for c_{t-1}
-          dzs_(b, u) = dc * g * detail::gate_activation_grad(ra, i);                   // inverts (4), (3) for i
-          dzs_(b, U + u) = dc * cprev * detail::gate_activation_grad(ra, f);           // inverts (4), (3) for f
-          dzs_(b, 2 * U + u) = dc * i * detail::gate_activation_grad(act, g);          // inverts (4), (3) for g
-          dzs_(b, 3 * U + u) = d_o * detail::gate_activation_grad(ra, o);              // inverts (3) for o
+      auto Tc = detail::step_rows(Tc_, t, T, B);
+      const auto i = A.leftCols(U).array(), f = A.middleCols(U, U).array(), g = A.middleCols(2 * U, U).array();
+      const auto o = A.rightCols(U).array();
+      // inverts (5): d_o = dh act(c_t);  dc = dc_next + dh o act'(c_t)   (cn_ holds dh o, then dc)
+      dzs_.rightCols(U).array() = dh_.array() * Tc.array();
+      cn_.array() = dh_.array() * o;
+      detail::times_activation_grad(act, Tc, cn_);
+      cn_ += dc_;
+      // inverts (4): di = dc g, df = dc c_{t-1}, dg = dc i, dc_{t-1} = dc f
+      dzs_.leftCols(U).array() = cn_.array() * g;
+      if (t > 0)
+        dzs_.middleCols(U, U).array() = cn_.array() * detail::step_rows(C_, t - 1, T, B).array();
+      else
+        dzs_.middleCols(U, U).setZero();
+      dzs_.middleCols(2 * U, U).array() = cn_.array() * i;
+      dc_.array() = cn_.array() * f;
+      // inverts (3): through the gate activations, from their outputs
+      detail::times_activation_grad(ra, A.leftCols(2 * U), dzs_.leftCols(2 * U));
+      detail::times_activation_grad(act, A.middleCols(2 * U, U), dzs_.middleCols(2 * U, U));
+      detail::times_activation_grad(ra, A.rightCols(U), dzs_.rightCols(U));
+      for (Index b = 0; b < B; ++b)
+        if (t >= mask.length(b, T)) {  // ended (or not started backward yet): no gradient
+          dzs_.row(b).setZero();
+          dc_.row(b).setZero();
         }
-      }
       detail::step_rows(dZ_, t, T, B) = dzs_;
       detail::recurrent_product(dh_, dzs_, this->K_.transpose(), false);  // inverts (2): dh_{t-1} = dz K^T
     }
@@ -168,7 +181,8 @@ class LSTM final : public detail::RecurrentBase<S> {
   LSTMOptions options_;
   Vector<S> b_, db_;      // (4U)
   Matrix<S> c_;           // (B, U) running cell state
-  Matrix<S> C_;           // (B*T, U) c_t at row (b, t) (valid rows only)
+  Matrix<S> C_, Tc_;      // (B*T, U) c_t and act(c_t) at row (b, t) (0 at padded rows)
+  Matrix<S> cn_, tc_;     // (B, U) one step's new c and act(c) (backward: scratch)
   Matrix<S> zs_;          // (B, 4U) recurrent part of one step
   Matrix<S> dZ_;          // (B*T, 4U) gradient of the gate pre-activations
   Matrix<S> dh_, dc_;     // (B, U) gradients flowing to h_{t-1}, c_{t-1}
