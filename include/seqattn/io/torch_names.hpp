@@ -35,6 +35,20 @@
 // (seq_self_attention, seq_weighted_attention, feature_attention, temporal_attention) keep their seqattn
 // names and layouts; so do the body tensors of a residual ("<p>.0.conv1d.W"), whose PyTorch form is custom.
 // Write your own mapping as a function TensorRef -> TorchName, falling back to default_torch_name.
+//
+// lstm, gru, bidirectional (layers/lstm.hpp, gru.hpp, bidirectional.hpp) keep their seqattn names too. Their
+// relation to torch.nn.LSTM / torch.nn.GRU (batch_first=True; bidirectional: "forward." <-> *_l0,
+// "backward." <-> *_l0_reverse) is not expressible as a TorchName, so there is no default mapping:
+//   lstm  kernel (F, 4U)           = weight_ih_l0^T   (same gate order: Keras i, f, c, o = torch i, f, g, o)
+//         recurrent_kernel (U, 4U) = weight_hh_l0^T
+//         bias (4U)                = bias_ih_l0 + bias_hh_l0       (one seqattn tensor is the SUM of two)
+//   gru   kernel (F, 3U)           = weight_ih_l0^T with the gate blocks permuted: Keras z, r, h <- torch
+//                                    blocks 1, 0, 2 (torch order r, z, n)          (a block permutation)
+//         recurrent_kernel (U, 3U) = weight_hh_l0^T, permuted alike
+//         bias (2, 3U)             = [bias_ih_l0; bias_hh_l0], each permuted alike (reset_after=True)
+// tests/unit/test_lstm_gru_reference.cpp converts torch's tensors this way. Supporting it here needs two
+// TorchName features: a permutation of the `parts` blocks, and an import that sums two tensors (export: the
+// whole bias to bias_ih_l0 and zeros to bias_hh_l0).
 
 #include <string>
 #include <vector>
