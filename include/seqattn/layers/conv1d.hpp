@@ -32,6 +32,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 #include "seqattn/layers/padding.hpp"
 
@@ -130,7 +131,8 @@ class Conv1D final : public Layer<S> {
     const bool has_act = options_.activation() != Activation::Linear;
     if (has_act) ensure_shape(z_, B * T_out, filters_);
     auto compute = [&](auto& Z) {
-      Z.noalias() = cols_ * W_;
+      // row bits independent of B*T_out (a longer padding must not change valid outputs)
+      detail::row_stable_product<S>(Z, cols_, W_, scratch_);
       if (options_.use_bias()) Z.rowwise() += b_.transpose();
     };
     if (has_act) {
@@ -188,6 +190,7 @@ class Conv1D final : public Layer<S> {
 
   Index filters_;
   Conv1DOptions options_;
+  detail::RowStableScratch<S> scratch_;
   WindowGeometry geometry_;
   Matrix<S> W_, dW_;
   Vector<S> b_, db_;

@@ -11,6 +11,7 @@
 // shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
 // Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/ordered_sum.hpp"
 
 namespace seqattn {
 
@@ -78,8 +80,9 @@ class FeatureAttention final : public Layer<S> {
       if (options_.use_bias()) P.middleRows(b * T, L).rowwise() += b_.transpose();
       for (Index t = 0; t < L; ++t) {
         auto row = P.row(b * T + t);
-        row.array() = (row.array() - row.maxCoeff()).exp();
-        row /= row.sum();
+        const S top = row.maxCoeff();
+        for (Index f = 0; f < F; ++f) row(f) = std::exp(row(f) - top);  // scalar: bits independent of the address
+        row /= detail::ordered_sum(row);
       }
       P.middleRows(b * T + L, T - L).setZero();
     }
@@ -90,7 +93,11 @@ class FeatureAttention final : public Layer<S> {
         const Index L = mask.length(b, T);
         A.middleRows(b * T + L, T - L).setZero();
         if (L == 0) continue;
-        A.row(b * T) = P.middleRows(b * T, L).colwise().sum() / static_cast<S>(L);
+        for (Index f = 0; f < F; ++f) {  // in step order: bits independent of the padding
+          S sum(0);
+          for (Index t = 0; t < L; ++t) sum += P(b * T + t, f);
+          A(b * T, f) = sum / static_cast<S>(L);
+        }
         for (Index t = 1; t < L; ++t) A.row(b * T + t) = A.row(b * T);
       }
     }
@@ -115,7 +122,11 @@ class FeatureAttention final : public Layer<S> {
       for (Index b = 0; b < B; ++b) {
         const Index L = mask.length(b, T);
         if (L == 0) continue;
-        dmean_ = dz_.middleRows(b * T, L).colwise().sum().transpose() / static_cast<S>(L);
+        for (Index f = 0; f < F; ++f) {
+          S sum(0);
+          for (Index t = 0; t < L; ++t) sum += dz_(b * T + t, f);
+          dmean_(f) = sum / static_cast<S>(L);
+        }
         for (Index t = 0; t < L; ++t) dz_.row(b * T + t) = dmean_.transpose();
       }
     }
@@ -123,7 +134,7 @@ class FeatureAttention final : public Layer<S> {
       const Index L = mask.length(b, T);
       for (Index t = 0; t < L; ++t) {
         const Index r = b * T + t;
-        const S dot = P.row(r).dot(dz_.row(r));
+        const S dot = detail::ordered_dot(P.row(r), dz_.row(r));
         dz_.row(r).array() = P.row(r).array() * (dz_.row(r).array() - dot);
       }
       dz_.middleRows(b * T + L, T - L).setZero();

@@ -40,7 +40,7 @@ class Residual final : public Layer<S> {
  protected:
   // x (B, T, F) -> y = x + body(x)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
-    check_body();
+    check_body(x.dimension(1));
     const Tensor3<S>& fx = body_.forward(x, mask, mode);
     as_matrix(y).noalias() = as_matrix(x) + as_matrix(fx);
   }
@@ -56,7 +56,9 @@ class Residual final : public Layer<S> {
   static void append(ParamList<S>& list, ParamList<S> more) {
     for (auto& p : more) list.push_back(std::move(p));
   }
-  void check_body() const {
+  // T: the steps of the input (construction: 0, unknown; a body needing a fixed number of steps, such as
+  // TemporalAttention, is then checked at forward only).
+  void check_body(Index T = 0) const {
     if (body_.in_features() != this->in_features())
       detail::throw_shape("Residual: body expects ", body_.in_features(), " input features but the residual input has ",
                           this->in_features());
@@ -64,8 +66,19 @@ class Residual final : public Layer<S> {
     if (body_.out_features() != this->in_features())
       detail::throw_shape("Residual: body output features expected ", this->in_features(),
                           " (the input features, to add x) but got ", body_.out_features());
-    if (body_.out_time(7) != 7)
+    if (T == 0 && !keeps_steps(7)) return;
+    if (body_.out_time(T == 0 ? 7 : T) != (T == 0 ? 7 : T))
       detail::throw_shape("Residual: the body must keep the number of steps (a layer in it changes it)");
+  }
+
+  // False when the body rejects T steps (it needs a fixed number of steps).
+  bool keeps_steps(Index T) const {
+    try {
+      body_.out_time(T);
+      return true;
+    } catch (const ShapeError&) {
+      return false;
+    }
   }
 
   Sequential<S> body_;

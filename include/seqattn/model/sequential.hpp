@@ -19,6 +19,13 @@
 // params()/buffers(): every layer's, named "<index>.<layer name>.<param name>": "0.dense.W",
 // "3.multi_head_attention.Wq", nested: "1.sequential.0.dense.W". regularization_loss() sums the layers'.
 // Copies (copy constructor, clone()) are deep: each layer is cloned; a copy shares nothing with the original.
+// Finite-check mode, set_check_finite(true) (off by default; one pass over each layer's output when on): forward
+// checks the model input and then each layer's output, backward the output gradient dy and then each layer's
+// input gradient and parameter gradients, at the valid steps of their masks, and throws seqattn::Error at the
+// first NaN or Inf, naming the layer by index and describe():
+//   "Sequential: check_finite: layer 2 Dense(units=4, activation=relu) produced Inf in its forward output at
+//    (sequence 0, step 3, feature 1) (its input was finite)"
+// A nested Sequential is one layer here (turn its own mode on to look inside). The mode is copied with the model.
 // summary(T) prints a Keras-style table (see summary()). Buffers of the model (the x copy, per-layer masks) and
 // of its layers are resized only when a shape changes, so a steady training loop allocates no Eigen memory.
 
@@ -31,6 +38,7 @@
 #include <vector>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/detail/finite_check.hpp"
 
 namespace seqattn {
 
@@ -42,7 +50,8 @@ class Sequential final : public Layer<S> {
 
   explicit Sequential(Index in_features) : Layer<S>(in_features), masks_(1) {}
 
-  Sequential(const Sequential& other) : Layer<S>(other), masks_(other.masks_), x_(other.x_) {
+  Sequential(const Sequential& other)
+      : Layer<S>(other), masks_(other.masks_), x_(other.x_), check_finite_(other.check_finite_) {
     layers_.reserve(other.layers_.size());
     for (const auto& layer : other.layers_) layers_.push_back(layer->clone());
   }
@@ -101,6 +110,10 @@ class Sequential final : public Layer<S> {
 
   // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features), with the x and mask of the last forward.
   const Tensor3<S>& backward(const Tensor3<S>& dy) { return Layer<S>::backward(x_, masks_.front(), dy); }
+
+  // Finite-check mode (see the header comment): NaN / Inf in a layer's output or gradients throws Error.
+  void set_check_finite(bool on) { check_finite_ = on; }
+  bool check_finite() const { return check_finite_; }
 
   // masks()[i]: the mask given to layer i in the last forward; masks().back(): the mask of the output.
   const std::vector<Mask>& masks() const { return masks_; }
@@ -180,11 +193,32 @@ class Sequential final : public Layer<S> {
     ensure_shape(x_, x.dimension(0), x.dimension(1), x.dimension(2));  // copy kept for backward(dy)
     std::copy(x.data(), x.data() + x.size(), x_.data());
     masks_.front() = mask;
+    if (check_finite_) detail::check_finite(x, mask, "Sequential: check_finite: the model input has ", "");
+    // Exception safety: a Train forward that a later layer rejects (a mask BatchNorm or PositionEmbedding
+    // refuses, a bad id, a NaN in check_finite mode) restores the buffers, the BatchNorm running statistics,
+    // that the layers before it updated. Random streams (dropout) may have advanced, as after any forward.
+    ParamList<S> buffers;
+    if (mode == Mode::Train) {
+      buffers = this->buffers();
+      backup_.clear();
+      for (const auto& p : buffers) backup_.insert(backup_.end(), p.value, p.value + p.size());
+    }
     const Tensor3<S>* cur = &x;
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      const Index T_in = cur->dimension(1);
-      cur = &layers_[i]->forward(*cur, masks_[i], mode);
-      masks_[i + 1] = layers_[i]->out_mask(masks_[i], T_in);
+    try {
+      for (size_t i = 0; i < layers_.size(); ++i) {
+        const Index T_in = cur->dimension(1);
+        cur = &layers_[i]->forward(*cur, masks_[i], mode);
+        masks_[i + 1] = layers_[i]->out_mask(masks_[i], T_in);
+        if (check_finite_)
+          detail::check_finite(*cur, masks_[i + 1], finite_who(i), " in its forward output", " (its input was finite)");
+      }
+    } catch (...) {
+      const S* saved = backup_.data();
+      for (const auto& p : buffers) {
+        std::copy(saved, saved + p.size(), p.value);
+        saved += p.size();
+      }
+      throw;
     }
     if (cur->dimensions() != y.dimensions())
       detail::throw_shape(describe(), ": last layer ", layers_.back()->describe(), " output ", shape_string(*cur),
@@ -195,9 +229,16 @@ class Sequential final : public Layer<S> {
   // dy (B, T', F') -> backward of layer n-1 (input: output of layer n-2) -> ... -> layer 0 (input: x) -> dx
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Tensor3<S>* grad = &dy;
+    if (check_finite_) detail::check_finite(dy, masks_.back(), "Sequential: check_finite: the output gradient dy has ", "");
     for (size_t k = layers_.size(); k-- > 0;) {
       const Tensor3<S>& input = k == 0 ? x : layers_[k - 1]->output();
       grad = &layers_[k]->backward(input, k == 0 ? mask : masks_[k], *grad);
+      if (check_finite_) {
+        const std::string who = finite_who(k);
+        detail::check_finite(*grad, k == 0 ? mask : masks_[k], who, " in its input gradient (backward)",
+                             " (its output gradient was finite)");
+        for (const auto& p : layers_[k]->params()) detail::check_finite_param(p, who);
+      }
     }
     std::copy(grad->data(), grad->data() + grad->size(), dx.data());
   }
@@ -221,9 +262,15 @@ class Sequential final : public Layer<S> {
     }
   }
 
+  std::string finite_who(size_t i) const {
+    return detail::cat("Sequential: check_finite: layer ", i, " ", layers_[i]->describe(), " produced ");
+  }
+
   std::vector<std::unique_ptr<Layer<S>>> layers_;
   std::vector<Mask> masks_;  // masks_[i]: input mask of layer i; masks_.back(): output mask
   Tensor3<S> x_;             // copy of the last forward's input, for backward(dy)
+  bool check_finite_ = false;
+  std::vector<S> backup_;    // buffers before the current Train forward (restored when it throws)
 };
 
 }  // namespace seqattn
