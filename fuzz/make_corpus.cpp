@@ -1,9 +1,13 @@
 // Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights and
-// <dir>/safetensors with small valid files of the fuzzed models and a few near misses (fuzz/run.sh runs it;
-// the output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte.
+// <dir>/safetensors with small valid files of the fuzzed models and a few near misses, <dir>/ucr with UCR
+// text and .ts files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
+// output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte, those of
+// fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given), those of fuzz_idx with the image limit;
+// the arguments of an options seed are separated by NUL bytes.
 #include <sys/stat.h>
 
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -61,6 +65,31 @@ int main(int argc, char** argv) {
         safetensors_of("{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
                        "\"n\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[4,12]}}",
                        std::string("\x00\x3c\x00\xc0\x05\x00\x00\x00\x00\x00\x00\x00", 12)));
-  std::cout << "make_corpus: wrote seeds to " << dir << "/weights and " << dir << "/safetensors\n";
+  for (const char* sub : {"/ucr", "/idx", "/options"}) mkdir((dir + sub).c_str(), 0755);
+  write(dir + "/ucr/tsv", std::string(1, '\0') + "1\t0.5\t1.5\t-2\n2\t1e3\t4\tNaN\n\n1.0000e+00\t3\t2\t1\n");
+  write(dir + "/ucr/csv_classes", std::string(1, '\2') + "A,1,2,3\n3.5,4,5,?\n");
+  write(dir + "/ucr/ts_multivariate",
+        std::string(1, '\1') + "# comment\n@problemName demo\n@univariate false\n@dimensions 2\n@equalLength false\n"
+        "@classLabel true a b\n@data\n1,2,3:4,5,6:a\n7,8:9,10:b\n");
+  write(dir + "/ucr/ts_errors", std::string(1, '\1') + "@timeStamps true\n@data\n(1,2):a\n");
+  std::string images{'\0', '\0', '\0', '\x08', '\x03', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
+  for (int i = 0; i < 12; ++i) images += static_cast<char>(i * 20);
+  write(dir + "/idx/images", std::string(1, '\0') + images);
+  write(dir + "/idx/images_limit", std::string(1, '\1') + images);
+  write(dir + "/idx/labels", std::string(1, '\0') + std::string("\0\0\x08\x01\0\0\0\x03\x01\x02\x03", 11));
+  write(dir + "/idx/truncated", std::string(1, '\0') + images.substr(0, 20));
+  write(dir + "/idx/gzip", std::string("\0\x1f\x8b\x08\0", 5));
+  const auto args = [](std::initializer_list<std::string> list) {
+    std::string out;
+    for (const auto& a : list) out += (out.empty() ? "" : std::string(1, '\0')) + a;
+    return out;
+  };
+  write(dir + "/options/default", "");
+  write(dir + "/options/help", args({"--help"}));
+  write(dir + "/options/ucr", args({"--task", "ucr", "--train", "a.tsv", "--test", "b.tsv", "-e", "3"}));
+  write(dir + "/options/self", args({"-a", "self", "-p", "weighted", "--units", "8", "--no-positional", "-T", "30"}));
+  write(dir + "/options/mha", args({"--heads=4", "-d", "64", "--ffn", "128", "--lr", "0.001", "--seed", "7", "-b", "16"}));
+  write(dir + "/options/bad", args({"--lr", "-1", "--epochs", "x", "--maps", "-3", "extra"}));
+  std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,safetensors,ucr,idx,options}\n";
   return 0;
 }

@@ -1,61 +1,138 @@
 #!/usr/bin/env bash
-# Fuzzes the weight loaders: fuzz_weights (load_weights, seqattn format) and fuzz_safetensors
-# (load_safetensors, read_safetensors), with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Fuzzes every parser with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer:
+#   weights      load_weights (seqattn's own format)            fuzz/fuzz_weights.cpp
+#   safetensors  load_safetensors, read_safetensors              fuzz/fuzz_safetensors.cpp
+#   ucr          the UCR/UEA loader of the example (text, .ts)   fuzz/fuzz_ucr.cpp
+#   idx          the IDX reader of the example                   fuzz/fuzz_idx.cpp
+#   options      the example's command-line options              fuzz/fuzz_options.cpp
 #
-#   fuzz/run.sh [seconds per target]        default 60 (or $FUZZ_SECONDS)
+#   fuzz/run.sh [seconds per target] [target...]     default 60 s (or $FUZZ_SECONDS), every target
+#   fuzz/run.sh --replay [target...]                 no libFuzzer: build with g++ -fsanitize=address,undefined
+#                                                    and run each target once on every seed
 #
 # 1. builds fuzz/make_corpus.cpp and writes the seed corpus to fuzz/corpus/<target>/ (small, committed)
-# 2. with clang++ and its libFuzzer runtime: builds each target with -fsanitize=fuzzer,address,undefined and
-#    runs it for the given time on a scratch copy of its corpus (new inputs stay in the build directory);
-#    without them: builds each target with g++ -fsanitize=address,undefined and replays the seeds once.
-# A crash, a sanitizer report, or an exception that is not a seqattn::Error fails the script (crash inputs
-# are left in the build directory). Needs libeigen3-dev and nlohmann-json3-dev (and clang for step 2).
-# Environment: FUZZ_BUILD_DIR (default build-fuzz), CXX_FUZZ (default clang++), CXX (default g++).
+# 2. builds the targets (clang++ -fsanitize=fuzzer,address,undefined, two at a time) and runs them FUZZ_JOBS
+#    at a time (default 2, one per core) for the given time each, on a scratch copy of its corpus (new inputs
+#    stay in the build directory), then prints the executions of each target.
+# A crash, a sanitizer report, a leak, a timeout or an exception the target does not allow fails the script;
+# the crashing input is left in $FUZZ_BUILD_DIR/crashes/<target>/ and its log in $FUZZ_BUILD_DIR/<target>.log.
+# Installs nothing: needs clang++ with its libFuzzer runtime (Debian: clang libclang-rt-14-dev), libeigen3-dev,
+# nlohmann-json3-dev and libcxxopts-dev (./build.sh deps). Without libFuzzer it stops with a message.
+# Environment: FUZZ_BUILD_DIR (default build-fuzz), CXX_FUZZ (default clang++), CXX (--replay, default g++),
+# FUZZ_JOBS (targets fuzzed at once, default 2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECONDS_PER_TARGET="${1:-${FUZZ_SECONDS:-60}}"
 OUT="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CXX_FUZZ="${CXX_FUZZ:-clang++}"
 CXX="${CXX:-g++}"
-TARGETS=(weights safetensors)
+JOBS="${FUZZ_JOBS:-2}"
+ALL_TARGETS=(weights safetensors ucr idx options)
+REPLAY=0
+if [ "${1:-}" = "--replay" ]; then
+  REPLAY=1
+  shift
+fi
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
+if [ "$REPLAY" -eq 0 ] && [ "$#" -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
+  SECONDS_PER_TARGET="$1"
+  shift
+fi
+TARGETS=("$@")
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
+for t in "${TARGETS[@]}"; do
+  [ -f "$ROOT/fuzz/fuzz_$t.cpp" ] || { echo "fuzz/run.sh: unknown target '$t' (${ALL_TARGETS[*]})" >&2; exit 2; }
+done
+
 EIGEN_FLAGS="$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)"
 # shellcheck disable=SC2206
 COMMON=(-std=c++17 -g -O1 -I"$ROOT/include" -I"$ROOT/fuzz" $EIGEN_FLAGS)
 SANITIZE=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 log() { printf '==> %s\n' "$*"; }
 mkdir -p "$OUT"
 
 log "writing the seed corpus to fuzz/corpus/"
-"$CXX" "${COMMON[@]}" "$ROOT/fuzz/make_corpus.cpp" -o "$OUT/make_corpus"
+"$CXX" "${COMMON[@]}" -O0 -g0 "$ROOT/fuzz/make_corpus.cpp" -o "$OUT/make_corpus"  # -O0: compiles fastest
 "$OUT/make_corpus" "$ROOT/fuzz/corpus"
 
-has_libfuzzer() {
-  command -v "$CXX_FUZZ" >/dev/null 2>&1 || return 1
-  echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' >"$OUT/probe.cpp"
-  "$CXX_FUZZ" -fsanitize=fuzzer "$OUT/probe.cpp" -o "$OUT/probe" >/dev/null 2>&1
-}
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-
-if has_libfuzzer; then
+if [ "$REPLAY" -eq 1 ]; then
   for t in "${TARGETS[@]}"; do
-    log "building fuzz_$t ($CXX_FUZZ -fsanitize=fuzzer,address,undefined)"
-    "$CXX_FUZZ" "${COMMON[@]}" "${SANITIZE[@]}" -fsanitize=fuzzer "$ROOT/fuzz/fuzz_$t.cpp" -o "$OUT/fuzz_$t"
-    rm -rf "$OUT/corpus/$t"
-    mkdir -p "$OUT/corpus/$t" "$OUT/crashes/$t"
-    log "fuzzing fuzz_$t for ${SECONDS_PER_TARGET}s"
-    (cd "$OUT/crashes/$t" &&
-      "$OUT/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-        -print_final_stats=1 "$OUT/corpus/$t" "$ROOT/fuzz/corpus/$t")
-  done
-else
-  log "$CXX_FUZZ with libFuzzer not found: replaying the seeds under ASan+UBSan with $CXX instead"
-  for t in "${TARGETS[@]}"; do
+    log "replaying the seeds of $t under ASan+UBSan ($CXX)"
     "$CXX" "${COMMON[@]}" "${SANITIZE[@]}" "$ROOT/fuzz/fuzz_$t.cpp" "$ROOT/fuzz/replay_main.cpp" -o "$OUT/replay_$t"
     "$OUT/replay_$t" "$ROOT"/fuzz/corpus/"$t"/*
   done
+  log "replay passed"
+  exit 0
+fi
+
+echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' >"$OUT/probe.cpp"
+if ! command -v "$CXX_FUZZ" >/dev/null 2>&1 || ! "$CXX_FUZZ" -fsanitize=fuzzer "$OUT/probe.cpp" -o "$OUT/probe" >/dev/null 2>&1; then
+  echo "fuzz/run.sh: $CXX_FUZZ with libFuzzer (-fsanitize=fuzzer) not found. Install clang and its runtime" >&2
+  echo "  (Debian: apt-get install clang libclang-rt-14-dev), or run fuzz/run.sh --replay to replay the seeds." >&2
+  exit 1
+fi
+
+# build <target>: the fuzzer binary, log in $OUT/build_<target>.log
+build() {
+  "$CXX_FUZZ" "${COMMON[@]}" "${SANITIZE[@]}" -fsanitize=fuzzer "$ROOT/fuzz/fuzz_$1.cpp" -o "$OUT/fuzz_$1" \
+    >"$OUT/build_$1.log" 2>&1
+}
+# run <target>: fuzzes it for SECONDS_PER_TARGET; output in $OUT/<target>.log
+run() {
+  rm -rf "$OUT/corpus/$1"
+  mkdir -p "$OUT/corpus/$1" "$OUT/crashes/$1"
+  (cd "$OUT/crashes/$1" &&
+    "$OUT/fuzz_$1" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+      -print_final_stats=1 "$OUT/corpus/$1" "$ROOT/fuzz/corpus/$1") >"$OUT/$1.log" 2>&1
+}
+# in_parallel <function> <targets...>: runs <function> on JOBS targets at a time; fails if any failed.
+in_parallel() {
+  local fn="$1" failed=0
+  shift
+  local pending=("$@")
+  while [ "${#pending[@]}" -gt 0 ]; do
+    local batch=("${pending[@]:0:$JOBS}") pids=()
+    pending=("${pending[@]:$JOBS}")
+    for t in "${batch[@]}"; do
+      "$fn" "$t" &
+      pids+=("$!")
+    done
+    for i in "${!pids[@]}"; do
+      if ! wait "${pids[$i]}"; then
+        failed=1
+        local t="${batch[$i]}" logfile="$OUT/${batch[$i]}.log"
+        [ "$fn" = build ] && logfile="$OUT/build_$t.log"
+        echo "fuzz/run.sh: $fn $t FAILED; the end of $logfile:" >&2
+        tail -n 40 "$logfile" >&2
+      fi
+    done
+  done
+  return "$failed"
+}
+
+log "building ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined, $JOBS at a time)"
+in_parallel build "${TARGETS[@]}"
+log "fuzzing ${TARGETS[*]} for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
+status=0
+in_parallel run "${TARGETS[@]}" || status=1
+
+printf '\n%-12s %14s %10s %8s  %s\n' target executions exec/s corpus result
+for t in "${TARGETS[@]}"; do
+  execs="$(grep -oE 'stat::number_of_executed_units:[[:space:]]*[0-9]+' "$OUT/$t.log" | awk '{print $2}' | tail -1)"
+  rate="$(grep -oE 'stat::average_exec_per_sec:[[:space:]]*[0-9]+' "$OUT/$t.log" | awk '{print $2}' | tail -1)"
+  units="$(grep -o 'corp: [0-9]*' "$OUT/$t.log" | tail -1 | awk '{print $2}')"
+  result=ok
+  if grep -qE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error:|deadly signal' "$OUT/$t.log"; then
+    result=FAILED
+    status=1
+  fi
+  printf '%-12s %14s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "${units:-?}" "$result"
+done
+if [ "$status" -ne 0 ]; then
+  echo "fuzz/run.sh: a target failed (crash inputs in $OUT/crashes/, logs in $OUT/<target>.log)" >&2
+  exit 1
 fi
 log "fuzzing passed"

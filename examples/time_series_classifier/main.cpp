@@ -5,7 +5,6 @@
 //   time_series_classifier --task ucr --train GunPoint_TRAIN.tsv --test GunPoint_TEST.tsv
 //   time_series_classifier --task fashion-mnist      needs Debian's dataset-fashion-mnist
 // --help lists every option. The data sources, the model and the maps are described in the headers beside.
-#include <cxxopts.hpp>
 #include <seqattn/io/weights.hpp>
 
 #include <cstdio>
@@ -18,6 +17,7 @@
 #include "heatmap.hpp"
 #include "idx.hpp"
 #include "model.hpp"
+#include "options.hpp"
 #include "progress.hpp"
 #include "train.hpp"
 #include "ucr.hpp"
@@ -27,33 +27,28 @@ namespace {
 using namespace tsc;
 
 // Train and test sets for the --task chosen.
-std::pair<Dataset, Dataset> load_data(const cxxopts::ParseResult& args) {
-  const auto task = args["task"].as<std::string>();
-  const auto seed = args["seed"].as<std::uint64_t>();
-  if (task == "ucr") {
-    if (!args.count("train")) throw DataError("--task ucr needs --train FILE (and optionally --test FILE)");
-    Dataset train = load_ucr(args["train"].as<std::string>());
+std::pair<Dataset, Dataset> load_data(const CliOptions& o) {
+  if (o.task == "ucr") {
+    if (o.train_file.empty()) throw DataError("--task ucr needs --train FILE (and optionally --test FILE)");
+    Dataset train = load_ucr(o.train_file);
     Dataset test;
-    if (args.count("test"))
-      test = load_ucr(args["test"].as<std::string>(), train.class_names);
+    if (!o.test_file.empty())
+      test = load_ucr(o.test_file, train.class_names);
     else
-      std::tie(train, test) = split(train, 0.2, seed);
+      std::tie(train, test) = split(train, 0.2, o.seed);
     standardize(train, {&train, &test});
     return {std::move(train), std::move(test)};
   }
-  if (task == "fashion-mnist") {
-    const auto dir = args["fashion-dir"].as<std::string>();
-    const auto n = args.count("train-size") ? args["train-size"].as<Index>() : 0;
-    const auto m = args.count("test-size") ? args["test-size"].as<Index>() : 0;
-    Dataset train = load_fashion_mnist(dir, "train", n), test = load_fashion_mnist(dir, "t10k", m);
+  if (o.task == "fashion-mnist") {
+    Dataset train = load_fashion_mnist(o.fashion_dir, "train", o.train_size),
+            test = load_fashion_mnist(o.fashion_dir, "t10k", o.test_size);
     standardize(train, {&train, &test});
     return {std::move(train), std::move(test)};
   }
-  const Task t = parse_task(task);
-  const Index T = args["length"].as<Index>();
-  const Index n = args.count("train-size") ? args["train-size"].as<Index>() : 2000;
-  const Index m = args.count("test-size") ? args["test-size"].as<Index>() : 500;
-  return {make_task(t, n, T, 2 * seed + 1), make_task(t, m, T, 2 * seed + 2)};
+  const Task t = parse_task(o.task);
+  const Index n = o.train_size > 0 ? o.train_size : 2000;
+  const Index m = o.test_size > 0 ? o.test_size : 500;
+  return {make_task(t, n, o.length, 2 * o.seed + 1), make_task(t, m, o.length, 2 * o.seed + 2)};
 }
 
 // Input, attention map and pooling weights of the first `count` test sequences -> out/attention_<i>.png/.csv
@@ -98,50 +93,24 @@ void write_maps(Classifier& model, const Dataset& test, Index count, const std::
 }
 
 int run(int argc, char** argv) {
-  cxxopts::Options cli("time_series_classifier", "Attention classifier for time series (seqattn example)");
-  cli.add_options()
-    ("t,task", "uniform|halves|signal|multivariate (1-4), ucr or fashion-mnist", cxxopts::value<std::string>()->default_value("signal"))
-    ("train", "ucr: training file (UCR text or .ts)", cxxopts::value<std::string>())
-    ("test", "ucr: test file (default: 20% of --train)", cxxopts::value<std::string>())
-    ("fashion-dir", "fashion-mnist: directory of the IDX files", cxxopts::value<std::string>()->default_value(fashion_mnist_default_dir()))
-    ("n,train-size", "training sequences (synthetic: 2000; files: all)", cxxopts::value<Index>())
-    ("test-size", "test sequences (synthetic: 500; fashion-mnist: all)", cxxopts::value<Index>())
-    ("T,length", "synthetic: steps per sequence (maximum for multivariate)", cxxopts::value<Index>()->default_value("20"))
-    ("a,attention", "mha (MultiHeadAttention) or self (SeqSelfAttention)", cxxopts::value<std::string>()->default_value("mha"))
-    ("heads", "mha: attention heads", cxxopts::value<Index>()->default_value("1"))
-    ("units", "self: additive attention units", cxxopts::value<Index>()->default_value("32"))
-    ("d,d-model", "features after the projection", cxxopts::value<Index>()->default_value("32"))
-    ("ffn", "hidden units of a feed-forward block after the attention (0: none)", cxxopts::value<Index>()->default_value("0"))
-    ("p,pooling", "max, mean or weighted (attention pooling)", cxxopts::value<std::string>()->default_value("mean"))
-    ("no-positional", "no positional encoding (the model cannot see order)")
-    ("no-residual", "no residual connection around the attention")
-    ("e,epochs", "training epochs", cxxopts::value<Index>()->default_value("20"))
-    ("b,batch-size", "sequences per step", cxxopts::value<Index>()->default_value("32"))
-    ("lr", "Adam learning rate", cxxopts::value<double>()->default_value("0.003"))
-    ("seed", "seed of the data, the weights and the shuffling", cxxopts::value<std::uint64_t>()->default_value("1"))
-    ("o,out", "output directory (model.sqw, attention maps)", cxxopts::value<std::string>()->default_value("tsc_out"))
-    ("maps", "test sequences whose attention maps are written", cxxopts::value<Index>()->default_value("4"))
-    ("h,help", "print this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << cli.help() << "\n";
+  const CliOptions o = parse_options(argc, argv);  // options.hpp: every option and its range
+  if (o.help) {
+    std::cout << o.help_text << "\n";
     return 0;
   }
-  if (!args.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + args.unmatched().front() + "'");
-
   ModelConfig config;
-  config.d_model = args["d-model"].as<Index>();
-  config.attention = parse_attention(args["attention"].as<std::string>());
-  config.heads = args["heads"].as<Index>();
-  config.units = args["units"].as<Index>();
-  config.ffn = args["ffn"].as<Index>();
-  config.pooling = parse_pooling(args["pooling"].as<std::string>());
-  config.positional = !args.count("no-positional");
-  config.residual = !args.count("no-residual");
-  config.seed = args["seed"].as<std::uint64_t>();
+  config.d_model = o.d_model;
+  config.attention = o.attention;
+  config.heads = o.heads;
+  config.units = o.units;
+  config.ffn = o.ffn;
+  config.pooling = o.pooling;
+  config.positional = o.positional;
+  config.residual = o.residual;
+  config.seed = o.seed;
 
-  auto [train_set, test_set] = load_data(args);
-  const auto task = args["task"].as<std::string>();
+  auto [train_set, test_set] = load_data(o);
+  const std::string& task = o.task;
   std::cout << "data: " << task << ", " << train_set.size() << " training and " << test_set.size()
             << " test sequences, up to " << std::max(train_set.steps(), test_set.steps()) << " steps, features "
             << train_set.features() << ", classes " << train_set.classes() << "\n";
@@ -151,9 +120,9 @@ int run(int argc, char** argv) {
   std::cout << model.net().summary();
 
   TrainOptions options;
-  options.epochs = args["epochs"].as<Index>();
-  options.batch_size = args["batch-size"].as<Index>();
-  options.lr = args["lr"].as<double>();
+  options.epochs = o.epochs;
+  options.batch_size = o.batch_size;
+  options.lr = o.lr;
   options.seed = config.seed;
   ProgressBar bar(std::cout, stdout_is_terminal());
   const double t0 = steady_seconds();
@@ -172,11 +141,11 @@ int run(int argc, char** argv) {
     std::printf(" (uniform would be %.3f)\n", 1.0 / static_cast<double>(test_set.steps()));
   }
 
-  const std::string out = args["out"].as<std::string>();
+  const std::string& out = o.out;
   std::filesystem::create_directories(out);
   seqattn::save_weights(model.net(), out + "/model.sqw");
   std::cout << "saved the weights to " << out << "/model.sqw\n";
-  write_maps(model, test_set, args["maps"].as<Index>(), out);
+  write_maps(model, test_set, o.maps, out);
   return 0;
 }
 

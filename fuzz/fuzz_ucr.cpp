@@ -1,0 +1,37 @@
+// libFuzzer target for the UCR/UEA loader of the time-series classifier example (parse_ucr: the text formats
+// and the .ts format). Any input must either load into a consistent Dataset or throw tsc::DataError; anything
+// else (another exception, a crash, a sanitizer report, an inconsistent data set) is a bug.
+// The first input byte picks the file name (".ts" or ".tsv", which selects the parser) and whether the
+// classes of a training set are given; the rest is the file's text. Seeds: fuzz/corpus/ucr.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "../examples/time_series_classifier/ucr.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::string name = (data[0] & 1) ? "fuzz.ts" : "fuzz.tsv";
+  std::vector<std::string> classes;
+  if (data[0] & 2) classes = {"1", "2", "A", "3.5"};
+  const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
+  try {
+    const tsc::Dataset d = tsc::parse_ucr(text, name, classes);
+    const tsc::Index N = d.x.dimension(0), T = d.x.dimension(1);
+    if (N < 1 || T < 1 || d.x.dimension(2) < 1 || d.size() != N || static_cast<tsc::Index>(d.lengths.size()) != N)
+      std::abort();
+    if (d.classes() < 1 || (!classes.empty() && d.class_names.size() != classes.size())) std::abort();
+    for (tsc::Index i = 0; i < N; ++i) {
+      const tsc::Index len = d.lengths[static_cast<size_t>(i)];
+      const int label = d.labels[static_cast<size_t>(i)];
+      if (len < 1 || len > T || label < 0 || label >= d.classes()) std::abort();
+      for (tsc::Index t = 0; t < T; ++t)
+        for (tsc::Index f = 0; f < d.x.dimension(2); ++f)
+          if (!std::isfinite(d.x(i, t, f)) || (t >= len && d.x(i, t, f) != 0.0f)) std::abort();
+    }
+  } catch (const tsc::DataError&) {
+  }
+  return 0;
+}
