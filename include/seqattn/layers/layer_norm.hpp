@@ -16,6 +16,7 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
+#include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/parallel.hpp"
 
 namespace seqattn {
@@ -74,9 +75,10 @@ class LayerNorm final : public Layer<S> {
           rstd_(n) = S(0);
           continue;
         }
-        const S mu = X.row(n).mean();
+        // ordered reductions: a row's bits do not depend on its address (so not on the padding)
+        const S mu = detail::ordered_sum(X.row(n)) / static_cast<S>(F);
         xhat_.row(n) = X.row(n).array() - mu;
-        rstd_(n) = S(1) / std::sqrt(xhat_.row(n).squaredNorm() / static_cast<S>(F) + eps);
+        rstd_(n) = S(1) / std::sqrt(detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F) + eps);
         xhat_.row(n) *= rstd_(n);
         Y.row(n) = xhat_.row(n);
         if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
@@ -109,8 +111,8 @@ class LayerNorm final : public Layer<S> {
         if (options_.center()) dbeta += DY.row(n);
         DX.row(n) = DY.row(n);  // g = dy * gamma
         if (options_.scale()) DX.row(n).array() *= gamma_.transpose().array();
-        const S mean_g = DX.row(n).mean();
-        const S mean_gx = DX.row(n).dot(xhat_.row(n)) / static_cast<S>(F);
+        const S mean_g = detail::ordered_sum(DX.row(n)) / static_cast<S>(F);
+        const S mean_gx = detail::ordered_dot(DX.row(n), xhat_.row(n)) / static_cast<S>(F);
         DX.row(n) = rstd_(n) * (DX.row(n).array() - mean_g - xhat_.row(n).array() * mean_gx).matrix();
       }
     });
