@@ -49,11 +49,11 @@ Sequential<float> make_model(std::uint64_t seed) {
   return m;
 }
 
-struct Run {
+struct TrainingRun {
   std::vector<float> losses, weights;
 };
 
-Run train(int threads, std::uint64_t seed) {
+TrainingRun train(int threads, std::uint64_t seed) {
   set_num_threads(threads);
   Sequential<float> model = make_model(seed);
   const Index B = 16, T = 48;
@@ -69,7 +69,7 @@ Run train(int threads, std::uint64_t seed) {
   const Mask mask = Mask::from_lengths(lengths);
   SoftmaxCrossEntropy<float> loss;
   Adam<float> adam(model.params(), AdamOptions().lr(3e-3).weight_decay(0.01));
-  Run run;
+  TrainingRun run;
   for (int step = 0; step < 8; ++step) {
     model.zero_grad();
     run.losses.push_back(loss.forward(model.forward(x, mask, Mode::Train), labels));
@@ -81,7 +81,7 @@ Run train(int threads, std::uint64_t seed) {
   return run;
 }
 
-void expect_identical(const Run& a, const Run& b, const char* what) {
+void expect_identical(const TrainingRun& a, const TrainingRun& b, const char* what) {
   ASSERT_EQ(a.losses.size(), b.losses.size());
   for (size_t i = 0; i < a.losses.size(); ++i)
     EXPECT_EQ(std::memcmp(&a.losses[i], &b.losses[i], sizeof(float)), 0)
@@ -92,16 +92,16 @@ void expect_identical(const Run& a, const Run& b, const char* what) {
 }
 
 TEST_F(Determinism, SameSeedGivesBitIdenticalTrainingRunToRun) {
-  const Run a = train(1, 7), b = train(1, 7);
+  const TrainingRun a = train(1, 7), b = train(1, 7);
   expect_identical(a, b, "1 thread, run to run");
   EXPECT_NE(a.losses.front(), a.losses.back()) << "the model trains";
-  const Run c = train(1, 8);
+  const TrainingRun c = train(1, 8);
   EXPECT_NE(a.losses.front(), c.losses.front()) << "another seed gives another run (the check can fail)";
 }
 
 TEST_F(Determinism, OneAndTwoThreadsGiveBitIdenticalTrainingLosses) {
   if (!has_openmp()) GTEST_SKIP() << "compiled without OpenMP: one thread only";
-  const Run one = train(1, 7), two = train(2, 7);
+  const TrainingRun one = train(1, 7), two = train(2, 7);
   expect_identical(one, two, "1 vs 2 threads");
   expect_identical(two, train(2, 7), "2 threads, run to run");
 }
