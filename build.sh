@@ -4,6 +4,9 @@
 #   example   build (Release) and run examples/quickstart_classifier on its built-in data
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
+#   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g, build-asan/)
+#             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails
+#   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
 #   deps      only install the missing Debian packages
 #
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
@@ -19,7 +22,7 @@ PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-de
   libcxxopts-dev libstb-dev zlib1g-dev)
 
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -93,6 +96,39 @@ cmd_bench() {
   fi
 }
 
+# Sanitizer runs stop at the first report (halt_on_error) with a stack trace; ASan also checks for leaks.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+
+# Every unit test under ASan + UBSan (SEQATTN_SANITIZE, top-level CMakeLists.txt): no packaging tests, no
+# benchmarks, no example programs (their code is covered by the test_example_* tests).
+cmd_sanitize() {
+  local dir="$ROOT/build-asan"
+  configure "$dir" -DCMAKE_BUILD_TYPE=Debug -DSEQATTN_SANITIZE=address,undefined -DSEQATTN_BUILD_TESTS=ON \
+    -DSEQATTN_BUILD_EXAMPLES=OFF -DSEQATTN_BUILD_BENCHMARKS=OFF
+  log "building every unit test with -fsanitize=address,undefined"
+  cmake --build "$dir" -j "$JOBS"
+  log "running the tests under ASan + UBSan"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" ${CTEST_ARGS:-})
+}
+
+# The threading tests under ThreadSanitizer: threads running inference on their own model copies, and the
+# thread-count API (built without OpenMP: libgomp is not instrumented).
+TSAN_TESTS=(test_thread_safety test_threads)
+cmd_tsan() {
+  local dir="$ROOT/build-tsan"
+  configure "$dir" -DCMAKE_BUILD_TYPE=Debug -DSEQATTN_SANITIZE=thread -DSEQATTN_BUILD_TESTS=ON \
+    -DSEQATTN_BUILD_EXAMPLES=OFF -DSEQATTN_BUILD_BENCHMARKS=OFF
+  log "building ${TSAN_TESTS[*]} with -fsanitize=thread"
+  cmake --build "$dir" --target "${TSAN_TESTS[@]}" -j "$JOBS"
+  for t in "${TSAN_TESTS[@]}"; do
+    log "running $t under TSan"
+    "$dir/tests/$t"
+  done
+}
+
 main() {
   if [ "$#" -ne 1 ]; then
     usage
@@ -110,6 +146,14 @@ main() {
     bench)
       install_deps
       cmd_bench
+      ;;
+    sanitize)
+      install_deps
+      cmd_sanitize
+      ;;
+    tsan)
+      install_deps
+      cmd_tsan
       ;;
     deps) install_deps ;;
     -h | --help | help) usage ;;
