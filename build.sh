@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build, test and benchmark seqattn, and run its example. Usage: ./build.sh <command>
 #
-#   example   build (Release) and run examples/quickstart_classifier on its built-in data
+#   example   build (Release) and run examples/time_series_classifier on its built-in default task
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
 #   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g, build-asan/)
 #             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails
 #   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
+#   fuzz      build the libFuzzer targets (clang, ASan + UBSan) and run each for FUZZ_SECONDS (default 60)
 #   deps      only install the missing Debian packages
 #
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
@@ -20,9 +21,11 @@ JOBS="${JOBS:-2}"
 # nlohmann-json (io/safetensors.hpp and its tests), cxxopts, stb and zlib (examples/time_series_classifier).
 PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libcxxopts-dev libstb-dev zlib1g-dev)
+# `fuzz` also needs clang and its libFuzzer and sanitizer runtimes.
+FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -62,9 +65,9 @@ configure() {
 cmd_example() {
   local dir="$ROOT/build"
   configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
-  cmake --build "$dir" --target quickstart_classifier -j "$JOBS"
-  log "running examples/quickstart_classifier"
-  "$dir/examples/quickstart_classifier"
+  cmake --build "$dir" --target time_series_classifier -j "$JOBS"
+  log "running examples/time_series_classifier (outputs in tsc_out/; --help lists every option)"
+  "$dir/examples/time_series_classifier"
 }
 
 cmd_test() {
@@ -154,6 +157,11 @@ main() {
     tsan)
       install_deps
       cmd_tsan
+      ;;
+    fuzz)
+      PACKAGES+=("${FUZZ_PACKAGES[@]}")
+      install_deps
+      "$ROOT/fuzz/run.sh" "${FUZZ_SECONDS:-60}"
       ;;
     deps) install_deps ;;
     -h | --help | help) usage ;;

@@ -1,0 +1,11 @@
+// Explicit instantiations for the tests (see include/seqattn/extern_templates.hpp): Layer, Sequential, Residual, losses, optimizers.
+#include "seqattn/extern_templates.hpp"
+
+SEQATTN_INSTANTIATE(Layer)
+SEQATTN_INSTANTIATE(Sequential)
+SEQATTN_INSTANTIATE(Residual)
+SEQATTN_INSTANTIATE(SoftmaxCrossEntropy)
+SEQATTN_INSTANTIATE(BinaryCrossEntropy)
+SEQATTN_INSTANTIATE(MeanSquaredError)
+SEQATTN_INSTANTIATE(Adam)
+SEQATTN_INSTANTIATE(SGD)
