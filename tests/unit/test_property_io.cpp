@@ -30,7 +30,7 @@ std::vector<float> all_values(Sequential<float>& model) {
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 void train(Sequential<float>& model, const Tensor3<float>& x, const Mask& mask, int steps) {
