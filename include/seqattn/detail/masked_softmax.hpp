@@ -19,14 +19,10 @@
 #include <cmath>
 
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/detail/ordered_sum.hpp"
+#include "seqattn/detail/simd.hpp"
 
 namespace seqattn::detail {
-
-// Eigen's SIMD packet of S (S itself without vectorization) and a local buffer for partial packets.
-template <class S>
-using SimdPacket = typename Eigen::internal::packet_traits<S>::type;
-template <class S>
-inline constexpr Index kSimdSize = Eigen::internal::unpacket_traits<SimdPacket<S>>::size;
 
 // row[0, n): x -> exp(x - shift) in place; returns the sum of the results. Every element goes through the
 // same SIMD exp (the tail through a padded local packet) and the sum is accumulated lane by lane, so the
@@ -85,8 +81,8 @@ void masked_softmax_row_backward(const S* p, S* d, Index n, Index total, S scale
   if (n > 0) {
     Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>> pv(p, n);
     Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> dv(d, n);
-    const S dot = (pv * dv).sum();
-    dv = scale * pv * (dv - dot);
+    const S dot = lane_sum(p, static_cast<const S*>(d), n);  // in lanes: the same order at any address
+    dv = scale * pv * (dv - dot);                              // elementwise: exact whatever the path
   }
   if (total > n) std::fill(d + std::max<Index>(n, 0), d + total, S(0));
 }

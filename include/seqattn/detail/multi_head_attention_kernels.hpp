@@ -8,13 +8,13 @@
 //   P (Tq, Tk)                           attention probabilities of the head (row stride Tk), kept
 //   Pd (Tq, Tk)                          P after attention dropout (kept only with dropout)
 //   ctx (Tq, dh)                         column block h of the concatenated heads (row stride H*dh)
-//   scratch                              (rows, kmax) score gradients of one block in backward, contiguous
-//                                        (cache resident); grows to the largest block, then never reallocates
+//   panels                               the calling thread's layouts of K, V, K^T, V^T and block buffers
+//                                        (detail/head_products.hpp); grow to the largest head, then reused
 // Query t < lq may attend keys s < allowed_keys(t): lk, or min(t + 1, lk) when causal. The (lq, lk) scores
 // are processed in blocks of query rows (block_rows(): about 128K scores, so a block stays in L2 cache; at
 // most 64 rows when causal, whose keys stop at the block's last row, so causal attention costs about half).
-// Per block the forward runs scores GEMM -> softmax -> context GEMM while the block of P is in cache, and the
-// backward reads P once. Everything depends only on (lq, lk) and the values, never on Tq, Tk or
+// Per block the forward runs scores -> softmax -> context while the block of P is in cache, and the backward
+// reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block). Everything depends only on (lq, lk) and the values, never on Tq, Tk or
 // addresses, which keeps valid outputs bitwise independent of padding. Rows t >= lq of P and ctx are zero.
 
 #include <algorithm>
@@ -24,6 +24,7 @@
 
 #include "seqattn/core/random.hpp"
 #include "seqattn/core/threads.hpp"
+#include "seqattn/detail/head_products.hpp"
 #include "seqattn/detail/masked_softmax.hpp"
 #include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
@@ -104,71 +105,110 @@ void projection_forward_rows(const XM& X, const Matrix<S>& W, const Vector<S>& b
 
 // ---------------------------------------------------------------------------------------------------------
 // forward: P = softmax_allowed(scale * Q K^T) (stored), Pd = dropout(P), ctx = Pd V.
-// P (Tq, Tk) and ctx (Tq, dh): every element written. Each block of P is written in place and reused from
-// cache by the context GEMM.
+// P (Tq, Tk) and ctx (Tq, dh): every element written. K^T and V are laid out once in `panels` (the calling
+// thread's); each block of P is written in place and reused from cache by the context product.
 template <class S>
 void attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V, HeadMap<S>& P,
-                       HeadMap<S>& ctx, Index lq, Index lk, bool causal, S scale, const AttentionDropout<S>& dropout) {
-  const Index Tq = P.rows(), Tk = P.cols();
+                       HeadMap<S>& ctx, Index lq, Index lk, bool causal, S scale, const AttentionDropout<S>& dropout,
+                       head::HeadPanels<S>& panels) {
+  const Index Tq = P.rows(), Tk = P.cols(), dh = Q.cols();
+  if (lq == 0 || lk == 0) {
+    P.setZero();
+    ctx.setZero();
+    if (dropout.rng) std::fill(dropout.dropped, dropout.dropped + Tq * Tk, S(0));
+    return;
+  }
+  head::pack_transposed<S>(K, lk, panels.transposed, panels.ldt);  // K^T (dh, ldt)
+  const head::Panel<S> Vp = head::rows_panel<S>(V, lk, panels.rows, false);
   for_each_block(lq, lk, causal, [&](Index r0, Index rows, Index kmax) {
-    auto Pb = P.block(r0, 0, rows, kmax);
+    S* Pb = &P.coeffRef(r0, 0);
     // scores of the block, then the softmax of each row over its allowed keys (zeros up to Tk)
-    stable_product(Pb, Q.middleRows(r0, rows), K.topRows(kmax).transpose(), scale);
-    for (Index i = 0; i < rows; ++i)
-      masked_softmax_row(&P.coeffRef(r0 + i, 0), allowed_keys(r0 + i, lq, lk, causal), Tk);
+    head::scores<S>(&Q.coeff(r0, 0), Q.outerStride(), panels.transposed.data(), panels.ldt, dh, Pb, Tk, rows, kmax,
+                    scale);
+    for (Index i = 0; i < rows; ++i) masked_softmax_row(Pb + i * Tk, allowed_keys(r0 + i, lq, lk, causal), Tk);
+    const S* weights = Pb;
     if (dropout.rng) {  // inverted dropout: Pd = P * keep / (1 - rate)
       const S keep_scale = S(1.0 / (1.0 - dropout.rate));
-      HeadMap<S> Pd(dropout.dropped, Tq, Tk, Eigen::OuterStride<>(Tk));
       for (Index i = 0; i < rows; ++i) {
         const Index t = r0 + i, n = allowed_keys(t, lq, lk, causal);
-        for (Index s = 0; s < n; ++s) Pd(t, s) = dropout.rng->uniform() >= dropout.rate ? P(t, s) * keep_scale : S(0);
-        std::fill(&Pd.coeffRef(t, 0) + n, &Pd.coeffRef(t, 0) + Tk, S(0));
+        const S* p = Pb + i * Tk;
+        S* pd = dropout.dropped + t * Tk;
+        for (Index s = 0; s < n; ++s) pd[s] = dropout.rng->uniform() >= dropout.rate ? p[s] * keep_scale : S(0);
+        std::fill(pd + n, pd + Tk, S(0));
       }
-      stable_product(ctx.middleRows(r0, rows), Pd.block(r0, 0, rows, kmax), V.topRows(kmax), S(1));
-    } else {
-      stable_product(ctx.middleRows(r0, rows), Pb, V.topRows(kmax), S(1));  // ctx = P V
+      weights = dropout.dropped + r0 * Tk;
     }
+    // ctx = Pd V
+    head::rows_times_panel<S>(weights, Tk, Vp, &ctx.coeffRef(r0, 0), ctx.outerStride(), dh, rows, kmax);
   });
-  const Index live = lk > 0 ? lq : 0;  // rows without a block: no valid query or no valid key
-  for (Index t = live; t < Tq; ++t) {
+  for (Index t = lq; t < Tq; ++t) {  // padded queries
     std::fill(&P.coeffRef(t, 0), &P.coeffRef(t, 0) + Tk, S(0));
     if (dropout.rng) std::fill(dropout.dropped + t * Tk, dropout.dropped + (t + 1) * Tk, S(0));
   }
-  if (live < Tq) ctx.bottomRows(Tq - live).setZero();
+  if (lq < Tq) ctx.bottomRows(Tq - lq).setZero();
 }
 
 // backward (inverts the forward block by block). dctx (Tq, dh) in; dQ (Tq, dh), dK, dV (Tk, dh) OVERWRITTEN.
-// Pd is P without dropout; keep_scale = 1 / (1 - rate) with dropout, else 0.
+// Pd is P without dropout; keep_scale = 1 / (1 - rate) with dropout, else 0. `panels`: the calling thread's.
 template <class S>
 void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V,
                         const ConstHeadMap<S>& P, const ConstHeadMap<S>& Pd, const ConstHeadMap<S>& dctx,
                         HeadMap<S>& dQ, HeadMap<S>& dK, HeadMap<S>& dV, Index lq, Index lk, bool causal, S scale,
-                        S keep_scale, Vector<S>& scratch) {
+                        S keep_scale, head::HeadPanels<S>& panels) {
   dQ.setZero();
   dK.setZero();
   dV.setZero();
+  if (lq == 0 || lk == 0) return;
+  const Index Tk = P.cols(), dh = Q.cols();
+  head::pack_transposed<S>(V, lk, panels.transposed, panels.ldt);  // V^T (dh, ldt)
+  const head::Panel<S> Kp = head::rows_panel<S>(K, lk, panels.rows, false);
+  // dK and dV are summed over the blocks in place, or in padded buffers when dh is not a multiple of the packet
+  const bool in_place = dh % head::kPacket<S> == 0;
+  const Index width = head::padded<S>(dh);
+  S* acc_k = &dK.coeffRef(0, 0);
+  S* acc_v = &dV.coeffRef(0, 0);
+  Index ldacc = dK.outerStride();
+  if (!in_place) {
+    head::reserve(panels.acc_k, lk * width);
+    head::reserve(panels.acc_v, lk * width);
+    std::fill(panels.acc_k.data(), panels.acc_k.data() + lk * width, S(0));
+    std::fill(panels.acc_v.data(), panels.acc_v.data() + lk * width, S(0));
+    acc_k = panels.acc_k.data();
+    acc_v = panels.acc_v.data();
+    ldacc = width;
+  }
   for_each_block(lq, lk, causal, [&](Index r0, Index rows, Index kmax) {
-    if (scratch.size() < rows * kmax) scratch.resize(rows * kmax);
-    Eigen::Map<Matrix<S>> dS(scratch.data(), rows, kmax);
-    const auto dctx_b = dctx.middleRows(r0, rows);
-    // inverts ctx = Pd V:  dPd = dctx V^T,  dV += Pd^T dctx
-    gemm(dS, dctx_b, V.topRows(kmax).transpose(), S(1));
-    gemm(dV.topRows(kmax), Pd.block(r0, 0, rows, kmax).transpose(), dctx_b, S(1), true);
+    head::reserve(panels.scores, rows * kmax);
+    S* dS = panels.scores.data();  // (rows, kmax)
+    // inverts ctx = Pd V:  dPd = dctx V^T (here),  dV += Pd^T dctx (after the rows below have brought the
+    // block of P, written long ago by the forward, into cache in order: read first by columns it stalls)
+    head::scores<S>(&dctx.coeff(r0, 0), dctx.outerStride(), panels.transposed.data(), panels.ldt, dh, dS, kmax, rows,
+                    kmax, S(1));
     for (Index i = 0; i < rows; ++i) {
       const Index t = r0 + i, n = allowed_keys(t, lq, lk, causal);
+      S* d = dS + i * kmax;
       // inverts Pd = P * keep / (1 - rate): dP = dPd * keep / (1 - rate); keep is Pd != 0 where P != 0,
       // and where P == 0 the softmax gradient below is 0 whatever dP is.
       if (keep_scale != S(0)) {
-        auto d = dS.row(i).head(n).array();
-        d = (Pd.row(t).head(n).array() != S(0)).select(d * keep_scale, S(0));
+        const S* pd = &Pd.coeff(t, 0);
+        for (Index s = 0; s < n; ++s) d[s] = pd[s] != S(0) ? d[s] * keep_scale : S(0);
       }
       // inverts P = softmax(scale * Q K^T): dS = scale * P * (dP - P . dP), 0 beyond the allowed keys
-      masked_softmax_row_backward(&P.coeff(t, 0), &dS(i, 0), n, kmax, scale);
+      masked_softmax_row_backward(&P.coeff(t, 0), d, n, kmax, scale);
     }
+    const head::Panel<S> dctx_b = head::rows_panel<S>(dctx.middleRows(r0, rows), rows, panels.block);
+    head::add_transposed_times_panel<S>(&Pd.coeff(r0, 0), Tk, dctx_b, dh, acc_v, ldacc, rows, kmax);
     // inverts the scores: dQ = dS K,  dK += dS^T Q
-    gemm(dQ.middleRows(r0, rows), dS, K.topRows(kmax), S(1));
-    gemm(dK.topRows(kmax), dS.transpose(), Q.middleRows(r0, rows), S(1), true);
+    head::rows_times_panel<S>(dS, kmax, Kp, &dQ.coeffRef(r0, 0), dQ.outerStride(), dh, rows, kmax);
+    const head::Panel<S> Q_b = head::rows_panel<S>(Q.middleRows(r0, rows), rows, panels.block);
+    head::add_transposed_times_panel<S>(dS, kmax, Q_b, dh, acc_k, ldacc, rows, kmax);
   });
+  if (!in_place)
+    for (Index s = 0; s < lk; ++s)
+      for (Index d = 0; d < dh; ++d) {
+        dK(s, d) = panels.acc_k[s * width + d];
+        dV(s, d) = panels.acc_v[s * width + d];
+      }
 }
 
 }  // namespace seqattn::detail::mha

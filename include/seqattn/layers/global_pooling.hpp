@@ -9,6 +9,7 @@
 // The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
 // No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -55,14 +56,18 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
         argmax_.row(b).setConstant(-1);
         return;
       }
-      Y.row(b) = X.row(0);
-      argmax_.row(b).setZero();
-      for (Index t = 1; t < len; ++t)
-        for (Index f = 0; f < F; ++f)
-          if (X(t, f) > Y(b, f)) {
-            Y(b, f) = X(t, f);
-            argmax_(b, f) = t;
-          }
+      S* top = &Y.coeffRef(b, 0);
+      Index* arg = &argmax_.coeffRef(b, 0);
+      std::copy(X.data(), X.data() + F, top);
+      std::fill(arg, arg + F, Index(0));
+      for (Index t = 1; t < len; ++t) {  // branch-free (selects), so the compiler can vectorize it
+        const S* row = X.data() + t * F;
+        for (Index f = 0; f < F; ++f) {
+          const bool greater = row[f] > top[f];  // the first maximum wins ties
+          top[f] = greater ? row[f] : top[f];
+          arg[f] = greater ? t : arg[f];
+        }
+      }
     });
   }
   // dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)

@@ -22,9 +22,10 @@
 // Wo (H*dh, output_features), bo (output_features). torch.nn.MultiheadAttention equivalence:
 // in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
 // Compute: projections are GEMMs over all B*T rows; heads are strided column blocks (no permute copies); per
-// (b, h), score and context GEMMs over the valid (query, key) block only, in cache-sized blocks of query
-// rows (causal: keys up to the block's last row); see detail/multi_head_attention_kernels.hpp. Valid outputs
-// are bitwise independent of padding and of padded values (see detail/stable_product.hpp).
+// (b, h), register-tiled score and context products (detail/head_products.hpp) over the valid (query, key)
+// block only, in cache-sized blocks of query rows (causal: keys up to the block's last row); see
+// detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
+// values (detail/stable_product.hpp, detail/head_products.hpp).
 // Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout).
 // Padded input values must be finite for finite parameter gradients (they never reach the outputs).
 // Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
@@ -210,6 +211,7 @@ class MultiHeadAttention final : public Layer<S> {
     // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(Tk) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
+    if (panels_.size() < static_cast<size_t>(threads)) panels_.resize(static_cast<size_t>(threads));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -221,9 +223,9 @@ class MultiHeadAttention final : public Layer<S> {
       detail::mha::AttentionDropout<S> dropout;
       if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * Tk};
       detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
-                                        options_.causal(), scale, dropout);
+                                        options_.causal(), scale, dropout,
+                                        panels_[static_cast<size_t>(detail::mha::thread_index())]);
     }
-    (void)threads;
 
     // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
     auto Y = as_matrix(y);
@@ -290,7 +292,7 @@ class MultiHeadAttention final : public Layer<S> {
     const S scale = S(1) / std::sqrt(S(dh));
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
     const int threads = detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(Tk) * double(dh));
-    if (blocks_.size() != static_cast<size_t>(threads)) blocks_.resize(static_cast<size_t>(threads));
+    if (panels_.size() < static_cast<size_t>(threads)) panels_.resize(static_cast<size_t>(threads));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -304,7 +306,7 @@ class MultiHeadAttention final : public Layer<S> {
                                          ConstHeadMap(p, Tq, Tk, Eigen::OuterStride<>(Tk)),
                                          ConstHeadMap(pd, Tq, Tk, Eigen::OuterStride<>(Tk)), chead(dctx_, b, h, Tq), dQ,
                                          dK, dV, lq, lk, options_.causal(), scale, keep_scale,
-                                         blocks_[static_cast<size_t>(detail::mha::thread_index())]);
+                                         panels_[static_cast<size_t>(detail::mha::thread_index())]);
     }
 
     // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
@@ -441,7 +443,7 @@ class MultiHeadAttention final : public Layer<S> {
   bool dropout_active_ = false;
   // backward buffers
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
-  std::vector<Vector<S>> blocks_;  // per thread: score gradients of one block of query rows (backward)
+  std::vector<detail::head::HeadPanels<S>> panels_;  // per thread: layouts of one head (detail/head_products.hpp)
   Tensor3<S> dkv_;
   detail::RowStableScratch<S> scratch_[3];  // for q, for k and v, for the output projection (last chunk only)
   detail::GradSum<S> gWq_, gWk_, gWv_, gWo_, gbq_, gbk_, gbv_, gbo_;  // per-chunk partials of the gradients

@@ -1,0 +1,270 @@
+#pragma once
+// The five matrix products of one attention head, as register-tiled SIMD loops over operands that are already
+// in cache, without Eigen's GEMM. Heads are narrow (dh = 16 or 32 columns): through Eigen's GEMM each of these
+// products packs both operands again and zero-fills its output, which took a third of MultiHeadAttention's
+// time at (B, T, D, H) = (32, 64, 64, 4). Here the head's K, V and their transposes are laid out once per
+// (sample, head) (HeadPanels: O(T dh) copies against O(T^2 dh) work) and the products read them in place.
+//
+// Every output element is ONE fused multiply-add chain over the inner dimension, in increasing order,
+// started from zero, whatever its row, column, tile or address: results depend only on the values and the
+// inner length, which keeps MultiHeadAttention's valid outputs bitwise independent of padding. The last
+// packet of a row that is not full goes through a local buffer (never a scalar path, whose rounding differs
+// from the fused SIMD one).
+//
+// Layouts (row-major, P = SIMD packet size of S, dhp = dh rounded up to a multiple of P):
+//   rows panel (n, dhp)   row s holds a row of dh values, zero-padded when dh is not a multiple of P: the
+//                         head's K or V, a block of Q or dctx
+//   transposed panel (dh, ldt)  column s holds row s of K or V; ldt = n rounded up to P, zero-padded
+//
+//   scores(A, lda, T, ldt, dh, out, ldo, rows, n, alpha)
+//       out (rows, n) = alpha * A (rows, dh) * T (dh, n)               Q K^T and dctx V^T
+//   rows_times_panel(W, ldw, R, out, ldo, dh, rows, n)
+//       out (rows, dh) = W (rows, n) * R (n, dh)                      P V and dS K
+//   add_transposed_times_panel(W, ldw, R, dh, acc, ldacc, rows, n)
+//       acc (n, padded(dh)) += W (rows, n)^T * R (rows, dh)           dV += P^T dctx and dK += dS^T Q
+//   R is a Panel (rows_panel(): the head's own rows when dh is a multiple of P, else a padded copy).
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#include "seqattn/core/tensor.hpp"
+#include "seqattn/detail/simd.hpp"
+
+namespace seqattn::detail::head {
+
+namespace ei = Eigen::internal;
+template <class S>
+using Packet = SimdPacket<S>;
+template <class S>
+inline constexpr Index kPacket = kSimdSize<S>;
+// Accumulators a tile may hold: half the SIMD registers (the other half holds the loaded operands).
+inline constexpr int kAccumulators = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS / 2;
+
+template <class S>
+Index padded(Index n) {
+  return (n + kPacket<S> - 1) / kPacket<S> * kPacket<S>;
+}
+
+// Stores the first `count` lanes of p at dst (all of them when count >= P).
+template <class S>
+inline void store_lanes(S* dst, const Packet<S>& p, Index count) {
+  if (count >= kPacket<S>) {
+    ei::pstoreu(dst, p);
+    return;
+  }
+  EIGEN_ALIGN_MAX S buf[kPacket<S>];
+  ei::pstore(buf, p);
+  std::copy(buf, buf + count, dst);
+}
+
+// The operand layouts of one head, reused over its blocks of query rows. Buffers grow to the largest head seen,
+// then never reallocate.
+template <class S>
+struct HeadPanels {
+  Vector<S> transposed;    // (dh, ldt): K^T or V^T
+  Vector<S> rows;          // (n, dhp): K or V, when dh is not a multiple of P (rows_panel)
+  Vector<S> block;         // (rows of one block, dhp): a block of Q or dctx, likewise
+  Vector<S> acc_k, acc_v;  // (n, dhp): dK and dV of the head summed over blocks, likewise
+  Vector<S> scores;        // (rows of one block, n): dP then dS of a block (backward)
+  Index ldt = 0;
+};
+
+template <class S>
+void reserve(Vector<S>& v, Index size) {
+  if (v.size() < size) v.resize(size);
+}
+
+// transposed (dh, ldt) = M^T of the first n rows of M (n, dh), zero-padded to ldt = padded(n) columns.
+template <class S, class M>
+void pack_transposed(const M& m, Index n, Vector<S>& out, Index& ldt) {
+  const Index dh = m.cols();
+  ldt = padded<S>(n);
+  reserve(out, dh * ldt);
+  S* t = out.data();
+  for (Index s = 0; s < n; ++s) {  // reads rows of M in order (its rows are strided, its columns are not)
+    const S* row = &m.coeff(s, 0);
+    for (Index d = 0; d < dh; ++d) t[d * ldt + s] = row[d];
+  }
+  for (Index d = 0; d < dh; ++d) std::fill(t + d * ldt + n, t + (d + 1) * ldt, S(0));
+}
+
+// rows (n, dhp) = the first n rows of M (n, dh), zero-padded to dhp = padded(dh) columns.
+template <class S, class M>
+void pack_rows(const M& m, Index n, Vector<S>& out, Index& dhp) {
+  const Index dh = m.cols();
+  dhp = padded<S>(dh);
+  reserve(out, n * dhp);
+  for (Index s = 0; s < n; ++s) {
+    S* row = out.data() + s * dhp;
+    const S* in = &m.coeff(s, 0);
+    std::copy(in, in + dh, row);
+    std::fill(row + dh, row + dhp, S(0));
+  }
+}
+
+// A rows panel in place: row s at data + s * stride, padded(dh) readable values per row.
+template <class S>
+struct Panel {
+  const S* data;
+  Index stride;
+};
+
+// The first n rows of M (n, dh) as a rows panel: M itself when dh is a whole number of packets (its rows are read
+// in place, no copy), else a zero-padded copy in `buffer`.
+template <class S, class M>
+Panel<S> rows_panel(const M& m, Index n, Vector<S>& buffer, bool in_place_ok = true) {
+  if (in_place_ok && m.cols() % kPacket<S> == 0) return {&m.coeff(0, 0), m.outerStride()};
+  Index dhp = 0;
+  pack_rows<S>(m, n, buffer, dhp);
+  return {buffer.data(), dhp};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// scores: out (rows, n) = alpha * A (rows, dh; row stride lda) * T (dh, n; row stride ldt, zero-padded).
+// Tiles of R rows by C packets of columns; tails with fewer rows or packets (the same chains).
+template <class S, int R, int C>
+void scores_tile(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, Index s0,
+                 S alpha) {
+  Packet<S> acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+  for (Index d = 0; d < dh; ++d) {
+    Packet<S> t[C];
+    for (int c = 0; c < C; ++c) t[c] = ei::ploadu<Packet<S>>(T + d * ldt + s0 + c * kPacket<S>);
+    for (int r = 0; r < R; ++r) {
+      const Packet<S> a = ei::pset1<Packet<S>>(A[r * lda + d]);
+      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(a, t[c], acc[r][c]);
+    }
+  }
+  const Packet<S> scale = ei::pset1<Packet<S>>(alpha);
+  if (s0 + C * kPacket<S> <= n) {  // a full tile: plain stores (keeps the accumulators in registers)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + s0 + c * kPacket<S>, ei::pmul(acc[r][c], scale));
+    return;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const Index s = s0 + c * kPacket<S>;
+      store_lanes<S>(out + r * ldo + s, ei::pmul(acc[r][c], scale), n - s);
+    }
+}
+
+template <class S, int R>
+void scores_rows(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, S alpha) {
+  constexpr Index P = kPacket<S>;
+  constexpr int C = std::min(4, std::max(1, kAccumulators / R));  // column packets per tile
+  Index s = 0;
+  for (; s + C * P <= n; s += C * P) scores_tile<S, R, C>(A, lda, T, ldt, dh, out, ldo, n, s, alpha);
+  for (; s < n; s += P) scores_tile<S, R, 1>(A, lda, T, ldt, dh, out, ldo, n, s, alpha);
+}
+
+template <class S>
+void scores(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index rows, Index n, S alpha) {
+  constexpr int R = 4;
+  Index i = 0;
+  for (; i + R <= rows; i += R) scores_rows<S, R>(A + i * lda, lda, T, ldt, dh, out + i * ldo, ldo, n, alpha);
+  for (; i < rows; ++i) scores_rows<S, 1>(A + i * lda, lda, T, ldt, dh, out + i * ldo, ldo, n, alpha);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// rows_times_panel: out (rows, dh; row stride ldo) = W (rows, n; row stride ldw) * R (n, dh; panel, row stride
+// dhp). Tiles of RT rows by C packets of the dh columns.
+template <class S, int RT, int C>
+void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index n, Index c0) {
+  Packet<S> acc[RT][C];
+  for (int r = 0; r < RT; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+  for (Index s = 0; s < n; ++s) {
+    Packet<S> v[C];
+    for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
+    for (int r = 0; r < RT; ++r) {
+      const Packet<S> w = ei::pset1<Packet<S>>(W[r * ldw + s]);
+      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(w, v[c], acc[r][c]);
+    }
+  }
+  if (c0 + C * kPacket<S> <= dh) {  // full packets: plain stores
+    for (int r = 0; r < RT; ++r)
+      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + c0 + c * kPacket<S>, acc[r][c]);
+    return;
+  }
+  for (int r = 0; r < RT; ++r)
+    for (int c = 0; c < C; ++c) {
+      const Index col = c0 + c * kPacket<S>;
+      store_lanes<S>(out + r * ldo + col, acc[r][c], dh - col);
+    }
+}
+
+template <class S, int C>
+void rows_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index rows,
+                        Index n, Index c0) {
+  constexpr int RT = std::max(1, kAccumulators / C);
+  Index i = 0;
+  for (; i + RT <= rows; i += RT) rows_panel_tile<S, RT, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0);
+  for (; i < rows; ++i) rows_panel_tile<S, 1, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0);
+}
+
+template <class S>
+void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ldo, Index dh, Index rows, Index n) {
+  constexpr Index P = kPacket<S>;
+  const Index width = padded<S>(dh);
+  Index c0 = 0;  // groups of up to 4 packets of columns
+  for (; c0 + 4 * P <= width; c0 += 4 * P) rows_panel_columns<S, 4>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0);
+  switch ((width - c0) / P) {
+    case 3: rows_panel_columns<S, 3>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
+    case 2: rows_panel_columns<S, 2>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
+    case 1: rows_panel_columns<S, 1>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// add_transposed_times_panel: acc (n, dhp) += W (rows, n; row stride ldw)^T * R (rows, dh; panel, row stride
+// dhp). Tiles of K keys by C packets of columns; each tile's sum over the rows starts from zero and is then
+// added to acc.
+template <class S, int K, int C>
+void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc_out, Index ldacc, Index rows,
+                           Index s0, Index c0) {
+  Packet<S> acc[K][C];
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < C; ++c) acc[k][c] = ei::pset1<Packet<S>>(S(0));
+  for (Index i = 0; i < rows; ++i) {
+    Packet<S> x[C];
+    for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
+    for (int k = 0; k < K; ++k) {
+      const Packet<S> w = ei::pset1<Packet<S>>(W[i * ldw + s0 + k]);
+      for (int c = 0; c < C; ++c) acc[k][c] = ei::pmadd(w, x[c], acc[k][c]);
+    }
+  }
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < C; ++c) {
+      S* dst = acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>;
+      ei::pstoreu(dst, ei::padd(ei::ploadu<Packet<S>>(dst), acc[k][c]));
+    }
+}
+
+template <class S, int C>
+void transposed_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* acc, Index ldacc, Index rows, Index n,
+                              Index c0) {
+  constexpr int K = std::max(1, kAccumulators / C);
+  Index s = 0;
+  for (; s + K <= n; s += K) transposed_panel_tile<S, K, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+  for (; s < n; ++s) transposed_panel_tile<S, 1, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+}
+
+template <class S>
+void add_transposed_times_panel(const S* W, Index ldw, const Panel<S>& R, Index dh, S* acc, Index ldacc, Index rows,
+                                Index n) {
+  constexpr Index P = kPacket<S>;
+  const Index width = padded<S>(dh);
+  Index c0 = 0;
+  for (; c0 + 4 * P <= width; c0 += 4 * P)
+    transposed_panel_columns<S, 4>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0);
+  switch ((width - c0) / P) {
+    case 3: transposed_panel_columns<S, 3>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
+    case 2: transposed_panel_columns<S, 2>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
+    case 1: transposed_panel_columns<S, 1>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
+    default: break;
+  }
+}
+
+}  // namespace seqattn::detail::head
