@@ -26,6 +26,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 
 #include "seqattn/core/tensor.hpp"
 #include "seqattn/detail/simd.hpp"
@@ -75,18 +76,41 @@ void reserve(Vector<S>& v, Index size) {
 }
 
 // transposed (dh, ldt) = M^T of the first n rows of M (n, dh), zero-padded to ldt = padded(n) columns.
+// (Eigen's PacketBlock of a SIMD type makes GCC warn that the type's alignment attribute is ignored in the
+// template argument; Eigen's own headers silence it the same way.)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
 template <class S, class M>
 void pack_transposed(const M& m, Index n, Vector<S>& out, Index& ldt) {
   const Index dh = m.cols();
   ldt = padded<S>(n);
   reserve(out, dh * ldt);
   S* t = out.data();
+  constexpr Index P = kPacket<S>;
+  if constexpr (P > 1) {
+    if (dh % P == 0) {  // (P, P) blocks transposed in registers; rows s >= n read as zeros
+      for (Index s0 = 0; s0 < ldt; s0 += P)
+        for (Index d0 = 0; d0 < dh; d0 += P) {
+          ei::PacketBlock<Packet<S>, int(P)> block;
+          for (Index i = 0; i < P; ++i)
+            block.packet[i] = s0 + i < n ? ei::ploadu<Packet<S>>(&m.coeff(s0 + i, d0)) : ei::pset1<Packet<S>>(S(0));
+          ei::ptranspose(block);
+          for (Index j = 0; j < P; ++j) ei::pstoreu(t + (d0 + j) * ldt + s0, block.packet[j]);
+        }
+      return;
+    }
+  }
   for (Index s = 0; s < n; ++s) {  // reads rows of M in order (its rows are strided, its columns are not)
     const S* row = &m.coeff(s, 0);
     for (Index d = 0; d < dh; ++d) t[d * ldt + s] = row[d];
   }
   for (Index d = 0; d < dh; ++d) std::fill(t + d * ldt + n, t + (d + 1) * ldt, S(0));
 }
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 // rows (n, dhp) = the first n rows of M (n, dh), zero-padded to dhp = padded(dh) columns.
 template <class S, class M>
@@ -117,6 +141,22 @@ Panel<S> rows_panel(const M& m, Index n, Vector<S>& buffer, bool in_place_ok = t
   Index dhp = 0;
   pack_rows<S>(m, n, buffer, dhp);
   return {buffer.data(), dhp};
+}
+
+// Calls f(c0, std::integral_constant<int, C>) for the groups of C packets that cover the padded(dh) columns of
+// a panel row: groups of 4 packets, then one group of the 1 to 3 left. Tiles are templates on C.
+template <class S, class F>
+void for_each_column_group(Index dh, F&& f) {
+  constexpr Index P = kPacket<S>;
+  const Index width = padded<S>(dh);
+  Index c0 = 0;
+  for (; c0 + 4 * P <= width; c0 += 4 * P) f(c0, std::integral_constant<int, 4>{});
+  switch ((width - c0) / P) {
+    case 3: f(c0, std::integral_constant<int, 3>{}); break;
+    case 2: f(c0, std::integral_constant<int, 2>{}); break;
+    case 1: f(c0, std::integral_constant<int, 1>{}); break;
+    default: break;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -205,16 +245,9 @@ void rows_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* out, I
 
 template <class S>
 void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ldo, Index dh, Index rows, Index n) {
-  constexpr Index P = kPacket<S>;
-  const Index width = padded<S>(dh);
-  Index c0 = 0;  // groups of up to 4 packets of columns
-  for (; c0 + 4 * P <= width; c0 += 4 * P) rows_panel_columns<S, 4>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0);
-  switch ((width - c0) / P) {
-    case 3: rows_panel_columns<S, 3>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
-    case 2: rows_panel_columns<S, 2>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
-    case 1: rows_panel_columns<S, 1>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0); break;
-    default: break;
-  }
+  for_each_column_group<S>(dh, [&](Index c0, auto packets) {
+    rows_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -254,17 +287,9 @@ void transposed_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* 
 template <class S>
 void add_transposed_times_panel(const S* W, Index ldw, const Panel<S>& R, Index dh, S* acc, Index ldacc, Index rows,
                                 Index n) {
-  constexpr Index P = kPacket<S>;
-  const Index width = padded<S>(dh);
-  Index c0 = 0;
-  for (; c0 + 4 * P <= width; c0 += 4 * P)
-    transposed_panel_columns<S, 4>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0);
-  switch ((width - c0) / P) {
-    case 3: transposed_panel_columns<S, 3>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
-    case 2: transposed_panel_columns<S, 2>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
-    case 1: transposed_panel_columns<S, 1>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0); break;
-    default: break;
-  }
+  for_each_column_group<S>(dh, [&](Index c0, auto packets) {
+    transposed_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0);
+  });
 }
 
 }  // namespace seqattn::detail::head

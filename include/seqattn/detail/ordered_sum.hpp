@@ -24,8 +24,8 @@ S lane_sum(const S* a, const S* b, Index n) {
   using Packet = SimdPacket<S>;
   constexpr Index P = kSimdSize<S>;
   auto load = [](const S* p, Index i, Index count) {
-    if (count >= P) return ei::ploadu<Packet>(p + i);
-    EIGEN_ALIGN_MAX S buf[P] = {};
+    if (count >= kSimdSize<S>) return ei::ploadu<Packet>(p + i);
+    EIGEN_ALIGN_MAX S buf[kSimdSize<S>] = {};
     std::copy(p + i, p + i + count, buf);
     return ei::pload<Packet>(buf);
   };
