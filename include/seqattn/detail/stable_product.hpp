@@ -73,10 +73,34 @@ void gemm_tile(Dst&& dst, const Lhs& lhs, const Rhs& rhs, S alpha, bool accumula
     dst.noalias() = alpha * lhs * rhs;
 }
 
-// dst (m, n) = (or +=) alpha * lhs (m, k) * rhs (k, n), in tiles that never make Eigen allocate. dst may be an
-// expression (block, map) and must not alias lhs or rhs.
+// An operand of gemm() as a plain strided map, row- or column-major as the expression is stored (a transposed
+// row-major block is a column-major map). Every product then instantiates Eigen's GEMM for one of a few
+// operand layouts instead of once per expression type (Block of Map, Transpose of Block, ...), which made up
+// much of the compile time of the layers. The expressions have direct access and unit inner stride.
+template <class S, int Order>
+using GemmTarget = Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Order>, 0, Eigen::OuterStride<>>;
+template <class S, int Order>
+using GemmOperand =
+    Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Order>, 0, Eigen::OuterStride<>>;
+
+template <class E>
+auto strided_view(const E& e) {
+  using S = typename E::Scalar;
+  eigen_assert(e.innerStride() == 1 || e.size() <= 1);
+  return GemmOperand<S, E::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(e.data(), e.rows(), e.cols(),
+                                                                              Eigen::OuterStride<>(e.outerStride()));
+}
+template <class E>
+auto strided_target(E& e) {
+  using S = typename E::Scalar;
+  eigen_assert(e.innerStride() == 1 || e.size() <= 1);
+  return GemmTarget<S, E::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(e.data(), e.rows(), e.cols(),
+                                                                         Eigen::OuterStride<>(e.outerStride()));
+}
+
+// gemm() on strided maps.
 template <class Dst, class Lhs, class Rhs, class S>
-void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, S alpha, bool accumulate = false) {
+void gemm_strided(Dst dst, const Lhs& lhs, const Rhs& rhs, S alpha, bool accumulate) {
   const Index m = lhs.rows(), k = lhs.cols(), n = rhs.cols();
   if (m == 0 || n == 0) return;
   if (k == 0) {
@@ -95,6 +119,14 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, S alpha, bool accumulate = 
       }
     }
   }
+}
+
+// dst (m, n) = (or +=) alpha * lhs (m, k) * rhs (k, n), in tiles that never make Eigen allocate. dst may be an
+// expression (block, map) and must not alias lhs or rhs; all three have direct access (blocks, maps, their
+// transposes).
+template <class Dst, class Lhs, class Rhs, class S>
+void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, S alpha, bool accumulate = false) {
+  gemm_strided(strided_target(dst), strided_view(lhs), strided_view(rhs), alpha, accumulate);
 }
 
 // dst (m, n) = alpha * lhs (m, k) * rhs (k, n); every coefficient depends only on the values and (m, k, n).
