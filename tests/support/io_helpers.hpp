@@ -1,7 +1,7 @@
 #pragma once
-// Test helpers for the io tests: snapshots of a model's weights (to prove a failed load changed nothing),
-// weights as bytes, re-sealing an edited weights file (new size field and checksum, so a test reaches the
-// check after the checksum), scratch directories.
+// Test helpers for the io tests: snapshots of a model's weights (to prove a failed load changed nothing), the
+// outcome of a load (error type, message, model unchanged), weights as bytes, re-sealing an edited weights file
+// (new size field and checksum, so a test reaches the check after the checksum), scratch directories and files.
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -9,13 +9,16 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/io/detail/crc32.hpp"
+#include "seqattn/io/errors.hpp"
 
 namespace seqattn::testing {
 
@@ -43,6 +46,32 @@ void scramble(Layer<S>& model, std::uint64_t seed) {
     for (Index i = 0; i < p.size(); ++i) p.value[i] = static_cast<S>(rng.uniform(-1.0, 1.0));
   for (const auto& p : model.buffers())
     for (Index i = 0; i < p.size(); ++i) p.value[i] = static_cast<S>(rng.uniform(0.5, 1.5));
+}
+
+// What a load did: the type of the error it threw ("FormatError", "MismatchError", "Error", or "none" when it
+// loaded), its message, and whether the model's weights are bitwise the same as before.
+struct LoadOutcome {
+  std::string type, message;
+  bool unchanged = false;
+};
+
+// Runs `load` (which loads into `model`: from a stream, a file, any format) and reports its outcome; an error
+// that is not a seqattn::Error propagates (the test fails).
+template <class S, class Load>
+LoadOutcome load_outcome(Layer<S>& model, Load&& load) {
+  const auto before = snapshot(model);
+  LoadOutcome out{"none", ""};
+  try {
+    load();
+  } catch (const FormatError& e) {
+    out = {"FormatError", e.what()};
+  } catch (const MismatchError& e) {
+    out = {"MismatchError", e.what()};
+  } catch (const Error& e) {
+    out = {"Error", e.what()};
+  }
+  out.unchanged = snapshot(model) == before;
+  return out;
 }
 
 inline std::vector<unsigned char> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
@@ -77,6 +106,13 @@ inline std::vector<unsigned char> reseal(std::vector<unsigned char> body) {
 inline std::vector<unsigned char> unseal(std::vector<unsigned char> file) {
   file.resize(file.size() - 4);
   return file;
+}
+
+// Writes `bytes` to the file `path` (replacing it), for the tests that load from a path instead of a stream.
+inline void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("write_file: cannot write " + path);
 }
 
 // A fresh empty directory under /tmp, removed (with its files) by the destructor.

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -15,7 +14,7 @@
 #include "support/io_helpers.hpp"
 
 using namespace seqattn;
-using seqattn::testing::snapshot;
+using seqattn::testing::LoadOutcome;
 using Bytes = std::vector<unsigned char>;
 
 namespace {
@@ -55,31 +54,16 @@ Bytes edited(const std::string& from, const std::string& to) {
   return file_with(header, Bytes(file.begin() + 8 + static_cast<std::ptrdiff_t>(n), file.end()));
 }
 
-struct Outcome {
-  std::string type, message;
-  bool unchanged = false;
-};
-
-Outcome load(const Bytes& bytes, const SafetensorsOptions& options = SafetensorsOptions()) {
+// Loads `bytes` through a stream into a fresh small model (seqattn::testing::load_outcome: error type and
+// message, model bitwise unchanged).
+LoadOutcome load(const Bytes& bytes, const SafetensorsOptions& options = SafetensorsOptions()) {
   auto model = small_model(7);
-  const auto before = snapshot(model);
-  Outcome out{"none", ""};
   std::stringstream s(seqattn::testing::to_string(bytes));
-  try {
-    load_safetensors(model, s, options);
-  } catch (const FormatError& e) {
-    out = {"FormatError", e.what()};
-  } catch (const MismatchError& e) {
-    out = {"MismatchError", e.what()};
-  } catch (const Error& e) {
-    out = {"Error", e.what()};
-  }
-  out.unchanged = snapshot(model) == before;
-  return out;
+  return seqattn::testing::load_outcome(model, [&] { load_safetensors(model, s, options); });
 }
 
 // Expects `type` with a message containing `part`, and an unchanged model.
-void expect(const Outcome& o, const std::string& type, const std::string& part) {
+void expect(const LoadOutcome& o, const std::string& type, const std::string& part) {
   EXPECT_EQ(o.type, type) << o.message;
   EXPECT_NE(o.message.find(part), std::string::npos) << "expected '" << part << "' in: " << o.message;
   EXPECT_TRUE(o.unchanged) << o.message;
@@ -92,7 +76,7 @@ TEST(SafetensorsLoadErrors, TruncationAtEveryOffset) {
   const Bytes file = file_of(source);
   ASSERT_LT(file.size(), 400u);
   for (std::size_t n = 0; n < file.size(); ++n) {
-    const Outcome o = load(Bytes(file.begin(), file.begin() + static_cast<std::ptrdiff_t>(n)));
+    const LoadOutcome o = load(Bytes(file.begin(), file.begin() + static_cast<std::ptrdiff_t>(n)));
     expect(o, "FormatError", "load_safetensors(stream): truncated: ");
   }
   EXPECT_EQ(load(file).type, "none");
@@ -107,7 +91,7 @@ TEST(SafetensorsLoadErrors, FlippedBytesEitherFailCleanlyOrLoad) {
     for (unsigned char flip : {0x01, 0x20, 0x80}) {
       Bytes bad = file;
       bad[at] ^= flip;
-      const Outcome o = load(bad);
+      const LoadOutcome o = load(bad);
       if (o.type == "none") {
         // A flip in the data changes values; in the header only a metadata string may change harmlessly.
         EXPECT_TRUE(at >= header_end || at < 8 + 32) << "offset " << at << " flip " << int(flip);
@@ -142,16 +126,10 @@ TEST(SafetensorsLoadErrors, MalformedContainer) {
   seqattn::testing::ScratchDir dir;
   Bytes trailing = edited("\"pt\"", "\"pt\"");
   trailing.push_back(0);
-  { std::ofstream(dir.file("t.safetensors"), std::ios::binary) << seqattn::testing::to_string(trailing); }
+  seqattn::testing::write_file(dir.file("t.safetensors"), trailing);
   auto model = small_model(7);
-  const auto before = snapshot(model);
-  try {
-    load_safetensors(model, dir.file("t.safetensors"));
-    ADD_FAILURE() << "expected FormatError";
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("1 trailing bytes after the last tensor's data"), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(snapshot(model), before);
+  expect(seqattn::testing::load_outcome(model, [&] { load_safetensors(model, dir.file("t.safetensors")); }),
+         "FormatError", "1 trailing bytes after the last tensor's data");
 }
 
 TEST(SafetensorsLoadErrors, MalformedEntries) {
