@@ -4,7 +4,7 @@
 #   example   build (Release) and run examples/time_series_classifier on its built-in default task
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
-#   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g1, build-asan/)
+#   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-g1, build-asan/)
 #             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails
 #   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
 #   fuzz      build the libFuzzer targets (clang, ASan + UBSan) and run each for FUZZ_SECONDS (default 60)
