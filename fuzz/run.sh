@@ -10,16 +10,16 @@
 #   fuzz/run.sh --replay [target...]                 no libFuzzer: build with g++ -fsanitize=address,undefined
 #                                                    and run each target once on every seed
 #
-# 1. builds fuzz/make_corpus.cpp and writes the seed corpus to fuzz/corpus/<target>/ (small, committed)
-# 2. builds the targets (clang++ -fsanitize=fuzzer,address,undefined, two at a time) and runs them FUZZ_JOBS
-#    at a time (default 2, one per core) for the given time each, on a scratch copy of its corpus (new inputs
-#    stay in the build directory), then prints the executions of each target.
+# 1. builds fuzz/make_corpus.cpp and the targets (clang++ -fsanitize=fuzzer,address,undefined), FUZZ_JOBS at a
+#    time, and writes the seed corpus to fuzz/corpus/<target>/ (small, committed)
+# 2. runs the targets FUZZ_JOBS at a time (default 2, one per core) for the given time each, on a scratch copy of
+#    its corpus (new inputs stay in the build directory), then prints the executions of each target.
 # A crash, a sanitizer report, a leak, a timeout or an exception the target does not allow fails the script;
 # the crashing input is left in $FUZZ_BUILD_DIR/crashes/<target>/ and its log in $FUZZ_BUILD_DIR/<target>.log.
 # Installs nothing: needs clang++ with its libFuzzer runtime (Debian: clang libclang-rt-14-dev), libeigen3-dev,
 # nlohmann-json3-dev and libcxxopts-dev (./build.sh deps). Without libFuzzer it stops with a message.
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), CXX_FUZZ (default clang++), CXX (--replay, default g++),
-# FUZZ_JOBS (targets fuzzed at once, default 2).
+# FUZZ_JOBS (builds and targets run at once, default 2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,8 +45,9 @@ for t in "${TARGETS[@]}"; do
 done
 
 EIGEN_FLAGS="$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)"
+# -g1: line tables only (stack traces keep file:line; full -g takes about 20% longer to build)
 # shellcheck disable=SC2206
-COMMON=(-std=c++17 -g -O1 -I"$ROOT/include" -I"$ROOT/fuzz" $EIGEN_FLAGS)
+COMMON=(-std=c++17 -g1 -O1 -I"$ROOT/include" -I"$ROOT/fuzz" $EIGEN_FLAGS)
 SANITIZE=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -54,11 +55,18 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 log() { printf '==> %s\n' "$*"; }
 mkdir -p "$OUT"
 
-log "writing the seed corpus to fuzz/corpus/"
-"$CXX" "${COMMON[@]}" -O0 -g0 "$ROOT/fuzz/make_corpus.cpp" -o "$OUT/make_corpus"  # -O0: compiles fastest
-"$OUT/make_corpus" "$ROOT/fuzz/corpus"
+# build_corpus_writer: fuzz/make_corpus.cpp (-O0: compiles fastest), log in $OUT/build_corpus.log
+build_corpus_writer() {
+  "$CXX" "${COMMON[@]}" -O0 -g0 "$ROOT/fuzz/make_corpus.cpp" -o "$OUT/make_corpus" >"$OUT/build_corpus.log" 2>&1
+}
+write_corpus() {
+  log "writing the seed corpus to fuzz/corpus/"
+  "$OUT/make_corpus" "$ROOT/fuzz/corpus"
+}
 
 if [ "$REPLAY" -eq 1 ]; then
+  build_corpus_writer || { cat "$OUT/build_corpus.log" >&2; exit 1; }
+  write_corpus
   for t in "${TARGETS[@]}"; do
     log "replaying the seeds of $t under ASan+UBSan ($CXX)"
     "$CXX" "${COMMON[@]}" "${SANITIZE[@]}" "$ROOT/fuzz/fuzz_$t.cpp" "$ROOT/fuzz/replay_main.cpp" -o "$OUT/replay_$t"
@@ -75,8 +83,12 @@ if ! command -v "$CXX_FUZZ" >/dev/null 2>&1 || ! "$CXX_FUZZ" -fsanitize=fuzzer "
   exit 1
 fi
 
-# build <target>: the fuzzer binary, log in $OUT/build_<target>.log
+# build <target>: the fuzzer binary (`corpus`: make_corpus), log in $OUT/build_<target>.log
 build() {
+  if [ "$1" = corpus ]; then
+    build_corpus_writer
+    return
+  fi
   "$CXX_FUZZ" "${COMMON[@]}" "${SANITIZE[@]}" -fsanitize=fuzzer "$ROOT/fuzz/fuzz_$1.cpp" -o "$OUT/fuzz_$1" \
     >"$OUT/build_$1.log" 2>&1
 }
@@ -88,33 +100,43 @@ run() {
     "$OUT/fuzz_$1" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
       -print_final_stats=1 "$OUT/corpus/$1" "$ROOT/fuzz/corpus/$1") >"$OUT/$1.log" 2>&1
 }
-# in_parallel <function> <targets...>: runs <function> on JOBS targets at a time; fails if any failed.
+# in_parallel <function> <targets...>: runs <function> on every target, JOBS at a time, starting the next one as
+# soon as one ends (the builds take 2 s to over a minute: whole batches would wait for the slowest); fails if any
+# failed. (`wait -n -p`: bash >= 5.1.)
 in_parallel() {
-  local fn="$1" failed=0
+  local fn="$1" failed=0 pid rc t logfile
   shift
   local pending=("$@")
-  while [ "${#pending[@]}" -gt 0 ]; do
-    local batch=("${pending[@]:0:$JOBS}") pids=()
-    pending=("${pending[@]:$JOBS}")
-    for t in "${batch[@]}"; do
-      "$fn" "$t" &
-      pids+=("$!")
-    done
-    for i in "${!pids[@]}"; do
-      if ! wait "${pids[$i]}"; then
-        failed=1
-        local t="${batch[$i]}" logfile="$OUT/${batch[$i]}.log"
-        [ "$fn" = build ] && logfile="$OUT/build_$t.log"
-        echo "fuzz/run.sh: $fn $t FAILED; the end of $logfile:" >&2
-        tail -n 40 "$logfile" >&2
-      fi
-    done
+  local -A running=()  # pid -> target
+  while [ "${#pending[@]}" -gt 0 ] || [ "${#running[@]}" -gt 0 ]; do
+    if [ "${#pending[@]}" -gt 0 ] && [ "${#running[@]}" -lt "$JOBS" ]; then
+      "$fn" "${pending[0]}" &
+      running[$!]="${pending[0]}"
+      pending=("${pending[@]:1}")
+      continue
+    fi
+    rc=0
+    wait -n -p pid "${!running[@]}" || rc=$?
+    t="${running[$pid]}"
+    unset "running[$pid]"
+    if [ "$rc" -ne 0 ]; then
+      failed=1
+      logfile="$OUT/$t.log"
+      [ "$fn" = build ] && logfile="$OUT/build_$t.log"
+      echo "fuzz/run.sh: $fn $t FAILED; the end of $logfile:" >&2
+      tail -n 40 "$logfile" >&2
+    fi
   done
   return "$failed"
 }
 
-log "building ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined, $JOBS at a time)"
-in_parallel build "${TARGETS[@]}"
+if [ "${BASH_VERSINFO[0]}" -lt 5 ] || { [ "${BASH_VERSINFO[0]}" -eq 5 ] && [ "${BASH_VERSINFO[1]}" -lt 1 ]; }; then
+  echo "fuzz/run.sh: needs bash >= 5.1 (found $BASH_VERSION); fuzz/run.sh --replay works with older ones" >&2
+  exit 1
+fi
+log "building make_corpus ($CXX) and ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined), $JOBS at a time"
+in_parallel build corpus "${TARGETS[@]}"
+write_corpus
 log "fuzzing ${TARGETS[*]} for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
 status=0
 in_parallel run "${TARGETS[@]}" || status=1
