@@ -49,6 +49,27 @@ TEST(MultiHeadAttentionAlloc, SteadyCrossAttentionLoopAllocatesNothing) {
   }
 }
 
+// Two threads (OpenMP builds): the dynamic schedule hands the (sample, head) pairs to either thread, so each
+// thread's head buffers must be sized for the batch's largest head before the loop, not grown on first use
+// (this loop allocated in about one run of three before they were). Sample lengths differ to vary the heads.
+TEST(MultiHeadAttentionAlloc, SteadyLoopWithTwoThreadsAllocatesNothing) {
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (Index dim : {8, 32}) {  // head sizes 4 and 16: panels copied or read in place (detail/head_products.hpp)
+    MultiHeadAttention<float> mha(dim, 2, MultiHeadAttentionOptions().seed(5));
+    const auto x = rnd(6, 40, dim, 8), dy = rnd(6, 40, dim, 9);
+    const Mask mask = Mask::from_lengths({3, 40, 7, 25, 1, 33});
+    mha.forward(x, mask, Mode::Train);
+    mha.backward(x, mask, dy);
+    NoMalloc guard;
+    for (int step = 0; step < 20; ++step) {
+      mha.forward(x, mask, Mode::Train);
+      mha.backward(x, mask, dy);
+    }
+  }
+  set_num_threads(saved);
+}
+
 // Large enough that a plain Eigen product would pack more than EIGEN_STACK_ALLOCATION_LIMIT and allocate:
 // (400, 256) x (256, 256) projections, weight gradients over 1400 rows, 700 keys of 128 features per head.
 // One thread: Eigen's multi-threaded GEMM (OpenMP builds) allocates its shared packing buffer per product.

@@ -18,10 +18,12 @@
 // addresses, which keeps valid outputs bitwise independent of padding. Rows t >= lq of P and ctx are zero.
 
 #include <algorithm>
+#include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "seqattn/core/mask.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/core/threads.hpp"
 #include "seqattn/detail/head_products.hpp"
@@ -81,6 +83,36 @@ inline int thread_index() {
 #else
   return 0;
 #endif
+}
+
+// Sizes the first `threads` panels for the largest head of the batch, before a parallel (b, h) loop: the dynamic
+// schedule may hand any pair to any thread, so a buffer grown inside the loop would allocate in a steady
+// training loop whenever a thread first meets a larger head. mq, mkv: query and key masks; (Tq, Tk, dh) sizes;
+// `backward`: also the score-gradient buffer.
+template <class S>
+void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const Mask& mq, const Mask& mkv, Index B,
+                    Index Tq, Index Tk, Index dh, bool causal, bool backward) {
+  if (panels.size() < static_cast<size_t>(threads)) panels.resize(static_cast<size_t>(threads));
+  Index block = 0, scores = 0;  // the most rows of a block, the most scores of a block
+  for (Index b = 0; b < B; ++b) {
+    const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
+    if (lq == 0 || lk == 0) continue;
+    const Index rows = block_rows(lq, lk, causal);
+    block = std::max(block, rows);
+    scores = std::max(scores, rows * lk);
+  }
+  const Index dhp = head::padded<S>(dh);
+  const bool padded_rows = dh % head::kPacket<S> != 0;  // block panels and dK, dV sums are copies
+  for (head::HeadPanels<S>& p : panels) {
+    head::reserve(p.transposed, dh * head::padded<S>(Tk));
+    head::reserve(p.rows, Tk * dhp);  // K or V: always a copy
+    if (backward) head::reserve(p.scores, scores);
+    if (padded_rows) {
+      head::reserve(p.block, block * dhp);
+      head::reserve(p.acc_k, Tk * dhp);
+      head::reserve(p.acc_v, Tk * dhp);
+    }
+  }
 }
 
 // Rows [r0, r0 + n) of the projection of the forward: X (R, f) -> z = X W + b (R, n) -> out = act(z); without an

@@ -211,7 +211,7 @@ class MultiHeadAttention final : public Layer<S> {
     // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(Tk) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
-    if (panels_.size() < static_cast<size_t>(threads)) panels_.resize(static_cast<size_t>(threads));
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -292,7 +292,7 @@ class MultiHeadAttention final : public Layer<S> {
     const S scale = S(1) / std::sqrt(S(dh));
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
     const int threads = detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(Tk) * double(dh));
-    if (panels_.size() < static_cast<size_t>(threads)) panels_.resize(static_cast<size_t>(threads));
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
