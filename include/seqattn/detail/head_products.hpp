@@ -18,10 +18,12 @@
 //
 //   scores(A, lda, T, ldt, dh, out, ldo, rows, n, alpha)
 //       out (rows, n) = alpha * A (rows, dh) * T (dh, n)               Q K^T and dctx V^T
-//   rows_times_panel(W, ldw, R, out, ldo, dh, rows, n)
-//       out (rows, dh) = W (rows, n) * R (n, dh)                      P V and dS K
+//   rows_times_panel(W, ldw, R, out, ldo, dh, rows, n, accumulate)
+//       out (rows, dh) = (or +=) W (rows, n) * R (n, dh)              P V and dS K (and the projections of
+//                                                                      detail/panel_product.hpp)
 //   add_transposed_times_panel(W, ldw, R, dh, acc, ldacc, rows, n)
-//       acc (n, padded(dh)) += W (rows, n)^T * R (rows, dh)           dV += P^T dctx and dK += dS^T Q
+//       acc (n, padded(dh)) += W (rows, n)^T * R (rows, dh)           dV += P^T dctx and dK += dS^T Q (each
+//                                                                      acc element's chain continues)
 //   R is a Panel (rows_panel(): the head's own rows when dh is a multiple of P, else a padded copy).
 
 #include <Eigen/Core>
@@ -38,8 +40,16 @@ template <class S>
 using Packet = SimdPacket<S>;
 template <class S>
 inline constexpr Index kPacket = kSimdSize<S>;
-// Accumulators a tile may hold: half the SIMD registers (the other half holds the loaded operands).
-inline constexpr int kAccumulators = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS / 2;
+// Accumulators a tile may hold: three quarters of the SIMD registers (the rest hold the loaded operands), 12 of
+// 16 (AVX2, SSE) or 24 of 32 (AVX-512), as in Eigen's GEMM kernels. With half (8 of 16) the FMA latency was
+// exposed: the three products ran at 35-60 GFLOP/s on AVX2 (Zen 2), against 65-88 with 12.
+inline constexpr int kAccumulators = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS * 3 / 4;
+// Tiles are kTileRows rows (or keys) by kTilePackets packets of columns: 6 x 2 with 16 registers, 6 x 4 with 32
+// (Eigen's AVX-512 GEMM tile is 3 x 8 packets). The remainders take smaller tiles of the same kind. Measured on
+// AVX2 against 3 x 4 and 4 x 3: the 6 x 2 tile ran scores at 65 GFLOP/s (50-54) and the row products at 80-92
+// (52-75 with 4-packet groups).
+inline constexpr int kTileRows = 6;
+inline constexpr int kTilePackets = std::max(1, kAccumulators / kTileRows);
 
 template <class S>
 Index padded(Index n) {
@@ -56,6 +66,15 @@ inline void store_lanes(S* dst, const Packet<S>& p, Index count) {
   EIGEN_ALIGN_MAX S buf[kPacket<S>];
   ei::pstore(buf, p);
   std::copy(buf, buf + count, dst);
+}
+
+// The first `count` lanes at src, zeros beyond (all P lanes when count >= P).
+template <class S>
+inline Packet<S> load_lanes(const S* src, Index count) {
+  if (count >= kPacket<S>) return ei::ploadu<Packet<S>>(src);
+  EIGEN_ALIGN_MAX S buf[kPacket<S>] = {};
+  std::copy(src, src + count, buf);
+  return ei::pload<Packet<S>>(buf);
 }
 
 // The operand layouts of one head, reused over its blocks of query rows. Buffers grow to the largest head seen,
@@ -143,20 +162,27 @@ Panel<S> rows_panel(const M& m, Index n, Vector<S>& buffer, bool in_place_ok = t
   return {buffer.data(), dhp};
 }
 
+// Calls f(std::integral_constant<int, count>) for 1 <= count <= N: the tile of a remainder as a template.
+template <int N, class F>
+void with_count(Index count, F&& f) {
+  if constexpr (N >= 1) {
+    if (count == N)
+      f(std::integral_constant<int, N>{});
+    else
+      with_count<N - 1>(count, f);
+  }
+}
+
 // Calls f(c0, std::integral_constant<int, C>) for the groups of C packets that cover the padded(dh) columns of
-// a panel row: groups of 4 packets, then one group of the 1 to 3 left. Tiles are templates on C.
+// a panel row: groups of kTilePackets packets, then one group of those left. Tiles are templates on C.
 template <class S, class F>
 void for_each_column_group(Index dh, F&& f) {
   constexpr Index P = kPacket<S>;
+  constexpr int G = kTilePackets;
   const Index width = padded<S>(dh);
   Index c0 = 0;
-  for (; c0 + 4 * P <= width; c0 += 4 * P) f(c0, std::integral_constant<int, 4>{});
-  switch ((width - c0) / P) {
-    case 3: f(c0, std::integral_constant<int, 3>{}); break;
-    case 2: f(c0, std::integral_constant<int, 2>{}); break;
-    case 1: f(c0, std::integral_constant<int, 1>{}); break;
-    default: break;
-  }
+  for (; c0 + G * P <= width; c0 += G * P) f(c0, std::integral_constant<int, G>{});
+  with_count<G - 1>((width - c0) / P, [&](auto packets) { f(c0, packets); });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -189,31 +215,40 @@ void scores_tile(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out,
     }
 }
 
+
 template <class S, int R>
 void scores_rows(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, S alpha) {
   constexpr Index P = kPacket<S>;
-  constexpr int C = std::min(4, std::max(1, kAccumulators / R));  // column packets per tile
+  constexpr int C = kTilePackets;
   Index s = 0;
   for (; s + C * P <= n; s += C * P) scores_tile<S, R, C>(A, lda, T, ldt, dh, out, ldo, n, s, alpha);
-  for (; s < n; s += P) scores_tile<S, R, 1>(A, lda, T, ldt, dh, out, ldo, n, s, alpha);
+  with_count<C>((n - s + P - 1) / P, [&](auto packets) {  // up to C packets, the last one partial
+    scores_tile<S, R, decltype(packets)::value>(A, lda, T, ldt, dh, out, ldo, n, s, alpha);
+  });
 }
 
 template <class S>
 void scores(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index rows, Index n, S alpha) {
-  constexpr int R = 4;
+  constexpr int R = kTileRows;
   Index i = 0;
   for (; i + R <= rows; i += R) scores_rows<S, R>(A + i * lda, lda, T, ldt, dh, out + i * ldo, ldo, n, alpha);
-  for (; i < rows; ++i) scores_rows<S, 1>(A + i * lda, lda, T, ldt, dh, out + i * ldo, ldo, n, alpha);
+  with_count<R - 1>(rows - i, [&](auto count) {
+    scores_rows<S, decltype(count)::value>(A + i * lda, lda, T, ldt, dh, out + i * ldo, ldo, n, alpha);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // rows_times_panel: out (rows, dh; row stride ldo) = W (rows, n; row stride ldw) * R (n, dh; panel, row stride
 // dhp). Tiles of RT rows by C packets of the dh columns.
 template <class S, int RT, int C>
-void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index n, Index c0) {
+void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index n, Index c0,
+                     bool accumulate) {
   Packet<S> acc[RT][C];
   for (int r = 0; r < RT; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+    for (int c = 0; c < C; ++c) {
+      const Index col = c0 + c * kPacket<S>;
+      acc[r][c] = accumulate ? load_lanes<S>(out + r * ldo + col, dh - col) : ei::pset1<Packet<S>>(S(0));
+    }
   for (Index s = 0; s < n; ++s) {
     Packet<S> v[C];
     for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
@@ -236,30 +271,36 @@ void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Inde
 
 template <class S, int C>
 void rows_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index rows,
-                        Index n, Index c0) {
+                        Index n, Index c0, bool accumulate) {
   constexpr int RT = std::max(1, kAccumulators / C);
   Index i = 0;
-  for (; i + RT <= rows; i += RT) rows_panel_tile<S, RT, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0);
-  for (; i < rows; ++i) rows_panel_tile<S, 1, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0);
+  for (; i + RT <= rows; i += RT)
+    rows_panel_tile<S, RT, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0, accumulate);
+  with_count<RT - 1>(rows - i, [&](auto count) {
+    rows_panel_tile<S, decltype(count)::value, C>(W + i * ldw, ldw, Rp, ldr, out + i * ldo, ldo, dh, n, c0, accumulate);
+  });
 }
 
+// accumulate: each chain continues from the value in `out` instead of zero (the same bits as one longer chain).
 template <class S>
-void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ldo, Index dh, Index rows, Index n) {
+void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ldo, Index dh, Index rows, Index n,
+                      bool accumulate = false) {
   for_each_column_group<S>(dh, [&](Index c0, auto packets) {
-    rows_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0);
+    rows_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, out, ldo, dh, rows, n, c0, accumulate);
   });
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // add_transposed_times_panel: acc (n, dhp) += W (rows, n; row stride ldw)^T * R (rows, dh; panel, row stride
-// dhp). Tiles of K keys by C packets of columns; each tile's sum over the rows starts from zero and is then
-// added to acc.
+// dhp). Tiles of K keys by C packets of columns. Each tile continues the chains of its acc elements (loads them,
+// adds the rows in order, stores them), so acc(s, d) is one chain over every row ever added, in order, whatever
+// the blocks the rows came in.
 template <class S, int K, int C>
 void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc_out, Index ldacc, Index rows,
                            Index s0, Index c0) {
   Packet<S> acc[K][C];
   for (int k = 0; k < K; ++k)
-    for (int c = 0; c < C; ++c) acc[k][c] = ei::pset1<Packet<S>>(S(0));
+    for (int c = 0; c < C; ++c) acc[k][c] = ei::ploadu<Packet<S>>(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>);
   for (Index i = 0; i < rows; ++i) {
     Packet<S> x[C];
     for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
@@ -269,10 +310,7 @@ void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc
     }
   }
   for (int k = 0; k < K; ++k)
-    for (int c = 0; c < C; ++c) {
-      S* dst = acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>;
-      ei::pstoreu(dst, ei::padd(ei::ploadu<Packet<S>>(dst), acc[k][c]));
-    }
+    for (int c = 0; c < C; ++c) ei::pstoreu(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>, acc[k][c]);
 }
 
 template <class S, int C>
@@ -281,7 +319,9 @@ void transposed_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* 
   constexpr int K = std::max(1, kAccumulators / C);
   Index s = 0;
   for (; s + K <= n; s += K) transposed_panel_tile<S, K, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
-  for (; s < n; ++s) transposed_panel_tile<S, 1, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+  with_count<K - 1>(n - s, [&](auto count) {
+    transposed_panel_tile<S, decltype(count)::value, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+  });
 }
 
 template <class S>

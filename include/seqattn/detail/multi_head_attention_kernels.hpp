@@ -28,6 +28,7 @@
 #include "seqattn/core/threads.hpp"
 #include "seqattn/detail/head_products.hpp"
 #include "seqattn/detail/masked_softmax.hpp"
+#include "seqattn/detail/panel_product.hpp"
 #include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
@@ -115,15 +116,15 @@ void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const
   }
 }
 
-// Rows [r0, r0 + n) of the projection of the forward: X (R, f) -> z = X W + b (R, n) -> out = act(z); without an
-// activation z is `out` itself (z untouched). z and out are already (R, W.cols()). Row-stable and
-// address-independent (padding invariance), so the rows of one chunk do not depend on the chunking; only the
-// last chunk of a matrix may use the scratch (rows beyond a multiple of kRowQuantum).
-template <class S, class XM>
-void projection_forward_rows(const XM& X, const Matrix<S>& W, const Vector<S>& b, bool use_bias, Activation act,
-                             Matrix<S>& z, Matrix<S>& out, RowStableScratch<S>& scratch, Index r0, Index n) {
+// Rows [r0, r0 + n) of the projection of the forward: X (R, f; row stride ldx) -> z = X W + b (R, n) -> out =
+// act(z); without an activation z is `out` itself (z untouched). z and out are already (R, W.cols()). Each row
+// depends only on its own values (detail/panel_product.hpp), so a chunk's rows do not depend on the chunking
+// and valid rows not on padding.
+template <class S>
+void projection_forward_rows(const S* X, Index ldx, const WeightPanel<S>& W, const Vector<S>& b, bool use_bias,
+                             Activation act, Matrix<S>& z, Matrix<S>& out, Index r0, Index n) {
   auto target = (act == Activation::Linear ? out : z).middleRows(r0, n);
-  row_stable_product<S>(target, X.middleRows(r0, n), W, scratch);
+  panel_product<S>(X + r0 * ldx, ldx, n, W, target.data(), target.outerStride(), false);
   if (use_bias) target.rowwise() += b.transpose();
   if (act == Activation::Linear) return;
   auto O = out.middleRows(r0, n);

@@ -21,11 +21,12 @@
 // Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
 // Wo (H*dh, output_features), bo (output_features). torch.nn.MultiheadAttention equivalence:
 // in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
-// Compute: projections are GEMMs over all B*T rows; heads are strided column blocks (no permute copies); per
+// Compute: projections are register-tiled products over all B*T rows with the weights read in place
+// (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
 // (b, h), register-tiled score and context products (detail/head_products.hpp) over the valid (query, key)
 // block only, in cache-sized blocks of query rows (causal: keys up to the block's last row); see
 // detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
-// values (detail/stable_product.hpp, detail/head_products.hpp).
+// values (detail/panel_product.hpp, detail/head_products.hpp).
 // Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout).
 // Padded input values must be finite for finite parameter gradients (they never reach the outputs).
 // Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
@@ -184,10 +185,14 @@ class MultiHeadAttention final : public Layer<S> {
       if (m) ensure_shape(*m, M, hd);
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
-    auto project_q = [&](Index c) { project(X, Wq_, bq_, zq_, q_, scratch_[0], c); };
+    panel_q_.set(Wq_);
+    panel_k_.set(Wk_);
+    panel_v_.set(Wv_);
+    panel_o_.set(Wo_);
+    auto project_q = [&](Index c) { project(X, panel_q_, bq_, zq_, q_, c); };
     auto project_kv = [&](Index c) {
-      project(XKV, Wk_, bk_, zk_, k_, scratch_[1], c);
-      project(XKV, Wv_, bv_, zv_, v_, scratch_[1], c);
+      project(XKV, panel_k_, bk_, zk_, k_, c);
+      project(XKV, panel_v_, bv_, zv_, v_, c);
     };
     if (!cross) {
       const Index chunks = detail::chunk_count(N);
@@ -234,7 +239,8 @@ class MultiHeadAttention final : public Layer<S> {
                          [&](Index c) {
                            const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
                            auto Yc = Y.middleRows(r0, n);
-                           detail::row_stable_product<S>(Yc, ctx_.middleRows(r0, n), Wo_, scratch_[2]);
+                           detail::panel_product<S>(ctx_.data() + r0 * hd, hd, n, panel_o_, Yc.data(), out_features_,
+                                                    false);
                            if (options_.use_bias()) Yc.rowwise() += bo_.transpose();
                          });
     for (Index b = 0; b < B; ++b) {
@@ -274,13 +280,17 @@ class MultiHeadAttention final : public Layer<S> {
     gWo_.begin(N, dWo_.data(), hd, out_features_);
     if (bias) gbo_.begin(N, dbo_.data(), 1, out_features_);
     const Index chunks = detail::chunk_count(N);
+    transposed_o_.set_transposed(Wo_);
     detail::parallel_for(chunks, detail::parallel_threads(chunks, 4.0 * double(N) * double(Wo_.size())),
                          [&](Index c) {
                            const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(N, c);
                            const auto DYc = DY.middleRows(r0, n);
-                           detail::gemm(gWo_.target(c), ctx_.middleRows(r0, n).transpose(), DYc, S(1), true);
+                           detail::add_weight_gradient<S>(ctx_.data() + r0 * hd, hd, n, hd, DYc.data(),
+                                                          out_features_, out_features_, gWo_.target(c).data(),
+                                                          out_features_);
                            if (bias) gbo_.target(c).noalias() += DYc.colwise().sum();
-                           detail::gemm(dctx_.middleRows(r0, n), DYc, Wo_.transpose(), S(1));
+                           detail::panel_product<S>(DYc.data(), out_features_, n, transposed_o_,
+                                                    dctx_.data() + r0 * hd, hd, false);
                          });
     gWo_.finish();
     if (bias) gbo_.finish();
@@ -324,21 +334,25 @@ class MultiHeadAttention final : public Layer<S> {
       gbk_.begin(M, dbk_.data(), 1, hd);
       gbv_.begin(M, dbv_.data(), 1, hd);
     }
-    auto invert = [&](const ConstMatrixMap<S>& In, const Matrix<S>& W, const Matrix<S>& z, const Matrix<S>& out,
-                      Matrix<S>& dz, detail::GradSum<S>& gW, detail::GradSum<S>& gb, MatrixMap<S>& dIn, bool add,
-                      Index c) {
+    transposed_q_.set_transposed(Wq_);
+    transposed_k_.set_transposed(Wk_);
+    transposed_v_.set_transposed(Wv_);
+    auto invert = [&](const ConstMatrixMap<S>& In, const detail::WeightPanel<S>& Wt, const Matrix<S>& z,
+                      const Matrix<S>& out, Matrix<S>& dz, detail::GradSum<S>& gW, detail::GradSum<S>& gb,
+                      MatrixMap<S>& dIn, bool add, Index c) {
       const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(In.rows(), c);
       auto dZc = dz.middleRows(r0, n);
       if (options_.activation() != Activation::Linear)
         activation_backward<S>(options_.activation(), z.middleRows(r0, n), out.middleRows(r0, n), dZc, dZc);
-      detail::gemm(gW.target(c), In.middleRows(r0, n).transpose(), dZc, S(1), true);
+      detail::add_weight_gradient<S>(In.data() + r0 * In.cols(), In.cols(), n, In.cols(), dZc.data(), hd, hd,
+                                     gW.target(c).data(), hd);
       if (bias) gb.target(c).noalias() += dZc.colwise().sum();
-      detail::gemm(dIn.middleRows(r0, n), dZc, W.transpose(), S(1), add);
+      detail::panel_product<S>(dZc.data(), hd, n, Wt, dIn.data() + r0 * dIn.cols(), dIn.cols(), add);
     };
-    auto invert_q = [&](Index c) { invert(X, Wq_, zq_, q_, dq_, gWq_, gbq_, DX, false, c); };
+    auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, c); };
     auto invert_kv = [&](Index c) {
-      invert(XKV, Wk_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, c);
-      invert(XKV, Wv_, zv_, v_, dv_, gWv_, gbv_, DKV, true, c);
+      invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, c);
+      invert(XKV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DKV, true, c);
     };
     if (!cross) {
       const Index cq = detail::chunk_count(N);
@@ -424,11 +438,11 @@ class MultiHeadAttention final : public Layer<S> {
   }
 
   // Rows of chunk c of out = act(z), z = X W + b (out and z already sized).
-  void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& b, Matrix<S>& z, Matrix<S>& out,
-               detail::RowStableScratch<S>& scratch, Index c) {
+  void project(const ConstMatrixMap<S>& X, const detail::WeightPanel<S>& W, const Vector<S>& b, Matrix<S>& z,
+               Matrix<S>& out, Index c) {
     const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(X.rows(), c);
-    detail::mha::projection_forward_rows<S>(X, W, b, options_.use_bias(), options_.activation(), z, out, scratch, r0,
-                                            n);
+    detail::mha::projection_forward_rows<S>(X.data(), X.cols(), W, b, options_.use_bias(), options_.activation(), z,
+                                            out, r0, n);
   }
 
   Index heads_, head_size_ = 0, key_features_ = 0, out_features_ = 0;
@@ -445,7 +459,10 @@ class MultiHeadAttention final : public Layer<S> {
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
   std::vector<detail::head::HeadPanels<S>> panels_;  // per thread: layouts of one head (detail/head_products.hpp)
   Tensor3<S> dkv_;
-  detail::RowStableScratch<S> scratch_[3];  // for q, for k and v, for the output projection (last chunk only)
+  // Wq, Wk, Wv, Wo as panels of the projection products, and their transposes for the input gradients
+  // (detail/panel_product.hpp; set by each forward and backward)
+  detail::WeightPanel<S> panel_q_, panel_k_, panel_v_, panel_o_;
+  detail::WeightPanel<S> transposed_q_, transposed_k_, transposed_v_, transposed_o_;
   detail::GradSum<S> gWq_, gWk_, gWv_, gWo_, gbq_, gbk_, gbv_, gbo_;  // per-chunk partials of the gradients
   // cross-attention state
   const Tensor3<S>* kv_ = nullptr;
