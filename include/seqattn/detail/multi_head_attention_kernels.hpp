@@ -100,12 +100,12 @@ void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const
     if (lq == 0 || lk == 0) continue;
     const Index rows = block_rows(lq, lk, causal);
     block = std::max(block, rows);
-    scores = std::max(scores, rows * lk);
+    scores = std::max(scores, rows * head::strip_stride<S>(lk));
   }
   const Index dhp = head::padded<S>(dh);
   const bool padded_rows = dh % head::kPacket<S> != 0;  // block panels and dK, dV sums are copies
   for (head::HeadPanels<S>& p : panels) {
-    head::reserve(p.transposed, dh * head::padded<S>(Tk));
+    head::reserve(p.transposed, dh * head::strip_stride<S>(Tk));
     head::reserve(p.rows, Tk * dhp);  // K or V: always a copy
     if (backward) head::reserve(p.scores, scores);
     if (padded_rows) {
@@ -211,15 +211,16 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     ldacc = width;
   }
   for_each_block(lq, lk, causal, [&](Index r0, Index rows, Index kmax) {
-    head::reserve(panels.scores, rows * kmax);
-    S* dS = panels.scores.data();  // (rows, kmax)
+    const Index lds = head::strip_stride<S>(kmax);
+    head::reserve(panels.scores, rows * lds);
+    S* dS = panels.scores.data();  // (rows, kmax), row stride lds
     // inverts ctx = Pd V:  dPd = dctx V^T (here),  dV += Pd^T dctx (after the rows below have brought the
     // block of P, written long ago by the forward, into cache in order: read first by columns it stalls)
-    head::scores<S>(&dctx.coeff(r0, 0), dctx.outerStride(), panels.transposed.data(), panels.ldt, dh, dS, kmax, rows,
+    head::scores<S>(&dctx.coeff(r0, 0), dctx.outerStride(), panels.transposed.data(), panels.ldt, dh, dS, lds, rows,
                     kmax, S(1));
     for (Index i = 0; i < rows; ++i) {
       const Index t = r0 + i, n = allowed_keys(t, lq, lk, causal);
-      S* d = dS + i * kmax;
+      S* d = dS + i * lds;
       // inverts Pd = P * keep / (1 - rate): dP = dPd * keep / (1 - rate); keep is Pd != 0 where P != 0,
       // and where P == 0 the softmax gradient below is 0 whatever dP is.
       if (keep_scale != S(0)) {
@@ -232,9 +233,9 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     const head::Panel<S> dctx_b = head::rows_panel<S>(dctx.middleRows(r0, rows), rows, panels.block);
     head::add_transposed_times_panel<S>(&Pd.coeff(r0, 0), Tk, dctx_b, dh, acc_v, ldacc, rows, kmax);
     // inverts the scores: dQ = dS K,  dK += dS^T Q
-    head::rows_times_panel<S>(dS, kmax, Kp, &dQ.coeffRef(r0, 0), dQ.outerStride(), dh, rows, kmax);
+    head::rows_times_panel<S>(dS, lds, Kp, &dQ.coeffRef(r0, 0), dQ.outerStride(), dh, rows, kmax);
     const head::Panel<S> Q_b = head::rows_panel<S>(Q.middleRows(r0, rows), rows, panels.block);
-    head::add_transposed_times_panel<S>(dS, kmax, Q_b, dh, acc_k, ldacc, rows, kmax);
+    head::add_transposed_times_panel<S>(dS, lds, Q_b, dh, acc_k, ldacc, rows, kmax);
   });
   if (!in_place)
     for (Index s = 0; s < lk; ++s)
