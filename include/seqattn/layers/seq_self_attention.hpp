@@ -18,7 +18,8 @@
 //
 // Cost: with attention_width w, time and memory O(B T w U) (scores and weights are stored banded, (B, T, w));
 // without a width memory O(B T^2). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
-// K = x Wx are GEMMs, the tanh is streamed per query over its keys and recomputed in backward.
+// K = x Wx are register-tiled products over each sample's rows (detail/panel_product.hpp, also their gradients),
+// the tanh is streamed per query over its keys and recomputed in backward.
 //
 // attention_regularizer_weight r > 0 adds r * sum_b ||A_b A_b^T - I||_F^2 / B to regularization_loss(),
 // over the valid rows and columns of each sequence. kernel_regularizer (Wt, Wx, Wa) and bias_regularizer
@@ -42,6 +43,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/panel_product.hpp"
 #include "seqattn/detail/seq_self_attention_band.hpp"
 #include "seqattn/detail/seq_self_attention_kernels.hpp"
 #include "seqattn/layers/activation.hpp"
@@ -163,6 +165,12 @@ class SeqSelfAttention final : public Layer<S> {
     if (additive()) ensure_shape(proj_b_, B * T, U);
     if (additive()) ensure_shape(H_, W, U);
     ensure_scratch(T, F, U);
+    if (additive()) {  // the projection weights as panels of detail/panel_product.hpp
+      panel_a_.set(Wt_);
+      panel_b_.set(Wx_);
+    } else {
+      panel_a_.set(Wa_);
+    }
     const S ba = ba_.size() ? ba_(0) : S(0);
     const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
     attention_penalty_ = S(0);
@@ -179,15 +187,15 @@ class SeqSelfAttention final : public Layer<S> {
       if (additive()) {
         MatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
         MatrixMap<S> tmp(proj_scratch_.data(), L, U);
-        tmp.noalias() = X * Wt_;
+        detail::panel_product<S>(X.data(), F, L, panel_a_, tmp.data(), U, false);
         Q = tmp;
         if (bh_.size()) Q.rowwise() += bh_.transpose();
-        tmp.noalias() = X * Wx_;
+        detail::panel_product<S>(X.data(), F, L, panel_b_, tmp.data(), U, false);
         K = tmp;
         detail::additive_scores_forward<S>(const_map(Q), const_map(K), wa, ba, L, band_, E, H_);
       } else {
         MatrixMap<S> P(proj_a_.data() + b * T * F, L, F), tmp(proj_scratch_.data(), L, F);
-        tmp.noalias() = X * Wa_;
+        detail::panel_product<S>(X.data(), F, L, panel_a_, tmp.data(), F, false);
         P = tmp;
         detail::multiplicative_scores_forward<S>(const_map(P), X, ba, L, band_, E, square_.data());
       }
@@ -209,6 +217,12 @@ class SeqSelfAttention final : public Layer<S> {
     ensure_shape(dproj_a_, T, additive() ? U : F);
     if (additive()) ensure_shape(dproj_b_, T, U);
     ensure_scratch(T, F, U);
+    if (additive()) {  // the transposed projection weights, for the input gradients
+      panel_a_.set_transposed(Wt_);
+      panel_b_.set_transposed(Wx_);
+    } else {
+      panel_a_.set_transposed(Wa_);
+    }
     Eigen::Map<Vector<S>> dwa(dWa_.data(), dWa_.size());
     const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
     S* dba = dba_.size() ? dba_.data() : nullptr;
@@ -231,17 +245,17 @@ class SeqSelfAttention final : public Layer<S> {
         MatrixMap<S> dQ(dproj_a_.data(), L, U), dK(dproj_b_.data(), L, U);
         dK.setZero();
         detail::additive_scores_backward<S>(Q, K, wa, dA_.data(), L, band_, H_, dQ, dK, dwa, dba);
-        dX.noalias() += dQ * Wt_.transpose();  // inverts Q = x Wt + bh
-        dX.noalias() += dK * Wx_.transpose();  // inverts K = x Wx
-        dWt_.noalias() += X.transpose() * dQ;
-        dWx_.noalias() += X.transpose() * dK;
+        detail::panel_product<S>(dQ.data(), U, L, panel_a_, dX.data(), F, true);  // inverts Q = x Wt + bh
+        detail::panel_product<S>(dK.data(), U, L, panel_b_, dX.data(), F, true);  // inverts K = x Wx
+        detail::add_weight_gradient<S>(X.data(), F, L, F, dQ.data(), U, U, dWt_.data(), U);
+        detail::add_weight_gradient<S>(X.data(), F, L, F, dK.data(), U, U, dWx_.data(), U);
         if (bh_.size()) dbh_.noalias() += dQ.colwise().sum().transpose();
       } else {
         const ConstMatrixMap<S> P(proj_a_.data() + b * T * F, L, F);
         MatrixMap<S> dP(dproj_a_.data(), L, F);
         detail::multiplicative_scores_backward<S>(P, X, dA_.data(), L, band_, dP, dX, dba);
-        dWa_.noalias() += X.transpose() * dP;  // inverts P = x Wa
-        dX.noalias() += dP * Wa_.transpose();
+        detail::add_weight_gradient<S>(X.data(), F, L, F, dP.data(), F, F, dWa_.data(), F);  // inverts P = x Wa
+        detail::panel_product<S>(dP.data(), F, L, panel_a_, dX.data(), F, true);
       }
       sample_matrix(dx, b).topRows(L) = dX;
     }
@@ -312,6 +326,8 @@ class SeqSelfAttention final : public Layer<S> {
 
   Options options_;
   Matrix<S> Wt_, dWt_, Wx_, dWx_, Wa_, dWa_;
+  // Wt (Wa when multiplicative) and Wx as product panels; set by each forward, transposed by each backward
+  detail::WeightPanel<S> panel_a_, panel_b_;
   Vector<S> bh_, dbh_, ba_, dba_;
   detail::AttentionBand band_;
   // Caches of the last forward: projections (B*T rows: Q or P, and K), banded scores and weights (B, T, W).
