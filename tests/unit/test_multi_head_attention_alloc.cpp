@@ -21,32 +21,34 @@ Tensor3<float> rnd(Index B, Index T, Index F, std::uint64_t seed) {
   return seqattn::testing::random_tensor(B, T, F, seed).cast<float>();
 }
 
+// Runs `step` once to size the buffers, then `repeats` more times with Eigen's heap allocations forbidden.
+template <class Step>
+void run_steady_loop(int repeats, Step step) {
+  step();
+  NoMalloc guard;
+  for (int i = 0; i < repeats; ++i) step();
+}
+
 TEST(MultiHeadAttentionAlloc, SteadySelfAttentionLoopAllocatesNothing) {
   MultiHeadAttention<float> mha(
       8, 2, MultiHeadAttentionOptions().causal(true).attention_dropout(0.1).activation(Activation::Tanh).seed(1));
   const auto x = rnd(3, 21, 8, 2), dy = rnd(3, 21, 8, 3);
   const Mask mask = Mask::from_lengths({21, 5, 0});
-  mha.forward(x, mask, Mode::Train);
-  mha.backward(x, mask, dy);
-  NoMalloc guard;
-  for (int step = 0; step < 3; ++step) {
+  run_steady_loop(3, [&] {
     mha.forward(x, mask, Mode::Train);
     mha.backward(x, mask, dy);
     mha.forward(x, mask, Mode::Infer);
-  }
+  });
 }
 
 TEST(MultiHeadAttentionAlloc, SteadyCrossAttentionLoopAllocatesNothing) {
   MultiHeadAttention<float> mha(8, 4, MultiHeadAttentionOptions().key_features(6).output_features(5).seed(4));
   const auto xq = rnd(2, 9, 8, 5), xkv = rnd(2, 30, 6, 6), dy = rnd(2, 9, 5, 7);
   const Mask mq = Mask::from_lengths({9, 3}), mkv = Mask::from_lengths({17, 30});
-  mha.forward(xq, mq, xkv, mkv, Mode::Train);
-  mha.backward_cross(xq, mq, xkv, mkv, dy);
-  NoMalloc guard;
-  for (int step = 0; step < 3; ++step) {
+  run_steady_loop(3, [&] {
     mha.forward(xq, mq, xkv, mkv, Mode::Train);
     mha.backward_cross(xq, mq, xkv, mkv, dy);
-  }
+  });
 }
 
 // Two threads (OpenMP builds): the dynamic schedule hands the (sample, head) pairs to either thread, so each
@@ -59,13 +61,10 @@ TEST(MultiHeadAttentionAlloc, SteadyLoopWithTwoThreadsAllocatesNothing) {
     MultiHeadAttention<float> mha(dim, 2, MultiHeadAttentionOptions().seed(5));
     const auto x = rnd(6, 40, dim, 8), dy = rnd(6, 40, dim, 9);
     const Mask mask = Mask::from_lengths({3, 40, 7, 25, 1, 33});
-    mha.forward(x, mask, Mode::Train);
-    mha.backward(x, mask, dy);
-    NoMalloc guard;
-    for (int step = 0; step < 20; ++step) {
+    run_steady_loop(20, [&] {
       mha.forward(x, mask, Mode::Train);
       mha.backward(x, mask, dy);
-    }
+    });
   }
   set_num_threads(saved);
 }
@@ -79,13 +78,10 @@ TEST(MultiHeadAttentionAlloc, LargeShapesAllocateNothing) {
   MultiHeadAttention<float> mha(256, 2, MultiHeadAttentionOptions().key_features(96).seed(2));
   const auto xq = rnd(2, 200, 256, 11), xkv = rnd(2, 700, 96, 12), dy = rnd(2, 200, 256, 13);
   const Mask mq = Mask::from_lengths({200, 150}), mkv = Mask::from_lengths({700, 501});
-  mha.forward(xq, mq, xkv, mkv, Mode::Train);
-  mha.backward_cross(xq, mq, xkv, mkv, dy);
-  {
-    NoMalloc guard;
+  run_steady_loop(1, [&] {
     mha.forward(xq, mq, xkv, mkv, Mode::Train);
     mha.backward_cross(xq, mq, xkv, mkv, dy);
-  }
+  });
   set_num_threads(saved);
 }
 
@@ -93,13 +89,10 @@ TEST(SeqWeightedAttentionAlloc, SteadyLoopAllocatesNothing) {
   SeqWeightedAttention<float> swa(6);
   const auto x = rnd(4, 11, 6, 8), dy = rnd(4, 1, 6, 9);
   const Mask mask = Mask::from_lengths({11, 0, 1, 7});
-  swa.forward(x, mask, Mode::Train);
-  swa.backward(x, mask, dy);
-  NoMalloc guard;
-  for (int step = 0; step < 3; ++step) {
+  run_steady_loop(3, [&] {
     swa.forward(x, mask, Mode::Train);
     swa.backward(x, mask, dy);
-  }
+  });
 }
 
 }  // namespace
