@@ -164,7 +164,7 @@ class SeqSelfAttention final : public Layer<S> {
     ensure_shape(proj_a_, B * T, additive() ? U : F);
     if (additive()) ensure_shape(proj_b_, B * T, U);
     if (additive()) ensure_shape(H_, W, U);
-    ensure_scratch(T, F, U);
+    ensure_scratch(T, F);
     if (additive()) {  // the projection weights as panels of detail/panel_product.hpp
       panel_a_.set(Wt_);
       panel_b_.set(Wx_);
@@ -182,21 +182,18 @@ class SeqSelfAttention final : public Layer<S> {
       Eigen::Map<Matrix<S>>(A, T, W).setZero();
       sample_matrix(y, b).bottomRows(T - L).setZero();
       if (L == 0) continue;
-      // Products are computed in fixed scratch and copied (see detail/seq_self_attention_kernels.hpp).
+      // The projections write in place: panel_product's rows do not depend on their address. The other
+      // products are computed in fixed scratch and copied (see detail/seq_self_attention_kernels.hpp).
       const ConstMatrixMap<S> X(x.data() + b * T * F, L, F);
       if (additive()) {
         MatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
-        MatrixMap<S> tmp(proj_scratch_.data(), L, U);
-        detail::panel_product<S>(X.data(), F, L, panel_a_, tmp.data(), U, false);
-        Q = tmp;
-        if (bh_.size()) Q.rowwise() += bh_.transpose();
-        detail::panel_product<S>(X.data(), F, L, panel_b_, tmp.data(), U, false);
-        K = tmp;
+        detail::panel_product<S>(X.data(), F, L, panel_a_, Q.data(), U, false);
+        if (bh_.size()) Q.rowwise() += bh_.transpose();  // an addition: exact on any path
+        detail::panel_product<S>(X.data(), F, L, panel_b_, K.data(), U, false);
         detail::additive_scores_forward<S>(const_map(Q), const_map(K), wa, ba, L, band_, E, H_);
       } else {
-        MatrixMap<S> P(proj_a_.data() + b * T * F, L, F), tmp(proj_scratch_.data(), L, F);
-        detail::panel_product<S>(X.data(), F, L, panel_a_, tmp.data(), F, false);
-        P = tmp;
+        MatrixMap<S> P(proj_a_.data() + b * T * F, L, F);
+        detail::panel_product<S>(X.data(), F, L, panel_a_, P.data(), F, false);
         detail::multiplicative_scores_forward<S>(const_map(P), X, ba, L, band_, E, square_.data());
       }
       detail::attention_rows_forward<S>(options_.attention_activation(), E, A, L, band_, rows_);
@@ -216,7 +213,7 @@ class SeqSelfAttention final : public Layer<S> {
     ensure_shape(dA_, T, W);
     ensure_shape(dproj_a_, T, additive() ? U : F);
     if (additive()) ensure_shape(dproj_b_, T, U);
-    ensure_scratch(T, F, U);
+    ensure_scratch(T, F);
     if (additive()) {  // the transposed projection weights, for the input gradients
       panel_a_.set_transposed(Wt_);
       panel_b_.set_transposed(Wx_);
@@ -293,8 +290,7 @@ class SeqSelfAttention final : public Layer<S> {
         fail("regularizer l1 and l2 must be finite and >= 0 but got l1=", reg.l1, " l2=", reg.l2);
   }
   bool regularized() const { return options_.attention_regularizer_weight() > 0.0; }
-  void ensure_scratch(Index T, Index F, Index U) {
-    ensure_shape(proj_scratch_, T, additive() ? U : F);
+  void ensure_scratch(Index T, Index F) {
     ensure_shape(x_scratch_, T, F);
     ensure_shape(square_, band_.dense() ? T * T : 0);
     ensure_shape(G_, band_.dense() && regularized() ? T * T : 0);
@@ -336,7 +332,7 @@ class SeqSelfAttention final : public Layer<S> {
   S attention_penalty_ = S(0);
   // Scratch at addresses independent of T and b: tanh block (W, U), per-sample gradients (T, W) and
   // (T, U or F), projection (T, U or F), y or dx rows (T, F), dense (L, L) products and Gram matrix, rows.
-  Matrix<S> H_, dA_, dproj_a_, dproj_b_, proj_scratch_, x_scratch_;
+  Matrix<S> H_, dA_, dproj_a_, dproj_b_, x_scratch_;
   Vector<S> square_, G_;
   detail::RowScratch<S> rows_;
 };
