@@ -21,9 +21,10 @@
 //   rows_times_panel(W, ldw, R, out, ldo, dh, rows, n, accumulate)
 //       out (rows, dh) = (or +=) W (rows, n) * R (n, dh)              P V and dS K (and the projections of
 //                                                                      detail/panel_product.hpp)
-//   add_transposed_times_panel(W, ldw, R, dh, acc, ldacc, rows, n)
+//   add_transposed_times_panel(W, ldw, R, dh, acc, ldacc, rows, n, fresh)
 //       acc (n, padded(dh)) += W (rows, n)^T * R (rows, dh)           dV += P^T dctx and dK += dS^T Q (each
-//                                                                      acc element's chain continues)
+//                                                                      acc element's chain continues; rows
+//                                                                      s >= fresh start from zero instead)
 //   R is a Panel (rows_panel(): the head's own rows when dh is a multiple of P, else a padded copy).
 
 #include <Eigen/Core>
@@ -149,11 +150,10 @@ void pack_rows(const M& m, Index n, Vector<S>& out, Index& dhp) {
   const Index dh = m.cols();
   dhp = padded<S>(dh);
   reserve(out, n * dhp);
-  for (Index s = 0; s < n; ++s) {
+  for (Index s = 0; s < n; ++s) {  // a packet at a time: std::copy called memcpy for every row (dh = 16: 64 bytes)
     S* row = out.data() + s * dhp;
     const S* in = &m.coeff(s, 0);
-    std::copy(in, in + dh, row);
-    std::fill(row + dh, row + dhp, S(0));
+    for (Index d = 0; d < dhp; d += kPacket<S>) ei::pstoreu(row + d, load_lanes<S>(in + d, dh - d));
   }
 }
 
@@ -204,24 +204,24 @@ template <class S, int R, int C>
 void scores_tile(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, Index s0,
                  S alpha) {
   Packet<S> acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+  SEQATTN_UNROLL for (int r = 0; r < R; ++r)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
   for (Index d = 0; d < dh; ++d) {
     Packet<S> t[C];
-    for (int c = 0; c < C; ++c) t[c] = ei::ploadu<Packet<S>>(T + d * ldt + s0 + c * kPacket<S>);
-    for (int r = 0; r < R; ++r) {
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) t[c] = ei::ploadu<Packet<S>>(T + d * ldt + s0 + c * kPacket<S>);
+    SEQATTN_UNROLL for (int r = 0; r < R; ++r) {
       const Packet<S> a = ei::pset1<Packet<S>>(A[r * lda + d]);
-      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(a, t[c], acc[r][c]);
+      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(a, t[c], acc[r][c]);
     }
   }
   const Packet<S> scale = ei::pset1<Packet<S>>(alpha);
   if (s0 + C * kPacket<S> <= n) {  // a full tile: plain stores (keeps the accumulators in registers)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + s0 + c * kPacket<S>, ei::pmul(acc[r][c], scale));
+    SEQATTN_UNROLL for (int r = 0; r < R; ++r)
+      SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + s0 + c * kPacket<S>, ei::pmul(acc[r][c], scale));
     return;
   }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL for (int r = 0; r < R; ++r)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
       const Index s = s0 + c * kPacket<S>;
       store_lanes<S>(out + r * ldo + s, ei::pmul(acc[r][c], scale), n - s);
     }
@@ -256,26 +256,26 @@ template <class S, int RT, int C>
 void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index n, Index c0,
                      bool accumulate) {
   Packet<S> acc[RT][C];
-  for (int r = 0; r < RT; ++r)
-    for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
       const Index col = c0 + c * kPacket<S>;
       acc[r][c] = accumulate ? load_lanes<S>(out + r * ldo + col, dh - col) : ei::pset1<Packet<S>>(S(0));
     }
   for (Index s = 0; s < n; ++s) {
     Packet<S> v[C];
-    for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
-    for (int r = 0; r < RT; ++r) {
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
+    SEQATTN_UNROLL for (int r = 0; r < RT; ++r) {
       const Packet<S> w = ei::pset1<Packet<S>>(W[r * ldw + s]);
-      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(w, v[c], acc[r][c]);
+      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(w, v[c], acc[r][c]);
     }
   }
   if (c0 + C * kPacket<S> <= dh) {  // full packets: plain stores
-    for (int r = 0; r < RT; ++r)
-      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + c0 + c * kPacket<S>, acc[r][c]);
+    SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
+      SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + c0 + c * kPacket<S>, acc[r][c]);
     return;
   }
-  for (int r = 0; r < RT; ++r)
-    for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
       const Index col = c0 + c * kPacket<S>;
       store_lanes<S>(out + r * ldo + col, acc[r][c], dh - col);
     }
@@ -306,41 +306,44 @@ void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ld
 // add_transposed_times_panel: acc (n, dhp) += W (rows, n; row stride ldw)^T * R (rows, dh; panel, row stride
 // dhp). Tiles of K keys by C packets of columns. Each tile continues the chains of its acc elements (loads them,
 // adds the rows in order, stores them), so acc(s, d) is one chain over every row ever added, in order, whatever
-// the blocks the rows came in.
+// the blocks the rows came in. Rows s >= fresh of acc start from zero (their first block), so acc needs no
+// zeroing beforehand: the chain is the same as from a zeroed acc.
 template <class S, int K, int C>
 void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc_out, Index ldacc, Index rows,
-                           Index s0, Index c0) {
+                           Index s0, Index c0, Index fresh) {
   Packet<S> acc[K][C];
-  for (int k = 0; k < K; ++k)
-    for (int c = 0; c < C; ++c) acc[k][c] = ei::ploadu<Packet<S>>(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>);
+  SEQATTN_UNROLL for (int k = 0; k < K; ++k)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[k][c] =
+        s0 + k < fresh ? ei::ploadu<Packet<S>>(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>)
+                       : ei::pset1<Packet<S>>(S(0));
   for (Index i = 0; i < rows; ++i) {
     Packet<S> x[C];
-    for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
-    for (int k = 0; k < K; ++k) {
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
+    SEQATTN_UNROLL for (int k = 0; k < K; ++k) {
       const Packet<S> w = ei::pset1<Packet<S>>(W[i * ldw + s0 + k]);
-      for (int c = 0; c < C; ++c) acc[k][c] = ei::pmadd(w, x[c], acc[k][c]);
+      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[k][c] = ei::pmadd(w, x[c], acc[k][c]);
     }
   }
-  for (int k = 0; k < K; ++k)
-    for (int c = 0; c < C; ++c) ei::pstoreu(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>, acc[k][c]);
+  SEQATTN_UNROLL for (int k = 0; k < K; ++k)
+    SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>, acc[k][c]);
 }
 
 template <class S, int C>
 void transposed_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* acc, Index ldacc, Index rows, Index n,
-                              Index c0) {
+                              Index c0, Index fresh) {
   constexpr int K = std::max(1, kAccumulators / C);
   Index s = 0;
-  for (; s + K <= n; s += K) transposed_panel_tile<S, K, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+  for (; s + K <= n; s += K) transposed_panel_tile<S, K, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0, fresh);
   with_count<K - 1>(n - s, [&](auto count) {
-    transposed_panel_tile<S, decltype(count)::value, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0);
+    transposed_panel_tile<S, decltype(count)::value, C>(W, ldw, Rp, ldr, acc, ldacc, rows, s, c0, fresh);
   });
 }
 
 template <class S>
 void add_transposed_times_panel(const S* W, Index ldw, const Panel<S>& R, Index dh, S* acc, Index ldacc, Index rows,
-                                Index n) {
+                                Index n, Index fresh) {
   for_each_column_group<S>(dh, [&](Index c0, auto packets) {
-    transposed_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0);
+    transposed_panel_columns<S, decltype(packets)::value>(W, ldw, R.data, R.stride, acc, ldacc, rows, n, c0, fresh);
   });
 }
 

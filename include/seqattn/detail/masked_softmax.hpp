@@ -93,12 +93,33 @@ S exp_shift_sum(S* row, Index n, S shift) {
   }
 }
 
+// max of row[0, n), n > 0, a SIMD packet at a time (the tail padded with row[0]); exact in any order. Eigen's
+// maxCoeff() peels the row to an aligned address first, and took a fifth of the softmax's time at n = 128.
+template <class S>
+S row_max(const S* row, Index n) {
+  namespace ei = Eigen::internal;
+  using Packet = SimdPacket<S>;
+  constexpr Index P = kSimdSize<S>;
+  Packet m0 = ei::pset1<Packet>(row[0]), m1 = m0;
+  Index s = 0;
+  for (; s + 2 * P <= n; s += 2 * P) {
+    m0 = ei::pmax(m0, ei::ploadu<Packet>(row + s));
+    m1 = ei::pmax(m1, ei::ploadu<Packet>(row + s + P));
+  }
+  for (; s < n; s += P) {
+    EIGEN_ALIGN_MAX S buf[P];
+    for (Index i = 0; i < P; ++i) buf[i] = s + i < n ? row[s + i] : row[0];
+    m0 = ei::pmax(m0, ei::pload<Packet>(buf));
+  }
+  return ei::predux_max(ei::pmax(m0, m1));
+}
+
 // row (total): softmax over row[0, n) (max-subtracted), row[n, total) = 0 exactly; n == 0: all zero.
 template <class S>
 void masked_softmax_row(S* row, Index n, Index total) {
   if (n > 0) {
     Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> valid(row, n);
-    const S mx = valid.maxCoeff();  // exact whatever the order
+    const S mx = row_max(row, n);  // exact whatever the order
     const S sum = exp_shift_sum(row, n, mx);
     valid *= S(1) / sum;  // elementwise: the same rounding for every element
   }
