@@ -4,6 +4,8 @@
 #   example   build (Release) and run examples/time_series_classifier on its built-in default task
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
+#   native    build the tests of the SIMD kernels and of bitwise padding invariance with -march=native
+#             (build-native/: the AVX2 or AVX-512 code a user's -march=native build runs) and run them
 #   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-g1, build-asan/)
 #             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails
 #   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
@@ -25,7 +27,7 @@ PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-de
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -99,6 +101,29 @@ cmd_bench() {
   fi
 }
 
+# The tests of every layer with hand-written SIMD kernels (attention products, softmax, projections) or a
+# bitwise guarantee (padding invariance, thread determinism), compiled for this machine (SEQATTN_NATIVE_TESTS):
+# ./build.sh test builds for baseline x86-64, whose SSE2 packets take other code paths (packet sizes, tiles).
+NATIVE_TESTS=(test_multi_head_attention_gradients test_multi_head_attention_invariance
+  test_multi_head_attention_naive test_multi_head_attention_torch test_multi_head_attention_alloc
+  test_seq_self_attention_gradients_additive test_seq_self_attention_gradients_multiplicative
+  test_seq_self_attention_invariance test_seq_self_attention_naive test_seq_self_attention_reference
+  test_property_padding test_property_causal test_determinism_threads test_transformer_encoder_reference
+  test_feature_attention test_seq_weighted_attention test_dense test_conv1d_mask test_lstm_gru_reference
+  test_numerical_robustness)
+cmd_native() {
+  local dir="$ROOT/build-native"
+  configure "$dir" -DSEQATTN_NATIVE_TESTS=ON -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=OFF \
+    -DSEQATTN_BUILD_BENCHMARKS=OFF
+  log "building ${#NATIVE_TESTS[@]} tests with -march=native"
+  cmake --build "$dir" --target "${NATIVE_TESTS[@]}" -j "$JOBS"
+  local regex
+  regex="^($(IFS='|'; echo "${NATIVE_TESTS[*]}"))\$"
+  log "running them"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" -R "$regex" ${CTEST_ARGS:-})
+}
+
 # Sanitizer runs stop at the first report (halt_on_error) with a stack trace; ASan also checks for leaks.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
@@ -149,6 +174,10 @@ main() {
     bench)
       install_deps
       cmd_bench
+      ;;
+    native)
+      install_deps
+      cmd_native
       ;;
     sanitize)
       install_deps

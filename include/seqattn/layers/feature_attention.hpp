@@ -22,6 +22,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/ordered_sum.hpp"
+#include "seqattn/detail/stable_product.hpp"
 
 namespace seqattn {
 
@@ -76,7 +77,9 @@ class FeatureAttention final : public Layer<S> {
     auto P = as_matrix(probs_);
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
-      P.middleRows(b * T, L).noalias() = X.middleRows(b * T, L) * W_;
+      // row bits independent of the sample's address (padding): Eigen's own product of a few rows vectorizes
+      // by alignment, which with AVX-512 changed valid outputs when a batch was padded
+      detail::row_stable_product<S>(P.middleRows(b * T, L), X.middleRows(b * T, L), W_, scratch_);
       if (options_.use_bias()) P.middleRows(b * T, L).rowwise() += b_.transpose();
       for (Index t = 0; t < L; ++t) {
         auto row = P.row(b * T + t);
@@ -171,6 +174,7 @@ class FeatureAttention final : public Layer<S> {
   Tensor3<S> shared_;  // a (B, T, F) with shared=true
   Matrix<S> dz_;       // (B*T, F) gradient of z
   Vector<S> dmean_;    // (F) gradient of one sample's shared vector
+  detail::RowStableScratch<S> scratch_;  // the rows of a sample left over from the row quantum (forward)
 };
 
 }  // namespace seqattn
