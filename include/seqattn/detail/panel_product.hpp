@@ -19,7 +19,7 @@
 //                                              G (k, n) += X (rows, k)^T * D (rows, n): the weight gradient of
 //                                              out = X W for D = dL/dout: each element of G continues its
 //                                              chain over the rows (Eigen's GEMM when n is not a whole number
-//                                              of packets or k > 128).
+//                                              of packets).
 // Blocking: rows in blocks of kPanelRowBlock (the block of X stays in L2), k in blocks whose slice of W read by
 // a tile (k block x kTilePackets packets) stays in half of L1.
 
@@ -109,9 +109,10 @@ void panel_product(const S* X, Index ldx, Index rows, const WeightPanel<S>& w, S
 template <class S>
 void add_weight_gradient(const S* X, Index ldx, Index rows, Index k, const S* D, Index ldd, Index n, S* G, Index ldg) {
   if (rows == 0 || k == 0 || n == 0) return;
-  // Eigen's GEMM when the rows of D and G are not whole packets, and for k > 128, where its packing pays off
-  // (1024 rows on Zen 2: 49 against 53 GFLOP/s at k = n = 256; 62 against 54 at 128, 75 against 52 at 64)
-  if (n % head::kPacket<S> != 0 || k > 128) {
+  // Eigen's GEMM when the rows of D and G are not whole packets. 1024 rows, GFLOP/s of the tiles against
+  // Eigen's: Zen 5 AVX-512 234/151 at k = n = 256, 231/137 at 512, 248/157 at 64; Zen 5 AVX2 107/81 at 256;
+  // Zen 2 AVX2 49/53 at 256 (the one case where Eigen's packing paid off), 62/54 at 128, 75/52 at 64.
+  if (n % head::kPacket<S> != 0) {
     using Strided = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
     Eigen::Map<Matrix<S>, 0, Eigen::OuterStride<>> target(G, k, n, Eigen::OuterStride<>(ldg));
     gemm(target, Strided(X, rows, k, Eigen::OuterStride<>(ldx)).transpose(),
