@@ -54,9 +54,10 @@ TEST(Bidirectional, BackwardDirectionReversesWithinTheValidPart) {
           EXPECT_NEAR(y(b, t, u), yf(0, t, u), 1e-13) << b << "," << t;
           EXPECT_NEAR(y(b, t, 3 + u), yr(0, seq ? L - 1 - t : 0, u), 1e-13) << b << "," << t;
         }
-      if (seq)
+      if (seq) {
         for (Index t = L; t < 6; ++t)
           for (Index u = 0; u < 6; ++u) EXPECT_EQ(y(b, t, u), 0.0) << "padded output";
+      }
     }
   }
 }

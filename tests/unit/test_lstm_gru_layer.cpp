@@ -49,7 +49,9 @@ TYPED_TEST(Recurrent, MaskFreezesStateAndZeroesPaddedOutputs) {
     for (Index u = 0; u < 4; ++u) {
       for (Index t = lengths[b]; t < 6; ++t) EXPECT_EQ(ys(b, t, u), 0.0) << "padded output";
       EXPECT_EQ(yl(b, 0, u), lengths[b] ? ys(b, lengths[b] - 1, u) : 0.0) << "last valid state";
-      if (lengths[b]) EXPECT_NE(ys(b, lengths[b] - 1, u), 0.0);
+      if (lengths[b]) {
+        EXPECT_NE(ys(b, lengths[b] - 1, u), 0.0);
+      }
     }
   EXPECT_TRUE(last.out_mask(mask, 6).empty());
   EXPECT_EQ(seq.out_mask(mask, 6), mask);

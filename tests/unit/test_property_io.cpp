@@ -67,7 +67,9 @@ TEST(PropertyIo, SaveAndLoadOfRandomModelsIsExact) {
     RandomModel<float> other = random_model<float>(structure, RandomModelOptions().steps(T).fixed_time(true), 777 + seed);
     ASSERT_EQ(other.recipe, m.recipe);
     const std::vector<float> saved = all_values(m.model);
-    if (!m.model.params().empty()) EXPECT_FALSE(same_bits(all_values(other.model), saved)) << "other weights expected";
+    if (!m.model.params().empty()) {
+      EXPECT_FALSE(same_bits(all_values(other.model), saved)) << "other weights expected";
+    }
     load_weights(other.model, file);
     EXPECT_TRUE(same_bits(all_values(other.model), saved));
     const Tensor3<float> y = m.model.predict(x, mask);
