@@ -31,7 +31,8 @@ double tolerance() {
 
 // max over elements of |got - want| / (1 + sum |terms|), want and the term sums in double
 template <class S>
-void expect_close(const Matrix<S>& got, const Eigen::MatrixXd& want, const Eigen::MatrixXd& scale, const std::string& what) {
+void expect_close(const Matrix<S>& got, const Eigen::MatrixXd& want, const Eigen::MatrixXd& scale,
+                  const std::string& what) {
   ASSERT_EQ(got.rows(), want.rows());
   ASSERT_EQ(got.cols(), want.cols());
   double worst = 0;
@@ -60,7 +61,8 @@ void check_panel_product_and_gradient() {
     const std::string what = detail::cat("rows ", s.rows, " k ", s.k, " n ", s.n);
     const Matrix<S> X = random_matrix<S>(s.rows, s.k, rng), W = random_matrix<S>(s.k, s.n, rng);
     const Matrix<S> D = random_matrix<S>(s.rows, s.n, rng), G0 = random_matrix<S>(s.k, s.n, rng);
-    const Eigen::MatrixXd Xd = X.template cast<double>(), Wd = W.template cast<double>(), Dd = D.template cast<double>();
+    const Eigen::MatrixXd Xd = X.template cast<double>(), Wd = W.template cast<double>(),
+                          Dd = D.template cast<double>();
 
     detail::WeightPanel<S> panel;
     panel.set(W);

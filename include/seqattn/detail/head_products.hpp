@@ -204,29 +204,40 @@ template <class S, int R, int C>
 void scores_tile(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, Index s0,
                  S alpha) {
   Packet<S> acc[R][C];
-  SEQATTN_UNROLL for (int r = 0; r < R; ++r)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+  SEQATTN_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) acc[r][c] = ei::pset1<Packet<S>>(S(0));
+  }
   for (Index d = 0; d < dh; ++d) {
     Packet<S> t[C];
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) t[c] = ei::ploadu<Packet<S>>(T + d * ldt + s0 + c * kPacket<S>);
-    SEQATTN_UNROLL for (int r = 0; r < R; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) t[c] = ei::ploadu<Packet<S>>(T + d * ldt + s0 + c * kPacket<S>);
+    SEQATTN_UNROLL
+    for (int r = 0; r < R; ++r) {
       const Packet<S> a = ei::pset1<Packet<S>>(A[r * lda + d]);
-      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(a, t[c], acc[r][c]);
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(a, t[c], acc[r][c]);
     }
   }
   const Packet<S> scale = ei::pset1<Packet<S>>(alpha);
   if (s0 + C * kPacket<S> <= n) {  // a full tile: plain stores (keeps the accumulators in registers)
-    SEQATTN_UNROLL for (int r = 0; r < R; ++r)
-      SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + s0 + c * kPacket<S>, ei::pmul(acc[r][c], scale));
+    SEQATTN_UNROLL
+    for (int r = 0; r < R; ++r) {
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + s0 + c * kPacket<S>, ei::pmul(acc[r][c], scale));
+    }
     return;
   }
-  SEQATTN_UNROLL for (int r = 0; r < R; ++r)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) {
       const Index s = s0 + c * kPacket<S>;
       store_lanes<S>(out + r * ldo + s, ei::pmul(acc[r][c], scale), n - s);
     }
+  }
 }
-
 
 template <class S, int R>
 void scores_rows(const S* A, Index lda, const S* T, Index ldt, Index dh, S* out, Index ldo, Index n, S alpha) {
@@ -256,34 +267,46 @@ template <class S, int RT, int C>
 void rows_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index n, Index c0,
                      bool accumulate) {
   Packet<S> acc[RT][C];
-  SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL
+  for (int r = 0; r < RT; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) {
       const Index col = c0 + c * kPacket<S>;
       acc[r][c] = accumulate ? load_lanes<S>(out + r * ldo + col, dh - col) : ei::pset1<Packet<S>>(S(0));
     }
+  }
   for (Index s = 0; s < n; ++s) {
     Packet<S> v[C];
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
-    SEQATTN_UNROLL for (int r = 0; r < RT; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) v[c] = ei::ploadu<Packet<S>>(Rp + s * ldr + c0 + c * kPacket<S>);
+    SEQATTN_UNROLL
+    for (int r = 0; r < RT; ++r) {
       const Packet<S> w = ei::pset1<Packet<S>>(W[r * ldw + s]);
-      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(w, v[c], acc[r][c]);
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(w, v[c], acc[r][c]);
     }
   }
   if (c0 + C * kPacket<S> <= dh) {  // full packets: plain stores
-    SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
-      SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + c0 + c * kPacket<S>, acc[r][c]);
+    SEQATTN_UNROLL
+    for (int r = 0; r < RT; ++r) {
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) ei::pstoreu(out + r * ldo + c0 + c * kPacket<S>, acc[r][c]);
+    }
     return;
   }
-  SEQATTN_UNROLL for (int r = 0; r < RT; ++r)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) {
+  SEQATTN_UNROLL
+  for (int r = 0; r < RT; ++r) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) {
       const Index col = c0 + c * kPacket<S>;
       store_lanes<S>(out + r * ldo + col, acc[r][c], dh - col);
     }
+  }
 }
 
 template <class S, int C>
-void rows_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index rows,
-                        Index n, Index c0, bool accumulate) {
+void rows_panel_columns(const S* W, Index ldw, const S* Rp, Index ldr, S* out, Index ldo, Index dh, Index rows, Index n,
+                        Index c0, bool accumulate) {
   constexpr int RT = std::max(1, kAccumulators / C);
   Index i = 0;
   for (; i + RT <= rows; i += RT)
@@ -309,23 +332,32 @@ void rows_times_panel(const S* W, Index ldw, const Panel<S>& R, S* out, Index ld
 // the blocks the rows came in. Rows s >= fresh of acc start from zero (their first block), so acc needs no
 // zeroing beforehand: the chain is the same as from a zeroed acc.
 template <class S, int K, int C>
-void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc_out, Index ldacc, Index rows,
-                           Index s0, Index c0, Index fresh) {
+void transposed_panel_tile(const S* W, Index ldw, const S* Rp, Index ldr, S* acc_out, Index ldacc, Index rows, Index s0,
+                           Index c0, Index fresh) {
   Packet<S> acc[K][C];
-  SEQATTN_UNROLL for (int k = 0; k < K; ++k)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[k][c] =
-        s0 + k < fresh ? ei::ploadu<Packet<S>>(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>)
-                       : ei::pset1<Packet<S>>(S(0));
+  SEQATTN_UNROLL
+  for (int k = 0; k < K; ++k) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c)
+      acc[k][c] = s0 + k < fresh ? ei::ploadu<Packet<S>>(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>)
+                                 : ei::pset1<Packet<S>>(S(0));
+  }
   for (Index i = 0; i < rows; ++i) {
     Packet<S> x[C];
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
-    SEQATTN_UNROLL for (int k = 0; k < K; ++k) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) x[c] = ei::ploadu<Packet<S>>(Rp + i * ldr + c0 + c * kPacket<S>);
+    SEQATTN_UNROLL
+    for (int k = 0; k < K; ++k) {
       const Packet<S> w = ei::pset1<Packet<S>>(W[i * ldw + s0 + k]);
-      SEQATTN_UNROLL for (int c = 0; c < C; ++c) acc[k][c] = ei::pmadd(w, x[c], acc[k][c]);
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) acc[k][c] = ei::pmadd(w, x[c], acc[k][c]);
     }
   }
-  SEQATTN_UNROLL for (int k = 0; k < K; ++k)
-    SEQATTN_UNROLL for (int c = 0; c < C; ++c) ei::pstoreu(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>, acc[k][c]);
+  SEQATTN_UNROLL
+  for (int k = 0; k < K; ++k) {
+    SEQATTN_UNROLL
+    for (int c = 0; c < C; ++c) ei::pstoreu(acc_out + (s0 + k) * ldacc + c0 + c * kPacket<S>, acc[k][c]);
+  }
 }
 
 template <class S, int C>

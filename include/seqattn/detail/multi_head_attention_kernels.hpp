@@ -247,11 +247,9 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     head::add_transposed_times_panel<S>(dS, lds, Q_b, dh, acc_k, ldacc, rows, kmax, fresh);
     fresh = kmax;
   });
-  if (fresh < lk) {  // keys no allowed query reaches (causal, lq < lk)
-    for (Index s = fresh; s < lk; ++s) {
-      std::fill(acc_k + s * ldacc, acc_k + s * ldacc + dh, S(0));
-      std::fill(acc_v + s * ldacc, acc_v + s * ldacc + dh, S(0));
-    }
+  for (Index s = fresh; s < lk; ++s) {  // keys no allowed query reaches (causal, lq < lk)
+    std::fill(acc_k + s * ldacc, acc_k + s * ldacc + dh, S(0));
+    std::fill(acc_v + s * ldacc, acc_v + s * ldacc + dh, S(0));
   }
   if (!in_place)
     for (Index s = 0; s < lk; ++s)

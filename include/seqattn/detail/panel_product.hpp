@@ -121,8 +121,7 @@ void add_weight_gradient(const S* X, Index ldx, Index rows, Index k, const S* D,
   }
   for (Index i0 = 0; i0 < rows; i0 += kPanelRowBlock) {  // a block of X and D stays in L2
     const Index mb = std::min(kPanelRowBlock, rows - i0);
-    head::add_transposed_times_panel<S>(X + i0 * ldx, ldx, head::Panel<S>{D + i0 * ldd, ldd}, n, G, ldg, mb, k,
-                                    k);
+    head::add_transposed_times_panel<S>(X + i0 * ldx, ldx, head::Panel<S>{D + i0 * ldd, ldd}, n, G, ldg, mb, k, k);
   }
 }
 

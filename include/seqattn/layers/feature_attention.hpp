@@ -170,10 +170,10 @@ class FeatureAttention final : public Layer<S> {
   FeatureAttentionOptions options_;
   Matrix<S> W_, dW_;
   Vector<S> b_, db_;
-  Tensor3<S> probs_;   // p (B, T, F): per-step softmax of the last forward
-  Tensor3<S> shared_;  // a (B, T, F) with shared=true
-  Matrix<S> dz_;       // (B*T, F) gradient of z
-  Vector<S> dmean_;    // (F) gradient of one sample's shared vector
+  Tensor3<S> probs_;                     // p (B, T, F): per-step softmax of the last forward
+  Tensor3<S> shared_;                    // a (B, T, F) with shared=true
+  Matrix<S> dz_;                         // (B*T, F) gradient of z
+  Vector<S> dmean_;                      // (F) gradient of one sample's shared vector
   detail::RowStableScratch<S> scratch_;  // the rows of a sample left over from the row quantum (forward)
 };
 
