@@ -110,7 +110,7 @@ NATIVE_TESTS=(test_multi_head_attention_gradients test_multi_head_attention_inva
   test_seq_self_attention_invariance test_seq_self_attention_naive test_seq_self_attention_reference
   test_property_padding test_property_causal test_determinism_threads test_transformer_encoder_reference
   test_feature_attention test_seq_weighted_attention test_dense test_conv1d_mask test_lstm_gru_reference
-  test_numerical_robustness test_kernel_products)
+  test_numerical_robustness test_kernel_products test_global_pooling)
 cmd_native() {
   local dir="$ROOT/build-native"
   configure "$dir" -DSEQATTN_NATIVE_TESTS=ON -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=OFF \

@@ -1,6 +1,6 @@
 // GlobalMaxPool, GlobalAvgPool, LastStep: PyTorch reference on unpadded sequences (lengths 7, 0, 1) in float
 // and double, output shape and mask, masked gradients, length 0 gives zeros without NaN or gradient, padding
-// invariance.
+// invariance, GlobalMaxPool's SIMD column groups against the plain loop (ties, NaNs).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "seqattn/core/random.hpp"
 #include "seqattn/layers/global_pooling.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/reference_data.hpp"
@@ -108,6 +109,48 @@ TEST(GlobalPooling, MaxGradientGoesToTheFirstMaximum) {
   const Tensor3<double>& dx = pool.backward(x, mask, dy);
   EXPECT_EQ(dx(0, 1, 0), 2.0);
   EXPECT_EQ(dx(0, 2, 0) + dx(0, 0, 0) + dx(0, 3, 0), 0.0);
+}
+
+// The SIMD column groups (four packets, one packet) and the scalar tail against the plain loop: the maximum
+// and the first step reaching it, with ties (small integers) and NaNs (never a maximum once one is held), for
+// feature counts around the packet sizes. ./build.sh native runs it for AVX2 / AVX-512 packets.
+template <class S>
+void expect_max_matches_plain_loop() {
+  Rng rng(11);
+  for (Index F : {1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 64, 67, 70, 130}) {
+    const Index B = 3, T = 9;
+    Tensor3<S> x(B, T, F);
+    for (Index i = 0; i < x.size(); ++i) {
+      const double u = rng.uniform();
+      x.data()[i] = u < 0.05 ? std::numeric_limits<S>::quiet_NaN() : static_cast<S>(std::floor(rng.uniform() * 5) - 2);
+    }
+    const Mask mask = Mask::from_lengths({9, 1, 6});
+    GlobalMaxPool<S> pool(F);
+    const Tensor3<S>& y = pool.forward(x, mask);
+    for (Index b = 0; b < B; ++b) {
+      const Index len = mask.length(b, T);
+      for (Index f = 0; f < F; ++f) {
+        S top = x(b, 0, f);
+        Index at = 0;
+        for (Index t = 1; t < len; ++t)
+          if (x(b, t, f) > top) {
+            top = x(b, t, f);
+            at = t;
+          }
+        EXPECT_EQ(pool.argmax()(b, f), at) << "F=" << F << " b=" << b << " f=" << f;
+        if (std::isnan(top)) {
+          EXPECT_TRUE(std::isnan(y(b, 0, f))) << "F=" << F << " b=" << b << " f=" << f;
+        } else {
+          EXPECT_EQ(y(b, 0, f), top) << "F=" << F << " b=" << b << " f=" << f;
+        }
+      }
+    }
+  }
+}
+
+TEST(GlobalPooling, MaxOverSimdColumnGroupsMatchesThePlainLoop) {
+  expect_max_matches_plain_loop<float>();
+  expect_max_matches_plain_loop<double>();
 }
 
 TEST(GlobalPooling, PaddingInvariance) {

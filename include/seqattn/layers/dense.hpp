@@ -1,6 +1,7 @@
 #pragma once
-// Dense: y = act(x W + b) on the last axis, one GEMM over all B*T rows. Each output row is bitwise
-// independent of how many rows the batch has (detail/row_stable_product), so padding never changes valid outputs.
+// Dense: y = act(x W + b) on the last axis, one product over all B*T rows: the register-tiled products of
+// detail/panel_product.hpp (also dW and dx), where every element is one FMA chain from zero, so each output row
+// is bitwise independent of how many rows the batch has and padding never changes valid outputs.
 // Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
 // result is bitwise the same for any thread count.
 //   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
@@ -13,8 +14,8 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/panel_product.hpp"
 #include "seqattn/detail/parallel.hpp"
-#include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn {
@@ -70,9 +71,9 @@ class Dense final : public Layer<S> {
     const Index N = X.rows();
     const bool has_act = options_.activation() != Activation::Linear;
     if (has_act) ensure_shape(z_, N, units_);
-    auto compute = [&](auto&& Z, Index r0, Index n) {
-      // row bits independent of B*T (padding); only the last chunk has rows left over for the scratch
-      detail::row_stable_product<S>(Z, X.middleRows(r0, n), W_, scratch_);
+    panel_.set(W_);
+    auto compute = [&](auto&& Z, Index r0, Index n) {  // Z: rows [r0, r0 + n) of a (N, units) matrix
+      detail::panel_product<S>(X.data() + r0 * X.cols(), X.cols(), n, panel_, Z.data(), units_, false);
       if (options_.use_bias()) Z.rowwise() += b_.transpose();
     };
     const Index chunks = detail::chunk_count(N);
@@ -101,6 +102,7 @@ class Dense final : public Layer<S> {
     if (has_act) ensure_shape(dz_, N, units_);
     gW_.begin(N, dW_.data(), dW_.rows(), dW_.cols());
     if (options_.use_bias()) gb_.begin(N, db_.data(), 1, units_);
+    transposed_.set_transposed(W_);
     const Index chunks = detail::chunk_count(N);
     const int threads = detail::parallel_threads(chunks, 2.0 * double(N) * double(W_.size()));
     detail::parallel_for(chunks, threads, [&](Index c) {
@@ -108,8 +110,8 @@ class Dense final : public Layer<S> {
       auto DXc = DX.middleRows(r0, n);
       if (has_act) {
         auto dZc = dz_.middleRows(r0, n);
-        activation_backward<S>(options_.activation(), z_.middleRows(r0, n),
-                               as_matrix(this->output()).middleRows(r0, n), DY.middleRows(r0, n), dZc);
+        activation_backward<S>(options_.activation(), z_.middleRows(r0, n), as_matrix(this->output()).middleRows(r0, n),
+                               DY.middleRows(r0, n), dZc);
         accumulate(c, X.middleRows(r0, n), dZc, DXc);
       } else {
         accumulate(c, X.middleRows(r0, n), DY.middleRows(r0, n), DXc);
@@ -125,21 +127,23 @@ class Dense final : public Layer<S> {
   }
 
  private:
-  // Chunk c: dW += x_c^T dz_c, db += sum_rows dz_c (into the chunk's partials), dx_c = dz_c W^T.
+  // Chunk c: dW += x_c^T dz_c, db += sum_rows dz_c (into the chunk's partials), dx_c = dz_c W^T. X, dZ and DX:
+  // the chunk's contiguous rows.
   template <class XM, class DZ, class DXM>
   void accumulate(Index c, const XM& X, const DZ& dZ, DXM& DX) {
-    gW_.target(c).noalias() += X.transpose() * dZ;
+    const Index n = X.rows(), in = X.cols();
+    detail::add_weight_gradient<S>(X.data(), in, n, in, dZ.data(), units_, units_, gW_.target(c).data(), units_);
     if (options_.use_bias()) gb_.target(c).noalias() += dZ.colwise().sum();
-    DX.noalias() = dZ * W_.transpose();
+    detail::panel_product<S>(dZ.data(), units_, n, transposed_, DX.data(), in, false);
   }
 
   Index units_;
   DenseOptions options_;
   Matrix<S> W_, dW_;
   Vector<S> b_, db_;
-  Matrix<S> z_, dz_;  // pre-activation and its gradient (only with an activation)
-  detail::RowStableScratch<S> scratch_;
-  detail::GradSum<S> gW_, gb_;  // per-chunk partials of dW and db
+  Matrix<S> z_, dz_;                           // pre-activation and its gradient (only with an activation)
+  detail::WeightPanel<S> panel_, transposed_;  // W and W^T as panels (set by each forward and backward)
+  detail::GradSum<S> gW_, gb_;                 // per-chunk partials of dW and db
 };
 
 }  // namespace seqattn

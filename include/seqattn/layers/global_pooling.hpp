@@ -10,11 +10,15 @@
 // No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/threads.hpp"
+#include "seqattn/detail/simd.hpp"
 
 namespace seqattn {
 namespace detail {
@@ -28,6 +32,66 @@ class GlobalPoolBase : public Layer<S> {
   Index out_time(Index) const override { return 1; }
   Mask out_mask(const Mask&, Index) const override { return Mask(); }
 };
+
+// top[f] = max_{t < len} X[t, f] and arg[f] = the first t reaching it, X (len, F) row-major, len > 0; a NaN
+// never replaces a maximum (the comparison is row > top). Groups of up to four SIMD packets of columns keep
+// top and the step (as S, exact below 2^24 for float) in registers over the steps; the last F % P columns,
+// and every column without vectorization, take the scalar loop. The same selections either way.
+template <class S>
+void column_max(const S* X, Index len, Index F, S* top, Index* arg) {
+  namespace ei = Eigen::internal;
+  using Packet = SimdPacket<S>;
+  constexpr Index P = kSimdSize<S>;
+  constexpr int G = 4;
+  const bool steps_exact = static_cast<double>(len) < std::ldexp(1.0, std::numeric_limits<S>::digits);
+  Index f0 = 0;
+  if constexpr (P > 1) {
+    if (steps_exact) {
+      auto group = [&](auto packets) {
+        constexpr int C = decltype(packets)::value;
+        Packet best[C], at[C];
+        SEQATTN_UNROLL
+        for (int c = 0; c < C; ++c) {
+          best[c] = ei::ploadu<Packet>(X + f0 + c * P);
+          at[c] = ei::pset1<Packet>(S(0));
+        }
+        for (Index t = 1; t < len; ++t) {
+          const Packet step = ei::pset1<Packet>(static_cast<S>(t));
+          SEQATTN_UNROLL
+          for (int c = 0; c < C; ++c) {
+            const Packet row = ei::ploadu<Packet>(X + t * F + f0 + c * P);
+            const Packet greater = ei::pcmp_lt(best[c], row);  // the first maximum wins ties
+            best[c] = ei::pselect(greater, row, best[c]);
+            at[c] = ei::pselect(greater, step, at[c]);
+          }
+        }
+        SEQATTN_UNROLL
+        for (int c = 0; c < C; ++c) {
+          ei::pstoreu(top + f0 + c * P, best[c]);
+          EIGEN_ALIGN_MAX S steps[P];
+          ei::pstore(steps, at[c]);
+          for (Index i = 0; i < P; ++i) arg[f0 + c * P + i] = static_cast<Index>(steps[i]);
+        }
+        f0 += C * P;
+      };
+      while (f0 + G * P <= F) group(std::integral_constant<int, G>{});
+      while (f0 + P <= F) group(std::integral_constant<int, 1>{});
+    }
+  }
+  for (Index f = f0; f < F; ++f) {
+    S best = X[f];
+    Index at = 0;
+    for (Index t = 1; t < len; ++t) {
+      const S v = X[t * F + f];
+      if (v > best) {
+        best = v;
+        at = t;
+      }
+    }
+    top[f] = best;
+    arg[f] = at;
+  }
+}
 
 }  // namespace detail
 
@@ -56,18 +120,7 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
         argmax_.row(b).setConstant(-1);
         return;
       }
-      S* top = &Y.coeffRef(b, 0);
-      Index* arg = &argmax_.coeffRef(b, 0);
-      std::copy(X.data(), X.data() + F, top);
-      std::fill(arg, arg + F, Index(0));
-      for (Index t = 1; t < len; ++t) {  // branch-free (selects), so the compiler can vectorize it
-        const S* row = X.data() + t * F;
-        for (Index f = 0; f < F; ++f) {
-          const bool greater = row[f] > top[f];  // the first maximum wins ties
-          top[f] = greater ? row[f] : top[f];
-          arg[f] = greater ? t : arg[f];
-        }
-      }
+      detail::column_max(X.data(), len, F, &Y.coeffRef(b, 0), &argmax_.coeffRef(b, 0));
     });
   }
   // dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)
