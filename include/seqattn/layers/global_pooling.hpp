@@ -10,14 +10,13 @@
 // No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <memory>
 #include <string>
-#include <type_traits>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/threads.hpp"
+#include "seqattn/detail/head_products.hpp"
 #include "seqattn/detail/simd.hpp"
 
 namespace seqattn {
@@ -34,51 +33,44 @@ class GlobalPoolBase : public Layer<S> {
 };
 
 // top[f] = max_{t < len} X[t, f] and arg[f] = the first t reaching it, X (len, F) row-major, len > 0; a NaN
-// never replaces a maximum (the comparison is row > top). Groups of up to four SIMD packets of columns keep
-// top and the step (as S, exact below 2^24 for float) in registers over the steps; the last F % P columns,
-// and every column without vectorization, take the scalar loop. The same selections either way.
+// never replaces a maximum (the comparison is row > top). The whole SIMD packets of columns, in the column groups
+// of the attention tiles (head::for_each_column_group), keep top and the step (as S: exact while len <= 2^digits)
+// in registers over the steps; the last F % P columns, and every column without vectorization, take the scalar
+// loop. The same selections either way.
 template <class S>
 void column_max(const S* X, Index len, Index F, S* top, Index* arg) {
   namespace ei = Eigen::internal;
   using Packet = SimdPacket<S>;
   constexpr Index P = kSimdSize<S>;
-  constexpr int G = 4;
-  const bool steps_exact = static_cast<double>(len) < std::ldexp(1.0, std::numeric_limits<S>::digits);
-  Index f0 = 0;
-  if constexpr (P > 1) {
-    if (steps_exact) {
-      auto group = [&](auto packets) {
-        constexpr int C = decltype(packets)::value;
-        Packet best[C], at[C];
+  const Index vector_columns = P > 1 && len <= (Index(1) << std::numeric_limits<S>::digits) ? F - F % P : 0;
+  if constexpr (P > 1)
+    head::for_each_column_group<S>(vector_columns, [&](Index f0, auto packets) {
+      constexpr int C = decltype(packets)::value;
+      Packet best[C], at[C];
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) {
+        best[c] = ei::ploadu<Packet>(X + f0 + c * P);
+        at[c] = ei::pset1<Packet>(S(0));
+      }
+      for (Index t = 1; t < len; ++t) {
+        const Packet step = ei::pset1<Packet>(static_cast<S>(t));
         SEQATTN_UNROLL
         for (int c = 0; c < C; ++c) {
-          best[c] = ei::ploadu<Packet>(X + f0 + c * P);
-          at[c] = ei::pset1<Packet>(S(0));
+          const Packet row = ei::ploadu<Packet>(X + t * F + f0 + c * P);
+          const Packet greater = ei::pcmp_lt(best[c], row);  // the first maximum wins ties
+          best[c] = ei::pselect(greater, row, best[c]);
+          at[c] = ei::pselect(greater, step, at[c]);
         }
-        for (Index t = 1; t < len; ++t) {
-          const Packet step = ei::pset1<Packet>(static_cast<S>(t));
-          SEQATTN_UNROLL
-          for (int c = 0; c < C; ++c) {
-            const Packet row = ei::ploadu<Packet>(X + t * F + f0 + c * P);
-            const Packet greater = ei::pcmp_lt(best[c], row);  // the first maximum wins ties
-            best[c] = ei::pselect(greater, row, best[c]);
-            at[c] = ei::pselect(greater, step, at[c]);
-          }
-        }
-        SEQATTN_UNROLL
-        for (int c = 0; c < C; ++c) {
-          ei::pstoreu(top + f0 + c * P, best[c]);
-          EIGEN_ALIGN_MAX S steps[P];
-          ei::pstore(steps, at[c]);
-          for (Index i = 0; i < P; ++i) arg[f0 + c * P + i] = static_cast<Index>(steps[i]);
-        }
-        f0 += C * P;
-      };
-      while (f0 + G * P <= F) group(std::integral_constant<int, G>{});
-      while (f0 + P <= F) group(std::integral_constant<int, 1>{});
-    }
-  }
-  for (Index f = f0; f < F; ++f) {
+      }
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) {
+        ei::pstoreu(top + f0 + c * P, best[c]);
+        EIGEN_ALIGN_MAX S steps[P];
+        ei::pstore(steps, at[c]);
+        for (Index i = 0; i < P; ++i) arg[f0 + c * P + i] = static_cast<Index>(steps[i]);
+      }
+    });
+  for (Index f = vector_columns; f < F; ++f) {
     S best = X[f];
     Index at = 0;
     for (Index t = 1; t < len; ++t) {
