@@ -142,9 +142,10 @@ cmd_sanitize() {
   (cd "$dir" && ctest --output-on-failure -j "$JOBS" ${CTEST_ARGS:-})
 }
 
-# The threading tests under ThreadSanitizer: threads running inference on their own model copies, and the
+# The threading tests under ThreadSanitizer: threads running inference on their own model copies, two threads
+# entering one model (refused with UsageError), and the
 # thread-count API (built without OpenMP: libgomp is not instrumented).
-TSAN_TESTS=(test_thread_safety test_threads)
+TSAN_TESTS=(test_thread_safety test_threads test_concurrent_use)
 cmd_tsan() {
   local dir="$ROOT/build-tsan"
   configure "$dir" -DCMAKE_BUILD_TYPE=Debug -DSEQATTN_SANITIZE=thread -DSEQATTN_BUILD_TESTS=ON \

@@ -2,10 +2,12 @@
 // Umbrella header: includes every public header of seqattn.
 
 #include "seqattn/core/config.hpp"
+#include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/mask.hpp"
+#include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/param.hpp"
 #include "seqattn/core/random.hpp"

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <functional>
 
 #include "seqattn/optim/adam.hpp"
@@ -100,24 +101,40 @@ void expect_config_error(const std::function<void()>& f, const std::string& mess
 
 TEST(Optimizers, InvalidOptionsThrowConfigErrorNamingTheOptimizer) {
   Tensors t;
-  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().lr(-1)); }, "Adam: lr must be >= 0 but got -1");
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().lr(-1)); }, "Adam: lr must be a finite number >= 0 but got -1");
   expect_config_error([&] { Adam<double>(t.all(), AdamOptions().beta1(1.0)); },
                       "Adam: beta1 must be in [0, 1) but got 1");
   expect_config_error([&] { Adam<double>(t.all(), AdamOptions().beta2(-0.5)); },
                       "Adam: beta2 must be in [0, 1) but got -0.5");
   expect_config_error([&] { Adam<double>(t.all(), AdamOptions().eps(-1e-8)); },
-                      "Adam: eps must be >= 0 but got -1e-08");
+                      "Adam: eps must be a finite number >= 0 but got -1e-08");
   expect_config_error([&] { Adam<double>(t.all(), AdamOptions().weight_decay(-0.1).decoupled_weight_decay(true)); },
-                      "AdamW: weight_decay must be >= 0 but got -0.1");
-  expect_config_error([&] { Adam<double>(t.all()).set_lr(-2); }, "Adam: lr must be >= 0 but got -2");
+                      "AdamW: weight_decay must be a finite number >= 0 but got -0.1");
+  expect_config_error([&] { Adam<double>(t.all()).set_lr(-2); }, "Adam: lr must be a finite number >= 0 but got -2");
   expect_config_error([&] { SGD<double>(t.all(), SGDOptions().momentum(-0.9)); },
-                      "SGD: momentum must be >= 0 but got -0.9");
+                      "SGD: momentum must be a finite number >= 0 but got -0.9");
   expect_config_error([&] { SGD<double>(t.all(), SGDOptions().dampening(1.5)); },
                       "SGD: dampening must be in [0, 1] but got 1.5");
   expect_config_error([&] { SGD<double>(t.all(), SGDOptions().nesterov(true)); },
                       "SGD: nesterov momentum requires momentum > 0 and dampening 0 but got momentum 0");
   expect_config_error([&] { SGD<double>(t.all(), SGDOptions().momentum(0.9).dampening(0.1).nesterov(true)); },
                       "and dampening 0.1");
+}
+
+// Issue 19, item 9: Adam(lr = inf) was accepted and turned every weight into NaN at the first step.
+TEST(Optimizers, NonFiniteOptionsThrowConfigError) {
+  Tensors t;
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().lr(inf)); }, "Adam: lr must be a finite number >= 0 but got inf");
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().lr(nan)); }, "Adam: lr must be a finite number >= 0 but got nan");
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().eps(inf)); }, "Adam: eps must be a finite number");
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().weight_decay(inf)); }, "Adam: weight_decay must be a finite");
+  expect_config_error([&] { Adam<double>(t.all(), AdamOptions().beta1(nan)); }, "Adam: beta1 must be in [0, 1)");
+  expect_config_error([&] { Adam<double>(t.all()).set_lr(inf); }, "Adam: lr must be a finite number >= 0 but got inf");
+  expect_config_error([&] { SGD<double>(t.all(), SGDOptions().lr(inf)); }, "SGD: lr must be a finite number");
+  expect_config_error([&] { SGD<double>(t.all(), SGDOptions().momentum(inf)); }, "SGD: momentum must be a finite");
+  expect_config_error([&] { SGD<double>(t.all(), SGDOptions().weight_decay(nan)); }, "SGD: weight_decay must be a finite");
+  expect_config_error([&] { SGD<double>(t.all()).set_lr(-inf); }, "SGD: lr must be a finite number >= 0 but got -inf");
 }
 
 TEST(Optimizers, InvalidParameterListsThrowConfigError) {

@@ -3,9 +3,12 @@
 // model is saved with save_weights, loaded into a model of the same architecture built with other weights,
 // and the load is exact: every parameter and buffer has the same bits, and predictions are bitwise equal.
 // A copy (Sequential's deep copy) predicts the same bits and shares nothing: training the copy leaves the
-// original's weights unchanged.
+// original's weights unchanged. Restoring a checkpoint by assignment (`best = model; train; model = best`) keeps
+// the optimizer's views valid, restores every value bitwise, and the next Train forward equals a fresh copy's
+// (same dropout streams); assigning a model of another architecture makes the optimizer refuse.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -92,6 +95,54 @@ TEST(PropertyIo, CopiesOfRandomModelsPredictTheSameAndShareNothing) {
     EXPECT_EQ(std::memcmp(y.data(), copy.predict(x, mask).data(), y.size() * sizeof(float)), 0);
     train(copy, x, mask, 2);
     EXPECT_TRUE(same_bits(all_values(m.model), before)) << "training a copy changed the original";
+  }
+}
+
+TEST(PropertyIo, RestoringACheckpointByAssignmentKeepsTheOptimizerValid) {
+  for (int seed = 1; seed <= kModels; ++seed) {
+    const Index T = 3 + seed % 5, B = 3;
+    RandomModel<float> m = random_model<float>(40000 + seed, RandomModelOptions().steps(T).fixed_time(true));
+    SCOPED_TRACE(::testing::Message() << "model seed " << 40000 + seed << ":" << m.recipe);
+    if (m.model.params().empty()) continue;
+    const Mask mask = Mask::from_lengths(random_lengths(B, T, 15000 + seed));
+    const Tensor3<float> x = random_input(m, B, T, 16000 + seed);
+    Adam<float> adam(m.model.params(), AdamOptions().lr(0.01));
+    MeanSquaredError<float> loss;
+    auto step = [&] {
+      const Tensor3<float>& y = m.model.forward(x, mask, Mode::Train);
+      Tensor3<float> target(y.dimensions());
+      target.setConstant(0.5f);
+      loss.forward(y, target, m.model.output_mask());
+      adam.zero_grad();
+      m.model.backward(loss.grad());
+      adam.step();
+    };
+    step();
+    const Sequential<float> best = m.model;
+    const std::vector<float> saved = all_values(m.model);
+    step();
+    step();
+    m.model = best;
+    EXPECT_TRUE(same_bits(all_values(m.model), saved));
+    Sequential<float> copy = best;
+    const Tensor3<float> y = m.model.forward(x, mask, Mode::Train);
+    EXPECT_EQ(std::memcmp(y.data(), copy.forward(x, mask, Mode::Train).data(), y.size() * sizeof(float)), 0);
+    EXPECT_NO_THROW(step());
+    EXPECT_FALSE(same_bits(all_values(m.model), saved)) << "the optimizer must still update the model";
+    // Another architecture: the optimizer refuses instead of writing into the replaced layers.
+    m.model = random_model<float>(50000 + seed, RandomModelOptions().steps(T).fixed_time(true)).model;
+    bool replaced = false;
+    try {
+      adam.step();
+    } catch (const UsageError&) {
+      replaced = true;
+    }
+    if (!replaced) {  // allowed only when every layer the optimizer holds was kept in place
+      const ParamList<float> now = m.model.params();
+      for (const auto& p : adam.params())
+        EXPECT_TRUE(std::any_of(now.begin(), now.end(), [&](const Param<float>& q) { return q.value == p.value; }))
+            << p.name << " was replaced but the optimizer did not notice";
+    }
   }
 }
 

@@ -9,14 +9,35 @@
 //   out_mask(mask, T)        the mask of y (layers that change the number of steps return a new one).
 //   params()                 trainable tensors with their gradients; buffers(): saved, not trained.
 //   regularization_loss()    extra loss of the last forward (attention and weight regularizers), 0 if none.
+//   cache_bytes(B, T)        bytes of the caches a forward + backward of a (B, T) batch keeps, at least every
+//                            part that grows faster than B*T (attention probabilities); forward throws
+//                            MemoryError before any work when they, with the output and the input gradient,
+//                            exceed memory_limit() (core/memory_limit.hpp), naming the layer, the shape, the
+//                            bytes and memory_remedy(B, T).
+//   assign(other)            makes this layer a copy of `other` (same type) keeping the storage of its tensors
+//                            when their shapes match, so optimizers holding params() stay valid (core/param.hpp);
+//                            layers implement copy_from (one line: *this = static_cast<const L&>(other)).
 // Padded steps (t >= length) never change valid outputs; a layer's dx at padded steps is zero whenever dy
 // is zero there. Layers are copyable through clone() (one model copy per inference thread).
+//
+// Around every forward and backward the base class also:
+//   - refuses concurrent entry: a second thread entering forward or backward of a layer object that is still
+//     running throws UsageError at once (one atomic exchange per call) instead of computing on shared buffers;
+//     a model object serves one thread at a time: give each thread its own copy;
+//   - flushes denormals to zero for the call (core/denormals.hpp, set_flush_denormals);
+//   - rethrows a std::bad_alloc as MemoryError naming the layer and the input shape.
 
+#include <atomic>
+#include <cstddef>
 #include <memory>
+#include <new>
 #include <string>
+#include <typeinfo>
 
+#include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/mask.hpp"
+#include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/param.hpp"
 #include "seqattn/core/tensor.hpp"
 #include "seqattn/core/threads.hpp"  // every layer: Eigen's GEMMs single-threaded (determinism)
@@ -26,6 +47,26 @@ namespace seqattn {
 enum class Mode { Train, Infer };
 
 inline const char* to_string(Mode mode) { return mode == Mode::Train ? "train" : "infer"; }
+
+namespace detail {
+// Marks a layer object busy for one forward or backward; a second entry while it is busy throws UsageError.
+class InUseGuard {
+ public:
+  template <class Describe>
+  InUseGuard(std::atomic<bool>& busy, const char* call, Describe&& describe) : busy_(busy) {
+    if (busy_.exchange(true, std::memory_order_acquire))
+      throw_usage(describe(), ": ", call, " entered while another call on the same layer object is running (two "
+                  "threads using one model?); a model object serves one thread at a time: give each thread its "
+                  "own copy (copy constructor or clone())");
+  }
+  ~InUseGuard() { busy_.store(false, std::memory_order_release); }
+  InUseGuard(const InUseGuard&) = delete;
+  InUseGuard& operator=(const InUseGuard&) = delete;
+
+ private:
+  std::atomic<bool>& busy_;
+};
+}  // namespace detail
 
 template <class S>
 class Layer {
@@ -37,13 +78,20 @@ class Layer {
 
   // x: (B, T, in_features) -> y: (B, out_time(T), out_features())
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mask = Mask(), Mode mode = Mode::Infer) {
+    const detail::InUseGuard in_use(busy_, "forward", [this] { return describe(); });
+    const detail::FlushDenormalsScope flush_denormals;
     check_input(x, mask);
     const Index out_t = out_time(x.dimension(1));
     if (out_t <= 0)
       detail::throw_shape(describe(), ": input of ", x.dimension(1), " steps gives no output step");
-    ensure_shape(y_, x.dimension(0), out_t, out_features());
+    check_memory(x.dimension(0), x.dimension(1), x.dimension(2));
     has_forward_ = false;  // a forward that throws leaves nothing for backward to use
-    do_forward(x, mask, mode, y_);
+    try {
+      ensure_shape(y_, x.dimension(0), out_t, out_features());
+      do_forward(x, mask, mode, y_);
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("forward", x);
+    }
     last_mode_ = mode;
     forward_dims_ = x.dimensions();
     has_forward_ = true;
@@ -52,6 +100,8 @@ class Layer {
 
   // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features)
   const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy) {
+    const detail::InUseGuard in_use(busy_, "backward", [this] { return describe(); });
+    const detail::FlushDenormalsScope flush_denormals;
     if (!has_forward_) detail::throw_shape(describe(), ": backward called before forward");
     if (x.dimensions() != forward_dims_)
       detail::throw_shape(describe(), ": backward input expected ",
@@ -60,9 +110,40 @@ class Layer {
     if (dy.dimensions() != y_.dimensions())
       detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
     if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
-    ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
-    do_backward(x, mask, dy, dx_);
+    try {
+      ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
+      do_backward(x, mask, dy, dx_);
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("backward", x);
+    }
     return dx_;
+  }
+
+  // Bytes of the caches that a forward and backward of a (B, T, in_features) batch keep, counting at least every
+  // cache that grows faster than B*T (see the file comment); 0 when the layer has none. Saturates at
+  // kNoMemoryLimit. Sequential sums its layers', so model.cache_bytes(B, T) checks a run before it starts.
+  virtual std::size_t cache_bytes(Index /*B*/, Index /*T*/) const { return 0; }
+  // What to change when cache_bytes(B, T) exceeds the limit (ends the MemoryError message).
+  virtual std::string memory_remedy(Index /*B*/, Index /*T*/) const { return "use a smaller batch or shorter sequences"; }
+
+  // Makes this layer a copy of `other`, which must be a layer of the same type (ConfigError otherwise). When
+  // every parameter and buffer keeps its shape, their storage is kept, so optimizers built from params() stay
+  // valid; otherwise they are invalidated and detect it (Param::check_alive).
+  void assign(const Layer<S>& other) {
+    if (&other == this) return;
+    if (typeid(*this) != typeid(other))
+      detail::throw_config(describe(), ": cannot assign a ", other.describe(), " into it (another layer type)");
+    ParamList<S> before = params(), before_buffers = buffers();
+    before.insert(before.end(), before_buffers.begin(), before_buffers.end());
+    copy_from(other);
+    ParamList<S> after = params(), after_buffers = buffers();
+    after.insert(after.end(), after_buffers.begin(), after_buffers.end());
+    bool kept = before.size() == after.size();
+    for (size_t i = 0; kept && i < before.size(); ++i)
+      kept = before[i].value == after[i].value && before[i].grad == after[i].grad && before[i].shape == after[i].shape;
+    if (!kept) return;  // storage moved: the generations stay advanced, old views are refused
+    for (const auto& p : before)  // same storage: views taken before stay valid (nested layers included)
+      if (const auto id = p.owner.lock()) id->generation = p.generation;
   }
 
   Index in_features() const { return in_features_; }
@@ -80,11 +161,13 @@ class Layer {
   ParamList<S> params() {
     ParamList<S> list;
     collect_params(list);
+    stamp(list);
     return list;
   }
   ParamList<S> buffers() {
     ParamList<S> list;
     collect_buffers(list);
+    stamp(list);
     return list;
   }
   Index param_count() { return count_values(params()); }
@@ -98,8 +181,35 @@ class Layer {
   Mode last_mode() const { return last_mode_; }
 
  protected:
-  Layer(const Layer&) = default;
-  Layer& operator=(const Layer&) = default;
+  // A copy is a new layer object: a new identity, not busy. Assignment keeps the object's identity but
+  // advances its generation (its tensors may be reallocated): views taken before are refused by the
+  // optimizers unless the assignment went through assign(), which checks that the storage stayed.
+  Layer(const Layer& other)
+      : in_features_(other.in_features_),
+        y_(other.y_),
+        dx_(other.dx_),
+        forward_dims_(other.forward_dims_),
+        last_mode_(other.last_mode_),
+        has_forward_(other.has_forward_) {}
+  Layer& operator=(const Layer& other) {
+    if (this == &other) return *this;
+    in_features_ = other.in_features_;
+    y_ = other.y_;
+    dx_ = other.dx_;
+    forward_dims_ = other.forward_dims_;
+    last_mode_ = other.last_mode_;
+    has_forward_ = other.has_forward_;
+    ++identity_->generation;
+    return *this;
+  }
+
+  // *this = other as the concrete type (assign() has checked that the types are equal):
+  //   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dense&>(other); }
+  // Layers that do not implement it cannot be assigned in place (Sequential then replaces them).
+  virtual void copy_from(const Layer<S>& other) {
+    detail::throw_config(describe(), ": assignment in place is not implemented (copy_from); cannot assign ",
+                         other.describe());
+  }
 
   // y is already sized (B, out_time(T), out_features()); write every element.
   virtual void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) = 0;
@@ -119,11 +229,39 @@ class Layer {
   }
 
  private:
+  // Views from this layer's own tensors carry its identity (views of nested layers already carry theirs).
+  void stamp(ParamList<S>& list) const {
+    for (auto& p : list) {
+      if (p.tracked) continue;
+      p.owner = identity_;
+      p.generation = identity_->generation;
+      p.tracked = true;
+    }
+  }
+
+  // The caches, the output and the input gradient of a (B, T, F) batch against the limit.
+  void check_memory(Index B, Index T, Index F) const {
+    const std::size_t io = detail::saturating_add(detail::saturating_bytes(sizeof(S), {B, out_time(T), out_features()}),
+                                                  detail::saturating_bytes(sizeof(S), {B, T, F}));
+    const std::size_t need = detail::saturating_add(cache_bytes(B, T), io), limit = memory_limit();
+    if (need > limit)
+      throw MemoryError(detail::cat(describe(), ": a batch of shape ", shape_string(B, T, F), " needs ",
+                                    format_bytes(need), " for its output, input gradient and caches, above the memory limit of ",
+                                    format_bytes(limit), " (seqattn::set_memory_limit); ", memory_remedy(B, T)));
+  }
+
+  [[noreturn]] void throw_out_of_memory(const char* call, const Tensor3<S>& x) const {
+    throw MemoryError(detail::cat(describe(), ": out of memory in ", call, " for a batch of shape ", shape_string(x),
+                                  " (std::bad_alloc); ", memory_remedy(x.dimension(0), x.dimension(1))));
+  }
+
   Index in_features_;
   Tensor3<S> y_, dx_;
   Eigen::DSizes<Index, 3> forward_dims_{0, 0, 0};
   Mode last_mode_ = Mode::Infer;
   bool has_forward_ = false;
+  std::shared_ptr<LayerIdentity> identity_ = std::make_shared<LayerIdentity>();
+  std::atomic<bool> busy_{false};
 };
 
 }  // namespace seqattn

@@ -3,21 +3,47 @@
 // values, a pointer to the gradient (null for buffers) and its shape. Views stay valid while the layer
 // lives and its shapes do not change. Names follow Keras ("W", "b", "gamma"); Sequential prefixes the
 // layer index and name: "3.multi_head_attention.Wq".
+//
+// Liveness: every view that a layer's params() or buffers() returns carries its owner's identity (a
+// LayerIdentity, held weakly) and the identity's generation at that time. Destroying the layer expires the
+// identity; assigning another layer into it (operator=) advances the generation, since its tensors may have
+// been reallocated, unless the assignment went through Layer::assign / Sequential::operator=, which keep the
+// storage and so the generation. check_alive() throws UsageError for a view that is no longer valid: the
+// optimizers call it at every step, so `model = other_model` with another architecture, or an optimizer that
+// outlives its model, is an error, never a write into freed memory. Views built by hand (matrix_param) are not
+// tracked.
 
+#include <cstdint>
+#include <memory>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "seqattn/core/errors.hpp"
 #include "seqattn/core/tensor.hpp"
 
 namespace seqattn {
 
+// The identity of one layer object (core/layer.hpp): alive while the layer lives; generation advances when
+// another layer is assigned into it in a way that may move its tensors.
+struct LayerIdentity {
+  std::uint64_t generation = 0;
+};
+
 template <class S>
 struct Param {
+  Param() = default;
+  Param(std::string name_, S* value_, S* grad_, std::vector<Index> shape_)
+      : name(std::move(name_)), value(value_), grad(grad_), shape(std::move(shape_)) {}
+
   std::string name;
   S* value = nullptr;
   S* grad = nullptr;  // null for buffers (not trained)
   std::vector<Index> shape;
+  std::weak_ptr<LayerIdentity> owner;  // set by Layer::params() / buffers(); empty: not tracked
+  std::uint64_t generation = 0;        // owner's generation when this view was taken
+  bool tracked = false;
 
   Index size() const {
     return std::accumulate(shape.begin(), shape.end(), Index{1}, [](Index a, Index b) { return a * b; });
@@ -28,6 +54,20 @@ struct Param {
     std::string s = "(";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + (shape.size() == 1 ? ",)" : ")");
+  }
+  // UsageError when the layer that owns this view was destroyed, or reassigned so that its tensors may have
+  // moved (see the file comment). `who` names the caller: "Adam".
+  void check_alive(const std::string& who) const {
+    if (!tracked) return;
+    const std::shared_ptr<LayerIdentity> id = owner.lock();
+    if (!id)
+      detail::throw_usage(who, ": parameter '", name, "' belongs to a layer that no longer exists (the model was "
+                          "destroyed, or replaced by assigning a model of another architecture); build the "
+                          "optimizer again from model.params()");
+    if (id->generation != generation)
+      detail::throw_usage(who, ": parameter '", name, "' belongs to a layer that was reassigned (its tensors "
+                          "may have moved); build the optimizer again from model.params(), or assign whole "
+                          "models of the same architecture (Sequential::operator= keeps the tensors)");
   }
 };
 

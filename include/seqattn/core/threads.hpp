@@ -31,7 +31,8 @@
 //   parallel_threads(pieces, work)  threads for `pieces` independent pieces of `work` operations in all:
 //                                min(num_threads(), pieces); 1 without OpenMP, inside a parallel region, or for
 //                                less than kMinParallelWork (waking threads would cost more than they save)
-//   parallel_for(n, threads, f)  f(i) for every i in [0, n), on `threads` threads (static schedule)
+//   parallel_for(n, threads, f)  f(i) for every i in [0, n), on `threads` threads (static schedule); every
+//                                worker flushes denormals as the calling layer does (core/denormals.hpp)
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +42,7 @@
 #include <omp.h>
 #endif
 
+#include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/tensor.hpp"
 
@@ -113,8 +115,12 @@ template <class F>
 void parallel_for(Index n, int threads, F&& f) {
 #ifdef _OPENMP
   if (threads > 1 && n > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (Index i = 0; i < n; ++i) f(i);
+#pragma omp parallel num_threads(threads)
+    {
+      const FlushDenormalsScope flush_denormals;
+#pragma omp for schedule(static)
+      for (Index i = 0; i < n; ++i) f(i);
+    }
     return;
   }
 #endif

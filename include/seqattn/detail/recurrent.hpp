@@ -135,6 +135,9 @@ class RecurrentBase : public Layer<S> {
   RecurrentBase(Index in_features, Index units, Index gates, bool return_sequences, const char* type)
       : Layer<S>(in_features), units_(units), gates_(gates), return_sequences_(return_sequences) {
     if (units <= 0) throw_config(type, ": units must be positive but got ", units);
+    const Index G = checked_product(std::string(type), "gates x units", {gates, units});
+    checked_parameter<S>(std::string(type), "kernel", {in_features, G});
+    checked_parameter<S>(std::string(type), "recurrent_kernel", {units, G});
     W_.resize(in_features, gates * units);
     dW_ = Matrix<S>::Zero(in_features, gates * units);
     K_.resize(units, gates * units);

@@ -136,6 +136,7 @@ class ActivationLayer final : public Layer<S> {
   std::string name() const override { return "activation"; }
   std::string describe() const override { return "Activation(" + to_string(activation_) + ")"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<ActivationLayer>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const ActivationLayer&>(other); }
   Activation activation() const { return activation_; }
 
  protected:

@@ -46,6 +46,7 @@ class BatchNorm final : public Layer<S> {
       detail::throw_config(describe(), ": momentum must be in [0, 1] but got ", options.momentum());
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
       detail::throw_config(describe(), ": eps must be positive and finite but got ", options.eps());
+    detail::checked_parameter<S>(describe(), "gamma, beta, statistics and caches", {6, in_features});
     gamma_ = Vector<S>::Ones(in_features);
     beta_ = Vector<S>::Zero(in_features);
     dgamma_ = Vector<S>::Zero(in_features);
@@ -69,6 +70,7 @@ class BatchNorm final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<BatchNorm>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const BatchNorm&>(other); }
 
   const BatchNormOptions& options() const { return options_; }
   // gamma is used only when scale is on, beta only when center is on.

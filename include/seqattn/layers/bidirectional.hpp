@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 #include <utility>
 
 #include "seqattn/core/layer.hpp"
@@ -48,7 +49,20 @@ class Bidirectional final : public Layer<S> {
 
   Bidirectional(const Bidirectional& other)
       : Layer<S>(other), fwd_(other.fwd_->clone()), bwd_(other.bwd_->clone()), options_(other.options_) {}
-  Bidirectional& operator=(const Bidirectional&) = delete;
+  // Each direction is assigned in place when it has the same type (Layer::assign keeps its tensors when their
+  // shapes match), else replaced by a copy.
+  Bidirectional& operator=(const Bidirectional& other) {
+    if (this == &other) return *this;
+    auto fwd = typeid(*fwd_) == typeid(*other.fwd_) ? nullptr : other.fwd_->clone();
+    auto bwd = typeid(*bwd_) == typeid(*other.bwd_) ? nullptr : other.bwd_->clone();
+    if (fwd) fwd_ = std::move(fwd);
+    else fwd_->assign(*other.fwd_);
+    if (bwd) bwd_ = std::move(bwd);
+    else bwd_->assign(*other.bwd_);
+    options_ = other.options_;
+    Layer<S>::operator=(other);
+    return *this;
+  }
 
   Layer<S>& forward_layer() { return *fwd_; }
   Layer<S>& backward_layer() { return *bwd_; }
@@ -66,6 +80,10 @@ class Bidirectional final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Bidirectional>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Bidirectional&>(other); }
+  std::size_t cache_bytes(Index B, Index T) const override {
+    return detail::saturating_add(fwd_->cache_bytes(B, T), bwd_->cache_bytes(B, T));
+  }
   S regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
 
  protected:

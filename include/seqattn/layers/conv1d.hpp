@@ -22,6 +22,7 @@
 // two GEMMs and a col2im scatter. detail/conv1d_reference.hpp holds the naive loops it is tested against.
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,7 +64,13 @@ class Conv1D final : public Layer<S> {
     if (options.stride() <= 0) detail::throw_config(describe(), ": stride must be positive but got ", options.stride());
     if (options.dilation() <= 0)
       detail::throw_config(describe(), ": dilation must be positive but got ", options.dilation());
-    const Index rows = kernel_size * in_features;
+    const Index reach = detail::checked_product(describe(), "dilation x (kernel_size - 1)",
+                                                {options.dilation(), kernel_size - 1});
+    if (reach == std::numeric_limits<Index>::max())
+      detail::throw_config(describe(), ": the receptive field dilation x (kernel_size - 1) + 1 overflows");
+    const Index rows = detail::checked_product(describe(), "kernel_size x input features", {kernel_size, in_features});
+    detail::checked_parameter<S>(describe(), "kernel W", {rows, filters});
+    detail::checked_product(describe(), "kernel_size x filters", {kernel_size, filters});  // fan-out of the init
     Rng rng(options.seed().value_or(next_seed()));
     W_.resize(rows, filters);
     options.kernel_init().fill(W_, rows, kernel_size * filters, rng);
@@ -102,6 +109,11 @@ class Conv1D final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Conv1D>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Conv1D&>(other); }
+  // The unrolled windows (B*T', kernel_size*C) and their gradient.
+  std::size_t cache_bytes(Index B, Index T) const override {
+    return detail::saturating_bytes(sizeof(S), {2, B, out_time(T), geometry_.kernel_size, this->in_features()});
+  }
 
   Index filters() const { return filters_; }
   Index kernel_size() const { return geometry_.kernel_size; }

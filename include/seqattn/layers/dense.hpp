@@ -34,6 +34,7 @@ class Dense final : public Layer<S> {
   Dense(Index in_features, Index units, DenseOptions options = DenseOptions())
       : Layer<S>(in_features), units_(units), options_(options) {
     if (units <= 0) detail::throw_config("Dense: units must be positive but got ", units);
+    detail::checked_parameter<S>(describe(), "kernel W", {in_features, units});
     Rng rng(options.seed().value_or(next_seed()));
     W_.resize(in_features, units);
     options.kernel_init().fill(W_, in_features, units, rng);
@@ -56,6 +57,7 @@ class Dense final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dense>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Dense&>(other); }
 
   Index units() const { return units_; }
   const DenseOptions& options() const { return options_; }

@@ -38,6 +38,7 @@ class Dropout final : public Layer<S> {
   std::string name() const override { return "dropout"; }
   std::string describe() const override { return detail::cat("Dropout(rate=", rate_, ")"); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dropout>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Dropout&>(other); }
 
   double rate() const { return rate_; }
   const DropoutOptions& options() const { return options_; }

@@ -50,6 +50,7 @@ class Embedding final : public Layer<S> {
                            "scalar type (use double)");
     if (in_features != 1)
       detail::throw_config(describe(), ": input features expected 1 (one id per step) but got ", in_features);
+    detail::checked_parameter<S>(describe(), "table E", {vocab_size, dim});
     Rng rng(options.seed().value_or(next_seed()));
     E_.resize(vocab_size, dim);
     options.init().fill(E_, vocab_size, dim, rng);
@@ -73,6 +74,7 @@ class Embedding final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Embedding>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Embedding&>(other); }
 
   Index vocab_size() const { return vocab_; }
   Index dim() const { return dim_; }

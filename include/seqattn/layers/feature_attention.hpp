@@ -40,6 +40,7 @@ class FeatureAttention final : public Layer<S> {
   explicit FeatureAttention(Index in_features, FeatureAttentionOptions options = FeatureAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     const Index F = in_features;
+    detail::checked_parameter<S>(describe(), "kernel W", {F, F});
     Rng rng(options.seed().value_or(next_seed()));
     W_.resize(F, F);
     options.kernel_init().fill(W_, F, F, rng);
@@ -60,6 +61,7 @@ class FeatureAttention final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<FeatureAttention>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const FeatureAttention&>(other); }
 
   const FeatureAttentionOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }

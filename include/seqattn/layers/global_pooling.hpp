@@ -94,6 +94,7 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   std::string name() const override { return "global_max_pool"; }
   std::string describe() const override { return "GlobalMaxPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalMaxPool>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalMaxPool&>(other); }
   // Step of the maximum for each (b, f) of the last forward, -1 for a sequence of length 0. (B, F)
   const Matrix<Index>& argmax() const { return argmax_; }
 
@@ -136,6 +137,7 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   std::string name() const override { return "global_avg_pool"; }
   std::string describe() const override { return "GlobalAvgPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalAvgPool>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalAvgPool&>(other); }
 
  protected:
   // x (B, T, F) -> y (B, 1, F) = sum over valid t / len  (0 when len = 0)
@@ -170,6 +172,7 @@ class LastStep final : public detail::GlobalPoolBase<S> {
   std::string name() const override { return "last_step"; }
   std::string describe() const override { return "LastStep()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStep>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStep&>(other); }
 
  protected:
   // x (B, T, F) -> y (B, 1, F) = x[b, len - 1]  (0 when len = 0)

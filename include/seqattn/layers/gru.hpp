@@ -72,6 +72,7 @@ class GRU final : public detail::RecurrentBase<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GRU>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const GRU&>(other); }
 
   const GRUOptions& options() const { return options_; }
   Matrix<S>& bias() { return b_; }  // (2, 3U): input bias, recurrent bias

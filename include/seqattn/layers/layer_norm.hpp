@@ -34,6 +34,7 @@ class LayerNorm final : public Layer<S> {
       : Layer<S>(in_features), options_(options) {
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
       detail::throw_config(describe(), ": eps must be positive and finite but got ", options.eps());
+    detail::checked_parameter<S>(describe(), "gamma and beta", {2, in_features});
     gamma_ = Vector<S>::Ones(in_features);
     beta_ = Vector<S>::Zero(in_features);
     dgamma_ = Vector<S>::Zero(in_features);
@@ -49,6 +50,7 @@ class LayerNorm final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LayerNorm>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const LayerNorm&>(other); }
 
   const LayerNormOptions& options() const { return options_; }
   // gamma is used only when scale is on, beta only when center is on.

@@ -72,6 +72,7 @@ class LSTM final : public detail::RecurrentBase<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LSTM>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const LSTM&>(other); }
 
   const LSTMOptions& options() const { return options_; }
   Vector<S>& bias() { return b_; }

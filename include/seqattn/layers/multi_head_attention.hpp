@@ -92,8 +92,11 @@ class MultiHeadAttention final : public Layer<S> {
     if (!is_elementwise(options.activation()))
       detail::throw_config(describe(), ": activation must be elementwise but got ", to_string(options.activation()));
 
+    const Index hd = detail::checked_product(describe(), "heads x head_size", {heads_, head_size_});
+    for (const Index rows : {in_features, key_features_, key_features_})
+      detail::checked_parameter<S>(describe(), "an input projection", {rows, hd});
+    detail::checked_parameter<S>(describe(), "the output projection Wo", {hd, out_features_});
     Rng rng(options.seed().value_or(next_seed()));
-    const Index hd = heads_ * head_size_;
     init_projection(Wq_, bq_, dWq_, dbq_, in_features, hd, rng);
     init_projection(Wk_, bk_, dWk_, dbk_, key_features_, hd, rng);
     init_projection(Wv_, bv_, dWv_, dbv_, key_features_, hd, rng);
@@ -139,6 +142,20 @@ class MultiHeadAttention final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
+
+  // The attention probabilities (B*H, Tq, Tk), twice with attention dropout, and the (B*T, H*dh) projections
+  // and their gradients; Tk is the key/value length inside a cross-attention call, else T.
+  std::size_t cache_bytes(Index B, Index T) const override {
+    const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
+    const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, Tk});
+    const std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
+    return detail::saturating_add(options_.attention_dropout() > 0 ? detail::saturating_add(probs, probs) : probs, rows);
+  }
+  std::string memory_remedy(Index, Index) const override {
+    return "it keeps batch x heads x T x T attention probabilities for backward: use a smaller batch or cut the "
+           "sequences into shorter windows";
+  }
 
   Index heads() const { return heads_; }
   Index head_size() const { return head_size_; }
@@ -221,6 +238,7 @@ class MultiHeadAttention final : public Layer<S> {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
     for (Index bh = 0; bh < B * H; ++bh) {
+      const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
       HeadMap P(attention_.data() + bh * Tq * Tk, Tq, Tk, Eigen::OuterStride<>(Tk));
@@ -307,6 +325,7 @@ class MultiHeadAttention final : public Layer<S> {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
     for (Index bh = 0; bh < B * H; ++bh) {
+      const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
       const S* p = attention_.data() + bh * Tq * Tk;

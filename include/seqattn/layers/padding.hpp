@@ -38,7 +38,8 @@ inline Padding padding_from_string(const std::string& name) {
   detail::throw_config("padding: unknown name '", name, "' (expected valid, same or causal)");
 }
 
-// The window geometry of one layer (sizes already validated: all >= 1).
+// The window geometry of one layer (sizes already validated: all >= 1, dilation * (kernel_size - 1) + 1 fits in
+// Index: Conv1D checks it).
 struct WindowGeometry {
   Index kernel_size = 1;
   Index stride = 1;
@@ -50,7 +51,7 @@ struct WindowGeometry {
   // Output steps for a sequence of L >= 0 steps (0 when L is too short for valid padding).
   Index out_length(Index L) const {
     if (padding == Padding::Valid) return L >= receptive_field() ? (L - receptive_field()) / stride + 1 : 0;
-    return (L + stride - 1) / stride;
+    return L <= 0 ? 0 : (L - 1) / stride + 1;  // ceil(L / stride) without overflow for any stride
   }
 
   // Zeros added before the first step of a sequence of L steps.

@@ -70,7 +70,7 @@ class WindowPoolBase : public Layer<S> {
   bool partial_windows() const { return partial_; }
   // Output steps of a sequence of `len` valid steps (also T_out for len = T).
   Index out_length(Index len) const {
-    if (partial_) return (len + stride_ - 1) / stride_;
+    if (partial_) return len <= 0 ? 0 : (len - 1) / stride_ + 1;  // ceil(len / stride), no overflow
     return len >= size_ ? (len - size_) / stride_ + 1 : 0;
   }
 
@@ -89,6 +89,7 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
       : detail::WindowPoolBase<S>("MaxPool1D", in_features, size, options) {}
   std::string name() const override { return "max_pool1d"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MaxPool1D>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const MaxPool1D&>(other); }
 
  protected:
   // x (B, T, F) -> y (B, T_out, F): y[b, j, f] = max over t in window j (valid part) of x[b, t, f];
@@ -142,6 +143,7 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
       : detail::WindowPoolBase<S>("AvgPool1D", in_features, size, options) {}
   std::string name() const override { return "avg_pool1d"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<AvgPool1D>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const AvgPool1D&>(other); }
 
  protected:
   // x (B, T, F) -> y (B, T_out, F): y[b, j] = mean of x[b, t] over the valid steps t of window j

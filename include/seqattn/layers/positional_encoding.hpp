@@ -25,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,8 @@ inline Index position_dim(const std::string& who, Index in_features, PositionMod
     return in_features;
   }
   if (output_dim <= 0) throw_config(who, ": output_dim must be positive in concat mode but got ", output_dim);
+  if (output_dim > std::numeric_limits<Index>::max() - in_features)
+    throw_config(who, ": input features + output_dim = ", in_features, " + ", output_dim, " overflows");
   return output_dim;
 }
 
@@ -137,6 +140,7 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   std::string name() const override { return "sinusoidal_positional_encoding"; }
   std::string describe() const override { return describe_with(options_, dim_); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SinusoidalPositionalEncoding>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const SinusoidalPositionalEncoding&>(other); }
 
   const SinusoidalOptions& options() const { return options_; }
   Index encoding_dim() const { return dim_; }
@@ -186,6 +190,7 @@ class PositionEmbedding final : public Layer<S> {
     const std::string who = describe_with(max_length, options, options.output_dim());
     if (max_length <= 0) detail::throw_config(who, ": max_length must be positive but got ", max_length);
     dim_ = detail::position_dim(who, in_features, options.mode(), options.output_dim());
+    detail::checked_parameter<S>(who, "table E", {max_length, dim_});
     Rng rng(options.seed().value_or(next_seed()));
     E_.resize(max_length, dim_);
     options.embeddings_init().fill(E_, max_length, dim_, rng);
@@ -198,6 +203,7 @@ class PositionEmbedding final : public Layer<S> {
   std::string name() const override { return "position_embedding"; }
   std::string describe() const override { return describe_with(max_length_, options_, dim_); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<PositionEmbedding>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const PositionEmbedding&>(other); }
 
   Index max_length() const { return max_length_; }
   Index encoding_dim() const { return dim_; }

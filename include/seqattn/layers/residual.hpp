@@ -35,6 +35,9 @@ class Residual final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Residual>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Residual&>(other); }
+  std::size_t cache_bytes(Index B, Index T) const override { return body_.cache_bytes(B, T); }
+  std::string memory_remedy(Index B, Index T) const override { return body_.memory_remedy(B, T); }
   S regularization_loss() const override { return body_.regularization_loss(); }
 
  protected:

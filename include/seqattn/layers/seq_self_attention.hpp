@@ -86,6 +86,10 @@ class SeqSelfAttention final : public Layer<S> {
   explicit SeqSelfAttention(Index in_features, Options options = Options()) : Layer<S>(in_features), options_(options) {
     validate();
     const Index F = in_features, U = options_.units();
+    if (additive())
+      detail::checked_parameter<S>(describe(), "kernel Wt", {F, U});
+    else
+      detail::checked_parameter<S>(describe(), "kernel Wa", {F, F});
     Rng rng(options_.seed().value_or(next_seed()));
     if (additive()) {
       init_matrix(Wt_, dWt_, F, U, options_.kernel_init(), rng);
@@ -110,6 +114,7 @@ class SeqSelfAttention final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqSelfAttention>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqSelfAttention&>(other); }
 
   const Options& options() const { return options_; }
   bool additive() const { return options_.attention_type() == AttentionType::Additive; }
@@ -141,6 +146,22 @@ class SeqSelfAttention final : public Layer<S> {
           if (s >= 0 && s < T) dense(b, t, s) = A_(b, t, j);
         }
     return dense;
+  }
+
+  // Scores and probabilities (B, T, W) with W the band's columns for T steps (T without a width), the dense
+  // (T, T) scratch of global attention (twice with the attention regularizer) and the projections.
+  std::size_t cache_bytes(Index B, Index T) const override {
+    const Index W = detail::AttentionBand{options_.attention_width().value_or(0), options_.history_only(), T}.cols();
+    const Index U = additive() ? options_.units() : this->in_features();
+    std::size_t bytes = detail::saturating_bytes(sizeof(S), {2, B, T, W});
+    if (!options_.attention_width()) bytes = detail::saturating_add(bytes, detail::saturating_bytes(sizeof(S), {regularized() ? 2 : 1, T, T}));
+    return detail::saturating_add(bytes, detail::saturating_bytes(sizeof(S), {2, B, T, U}));
+  }
+  std::string memory_remedy(Index, Index) const override {
+    if (options_.attention_width())
+      return "it keeps batch x T x attention_width scores and probabilities: use a smaller attention_width or batch";
+    return "global attention keeps batch x T x T scores and probabilities: set attention_width to bound the keys "
+           "each step sees (memory batch x T x width), or use a smaller batch or shorter sequences";
   }
 
   // Attention regularizer of the last forward plus the weight penalties of the current weights.

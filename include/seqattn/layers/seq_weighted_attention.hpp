@@ -38,6 +38,7 @@ class SeqWeightedAttention final : public Layer<S> {
  public:
   explicit SeqWeightedAttention(Index in_features, SeqWeightedAttentionOptions options = SeqWeightedAttentionOptions())
       : Layer<S>(in_features), options_(options) {
+    detail::checked_parameter<S>(describe(), "kernel W", {in_features, 1});
     Rng rng(options.seed().value_or(next_seed()));
     W_.resize(in_features, 1);
     options.kernel_init().fill(W_, in_features, 1, rng);
@@ -57,6 +58,7 @@ class SeqWeightedAttention final : public Layer<S> {
     return options_.use_bias() ? "SeqWeightedAttention()" : "SeqWeightedAttention(use_bias=false)";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqWeightedAttention>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqWeightedAttention&>(other); }
 
   const SeqWeightedAttentionOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }

@@ -42,6 +42,7 @@ class TemporalAttention final : public Layer<S> {
   TemporalAttention(Index in_features, Index time_steps, TemporalAttentionOptions options = TemporalAttentionOptions())
       : Layer<S>(in_features), steps_(time_steps), options_(options) {
     if (time_steps <= 0) detail::throw_config(describe(), ": time_steps must be positive but got ", time_steps);
+    detail::checked_parameter<S>(describe(), "kernel W", {time_steps, time_steps});
     Rng rng(options.seed().value_or(next_seed()));
     W_.resize(time_steps, time_steps);
     options.kernel_init().fill(W_, time_steps, time_steps, rng);
@@ -66,6 +67,7 @@ class TemporalAttention final : public Layer<S> {
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TemporalAttention>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const TemporalAttention&>(other); }
 
   Index time_steps() const { return steps_; }
   const TemporalAttentionOptions& options() const { return options_; }

@@ -51,6 +51,9 @@ class TransformerEncoderBlock final : public Layer<S> {
                        options_.causal() ? ", causal" : "", ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
+  std::size_t cache_bytes(Index B, Index T) const override { return mha_.cache_bytes(B, T); }
+  std::string memory_remedy(Index B, Index T) const override { return mha_.memory_remedy(B, T); }
 
   MultiHeadAttention<S>& attention_layer() { return mha_; }
   const MultiHeadAttention<S>& attention_layer() const { return mha_; }

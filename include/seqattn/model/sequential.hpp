@@ -19,6 +19,8 @@
 // params()/buffers(): every layer's, named "<index>.<layer name>.<param name>": "0.dense.W",
 // "3.multi_head_attention.Wq", nested: "1.sequential.0.dense.W". regularization_loss() sums the layers'.
 // Copies (copy constructor, clone()) are deep: each layer is cloned; a copy shares nothing with the original.
+// Assignment (operator=, also by move) copies into the existing layers when their shapes match, so optimizers
+// stay valid (see operator=).
 // Finite-check mode, set_check_finite(true) (off by default; one pass over each layer's output when on): forward
 // checks the model input and then each layer's output, backward the output gradient dy and then each layer's
 // input gradient and parameter gradients, at the valid steps of their masks, and throws seqattn::Error at the
@@ -34,6 +36,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -55,14 +58,21 @@ class Sequential final : public Layer<S> {
     layers_.reserve(other.layers_.size());
     for (const auto& layer : other.layers_) layers_.push_back(layer->clone());
   }
+  // Assignment keeps this model's tensors wherever it can, so an optimizer built from params() stays valid
+  // (`best = model; ...; model = best; adam.step()` restores a checkpoint): layer i is assigned in place
+  // (Layer::assign: every value, option and random stream of other's layer i) when both have the same type and
+  // the same parameter and buffer shapes; any other layer is replaced by a copy of other's (moved from other
+  // for a move), and an optimizer still holding the replaced layer's parameters throws UsageError at its next
+  // step (core/param.hpp).
   Sequential& operator=(const Sequential& other) {
-    if (this == &other) return *this;
-    Sequential copy(other);
-    *this = std::move(copy);
+    if (this != &other) assign_model(other, nullptr);
+    return *this;
+  }
+  Sequential& operator=(Sequential&& other) {
+    if (this != &other) assign_model(other, &other);
     return *this;
   }
   Sequential(Sequential&&) = default;
-  Sequential& operator=(Sequential&&) = default;
   ~Sequential() override = default;
 
   // Constructs L(out_features(), args...) at the end of the model and returns it.
@@ -138,9 +148,38 @@ class Sequential final : public Layer<S> {
     return total;
   }
 
+  // The sum over the layers (their caches coexist between forward and backward), T followed through them.
+  std::size_t cache_bytes(Index B, Index T) const override {
+    std::size_t total = 0;
+    for (const auto& layer : layers_) {
+      total = detail::saturating_add(total, layer->cache_bytes(B, T));
+      T = layer->out_time(T);
+    }
+    return total;
+  }
+  // Names the layer that needs the most and its own remedy.
+  std::string memory_remedy(Index B, Index T) const override {
+    size_t largest = 0;
+    std::size_t most = 0;
+    Index t = T, t_largest = T;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::size_t bytes = layers_[i]->cache_bytes(B, t);
+      if (bytes > most) {
+        most = bytes;
+        largest = i;
+        t_largest = t;
+      }
+      t = layers_[i]->out_time(t);
+    }
+    if (most == 0) return Layer<S>::memory_remedy(B, T);
+    return detail::cat("layer ", largest, " ", layers_[largest]->describe(), " needs ", format_bytes(most), ": ",
+                       layers_[largest]->memory_remedy(B, t_largest));
+  }
+
   std::string name() const override { return "sequential"; }
   std::string describe() const override { return detail::cat("Sequential(layers=", size(), ")"); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Sequential>(*this); }
+  void copy_from(const Layer<S>& other) override { *this = static_cast<const Sequential&>(other); }
 
   // A Keras-style table: one row per layer "index name (describe)", its output shape for an input of T steps
   // (T < 0: unknown, printed None; the batch is always None) and its number of values (parameters + buffers,
@@ -247,6 +286,44 @@ class Sequential final : public Layer<S> {
   void collect_buffers(ParamList<S>& list) override { collect(list, true); }
 
  private:
+  // operator= (source: nullptr) and move assignment (source: &other, whose replaced layers are moved).
+  void assign_model(const Sequential& other, Sequential* source) {
+    const size_t n = other.layers_.size();
+    std::vector<std::unique_ptr<Layer<S>>> layers(n);
+    std::vector<bool> in_place(n, false);
+    for (size_t i = 0; i < n; ++i) {  // everything that may throw before this model changes
+      in_place[i] = i < layers_.size() && same_storage_shapes(*layers_[i], *other.layers_[i]);
+      if (!in_place[i]) layers[i] = source ? std::move(source->layers_[i]) : other.layers_[i]->clone();
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!in_place[i]) continue;
+      try {
+        layers_[i]->assign(*other.layers_[i]);
+        layers[i] = std::move(layers_[i]);
+      } catch (const ConfigError&) {  // a layer without copy_from: replaced
+        layers[i] = other.layers_[i]->clone();
+      }
+    }
+    layers_ = std::move(layers);
+    masks_ = other.masks_;
+    x_ = other.x_;
+    check_finite_ = other.check_finite_;
+    Layer<S>::operator=(other);
+  }
+
+  // Same concrete type and the same names and shapes of parameters and buffers.
+  static bool same_storage_shapes(Layer<S>& a, const Layer<S>& b_const) {
+    Layer<S>& b = const_cast<Layer<S>&>(b_const);  // params() only reads
+    if (typeid(a) != typeid(b)) return false;
+    auto same = [](const ParamList<S>& x, const ParamList<S>& y) {
+      if (x.size() != y.size()) return false;
+      for (size_t i = 0; i < x.size(); ++i)
+        if (x[i].name != y[i].name || x[i].shape != y[i].shape) return false;
+      return true;
+    };
+    return same(a.params(), b.params()) && same(a.buffers(), b.buffers());
+  }
+
   size_t checked(Index i) const {
     if (i < 0 || i >= size())
       detail::throw_shape("Sequential: layer index ", i, " out of range (the model has ", size(), " layers)");

@@ -9,9 +9,11 @@
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
 //   p = p - lr / (1 - beta1^t) * m / denom
 // Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
-// decoupled_weight_decay false, amsgrad false. Invalid values throw ConfigError: "Adam: lr must be >= 0 but got -1".
-// The optimizer keeps views of the parameters (a ParamList from model.params()): the model must outlive it
-// and keep its parameter shapes. The moments are stored per parameter, by position in the list. step() does
+// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
+// "Adam: lr must be a finite number >= 0 but got inf".
+// The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
+// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
+// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are stored per parameter, by position in the list. step() does
 // not allocate. zero_grad() zeroes every gradient (backward adds into them).
 
 #include <algorithm>
@@ -59,6 +61,7 @@ class Adam {
 
   // One update of every parameter from its current gradient.
   void step() {
+    detail::check_params_alive(params_, name());  // before any update
     ++step_;
     const double t = static_cast<double>(step_);
     const double lr = options_.lr(), b1 = options_.beta1(), b2 = options_.beta2(), wd = options_.weight_decay();
@@ -98,6 +101,7 @@ class Adam {
   }
 
   void zero_grad() {
+    detail::check_params_alive(params_, name());
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 

@@ -4,7 +4,8 @@
 //   scale = max_norm / (norm + 1e-6); when scale < 1 every gradient is multiplied by it
 // Returns the norm before clipping. Parameters without a gradient (buffers) are skipped. A non-finite norm
 // is returned as is (the gradients are then scaled by NaN or 0, as PyTorch does with error_if_nonfinite off).
-// ConfigError for a negative or NaN max_norm.
+// ConfigError for a negative or NaN max_norm (infinity: no clipping); UsageError for a view whose layer was
+// destroyed or reassigned (core/param.hpp).
 
 #include <cmath>
 
@@ -16,6 +17,7 @@ namespace seqattn {
 template <class S>
 S clip_grad_norm(const ParamList<S>& params, S max_norm) {
   if (!(max_norm >= S(0))) detail::throw_config("clip_grad_norm: max_norm must be >= 0 but got ", max_norm);
+  for (const auto& p : params) p.check_alive("clip_grad_norm");
   double sum = 0.0;
   for (const auto& p : params)
     if (p.grad)

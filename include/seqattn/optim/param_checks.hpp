@@ -1,7 +1,10 @@
 #pragma once
-// Checks shared by the optimizers (Adam, SGD): parameter lists and option ranges. All throw ConfigError
-// naming the optimizer: "Adam: lr must be >= 0 but got -1".
+// Checks shared by the optimizers (Adam, SGD): parameter lists and option ranges. Option checks throw
+// ConfigError naming the optimizer: "Adam: lr must be a finite number >= 0 but got inf"; options are finite
+// (an infinite learning rate would turn every weight into NaN at the first step). check_params_alive throws
+// UsageError when a parameter's layer was destroyed or reassigned (core/param.hpp), before any update.
 
+#include <limits>
 #include <string>
 
 #include "seqattn/core/errors.hpp"
@@ -24,9 +27,16 @@ void check_optimizer_params(const ParamList<S>& params, const std::string& who) 
   }
 }
 
-// value >= lo (NaN fails).
+// Every view still belongs to a living layer with the same storage (Param::check_alive).
+template <class S>
+void check_params_alive(const ParamList<S>& params, const std::string& who) {
+  for (const auto& p : params) p.check_alive(who);
+}
+
+// value finite and >= lo (NaN and Inf fail).
 inline void check_at_least(const std::string& who, const char* name, double value, double lo) {
-  if (!(value >= lo)) throw_config(who, ": ", name, " must be >= ", lo, " but got ", value);
+  if (!(value >= lo && value <= std::numeric_limits<double>::max()))
+    throw_config(who, ": ", name, " must be a finite number >= ", lo, " but got ", value);
 }
 // value in [0, 1) (NaN fails).
 inline void check_unit(const std::string& who, const char* name, double value) {

@@ -5,9 +5,9 @@
 //                   g = nesterov ? g + momentum * buf : buf
 //   p = p - lr * g
 // Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
-// ConfigError for a negative lr, momentum or weight decay, a dampening outside [0, 1], and nesterov without
-// momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters (the model must outlive
-// it), one momentum buffer per parameter by position, and step() does not allocate.
+// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
+// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
+// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position, and step() does not allocate.
 
 #include <algorithm>
 #include <cstdint>
@@ -47,6 +47,7 @@ class SGD {
   }
 
   void step() {
+    detail::check_params_alive(params_, "SGD");  // before any update
     ++step_;
     const S lr = static_cast<S>(options_.lr()), mom = static_cast<S>(options_.momentum()),
             damp = static_cast<S>(1.0 - options_.dampening()), wd = static_cast<S>(options_.weight_decay());
@@ -73,6 +74,7 @@ class SGD {
   }
 
   void zero_grad() {
+    detail::check_params_alive(params_, "SGD");
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 
