@@ -4,6 +4,7 @@
 // non-finite loss, and save_model refusing a non-finite model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +30,10 @@ Dataset toy(Index n, Index steps, Index features) {
   for (Index i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 2));
   d.class_names = {"1", "2"};
   return d;
+}
+
+bool same_values(const Dataset& a, const Dataset& b) {
+  return a.x.size() == b.x.size() && std::equal(a.x.data(), a.x.data() + a.x.size(), b.x.data());
 }
 
 template <class F>
@@ -68,13 +73,13 @@ TEST(ExampleChecks, StandardizeRefusesSetsWithOtherFeatureCounts) {
   const Dataset wider_before = wider;
   EXPECT_EQ(error_of([&] { standardize(train, {&wider}); }),
             "standardize: target 0 expected 2 features (those of the fitted set) but got 3");
-  for (Index k = 0; k < wider.x.size(); ++k) EXPECT_EQ(wider.x.data()[k], wider_before.x.data()[k]);
+  EXPECT_TRUE(same_values(wider, wider_before));
   Dataset narrower = toy(3, 5, 1);
   Dataset copy = train;
   const std::vector<Dataset*> both = {&copy, &narrower};
   EXPECT_EQ(error_of([&] { standardize(train, both); }),
             "standardize: target 1 expected 2 features (those of the fitted set) but got 1");
-  for (Index k = 0; k < copy.x.size(); ++k) EXPECT_EQ(copy.x.data()[k], train.x.data()[k]);  // nothing changed
+  EXPECT_TRUE(same_values(copy, train));  // nothing changed, not even the targets before the bad one
   Dataset too_long = toy(2, 5, 2);
   too_long.lengths[1] = 6;
   EXPECT_EQ(error_of([&] { standardize(train, {&too_long}); }),
