@@ -8,7 +8,8 @@
 //                                         such file or directory", "data/: is a directory, not a data file").
 //   parse_ucr(text, name, classes = {}, classes_from = "")   the same from the file's contents (name is used in
 //                                         error messages)
-// A UTF-8 byte-order mark at the start is skipped; UTF-16 text (its byte-order marks) is refused.
+// UTF-8 byte-order marks are skipped like spaces at the start and end of lines and fields (a file's own, and
+// those of files joined with `cat`); UTF-16 text (its byte-order marks) is refused.
 //
 // Text format (UCR 2015 .txt/.csv, UCR 2018 .tsv): one univariate series per line, the class label first,
 // then the values, separated by commas, or by tabs and spaces (runs of them count as one separator). A numeric
@@ -60,11 +61,28 @@ struct Record {
   Index line = 0;
 };
 
+// `s` without white space and UTF-8 byte-order marks (U+FEFF, a zero-width space) at either end.
 inline std::string trim(const std::string& s) {
-  const char* ws = " \t\r\n\v\f";
-  const size_t begin = s.find_first_not_of(ws);
-  if (begin == std::string::npos) return "";
-  return s.substr(begin, s.find_last_not_of(ws) - begin + 1);
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
+  const std::string bom = "\xEF\xBB\xBF";
+  size_t begin = 0, end = s.size();
+  for (;;) {
+    if (begin < end && space(s[begin]))
+      ++begin;
+    else if (end - begin >= 3 && s.compare(begin, 3, bom) == 0)
+      begin += 3;
+    else
+      break;
+  }
+  for (;;) {
+    if (end > begin && space(s[end - 1]))
+      --end;
+    else if (end - begin >= 3 && s.compare(end - 3, 3, bom) == 0)
+      end -= 3;
+    else
+      break;
+  }
+  return s.substr(begin, end - begin);
 }
 
 inline std::string lower(std::string s) {

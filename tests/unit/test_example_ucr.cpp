@@ -179,6 +179,9 @@ TEST(ExampleUcr, SkipsAUtf8ByteOrderMark) {
   EXPECT_FLOAT_EQ(d.x(0, 0, 0), 0.5f);
   const Dataset tsv = parse_ucr(bom + "1\t0.5\n2\t1\n1\t3\n", "train.tsv");
   EXPECT_EQ(tsv.class_names, (std::vector<std::string>{"1", "2"}));
+  const Dataset joined = parse_ucr(bom + "1,0.5\n2,1\n" + bom + "2,3\n", "joined.csv");  // cat a.csv b.csv
+  EXPECT_EQ(joined.class_names, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(joined.labels, (std::vector<int>{0, 1, 1}));
   const Dataset ts = parse_ucr(bom + "@classLabel true A B\n@data\n1,2:A\n3,4:B\n", "toy.txt");  // detected as .ts
   EXPECT_EQ(ts.size(), 2);
   EXPECT_EQ(ts.class_names, (std::vector<std::string>{"A", "B"}));
