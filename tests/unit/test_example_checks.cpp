@@ -141,6 +141,12 @@ TEST(ExampleChecks, OutputDirectoryIsCheckedBeforeAnyWork) {
             "--out " + dir + ": " + dir + "/model.sqw is a directory, so the model could not be saved there");
   fs::remove(file);
   fs::remove_all(scratch("out_dir"));
+  // A directory no one can create files in, not even root (tests may run as root, where permissions do not stop
+  // a write): procfs.
+  if (fs::is_directory("/proc/self")) {
+    const std::string message = error_of([&] { check_output_dir("/proc"); });
+    EXPECT_EQ(message.rfind("--out /proc: cannot write in the directory", 0), 0u) << message;
+  }
 }
 
 // --train naming a directory said "no series found"; files are checked before the output directory is made.
