@@ -1,8 +1,10 @@
 // libFuzzer target for the command-line options of the time-series classifier example (parse_options in
 // examples/time_series_classifier/options.hpp). The input is split at NUL bytes into arguments (at most 64)
 // after argv[0]. Every input must either give options inside their documented ranges or throw
-// std::invalid_argument or cxxopts::exceptions::exception (the program prints those and exits with 1);
-// anything else (another exception, a crash, a sanitizer report, a value out of range) is a bug.
+// std::invalid_argument naming the option (the program prints it and exits with 1; cxxopts' own exceptions are
+// rethrown as std::invalid_argument); anything else (another exception, a crash, a sanitizer report, a value
+// out of range, heads not dividing d-model, an unknown task) is a bug. Seeds include non-finite and partly
+// numeric values ("--lr inf", "-e nan", "--lr 0.01x").
 // Seeds: fuzz/corpus/options (written by fuzz/make_corpus.cpp).
 #include <cmath>
 #include <cstdint>
@@ -35,8 +37,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (tsc::Index v : {o.ffn, o.epochs, o.maps, o.train_size, o.test_size})
       if (v < 0 || v > max) std::abort();
     if (!(std::isfinite(o.lr) && o.lr > 0)) std::abort();
-  } catch (const std::invalid_argument&) {
-  } catch (const cxxopts::exceptions::exception&) {
+    if (o.attention == tsc::AttentionKind::MultiHead && o.d_model % o.heads != 0) std::abort();
+    if (!tsc::options_detail::known_task(o.task) || (o.task == "ucr" && o.train_file.empty()) || o.out.empty())
+      std::abort();
+  } catch (const std::invalid_argument& e) {
+    if (std::string(e.what()).empty()) std::abort();
   }
   return 0;
 }

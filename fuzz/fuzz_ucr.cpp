@@ -1,6 +1,9 @@
 // libFuzzer target for the UCR/UEA loader of the time-series classifier example (parse_ucr: the text formats
 // and the .ts format). Any input must either load into a consistent Dataset or throw tsc::DataError; anything
-// else (another exception, a crash, a sanitizer report, an inconsistent data set) is a bug.
+// else (another exception, a crash, a sanitizer report, an inconsistent data set) is a bug. A loaded data set
+// must also pass check_compatible with itself and standardize without an error and to finite values; a class
+// name never keeps a UTF-8 byte-order mark, and a numeric class of the text format is a whole number (a file
+// without a label column is refused, not read as one class per value).
 // The first input byte picks the file name (".ts" or ".tsv", which selects the parser) and whether the
 // classes of a training set are given; the rest is the file's text. Seeds: fuzz/corpus/ucr.
 #include <cmath>
@@ -31,6 +34,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (tsc::Index f = 0; f < d.x.dimension(2); ++f)
           if (!std::isfinite(d.x(i, t, f)) || (t >= len && d.x(i, t, f) != 0.0f)) std::abort();
     }
+    const std::string body = tsc::ucr_detail::without_bom(text, name);  // parse_ucr's choice of the format
+    const std::size_t first = body.find_first_not_of(" \t\r\n\v\f");
+    const bool text_format =
+        name == "fuzz.tsv" && first != std::string::npos && body[first] != '@' && body[first] != '#';
+    for (const std::string& c : d.class_names) {
+      if (c.compare(0, 3, "\xEF\xBB\xBF") == 0) std::abort();
+      double v = 0;
+      if (text_format && classes.empty() && tsc::ucr_detail::parse_number(c, v) && std::isfinite(v) &&
+          v != std::floor(v))
+        std::abort();
+    }
+    if (!tsc::check_compatible(d, d, "train", "test").empty()) std::abort();
+    tsc::Dataset copy = d;
+    tsc::standardize(d, {&copy});
+    for (tsc::Index k = 0; k < copy.x.size(); ++k)
+      if (!std::isfinite(copy.x.data()[k])) std::abort();
   } catch (const tsc::DataError&) {
   }
   return 0;

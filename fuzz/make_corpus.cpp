@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
         std::string(1, '\1') + "# comment\n@problemName demo\n@univariate false\n@dimensions 2\n@equalLength false\n"
         "@classLabel true a b\n@data\n1,2,3:4,5,6:a\n7,8:9,10:b\n");
   write(dir + "/ucr/ts_errors", std::string(1, '\1') + "@timeStamps true\n@data\n(1,2):a\n");
+  write(dir + "/ucr/bom_tsv", std::string(1, '\0') + "\xEF\xBB\xBF" + "1\t0.5\t1.5\n2\t1\t4\n1\t3\t2\n");
+  write(dir + "/ucr/bom_ts", std::string(1, '\0') + "\xEF\xBB\xBF" + "@classLabel true a b\n@data\n1,2:a\n3,4:b\n");
+  write(dir + "/ucr/utf16", std::string(1, '\0') + std::string("\xFF\xFE\x31\0,\0\x32\0\n\0", 10));
+  write(dir + "/ucr/no_label", std::string(1, '\0') + "0.4213\t0.5\t1.5\n-0.1\t1\t4\n0.7\t3\t2\n");
+  write(dir + "/ucr/float_labels", std::string(1, '\0') + "  1.0000000e+00  0.5  1.5\n -1.0000000e+00  1  4\n");
   std::string images{'\0', '\0', '\0', '\x08', '\x03', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
   for (int i = 0; i < 12; ++i) images += static_cast<char>(i * 20);
   write(dir + "/idx/images", std::string(1, '\0') + images);
@@ -90,6 +95,9 @@ int main(int argc, char** argv) {
   write(dir + "/options/self", args({"-a", "self", "-p", "weighted", "--units", "8", "--no-positional", "-T", "30"}));
   write(dir + "/options/mha", args({"--heads=4", "-d", "64", "--ffn", "128", "--lr", "0.001", "--seed", "7", "-b", "16"}));
   write(dir + "/options/bad", args({"--lr", "-1", "--epochs", "x", "--maps", "-3", "extra"}));
+  write(dir + "/options/nonfinite", args({"--lr", "inf", "-e", "nan", "--seed", "-1"}));
+  write(dir + "/options/partly_numeric", args({"--lr", "0.01x", "-b", "1e3", "--heads", "+-2"}));
+  write(dir + "/options/heads_divisor", args({"-d", "30", "--heads", "4", "--task", "ucr", "--out", ""}));
   std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,safetensors,ucr,idx,options}\n";
   return 0;
 }

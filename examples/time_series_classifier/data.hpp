@@ -149,10 +149,68 @@ inline void make_batch(const Dataset& d, const std::vector<Index>& order, Index 
   mask = padded ? seqattn::Mask::from_lengths(lengths) : seqattn::Mask();
 }
 
+// DataError unless d is consistent: one length and one label per sequence, lengths in [0, steps] and (when
+// check_labels) labels in [0, classes). `who` starts the message.
+inline void check_consistent(const Dataset& d, const std::string& who, bool check_labels = true) {
+  if (static_cast<Index>(d.lengths.size()) != d.size() || d.x.dimension(0) != d.size())
+    throw DataError(who + ": expected one length and one label per sequence (" + std::to_string(d.x.dimension(0)) +
+                    ") but got " + std::to_string(d.lengths.size()) + " lengths and " + std::to_string(d.size()) +
+                    " labels");
+  for (Index i = 0; i < d.size(); ++i) {
+    const Index len = d.lengths[static_cast<size_t>(i)];
+    const int label = d.labels[static_cast<size_t>(i)];
+    if (len < 0 || len > d.steps())
+      throw DataError(who + ": sequence " + std::to_string(i) + " has length " + std::to_string(len) +
+                      ", expected one in [0, " + std::to_string(d.steps()) + "]");
+    if (check_labels && (label < 0 || label >= d.classes()))
+      throw DataError(who + ": sequence " + std::to_string(i) + " has class " + std::to_string(label) +
+                      ", expected one in [0, " + std::to_string(d.classes()) + ")");
+  }
+}
+
+// Checks that a model trained on `train` can evaluate `test` before any work is done with them: the same number
+// of features per step and the same classes (same names, same order: load the test set with the training set's
+// class names). Both sets must be consistent (check_consistent). Lengths may differ (batches are padded and
+// masked); the return value is a note when the test set has longer sequences than any training sequence (the
+// model never saw those positions), else "". DataError naming both sets and both values otherwise, e.g.
+//   "--test b.ts has 6 features (dimensions) per step but --train a.tsv has 1; both must have the same"
+inline std::string check_compatible(const Dataset& train, const Dataset& test, const std::string& train_name,
+                                    const std::string& test_name) {
+  check_consistent(train, train_name);
+  check_consistent(test, test_name);
+  if (train.features() != test.features())
+    throw DataError(test_name + " has " + std::to_string(test.features()) +
+                    (test.features() == 1 ? " feature (dimension)" : " features (dimensions)") + " per step but " +
+                    train_name + " has " + std::to_string(train.features()) + "; both must have the same");
+  if (train.class_names != test.class_names) {
+    const auto list = [](const std::vector<std::string>& names) {
+      std::string out;
+      for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+      return out;
+    };
+    throw DataError(test_name + " has the classes (" + list(test.class_names) + ") but " + train_name + " has (" +
+                    list(train.class_names) + "); load the test set with the training set's classes");
+  }
+  if (test.max_length() > train.max_length())
+    return "note: " + test_name + " has sequences of up to " + std::to_string(test.max_length()) +
+           " steps, longer than any of " + train_name + " (" + std::to_string(train.max_length()) +
+           "): the model never saw those positions in training";
+  return "";
+}
+
 // Standardizes every feature with the mean and standard deviation of the valid steps of `fit` (a training
-// set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0.
+// set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0. Every target
+// must have fit's number of features and consistent lengths (DataError otherwise, before anything changes).
 inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets) {
   const Index F = fit.features();
+  check_consistent(fit, "standardize: the fitted set", false);
+  for (size_t k = 0; k < targets.size(); ++k) {
+    if (targets[k] == nullptr) throw DataError("standardize: target " + std::to_string(k) + " is null");
+    if (targets[k]->features() != F)
+      throw DataError("standardize: target " + std::to_string(k) + " expected " + std::to_string(F) +
+                      " features (those of the fitted set) but got " + std::to_string(targets[k]->features()));
+    check_consistent(*targets[k], "standardize: target " + std::to_string(k), false);
+  }
   std::vector<double> sum(static_cast<size_t>(F), 0.0), sq(static_cast<size_t>(F), 0.0);
   double count = 0;
   for (Index i = 0; i < fit.size(); ++i)

@@ -5,14 +5,16 @@
 //   time_series_classifier --task ucr --train GunPoint_TRAIN.tsv --test GunPoint_TEST.tsv
 //   time_series_classifier --task fashion-mnist      needs Debian's dataset-fashion-mnist
 // --help lists every option. The data sources, the model and the maps are described in the headers beside.
-#include <seqattn/io/weights.hpp>
+// Order of a run: options (options.hpp), check_before_loading (files, output directory: checks.hpp), load,
+// check_before_training (train/test compatibility), standardize, train (stops on a non-finite loss),
+// evaluate, save_model (refuses a non-finite model), maps. Any error: a message on stderr, exit code 1.
 
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <tuple>
 
+#include "checks.hpp"
 #include "data.hpp"
 #include "heatmap.hpp"
 #include "idx.hpp"
@@ -26,25 +28,20 @@ namespace {
 
 using namespace tsc;
 
-// Train and test sets for the --task chosen.
+// Train and test sets for the --task chosen, as read (file data is standardized after check_before_training).
 std::pair<Dataset, Dataset> load_data(const CliOptions& o) {
   if (o.task == "ucr") {
-    if (o.train_file.empty()) throw DataError("--task ucr needs --train FILE (and optionally --test FILE)");
     Dataset train = load_ucr(o.train_file);
     Dataset test;
     if (!o.test_file.empty())
-      test = load_ucr(o.test_file, train.class_names);
+      test = load_ucr(o.test_file, train.class_names, o.train_file);
     else
       std::tie(train, test) = split(train, 0.2, o.seed);
-    standardize(train, {&train, &test});
     return {std::move(train), std::move(test)};
   }
-  if (o.task == "fashion-mnist") {
-    Dataset train = load_fashion_mnist(o.fashion_dir, "train", o.train_size),
-            test = load_fashion_mnist(o.fashion_dir, "t10k", o.test_size);
-    standardize(train, {&train, &test});
-    return {std::move(train), std::move(test)};
-  }
+  if (o.task == "fashion-mnist")
+    return {load_fashion_mnist(o.fashion_dir, "train", o.train_size),
+            load_fashion_mnist(o.fashion_dir, "t10k", o.test_size)};
   const Task t = parse_task(o.task);
   const Index n = o.train_size > 0 ? o.train_size : 2000;
   const Index m = o.test_size > 0 ? o.test_size : 500;
@@ -109,7 +106,10 @@ int run(int argc, char** argv) {
   config.residual = o.residual;
   config.seed = o.seed;
 
+  check_before_loading(o);
   auto [train_set, test_set] = load_data(o);
+  for (const std::string& note : check_before_training(o, train_set, test_set)) std::cout << note << "\n";
+  if (o.task == "ucr" || o.task == "fashion-mnist") standardize(train_set, {&train_set, &test_set});
   const std::string& task = o.task;
   std::cout << "data: " << task << ", " << train_set.size() << " training and " << test_set.size()
             << " test sequences, up to " << std::max(train_set.steps(), test_set.steps()) << " steps, features "
@@ -126,7 +126,11 @@ int run(int argc, char** argv) {
   options.seed = config.seed;
   ProgressBar bar(std::cout, stdout_is_terminal());
   const double t0 = steady_seconds();
-  train(model, train_set, options, &bar);
+  try {
+    train(model, train_set, options, &bar);
+  } catch (const TrainingError& e) {
+    throw TrainingError(std::string(e.what()) + " (nothing was saved)");
+  }
   const double seconds = steady_seconds() - t0;
 
   const Evaluation e = evaluate(model.net(), test_set);
@@ -141,9 +145,8 @@ int run(int argc, char** argv) {
     std::printf(" (uniform would be %.3f)\n", 1.0 / static_cast<double>(test_set.steps()));
   }
 
-  const std::string& out = o.out;
-  std::filesystem::create_directories(out);
-  seqattn::save_weights(model.net(), out + "/model.sqw");
+  const std::string& out = o.out;  // created by check_before_loading
+  save_model(model.net(), out + "/model.sqw");
   std::cout << "saved the weights to " << out << "/model.sqw\n";
   write_maps(model, test_set, o.maps, out);
   return 0;

@@ -1,19 +1,25 @@
 #pragma once
 // Command-line options of the time-series classifier.
-//   parse_options(argc, argv)   -> CliOptions; throws std::invalid_argument (a bad or out-of-range value, an
-//                               unexpected argument) or cxxopts::exceptions::exception (an unknown option, a
-//                               missing or malformed value), never exits. With --help, `help` is set and
-//                               help_text holds the text to print; nothing else is checked.
+//   parse_options(argc, argv)   -> CliOptions; throws std::invalid_argument (an unknown option, a missing, malformed
+//                               or out-of-range value, an unexpected argument), never exits. With --help, `help` is
+//                               set and help_text holds the text to print; nothing else is checked.
+// Every message names the option: "--lr: expected a finite number > 0 but got 'inf'". Numeric values are read
+// here, not by cxxopts (whose "Argument 'inf' failed to parse" names no option, and whose numbers accept trailing
+// garbage: "0.01x"): the whole value must be the number.
 // Ranges (checked here, so the program never starts with a value it cannot run): d-model, heads, units,
-// batch-size, length, train-size and test-size in [1, 2^20]; ffn, epochs and maps in [0, 2^20]; lr finite and
-// > 0; attention and pooling among their names. --task is checked when the data is loaded (main.cpp).
+// batch-size, length, train-size and test-size whole numbers in [1, 2^20]; ffn, epochs and maps in [0, 2^20];
+// seed in [0, 2^64 - 1]; lr a finite number > 0; heads a divisor of d-model (-a mha); attention, pooling and task
+// among their names; --task ucr needs --train. Files and the output directory are checked by checks.hpp.
 // tests/unit/test_example_options.cpp tests it; fuzz/fuzz_options.cpp fuzzes it.
 
 #include <cxxopts.hpp>
 
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <sstream>
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -44,42 +50,109 @@ struct CliOptions {
 namespace options_detail {
 inline constexpr Index kMaxValue = Index{1} << 20;
 
-inline Index in_range(const cxxopts::ParseResult& args, const std::string& name, Index lo) {
-  const Index v = args[name].as<Index>();
-  if (v < lo || v > kMaxValue)
-    throw std::invalid_argument("--" + name + " expects a value in [" + std::to_string(lo) + ", " +
-                                std::to_string(kMaxValue) + "] but got " + std::to_string(v));
+// The whole of `text` as an integer of type T (an optional '+', then decimal digits; '-' for signed T only).
+template <class T>
+bool parse_whole(const std::string& text, T& value) {
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  if (first != last && *first == '+') ++first;
+  if (first == last || *first == '+' || (first != text.data() && *first == '-')) return false;
+  const auto [end, ec] = std::from_chars(first, last, value);
+  return ec == std::errc() && end == last;
+}
+
+// The value of --name: a whole number in [lo, hi]; std::invalid_argument naming the option otherwise.
+inline Index whole_in_range(const cxxopts::ParseResult& args, const std::string& name, Index lo, Index hi = kMaxValue) {
+  const std::string text = args[name].as<std::string>();
+  Index v = 0;
+  if (!parse_whole(text, v) || v < lo || v > hi)
+    throw std::invalid_argument("--" + name + ": expected a whole number in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "] but got '" + text + "'");
   return v;
+}
+
+// The value of --name: a finite number > 0 (the whole text: strtod syntax, no leading space).
+inline double positive_number(const cxxopts::ParseResult& args, const std::string& name) {
+  const std::string text = args[name].as<std::string>();
+  double v = 0;
+  char* end = nullptr;
+  if (!text.empty() && !std::isspace(static_cast<unsigned char>(text[0]))) v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || text.empty() || !(std::isfinite(v) && v > 0))
+    throw std::invalid_argument("--" + name + ": expected a finite number > 0 but got '" + text + "'");
+  return v;
+}
+
+inline std::uint64_t seed_value(const cxxopts::ParseResult& args) {
+  const std::string text = args["seed"].as<std::string>();
+  std::uint64_t v = 0;
+  if (!parse_whole(text, v))
+    throw std::invalid_argument("--seed: expected a whole number in [0, " +
+                                std::to_string(std::numeric_limits<std::uint64_t>::max()) + "] but got '" + text + "'");
+  return v;
+}
+
+// The value of --name through parse (parse_attention, parse_pooling), its message prefixed with the option.
+template <class Parse>
+auto named_choice(const cxxopts::ParseResult& args, const std::string& name, Parse parse) {
+  try {
+    return parse(args[name].as<std::string>());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("--" + name + ": " + e.what());
+  }
+}
+
+// `text` with the typographic quotes cxxopts puts around names (U+2018, U+2019) replaced by '.
+inline std::string ascii_quotes(std::string text) {
+  for (const char* quote : {"\xE2\x80\x98", "\xE2\x80\x99"})
+    for (size_t at = text.find(quote); at != std::string::npos; at = text.find(quote, at)) text.replace(at, 3, "'");
+  return text;
+}
+
+// The names --task accepts.
+inline bool known_task(const std::string& task) {
+  if (task == "ucr" || task == "fashion-mnist") return true;
+  for (int i = 1; i <= 4; ++i)
+    if (task == std::to_string(i) || task == task_name(static_cast<Task>(i))) return true;
+  return false;
 }
 }  // namespace options_detail
 
 inline CliOptions parse_options(int argc, const char* const* argv) {
-  using options_detail::in_range;
+  using namespace options_detail;
+  using cxxopts::value;
+  using text = std::string;  // numeric options are read as text and parsed by options_detail (messages name them)
   cxxopts::Options cli("time_series_classifier", "Attention classifier for time series (seqattn example)");
+  // clang-format off
   cli.add_options()
-    ("t,task", "uniform|halves|signal|multivariate (1-4), ucr or fashion-mnist", cxxopts::value<std::string>()->default_value("signal"))
-    ("train", "ucr: training file (UCR text or .ts)", cxxopts::value<std::string>())
-    ("test", "ucr: test file (default: 20% of --train)", cxxopts::value<std::string>())
-    ("fashion-dir", "fashion-mnist: directory of the IDX files", cxxopts::value<std::string>()->default_value(fashion_mnist_default_dir()))
-    ("n,train-size", "training sequences (synthetic: 2000; files: all)", cxxopts::value<Index>())
-    ("test-size", "test sequences (synthetic: 500; fashion-mnist: all)", cxxopts::value<Index>())
-    ("T,length", "synthetic: steps per sequence (maximum for multivariate)", cxxopts::value<Index>()->default_value("20"))
-    ("a,attention", "mha (MultiHeadAttention) or self (SeqSelfAttention)", cxxopts::value<std::string>()->default_value("mha"))
-    ("heads", "mha: attention heads", cxxopts::value<Index>()->default_value("1"))
-    ("units", "self: additive attention units", cxxopts::value<Index>()->default_value("32"))
-    ("d,d-model", "features after the projection", cxxopts::value<Index>()->default_value("32"))
-    ("ffn", "hidden units of a feed-forward block after the attention (0: none)", cxxopts::value<Index>()->default_value("0"))
-    ("p,pooling", "max, mean or weighted (attention pooling)", cxxopts::value<std::string>()->default_value("mean"))
+    ("t,task", "uniform|halves|signal|multivariate (1-4), ucr or fashion-mnist", value<text>()->default_value("signal"))
+    ("train", "ucr: training file (UCR text or .ts)", value<text>())
+    ("test", "ucr: test file (default: 20% of --train)", value<text>())
+    ("fashion-dir", "fashion-mnist: directory of the IDX files", value<text>()->default_value(fashion_mnist_default_dir()))
+    ("n,train-size", "training sequences (synthetic: 2000; files: all)", value<text>())
+    ("test-size", "test sequences (synthetic: 500; fashion-mnist: all)", value<text>())
+    ("T,length", "synthetic: steps per sequence (maximum for multivariate)", value<text>()->default_value("20"))
+    ("a,attention", "mha (MultiHeadAttention) or self (SeqSelfAttention)", value<text>()->default_value("mha"))
+    ("heads", "mha: attention heads (a divisor of --d-model)", value<text>()->default_value("1"))
+    ("units", "self: additive attention units", value<text>()->default_value("32"))
+    ("d,d-model", "features after the projection", value<text>()->default_value("32"))
+    ("ffn", "hidden units of a feed-forward block after the attention (0: none)", value<text>()->default_value("0"))
+    ("p,pooling", "max, mean or weighted (attention pooling)", value<text>()->default_value("mean"))
     ("no-positional", "no positional encoding (the model cannot see order)")
     ("no-residual", "no residual connection around the attention")
-    ("e,epochs", "training epochs", cxxopts::value<Index>()->default_value("20"))
-    ("b,batch-size", "sequences per step", cxxopts::value<Index>()->default_value("32"))
-    ("lr", "Adam learning rate", cxxopts::value<double>()->default_value("0.003"))
-    ("seed", "seed of the data, the weights and the shuffling", cxxopts::value<std::uint64_t>()->default_value("1"))
-    ("o,out", "output directory (model.sqw, attention maps)", cxxopts::value<std::string>()->default_value("tsc_out"))
-    ("maps", "test sequences whose attention maps are written", cxxopts::value<Index>()->default_value("4"))
+    ("e,epochs", "training epochs", value<text>()->default_value("20"))
+    ("b,batch-size", "sequences per step", value<text>()->default_value("32"))
+    ("lr", "Adam learning rate (a finite number > 0)", value<text>()->default_value("0.003"))
+    ("seed", "seed of the data, the weights and the shuffling", value<text>()->default_value("1"))
+    ("o,out", "output directory (model.sqw, attention maps)", value<text>()->default_value("tsc_out"))
+    ("maps", "test sequences whose attention maps are written", value<text>()->default_value("4"))
     ("h,help", "print this help");
-  const auto args = cli.parse(argc, argv);
+  // clang-format on
+  cxxopts::ParseResult args;
+  try {
+    args = cli.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {  // unknown option, missing value: cxxopts names the option
+    throw std::invalid_argument(ascii_quotes(e.what()) + " (see --help)");
+  }
   CliOptions o;
   if (args.count("help")) {
     o.help = true;
@@ -88,31 +161,35 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
   }
   if (!args.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + args.unmatched().front() + "'");
   o.task = args["task"].as<std::string>();
+  if (!known_task(o.task))
+    throw std::invalid_argument(
+        "--task: expected 1-4, uniform, halves, signal, multivariate, ucr or fashion-mnist but got '" + o.task + "'");
   if (args.count("train")) o.train_file = args["train"].as<std::string>();
   if (args.count("test")) o.test_file = args["test"].as<std::string>();
+  if (o.task == "ucr" && o.train_file.empty())
+    throw std::invalid_argument("--task ucr needs --train FILE (and optionally --test FILE)");
   o.fashion_dir = args["fashion-dir"].as<std::string>();
-  if (args.count("train-size")) o.train_size = in_range(args, "train-size", 1);
-  if (args.count("test-size")) o.test_size = in_range(args, "test-size", 1);
-  o.length = in_range(args, "length", 1);
-  o.attention = parse_attention(args["attention"].as<std::string>());
-  o.heads = in_range(args, "heads", 1);
-  o.units = in_range(args, "units", 1);
-  o.d_model = in_range(args, "d-model", 1);
-  o.ffn = in_range(args, "ffn", 0);
-  o.pooling = parse_pooling(args["pooling"].as<std::string>());
+  if (args.count("train-size")) o.train_size = whole_in_range(args, "train-size", 1);
+  if (args.count("test-size")) o.test_size = whole_in_range(args, "test-size", 1);
+  o.length = whole_in_range(args, "length", 1);
+  o.attention = named_choice(args, "attention", parse_attention);
+  o.heads = whole_in_range(args, "heads", 1);
+  o.units = whole_in_range(args, "units", 1);
+  o.d_model = whole_in_range(args, "d-model", 1);
+  if (o.attention == AttentionKind::MultiHead && o.d_model % o.heads != 0)
+    throw std::invalid_argument("--heads: expected a divisor of --d-model (" + std::to_string(o.d_model) +
+                                ") but got " + std::to_string(o.heads));
+  o.ffn = whole_in_range(args, "ffn", 0);
+  o.pooling = named_choice(args, "pooling", parse_pooling);
   o.positional = !args.count("no-positional");
   o.residual = !args.count("no-residual");
-  o.epochs = in_range(args, "epochs", 0);
-  o.batch_size = in_range(args, "batch-size", 1);
-  o.lr = args["lr"].as<double>();
-  if (!(std::isfinite(o.lr) && o.lr > 0)) {
-    std::ostringstream got;
-    got << o.lr;
-    throw std::invalid_argument("--lr expects a finite value > 0 but got " + got.str());
-  }
-  o.seed = args["seed"].as<std::uint64_t>();
+  o.epochs = whole_in_range(args, "epochs", 0);
+  o.batch_size = whole_in_range(args, "batch-size", 1);
+  o.lr = positive_number(args, "lr");
+  o.seed = seed_value(args);
   o.out = args["out"].as<std::string>();
-  o.maps = in_range(args, "maps", 0);
+  if (o.out.empty()) throw std::invalid_argument("--out: expected a directory name but got ''");
+  o.maps = whole_in_range(args, "maps", 0);
   return o;
 }
 

@@ -3,7 +3,13 @@
 //
 //   train(model, data, options, bar)   `epochs` passes over a seeded shuffle of data in mini-batches, each
 //                                      padded to its longest sequence; returns the loss and accuracy of every
-//                                      epoch (running means over its batches); bar (may be null) shows progress
+//                                      epoch (running means over its batches); bar (may be null) shows progress.
+//                                      Stops with TrainingError as soon as a batch's loss is NaN or Inf (before
+//                                      that batch's update), or a parameter is after an epoch:
+//                                        "train: the training loss is NaN at epoch 1, batch 2 of 63: training
+//                                        diverged (learning rate 1e+30); try a smaller --lr, e.g. 1e+29"
+//                                      (in the very first batch, before any update, it points at the data)
+//   non_finite_parameter(net)          the name of the first parameter or buffer holding a NaN or Inf, else ""
 //   evaluate(net, data)                accuracy, mean loss, predictions and confusion matrix (rows: true class,
 //                                      columns: predicted class), in Mode::Infer, batches of `batch_size`
 //   format_confusion(eval, names)      the confusion matrix as an aligned text table
@@ -13,8 +19,11 @@
 #include <seqattn/optim/adam.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +43,30 @@ struct TrainOptions {
 struct EpochResult {
   double loss = 0, accuracy = 0, seconds = 0;
 };
+
+// Training diverged (a non-finite loss or parameter).
+class TrainingError : public std::runtime_error {
+ public:
+  explicit TrainingError(const std::string& what) : std::runtime_error(what) {}
+};
+
+inline std::string non_finite_parameter(Classifier::Net& net) {
+  for (const auto& list : {net.params(), net.buffers()})
+    for (const auto& p : list)
+      if (!p.values().allFinite()) return p.name;
+  return "";
+}
+
+namespace train_detail {
+inline std::string number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Inf" : "-Inf";
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+inline std::string smaller_lr(double lr) { return "try a smaller --lr, e.g. " + number(lr / 10); }
+}  // namespace train_detail
 
 inline std::vector<EpochResult> train(Classifier& model, const Dataset& data, const TrainOptions& options,
                                       ProgressBar* bar = nullptr) {
@@ -63,14 +96,33 @@ inline std::vector<EpochResult> train(Classifier& model, const Dataset& data, co
       net.zero_grad();
       const auto& logits = net.forward(x, mask, seqattn::Mode::Train);  // (b, 1, classes)
       const double n = static_cast<double>(end - begin);
-      loss_sum += loss.forward(logits, labels) * n;
+      const double value = loss.forward(logits, labels);
+      loss_sum += value * n;
       correct += seqattn::accuracy(logits, labels) * n;
+      seen += end - begin;
+      if (!std::isfinite(value)) {  // stop before this batch updates the weights
+        if (bar) {
+          bar->update(step + 1, seen, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen));
+          bar->finish();
+        }
+        const std::string where = "train: the training loss is " + train_detail::number(value) + " at epoch " +
+                                  std::to_string(epoch) + ", batch " + std::to_string(step + 1) + " of " +
+                                  std::to_string(steps);
+        if (epoch == 1 && step == 0)  // no update yet: the data or the initial model, not the learning rate
+          throw TrainingError(where + ", before any update: check the data for NaN, Inf or huge values");
+        throw TrainingError(where + ": training diverged (learning rate " + train_detail::number(options.lr) + "); " +
+                            train_detail::smaller_lr(options.lr));
+      }
       net.backward(loss.grad());
       adam.step();
-      seen += end - begin;
       if (bar) bar->update(step + 1, seen, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen));
     }
     if (bar) bar->finish();
+    const std::string bad = non_finite_parameter(net);
+    if (!bad.empty())
+      throw TrainingError("train: parameter " + bad + " holds NaN or Inf after epoch " + std::to_string(epoch) +
+                          ": training diverged (learning rate " + train_detail::number(options.lr) + "); " +
+                          train_detail::smaller_lr(options.lr));
     history.push_back({loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), steady_seconds() - t0});
   }
   return history;

@@ -1,12 +1,21 @@
 #pragma once
 // Loader for the UCR/UEA time-series classification archive formats.
 //
-//   load_ucr(path, classes = {})          reads a file; a name ending in ".ts", or a first line starting with '@'
-//                                         or '#', selects the .ts format, anything else the text format
-//   parse_ucr(text, name, classes = {})   the same from the file's contents (name is used in error messages)
+//   load_ucr(path, classes = {}, classes_from = "")   reads a file; a name ending in ".ts", or a first line
+//                                         starting with '@' or '#', selects the .ts format, anything else the text
+//                                         format. A directory, a missing or an unreadable file is an error naming
+//                                         the file and the system's reason ("train.tsv: cannot open the file: No
+//                                         such file or directory", "data/: is a directory, not a data file").
+//   parse_ucr(text, name, classes = {}, classes_from = "")   the same from the file's contents (name is used in
+//                                         error messages)
+// UTF-8 byte-order marks are skipped like spaces at the start and end of lines and fields (a file's own, and
+// those of files joined with `cat`); UTF-16 text (its byte-order marks) is refused.
 //
 // Text format (UCR 2015 .txt/.csv, UCR 2018 .tsv): one univariate series per line, the class label first,
-// then the values, separated by commas, or by tabs and spaces (runs of them count as one separator).
+// then the values, separated by commas, or by tabs and spaces (runs of them count as one separator). A numeric
+// label must be a whole number ("1", "-1", "1.0000000e+00"): a first field such as "0.4213" means the file has
+// no label column and is refused ("f.tsv:1: the first column must be the class label, but '0.4213' is not a
+// whole number (does the file have a label column?)").
 // Missing values ("NaN", "?") may only end a line: UCR 2018 pads its unequal-length series that way, and
 // the series is shorter. Blank lines are skipped.
 //
@@ -20,16 +29,20 @@
 // Classes: numeric labels that are whole numbers are renamed to their integer spelling ("1.0000000e+00" ->
 // "1"). Without `classes`, the classes are the declared @classLabel list, or else the labels found, in
 // numeric order when every label is a number and in text order otherwise. Pass the training set's
-// class_names as `classes` when loading its test set so both use the same indices; a label outside
-// `classes` is an error.
+// class_names as `classes` when loading its test set so both use the same indices, and the training file's
+// name as `classes_from`; a label outside `classes` is an error naming both files:
+//   "test.tsv:7: label '3' is not one of the classes of train.tsv (1, 2)".
 // Errors: DataError "<name>:<line>: <what is wrong>" (line 1-based), e.g.
 //   "train.tsv:3: value 4 'abc' is not a number"
 // Never crashes on malformed input; the padded data set is limited to 2^28 values.
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -48,11 +61,28 @@ struct Record {
   Index line = 0;
 };
 
+// `s` without white space and UTF-8 byte-order marks (U+FEFF, a zero-width space) at either end.
 inline std::string trim(const std::string& s) {
-  const char* ws = " \t\r\n\v\f";
-  const size_t begin = s.find_first_not_of(ws);
-  if (begin == std::string::npos) return "";
-  return s.substr(begin, s.find_last_not_of(ws) - begin + 1);
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
+  const std::string bom = "\xEF\xBB\xBF";
+  size_t begin = 0, end = s.size();
+  for (;;) {
+    if (begin < end && space(s[begin]))
+      ++begin;
+    else if (end - begin >= 3 && s.compare(begin, 3, bom) == 0)
+      begin += 3;
+    else
+      break;
+  }
+  for (;;) {
+    if (end > begin && space(s[end - 1]))
+      --end;
+    else if (end - begin >= 3 && s.compare(end - 3, 3, bom) == 0)
+      end -= 3;
+    else
+      break;
+  }
+  return s.substr(begin, end - begin);
 }
 
 inline std::string lower(std::string s) {
@@ -131,7 +161,7 @@ inline std::vector<float> parse_values(const std::vector<std::string>& fields, s
 
 // Records -> Dataset with class indices from `classes` (or derived from the labels when empty).
 inline Dataset build(const std::vector<Record>& records, std::vector<std::string> classes, const std::string& name,
-                     bool classes_given) {
+                     bool classes_given, const std::string& classes_from = "") {
   if (records.empty()) throw DataError(name + ": no series found");
   if (classes.empty()) {
     std::vector<std::string> found;
@@ -166,8 +196,11 @@ inline Dataset build(const std::vector<Record>& records, std::vector<std::string
     if (it == index.end()) {
       std::string list;
       for (const auto& c : classes) list += (list.empty() ? "" : ", ") + c;
-      throw DataError(name + ":" + std::to_string(r.line) + ": label '" + r.label + "' is not one of the " +
-                      (classes_given ? "given" : "declared") + " classes (" + list + ")");
+      const std::string whose = !classes_given         ? "declared classes"
+                                : classes_from.empty() ? "given classes"
+                                                       : "classes of " + classes_from;
+      throw DataError(name + ":" + std::to_string(r.line) + ": label '" + r.label + "' is not one of the " + whose +
+                      " (" + list + ")");
     }
     d.labels.push_back(it->second);
     const Index len = static_cast<Index>(r.dims.front().size());
@@ -176,6 +209,15 @@ inline Dataset build(const std::vector<Record>& records, std::vector<std::string
       for (Index t = 0; t < len; ++t) d.x(static_cast<Index>(i), t, f) = r.dims[static_cast<size_t>(f)][static_cast<size_t>(t)];
   }
   return d;
+}
+
+// `text` without a UTF-8 byte-order mark at its start; DataError for UTF-16 (byte-order mark FF FE or FE FF).
+inline std::string without_bom(const std::string& text, const std::string& name) {
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) return text.substr(3);
+  if (text.compare(0, 2, "\xFF\xFE") == 0 || text.compare(0, 2, "\xFE\xFF") == 0)
+    throw DataError(name + ": the file is UTF-16 text (byte-order mark " +
+                    (text[0] == '\xFF' ? std::string("FF FE") : std::string("FE FF")) + "); save it as UTF-8 or ASCII");
+  return text;
 }
 
 inline std::vector<std::string> lines_of(const std::string& text) {
@@ -190,10 +232,10 @@ inline std::vector<std::string> lines_of(const std::string& text) {
 
 // UCR text format (see the file comment).
 inline Dataset parse_ucr_text(const std::string& text, const std::string& name,
-                              const std::vector<std::string>& classes = {}) {
+                              const std::vector<std::string>& classes = {}, const std::string& classes_from = "") {
   using namespace ucr_detail;
   std::vector<Record> records;
-  const auto lines = lines_of(text);
+  const auto lines = lines_of(without_bom(text, name));
   for (size_t n = 0; n < lines.size(); ++n) {
     const std::string line = trim(lines[n]);
     if (line.empty()) continue;
@@ -201,6 +243,11 @@ inline Dataset parse_ucr_text(const std::string& text, const std::string& name,
     const auto fields = line.find(',') != std::string::npos ? split_on(line, ',') : split_whitespace(line);
     if (fields.front().empty()) throw DataError(where + "the class label (first field) is empty");
     if (is_missing(fields.front())) throw DataError(where + "the class label (first field) is missing");
+    double label_value = 0;
+    if (parse_number(fields.front(), label_value) &&
+        !(std::isfinite(label_value) && label_value == std::floor(label_value)))
+      throw DataError(where + "the first column must be the class label, but '" + fields.front() +
+                      "' is not a whole number (does the file have a label column?)");
     if (fields.size() < 2) throw DataError(where + "no values after the class label '" + fields.front() + "'");
     Record r{canonical_label(fields.front()), {parse_values(fields, 1, where, "value")}, static_cast<Index>(n + 1)};
     if (r.dims.front().empty()) throw DataError(where + "every value is missing");
@@ -208,17 +255,18 @@ inline Dataset parse_ucr_text(const std::string& text, const std::string& name,
   }
   std::vector<std::string> canonical;
   for (const auto& c : classes) canonical.push_back(canonical_label(c));
-  return build(records, canonical, name, !classes.empty());
+  return build(records, canonical, name, !classes.empty(), classes_from);
 }
 
 // .ts format (see the file comment).
-inline Dataset parse_ts(const std::string& text, const std::string& name, const std::vector<std::string>& classes = {}) {
+inline Dataset parse_ts(const std::string& text, const std::string& name, const std::vector<std::string>& classes = {},
+                        const std::string& classes_from = "") {
   using namespace ucr_detail;
   std::vector<Record> records;
   std::vector<std::string> declared;
   Index dims = -1;  // from @dimensions / @univariate, else from the first case
   bool in_data = false;
-  const auto lines = lines_of(text);
+  const auto lines = lines_of(without_bom(text, name));
   for (size_t n = 0; n < lines.size(); ++n) {
     const std::string line = trim(lines[n]);
     if (line.empty() || line[0] == '#') continue;
@@ -276,27 +324,44 @@ inline Dataset parse_ts(const std::string& text, const std::string& name, const 
   if (!in_data) throw DataError(name + ": no @data line (is this a .ts file?)");
   std::vector<std::string> canonical;
   for (const auto& c : classes) canonical.push_back(canonical_label(c));
-  return build(records, canonical.empty() ? declared : canonical, name, !classes.empty());
+  return build(records, canonical.empty() ? declared : canonical, name, !classes.empty(), classes_from);
 }
 
 // Chooses the format from the name (".ts") or the first non-blank line ('@' or '#': .ts).
-inline Dataset parse_ucr(const std::string& text, const std::string& name, const std::vector<std::string>& classes = {}) {
+inline Dataset parse_ucr(const std::string& text, const std::string& name, const std::vector<std::string>& classes = {},
+                         const std::string& classes_from = "") {
+  const std::string body = ucr_detail::without_bom(text, name);
   const std::string lname = ucr_detail::lower(name);
   bool ts = lname.size() >= 3 && lname.compare(lname.size() - 3, 3, ".ts") == 0;
   if (!ts) {
-    const size_t first = text.find_first_not_of(" \t\r\n\v\f");
-    ts = first != std::string::npos && (text[first] == '@' || text[first] == '#');
+    const size_t first = body.find_first_not_of(" \t\r\n\v\f");
+    ts = first != std::string::npos && (body[first] == '@' || body[first] == '#');
   }
-  return ts ? parse_ts(text, name, classes) : parse_ucr_text(text, name, classes);
+  return ts ? parse_ts(body, name, classes, classes_from) : parse_ucr_text(body, name, classes, classes_from);
 }
 
-inline Dataset load_ucr(const std::string& path, const std::vector<std::string>& classes = {}) {
+// Opens `path` for reading; DataError "<path>: is a directory, not a data file" or "<path>: cannot open the
+// file: <system reason>" (checks.hpp opens --train and --test with it before any work).
+inline std::ifstream open_data_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError(path + ": is a directory, not a data file");
+  errno = 0;
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path + ": cannot open the file");
+  const int err = errno;
+  if (!in) throw DataError(path + ": cannot open the file" + (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
+  return in;
+}
+
+inline Dataset load_ucr(const std::string& path, const std::vector<std::string>& classes = {},
+                        const std::string& classes_from = "") {
+  std::ifstream in = open_data_file(path);
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw DataError(path + ": read error");
-  return parse_ucr(text.str(), path, classes);
+  if (in.bad()) {
+    const int err = errno;
+    throw DataError(path + ": read error" + (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
+  }
+  return parse_ucr(text.str(), path, classes, classes_from);
 }
 
 }  // namespace tsc

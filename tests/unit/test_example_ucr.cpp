@@ -1,8 +1,10 @@
 // The UCR/UEA loader of the time-series classifier example: the text formats and .ts on good input, and a
-// clear "file:line: what" error (never a crash) on malformed input.
+// clear "file:line: what" error (never a crash) on malformed input: byte-order marks, a missing label column,
+// labels outside the training classes, directories and missing files.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -137,7 +139,7 @@ TEST(ExampleUcr, LoadsFilesAndNamesMissingOnes) {
     load_ucr(path);
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
-    EXPECT_EQ(std::string(e.what()), path + ": cannot open the file");
+    EXPECT_EQ(std::string(e.what()), path + ": cannot open the file: No such file or directory");
   }
 }
 
@@ -165,4 +167,76 @@ TEST(ExampleUcr, NeverCrashesOnCorruptedInput) {
     } catch (const DataError&) {
     }
   }
+}
+
+// A UTF-8 byte-order mark (as some editors and Excel write it) became part of the first label: "\xEF\xBB\xBF1"
+// and "1" were two classes.
+TEST(ExampleUcr, SkipsAUtf8ByteOrderMark) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const Dataset d = parse_ucr(bom + "1,0.5,0.25\n2,1,2\n1,3,4\n", "train.csv");
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(d.labels, (std::vector<int>{0, 1, 0}));
+  EXPECT_FLOAT_EQ(d.x(0, 0, 0), 0.5f);
+  const Dataset tsv = parse_ucr(bom + "1\t0.5\n2\t1\n1\t3\n", "train.tsv");
+  EXPECT_EQ(tsv.class_names, (std::vector<std::string>{"1", "2"}));
+  const Dataset joined = parse_ucr(bom + "1,0.5\n2,1\n" + bom + "2,3\n", "joined.csv");  // cat a.csv b.csv
+  EXPECT_EQ(joined.class_names, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(joined.labels, (std::vector<int>{0, 1, 1}));
+  const Dataset ts = parse_ucr(bom + "@classLabel true A B\n@data\n1,2:A\n3,4:B\n", "toy.txt");  // detected as .ts
+  EXPECT_EQ(ts.size(), 2);
+  EXPECT_EQ(ts.class_names, (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(error_of(std::string("\xFF\xFE") + "1,2\n"),
+            "data.csv: the file is UTF-16 text (byte-order mark FF FE); save it as UTF-8 or ASCII");
+}
+
+// A file of values only (no label column) became one class per distinct first value (57 classes of 60 rows).
+TEST(ExampleUcr, RefusesAFileWithoutALabelColumn) {
+  EXPECT_EQ(error_of("0.4213,0.5,0.25\n0.1,1,2\n"),
+            "data.csv:1: the first column must be the class label, but '0.4213' is not a whole number (does the "
+            "file have a label column?)");
+  EXPECT_EQ(error_of("1\t2\t3\n\n-0.75\t2\t3\n", "values.tsv"),
+            "values.tsv:3: the first column must be the class label, but '-0.75' is not a whole number (does the "
+            "file have a label column?)");
+  EXPECT_EQ(error_of("1.5e+00 2 3\n", "a.txt"),
+            "a.txt:1: the first column must be the class label, but '1.5e+00' is not a whole number (does the file "
+            "have a label column?)");
+  EXPECT_EQ(error_of("inf,1,2\n"),
+            "data.csv:1: the first column must be the class label, but 'inf' is not a whole number (does the file "
+            "have a label column?)");
+  // Whole numbers written as floats (old UCR .txt files), negative and text labels are labels.
+  EXPECT_EQ(parse_ucr("  1.0000000e+00  0.5\n -1.0000000e+00  0.25\n", "old.txt").class_names,
+            (std::vector<std::string>{"-1", "1"}));
+  EXPECT_EQ(parse_ucr("walk,0.5\nrun,0.25\n", "t.csv").classes(), 2);
+}
+
+TEST(ExampleUcr, TestLabelsOutsideTheTrainingClassesNameBothFiles) {
+  EXPECT_EQ(error_of("1,0.5\n3,0.25\n", "test.csv", {"1", "2"}),
+            "test.csv:2: label '3' is not one of the given classes (1, 2)");
+  try {
+    parse_ucr("1,0.5\n3,0.25\n", "test.csv", {"1", "2"}, "train.csv");
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), "test.csv:2: label '3' is not one of the classes of train.csv (1, 2)");
+  }
+}
+
+// A directory was read as an empty file ("no series found"); missing files had no reason.
+TEST(ExampleUcr, NamesDirectoriesAndMissingFilesWithTheReason) {
+  const std::string dir = ::testing::TempDir() + "tsc_ucr_dir";
+  std::filesystem::create_directories(dir);
+  for (const std::string& path : {dir, dir + "/"}) {
+    try {
+      load_ucr(path);
+      FAIL() << "expected DataError";
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": is a directory, not a data file");
+    }
+  }
+  try {
+    load_ucr(dir + "/missing.tsv");
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), dir + "/missing.tsv: cannot open the file: No such file or directory");
+  }
+  std::filesystem::remove_all(dir);
 }

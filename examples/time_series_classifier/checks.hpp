@@ -1,0 +1,104 @@
+#pragma once
+// Checks of a run of the time-series classifier, so that it fails at once, never after training:
+//
+//   check_before_loading(options)          before any data is read: --train and --test can be opened (not a
+//                                          directory, not missing, readable: the message names the file and the
+//                                          system's reason), and the output directory --out is usable: it is
+//                                          created now (it stays, empty, if the run fails later), it is not an
+//                                          existing file, a file can be written in it, and <out>/model.sqw is not
+//                                          a directory
+//   check_before_training(options, train, test)   after loading, before standardizing and training: the test
+//                                          set fits the training set (check_compatible in data.hpp: features,
+//                                          classes); returns notes to print (test sequences longer than any
+//                                          training sequence). Checks that need the data and the model
+//                                          configuration belong here.
+//   save_model(net, path)                  save_weights, but refuses a model holding NaN or Inf (nothing written)
+//
+// Errors are DataError (files, data) or TrainingError (a non-finite model), naming the option and the file:
+//   "--out tsc_out: exists and is not a directory"
+//   "--train data/GunPoint: is a directory, not a data file"
+// tests/unit/test_example_checks.cpp tests them.
+
+#include <seqattn/io/weights.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "data.hpp"
+#include "options.hpp"
+#include "train.hpp"
+#include "ucr.hpp"
+
+namespace tsc {
+
+// DataError "<option> <file>: <reason>" unless the data file can be opened for reading.
+inline void check_input_file(const std::string& option, const std::string& path) {
+  try {
+    open_data_file(path);
+  } catch (const DataError& e) {
+    throw DataError(option + " " + e.what());
+  }
+}
+
+// Creates the output directory `out` (and its parents) if needed and checks that files can be written in it.
+inline void check_output_dir(const std::string& out) {
+  namespace fs = std::filesystem;
+  const std::string who = "--out " + out;
+  std::error_code ec;
+  const fs::file_status status = fs::status(out, ec);
+  if (fs::exists(status) && !fs::is_directory(status)) throw DataError(who + ": exists and is not a directory");
+  if (!fs::exists(status)) {
+    fs::create_directories(out, ec);
+    if (ec) throw DataError(who + ": cannot create the directory: " + ec.message());
+  }
+  const std::string probe = out + "/.tsc_write_check.tmp";
+  errno = 0;
+  bool written = false;
+  {
+    std::ofstream file(probe, std::ios::binary | std::ios::app);
+    written = static_cast<bool>(file);
+  }
+  const int err = errno;
+  if (!written)
+    throw DataError(who + ": cannot write in the directory" + (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
+  std::remove(probe.c_str());
+  if (fs::is_directory(out + "/model.sqw", ec))
+    throw DataError(who + ": " + out + "/model.sqw is a directory, so the model could not be saved there");
+}
+
+inline void check_before_loading(const CliOptions& o) {
+  if (o.task == "ucr") {
+    check_input_file("--train", o.train_file);
+    if (!o.test_file.empty()) check_input_file("--test", o.test_file);
+  }
+  check_output_dir(o.out);
+}
+
+inline std::vector<std::string> check_before_training(const CliOptions& o, const Dataset& train, const Dataset& test) {
+  std::string train_name = "the training set", test_name = "the test set";
+  if (o.task == "ucr") {
+    train_name = "--train " + o.train_file;
+    test_name = o.test_file.empty() ? "the test split of " + train_name : "--test " + o.test_file;
+  }
+  if (train.size() == 0) throw DataError(train_name + " has no sequences");
+  if (test.size() == 0) throw DataError(test_name + " has no sequences");
+  std::vector<std::string> notes;
+  const std::string note = check_compatible(train, test, train_name, test_name);
+  if (!note.empty()) notes.push_back(note);
+  return notes;
+}
+
+inline void save_model(Classifier::Net& net, const std::string& path) {
+  const std::string bad = non_finite_parameter(net);
+  if (!bad.empty())
+    throw TrainingError("save_model: parameter " + bad + " holds NaN or Inf; refusing to write " + path);
+  seqattn::save_weights(net, path);
+}
+
+}  // namespace tsc
