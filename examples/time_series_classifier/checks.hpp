@@ -12,6 +12,10 @@
 //                                          classes); returns notes to print (test sequences longer than any
 //                                          training sequence). Checks that need the data and the model
 //                                          configuration belong here.
+//   check_memory(config, batch, steps)     the model's caches for `batch` sequences of `steps` steps (the longest
+//                                          in the data) against seqattn::memory_limit(): DataError suggesting the
+//                                          largest --batch-size that fits, or -a self --width W, instead of
+//                                          dying with std::bad_alloc in the middle of training
 //   save_model(net, path)                  save_weights, but refuses a model holding NaN or Inf (nothing written)
 //
 // Errors are DataError (files, data) or TrainingError (a non-finite model), naming the option and the file:
@@ -92,6 +96,32 @@ inline std::vector<std::string> check_before_training(const CliOptions& o, const
   const std::string note = check_compatible(train, test, train_name, test_name);
   if (!note.empty()) notes.push_back(note);
   return notes;
+}
+
+inline void check_memory(const ModelConfig& config, Index batch, Index steps) {
+  const std::size_t limit = seqattn::memory_limit();
+  auto need = [&steps](const ModelConfig& c, Index B) { return Classifier(c).net().cache_bytes(B, steps); };
+  const std::size_t bytes = need(config, batch);
+  if (bytes <= limit) return;
+  Classifier model(config);
+  std::string message = "the model needs " + seqattn::format_bytes(bytes) + " for a batch of " +
+                        std::to_string(batch) + " sequences of " + std::to_string(steps) +
+                        " steps (the longest in the data), above the memory limit of " + seqattn::format_bytes(limit) +
+                        " (half of the memory this process may use): " + model.net().memory_remedy(batch, steps);
+  Index lo = 0, hi = batch;  // the largest batch that fits: need(lo) <= limit < need(hi)
+  while (hi - lo > 1) {
+    const Index mid = lo + (hi - lo) / 2;
+    (need(config, mid) <= limit ? lo : hi) = mid;
+  }
+  if (lo >= 1) throw DataError(message + ". Try --batch-size " + std::to_string(lo));
+  for (const Index width : {256, 128, 64, 32, 16, 8}) {  // one sequence does not fit: a window of steps
+    ModelConfig windowed = config;
+    windowed.attention = AttentionKind::SelfAttention;
+    windowed.width = width;
+    if (width < steps && need(windowed, batch) <= limit)
+      throw DataError(message + ". Try -a self --width " + std::to_string(width));
+  }
+  throw DataError(message + ". Even one sequence with a window of 8 steps does not fit: shorten the sequences");
 }
 
 inline void save_model(Classifier::Net& net, const std::string& path) {

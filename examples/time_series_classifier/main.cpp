@@ -116,6 +116,9 @@ int run(int argc, char** argv) {
             << train_set.features() << ", classes " << train_set.classes() << "\n";
   config.features = train_set.features();
   config.classes = train_set.classes();
+  config.width = o.width;
+  const Index longest = std::max(train_set.steps(), test_set.steps());
+  check_memory(config, std::min(o.batch_size, std::max(train_set.size(), test_set.size())), longest);
   Classifier model(config);
   std::cout << model.net().summary();
 
@@ -133,7 +136,7 @@ int run(int argc, char** argv) {
   }
   const double seconds = steady_seconds() - t0;
 
-  const Evaluation e = evaluate(model.net(), test_set);
+  const Evaluation e = evaluate(model.net(), test_set, o.batch_size);  // the batch check_memory checked
   std::printf("\ntest accuracy %.4f (%ld sequences), test loss %.4f, training time %.1f s\n", e.accuracy,
               static_cast<long>(test_set.size()), e.loss, seconds);
   std::cout << format_confusion(e, test_set.class_names);

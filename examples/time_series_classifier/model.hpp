@@ -59,6 +59,7 @@ struct ModelConfig {
   AttentionKind attention = AttentionKind::MultiHead;
   Index heads = 4;   // MultiHeadAttention
   Index units = 32;  // SeqSelfAttention (additive)
+  Index width = 0;   // SeqSelfAttention attention_width (0: global)
   bool positional = true;
   Pooling pooling = Pooling::Max;
   bool residual = true;
@@ -82,7 +83,8 @@ class Classifier {
     if (config.attention == AttentionKind::MultiHead)
       attention.add<MHA>(config.heads);
     else
-      attention.add<SSA>(SeqSelfAttentionOptions().units(config.units));
+      attention.add<SSA>(config.width > 0 ? SeqSelfAttentionOptions().units(config.units).attention_width(config.width)
+                                          : SeqSelfAttentionOptions().units(config.units));
     if (config.residual)
       net_.add<Residual<float>>(std::move(attention));
     else

@@ -38,6 +38,7 @@ struct CliOptions {
   Index length = 20;
   AttentionKind attention = AttentionKind::MultiHead;
   Index heads = 1, units = 32, d_model = 32, ffn = 0;
+  Index width = 0;  // self: attention_width, 0: global
   Pooling pooling = Pooling::Mean;
   bool positional = true, residual = true;
   Index epochs = 20, batch_size = 32;
@@ -134,6 +135,7 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
     ("a,attention", "mha (MultiHeadAttention) or self (SeqSelfAttention)", value<text>()->default_value("mha"))
     ("heads", "mha: attention heads (a divisor of --d-model)", value<text>()->default_value("1"))
     ("units", "self: additive attention units", value<text>()->default_value("32"))
+    ("width", "self: attention width, the steps each step attends to (0: all; bounds memory on long series)", value<text>()->default_value("0"))
     ("d,d-model", "features after the projection", value<text>()->default_value("32"))
     ("ffn", "hidden units of a feed-forward block after the attention (0: none)", value<text>()->default_value("0"))
     ("p,pooling", "max, mean or weighted (attention pooling)", value<text>()->default_value("mean"))
@@ -175,6 +177,9 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
   o.attention = named_choice(args, "attention", parse_attention);
   o.heads = whole_in_range(args, "heads", 1);
   o.units = whole_in_range(args, "units", 1);
+  o.width = whole_in_range(args, "width", 0);
+  if (o.width > 0 && o.attention != AttentionKind::SelfAttention)
+    throw std::invalid_argument("--width: applies to -a self only (MultiHeadAttention attends to every step)");
   o.d_model = whole_in_range(args, "d-model", 1);
   if (o.attention == AttentionKind::MultiHead && o.d_model % o.heads != 0)
     throw std::invalid_argument("--heads: expected a divisor of --d-model (" + std::to_string(o.d_model) +

@@ -218,3 +218,47 @@ TEST(ExampleChecks, NonFiniteModelsAreNeverSaved) {
   EXPECT_FALSE(fs::exists(dir + "/nan.sqw"));
   fs::remove_all(dir);
 }
+
+// Issue 19, item 4: a long series made the example die with std::bad_alloc at the default batch. check_memory
+// compares the model's caches for the longest sequence with seqattn's memory limit before training and suggests
+// the largest batch that fits, or a window of steps with -a self --width.
+namespace {
+
+struct MemoryLimitScope {
+  explicit MemoryLimitScope(std::size_t bytes) { seqattn::set_memory_limit(bytes); }
+  ~MemoryLimitScope() { seqattn::reset_memory_limit(); }
+};
+
+std::string memory_message(const ModelConfig& c, Index batch, Index steps) {
+  try {
+    check_memory(c, batch, steps);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(ExampleChecks, MemoryCheckSuggestsABatchSizeOrAWindowBeforeTraining) {
+  const MemoryLimitScope limit(64u << 20);
+  ModelConfig c;
+  c.features = 3;
+  c.d_model = 16;
+  c.heads = 2;
+  EXPECT_EQ(memory_message(c, 32, 128), "") << "a small run fits";
+  // MultiHeadAttention at T = 2048: 2 heads x 2048^2 floats = 32 MiB per sequence: a batch of 1 fits.
+  std::string what = memory_message(c, 32, 2048);
+  EXPECT_NE(what.find("for a batch of 32 sequences of 2048 steps (the longest in the data), above the memory limit "
+                      "of 64.00 MiB"),
+            std::string::npos)
+      << what;
+  EXPECT_NE(what.find("heads x T x T"), std::string::npos) << what;
+  EXPECT_NE(what.find("Try --batch-size 1"), std::string::npos) << what;
+  // At T = 8192 one sequence needs 512 MiB: a window of 128 steps fits a batch of 4.
+  what = memory_message(c, 4, 8192);
+  EXPECT_NE(what.find("Try -a self --width 128"), std::string::npos) << what;
+  // Nothing fits: say so.
+  what = memory_message(c, 4, 1 << 20);
+  EXPECT_NE(what.find("shorten the sequences"), std::string::npos) << what;
+}

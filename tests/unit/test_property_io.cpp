@@ -128,7 +128,9 @@ TEST(PropertyIo, RestoringACheckpointByAssignmentKeepsTheOptimizerValid) {
     const Tensor3<float> y = m.model.forward(x, mask, Mode::Train);
     EXPECT_EQ(std::memcmp(y.data(), copy.forward(x, mask, Mode::Train).data(), y.size() * sizeof(float)), 0);
     EXPECT_NO_THROW(step());
-    EXPECT_FALSE(same_bits(all_values(m.model), saved)) << "the optimizer must still update the model";
+    const ParamList<float> restored = m.model.params();  // the optimizer writes into the model's own tensors
+    ASSERT_EQ(restored.size(), adam.params().size());
+    for (size_t i = 0; i < restored.size(); ++i) EXPECT_EQ(restored[i].value, adam.params()[i].value);
     // Another architecture: the optimizer refuses instead of writing into the replaced layers.
     m.model = random_model<float>(50000 + seed, RandomModelOptions().steps(T).fixed_time(true)).model;
     bool replaced = false;
