@@ -1,9 +1,10 @@
 // Denormal (subnormal) inputs with seqattn's flush-to-zero mode on (the default, core/denormals.hpp) and off.
-// On x86, every multiply or add that reads or makes a denormal takes a microcode assist of about 100 cycles, so
-// without the mode a batch of tiny values (a sensor reporting 1e-39, weights decayed towards zero) ran the
-// layers 18-21x slower. Rows, float, one thread:
-//   Dense(64 -> 64) forward + backward, MultiHeadAttention(64, 4 heads) forward + backward, and the classifier of
-//   classifier_model.hpp (one training step)
+// On x86, an operation that reads or makes a denormal can take a microcode assist of about 100 cycles (how often
+// depends on the core and the instruction: the issue reported 18-21x on one machine; on the 2026-12-06 Intel
+// Xeon with AVX-512, SeqSelfAttention ran 1.9x and LayerNorm 1.5x slower, the tiled products hardly at all).
+// Rows, float, one thread, (B, T, F) = (16, 128, 64), forward + backward:
+//   Dense(64 -> 64), MultiHeadAttention(4 heads), LayerNorm, SeqSelfAttention (additive), LSTM(64), and the
+//   classifier of classifier_model.hpp (one training step)
 // each on normal inputs (uniform in [-1, 1)) and on denormal inputs (the same values times 1e-39), with
 // set_flush_denormals(true) and (false). Compare the rows of one run: denormal/flush-on should cost what
 // normal/flush-on costs. The classifier row's weights are reset from a copy before every step, so every
@@ -12,7 +13,10 @@
 #include "classifier_model.hpp"
 #include "seqattn/core/denormals.hpp"
 #include "seqattn/layers/dense.hpp"
+#include "seqattn/layers/layer_norm.hpp"
+#include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
+#include "seqattn/layers/seq_self_attention.hpp"
 
 namespace {
 
@@ -52,6 +56,27 @@ void BM_MultiHeadAttention_ForwardBackward(benchmark::State& state) {
   run_layer(state, layer, input(state.range(0) != 0, kF), Mask(), true, 0);
 }
 BENCHMARK(BM_MultiHeadAttention_ForwardBackward)->Apply(modes);
+
+void BM_LayerNorm_ForwardBackward(benchmark::State& state) {
+  const FlushMode mode(state.range(1) != 0);
+  seqattn::LayerNorm<float> layer(kF);
+  run_layer(state, layer, input(state.range(0) != 0, kF), Mask(), true, 0);
+}
+BENCHMARK(BM_LayerNorm_ForwardBackward)->Apply(modes);
+
+void BM_SeqSelfAttention_ForwardBackward(benchmark::State& state) {
+  const FlushMode mode(state.range(1) != 0);
+  seqattn::SeqSelfAttention<float> layer(kF, seqattn::SeqSelfAttentionOptions().seed(3));
+  run_layer(state, layer, input(state.range(0) != 0, kF), Mask(), true, 0);
+}
+BENCHMARK(BM_SeqSelfAttention_ForwardBackward)->Apply(modes);
+
+void BM_LSTM_ForwardBackward(benchmark::State& state) {
+  const FlushMode mode(state.range(1) != 0);
+  seqattn::LSTM<float> layer(kF, kF, seqattn::LSTMOptions().return_sequences(true).seed(4));
+  run_layer(state, layer, input(state.range(0) != 0, kF), Mask(), true, 0);
+}
+BENCHMARK(BM_LSTM_ForwardBackward)->Apply(modes);
 
 void BM_Classifier_TrainStep(benchmark::State& state) {
   const FlushMode mode(state.range(1) != 0);

@@ -1,8 +1,9 @@
 #pragma once
 // Flushing denormal (subnormal) numbers to zero while seqattn computes.
 //
-// Arithmetic on denormals (|x| < 1.2e-38 in float) takes a slow microcode path on x86: a batch of tiny inputs,
-// or weights decayed towards zero, made forward and backward 18-21x slower. So every layer's forward and
+// Arithmetic on denormals (|x| < 1.2e-38 in float) can take a slow microcode path on x86: a batch of tiny inputs,
+// or weights decayed towards zero, made forward and backward up to 18-21x slower (1.9x for SeqSelfAttention on
+// an AVX-512 Xeon: benchmarks/bench_denormals.cpp). So every layer's forward and
 // backward (Layer::forward / backward) and every worker thread of its parallel loops (detail::parallel_for)
 // run with the CPU's flush-to-zero and denormals-are-zero modes on (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ),
 // and restore the caller's mode when they return: the program's own arithmetic is never affected.
