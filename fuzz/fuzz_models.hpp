@@ -58,16 +58,15 @@ inline bool all_finite(Layer<float>& model) {
   return true;
 }
 
-// A scratch file of this process (the targets' path overloads), removed at exit.
+// A scratch file of this process (the targets' path overloads): created, then unlinked at once and reached
+// through /proc/self/fd (Linux), so that nothing is left behind when libFuzzer ends the process with _Exit.
 inline const std::string& scratch_path() {
   static const std::string path = [] {
     char name[] = "/tmp/seqattn_fuzz_XXXXXX";
     const int fd = mkstemp(name);
     if (fd < 0) std::abort();
-    close(fd);
-    static std::string keep = name;
-    std::atexit([] { unlink(keep.c_str()); });
-    return keep;
+    unlink(name);
+    return "/proc/self/fd/" + std::to_string(fd);
   }();
   return path;
 }
