@@ -3,12 +3,14 @@
 // text and .ts files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
 // output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte, those of
 // fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given), those of fuzz_idx with the image limit;
-// the arguments of an options seed are separated by NUL bytes.
+// the arguments of an options seed are separated by NUL bytes. The weights and safetensors seeds include a
+// file holding a NaN / Inf (written with allow_non_finite) and a tensor with dimensions (0, 2^63, 2^63).
 #include <sys/stat.h>
 
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -55,12 +57,40 @@ int main(int argc, char** argv) {
   seqattn::save_weights(dbl, d);
   write(dir + "/weights/other_model_double", std::string(1, '\1') + d.str());
 
+  write(dir + "/weights/valid_from_file", std::string(1, '\2') + file);
+  // A valid file holding a NaN (written with allow_non_finite) and a record with dimensions (0, 2^63, 2^63).
+  auto nan_model = seqattn::fuzzing::weights_model();
+  nan_model.params()[0].value[1] = std::numeric_limits<float>::quiet_NaN();
+  std::stringstream nan_file;
+  seqattn::save_weights(nan_model, nan_file, seqattn::WeightsOptions().allow_non_finite(true));
+  write(dir + "/weights/nan_value", std::string(1, '\0') + nan_file.str());
+  write(dir + "/weights/nan_value_from_file", std::string(1, '\2') + nan_file.str());
+  seqattn::detail::ByteWriter huge;
+  huge.raw("SEQATTNW", 8);
+  for (std::uint32_t v : {1u, 1u}) huge.u32(v);
+  for (std::uint64_t v : {0ull, 1ull}) huge.u64(v);
+  for (std::uint32_t v : {0u, 1u}) huge.u32(v);
+  huge.raw("x", 1);
+  huge.u32(3);
+  for (std::uint64_t v : {0ull, 1ull << 63, 1ull << 63}) huge.u64(v);
+  huge.u32(0);  // checksum: the switch byte 1 makes the target seal it
+  write(dir + "/weights/huge_dimensions", std::string(1, '\1') + std::string(huge.bytes().begin(), huge.bytes().end()));
+
   auto smodel = seqattn::fuzzing::safetensors_model();
   std::stringstream s;
   seqattn::save_safetensors(smodel, s);
   write(dir + "/safetensors/valid", s.str());
   write(dir + "/safetensors/empty_header", safetensors_of("{}", ""));
   write(dir + "/safetensors/metadata_only", safetensors_of("{\"__metadata__\":{\"format\":\"pt\"}}", ""));
+  auto snan = seqattn::fuzzing::safetensors_model();
+  snan.params()[0].value[2] = std::numeric_limits<float>::infinity();
+  std::stringstream snan_file;
+  seqattn::save_safetensors(snan, snan_file, seqattn::SafetensorsOptions().allow_non_finite(true));
+  write(dir + "/safetensors/inf_value", snan_file.str());
+  write(dir + "/safetensors/huge_dimensions",
+        safetensors_of("{\"x\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808,9223372036854775808],"
+                       "\"data_offsets\":[0,0]}}",
+                       ""));
   write(dir + "/safetensors/half_and_int",
         safetensors_of("{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
                        "\"n\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[4,12]}}",

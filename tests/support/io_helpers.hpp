@@ -1,7 +1,8 @@
 #pragma once
 // Test helpers for the io tests: snapshots of a model's weights (to prove a failed load changed nothing), the
 // outcome of a load (error type, message, model unchanged), weights as bytes, re-sealing an edited weights file
-// (new size field and checksum, so a test reaches the check after the checksum), scratch directories and files.
+// (new size field and checksum, so a test reaches the check after the checksum), scratch directories and files,
+// a tensor's values by name and a scalar replaced in a file's bytes (files with NaN or Inf).
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -106,6 +107,33 @@ inline std::vector<unsigned char> reseal(std::vector<unsigned char> body) {
 inline std::vector<unsigned char> unseal(std::vector<unsigned char> file) {
   file.resize(file.size() - 4);
   return file;
+}
+
+// The value pointer of the tensor `name` among the parameters and buffers of `model` (throws when absent).
+template <class S>
+S* tensor_values(Layer<S>& model, const std::string& name) {
+  for (const auto& list : {model.params(), model.buffers()})
+    for (const auto& p : list)
+      if (p.name == name) return p.value;
+  throw std::runtime_error("tensor_values: no tensor '" + name + "'");
+}
+
+// Replaces the bytes of the scalar `from` in a file's bytes by those of `to` (e.g. a sentinel weight by NaN,
+// to make a file with a non-finite value without going through a save); throws unless `from` occurs exactly
+// once. Little-endian hosts, like the files.
+template <class S>
+void replace_scalar(std::vector<unsigned char>& bytes, S from, S to) {
+  unsigned char f[sizeof(S)], t[sizeof(S)];
+  std::memcpy(f, &from, sizeof(S));
+  std::memcpy(t, &to, sizeof(S));
+  std::size_t found = bytes.size(), count = 0;
+  for (std::size_t i = 0; i + sizeof(S) <= bytes.size(); ++i)
+    if (std::memcmp(bytes.data() + i, f, sizeof(S)) == 0) {
+      found = i;
+      ++count;
+    }
+  if (count != 1) throw std::runtime_error("replace_scalar: the value occurs " + std::to_string(count) + " times");
+  std::memcpy(bytes.data() + found, t, sizeof(S));
 }
 
 // Writes `bytes` to the file `path` (replacing it), for the tests that load from a path instead of a stream.

@@ -157,6 +157,38 @@ TEST(SafetensorsLoadErrors, MalformedEntries) {
   expect(load(edited("[16,24]", "[20,28]")), "FormatError", "leave a hole in the buffer (expected begin 16)");
 }
 
+// Shapes are unsigned 64-bit in the header: a dimension beyond INT64_MAX (a model's Index) or a product of the
+// non-zero dimensions that overflows is refused (with a zero dimension the data_offsets do not bound them), and
+// read_safetensors never reports a negative dimension.
+TEST(SafetensorsLoadErrors, HugeDimensionsAreRefusedWithTheirUnsignedValue) {
+  auto read_error = [](const std::string& shape) {
+    const Bytes file = file_with("{\"x\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}", {});
+    std::stringstream s(seqattn::testing::to_string(file));
+    try {
+      const SafetensorsContents c = read_safetensors(s);
+      std::string dims;
+      for (Index d : c.tensors.at("x").shape) dims += std::to_string(d) + " ";
+      return "(no error; shape " + dims + ")";
+    } catch (const FormatError& e) {
+      return std::string(e.what());
+    }
+  };
+  const std::string huge = read_error("[0,9223372036854775808,9223372036854775808]");
+  EXPECT_NE(
+      huge.find("read_safetensors(stream): tensor 'x': dimension 1 of shape (0, 9223372036854775808, "
+                "9223372036854775808) is 9223372036854775808, more than the largest supported 9223372036854775807"),
+      std::string::npos)
+      << huge;
+  const std::string product = read_error("[4611686018427387904,0,4]");
+  EXPECT_NE(product.find("tensor 'x': the product of the dimensions of shape (4611686018427387904, 0, 4) overflows a "
+                         "64-bit count"),
+            std::string::npos)
+      << product;
+  EXPECT_EQ(read_error("[0,9223372036854775807]"), "(no error; shape 0 9223372036854775807 )");
+  expect(load(file_with("{\"x\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808],\"data_offsets\":[0,0]}}", {})),
+         "FormatError", "dimension 1 of shape (0, 9223372036854775808) is 9223372036854775808");
+}
+
 TEST(SafetensorsLoadErrors, ModelMismatches) {
   expect(load(edited("\"1.bias\"", "\"1.other\"")), "MismatchError",
          "1 tensor is missing from the file: '1.bias' (from '1.dense.b')");

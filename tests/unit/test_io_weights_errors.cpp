@@ -234,3 +234,56 @@ TEST(WeightsLoadErrors, MalformedRecordsWithAValidChecksum) {
     EXPECT_TRUE(o.unchanged);
   }
 }
+
+// Dimensions are unsigned 64-bit in the file: a crafted record prints them unsigned and is refused when one
+// exceeds INT64_MAX (a model's Index) or when their product overflows, even with a zero dimension (no values).
+TEST(WeightsLoadErrors, HugeDimensionsArePrintedUnsignedAndRefused) {
+  // A float32 file with one tensor "x" (no values: one dimension is 0, or the file is too short).
+  auto file_with_dims = [](const std::vector<std::uint64_t>& dims) {
+    detail::ByteWriter w;
+    w.raw("SEQATTNW", 8);
+    w.u32(1);
+    w.u32(1);
+    w.u64(0);
+    w.u64(1);
+    w.u32(0);
+    w.u32(1);
+    w.raw("x", 1);
+    w.u32(static_cast<std::uint32_t>(dims.size()));
+    for (auto d : dims) w.u64(d);
+    return reseal(w.bytes());
+  };
+  auto model = small_model<float>(1);
+  const std::uint64_t big = 1ULL << 63;  // INT64_MAX + 1
+  const LoadOutcome huge = load(model, file_with_dims({0, big, big}));
+  EXPECT_EQ(huge.type, "FormatError") << huge.message;
+  EXPECT_TRUE(contains(huge.message,
+                       "load_weights(stream): tensor 'x': dimension 1 of shape (0, 9223372036854775808, "
+                       "9223372036854775808) is 9223372036854775808, more than the largest supported "
+                       "9223372036854775807"))
+      << huge.message;
+  EXPECT_FALSE(contains(huge.message, "-9223372036854775808")) << huge.message;
+  EXPECT_TRUE(huge.unchanged);
+
+  const LoadOutcome product = load(model, file_with_dims({1ULL << 62, 0, 4}));
+  EXPECT_EQ(product.type, "FormatError") << product.message;
+  EXPECT_TRUE(contains(product.message,
+                       "tensor 'x': the product of the dimensions of shape (4611686018427387904, 0, "
+                       "4) overflows a 64-bit count"))
+      << product.message;
+
+  const LoadOutcome large = load(model, file_with_dims({3, 1ULL << 62}));
+  EXPECT_EQ(large.type, "FormatError") << large.message;
+  EXPECT_TRUE(contains(large.message,
+                       "tensor 'x': dimensions too large for the 65-byte file: shape (3, "
+                       "4611686018427387904) of 4-byte values needs more than the 0 bytes that remain"))
+      << large.message;
+
+  // The largest dimension that is a count passes the file checks; then the model mismatch prints it unsigned.
+  const LoadOutcome max = load(model, file_with_dims({0, 9223372036854775807ULL}));
+  EXPECT_EQ(max.type, "MismatchError") << max.message;
+  EXPECT_TRUE(contains(max.message,
+                       "the file has tensor 'x' (parameter, shape (0, 9223372036854775807)) that the "
+                       "model does not have"))
+      << max.message;
+}

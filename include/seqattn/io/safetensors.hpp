@@ -20,9 +20,21 @@
 // (io/detail/safetensors_format.hpp: header JSON, dtypes, offsets tiling the buffer, truncation, trailing
 // bytes: FormatError), that every PyTorch tensor the model maps to is present with the expected shape and a
 // floating dtype, and that the file has no other tensor except those options.ignore() accepts (by default
-// "*num_batches_tracked"): MismatchError. An inconsistent mapping (two tensors in one place, parts of
-// different shapes) is a ConfigError. Messages start with "load_safetensors(<path>)" / "save_safetensors(..)".
+// "*num_batches_tracked"): MismatchError; last, that every value it loads is finite in the model's scalar type
+// (a NaN or Inf in any float dtype, or an F64 value beyond float's range for a float model): NonFiniteError (a
+// FormatError) naming the file, the PyTorch tensor, the seqattn tensors it maps to, the element of the file's
+// tensor and the value. Export refuses to write a model holding a NaN or Inf (such a file would not load by
+// default). SafetensorsOptions().allow_non_finite(true) passes them through in both directions. Dimensions are
+// at most INT64_MAX and their product a 64-bit count (FormatError with the unsigned value). An inconsistent
+// mapping (two tensors in one place, parts of different shapes) is a ConfigError. Messages start with
+// "load_safetensors(<path>)" / "save_safetensors(..)".
+// Loading from a path reads the 8-byte header size first (at most 100 MB, and within a regular file's size),
+// then the header, and checks the data size its offsets imply against the file's size before reading the data:
+// /dev/zero, a large file that is not safetensors or a pipe cost no more than they declare. Saving to a path is
+// atomic like save_weights (follows symbolic links, keeps the file's permission bits, refuses a file without
+// write permission).
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -32,6 +44,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/io/detail/atomic_file.hpp"
+#include "seqattn/io/detail/non_finite.hpp"
 #include "seqattn/io/detail/safetensors_format.hpp"
 #include "seqattn/io/torch_names.hpp"
 #include "seqattn/model/sequential.hpp"
@@ -44,6 +57,9 @@ struct SafetensorsOptions {
   SEQATTN_ARG(std::function<TorchName(const TensorRef&)>, name_map, default_torch_name)
   SEQATTN_ARG(std::function<bool(const std::string&)>, ignore, default_torch_ignore)  // import: skipped tensors
   SEQATTN_ARG(SafetensorsMetadata, metadata, {{"format", "pt"}})                       // export: __metadata__
+  // false (default): import refuses a NaN or Inf value (also a finite F64 value out of the float range of a
+  // float model) and export refuses a model holding one (NonFiniteError); true: both pass them through.
+  SEQATTN_ARG(bool, allow_non_finite, false)
 };
 
 // Any safetensors file, decoded (for inspection and tests). values: every element as double (floating and
@@ -197,6 +213,12 @@ std::vector<unsigned char> encode(Layer<S>& model, const SafetensorsOptions& opt
     for (std::size_t k = 0; k < g.parts.size(); ++k) {
       const Param<S>& p = g.parts[k];
       if (!p.value) continue;
+      const std::size_t bad = first_non_finite(p.value, g.part_count);
+      if (!options.allow_non_finite() && bad < g.part_count)
+        throw_non_finite(who, ": tensor '", g.refs[k].name, "' (shape ", p.shape_string(), ", PyTorch '", g.name,
+                         "') holds ", value_text(static_cast<double>(p.value[bad])), " at ", element_text(bad, p.shape),
+                         ": a file with it would not load by default, so it is not written "
+                         "(SafetensorsOptions().allow_non_finite(true) writes it)");
       const TorchName& slot = g.slots[k];
       const auto pos = positions(slot.view.empty() ? p.shape : slot.view, g.part_count);
       for (std::size_t i = 0; i < g.part_count; ++i)
@@ -255,6 +277,20 @@ void apply(Layer<S>& model, const std::vector<unsigned char>& bytes, const Safet
     if (!used.count(e.name) && !options.ignore()(e.name))
       throw_mismatch(who, ": the file has tensor '", e.name, "' (", e.dtype, ", shape ", shape_text(e.shape),
                      ") that no model tensor maps to");
+  if (!options.allow_non_finite())
+    for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+      const auto& g = groups[gi];
+      const Entry& e = *sources[gi];
+      const std::size_t n = g.part_count * g.parts.size();
+      for (std::size_t i = 0; i < n; ++i) {
+        const double v = float_element(file.data + e.begin, e.dtype, i);
+        if (std::isfinite(static_cast<S>(v))) continue;
+        throw_non_finite(who, ": tensor '", g.name, "' (", e.dtype, ", shape ", shape_text(e.shape), ", to ",
+                         g.describe(), ") holds ", value_text(v), " at ", element_text(i, e.shape),
+                         std::isfinite(v) ? cat(", out of the range of ", sizeof(S) == 4 ? "float32" : "float64") : "",
+                         ": non-finite weights are refused (SafetensorsOptions().allow_non_finite(true) loads them)");
+      }
+    }
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const auto& g = groups[gi];
     const Entry& e = *sources[gi];
@@ -322,7 +358,7 @@ void load_safetensors(Layer<S>& model, std::istream& in, const SafetensorsOption
 template <class S>
 void load_safetensors(Layer<S>& model, const std::string& path, const SafetensorsOptions& options = SafetensorsOptions()) {
   const std::string who = "load_safetensors(" + path + ")";
-  detail::safetensors::apply(model, detail::read_all(path, who), options, who);
+  detail::safetensors::apply(model, detail::safetensors::read_file(path, who), options, who);
 }
 
 inline SafetensorsContents read_safetensors(std::istream& in) {
@@ -331,7 +367,7 @@ inline SafetensorsContents read_safetensors(std::istream& in) {
 }
 inline SafetensorsContents read_safetensors(const std::string& path) {
   const std::string who = "read_safetensors(" + path + ")";
-  return detail::safetensors::contents(detail::read_all(path, who), who);
+  return detail::safetensors::contents(detail::safetensors::read_file(path, who), who);
 }
 
 }  // namespace seqattn

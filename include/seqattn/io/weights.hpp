@@ -5,6 +5,7 @@
 //   save_weights(model, "model.sqw");          // atomic: a crash or a full disk never leaves a partial file
 //   load_weights(model, "model.sqw");          // validates everything, then copies; throws, model unchanged
 //   save_weights(model, out_stream);  load_weights(model, in_stream);
+//   load_weights(model, "model.sqw", WeightsOptions().allow_non_finite(true));   // also for save_weights
 //
 // What is saved: every tensor of model.params() (trainable) and model.buffers() (saved, not trained, e.g.
 // batch-norm running statistics), each with its full name ("0.dense.W"), its kind, its shape and its values.
@@ -17,34 +18,57 @@
 //   16      8      total file size in bytes, checksum included
 //   24      8      number of tensors N
 //   32      ...    N records: kind (4: 0 = parameter, 1 = buffer), name length L (4, 1..65535), name (L bytes,
-//                  UTF-8), number of dimensions D (4, 0..8), dimensions (8 each), values (product of the
-//                  dimensions times the scalar size)
+//                  UTF-8), number of dimensions D (4, 0..8), dimensions (8 each, at most INT64_MAX), values
+//                  (product of the dimensions times the scalar size)
 //   size-4  4      CRC-32 (zlib's) of every byte before it
 //
 // Loading checks, in this order, before it modifies anything: magic, version (a newer version is refused
 // with a message saying so), scalar type (a float32 file does not load into a double model: MismatchError),
-// size (truncated or trailing bytes), checksum, every record (bounds, duplicate names), then against the
-// model: every model tensor is in the file, the file has no tensor the model lacks, kinds and shapes are equal.
-// Errors (io/errors.hpp): FileError (open/write/rename), FormatError (invalid bytes), MismatchError (valid
-// file, different model); messages start with "save_weights(<path>)" or "load_weights(<path>)" and name the
-// tensor with the expected and the found value.
+// size (truncated or trailing bytes), checksum, every record (bounds, duplicate names, dimensions: each at most
+// INT64_MAX and their product a count, printed unsigned), then against the model: every model tensor is in the
+// file, the file has no tensor the model lacks, kinds and shapes are equal; last, every value is finite.
+// Loading from a path reads the 32-byte header first and checks magic, version, scalar type and, for a regular
+// file, the declared size against the file's size before it reads (and allocates) the rest; it never reads more
+// than the declared size, so a large file that is not a weights file, /dev/zero or a pipe costs its first bytes
+// (a pipe is read up to the declared size as the bytes arrive and must end there).
+// Non-finite weights: by default a load refuses a file holding a NaN or Inf and a save refuses to write a model
+// holding one (a file that would not load by default): NonFiniteError (a FormatError) naming the file, the
+// tensor, the element ("element 3 = (1, 1)", row-major) and the value. WeightsOptions().allow_non_finite(true)
+// passes them through in both directions.
+// Errors (io/errors.hpp): FileError (open/read/write/rename, a target without write permission),
+// FormatError (invalid bytes; NonFiniteError), MismatchError (valid file, different model); messages start
+// with "save_weights(<path>)" or "load_weights(<path>)" and name the tensor with the expected and the found value.
 // The stream overloads read exactly the file's bytes (the stream may go on after them) and write with the
-// stream's own guarantees (no atomic replace).
+// stream's own guarantees (no atomic replace). Saving to a path (io/detail/atomic_file.hpp) follows a symbolic
+// link (the link stays, its target is replaced), keeps the permission bits of the file it replaces and refuses
+// to replace a file without write permission (mode 0444, even for root).
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
 #include "seqattn/io/detail/atomic_file.hpp"
 #include "seqattn/io/detail/byte_io.hpp"
 #include "seqattn/io/detail/crc32.hpp"
+#include "seqattn/io/detail/non_finite.hpp"
 #include "seqattn/io/errors.hpp"
 
 namespace seqattn {
+
+// Options of save_weights and load_weights.
+struct WeightsOptions {
+  // false (default): a load refuses a file holding a NaN or Inf value and a save refuses to write a model
+  // holding one (NonFiniteError naming the tensor, the element and the value); true: both pass them through.
+  SEQATTN_ARG(bool, allow_non_finite, false)
+};
 
 namespace detail::weights_format {
 
@@ -87,7 +111,7 @@ struct Record {
 };
 
 template <class S>
-std::vector<unsigned char> encode(Layer<S>& model) {
+std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options, const std::string& who) {
   ByteWriter w;
   w.raw(kMagic, sizeof kMagic);
   w.u32(kVersion);
@@ -95,10 +119,16 @@ std::vector<unsigned char> encode(Layer<S>& model) {
   w.u64(0);  // total size, patched below
   const ParamList<S> params = model.params(), buffers = model.buffers();
   w.u64(params.size() + buffers.size());
-  auto put = [&w](const Param<S>& p, std::uint32_t kind) {
+  auto put = [&w, &options, &who](const Param<S>& p, std::uint32_t kind) {
     if (p.name.empty() || p.name.size() > kMaxNameLength || p.shape.size() > kMaxDims)
-      throw_config("save_weights: tensor '", p.name, "' ", p.shape_string(), " cannot be saved: names have 1 to ",
+      throw_config(who, ": tensor '", p.name, "' ", p.shape_string(), " cannot be saved: names have 1 to ",
                    kMaxNameLength, " bytes and shapes at most ", kMaxDims, " dimensions");
+    const auto bad = first_non_finite(p.value, static_cast<std::size_t>(p.size()));
+    if (!options.allow_non_finite() && bad < static_cast<std::size_t>(p.size()))
+      throw_non_finite(who, ": tensor '", p.name, "' (", kind_name(kind), ", shape ", p.shape_string(), ") holds ",
+                       value_text(static_cast<double>(p.value[bad])), " at ", element_text(bad, p.shape),
+                       ": a file with it would not load by default, so it is not written "
+                       "(WeightsOptions().allow_non_finite(true) writes it)");
     w.u32(kind);
     w.u32(static_cast<std::uint32_t>(p.name.size()));
     w.raw(p.name.data(), p.name.size());
@@ -113,21 +143,24 @@ std::vector<unsigned char> encode(Layer<S>& model) {
   return std::move(w.bytes());
 }
 
-// Checks magic, version, scalar type, size and checksum, then parses every record (bounds-checked).
+inline constexpr std::uint64_t kUnknownSize = ~std::uint64_t{0};
+
+// Checks the fixed header: magic, version, scalar type and the declared file size, which it returns. `n` bytes
+// of the file are at `p` (fewer than kHeaderSize only when the file is that short); `actual` is the real file
+// size, kUnknownSize when it is not known yet (a stream, a pipe): then the declared size is not compared.
 template <class S>
-std::vector<Record> decode(const std::vector<unsigned char>& bytes, const std::string& who) {
-  const std::size_t n = bytes.size();
+std::uint64_t check_header(const unsigned char* p, std::size_t n, std::uint64_t actual, const std::string& who) {
   const std::size_t magic_len = n < sizeof kMagic ? n : sizeof kMagic;
   if (magic_len == 0) throw_format(who, ": empty file (a seqattn weights file starts with \"SEQATTNW\")");
-  if (std::memcmp(bytes.data(), kMagic, magic_len) != 0) {
+  if (std::memcmp(p, kMagic, magic_len) != 0) {
     std::string found;
     for (std::size_t i = 0; i < magic_len; ++i) {
-      const char c = static_cast<char>(bytes[i]);
-      found += (c >= 32 && c < 127) ? std::string(1, c) : cat("\\x", std::hex, static_cast<int>(bytes[i]));
+      const char c = static_cast<char>(p[i]);
+      found += (c >= 32 && c < 127) ? std::string(1, c) : cat("\\x", std::hex, static_cast<int>(p[i]));
     }
     throw_format(who, ": not a seqattn weights file: magic expected \"SEQATTNW\" but found \"", found, "\"");
   }
-  ByteReader header(bytes.data(), n, who);
+  ByteReader header(p, n, who);
   header.take(sizeof kMagic, "magic");
   const std::uint32_t version = header.u32("format version");
   if (version != kVersion)
@@ -140,8 +173,28 @@ std::vector<Record> decode(const std::vector<unsigned char>& bytes, const std::s
                    scalar_name(scalar), " weights");
   const std::uint64_t total = header.u64("file size");
   if (total < kMinFileSize) throw_format(who, ": corrupt header: file size field is ", total, ", less than the minimum ", kMinFileSize);
-  if (n < total) throw_format(who, ": truncated file: expected ", total, " bytes but found ", n);
-  if (n > total) throw_format(who, ": ", n - total, " trailing bytes after the end of the file (expected ", total, " bytes but found ", n, ")");
+  if (total > static_cast<std::uint64_t>(PTRDIFF_MAX))
+    throw_format(who, ": corrupt header: file size field is ", total, ", more than this system can address");
+  if (actual != kUnknownSize) {
+    if (actual < total) throw_format(who, ": truncated file: expected ", total, " bytes but found ", actual);
+    if (actual > total)
+      throw_format(who, ": ", actual - total, " trailing bytes after the end of the file (expected ", total,
+                   " bytes but found ", actual, ")");
+  }
+  return total;
+}
+
+inline std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Checks the header, size and checksum, then parses every record (bounds-checked).
+template <class S>
+std::vector<Record> decode(const std::vector<unsigned char>& bytes, const std::string& who) {
+  const std::size_t n = bytes.size();
+  check_header<S>(bytes.data(), n, n, who);
   const std::size_t body = n - 4;
   std::uint32_t stored = 0;
   for (int i = 3; i >= 0; --i) stored = (stored << 8) | bytes[body + static_cast<std::size_t>(i)];
@@ -172,15 +225,34 @@ std::vector<Record> decode(const std::vector<unsigned char>& bytes, const std::s
     const std::uint32_t dims = r.u32("number of dimensions");
     if (dims > kMaxDims)
       throw_format(who, ": tensor '", rec.name, "': ", dims, " dimensions, more than the maximum ", kMaxDims);
+    std::vector<std::uint64_t> dim(dims);
+    for (auto& d : dim) d = r.u64("dimension");
+    // Dimensions are unsigned 64-bit in the file and Index (signed) in the model: each at most INT64_MAX, their
+    // product bounded by what the rest of the file holds (no overflow, no huge allocation), and, when one
+    // dimension is 0, the product of the others still a 64-bit count.
+    constexpr std::uint64_t kMaxCount = static_cast<std::uint64_t>(std::numeric_limits<Index>::max());
+    for (std::uint32_t d = 0; d < dims; ++d)
+      if (dim[d] > kMaxCount)
+        throw_format(who, ": tensor '", rec.name, "': dimension ", d, " of shape ", shape_text(dim), " is ", dim[d],
+                     ", more than the largest supported ", kMaxCount);
+    const bool empty = std::find(dim.begin(), dim.end(), std::uint64_t{0}) != dim.end();
     std::uint64_t count_values = 1;
-    for (std::uint32_t d = 0; d < dims; ++d) {
-      const std::uint64_t dim = r.u64("dimension");
-      // Bound every partial product by what the rest of the file can hold: no overflow, no huge allocation.
-      if (dim > 0 && count_values > (r.remaining() / sizeof(S)) / dim)
-        throw_format(who, ": tensor '", rec.name, "': dimensions too large for the ", n, "-byte file");
-      count_values *= dim;
-      rec.shape.push_back(static_cast<Index>(dim));
+    for (std::uint64_t d : dim) {
+      if (empty) {
+        if (d > 0 && count_values > kMaxCount / d)
+          throw_format(who, ": tensor '", rec.name, "': the product of the dimensions of shape ", shape_text(dim),
+                       " overflows a 64-bit count");
+        if (d > 0) count_values *= d;
+      } else {
+        if (count_values > (r.remaining() / sizeof(S)) / d)
+          throw_format(who, ": tensor '", rec.name, "': dimensions too large for the ", n, "-byte file: shape ",
+                       shape_text(dim), " of ", sizeof(S), "-byte values needs more than the ", r.remaining(),
+                       " bytes that remain");
+        count_values *= d;
+      }
     }
+    if (empty) count_values = 0;
+    for (std::uint64_t d : dim) rec.shape.push_back(static_cast<Index>(d));
     rec.count = static_cast<std::size_t>(count_values);
     rec.data = r.take(rec.count * sizeof(S), "tensor values");
   }
@@ -191,7 +263,7 @@ std::vector<Record> decode(const std::vector<unsigned char>& bytes, const std::s
 
 // Checks the records against the model, then (only if everything matches) copies the values.
 template <class S>
-void apply(Layer<S>& model, const std::vector<Record>& records, const std::string& who) {
+void apply(Layer<S>& model, const std::vector<Record>& records, const WeightsOptions& options, const std::string& who) {
   struct Target {
     Param<S> param;
     std::uint32_t kind;
@@ -223,50 +295,81 @@ void apply(Layer<S>& model, const std::vector<Record>& records, const std::strin
   if (n_missing > 0)
     throw_mismatch(who, ": ", n_missing, n_missing == 1 ? " tensor is" : " tensors are", " missing from the file: ",
                    missing, n_missing > 8 ? ", ..." : "");
+  if (!options.allow_non_finite())
+    for (const Record& rec : records) {
+      S block[256];  // the values, decoded a block at a time
+      for (std::size_t at = 0; at < rec.count; at += 256) {
+        const std::size_t m = std::min<std::size_t>(256, rec.count - at);
+        copy_little_endian(rec.data + at * sizeof(S), reinterpret_cast<unsigned char*>(block), m, sizeof(S));
+        const std::size_t bad = first_non_finite(block, m);
+        if (bad < m)
+          throw_non_finite(who, ": tensor '", rec.name, "' (", kind_name(rec.kind), ", shape ", shape_text(rec.shape),
+                           ") holds ", value_text(static_cast<double>(block[bad])), " at ",
+                           element_text(at + bad, rec.shape),
+                           ": non-finite weights are refused (WeightsOptions().allow_non_finite(true) loads them)");
+      }
+    }
   for (const auto& [name, t] : targets)
     copy_little_endian(t.record->data, reinterpret_cast<unsigned char*>(t.param.value), t.record->count, sizeof(S));
 }
 
 }  // namespace detail::weights_format
 
-// Writes every parameter and buffer of `model` to `out` (format above). FileError when the stream fails.
+// Writes every parameter and buffer of `model` to `out` (format above). FileError when the stream fails;
+// NonFiniteError (nothing written) when a value is NaN or Inf, unless options.allow_non_finite().
 template <class S>
-void save_weights(Layer<S>& model, std::ostream& out) {
-  const auto bytes = detail::weights_format::encode(model);
+void save_weights(Layer<S>& model, std::ostream& out, const WeightsOptions& options = WeightsOptions()) {
+  const auto bytes = detail::weights_format::encode(model, options, "save_weights(stream)");
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   out.flush();
   if (!out) detail::throw_file("save_weights(stream): writing ", bytes.size(), " bytes failed");
 }
 
-// Writes the weights to `path` atomically (temporary file in the same directory, fsync, rename): `path` holds
-// either its previous content or the complete new file, even after a crash or a full disk.
+// Writes the weights to `path` atomically (io/detail/atomic_file.hpp: temporary file beside the target, fsync,
+// rename): `path` holds either its previous content or the complete new file, even after a crash or a full
+// disk. A symbolic link is followed (its target is replaced, the link stays); an existing file keeps its
+// permission bits; a file without write permission is not replaced (FileError).
 template <class S>
-void save_weights(Layer<S>& model, const std::string& path) {
-  const auto bytes = detail::weights_format::encode(model);
-  detail::write_file_atomically(path, bytes.data(), bytes.size(), "save_weights(" + path + ")");
+void save_weights(Layer<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  const std::string who = "save_weights(" + path + ")";
+  const auto bytes = detail::weights_format::encode(model, options, who);
+  detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
 // Reads one weights file from `in` (exactly its bytes) into `model`. On any error the model is unchanged.
+// The fixed header (magic, version, scalar type, size) is checked before the rest is read.
 template <class S>
-void load_weights(Layer<S>& model, std::istream& in) {
+void load_weights(Layer<S>& model, std::istream& in, const WeightsOptions& options = WeightsOptions()) {
   namespace wf = detail::weights_format;
   const std::string who = "load_weights(stream)";
   std::vector<unsigned char> bytes;
   detail::read_some(in, bytes, wf::kHeaderSize);
-  if (bytes.size() == wf::kHeaderSize && std::memcmp(bytes.data(), wf::kMagic, sizeof wf::kMagic) == 0) {
-    std::uint64_t total = 0;
-    for (int i = 7; i >= 0; --i) total = (total << 8) | bytes[16 + static_cast<std::size_t>(i)];
-    if (total > wf::kHeaderSize) detail::read_some(in, bytes, total - wf::kHeaderSize);
-  }
-  wf::apply(model, wf::decode<S>(bytes, who), who);
+  const std::uint64_t total = wf::check_header<S>(
+      bytes.data(), bytes.size(), bytes.size() < wf::kHeaderSize ? bytes.size() : wf::kUnknownSize, who);
+  detail::read_some(in, bytes, total - wf::kHeaderSize);  // grows with the bytes that arrive, up to `total`
+  wf::apply(model, wf::decode<S>(bytes, who), options, who);
 }
 
-// Reads the weights file at `path` into `model`. On any error the model is unchanged.
+// Reads the weights file at `path` into `model`. On any error the model is unchanged. Reads the fixed header
+// first and checks it (magic, version, scalar type, and the declared size against the size of a regular
+// file) before it reads the rest, and never reads more than the declared size (a pipe, /dev/zero).
 template <class S>
-void load_weights(Layer<S>& model, const std::string& path) {
+void load_weights(Layer<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  namespace wf = detail::weights_format;
   const std::string who = "load_weights(" + path + ")";
-  const auto bytes = detail::read_all(path, who);
-  detail::weights_format::apply(model, detail::weights_format::decode<S>(bytes, who), who);
+  detail::InputFile file(path, who);
+  std::vector<unsigned char> bytes;
+  file.read(bytes, wf::kHeaderSize);
+  std::uint64_t actual = wf::kUnknownSize;  // a pipe or a device: known at its end only
+  if (file.regular()) actual = file.size();
+  if (!file.regular() && bytes.size() < wf::kHeaderSize) actual = bytes.size();
+  const std::uint64_t total = wf::check_header<S>(bytes.data(), bytes.size(), actual, who);
+  if (file.regular()) bytes.reserve(static_cast<std::size_t>(total));
+  file.read(bytes, total - bytes.size());
+  if (bytes.size() == total && file.read(bytes, 1) > 0)
+    detail::throw_format(who, ": the input goes on after the ", total, " bytes its header declares",
+                         file.regular() ? " (the file grew while it was read)" : "");
+  wf::apply(model, wf::decode<S>(bytes, who), options, who);
 }
 
 }  // namespace seqattn

@@ -3,7 +3,8 @@
 //   ByteWriter   appends u32, u64, raw bytes and arrays of float/double to a byte vector.
 //   ByteReader   reads the same from a byte span with a bounds check before every read: reading past the end
 //                throws FormatError "<source>: truncated: <field> at offset X needs N bytes but only R remain".
-//   read_all     reads a whole file (FileError when it cannot be opened or read).
+//   InputFile    a file read in bounded steps, with its size when it is a regular file (FileError when it
+//                cannot be opened or read).
 //   read_some    reads up to n bytes of a stream in bounded chunks (a corrupt size field cannot over-allocate).
 
 #include <cerrno>
@@ -17,6 +18,11 @@
 #include <vector>
 
 #include "seqattn/io/errors.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#define SEQATTN_IO_POSIX 1
+#endif
 
 namespace seqattn::detail {
 
@@ -106,23 +112,55 @@ class ByteReader {
   std::string source_;
 };
 
-// Reads the file at `path` completely. `who` prefixes the error message.
-inline std::vector<unsigned char> read_all(const std::string& path, const std::string& who) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw_file(who, ": cannot open '", path, "' for reading: ", std::strerror(errno));
-  std::vector<unsigned char> bytes;
-  unsigned char chunk[1 << 16];
-  for (;;) {
-    const std::size_t got = std::fread(chunk, 1, sizeof chunk, f);
-    bytes.insert(bytes.end(), chunk, chunk + got);
-    if (got < sizeof chunk) break;
+// An input file read in bounded steps: the loaders read a fixed header first, check it (and, for a regular
+// file, its declared size against the real one) and only then read what the header declares, so a huge file
+// that is not a weights file, or an endless one (/dev/zero, a pipe), costs no more than its first bytes.
+class InputFile {
+ public:
+  // FileError "<who>: cannot open '<path>' for reading: <reason>".
+  InputFile(const std::string& path, std::string who) : path_(path), who_(std::move(who)) {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (!file_) throw_file(who_, ": cannot open '", path, "' for reading: ", std::strerror(errno));
+#ifdef SEQATTN_IO_POSIX
+    struct stat st;
+    if (::fstat(::fileno(file_), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+      regular_ = true;
+      size_ = static_cast<std::uint64_t>(st.st_size);
+    }
+#endif
   }
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (failed) throw_file(who, ": cannot read '", path, "': ", std::strerror(err));
-  return bytes;
-}
+  ~InputFile() { std::fclose(file_); }
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  // A regular file has a known size(); a pipe, a device or /dev/zero does not (and may never end), nor does a
+  // file that reports the size 0 (an empty file, or one of /proc, which is read like a pipe).
+  bool regular() const { return regular_; }
+  std::uint64_t size() const { return size_; }
+
+  // Appends up to `n` bytes to `bytes` in 64 KiB steps (memory grows with the bytes that arrive, not with n);
+  // returns the number read, less than n at the end of the file. FileError on a read error.
+  std::size_t read(std::vector<unsigned char>& bytes, std::uint64_t n) {
+    std::size_t total = 0;
+    unsigned char chunk[1 << 16];
+    while (n > 0) {
+      const std::size_t want = n < sizeof chunk ? static_cast<std::size_t>(n) : sizeof chunk;
+      const std::size_t got = std::fread(chunk, 1, want, file_);
+      bytes.insert(bytes.end(), chunk, chunk + got);
+      total += got;
+      n -= got;
+      if (got < want) break;
+    }
+    if (std::ferror(file_)) throw_file(who_, ": cannot read '", path_, "': ", std::strerror(errno));
+    return total;
+  }
+
+ private:
+  std::string path_, who_;
+  std::FILE* file_ = nullptr;
+  bool regular_ = false;
+  std::uint64_t size_ = 0;
+};
 
 // Appends up to `n` bytes of `in` to `bytes` in bounded chunks (a corrupt size field cannot make it allocate
 // more than the stream holds). Returns the number of bytes read (less than n at the end of the stream).

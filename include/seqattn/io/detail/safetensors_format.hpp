@@ -5,15 +5,19 @@
 //                                   "<name>": {"dtype": "F32", "shape": [d0, ...], "data_offsets": [begin, end]}, ...}
 //   rest      the byte buffer; offsets are relative to its start; values are little-endian, row-major.
 // Validation (every violation throws FormatError naming the tensor): the header is a JSON object without
-// duplicate keys; each entry has exactly dtype (a known name), shape (non-negative integers) and data_offsets
+// duplicate keys; each entry has exactly dtype (a known name), shape (non-negative integers, each at most
+// INT64_MAX, the product of the non-zero ones a 64-bit count) and data_offsets
 // (begin <= end); end - begin equals the element count times the dtype size; the entries cover the buffer
 // exactly, without overlap or hole; the file is not truncated and has no trailing bytes.
-// Needs nlohmann-json (Debian: nlohmann-json3-dev); only io/safetensors.hpp includes this header.
+// read_file reads a file in bounded steps (header size, header, then the data its offsets declare, checked
+// against a regular file's size first). Needs nlohmann-json (Debian: nlohmann-json3-dev); only
+// io/safetensors.hpp includes this header.
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <istream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -116,6 +120,22 @@ inline Header parse_header(const unsigned char* text, std::size_t size, const st
       if (!d.is_number_unsigned()) throw_format(at, ": shape has an entry that is not a non-negative integer");
       e.shape.push_back(d.get<std::uint64_t>());
     }
+    // Dimensions become seqattn Index values (signed 64-bit): each at most INT64_MAX, and the product of the
+    // non-zero ones a 64-bit count even when another dimension is 0 (else data_offsets bound it below).
+    constexpr std::uint64_t kMaxCount = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    for (std::size_t k = 0; k < e.shape.size(); ++k)
+      if (e.shape[k] > kMaxCount)
+        throw_format(at, ": dimension ", k, " of shape ", shape_text(e.shape), " is ", e.shape[k],
+                     ", more than the largest supported ", kMaxCount);
+    if (std::find(e.shape.begin(), e.shape.end(), std::uint64_t{0}) != e.shape.end()) {
+      std::uint64_t nonzero = 1;
+      for (const std::uint64_t d : e.shape) {
+        if (d > 0 && nonzero > kMaxCount / d)
+          throw_format(at, ": the product of the dimensions of shape ", shape_text(e.shape),
+                       " overflows a 64-bit count");
+        if (d > 0) nonzero *= d;
+      }
+    }
     const json& offsets = v["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned())
@@ -171,21 +191,29 @@ inline std::uint64_t header_length(const unsigned char* p) {
   return n;
 }
 
+// The checks on the 8-byte header size `n` of a file of `file_size` bytes, then on the `have` bytes after the
+// header against the `data_size` its offsets imply.
+inline void check_header_size(std::uint64_t n, std::uint64_t file_size, const std::string& who) {
+  if (n > kMaxHeaderSize) throw_format(who, ": header size ", n, " exceeds the limit of ", kMaxHeaderSize, " bytes");
+  const std::uint64_t follow = file_size < 8 ? 0 : file_size - 8;
+  if (n > follow)
+    throw_format(who, ": truncated: the header needs ", n, " bytes but only ", follow, " follow its size");
+}
+inline void check_data_size(std::uint64_t have, std::uint64_t data_size, const std::string& who) {
+  if (have < data_size)
+    throw_format(who, ": truncated: the tensors need ", data_size, " bytes of data but the file has ", have);
+  if (have > data_size) throw_format(who, ": ", have - data_size, " trailing bytes after the last tensor's data");
+}
+
 inline File decode(const std::vector<unsigned char>& bytes, const std::string& who) {
   if (bytes.size() < 8)
     throw_format(who, ": truncated: a safetensors file starts with an 8-byte header size but the file has ", bytes.size(),
                  " bytes");
   const std::uint64_t n = header_length(bytes.data());
-  if (n > kMaxHeaderSize) throw_format(who, ": header size ", n, " exceeds the limit of ", kMaxHeaderSize, " bytes");
-  if (n > bytes.size() - 8)
-    throw_format(who, ": truncated: the header needs ", n, " bytes but only ", bytes.size() - 8, " follow its size");
+  check_header_size(n, bytes.size(), who);
   File f;
   f.header = parse_header(bytes.data() + 8, static_cast<std::size_t>(n), who);
-  const std::uint64_t have = bytes.size() - 8 - n;
-  if (have < f.header.data_size)
-    throw_format(who, ": truncated: the tensors need ", f.header.data_size, " bytes of data but the file has ", have);
-  if (have > f.header.data_size)
-    throw_format(who, ": ", have - f.header.data_size, " trailing bytes after the last tensor's data");
+  check_data_size(bytes.size() - 8 - n, f.header.data_size, who);
   f.data = bytes.data() + 8 + n;
   return f;
 }
@@ -198,6 +226,28 @@ inline std::vector<unsigned char> read_stream(std::istream& in, const std::strin
   if (n > kMaxHeaderSize || read_some(in, bytes, n) < n) return bytes;
   const Header h = parse_header(bytes.data() + 8, static_cast<std::size_t>(n), who);
   read_some(in, bytes, h.data_size);
+  return bytes;
+}
+
+// Reads the safetensors file at `path` in bounded steps: the header size first (bounded by kMaxHeaderSize and,
+// for a regular file, by the file's size), then the header, whose offsets give the data size, checked against
+// the file's size before the data is read. A non-regular file (pipe, device) is read up to the data size and
+// must end there. decode() then checks everything again on the bytes.
+inline std::vector<unsigned char> read_file(const std::string& path, const std::string& who) {
+  InputFile file(path, who);
+  std::vector<unsigned char> bytes;
+  if (file.read(bytes, 8) < 8) return bytes;  // decode reports the truncation
+  const std::uint64_t n = header_length(bytes.data());
+  check_header_size(n, file.regular() ? file.size() : 8 + n, who);
+  if (file.read(bytes, n) < n) return bytes;
+  const Header h = parse_header(bytes.data() + 8, static_cast<std::size_t>(n), who);
+  if (file.regular()) {
+    check_data_size(file.size() - 8 - n, h.data_size, who);
+    bytes.reserve(static_cast<std::size_t>(8 + n + h.data_size));
+  }
+  if (file.read(bytes, h.data_size) == h.data_size && file.read(bytes, 1) > 0)
+    throw_format(who, ": the input goes on after the ", h.data_size, " bytes of data its header declares",
+                 file.regular() ? " (the file grew while it was read)" : "");
   return bytes;
 }
 
