@@ -78,45 +78,14 @@ class Layer {
 
   // x: (B, T, in_features) -> y: (B, out_time(T), out_features())
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mask = Mask(), Mode mode = Mode::Infer) {
-    const detail::InUseGuard in_use(busy_, "forward", [this] { return describe(); });
-    const detail::FlushDenormalsScope flush_denormals;
-    check_input(x, mask);
-    const Index out_t = out_time(x.dimension(1));
-    if (out_t <= 0)
-      detail::throw_shape(describe(), ": input of ", x.dimension(1), " steps gives no output step");
-    check_memory(x.dimension(0), x.dimension(1), x.dimension(2));
-    has_forward_ = false;  // a forward that throws leaves nothing for backward to use
-    try {
-      ensure_shape(y_, x.dimension(0), out_t, out_features());
-      do_forward(x, mask, mode, y_);
-    } catch (const std::bad_alloc&) {
-      throw_out_of_memory("forward", x);
-    }
-    last_mode_ = mode;
-    forward_dims_ = x.dimensions();
-    has_forward_ = true;
-    return y_;
+    const detail::InUseGuard in_use = enter("forward");
+    return forward_entered(x, mask, mode);
   }
 
   // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features)
   const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy) {
-    const detail::InUseGuard in_use(busy_, "backward", [this] { return describe(); });
-    const detail::FlushDenormalsScope flush_denormals;
-    if (!has_forward_) detail::throw_shape(describe(), ": backward called before forward");
-    if (x.dimensions() != forward_dims_)
-      detail::throw_shape(describe(), ": backward input expected ",
-                          shape_string(forward_dims_[0], forward_dims_[1], forward_dims_[2]),
-                          " (the shape of the last forward) but got ", shape_string(x));
-    if (dy.dimensions() != y_.dimensions())
-      detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
-    if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
-    try {
-      ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
-      do_backward(x, mask, dy, dx_);
-    } catch (const std::bad_alloc&) {
-      throw_out_of_memory("backward", x);
-    }
-    return dx_;
+    const detail::InUseGuard in_use = enter("backward");
+    return backward_entered(x, mask, dy);
   }
 
   // Bytes of the caches that a forward and backward of a (B, T, in_features) batch keep, counting at least every
@@ -201,6 +170,50 @@ class Layer {
     has_forward_ = other.has_forward_;
     ++identity_->generation;
     return *this;
+  }
+
+  // Entry points for layers with other public calls (MultiHeadAttention's cross-attention): enter() marks the
+  // layer busy (UsageError when it already is) for the guard's lifetime; forward_entered / backward_entered are
+  // forward / backward without that step, to call while holding the guard.
+  detail::InUseGuard enter(const char* call) {
+    return detail::InUseGuard(busy_, call, [this] { return describe(); });
+  }
+  const Tensor3<S>& forward_entered(const Tensor3<S>& x, const Mask& mask, Mode mode) {
+    const detail::FlushDenormalsScope flush_denormals;
+    check_input(x, mask);
+    const Index out_t = out_time(x.dimension(1));
+    if (out_t <= 0)
+      detail::throw_shape(describe(), ": input of ", x.dimension(1), " steps gives no output step");
+    check_memory(x.dimension(0), x.dimension(1), x.dimension(2));
+    has_forward_ = false;  // a forward that throws leaves nothing for backward to use
+    try {
+      ensure_shape(y_, x.dimension(0), out_t, out_features());
+      do_forward(x, mask, mode, y_);
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("forward", x);
+    }
+    last_mode_ = mode;
+    forward_dims_ = x.dimensions();
+    has_forward_ = true;
+    return y_;
+  }
+  const Tensor3<S>& backward_entered(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy) {
+    const detail::FlushDenormalsScope flush_denormals;
+    if (!has_forward_) detail::throw_shape(describe(), ": backward called before forward");
+    if (x.dimensions() != forward_dims_)
+      detail::throw_shape(describe(), ": backward input expected ",
+                          shape_string(forward_dims_[0], forward_dims_[1], forward_dims_[2]),
+                          " (the shape of the last forward) but got ", shape_string(x));
+    if (dy.dimensions() != y_.dimensions())
+      detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
+    if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
+    try {
+      ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
+      do_backward(x, mask, dy, dx_);
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("backward", x);
+    }
+    return dx_;
   }
 
   // *this = other as the concrete type (assign() has checked that the types are equal):

@@ -110,14 +110,16 @@ class MultiHeadAttention final : public Layer<S> {
   // Cross-attention. xq (B, Tq, in_features), xkv (B, Tk, key_features) -> y (B, Tq, output_features).
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                             Mode mode = Mode::Infer) {
+    const detail::InUseGuard in_use = this->enter("forward");  // before the key/value pointers are set
     this->check_input(xq, mq);
     check_key_input(xq, xkv, mkv);
     CrossScope scope(*this, xkv, mkv);
-    return Layer<S>::forward(xq, mq, mode);
+    return this->forward_entered(xq, mq, mode);
   }
   // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                                    const Tensor3<S>& dy) {
+    const detail::InUseGuard in_use = this->enter("backward");
     if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
     if (xkv.dimensions() != kv_dims_)
       detail::throw_shape(describe(), ": backward key/value input expected ",
@@ -125,7 +127,7 @@ class MultiHeadAttention final : public Layer<S> {
                           " (the shape of the last forward) but got ", shape_string(xkv));
     mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
     CrossScope scope(*this, xkv, mkv);
-    return Layer<S>::backward(xq, mq, dy);
+    return this->backward_entered(xq, mq, dy);
   }
 
   Index out_features() const override { return out_features_; }
