@@ -7,8 +7,13 @@
 // Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
 //   center (learn beta, default true).
 // Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
-//   so padding never reaches the parameters. Every step is normalized on its own, so valid outputs never
-//   depend on padding.
+//   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
+//   normalized on its own, so valid outputs never depend on padding.
+// Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
+//   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
+//   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
+//   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
+//   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
 
 #include <cmath>
 #include <memory>
@@ -18,6 +23,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/parallel.hpp"
+#include "seqattn/detail/scaled_moments.hpp"
 
 namespace seqattn {
 
@@ -78,8 +84,13 @@ class LayerNorm final : public Layer<S> {
         // ordered reductions: a row's bits do not depend on its address (so not on the padding)
         const S mu = detail::ordered_sum(X.row(n)) / static_cast<S>(F);
         xhat_.row(n) = X.row(n).array() - mu;
-        rstd_(n) = S(1) / std::sqrt(detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F) + eps);
-        xhat_.row(n) *= rstd_(n);
+        const S squares = detail::ordered_dot(xhat_.row(n), xhat_.row(n));  // not finite if the sum was not
+        if (!std::isfinite(squares) && X.row(n).allFinite()) {
+          rstd_(n) = normalize_scaled(X.row(n), n, eps);  // finite values too large for the plain formula
+        } else {
+          rstd_(n) = S(1) / std::sqrt(squares / static_cast<S>(F) + eps);
+          xhat_.row(n) *= rstd_(n);
+        }
         Y.row(n) = xhat_.row(n);
         if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
         if (options_.center()) Y.row(n) += beta_.transpose();
@@ -126,6 +137,26 @@ class LayerNorm final : public Layer<S> {
   }
 
  private:
+  // Row n of xhat (and its rstd, returned) from the scaled statistics of detail/scaled_moments.hpp, for a row of
+  // finite values whose sum of squares (or sum) overflows S: xhat = (z - mz) * norm with z = x 2^-e.
+  template <class Row>
+  S normalize_scaled(const Row& x, Index n, S eps) {
+    const Index F = x.size();
+    detail::ScaledMoments<S> m;
+    m.exponent = detail::scale_exponent<S>(x.cwiseAbs().maxCoeff());
+    const detail::InverseScale<S> down(m.exponent);
+    xhat_.row(n) = (x * down.first) * down.second;  // z = x 2^-e
+    m.mean = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);
+    xhat_.row(n).array() -= m.mean;
+    const S correction = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);  // the rounding of the mean
+    xhat_.row(n).array() -= correction;
+    m.mean += correction;
+    m.var = detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F);
+    detail::finish_scaled(m, eps);
+    xhat_.row(n) *= m.norm;
+    return m.rstd;
+  }
+
   LayerNormOptions options_;
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F)
   Matrix<S> xhat_;                           // (B*T, F) normalized input of the last forward
