@@ -4,7 +4,9 @@
 // float or double input are exact enough and never overflow. The formulas are the layers' documented ones.
 //   layer_norm_reference(x, mask, gamma, beta, scale, center, eps, dy)
 //   batch_norm_reference(x, mask, gamma, beta, scale, center, eps, dy, train, running_mean, running_var)
-//   max_abs(values), expect_matches(got, want, tolerance, what): |got - want| <= tolerance * max|want| everywhere
+//   max_abs(values), expect_matches(got, want, tolerance, what, floor): |got - want| <= tolerance *
+//   max(max|want|, floor) everywhere (floor: the natural scale of values that may cancel to about 0, as
+//   NormReference::dx_scale, the largest rstd * |gamma * dy|)
 
 #include <gtest/gtest.h>
 
@@ -24,6 +26,7 @@ struct NormReference {
   std::vector<Real> y, dx;          // (B * T * F), padded steps 0
   std::vector<Real> dgamma, dbeta;  // (F)
   std::vector<Real> mean, var;      // BatchNorm: (F) the statistics used (batch ones in Train)
+  Real dx_scale = 0;                // largest rstd * |gamma * dy| over the valid values
 };
 
 // x, dy (B, T, F); gamma, beta (F) (ignored when scale / center are off).
@@ -53,6 +56,7 @@ NormReference layer_norm_reference(const Tensor3<S>& x, const Mask& mask, const 
         const Real ga = scale ? static_cast<Real>(gamma(f)) : 1;
         r.y[static_cast<size_t>(row + f)] = xhat[i] * ga + (center ? static_cast<Real>(beta(f)) : 0);
         g[i] = static_cast<Real>(dy.data()[row + f]) * ga;
+        r.dx_scale = std::max(r.dx_scale, rstd * std::abs(g[i]));
         mean_g += g[i] / F;
         mean_gx += g[i] * xhat[i] / F;
         r.dgamma[i] += static_cast<Real>(dy.data()[row + f]) * xhat[i];
@@ -109,6 +113,7 @@ NormReference batch_norm_reference(const Tensor3<S>& x, const Mask& mask, const 
         const Real xhat = (x.data()[i] - mu) * rstd;
         r.y[i] = xhat * ga + be;
         sum_g += static_cast<Real>(dy.data()[i]);
+        r.dx_scale = std::max(r.dx_scale, rstd * std::abs(ga * static_cast<Real>(dy.data()[i])));
         sum_gx += static_cast<Real>(dy.data()[i]) * xhat;
       }
     r.dgamma[j] = sum_gx;
@@ -130,10 +135,11 @@ inline Real max_abs(const std::vector<Real>& v) {
   return m;
 }
 
-// |got - want| <= tolerance * max|want| for every value (got finite).
+// |got - want| <= tolerance * max(max|want|, floor) for every value (got finite).
 template <class S>
-void expect_matches(const S* got, const std::vector<Real>& want, Real tolerance, const std::string& what) {
-  const Real bound = tolerance * max_abs(want);
+void expect_matches(const S* got, const std::vector<Real>& want, Real tolerance, const std::string& what,
+                    Real floor = 0) {
+  const Real bound = tolerance * std::max(max_abs(want), floor);
   int failures = 0;
   for (size_t i = 0; i < want.size() && failures < 5; ++i) {
     const bool ok = std::isfinite(got[i]) && std::abs(static_cast<Real>(got[i]) - want[i]) <= bound;
