@@ -140,7 +140,7 @@ class BatchNorm final : public Layer<S> {
           ((sample_matrix(x, b).topRows(len).rowwise() - mean_.transpose()).array().rowwise() *
            rstd_.transpose().array())
               .matrix();
-      if (!scaled_features_.empty() || (mode == Mode::Infer && !xhat_.middleRows(b * T, len).allFinite()))
+      if (!scaled_features_.empty() || (mode == Mode::Infer && !all_finite(xhat_.middleRows(b * T, len))))
         fix_large_values(x, b, len);
       Y.middleRows(b * T, len) = xhat_.middleRows(b * T, len);
       if (options_.scale()) Y.middleRows(b * T, len).array().rowwise() *= gamma_.transpose().array();
@@ -254,6 +254,13 @@ class BatchNorm final : public Layer<S> {
       var_(f) = std::ldexp(m.var, 2 * m.exponent);  // Inf when the variance exceeds the range of S
       scaled_features_.push_back(f);
     }
+  }
+
+  // Whether every value of m is finite, in one vectorized pass (x * 0 is 0 for finite x, NaN for NaN and Inf);
+  // Eigen's allFinite() tests value by value, which doubled the time of an Infer forward.
+  template <class M>
+  static bool all_finite(const M& m) {
+    return !std::isnan((m.array() * S(0)).sum());
   }
 
   static std::string show(S v) {
