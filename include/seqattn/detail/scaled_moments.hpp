@@ -1,8 +1,8 @@
 #pragma once
 // Mean and variance that cannot overflow, for LayerNorm and BatchNorm. Their fast paths compute
 // mean = sum x / n and var = sum (x - mean)^2 / n directly; on finite inputs of large magnitude the sum of squares
-// overflows (float: |x - mean| above about 1.8e19; double: above about 1.3e154), as can the sum itself (n values
-// near the largest finite one) and x - mean. Then the layers recompute that row (LayerNorm) or feature
+// overflows (float: deviations from the mean of about 1e19 and more; double: about 1e154), as can the sum itself
+// (n values near the largest finite one) and x - mean. Then the layers recompute that row (LayerNorm) or feature
 // (BatchNorm) here, on the values scaled by the power of two 2^-e that brings the largest magnitude into
 // [0.5, 1) (an exact scaling, but for values that become subnormal, whose effect on the statistics is below
 // rounding):

@@ -84,17 +84,17 @@ class LayerNorm final : public Layer<S> {
         // ordered reductions: a row's bits do not depend on its address (so not on the padding)
         const S mu = detail::ordered_sum(X.row(n)) / static_cast<S>(F);
         xhat_.row(n) = X.row(n).array() - mu;
-        const S squares = detail::ordered_dot(xhat_.row(n), xhat_.row(n));  // not finite if the sum was not
-        if (!std::isfinite(squares) && X.row(n).allFinite()) {
-          rstd_(n) = normalize_scaled(X.row(n), n, eps);  // finite values too large for the plain formula
-        } else {
-          rstd_(n) = S(1) / std::sqrt(squares / static_cast<S>(F) + eps);
-          xhat_.row(n) *= rstd_(n);
-        }
-        Y.row(n) = xhat_.row(n);
-        if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
-        if (options_.center()) Y.row(n) += beta_.transpose();
+        rstd_(n) = S(1) / std::sqrt(detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F) + eps);
+        xhat_.row(n) *= rstd_(n);
+        output_row(Y, n);
       }
+      // rstd is 0 (or NaN) exactly when the sum of squares (or the sum) was not finite: a valid row of finite
+      // values too large for the plain formula is normalized again (a pass after the loop keeps it as it was)
+      for (Index n = r0; n < r1; ++n)
+        if (!(rstd_(n) > S(0)) && n % T < mask.length(n / T, T) && X.row(n).allFinite()) {
+          rstd_(n) = normalize_scaled(X.row(n), n, eps);
+          output_row(Y, n);
+        }
     });
   }
 
@@ -137,6 +137,13 @@ class LayerNorm final : public Layer<S> {
   }
 
  private:
+  // y = xhat * gamma + beta for row n.
+  void output_row(MatrixMap<S>& Y, Index n) const {
+    Y.row(n) = xhat_.row(n);
+    if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
+    if (options_.center()) Y.row(n) += beta_.transpose();
+  }
+
   // Row n of xhat (and its rstd, returned) from the scaled statistics of detail/scaled_moments.hpp, for a row of
   // finite values whose sum of squares (or sum) overflows S: xhat = (z - mz) * norm with z = x 2^-e.
   template <class Row>
