@@ -63,7 +63,8 @@ class LayerNorm final : public Layer<S> {
 
  protected:
   // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0.
-  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone).
+  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone); then the
+  // rows whose sums overflowed, from scaled statistics.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> X = as_matrix(x);
@@ -86,16 +87,14 @@ class LayerNorm final : public Layer<S> {
         xhat_.row(n) = X.row(n).array() - mu;
         rstd_(n) = S(1) / std::sqrt(detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F) + eps);
         xhat_.row(n) *= rstd_(n);
-        output_row(Y, n);
+        Y.row(n) = xhat_.row(n);
+        if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
+        if (options_.center()) Y.row(n) += beta_.transpose();
       }
-      // rstd is 0 (or NaN) exactly when the sum of squares (or the sum) was not finite: a valid row of finite
-      // values too large for the plain formula is normalized again (a pass after the loop keeps it as it was)
-      for (Index n = r0; n < r1; ++n)
-        if (!(rstd_(n) > S(0)) && n % T < mask.length(n / T, T) && X.row(n).allFinite()) {
-          rstd_(n) = normalize_scaled(X.row(n), n, eps);
-          output_row(Y, n);
-        }
     });
+    // rstd is 0 (or NaN) exactly where the sum of squares (or the sum) was not finite: those rows are normalized
+    // again if their values are finite (a pass of its own: inside the loop above it slowed the loop by 4%)
+    normalize_scaled(X, mask, T, 0, N, Y);
   }
 
   // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
@@ -137,31 +136,32 @@ class LayerNorm final : public Layer<S> {
   }
 
  private:
-  // y = xhat * gamma + beta for row n.
-  void output_row(MatrixMap<S>& Y, Index n) const {
-    Y.row(n) = xhat_.row(n);
-    if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
-    if (options_.center()) Y.row(n) += beta_.transpose();
-  }
-
-  // Row n of xhat (and its rstd, returned) from the scaled statistics of detail/scaled_moments.hpp, for a row of
-  // finite values whose sum of squares (or sum) overflows S: xhat = (z - mz) * norm with z = x 2^-e.
-  template <class Row>
-  S normalize_scaled(const Row& x, Index n, S eps) {
-    const Index F = x.size();
-    detail::ScaledMoments<S> m;
-    m.exponent = detail::scale_exponent<S>(x.cwiseAbs().maxCoeff());
-    const detail::InverseScale<S> down(m.exponent);
-    xhat_.row(n) = (x * down.first) * down.second;  // z = x 2^-e
-    m.mean = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);
-    xhat_.row(n).array() -= m.mean;
-    const S correction = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);  // the rounding of the mean
-    xhat_.row(n).array() -= correction;
-    m.mean += correction;
-    m.var = detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F);
-    detail::finish_scaled(m, eps);
-    xhat_.row(n) *= m.norm;
-    return m.rstd;
+  // Rows [r0, r1) whose rstd is 0 or NaN, valid and of finite values (too large for the plain formula), are
+  // normalized again from the scaled statistics of detail/scaled_moments.hpp: xhat = (z - mz) * norm with
+  // z = x 2^-e, and rstd the true one. Not inlined (the rare path).
+  EIGEN_DONT_INLINE void normalize_scaled(const ConstMatrixMap<S>& X, const Mask& mask, Index T, Index r0, Index r1,
+                                          MatrixMap<S>& Y) {
+    const Index F = X.cols();
+    const S eps = static_cast<S>(options_.eps());
+    for (Index n = r0; n < r1; ++n) {
+      if (rstd_(n) > S(0) || n % T >= mask.length(n / T, T) || !X.row(n).allFinite()) continue;
+      detail::ScaledMoments<S> m;
+      m.exponent = detail::scale_exponent<S>(X.row(n).cwiseAbs().maxCoeff());
+      const detail::InverseScale<S> down(m.exponent);
+      xhat_.row(n) = (X.row(n) * down.first) * down.second;  // z = x 2^-e
+      m.mean = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);
+      xhat_.row(n).array() -= m.mean;
+      const S correction = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);  // the rounding of the mean
+      xhat_.row(n).array() -= correction;
+      m.mean += correction;
+      m.var = detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F);
+      detail::finish_scaled(m, eps);
+      xhat_.row(n) *= m.norm;
+      rstd_(n) = m.rstd;
+      Y.row(n) = xhat_.row(n);
+      if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
+      if (options_.center()) Y.row(n) += beta_.transpose();
+    }
   }
 
   LayerNormOptions options_;
