@@ -1,15 +1,21 @@
 // BatchNorm: torch.nn.BatchNorm1d reference on the valid steps (Train output, running statistics after one
 // step, Infer output) with PyTorch's and Keras' momentum/eps in float and double; masked gradients in Train and
-// Infer for every scale/center combination; statistics over valid steps only; padding invariance; errors.
+// Infer for every scale/center combination; statistics over valid steps only; padding invariance (NaN there
+// too); errors. A Train batch with NaN or Inf at a valid step throws and leaves the running statistics unchanged;
+// finite inputs up to the largest finite value give the outputs of ordinary magnitudes and match a long double
+// reference, and a variance beyond the range of S throws instead of entering the running variance.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "seqattn/layers/batch_norm.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/norm_reference.hpp"
 #include "support/reference_data.hpp"
 #include "support/seq_layer_padding_check.hpp"
 
@@ -41,6 +47,31 @@ template <class S>
 class BatchNormReference : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(BatchNormReference, Scalars);
+
+template <class S>
+class BatchNormMagnitude : public ::testing::Test {};
+TYPED_TEST_SUITE(BatchNormMagnitude, Scalars);
+
+// s * (offset + p) in S, p a (3, 4, 5) pattern in [-1, 1].
+template <class S>
+Tensor3<S> scaled_pattern(double s, double offset = 0.0) {
+  const Tensor3<double> p = random_tensor(3, 4, 5, 7);
+  Tensor3<S> x(3, 4, 5);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<S>(s * (offset + p.data()[i]));
+  return x;
+}
+
+// Magnitudes whose variance exceeds the range of S, the largest also their sums.
+template <class S>
+std::vector<double> huge_magnitudes() {
+  if (std::is_same<S, float>::value) return {1e20, 1e30, 3.3e38};
+  return {1e160, 1e300, 1.7e308};
+}
+
+template <class S>
+Vector<S> random_vector(Index n, std::uint64_t seed) {
+  return Eigen::Map<const Vector<double>>(random_tensor(1, 1, n, seed).data(), n).cast<S>();
+}
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -171,4 +202,182 @@ TEST(BatchNorm, RejectsBadOptionsNamingTheLayer) {
   EXPECT_EQ(error_of([] { BatchNorm<float>(3, BatchNormOptions().eps(0.0)); }),
             "BatchNorm(momentum=0.1, eps=0): eps must be positive and finite but got 0");
   EXPECT_THROW(BatchNorm<float>(3, BatchNormOptions().momentum(-0.1)), ConfigError);
+}
+
+TYPED_TEST(BatchNormMagnitude, HugeFiniteInputsGiveTheOutputsOfOrdinaryMagnitudes) {
+  // Momentum 0: the running statistics never change, so any finite batch is accepted. Before the fix the
+  // variance overflowed and every output was beta.
+  using S = TypeParam;
+  const double tol = std::is_same<S, float>::value ? 2e-6 : 1e-14;
+  const Mask mask = Mask::from_lengths({4, 2, 1});
+  BatchNorm<S> bn(5, BatchNormOptions().momentum(0.0));
+  bn.gamma() = random_vector<S>(5, 8);
+  bn.beta() = random_vector<S>(5, 9);
+  for (double offset : {0.0, 0.95}) {  // 0.95: all values of a feature of one sign, so their sum overflows too
+    const double top = 1.0 / (1.0 + offset);
+    const Tensor3<S> ordinary = bn.forward(scaled_pattern<S>(1e8 * top, offset), mask, Mode::Train);
+    const Tensor3<S> unit = bn.forward(scaled_pattern<S>(top, offset), mask, Mode::Train);
+    for (double s : huge_magnitudes<S>()) {
+      SCOPED_TRACE(::testing::Message() << "magnitude " << s << ", offset " << offset);
+      const Tensor3<S>& y = bn.forward(scaled_pattern<S>(s * top, offset), mask, Mode::Train);
+      for (Index i = 0; i < y.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(y.data()[i])) << "at " << i;
+        EXPECT_NEAR(y.data()[i], ordinary.data()[i], tol * (1.0 + std::abs(double(ordinary.data()[i])))) << i;
+        EXPECT_NEAR(y.data()[i], unit.data()[i], 2e-4) << "at " << i;
+      }
+      EXPECT_TRUE(bn.mean().allFinite());
+      EXPECT_TRUE((bn.var().array() == std::numeric_limits<S>::infinity()).all()) << "beyond the range of S";
+      EXPECT_EQ(bn.running_var(), Vector<S>::Ones(5));
+    }
+  }
+}
+
+TYPED_TEST(BatchNormMagnitude, ForwardAndBackwardAtHugeMagnitudesMatchALongDoubleReference) {
+  using S = TypeParam;
+  const bool is_float = std::is_same<S, float>::value;
+  const Mask mask = Mask::from_lengths({4, 1, 3});
+  for (bool scale : {true, false}) {
+    BatchNorm<S> bn(5, BatchNormOptions().momentum(0.0).scale(scale).eps(1e-3));
+    bn.gamma() = random_vector<S>(5, 8);
+    bn.beta() = random_vector<S>(5, 9);
+    const Tensor3<S> dy = random_tensor(3, 4, 5, 10).cast<S>();
+    for (double offset : {0.0, 0.95})
+      for (double s : huge_magnitudes<S>()) {
+        SCOPED_TRACE(::testing::Message() << "magnitude " << s << ", offset " << offset << ", scale " << scale);
+        const Tensor3<S> x = scaled_pattern<S>(s / (1.0 + offset), offset);
+        const Tensor3<S> y = bn.forward(x, mask, Mode::Train);
+        bn.zero_grad();
+        const Tensor3<S>& dx = bn.backward(x, mask, dy);
+        const auto want = seqattn::testing::batch_norm_reference(x, mask, bn.gamma(), bn.beta(), scale, true, 1e-3, dy,
+                                                                 true, bn.running_mean(), bn.running_var());
+        seqattn::testing::expect_matches(y.data(), want.y, is_float ? 1e-6 : 1e-14, "y");
+        // dx is about 1 / s (subnormal in float above 1e38): compared relative to its largest value
+        seqattn::testing::expect_matches(dx.data(), want.dx, is_float ? 1e-5 : 1e-13, "dx");
+        seqattn::testing::expect_matches(bn.mean().data(), want.mean, is_float ? 1e-6 : 1e-14, "mean");
+        const ParamList<S> params = bn.params();
+        seqattn::testing::expect_matches(params.back().grad, want.dbeta, is_float ? 1e-6 : 1e-14, "dbeta");
+        if (scale)
+          seqattn::testing::expect_matches(params.front().grad, want.dgamma, is_float ? 1e-5 : 1e-13, "dgamma");
+      }
+  }
+}
+
+TYPED_TEST(BatchNormMagnitude, RepresentableVarianceOfOverflowingSquaresEntersTheRunningVariance) {
+  // float 2e19 (double 1.2e154): the variance fits S, the sum of the squares of 8 steps does not.
+  using S = TypeParam;
+  const bool is_float = std::is_same<S, float>::value;
+  const double s = is_float ? 2e19 : 1.2e154;
+  const Mask mask = Mask::from_lengths({4, 4, 0});
+  BatchNorm<S> bn(5, BatchNormOptions().momentum(0.25));
+  const Tensor3<S> x = scaled_pattern<S>(s), dy = random_tensor(3, 4, 5, 10).cast<S>();
+  const Vector<S> rm0 = bn.running_mean(), rv0 = bn.running_var();
+  const Tensor3<S> y = bn.forward(x, mask, Mode::Train);
+  const auto want =
+      seqattn::testing::batch_norm_reference(x, mask, bn.gamma(), bn.beta(), true, true, 1e-5, dy, true, rm0, rv0);
+  seqattn::testing::expect_matches(y.data(), want.y, is_float ? 1e-6 : 1e-14, "y");
+  for (Index f = 0; f < 5; ++f) {
+    const long double var = want.var[size_t(f)], rv = 0.75L + 0.25L * var * 8 / 7;
+    EXPECT_NEAR(double(bn.var()(f) / var), 1.0, is_float ? 1e-5 : 1e-13) << f;
+    EXPECT_NEAR(double(bn.running_var()(f) / rv), 1.0, is_float ? 1e-5 : 1e-13) << f;
+    EXPECT_NEAR(double(bn.running_mean()(f) / (0.25L * want.mean[size_t(f)])), 1.0, is_float ? 1e-5 : 1e-13) << f;
+  }
+}
+
+TYPED_TEST(BatchNormMagnitude, VarianceBeyondTheRangeThrowsAndLeavesTheRunningStatisticsUnchanged) {
+  using S = TypeParam;
+  const bool is_float = std::is_same<S, float>::value;
+  const Mask mask = Mask::from_lengths({4, 2, 1});
+  BatchNorm<S> bn(5);
+  bn.running_mean() = random_vector<S>(5, 3);
+  const Vector<S> rm0 = bn.running_mean(), rv0 = bn.running_var();
+  const double s = huge_magnitudes<S>()[1];
+  const std::string msg = error_of([&] { bn.forward(scaled_pattern<S>(s), mask, Mode::Train); });
+  EXPECT_EQ(msg.rfind(std::string("BatchNorm(momentum=0.1, eps=1e-05): the batch statistics are not finite in ") +
+                          (is_float ? "float" : "double") + ": feature 0 has variance ",
+                      0),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("e+" + std::string(is_float ? "59" : "599")), std::string::npos) << msg;  // about s^2 / 3
+  EXPECT_NE(msg.find("(its valid inputs are finite but too large), so its running variance would overflow; the "
+                     "running statistics were left unchanged"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(bn.running_mean(), rm0);
+  EXPECT_EQ(bn.running_var(), rv0);
+  EXPECT_NO_THROW(bn.forward(scaled_pattern<S>(1.0), mask, Mode::Train));
+  EXPECT_TRUE(bn.running_var().allFinite());
+}
+
+TEST(BatchNorm, NonFiniteBatchInTrainThrowsAndLeavesTheRunningStatisticsUnchanged) {
+  const Mask mask = Mask::from_lengths({3, 2});
+  const Tensor3<float> clean = random_tensor(2, 3, 4, 5).cast<float>();
+  BatchNorm<float> reference(4, BatchNormOptions().momentum(0.5));
+  reference.forward(clean, mask, Mode::Train);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    BatchNorm<float> bn(4, BatchNormOptions().momentum(0.5));
+    bn.forward(clean, mask, Mode::Train);
+    const Vector<float> rm = bn.running_mean(), rv = bn.running_var();
+    Tensor3<float> x = clean;
+    x(1, 1, 2) = bad;  // a valid step
+    const std::string msg = error_of([&] { bn.forward(x, mask, Mode::Train); });
+    const std::string want = std::isnan(bad) ? "feature 2 has mean NaN and variance NaN because its valid inputs "
+                                               "contain NaN"
+                                             : "feature 2 has mean Inf and variance NaN because its valid inputs "
+                                               "contain Inf";
+    EXPECT_EQ(msg, "BatchNorm(momentum=0.5, eps=1e-05): the batch statistics are not finite: " + want +
+                       "; the running statistics were left unchanged");
+    EXPECT_EQ(bn.running_mean(), rm);
+    EXPECT_EQ(bn.running_var(), rv);
+    EXPECT_THROW(bn.backward(x, mask, x), ShapeError) << "a failed forward leaves nothing for backward";
+    // the next clean batch continues from the statistics before the bad one
+    bn.forward(clean, mask, Mode::Train);
+    reference.forward(clean, mask, Mode::Train);
+    EXPECT_EQ(bn.running_mean(), reference.running_mean());
+    EXPECT_EQ(bn.running_var(), reference.running_var());
+    reference = BatchNorm<float>(4, BatchNormOptions().momentum(0.5));
+    reference.forward(clean, mask, Mode::Train);
+  }
+}
+
+TEST(BatchNorm, NonFiniteValuesAtPaddedStepsChangeNothing) {
+  const Mask mask = Mask::from_lengths({3, 1, 0});
+  const Tensor3<float> x = random_tensor(3, 4, 5, 3).cast<float>(), dy = random_tensor(3, 4, 5, 4).cast<float>();
+  Tensor3<float> bad = x;
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::max()};
+  for (Index b = 0; b < 3; ++b)
+    for (Index t = mask.length(b, 4); t < 4; ++t)
+      for (Index f = 0; f < 5; ++f) bad(b, t, f) = specials[(t + f) % 4];
+  for (Mode mode : {Mode::Train, Mode::Infer}) {
+    BatchNorm<float> a(5), b(5);
+    const Tensor3<float> y1 = a.forward(x, mask, mode), dx1 = a.backward(x, mask, dy);
+    const Tensor3<float> y2 = b.forward(bad, mask, mode), dx2 = b.backward(bad, mask, dy);
+    for (Index i = 0; i < y1.size(); ++i) {
+      EXPECT_EQ(y1.data()[i], y2.data()[i]) << "at " << i;
+      EXPECT_EQ(dx1.data()[i], dx2.data()[i]) << "at " << i;
+    }
+    EXPECT_EQ(a.running_mean(), b.running_mean());
+    EXPECT_EQ(a.running_var(), b.running_var());
+    EXPECT_EQ(a.params()[0].grads(), b.params()[0].grads());
+    EXPECT_EQ(a.params()[1].grads(), b.params()[1].grads());
+  }
+}
+
+TEST(BatchNorm, InferOutputIsNotLostToAnOverflowOfXMinusTheRunningMean) {
+  // x - running_mean = 4e38 overflows float, (x - running_mean) / sqrt(running_var + eps) = 2.3e19 does not.
+  BatchNorm<float> bn(2);
+  bn.running_mean() << -2e38f, 0.5f;
+  bn.running_var() << 3e38f, 2.0f;
+  bn.gamma() << 0.5f, 0.25f;
+  Tensor3<float> x(1, 3, 2);
+  x.setValues({{{2e38f, 1.0f}, {-1e38f, -1.0f}, {3e38f, 3e38f}}});
+  const Tensor3<float> dy = random_tensor(1, 3, 2, 4).cast<float>();
+  const Tensor3<float> y = bn.forward(x, Mask(), Mode::Infer);
+  const Tensor3<float>& dx = bn.backward(x, Mask(), dy);
+  const auto want = seqattn::testing::batch_norm_reference(x, Mask(), bn.gamma(), bn.beta(), true, true, 1e-5, dy,
+                                                           false, bn.running_mean(), bn.running_var());
+  for (Index i = 0; i < y.size(); ++i) {
+    EXPECT_NEAR(double(y.data()[i] / want.y[size_t(i)]), 1.0, 1e-6) << "y at " << i;
+    EXPECT_NEAR(double(dx.data()[i] / want.dx[size_t(i)]), 1.0, 1e-6) << "dx at " << i;
+  }
 }

@@ -1,13 +1,18 @@
 // LayerNorm: torch.nn.LayerNorm reference (with and without gamma/beta) in float and double, masked gradients
-// for every scale/center combination, padded steps, padding invariance, option errors.
+// for every scale/center combination, padded steps (NaN there too), padding invariance, option errors; finite
+// inputs up to the largest finite value give the outputs of ordinary magnitudes, and forward and backward
+// match a long double reference there.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/norm_reference.hpp"
 #include "support/reference_data.hpp"
 #include "support/seq_layer_padding_check.hpp"
 
@@ -33,6 +38,26 @@ template <class S>
 class LayerNormReference : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(LayerNormReference, Scalars);
+
+template <class S>
+class LayerNormMagnitude : public ::testing::Test {};
+TYPED_TEST_SUITE(LayerNormMagnitude, Scalars);
+
+// s * (offset + p) in S, p a (3, 4, 16) pattern in [-1, 1].
+template <class S>
+Tensor3<S> scaled_pattern(double s, double offset = 0.0) {
+  const Tensor3<double> p = random_tensor(3, 4, 16, 7);
+  Tensor3<S> x(3, 4, 16);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<S>(s * (offset + p.data()[i]));
+  return x;
+}
+
+// Huge magnitudes of S: the squares (and for the largest, the sums) overflow S.
+template <class S>
+std::vector<double> huge_magnitudes() {
+  if (std::is_same<S, float>::value) return {1e20, 1e30, 3.3e38};
+  return {1e160, 1e300, 1.7e308};
+}
 
 }  // namespace
 
@@ -119,4 +144,107 @@ TEST(LayerNorm, RejectsNonPositiveEpsNamingTheLayer) {
   x.setZero();
   EXPECT_THROW(ln.forward(x), ShapeError);
   EXPECT_EQ(ln.describe(), "LayerNorm(eps=1e-05)");
+}
+
+TYPED_TEST(LayerNormMagnitude, HugeFiniteInputsGiveTheOutputsOfOrdinaryMagnitudes) {
+  // Layer norm is scale invariant up to eps: at 1e8 eps is far below rounding, at 1 it moves the outputs by about
+  // eps / (2 var) = 1.5e-5. Before the fix the squares overflowed and every output was beta.
+  using S = TypeParam;
+  const double tol = std::is_same<S, float>::value ? 2e-6 : 1e-14;
+  const Mask mask = Mask::from_lengths({4, 2, 0});
+  LayerNorm<S> ln(16);
+  ln.gamma() = Eigen::Map<const Vector<double>>(random_tensor(1, 1, 16, 8).data(), 16).cast<S>();
+  ln.beta() = Eigen::Map<const Vector<double>>(random_tensor(1, 1, 16, 9).data(), 16).cast<S>();
+  for (double offset : {0.0, 0.95}) {  // 0.95: all values of a step of one sign, so their sum overflows too
+    const double top = 1.0 / (1.0 + offset);
+    const Tensor3<S> ordinary = ln.forward(scaled_pattern<S>(1e8 * top, offset), mask);
+    const Tensor3<S> unit = ln.forward(scaled_pattern<S>(top, offset), mask);
+    for (double s : huge_magnitudes<S>()) {
+      SCOPED_TRACE(::testing::Message() << "magnitude " << s << ", offset " << offset);
+      const Tensor3<S>& y = ln.forward(scaled_pattern<S>(s * top, offset), mask);
+      for (Index i = 0; i < y.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(y.data()[i])) << "at " << i;
+        EXPECT_NEAR(y.data()[i], ordinary.data()[i], tol * (1.0 + std::abs(double(ordinary.data()[i])))) << i;
+        EXPECT_NEAR(y.data()[i], unit.data()[i], 2e-4) << "at " << i;
+      }
+    }
+  }
+}
+
+TYPED_TEST(LayerNormMagnitude, ForwardAndBackwardAtHugeMagnitudesMatchALongDoubleReference) {
+  using S = TypeParam;
+  const bool is_float = std::is_same<S, float>::value;
+  const Mask mask = Mask::from_lengths({4, 1, 3});
+  for (bool scale : {true, false}) {
+    LayerNorm<S> ln(16, LayerNormOptions().scale(scale).eps(1e-3));
+    ln.gamma() = Eigen::Map<const Vector<double>>(random_tensor(1, 1, 16, 8).data(), 16).cast<S>();
+    ln.beta() = Eigen::Map<const Vector<double>>(random_tensor(1, 1, 16, 9).data(), 16).cast<S>();
+    const Tensor3<S> dy = random_tensor(3, 4, 16, 10).cast<S>();
+    for (double offset : {0.0, 0.95})
+      for (double s : huge_magnitudes<S>()) {
+        SCOPED_TRACE(::testing::Message() << "magnitude " << s << ", offset " << offset << ", scale " << scale);
+        const Tensor3<S> x = scaled_pattern<S>(s / (1.0 + offset), offset);
+        const Tensor3<S> y = ln.forward(x, mask);
+        ln.zero_grad();
+        const Tensor3<S>& dx = ln.backward(x, mask, dy);
+        const auto want = seqattn::testing::layer_norm_reference(x, mask, ln.gamma(), ln.beta(), scale, true, 1e-3, dy);
+        seqattn::testing::expect_matches(y.data(), want.y, is_float ? 1e-6 : 1e-14, "y");
+        // dx is about 1 / s (subnormal in float above 1e38): compared relative to its largest value
+        seqattn::testing::expect_matches(dx.data(), want.dx, is_float ? 1e-5 : 1e-13, "dx");
+        const ParamList<S> params = ln.params();
+        seqattn::testing::expect_matches(params.back().grad, want.dbeta, is_float ? 1e-6 : 1e-14, "dbeta");
+        if (scale)
+          seqattn::testing::expect_matches(params.front().grad, want.dgamma, is_float ? 1e-5 : 1e-13, "dgamma");
+      }
+  }
+}
+
+TYPED_TEST(LayerNormMagnitude, AllEqualHugeStepsGiveBeta) {
+  using S = TypeParam;
+  for (Index F : {4, 6, 13}) {
+    LayerNorm<S> ln(F);
+    ln.beta().setConstant(S(0.25));
+    Tensor3<S> x(2, 1, F);
+    x.setConstant(static_cast<S>(huge_magnitudes<S>()[1]));
+    for (Index f = 0; f < F; ++f) x(1, 0, f) = -std::numeric_limits<S>::max();
+    const Tensor3<S>& y = ln.forward(x);
+    for (Index i = 0; i < y.size(); ++i) EXPECT_EQ(y.data()[i], S(0.25)) << "F " << F << " at " << i;
+  }
+}
+
+TEST(LayerNorm, NonFiniteValuesAtPaddedStepsChangeNothing) {
+  LayerNorm<float> ln(5);
+  ln.gamma().setRandom();
+  ln.beta().setRandom();
+  const Mask mask = Mask::from_lengths({3, 1});
+  const Tensor3<float> x = random_tensor(2, 4, 5, 3).cast<float>();
+  Tensor3<float> bad = x;
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::max()};
+  for (Index b = 0; b < 2; ++b)
+    for (Index t = mask.length(b, 4); t < 4; ++t)
+      for (Index f = 0; f < 5; ++f) bad(b, t, f) = specials[(t + f) % 4];
+  const Tensor3<float> dy = random_tensor(2, 4, 5, 4).cast<float>();
+  LayerNorm<float> other(ln);
+  const Tensor3<float> y1 = ln.forward(x, mask), dx1 = ln.backward(x, mask, dy);
+  const Tensor3<float> y2 = other.forward(bad, mask), dx2 = other.backward(bad, mask, dy);
+  for (Index i = 0; i < y1.size(); ++i) {
+    EXPECT_EQ(y1.data()[i], y2.data()[i]) << "at " << i;
+    EXPECT_EQ(dx1.data()[i], dx2.data()[i]) << "at " << i;
+  }
+  EXPECT_EQ(ln.params()[0].grads(), other.params()[0].grads());
+  EXPECT_EQ(ln.params()[1].grads(), other.params()[1].grads());
+}
+
+TEST(LayerNorm, NonFiniteValueAtAValidStepMakesThatStepNaN) {
+  LayerNorm<float> ln(4);
+  Tensor3<float> x = random_tensor(1, 3, 4, 5).cast<float>();
+  x(0, 1, 2) = std::numeric_limits<float>::infinity();
+  x(0, 2, 0) = std::numeric_limits<float>::quiet_NaN();
+  const Tensor3<float>& y = ln.forward(x);
+  for (Index f = 0; f < 4; ++f) {
+    EXPECT_TRUE(std::isfinite(y(0, 0, f)));
+    EXPECT_TRUE(std::isnan(y(0, 1, f)));
+    EXPECT_TRUE(std::isnan(y(0, 2, f)));
+  }
 }

@@ -5,7 +5,11 @@
 //   - inputs of huge magnitude (uniform in [-1e4, 1e4]), masked with lengths including 0 and 1;
 //   - all-equal inputs (every value 0.75: every attention score of a step equal, zero variances);
 //   - T = 1 and B = 1 (models built for one step; no BatchNorm in Train, which needs two valid steps);
-//   - every sequence of length 0 (Infer: outputs are finite, mostly zeros).
+//   - every sequence of length 0 (Infer: outputs are finite, mostly zeros);
+//   - inputs of magnitude 1e30 and 3.3e38 (all of one sign: their sums overflow float too) into the random
+//     models behind a LayerNorm, or behind a BatchNorm with momentum 0 in Train (a variance beyond the range of
+//     float cannot enter a running variance); tests/unit/test_property_norm_magnitudes.cpp checks the norm layers
+//     themselves against a long double reference at every magnitude.
 #include <gtest/gtest.h>
 
 #include "seqattn/loss/mean_squared_error.hpp"
@@ -83,6 +87,31 @@ TEST(NumericalRobustness, OneStepAndOneSequenceGiveFiniteOutputsAndGradients) {
     EXPECT_EQ(train_step(m.model, x, Mask()), "");
     const Tensor3<float> x2 = random_input(m, 1, 1, 18000 + seed);
     EXPECT_EQ(infer(m.model, x2, Mask::from_lengths({0})), "");
+  }
+}
+
+TEST(NumericalRobustness, ExtremeMagnitudesBehindANormLayerGiveFiniteOutputsAndGradients) {
+  for (int seed = 1; seed <= kModels; ++seed) {
+    const Index T = 3 + seed % 4, B = 4;
+    RandomModel<float> m =
+        random_model<float>(80000 + seed, RandomModelOptions().steps(T).allow_embedding(false).fixed_time(true));
+    SCOPED_TRACE(::testing::Message() << "model seed " << 80000 + seed << ":" << m.recipe);
+    const Index F = m.model.in_features();
+    Sequential<float> model(F);
+    if (seed % 2)
+      model.add<LayerNorm<float>>();
+    else
+      model.add<BatchNorm<float>>(BatchNormOptions().momentum(0.0));
+    model.add(m.model.clone());
+    const Mask mask = Mask::from_lengths(random_lengths(B, T, 16000 + seed));
+    for (float magnitude : {1e30f, 3.3e38f}) {
+      Tensor3<float> x = random_input(m, B, T, 15000 + seed);
+      for (Index i = 0; i < x.size(); ++i) x.data()[i] = magnitude * (0.5f + 0.5f * std::abs(x.data()[i]));
+      if (seed % 2) {  // BatchNorm: Train only (its Infer uses the running statistics, of magnitude 1)
+        EXPECT_EQ(infer(model, x, mask), "") << "magnitude " << magnitude;
+      }
+      EXPECT_EQ(train_step(model, x, mask), "") << "magnitude " << magnitude;
+    }
   }
 }
 

@@ -10,8 +10,14 @@
 // intersected with [0, length). A padded query (t >= length) attends to nothing.
 //
 // Banded storage: the scores and weights of sample b are a (T, W) row-major block; column j of row t is
-// key s = band.start(t) + j. With a width, W = w and start(t) is the first raw key of the rule above, so
-// memory is O(T * w). Without a width, W = T and start(t) = 0: the block is the dense (T, T) matrix.
+// key s = band.start(t) + j. With a width w <= T, W = w and start(t) is the first raw key of the rule above, so
+// memory is O(T * w). Without a width, W = T and start(t) = 0: the block is the dense (T, T) matrix. A width
+// above T is stored like no width (W = T, start(t) = 0) with its own keys: the keys of a query never span more
+// than T steps, so memory is O(T * min(w, T)) for any w (an attention_width of 10^7 on 100 steps once asked
+// for B * 100 * 10^7 values).
+// Large widths: every width >= T with history_only gives every query the keys [0, t], and every width >= 2T
+// without it gives every query all the steps, so make() clamps the width there: the band of any larger width
+// is the same object (the same keys, storage and bits), and no arithmetic on the width can overflow.
 
 #include <algorithm>
 
@@ -45,16 +51,24 @@ inline KeyRange attention_key_range(Index t, Index length, Index width, bool his
 }
 
 struct AttentionBand {
-  Index width = 0;  // attention_width, 0 = none
+  Index width = 0;  // attention_width (clamped by make()), 0 = none
   bool history_only = false;
   Index steps = 0;  // T of the batch
 
+  // The band of attention_width `width` (0 = none) over `steps` steps, the width clamped to the smallest one
+  // with the same keys for every query of every length <= steps (see above).
+  static AttentionBand make(Index width, bool history_only, Index steps) {
+    const Index same_keys = std::max<Index>(1, history_only ? steps : 2 * steps);
+    return AttentionBand{width > 0 ? std::min(width, same_keys) : 0, history_only, steps};
+  }
+
+  // No width: dense keys (and the GEMM paths of the kernels).
   bool dense() const { return width == 0; }
-  // Stored keys per query: W.
-  Index cols() const { return width > 0 ? width : steps; }
+  // Stored keys per query: W <= T.
+  Index cols() const { return width > 0 ? std::min(width, steps) : steps; }
   // Key of band column 0 for query t (may be negative: columns before key 0 are never used).
   Index start(Index t) const {
-    if (width == 0) return 0;
+    if (width == 0 || width > steps) return 0;
     return history_only ? t - width + 1 : t - width / 2;
   }
   KeyRange keys(Index t, Index length) const { return attention_key_range(t, length, width, history_only); }
@@ -106,8 +120,7 @@ S attention_regularizer_forward(const S* A, const AttentionBand& band, Index len
 
 // Gradient of scale * attention_regularizer_forward with respect to A, added into dA (T, W) banded:
 //   dA[t, s] += 4 * scale * sum_u D[t, u] A[u, s],   D = A A^T - I (symmetric).
-// G, square: scratch of at least length^2 values each (dense bands only). dA must not depend on T's
-// alignment for windowed bands (the layer passes its (T, w) scratch, whose rows sit at t * w).
+// G, square: scratch of at least length^2 values each (dense bands only).
 template <class S>
 void attention_regularizer_backward(const S* A, const AttentionBand& band, Index length, S scale, S* G, S* square,
                                     S* dA) {
@@ -131,9 +144,10 @@ void attention_regularizer_backward(const S* A, const AttentionBand& band, Index
       const KeyRange ru = band.keys(u, length);
       const Index lo = std::max(rt.begin, ru.begin), hi = std::min(rt.end, ru.end);
       if (hi <= lo || d == S(0)) continue;
-      Eigen::Map<Vector<S>> dat(dA + t * W + (lo - band.start(t)), hi - lo);
-      const Eigen::Map<const Vector<S>> au(A + u * W + (lo - band.start(u)), hi - lo);
-      dat += (S(4) * scale * d) * au;
+      S* dat = dA + t * W + (lo - band.start(t));
+      const S* au = A + u * W + (lo - band.start(u));
+      const S c = S(4) * scale * d;
+      for (Index k = 0; k < hi - lo; ++k) dat[k] += c * au[k];  // plain loop: the bits never depend on addresses
     }
   }
 }

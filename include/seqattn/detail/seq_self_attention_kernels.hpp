@@ -167,7 +167,8 @@ void multiplicative_scores_backward(const ConstMatrixMap<S>& P, const ConstMatri
     const Eigen::Map<const Vector<S>> de(dE + t * W + (r.begin - band.start(t)), n);
     dP.row(t).noalias() = de.transpose() * X.middleRows(r.begin, n);
     dX.middleRows(r.begin, n).noalias() += de * P.row(t);
-    if (dba) *dba += de.sum();
+    if (dba)  // a plain loop: Eigen's sum() starts at the first aligned element, and de's address depends on T
+      for (Index j = 0; j < n; ++j) *dba += de(j);  // when the width is above T (rows of T columns)
   }
 }
 

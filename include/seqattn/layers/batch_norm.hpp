@@ -16,17 +16,31 @@
 //   BatchNormOptions().momentum(0.01).eps(1e-3). (Keras also updates the moving variance with the biased
 //   variance; we follow PyTorch and use the unbiased one, which differs by the factor N / (N - 1).)
 // Masks: padded steps add nothing to the statistics, output 0, get dx = 0 and add nothing to the gradients of
-//   gamma and beta. Errors: a Train forward with no valid step, or with only one (its variance is undefined;
-//   PyTorch refuses it too), throws ShapeError.
+//   gamma and beta (their values, NaN included, are never read). Errors: a Train forward with no valid step, or
+//   with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
+// Non-finite statistics: a Train forward whose batch has a NaN or Inf at a valid step throws seqattn::Error
+//   ("the batch statistics are not finite: feature f has mean NaN and variance NaN because its valid inputs
+//   contain NaN; the running statistics were left unchanged") instead of folding NaN into the running statistics
+//   for good. Finite inputs of any magnitude give finite, correctly rounded outputs and gradients: a feature whose
+//   sum or sum of squares overflows S is recomputed on its values scaled by a power of two
+//   (detail/scaled_moments.hpp); var() is then the true variance, Inf when it exceeds the range of S (float:
+//   inputs above about 1e19), while rstd and the outputs stay exact. Such a variance cannot enter the running
+//   variance: unless momentum is 0, that Train forward throws seqattn::Error naming the feature and leaves the
+//   running statistics unchanged (scale the inputs, or use double). In Infer, x - running_mean that overflows is
+//   computed halved, so a representable output is never lost to the intermediate.
 // backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
 // running statistics as constants.
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
+#include "seqattn/detail/scaled_moments.hpp"
 
 namespace seqattn {
 
@@ -59,6 +73,10 @@ class BatchNorm final : public Layer<S> {
     sum_g_ = Vector<S>::Zero(in_features);
     sum_gx_ = Vector<S>::Zero(in_features);
     gscale_ = Vector<S>::Zero(in_features);
+    next_mean_ = Vector<S>::Zero(in_features);
+    next_var_ = Vector<S>::Zero(in_features);
+    scaled_.resize(static_cast<size_t>(in_features));
+    scaled_features_.reserve(static_cast<size_t>(in_features));  // a steady loop allocates nothing
   }
 
   Index out_features() const override { return this->in_features(); }
@@ -91,6 +109,7 @@ class BatchNorm final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     count_ = 0;
     for (Index b = 0; b < B; ++b) count_ += mask.length(b, T);
+    scaled_features_.clear();
     if (mode == Mode::Train) {
       if (count_ <= 1)
         detail::throw_shape(describe(),
@@ -106,15 +125,15 @@ class BatchNorm final : public Layer<S> {
                     .squaredNorm()
                     .transpose();
       var_ /= static_cast<S>(count_);
-      const S m = static_cast<S>(options_.momentum());
-      const S unbias = static_cast<S>(count_) / static_cast<S>(count_ - 1);
-      running_mean_ = (S(1) - m) * running_mean_ + m * mean_;
-      running_var_ = (S(1) - m) * running_var_ + (m * unbias) * var_;
+      // Finite inputs too large for the sums above are rescaled; NaN or Inf inputs throw (before any update).
+      if (!mean_.allFinite() || !var_.allFinite()) rescale_statistics(x, mask);
+      update_running_statistics();
     } else {
       mean_ = running_mean_;
       var_ = running_var_;
     }
     rstd_ = (var_.array() + static_cast<S>(options_.eps())).rsqrt().matrix();
+    for (const Index f : scaled_features_) rstd_(f) = scaled_[f].rstd;
     ensure_shape(xhat_, B * T, F);
     MatrixMap<S> Y = as_matrix(y);
     for (Index b = 0; b < B; ++b) {
@@ -123,6 +142,8 @@ class BatchNorm final : public Layer<S> {
           ((sample_matrix(x, b).topRows(len).rowwise() - mean_.transpose()).array().rowwise() *
            rstd_.transpose().array())
               .matrix();
+      if (!scaled_features_.empty() || (mode == Mode::Infer && !all_finite(xhat_.middleRows(b * T, len))))
+        fix_large_values(x, b, len);
       Y.middleRows(b * T, len) = xhat_.middleRows(b * T, len);
       if (options_.scale()) Y.middleRows(b * T, len).array().rowwise() *= gamma_.transpose().array();
       if (options_.center()) Y.middleRows(b * T, len).rowwise() += beta_.transpose();
@@ -188,6 +209,112 @@ class BatchNorm final : public Layer<S> {
   }
 
  private:
+  // Train statistics of the features whose mean or variance is not finite: finite inputs too large for the plain
+  // sums are recomputed from the values scaled by a power of two (detail/scaled_moments.hpp); mean_ gets the
+  // true mean, var_ the true variance (Inf when it exceeds the range of S), rstd and xhat come from the scaled
+  // moments. A feature with a NaN or Inf at a valid step throws instead.
+  void rescale_statistics(const Tensor3<S>& x, const Mask& mask) {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    const S eps = static_cast<S>(options_.eps());
+    for (Index f = 0; f < F; ++f) {
+      if (std::isfinite(mean_(f)) && std::isfinite(var_(f))) continue;
+      bool nan = false, inf = false;
+      S max_abs = S(0);
+      for (Index b = 0; b < B; ++b)
+        for (Index t = 0; t < mask.length(b, T); ++t) {
+          const S v = x(b, t, f);
+          nan = nan || std::isnan(v);
+          inf = inf || std::isinf(v);
+          max_abs = std::max(max_abs, std::abs(v));
+        }
+      if (nan || inf)
+        throw Error(detail::cat(describe(), ": the batch statistics are not finite: feature ", f, " has mean ",
+                                show(mean_(f)), " and variance ", show(var_(f)), " because its valid inputs contain ",
+                                nan && inf ? "NaN and Inf" : (nan ? "NaN" : "Inf"),
+                                "; the running statistics were left unchanged"));
+      // plain loops over the valid steps in order: the same bits whatever T and the padding
+      detail::ScaledMoments<S>& m = scaled_[f];
+      m.exponent = detail::scale_exponent(max_abs);
+      const detail::InverseScale<S> down(m.exponent);
+      S sum = S(0);
+      for (Index b = 0; b < B; ++b)
+        for (Index t = 0; t < mask.length(b, T); ++t) sum += (x(b, t, f) * down.first) * down.second;
+      m.mean = sum / static_cast<S>(count_);
+      S correction = S(0);  // the rounding of the mean (all-equal values then give exactly 0 variance)
+      for (Index b = 0; b < B; ++b)
+        for (Index t = 0; t < mask.length(b, T); ++t) correction += (x(b, t, f) * down.first) * down.second - m.mean;
+      m.mean += correction / static_cast<S>(count_);
+      S squares = S(0);
+      for (Index b = 0; b < B; ++b)
+        for (Index t = 0; t < mask.length(b, T); ++t) {
+          const S d = (x(b, t, f) * down.first) * down.second - m.mean;
+          squares += d * d;
+        }
+      m.var = squares / static_cast<S>(count_);
+      detail::finish_scaled(m, eps);
+      mean_(f) = std::ldexp(m.mean, m.exponent);
+      var_(f) = std::ldexp(m.var, 2 * m.exponent);  // Inf when the variance exceeds the range of S
+      scaled_features_.push_back(f);
+    }
+  }
+
+  // Whether every value of m is finite, in one vectorized pass (x * 0 is 0 for finite x, NaN for NaN and Inf);
+  // Eigen's allFinite() tests value by value, which doubled the time of an Infer forward.
+  template <class M>
+  static bool all_finite(const M& m) {
+    return !std::isnan((m.array() * S(0)).sum());
+  }
+
+  static std::string show(S v) {
+    if (std::isnan(v)) return "NaN";
+    if (std::isinf(v)) return v > 0 ? "Inf" : "-Inf";
+    return detail::cat(v);
+  }
+
+  // running = (1 - momentum) * running + momentum * batch (variance unbiased), computed aside and stored only
+  // when every value is finite: otherwise throws, leaving the running statistics unchanged.
+  void update_running_statistics() {
+    const S m = static_cast<S>(options_.momentum());
+    const S unbias = static_cast<S>(count_) / static_cast<S>(count_ - 1);
+    next_mean_ = (S(1) - m) * running_mean_ + m * mean_;
+    next_var_ = (S(1) - m) * running_var_ + (m * unbias) * var_;
+    for (const Index f : scaled_features_)  // the variance term from the scaled one (0 for momentum 0)
+      next_var_(f) = (S(1) - m) * running_var_(f) + std::ldexp((m * unbias) * scaled_[f].var, 2 * scaled_[f].exponent);
+    if (!next_mean_.allFinite() || !next_var_.allFinite()) {
+      Index f = 0;
+      while (std::isfinite(next_mean_(f)) && std::isfinite(next_var_(f))) ++f;
+      const long double var = std::isfinite(var_(f))
+                                  ? static_cast<long double>(var_(f))
+                                  : std::ldexp(static_cast<long double>(scaled_[f].var), 2 * scaled_[f].exponent);
+      throw Error(detail::cat(describe(), ": the batch statistics are not finite in ",
+                              std::is_same<S, float>::value ? "float" : "double", ": feature ", f, " has variance ",
+                              var, " (its valid inputs are finite but too large), so its running ",
+                              std::isfinite(next_mean_(f)) ? "variance" : "mean",
+                              " would overflow; the running statistics were left unchanged"));
+    }
+    running_mean_ = next_mean_;
+    running_var_ = next_var_;
+  }
+
+  // Rows [b T, b T + len) of xhat where the plain (x - mean) * rstd does not hold: the columns of scaled
+  // features (Train), and in Infer values where x - running_mean overflows although the result may not
+  // (computed as ((x / 2 - mean / 2) * rstd) * 2, the same rounding without the overflow).
+  void fix_large_values(const Tensor3<S>& x, Index b, Index len) {
+    const Index T = x.dimension(1), F = x.dimension(2);
+    for (const Index f : scaled_features_) {
+      const detail::ScaledMoments<S>& m = scaled_[f];
+      const detail::InverseScale<S> down(m.exponent);
+      for (Index t = 0; t < len; ++t) xhat_(b * T + t, f) = ((x(b, t, f) * down.first) * down.second - m.mean) * m.norm;
+    }
+    if (!scaled_features_.empty()) return;  // Train: no other value can overflow (its variance would have)
+    for (Index t = 0; t < len; ++t)
+      for (Index f = 0; f < F; ++f) {
+        S& v = xhat_(b * T + t, f);
+        if (!std::isfinite(v) && std::isfinite(x(b, t, f)) && std::isfinite(mean_(f)))
+          v = ((x(b, t, f) * S(0.5) - mean_(f) * S(0.5)) * rstd_(f)) * S(2);
+      }
+  }
+
   BatchNormOptions options_;
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F) parameters and gradients
   Vector<S> running_mean_, running_var_;     // (F) buffers
@@ -195,6 +322,9 @@ class BatchNorm final : public Layer<S> {
   Vector<S> sum_g_, sum_gx_, gscale_;        // (F) backward scratch
   Matrix<S> xhat_;                           // (B*T, F) normalized input of the last forward
   Index count_ = 0;                          // valid steps of the last forward
+  Vector<S> next_mean_, next_var_;           // (F) running statistics before they are stored
+  std::vector<detail::ScaledMoments<S>> scaled_;  // (F) scaled moments of the features in scaled_features_
+  std::vector<Index> scaled_features_;            // features of the last Train forward with scaled moments
 };
 
 }  // namespace seqattn

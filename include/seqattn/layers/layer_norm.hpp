@@ -7,8 +7,13 @@
 // Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
 //   center (learn beta, default true).
 // Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
-//   so padding never reaches the parameters. Every step is normalized on its own, so valid outputs never
-//   depend on padding.
+//   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
+//   normalized on its own, so valid outputs never depend on padding.
+// Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
+//   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
+//   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
+//   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
+//   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
 
 #include <cmath>
 #include <memory>
@@ -18,6 +23,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/parallel.hpp"
+#include "seqattn/detail/scaled_moments.hpp"
 
 namespace seqattn {
 
@@ -59,7 +65,8 @@ class LayerNorm final : public Layer<S> {
 
  protected:
   // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0.
-  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone).
+  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone); then the
+  // rows whose sums overflowed, from scaled statistics.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> X = as_matrix(x);
@@ -87,6 +94,9 @@ class LayerNorm final : public Layer<S> {
         if (options_.center()) Y.row(n) += beta_.transpose();
       }
     });
+    // rstd is 0 (or NaN) exactly where the sum of squares (or the sum) was not finite: those rows are normalized
+    // again if their values are finite (a pass of its own: inside the loop above it slowed the loop by 4%)
+    normalize_scaled(X, mask, T, 0, N, Y);
   }
 
   // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
@@ -128,6 +138,34 @@ class LayerNorm final : public Layer<S> {
   }
 
  private:
+  // Rows [r0, r1) whose rstd is 0 or NaN, valid and of finite values (too large for the plain formula), are
+  // normalized again from the scaled statistics of detail/scaled_moments.hpp: xhat = (z - mz) * norm with
+  // z = x 2^-e, and rstd the true one. Not inlined (the rare path).
+  EIGEN_DONT_INLINE void normalize_scaled(const ConstMatrixMap<S>& X, const Mask& mask, Index T, Index r0, Index r1,
+                                          MatrixMap<S>& Y) {
+    const Index F = X.cols();
+    const S eps = static_cast<S>(options_.eps());
+    for (Index n = r0; n < r1; ++n) {
+      if (rstd_(n) > S(0) || n % T >= mask.length(n / T, T) || !X.row(n).allFinite()) continue;
+      detail::ScaledMoments<S> m;
+      m.exponent = detail::scale_exponent<S>(X.row(n).cwiseAbs().maxCoeff());
+      const detail::InverseScale<S> down(m.exponent);
+      xhat_.row(n) = (X.row(n) * down.first) * down.second;  // z = x 2^-e
+      m.mean = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);
+      xhat_.row(n).array() -= m.mean;
+      const S correction = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);  // the rounding of the mean
+      xhat_.row(n).array() -= correction;
+      m.mean += correction;
+      m.var = detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F);
+      detail::finish_scaled(m, eps);
+      xhat_.row(n) *= m.norm;
+      rstd_(n) = m.rstd;
+      Y.row(n) = xhat_.row(n);
+      if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
+      if (options_.center()) Y.row(n) += beta_.transpose();
+    }
+  }
+
   LayerNormOptions options_;
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F)
   Matrix<S> xhat_;                           // (B*T, F) normalized input of the last forward

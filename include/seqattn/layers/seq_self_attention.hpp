@@ -16,8 +16,11 @@
 // valid output never depends on padded steps, on T or on the other sequences of the batch, bitwise: each
 // sequence is computed alone over its valid steps, in scratch buffers whose addresses do not depend on T.
 //
-// Cost: with attention_width w, time and memory O(B T w U) (scores and weights are stored banded, (B, T, w));
-// without a width memory O(B T^2). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
+// Cost: with attention_width w, time O(B T min(w, T) U) and memory O(B T min(w, T)) (scores and weights are
+// stored banded, (B, T, min(w, T)): a width above T costs no more than T, whatever its value); without a width
+// memory O(B T^2). Widths that reach every key are the same band: w >= T with history_only is w = T (keys
+// [0, t]), w >= 2T without it gives every query all the steps (as no width, to rounding: the no-width path
+// uses dense products). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
 // K = x Wx are register-tiled products over each sample's rows (detail/panel_product.hpp, also their gradients),
 // the tanh is streamed per query over its keys and recomputed in backward.
 //
@@ -131,7 +134,8 @@ class SeqSelfAttention final : public Layer<S> {
   const Matrix<S>& wa() const { return Wa_; }
   const Vector<S>& ba() const { return ba_; }
 
-  // Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j.
+  // Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j; W <= T.
+  // band().width is the attention_width clamped where larger widths change nothing (detail/..._band.hpp).
   const Tensor3<S>& attention_band() const { return A_; }
   const detail::AttentionBand& band() const { return band_; }
   // Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
@@ -178,7 +182,7 @@ class SeqSelfAttention final : public Layer<S> {
   // E (T, W) banded scores, A (T, W) = masked softmax(act(E)), y = A x; rows t >= L of y are 0.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
-    band_ = detail::AttentionBand{options_.attention_width().value_or(0), options_.history_only(), T};
+    band_ = detail::AttentionBand::make(options_.attention_width().value_or(0), options_.history_only(), T);
     const Index W = band_.cols();
     ensure_shape(E_, B, T, W);
     ensure_shape(A_, B, T, W);
