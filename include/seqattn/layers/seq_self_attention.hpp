@@ -155,7 +155,7 @@ class SeqSelfAttention final : public Layer<S> {
   // Scores and probabilities (B, T, W) with W the band's columns for T steps (T without a width), the dense
   // (T, T) scratch of global attention (twice with the attention regularizer) and the projections.
   std::size_t cache_bytes(Index B, Index T) const override {
-    const Index W = detail::AttentionBand{options_.attention_width().value_or(0), options_.history_only(), T}.cols();
+    const Index W = detail::AttentionBand::make(options_.attention_width().value_or(0), options_.history_only(), T).cols();
     const Index U = additive() ? options_.units() : this->in_features();
     std::size_t bytes = detail::saturating_bytes(sizeof(S), {2, B, T, W});
     if (!options_.attention_width()) bytes = detail::saturating_add(bytes, detail::saturating_bytes(sizeof(S), {regularized() ? 2 : 1, T, T}));
