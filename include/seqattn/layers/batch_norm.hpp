@@ -26,8 +26,8 @@
 //   (detail/scaled_moments.hpp); var() is then the true variance, Inf when it exceeds the range of S (float:
 //   inputs above about 1e19), while rstd and the outputs stay exact. Such a variance cannot enter the running
 //   variance: unless momentum is 0, that Train forward throws seqattn::Error naming the feature and leaves the
-//   running statistics unchanged (scale the inputs, or use double). In Infer, x - running_mean that overflows is
-//   computed halved, so a representable output is never lost to the intermediate.
+//   running statistics unchanged (scale the inputs, or use double). Infer computes (x - running_mean) * rstd as
+//   written: an input farther than the largest finite value from its running mean overflows there.
 // backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
 // running statistics as constants.
 
@@ -142,8 +142,7 @@ class BatchNorm final : public Layer<S> {
           ((sample_matrix(x, b).topRows(len).rowwise() - mean_.transpose()).array().rowwise() *
            rstd_.transpose().array())
               .matrix();
-      if (!scaled_features_.empty() || (mode == Mode::Infer && !all_finite(xhat_.middleRows(b * T, len))))
-        fix_large_values(x, b, len);
+      if (!scaled_features_.empty()) normalize_scaled(x, b, len);
       Y.middleRows(b * T, len) = xhat_.middleRows(b * T, len);
       if (options_.scale()) Y.middleRows(b * T, len).array().rowwise() *= gamma_.transpose().array();
       if (options_.center()) Y.middleRows(b * T, len).rowwise() += beta_.transpose();
@@ -258,13 +257,6 @@ class BatchNorm final : public Layer<S> {
     }
   }
 
-  // Whether every value of m is finite, in one vectorized pass (x * 0 is 0 for finite x, NaN for NaN and Inf);
-  // Eigen's allFinite() tests value by value, which doubled the time of an Infer forward.
-  template <class M>
-  static bool all_finite(const M& m) {
-    return !std::isnan((m.array() * S(0)).sum());
-  }
-
   static std::string show(S v) {
     if (std::isnan(v)) return "NaN";
     if (std::isinf(v)) return v > 0 ? "Inf" : "-Inf";
@@ -296,23 +288,14 @@ class BatchNorm final : public Layer<S> {
     running_var_ = next_var_;
   }
 
-  // Rows [b T, b T + len) of xhat where the plain (x - mean) * rstd does not hold: the columns of scaled
-  // features (Train), and in Infer values where x - running_mean overflows although the result may not
-  // (computed as ((x / 2 - mean / 2) * rstd) * 2, the same rounding without the overflow).
-  void fix_large_values(const Tensor3<S>& x, Index b, Index len) {
-    const Index T = x.dimension(1), F = x.dimension(2);
+  // Rows [b T, b T + len) of xhat, the columns of the scaled features: xhat = (z - mz) * norm with z = x 2^-e.
+  void normalize_scaled(const Tensor3<S>& x, Index b, Index len) {
+    const Index T = x.dimension(1);
     for (const Index f : scaled_features_) {
       const detail::ScaledMoments<S>& m = scaled_[f];
       const detail::InverseScale<S> down(m.exponent);
       for (Index t = 0; t < len; ++t) xhat_(b * T + t, f) = ((x(b, t, f) * down.first) * down.second - m.mean) * m.norm;
     }
-    if (!scaled_features_.empty()) return;  // Train: no other value can overflow (its variance would have)
-    for (Index t = 0; t < len; ++t)
-      for (Index f = 0; f < F; ++f) {
-        S& v = xhat_(b * T + t, f);
-        if (!std::isfinite(v) && std::isfinite(x(b, t, f)) && std::isfinite(mean_(f)))
-          v = ((x(b, t, f) * S(0.5) - mean_(f) * S(0.5)) * rstd_(f)) * S(2);
-      }
   }
 
   BatchNormOptions options_;
