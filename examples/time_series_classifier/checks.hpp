@@ -100,10 +100,9 @@ inline std::vector<std::string> check_before_training(const CliOptions& o, const
 
 inline void check_memory(const ModelConfig& config, Index batch, Index steps) {
   const std::size_t limit = seqattn::memory_limit();
-  auto need = [&steps](const ModelConfig& c, Index B) { return Classifier(c).net().cache_bytes(B, steps); };
-  const std::size_t bytes = need(config, batch);
-  if (bytes <= limit) return;
   Classifier model(config);
+  const std::size_t bytes = model.net().cache_bytes(batch, steps);
+  if (bytes <= limit) return;
   std::string message = "the model needs " + seqattn::format_bytes(bytes) + " for a batch of " +
                         std::to_string(batch) + " sequences of " + std::to_string(steps) +
                         " steps (the longest in the data), above the memory limit of " + seqattn::format_bytes(limit) +
@@ -111,14 +110,14 @@ inline void check_memory(const ModelConfig& config, Index batch, Index steps) {
   Index lo = 0, hi = batch;  // the largest batch that fits: need(lo) <= limit < need(hi)
   while (hi - lo > 1) {
     const Index mid = lo + (hi - lo) / 2;
-    (need(config, mid) <= limit ? lo : hi) = mid;
+    (model.net().cache_bytes(mid, steps) <= limit ? lo : hi) = mid;
   }
   if (lo >= 1) throw DataError(message + ". Try --batch-size " + std::to_string(lo));
   for (const Index width : {256, 128, 64, 32, 16, 8}) {  // one sequence does not fit: a window of steps
     ModelConfig windowed = config;
     windowed.attention = AttentionKind::SelfAttention;
     windowed.width = width;
-    if (width < steps && need(windowed, batch) <= limit)
+    if (width < steps && Classifier(windowed).net().cache_bytes(batch, steps) <= limit)
       throw DataError(message + ". Try -a self --width " + std::to_string(width));
   }
   throw DataError(message + ". Even one sequence with a window of 8 steps does not fit: shorten the sequences");

@@ -18,10 +18,21 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/layers/dense.hpp"
+#include "seqattn/model/sequential.hpp"
 #include "seqattn/io/detail/crc32.hpp"
 #include "seqattn/io/errors.hpp"
 
 namespace seqattn::testing {
+
+// Dense(2 -> 2) and Dense(2 -> 1), both biases drawn uniform in [-1, 1]: the small model of the safetensors tests
+// (0.weight (2, 2) = 0.dense.W transposed, 0.bias (2,), 1.weight (1, 2), 1.bias (1,)).
+inline Sequential<float> two_dense_model(std::uint64_t seed) {
+  Sequential<float> model(2);
+  model.add<Dense<float>>(2, DenseOptions().seed(seed).bias_init(Init::uniform(-1, 1)));
+  model.add<Dense<float>>(1, DenseOptions().seed(seed + 1).bias_init(Init::uniform(-1, 1)));
+  return model;
+}
 
 // Every value of every parameter and buffer, in order, as raw bytes (bitwise comparison, NaN-safe).
 template <class S>

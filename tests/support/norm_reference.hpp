@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "seqattn/core/denormals.hpp"
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/tensor.hpp"
 
@@ -128,6 +129,15 @@ NormReference batch_norm_reference(const Tensor3<S>& x, const Mask& mask, const 
   }
   return r;
 }
+
+// Fixture of the magnitude tests: near the largest S, rstd and the gradients are near the smallest normal S, which
+// the layers' flush-to-zero (core/denormals.hpp, on by default) would make 0. These tests check the scaled-moment
+// arithmetic against the long double reference down to those values, so they compute with IEEE-754 denormals.
+class IeeeDenormalsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { set_flush_denormals(false); }
+  void TearDown() override { set_flush_denormals(true); }
+};
 
 inline Real max_abs(const std::vector<Real>& v) {
   Real m = 0;

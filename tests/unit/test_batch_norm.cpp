@@ -49,14 +49,7 @@ using Scalars = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(BatchNormReference, Scalars);
 
 template <class S>
-class BatchNormMagnitude : public ::testing::Test {
- protected:
-  // At magnitudes near the largest S, rstd and the gradients are near the smallest normal S: with the layers'
-  // flush-to-zero (core/denormals.hpp) they would be 0. These tests check the scaled-moment arithmetic against a
-  // long double reference down to those values, so they compute with IEEE-754 denormals.
-  void SetUp() override { seqattn::set_flush_denormals(false); }
-  void TearDown() override { seqattn::set_flush_denormals(true); }
-};
+class BatchNormMagnitude : public seqattn::testing::IeeeDenormalsTest {};  // flush-to-zero off (norm_reference.hpp)
 TYPED_TEST_SUITE(BatchNormMagnitude, Scalars);
 
 // s * (offset + p) in S, p a (3, 4, 5) pattern in [-1, 1].

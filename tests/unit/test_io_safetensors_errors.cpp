@@ -16,16 +16,10 @@
 using namespace seqattn;
 using seqattn::testing::LoadOutcome;
 using Bytes = std::vector<unsigned char>;
+using seqattn::testing::two_dense_model;
 
 namespace {
 
-// 0.weight (2, 2), 0.bias (2,), 1.weight (1, 2), 1.bias (1,)
-Sequential<float> small_model(std::uint64_t seed) {
-  Sequential<float> model(2);
-  model.add<Dense<float>>(2, DenseOptions().seed(seed).bias_init(Init::uniform(-1, 1)));
-  model.add<Dense<float>>(1, DenseOptions().seed(seed + 1).bias_init(Init::uniform(-1, 1)));
-  return model;
-}
 
 Bytes file_of(Sequential<float>& model) {
   std::stringstream s;
@@ -44,7 +38,7 @@ Bytes file_with(const std::string& header, const Bytes& data) {
 
 // The header of the small model's file with `from` replaced by `to` (data unchanged).
 Bytes edited(const std::string& from, const std::string& to) {
-  auto model = small_model(1);
+  auto model = two_dense_model(1);
   const Bytes file = file_of(model);
   const std::uint64_t n = seqattn::testing::get_u64(file, 0);
   std::string header(file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(n));
@@ -57,7 +51,7 @@ Bytes edited(const std::string& from, const std::string& to) {
 // Loads `bytes` through a stream into a fresh small model (seqattn::testing::load_outcome: error type and
 // message, model bitwise unchanged).
 LoadOutcome load(const Bytes& bytes, const SafetensorsOptions& options = SafetensorsOptions()) {
-  auto model = small_model(7);
+  auto model = two_dense_model(7);
   std::stringstream s(seqattn::testing::to_string(bytes));
   return seqattn::testing::load_outcome(model, [&] { load_safetensors(model, s, options); });
 }
@@ -72,7 +66,7 @@ void expect(const LoadOutcome& o, const std::string& type, const std::string& pa
 }  // namespace
 
 TEST(SafetensorsLoadErrors, TruncationAtEveryOffset) {
-  auto source = small_model(1);
+  auto source = two_dense_model(1);
   const Bytes file = file_of(source);
   ASSERT_LT(file.size(), 400u);
   for (std::size_t n = 0; n < file.size(); ++n) {
@@ -83,7 +77,7 @@ TEST(SafetensorsLoadErrors, TruncationAtEveryOffset) {
 }
 
 TEST(SafetensorsLoadErrors, FlippedBytesEitherFailCleanlyOrLoad) {
-  auto source = small_model(1);
+  auto source = two_dense_model(1);
   const Bytes file = file_of(source);
   const std::size_t header_end = 8 + seqattn::testing::get_u64(file, 0);
   std::size_t failures = 0;
@@ -127,7 +121,7 @@ TEST(SafetensorsLoadErrors, MalformedContainer) {
   Bytes trailing = edited("\"pt\"", "\"pt\"");
   trailing.push_back(0);
   seqattn::testing::write_file(dir.file("t.safetensors"), trailing);
-  auto model = small_model(7);
+  auto model = two_dense_model(7);
   expect(seqattn::testing::load_outcome(model, [&] { load_safetensors(model, dir.file("t.safetensors")); }),
          "FormatError", "1 trailing bytes after the last tensor's data");
 }
@@ -198,7 +192,7 @@ TEST(SafetensorsLoadErrors, ModelMismatches) {
          "MismatchError", "tensor '0.bias' (from '0.dense.b'): dtype expected F32, F64, F16 or BF16 but found I32");
 
   // An extra tensor: appended to the buffer (4 bytes, I32), also under a name the default filter ignores.
-  auto model = small_model(1);
+  auto model = two_dense_model(1);
   const Bytes file = file_of(model);
   const std::uint64_t n = seqattn::testing::get_u64(file, 0);
   std::string header(file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(n));
@@ -219,7 +213,7 @@ TEST(SafetensorsLoadErrors, ModelMismatches) {
 }
 
 TEST(SafetensorsLoadErrors, MissingFileIsAFileError) {
-  auto model = small_model(1);
+  auto model = two_dense_model(1);
   try {
     load_safetensors(model, "/nonexistent/dir/m.safetensors");
     FAIL() << "expected FileError";
@@ -240,7 +234,7 @@ TEST(SafetensorsImport, HalfAndBfloat16ConvertExactly) {
       "\"0.bias\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[8,12]},"
       "\"1.weight\":{\"dtype\":\"F64\",\"shape\":[1,2],\"data_offsets\":[12,28]},"
       "\"1.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[28,32]}}";
-  auto model = small_model(1);
+  auto model = two_dense_model(1);
   std::stringstream s(seqattn::testing::to_string(file_with(header, data)));
   load_safetensors(model, s);
   const auto& W0 = model.layer_as<Dense<float>>(0).kernel();  // transposed: W[i, j] = weight[j, i]

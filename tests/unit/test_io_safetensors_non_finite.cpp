@@ -21,16 +21,10 @@ using seqattn::testing::ScratchDir;
 using seqattn::testing::snapshot;
 using seqattn::testing::tensor_values;
 using Bytes = std::vector<unsigned char>;
+using seqattn::testing::two_dense_model;
 
 namespace {
 
-// 0.weight (2, 2) = 0.dense.W transposed, 0.bias (2,), 1.weight (1, 2), 1.bias (1,)
-Sequential<float> small_model(std::uint64_t seed) {
-  Sequential<float> model(2);
-  model.add<Dense<float>>(2, DenseOptions().seed(seed).bias_init(Init::uniform(-1, 1)));
-  model.add<Dense<float>>(1, DenseOptions().seed(seed + 1).bias_init(Init::uniform(-1, 1)));
-  return model;
-}
 
 Bytes file_of(Sequential<float>& model, const SafetensorsOptions& options = SafetensorsOptions()) {
   std::stringstream s;
@@ -76,7 +70,7 @@ Bytes mixed_file(std::uint16_t w3, std::uint16_t b1, double v0) {
 }
 
 LoadOutcome load(const Bytes& bytes, const SafetensorsOptions& options = SafetensorsOptions()) {
-  auto model = small_model(7);
+  auto model = two_dense_model(7);
   std::stringstream s(seqattn::testing::to_string(bytes));
   return seqattn::testing::load_outcome(model, [&] { load_safetensors(model, s, options); });
 }
@@ -100,7 +94,7 @@ std::string read_text(const std::string& path) {
 
 TEST(SafetensorsNonFinite, LoadRefusesNaNAndInfInEveryFloatDtype) {
   // F32: W(1, 0) of 0.dense.W is element (0, 1) of the transposed 0.weight.
-  auto source = small_model(1);
+  auto source = two_dense_model(1);
   tensor_values(source, "0.dense.W")[2] = 0.8125f;
   Bytes f32 = file_of(source);
   seqattn::testing::replace_scalar(f32, 0.8125f, std::numeric_limits<float>::quiet_NaN());
@@ -130,7 +124,7 @@ TEST(SafetensorsNonFinite, LoadRefusesNaNAndInfInEveryFloatDtype) {
   // From a file: the message names it.
   ScratchDir dir;
   seqattn::testing::write_file(dir.file("nan.safetensors"), f32);
-  auto model = small_model(7);
+  auto model = two_dense_model(7);
   expect_refused(seqattn::testing::load_outcome(model, [&] { load_safetensors(model, dir.file("nan.safetensors")); }),
                  "load_safetensors(" + dir.file("nan.safetensors") + "): tensor '0.weight' (F32, shape (2, 2)");
 }
@@ -138,11 +132,11 @@ TEST(SafetensorsNonFinite, LoadRefusesNaNAndInfInEveryFloatDtype) {
 TEST(SafetensorsNonFinite, SaveRefusesAModelHoldingNaNOrInfAndWritesNothing) {
   ScratchDir dir;
   const std::string path = dir.file("model.safetensors");
-  auto good = small_model(1);
+  auto good = two_dense_model(1);
   save_safetensors(good, path);
   const std::string before = read_text(path);
 
-  auto bad = small_model(2);
+  auto bad = two_dense_model(2);
   tensor_values(bad, "1.dense.b")[0] = std::numeric_limits<float>::quiet_NaN();
   const std::string expected =
       "tensor '1.dense.b' (shape (1,), PyTorch '1.bias') holds NaN at element 0 = (0,): a file with it would not "
@@ -176,12 +170,12 @@ TEST(SafetensorsNonFinite, SaveRefusesAModelHoldingNaNOrInfAndWritesNothing) {
 TEST(SafetensorsNonFinite, AllowNonFiniteSavesAndLoadsThem) {
   const auto allow = SafetensorsOptions().allow_non_finite(true);
   EXPECT_FALSE(SafetensorsOptions().allow_non_finite());
-  auto source = small_model(1);
+  auto source = two_dense_model(1);
   tensor_values(source, "0.dense.W")[1] = std::numeric_limits<float>::quiet_NaN();
   tensor_values(source, "1.dense.b")[0] = std::numeric_limits<float>::infinity();
   const Bytes file = file_of(source, allow);
   EXPECT_EQ(load(file, allow).type, "none");
-  auto model = small_model(7);
+  auto model = two_dense_model(7);
   std::stringstream s(seqattn::testing::to_string(file));
   load_safetensors(model, s, allow);
   EXPECT_EQ(snapshot(model), snapshot(source));

@@ -233,13 +233,7 @@ void batch_norm_property(std::uint64_t seed) {
   }
 }
 
-// The layers flush denormals to zero by default (core/denormals.hpp); near the largest S the gradients are near the
-// smallest normal S, which this property compares with a long double reference: IEEE-754 denormals here.
-class PropertyNormMagnitudes : public ::testing::Test {
- protected:
-  void SetUp() override { set_flush_denormals(false); }
-  void TearDown() override { set_flush_denormals(true); }
-};
+using PropertyNormMagnitudes = IeeeDenormalsTest;  // IEEE-754 denormals (norm_reference.hpp)
 
 }  // namespace
 
