@@ -123,7 +123,8 @@ inline bool is_missing(const std::string& field) {
 }
 
 // The integer spelling of a whole-number label ("1.0e+00" -> "1"), else the label unchanged.
-inline std::string canonical_label(const std::string& label) {
+inline std::string canonical_label(const std::string& raw) {
+  const std::string label = trim(raw);  // a byte-order mark inside a line (a header's class list) is no part of it
   double v = 0;
   if (parse_number(label, v) && std::isfinite(v) && v == std::floor(v) && std::abs(v) < 1e15)
     return std::to_string(static_cast<long long>(v));
@@ -287,7 +288,12 @@ inline Dataset parse_ts(const std::string& text, const std::string& name, const 
       } else if (key == "@classlabel") {
         if (value != "true")
           throw DataError(where + "@classLabel " + value + ": data without class labels is not supported");
-        for (size_t i = 2; i < words.size(); ++i) declared.push_back(canonical_label(words[i]));
+        for (size_t i = 2; i < words.size(); ++i) {
+          declared.push_back(canonical_label(words[i]));
+          if (declared.back().empty())
+            throw DataError(where + "@classLabel lists class " + std::to_string(i - 1) +
+                            " as a byte-order mark only; remove it");
+        }
       } else if (key == "@univariate" && value == "true") {
         dims = 1;
       } else if (key == "@dimensions") {

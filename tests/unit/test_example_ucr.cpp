@@ -185,6 +185,11 @@ TEST(ExampleUcr, SkipsAUtf8ByteOrderMark) {
   const Dataset ts = parse_ucr(bom + "@classLabel true A B\n@data\n1,2:A\n3,4:B\n", "toy.txt");  // detected as .ts
   EXPECT_EQ(ts.size(), 2);
   EXPECT_EQ(ts.class_names, (std::vector<std::string>{"A", "B"}));
+  // Found by fuzz_ucr: a mark inside the header's class list (files joined after the header line) kept it.
+  const Dataset inner = parse_ucr("@classLabel true " + bom + "A B\n@data\n1,2:A\n3,4:" + bom + "B\n", "toy.ts");
+  EXPECT_EQ(inner.class_names, (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(inner.labels, (std::vector<int>{0, 1}));
+  EXPECT_THROW(parse_ucr("@classLabel true A " + bom + " B\n@data\n1,2:A\n", "toy.ts"), DataError);
   EXPECT_EQ(error_of(std::string("\xFF\xFE") + "1,2\n"),
             "data.csv: the file is UTF-16 text (byte-order mark FF FE); save it as UTF-8 or ASCII");
 }
