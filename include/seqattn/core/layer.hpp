@@ -17,6 +17,9 @@
 //   assign(other)            makes this layer a copy of `other` (same type) keeping the storage of its tensors
 //                            when their shapes match, so optimizers holding params() stay valid (core/param.hpp);
 //                            layers implement copy_from (one line: *this = static_cast<const L&>(other)).
+//   open_stream(B, options)  the layer's stream form (core/stream.hpp): B streams run step by step with the
+//                            state they carry, reading this layer's weights in place; a layer that cannot
+//                            stream keeps the default, which throws ConfigError naming it and why.
 // Padded steps (t >= length) never change valid outputs; a layer's dx at padded steps is zero whenever dy
 // is zero there. Layers are copyable through clone() (one model copy per inference thread).
 //
@@ -39,6 +42,7 @@
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/param.hpp"
+#include "seqattn/core/stream.hpp"
 #include "seqattn/core/tensor.hpp"
 #include "seqattn/core/threads.hpp"  // every layer: Eigen's GEMMs single-threaded (determinism)
 
@@ -114,6 +118,21 @@ class Layer {
     for (const auto& p : before)  // same storage: views taken before stay valid (nested layers included)
       if (const auto id = p.owner.lock()) id->generation = p.generation;
   }
+
+  // The stream form of this layer for `batch` independent streams (core/stream.hpp; Stream<S> in
+  // model/stream.hpp is the user-facing object). Layers that read later steps cannot stream: ConfigError.
+  virtual std::unique_ptr<LayerStream<S>> open_stream(Index /*batch*/, const StreamOptions& /*options*/) const {
+    detail::throw_config(describe(), ": cannot be streamed: ", stream_refusal());
+  }
+  // Why open_stream refuses this layer (ends the ConfigError message); layers that stream for some options
+  // only override it with the reason for the others.
+  virtual std::string stream_refusal() const {
+    return "its output at a step reads later steps of the input (only causal layers stream)";
+  }
+
+  // The identity of this layer object (core/param.hpp): Stream<S> checks at every step that its model still
+  // exists and was not assigned to since the stream was opened.
+  std::weak_ptr<const LayerIdentity> identity() const { return identity_; }
 
   Index in_features() const { return in_features_; }
   virtual Index out_features() const = 0;

@@ -138,6 +138,9 @@ class ActivationLayer final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<ActivationLayer>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ActivationLayer&>(other); }
   Activation activation() const { return activation_; }
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<ActivationStream>(activation_);
+  }
 
  protected:
   void do_forward(const Tensor3<S>& x, const Mask&, Mode, Tensor3<S>& y) override {
@@ -150,6 +153,15 @@ class ActivationLayer final : public Layer<S> {
   }
 
  private:
+  struct ActivationStream final : PerStepStream<S> {
+    Activation activation;
+    explicit ActivationStream(Activation a) : activation(a) {}
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override {  // (B*n, F) -> (B*n, F)
+      auto Y = as_matrix(y);
+      activation_forward<S>(activation, as_matrix(x), Y);
+    }
+  };
+
   Activation activation_;
 };
 

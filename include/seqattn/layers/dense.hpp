@@ -58,6 +58,10 @@ class Dense final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dense>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dense&>(other); }
+  // Per step: y = act(x W + b) on the B*n new rows (an Eigen product on the weights in place).
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<DenseStream>(*this);
+  }
 
   Index units() const { return units_; }
   const DenseOptions& options() const { return options_; }
@@ -129,6 +133,18 @@ class Dense final : public Layer<S> {
   }
 
  private:
+  struct DenseStream final : PerStepStream<S> {
+    const Dense& layer;
+    explicit DenseStream(const Dense& l) : layer(l) {}
+    // x (B*n, in) -> y = act(x W + b) (B*n, units)
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override {
+      auto Y = as_matrix(y);
+      Y.noalias() = as_matrix(x) * layer.W_;
+      if (layer.options_.use_bias()) Y.rowwise() += layer.b_.transpose();
+      activation_forward<S>(layer.options_.activation(), Y, Y);
+    }
+  };
+
   // Chunk c: dW += x_c^T dz_c, db += sum_rows dz_c (into the chunk's partials), dx_c = dz_c W^T. X, dZ and DX:
   // the chunk's contiguous rows.
   template <class XM, class DZ, class DXM>

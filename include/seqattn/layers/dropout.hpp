@@ -42,6 +42,10 @@ class Dropout final : public Layer<S> {
 
   double rate() const { return rate_; }
   const DropoutOptions& options() const { return options_; }
+  // A stream is inference: the identity.
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<IdentityStream>();
+  }
   // The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
   const Tensor3<S>& keep_mask() const { return keep_; }
 
@@ -72,6 +76,10 @@ class Dropout final : public Layer<S> {
   }
 
  private:
+  struct IdentityStream final : PerStepStream<S> {
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override { as_matrix(y) = as_matrix(x); }
+  };
+
   double rate_;
   DropoutOptions options_;
   Rng rng_;

@@ -39,6 +39,16 @@ class Residual final : public Layer<S> {
   std::size_t cache_bytes(Index B, Index T) const override { return body_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return body_.memory_remedy(B, T); }
   S regularization_loss() const override { return body_.regularization_loss(); }
+  // Streams as its body does: y = x + body's stream output.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    auto stream = std::make_unique<ResidualStream>();
+    try {
+      stream->body = body_.open_stream(batch, options);
+    } catch (const ConfigError& e) {
+      detail::throw_config("Residual: body ", e.what());
+    }
+    return stream;
+  }
 
  protected:
   // x (B, T, F) -> y = x + body(x)
@@ -56,6 +66,21 @@ class Residual final : public Layer<S> {
   void collect_buffers(ParamList<S>& list) override { append(list, body_.buffers()); }
 
  private:
+  struct ResidualStream final : LayerStream<S> {
+    std::unique_ptr<LayerStream<S>> body;
+    Tensor3<S> fx;
+    // x (B, n, F) -> y = x + body(x)
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      ensure_shape(fx, x.dimension(0), x.dimension(1), x.dimension(2));
+      body->step(x, start, fx);
+      as_matrix(y).noalias() = as_matrix(x) + as_matrix(fx);
+    }
+    void reset(Index b) override { body->reset(b); }
+    void state(StreamStateList<S>& list, const std::string& prefix) override { body->state(list, prefix); }
+    Index max_steps() const override { return body->max_steps(); }
+    bool per_step() const override { return body->per_step(); }
+  };
+
   static void append(ParamList<S>& list, ParamList<S> more) {
     for (auto& p : more) list.push_back(std::move(p));
   }

@@ -42,6 +42,7 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/detail/finite_check.hpp"
+#include "seqattn/model/stream.hpp"
 
 namespace seqattn {
 
@@ -113,6 +114,38 @@ class Sequential final : public Layer<S> {
       detail::throw_config("Sequential: layer ", i, " is ", layers_[static_cast<size_t>(i)]->describe(),
                            ", not the requested type");
     return *p;
+  }
+
+  // B independent streams over this model, run step by step (model/stream.hpp). ConfigError names the first
+  // layer that cannot stream.
+  Stream<S> stream(Index batch, StreamOptions options = StreamOptions()) const {
+    return Stream<S>(*this, batch, options);
+  }
+  // The layers' streams in order; after a layer that pools time (a global pooling, LastStep,
+  // SeqWeightedAttention, an LSTM without return_sequences) only per-step layers may follow.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (layers_.empty()) detail::throw_config("Sequential: cannot stream a model with no layers");
+    auto stream = std::make_unique<ChainStream>();
+    Index pooled_at = -1;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      std::unique_ptr<LayerStream<S>> layer;
+      try {
+        layer = layers_[i]->open_stream(batch, options);
+      } catch (const ConfigError& e) {
+        detail::throw_config("Sequential: layer ", i, " ", e.what());
+      }
+      if (pooled_at >= 0 && !layer->per_step())
+        detail::throw_config("Sequential: layer ", i, " ", layers_[i]->describe(), ": cannot be streamed after layer ",
+                             pooled_at, " ", layers_[static_cast<size_t>(pooled_at)]->describe(),
+                             ", which pools time: in the model each pooled output is a sequence of one step, so only "
+                             "per-step layers (Dense, activations, norms, Dropout) may follow it in a stream");
+      if (layer->pools_time() && pooled_at < 0) pooled_at = static_cast<Index>(i);
+      stream->layers.push_back(std::move(layer));
+      stream->names.push_back(std::to_string(i) + "." + layers_[i]->name() + ".");
+      stream->features.push_back(layers_[i]->out_features());
+    }
+    stream->outputs.resize(layers_.size() - 1);
+    return stream;
   }
 
   // Forward in Mode::Infer.
@@ -286,6 +319,42 @@ class Sequential final : public Layer<S> {
   void collect_buffers(ParamList<S>& list) override { collect(list, true); }
 
  private:
+  // The layers' streams one after the other; outputs[i] is layer i's output (the last layer writes y).
+  struct ChainStream final : LayerStream<S> {
+    std::vector<std::unique_ptr<LayerStream<S>>> layers;
+    std::vector<std::string> names;
+    std::vector<Index> features;
+    std::vector<Tensor3<S>> outputs;
+
+    // x (B, n, in) -> layer 0 -> ... -> layer k-1 -> y (B, n, out)
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Tensor3<S>* cur = &x;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        Tensor3<S>& out = i + 1 == layers.size() ? y : outputs[i];
+        ensure_shape(out, x.dimension(0), x.dimension(1), features[i]);
+        layers[i]->step(*cur, start, out);
+        cur = &out;
+      }
+    }
+    void reset(Index b) override {
+      for (auto& layer : layers) layer->reset(b);
+    }
+    void state(StreamStateList<S>& list, const std::string& prefix) override {
+      for (size_t i = 0; i < layers.size(); ++i) layers[i]->state(list, prefix + names[i]);
+    }
+    Index max_steps() const override {
+      Index steps = kUnlimitedSteps;
+      for (const auto& layer : layers) steps = std::min(steps, layer->max_steps());
+      return steps;
+    }
+    bool per_step() const override {
+      return std::all_of(layers.begin(), layers.end(), [](const auto& layer) { return layer->per_step(); });
+    }
+    bool pools_time() const override {
+      return std::any_of(layers.begin(), layers.end(), [](const auto& layer) { return layer->pools_time(); });
+    }
+  };
+
   // operator= (source: nullptr) and move assignment (source: &other, whose replaced layers are moved).
   void assign_model(const Sequential& other, Sequential* source) {
     const size_t n = other.layers_.size();

@@ -1,0 +1,116 @@
+#pragma once
+// Streaming: a causal layer run one step (or a chunk of steps) at a time, with the state it carries between
+// steps. This is the layer contract's part; the user-facing object is Stream<S> (model/stream.hpp).
+//
+// A layer that can stream overrides (core/layer.hpp)
+//   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const
+// and returns its stream form for `batch` independent streams. A LayerStream reads its layer's weights in place
+// (never copies or writes them; the layer must outlive it and must not be trained while it steps) and owns every
+// value it carries from one step to the next:
+//   step(x, start, y)   x (B, n, in_features): the next n >= 1 steps of each of the B streams; start[b]: how many
+//                       steps stream b has seen before them (its position). Writes y (B, n, out_features) (sized
+//                       by the caller): the rows start[b] .. start[b] + n - 1 of the layer's Mode::Infer forward
+//                       over stream b's whole sequence so far. A layer that pools time (out_time(T) == 1: global
+//                       pooling, LastStep, SeqWeightedAttention, an LSTM without return_sequences) writes, for
+//                       each step, its output over the prefix that ends at that step.
+//   reset(b)            stream b starts a new sequence: everything it carries is forgotten (its next step has
+//                       start[b] == 0).
+//   state(list)         appends every tensor of carried state, named like parameters ("2.lstm.h"), for
+//                       state_bytes() and save_state / load_state (io/stream_state.hpp). Each is (B, rows, cols).
+//   max_steps()         the longest sequence the stream can hold (kUnlimitedSteps when its memory does not grow
+//                       with the steps): an attention layer without a window keeps every past step, up to
+//                       StreamOptions::max_history; PositionEmbedding has max_len positions.
+//   per_step()          true when each output row depends on that input row only (Dense, norms, activations);
+//   pools_time()        true for the layers that pool time (above). Sequential uses both: only per-step layers
+//                       may follow a pooling layer in a stream.
+// A layer that cannot stream (it reads later steps, or one of its options does) keeps Layer's default
+// open_stream, which throws ConfigError naming the layer and why; Sequential adds the layer's index.
+// step() may allocate only when n or the state's capacity grows; a steady stream allocates nothing.
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "seqattn/core/errors.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/tensor.hpp"
+
+namespace seqattn {
+
+inline constexpr Index kUnlimitedSteps = std::numeric_limits<Index>::max();
+
+struct StreamOptions {
+  // The longest history a stream may hold in layers whose memory grows with every step (SeqSelfAttention
+  // without attention_width, MultiHeadAttention without attention_window): a step beyond it throws
+  // StreamLimitError (reset the stream, or give the layer a window). Memory then grows by doubling up to
+  // (B, max_history, features) per cache.
+  SEQATTN_ARG(Index, max_history, 8192)
+};
+
+// A step that would take a stream past the longest sequence its model can hold (StreamOptions::max_history,
+// PositionEmbedding's max_len). The stream is unchanged.
+class StreamLimitError : public UsageError {
+ public:
+  using UsageError::UsageError;
+};
+
+// One tensor of carried state: (B, rows, cols). `grows`: its rows are a capacity that grows with the steps
+// (a key cache), so a loaded state may have another number of rows, at most max_rows.
+template <class S>
+struct StreamStateTensor {
+  std::string name;
+  Tensor3<S>* tensor = nullptr;
+  bool grows = false;
+  Index max_rows = 0;
+};
+
+template <class S>
+using StreamStateList = std::vector<StreamStateTensor<S>>;
+
+template <class S>
+class LayerStream {
+ public:
+  virtual ~LayerStream() = default;
+  // x (B, n, in_features), start[b] = steps of stream b before these -> y (B, n, out_features)
+  virtual void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) = 0;
+  virtual void reset(Index /*b*/) {}
+  virtual void state(StreamStateList<S>& /*list*/, const std::string& /*prefix*/) {}
+  virtual Index max_steps() const { return kUnlimitedSteps; }
+  virtual bool per_step() const { return false; }
+  virtual bool pools_time() const { return false; }
+};
+
+// A stream whose output row depends on its input row only: step() is apply() over all B*n rows.
+template <class S>
+class PerStepStream : public LayerStream<S> {
+ public:
+  void step(const Tensor3<S>& x, const std::vector<Index>&, Tensor3<S>& y) final { apply(x, y); }
+  bool per_step() const final { return true; }
+
+ protected:
+  // x (B, n, in) -> y (B, n, out), row by row
+  virtual void apply(const Tensor3<S>& x, Tensor3<S>& y) = 0;
+};
+
+namespace detail {
+
+// The state tensor `t` of a stream: rows for every stream b, zero (a fresh stream).
+template <class S>
+void zero_state(Tensor3<S>& t, Index B, Index rows, Index cols) {
+  t.resize(B, rows, cols);
+  t.setZero();
+}
+
+// Zeroes the block of stream b in a (B, rows, cols) state tensor.
+template <class S>
+void zero_stream(Tensor3<S>& t, Index b) {
+  const Index block = t.dimension(1) * t.dimension(2);
+  std::fill(t.data() + b * block, t.data() + (b + 1) * block, S(0));
+}
+
+}  // namespace detail
+
+}  // namespace seqattn
