@@ -2,6 +2,8 @@
 # Build, test and benchmark seqattn, and run its example. Usage: ./build.sh <command>
 #
 #   example   build (Release) and run examples/time_series_classifier on its built-in default task
+#   streaming build (Release) and run examples/streaming_monitor: train a causal model, then run it on a live
+#             stream one sample at a time (detections and per-step latency)
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
 #   native    build the tests of the SIMD kernels and of bitwise padding invariance with -march=native
@@ -27,7 +29,7 @@ PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-de
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -70,6 +72,14 @@ cmd_example() {
   cmake --build "$dir" --target time_series_classifier -j "$JOBS"
   log "running examples/time_series_classifier (outputs in tsc_out/; --help lists every option)"
   "$dir/examples/time_series_classifier"
+}
+
+cmd_streaming() {
+  local dir="$ROOT/build"
+  configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
+  cmake --build "$dir" --target streaming_monitor -j "$JOBS"
+  log "running examples/streaming_monitor"
+  "$dir/examples/streaming_monitor"
 }
 
 cmd_test() {
@@ -167,6 +177,10 @@ main() {
     example)
       install_deps
       cmd_example
+      ;;
+    streaming)
+      install_deps
+      cmd_streaming
       ;;
     test)
       install_deps

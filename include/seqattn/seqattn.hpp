@@ -15,6 +15,7 @@
 #include "seqattn/core/tensor.hpp"
 #include "seqattn/core/threads.hpp"
 #include "seqattn/io/errors.hpp"
+#include "seqattn/io/stream_state.hpp"
 #include "seqattn/io/weights.hpp"  // (io/safetensors.hpp is separate: it needs nlohmann-json)
 #include "seqattn/layers/activation.hpp"
 #include "seqattn/layers/dense.hpp"

@@ -45,6 +45,10 @@ namespace seqattn::testing {
 struct RandomModelOptions {
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(bool, fixed_time, false)
+  // With causal: sometimes ends the model with a layer that pools time (global max or average pooling, LastStep,
+  // SeqWeightedAttention, an LSTM or GRU without return_sequences) and then per-step layers: every model a
+  // Stream can run (model/stream.hpp).
+  SEQATTN_ARG(bool, pooled_tail, false)
   SEQATTN_ARG(bool, allow_embedding, true)
   SEQATTN_ARG(bool, allow_batch_norm, true)  // false: no BatchNorm (a Train batch of one step is then fine)
   SEQATTN_ARG(Index, steps, 6)        // the T the model is built for (windows and Valid convolutions fit it)
@@ -82,6 +86,7 @@ class Builder {
     has_time_ = true;
     const Index n = 1 + static_cast<Index>(rng_.below(static_cast<std::uint64_t>(o_.max_layers())));
     for (Index i = 0; i < n; ++i) add_random(out.model, /*depth=*/0, /*keep_shape=*/false);
+    if (o_.pooled_tail() && coin(0.4)) add_pooled_tail(out.model);
     out.recipe = recipe_of(out.model, "\n  ");
     try {
       out.model.out_time(o_.steps());
@@ -110,6 +115,29 @@ class Builder {
   }
   Activation elementwise() { return static_cast<Activation>(pick(0, 4)); }
   Index features_cap(Index F) const { return std::min<Index>(F, o_.max_features()); }
+
+  // A layer that pools time, then 0..2 per-step layers.
+  void add_pooled_tail(Sequential<S>& m) {
+    const Index k = pick(0, 5);
+    if (k == 0) m.template add<GlobalMaxPool<S>>();
+    if (k == 1) m.template add<GlobalAvgPool<S>>();
+    if (k == 2) m.template add<LastStep<S>>();
+    if (k == 3) m.template add<SeqWeightedAttention<S>>(SeqWeightedAttentionOptions().use_bias(coin(0.5)).seed(next()));
+    if (k == 4)
+      m.template add<LSTM<S>>(pick(1, o_.max_features()), LSTMOptions().return_sequences(false).use_bias(coin(0.8)).seed(next()));
+    if (k == 5)
+      m.template add<GRU<S>>(pick(1, o_.max_features()), GRUOptions().return_sequences(false).use_bias(coin(0.8)).seed(next()));
+    T_ = 1;
+    has_time_ = false;
+    for (Index i = pick(0, 2); i > 0; --i) {
+      const Index kind = pick(0, 3);
+      if (kind == 0)
+        m.template add<Dense<S>>(pick(1, o_.max_features()), DenseOptions().activation(activation(false)).seed(next()));
+      if (kind == 1) m.template add<ActivationLayer<S>>(activation(true));
+      if (kind == 2) m.template add<LayerNorm<S>>(LayerNormOptions().scale(coin(0.8)).center(coin(0.8)));
+      if (kind == 3) m.template add<Dropout<S>>(0.3, DropoutOptions().seed(next()));
+    }
+  }
 
   // Appends one random layer to `m`. keep_shape: the layer must keep F and T (Residual bodies).
   void add_random(Sequential<S>& m, int depth, bool keep_shape) {

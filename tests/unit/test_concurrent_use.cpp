@@ -11,8 +11,14 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "seqattn/layers/conv1d.hpp"
 #include "seqattn/layers/dense.hpp"
+#include "seqattn/layers/global_pooling.hpp"
+#include "seqattn/layers/layer_norm.hpp"
+#include "seqattn/layers/lstm.hpp"
+#include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/model/sequential.hpp"
 
@@ -140,3 +146,44 @@ TEST(ConcurrentUse, TwoThreadsHammeringOneModelAreRefusedNeverCorrupted) {
 }
 
 }  // namespace
+
+// Streams (model/stream.hpp) only read their model: any number of them step at once on one model object, on any
+// threads, each giving what it gives alone (and, under ThreadSanitizer, without a data race).
+TEST(ConcurrentUse, StreamsOverOneModelStepTogetherOnManyThreads) {
+  Sequential<float> model(4);
+  model.add<Conv1D<float>>(6, 3, Conv1DOptions().padding(Padding::Causal).seed(1));
+  model.add<LSTM<float>>(5, LSTMOptions().return_sequences(true).seed(2));
+  model.add<SeqSelfAttention<float>>(SeqSelfAttentionOptions().history_only(true).attention_width(4).seed(3));
+  model.add<MultiHeadAttention<float>>(1, MultiHeadAttentionOptions().causal(true).seed(4));
+  model.add<LayerNorm<float>>();
+  model.add<GlobalMaxPool<float>>();
+  model.add<Dense<float>>(2, DenseOptions().seed(5));
+  constexpr int kThreads = 4, kSteps = 40;
+  auto input = [](int thread, int step) {
+    Tensor3<float> x(2, 1, 4);
+    for (Index f = 0; f < 4; ++f) {
+      x(0, 0, f) = std::sin(0.1f * float(step + f + thread));
+      x(1, 0, f) = std::cos(0.2f * float(step * f + thread));
+    }
+    return x;
+  };
+  std::vector<std::vector<float>> alone(kThreads), together(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    Stream<float> s = model.stream(2);
+    for (int k = 0; k < kSteps; ++k) {
+      const Tensor3<float>& y = s.step(input(t, k));
+      alone[t].insert(alone[t].end(), y.data(), y.data() + y.size());
+    }
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      Stream<float> s = model.stream(2);
+      for (int k = 0; k < kSteps; ++k) {
+        const Tensor3<float>& y = s.step(input(t, k));
+        together[t].insert(together[t].end(), y.data(), y.data() + y.size());
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(alone[t], together[t]) << "thread " << t;
+}
