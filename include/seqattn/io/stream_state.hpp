@@ -238,7 +238,7 @@ void load_state(Stream<S>& stream, const std::string& path) {
   for (int i = 7; i >= 0; --i) total = (total << 8) | bytes[16 + static_cast<std::size_t>(i)];
   if (total < sf::kHeaderSize + 4 || (file.regular() && total != file.size()))
     detail::throw_format(who, ": the header declares ", total, " bytes but the file has ",
-                         file.regular() ? cat(file.size()) : std::string("another size"));
+                         file.regular() ? detail::cat(file.size()) : std::string("another size"));
   if (total > sf::largest_file(stream))  // a pipe or a corrupt size field: never read more than could be valid
     detail::throw_format(who, ": the header declares ", total, " bytes, more than a state of this stream can take (",
                          sf::largest_file(stream), ")");
