@@ -1,0 +1,143 @@
+#pragma once
+// The stream form of causal multi-head self-attention (layers/multi_head_attention.hpp, core/stream.hpp): a
+// key/value cache per stream.
+//   State: K and V (B, C, H*dh), the activated key and value projections of the last C steps of each stream,
+//   step p in row p % C. With an attention window w, C = w (a ring buffer: its rows are exactly the keys query p
+//   may see once p >= w - 1); without one, C grows by doubling up to StreamOptions::max_history (rows 0..p).
+//   A chunk x (B, n, in): the q, k, v projections of all B*n rows at once; then per stream, row by row, the new
+//   key and value are written and the query attends to the valid rows 0 .. min(p + 1, C) - 1 of the cache
+//   (every head: scores = K_h q_h / sqrt(dh), a max-subtracted softmax, ctx_h = V_h^T a); last, y = ctx Wo + bo
+//   over all B*n rows. Products are Eigen's on the weights in place; the cache rows are read where they are
+//   (strided head blocks). A steady stream allocates nothing.
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "seqattn/core/memory_limit.hpp"
+#include "seqattn/core/stream.hpp"
+#include "seqattn/core/tensor.hpp"
+#include "seqattn/layers/activation.hpp"
+
+namespace seqattn::detail {
+
+// What the stream reads from its layer: the weights (in place) and the shape of the heads.
+template <class S>
+struct AttentionWeights {
+  const Matrix<S>* Wq;
+  const Vector<S>* bq;
+  const Matrix<S>* Wk;
+  const Vector<S>* bk;
+  const Matrix<S>* Wv;
+  const Vector<S>* bv;
+  const Matrix<S>* Wo;
+  const Vector<S>* bo;
+  bool use_bias;
+  Activation activation;
+  Index heads, head_size;
+  Index window;  // 0: none (a growing cache)
+};
+
+template <class S>
+class MultiHeadAttentionStream final : public LayerStream<S> {
+ public:
+  MultiHeadAttentionStream(const AttentionWeights<S>& w, Index batch, const StreamOptions& options,
+                           const std::string& who)
+      : w_(w), max_history_(options.max_history()), who_(who) {
+    const Index hd = w.heads * w.head_size;
+    const Index rows = w.window > 0 ? w.window : std::min<Index>(16, max_history_);
+    detail::checked_parameter<S>(who, "the key/value cache of a stream", {batch, rows, hd});
+    zero_state(K_, batch, rows, hd);
+    zero_state(V_, batch, rows, hd);
+    scores_.resize(w.window > 0 ? w.window : max_history_ > 4096 ? 4096 : max_history_);
+  }
+
+  // x (B, n, in) -> y (B, n, out)
+  void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), n = x.dimension(1), hd = w_.heads * w_.head_size, dh = w_.head_size;
+    if (w_.window == 0) grow_for(start, n);
+    const Index C = K_.dimension(1);
+    ConstMatrixMap<S> X = as_matrix(x);
+    ensure_shape(q_, B * n, hd);
+    ensure_shape(k_, B * n, hd);
+    ensure_shape(v_, B * n, hd);
+    ensure_shape(ctx_, B * n, hd);
+    project(X, *w_.Wq, *w_.bq, q_);
+    project(X, *w_.Wk, *w_.bk, k_);
+    project(X, *w_.Wv, *w_.bv, v_);
+    const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+    using Block = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
+    for (Index b = 0; b < B; ++b) {
+      S* K = K_.data() + b * C * hd;
+      S* V = V_.data() + b * C * hd;
+      for (Index i = 0; i < n; ++i) {
+        const Index p = start[static_cast<size_t>(b)] + i, r = b * n + i;
+        const Index slot = p % C;
+        std::copy(&k_(r, 0), &k_(r, 0) + hd, K + slot * hd);
+        std::copy(&v_(r, 0), &v_(r, 0) + hd, V + slot * hd);
+        const Index keys = std::min<Index>(p + 1, C);
+        if (scores_.size() < keys) scores_.resize(keys);
+        for (Index h = 0; h < w_.heads; ++h) {
+          const Block Kh(K + h * dh, keys, dh, Eigen::OuterStride<>(hd));
+          const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
+          auto s = scores_.head(keys);
+          s.noalias() = Kh * (q_.row(r).segment(h * dh, dh).transpose() * scale);
+          const S mx = s.maxCoeff();
+          s = (s.array() - mx).exp();
+          const S sum = s.sum();
+          ctx_.row(r).segment(h * dh, dh).noalias() = (s.transpose() * Vh) / sum;
+        }
+      }
+    }
+    MatrixMap<S> Y = as_matrix(y);
+    Y.noalias() = ctx_ * *w_.Wo;
+    if (w_.use_bias) Y.rowwise() += w_.bo->transpose();
+  }
+
+  void reset(Index b) override {
+    zero_stream(K_, b);
+    zero_stream(V_, b);
+  }
+  void state(StreamStateList<S>& list, const std::string& prefix) override {
+    const bool grows = w_.window == 0;
+    list.push_back({prefix + "keys", &K_, grows, grows ? max_history_ : K_.dimension(1)});
+    list.push_back({prefix + "values", &V_, grows, grows ? max_history_ : V_.dimension(1)});
+  }
+  Index max_steps() const override { return w_.window > 0 ? kUnlimitedSteps : max_history_; }
+
+ private:
+  // Z = act(X W + b) over all rows
+  void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& bias, Matrix<S>& Z) const {
+    Z.noalias() = X * W;
+    if (w_.use_bias) Z.rowwise() += bias.transpose();
+    activation_forward<S>(w_.activation, Z, Z);
+  }
+
+  // A growing cache: room for the longest stream after this chunk (doubling, at most max_history rows).
+  void grow_for(const std::vector<Index>& start, Index n) {
+    Index need = 0;
+    for (Index s : start) need = std::max(need, s + n);
+    const Index C = K_.dimension(1);
+    if (need <= C) return;
+    Index rows = C;
+    while (rows < need) rows = std::min<Index>(2 * rows, max_history_);
+    const Index B = K_.dimension(0), hd = K_.dimension(2);
+    detail::checked_parameter<S>(who_, "the key/value cache of a stream", {B, rows, hd});
+    for (Tensor3<S>* t : {&K_, &V_}) {
+      Tensor3<S> grown(B, rows, hd);
+      grown.setZero();
+      for (Index b = 0; b < B; ++b) std::copy(t->data() + b * C * hd, t->data() + (b + 1) * C * hd, grown.data() + b * rows * hd);
+      *t = std::move(grown);
+    }
+  }
+
+  AttentionWeights<S> w_;
+  Index max_history_;
+  std::string who_;
+  Tensor3<S> K_, V_;
+  Matrix<S> q_, k_, v_, ctx_;
+  Vector<S> scores_;
+};
+
+}  // namespace seqattn::detail
