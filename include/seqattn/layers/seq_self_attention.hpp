@@ -34,7 +34,13 @@
 // kernel_regularizer / bias_regularizer {l1 0, l2 0}, seed.
 // Parameters: "Wt", "Wx", "bh", "Wa", "ba" (additive), "Wa", "ba" (multiplicative); disabled biases are absent.
 // Mode is ignored (Train and Infer compute the same). Inference from several threads needs one clone() per
-// thread (forward writes caches).
+// thread (forward writes caches), or one stream each.
+//
+// Stream form (core/stream.hpp, detail/seq_self_attention_stream.hpp) when the keys end at the query:
+// history_only, or attention_width 1 or 2. State per stream: the past steps' keys x_s Wx (additive) and values
+// x_s (B, C, U) and (B, C, F), a ring of C = attention_width rows, or without a width a cache that grows by
+// doubling up to StreamOptions::max_history steps. Every activation, bias and regularizer streams (the
+// regularizers change training only); the stream keeps no attention weights (attention() is the forward's).
 
 #include <cmath>
 #include <cstdint>
@@ -49,6 +55,7 @@
 #include "seqattn/detail/panel_product.hpp"
 #include "seqattn/detail/seq_self_attention_band.hpp"
 #include "seqattn/detail/seq_self_attention_kernels.hpp"
+#include "seqattn/detail/seq_self_attention_stream.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn {
@@ -118,6 +125,32 @@ class SeqSelfAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqSelfAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqSelfAttention&>(other); }
+
+  // The stream form (see the header comment); other configurations read later steps (stream_refusal()).
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (!causal()) return Layer<S>::open_stream(batch, options);
+    detail::SeqSelfAttentionStreamSpec<S> spec;
+    spec.layer = describe();
+    spec.additive = additive();
+    spec.features = this->in_features();
+    spec.units = options_.units();
+    spec.width = options_.attention_width().value_or(0);
+    spec.activation = options_.attention_activation();
+    spec.Wt = &Wt_;
+    spec.Wx = &Wx_;
+    spec.bh = &bh_;
+    spec.Wa = &Wa_;
+    spec.ba = &ba_;
+    return std::make_unique<detail::SeqSelfAttentionStream<S>>(spec, batch, options);
+  }
+  std::string stream_refusal() const override {
+    if (!options_.attention_width())
+      return "history_only=false: every step attends to the whole sequence, later steps included; set "
+             "history_only (keys [0, t]) to stream";
+    const Index w = *options_.attention_width();
+    return "attention_width=" + std::to_string(w) + " without history_only: step t attends to the steps up to t + " +
+           std::to_string(w - 1 - w / 2) + "; set history_only (keys [t - " + std::to_string(w - 1) + ", t]) to stream";
+  }
 
   const Options& options() const { return options_; }
   bool additive() const { return options_.attention_type() == AttentionType::Additive; }
@@ -315,6 +348,10 @@ class SeqSelfAttention final : public Layer<S> {
         fail("regularizer l1 and l2 must be finite and >= 0 but got l1=", reg.l1, " l2=", reg.l2);
   }
   bool regularized() const { return options_.attention_regularizer_weight() > 0.0; }
+  // The keys of step t end at t: history_only, or a width of 1 or 2 ([t - w/2, t - w/2 + w - 1] = [t - w + 1, t]).
+  bool causal() const {
+    return options_.history_only() || (options_.attention_width() && *options_.attention_width() <= 2);
+  }
   void ensure_scratch(Index T, Index F) {
     ensure_shape(x_scratch_, T, F);
     ensure_shape(square_, band_.dense() ? T * T : 0);
