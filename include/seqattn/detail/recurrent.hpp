@@ -11,6 +11,8 @@
 //   gate_activation/_grad     the elementwise activations a recurrent layer accepts (linear, relu, tanh,
 //                             sigmoid) and their derivatives from the OUTPUT y = act(z), so caches keep
 //                             activated gates only
+//   RecurrentStream<S>        the part of the stream forms (core/stream.hpp) both cells share: the carried h
+//                             (B, 1, U), state "h", and the input projection of a chunk over its B*n rows
 // Masks: sequence b is processed for t < len_b only; its state is frozen from len_b on, its output rows are
 // zero there, and the backward pass gives zero gradient at t >= len_b. Steps at or after the longest length
 // are skipped.
@@ -21,7 +23,9 @@
 #include <type_traits>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/core/stream.hpp"
 #include "seqattn/detail/stable_product.hpp"
+#include "seqattn/detail/stream_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn::detail {
@@ -204,6 +208,40 @@ class RecurrentBase : public Layer<S> {
   Matrix<S> h_;       // (B, U) running state
   Matrix<S> hprev_;   // (B*T, U) h_{t-1} at row (b, t); zero at padded rows
   RowStableScratch<S> scratch_;
+};
+
+// The stream form shared by LSTM and GRU: B streams, each with its carried h (state "h", (B, 1, U), zero for a
+// fresh stream). A step of n rows projects all B*n new input rows in one product (xw_), then the derived cell
+// runs the recurrence one time step at a time on the (B, U) block of every stream. Without return_sequences
+// the layer pools time (out_time 1): its output over a prefix is h at the prefix's last step, which is what
+// every step writes, so both settings write h per step and only pools_time() differs.
+template <class S>
+class RecurrentStream : public LayerStream<S> {
+ public:
+  void reset(Index b) override { zero_stream(h_, b); }
+  void state(StreamStateList<S>& list, const std::string& prefix) override {
+    list.push_back({prefix + "h", &h_, false, 0});
+  }
+  bool pools_time() const override { return pooled_; }
+
+ protected:
+  RecurrentStream(Index batch, Index units, bool pooled) : pooled_(pooled) { zero_state(h_, batch, 1, units); }
+
+  // x (B, n, F) -> xw_ (B*n, G) = x W + bias (bias: a (G) row, unused without use_bias)
+  template <class BiasRow>
+  void project(const Tensor3<S>& x, const Matrix<S>& W, const BiasRow& bias, bool use_bias) {
+    const auto X = as_matrix(x);
+    ensure_shape(xw_, X.rows(), W.cols());
+    stream_product(xw_, X, W);
+    if (use_bias) xw_.rowwise() += bias;
+  }
+  // h (B, U) as a matrix over the state tensor
+  MatrixMap<S> h() { return MatrixMap<S>(h_.data(), h_.dimension(0), h_.dimension(2)); }
+
+  Tensor3<S> h_;  // (B, 1, U) carried state
+  Matrix<S> xw_;  // (B*n, G) the chunk's input projection, rows (b, i)
+  Matrix<S> zs_;  // (B, G) one time step's recurrent product
+  bool pooled_;
 };
 
 }  // namespace seqattn::detail

@@ -11,6 +11,8 @@
 // seed + 1 when a seed is given, else the next seed).
 // Parameters: the inner layers' with prefixes "forward." and "backward.": "forward.kernel", "backward.bias".
 // Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); padded outputs are 0.
+// Streams: refused (ConfigError): the backward layer reads each sequence from its last step, so every output
+// depends on later input steps; stream a (forward) LSTM or GRU instead.
 
 #include <cstdint>
 #include <memory>
@@ -85,6 +87,10 @@ class Bidirectional final : public Layer<S> {
     return detail::saturating_add(fwd_->cache_bytes(B, T), bwd_->cache_bytes(B, T));
   }
   S regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
+  std::string stream_refusal() const override {
+    return "its backward layer reads each sequence from its last step, so every output depends on later input "
+           "steps (the future of a stream); stream a forward LSTM or GRU instead";
+  }
 
  protected:
   // x (B, T, F) -> xr = rev(x) -> yf = fwd(x), yr = bwd(xr) (B, T', U) -> y (B, T', 2U or U)

@@ -20,7 +20,14 @@
 // padding.
 // Compute: im2col into a (B*T_out, kernel_size*in) member buffer, one GEMM for the whole batch; backward is
 // two GEMMs and a col2im scatter. detail/conv1d_reference.hpp holds the naive loops it is tested against.
+// Stream form (core/stream.hpp): stride 1 with padding=causal (any kernel_size, dilation), or a one-step
+// receptive field with any padding. State "past" (B, dilation*(kernel_size-1), in): each stream's last input
+// rows in a ring, step p at row p % rows (zeros before the first step, as the causal left padding; no state for
+// kernel_size 1; MemoryError when opening a stream whose rings would pass memory_limit()). A chunk unrolls its
+// B*n windows from the ring and the chunk, then runs one product.
+// Other configurations read later steps or change the number of steps: stream_refusal() says which.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -34,6 +41,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/stable_product.hpp"
+#include "seqattn/detail/stream_product.hpp"
 #include "seqattn/layers/activation.hpp"
 #include "seqattn/layers/padding.hpp"
 
@@ -115,6 +123,30 @@ class Conv1D final : public Layer<S> {
     return detail::saturating_bytes(sizeof(S), {2, B, out_time(T), geometry_.kernel_size, this->in_features()});
   }
 
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (!stream_refusal().empty()) return Layer<S>::open_stream(batch, options);  // throws with the reason
+    return std::make_unique<Conv1DStream>(*this, batch);
+  }
+  // Why this configuration cannot stream; empty when it can.
+  std::string stream_refusal() const override {
+    const WindowGeometry& g = geometry_;
+    const Index reach = g.receptive_field() - 1;  // input steps a window spans besides its own
+    std::string why;
+    auto add = [&why](const std::string& reason) { why += (why.empty() ? "" : "; ") + reason; };
+    if (g.stride != 1)
+      add(detail::cat("stride=", g.stride, " gives one output step per ", g.stride,
+                      " input steps, but a stream gives one output per input step; use stride 1"));
+    if (reach > 0 && g.padding == Padding::Same)
+      add(g.stride == 1 ? detail::cat("padding=same centers each window, so an output step reads the next ",
+                                      reach - reach / 2, " input step(s); use padding=causal")
+                        : std::string("padding=same centers each window, so an output step reads later input "
+                                      "steps; use padding=causal"));
+    if (reach > 0 && g.padding == Padding::Valid)
+      add(detail::cat("padding=valid makes output step t read input steps t .. t + ", reach, " (later steps, and ",
+                      reach, " fewer outputs than inputs); use padding=causal"));
+    return why;
+  }
+
   Index filters() const { return filters_; }
   Index kernel_size() const { return geometry_.kernel_size; }
   const WindowGeometry& geometry() const { return geometry_; }
@@ -190,6 +222,61 @@ class Conv1D final : public Layer<S> {
   }
 
  private:
+  // x (B, n, in) -> windows (B*n, kernel_size*in), tap j of step p = input step p - (kernel_size-1-j)*dilation
+  //                 (0 before the first step; from the ring before this chunk, else from x)
+  //              -> y = act(windows W + b) (B*n, filters);  then x's last rows into the ring
+  struct Conv1DStream final : LayerStream<S> {
+    const Conv1D& layer;
+    Index reach;      // dilation * (kernel_size - 1): the ring's rows
+    Tensor3<S> past;  // (B, reach, in) step p at row p % reach
+    Matrix<S> cols;   // (B*n, kernel_size*in) the chunk's windows
+    Conv1DStream(const Conv1D& l, Index batch) : layer(l), reach(l.geometry_.receptive_field() - 1) {
+      const std::size_t bytes = detail::saturating_bytes(sizeof(S), {batch, reach, l.in_features()});
+      if (bytes > memory_limit())  // a huge dilation: refuse before allocating
+        throw MemoryError(detail::cat(l.describe(), ": ", batch, " streams keep the last ", reach,
+                                      " input steps each, ", format_bytes(bytes), ", above the memory limit of ",
+                                      format_bytes(memory_limit()), " (seqattn::set_memory_limit)"));
+      if (reach > 0) detail::zero_state(past, batch, reach, l.in_features());
+    }
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), C = x.dimension(2);
+      const Index k = layer.geometry_.kernel_size, d = layer.geometry_.dilation;
+      auto Y = as_matrix(y);
+      if (reach == 0) {
+        detail::stream_product(Y, as_matrix(x), layer.W_);
+      } else {
+        ensure_shape(cols, B * n, k * C);
+        for (Index b = 0; b < B; ++b) {
+          const Index s = start[static_cast<size_t>(b)];
+          const auto X = sample_matrix(x, b);
+          auto P = sample_matrix(past, b);
+          for (Index i = 0; i < n; ++i)
+            for (Index j = 0; j < k; ++j) {
+              const Index q = s + i - (k - 1 - j) * d;  // the input step tap j reads
+              auto dst = cols.block(b * n + i, j * C, 1, C);
+              if (q < 0)
+                dst.setZero();
+              else if (q >= s)
+                dst = X.row(q - s);
+              else
+                dst = P.row(q % reach);
+            }
+          for (Index i = std::max<Index>(0, n - reach); i < n; ++i) P.row((s + i) % reach) = X.row(i);
+        }
+        detail::stream_product(Y, cols, layer.W_);
+      }
+      if (layer.options_.use_bias()) Y.rowwise() += layer.b_.transpose();
+      activation_forward<S>(layer.options_.activation(), Y, Y);
+    }
+    void reset(Index b) override {
+      if (reach > 0) detail::zero_stream(past, b);
+    }
+    void state(StreamStateList<S>& list, const std::string& prefix) override {
+      if (reach > 0) list.push_back({prefix + "past", &past, false, 0});
+    }
+    bool per_step() const override { return reach == 0; }
+  };
+
   // M (B*T_out, cols): rows of output steps t >= out_len_b set to 0.
   template <class M>
   void zero_padded_rows(M& m, const Mask& mask, Index T, Index T_out) const {

@@ -20,6 +20,9 @@
 // Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
 // use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences false,
 // seed (default next_seed()).
+// Stream form (core/stream.hpp), every option: state "h" (B, 1, U) per stream; a chunk of n steps projects its
+// B*n input rows in one product, then steps the cell. Without return_sequences the layer pools time: each step
+// writes h at that step (the layer's output over the prefix ending there).
 
 #include <memory>
 #include <optional>
@@ -76,6 +79,9 @@ class GRU final : public detail::RecurrentBase<S> {
 
   const GRUOptions& options() const { return options_; }
   Matrix<S>& bias() { return b_; }  // (2, 3U): input bias, recurrent bias
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
+    return std::make_unique<GRUStream>(*this, batch);
+  }
 
  protected:
   // x (B, T, F) -> XW (B*T, 3U) = x W + b_in -> per step hz (B, 3U) = h K + b_rec -> z, r, hh, h -> y
@@ -173,6 +179,39 @@ class GRU final : public detail::RecurrentBase<S> {
   }
 
  private:
+  // x (B, n, F) -> y (B, n, U): forward's steps (1)-(6) over the carried h of every stream
+  struct GRUStream final : detail::RecurrentStream<S> {
+    using Base = detail::RecurrentStream<S>;
+    const GRU& layer;
+    Matrix<S> gz;  // (B, 3U) z, r, hh
+    GRUStream(const GRU& l, Index batch) : Base(batch, l.units_, !l.return_sequences_), layer(l) {}
+    void step(const Tensor3<S>& x, const std::vector<Index>&, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), U = layer.units_;
+      const Activation ra = layer.options_.recurrent_activation(), act = layer.options_.activation();
+      const bool bias = layer.options_.use_bias();
+      if (bias)
+        this->project(x, layer.W_, layer.b_.row(0), true);  // (1) xz = x W + b_in
+      else
+        this->project(x, layer.W_, RowVector<S>(), false);
+      auto h = this->h();
+      Matrix<S>& zs = this->zs_;
+      ensure_shape(zs, B, 3 * U);
+      ensure_shape(gz, B, 3 * U);
+      for (Index i = 0; i < n; ++i) {
+        detail::stream_product(zs, h, layer.K_);  // (2) hz = h_{t-1} K + b_rec
+        if (bias) zs.rowwise() += layer.b_.row(1);
+        const auto A = detail::step_rows(this->xw_, i, n, B);  // (B, 3U) xz_t
+        gz.leftCols(2 * U) = A.leftCols(2 * U) + zs.leftCols(2 * U);
+        detail::activate_inplace(ra, gz.leftCols(2 * U));  // (3) z, r
+        gz.rightCols(U).array() = A.rightCols(U).array() + gz.middleCols(U, U).array() * zs.rightCols(U).array();
+        detail::activate_inplace(act, gz.rightCols(U));  // (4) hh = act(xz_h + r hz_h)
+        h.array() = gz.leftCols(U).array() * h.array() +
+                    (S(1) - gz.leftCols(U).array()) * gz.rightCols(U).array();  // (5) h_t = z h_{t-1} + (1 - z) hh
+        detail::step_rows(y, i) = h;                                            // (6) y_t = h_t
+      }
+    }
+  };
+
   GRUOptions options_;
   Matrix<S> b_, db_;      // (2, 3U)
   Matrix<S> hzh_;         // (B*T, U) hz_h = h_{t-1} K_h + b_rec_h at row (b, t)

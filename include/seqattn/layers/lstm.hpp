@@ -18,6 +18,9 @@
 // Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
 // use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, unit_forget_bias (forget
 // gate bias starts at 1), return_sequences false, seed (default next_seed()).
+// Stream form (core/stream.hpp), every option: state "h" and "c" (B, 1, U) per stream; a chunk of n steps
+// projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer pools
+// time: each step writes h at that step (the layer's output over the prefix ending there).
 
 #include <memory>
 #include <optional>
@@ -76,6 +79,9 @@ class LSTM final : public detail::RecurrentBase<S> {
 
   const LSTMOptions& options() const { return options_; }
   Vector<S>& bias() { return b_; }
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
+    return std::make_unique<LSTMStream>(*this, batch);
+  }
 
  protected:
   // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y.
@@ -179,6 +185,48 @@ class LSTM final : public detail::RecurrentBase<S> {
   }
 
  private:
+  // x (B, n, F) -> y (B, n, U): forward's steps (1)-(6) over the carried h and c of every stream
+  struct LSTMStream final : detail::RecurrentStream<S> {
+    using Base = detail::RecurrentStream<S>;
+    const LSTM& layer;
+    Tensor3<S> c;  // (B, 1, U) carried cell state
+    Matrix<S> tc;  // (B, U) act(c_t)
+    LSTMStream(const LSTM& l, Index batch) : Base(batch, l.units_, !l.return_sequences_), layer(l) {
+      detail::zero_state(c, batch, 1, l.units_);
+    }
+    void step(const Tensor3<S>& x, const std::vector<Index>&, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), U = layer.units_;
+      const Activation ra = layer.options_.recurrent_activation(), act = layer.options_.activation();
+      this->project(x, layer.W_, layer.b_.transpose(), layer.options_.use_bias());  // (1) xw = x W + b
+      auto h = this->h();
+      MatrixMap<S> cm(c.data(), B, U);
+      Matrix<S>& zs = this->zs_;
+      ensure_shape(zs, B, 4 * U);
+      ensure_shape(tc, B, U);
+      for (Index i = 0; i < n; ++i) {
+        detail::stream_product(zs, h, layer.K_);                 // (2) z = h_{t-1} K ...
+        zs += detail::step_rows(this->xw_, i, n, B);             // (2) ... + xw_t
+        detail::activate_inplace(ra, zs.leftCols(2 * U));        // (3) i, f
+        detail::activate_inplace(act, zs.middleCols(2 * U, U));  // (3) g
+        detail::activate_inplace(ra, zs.rightCols(U));           // (3) o
+        cm.array() = zs.middleCols(U, U).array() * cm.array() +
+                     zs.leftCols(U).array() * zs.middleCols(2 * U, U).array();  // (4) c_t = f c_{t-1} + i g
+        tc = cm;
+        detail::activate_inplace(act, tc);                 // (5) act(c_t)
+        h.array() = zs.rightCols(U).array() * tc.array();  // (5) h_t = o act(c_t)
+        detail::step_rows(y, i) = h;                       // (6) y_t = h_t
+      }
+    }
+    void reset(Index b) override {
+      Base::reset(b);
+      detail::zero_stream(c, b);
+    }
+    void state(StreamStateList<S>& list, const std::string& prefix) override {
+      Base::state(list, prefix);
+      list.push_back({prefix + "c", &c, false, 0});
+    }
+  };
+
   LSTMOptions options_;
   Vector<S> b_, db_;      // (4U)
   Matrix<S> c_;           // (B, U) running cell state
