@@ -30,6 +30,9 @@
 //   written: an input farther than the largest finite value from its running mean overflows there.
 // backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
 // running statistics as constants.
+// Stream (core/stream.hpp): per step, Mode::Infer: y = gamma * (x - running_mean) * rstd + beta with rstd from
+//   running_var as forward computes it (bitwise the forward's rows); no state. The running statistics are read
+//   at every step, in place.
 
 #include <algorithm>
 #include <cmath>
@@ -89,6 +92,10 @@ class BatchNorm final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<BatchNorm>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const BatchNorm&>(other); }
+  // Per step with the running statistics (Mode::Infer), bitwise the forward's rows; no state.
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<BatchNormStream>(*this);
+  }
 
   const BatchNormOptions& options() const { return options_; }
   // gamma is used only when scale is on, beta only when center is on.
@@ -297,6 +304,22 @@ class BatchNorm final : public Layer<S> {
       for (Index t = 0; t < len; ++t) xhat_(b * T + t, f) = ((x(b, t, f) * down.first) * down.second - m.mean) * m.norm;
     }
   }
+
+  // Per step, Mode::Infer: the forward's expressions on the B*n new rows (elementwise: the same bits).
+  struct BatchNormStream final : PerStepStream<S> {
+    const BatchNorm& layer;
+    Vector<S> rstd;  // (F) 1 / sqrt(running_var + eps), recomputed at every step
+    explicit BatchNormStream(const BatchNorm& l) : layer(l), rstd(l.in_features()) {}
+    // x (B*n, F) -> y = (x - running_mean) * rstd * gamma + beta (B*n, F)
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override {
+      rstd = (layer.running_var_.array() + static_cast<S>(layer.options_.eps())).rsqrt().matrix();
+      MatrixMap<S> Y = as_matrix(y);
+      Y = ((as_matrix(x).rowwise() - layer.running_mean_.transpose()).array().rowwise() * rstd.transpose().array())
+              .matrix();
+      if (layer.options_.scale()) Y.array().rowwise() *= layer.gamma_.transpose().array();
+      if (layer.options_.center()) Y.rowwise() += layer.beta_.transpose();
+    }
+  };
 
   BatchNormOptions options_;
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F) parameters and gradients

@@ -15,6 +15,11 @@
 // that is not an integer or is out of range:
 //   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
 // Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
+// Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
+//   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
+//   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is padding only when no non-zero
+//   id follows it, which a stream cannot know at that step. Streams of non-zero ids (padding is what reset()
+//   replaces) are exact: mask_zero then changes nothing.
 
 #include <cmath>
 #include <cstdint>
@@ -75,6 +80,10 @@ class Embedding final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Embedding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Embedding&>(other); }
+  // Per step: y = E[id] (bitwise the forward's rows); with mask_zero=true, id 0 throws (see the header comment).
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<EmbeddingStream>(*this);
+  }
 
   Index vocab_size() const { return vocab_; }
   Index dim() const { return dim_; }
@@ -113,8 +122,7 @@ class Embedding final : public Layer<S> {
       Index new_len = options_.mask_zero() ? 0 : L;
       for (Index t = 0; t < L; ++t) {
         const S v = x(b, t, 0);
-        if (!(v >= S(0) && v < static_cast<S>(vocab_))) throw_out_of_range(b, t, detail::cat(v));
-        if (std::floor(v) != v) detail::throw_shape(describe(), ": id ", v, " at (", b, ", ", t, ") is not an integer");
+        check_id(v, b, t);
         if (options_.mask_zero() && v != S(0)) new_len = t + 1;
       }
       lengths_[static_cast<size_t>(b)] = new_len;
@@ -140,6 +148,36 @@ class Embedding final : public Layer<S> {
   [[noreturn]] void throw_out_of_range(Index b, Index t, const std::string& id) const {
     detail::throw_shape(describe(), ": id ", id, " at (", b, ", ", t, ") out of range [0, ", vocab_, ")");
   }
+  // The id v at sequence b, step t: an integer in [0, vocab), ShapeError otherwise.
+  void check_id(S v, Index b, Index t) const {
+    if (!(v >= S(0) && v < static_cast<S>(vocab_))) throw_out_of_range(b, t, detail::cat(v));
+    if (std::floor(v) != v) detail::throw_shape(describe(), ": id ", v, " at (", b, ", ", t, ") is not an integer");
+  }
+
+  // Per step: y = E[id] on the B*n new rows, after every id was checked (forward's errors at (stream b,
+  // position start[b] + i); with mask_zero, id 0 too).
+  struct EmbeddingStream final : LayerStream<S> {
+    const Embedding& layer;
+    explicit EmbeddingStream(const Embedding& l) : layer(l) {}
+    // x (B, n, 1) ids -> y (B, n, dim)
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1);
+      for (Index b = 0; b < B; ++b)
+        for (Index i = 0; i < n; ++i) {
+          const S v = x(b, i, 0);
+          const Index t = start[static_cast<size_t>(b)] + i;
+          layer.check_id(v, b, t);
+          if (v == S(0) && layer.options_.mask_zero())
+            detail::throw_shape(layer.describe(), ": id 0 at (", b, ", ", t,
+                                ") in a stream: with mask_zero=true a zero id is padding when no non-zero id follows "
+                                "it, which a stream cannot know at this step (streams hold no padding: reset() the "
+                                "stream where a new sequence starts)");
+        }
+      MatrixMap<S> Y = as_matrix(y);
+      for (Index r = 0; r < B * n; ++r) Y.row(r) = layer.E_.row(static_cast<Index>(x.data()[r]));
+    }
+    bool per_step() const override { return true; }
+  };
 
   Index vocab_, dim_;
   EmbeddingOptions options_;

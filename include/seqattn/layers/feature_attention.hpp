@@ -10,6 +10,10 @@
 // Masks: padded steps (t >= len_b) have attention 0 and output 0, pass no gradient and do not enter the
 // shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
 // Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
+// Stream (core/stream.hpp): shared=false is per step (no state): z = x W + b over the B*n new rows in one
+//   Eigen product, then the forward's softmax of each row, y = x * p: equal to the forward up to the rounding
+//   of the product (a few units in the last place). shared=true cannot stream: every step is weighted by the
+//   mean of p over the whole sequence, later steps included.
 
 #include <cmath>
 #include <cstdint>
@@ -62,6 +66,15 @@ class FeatureAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<FeatureAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const FeatureAttention&>(other); }
+  // Per step with shared=false; ConfigError with shared=true (stream_refusal()).
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (options_.shared()) return Layer<S>::open_stream(batch, options);
+    return std::make_unique<FeatureStream>(*this);
+  }
+  std::string stream_refusal() const override {
+    return "shared=true weights every step by the mean of the softmax weights over the whole sequence, later "
+           "steps included (shared=false weights each step by its own and streams)";
+  }
 
   const FeatureAttentionOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }
@@ -83,12 +96,7 @@ class FeatureAttention final : public Layer<S> {
       // by alignment, which with AVX-512 changed valid outputs when a batch was padded
       detail::row_stable_product<S>(P.middleRows(b * T, L), X.middleRows(b * T, L), W_, scratch_);
       if (options_.use_bias()) P.middleRows(b * T, L).rowwise() += b_.transpose();
-      for (Index t = 0; t < L; ++t) {
-        auto row = P.row(b * T + t);
-        const S top = row.maxCoeff();
-        for (Index f = 0; f < F; ++f) row(f) = std::exp(row(f) - top);  // scalar: bits independent of the address
-        row /= detail::ordered_sum(row);
-      }
+      for (Index t = 0; t < L; ++t) softmax_row(P.row(b * T + t));
       P.middleRows(b * T + L, T - L).setZero();
     }
     if (options_.shared()) {
@@ -161,6 +169,29 @@ class FeatureAttention final : public Layer<S> {
   }
 
  private:
+  // row (F) = softmax(row): scalar exp (bits independent of the address), ordered sum (forward and stream)
+  template <class R>
+  static void softmax_row(R&& row) {
+    const S top = row.maxCoeff();
+    for (Index f = 0; f < row.size(); ++f) row(f) = std::exp(row(f) - top);
+    row /= detail::ordered_sum(row);
+  }
+
+  // Per step (shared=false): x (B*n, F) -> z = x W + b -> p = softmax rows -> y = x * p.
+  struct FeatureStream final : PerStepStream<S> {
+    const FeatureAttention& layer;
+    Matrix<S> z;  // (B*n, F), resized when n grows
+    explicit FeatureStream(const FeatureAttention& l) : layer(l) {}
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override {
+      ConstMatrixMap<S> X = as_matrix(x);
+      ensure_shape(z, X.rows(), X.cols());
+      z.noalias() = X * layer.W_;
+      if (layer.options_.use_bias()) z.rowwise() += layer.b_.transpose();
+      for (Index r = 0; r < z.rows(); ++r) softmax_row(z.row(r));
+      as_matrix(y).array() = X.array() * z.array();
+    }
+  };
+
   template <class M>
   static void zero_padded(M& m, const Mask& mask, Index T) {
     for (Index b = 0; b < mask.batch(); ++b) {

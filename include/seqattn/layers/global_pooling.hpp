@@ -8,11 +8,17 @@
 // A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
 // The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
 // No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
+// GlobalAvgPool sums the steps in order (x[0] + x[1] + ...), then divides by len: the sum of a prefix is a
+// running sum.
+// Streams (core/stream.hpp; pools_time()): each step outputs the pool of the prefix that ends there, bitwise the
+// forward over that prefix: GlobalMaxPool a running max (state "max" (B, 1, F)), GlobalAvgPool a running sum
+// divided by the steps seen (state "sum" (B, 1, F)), LastStep the step itself (no state).
 
 #include <algorithm>
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/threads.hpp"
@@ -30,6 +36,37 @@ class GlobalPoolBase : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   Index out_time(Index) const override { return 1; }
   Mask out_mask(const Mask&, Index) const override { return Mask(); }
+};
+
+// The stream of a global pool that carries one (B, 1, F) tensor, `acc`: step i of stream b at position
+// p = start[b] + i sets it from the step (p == 0) or folds the step into it (Pool::fold(acc, x)), then writes
+// Pool::output(acc, p + 1).
+template <class S, class Pool>
+struct RunningPoolStream final : LayerStream<S> {
+  Tensor3<S> acc;  // (B, 1, F)
+  const char* name;
+  RunningPoolStream(Index batch, Index F, const char* state_name) : name(state_name) { zero_state(acc, batch, 1, F); }
+  // x (B, n, F) -> y (B, n, F)
+  void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+    const Index B = x.dimension(0), n = x.dimension(1);
+    ConstMatrixMap<S> X = as_matrix(x);
+    MatrixMap<S> Y = as_matrix(y);
+    MatrixMap<S> A = as_matrix(acc);  // (B, F)
+    for (Index b = 0; b < B; ++b)
+      for (Index i = 0; i < n; ++i) {
+        const Index p = start[static_cast<size_t>(b)] + i;
+        if (p == 0)
+          A.row(b) = X.row(b * n + i);
+        else
+          Pool::fold(A.row(b), X.row(b * n + i));
+        Pool::output(A.row(b), p + 1, Y.row(b * n + i));
+      }
+  }
+  void reset(Index b) override { zero_stream(acc, b); }
+  void state(StreamStateList<S>& list, const std::string& prefix) override {
+    list.push_back(StreamStateTensor<S>{prefix + name, &acc, false, 1});
+  }
+  bool pools_time() const override { return true; }
 };
 
 // top[f] = max_{t < len} X[t, f] and arg[f] = the first t reaching it, X (len, F) row-major, len > 0; a NaN
@@ -85,6 +122,36 @@ void column_max(const S* X, Index len, Index F, S* top, Index* arg) {
   }
 }
 
+// sum[f] = X[0, f] + X[1, f] + ... + X[len - 1, f] in step order (one chain per column: the sum of a prefix is
+// a running sum, bitwise), X (len, F) row-major, len > 0. The whole SIMD packets of columns, in the column groups
+// of head::for_each_column_group, keep their sums in registers over the steps; the last F % P columns take the
+// scalar loop (the same additions).
+template <class S>
+void column_sum(const S* X, Index len, Index F, S* sum) {
+  namespace ei = Eigen::internal;
+  using Packet = SimdPacket<S>;
+  constexpr Index P = kSimdSize<S>;
+  const Index vector_columns = P > 1 ? F - F % P : 0;
+  if constexpr (P > 1)
+    head::for_each_column_group<S>(vector_columns, [&](Index f0, auto packets) {
+      constexpr int C = decltype(packets)::value;
+      Packet acc[C];
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) acc[c] = ei::ploadu<Packet>(X + f0 + c * P);
+      for (Index t = 1; t < len; ++t) {
+        SEQATTN_UNROLL
+        for (int c = 0; c < C; ++c) acc[c] = ei::padd(acc[c], ei::ploadu<Packet>(X + t * F + f0 + c * P));
+      }
+      SEQATTN_UNROLL
+      for (int c = 0; c < C; ++c) ei::pstoreu(sum + f0 + c * P, acc[c]);
+    });
+  for (Index f = vector_columns; f < F; ++f) {
+    S acc = X[f];
+    for (Index t = 1; t < len; ++t) acc += X[t * F + f];
+    sum[f] = acc;
+  }
+}
+
 }  // namespace detail
 
 template <class S>
@@ -97,6 +164,10 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalMaxPool&>(other); }
   // Step of the maximum for each (b, f) of the last forward, -1 for a sequence of length 0. (B, F)
   const Matrix<Index>& argmax() const { return argmax_; }
+  // Running max of the prefix (state "max" (B, 1, F)): the forward's comparisons in the same order.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
+    return std::make_unique<detail::RunningPoolStream<S, RunningMax>>(batch, this->in_features(), "max");
+  }
 
  protected:
   // x (B, T, F) -> y (B, 1, F) = max over valid t; argmax (B, F) cached
@@ -127,6 +198,19 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   }
 
  private:
+  // max[f] = x[f] where x[f] > max[f] (a NaN never replaces a maximum), as column_max.
+  struct RunningMax {
+    template <class A, class X>
+    static void fold(A&& max, const X& x) {
+      for (Index f = 0; f < x.size(); ++f)
+        if (x(f) > max(f)) max(f) = x(f);
+    }
+    template <class A, class Y>
+    static void output(const A& max, Index, Y&& y) {
+      y = max;
+    }
+  };
+
   Matrix<Index> argmax_;
 };
 
@@ -138,18 +222,24 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   std::string describe() const override { return "GlobalAvgPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalAvgPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalAvgPool&>(other); }
+  // Running sum of the prefix (state "sum" (B, 1, F)) divided by its steps: the forward's sums in the same order.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
+    return std::make_unique<detail::RunningPoolStream<S, RunningMean>>(batch, this->in_features(), "sum");
+  }
 
  protected:
-  // x (B, T, F) -> y (B, 1, F) = sum over valid t / len  (0 when len = 0)
+  // x (B, T, F) -> y (B, 1, F) = (x[0] + x[1] + ... + x[len - 1]) / len, summed in step order  (0 when len = 0)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index T = x.dimension(1);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
     for (Index b = 0; b < x.dimension(0); ++b) {
       const Index len = mask.length(b, T);
-      if (len == 0)
+      if (len == 0) {
         Y.row(b).setZero();
-      else
-        Y.row(b) = sample_matrix(x, b).topRows(len).colwise().sum() / static_cast<S>(len);
+        continue;
+      }
+      detail::column_sum(sample_matrix(x, b).data(), len, x.dimension(2), &Y.coeffRef(b, 0));
+      RunningMean::output(Y.row(b), len, Y.row(b));
     }
   }
   // dy (B, 1, F) -> dx[b, t] = dy[b] / len for valid t, 0 for padded t (inverts the mean)
@@ -163,6 +253,19 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
       DX.bottomRows(T - len).setZero();
     }
   }
+
+ private:
+  // sum += x (the additions of detail::column_sum); the mean of `count` steps is sum / count (forward and stream).
+  struct RunningMean {
+    template <class A, class X>
+    static void fold(A&& sum, const X& x) {
+      sum += x;
+    }
+    template <class A, class Y>
+    static void output(const A& sum, Index count, Y&& y) {
+      y = sum / static_cast<S>(count);
+    }
+  };
 };
 
 template <class S>
@@ -173,6 +276,10 @@ class LastStep final : public detail::GlobalPoolBase<S> {
   std::string describe() const override { return "LastStep()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStep>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStep&>(other); }
+  // The last step of a prefix is the step itself: y = x, no state (pools_time, and per step).
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<LastStepStream>();
+  }
 
  protected:
   // x (B, T, F) -> y (B, 1, F) = x[b, len - 1]  (0 when len = 0)
@@ -197,6 +304,12 @@ class LastStep final : public detail::GlobalPoolBase<S> {
       if (len > 0) sample_matrix(dx, b).row(len - 1) = DY.row(b);
     }
   }
+
+ private:
+  struct LastStepStream final : PerStepStream<S> {
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override { as_matrix(y) = as_matrix(x); }  // (B*n, F)
+    bool pools_time() const override { return true; }
+  };
 };
 
 }  // namespace seqattn

@@ -14,6 +14,8 @@
 //   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
 //   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
 //   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
+// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row functions
+//   (normalize_row, normalize_row_scaled), so a stream's outputs are bitwise those of predict.
 
 #include <cmath>
 #include <memory>
@@ -57,6 +59,10 @@ class LayerNorm final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LayerNorm>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LayerNorm&>(other); }
+  // Per step (no state): bitwise the forward's rows, the scaled path included.
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<LayerNormStream>(*this);
+  }
 
   const LayerNormOptions& options() const { return options_; }
   // gamma is used only when scale is on, beta only when center is on.
@@ -73,7 +79,6 @@ class LayerNorm final : public Layer<S> {
     MatrixMap<S> Y = as_matrix(y);
     ensure_shape(xhat_, N, F);
     ensure_shape(rstd_, N);
-    const S eps = static_cast<S>(options_.eps());
     const Index chunks = detail::chunk_count(N);
     detail::parallel_for(chunks, detail::parallel_threads(chunks, 8.0 * double(N) * double(F)), [&](Index c) {
       const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
@@ -84,14 +89,7 @@ class LayerNorm final : public Layer<S> {
           rstd_(n) = S(0);
           continue;
         }
-        // ordered reductions: a row's bits do not depend on its address (so not on the padding)
-        const S mu = detail::ordered_sum(X.row(n)) / static_cast<S>(F);
-        xhat_.row(n) = X.row(n).array() - mu;
-        rstd_(n) = S(1) / std::sqrt(detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F) + eps);
-        xhat_.row(n) *= rstd_(n);
-        Y.row(n) = xhat_.row(n);
-        if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
-        if (options_.center()) Y.row(n) += beta_.transpose();
+        normalize_row(X.row(n), xhat_.row(n), rstd_(n), Y.row(n));
       }
     });
     // rstd is 0 (or NaN) exactly where the sum of squares (or the sum) was not finite: those rows are normalized
@@ -145,32 +143,72 @@ class LayerNorm final : public Layer<S> {
   }
 
  private:
-  // The valid rows [r0, r1) whose rstd is 0 or NaN and whose values are finite (too large for the plain formula)
-  // are normalized again from the scaled statistics of detail/scaled_moments.hpp: xhat = (z - mz) * norm with
-  // z = x 2^-e, and rstd the true one. Not inlined (the rare path).
-  EIGEN_DONT_INLINE void normalize_scaled(const ConstMatrixMap<S>& X, Index r0, Index r1, MatrixMap<S>& Y) {
-    const Index F = X.cols();
-    const S eps = static_cast<S>(options_.eps());
-    for (Index n = r0; n < r1; ++n) {
-      if (rstd_(n) > S(0) || !X.row(n).allFinite()) continue;
-      detail::ScaledMoments<S> m;
-      m.exponent = detail::scale_exponent<S>(X.row(n).cwiseAbs().maxCoeff());
-      const detail::InverseScale<S> down(m.exponent);
-      xhat_.row(n) = (X.row(n) * down.first) * down.second;  // z = x 2^-e
-      m.mean = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);
-      xhat_.row(n).array() -= m.mean;
-      const S correction = detail::ordered_sum(xhat_.row(n)) / static_cast<S>(F);  // the rounding of the mean
-      xhat_.row(n).array() -= correction;
-      m.mean += correction;
-      m.var = detail::ordered_dot(xhat_.row(n), xhat_.row(n)) / static_cast<S>(F);
-      detail::finish_scaled(m, eps);
-      xhat_.row(n) *= m.norm;
-      rstd_(n) = m.rstd;
-      Y.row(n) = xhat_.row(n);
-      if (options_.scale()) Y.row(n).array() *= gamma_.transpose().array();
-      if (options_.center()) Y.row(n) += beta_.transpose();
-    }
+  // One step, the plain formula (forward's loop and the stream): x (F) -> xhat = (x - mu) * rstd (F), rstd
+  // -> y = xhat * gamma + beta (F). Ordered reductions: a row's bits do not depend on its address (so not on the
+  // padding, nor on the rows around it in a stream). rstd is 0 or NaN when the sums overflowed (needs_scaling).
+  template <class XR, class HR, class YR>
+  EIGEN_ALWAYS_INLINE void normalize_row(const XR& x, HR&& xhat, S& rstd, YR&& y) const {
+    const Index F = x.size();
+    const S mu = detail::ordered_sum(x) / static_cast<S>(F);
+    xhat = x.array() - mu;
+    rstd = S(1) / std::sqrt(detail::ordered_dot(xhat, xhat) / static_cast<S>(F) + static_cast<S>(options_.eps()));
+    xhat *= rstd;
+    y = xhat;
+    if (options_.scale()) y.array() *= gamma_.transpose().array();
+    if (options_.center()) y += beta_.transpose();
   }
+  // True when normalize_row's sums overflowed on a finite step (rstd 0 or NaN): normalize_row_scaled redoes it.
+  template <class XR>
+  static bool needs_scaling(S rstd, const XR& x) {
+    return !(rstd > S(0)) && x.allFinite();
+  }
+
+  // The valid rows [r0, r1) whose rstd is 0 or NaN and whose values are finite (too large for the plain formula)
+  // are normalized again by normalize_row_scaled. Not inlined (the rare path).
+  EIGEN_DONT_INLINE void normalize_scaled(const ConstMatrixMap<S>& X, Index r0, Index r1, MatrixMap<S>& Y) {
+    for (Index n = r0; n < r1; ++n)
+      if (needs_scaling(rstd_(n), X.row(n))) normalize_row_scaled(X.row(n), xhat_.row(n), rstd_(n), Y.row(n));
+  }
+  // One step from the scaled statistics of detail/scaled_moments.hpp: xhat = (z - mz) * norm with z = x 2^-e,
+  // rstd the true one, y = xhat * gamma + beta.
+  template <class XR, class HR, class YR>
+  void normalize_row_scaled(const XR& x, HR&& xhat, S& rstd, YR&& y) const {
+    const Index F = x.size();
+    detail::ScaledMoments<S> m;
+    m.exponent = detail::scale_exponent<S>(x.cwiseAbs().maxCoeff());
+    const detail::InverseScale<S> down(m.exponent);
+    xhat = (x * down.first) * down.second;  // z = x 2^-e
+    m.mean = detail::ordered_sum(xhat) / static_cast<S>(F);
+    xhat.array() -= m.mean;
+    const S correction = detail::ordered_sum(xhat) / static_cast<S>(F);  // the rounding of the mean
+    xhat.array() -= correction;
+    m.mean += correction;
+    m.var = detail::ordered_dot(xhat, xhat) / static_cast<S>(F);
+    detail::finish_scaled(m, static_cast<S>(options_.eps()));
+    xhat *= m.norm;
+    rstd = m.rstd;
+    y = xhat;
+    if (options_.scale()) y.array() *= gamma_.transpose().array();
+    if (options_.center()) y += beta_.transpose();
+  }
+
+  // Per step: each row of the B*n new rows normalized as in forward (normalize_row, then normalize_row_scaled
+  // for the rows it overflowed on), so the outputs are bitwise those of predict. No state.
+  struct LayerNormStream final : PerStepStream<S> {
+    const LayerNorm& layer;
+    Matrix<S> xhat;  // (1, F) scratch
+    explicit LayerNormStream(const LayerNorm& l) : layer(l), xhat(1, l.in_features()) {}
+    // x (B*n, F) -> y (B*n, F)
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override {
+      ConstMatrixMap<S> X = as_matrix(x);
+      MatrixMap<S> Y = as_matrix(y);
+      for (Index r = 0; r < X.rows(); ++r) {
+        S rstd;
+        layer.normalize_row(X.row(r), xhat.row(0), rstd, Y.row(r));
+        if (needs_scaling(rstd, X.row(r))) layer.normalize_row_scaled(X.row(r), xhat.row(0), rstd, Y.row(r));
+      }
+    }
+  };
 
   LayerNormOptions options_;
   Vector<S> gamma_, beta_, dgamma_, dbeta_;  // (F)

@@ -17,6 +17,8 @@
 //   Output steps j >= len_out are padding (the returned out_mask holds len_out): they output 0 and pass no
 //   gradient. A sequence shorter than one window gets len_out = 0 (with partial windows only len = 0 does).
 //   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
+//   Streams (core/stream.hpp): only size = stride = 1 (the identity) streams; a stride above 1 changes the number
+//   of steps and a window of several steps reads the steps after its first: ConfigError (stream_refusal()).
 
 #include <algorithm>
 #include <memory>
@@ -65,6 +67,19 @@ class WindowPoolBase : public Layer<S> {
     return s + ")";
   }
 
+  // size = stride = 1 is the identity and streams as such; other windows are refused (stream_refusal()).
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (size_ != 1 || stride_ != 1) return Layer<S>::open_stream(batch, options);
+    return std::make_unique<IdentityStream>();
+  }
+  std::string stream_refusal() const override {
+    if (stride_ > 1)
+      return cat("strided pooling changes the number of steps (stride=", stride_, ": one output step per ", stride_,
+                 " input steps), and a stream gives one output per input step");
+    return cat("output step j pools the input steps [j, j + ", size_, "), the ", size_ - 1,
+               " after j included (only size=1 with stride=1, the identity, streams)");
+  }
+
   Index size() const { return size_; }
   Index stride() const { return stride_; }
   bool partial_windows() const { return partial_; }
@@ -75,6 +90,10 @@ class WindowPoolBase : public Layer<S> {
   }
 
  private:
+  struct IdentityStream final : PerStepStream<S> {
+    void apply(const Tensor3<S>& x, Tensor3<S>& y) override { as_matrix(y) = as_matrix(x); }  // (B*n, F)
+  };
+
   const char* type_;
   Index size_, stride_;
   bool partial_;

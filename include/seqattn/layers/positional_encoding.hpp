@@ -22,6 +22,11 @@
 // (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
 // the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;
 // dE[t] += sum over the sequences where t is valid of the PE columns of dy[b, t].
+//
+// Streams (core/stream.hpp): the step of stream b at position p = start[b] + i gets PE[p], bitwise the
+// forward's row; no state (the position is the stream's step count). Sinusoidal computes its row on the fly (d
+// sines and cosines per step, the table's formula, so memory does not grow with the position);
+// PositionEmbedding reads E[p] in place and holds max_length steps: a longer stream throws StreamLimitError.
 
 #include <cmath>
 #include <cstdint>
@@ -29,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
@@ -121,6 +127,20 @@ void position_backward(const Tensor3<S>& dy, const Mask& mask, PositionMode mode
   }
 }
 
+// One step of a positional stream: x (F) and its encoding row pe (d) -> y (F) = x + pe (Add) or (F + d) = [x, pe]
+// (Concat); the forward's elementwise operations.
+template <class S, class XR, class PR, class YR>
+void position_row(const XR& x, const PR& pe, PositionMode mode, YR&& y) {
+  const Index F = x.size();
+  if (mode == PositionMode::Add) {
+    y = x;
+    y += pe;
+  } else {
+    y.head(F) = x;
+    y.tail(pe.size()) = pe;
+  }
+}
+
 }  // namespace detail
 
 template <class S>
@@ -151,13 +171,23 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   static Matrix<S> compute_table(Index steps, Index d) {
     Matrix<S> pe(steps, d);
     for (Index c = 0; c < d; ++c) {
-      const double inv_freq = 1.0 / std::pow(10000.0, static_cast<double>(c - c % 2) / static_cast<double>(d));
-      for (Index p = 0; p < steps; ++p) {
-        const double angle = static_cast<double>(p) * inv_freq;
-        pe(p, c) = static_cast<S>(c % 2 == 0 ? std::sin(angle) : std::cos(angle));
-      }
+      const double inv_freq = inverse_frequency(c, d);
+      for (Index p = 0; p < steps; ++p) pe(p, c) = encoding(p, c, inv_freq);
     }
     return pe;
+  }
+  // Column c of d: 1 / 10000^(2i / d) with 2i = c - c % 2.
+  static double inverse_frequency(Index c, Index d) {
+    return 1.0 / std::pow(10000.0, static_cast<double>(c - c % 2) / static_cast<double>(d));
+  }
+  // PE[p, c], c of frequency inv_freq: sin (c even) or cos (c odd) of p * inv_freq, in double.
+  static S encoding(Index p, Index c, double inv_freq) {
+    const double angle = static_cast<double>(p) * inv_freq;
+    return static_cast<S>(c % 2 == 0 ? std::sin(angle) : std::cos(angle));
+  }
+  // Per step: PE[start[b] + i] computed for the step (compute_table's formula: bitwise the forward's rows).
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<SinusoidalStream>(*this);
   }
 
  protected:
@@ -176,6 +206,27 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     if (options.mode() == PositionMode::Add) return "SinusoidalPositionalEncoding(mode=add)";
     return detail::cat("SinusoidalPositionalEncoding(mode=concat, output_dim=", d, ")");
   }
+
+  // x (B, n, F) -> y (B, n, F or F + d): step i of stream b gets PE[start[b] + i], computed into pe.
+  struct SinusoidalStream final : LayerStream<S> {
+    PositionMode mode;
+    std::vector<double> inv_freq;  // (d) inverse_frequency of every column
+    Vector<S> pe;                  // (d) the encoding row of one step
+    explicit SinusoidalStream(const SinusoidalPositionalEncoding& l) : mode(l.options_.mode()), pe(l.dim_) {
+      for (Index c = 0; c < l.dim_; ++c) inv_freq.push_back(inverse_frequency(c, l.dim_));
+    }
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), d = pe.size();
+      ConstMatrixMap<S> X = as_matrix(x);
+      MatrixMap<S> Y = as_matrix(y);
+      for (Index b = 0; b < B; ++b)
+        for (Index i = 0; i < n; ++i) {
+          const Index p = start[static_cast<size_t>(b)] + i;
+          for (Index c = 0; c < d; ++c) pe(c) = encoding(p, c, inv_freq[static_cast<size_t>(c)]);
+          detail::position_row<S>(X.row(b * n + i), pe.transpose(), mode, Y.row(b * n + i));
+        }
+    }
+  };
 
   SinusoidalOptions options_;
   Index dim_;
@@ -209,6 +260,10 @@ class PositionEmbedding final : public Layer<S> {
   Index encoding_dim() const { return dim_; }
   const PositionEmbeddingOptions& options() const { return options_; }
   Matrix<S>& embeddings() { return E_; }
+  // Per step: E[start[b] + i] read in place (bitwise the forward's rows); max_steps() = max_length.
+  std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
+    return std::make_unique<PositionEmbeddingStream>(*this);
+  }
 
  protected:
   // x (B, T, F) -> y (B, T, F) or (B, T, F + d); E (max_length, d). Throws when a valid step is past max_length.
@@ -236,6 +291,28 @@ class PositionEmbedding final : public Layer<S> {
     if (options.mode() == PositionMode::Concat) s += detail::cat(", output_dim=", d);
     return s + ")";
   }
+
+  // x (B, n, F) -> y (B, n, F or F + d): step i of stream b gets E[start[b] + i] (Stream keeps it < max_length).
+  struct PositionEmbeddingStream final : LayerStream<S> {
+    const PositionEmbedding& layer;
+    explicit PositionEmbeddingStream(const PositionEmbedding& l) : layer(l) {}
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1);
+      for (Index b = 0; b < B; ++b)  // Stream checks max_steps() before any layer steps; a direct caller gets this
+        if (start[static_cast<size_t>(b)] > layer.max_length_ - n)
+          throw StreamLimitError(detail::cat(layer.describe(), ": stream ", b, " has seen ",
+                                             start[static_cast<size_t>(b)], " steps and a step of ", n,
+                                             " more would pass max_length ", layer.max_length_));
+      ConstMatrixMap<S> X = as_matrix(x);
+      MatrixMap<S> Y = as_matrix(y);
+      for (Index b = 0; b < B; ++b)
+        for (Index i = 0; i < n; ++i) {
+          const Index p = start[static_cast<size_t>(b)] + i;
+          detail::position_row<S>(X.row(b * n + i), layer.E_.row(p), layer.options_.mode(), Y.row(b * n + i));
+        }
+    }
+    Index max_steps() const override { return layer.max_length_; }
+  };
 
   Index max_length_;
   PositionEmbeddingOptions options_;

@@ -13,10 +13,19 @@
 // Keras' return_attention=True output is attention() here.
 // Options: use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed (default next_seed()).
 // Valid outputs are bitwise independent of padding (fixed-order loops, detail/masked_softmax.hpp).
+// Stream (core/stream.hpp; pools_time()): each step outputs the pooling of the prefix that ends there, from a
+// running softmax: the largest score m so far, l = sum_t exp(z_t - m) and v = sum_t exp(z_t - m) x_t (both
+// rescaled by exp(m_old - m) when a step raises m), y = v / l. State "max_score" (B, 1, 1), "exp_sum"
+// (B, 1, 1), "weighted_sum" (B, 1, F). Equal to the forward up to rounding (the forward normalizes by the
+// maximum of the whole prefix): relative differences of a few units in the last place. A NaN score (or +Inf,
+// whose weight exp(inf - inf) is NaN in the forward) makes the outputs NaN from that step on, as in the forward.
 
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
@@ -59,6 +68,10 @@ class SeqWeightedAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqWeightedAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqWeightedAttention&>(other); }
+  // The running softmax over the prefix (see the header comment).
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
+    return std::make_unique<WeightedStream>(*this, batch);
+  }
 
   const SeqWeightedAttentionOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }
@@ -76,11 +89,7 @@ class SeqWeightedAttention final : public Layer<S> {
       const Index L = mask.length(b, T);
       auto X = sample_matrix(x, b);  // (T, F)
       // z_t = x_t W + b, in a fixed order (the same bits whatever the padding)
-      for (Index t = 0; t < L; ++t) {
-        S z(0);
-        for (Index f = 0; f < F; ++f) z += X(t, f) * W_(f, 0);
-        a_(b, t) = z + bias;
-      }
+      for (Index t = 0; t < L; ++t) a_(b, t) = score(X.row(t), F, bias);
       detail::masked_softmax_row(&a_(b, 0), L, T);  // a = softmax over t < L, 0 elsewhere
       auto yb = sample_matrix(y, b);                // (1, F)
       yb.setZero();
@@ -117,6 +126,69 @@ class SeqWeightedAttention final : public Layer<S> {
   }
 
  private:
+  // z = x W + bias for one step x (F), in feature order (forward and stream).
+  template <class XR>
+  S score(const XR& x, Index F, S bias) const {
+    S z(0);
+    for (Index f = 0; f < F; ++f) z += x(f) * W_(f, 0);
+    return z + bias;
+  }
+
+  // The running softmax of the header comment over the B*n new rows, one step after the other per stream.
+  struct WeightedStream final : LayerStream<S> {
+    const SeqWeightedAttention& layer;
+    Tensor3<S> max_score, exp_sum, weighted_sum;  // (B, 1, 1), (B, 1, 1), (B, 1, F)
+    WeightedStream(const SeqWeightedAttention& l, Index batch) : layer(l) {
+      detail::zero_state(max_score, batch, 1, 1);
+      detail::zero_state(exp_sum, batch, 1, 1);
+      detail::zero_state(weighted_sum, batch, 1, l.in_features());
+    }
+    // x (B, n, F) -> y (B, n, F): step i of stream b outputs the pooling of its prefix up to start[b] + i
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), F = x.dimension(2);
+      const S bias = layer.options_.use_bias() ? layer.b_(0) : S(0);
+      ConstMatrixMap<S> X = as_matrix(x);
+      MatrixMap<S> Y = as_matrix(y);
+      MatrixMap<S> V = as_matrix(weighted_sum);  // (B, F)
+      for (Index b = 0; b < B; ++b) {
+        S& m = max_score(b, 0, 0);
+        S& l = exp_sum(b, 0, 0);
+        for (Index i = 0; i < n; ++i) {
+          const Index r = b * n + i;
+          const S z = layer.score(X.row(r), F, bias);
+          // the step's weight relative to itself: 1, NaN for a NaN or infinite score (forward: exp(inf - inf))
+          const S self = std::isfinite(z) ? S(1) : std::numeric_limits<S>::quiet_NaN();
+          if (start[static_cast<size_t>(b)] + i == 0) {
+            m = z;
+            l = self;
+            V.row(b) = self * X.row(r);
+          } else if (z > m) {  // a new maximum: rescale the sums to it
+            const S rescale = std::exp(m - z);
+            m = z;
+            l = l * rescale + self;
+            V.row(b) = V.row(b) * rescale + self * X.row(r);
+          } else {
+            const S e = std::exp(z - m);
+            l += e;
+            V.row(b) += e * X.row(r);
+          }
+          Y.row(r) = V.row(b) / l;
+        }
+      }
+    }
+    void reset(Index b) override {
+      detail::zero_stream(max_score, b);
+      detail::zero_stream(exp_sum, b);
+      detail::zero_stream(weighted_sum, b);
+    }
+    void state(StreamStateList<S>& list, const std::string& prefix) override {
+      list.push_back(StreamStateTensor<S>{prefix + "max_score", &max_score, false, 1});
+      list.push_back(StreamStateTensor<S>{prefix + "exp_sum", &exp_sum, false, 1});
+      list.push_back(StreamStateTensor<S>{prefix + "weighted_sum", &weighted_sum, false, 1});
+    }
+    bool pools_time() const override { return true; }
+  };
+
   SeqWeightedAttentionOptions options_;
   Matrix<S> W_, dW_;  // (F, 1)
   Vector<S> b_, db_;  // (1)

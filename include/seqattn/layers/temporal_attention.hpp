@@ -15,6 +15,7 @@
 // 0 (so padded values never matter; this equals the unmasked block on the sequence with its padded x set to 0
 // and its padded scores to -inf). A sample of length 0 outputs zeros.
 // Compute: per sample, one (F, L) = (L, F)^T (L, L) GEMM forward and two GEMMs backward.
+// Streams: none (every output step reads every step of the window, later ones too): ConfigError.
 
 #include <cstdint>
 #include <memory>
@@ -68,6 +69,12 @@ class TemporalAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TemporalAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TemporalAttention&>(other); }
+  // Cannot stream: ConfigError from Layer::open_stream with this reason.
+  std::string stream_refusal() const override {
+    return detail::cat("it works on windows of exactly time_steps=", steps_,
+                       " steps as a whole: every step's weights are a softmax over a Dense of all the window's steps, "
+                       "later steps included");
+  }
 
   Index time_steps() const { return steps_; }
   const TemporalAttentionOptions& options() const { return options_; }
