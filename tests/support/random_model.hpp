@@ -2,9 +2,10 @@
 // Seeded random models for the property tests (tests/unit/test_property_*.cpp, test_numerical_robustness.cpp).
 //   random_model<S>(seed, options, weight_seed)   a random stack of 1..max_layers layers drawn from every layer
 //       type of the library with random options (activations, biases, widths, heads, paddings, strides, modes,
-//       regularizers, dropout rates, attention windows), nested Sequentials and Residual blocks with random bodies. The structure
-//       depends on `seed` only; every layer's weights are seeded from `weight_seed` (default: seed), so two
-//       calls with the same seed and different weight seeds give the same architecture with other weights.
+//       regularizers, dropout rates, attention windows), nested Sequentials and Residual blocks with random
+//       bodies. The structure depends on `seed` only; every layer's weights are seeded from `weight_seed` (default:
+//       seed), so two calls with the same seed and different weight seeds give the same architecture with other
+//       weights.
 //   RandomModelOptions().causal(true)   only layers whose output at step t reads input steps <= t (in
 //       Mode::Infer): Dense, activations, Dropout, LayerNorm, BatchNorm, causal Conv1D (stride 1), positional
 //       encodings, history_only SeqSelfAttention, causal MultiHeadAttention and TransformerEncoderBlock,
@@ -219,7 +220,8 @@ class Builder {
           TransformerEncoderOptions to;
           to.dropout(coin(0.5) ? 0.2 * rng_.uniform() : 0.0)
               .attention_dropout(coin(0.3) ? 0.2 * rng_.uniform() : 0.0)
-              .activation(coin(0.5) ? Activation::GELU : Activation::ReLU).norm_first(coin(0.5))
+              .activation(coin(0.5) ? Activation::GELU : Activation::ReLU)
+              .norm_first(coin(0.5))
               .causal(causal || coin(0.3));
           if (to.causal() && coin(0.4)) to.attention_window(pick(1, T_ + 1));
           m.template add<TransformerEncoderBlock<S>>(heads, pick(1, 8), to.seed(next()));

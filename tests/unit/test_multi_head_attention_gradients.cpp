@@ -164,14 +164,14 @@ TEST(MultiHeadAttentionCrossGradient, CausalWindowWithQueriesPastTheKeys) {
                                      .seed(10));
   const auto xq = random_tensor(3, 7, 3, 29);
   const auto xkv = random_tensor(3, 4, 5, 30);
-  const auto result =
-      check_cross(mha, xq, Mask::from_lengths({7, 5, 2}), xkv, Mask::from_lengths({4, 2, 0}));
+  const auto result = check_cross(mha, xq, Mask::from_lengths({7, 5, 2}), xkv, Mask::from_lengths({4, 2, 0}));
   EXPECT_TRUE(result.passed({"bk"})) << result.report();
 }
 
 TEST(MultiHeadAttentionCrossGradient, WindowWithAttentionDropoutAndReplayedMask) {
   MultiHeadAttention<double> mha(
-      4, 2, MultiHeadAttentionOptions().attention_dropout(0.3).causal(true).attention_window(3).key_features(3).seed(11));
+      4, 2,
+      MultiHeadAttentionOptions().attention_dropout(0.3).causal(true).attention_window(3).key_features(3).seed(11));
   const auto xq = random_tensor(2, 6, 4, 31);
   const auto xkv = random_tensor(2, 6, 3, 32);
   const auto result =

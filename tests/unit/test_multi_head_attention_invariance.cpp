@@ -119,8 +119,8 @@ TEST(MultiHeadAttentionInvariance, WindowedPaddingNeverChangesValidOutputs) {
 }
 
 TEST(MultiHeadAttentionInvariance, WindowedCrossAttentionPaddingOnBothSides) {
-  MultiHeadAttention<float> mha(
-      8, 2, MultiHeadAttentionOptions().key_features(5).causal(true).attention_window(4).seed(15));
+  MultiHeadAttention<float> mha(8, 2,
+                                MultiHeadAttentionOptions().key_features(5).causal(true).attention_window(4).seed(15));
   const std::vector<Index> lq{5, 17, 1}, lk{40, 3, 1};
   const Tensor3<float> xq = random3<float>(3, 17, 8, 1), xkv = random3<float>(3, 40, 5, 2);
   const Mask mq = Mask::from_lengths(lq), mkv = Mask::from_lengths(lk);

@@ -103,14 +103,10 @@ void run_case(const TorchCase& c) {
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
-const TorchCase kCases[] = {{"self", 2, false, true, false},
-                            {"causal", 3, true, true, false},
-                            {"nobias", 4, false, false, false},
-                            {"cross", 2, false, true, true},
-                            {"cross_causal", 2, true, true, true},
-                            {"window", 2, true, true, false, 3},
-                            {"window_one", 3, true, true, false, 1},
-                            {"window_nobias", 4, true, false, false, 4},
+const TorchCase kCases[] = {{"self", 2, false, true, false},         {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},      {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true},   {"window", 2, true, true, false, 3},
+                            {"window_one", 3, true, true, false, 1}, {"window_nobias", 4, true, false, false, 4},
                             {"cross_window", 2, true, true, true, 2}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {

@@ -113,8 +113,8 @@ TEST(TransformerEncoder, RejectsBadOptions) {
               std::string::npos)
         << e.what();
   }
-  const TransformerEncoderBlock<double> windowed(4, 2, 8,
-                                                 TransformerEncoderOptions().causal(true).attention_window(3));
-  EXPECT_EQ(windowed.describe(), "TransformerEncoderBlock(d_model=4, heads=2, ff_dim=8, post-norm, causal, attention_window=3)");
+  const TransformerEncoderBlock<double> windowed(4, 2, 8, TransformerEncoderOptions().causal(true).attention_window(3));
+  EXPECT_EQ(windowed.describe(),
+            "TransformerEncoderBlock(d_model=4, heads=2, ff_dim=8, post-norm, causal, attention_window=3)");
   EXPECT_EQ(*windowed.attention_layer().options().attention_window(), 3);
 }

@@ -20,21 +20,21 @@ struct Config {
   bool causal;
   std::optional<Index> window = std::nullopt;
 };
-const Config kConfigs[] = {{"post_relu", false, Activation::ReLU, false},
-                           {"pre_gelu", true, Activation::GELU, false},
-                           {"post_gelu_causal", false, Activation::GELU, true},
-                           {"pre_relu_causal", true, Activation::ReLU, true},
-                           {"post_gelu_window", false, Activation::GELU, true, 2},
-                           {"pre_relu_window", true, Activation::ReLU, true, 3}};
+const Config kConfigs[] = {
+    {"post_relu", false, Activation::ReLU, false},          {"pre_gelu", true, Activation::GELU, false},
+    {"post_gelu_causal", false, Activation::GELU, true},    {"pre_relu_causal", true, Activation::ReLU, true},
+    {"post_gelu_window", false, Activation::GELU, true, 2}, {"pre_relu_window", true, Activation::ReLU, true, 3}};
 
 template <class S>
 void check_config(const ReferenceData& ref, const Config& c, double tol) {
   SCOPED_TRACE(c.name);
   const std::string p = c.name;
-  TransformerEncoderBlock<S> block(
-      8, 2, 16,
-      TransformerEncoderOptions().norm_first(c.norm_first).activation(c.activation).causal(c.causal).attention_window(
-          c.window));
+  TransformerEncoderBlock<S> block(8, 2, 16,
+                                   TransformerEncoderOptions()
+                                       .norm_first(c.norm_first)
+                                       .activation(c.activation)
+                                       .causal(c.causal)
+                                       .attention_window(c.window));
   for (auto& param : block.params()) {
     const auto& v = ref.values(p + ".param." + param.name);
     ASSERT_EQ(static_cast<Index>(v.size()), param.size()) << param.name;

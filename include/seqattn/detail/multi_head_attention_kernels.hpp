@@ -14,8 +14,9 @@
 // are processed in blocks of query rows (block_rows(): about 128K scores, so a block stays in L2 cache; at
 // most 64 rows when causal, whose keys stop at the block's last row, so causal attention costs about half).
 // Per block the forward runs scores -> softmax -> context while the block of P is in cache, and the backward
-// reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block). Everything depends only on (lq, lk) and the values, never on Tq, Tk or
-// addresses, which keeps valid outputs bitwise independent of padding. Rows t >= lq of P and ctx are zero.
+// reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block).
+// Everything depends only on (lq, lk) and the values, never on Tq, Tk or addresses, which keeps valid outputs bitwise
+// independent of padding. Rows t >= lq of P and ctx are zero.
 //
 // Sliding window (MultiHeadAttention's attention_window w, always causal): query t < lq attends keys
 // [t - w + 1, t] intersected with [0, lk) (window_keys()). P and Pd are then stored banded, (Tq, W) with
@@ -317,7 +318,6 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
       }
 }
 
-
 // ---------------------------------------------------------------------------------------------------------
 // Windowed forward: P = softmax over each query's window of scale * Q K^T (stored banded), Pd = dropout(P)
 // (banded), ctx = Pd V. P, Pd (Tq, W = win.cols()) and ctx (Tq, dh): every element written. Per strip of query
@@ -412,7 +412,7 @@ void windowed_attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>
     dV.bottomRows(Tk - lk).setZero();
   }
   const Index ldt = head::strip_stride<S>(lk);
-  head::reserve(panels.transposed, dh * ldt + head::kPacket<S>);  // as in the forward
+  head::reserve(panels.transposed, dh * ldt + head::kPacket<S>);   // as in the forward
   head::pack_transposed<S>(V, lk, panels.transposed, panels.ldt);  // V^T (dh, ldt)
   const head::Panel<S> Kp = head::rows_panel<S>(K, lk, panels.rows, false);
   const bool in_place = dh % head::kPacket<S> == 0;

@@ -266,7 +266,7 @@ class MultiHeadAttention final : public Layer<S> {
       detail::parallel_for(ckv, detail::parallel_threads(ckv, 4.0 * double(M) * double(Wk_.size())), project_kv);
     }
 
-      // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
+    // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
     // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
     const detail::mha::Window win = window(Tk);
     const Index W = win.cols(), wk = win.width;
@@ -372,7 +372,8 @@ class MultiHeadAttention final : public Layer<S> {
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
     const detail::mha::Window win = window(Tk);
     const Index W = attention_.dimension(2), wk = win.width;  // the forward's storage
-    const int threads = detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
+    const int threads =
+        detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
@@ -505,7 +506,8 @@ class MultiHeadAttention final : public Layer<S> {
   // attention_window, those whose window holds a valid key (cross-attention: t < len_kv + window - 1).
   Index live_rows(const Mask& mq, const Mask& mkv, Index b, Index Tq, Index Tk) const {
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
-    if (windowed()) return detail::mha::window_live_rows(lq, lk, std::min(*options_.attention_window(), std::max<Index>(lq, 1)));
+    if (windowed())
+      return detail::mha::window_live_rows(lq, lk, std::min(*options_.attention_window(), std::max<Index>(lq, 1)));
     return lk > 0 ? lq : 0;
   }
 
@@ -521,10 +523,10 @@ class MultiHeadAttention final : public Layer<S> {
     const Index Tk = attention_band_keys_;
     const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk});
     if (bytes > memory_limit())
-      throw MemoryError(detail::cat(describe(), ": attention() builds the dense (B*H, Tq, Tk) = ",
-                                    shape_string(BH, Tq, Tk), " map of ", format_bytes(bytes),
-                                    ", above the memory limit of ", format_bytes(memory_limit()),
-                                    " (seqattn::set_memory_limit); read the band with attention_band() instead"));
+      throw MemoryError(
+          detail::cat(describe(), ": attention() builds the dense (B*H, Tq, Tk) = ", shape_string(BH, Tq, Tk),
+                      " map of ", format_bytes(bytes), ", above the memory limit of ", format_bytes(memory_limit()),
+                      " (seqattn::set_memory_limit); read the band with attention_band() instead"));
     const detail::mha::Window win = window(Tk);
     ensure_shape(dense_, BH, Tq, Tk);
     dense_.setZero();
@@ -563,8 +565,8 @@ class MultiHeadAttention final : public Layer<S> {
   Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
   Tensor3<S> attention_, dropped_;  // (B*H, Tq, W) probabilities; after dropout (Train with dropout only)
   bool dropout_active_ = false;
-  Index attention_band_keys_ = 0;      // Tk of the last forward
-  mutable Tensor3<S> dense_;           // attention() with attention_window: built on request
+  Index attention_band_keys_ = 0;     // Tk of the last forward
+  mutable Tensor3<S> dense_;          // attention() with attention_window: built on request
   mutable bool dense_ready_ = false;  // dense_ holds the last forward's map
   // backward buffers
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;

@@ -50,12 +50,12 @@ class TransformerEncoderBlock final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "transformer_encoder"; }
   std::string describe() const override {
-    return detail::cat("TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(),
-                       ", ff_dim=", ff_dim_, ", ", options_.norm_first() ? "pre-norm" : "post-norm",
-                       options_.causal() ? ", causal" : "",
-                       options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
-                                                   : std::string(),
-                       ")");
+    return detail::cat(
+        "TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(), ", ff_dim=", ff_dim_, ", ",
+        options_.norm_first() ? "pre-norm" : "post-norm", options_.causal() ? ", causal" : "",
+        options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
+                                    : std::string(),
+        ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
@@ -156,7 +156,8 @@ class TransformerEncoderBlock final : public Layer<S> {
       detail::throw_config("TransformerEncoderBlock: activation must be gelu or relu but got ", to_string(o.activation()));
     if (o.attention_window()) {
       if (*o.attention_window() < 1)
-        detail::throw_config("TransformerEncoderBlock: attention_window must be at least 1 but got ", *o.attention_window());
+        detail::throw_config("TransformerEncoderBlock: attention_window must be at least 1 but got ",
+                             *o.attention_window());
       if (!o.causal())
         detail::throw_config("TransformerEncoderBlock: attention_window needs causal (a window of past steps ",
                              "[t - w + 1, t]) but causal is false");
