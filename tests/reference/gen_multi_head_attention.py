@@ -3,13 +3,16 @@
 MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
   in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj = Wo^T,
   key_padding_mask from the key lengths, causal attn_mask = triu(ones(Tq, Tk), 1).
+  attention_window w (causal sliding window, keys [t - w + 1, t]): one boolean attn_mask (B*H, Tq, Tk) that also
+  holds the key padding, True where s >= len_kv, s > t or s < t - w + 1. Padded query rows get no masked key
+  there (torch would give NaN rows, whose NaN reaches every gradient; their outputs are discarded anyway).
 Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
 of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
 
 SeqWeightedAttention (keras-self-attention): an independent autograd implementation,
   a = softmax_t(x W + b) over the valid steps, y = sum_t a_t x_t.
 
-Run from tests/reference:  python3 gen_multi_head_attention.py
+Run from tests/reference:  /usr/bin/python3 gen_multi_head_attention.py   (Debian's python3-torch)
 """
 import torch
 
@@ -23,7 +26,19 @@ def uniform(*shape, scale=1.0):
     return (torch.rand(*shape) * 2 - 1) * scale
 
 
-def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross):
+def window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, w):
+    t = torch.arange(Tq)[:, None]
+    s = torch.arange(Tk)[None, :]
+    masks = []
+    for b in range(B):
+        m = (s >= kv_lengths[b]) | (s > t) | (s < t - w + 1)
+        m[q_lengths[b]:] = False  # padded queries: outputs discarded
+        assert not m[:q_lengths[b]].all(1).any(), "a valid query without a key"
+        masks += [m] * H
+    return torch.stack(masks)
+
+
+def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None):
     E = D
     Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
     bq, bk, bv, bo = uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(D, scale=0.5)
@@ -46,6 +61,10 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
 
     key_padding_mask = torch.arange(Tk)[None, :] >= torch.tensor(kv_lengths)[:, None]
     attn_mask = torch.triu(torch.ones(Tq, Tk, dtype=torch.bool), 1) if causal else None
+    if window is not None:
+        assert causal
+        attn_mask = window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, window)
+        key_padding_mask = None
     y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
                   average_attn_weights=False)
     valid_q = (torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]).to(y.dtype)[:, :, None]
@@ -93,6 +112,16 @@ if __name__ == "__main__":
     tensors.update(mha_case("nobias", 2, 4, 4, 8, 8, 4, [4, 4], [4, 4], causal=False, bias=False, cross=False))
     tensors.update(mha_case("cross", 2, 4, 6, 8, 5, 2, [4, 2], [6, 3], causal=False, bias=True, cross=True))
     tensors.update(mha_case("cross_causal", 2, 5, 3, 4, 6, 2, [5, 4], [3, 2], causal=True, bias=True, cross=True))
+    with torch.random.fork_rng():  # their own seed: the random stream of the cases below stays as it was
+        torch.manual_seed(20261207)
+        tensors.update(mha_case("window", 3, 7, 7, 8, 8, 2, [7, 5, 2], [7, 5, 2], causal=True, bias=True,
+                                cross=False, window=3))
+        tensors.update(mha_case("window_one", 2, 5, 5, 6, 6, 3, [5, 3], [5, 3], causal=True, bias=True, cross=False,
+                                window=1))
+        tensors.update(mha_case("window_nobias", 2, 9, 9, 8, 8, 4, [9, 6], [9, 6], causal=True, bias=False,
+                                cross=False, window=4))
+        tensors.update(mha_case("cross_window", 2, 6, 5, 4, 6, 2, [6, 4], [5, 3], causal=True, bias=True,
+                                cross=True, window=2))
     refdata.write("../data/multi_head_attention.txt", tensors,
                   "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
                   % torch.__version__)

@@ -1,6 +1,11 @@
 """Reference for TransformerEncoderBlock: torch.nn.TransformerEncoderLayer (batch_first, dropout 0) with the
 same weights. Writes tests/data/transformer_encoder.txt: for each config, x, lengths, R (the output gradient),
-the seqattn-layout weights, y (valid rows), dx and every parameter gradient of L = sum(y * R) over valid rows."""
+the seqattn-layout weights, y (valid rows), dx and every parameter gradient of L = sum(y * R) over valid rows.
+Windowed configs (attention_window w): a float src_mask (B*H, T, T) of -inf where s >= length, s > t or
+s < t - w + 1, holding the key padding too (no src_key_padding_mask); padded query rows get no -inf (torch would
+give NaN rows whose NaN reaches every gradient; R is 0 there).
+
+Run from tests/reference:  /usr/bin/python3 gen_transformer_encoder.py   (Debian's python3-torch)"""
 import torch
 
 import refdata
@@ -8,11 +13,24 @@ import refdata
 torch.manual_seed(0)
 B, T, D, H, FF = 2, 5, 8, 2, 16
 lengths = [5, 3]
-CONFIGS = [("post_relu", False, "relu", False), ("pre_gelu", True, "gelu", False), ("post_gelu_causal", False, "gelu", True),
-           ("pre_relu_causal", True, "relu", True)]
+CONFIGS = [("post_relu", False, "relu", False, None), ("pre_gelu", True, "gelu", False, None),
+           ("post_gelu_causal", False, "gelu", True, None), ("pre_relu_causal", True, "relu", True, None),
+           ("post_gelu_window", False, "gelu", True, 2), ("pre_relu_window", True, "relu", True, 3)]
+
+
+def window_mask(w):
+    t = torch.arange(T)[:, None]
+    s = torch.arange(T)[None, :]
+    masks = []
+    for length in lengths:
+        m = (s >= length) | (s > t) | (s < t - w + 1)
+        m[length:] = False
+        masks += [torch.zeros(T, T, dtype=torch.double).masked_fill(m, float("-inf"))] * H
+    return torch.stack(masks)
+
 
 out = {}
-for name, norm_first, act, causal in CONFIGS:
+for name, norm_first, act, causal, window in CONFIGS:
     layer = torch.nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, activation=act, batch_first=True,
                                              norm_first=norm_first).double()
     with torch.no_grad():  # non-trivial norms
@@ -25,7 +43,10 @@ for name, norm_first, act, causal in CONFIGS:
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
     pad = torch.tensor([[t >= l for t in range(T)] for l in lengths])
     src_mask = torch.triu(torch.full((T, T), float("-inf"), dtype=torch.double), 1) if causal else None
-    y = layer(x, src_mask=src_mask, src_key_padding_mask=pad)
+    if window is None:
+        y = layer(x, src_mask=src_mask, src_key_padding_mask=pad)
+    else:
+        y = layer(x, src_mask=window_mask(window))
     valid = (~pad).unsqueeze(-1).double()
     R = torch.randn(B, T, D, dtype=torch.double) * valid
     (y * R).sum().backward()

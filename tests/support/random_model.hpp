@@ -2,9 +2,10 @@
 // Seeded random models for the property tests (tests/unit/test_property_*.cpp, test_numerical_robustness.cpp).
 //   random_model<S>(seed, options, weight_seed)   a random stack of 1..max_layers layers drawn from every layer
 //       type of the library with random options (activations, biases, widths, heads, paddings, strides, modes,
-//       regularizers, dropout rates), nested Sequentials and Residual blocks with random bodies. The structure
-//       depends on `seed` only; every layer's weights are seeded from `weight_seed` (default: seed), so two
-//       calls with the same seed and different weight seeds give the same architecture with other weights.
+//       regularizers, dropout rates, attention windows), nested Sequentials and Residual blocks with random
+//       bodies. The structure depends on `seed` only; every layer's weights are seeded from `weight_seed` (default:
+//       seed), so two calls with the same seed and different weight seeds give the same architecture with other
+//       weights.
 //   RandomModelOptions().causal(true)   only layers whose output at step t reads input steps <= t (in
 //       Mode::Infer): Dense, activations, Dropout, LayerNorm, BatchNorm, causal Conv1D (stride 1), positional
 //       encodings, history_only SeqSelfAttention, causal MultiHeadAttention and TransformerEncoderBlock,
@@ -236,6 +237,7 @@ class Builder {
           if (F % heads != 0 || coin(0.3)) mo.head_size(pick(1, 4));
           if (!keep_shape && coin(0.3)) mo.output_features(pick(1, o_.max_features()));
           mo.use_bias(coin(0.8)).causal(causal || coin(0.3)).activation(elementwise());
+          if (mo.causal() && coin(0.4)) mo.attention_window(pick(1, T_ + 1));  // w > T: plain causal
           if (coin(0.3)) mo.attention_dropout(0.3 * rng_.uniform());
           m.template add<MultiHeadAttention<S>>(heads, mo.seed(next()));
           return;
@@ -243,12 +245,14 @@ class Builder {
         case 15: {  // TransformerEncoderBlock
           Index heads = pick(1, 3);
           while (F % heads != 0) --heads;
-          m.template add<TransformerEncoderBlock<S>>(
-              heads, pick(1, 8),
-              TransformerEncoderOptions().dropout(coin(0.5) ? 0.2 * rng_.uniform() : 0.0)
-                  .attention_dropout(coin(0.3) ? 0.2 * rng_.uniform() : 0.0)
-                  .activation(coin(0.5) ? Activation::GELU : Activation::ReLU).norm_first(coin(0.5))
-                  .causal(causal || coin(0.3)).seed(next()));
+          TransformerEncoderOptions to;
+          to.dropout(coin(0.5) ? 0.2 * rng_.uniform() : 0.0)
+              .attention_dropout(coin(0.3) ? 0.2 * rng_.uniform() : 0.0)
+              .activation(coin(0.5) ? Activation::GELU : Activation::ReLU)
+              .norm_first(coin(0.5))
+              .causal(causal || coin(0.3));
+          if (to.causal() && coin(0.4)) to.attention_window(pick(1, T_ + 1));
+          m.template add<TransformerEncoderBlock<S>>(heads, pick(1, 8), to.seed(next()));
           return;
         }
         case 16: {  // FeatureAttention: shared averages over every valid step (not causal)

@@ -1,9 +1,11 @@
 // The memory limit (issue 19, item 4). A global SeqSelfAttention at T = 50,000 was killed by the system at 24 GB
 // (or threw a bare std::bad_alloc under a limit). Layers with caches that grow faster than the input now state
 // what a batch needs (cache_bytes) and Layer::forward throws MemoryError before any work when it exceeds
-// memory_limit(), naming the layer, the shape, the bytes and the remedy.
+// memory_limit(), naming the layer, the shape, the bytes and the remedy. MultiHeadAttention's attention_window
+// (issue 20) bounds what a long causal sequence needs.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 #include <new>
 #include <string>
@@ -98,6 +100,51 @@ TEST(MemoryLimit, MultiHeadAttentionAndContainersNameTheLayerThatNeedsTheMost) {
   Tensor3<float> x(2, 64, 16);
   x.setConstant(0.1f);
   EXPECT_NO_THROW(model.predict(x));
+}
+
+// A causal sliding window (attention_window) keeps B x heads x T x w probabilities: a (1, 20000, 16) batch with
+// 4 heads and w = 64 needs 28 MB where global attention needs 6.4 GB, and runs forward and backward under a
+// 256 MiB limit. cache_bytes grows linearly in T and in w.
+TEST(MemoryLimit, WindowedMultiHeadAttentionOnALongSequenceFitsWhereGlobalAttentionDoesNot) {
+  LimitScope scope(256u << 20);
+  const Index T = 20000, w = 64, H = 4, D = 16;
+  MultiHeadAttention<float> global(D, H, MultiHeadAttentionOptions().causal(true));
+  const std::string what = memory_error(global, 1, T, D);
+  expect_contains(what, "MultiHeadAttention(heads=4, causal=true)");
+  expect_contains(what, "heads x T x T");
+  expect_contains(what, "set attention_window");
+
+  MultiHeadAttention<float> mha(D, H, MultiHeadAttentionOptions().causal(true).attention_window(w).seed(3));
+  // probabilities (1, 4, T, w) and the projections with their gradients (1, 3T, 2 x 16), in floats
+  EXPECT_EQ(mha.cache_bytes(1, T), sizeof(float) * std::size_t(H * T * w + 3 * T * 2 * D));
+  EXPECT_EQ(mha.cache_bytes(1, 2 * T), 2 * mha.cache_bytes(1, T));
+  MultiHeadAttention<float> wider(D, H, MultiHeadAttentionOptions().causal(true).attention_window(2 * w));
+  EXPECT_EQ(wider.cache_bytes(1, T) - mha.cache_bytes(1, T), sizeof(float) * std::size_t(H * T * w));
+  EXPECT_LT(mha.cache_bytes(1, T), std::size_t{32} << 20);
+
+  Tensor3<float> x(1, T, D), dy(1, T, D);
+  Rng rng(4);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
+  for (Index i = 0; i < dy.size(); ++i) dy.data()[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
+  const Tensor3<float>& y = mha.forward(x, Mask(), Mode::Train);
+  for (Index i = 0; i < y.size(); ++i) ASSERT_TRUE(std::isfinite(y.data()[i])) << i;
+  const Tensor3<float>& dx = mha.backward(x, Mask(), dy);
+  for (Index i = 0; i < dx.size(); ++i) ASSERT_TRUE(std::isfinite(dx.data()[i])) << i;
+  EXPECT_EQ(mha.attention_band().dimensions(), (Eigen::DSizes<Index, 3>(H, T, w)));
+  // The dense (4, T, T) map that attention() would build is refused, pointing at the band.
+  try {
+    mha.attention();
+    ADD_FAILURE() << "no MemoryError";
+  } catch (const MemoryError& e) {
+    expect_contains(e.what(), "attention() builds the dense (B*H, Tq, Tk) = (4, 20000, 20000) map");
+    expect_contains(e.what(), "attention_band()");
+  }
+
+  // The transformer block counts the same band and names the window in its remedy.
+  TransformerEncoderBlock<float> block(D, H, 32, TransformerEncoderOptions().causal(true).attention_window(w));
+  EXPECT_EQ(block.cache_bytes(1, T), mha.cache_bytes(1, T));
+  expect_contains(block.memory_remedy(1, T), "attention_window");
+  EXPECT_NO_THROW(block.forward(x));
 }
 
 TEST(MemoryLimit, SizesThatOverflowSaturateAndAreRefused) {

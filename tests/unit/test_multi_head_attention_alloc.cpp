@@ -1,6 +1,6 @@
 // MultiHeadAttention and SeqWeightedAttention allocate nothing in a steady loop: once the buffers have the
 // batch's shape, forward and backward (self- and cross-attention, causal, masked, attention dropout,
-// projection activation) run with Eigen's heap allocations forbidden (EIGEN_RUNTIME_NO_MALLOC).
+// projection activation, attention_window) run with Eigen's heap allocations forbidden (EIGEN_RUNTIME_NO_MALLOC).
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
 
@@ -41,6 +41,26 @@ TEST(MultiHeadAttentionAlloc, SteadySelfAttentionLoopAllocatesNothing) {
   });
 }
 
+TEST(MultiHeadAttentionAlloc, SteadyWindowedLoopAllocatesNothing) {
+  for (Index dim : {8, 32}) {  // head sizes 4 and 16: panels copied or read in place
+    MultiHeadAttention<float> mha(dim, 2,
+                                  MultiHeadAttentionOptions()
+                                      .causal(true)
+                                      .attention_window(9)
+                                      .attention_dropout(0.1)
+                                      .activation(Activation::Tanh)
+                                      .seed(1));
+    const auto x = rnd(3, 50, dim, 2), dy = rnd(3, 50, dim, 3);
+    const Mask mask = Mask::from_lengths({50, 5, 0});
+    run_steady_loop(3, [&] {
+      mha.forward(x, mask, Mode::Train);
+      mha.backward(x, mask, dy);
+      mha.forward(x, mask, Mode::Infer);
+      mha.backward(x, mask, dy);
+    });
+  }
+}
+
 TEST(MultiHeadAttentionAlloc, SteadyCrossAttentionLoopAllocatesNothing) {
   MultiHeadAttention<float> mha(8, 4, MultiHeadAttentionOptions().key_features(6).output_features(5).seed(4));
   const auto xq = rnd(2, 9, 8, 5), xkv = rnd(2, 30, 6, 6), dy = rnd(2, 9, 5, 7);
@@ -59,11 +79,14 @@ TEST(MultiHeadAttentionAlloc, SteadyLoopWithTwoThreadsAllocatesNothing) {
   set_num_threads(2);
   for (Index dim : {8, 32}) {  // head sizes 4 and 16: panels copied or read in place (detail/head_products.hpp)
     MultiHeadAttention<float> mha(dim, 2, MultiHeadAttentionOptions().seed(5));
+    MultiHeadAttention<float> windowed(dim, 2, MultiHeadAttentionOptions().causal(true).attention_window(6).seed(5));
     const auto x = rnd(6, 40, dim, 8), dy = rnd(6, 40, dim, 9);
     const Mask mask = Mask::from_lengths({3, 40, 7, 25, 1, 33});
     run_steady_loop(20, [&] {
       mha.forward(x, mask, Mode::Train);
       mha.backward(x, mask, dy);
+      windowed.forward(x, mask, Mode::Train);
+      windowed.backward(x, mask, dy);
     });
   }
   set_num_threads(saved);

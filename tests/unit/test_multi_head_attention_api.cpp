@@ -1,11 +1,15 @@
 // MultiHeadAttention: configuration and shape errors (messages name the layer, expected and received
 // values), parameter names and shapes, cross-attention shapes (Tq != Tk), rows without any valid key,
-// per-head attention weights, attention dropout (Infer == no dropout, seeded Train reproducible), clone.
+// per-head attention weights, attention dropout (Infer == no dropout, seeded Train reproducible), clone;
+// attention_window: its errors, its banded storage and dense map, w >= T bitwise equal to causal attention, and
+// thread counts.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
@@ -42,6 +46,17 @@ TEST(MultiHeadAttentionApi, ConfigErrorsNameTheLayer) {
       "activation must be elementwise but got softmax");
   expect_error<ConfigError>([] { MultiHeadAttention<float>(8, 2, MultiHeadAttentionOptions().key_features(0)); },
                             "key_features must be positive but got 0");
+  expect_error<ConfigError>(
+      [] { MultiHeadAttention<float>(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(0)); },
+      "MultiHeadAttention(heads=2, causal=true, attention_window=0): attention_window must be at least 1 but got 0");
+  expect_error<ConfigError>(
+      [] { MultiHeadAttention<float>(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(-3)); },
+      "attention_window must be at least 1 but got -3");
+  expect_error<ConfigError>([] { MultiHeadAttention<float>(8, 2, MultiHeadAttentionOptions().attention_window(4)); },
+                            "MultiHeadAttention(heads=2, attention_window=4): attention_window needs causal (a window "
+                            "of past keys [t - w + 1, t]) but causal is false");
+  MultiHeadAttention<float> windowed(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(16));
+  EXPECT_EQ(windowed.describe(), "MultiHeadAttention(heads=2, causal=true, attention_window=16)");
   MultiHeadAttention<float> ok(30, 4, MultiHeadAttentionOptions().head_size(8));  // head_size lifts divisibility
   EXPECT_EQ(ok.head_size(), 8);
   EXPECT_EQ(ok.describe(), "MultiHeadAttention(heads=4, head_size=8)");
@@ -205,6 +220,93 @@ TEST(MultiHeadAttentionApi, ThreadCountDoesNotChangeResults) {
   std::vector<float> one, two;
   run(1, one);
   run(2, two);
+  set_num_threads(saved);
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0);
+}
+
+// With attention_window the probabilities are kept as a band (B*H, T, min(w, T)); attention() builds the dense
+// (B*H, T, T) map, zero outside each window, and attention(b, h) reads it.
+TEST(MultiHeadAttentionApi, WindowKeepsABandAndGivesTheDenseMap) {
+  const Index w = 3, T = 8;
+  MultiHeadAttention<float> mha(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(w).seed(6));
+  const auto x = rnd(2, T, 8, 16);
+  const Mask mask = Mask::from_lengths({8, 5});
+  mha.forward(x, mask);
+  EXPECT_EQ(mha.attention_band().dimensions(), (Eigen::DSizes<Index, 3>(4, T, w)));
+  EXPECT_EQ(mha.attention().dimensions(), (Eigen::DSizes<Index, 3>(4, T, T)));
+  for (Index b = 0; b < 2; ++b)
+    for (Index h = 0; h < 2; ++h)
+      for (Index t = 0; t < T; ++t) {
+        const bool valid = t < mask.length(b, T);
+        float sum = 0;
+        for (Index s = 0; s < T; ++s) {
+          const float a = mha.attention(b, h)(t, s);
+          const bool inside = valid && s <= t && s > t - w && s < mask.length(b, T);
+          if (inside) {
+            EXPECT_GT(a, 0.0f) << b << " " << h << " " << t << " " << s;
+          } else {
+            EXPECT_EQ(a, 0.0f) << b << " " << h << " " << t << " " << s;
+          }
+          sum += a;
+        }
+        EXPECT_NEAR(sum, valid ? 1.0f : 0.0f, 1e-6f);
+        for (Index j = 0; j < w; ++j) {  // the band holds the same values
+          const Index s = mha.band_key(t, j);
+          EXPECT_EQ(s, t - w + 1 + j);
+          const float band = mha.attention_band()((b * 2 + h), t, j);
+          EXPECT_EQ(band, s >= 0 ? mha.attention(b, h)(t, s) : 0.0f);
+        }
+      }
+  // the next forward replaces the dense map
+  const Tensor3<float> before = mha.attention();
+  mha.forward(rnd(2, T, 8, 17), mask);
+  EXPECT_NE(std::memcmp(before.data(), mha.attention().data(), sizeof(float) * size_t(before.size())), 0);
+}
+
+// Every window w >= T gives each query the keys [0, t]: bitwise the outputs, weights and gradients of causal
+// attention, whatever w (the band's zero terms leave each sum's bits unchanged).
+TEST(MultiHeadAttentionApi, WindowOfAtLeastTIsBitwiseCausalAttention) {
+  const auto x = rnd(3, 70, 16, 18), dy = rnd(3, 70, 16, 19);
+  const Mask mask = Mask::from_lengths({70, 33, 1});
+  auto run = [&](std::optional<Index> window) {
+    MultiHeadAttention<float> mha(16, 2, MultiHeadAttentionOptions().causal(true).attention_window(window).seed(8));
+    std::vector<float> out;
+    const Tensor3<float>& y = mha.forward(x, mask, Mode::Train);
+    out.assign(y.data(), y.data() + y.size());
+    out.insert(out.end(), mha.attention().data(), mha.attention().data() + mha.attention().size());
+    const Tensor3<float>& dx = mha.backward(x, mask, dy);
+    out.insert(out.end(), dx.data(), dx.data() + dx.size());
+    for (const auto& p : mha.params()) out.insert(out.end(), p.grad, p.grad + p.size());
+    return out;
+  };
+  const std::vector<float> causal = run(std::nullopt);
+  for (Index w : {Index{70}, Index{71}, Index{1000}, Index{1} << 40}) {
+    const std::vector<float> windowed = run(w);
+    ASSERT_EQ(windowed.size(), causal.size());
+    EXPECT_EQ(std::memcmp(windowed.data(), causal.data(), causal.size() * sizeof(float)), 0) << "window " << w;
+  }
+  const std::vector<float> narrower = run(69);  // the last query loses key 0
+  EXPECT_NE(std::memcmp(narrower.data(), causal.data(), causal.size() * sizeof(float)), 0);
+}
+
+TEST(MultiHeadAttentionApi, WindowedResultsDoNotDependOnTheThreadCount) {
+  if (!has_openmp()) GTEST_SKIP() << "built without OpenMP: one thread only";
+  const int saved = num_threads();
+  MultiHeadAttention<float> mha(32, 4, MultiHeadAttentionOptions().causal(true).attention_window(20).seed(3));
+  const auto x = rnd(6, 90, 32, 14), dy = rnd(6, 90, 32, 15);
+  const Mask mask = Mask::from_lengths({90, 1, 0, 45, 77, 90});
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    mha.zero_grad();
+    const Tensor3<float>& y = mha.forward(x, mask, Mode::Train);
+    std::vector<float> out(y.data(), y.data() + y.size());
+    const Tensor3<float>& dx = mha.backward(x, mask, dy);
+    out.insert(out.end(), dx.data(), dx.data() + dx.size());
+    for (const auto& p : mha.params()) out.insert(out.end(), p.grad, p.grad + p.size());
+    return out;
+  };
+  const std::vector<float> one = run(1), two = run(2);
   set_num_threads(saved);
   ASSERT_EQ(one.size(), two.size());
   EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0);

@@ -1,7 +1,9 @@
 // MultiHeadAttention: finite-difference gradients in double for every option that changes the math
 // (heads, head_size, output_features, causal, bias, projection activation), with masked batches (lengths
 // 0 and 1), self-attention through check_layer_gradients and cross-attention (Tq != Tk) through
-// check_gradients, and attention dropout with a replayed mask.
+// check_gradients, and attention dropout with a replayed mask. attention_window (causal sliding windows, banded):
+// w = 1, 2, 3, w >= T and w far above T, several strips of query rows, heads > 1, masks with lengths 0 and 1,
+// cross-attention with queries past the last key's window, and with attention dropout.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -26,6 +28,7 @@ struct SelfCase {
   Activation activation;
   Index T;
   std::vector<Index> lengths;  // empty: no mask
+  std::optional<Index> window = std::nullopt;
 };
 
 std::ostream& operator<<(std::ostream& out, const SelfCase& c) { return out << c.name; }
@@ -39,6 +42,7 @@ TEST_P(MultiHeadAttentionSelfGradient, MatchesFiniteDifferences) {
                                      .head_size(c.head_size)
                                      .output_features(c.output_features)
                                      .causal(c.causal)
+                                     .attention_window(c.window)
                                      .use_bias(c.use_bias)
                                      .activation(c.activation)
                                      .bias_init(Init::uniform(-0.5, 0.5))
@@ -48,7 +52,12 @@ TEST_P(MultiHeadAttentionSelfGradient, MatchesFiniteDifferences) {
   const Mask mask = c.lengths.empty() ? Mask() : Mask::from_lengths(c.lengths);
   const auto result = check_layer_gradients(mha, x, mask);
   // bk only shifts every score of a query row by the same amount (softmax is shift invariant): its gradient
-  // is 0 up to rounding without an activation on k.
+  // is 0 up to rounding without an activation on k. A window of one key gives every weight 1: the scores, so
+  // q and k, do not reach the output.
+  if (c.window == Index{1}) {
+    EXPECT_TRUE(result.passed({"bk", "Wq", "bq", "Wk"})) << result.report();
+    return;
+  }
   EXPECT_TRUE(result.passed({"bk"})) << result.report();
   if (c.activation != Activation::Linear && c.use_bias) {
     EXPECT_FALSE(result.zero("bk")) << result.report();
@@ -70,7 +79,15 @@ INSTANTIATE_TEST_SUITE_P(
         SelfCase{"sigmoid_projections", 3, 1, 2, std::nullopt, false, true, Activation::Sigmoid, 3, {3, 1}},
         // more steps than one causal block (64 rows), so the blocked score GEMMs are checked too
         SelfCase{
-            "causal_several_blocks", 2, 1, std::nullopt, std::nullopt, true, true, Activation::Linear, 70, {70, 66}}),
+            "causal_several_blocks", 2, 1, std::nullopt, std::nullopt, true, true, Activation::Linear, 70, {70, 66}},
+        SelfCase{"window_one_masked", 4, 2, {}, {}, true, true, Activation::Linear, 5, {5, 3, 1, 0}, 1},
+        SelfCase{"window_two_three_heads", 6, 3, {}, {}, true, true, Activation::Linear, 6, {6, 4, 2, 1}, 2},
+        SelfCase{"window_three_tanh_no_bias", 4, 2, {}, {}, true, false, Activation::Tanh, 6, {6, 5, 0}, 3},
+        SelfCase{"window_head_size_output_features", 5, 2, 3, 4, true, true, Activation::Linear, 6, {6, 3, 1}, 2},
+        SelfCase{"window_equal_to_T", 4, 2, {}, {}, true, true, Activation::GELU, 5, {5, 2}, 5},
+        SelfCase{"window_far_above_T", 4, 2, {}, {}, true, true, Activation::Linear, 4, {4, 3, 1}, 1000000000},
+        // 40 steps: strips of 12 query rows, so a key's gradient sums over two strips
+        SelfCase{"window_several_strips", 2, 1, {}, {}, true, true, Activation::Linear, 40, {40, 29}, 4}),
     [](const ::testing::TestParamInfo<SelfCase>& info) { return std::string(info.param.name); });
 
 // Checks dxq, dxkv and every parameter gradient of a cross-attention call against finite differences.
@@ -132,6 +149,33 @@ TEST(MultiHeadAttentionCrossGradient, AttentionDropoutWithReplayedMask) {
   const auto xkv = random_tensor(2, 5, 3, 28);
   const auto result =
       check_cross(mha, xq, Mask::from_lengths({4, 3}), xkv, Mask::from_lengths({5, 2}), Mode::Train, 1234);
+  EXPECT_TRUE(result.passed({"bk"})) << result.report();
+}
+
+// Queries past the last key's window (t >= len_kv + w - 1) have no key: dead rows, as without keys.
+TEST(MultiHeadAttentionCrossGradient, CausalWindowWithQueriesPastTheKeys) {
+  MultiHeadAttention<double> mha(3, 2,
+                                 MultiHeadAttentionOptions()
+                                     .key_features(5)
+                                     .head_size(2)
+                                     .causal(true)
+                                     .attention_window(2)
+                                     .bias_init(Init::uniform(-0.5, 0.5))
+                                     .seed(10));
+  const auto xq = random_tensor(3, 7, 3, 29);
+  const auto xkv = random_tensor(3, 4, 5, 30);
+  const auto result = check_cross(mha, xq, Mask::from_lengths({7, 5, 2}), xkv, Mask::from_lengths({4, 2, 0}));
+  EXPECT_TRUE(result.passed({"bk"})) << result.report();
+}
+
+TEST(MultiHeadAttentionCrossGradient, WindowWithAttentionDropoutAndReplayedMask) {
+  MultiHeadAttention<double> mha(
+      4, 2,
+      MultiHeadAttentionOptions().attention_dropout(0.3).causal(true).attention_window(3).key_features(3).seed(11));
+  const auto xq = random_tensor(2, 6, 4, 31);
+  const auto xkv = random_tensor(2, 6, 3, 32);
+  const auto result =
+      check_cross(mha, xq, Mask::from_lengths({6, 4}), xkv, Mask::from_lengths({6, 5}), Mode::Train, 4321);
   EXPECT_TRUE(result.passed({"bk"})) << result.report();
 }
 

@@ -1,10 +1,13 @@
 // MultiHeadAttention invariances, compared BITWISE in float and double:
 //  - valid outputs and attention weights do not change when the batch is padded to more steps (query and
 //    key/value side), when padded values change, or when a sample is run alone instead of in a batch;
-//  - causal outputs at steps <= t do not change when later steps change.
+//  - causal outputs at steps <= t do not change when later steps change;
+//  - both with attention_window (banded storage: the band's width and offsets change with T).
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "seqattn/layers/multi_head_attention.hpp"
@@ -55,11 +58,16 @@ bool bitwise_equal(const std::vector<S>& a, const std::vector<S>& b) {
 }
 
 template <class S>
-void check_padding_invariance(bool causal, Activation activation) {
+void check_padding_invariance(bool causal, Activation activation, std::optional<Index> window = std::nullopt) {
   SCOPED_TRACE(causal ? "causal" : "not causal");
-  MultiHeadAttention<S> mha(
-      12, 3,
-      MultiHeadAttentionOptions().causal(causal).activation(activation).seed(4).bias_init(Init::uniform(-0.2, 0.2)));
+  SCOPED_TRACE(window ? "window " + std::to_string(*window) : "no window");
+  MultiHeadAttention<S> mha(12, 3,
+                            MultiHeadAttentionOptions()
+                                .causal(causal)
+                                .attention_window(window)
+                                .activation(activation)
+                                .seed(4)
+                                .bias_init(Init::uniform(-0.2, 0.2)));
   // The last sample is full length, so its rows are the tail rows of every GEMM of the unpadded batch.
   const std::vector<Index> lengths{23, 1, 2, 70, 9, 0, 37};
   const Index B = 7, T0 = 70;
@@ -101,6 +109,30 @@ TEST(MultiHeadAttentionInvariance, PaddingNeverChangesValidOutputsDouble) {
   check_padding_invariance<double>(true, Activation::Linear);
 }
 
+// Windows below, between and above the lengths: 70 steps pad to 71..133, so w = 71 and 100 switch between the
+// band layout (w < T) and the dense one (w >= T) as the batch is padded.
+TEST(MultiHeadAttentionInvariance, WindowedPaddingNeverChangesValidOutputs) {
+  for (Index w : {1, 5, 30, 71, 100}) {
+    check_padding_invariance<float>(true, w % 2 ? Activation::Linear : Activation::Tanh, w);
+    check_padding_invariance<double>(true, Activation::Linear, w);
+  }
+}
+
+TEST(MultiHeadAttentionInvariance, WindowedCrossAttentionPaddingOnBothSides) {
+  MultiHeadAttention<float> mha(8, 2,
+                                MultiHeadAttentionOptions().key_features(5).causal(true).attention_window(4).seed(15));
+  const std::vector<Index> lq{5, 17, 1}, lk{40, 3, 1};
+  const Tensor3<float> xq = random3<float>(3, 17, 8, 1), xkv = random3<float>(3, 40, 5, 2);
+  const Mask mq = Mask::from_lengths(lq), mkv = Mask::from_lengths(lk);
+  const std::vector<float> y0 = valid_rows(mha.forward(xq, mq, xkv, mkv), lq);
+  const std::vector<float> a0 = valid_attention(mha, lq, lk);
+  for (Index extra : {1, 2, 9, 40}) {
+    const Tensor3<float> xq2 = repad(xq, lq, 17 + extra, 40 + extra), xkv2 = repad(xkv, lk, 40 + 2 * extra, 50 + extra);
+    EXPECT_TRUE(bitwise_equal(y0, valid_rows(mha.forward(xq2, mq, xkv2, mkv), lq))) << "extra " << extra;
+    EXPECT_TRUE(bitwise_equal(a0, valid_attention(mha, lq, lk))) << "extra " << extra;
+  }
+}
+
 TEST(MultiHeadAttentionInvariance, CrossAttentionPaddingOnBothSides) {
   MultiHeadAttention<float> mha(8, 2, MultiHeadAttentionOptions().key_features(5).output_features(6).seed(12));
   const std::vector<Index> lq{5, 17, 1}, lk{40, 3, 1};
@@ -128,9 +160,9 @@ TEST(MultiHeadAttentionInvariance, LongKeysSplitIntoSeveralBlocks) {
 }
 
 template <class S>
-void check_causal_future(Index t0) {
+void check_causal_future(Index t0, std::optional<Index> window = std::nullopt) {
   SCOPED_TRACE(t0);
-  MultiHeadAttention<S> mha(8, 2, MultiHeadAttentionOptions().causal(true).seed(13));
+  MultiHeadAttention<S> mha(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(window).seed(13));
   const Index T = 100;
   const Tensor3<S> x = random3<S>(2, T, 8, 3);
   const Tensor3<S> y0 = mha.forward(x);
@@ -152,6 +184,7 @@ TEST(MultiHeadAttentionInvariance, CausalOutputsIgnoreFutureSteps) {
   for (Index t0 : {0, 40, 63, 64, 70}) {
     check_causal_future<float>(t0);
     check_causal_future<double>(t0);
+    for (Index w : {1, 7, 64}) check_causal_future<float>(t0, w);
   }
 }
 

@@ -1,7 +1,10 @@
 // MultiHeadAttention: the fast path (projection GEMMs, strided head blocks, blocked causal scores) equals the
 // naive loop reference of detail/multi_head_attention_reference.hpp in double: outputs, every attention
 // weight (zeros included), input and parameter gradients, for self- and cross-attention, causal runs longer
-// than one 64-row block, masks with lengths 0 and 1, head_size, output_features and projection activations.
+// than one 64-row block, masks with lengths 0 and 1, head_size, output_features and projection activations;
+// attention_window (causal sliding windows, stored banded): w = 1, small and large windows over several strips
+// of query rows, w >= T, cross-attention with queries past the last key's window (dead rows), attention dropout
+// replayed through the reference.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -24,6 +27,7 @@ struct NaiveCase {
   bool causal, bias, cross;
   Activation activation;
   std::vector<Index> q_lengths, kv_lengths;  // empty: no mask
+  Index window = 0;                          // attention_window (0: none)
 };
 
 std::ostream& operator<<(std::ostream& out, const NaiveCase& c) { return out << c.name; }
@@ -48,6 +52,7 @@ TEST_P(MultiHeadAttentionNaive, FastPathEqualsNaiveLoops) {
                                      .output_features(c.output_features)
                                      .key_features(c.Dk)
                                      .causal(c.causal)
+                                     .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
                                      .use_bias(c.bias)
                                      .activation(c.activation)
                                      .bias_init(Init::uniform(-0.3, 0.3))
@@ -62,6 +67,7 @@ TEST_P(MultiHeadAttentionNaive, FastPathEqualsNaiveLoops) {
   ref.heads = c.heads;
   ref.head_size = mha.head_size();
   ref.causal = c.causal;
+  ref.window = c.window;
   ref.activation = c.activation;
   for (auto& p : mha.params()) {
     const Index rows = p.shape[0], cols = p.shape.size() > 1 ? p.shape[1] : 1;
@@ -142,7 +148,50 @@ INSTANTIATE_TEST_SUITE_P(
                   Activation::Linear,
                   {100, 37},
                   {1500, 1100}},
-        NaiveCase{"cross_one_key", 2, 20, 1, 8, 8, 8, {}, {}, false, true, true, Activation::Linear, {}, {}}),
+        NaiveCase{"cross_one_key", 2, 20, 1, 8, 8, 8, {}, {}, false, true, true, Activation::Linear, {}, {}},
+        // attention_window: several strips of query rows (12 to 48 rows each), banded storage
+        NaiveCase{"window_one", 3, 9, 9, 6, 6, 3, {}, {}, true, true, false, Activation::Linear, {9, 4, 1}, {}, 1},
+        NaiveCase{
+            "window_masked", 4, 30, 30, 8, 8, 2, {}, {}, true, true, false, Activation::Tanh, {30, 17, 0, 1}, {}, 5},
+        NaiveCase{
+            "window_long", 2, 300, 300, 8, 8, 2, 5, 6, true, false, false, Activation::Linear, {300, 211}, {}, 37},
+        NaiveCase{"window_wide_long", 1, 260, 260, 16, 16, 2, {}, {}, true, true, false, Activation::GELU, {}, {}, 200},
+        NaiveCase{
+            "window_at_least_T", 2, 13, 13, 6, 6, 2, {}, {}, true, true, false, Activation::Linear, {13, 7}, {}, 13},
+        NaiveCase{
+            "window_above_T", 2, 13, 13, 6, 6, 2, {}, {}, true, true, false, Activation::Linear, {13, 7}, {}, 1000000},
+        NaiveCase{"cross_window_dead_rows",
+                  3,
+                  40,
+                  12,
+                  4,
+                  6,
+                  2,
+                  3,
+                  {},
+                  true,
+                  true,
+                  true,
+                  Activation::Linear,
+                  {40, 33, 5},
+                  {12, 4, 0},
+                  6},
+        NaiveCase{"cross_window_more_keys",
+                  2,
+                  25,
+                  90,
+                  8,
+                  5,
+                  2,
+                  {},
+                  {},
+                  true,
+                  true,
+                  true,
+                  Activation::Sigmoid,
+                  {25, 20},
+                  {90, 13},
+                  9}),
     [](const ::testing::TestParamInfo<NaiveCase>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -1,9 +1,11 @@
 // MultiHeadAttention against torch.nn.MultiheadAttention (tests/reference/gen_multi_head_attention.py):
 // outputs, per-head attention weights on valid query rows, and gradients of the inputs and of every
 // parameter, in float and in double; self-attention (masked, causal, without bias) and cross-attention
-// (kdim != embed_dim, Tq != Tk, causal).
+// (kdim != embed_dim, Tq != Tk, causal); attention_window (torch: an attn_mask of s > t or s < t - w + 1) with
+// w = 1, 3, 4, without bias and in cross-attention.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,7 @@ struct TorchCase {
   const char* prefix;
   Index heads;
   bool causal, bias, cross;
+  Index window = 0;  // attention_window (0: none)
 };
 
 template <class S>
@@ -61,8 +64,12 @@ void run_case(const TorchCase& c) {
   const Mask mq = lengths(p + "q_lengths"), mkv = lengths(p + "kv_lengths");
   const Index B = xq.dimension(0), Tq = xq.dimension(1), Tk = xkv.dimension(1), H = c.heads;
 
-  MultiHeadAttention<S> mha(
-      xq.dimension(2), H, MultiHeadAttentionOptions().key_features(xkv.dimension(2)).causal(c.causal).use_bias(c.bias));
+  MultiHeadAttention<S> mha(xq.dimension(2), H,
+                            MultiHeadAttentionOptions()
+                                .key_features(xkv.dimension(2))
+                                .causal(c.causal)
+                                .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
+                                .use_bias(c.bias));
   for (auto& param : mha.params()) {
     ASSERT_EQ(d.shape(p + param.name), param.shape) << param.name;
     const auto& v = d.values(p + param.name);
@@ -82,7 +89,7 @@ void run_case(const TorchCase& c) {
         expect_close(mha.attention(b, h).data() + t * Tk, row,
                      "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
         for (Index s = 0; s < Tk; ++s) {
-          const bool masked = s >= mkv.length(b, Tk) || (c.causal && s > t);
+          const bool masked = s >= mkv.length(b, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1);
           if (masked) {
             EXPECT_EQ(mha.attention(b, h)(t, s), S(0));
           }
@@ -96,11 +103,11 @@ void run_case(const TorchCase& c) {
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
-const TorchCase kCases[] = {{"self", 2, false, true, false},
-                            {"causal", 3, true, true, false},
-                            {"nobias", 4, false, false, false},
-                            {"cross", 2, false, true, true},
-                            {"cross_causal", 2, true, true, true}};
+const TorchCase kCases[] = {{"self", 2, false, true, false},         {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},      {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true},   {"window", 2, true, true, false, 3},
+                            {"window_one", 3, true, true, false, 1}, {"window_nobias", 4, true, false, false, 4},
+                            {"cross_window", 2, true, true, true, 2}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

@@ -120,6 +120,9 @@ TEST(SizeGuards, AttentionLayers) {
         [](Index s) { return make<MultiHeadAttention<float>>(8, 2, MultiHeadAttentionOptions().key_features(s)); });
   check("MultiHeadAttention output_features",
         [](Index s) { return make<MultiHeadAttention<float>>(8, 2, MultiHeadAttentionOptions().output_features(s)); });
+  check("MultiHeadAttention attention_window", [](Index s) {
+    return make<MultiHeadAttention<float>>(8, 2, MultiHeadAttentionOptions().causal(true).attention_window(s));
+  });
   check("SeqSelfAttention units", [](Index s) { return make<SeqSelfAttention<float>>(4, SeqSelfAttentionOptions().units(s)); });
   check("SeqSelfAttention in", [](Index s) { return make<SeqSelfAttention<float>>(s); });
   check("SeqSelfAttention width",
@@ -130,6 +133,9 @@ TEST(SizeGuards, AttentionLayers) {
   check("TransformerEncoderBlock ff", [](Index s) { return make<TransformerEncoderBlock<float>>(8, 2, s); });
   check("TransformerEncoderBlock d_model", [](Index s) { return make<TransformerEncoderBlock<float>>(s, 2, 8); });
   check("TransformerEncoderBlock heads", [](Index s) { return make<TransformerEncoderBlock<float>>(8, s, 8); });
+  check("TransformerEncoderBlock attention_window", [](Index s) {
+    return make<TransformerEncoderBlock<float>>(8, 2, 8, TransformerEncoderOptions().causal(true).attention_window(s));
+  });
 }
 
 TEST(SizeGuards, PositionalNormalizationAndShapeOnlyLayers) {

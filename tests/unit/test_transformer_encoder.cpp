@@ -1,5 +1,6 @@
 // TransformerEncoderBlock: gradient checks for post-norm and pre-norm, GELU and ReLU, causal, masked batches;
-// padding invariance; option errors.
+// padding invariance; option errors; attention_window (gradients for w = 1, 2 and w >= T, post- and pre-norm,
+// errors, the description).
 #include <gtest/gtest.h>
 
 #include "seqattn/layers/transformer_encoder.hpp"
@@ -27,6 +28,26 @@ TEST_P(TransformerEncoderGradient, MatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(PrePostActCausal, TransformerEncoderGradient,
                          ::testing::Combine(::testing::Bool(), ::testing::Values(Activation::GELU, Activation::ReLU),
                                             ::testing::Bool()));
+
+class TransformerEncoderWindowGradient : public ::testing::TestWithParam<std::tuple<bool, Index>> {};
+
+TEST_P(TransformerEncoderWindowGradient, MatchesFiniteDifferences) {
+  const auto [norm_first, window] = GetParam();
+  TransformerEncoderBlock<double> block(
+      4, 2, 6, TransformerEncoderOptions().norm_first(norm_first).causal(true).attention_window(window).seed(6));
+  seqattn::Rng rng(10);
+  for (auto& p : block.params())
+    for (Index i = 0; i < p.size(); ++i) p.value[i] += rng.uniform(-0.2, 0.2);
+  const auto result = check_layer_gradients(block, random_tensor(4, 5, 4, 18), Mask::from_lengths({5, 4, 1, 0}));
+  // one key per query: every weight is 1, the scores (so q and k) do not reach the output
+  if (window == 1)
+    EXPECT_TRUE(result.passed({"mha.Wq", "mha.bq", "mha.Wk", "mha.bk"})) << result.report();
+  else
+    EXPECT_TRUE(result.passed()) << result.report();
+}
+
+INSTANTIATE_TEST_SUITE_P(PrePostWindow, TransformerEncoderWindowGradient,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(Index{1}, Index{2}, Index{5})));
 
 TEST(TransformerEncoder, ValidOutputsIgnorePadding) {
   for (bool norm_first : {false, true}) {
@@ -77,4 +98,23 @@ TEST(TransformerEncoder, RejectsBadOptions) {
     EXPECT_NE(std::string(e.what()).find("activation must be gelu or relu but got tanh"), std::string::npos);
   }
   EXPECT_THROW(TransformerEncoderBlock<double>(4, 2, 0), ConfigError);
+  try {
+    TransformerEncoderBlock<double>(4, 2, 8, TransformerEncoderOptions().attention_window(3));
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("TransformerEncoderBlock: attention_window needs causal"), std::string::npos)
+        << e.what();
+  }
+  try {
+    TransformerEncoderBlock<double>(4, 2, 8, TransformerEncoderOptions().causal(true).attention_window(0));
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("TransformerEncoderBlock: attention_window must be at least 1 but got 0"),
+              std::string::npos)
+        << e.what();
+  }
+  const TransformerEncoderBlock<double> windowed(4, 2, 8, TransformerEncoderOptions().causal(true).attention_window(3));
+  EXPECT_EQ(windowed.describe(),
+            "TransformerEncoderBlock(d_model=4, heads=2, ff_dim=8, post-norm, causal, attention_window=3)");
+  EXPECT_EQ(*windowed.attention_layer().options().attention_window(), 3);
 }

@@ -1,6 +1,9 @@
 // TransformerEncoderBlock equals torch.nn.TransformerEncoderLayer with the same weights (outputs on valid rows,
-// input and parameter gradients), in float and double. Data: tests/reference/gen_transformer_encoder.py.
+// input and parameter gradients), in float and double, post- and pre-norm, causal and with attention_window
+// (torch: a src_mask of -inf outside the windows). Data: tests/reference/gen_transformer_encoder.py.
 #include <gtest/gtest.h>
+
+#include <optional>
 
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "support/reference_data.hpp"
@@ -15,18 +18,23 @@ struct Config {
   bool norm_first;
   Activation activation;
   bool causal;
+  std::optional<Index> window = std::nullopt;
 };
-const Config kConfigs[] = {{"post_relu", false, Activation::ReLU, false},
-                           {"pre_gelu", true, Activation::GELU, false},
-                           {"post_gelu_causal", false, Activation::GELU, true},
-                           {"pre_relu_causal", true, Activation::ReLU, true}};
+const Config kConfigs[] = {
+    {"post_relu", false, Activation::ReLU, false},          {"pre_gelu", true, Activation::GELU, false},
+    {"post_gelu_causal", false, Activation::GELU, true},    {"pre_relu_causal", true, Activation::ReLU, true},
+    {"post_gelu_window", false, Activation::GELU, true, 2}, {"pre_relu_window", true, Activation::ReLU, true, 3}};
 
 template <class S>
 void check_config(const ReferenceData& ref, const Config& c, double tol) {
   SCOPED_TRACE(c.name);
   const std::string p = c.name;
-  TransformerEncoderBlock<S> block(
-      8, 2, 16, TransformerEncoderOptions().norm_first(c.norm_first).activation(c.activation).causal(c.causal));
+  TransformerEncoderBlock<S> block(8, 2, 16,
+                                   TransformerEncoderOptions()
+                                       .norm_first(c.norm_first)
+                                       .activation(c.activation)
+                                       .causal(c.causal)
+                                       .attention_window(c.window));
   for (auto& param : block.params()) {
     const auto& v = ref.values(p + ".param." + param.name);
     ASSERT_EQ(static_cast<Index>(v.size()), param.size()) << param.name;

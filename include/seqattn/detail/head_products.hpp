@@ -86,7 +86,8 @@ struct HeadPanels {
   Vector<S> rows;          // (n, dhp): K or V, when dh is not a multiple of P (rows_panel)
   Vector<S> block;         // (rows of one block, dhp): a block of Q or dctx, likewise
   Vector<S> acc_k, acc_v;  // (n, dhp): dK and dV of the head summed over blocks, likewise
-  Vector<S> scores;        // (rows of one block, n): dP then dS of a block (backward)
+  Vector<S> scores;        // (rows of one block, n): dP then dS of a block (backward); windowed: also the scores
+  Vector<S> rect;          // (rows of one block, n): a block of the banded Pd as a rectangle (windowed backward)
   Index ldt = 0;
 };
 

@@ -14,8 +14,22 @@
 // are processed in blocks of query rows (block_rows(): about 128K scores, so a block stays in L2 cache; at
 // most 64 rows when causal, whose keys stop at the block's last row, so causal attention costs about half).
 // Per block the forward runs scores -> softmax -> context while the block of P is in cache, and the backward
-// reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block). Everything depends only on (lq, lk) and the values, never on Tq, Tk or
-// addresses, which keeps valid outputs bitwise independent of padding. Rows t >= lq of P and ctx are zero.
+// reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block).
+// Everything depends only on (lq, lk) and the values, never on Tq, Tk or addresses, which keeps valid outputs bitwise
+// independent of padding. Rows t >= lq of P and ctx are zero.
+//
+// Sliding window (MultiHeadAttention's attention_window w, always causal): query t < lq attends keys
+// [t - w + 1, t] intersected with [0, lk) (window_keys()). P and Pd are then stored banded, (Tq, W) with
+// W = min(w, Tk): column j of row t is key Window::start(t) + j (t - w + 1 + j when w < Tk, else j), so memory
+// is O(Tq min(w, Tk)) per head. The windowed kernels walk strips of window_block_rows(w) query rows; a strip
+// [r0, r0 + rows) reads the rectangle of keys [r0 - w + 1, r0 + rows - 1] (its rows' windows together): the
+// scores, softmax and products of that rectangle (w + rows - 1 keys, the keys outside a row's window exactly 0)
+// go through the same tiled products as the dense blocks, so time is O(Tq (w + rows) dh), never O(Tq Tk).
+// Every output element is still one chain over its keys (or query rows) in increasing order, and the zero
+// terms outside a row's window leave a chain's bits unchanged: windowed results do not depend on the strips,
+// on Tq, Tk or on addresses either (a window w >= T gives bitwise the results of causal attention). A query
+// whose window holds no valid key (cross-attention, t >= lk + w - 1) is dead like a row without keys: its P
+// row, ctx row and gradients are 0; the live rows of a head are the prefix window_live_rows().
 
 #include <algorithm>
 #include <vector>
@@ -29,6 +43,7 @@
 #include "seqattn/detail/head_products.hpp"
 #include "seqattn/detail/masked_softmax.hpp"
 #include "seqattn/detail/panel_product.hpp"
+#include "seqattn/detail/seq_self_attention_band.hpp"
 #include "seqattn/detail/stable_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
@@ -67,6 +82,40 @@ void for_each_block(Index lq, Index lk, bool causal, F&& f) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Sliding window. w >= 1 is attention_window (kernels clamp it to lq, which gives every query the same keys).
+
+// Keys [begin, end) of query t: [t - w + 1, t] within [0, lk); none for a query that is not valid.
+inline KeyRange window_keys(Index t, Index lq, Index lk, Index w) {
+  if (t >= lq) return {0, 0};
+  const KeyRange k{std::max<Index>(0, t - w + 1), std::min(t + 1, lk)};
+  return k.empty() ? KeyRange{0, 0} : k;
+}
+
+// Queries [0, live) have at least one key in their window: all valid ones, except in cross-attention those
+// past the last key's window (t >= lk + w - 1). No overflow for any w (w >= lq: every valid query sees key 0).
+inline Index window_live_rows(Index lq, Index lk, Index w) {
+  if (lk <= 0 || lq <= 0) return 0;
+  return w >= lq ? lq : std::min(lq, lk + w - 1);
+}
+
+// Banded storage of P (Tq, cols()): column j of row t is key start(t) + j. width: attention_window (0: none,
+// the dense (Tq, Tk) layout), keys: Tk.
+struct Window {
+  Index width = 0;
+  Index keys = 0;
+  Index cols() const { return width > 0 ? std::min(width, keys) : keys; }
+  Index start(Index t) const { return width > 0 && width < keys ? t - width + 1 : 0; }
+};
+
+// Query rows per strip of the windowed kernels, a function of w only: about w / 4 (a strip reads w + rows - 1
+// keys: a quarter more than its windows), a multiple of the 6-row tiles, in [12, 48]. At w = 128 (T = 8192,
+// dh = 16, AVX2) strips of 12, 24, 36 and 48 rows ran forward + backward within 4% of each other.
+inline Index window_block_rows(Index w) { return std::min<Index>(48, std::max<Index>(12, w / 4 / 12 * 12)); }
+
+// The widest rectangle of keys of a strip: rows - 1 + w keys, at most lk.
+inline Index window_strip_keys(Index w, Index lk) { return std::min(window_block_rows(w) - 1 + w, lk); }
+
 // Attention dropout of the forward: keep with probability 1 - rate, scale kept weights by 1 / (1 - rate).
 template <class S>
 struct AttentionDropout {
@@ -90,14 +139,22 @@ inline int thread_index() {
 // schedule may hand any pair to any thread, so a buffer grown inside the loop would allocate in a steady
 // training loop whenever a thread first meets a larger head. mq, mkv: query and key masks; (Tq, Tk, dh) sizes;
 // `backward`: also the score-gradient buffer.
+// `window`: attention_window (0: none), whose kernels also need the scores in the forward and the rectangles
+// of Pd in the backward.
 template <class S>
 void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const Mask& mq, const Mask& mkv, Index B,
-                    Index Tq, Index Tk, Index dh, bool causal, bool backward) {
+                    Index Tq, Index Tk, Index dh, bool causal, bool backward, Index window = 0) {
   if (panels.size() < static_cast<size_t>(threads)) panels.resize(static_cast<size_t>(threads));
   Index block = 0, scores = 0;  // the most rows of a block, the most scores of a block
   for (Index b = 0; b < B; ++b) {
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
     if (lq == 0 || lk == 0) continue;
+    if (window > 0) {
+      const Index w = std::min(window, lq), rows = window_block_rows(w);
+      block = std::max(block, rows);
+      scores = std::max(scores, rows * head::strip_stride<S>(window_strip_keys(w, lk)));
+      continue;
+    }
     const Index rows = block_rows(lq, lk, causal);
     block = std::max(block, rows);
     scores = std::max(scores, rows * head::strip_stride<S>(lk));
@@ -105,9 +162,11 @@ void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const
   const Index dhp = head::padded<S>(dh);
   const bool padded_rows = dh % head::kPacket<S> != 0;  // block panels and dK, dV sums are copies
   for (head::HeadPanels<S>& p : panels) {
-    head::reserve(p.transposed, dh * head::strip_stride<S>(Tk));
+    // windowed: a strip's scores read up to a packet past its last key (see windowed_attention_forward)
+    head::reserve(p.transposed, dh * head::strip_stride<S>(Tk) + (window > 0 ? head::kPacket<S> : 0));
     head::reserve(p.rows, Tk * dhp);  // K or V: always a copy
-    if (backward) head::reserve(p.scores, scores);
+    if (backward || window > 0) head::reserve(p.scores, scores);
+    if (backward && window > 0) head::reserve(p.rect, scores);
     if (padded_rows) {
       head::reserve(p.block, block * dhp);
       head::reserve(p.acc_k, Tk * dhp);
@@ -248,6 +307,167 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     fresh = kmax;
   });
   for (Index s = fresh; s < lk; ++s) {  // keys no allowed query reaches (causal, lq < lk)
+    std::fill(acc_k + s * ldacc, acc_k + s * ldacc + dh, S(0));
+    std::fill(acc_v + s * ldacc, acc_v + s * ldacc + dh, S(0));
+  }
+  if (!in_place)
+    for (Index s = 0; s < lk; ++s)
+      for (Index d = 0; d < dh; ++d) {
+        dK(s, d) = panels.acc_k[s * width + d];
+        dV(s, d) = panels.acc_v[s * width + d];
+      }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Windowed forward: P = softmax over each query's window of scale * Q K^T (stored banded), Pd = dropout(P)
+// (banded), ctx = Pd V. P, Pd (Tq, W = win.cols()) and ctx (Tq, dh): every element written. Per strip of query
+// rows, the scores of its rectangle of keys go to panels.scores, become the rows' probabilities there (0 outside
+// each window; Pd with dropout), are copied into the band and multiplied by the rectangle's rows of V.
+template <class S>
+void windowed_attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V,
+                                HeadMap<S>& P, HeadMap<S>& ctx, Index lq, Index lk, const Window& win, S scale,
+                                const AttentionDropout<S>& dropout, head::HeadPanels<S>& panels) {
+  const Index Tq = P.rows(), W = P.cols(), dh = Q.cols();
+  const Index w = std::min(win.width, std::max<Index>(lq, 1));
+  const Index live = window_live_rows(lq, lk, w);
+  if (live == 0) {
+    P.setZero();
+    ctx.setZero();
+    if (dropout.rng) std::fill(dropout.dropped, dropout.dropped + Tq * W, S(0));
+    return;
+  }
+  // K^T (dh, ldt). A strip's scores start at its first key lo and read whole packets, up to P - 1 columns
+  // past key lk - 1: the zero padding of the row, or the next row's keys (discarded), or the slack after the
+  // last row reserved here.
+  const Index ldt = head::strip_stride<S>(lk);
+  head::reserve(panels.transposed, dh * ldt + head::kPacket<S>);
+  head::pack_transposed<S>(K, lk, panels.transposed, panels.ldt);
+  const head::Panel<S> Vp = head::rows_panel<S>(V, lk, panels.rows, false);
+  const Index R = window_block_rows(w), lds = head::strip_stride<S>(window_strip_keys(w, lk));
+  head::reserve(panels.scores, R * lds);
+  S* E = panels.scores.data();  // (rows, n) scores, then weights, of a strip; row stride lds
+  const S keep_scale = dropout.rng ? S(1.0 / (1.0 - dropout.rate)) : S(0);
+  for (Index r0 = 0; r0 < live; r0 += R) {
+    const Index rows = std::min(R, live - r0);
+    const Index lo = std::max<Index>(0, r0 - w + 1), hi = std::min(r0 + rows, lk), n = hi - lo;
+    // scores of the strip's rectangle: queries [r0, r0 + rows) x keys [lo, hi)
+    head::scores<S>(&Q.coeff(r0, 0), Q.outerStride(), panels.transposed.data() + lo, panels.ldt, dh, E, lds, rows, n,
+                    scale);
+    for (Index i = 0; i < rows; ++i) {
+      const Index t = r0 + i;
+      const KeyRange keys = window_keys(t, lq, lk, w);  // not empty: t < live
+      const Index a = keys.begin - lo, m = keys.size(), off = keys.begin - win.start(t);
+      S* e = E + i * lds;
+      // softmax over the window; the rectangle's other keys 0
+      masked_softmax_row(e + a, m, m);
+      std::fill(e, e + a, S(0));
+      std::fill(e + a + m, e + n, S(0));
+      // the band row: key keys.begin + s at column off + s
+      S* p = &P.coeffRef(t, 0);
+      std::fill(p, p + off, S(0));
+      std::copy(e + a, e + a + m, p + off);
+      std::fill(p + off + m, p + W, S(0));
+      if (dropout.rng) {  // inverted dropout: Pd = P * keep / (1 - rate), drawn in key order; the rectangle holds Pd
+        S* pd = dropout.dropped + t * W;
+        std::fill(pd, pd + W, S(0));
+        for (Index s = 0; s < m; ++s) {
+          pd[off + s] = dropout.rng->uniform() >= dropout.rate ? e[a + s] * keep_scale : S(0);
+          e[a + s] = pd[off + s];
+        }
+      }
+    }
+    // ctx = Pd V over the rectangle
+    head::rows_times_panel<S>(E, lds, head::Panel<S>{Vp.data + lo * Vp.stride, Vp.stride}, &ctx.coeffRef(r0, 0),
+                              ctx.outerStride(), dh, rows, n);
+  }
+  for (Index t = live; t < Tq; ++t) {  // padded or dead queries
+    std::fill(&P.coeffRef(t, 0), &P.coeffRef(t, 0) + W, S(0));
+    if (dropout.rng) std::fill(dropout.dropped + t * W, dropout.dropped + (t + 1) * W, S(0));
+  }
+  if (live < Tq) ctx.bottomRows(Tq - live).setZero();
+}
+
+// Windowed backward (inverts windowed_attention_forward strip by strip). P, Pd (Tq, W) banded (Pd is P without
+// dropout; keep_scale = 1 / (1 - rate) with dropout, else 0); dctx (Tq, dh) in; dQ (Tq, dh), dK, dV (Tk, dh)
+// OVERWRITTEN. The dP, dS and Pd of a strip are rectangles of its keys (0 outside each row's window), so dK and
+// dV sum over query rows in increasing order exactly as attention_backward does.
+template <class S>
+void windowed_attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V,
+                                 const ConstHeadMap<S>& P, const ConstHeadMap<S>& Pd, const ConstHeadMap<S>& dctx,
+                                 HeadMap<S>& dQ, HeadMap<S>& dK, HeadMap<S>& dV, Index lq, Index lk, const Window& win,
+                                 S scale, S keep_scale, head::HeadPanels<S>& panels) {
+  const Index Tq = dQ.rows(), Tk = dK.rows(), dh = Q.cols();
+  const Index w = std::min(win.width, std::max<Index>(lq, 1));
+  const Index live = window_live_rows(lq, lk, w);
+  if (live == 0) {
+    dQ.setZero();
+    dK.setZero();
+    dV.setZero();
+    return;
+  }
+  // rows t < live of dQ are written by the strips, rows s < lk of dK and dV summed from their first strip on
+  if (live < Tq) dQ.bottomRows(Tq - live).setZero();
+  if (lk < Tk) {
+    dK.bottomRows(Tk - lk).setZero();
+    dV.bottomRows(Tk - lk).setZero();
+  }
+  const Index ldt = head::strip_stride<S>(lk);
+  head::reserve(panels.transposed, dh * ldt + head::kPacket<S>);   // as in the forward
+  head::pack_transposed<S>(V, lk, panels.transposed, panels.ldt);  // V^T (dh, ldt)
+  const head::Panel<S> Kp = head::rows_panel<S>(K, lk, panels.rows, false);
+  const bool in_place = dh % head::kPacket<S> == 0;
+  const Index width = head::padded<S>(dh);
+  S* acc_k = &dK.coeffRef(0, 0);
+  S* acc_v = &dV.coeffRef(0, 0);
+  Index ldacc = dK.outerStride();
+  if (!in_place) {
+    head::reserve(panels.acc_k, lk * width);
+    head::reserve(panels.acc_v, lk * width);
+    acc_k = panels.acc_k.data();
+    acc_v = panels.acc_v.data();
+    ldacc = width;
+  }
+  const Index R = window_block_rows(w), lds = head::strip_stride<S>(window_strip_keys(w, lk));
+  head::reserve(panels.scores, R * lds);
+  head::reserve(panels.rect, R * lds);
+  S* dS = panels.scores.data();  // (rows, n): dPd, then dS, of a strip
+  S* Pr = panels.rect.data();    // (rows, n): Pd of a strip as a rectangle
+  Index fresh = 0;               // keys [0, fresh) of dK and dV hold the sums of the strips before
+  for (Index r0 = 0; r0 < live; r0 += R) {
+    const Index rows = std::min(R, live - r0);
+    const Index lo = std::max<Index>(0, r0 - w + 1), hi = std::min(r0 + rows, lk), n = hi - lo;
+    // inverts ctx = Pd V:  dPd = dctx V^T (here),  dV += Pd^T dctx (below)
+    head::scores<S>(&dctx.coeff(r0, 0), dctx.outerStride(), panels.transposed.data() + lo, panels.ldt, dh, dS, lds,
+                    rows, n, S(1));
+    for (Index i = 0; i < rows; ++i) {
+      const Index t = r0 + i;
+      const KeyRange keys = window_keys(t, lq, lk, w);
+      const Index a = keys.begin - lo, m = keys.size(), off = keys.begin - win.start(t);
+      S* d = dS + i * lds;
+      const S* pd = &Pd.coeff(t, off);
+      // inverts Pd = P * keep / (1 - rate) (see attention_backward)
+      if (keep_scale != S(0))
+        for (Index s = 0; s < m; ++s) d[a + s] = pd[s] != S(0) ? d[a + s] * keep_scale : S(0);
+      // inverts P = softmax(scale * Q K^T) over the window: dS = scale * P * (dP - P . dP), 0 outside it
+      masked_softmax_row_backward(&P.coeff(t, off), d + a, m, m, scale);
+      std::fill(d, d + a, S(0));
+      std::fill(d + a + m, d + n, S(0));
+      S* pr = Pr + i * lds;
+      std::fill(pr, pr + a, S(0));
+      std::copy(pd, pd + m, pr + a);
+      std::fill(pr + a + m, pr + n, S(0));
+    }
+    const Index started = std::max<Index>(0, fresh - lo);  // keys of the rectangle whose sums have begun
+    const head::Panel<S> dctx_b = head::rows_panel<S>(dctx.middleRows(r0, rows), rows, panels.block);
+    head::add_transposed_times_panel<S>(Pr, lds, dctx_b, dh, acc_v + lo * ldacc, ldacc, rows, n, started);
+    // inverts the scores: dQ = dS K,  dK += dS^T Q
+    head::rows_times_panel<S>(dS, lds, head::Panel<S>{Kp.data + lo * Kp.stride, Kp.stride}, &dQ.coeffRef(r0, 0),
+                              dQ.outerStride(), dh, rows, n);
+    const head::Panel<S> Q_b = head::rows_panel<S>(Q.middleRows(r0, rows), rows, panels.block);
+    head::add_transposed_times_panel<S>(dS, lds, Q_b, dh, acc_k + lo * ldacc, ldacc, rows, n, started);
+    fresh = hi;
+  }
+  for (Index s = fresh; s < lk; ++s) {  // keys no live query reaches (lq < lk)
     std::fill(acc_k + s * ldacc, acc_k + s * ldacc + dh, S(0));
     std::fill(acc_v + s * ldacc, acc_v + s * ldacc + dh, S(0));
   }

@@ -3,14 +3,17 @@
 // GEMMs, no strided maps and no blocking. Tests compare the fast layer with it; benchmarks may time it.
 // Same semantics as layers/multi_head_attention.hpp:
 //   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)
-//   A[b,h,t,s] = softmax_s(q[b,t,h,:] . k[b,s,h,:] / sqrt(dh)) over s < len_kv(b) (and s <= t if causal)
+//   A[b,h,t,s] = softmax_s(q[b,t,h,:] . k[b,s,h,:] / sqrt(dh)) over s < len_kv(b) (and s <= t if causal,
+//                and s >= t - window + 1 with a window)
 //   ctx[b,t,h,:] = sum_s A[b,h,t,s] v[b,s,h,:],  y = ctx Wo + bo
-// Query rows t >= len_q(b), and every row when len_kv(b) == 0, are dead: y = 0, A = 0, no gradient.
+// Query rows t >= len_q(b), and rows without an allowed key, are dead: y = 0, A = 0, no gradient.
+// A is the dense (B*H, Tq, Tk) map also with a window.
 // For self-attention pass xkv = xq, mkv = mq; the input gradient is then dxq + dxkv.
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/tensor.hpp"
@@ -22,6 +25,7 @@ template <class S>
 struct MhaReferenceParams {
   Index heads = 1, head_size = 1;
   bool causal = false;
+  Index window = 0;  // attention_window (0: none)
   Activation activation = Activation::Linear;
   Matrix<S> Wq, Wk, Wv, Wo;  // (in, hd), (key_features, hd), (key_features, hd), (hd, out)
   Vector<S> bq, bk, bv, bo;  // empty: no bias
@@ -57,6 +61,14 @@ void reference_projection(const Tensor3<S>& x, const Matrix<S>& W, const Vector<
     }
 }
 
+// Allowed keys [lo, hi) of query t (t valid) for a key/value length lk; empty when hi <= lo.
+template <class S>
+std::pair<Index, Index> reference_keys(const MhaReferenceParams<S>& p, Index t, Index lk) {
+  const Index hi = p.causal ? std::min(t + 1, lk) : lk;
+  const Index lo = p.window > 0 ? std::max<Index>(0, t - p.window + 1) : 0;
+  return {lo, hi};
+}
+
 template <class S>
 MhaReferenceCache<S> mha_reference_cache(const MhaReferenceParams<S>& p, const Tensor3<S>& xq, const Mask& mq,
                                          const Tensor3<S>& xkv, const Mask& mkv) {
@@ -73,21 +85,21 @@ MhaReferenceCache<S> mha_reference_cache(const MhaReferenceParams<S>& p, const T
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < lq; ++t) {
-        const Index n = p.causal ? std::min(t + 1, lk) : lk;
-        if (n == 0) continue;
+        const auto [lo, n] = reference_keys(p, t, lk);
+        if (n <= lo) continue;
         S mx = -std::numeric_limits<S>::infinity();
-        for (Index s = 0; s < n; ++s) {
+        for (Index s = lo; s < n; ++s) {
           S e = 0;
           for (Index d = 0; d < dh; ++d) e += c.q(b * Tq + t, h * dh + d) * c.k(b * Tk + s, h * dh + d);
           c.A(b * H + h, t, s) = e * scale;
           mx = std::max(mx, e * scale);
         }
         S sum = 0;
-        for (Index s = 0; s < n; ++s) sum += (c.A(b * H + h, t, s) = std::exp(c.A(b * H + h, t, s) - mx));
-        for (Index s = 0; s < n; ++s) c.A(b * H + h, t, s) /= sum;
+        for (Index s = lo; s < n; ++s) sum += (c.A(b * H + h, t, s) = std::exp(c.A(b * H + h, t, s) - mx));
+        for (Index s = lo; s < n; ++s) c.A(b * H + h, t, s) /= sum;
         for (Index d = 0; d < dh; ++d) {
           S acc = 0;
-          for (Index s = 0; s < n; ++s) acc += c.A(b * H + h, t, s) * c.v(b * Tk + s, h * dh + d);
+          for (Index s = lo; s < n; ++s) acc += c.A(b * H + h, t, s) * c.v(b * Tk + s, h * dh + d);
           c.ctx(b * Tq + t, h * dh + d) = acc;
         }
       }
@@ -96,8 +108,11 @@ MhaReferenceCache<S> mha_reference_cache(const MhaReferenceParams<S>& p, const T
 }
 
 template <class S>
-bool reference_row_live(const Mask& mq, const Mask& mkv, Index b, Index t, Index Tq, Index Tk) {
-  return t < mq.length(b, Tq) && mkv.length(b, Tk) > 0;
+bool reference_row_live(const MhaReferenceParams<S>& p, const Mask& mq, const Mask& mkv, Index b, Index t, Index Tq,
+                        Index Tk) {
+  if (t >= mq.length(b, Tq)) return false;
+  const auto [lo, hi] = reference_keys(p, t, mkv.length(b, Tk));
+  return lo < hi;
 }
 
 // y (B, Tq, out) and A (B*H, Tq, Tk).
@@ -111,7 +126,7 @@ void mha_reference_forward(const MhaReferenceParams<S>& p, const Tensor3<S>& xq,
     for (Index t = 0; t < Tq; ++t)
       for (Index o = 0; o < O; ++o) {
         S acc = 0;
-        if (reference_row_live<S>(mq, mkv, b, t, Tq, Tk)) {
+        if (reference_row_live<S>(p, mq, mkv, b, t, Tq, Tk)) {
           acc = p.bo.size() ? p.bo(o) : S(0);
           for (Index j = 0; j < hd; ++j) acc += c.ctx(b * Tq + t, j) * p.Wo(j, o);
         }
@@ -134,7 +149,7 @@ void mha_reference_backward(const MhaReferenceParams<S>& p, const Tensor3<S>& xq
   g.dbo = Vector<S>::Zero(p.bo.size());
   for (Index b = 0; b < B; ++b)
     for (Index t = 0; t < Tq; ++t) {
-      if (!reference_row_live<S>(mq, mkv, b, t, Tq, Tk)) continue;
+      if (!reference_row_live<S>(p, mq, mkv, b, t, Tq, Tk)) continue;
       const Index r = b * Tq + t;
       for (Index o = 0; o < O; ++o) {
         const S d = dy(b, t, o);
@@ -151,16 +166,17 @@ void mha_reference_backward(const MhaReferenceParams<S>& p, const Tensor3<S>& xq
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < lq; ++t) {
-        const Index n = p.causal ? std::min(t + 1, lk) : lk;
+        const auto [lo, n] = reference_keys(p, t, lk);
+        if (n <= lo) continue;
         Vector<S> da = Vector<S>::Zero(n);
-        for (Index s = 0; s < n; ++s)
+        for (Index s = lo; s < n; ++s)
           for (Index d = 0; d < dh; ++d) {
             da(s) += dctx(b * Tq + t, h * dh + d) * c.v(b * Tk + s, h * dh + d);
             dv(b * Tk + s, h * dh + d) += c.A(b * H + h, t, s) * dctx(b * Tq + t, h * dh + d);
           }
         S dot = 0;
-        for (Index s = 0; s < n; ++s) dot += c.A(b * H + h, t, s) * da(s);
-        for (Index s = 0; s < n; ++s) {
+        for (Index s = lo; s < n; ++s) dot += c.A(b * H + h, t, s) * da(s);
+        for (Index s = lo; s < n; ++s) {
           const S de = c.A(b * H + h, t, s) * (da(s) - dot) * scale;
           for (Index d = 0; d < dh; ++d) {
             dq(b * Tq + t, h * dh + d) += de * c.k(b * Tk + s, h * dh + d);

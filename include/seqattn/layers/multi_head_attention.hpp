@@ -7,15 +7,22 @@
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
 //   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
-// Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`. Masked keys get weight
-// exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no allowed
-// key (a key/value sequence of length 0), output exactly 0 and pass no gradient. NOTE: torch outputs bo at
-// padded query rows and NaN for rows without an allowed key; valid rows match torch.
+// Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`, and s >= t - w + 1 with
+// `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
+// weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no
+// allowed key (a key/value sequence of length 0; with a window in cross-attention, t >= len_kv(b) + w - 1),
+// output exactly 0 and pass no gradient. NOTE: torch outputs bo at padded query rows and NaN for rows without
+// an allowed key; valid rows match torch (a window is torch's attn_mask of s > t or s < t - w + 1).
+// Cross-attention with causal (and attention_window) aligns query step t with key step t: the same rule.
 // Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
-// per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map.
+// per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
+// attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
+// key band_key(t, j) = t - w + 1 + j, or j when w >= Tk); attention() then builds the dense map from it on
+// request (zeros outside the windows; B*H*Tq*Tk values, refused with a MemoryError above memory_limit()).
 // Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
 // be divisible by heads), key_features (default in_features), output_features (default in_features),
-// use_bias (true), causal (false), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
+// use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
+// w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
 // layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), kernel_init
 // (glorot_uniform), bias_init (zeros), seed.
 // Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
@@ -24,10 +31,13 @@
 // Compute: projections are register-tiled products over all B*T rows with the weights read in place
 // (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
 // (b, h), register-tiled score and context products (detail/head_products.hpp) over the valid (query, key)
-// block only, in cache-sized blocks of query rows (causal: keys up to the block's last row); see
+// block only, in cache-sized blocks of query rows (causal: keys up to the block's last row; windowed: strips
+// of query rows times the keys of their windows, O(Tq w dh) per head instead of O(Tq Tk dh)); see
 // detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
 // values (detail/panel_product.hpp, detail/head_products.hpp).
-// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout).
+// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout); with
+// attention_window w, B*H*Tq*min(w, Tk): a (1, 20000, d) batch with w = 64 and 4 heads keeps 20 MB of float
+// probabilities instead of 6.4 GB. cache_bytes() counts them for the memory limit (core/memory_limit.hpp).
 // Padded input values must be finite for finite parameter gradients (they never reach the outputs).
 // Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
 // the (b, h) pairs of the attention (one thread for the pairs with attention dropout in Train, so the masks
@@ -60,6 +70,7 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  // default in_features
   SEQATTN_ARG(bool, use_bias, true)
   SEQATTN_ARG(bool, causal, false)
+  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, attention_dropout, 0.0)
   SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
@@ -91,6 +102,13 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_config(describe(), ": attention_dropout must be in [0, 1) but got ", rate);
     if (!is_elementwise(options.activation()))
       detail::throw_config(describe(), ": activation must be elementwise but got ", to_string(options.activation()));
+    if (options.attention_window()) {
+      if (*options.attention_window() < 1)
+        detail::throw_config(describe(), ": attention_window must be at least 1 but got ", *options.attention_window());
+      if (!options.causal())
+        detail::throw_config(describe(), ": attention_window needs causal (a window of past keys [t - w + 1, t]) ",
+                             "but causal is false");
+    }
 
     const Index hd = detail::checked_product(describe(), "heads x head_size", {heads_, head_size_});
     for (const Index rows : {in_features, key_features_, key_features_})
@@ -138,6 +156,7 @@ class MultiHeadAttention final : public Layer<S> {
     if (options_.key_features()) s += ", key_features=" + std::to_string(*options_.key_features());
     if (options_.output_features()) s += ", output_features=" + std::to_string(*options_.output_features());
     if (options_.causal()) s += ", causal=true";
+    if (options_.attention_window()) s += ", attention_window=" + std::to_string(*options_.attention_window());
     if (!options_.use_bias()) s += ", use_bias=false";
     if (options_.attention_dropout() > 0) s += detail::cat(", attention_dropout=", options_.attention_dropout());
     if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
@@ -146,17 +165,25 @@ class MultiHeadAttention final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
 
-  // The attention probabilities (B*H, Tq, Tk), twice with attention dropout, and the (B*T, H*dh) projections
-  // and their gradients; Tk is the key/value length inside a cross-attention call, else T.
+  // The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
+  // attention dropout, and the (B*T, H*dh) projections and their gradients; Tk is the key/value length inside a
+  // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
-    const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, Tk});
+    const Index cols = windowed() ? std::min(*options_.attention_window(), Tk) : Tk;
+    const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, cols});
     const std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
     return detail::saturating_add(options_.attention_dropout() > 0 ? detail::saturating_add(probs, probs) : probs, rows);
   }
   std::string memory_remedy(Index, Index) const override {
-    return "it keeps batch x heads x T x T attention probabilities for backward: use a smaller batch or cut the "
-           "sequences into shorter windows";
+    if (windowed())
+      return "it keeps batch x heads x T x attention_window attention probabilities for backward: use a smaller "
+             "attention_window or batch";
+    return std::string("it keeps batch x heads x T x T attention probabilities for backward: ") +
+           (options_.causal() ? "set attention_window to bound the keys each step sees (memory batch x heads x T x "
+                                "window), use a smaller batch or cut the sequences into shorter windows"
+                              : "use a smaller batch or cut the sequences into shorter windows (with causal, "
+                                "attention_window bounds the keys each step sees: memory batch x heads x T x window)");
   }
 
   Index heads() const { return heads_; }
@@ -164,17 +191,30 @@ class MultiHeadAttention final : public Layer<S> {
   Index key_features() const { return key_features_; }
   const MultiHeadAttentionOptions& options() const { return options_; }
 
-  // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b.
-  const Tensor3<S>& attention() const { return attention_; }
-  // Head h of sample b, (Tq, Tk).
+  // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
+  // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
+  // query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
+  // above memory_limit()) and kept until the next forward.
+  const Tensor3<S>& attention() const {
+    if (!windowed()) return attention_;
+    if (!dense_ready_) build_dense_attention();
+    return dense_;
+  }
+  // Head h of sample b, (Tq, Tk) (with attention_window: of the dense map of attention()).
   Eigen::Map<const Matrix<S>> attention(Index b, Index h) const {
     const Index B = heads_ > 0 ? attention_.dimension(0) / heads_ : 0;
     if (b < 0 || b >= B || h < 0 || h >= heads_)
       detail::throw_shape(describe(), ": attention(b, h) expected b in [0, ", B, ") and h in [0, ", heads_,
                           ") but got (", b, ", ", h, ")");
-    const Index Tq = attention_.dimension(1), Tk = attention_.dimension(2);
-    return Eigen::Map<const Matrix<S>>(attention_.data() + (b * heads_ + h) * Tq * Tk, Tq, Tk);
+    const Tensor3<S>& a = attention();
+    const Index Tq = a.dimension(1), Tk = a.dimension(2);
+    return Eigen::Map<const Matrix<S>>(a.data() + (b * heads_ + h) * Tq * Tk, Tq, Tk);
   }
+  // The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
+  // j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
+  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0).
+  const Tensor3<S>& attention_band() const { return attention_; }
+  Index band_key(Index t, Index j) const { return window(attention_band_keys_).start(t) + j; }
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
   // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
@@ -226,16 +266,21 @@ class MultiHeadAttention final : public Layer<S> {
       detail::parallel_for(ckv, detail::parallel_threads(ckv, 4.0 * double(M) * double(Wk_.size())), project_kv);
     }
 
-    // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h
-    ensure_shape(attention_, B * H, Tq, Tk);
+    // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
+    // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
+    const detail::mha::Window win = window(Tk);
+    const Index W = win.cols(), wk = win.width;
+    attention_band_keys_ = Tk;
+    dense_ready_ = false;
+    ensure_shape(attention_, B * H, Tq, W);
     ensure_shape(ctx_, B * Tq, hd);
     dropout_active_ = mode == Mode::Train && options_.attention_dropout() > 0;
-    if (dropout_active_) ensure_shape(dropped_, B * H, Tq, Tk);
+    if (dropout_active_) ensure_shape(dropped_, B * H, Tq, W);
     const S scale = S(1) / std::sqrt(S(dh));
     // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
-    const double pair_work = 4.0 * double(B * H) * double(Tq) * double(Tk) * double(dh);
+    const double pair_work = 4.0 * double(B * H) * double(Tq) * double(W) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
-    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false);
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -243,13 +288,17 @@ class MultiHeadAttention final : public Layer<S> {
       const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
-      HeadMap P(attention_.data() + bh * Tq * Tk, Tq, Tk, Eigen::OuterStride<>(Tk));
+      HeadMap P(attention_.data() + bh * Tq * W, Tq, W, Eigen::OuterStride<>(W));
       HeadMap C = head(ctx_, b, h, Tq);
       detail::mha::AttentionDropout<S> dropout;
-      if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * Tk};
-      detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
-                                        options_.causal(), scale, dropout,
-                                        panels_[static_cast<size_t>(detail::mha::thread_index())]);
+      if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * W};
+      auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
+      if (wk > 0)
+        detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
+                                                   lq, lk, win, scale, dropout, panels);
+      else
+        detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
+                                          options_.causal(), scale, dropout, panels);
     }
 
     // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
@@ -321,8 +370,11 @@ class MultiHeadAttention final : public Layer<S> {
     ensure_shape(dv_, M, hd);
     const S scale = S(1) / std::sqrt(S(dh));
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
-    const int threads = detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(Tk) * double(dh));
-    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true);
+    const detail::mha::Window win = window(Tk);
+    const Index W = attention_.dimension(2), wk = win.width;  // the forward's storage
+    const int threads =
+        detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -330,14 +382,19 @@ class MultiHeadAttention final : public Layer<S> {
       const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
-      const S* p = attention_.data() + bh * Tq * Tk;
-      const S* pd = dropout_active_ ? dropped_.data() + bh * Tq * Tk : p;
+      const S* p = attention_.data() + bh * Tq * W;
+      const S* pd = dropout_active_ ? dropped_.data() + bh * Tq * W : p;
       HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
-      detail::mha::attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk),
-                                         ConstHeadMap(p, Tq, Tk, Eigen::OuterStride<>(Tk)),
-                                         ConstHeadMap(pd, Tq, Tk, Eigen::OuterStride<>(Tk)), chead(dctx_, b, h, Tq), dQ,
-                                         dK, dV, lq, lk, options_.causal(), scale, keep_scale,
-                                         panels_[static_cast<size_t>(detail::mha::thread_index())]);
+      const ConstHeadMap P(p, Tq, W, Eigen::OuterStride<>(W)), Pd(pd, Tq, W, Eigen::OuterStride<>(W));
+      auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
+      if (wk > 0)
+        detail::mha::windowed_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
+                                                    Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
+                                                    keep_scale, panels);
+      else
+        detail::mha::attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, Pd,
+                                           chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(), scale,
+                                           keep_scale, panels);
     }
 
     // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
@@ -445,9 +502,41 @@ class MultiHeadAttention final : public Layer<S> {
     }
   }
 
-  // Query rows of sample b that produce an output: the valid ones, none when there is no valid key.
-  static Index live_rows(const Mask& mq, const Mask& mkv, Index b, Index Tq, Index Tk) {
-    return mkv.length(b, Tk) > 0 ? mq.length(b, Tq) : 0;
+  // Query rows of sample b that produce an output: the valid ones, none when there is no valid key; with
+  // attention_window, those whose window holds a valid key (cross-attention: t < len_kv + window - 1).
+  Index live_rows(const Mask& mq, const Mask& mkv, Index b, Index Tq, Index Tk) const {
+    const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
+    if (windowed())
+      return detail::mha::window_live_rows(lq, lk, std::min(*options_.attention_window(), std::max<Index>(lq, 1)));
+    return lk > 0 ? lq : 0;
+  }
+
+  bool windowed() const { return options_.attention_window().has_value(); }
+  // The band of attention_window over Tk keys (width 0 without a window).
+  detail::mha::Window window(Index Tk) const {
+    return detail::mha::Window{options_.attention_window().value_or(0), Tk};
+  }
+
+  // dense_ (B*H, Tq, Tk) from the band of the last forward (attention()).
+  void build_dense_attention() const {
+    const Index BH = attention_.dimension(0), Tq = attention_.dimension(1), W = attention_.dimension(2);
+    const Index Tk = attention_band_keys_;
+    const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk});
+    if (bytes > memory_limit())
+      throw MemoryError(
+          detail::cat(describe(), ": attention() builds the dense (B*H, Tq, Tk) = ", shape_string(BH, Tq, Tk),
+                      " map of ", format_bytes(bytes), ", above the memory limit of ", format_bytes(memory_limit()),
+                      " (seqattn::set_memory_limit); read the band with attention_band() instead"));
+    const detail::mha::Window win = window(Tk);
+    ensure_shape(dense_, BH, Tq, Tk);
+    dense_.setZero();
+    for (Index bh = 0; bh < BH; ++bh)
+      for (Index t = 0; t < Tq; ++t)
+        for (Index j = 0; j < W; ++j) {
+          const Index s = win.start(t) + j;
+          if (s >= 0 && s < Tk) dense_(bh, t, s) = attention_(bh, t, j);
+        }
+    dense_ready_ = true;
   }
 
   // Column block h of sample b of a (B*T, hd) matrix: (T, dh) with row stride hd.
@@ -474,8 +563,11 @@ class MultiHeadAttention final : public Layer<S> {
   // forward caches
   Matrix<S> zq_, zk_, zv_;          // pre-activations (only with an activation)
   Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
-  Tensor3<S> attention_, dropped_;  // (B*H, Tq, Tk) probabilities; after dropout (Train with dropout only)
+  Tensor3<S> attention_, dropped_;  // (B*H, Tq, W) probabilities; after dropout (Train with dropout only)
   bool dropout_active_ = false;
+  Index attention_band_keys_ = 0;     // Tk of the last forward
+  mutable Tensor3<S> dense_;          // attention() with attention_window: built on request
+  mutable bool dense_ready_ = false;  // dense_ holds the last forward's map
   // backward buffers
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
   std::vector<detail::head::HeadPanels<S>> panels_;  // per thread: layouts of one head (detail/head_products.hpp)

@@ -7,7 +7,10 @@
 // Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
 // norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
 // (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the
-// statistics of nothing (LayerNorm is per step); `causal` lets step t attend to steps s <= t only.
+// statistics of nothing (LayerNorm is per step); `causal` lets step t attend to steps s <= t only;
+// `attention_window` w (with causal only, w >= 1: ConfigError otherwise) to the w steps [t - w + 1, t] only
+// (torch: a src_mask of -inf where s > t or s < t - w + 1), in O(T w) time and memory: the attention keeps
+// B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
 // Padded steps never change valid outputs. x (B, T, d) -> y (B, T, d).
 // Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
 
@@ -32,6 +35,7 @@ struct TransformerEncoderOptions {
   SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU or ReLU
   SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
   SEQATTN_ARG(bool, causal, false)
+  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
 };
@@ -46,9 +50,12 @@ class TransformerEncoderBlock final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "transformer_encoder"; }
   std::string describe() const override {
-    return detail::cat("TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(),
-                       ", ff_dim=", ff_dim_, ", ", options_.norm_first() ? "pre-norm" : "post-norm",
-                       options_.causal() ? ", causal" : "", ")");
+    return detail::cat(
+        "TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(), ", ff_dim=", ff_dim_, ", ",
+        options_.norm_first() ? "pre-norm" : "post-norm", options_.causal() ? ", causal" : "",
+        options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
+                                    : std::string(),
+        ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
@@ -126,7 +133,12 @@ class TransformerEncoderBlock final : public Layer<S> {
       : Layer<S>(d),
         ff_dim_(check_ff_dim(ff_dim)),
         options_(check_options(o)),
-        mha_(d, heads, MultiHeadAttentionOptions().causal(o.causal()).attention_dropout(o.attention_dropout()).seed(seed)),
+        mha_(d, heads,
+             MultiHeadAttentionOptions()
+                 .causal(o.causal())
+                 .attention_window(o.attention_window())
+                 .attention_dropout(o.attention_dropout())
+                 .seed(seed)),
         ln1_(d, LayerNormOptions().eps(o.layer_norm_eps())),
         ln2_(d, LayerNormOptions().eps(o.layer_norm_eps())),
         ffn1_(d, ff_dim, DenseOptions().activation(o.activation()).seed(seed + 1)),
@@ -142,6 +154,14 @@ class TransformerEncoderBlock final : public Layer<S> {
   static const TransformerEncoderOptions& check_options(const TransformerEncoderOptions& o) {
     if (o.activation() != Activation::GELU && o.activation() != Activation::ReLU)
       detail::throw_config("TransformerEncoderBlock: activation must be gelu or relu but got ", to_string(o.activation()));
+    if (o.attention_window()) {
+      if (*o.attention_window() < 1)
+        detail::throw_config("TransformerEncoderBlock: attention_window must be at least 1 but got ",
+                             *o.attention_window());
+      if (!o.causal())
+        detail::throw_config("TransformerEncoderBlock: attention_window needs causal (a window of past steps ",
+                             "[t - w + 1, t]) but causal is false");
+    }
     return o;
   }
   static void append(ParamList<S>& list, const std::string& prefix, Layer<S>& layer) {
