@@ -59,6 +59,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/multi_head_attention_kernels.hpp"
+#include "seqattn/detail/multi_head_attention_stream.hpp"
 #include "seqattn/detail/parallel.hpp"
 #include "seqattn/layers/activation.hpp"
 
@@ -164,6 +165,22 @@ class MultiHeadAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
+  // Streams with causal self-attention: a key/value cache per stream (detail/multi_head_attention_stream.hpp),
+  // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (!options_.causal() || key_features_ != this->in_features()) return Layer<S>::open_stream(batch, options);
+    const detail::AttentionWeights<S> weights{&Wq_, &bq_, &Wk_, &bk_, &Wv_, &bv_, &Wo_, &bo_, options_.use_bias(),
+                                              options_.activation(), heads_, head_size_,
+                                              options_.attention_window().value_or(0)};
+    return std::make_unique<detail::MultiHeadAttentionStream<S>>(weights, batch, options, describe());
+  }
+  std::string stream_refusal() const override {
+    if (key_features_ != this->in_features())
+      return "key_features differs from the input features: a cross-attention layer (its keys come from another "
+             "sequence) has no stream form";
+    return "without causal every step attends to the whole sequence, later steps included; set causal (and "
+           "attention_window to bound the memory) to stream";
+  }
 
   // The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
   // attention dropout, and the (B*T, H*dh) projections and their gradients; Tk is the key/value length inside a

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
@@ -61,6 +62,23 @@ class TransformerEncoderBlock final : public Layer<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
   std::size_t cache_bytes(Index B, Index T) const override { return mha_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return mha_.memory_remedy(B, T); }
+
+  // Streams with causal: its attention's key/value cache, the other sub-layers per step, dropout the identity.
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    if (!options_.causal()) return Layer<S>::open_stream(batch, options);
+    auto stream = std::make_unique<BlockStream>(options_.norm_first());
+    stream->hidden_features = ff_dim_;
+    stream->mha = mha_.open_stream(batch, options);
+    stream->ln1 = ln1_.open_stream(batch, options);
+    stream->ln2 = ln2_.open_stream(batch, options);
+    stream->ffn1 = ffn1_.open_stream(batch, options);
+    stream->ffn2 = ffn2_.open_stream(batch, options);
+    return stream;
+  }
+  std::string stream_refusal() const override {
+    return "without causal every step attends to the whole sequence, later steps included; set causal (and "
+           "attention_window to bound the memory) to stream";
+  }
 
   MultiHeadAttention<S>& attention_layer() { return mha_; }
   const MultiHeadAttention<S>& attention_layer() const { return mha_; }
@@ -129,6 +147,46 @@ class TransformerEncoderBlock final : public Layer<S> {
   }
 
  private:
+  // The block's forward over the new rows of each stream (dropout is the identity in a stream).
+  struct BlockStream final : LayerStream<S> {
+    explicit BlockStream(bool pre_norm) : pre(pre_norm) {}
+    bool pre;
+    Index hidden_features = 0;  // ff_dim
+    std::unique_ptr<LayerStream<S>> mha, ln1, ln2, ffn1, ffn2;
+    Tensor3<S> normed, attended, h, hidden, f, sum;
+    // x (B, n, d) -> y (B, n, d)
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), d = x.dimension(2);
+      for (Tensor3<S>* t : {&normed, &attended, &h, &f, &sum}) ensure_shape(*t, B, n, d);
+      if (pre) {  // h = x + MHA(LN1(x));  y = h + FFN(LN2(h))
+        ln1->step(x, start, normed);
+        mha->step(normed, start, attended);
+        as_matrix(h).noalias() = as_matrix(x) + as_matrix(attended);
+        ln2->step(h, start, normed);
+        ffn(normed, start);
+        as_matrix(y).noalias() = as_matrix(h) + as_matrix(f);
+      } else {  // h = LN1(x + MHA(x));  y = LN2(h + FFN(h))
+        mha->step(x, start, attended);
+        as_matrix(sum).noalias() = as_matrix(x) + as_matrix(attended);
+        ln1->step(sum, start, h);
+        ffn(h, start);
+        as_matrix(sum).noalias() = as_matrix(h) + as_matrix(f);
+        ln2->step(sum, start, y);
+      }
+    }
+    void reset(Index b) override { mha->reset(b); }
+    void state(StreamStateList<S>& list, const std::string& prefix) override { mha->state(list, prefix + "mha."); }
+    Index max_steps() const override { return mha->max_steps(); }
+
+   private:
+    // f = Dense2(act(Dense1(z)))
+    void ffn(const Tensor3<S>& z, const std::vector<Index>& start) {
+      ensure_shape(hidden, z.dimension(0), z.dimension(1), hidden_features);
+      ffn1->step(z, start, hidden);
+      ffn2->step(hidden, start, f);
+    }
+  };
+
   TransformerEncoderBlock(Index d, Index heads, Index ff_dim, const TransformerEncoderOptions& o, std::uint64_t seed)
       : Layer<S>(d),
         ff_dim_(check_ff_dim(ff_dim)),
