@@ -183,9 +183,9 @@ class SeqWeightedAttention final : public Layer<S> {
       detail::zero_stream(weighted_sum, b);
     }
     void state(StreamStateList<S>& list, const std::string& prefix) override {
-      list.push_back(StreamStateTensor<S>{prefix + "max_score", &max_score, false, 1});
-      list.push_back(StreamStateTensor<S>{prefix + "exp_sum", &exp_sum, false, 1});
-      list.push_back(StreamStateTensor<S>{prefix + "weighted_sum", &weighted_sum, false, 1});
+      list.push_back(StreamStateTensor<S>{prefix + "max_score", &max_score, false, 0});
+      list.push_back(StreamStateTensor<S>{prefix + "exp_sum", &exp_sum, false, 0});
+      list.push_back(StreamStateTensor<S>{prefix + "weighted_sum", &weighted_sum, false, 0});
     }
     bool pools_time() const override { return true; }
   };
