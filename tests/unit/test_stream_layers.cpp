@@ -2,14 +2,16 @@
 // SeqWeightedAttention and FeatureAttention: every option against predict (stream_matches_predict: random chunks
 // of 1..5 steps, resets at other times per stream), bitwise where the header says so (LayerNorm with its scaled
 // path, BatchNorm, Embedding, positional encodings, GlobalMaxPool, GlobalAvgPool, LastStep, the identity pools);
-// Embedding's id errors before anything is written; StreamLimitError past PositionEmbedding's max_length; state
-// names and shapes; resets; the refusals of the layers and options that read later steps; and steady single
-// steps that allocate nothing (EIGEN_RUNTIME_NO_MALLOC).
+// Embedding's id errors (and id 0 with mask_zero) before anything is written; StreamLimitError past
+// PositionEmbedding's max_length; state names and shapes; resets; the refusals of the layers and options that
+// read later steps; and steady single steps that allocate nothing (EIGEN_RUNTIME_NO_MALLOC).
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 

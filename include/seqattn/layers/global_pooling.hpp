@@ -64,7 +64,7 @@ struct RunningPoolStream final : LayerStream<S> {
   }
   void reset(Index b) override { zero_stream(acc, b); }
   void state(StreamStateList<S>& list, const std::string& prefix) override {
-    list.push_back(StreamStateTensor<S>{prefix + name, &acc, false, 1});
+    list.push_back(StreamStateTensor<S>{prefix + name, &acc, false, 0});
   }
   bool pools_time() const override { return true; }
 };

@@ -17,8 +17,9 @@
 // running softmax: the largest score m so far, l = sum_t exp(z_t - m) and v = sum_t exp(z_t - m) x_t (both
 // rescaled by exp(m_old - m) when a step raises m), y = v / l. State "max_score" (B, 1, 1), "exp_sum"
 // (B, 1, 1), "weighted_sum" (B, 1, F). Equal to the forward up to rounding (the forward normalizes by the
-// maximum of the whole prefix): relative differences of a few units in the last place. A NaN score (or +Inf,
-// whose weight exp(inf - inf) is NaN in the forward) makes the outputs NaN from that step on, as in the forward.
+// maximum of the whole prefix): |stream - predict| / (1 + |predict|) below 1e-15 in double and 3e-7 in float
+// over 200 steps of random models. A NaN score (or +Inf, whose weight exp(inf - inf) is NaN in the forward)
+// makes the outputs NaN from that step on, as in the forward.
 
 #include <cmath>
 #include <limits>
@@ -182,9 +183,9 @@ class SeqWeightedAttention final : public Layer<S> {
       detail::zero_stream(weighted_sum, b);
     }
     void state(StreamStateList<S>& list, const std::string& prefix) override {
-      list.push_back(StreamStateTensor<S>{prefix + "max_score", &max_score, false, 1});
-      list.push_back(StreamStateTensor<S>{prefix + "exp_sum", &exp_sum, false, 1});
-      list.push_back(StreamStateTensor<S>{prefix + "weighted_sum", &weighted_sum, false, 1});
+      list.push_back(StreamStateTensor<S>{prefix + "max_score", &max_score, false, 0});
+      list.push_back(StreamStateTensor<S>{prefix + "exp_sum", &exp_sum, false, 0});
+      list.push_back(StreamStateTensor<S>{prefix + "weighted_sum", &weighted_sum, false, 0});
     }
     bool pools_time() const override { return true; }
   };
