@@ -174,6 +174,80 @@ TEST(Stream, StateBytesCountTheCarriedState) {
   EXPECT_GT(s.state_bytes(), before);
 }
 
+// MultiHeadAttention's key/value cache: every head count, window (none, shorter and longer than the chunks and
+// sequences), activation and bias; chunks of up to 7 steps, longer than the smaller windows.
+TEST(Stream, MultiHeadAttentionMatchesPredict) {
+  Index rows = 0;
+  for (Index heads : {1, 2, 3})
+    for (Index window : {0, 1, 3, 50})
+      for (Activation act : {Activation::Linear, Activation::Tanh})
+        for (bool bias : {true, false}) {
+          MultiHeadAttentionOptions o;
+          o.causal(true).activation(act).use_bias(bias).head_size(2).output_features(4).seed(11);
+          if (window > 0) o.attention_window(window);
+          Sequential<double> m(5);
+          m.add<MultiHeadAttention<double>>(heads, o);
+          seqattn::testing::StreamCheck check;
+          check.steps = 30;
+          check.max_chunk = 7;
+          check.max_sequence = 20;
+          check.seed = static_cast<std::uint64_t>(heads * 100 + window);
+          check.rows_checked = &rows;
+          check.options = StreamOptions().max_history(24);  // the growing cache grows from 16 rows
+          ASSERT_TRUE(seqattn::testing::stream_matches_predict(m, check, 1e-12, m.layer(0).describe()));
+          Sequential<float> f(5);
+          f.add<MultiHeadAttention<float>>(heads, o);
+          ASSERT_TRUE(seqattn::testing::stream_matches_predict(f, check, 2e-5, f.layer(0).describe()));
+        }
+  EXPECT_GT(rows, 1000);
+}
+
+TEST(Stream, TransformerEncoderBlockMatchesPredict) {
+  for (bool pre : {false, true})
+    for (Index window : {0, 2, 9}) {
+      TransformerEncoderOptions o;
+      o.causal(true).norm_first(pre).dropout(0.3).attention_dropout(0.2).seed(5);
+      if (window > 0) o.attention_window(window);
+      Sequential<double> m(4);
+      m.add<TransformerEncoderBlock<double>>(2, 6, o);
+      m.add<TransformerEncoderBlock<double>>(1, 3, o);
+      seqattn::testing::StreamCheck check;
+      check.max_chunk = 5;
+      EXPECT_TRUE(seqattn::testing::stream_matches_predict(m, check, 1e-12, m.layer(0).describe()));
+    }
+  Sequential<double> global(4);
+  global.add<TransformerEncoderBlock<double>>(2, 6);
+  EXPECT_THROW(global.stream(1), ConfigError);
+  Sequential<double> mha(4);
+  mha.add<MultiHeadAttention<double>>(2);
+  const std::string msg = message_of([&] { mha.stream(1); });
+  EXPECT_NE(msg.find("set causal"), std::string::npos) << msg;
+}
+
+// A steady stream of the benchmark's causal classifier (sinusoidal positions, windowed multi-head attention,
+// LayerNorm, running max pool) allocates nothing per step, for one stream and for several.
+TEST(Stream, ASteadyStreamAllocatesNothing) {
+  Sequential<float> m(8);
+  m.add<Dense<float>>(16, DenseOptions().seed(1));
+  m.add<SinusoidalPositionalEncoding<float>>();
+  m.add<MultiHeadAttention<float>>(4, MultiHeadAttentionOptions().causal(true).attention_window(8).seed(2));
+  m.add<LayerNorm<float>>();
+  m.add<GlobalMaxPool<float>>();
+  m.add<Dense<float>>(2, DenseOptions().seed(3));
+  for (Index B : {1, 3}) {
+    Stream<float> s = m.stream(B);
+    Tensor3<float> x(B, 1, 8);
+    x.setConstant(0.25f);
+    for (int k = 0; k < 20; ++k) s.step(x);  // the ring buffer is full
+    Eigen::internal::set_is_malloc_allowed(false);
+    for (int k = 0; k < 20; ++k) {
+      x(0, 0, k % 8) += 0.5f;
+      s.step(x);
+    }
+    Eigen::internal::set_is_malloc_allowed(true);
+  }
+}
+
 class StreamStateFile : public ::testing::Test {
  protected:
   void TearDown() override { std::remove(path.c_str()); }

@@ -18,6 +18,7 @@
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/stream.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/detail/stream_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn::detail {
@@ -82,16 +83,19 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
           const Block Kh(K + h * dh, keys, dh, Eigen::OuterStride<>(hd));
           const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
           auto s = scores_.head(keys);
-          s.noalias() = Kh * (q_.row(r).segment(h * dh, dh).transpose() * scale);
+          s.noalias() = Kh * q_.row(r).segment(h * dh, dh).transpose();
+          s *= scale;
           const S mx = s.maxCoeff();
           s = (s.array() - mx).exp();
           const S sum = s.sum();
-          ctx_.row(r).segment(h * dh, dh).noalias() = (s.transpose() * Vh) / sum;
+          auto ctx = ctx_.row(r).segment(h * dh, dh);
+          ctx.noalias() = s.transpose() * Vh;
+          ctx /= sum;
         }
       }
     }
     MatrixMap<S> Y = as_matrix(y);
-    Y.noalias() = ctx_ * *w_.Wo;
+    stream_product(Y, ctx_, *w_.Wo);
     if (w_.use_bias) Y.rowwise() += w_.bo->transpose();
   }
 
@@ -109,7 +113,7 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
  private:
   // Z = act(X W + b) over all rows
   void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& bias, Matrix<S>& Z) const {
-    Z.noalias() = X * W;
+    stream_product(Z, X, W);
     if (w_.use_bias) Z.rowwise() += bias.transpose();
     activation_forward<S>(w_.activation, Z, Z);
   }

@@ -16,6 +16,7 @@
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/panel_product.hpp"
 #include "seqattn/detail/parallel.hpp"
+#include "seqattn/detail/stream_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
 namespace seqattn {
@@ -139,7 +140,7 @@ class Dense final : public Layer<S> {
     // x (B*n, in) -> y = act(x W + b) (B*n, units)
     void apply(const Tensor3<S>& x, Tensor3<S>& y) override {
       auto Y = as_matrix(y);
-      Y.noalias() = as_matrix(x) * layer.W_;
+      detail::stream_product(Y, as_matrix(x), layer.W_);
       if (layer.options_.use_bias()) Y.rowwise() += layer.b_.transpose();
       activation_forward<S>(layer.options_.activation(), Y, Y);
     }
