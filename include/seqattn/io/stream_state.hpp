@@ -202,6 +202,15 @@ void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, con
     found[it->second] = Found{r.take(static_cast<std::size_t>(values) * sizeof(S), "values"), static_cast<Index>(dim[1])};
   }
   if (r.remaining() != 0) throw_format(who, ": ", r.remaining(), " unused bytes after the last state record");
+  // The growing caches of one layer (its keys and values) grow together: equal capacities.
+  for (std::size_t i = 0; i < state.size(); ++i)
+    for (std::size_t j = i + 1; j < state.size(); ++j) {
+      const auto layer_of = [](const std::string& name) { return name.substr(0, name.rfind('.') + 1); };
+      if (state[i].grows && state[j].grows && layer_of(state[i].name) == layer_of(state[j].name) &&
+          found[i].rows != found[j].rows)
+        throw_format(who, ": state '", state[i].name, "' has ", found[i].rows, " rows but '", state[j].name, "' has ",
+                     found[j].rows, " (caches of one layer have the same capacity)");
+    }
   for (std::size_t i = 0; i < state.size(); ++i) {
     Tensor3<S>& t = *state[i].tensor;
     if (t.dimension(1) != found[i].rows) t.resize(t.dimension(0), found[i].rows, t.dimension(2));
