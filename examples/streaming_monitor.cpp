@@ -42,7 +42,8 @@ Signal make_signal(Index n, std::uint64_t seed) {
   Index next_event = 40 + static_cast<Index>(rng.below(200));
   for (Index t = 0; t < n; ++t) {
     level = 0.995 * level + rng.normal(0, 0.02);
-    s.value[static_cast<size_t>(t)] = static_cast<float>(std::sin(6.283185307 * double(t) / 40.0) + level + rng.normal(0, 0.15));
+    s.value[static_cast<size_t>(t)] =
+        static_cast<float>(std::sin(6.283185307 * double(t) / 40.0) + level + rng.normal(0, 0.15));
     if (t == next_event) {
       s.event_starts.push_back(t);
       const double amplitude = rng.uniform(0.8, 1.6);
@@ -61,7 +62,8 @@ Sequential<float> make_model() {
   Sequential<float> model(1);
   model.add<Conv1D<float>>(16, 8, Conv1DOptions().padding(Padding::Causal).activation(Activation::ReLU));
   model.add<SeqSelfAttention<float>>(
-      SeqSelfAttentionOptions().history_only(true).attention_width(32).units(16).attention_activation(Activation::Tanh));
+      SeqSelfAttentionOptions().history_only(true).attention_width(32).units(16).attention_activation(
+          Activation::Tanh));
   model.add<LayerNorm<float>>();
   model.add<Dense<float>>(16, Activation::ReLU);
   model.add<Dense<float>>(1);
@@ -134,7 +136,8 @@ int main(int argc, char** argv) {
   std::vector<Index> delays;
   std::vector<bool> in_event(static_cast<size_t>(stream_length), false);
   for (Index start : live.event_starts) {
-    for (Index t = start; t < std::min(start + kEventLength, stream_length); ++t) in_event[static_cast<size_t>(t)] = true;
+    for (Index t = start; t < std::min(start + kEventLength, stream_length); ++t)
+      in_event[static_cast<size_t>(t)] = true;
     for (Index t = start; t < std::min(start + kEventLength, stream_length); ++t)
       if (logits[static_cast<size_t>(t)] > 0) {
         ++found;
@@ -152,11 +155,12 @@ int main(int argc, char** argv) {
   const Index events = static_cast<Index>(live.event_starts.size());
   std::sort(delays.begin(), delays.end());
   std::printf("events: %ld, detected %ld (%.1f%%), missed %ld, false alarms %ld; median delay %ld samples\n",
-              static_cast<long>(events), static_cast<long>(found), 100.0 * double(found) / double(std::max<Index>(events, 1)),
-              static_cast<long>(events - found), static_cast<long>(false_alarms),
-              static_cast<long>(delays.empty() ? -1 : delays[delays.size() / 2]));
+              static_cast<long>(events), static_cast<long>(found),
+              100.0 * double(found) / double(std::max<Index>(events, 1)), static_cast<long>(events - found),
+              static_cast<long>(false_alarms), static_cast<long>(delays.empty() ? -1 : delays[delays.size() / 2]));
   std::printf("latency of one step (one sample): p50 %.2f us, p99 %.2f us, max %.2f us over %ld steps\n",
-              percentile(micros, 0.5), percentile(micros, 0.99), percentile(micros, 1.0), static_cast<long>(stream_length));
+              percentile(micros, 0.5), percentile(micros, 0.99), percentile(micros, 1.0),
+              static_cast<long>(stream_length));
   if (max_difference > 1e-3) {
     std::printf("error: the stream differs from predict\n");
     return 1;

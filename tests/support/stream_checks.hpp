@@ -23,11 +23,11 @@
 namespace seqattn::testing {
 
 struct StreamCheck {
-  Index streams = 3;       // B
-  Index steps = 30;        // steps fed to every stream (all streams step together)
-  Index max_sequence = 12; // a stream's sequences have 1..max_sequence steps (then it is reset)
-  Index max_chunk = 4;     // chunks of 1..max_chunk steps (never across a stream's reset)
-  Index vocab = 0;         // > 0: inputs are ids in [1, vocab) (a model that starts with an Embedding)
+  Index streams = 3;        // B
+  Index steps = 30;         // steps fed to every stream (all streams step together)
+  Index max_sequence = 12;  // a stream's sequences have 1..max_sequence steps (then it is reset)
+  Index max_chunk = 4;      // chunks of 1..max_chunk steps (never across a stream's reset)
+  Index vocab = 0;          // > 0: inputs are ids in [1, vocab) (a model that starts with an Embedding)
   std::uint64_t seed = 1;
   StreamOptions options = StreamOptions();
   Index* rows_checked = nullptr;  // when set, adds the number of compared output rows
@@ -96,8 +96,8 @@ template <class S>
     const Tensor3<S>& y = stream.step(x);
     for (Index b = 0; b < B; ++b) {
       if (stream.steps(b) != t + n - sequence_start(b, t))
-        return ::testing::AssertionFailure() << "stream " << b << " reports steps " << stream.steps(b) << " but has seen "
-                                             << t + n - sequence_start(b, t) << recipe;
+        return ::testing::AssertionFailure() << "stream " << b << " reports steps " << stream.steps(b)
+                                             << " but has seen " << t + n - sequence_start(b, t) << recipe;
       for (Index i = 0; i < n; ++i, ++rows)
         for (Index o = 0; o < out; ++o) {
           const double want = static_cast<double>(expected[static_cast<size_t>(b)](t + i, o));

@@ -30,7 +30,8 @@ void check_random_models(int models, double tol) {
     check.vocab = m.vocab;
     check.seed = static_cast<std::uint64_t>(seed);
     check.rows_checked = &rows;
-    ASSERT_TRUE(seqattn::testing::stream_matches_predict(m.model, check, tol, "\nmodel " + std::to_string(seed) + ":" + m.recipe));
+    ASSERT_TRUE(seqattn::testing::stream_matches_predict(m.model, check, tol,
+                                                         "\nmodel " + std::to_string(seed) + ":" + m.recipe));
   }
   std::printf("[ stream  ] %d random models, %ld output rows compared\n", models, static_cast<long>(rows));
 }

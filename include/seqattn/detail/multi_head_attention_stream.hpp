@@ -131,7 +131,8 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     for (Tensor3<S>* t : {&K_, &V_}) {
       Tensor3<S> grown(B, rows, hd);
       grown.setZero();
-      for (Index b = 0; b < B; ++b) std::copy(t->data() + b * C * hd, t->data() + (b + 1) * C * hd, grown.data() + b * rows * hd);
+      for (Index b = 0; b < B; ++b)
+        std::copy(t->data() + b * C * hd, t->data() + (b + 1) * C * hd, grown.data() + b * rows * hd);
       *t = std::move(grown);
     }
   }

@@ -135,8 +135,8 @@ void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, con
                  version > kVersion ? "; the file was written by a newer seqattn" : "");
   const std::uint32_t scalar = header.u32("scalar type");
   if (scalar != ScalarCode<S>::value)
-    throw_mismatch(who, ": scalar type expected ", scalar_name(ScalarCode<S>::value), " (the stream's) but the file holds ",
-                   scalar_name(scalar), " state");
+    throw_mismatch(who, ": scalar type expected ", scalar_name(ScalarCode<S>::value),
+                   " (the stream's) but the file holds ", scalar_name(scalar), " state");
   const std::uint64_t total = header.u64("file size");
   if (total != n) throw_format(who, ": the header declares ", total, " bytes but the file has ", n);
   const std::size_t body = n - 4;
@@ -180,7 +180,8 @@ void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, con
   std::vector<bool> seen(state.size(), false);
   for (std::uint64_t k = 0; k < count; ++k) {
     const std::uint32_t len = r.u32("name length");
-    if (len == 0 || len > kMaxNameLength) throw_format(who, ": state record ", k, ": name length ", len, " outside 1..", kMaxNameLength);
+    if (len == 0 || len > kMaxNameLength)
+      throw_format(who, ": state record ", k, ": name length ", len, " outside 1..", kMaxNameLength);
     const std::string name(reinterpret_cast<const char*>(r.take(len, "name")), len);
     const auto it = index.find(name);
     if (it == index.end()) throw_mismatch(who, ": the file has state '", name, "' that the stream does not have");
@@ -190,16 +191,18 @@ void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, con
     std::uint64_t dim[3];
     for (auto& d : dim) d = r.u64("dimension");
     const Index rows = t.tensor->dimension(1), cols = t.tensor->dimension(2);
-    const bool rows_ok = t.grows ? dim[1] >= static_cast<std::uint64_t>(std::max<Index>(1, std::min<Index>(most_steps, t.max_rows))) &&
-                                       dim[1] <= static_cast<std::uint64_t>(t.max_rows)
-                                 : dim[1] == static_cast<std::uint64_t>(rows);
+    const bool rows_ok =
+        t.grows ? dim[1] >= static_cast<std::uint64_t>(std::max<Index>(1, std::min<Index>(most_steps, t.max_rows))) &&
+                      dim[1] <= static_cast<std::uint64_t>(t.max_rows)
+                : dim[1] == static_cast<std::uint64_t>(rows);
     if (dim[0] != B || dim[2] != static_cast<std::uint64_t>(cols) || !rows_ok)
       throw_mismatch(who, ": state '", name, "': shape expected (", B, ", ",
                      t.grows ? cat("up to ", t.max_rows) : cat(rows), ", ", cols, ") but found (", dim[0], ", ", dim[1],
                      ", ", dim[2], ")");
     const std::uint64_t values = dim[0] * dim[1] * dim[2];  // each bounded above: no overflow
     if (values > r.remaining() / sizeof(S)) throw_format(who, ": state '", name, "' is truncated");
-    found[it->second] = Found{r.take(static_cast<std::size_t>(values) * sizeof(S), "values"), static_cast<Index>(dim[1])};
+    found[it->second] =
+        Found{r.take(static_cast<std::size_t>(values) * sizeof(S), "values"), static_cast<Index>(dim[1])};
   }
   if (r.remaining() != 0) throw_format(who, ": ", r.remaining(), " unused bytes after the last state record");
   // The growing caches of one layer (its keys and values) grow together: equal capacities.
@@ -252,8 +255,10 @@ void load_state(Stream<S>& stream, const std::string& path) {
     detail::throw_format(who, ": the header declares ", total, " bytes, more than a state of this stream can take (",
                          sf::largest_file(stream), ")");
   file.read(bytes, total - bytes.size());
-  if (bytes.size() != total) detail::throw_format(who, ": truncated: expected ", total, " bytes but found ", bytes.size());
-  if (file.read(bytes, 1) > 0) detail::throw_format(who, ": the input goes on after the ", total, " bytes its header declares");
+  if (bytes.size() != total)
+    detail::throw_format(who, ": truncated: expected ", total, " bytes but found ", bytes.size());
+  if (file.read(bytes, 1) > 0)
+    detail::throw_format(who, ": the input goes on after the ", total, " bytes its header declares");
   sf::decode_into(stream, bytes, who);
 }
 

@@ -60,15 +60,16 @@ class Stream {
     check_model();
     const Index B = batch(), n = x.dimension(1);
     if (x.dimension(0) != B || n <= 0 || x.dimension(2) != model_->in_features())
-      detail::throw_shape("Stream: step expected x of shape (", B, ", n >= 1, ", model_->in_features(),
-                          ") but got ", shape_string(x));
+      detail::throw_shape("Stream: step expected x of shape (", B, ", n >= 1, ", model_->in_features(), ") but got ",
+                          shape_string(x));
     for (Index b = 0; b < B; ++b)
       if (n > max_steps_ - steps_[static_cast<size_t>(b)])
         throw StreamLimitError(detail::cat(
             "Stream: stream ", b, " has seen ", steps_[static_cast<size_t>(b)], " steps and a step of ", n,
             " more would pass the longest sequence the model can hold in a stream, ", max_steps_,
             " steps (StreamOptions::max_history for attention without a window, max_len of a PositionEmbedding); "
-            "reset(", b, ") the stream, or give the attention layers a window"));
+            "reset(",
+            b, ") the stream, or give the attention layers a window"));
     ensure_shape(y_, B, n, model_->out_features());
     root_->step(x, steps_, y_);
     for (auto& s : steps_) s += n;
@@ -124,8 +125,7 @@ class Stream {
  private:
   void check_model() const {
     const auto id = identity_.lock();
-    if (!id)
-      detail::throw_usage("Stream: its model no longer exists (it was destroyed); open a new stream");
+    if (!id) detail::throw_usage("Stream: its model no longer exists (it was destroyed); open a new stream");
     if (id->generation != generation_)
       detail::throw_usage("Stream: its model ", model_->describe(),
                           " was assigned to since the stream was opened (its layers may have changed); open a new "
