@@ -2,7 +2,8 @@
 // The stream form of causal multi-head self-attention (layers/multi_head_attention.hpp, core/stream.hpp): a
 // key/value cache per stream.
 //   State: K and V (B, C, H*dh), the activated key and value projections of the last C steps of each stream,
-//   step p in row p % C. With an attention window w, C = w (a ring buffer: its rows are exactly the keys query p
+//   step p in slot p % C: V row by row, K transposed (each stream's block is an (H*dh, C) matrix: feature d of
+//   the key of slot c at d * C + c, so the scores of a head are AXPYs over the keys, not short dot products). With an attention window w, C = w (a ring buffer: its rows are exactly the keys query p
 //   may see once p >= w - 1); without one, C grows by doubling up to StreamOptions::max_history (rows 0..p).
 //   A chunk x (B, n, in): the q, k, v projections of all B*n rows at once; then per stream, row by row, the new
 //   key and value are written and the query attends to the valid rows 0 .. min(p + 1, C) - 1 of the cache
@@ -75,15 +76,15 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
       for (Index i = 0; i < n; ++i) {
         const Index p = start[static_cast<size_t>(b)] + i, r = b * n + i;
         const Index slot = p % C;
-        std::copy(&k_(r, 0), &k_(r, 0) + hd, K + slot * hd);
+        for (Index d = 0; d < hd; ++d) K[d * C + slot] = k_(r, d);  // keys transposed: row d, column slot
         std::copy(&v_(r, 0), &v_(r, 0) + hd, V + slot * hd);
         const Index keys = std::min<Index>(p + 1, C);
         if (scores_.size() < keys) scores_.resize(keys);
         for (Index h = 0; h < w_.heads; ++h) {
-          const Block Kh(K + h * dh, keys, dh, Eigen::OuterStride<>(hd));
+          const Block KhT(K + h * dh * C, dh, keys, Eigen::OuterStride<>(C));  // (dh, keys)
           const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
           auto s = scores_.head(keys);
-          s.noalias() = Kh * q_.row(r).segment(h * dh, dh).transpose();
+          s.noalias() = KhT.transpose() * q_.row(r).segment(h * dh, dh).transpose();  // AXPYs over the keys
           s *= scale;
           const S mx = s.maxCoeff();
           s = (s.array() - mx).exp();
@@ -128,13 +129,17 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     while (rows < need) rows = std::min<Index>(2 * rows, max_history_);
     const Index B = K_.dimension(0), hd = K_.dimension(2);
     detail::checked_parameter<S>(who_, "the key/value cache of a stream", {B, rows, hd});
-    for (Tensor3<S>* t : {&K_, &V_}) {
-      Tensor3<S> grown(B, rows, hd);
-      grown.setZero();
-      for (Index b = 0; b < B; ++b)
-        std::copy(t->data() + b * C * hd, t->data() + (b + 1) * C * hd, grown.data() + b * rows * hd);
-      *t = std::move(grown);
+    Tensor3<S> keys(B, rows, hd), values(B, rows, hd);
+    keys.setZero();
+    values.setZero();
+    for (Index b = 0; b < B; ++b) {
+      std::copy(V_.data() + b * C * hd, V_.data() + (b + 1) * C * hd, values.data() + b * rows * hd);
+      for (Index d = 0; d < hd; ++d)  // keys transposed: each row d of C slots moves to a row of `rows` slots
+        std::copy(K_.data() + b * C * hd + d * C, K_.data() + b * C * hd + (d + 1) * C,
+                  keys.data() + b * rows * hd + d * rows);
     }
+    K_ = std::move(keys);
+    V_ = std::move(values);
   }
 
   AttentionWeights<S> w_;
