@@ -66,21 +66,17 @@ configure() {
   cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@"
 }
 
-cmd_example() {
-  local dir="$ROOT/build"
+# run_example <target> <what it does>: builds examples/<target> (Release, in build/) and runs it.
+run_example() {
+  local dir="$ROOT/build" target="$1"
   configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
-  cmake --build "$dir" --target time_series_classifier -j "$JOBS"
-  log "running examples/time_series_classifier (outputs in tsc_out/; --help lists every option)"
-  "$dir/examples/time_series_classifier"
+  cmake --build "$dir" --target "$target" -j "$JOBS"
+  log "running examples/$target$2"
+  "$dir/examples/$target"
 }
 
-cmd_streaming() {
-  local dir="$ROOT/build"
-  configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
-  cmake --build "$dir" --target streaming_monitor -j "$JOBS"
-  log "running examples/streaming_monitor"
-  "$dir/examples/streaming_monitor"
-}
+cmd_example() { run_example time_series_classifier " (outputs in tsc_out/; --help lists every option)"; }
+cmd_streaming() { run_example streaming_monitor ""; }
 
 cmd_test() {
   local dir="$ROOT/build"
@@ -120,7 +116,7 @@ NATIVE_TESTS=(test_multi_head_attention_gradients test_multi_head_attention_inva
   test_seq_self_attention_invariance test_seq_self_attention_naive test_seq_self_attention_reference
   test_property_padding test_property_causal test_determinism_threads test_transformer_encoder_reference
   test_feature_attention test_seq_weighted_attention test_dense test_conv1d_mask test_lstm_gru_reference
-  test_numerical_robustness test_kernel_products test_global_pooling)
+  test_numerical_robustness test_kernel_products test_global_pooling test_stream)
 cmd_native() {
   local dir="$ROOT/build-native"
   configure "$dir" -DSEQATTN_NATIVE_TESTS=ON -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=OFF \

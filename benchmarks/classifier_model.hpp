@@ -2,6 +2,8 @@
 // The example classifier measured by bench_classifier.cpp and compare_libtorch (same model on both sides):
 //   x (B, T, 8) -> Dense(8 -> 64) -> SinusoidalPositionalEncoding (add) -> MultiHeadAttention(64, 4 heads)
 //   -> LayerNorm -> GlobalMaxPool -> (B, 1, 64) -> Dense(64 -> 2) -> logits (B, 1, 2)
+// ClassifierShape::causal_window > 0 makes the attention causal with that window: the model bench_streaming
+// and compare_libtorch's stream row run one step at a time.
 // trained with SoftmaxCrossEntropy and Adam (lr 1e-3). One training step: zero_grad, forward (Train), loss,
 // backward, Adam step.
 
@@ -21,13 +23,16 @@ namespace seqattn_bench {
 
 struct ClassifierShape {
   seqattn::Index features = 8, d_model = 64, heads = 4, classes = 2;
+  seqattn::Index causal_window = 0;  // > 0: causal attention over a window of that many keys (streamable)
 };
 
 inline seqattn::Sequential<float> make_classifier(const ClassifierShape& s = ClassifierShape()) {
   seqattn::Sequential<float> model(s.features);
   model.add<seqattn::Dense<float>>(s.d_model, seqattn::DenseOptions().seed(1));
   model.add<seqattn::SinusoidalPositionalEncoding<float>>();
-  model.add<seqattn::MultiHeadAttention<float>>(s.heads, seqattn::MultiHeadAttentionOptions().seed(2));
+  auto attention = seqattn::MultiHeadAttentionOptions().seed(2);
+  if (s.causal_window > 0) attention.causal(true).attention_window(s.causal_window);
+  model.add<seqattn::MultiHeadAttention<float>>(s.heads, attention);
   model.add<seqattn::LayerNorm<float>>();
   model.add<seqattn::GlobalMaxPool<float>>();
   model.add<seqattn::Dense<float>>(s.classes, seqattn::DenseOptions().seed(3));

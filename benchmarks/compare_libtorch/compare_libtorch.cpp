@@ -6,7 +6,8 @@
 // forward + backward, global and with a window of 15 (torch: the dense formula with a band mask); LSTM
 // (return_sequences, torch::nn::LSTM batch_first) forward + backward and forward alone; one training
 // step of the example classifier (benchmarks/classifier_model.hpp) at B = 64, T = 128; its inference at batch
-// 64 and batch 1.
+// 64 and batch 1; the classifier made causal answering one new sample of a live stream: a seqattn stream step
+// against torch's forward over the last 128 steps with a causal mask (torch has no key/value cache).
 // Time: for each thread count (at::set_num_threads(n) and seqattn::set_num_threads(n)) and row, both sides are
 // warmed up, then timed in alternating rounds (seqattn, torch, seqattn, ...) of enough iterations to last
 // ~0.15 s; the table gives the median wall time per iteration over the rounds and the speed-up torch / seqattn,
@@ -92,6 +93,11 @@ std::vector<Row> make_rows() {
     rows.push_back({"classifier inference", seqattn::detail::cat("B=", B, " T=128"), B,
                     [=] { return std::make_unique<compare::SeqattnClassifier>(B, 128, false); },
                     [=] { return std::make_unique<compare::TorchClassifierRun>(B, 128, false); }});
+  // Streaming: one answer per new sample. libtorch has no key/value cache: its users rerun the causal model over
+  // the last 128 steps; seqattn steps a stream (model/stream.hpp) of the same model with attention_window 128.
+  rows.push_back({"classifier, one new step (causal)", "B=1 window 128", 1,
+                  [] { return std::make_unique<compare::SeqattnClassifierStream>(128); },
+                  [] { return std::make_unique<compare::TorchClassifierRun>(1, 128, false, true); }});
   return rows;
 }
 

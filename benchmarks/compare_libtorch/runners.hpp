@@ -87,6 +87,28 @@ class SeqattnClassifier final : public Runner {
   std::vector<int> labels_;
 };
 
+// One new step of one stream of the classifier made causal (attention_window = window), after a warm-up of
+// 1,000 steps: what a live service runs per sample (model/stream.hpp).
+class SeqattnClassifierStream final : public Runner {
+ public:
+  explicit SeqattnClassifierStream(Index window)
+      : model_(seqattn_bench::make_classifier(shape(window))), stream_(model_.stream(1)), x_(uniform_input(1, 1, 8, 3)) {
+    const Tensor3<float> chunk = uniform_input(1, 100, 8, 4);
+    for (int i = 0; i < 10; ++i) stream_.step(chunk);
+  }
+  void run() override { stream_.step(x_); }
+
+ private:
+  static seqattn_bench::ClassifierShape shape(Index window) {
+    seqattn_bench::ClassifierShape s;
+    s.causal_window = window;
+    return s;
+  }
+  seqattn::Sequential<float> model_;
+  seqattn::Stream<float> stream_;
+  Tensor3<float> x_;
+};
+
 // Forward alone (Mode::Infer) of one layer.
 class SeqattnForward final : public Runner {
  public:
@@ -211,8 +233,10 @@ class TorchAdditive final : public Runner {
 
 // The classifier of classifier_model.hpp in torch, on x (T, B, 8):
 //   Linear(8, 64) + sinusoidal PE -> MultiheadAttention(64, 4) -> LayerNorm(64) -> max over T -> Linear(64, 2)
+//   causal: a (T, T) attention mask of -inf above the diagonal (the causal model over the last T steps).
 struct TorchClassifierImpl : torch::nn::Module {
-  explicit TorchClassifierImpl(Index T) {
+  explicit TorchClassifierImpl(Index T, bool causal = false) {
+    if (causal) mask = torch::full({T, T}, -std::numeric_limits<float>::infinity()).triu(1);
     input = register_module("input", torch::nn::Linear(8, 64));
     mha = register_module("mha", torch::nn::MultiheadAttention(torch::nn::MultiheadAttentionOptions(64, 4)));
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})));
@@ -227,13 +251,13 @@ struct TorchClassifierImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     const torch::Tensor h = input->forward(x) + pe;
-    const torch::Tensor a = std::get<0>(mha->forward(h, h, h, torch::Tensor(), /*need_weights=*/false));
+    const torch::Tensor a = std::get<0>(mha->forward(h, h, h, torch::Tensor(), /*need_weights=*/false, mask));
     return output->forward(std::get<0>(norm->forward(a).max(0)));
   }
   torch::nn::Linear input{nullptr}, output{nullptr};
   torch::nn::MultiheadAttention mha{nullptr};
   torch::nn::LayerNorm norm{nullptr};
-  torch::Tensor pe;
+  torch::Tensor pe, mask;
 };
 TORCH_MODULE(TorchClassifier);
 
@@ -241,8 +265,8 @@ TORCH_MODULE(TorchClassifier);
 // c10::InferenceMode (torch's fastest no-autograd mode).
 class TorchClassifierRun final : public Runner {
  public:
-  TorchClassifierRun(Index B, Index T, bool train)
-      : train_(train), model_(T), adam_(model_->parameters(), torch::optim::AdamOptions(1e-3)),
+  TorchClassifierRun(Index B, Index T, bool train, bool causal = false)
+      : train_(train), model_(T, causal), adam_(model_->parameters(), torch::optim::AdamOptions(1e-3)),
         x_(torch_uniform({T, B, 8}, 1)), labels_(torch::arange(B) % 2) {}
   void run() override {
     if (train_) {

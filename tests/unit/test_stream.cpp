@@ -202,6 +202,37 @@ TEST(Stream, MultiHeadAttentionMatchesPredict) {
   EXPECT_GT(rows, 1000);
 }
 
+// The one-query kernels of detail/cached_attention.hpp take different paths by head size and key count: every
+// head in one pass over V (H * dh at most 8 SIMD packets), one head at a time (wider), Eigen's product (dh not
+// a whole number of packets), and score tiles that are full (8 packets of keys), partial or a single lane.
+// Head sizes 1 to 32 and windows of 40 and 150 steps cover all of them in float and double at SSE2, AVX2 and
+// AVX-512 (./build.sh native).
+TEST(Stream, MultiHeadAttentionKernelPathsMatchPredict) {
+  Index rows = 0;
+  for (Index heads : {1, 4})
+    for (Index dh : {1, 3, 8, 16, 32})
+      for (Index window : {0, 40, 150}) {
+        MultiHeadAttentionOptions o;
+        o.causal(true).head_size(dh).output_features(3).seed(static_cast<std::uint64_t>(dh + 7 * window));
+        if (window > 0) o.attention_window(window);
+        seqattn::testing::StreamCheck check;
+        check.streams = 2;
+        check.steps = 170;
+        check.max_chunk = 3;
+        check.max_sequence = 170;
+        check.seed = static_cast<std::uint64_t>(heads * 1000 + dh * 10 + window);
+        check.rows_checked = &rows;
+        check.options = StreamOptions().max_history(200);
+        Sequential<double> m(4);
+        m.add<MultiHeadAttention<double>>(heads, o);
+        ASSERT_TRUE(seqattn::testing::stream_matches_predict(m, check, 1e-12, m.layer(0).describe()));
+        Sequential<float> f(4);
+        f.add<MultiHeadAttention<float>>(heads, o);
+        ASSERT_TRUE(seqattn::testing::stream_matches_predict(f, check, 2e-5, f.layer(0).describe()));
+      }
+  EXPECT_GT(rows, 10000);
+}
+
 TEST(Stream, TransformerEncoderBlockMatchesPredict) {
   for (bool pre : {false, true})
     for (Index window : {0, 2, 9}) {

@@ -3,13 +3,15 @@
 // key/value cache per stream.
 //   State: K and V (B, C, H*dh), the activated key and value projections of the last C steps of each stream,
 //   step p in slot p % C: V row by row, K transposed (each stream's block is an (H*dh, C) matrix: feature d of
-//   the key of slot c at d * C + c, so the scores of a head are AXPYs over the keys, not short dot products). With an attention window w, C = w (a ring buffer: its rows are exactly the keys query p
+//   the key of slot c at d * C + c, so the scores of a head are AXPYs over the keys, not short dot products).
+//   With an attention window w, C = w (a ring buffer: its rows are exactly the keys query p
 //   may see once p >= w - 1); without one, C grows by doubling up to StreamOptions::max_history (rows 0..p).
 //   A chunk x (B, n, in): the q, k, v projections of all B*n rows at once; then per stream, row by row, the new
 //   key and value are written and the query attends to the valid rows 0 .. min(p + 1, C) - 1 of the cache
-//   (every head: scores = K_h q_h / sqrt(dh), a max-subtracted softmax, ctx_h = V_h^T a); last, y = ctx Wo + bo
-//   over all B*n rows. Products are Eigen's on the weights in place; the cache rows are read where they are
-//   (strided head blocks). A steady stream allocates nothing.
+//   (every head: scores = K_h q_h / sqrt(dh), a max-subtracted softmax, ctx_h = V_h^T a, with the one-query
+//   kernels of detail/cached_attention.hpp: one pass over the keys, one over the rows of V for all heads); last,
+//   y = ctx Wo + bo over all B*n rows. The projections are Eigen's products on the weights in place. A steady
+//   stream allocates nothing.
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +21,8 @@
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/stream.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/detail/cached_attention.hpp"
+#include "seqattn/detail/masked_softmax.hpp"
 #include "seqattn/detail/stream_product.hpp"
 #include "seqattn/layers/activation.hpp"
 
@@ -52,7 +56,9 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     detail::checked_parameter<S>(who, "the key/value cache of a stream", {batch, rows, hd});
     zero_state(K_, batch, rows, hd);
     zero_state(V_, batch, rows, hd);
-    scores_.resize(w.window > 0 ? w.window : max_history_ > 4096 ? 4096 : max_history_);
+    score_rows_ = w.window > 0 ? w.window : std::min<Index>(rows, max_history_);
+    scores_.resize(w.heads * score_rows_);
+    inv_sums_.resize(w.heads);
   }
 
   // x (B, n, in) -> y (B, n, out)
@@ -69,7 +75,6 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     project(X, *w_.Wk, *w_.bk, k_);
     project(X, *w_.Wv, *w_.bv, v_);
     const S scale = S(1) / std::sqrt(static_cast<S>(dh));
-    using Block = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
     for (Index b = 0; b < B; ++b) {
       S* K = K_.data() + b * C * hd;
       S* V = V_.data() + b * C * hd;
@@ -79,20 +84,11 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
         for (Index d = 0; d < hd; ++d) K[d * C + slot] = k_(r, d);  // keys transposed: row d, column slot
         std::copy(&v_(r, 0), &v_(r, 0) + hd, V + slot * hd);
         const Index keys = std::min<Index>(p + 1, C);
-        if (scores_.size() < keys) scores_.resize(keys);
-        for (Index h = 0; h < w_.heads; ++h) {
-          const Block KhT(K + h * dh * C, dh, keys, Eigen::OuterStride<>(C));  // (dh, keys)
-          const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
-          auto s = scores_.head(keys);
-          s.noalias() = KhT.transpose() * q_.row(r).segment(h * dh, dh).transpose();  // AXPYs over the keys
-          s *= scale;
-          const S mx = s.maxCoeff();
-          s = (s.array() - mx).exp();
-          const S sum = s.sum();
-          auto ctx = ctx_.row(r).segment(h * dh, dh);
-          ctx.noalias() = s.transpose() * Vh;
-          ctx /= sum;
+        if (score_rows_ < keys) {  // a growing cache grew: room for every head's scores (allocates only then)
+          score_rows_ = C;
+          scores_.resize(w_.heads * C);
         }
+        attend(K, V, C, keys, &q_(r, 0), &ctx_(r, 0), scale);
       }
     }
     MatrixMap<S> Y = as_matrix(y);
@@ -112,6 +108,33 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
   Index max_steps() const override { return w_.window > 0 ? kUnlimitedSteps : max_history_; }
 
  private:
+  // ctx (hd) = the attention of query q (hd) over the first `keys` slots of one stream's cache K (hd, C)
+  // (transposed) and V (C, hd), every head: softmax(K_h^T q_h * scale) weighting the rows of V_h.
+  void attend(const S* K, const S* V, Index C, Index keys, const S* q, S* ctx, S scale) {
+    const Index hd = w_.heads * w_.head_size, dh = w_.head_size, ldw = score_rows_;
+    for (Index h = 0; h < w_.heads; ++h) {
+      S* s = scores_.data() + h * ldw;
+      cached::head_scores<S>(q + h * dh, K + h * dh * C, C, dh, keys, scale, s);
+      inv_sums_[h] = S(1) / exp_shift_sum<S>(s, keys, row_max<S>(s, keys));
+    }
+    if (cached::fits_all_heads<S>(w_.heads, dh)) {  // one pass over the rows of V for every head
+      cached::weighted_rows_heads<S>(scores_.data(), ldw, keys, V, hd, w_.heads, dh, inv_sums_.data(), ctx);
+      return;
+    }
+    for (Index h = 0; h < w_.heads; ++h) {
+      const S* s = scores_.data() + h * ldw;
+      if (cached::supports_weighted_rows<S>(dh)) {
+        cached::weighted_rows<S>(s, keys, V + h * dh, hd, dh, inv_sums_[h], ctx + h * dh);
+      } else {  // heads that are not a whole number of packets: Eigen's product
+        using Block = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
+        const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
+        Eigen::Map<RowVector<S>> out(ctx + h * dh, dh);
+        out.noalias() = Eigen::Map<const RowVector<S>>(s, keys) * Vh;
+        out *= inv_sums_[h];
+      }
+    }
+  }
+
   // Z = act(X W + b) over all rows
   void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& bias, Matrix<S>& Z) const {
     stream_product(Z, X, W);
@@ -147,7 +170,9 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
   std::string who_;
   Tensor3<S> K_, V_;
   Matrix<S> q_, k_, v_, ctx_;
-  Vector<S> scores_;
+  Vector<S> scores_;    // (H, score_rows_): the scores, then the weights, of one query for every head
+  Index score_rows_ = 0;
+  Vector<S> inv_sums_;  // (H) 1 / the sum of each head's weights
 };
 
 }  // namespace seqattn::detail

@@ -10,6 +10,8 @@
 // far, at its step steps(b) + i (for a model that pools time, its pooled output over the prefix ending there),
 // whatever the chunk sizes n; see the README's Streaming section for which layers match bitwise.
 // A chunk of n > 1 steps ("prefill") runs each layer once over all B*n rows where it can.
+// Allocation: a stream stepping with the same n allocates nothing per step (its buffers are sized for B*n rows);
+// a step with another n resizes them once, and a cache that grows (attention without a window) doubles.
 //
 // Sharing: a stream only reads the model's weights (no copy). Any number of streams over one model may step
 // at the same time on any threads. The model must outlive its streams and must not be trained or changed while
@@ -100,9 +102,9 @@ class Stream {
   const Layer<S>& model() const { return *model_; }
 
   // Bytes of carried state of all B streams now (tensors only; a cache that grows counts its capacity).
-  std::size_t state_bytes() {
-    std::size_t bytes = 0;
-    for (const auto& t : state()) bytes += static_cast<std::size_t>(t.tensor->size()) * sizeof(S);
+  std::size_t state_bytes() const {
+    std::size_t bytes = 0;  // state() only lists the tensors (non-const pointers, for load_state): no change
+    for (const auto& t : const_cast<Stream*>(this)->state()) bytes += static_cast<std::size_t>(t.tensor->size()) * sizeof(S);
     return bytes;
   }
 
