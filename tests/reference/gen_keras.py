@@ -17,6 +17,7 @@ Run from anywhere:  python3 tests/reference/gen_keras.py
   and merges both into manifest.json. Everything is seeded; TensorFlow runs single-threaded with deterministic ops.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -72,6 +73,7 @@ def drive():
             case["files"]["keras"] = other["file"]
             case["outputs"]["keras3"] = other["output"]
             case["checks"].update(other["checks"])
+            case["checks"].update(version_differences(case))
         cases.append(case)
     manifest = {
         "about": "Keras models and Keras' own float32 predictions for the seqattn Keras importer tests. "
@@ -92,10 +94,28 @@ def drive():
     }
     path = os.path.join(OUT, "manifest.json")
     with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
+        json.dump(manifest, f, indent=1, allow_nan=False)
         f.write("\n")
     os.replace(path + ".tmp", path)
     print("wrote %s (%d cases)" % (path, len(cases)))
+
+
+def version_differences(case):
+    """Largest |Keras 2 - Keras 3| output difference on the compared steps and on the padded steps."""
+    y2, y3 = case["outputs"]["keras2"], case["outputs"]["keras3"]
+    assert y2["shape"] == y3["shape"], case["name"]
+    shape, lengths = y2["shape"], case["compare_lengths"]
+    steps = shape[1] if len(shape) == 3 else 1
+    row = len(y2["values"]) // (shape[0] * steps)
+    valid = padded = 0.0
+    for i, (a, b) in enumerate(zip(y2["values"], y3["values"])):
+        seq, step = i // (steps * row), (i // row) % steps
+        if lengths is None or step < lengths[seq]:
+            valid = max(valid, abs(a - b))
+        else:
+            padded = max(padded, abs(a - b))
+    return {"keras2_vs_keras3_max_abs_diff": valid,
+            "keras2_vs_keras3_max_abs_diff_padded_steps": padded if lengths is not None else None}
 
 
 # ----------------------------------------------------------------------------------------------------- cases
@@ -259,7 +279,10 @@ def case_list():
         K.layers.Dense(4, activation="relu", name="dense_relu"),
         K.layers.LSTM(3, return_sequences=True, name="lstm"),
         K.layers.Dense(2, name="dense_out"),
-    ]), (B, 6, 4), [6, 4, 1], covers="a functional Model whose graph is a chain: Masking, Dense, LSTM, Dense")
+    ]), (B, 6, 4), [6, 4, 1], covers="a functional Model whose graph is a chain: Masking, Dense, LSTM, Dense",
+        notes="Keras 3 writes the Masking mask into the .keras graph as op layers: NotEqual(x, 0.0) -> "
+        "Any(axis=-1), passed to the LSTM node as its 'mask' call argument (kwargs); the .h5 (Keras 2) graph is a "
+        "plain chain")
 
     def nested(K, C):
         block = K.Sequential([K.Input(shape=(None, 4), name="block_x"),
@@ -522,7 +545,7 @@ def f32_list(a, np):
     a = np.asarray(a)
     if a.dtype.kind in "iu":
         return a.reshape(-1).tolist()
-    return [float("%.9g" % v) for v in a.astype(np.float32).reshape(-1)]
+    return [float("%.9g" % v) if np.isfinite(v) else str(v) for v in a.astype(np.float32).reshape(-1)]
 
 
 def output_record(y, np):
@@ -593,7 +616,7 @@ def stage_keras2(work):
                 "keras-layer-normalization": getattr(keras_layer_normalization, "__version__", "0.16.0")}
     print("keras2 stage:", versions, flush=True)
 
-    cases_out, weights = [], {}
+    cases_out, weights, ssa_observations = [], {}, {}
     for case in case_list():
         keras_seed = seed_of(case.name)
         K.utils.set_random_seed(keras_seed)
@@ -638,6 +661,9 @@ def stage_keras2(work):
             "checks": {"keras2_reload_max_abs_diff": reload_diff, "keras2_predict_vs_call_max_abs_diff": predict_diff,
                        "keras2_padding_invariance_max_abs_diff": padding_invariance(model, case, x, y_np, np)},
         }
+        if case.name in ("ssa_additive_masked", "ssa_multiplicative_masked", "ssa_additive_history_tanh_masked",
+                         "readme_bilstm_ssa"):
+            ssa_observations[case.name] = observe_ssa_mask(model, case, x, np, tf, K)
         cases_out.append(record)
         print("  %-40s params %4d  h5 %6d bytes  reload diff %.1e  padding diff %s" % (
             case.name, n_params, os.path.getsize(path), reload_diff,
@@ -645,54 +671,114 @@ def stage_keras2(work):
         K.backend.clear_session()
     np.savez(os.path.join(work, "weights.npz"), **weights)
     observations = observe_keras2(np, tf, K, C)
+    observations["SeqSelfAttention_mask_rule"] = ssa_observations
     with open(os.path.join(work, "keras2.json"), "w") as f:
         json.dump({"versions": versions, "cases": cases_out, "observations": observations}, f)
 
 
-def observe_keras2(np, tf, K, C):
-    """Small probes of Keras 2 semantics quoted in README.md (values are printed into the manifest)."""
+def observe_common(np, tf, K, extra_layers):
+    """Probes of Keras semantics quoted in README.md: GELU form, epsilon defaults, a fully padded sequence."""
     obs = {}
     z = np.linspace(-3, 3, 13).astype("float32")
-    erf = 0.5 * z * (1 + np.vectorize(__import__("math").erf)(z / np.sqrt(2)))
+    erf = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in z.astype(float)])
     tanh_form = 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
     g = np.asarray(K.activations.get("gelu")(tf.constant(z)))
-    obs["gelu"] = {"max_abs_diff_vs_erf": float(np.max(np.abs(g - erf))),
-                   "max_abs_diff_vs_tanh_approximation": float(np.max(np.abs(g - tanh_form)))}
-    obs["epsilon_defaults"] = {
-        "keras.layers.LayerNormalization": float(K.layers.LayerNormalization().epsilon),
-        "keras.layers.BatchNormalization": float(K.layers.BatchNormalization().epsilon),
-        "keras_layer_normalization.LayerNormalization": float(C.LayerNormalization().epsilon),
-        "keras.backend.epsilon": float(K.backend.epsilon())}
-    # Where a sequence is entirely padded (length 0).
+    obs["gelu_activation_string"] = {"max_abs_diff_vs_erf_form": float(np.max(np.abs(g - erf))),
+                                     "max_abs_diff_vs_tanh_approximation": float(np.max(np.abs(g - tanh_form)))}
+    obs["epsilon_defaults"] = {"keras.layers.LayerNormalization": float(K.layers.LayerNormalization().epsilon),
+                               "keras.layers.BatchNormalization": float(K.layers.BatchNormalization().epsilon),
+                               "keras.backend.epsilon": float(K.backend.epsilon())}
+    # Sequence 0: 3 valid steps of 4; sequence 1: none. Masking, then a Dense whose output at padded steps is its
+    # bias (0.5), so padded steps carry non-zero values into the probed layer.
     x = np.zeros((2, 4, 3), "float32")
-    x[0] = np.random.default_rng(5).uniform(-1, 1, (4, 3))
+    x[0, :3] = np.random.default_rng(5).uniform(-1, 1, (3, 3))
+    layers = [("GlobalAveragePooling1D", lambda h: K.layers.GlobalAveragePooling1D()(h)),
+              ("GlobalMaxPooling1D", lambda h: K.layers.GlobalMaxPooling1D()(h)),
+              ("LSTM_return_sequences", lambda h: K.layers.LSTM(2, return_sequences=True)(h)),
+              ("LSTM_last", lambda h: K.layers.LSTM(2)(h)),
+              ("Bidirectional_GRU_return_sequences",
+               lambda h: K.layers.Bidirectional(K.layers.GRU(2, return_sequences=True))(h)),
+              ("keras.MultiHeadAttention", lambda h: K.layers.MultiHeadAttention(
+                  1, 2, bias_initializer=K.initializers.Constant(0.3))(h, h))] + extra_layers
     probes = {}
-    for name, layer in [("GlobalAveragePooling1D", K.layers.GlobalAveragePooling1D()),
-                        ("GlobalMaxPooling1D", K.layers.GlobalMaxPooling1D()),
-                        ("LSTM_return_sequences", K.layers.LSTM(2, return_sequences=True)),
-                        ("LSTM_last", K.layers.LSTM(2)),
-                        ("SeqWeightedAttention", C.SeqWeightedAttention()),
-                        ("SeqSelfAttention", C.SeqSelfAttention(units=2)),
-                        ("keras.MultiHeadAttention", None)]:
+    for name, make in layers:
+        K.utils.set_random_seed(7)
         inp = K.Input(shape=(None, 3))
         h = K.layers.Masking(0.0)(inp)
-        if layer is None:
-            mha = K.layers.MultiHeadAttention(num_heads=1, key_dim=2)
-            out = mha(h, h)
-        else:
-            out = layer(h)
-        m = K.Model(inp, out)
-        y = np.asarray(m(x, training=False))
-        probes[name] = {"all_padded_sequence_output": f32_list(y[1], np),
-                        "has_nan": bool(np.isnan(y[1]).any())}
-    obs["length_0_sequence"] = probes
+        h = K.layers.Dense(3, kernel_initializer=K.initializers.RandomUniform(-1, 1, seed=1),
+                           bias_initializer=K.initializers.Constant(0.5))(h)
+        m = K.Model(inp, make(h))
+        y = m(x, training=False)
+        y_np = np.asarray(y)
+        probes[name] = {"sequence_0_output": f32_list(y_np[0], np),
+                        "sequence_1_all_padded_output": f32_list(y_np[1], np),
+                        "nan_for_all_padded": bool(np.isnan(y_np[1]).any()), "output_mask": keras_mask(y, np)}
+    obs["padded_steps_probe"] = {"input": "x (2, 4, 3): sequence 0 has 3 valid steps, sequence 1 none (all zero); "
+                                          "Masking(0), Dense(3, bias 0.5), then the layer", "layers": probes}
+    return obs
+
+
+def numpy_ssa(layer, x, lengths, rule, np, tf):
+    """SeqSelfAttention from its equations in float64 on the layer's input x (padded steps as Keras has them).
+    rule 'keras': keras-self-attention's mask (a pair (t, s) is masked only when both t and s are padded);
+    rule 'valid_keys': a valid step attends to valid steps only (seqattn's masks)."""
+    cfg = layer.get_config()
+    w = {v.name.split(":")[0].split("_")[-1]: v.numpy().astype(np.float64) for v in layer.weights}
+    x = x.astype(np.float64)
+    if cfg["attention_type"] == "additive":
+        q, k = x @ w["Wt"], x @ w["Wx"]
+        h = q[:, :, None, :] + k[:, None, :, :] + (w["bh"] if "bh" in w else 0.0)
+        e = (np.tanh(h) @ w["Wa"])[..., 0] + (w["ba"][0] if "ba" in w else 0.0)
+    else:
+        e = (x @ w["Wa"]) @ np.transpose(x, (0, 2, 1)) + (w["ba"][0] if "ba" in w else 0.0)
+    e = np.asarray(layer.attention_activation(tf.constant(e))).astype(np.float64)
+    T = x.shape[1]
+    t, s = np.arange(T)[:, None], np.arange(T)[None, :]
+    width = cfg["attention_width"]
+    allowed = np.ones((T, T), bool)
+    if width is not None:
+        lower = t - (width - 1) if cfg["history_only"] else t - width // 2
+        allowed = (lower <= s) & (s < lower + width)
+    e = np.where(allowed[None], e, e - 10000.0)
+    valid = np.arange(T)[None, :] < np.array(lengths)[:, None]
+    if rule == "keras":
+        both_padded = (~valid[:, :, None]) & (~valid[:, None, :])
+        e = np.where(both_padded, e - 10000.0, e)
+    else:
+        e = np.where(valid[:, None, :], e, -np.inf)
+    e = np.exp(e - e.max(-1, keepdims=True))
+    a = e / e.sum(-1, keepdims=True)
+    return a @ x
+
+
+def observe_ssa_mask(model, case, x, np, tf, K):
+    """keras-self-attention issue #41 on a model of the manifest: the Keras output of its SeqSelfAttention layer on
+    valid steps, against the equations with Keras' mask rule and with valid keys only."""
+    layer = [la for la in leaf_layers(model) if type(la).__name__ == "SeqSelfAttention"][0]
+    sub = K.Model(model.inputs, [layer.input, layer.output])
+    layer_in, layer_out = [np.asarray(v) for v in sub(x, training=False)]
+    result = {"layer": layer.name, "lengths": case.lengths}
+    for rule in ("keras", "valid_keys"):
+        ref = numpy_ssa(layer, layer_in, case.lengths, rule, np, tf)
+        result["max_abs_diff_valid_steps_rule_" + rule] = float(max(
+            np.max(np.abs(ref[b, :n] - layer_out[b, :n])) for b, n in enumerate(case.lengths)))
+    pad = [float(np.max(np.abs(layer_in[b, n:]))) for b, n in enumerate(case.lengths) if n < x.shape[1]]
+    result["layer_input_max_abs_at_padded_steps"] = max(pad)
+    return result
+
+
+def observe_keras2(np, tf, K, C):
+    obs = observe_common(np, tf, K, [
+        ("SeqWeightedAttention", lambda h: C.SeqWeightedAttention()(h)),
+        ("SeqSelfAttention", lambda h: C.SeqSelfAttention(units=2)(h)),
+        ("ScaledDotProductAttention", lambda h: C.ScaledDotProductAttention()(h))])
+    obs["epsilon_defaults"]["keras_layer_normalization.LayerNormalization"] = float(C.LayerNormalization().epsilon)
     # PositionEmbedding(mask_zero=True) in expand mode: which positions are masked.
     inp = K.Input(shape=(None,), dtype="int32")
-    out = C.PositionEmbedding(input_dim=3, output_dim=2, mode="expand", mask_zero=True)(inp)
-    m = K.Model(inp, out)
+    m = K.Model(inp, C.PositionEmbedding(input_dim=3, output_dim=2, mode="expand", mask_zero=True)(inp))
     probe = np.array([[0, 1, 2, -1]], "int32")
     obs["PositionEmbedding_expand_mask_zero_True"] = {"positions": probe[0].tolist(),
-                                                      "mask": keras_mask(m(probe), np)[0]}
+                                                      "output_mask": keras_mask(m(probe), np)[0]}
     return obs
 
 
@@ -733,36 +819,7 @@ def stage_keras3(work):
 
 
 def observe_keras3(np, tf, K):
-    obs = {}
-    z = np.linspace(-3, 3, 13).astype("float32")
-    erf = 0.5 * z * (1 + np.vectorize(__import__("math").erf)(z / np.sqrt(2)))
-    tanh_form = 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
-    g = np.asarray(K.activations.get("gelu")(z))
-    obs["gelu"] = {"max_abs_diff_vs_erf": float(np.max(np.abs(g - erf))),
-                   "max_abs_diff_vs_tanh_approximation": float(np.max(np.abs(g - tanh_form)))}
-    obs["epsilon_defaults"] = {
-        "keras.layers.LayerNormalization": float(K.layers.LayerNormalization().epsilon),
-        "keras.layers.BatchNormalization": float(K.layers.BatchNormalization().epsilon),
-        "keras.backend.epsilon": float(K.backend.epsilon())}
-    x = np.zeros((2, 4, 3), "float32")
-    x[0] = np.random.default_rng(5).uniform(-1, 1, (4, 3))
-    probes = {}
-    for name, layer in [("GlobalAveragePooling1D", K.layers.GlobalAveragePooling1D()),
-                        ("GlobalMaxPooling1D", K.layers.GlobalMaxPooling1D()),
-                        ("LSTM_return_sequences", K.layers.LSTM(2, return_sequences=True)),
-                        ("LSTM_last", K.layers.LSTM(2)),
-                        ("keras.MultiHeadAttention", None)]:
-        inp = K.Input(shape=(None, 3))
-        h = K.layers.Masking(0.0)(inp)
-        if layer is None:
-            out = K.layers.MultiHeadAttention(num_heads=1, key_dim=2)(h, h)
-        else:
-            out = layer(h)
-        m = K.Model(inp, out)
-        y = np.asarray(m(x, training=False))
-        probes[name] = {"all_padded_sequence_output": f32_list(y[1], np), "has_nan": bool(np.isnan(y[1]).any())}
-    obs["length_0_sequence"] = probes
-    return obs
+    return observe_common(np, tf, K, [])
 
 
 if __name__ == "__main__":
