@@ -1,6 +1,7 @@
 #pragma once
 // Saving and loading the weights of a model (any Layer<S>, e.g. a Sequential<S>) in seqattn's own binary
-// format. The architecture stays in code: build the same model, then load its weights.
+// format. The architecture stays in code: build the same model, then load its weights (io/model_file.hpp stores
+// the architecture too; both share the tensor records of io/detail/tensor_records.hpp).
 //
 //   save_weights(model, "model.sqw");          // atomic: a crash or a full disk never leaves a partial file
 //   load_weights(model, "model.sqw");          // validates everything, then copies; throws, model unchanged
