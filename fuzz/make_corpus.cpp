@@ -1,4 +1,4 @@
-// Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights and
+// Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights, <dir>/model and
 // <dir>/safetensors with small valid files of the fuzzed models and a few near misses, <dir>/ucr with UCR
 // text and .ts files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
 // output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte, those of
@@ -15,6 +15,7 @@
 #include <string>
 
 #include "fuzz_models.hpp"
+#include "seqattn/io/model_file.hpp"
 #include "seqattn/io/safetensors.hpp"
 #include "seqattn/io/weights.hpp"
 
@@ -76,6 +77,23 @@ int main(int argc, char** argv) {
   huge.u32(0);  // checksum: the switch byte 1 makes the target seal it
   write(dir + "/weights/huge_dimensions", std::string(1, '\1') + std::string(huge.bytes().begin(), huge.bytes().end()));
 
+  // Model files: the switch byte of fuzz_model (bit 0 reseal, bit 1 from a file, bit 2 as double).
+  mkdir((dir + "/model").c_str(), 0755);
+  auto mmodel = seqattn::fuzzing::model_file_model();
+  std::stringstream m;
+  seqattn::save_model(mmodel, m);
+  const std::string model_file = m.str();
+  write(dir + "/model/valid", std::string(1, '\0') + model_file);
+  write(dir + "/model/valid_resealed", std::string(1, '\1') + model_file);
+  write(dir + "/model/valid_from_file", std::string(1, '\2') + model_file);
+  write(dir + "/model/valid_as_double", std::string(1, '\5') + model_file);
+  write(dir + "/model/truncated", std::string(1, '\0') + model_file.substr(0, 200));
+  std::stringstream mw;
+  auto small = seqattn::fuzzing::weights_model();
+  seqattn::save_model(small, mw);
+  write(dir + "/model/weights_model", std::string(1, '\1') + mw.str());
+  write(dir + "/model/weights_file", std::string(1, '\0') + file);
+
   auto smodel = seqattn::fuzzing::safetensors_model();
   std::stringstream s;
   seqattn::save_safetensors(smodel, s);
@@ -128,6 +146,6 @@ int main(int argc, char** argv) {
   write(dir + "/options/nonfinite", args({"--lr", "inf", "-e", "nan", "--seed", "-1"}));
   write(dir + "/options/partly_numeric", args({"--lr", "0.01x", "-b", "1e3", "--heads", "+-2"}));
   write(dir + "/options/heads_divisor", args({"-d", "30", "--heads", "4", "--task", "ucr", "--out", ""}));
-  std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,safetensors,ucr,idx,options}\n";
+  std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,model,safetensors,ucr,idx,options}\n";
   return 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer:
 #   weights      load_weights (seqattn's own format)            fuzz/fuzz_weights.cpp
+#   model        load_model (model files: architecture + weights) fuzz/fuzz_model.cpp
 #   safetensors  load_safetensors, read_safetensors              fuzz/fuzz_safetensors.cpp
 #   ucr          the UCR/UEA loader of the example (text, .ts)   fuzz/fuzz_ucr.cpp
 #   idx          the IDX reader of the example                   fuzz/fuzz_idx.cpp
@@ -27,7 +28,7 @@ OUT="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CXX_FUZZ="${CXX_FUZZ:-clang++}"
 CXX="${CXX:-g++}"
 JOBS="${FUZZ_JOBS:-2}"
-ALL_TARGETS=(weights safetensors ucr idx options)
+ALL_TARGETS=(weights model safetensors ucr idx options)
 REPLAY=0
 if [ "${1:-}" = "--replay" ]; then
   REPLAY=1

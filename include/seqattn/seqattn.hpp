@@ -6,6 +6,7 @@
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
+#include "seqattn/core/layer_config.hpp"
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/options.hpp"
@@ -16,7 +17,7 @@
 #include "seqattn/core/threads.hpp"
 #include "seqattn/io/errors.hpp"
 #include "seqattn/io/stream_state.hpp"
-#include "seqattn/io/weights.hpp"  // (io/safetensors.hpp is separate: it needs nlohmann-json)
+#include "seqattn/io/weights.hpp"  // (io/safetensors.hpp, io/model_file.hpp are separate: they need nlohmann-json)
 #include "seqattn/layers/activation.hpp"
 #include "seqattn/layers/dense.hpp"
 #include "seqattn/layers/dropout.hpp"
@@ -42,6 +43,7 @@
 #include "seqattn/loss/cross_entropy.hpp"
 #include "seqattn/loss/mean_squared_error.hpp"
 #include "seqattn/loss/metrics.hpp"
+#include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/model/stream.hpp"
 #include "seqattn/optim/adam.hpp"

@@ -6,12 +6,18 @@
 // original's weights unchanged. Restoring a checkpoint by assignment (`best = model; train; model = best`) keeps
 // the optimizer's views valid, restores every value bitwise, and the next Train forward equals a fresh copy's
 // (same dropout streams); assigning a model of another architecture makes the optimizer refuse.
+// Model files (io/model_file.hpp): a trained random model saved with save_model and rebuilt by load_model<float>
+// from the file alone has the same architecture entry, describe(), summary(), parameter and buffer bits, and
+// predicts bitwise the same (padded outputs too); load_model<double> of the same file gives the double model of
+// the same values (every value converted exactly), whose predictions agree to float precision.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
+#include "seqattn/io/model_file.hpp"
 #include "seqattn/io/weights.hpp"
 #include "seqattn/loss/mean_squared_error.hpp"
 #include "seqattn/optim/adam.hpp"
@@ -79,6 +85,41 @@ TEST(PropertyIo, SaveAndLoadOfRandomModelsIsExact) {
     const Mask my = m.model.output_mask();
     EXPECT_TRUE(same_valid_steps(y, my, other.model.predict(x, mask), other.model.output_mask()));
     EXPECT_EQ(std::memcmp(y.data(), other.model.output().data(), y.size() * sizeof(float)), 0) << "padded outputs too";
+  }
+}
+
+TEST(PropertyIo, ModelFilesOfRandomModelsRebuildTheSameModel) {
+  for (int seed = 1; seed <= kModels; ++seed) {
+    const Index T = 3 + seed % 5, B = 4;
+    const std::uint64_t structure = 60000 + seed;
+    RandomModel<float> m = random_model<float>(structure, RandomModelOptions().steps(T).fixed_time(true));
+    SCOPED_TRACE(::testing::Message() << "model seed " << structure << ":" << m.recipe);
+    const Mask mask = Mask::from_lengths(random_lengths(B, T, 17000 + seed));
+    const Tensor3<float> x = random_input(m, B, T, 18000 + seed);
+    train(m.model, x, mask, 2);
+
+    std::stringstream file;
+    save_model(m.model, file);
+    const std::string bytes = file.str();
+    Sequential<float> loaded = load_model<float>(file);
+    EXPECT_EQ(layer_entry(loaded), layer_entry(m.model)) << layer_entry(loaded).dump();
+    EXPECT_EQ(loaded.summary(T), m.model.summary(T));
+    ASSERT_EQ(loaded.size(), m.model.size());
+    for (Index i = 0; i < loaded.size(); ++i) EXPECT_EQ(loaded.layer(i).describe(), m.model.layer(i).describe());
+    EXPECT_TRUE(same_bits(all_values(loaded), all_values(m.model)));
+    const Tensor3<float> y = m.model.predict(x, mask);
+    const Tensor3<float>& y_loaded = loaded.predict(x, mask);
+    ASSERT_EQ(y.dimensions(), y_loaded.dimensions());
+    EXPECT_EQ(std::memcmp(y.data(), y_loaded.data(), y.size() * sizeof(float)), 0) << "bitwise, padded outputs too";
+
+    if (seed % 10 == 0) {  // float32 file -> double model: the same values, predictions to float precision
+      std::stringstream again(bytes);
+      Sequential<double> as_double = load_model<double>(again);
+      EXPECT_EQ(as_double.summary(T), m.model.summary(T));
+      Tensor3<double> xd = x.cast<double>();
+      const Tensor3<double>& yd = as_double.predict(xd, mask);
+      for (Index i = 0; i < y.size(); ++i) EXPECT_NEAR(yd.data()[i], y.data()[i], 1e-4 * (1 + std::abs(y.data()[i])));
+    }
   }
 }
 

@@ -37,6 +37,9 @@ class Init {
   static Init orthogonal(double gain = 1.0) { return Init(Kind::Orthogonal, gain); }
 
   Kind kind() const { return kind_; }
+  // The parameters: constant's value, uniform's lo (a) and hi (b), normal's stddev, orthogonal's gain.
+  double a() const { return a_; }
+  double b() const { return b_; }
 
   // Fills every coefficient of `m` (any Eigen dense object) given the fans of the tensor it belongs to.
   template <class Derived>

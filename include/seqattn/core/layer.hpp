@@ -20,6 +20,11 @@
 //   open_stream(B, options)  the layer's stream form (core/stream.hpp): B streams run step by step with the
 //                            state they carry, reading this layer's weights in place; a layer that cannot
 //                            stream keeps the default, which throws ConfigError naming it and why.
+//   class_name(), config()   the layer's type as registered ("Dense", model/layer_registry.hpp) and its options
+//                            (core/layer_config.hpp): what a model file stores to rebuild it (io/model_file.hpp)
+//                            with the layer's static from_config(in_features, config). Containers put their
+//                            children's layer_entry() in a "layers" array. A layer that keeps the defaults
+//                            cannot be saved in a model file (ConfigError naming it).
 // Padded steps (t >= length) never change valid outputs; a layer's dx at padded steps is zero whenever dy
 // is zero there. Layers are copyable through clone() (one model copy per inference thread).
 //
@@ -32,6 +37,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
@@ -39,6 +45,7 @@
 
 #include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
+#include "seqattn/core/layer_config.hpp"
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/param.hpp"
@@ -139,6 +146,17 @@ class Layer {
   // Output steps for an input of T steps; T < 0 means unknown (summary) and gives -1 unless fixed.
   virtual Index out_time(Index T) const { return T; }
   virtual Mask out_mask(const Mask& mask, Index /*T*/) const { return mask; }
+
+  // The registry key of this layer type ("Dense", "Sequential"; model/layer_registry.hpp); "" when the layer
+  // cannot be saved in a model file.
+  virtual std::string class_name() const { return ""; }
+  // The options that rebuild this layer with from_config (its sizes and options struct; see the file comment).
+  virtual Config config() const {
+    detail::throw_config(describe(),
+                         ": cannot be saved to a model file: its type does not describe its options "
+                         "(override class_name() and config(), give it a static from_config and register it with "
+                         "register_layer, model/layer_registry.hpp)");
+  }
 
   // Snake-case type name, used in parameter names and summaries: "dense".
   virtual std::string name() const = 0;
@@ -295,5 +313,22 @@ class Layer {
   std::shared_ptr<LayerIdentity> identity_ = std::make_shared<LayerIdentity>();
   std::atomic<bool> busy_{false};
 };
+
+// What a model file stores for one layer: {"class_name": ..., "config": ..., "in_features": ...}.
+template <class S>
+Config layer_entry(const Layer<S>& layer) {
+  const std::string type = layer.class_name();
+  if (type.empty()) layer.config();  // the default throws the message naming the layer
+  Config entry = Config::object();
+  entry.set("class_name", type);
+  entry.set("config", layer.config());
+  entry.set("in_features", layer.in_features());
+  return entry;
+}
+
+// Builds a layer from an entry for `in_features` inputs (model/layer_registry.hpp gives one to containers'
+// from_config: Sequential, Residual, Bidirectional).
+template <class S>
+using LayerBuilder = std::function<std::unique_ptr<Layer<S>>(const Config& entry, Index in_features)>;
 
 }  // namespace seqattn

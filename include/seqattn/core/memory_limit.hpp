@@ -22,7 +22,12 @@
 //   saturating_bytes(scalar_size, {a, b, ...}) a * b * ... * scalar_size, or SIZE_MAX when it does not fit
 //   checked_parameter<S>(who, what, {a, b})   for constructors, before allocating a parameter tensor: its number
 //                                             of values, ConfigError on overflow, MemoryError when the tensor and
-//                                             its gradient exceed memory_limit()
+//                                             its gradient exceed memory_limit(), or the parameter budget of
+//                                             this thread when one is set
+//   ScopedParameterBudget budget(bytes, what)   for the duration of the scope, the constructors on this thread
+//                                             may take at most `bytes` (tensor and gradient, summed over every
+//                                             checked_parameter) before a MemoryError "..., more than <what>":
+//                                             load_model bounds a model file's architecture by its tensors
 
 #include <atomic>
 #include <cstddef>
@@ -32,6 +37,7 @@
 #include <initializer_list>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "seqattn/core/config.hpp"
 #include "seqattn/core/errors.hpp"
@@ -129,6 +135,29 @@ inline std::size_t memory_limit();
 
 namespace detail {
 
+struct ParameterBudget {
+  std::size_t bytes;
+  std::string what;
+};
+inline ParameterBudget*& parameter_budget() {
+  thread_local ParameterBudget* budget = nullptr;
+  return budget;
+}
+class ScopedParameterBudget {
+ public:
+  ScopedParameterBudget(std::size_t bytes, std::string what)
+      : budget_{bytes, std::move(what)}, outer_(parameter_budget()) {
+    parameter_budget() = &budget_;
+  }
+  ~ScopedParameterBudget() { parameter_budget() = outer_; }
+  ScopedParameterBudget(const ScopedParameterBudget&) = delete;
+  ScopedParameterBudget& operator=(const ScopedParameterBudget&) = delete;
+
+ private:
+  ParameterBudget budget_;
+  ParameterBudget* outer_;
+};
+
 template <class S>
 Index checked_parameter(const std::string& who, const char* what, std::initializer_list<Index> dims) {
   const Index values = checked_product(who, what, dims);
@@ -137,6 +166,13 @@ Index checked_parameter(const std::string& who, const char* what, std::initializ
     throw MemoryError(cat(who, ": ", what, " has ", values, " values, ", format_bytes(bytes),
                           " with its gradient, above the memory limit of ", format_bytes(limit),
                           " (seqattn::set_memory_limit)"));
+  if (ParameterBudget* budget = parameter_budget()) {
+    if (bytes > budget->bytes)
+      throw MemoryError(cat(who, ": ", what, " has ", values, " values, ", format_bytes(bytes),
+                            " with its gradient, more than ", budget->what, " (", format_bytes(budget->bytes),
+                            " left)"));
+    budget->bytes -= bytes;
+  }
   return values;
 }
 

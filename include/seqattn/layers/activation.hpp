@@ -10,6 +10,8 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/detail/masked_softmax.hpp"
@@ -42,6 +44,14 @@ inline Activation activation_from_string(const std::string& name) {
 }
 
 inline bool is_elementwise(Activation a) { return a != Activation::Softmax; }
+
+// Model-file names (core/layer_config.hpp): Keras' names.
+inline const std::vector<std::pair<Activation, const char*>>& config_names(Activation) {
+  static const std::vector<std::pair<Activation, const char*>> names = {
+      {Activation::Linear, "linear"}, {Activation::ReLU, "relu"},       {Activation::GELU, "gelu"},
+      {Activation::Tanh, "tanh"},     {Activation::Sigmoid, "sigmoid"}, {Activation::Softmax, "softmax"}};
+  return names;
+}
 
 // Elementwise activation of one value (every activation but softmax).
 template <class S>
@@ -134,6 +144,19 @@ class ActivationLayer final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "activation"; }
+  std::string class_name() const override { return "Activation"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("activation", ConfigCodec<Activation>::write(activation_));
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Activation config");
+    const Activation activation = r.read<Activation>("activation");
+    r.finish();
+    return std::make_unique<ActivationLayer>(in_features, activation);
+  }
   std::string describe() const override { return "Activation(" + to_string(activation_) + ")"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<ActivationLayer>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ActivationLayer&>(other); }

@@ -52,6 +52,15 @@ struct BatchNormOptions {
   SEQATTN_ARG(double, eps, 1e-5)
   SEQATTN_ARG(bool, scale, true)   // learn gamma
   SEQATTN_ARG(bool, center, true)  // learn beta
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("momentum", o.momentum_);
+    v("epsilon", o.eps_);
+    v("scale", o.scale_);
+    v("center", o.center_);
+  }
 };
 
 template <class S>
@@ -84,6 +93,19 @@ class BatchNorm final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "batch_norm"; }
+  std::string class_name() const override { return "BatchNorm"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "BatchNorm config");
+    const BatchNormOptions options = read_options<BatchNormOptions>(r);
+    r.finish();
+    return std::make_unique<BatchNorm>(in_features, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("BatchNorm(momentum=", options_.momentum(), ", eps=", options_.eps());
     if (!options_.scale()) s += ", scale=false";

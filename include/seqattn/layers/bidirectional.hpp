@@ -20,6 +20,7 @@
 #include <string>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
@@ -32,8 +33,21 @@ enum class MergeMode { Concat, Sum };
 
 inline std::string to_string(MergeMode m) { return m == MergeMode::Concat ? "concat" : "sum"; }
 
+// Model-file names (core/layer_config.hpp): Keras' merge modes.
+inline const std::vector<std::pair<MergeMode, const char*>>& config_names(MergeMode) {
+  static const std::vector<std::pair<MergeMode, const char*>> names = {{MergeMode::Concat, "concat"},
+                                                                       {MergeMode::Sum, "sum"}};
+  return names;
+}
+
 struct BidirectionalOptions {
   SEQATTN_ARG(MergeMode, merge_mode, MergeMode::Concat)
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("merge_mode", o.merge_mode_);
+  }
 };
 
 template <class S>
@@ -76,6 +90,24 @@ class Bidirectional final : public Layer<S> {
   Index out_time(Index T) const override { return fwd_->out_time(T); }
   Mask out_mask(const Mask& mask, Index T) const override { return fwd_->out_mask(mask, T); }
   std::string name() const override { return "bidirectional"; }
+  std::string class_name() const override { return "Bidirectional"; }
+  // {"merge_mode": .., "layer": the forward layer's entry, "backward_layer": the backward one's} (Keras' names).
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    c.set("layer", layer_entry(*fwd_));
+    c.set("backward_layer", layer_entry(*bwd_));
+    return c;
+  }
+  // Rebuilds the layer from config(), its two layers with `build` (model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
+    ConfigReader r(config, "Bidirectional config");
+    const BidirectionalOptions options = read_options<BidirectionalOptions>(r);
+    auto fwd = build(r.get("layer"), in_features);
+    auto bwd = build(r.get("backward_layer"), in_features);
+    r.finish();
+    return std::make_unique<Bidirectional>(in_features, std::move(fwd), std::move(bwd), options);
+  }
   std::string describe() const override {
     std::string s = "Bidirectional(" + fwd_->describe();
     if (options_.merge_mode() != MergeMode::Concat) s += ", merge_mode=" + to_string(options_.merge_mode());

@@ -56,6 +56,19 @@ struct Conv1DOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("strides", o.stride_);
+    v("dilation_rate", o.dilation_);
+    v("padding", o.padding_);
+    v("use_bias", o.use_bias_);
+    v("activation", o.activation_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -107,6 +120,22 @@ class Conv1D final : public Layer<S> {
   }
 
   std::string name() const override { return "conv1d"; }
+  std::string class_name() const override { return "Conv1D"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("filters", filters_);
+    c.set("kernel_size", geometry_.kernel_size);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Conv1D config");
+    const Index filters = r.read_size("filters"), kernel_size = r.read_size("kernel_size");
+    const Conv1DOptions options = read_options<Conv1DOptions>(r);
+    r.finish();
+    return std::make_unique<Conv1D>(in_features, filters, kernel_size, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("Conv1D(filters=", filters_, ", kernel_size=", geometry_.kernel_size);
     if (geometry_.stride != 1) s += detail::cat(", stride=", geometry_.stride);

@@ -27,6 +27,16 @@ struct DenseOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("activation", o.activation_);
+    v("use_bias", o.use_bias_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -51,6 +61,21 @@ class Dense final : public Layer<S> {
 
   Index out_features() const override { return units_; }
   std::string name() const override { return "dense"; }
+  std::string class_name() const override { return "Dense"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("units", units_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Dense config");
+    const Index units = r.read_size("units");
+    const DenseOptions options = read_options<DenseOptions>(r);
+    r.finish();
+    return std::make_unique<Dense>(in_features, units, options);
+  }
   std::string describe() const override {
     std::string s = "Dense(units=" + std::to_string(units_);
     if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());

@@ -24,6 +24,12 @@ namespace seqattn {
 
 struct DropoutOptions {
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -36,6 +42,21 @@ class Dropout final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "dropout"; }
+  std::string class_name() const override { return "Dropout"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("rate", rate_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Dropout config");
+    const double rate = r.read<double>("rate");
+    const DropoutOptions options = read_options<DropoutOptions>(r);
+    r.finish();
+    return std::make_unique<Dropout>(in_features, rate, options);
+  }
   std::string describe() const override { return detail::cat("Dropout(rate=", rate_, ")"); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dropout>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dropout&>(other); }

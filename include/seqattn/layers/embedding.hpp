@@ -40,6 +40,14 @@ struct EmbeddingOptions {
   SEQATTN_ARG(bool, mask_zero, false)
   SEQATTN_ARG(Init, init, Init::uniform(-0.05, 0.05))
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("mask_zero", o.mask_zero_);
+    v("embeddings_initializer", o.init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -73,6 +81,22 @@ class Embedding final : public Layer<S> {
   }
 
   std::string name() const override { return "embedding"; }
+  std::string class_name() const override { return "Embedding"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("input_dim", vocab_);
+    c.set("output_dim", dim_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Embedding config");
+    const Index vocab = r.read_size("input_dim"), dim = r.read_size("output_dim");
+    const EmbeddingOptions options = read_options<EmbeddingOptions>(r);
+    r.finish();
+    return std::make_unique<Embedding>(in_features, vocab, dim, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("Embedding(vocab=", vocab_, ", dim=", dim_);
     if (options_.mask_zero()) s += ", mask_zero=true";

@@ -36,6 +36,16 @@ struct FeatureAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("shared", o.shared_);
+    v("use_bias", o.use_bias_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -58,6 +68,19 @@ class FeatureAttention final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "feature_attention"; }
+  std::string class_name() const override { return "FeatureAttention"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "FeatureAttention config");
+    const FeatureAttentionOptions options = read_options<FeatureAttentionOptions>(r);
+    r.finish();
+    return std::make_unique<FeatureAttention>(in_features, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("FeatureAttention(features=", this->in_features());
     if (options_.shared()) s += ", shared=true";

@@ -33,6 +33,7 @@ template <class S>
 class GlobalPoolBase : public Layer<S> {
  public:
   using Layer<S>::Layer;
+  Config config() const override { return Config::object(); }
   Index out_features() const override { return this->in_features(); }
   Index out_time(Index) const override { return 1; }
   Mask out_mask(const Mask&, Index) const override { return Mask(); }
@@ -159,6 +160,12 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
  public:
   explicit GlobalMaxPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_max_pool"; }
+  std::string class_name() const override { return "GlobalMaxPool"; }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader(config, "GlobalMaxPool config").finish();
+    return std::make_unique<GlobalMaxPool>(in_features);
+  }
   std::string describe() const override { return "GlobalMaxPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalMaxPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalMaxPool&>(other); }
@@ -219,6 +226,12 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
  public:
   explicit GlobalAvgPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_avg_pool"; }
+  std::string class_name() const override { return "GlobalAvgPool"; }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader(config, "GlobalAvgPool config").finish();
+    return std::make_unique<GlobalAvgPool>(in_features);
+  }
   std::string describe() const override { return "GlobalAvgPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalAvgPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalAvgPool&>(other); }
@@ -273,6 +286,12 @@ class LastStep final : public detail::GlobalPoolBase<S> {
  public:
   explicit LastStep(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "last_step"; }
+  std::string class_name() const override { return "LastStep"; }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader(config, "LastStep config").finish();
+    return std::make_unique<LastStep>(in_features);
+  }
   std::string describe() const override { return "LastStep()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStep>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStep&>(other); }

@@ -33,6 +33,14 @@ struct LayerNormOptions {
   SEQATTN_ARG(double, eps, 1e-5)
   SEQATTN_ARG(bool, scale, true)   // learn gamma
   SEQATTN_ARG(bool, center, true)  // learn beta
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("epsilon", o.eps_);
+    v("scale", o.scale_);
+    v("center", o.center_);
+  }
 };
 
 template <class S>
@@ -51,6 +59,19 @@ class LayerNorm final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "layer_norm"; }
+  std::string class_name() const override { return "LayerNorm"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "LayerNorm config");
+    const LayerNormOptions options = read_options<LayerNormOptions>(r);
+    r.finish();
+    return std::make_unique<LayerNorm>(in_features, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("LayerNorm(eps=", options_.eps());
     if (!options_.scale()) s += ", scale=false";

@@ -43,6 +43,20 @@ struct LSTMOptions {
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(bool, unit_forget_bias, true)
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("return_sequences", o.return_sequences_);
+    v("activation", o.activation_);
+    v("recurrent_activation", o.recurrent_activation_);
+    v("use_bias", o.use_bias_);
+    v("kernel_initializer", o.kernel_init_);
+    v("recurrent_initializer", o.recurrent_init_);
+    v("bias_initializer", o.bias_init_);
+    v("unit_forget_bias", o.unit_forget_bias_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -66,6 +80,21 @@ class LSTM final : public detail::RecurrentBase<S> {
   }
 
   std::string name() const override { return "lstm"; }
+  std::string class_name() const override { return "LSTM"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("units", this->units());
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "LSTM config");
+    const Index units = r.read_size("units");
+    const LSTMOptions options = read_options<LSTMOptions>(r);
+    r.finish();
+    return std::make_unique<LSTM>(in_features, units, options);
+  }
   std::string describe() const override {
     std::string s = this->base_describe("LSTM");
     if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());

@@ -77,6 +77,22 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("key_dim", o.head_size_);
+    v("key_features", o.key_features_);
+    v("output_features", o.output_features_);
+    v("use_bias", o.use_bias_);
+    v("causal", o.causal_);
+    v("attention_window", o.attention_window_);
+    v("dropout", o.attention_dropout_);
+    v("activation", o.activation_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -151,6 +167,21 @@ class MultiHeadAttention final : public Layer<S> {
 
   Index out_features() const override { return out_features_; }
   std::string name() const override { return "multi_head_attention"; }
+  std::string class_name() const override { return "MultiHeadAttention"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("num_heads", heads_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "MultiHeadAttention config");
+    const Index heads = r.read_size("num_heads");
+    const MultiHeadAttentionOptions options = read_options<MultiHeadAttentionOptions>(r);
+    r.finish();
+    return std::make_unique<MultiHeadAttention>(in_features, heads, options);
+  }
   std::string describe() const override {
     std::string s = "MultiHeadAttention(heads=" + std::to_string(heads_);
     if (options_.head_size()) s += ", head_size=" + std::to_string(*options_.head_size());

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "seqattn/core/config.hpp"
 #include "seqattn/core/errors.hpp"
@@ -36,6 +38,13 @@ inline Padding padding_from_string(const std::string& name) {
   if (name == "same") return Padding::Same;
   if (name == "causal") return Padding::Causal;
   detail::throw_config("padding: unknown name '", name, "' (expected valid, same or causal)");
+}
+
+// Model-file names (core/layer_config.hpp): Keras' names.
+inline const std::vector<std::pair<Padding, const char*>>& config_names(Padding) {
+  static const std::vector<std::pair<Padding, const char*>> names = {
+      {Padding::Valid, "valid"}, {Padding::Same, "same"}, {Padding::Causal, "causal"}};
+  return names;
 }
 
 // The window geometry of one layer (sizes already validated: all >= 1, dilation * (kernel_size - 1) + 1 fits in

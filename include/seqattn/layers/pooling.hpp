@@ -34,6 +34,13 @@ namespace seqattn {
 struct PoolOptions {
   SEQATTN_ARG(Index, stride, 0)              // 0: stride = size (Keras' default)
   SEQATTN_ARG(bool, partial_windows, false)  // keep windows that start at a valid step (see above)
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("strides", o.stride_);
+    v("partial_windows", o.partial_windows_);
+  }
 };
 
 namespace detail {
@@ -60,6 +67,12 @@ class WindowPoolBase : public Layer<S> {
     std::vector<Index> lengths(mask.lengths());
     for (Index& len : lengths) len = out_length(len);
     return Mask(lengths);
+  }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("pool_size", size_);
+    write_options(c, PoolOptions().stride(stride_).partial_windows(partial_));
+    return c;
   }
   std::string describe() const override {
     std::string s = cat(type_, "(size=", size_, ", stride=", stride_);
@@ -107,6 +120,15 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
   MaxPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("MaxPool1D", in_features, size, options) {}
   std::string name() const override { return "max_pool1d"; }
+  std::string class_name() const override { return "MaxPool1D"; }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "MaxPool1D config");
+    const Index size = r.read_size("pool_size");
+    const PoolOptions options = read_options<PoolOptions>(r);
+    r.finish();
+    return std::make_unique<MaxPool1D>(in_features, size, options);
+  }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MaxPool1D>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MaxPool1D&>(other); }
 
@@ -161,6 +183,15 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
   AvgPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("AvgPool1D", in_features, size, options) {}
   std::string name() const override { return "avg_pool1d"; }
+  std::string class_name() const override { return "AvgPool1D"; }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "AvgPool1D config");
+    const Index size = r.read_size("pool_size");
+    const PoolOptions options = read_options<PoolOptions>(r);
+    r.finish();
+    return std::make_unique<AvgPool1D>(in_features, size, options);
+  }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<AvgPool1D>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const AvgPool1D&>(other); }
 

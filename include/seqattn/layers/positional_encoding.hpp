@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "seqattn/core/init.hpp"
@@ -50,9 +51,23 @@ enum class PositionMode { Add, Concat };
 
 inline const char* to_string(PositionMode mode) { return mode == PositionMode::Add ? "add" : "concat"; }
 
+// Model-file names (core/layer_config.hpp): keras-pos-embd's modes.
+inline const std::vector<std::pair<PositionMode, const char*>>& config_names(PositionMode) {
+  static const std::vector<std::pair<PositionMode, const char*>> names = {{PositionMode::Add, "add"},
+                                                                          {PositionMode::Concat, "concat"}};
+  return names;
+}
+
 struct SinusoidalOptions {
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
   SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("mode", o.mode_);
+    v("output_dim", o.output_dim_);
+  }
 };
 
 struct PositionEmbeddingOptions {
@@ -60,6 +75,15 @@ struct PositionEmbeddingOptions {
   SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
   SEQATTN_ARG(Init, embeddings_init, Init::uniform(-0.05, 0.05))
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("mode", o.mode_);
+    v("output_dim", o.output_dim_);
+    v("embeddings_initializer", o.embeddings_init_);
+    v("seed", o.seed_);
+  }
 };
 
 namespace detail {
@@ -160,6 +184,19 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     return options_.mode() == PositionMode::Add ? this->in_features() : this->in_features() + dim_;
   }
   std::string name() const override { return "sinusoidal_positional_encoding"; }
+  std::string class_name() const override { return "SinusoidalPositionalEncoding"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "SinusoidalPositionalEncoding config");
+    const SinusoidalOptions options = read_options<SinusoidalOptions>(r);
+    r.finish();
+    return std::make_unique<SinusoidalPositionalEncoding>(in_features, options);
+  }
   std::string describe() const override { return describe_with(options_, dim_); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SinusoidalPositionalEncoding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SinusoidalPositionalEncoding&>(other); }
@@ -276,6 +313,21 @@ class PositionEmbedding final : public Layer<S> {
     return options_.mode() == PositionMode::Add ? this->in_features() : this->in_features() + dim_;
   }
   std::string name() const override { return "position_embedding"; }
+  std::string class_name() const override { return "PositionEmbedding"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("max_length", max_length_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "PositionEmbedding config");
+    const Index max_length = r.read_size("max_length");
+    const PositionEmbeddingOptions options = read_options<PositionEmbeddingOptions>(r);
+    r.finish();
+    return std::make_unique<PositionEmbedding>(in_features, max_length, options);
+  }
   std::string describe() const override { return describe_with(max_length_, options_, dim_); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<PositionEmbedding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const PositionEmbedding&>(other); }

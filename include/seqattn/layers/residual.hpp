@@ -29,6 +29,13 @@ class Residual final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "residual"; }
+  std::string class_name() const override { return "Residual"; }
+  // {"layers": [the body's layers' entries]} (as Sequential's).
+  Config config() const override { return body_.config(); }
+  // Rebuilds the layer from config(), the body's layers with `build` (model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
+    return std::make_unique<Residual>(in_features, Sequential<S>::from_config(in_features, config, build, "Residual"));
+  }
   std::string describe() const override {
     std::string s = "Residual(";
     for (Index i = 0; i < body_.size(); ++i) s += (i ? ", " : "") + body_.layer(i).describe();

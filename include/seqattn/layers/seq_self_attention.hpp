@@ -47,6 +47,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
@@ -86,6 +88,50 @@ struct SeqSelfAttentionOptions {
   SEQATTN_ARG(L1L2, kernel_regularizer, L1L2{})
   SEQATTN_ARG(L1L2, bias_regularizer, L1L2{})
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("units", o.units_);
+    v("attention_type", o.attention_type_);
+    v("attention_width", o.attention_width_);
+    v("history_only", o.history_only_);
+    v("attention_activation", o.attention_activation_);
+    v("use_additive_bias", o.use_additive_bias_);
+    v("use_attention_bias", o.use_attention_bias_);
+    v("attention_regularizer_weight", o.attention_regularizer_weight_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("kernel_regularizer", o.kernel_regularizer_);
+    v("bias_regularizer", o.bias_regularizer_);
+    v("seed", o.seed_);
+  }
+};
+
+// Model-file names (core/layer_config.hpp): keras-self-attention's attention types.
+inline const std::vector<std::pair<AttentionType, const char*>>& config_names(AttentionType) {
+  static const std::vector<std::pair<AttentionType, const char*>> names = {
+      {AttentionType::Additive, "additive"}, {AttentionType::Multiplicative, "multiplicative"}};
+  return names;
+}
+// A regularizer in a model file: {"l1": .., "l2": ..}.
+template <>
+struct ConfigCodec<SeqSelfAttentionOptions::L1L2> {
+  static Config write(const SeqSelfAttentionOptions::L1L2& v) {
+    Config c = Config::object();
+    c.set("l1", v.l1);
+    c.set("l2", v.l2);
+    return c;
+  }
+  static SeqSelfAttentionOptions::L1L2 read(const Config& c, ConfigReader& r, const std::string& key) {
+    if (!c.is_object()) r.fail(key, "an object {\"l1\": .., \"l2\": ..}", c);
+    ConfigReader inner(c, r.who() + " '" + key + "'");
+    SeqSelfAttentionOptions::L1L2 v;
+    inner.read_into("l1", v.l1);
+    inner.read_into("l2", v.l2);
+    inner.finish();
+    return v;
+  }
 };
 
 template <class S>
@@ -114,6 +160,19 @@ class SeqSelfAttention final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "seq_self_attention"; }
+  std::string class_name() const override { return "SeqSelfAttention"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "SeqSelfAttention config");
+    const Options options = read_options<Options>(r);
+    r.finish();
+    return std::make_unique<SeqSelfAttention>(in_features, options);
+  }
   std::string describe() const override {
     std::string s = "SeqSelfAttention(" + to_string(options_.attention_type());
     if (additive()) s += ", units=" + std::to_string(options_.units());

@@ -41,6 +41,15 @@ struct SeqWeightedAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("use_bias", o.use_bias_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -64,6 +73,19 @@ class SeqWeightedAttention final : public Layer<S> {
   Index out_time(Index /*T*/) const override { return 1; }
   Mask out_mask(const Mask& /*mask*/, Index /*T*/) const override { return Mask(); }
   std::string name() const override { return "seq_weighted_attention"; }
+  std::string class_name() const override { return "SeqWeightedAttention"; }
+  Config config() const override {
+    Config c = Config::object();
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "SeqWeightedAttention config");
+    const SeqWeightedAttentionOptions options = read_options<SeqWeightedAttentionOptions>(r);
+    r.finish();
+    return std::make_unique<SeqWeightedAttention>(in_features, options);
+  }
   std::string describe() const override {
     return options_.use_bias() ? "SeqWeightedAttention()" : "SeqWeightedAttention(use_bias=false)";
   }

@@ -35,6 +35,16 @@ struct TemporalAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("shared", o.shared_);
+    v("use_bias", o.use_bias_);
+    v("kernel_initializer", o.kernel_init_);
+    v("bias_initializer", o.bias_init_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -61,6 +71,21 @@ class TemporalAttention final : public Layer<S> {
     return steps_;
   }
   std::string name() const override { return "temporal_attention"; }
+  std::string class_name() const override { return "TemporalAttention"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("time_steps", steps_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "TemporalAttention config");
+    const Index time_steps = r.read_size("time_steps");
+    const TemporalAttentionOptions options = read_options<TemporalAttentionOptions>(r);
+    r.finish();
+    return std::make_unique<TemporalAttention>(in_features, time_steps, options);
+  }
   std::string describe() const override {
     std::string s = detail::cat("TemporalAttention(time_steps=", steps_);
     if (options_.shared()) s += ", shared=true";

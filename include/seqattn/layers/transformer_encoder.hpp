@@ -39,6 +39,19 @@ struct TransformerEncoderOptions {
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+
+  // The fields with their model-file keys (core/layer_config.hpp).
+  template <class Self, class V>
+  static void visit_options(Self& o, V&& v) {
+    v("dropout", o.dropout_);
+    v("attention_dropout", o.attention_dropout_);
+    v("activation", o.activation_);
+    v("norm_first", o.norm_first_);
+    v("causal", o.causal_);
+    v("attention_window", o.attention_window_);
+    v("layer_norm_epsilon", o.layer_norm_eps_);
+    v("seed", o.seed_);
+  }
 };
 
 template <class S>
@@ -50,6 +63,22 @@ class TransformerEncoderBlock final : public Layer<S> {
 
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "transformer_encoder"; }
+  std::string class_name() const override { return "TransformerEncoderBlock"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("num_heads", mha_.heads());
+    c.set("ff_dim", ff_dim_);
+    write_options(c, options_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "TransformerEncoderBlock config");
+    const Index heads = r.read_size("num_heads"), ff_dim = r.read_size("ff_dim");
+    const TransformerEncoderOptions options = read_options<TransformerEncoderOptions>(r);
+    r.finish();
+    return std::make_unique<TransformerEncoderBlock>(in_features, heads, ff_dim, options);
+  }
   std::string describe() const override {
     return detail::cat(
         "TransformerEncoderBlock(d_model=", this->in_features(), ", heads=", mha_.heads(), ", ff_dim=", ff_dim_, ", ",

@@ -210,6 +210,37 @@ class Sequential final : public Layer<S> {
   }
 
   std::string name() const override { return "sequential"; }
+  std::string class_name() const override { return "Sequential"; }
+  // {"layers": [each layer's layer_entry(): class_name, config, in_features]} (io/model_file.hpp).
+  Config config() const override {
+    Config layers = Config::array();
+    for (const auto& layer : layers_) layers.push_back(layer_entry(*layer));
+    Config c = Config::object();
+    c.set("layers", std::move(layers));
+    return c;
+  }
+  // Rebuilds a model from config(), each layer with `build` (model/layer_registry.hpp) for the features the
+  // layers before it output; `who` names the container in messages ("Sequential", "Residual").
+  static Sequential from_config(Index in_features, const Config& config, const LayerBuilder<S>& build,
+                                const std::string& who = "Sequential") {
+    ConfigReader r(config, who + " config");
+    const Config& layers = r.get("layers");
+    if (!layers.is_array()) r.fail("layers", "an array of layers", layers);
+    r.finish();
+    Sequential model(in_features);
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      std::unique_ptr<Layer<S>> layer;
+      try {
+        layer = build(layers.elements()[i], model.out_features());
+      } catch (const MemoryError& e) {
+        throw MemoryError(detail::cat(who, " layer ", i, ": ", e.what()));
+      } catch (const Error& e) {
+        detail::throw_config(who, " layer ", i, ": ", e.what());
+      }
+      model.add(std::move(layer));
+    }
+    return model;
+  }
   std::string describe() const override { return detail::cat("Sequential(layers=", size(), ")"); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Sequential>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Sequential&>(other); }
