@@ -143,4 +143,93 @@ TEST(KerasImport, EveryReferenceModelMatchesKeras) {
 #endif
 }
 
+#if SEQATTN_HAVE_KERAS_IMPORT
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+  const std::string path = ::testing::TempDir() + "keras_import_" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// The message of the seqattn::Error of type E that importing `path` throws ("" when it does not throw it).
+template <class E>
+std::string import_error(const std::string& path) {
+  try {
+    import_keras<float>(path);
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("other exception: ") + e.what();
+  }
+  return "no exception";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+#endif
+
+TEST(KerasImport, MalformedFilesThrowWithThePath) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5"), keras = read_bytes(kDir + "/masking_dense.keras");
+  ASSERT_GT(h5.size(), 1000u);
+  // wrong magic
+  std::string p = write_temp("magic.h5", "not a model file at all");
+  std::string m = import_error<FormatError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "neither the zip signature")) << m;
+  // missing file
+  m = import_error<FileError>(::testing::TempDir() + "keras_import_missing.h5");
+  EXPECT_TRUE(contains(m, "keras_import_missing.h5") && contains(m, "cannot open")) << m;
+  // truncated .h5 and .keras, at several lengths
+  for (double part : {0.1, 0.5, 0.9, 0.99}) {
+    p = write_temp("truncated.h5", h5.substr(0, static_cast<size_t>(static_cast<double>(h5.size()) * part)));
+    m = import_error<Error>(p);
+    EXPECT_TRUE(contains(m, p)) << part << ": " << m;
+    p = write_temp("truncated.keras", keras.substr(0, static_cast<size_t>(static_cast<double>(keras.size()) * part)));
+    m = import_error<Error>(p);
+    EXPECT_TRUE(contains(m, p)) << part << ": " << m;
+  }
+  // a corrupted byte in the zip data: CRC mismatch or invalid compressed data
+  std::string bad = keras;
+  for (size_t i = 200; i < bad.size() - 200; i += 97) bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+  p = write_temp("corrupt.keras", bad);
+  m = import_error<Error>(p);
+  EXPECT_TRUE(contains(m, p)) << m;
+  // an HDF5 file that is not a Keras model: the weights of a .keras alone
+  // (model.weights.h5 holds no model_config)
+#endif
+}
+
+TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // The .h5 keeps its config as a JSON string attribute: edit it in place (same length).
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5");
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) bytes.replace(at, from.size(), to);
+    return bytes;
+  };
+  std::string p = write_temp("unknown_layer.h5", replaced("\"class_name\": \"Dense\"", "\"class_name\": \"Dxnse\""));
+  std::string m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "(Dxnse) is not supported")) << m;
+  p = write_temp("bad_activation.h5", replaced("\"activation\": \"relu\"", "\"activation\": \"selu\""));
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "activation 'selu'") && contains(m, "(Activation)")) << m;
+  p = write_temp("bad_json.h5", replaced("\"class_name\": \"Dense\"", "\"class_name\"} \"Dense\""));
+  m = import_error<FormatError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "not valid JSON")) << m;
+  p = write_temp("unknown_option.h5", replaced("\"use_bias\": true", "\"use_bixs\": true"));
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "option 'use_bixs'") && contains(m, "not known")) << m;
+#endif
+}
+
 }  // namespace
