@@ -1,0 +1,709 @@
+#pragma once
+// Maps each Keras layer of a KerasModel (io/keras/model_config.hpp) to seqattn layers and loads its weights.
+// Two passes: plan() checks every layer and option (ConfigError naming the Keras layer, its class and what is
+// unsupported) before anything is built; build() then constructs the layers and copies the weights (FormatError
+// / MismatchError for a missing or misshapen weight). The table of mapped layers and every semantic difference
+// is in io/keras_import.hpp.
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "seqattn/io/keras/hdf5_reader.hpp"
+#include "seqattn/io/keras/keras_padding_attention.hpp"
+#include "seqattn/io/keras/model_config.hpp"
+#include "seqattn/layers/masking.hpp"
+#include "seqattn/seqattn.hpp"
+
+namespace seqattn {
+namespace detail {
+namespace keras {
+
+// Reads a layer's config keys, tracking which were used: finish() refuses any key left over.
+class ConfigReader {
+ public:
+  ConfigReader(const KerasLayer& layer, std::string who) : layer_(layer), who_(std::move(who)) {
+    // Keys that never change inference: names, dtypes, initializers, regularizers, constraints, seeds.
+    for (const auto& kv : layer.config.items()) {
+      const std::string& k = kv.key();
+      if (k == "name" || k == "trainable" || k == "dtype" || k == "seed" || ends_with(k, "_initializer") ||
+          ends_with(k, "_regularizer") || ends_with(k, "_constraint") || k == "batch_input_shape" ||
+          k == "batch_shape" || k == "build_config")
+        used_.insert(k);
+    }
+  }
+
+  template <class... Parts>
+  [[noreturn]] void fail(Parts&&... parts) const {
+    throw_config(who_, ": layer '", layer_.name, "' (", layer_.class_name, "): ", std::forward<Parts>(parts)...);
+  }
+
+  bool has(const std::string& key) const { return layer_.config.contains(key) && !layer_.config[key].is_null(); }
+  const json& raw(const std::string& key) {
+    used_.insert(key);
+    return layer_.config[key];
+  }
+  void ignore(std::initializer_list<const char*> keys) {
+    for (const char* k : keys) used_.insert(k);
+  }
+
+  Index positive(const std::string& key) {
+    if (!has(key)) fail("option '", key, "' is missing");
+    const json& v = raw(key);
+    if (v.is_array() && v.size() == 1) return positive_value(key, v[0]);
+    return positive_value(key, v);
+  }
+  bool boolean(const std::string& key, bool fallback) {
+    if (!has(key)) return (used_.insert(key), fallback);
+    const json& v = raw(key);
+    if (!v.is_boolean()) fail("option '", key, "' expected true or false but got ", v.dump());
+    return v.get<bool>();
+  }
+  double number(const std::string& key, double fallback) {
+    if (!has(key)) return (used_.insert(key), fallback);
+    const json& v = raw(key);
+    if (!v.is_number()) fail("option '", key, "' expected a number but got ", v.dump());
+    return v.get<double>();
+  }
+  std::string string(const std::string& key, const std::string& fallback) {
+    if (!has(key)) return (used_.insert(key), fallback);
+    const json& v = raw(key);
+    if (!v.is_string()) fail("option '", key, "' expected a string but got ", v.dump());
+    return v.get<std::string>();
+  }
+  // The option must be absent, null or equal to one of `allowed` (JSON values); `why` ends the message.
+  void require(const std::string& key, std::initializer_list<json> allowed, const std::string& why) {
+    used_.insert(key);
+    if (!has(key)) return;
+    const json& v = layer_.config[key];
+    for (const json& a : allowed)
+      if (v == a) return;
+    fail("option ", key, "=", v.dump(), " is not supported (", why, ")");
+  }
+  Activation activation(const std::string& key, const char* fallback = "linear") {
+    std::string a = fallback;
+    if (has(key)) {
+      const json& v = raw(key);
+      if (!v.is_string()) fail("option '", key, "' expected an activation name but got ", v.dump());
+      a = v.get<std::string>();
+    } else {
+      used_.insert(key);
+    }
+    if (a == "linear") return Activation::Linear;
+    if (a == "relu") return Activation::ReLU;
+    if (a == "gelu") return Activation::GELU;  // the exact erf form in Keras 2.15 and 3 (the string's meaning)
+    if (a == "tanh") return Activation::Tanh;
+    if (a == "sigmoid") return Activation::Sigmoid;
+    if (a == "softmax") return Activation::Softmax;
+    fail("activation '", a, "' (option '", key,
+         "') is not supported (supported: linear, relu, gelu, tanh, sigmoid, "
+         "softmax)");
+  }
+  void finish() const {
+    for (const auto& kv : layer_.config.items())
+      if (!used_.count(kv.key()))
+        fail("option '", kv.key(), "' (", kv.value().dump(), ") is not known to the importer");
+  }
+
+ private:
+  static bool ends_with(const std::string& s, const char* tail) {
+    const std::string t(tail);
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  }
+  Index positive_value(const std::string& key, const json& v) const {
+    if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > (1LL << 40))
+      fail("option '", key, "' expected a positive integer but got ", v.dump());
+    return v.get<Index>();
+  }
+
+  const KerasLayer& layer_;
+  std::string who_;
+  std::set<std::string> used_;
+};
+
+// What flows between layers while planning.
+struct FlowState {
+  Index features = 0;
+  bool ids = false;         // the input is integer ids (B, T): seqattn takes them as (B, T, 1)
+  bool mask = false;        // Keras carries a mask here (from Masking or Embedding mask_zero)
+  bool padded_zero = true;  // padded steps hold 0 in Keras and in seqattn (or no mask)
+  bool reduced = false;     // the time axis is gone in Keras ((B, F)); seqattn keeps (B, 1, F)
+};
+
+// One planned seqattn layer: a factory and the weight copies.
+template <class S>
+struct PlannedLayer {
+  std::function<std::unique_ptr<Layer<S>>()> make;
+  // Keras weight index -> seqattn parameter (or buffer) name, with the Keras shape expected.
+  struct Copy {
+    size_t keras_index;
+    std::string param;
+    std::vector<Index> keras_shape;
+    std::function<void(const std::vector<S>&, S*)> transform;  // null: copy as is (row-major)
+  };
+  std::vector<Copy> copies;
+  std::vector<std::pair<std::string, S>> fills;  // parameters set to a constant (BatchNorm scale=False)
+  const KerasLayer* source = nullptr;
+};
+
+template <class S>
+class LayerMapper {
+ public:
+  explicit LayerMapper(std::string who) : who_(std::move(who)) {}
+
+  // Checks every layer and plans the seqattn layers; throws before anything is built.
+  std::vector<PlannedLayer<S>> plan(const KerasModel& model, Index& in_features) {
+    FlowState s;
+    const std::vector<Index>& shape = model.input_shape;
+    if (shape.size() == 1) {
+      s.ids = true;
+      s.features = 1;
+    } else if (shape.size() == 2 && shape[1] > 0) {
+      s.features = shape[1];
+    } else {
+      throw_config(who_, ": the model input has shape (batch", shape_tail(shape),
+                   "); only (batch, time, features) inputs with a known feature size, or (batch, time) integer "
+                   "ids for an Embedding, are supported");
+    }
+    in_features = s.features;
+    std::vector<PlannedLayer<S>> out;
+    for (size_t i = 0; i < model.layers.size(); ++i) map_layer(model.layers[i], s, out, i == 0);
+    return out;
+  }
+
+ private:
+  static std::string shape_tail(const std::vector<Index>& shape) {
+    std::string t;
+    for (Index d : shape) t += d < 0 ? ", None" : ", " + std::to_string(d);
+    return t;
+  }
+
+  template <class L, class... Args>
+  static std::function<std::unique_ptr<Layer<S>>()> factory(Args... args) {
+    return [=]() -> std::unique_ptr<Layer<S>> { return std::make_unique<L>(args...); };
+  }
+
+  static void add(std::vector<PlannedLayer<S>>& out, const KerasLayer& src,
+                  std::function<std::unique_ptr<Layer<S>>()> make,
+                  std::vector<typename PlannedLayer<S>::Copy> copies = {}) {
+    PlannedLayer<S> p;
+    p.make = std::move(make);
+    p.copies = std::move(copies);
+    p.source = &src;
+    out.push_back(std::move(p));
+  }
+
+  void expect_weights(ConfigReader& r, const KerasLayer& l, size_t n) const {
+    if (l.weights.size() != n) r.fail("expected ", n, " weight tensors but the file has ", l.weights.size());
+  }
+
+  void not_ids(ConfigReader& r, const FlowState& s) const {
+    if (s.ids) r.fail("the model input is integer ids (batch, time); only an Embedding can take them");
+  }
+
+  void map_layer(const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out, bool first) {
+    ConfigReader r(l, who_);
+    const std::string& c = l.class_name;
+    const Index F = s.features;
+    using Copy = typename PlannedLayer<S>::Copy;
+    if (c != "Embedding" && !(c == "TrigPosEmbedding" || c == "PositionEmbedding")) not_ids(r, s);
+    if (!l.call_kwargs.is_null() && c != "MultiHeadAttention")
+      for (const auto& kv : l.call_kwargs.items())
+        if (kv.key() != "training" && !(kv.key() == "mask" && kv.value().is_null()))
+          r.fail("call argument '", kv.key(), "' is not supported");
+    (void)first;
+    if (c == "Dense") {
+      const Index units = r.positive("units");
+      const Activation act = r.activation("activation");
+      const bool bias = r.boolean("use_bias", true);
+      r.require("quantization_config", {nullptr}, "quantized weights");
+      r.require("lora_rank", {nullptr}, "LoRA");
+      r.finish();
+      expect_weights(r, l, bias ? 2 : 1);
+      std::vector<Copy> copies{{0, "W", {F, units}, nullptr}};
+      if (bias) copies.push_back({1, "b", {units}, nullptr});
+      add(out, l, factory<Dense<S>>(F, units, DenseOptions().activation(act).use_bias(bias)), copies);
+      s.features = units;
+      if (s.mask) s.padded_zero = false;  // Keras computes act(b) at padded steps, seqattn writes 0
+    } else if (c == "Activation") {
+      const Activation act = r.activation("activation");
+      r.finish();
+      add(out, l, factory<ActivationLayer<S>>(F, act));
+      if (s.mask && act != Activation::ReLU && act != Activation::Tanh && act != Activation::Linear &&
+          act != Activation::GELU)
+        s.padded_zero = false;
+    } else if (c == "Dropout" || c == "SpatialDropout1D") {
+      const double rate = r.number("rate", 0.0);
+      r.require("noise_shape", {nullptr}, "dropout noise shapes");
+      r.finish();
+      if (c != "Dropout") r.fail("not supported");
+      add(out, l, factory<Dropout<S>>(F, rate));
+    } else if (c == "Masking") {
+      const double value = r.number("mask_value", 0.0);
+      r.finish();
+      add(out, l, factory<Masking<S>>(F, value));
+      s.mask = true;
+      s.padded_zero = true;
+    } else if (c == "Embedding") {
+      if (!s.ids) r.fail("an Embedding must take the model's integer ids (batch, time) as its input");
+      const Index vocab = r.positive("input_dim"), dim = r.positive("output_dim");
+      const bool mask_zero = r.boolean("mask_zero", false);
+      r.ignore({"input_length"});
+      r.require("quantization_config", {nullptr}, "quantized weights");
+      r.require("sparse", {false}, "sparse gradients");
+      r.require("lora_rank", {nullptr}, "LoRA");
+      r.finish();
+      expect_weights(r, l, 1);
+      add(out, l, factory<Embedding<S>>(Index(1), vocab, dim, EmbeddingOptions().mask_zero(mask_zero)),
+          {Copy{0, "embeddings", {vocab, dim}, nullptr}});
+      s.ids = false;
+      s.features = dim;
+      if (mask_zero) {
+        s.mask = true;
+        s.padded_zero = false;  // Keras looks up row 0 at padded steps, seqattn writes 0
+      }
+    } else if (c == "Conv1D") {
+      const Index filters = r.positive("filters"), k = r.positive("kernel_size");
+      const Index stride = r.positive("strides"), dilation = r.positive("dilation_rate");
+      const std::string padding = r.string("padding", "valid");
+      const Activation act = r.activation("activation");
+      const bool bias = r.boolean("use_bias", true);
+      r.require("data_format", {"channels_last"}, "only channels_last");
+      r.require("groups", {1}, "grouped convolutions");
+      r.require("activity_regularizer", {nullptr}, "");
+      r.finish();
+      if (padding != "valid" && padding != "same" && padding != "causal")
+        r.fail("padding '", padding, "' is not supported");
+      if (stride > 1 && dilation > 1) r.fail("strides > 1 with dilation_rate > 1 (Keras refuses it too)");
+      if (s.mask)
+        r.fail(
+            "Conv1D drops the Keras mask and convolves over the padded steps, whose values differ between Keras "
+            "and seqattn here; put the Conv1D before the Masking / Embedding(mask_zero) layer");
+      expect_weights(r, l, bias ? 2 : 1);
+      std::vector<Copy> copies{{0, "W", {k, F, filters}, nullptr}};
+      if (bias) copies.push_back({1, "b", {filters}, nullptr});
+      add(out, l,
+          factory<Conv1D<S>>(F, filters, k,
+                             Conv1DOptions()
+                                 .stride(stride)
+                                 .dilation(dilation)
+                                 .padding(padding_from_string(padding))
+                                 .use_bias(bias)
+                                 .activation(act)),
+          copies);
+      s.features = filters;
+    } else if (c == "LSTM" || c == "GRU") {
+      map_recurrent(r, l, s, out, false);
+    } else if (c == "Bidirectional") {
+      map_bidirectional(r, l, s, out);
+    } else if (c == "LayerNormalization") {
+      const bool pkg = !l.config.contains("axis");  // keras-layer-normalization has no axis key
+      if (!pkg) {
+        const json& axis = r.raw("axis");
+        const bool last = axis == json(-1) || axis == json::array({-1}) || axis == json(2) || axis == json::array({2});
+        if (!last) r.fail("axis ", axis.dump(), " is not supported (only the last axis, the features)");
+        r.require("rms_scaling", {false}, "RMS normalization");
+      }
+      const double eps = r.number("epsilon", pkg ? 1e-14 : 1e-3);
+      const bool center = r.boolean("center", true), scale = r.boolean("scale", true);
+      r.finish();
+      expect_weights(r, l, size_t(center) + size_t(scale));
+      std::vector<Copy> copies;
+      if (scale) copies.push_back({0, "gamma", {F}, nullptr});
+      if (center) copies.push_back({size_t(scale), "beta", {F}, nullptr});
+      add(out, l, factory<LayerNorm<S>>(F, LayerNormOptions().eps(eps).center(center).scale(scale)), copies);
+      if (s.mask) s.padded_zero = false;
+    } else if (c == "BatchNormalization") {
+      const json axis = l.config.contains("axis") ? r.raw("axis") : json(-1);
+      const bool last = axis == json(-1) || axis == json::array({-1}) || axis == json(2) || axis == json::array({2});
+      if (!last) r.fail("axis ", axis.dump(), " is not supported (only the last axis, the features)");
+      const double eps = r.number("epsilon", 1e-3);
+      const bool center = r.boolean("center", true), scale = r.boolean("scale", true);
+      r.ignore({"momentum"});
+      r.require("synchronized", {false}, "synchronized batch normalization");
+      r.require("renorm", {false}, "batch renormalization");
+      r.require("virtual_batch_size", {nullptr}, "ghost batch normalization");
+      r.finish();
+      expect_weights(r, l, size_t(center) + size_t(scale) + 2);
+      std::vector<Copy> copies;
+      size_t i = 0;
+      if (scale) copies.push_back({i++, "gamma", {F}, nullptr});
+      if (center) copies.push_back({i++, "beta", {F}, nullptr});
+      copies.push_back({i++, "running_mean", {F}, nullptr});
+      copies.push_back({i++, "running_var", {F}, nullptr});
+      add(out, l, factory<BatchNorm<S>>(F, BatchNormOptions().eps(eps).center(center).scale(scale)), copies);
+      if (s.mask) s.padded_zero = false;
+    } else if (c == "GlobalAveragePooling1D" || c == "GlobalMaxPooling1D") {
+      r.require("data_format", {"channels_last"}, "only channels_last");
+      r.require("keepdims", {false}, "keepdims");
+      r.finish();
+      if (s.reduced) r.fail("the input has no time axis");
+      if (c == "GlobalMaxPooling1D" && s.mask)
+        r.fail(
+            "Keras' GlobalMaxPooling1D ignores the mask (the max runs over the padded steps too, whose values "
+            "differ between Keras and seqattn here); seqattn's GlobalMaxPool uses the valid steps only, which "
+            "would change the results of this model");
+      if (c == "GlobalMaxPooling1D")
+        add(out, l, factory<GlobalMaxPool<S>>(F));
+      else
+        add(out, l, factory<GlobalAvgPool<S>>(F));
+      s.reduced = true;
+      s.mask = false;
+      s.padded_zero = true;
+    } else if (c == "MultiHeadAttention" && l.config.contains("head_num")) {
+      map_multi_head_pkg(r, l, s, out);
+    } else if (c == "MultiHeadAttention") {
+      map_keras_mha(r, l, s, out);
+    } else if (c == "SeqSelfAttention") {
+      map_seq_self_attention(r, l, s, out);
+    } else if (c == "SeqWeightedAttention") {
+      const bool bias = r.boolean("use_bias", true);
+      r.require("return_attention", {false}, "a second output");
+      r.finish();
+      expect_weights(r, l, bias ? 2 : 1);
+      std::vector<Copy> copies{{0, "W", {F, 1}, nullptr}};
+      if (bias) copies.push_back({1, "b", {1}, nullptr});
+      add(out, l, factory<SeqWeightedAttention<S>>(F, SeqWeightedAttentionOptions().use_bias(bias)), copies);
+      s.reduced = true;
+      s.mask = false;
+      s.padded_zero = true;
+    } else if (c == "ScaledDotProductAttention") {
+      const bool history = r.boolean("history_only", false);
+      r.require("return_attention", {false}, "a second output");
+      r.finish();
+      expect_weights(r, l, 0);
+      // q = k = v = x, scores q k^T / sqrt(F): one head of size F with identity projections and no bias.
+      PlannedLayer<S> p;
+      p.make = factory<MultiHeadAttention<S>>(F, Index(1), MultiHeadAttentionOptions().use_bias(false).causal(history));
+      p.source = &l;
+      identity_fill_ = true;
+      p.fills = {{"Wq=I", S(1)}, {"Wk=I", S(1)}, {"Wv=I", S(1)}, {"Wo=I", S(1)}};
+      out.push_back(std::move(p));
+      if (s.mask) s.padded_zero = false;
+    } else if (c == "TrigPosEmbedding") {
+      const std::string mode = r.string("mode", "add");
+      const Index dim = l.config.contains("output_dim") && !l.config["output_dim"].is_null()
+                            ? r.positive("output_dim")
+                            : (r.ignore({"output_dim"}), 0);
+      r.finish();
+      if (mode == "expand")
+        r.fail(
+            "mode 'expand' (the input holds the positions to encode) has no seqattn equivalent: seqattn's "
+            "SinusoidalPositionalEncoding encodes the step index; use mode add or concat");
+      if (mode != "add" && mode != "concat") r.fail("mode '", mode, "' is not supported");
+      const bool concat = mode == "concat";
+      if (concat && dim <= 0) r.fail("mode concat needs output_dim");
+      add(out, l,
+          factory<SinusoidalPositionalEncoding<S>>(F, SinusoidalOptions()
+                                                          .mode(concat ? PositionMode::Concat : PositionMode::Add)
+                                                          .output_dim(concat ? dim : 0)));
+      if (concat) s.features = F + dim;
+      if (s.mask) s.padded_zero = false;
+    } else if (c == "PositionEmbedding") {
+      const std::string mode = r.string("mode", "expand");
+      const Index input_dim = r.positive("input_dim"), dim = r.positive("output_dim");
+      const json mask_zero = l.config.contains("mask_zero") ? r.raw("mask_zero") : json(false);
+      r.require("activity_regularizer", {nullptr}, "");
+      r.finish();
+      if (mode == "expand")
+        r.fail(
+            "mode 'expand' (the input holds the positions to look up) has no seqattn equivalent: seqattn's "
+            "PositionEmbedding looks up the step index; use mode add or concat");
+      if (mode != "add" && mode != "concat") r.fail("mode '", mode, "' is not supported");
+      if (!(mask_zero == json(false))) r.fail("mask_zero=", mask_zero.dump(), " in mode ", mode, " is not supported");
+      const bool concat = mode == "concat";
+      if (!concat && dim != F) r.fail("mode add needs output_dim = the input features (", F, ") but got ", dim);
+      expect_weights(r, l, 1);
+      add(out, l,
+          factory<PositionEmbedding<S>>(F, input_dim,
+                                        PositionEmbeddingOptions()
+                                            .mode(concat ? PositionMode::Concat : PositionMode::Add)
+                                            .output_dim(concat ? dim : 0)),
+          {Copy{0, "embeddings", {input_dim, dim}, nullptr}});
+      if (concat) s.features = F + dim;
+      if (s.mask) s.padded_zero = false;
+    } else if (c == "InputLayer") {
+      r.finish();
+    } else {
+      throw_config(who_, ": layer '", l.name, "' (", c,
+                   ") is not supported: the importer maps InputLayer, Masking, "
+                   "Embedding, Dense, Activation, Dropout, Conv1D, LSTM, GRU, Bidirectional, LayerNormalization, "
+                   "BatchNormalization, GlobalAveragePooling1D, GlobalMaxPooling1D, MultiHeadAttention (Keras' and "
+                   "keras-multi-head's), SeqSelfAttention, SeqWeightedAttention, ScaledDotProductAttention, "
+                   "TrigPosEmbedding, PositionEmbedding and nested Sequential models");
+    }
+  }
+
+  // LSTM / GRU options; `inner` for the layer of a Bidirectional.
+  template <class Options>
+  Options recurrent_options(ConfigReader& r, const std::string& cls, bool& sequences) {
+    sequences = r.boolean("return_sequences", false);
+    Options o;
+    o.return_sequences(sequences).activation(r.activation("activation", "tanh"));
+    o.recurrent_activation(r.activation("recurrent_activation", "sigmoid"));
+    o.use_bias(r.boolean("use_bias", true));
+    r.require("return_state", {false}, "a second output");
+    r.require("go_backwards", {false}, "reversed input");
+    r.require("stateful", {false}, "state kept between batches");
+    r.require("time_major", {false}, "time-major input");
+    r.require("activity_regularizer", {nullptr}, "");
+    r.ignore({"dropout", "recurrent_dropout", "implementation", "unroll", "zero_output_for_mask", "unit_forget_bias"});
+    if (cls == "GRU" && !r.boolean("reset_after", true))
+      r.fail(
+          "reset_after=False (bias (3 units,), reset gate before the recurrent product) is not supported: "
+          "seqattn's GRU is Keras' reset_after=True form");
+    return o;
+  }
+
+  void recurrent_copies(const std::string& cls, Index F, Index units, bool bias, size_t first,
+                        const std::string& prefix, std::vector<typename PlannedLayer<S>::Copy>& copies) {
+    const Index G = cls == "LSTM" ? 4 : 3;
+    copies.push_back({first, prefix + "kernel", {F, G * units}, nullptr});
+    copies.push_back({first + 1, prefix + "recurrent_kernel", {units, G * units}, nullptr});
+    if (bias) {
+      if (cls == "LSTM")
+        copies.push_back({first + 2, prefix + "bias", {G * units}, nullptr});
+      else
+        copies.push_back({first + 2, prefix + "bias", {2, G * units}, nullptr});
+    }
+  }
+
+  void map_recurrent(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out, bool) {
+    const Index units = r.positive("units");
+    bool seq = false;
+    std::vector<typename PlannedLayer<S>::Copy> copies;
+    if (s.reduced) r.fail("the input has no time axis");
+    if (l.class_name == "LSTM") {
+      LSTMOptions o = recurrent_options<LSTMOptions>(r, "LSTM", seq);
+      r.finish();
+      expect_weights(r, l, o.use_bias() ? 3 : 2);
+      recurrent_copies("LSTM", s.features, units, o.use_bias(), 0, "", copies);
+      add(out, l, factory<LSTM<S>>(s.features, units, o), copies);
+    } else {
+      GRUOptions o = recurrent_options<GRUOptions>(r, "GRU", seq);
+      r.finish();
+      expect_weights(r, l, o.use_bias() ? 3 : 2);
+      recurrent_copies("GRU", s.features, units, o.use_bias(), 0, "", copies);
+      add(out, l, factory<GRU<S>>(s.features, units, o), copies);
+    }
+    s.features = units;
+    if (!seq) {
+      s.reduced = true;
+      s.mask = false;
+      s.padded_zero = true;
+    } else if (s.mask) {
+      s.padded_zero = false;  // Keras repeats the last valid output at padded steps, seqattn writes 0
+    }
+  }
+
+  void map_bidirectional(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    const std::string merge = r.string("merge_mode", "concat");
+    if (merge != "concat" && merge != "sum")
+      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
+    if (!l.config.contains("layer") || !l.config["layer"].is_object() || !l.config["layer"].contains("class_name") ||
+        !l.config["layer"].contains("config") || !l.config["layer"]["config"].is_object())
+      r.fail("no wrapped layer");
+    r.raw("layer");
+    if (l.config.contains("backward_layer") && !l.config["backward_layer"].is_null()) {
+      // Keras 3 always writes the backward layer: accept it when it mirrors the forward layer.
+      const json& b = r.raw("backward_layer");
+      json fc = l.config["layer"]["config"], bc = b.value("config", json::object());
+      for (json* c : {&fc, &bc}) {
+        for (const char* k : {"name", "go_backwards", "seed", "dtype"}) c->erase(k);
+        for (auto it = c->begin(); it != c->end();) {  // initializers differ by their object ids only
+          const std::string& k = it.key();
+          const bool skip = k.find("_initializer") != std::string::npos ||
+                            k.find("_regularizer") != std::string::npos || k.find("_constraint") != std::string::npos;
+          it = skip ? c->erase(it) : std::next(it);
+        }
+      }
+      if (b.value("class_name", "") != l.config["layer"]["class_name"] || fc != bc)
+        r.fail("a backward_layer that differs from the forward layer is not supported");
+    } else {
+      r.ignore({"backward_layer"});
+    }
+    r.finish();
+    if (merge != "concat" && merge != "sum")
+      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
+    KerasLayer inner;
+    inner.class_name = l.config["layer"]["class_name"];
+    inner.name = l.name + "/" + l.config["layer"]["config"].value("name", std::string());
+    inner.config = l.config["layer"]["config"];
+    ConfigReader ir(inner, who_);
+    if (inner.class_name != "LSTM" && inner.class_name != "GRU")
+      ir.fail("Bidirectional wraps only LSTM or GRU layers in the importer");
+    if (s.reduced) r.fail("the input has no time axis");
+    const Index units = ir.positive("units"), F = s.features;
+    bool seq = false;
+    std::vector<typename PlannedLayer<S>::Copy> copies;
+    const BidirectionalOptions bo =
+        BidirectionalOptions().merge_mode(merge == "sum" ? MergeMode::Sum : MergeMode::Concat);
+    bool bias = true;
+    if (inner.class_name == "LSTM") {
+      LSTMOptions o = recurrent_options<LSTMOptions>(ir, "LSTM", seq);
+      ir.finish();
+      bias = o.use_bias();
+      add(out, l, factory<Bidirectional<S>>(F, units, o, bo));
+    } else {
+      GRUOptions o = recurrent_options<GRUOptions>(ir, "GRU", seq);
+      ir.finish();
+      bias = o.use_bias();
+      add(out, l, factory<Bidirectional<S>>(F, units, o, bo));
+    }
+    const size_t per = bias ? 3 : 2;
+    expect_weights(r, l, 2 * per);
+    recurrent_copies(inner.class_name, F, units, bias, 0, "forward.", out.back().copies);
+    recurrent_copies(inner.class_name, F, units, bias, per, "backward.", out.back().copies);
+    s.features = merge == "concat" ? 2 * units : units;
+    if (!seq) {
+      s.reduced = true;
+      s.mask = false;
+    }
+    s.padded_zero = true;  // Bidirectional writes 0 at padded steps in Keras and in seqattn
+  }
+
+  void map_multi_head_pkg(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    const Index heads = r.positive("head_num"), F = s.features;
+    const Activation act = r.activation("activation", "relu");
+    const bool bias = r.boolean("use_bias", true);
+    const bool history = r.boolean("history_only", false);
+    r.finish();
+    if (s.reduced) r.fail("the input has no time axis");
+    if (F % heads != 0) r.fail("the input features (", F, ") are not divisible by head_num (", heads, ")");
+    if (act == Activation::Softmax) r.fail("activation softmax on the projections is not supported");
+    expect_weights(r, l, bias ? 8 : 4);
+    std::vector<typename PlannedLayer<S>::Copy> copies;
+    const char* names[4][2] = {{"Wq", "bq"}, {"Wk", "bk"}, {"Wv", "bv"}, {"Wo", "bo"}};
+    size_t i = 0;
+    for (auto& n : names) {
+      copies.push_back({i++, n[0], {F, F}, nullptr});
+      if (bias) copies.push_back({i++, n[1], {F}, nullptr});
+    }
+    add(out, l,
+        factory<MultiHeadAttention<S>>(F, heads,
+                                       MultiHeadAttentionOptions().use_bias(bias).causal(history).activation(act)),
+        copies);
+    // keras-multi-head applies the activation to the output projection too.
+    if (act != Activation::Linear) {
+      add(out, l, factory<ActivationLayer<S>>(F, act));
+      out.back().source = nullptr;
+    }
+    if (s.mask) s.padded_zero = false;
+  }
+
+  void map_keras_mha(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    const Index heads = r.positive("num_heads"), key_dim = r.positive("key_dim"), F = s.features;
+    const Index value_dim = l.config.contains("value_dim") && !l.config["value_dim"].is_null()
+                                ? r.positive("value_dim")
+                                : (r.ignore({"value_dim"}), key_dim);
+    const bool bias = r.boolean("use_bias", true);
+    r.ignore({"dropout", "query_shape", "key_shape", "value_shape"});
+    r.require("output_shape", {nullptr}, "an output size other than the query's features");
+    r.require("attention_axes", {nullptr, json::array({1})}, "attention over axes other than time");
+    r.require("activity_regularizer", {nullptr}, "");
+    r.require("flash_attention", {nullptr, false}, "");
+    bool causal = false;
+    const json kwargs = l.call_kwargs.is_object() ? l.call_kwargs : json::object();
+    for (const auto& kv : kwargs.items()) {
+      if (kv.key() == "use_causal_mask" && kv.value().is_boolean()) {
+        causal = kv.value().get<bool>();
+      } else if (kv.key() == "training" || (kv.key() == "mask" && kv.value().is_null()) ||
+                 ((kv.key() == "return_attention_scores") && kv.value() == json(false))) {
+      } else {
+        r.fail("call argument '", kv.key(), "' = ", kv.value().dump(), " is not supported");
+      }
+    }
+    r.finish();
+    if (s.reduced) r.fail("the input has no time axis");
+    if (value_dim != key_dim)
+      r.fail("value_dim (", value_dim, ") != key_dim (", key_dim,
+             ") is not supported: seqattn's MultiHeadAttention "
+             "uses one head size for queries, keys and values");
+    expect_weights(r, l, bias ? 8 : 4);
+    const Index D = heads * key_dim;
+    std::vector<typename PlannedLayer<S>::Copy> copies;
+    size_t i = 0;
+    const char* names[3][2] = {{"Wq", "bq"}, {"Wk", "bk"}, {"Wv", "bv"}};
+    for (auto& n : names) {
+      copies.push_back({i++, n[0], {F, heads, key_dim}, nullptr});
+      if (bias) copies.push_back({i++, n[1], {heads, key_dim}, nullptr});
+    }
+    copies.push_back({i++, "Wo", {heads, key_dim, F}, nullptr});
+    if (bias) copies.push_back({i++, "bo", {F}, nullptr});
+    (void)D;
+    add(out, l,
+        factory<MultiHeadAttention<S>>(F, heads,
+                                       MultiHeadAttentionOptions().head_size(key_dim).use_bias(bias).causal(causal)),
+        copies);
+    if (s.mask) s.padded_zero = false;
+  }
+
+  void map_seq_self_attention(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    const Index F = s.features;
+    const Index units = r.positive("units");
+    const std::string type = r.string("attention_type", "additive");
+    const bool history = r.boolean("history_only", false);
+    Index width = 0;
+    if (l.config.contains("attention_width") && !l.config["attention_width"].is_null())
+      width = r.positive("attention_width");
+    else
+      r.ignore({"attention_width"});
+    const Activation act = r.activation("attention_activation");
+    const bool add_bias = r.boolean("use_additive_bias", true), att_bias = r.boolean("use_attention_bias", true);
+    const double reg = r.number("attention_regularizer_weight", 0.0);
+    r.require("return_attention", {false}, "a second output");
+    r.finish();
+    if (s.reduced) r.fail("the input has no time axis");
+    if (type != "additive" && type != "multiplicative") r.fail("attention_type '", type, "' is not supported");
+    if (act == Activation::Softmax) r.fail("attention_activation softmax is not supported");
+    SeqSelfAttentionOptions o;
+    const bool additive = type == "additive";
+    o.units(units).attention_type(additive ? AttentionType::Additive : AttentionType::Multiplicative);
+    o.history_only(history).attention_activation(act).use_additive_bias(add_bias).use_attention_bias(att_bias);
+    o.attention_regularizer_weight(reg);
+    if (width > 0 && !(history && width >= 1000000000)) o.attention_width(width);  // 1e9: history_only without width
+    std::vector<typename PlannedLayer<S>::Copy> copies;
+    size_t i = 0;
+    const std::string p = l.name + "_";
+    if (additive) {
+      copies.push_back({i++, "Wt", {F, units}, nullptr});
+      copies.push_back({i++, "Wx", {F, units}, nullptr});
+      if (add_bias) copies.push_back({i++, "bh", {units}, nullptr});
+      copies.push_back({i++, "Wa", {units, 1}, nullptr});
+    } else {
+      copies.push_back({i++, "Wa", {F, F}, nullptr});
+    }
+    if (att_bias) copies.push_back({i++, "ba", {1}, nullptr});
+    expect_weights(r, l, i);
+    if (s.mask && !history) {
+      // keras-self-attention issue #41: valid steps attend to padded steps too.
+      if (!s.padded_zero)
+        r.fail(
+            "on a masked input Keras' SeqSelfAttention lets valid steps attend to the padded steps (its issue "
+            "#41), whose values here differ between Keras and seqattn (they are 0 only right after Masking or a "
+            "Bidirectional layer); set history_only=True, or put the layer right after Masking / Bidirectional");
+      add(out, l, factory<KerasPaddingAttention<S>>(F, o), copies);
+      s.padded_zero = false;  // Keras' padded rows attend to the valid steps; seqattn writes 0
+      padding_attention_ = true;
+    } else {
+      add(out, l, factory<SeqSelfAttention<S>>(F, o), copies);
+      if (s.mask) s.padded_zero = false;
+    }
+  }
+
+ public:
+  bool identity_fill_ = false;
+  bool padding_attention_ = false;
+
+ private:
+  std::string who_;
+};
+
+}  // namespace keras
+}  // namespace detail
+}  // namespace seqattn

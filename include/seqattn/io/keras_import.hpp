@@ -1,0 +1,170 @@
+#pragma once
+// import_keras<S>(path): a Keras model file as a ready seqattn Sequential<S>, in C++ (no Python at run time).
+// Not part of the umbrella header: it needs the HDF5 C library (with its high-level library), libzip and
+// nlohmann-json (Debian libhdf5-dev, libzip-dev, nlohmann-json3-dev; CMake target seqattn::keras_import).
+//
+//   Sequential<float> model = import_keras<float>("model.keras");   // Keras 3 archive
+//   Sequential<float> model = import_keras<float>("model.h5");      // legacy Keras 2 HDF5 model file
+//   model.predict(x, mask);
+//
+// Files: a `.keras` zip (config.json + model.weights.h5) or a Keras 2 `.h5` (root attribute model_config,
+// weights under /model_weights). Training configs and optimizer weights are ignored. Models: Sequential
+// (nested Sequential models are flattened) and functional models whose graph is a chain.
+// The whole config is checked before anything is built: a layer the importer does not map, an option it does
+// not support, or a Keras semantics it cannot reproduce throws ConfigError naming the file, the Keras layer,
+// its class and what is unsupported. Weights are read with the shape the config implies (MismatchError
+// otherwise, before reading), NaN / Inf is a NonFiniteError, a malformed file a FormatError, all with the
+// path; members and attributes are read only up to what the file's size justifies.
+//
+// Inputs: (B, T, F) as in Keras; a model starting with an Embedding takes its ids as (B, T, 1).
+// Masks: Keras derives its mask from the data (Masking, Embedding mask_zero); the imported model does too
+// (layers/masking.hpp, Embedding mask_zero): pass the zero-padded batch with or without a Mask of lengths.
+// Only trailing padded steps are padding (right padding): a masked step followed by a valid one throws.
+// Pass no Mask to a model without Masking / Embedding(mask_zero): Keras has no mask there.
+//
+// Mapped layers (Keras -> seqattn) and where the results differ from Keras':
+//   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
+//   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
+//   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
+//   causal, strides, dilation); LSTM, GRU (reset_after=True) -> LSTM, GRU; Bidirectional (concat, sum) ->
+//   Bidirectional; LayerNormalization (Keras' and keras-layer-normalization's, told apart by the `axis` key;
+//   epsilon from the config) -> LayerNorm; BatchNormalization (moving statistics) -> BatchNorm;
+//   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
+//   Keras MultiHeadAttention (self-attention, key_dim = value_dim, use_causal_mask) -> MultiHeadAttention
+//   (head_size key_dim); keras-multi-head MultiHeadAttention (told apart by `head_num`) -> MultiHeadAttention
+//   with the activation on q, k, v, then ActivationLayer (Keras applies it to the output projection too);
+//   SeqSelfAttention -> SeqSelfAttention (on a masked input without history_only: KerasPaddingAttention, see
+//   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> MultiHeadAttention with
+//   one head, identity projections, no bias; TrigPosEmbedding (add, concat) -> SinusoidalPositionalEncoding;
+//   PositionEmbedding (add, concat) -> PositionEmbedding.
+//   Outputs (B, U) of Keras (pooling, recurrent last state) are (B, 1, U) in seqattn.
+// Differences (valid steps match Keras within float rounding; what Keras writes at PADDED steps differs,
+// seqattn writes 0 there):
+//   - keras-self-attention SeqSelfAttention on a masked input (its issue #41): valid steps attend to padded
+//     steps too. Reproduced by KerasPaddingAttention (io/keras/keras_padding_attention.hpp: the layer runs
+//     without a mask over all T steps) where the padded values are 0 in both (right after Masking or a
+//     Bidirectional layer); refused elsewhere. Valid outputs then depend on T, as in Keras.
+//   - GlobalMaxPooling1D ignores the mask in Keras (the max includes the padded steps): refused on masked inputs.
+//   - GlobalAveragePooling1D of a fully padded sequence: Keras gives NaN (0/0), seqattn 0.
+//   - Conv1D drops the mask in Keras: refused on masked inputs.
+//   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
+//   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
+// Refused: GRU reset_after=False, Bidirectional merge_mode ave / mul, Keras MultiHeadAttention with value_dim
+// != key_dim, output_shape or cross-attention, TrigPosEmbedding / PositionEmbedding mode expand (the input
+// holds positions; seqattn encodes step indices), PositionEmbedding mask_zero, functional graphs that are not
+// a chain (a residual Add), shared layers, return_state / return_attention, stateful or go_backwards layers,
+// activations other than the six above.
+// HDF5 note: Debian's libhdf5 is not thread-safe: import from one thread at a time. The importer checks the
+// sizes it reads, but parsing a hostile HDF5 file is HDF5's own code.
+
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "seqattn/io/errors.hpp"
+#include "seqattn/io/keras/hdf5_reader.hpp"
+#include "seqattn/io/keras/layer_mapping.hpp"
+#include "seqattn/io/keras/model_config.hpp"
+#include "seqattn/io/keras/zip_reader.hpp"
+#include "seqattn/model/sequential.hpp"
+
+namespace seqattn {
+
+namespace detail {
+namespace keras {
+
+constexpr std::uint64_t kMaxConfigBytes = std::uint64_t(64) << 20;
+
+inline json parse_config(const std::string& text, const std::string& who) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw_format(who, ": the model config is not valid JSON: ", e.what());
+  }
+}
+
+template <class S>
+Sequential<S> build(const KerasModel& model, const H5File& weights, const std::string& who) {
+  LayerMapper<S> mapper(who);
+  Index in_features = 0;
+  std::vector<PlannedLayer<S>> plan = mapper.plan(model, in_features);
+  Sequential<S> seq(in_features);
+  for (PlannedLayer<S>& p : plan) {
+    Layer<S>& layer = seq.add(p.make());
+    std::map<std::string, Param<S>> params;
+    for (auto& q : layer.params()) params[q.name] = q;
+    for (auto& q : layer.buffers()) params[q.name] = q;
+    for (const auto& c : p.copies) {
+      const KerasLayer& src = *p.source;
+      const std::string& path = src.weights.at(c.keras_index);
+      const auto it = params.find(c.param);
+      if (it == params.end()) throw_config(who, ": internal: ", layer.describe(), " has no parameter ", c.param);
+      const std::vector<S> values = weights.read_dataset<S>(path, c.keras_shape);
+      if (static_cast<Index>(values.size()) != it->second.size())
+        throw_mismatch(who, ": layer '", src.name, "': weight '", path, "' has ", values.size(), " values but ",
+                       layer.describe(), " parameter ", c.param, " has ", it->second.size());
+      std::copy(values.begin(), values.end(), it->second.value);
+    }
+    for (const auto& f : p.fills) {  // "Wq=I": identity matrix
+      const std::string name = f.first.substr(0, f.first.find('='));
+      Param<S>& q = params.at(name);
+      q.values().setZero();
+      const Index n = q.shape.at(0);
+      for (Index i = 0; i < n; ++i) q.value[i * q.shape.at(1) + i] = f.second;
+    }
+  }
+  return seq;
+}
+
+inline std::uint64_t regular_file_size(const std::string& path, const std::string& who) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw_file(who, ": cannot open the file: ", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw_file(who, ": not a regular file");
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+}  // namespace keras
+}  // namespace detail
+
+// Imports a Keras 3 `.keras` archive or a Keras 2 `.h5` model file (told apart by their first bytes: zip or
+// HDF5 signature). See the file comment for the mapped layers, differences and errors.
+template <class S>
+Sequential<S> import_keras(const std::string& path) {
+  using namespace detail::keras;
+  const std::string who = "import_keras(" + path + ")";
+  const std::uint64_t size = regular_file_size(path, who);
+  std::string head(8, '\0');
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) detail::throw_file(who, ": cannot open the file");
+    in.read(&head[0], 8);
+    head.resize(static_cast<size_t>(in.gcount()));
+  }
+  if (head.size() >= 4 && head.compare(0, 4, std::string("PK\x03\x04", 4)) == 0) {
+    ZipReader zip(path, who);
+    const json root = parse_config(zip.read("config.json", kMaxConfigBytes), who + " config.json");
+    H5File weights = H5File::from_bytes(zip.read("model.weights.h5", size * 1032 + 64), who + " model.weights.h5");
+    ModelConfigReader reader(weights, who, true);
+    return build<S>(reader.read(root), weights, who);
+  }
+  if (H5File::has_signature(head)) {
+    H5File file = H5File::open(path, who, size);
+    if (!file.has_attribute("/", "model_config"))
+      detail::throw_format(who,
+                           ": an HDF5 file without a 'model_config' attribute (a weights-only file? "
+                           "import_keras needs a whole model saved by model.save)");
+    const json root = parse_config(file.string_attribute("/", "model_config"), who);
+    ModelConfigReader reader(file, who, false);
+    return build<S>(reader.read(root), file, who);
+  }
+  detail::throw_format(who,
+                       ": not a Keras model file: it starts with neither the zip signature (.keras) nor the "
+                       "HDF5 signature (.h5)");
+}
+
+}  // namespace seqattn

@@ -1,0 +1,235 @@
+// import_keras (io/keras_import.hpp) against Keras itself: every model of tests/reference/keras/manifest.json,
+// from its .h5 (Keras 2.15 + seed packages) and .keras (Keras 3) files, predicts Keras' own outputs within 1e-5
+// on the valid steps; the models the importer refuses throw ConfigError with the reason; malformed files throw
+// seqattn::Error subclasses with the path. No Python: the reference files are committed.
+// Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#if SEQATTN_HAVE_KERAS_IMPORT
+#include <seqattn/io/keras_import.hpp>
+#endif
+
+namespace {
+
+#define SKIP_WITHOUT_IMPORT()                                                                                \
+  do {                                                                                                       \
+    if (!SEQATTN_HAVE_KERAS_IMPORT)                                                                          \
+      GTEST_SKIP() << "io/keras_import.hpp needs libhdf5-dev, libzip-dev and nlohmann-json3-dev (not found " \
+                      "by CMake)";                                                                           \
+  } while (0)
+
+#ifndef SEQATTN_HAVE_KERAS_IMPORT
+#define SEQATTN_HAVE_KERAS_IMPORT 0
+#endif
+
+const std::string kDir = SEQATTN_KERAS_REFERENCE_DIR;
+
+#if SEQATTN_HAVE_KERAS_IMPORT
+using namespace seqattn;
+using json = nlohmann::json;
+
+const json& manifest() {
+  static const json m = [] {
+    std::ifstream in(kDir + "/manifest.json");
+    return json::parse(in);
+  }();
+  return m;
+}
+
+// Why each case is refused (a part of the message), by case name; the file formats refused.
+const std::map<std::string, std::string>& refusals() {
+  static const std::map<std::string, std::string> r = {
+      {"bidi_lstm_ave_last_masked", "merge_mode 'ave' is not supported"},
+      {"bidi_gru_mul_seq", "merge_mode 'mul' is not supported"},
+      {"gru_reset_before_stack_masked", "reset_after=False"},
+      {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
+      {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
+      {"trig_pos_expand", "mode 'expand'"},
+      {"pos_embd_expand_mask_zero", "mode 'expand'"},
+      {"transformer_encoder", "not a chain"},
+  };
+  return r;
+}
+
+struct Result {
+  double max_diff = 0;
+  Index compared = 0;
+};
+
+Result run_case(const json& c, const std::string& file, const std::string& version) {
+  Sequential<float> model = import_keras<float>(kDir + "/" + file);
+  const json& in = c["input"];
+  const std::vector<Index> shape = in["shape"].get<std::vector<Index>>();
+  const Index B = shape[0], T = shape[1], F = shape.size() == 3 ? shape[2] : 1;
+  Tensor3<float> x(B, T, F);
+  const std::vector<double> values = in["values"].get<std::vector<double>>();
+  for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<float>(values[static_cast<size_t>(i)]);
+  const Tensor3<float>& y = model.predict(x);
+  const json& out = c["outputs"][version];
+  const std::vector<Index> oshape = out["shape"].get<std::vector<Index>>();
+  const std::vector<double> expect = out["values"].get<std::vector<double>>();
+  const Index OT = oshape.size() == 3 ? oshape[1] : 1, U = oshape.back();
+  EXPECT_EQ(y.dimension(0), B);
+  EXPECT_EQ(y.dimension(1), OT);
+  EXPECT_EQ(y.dimension(2), U);
+  Result r;
+  if (y.dimension(0) != B || y.dimension(1) != OT || y.dimension(2) != U) {
+    r.max_diff = INFINITY;
+    return r;
+  }
+  for (Index b = 0; b < B; ++b) {
+    const Index len = c["compare_lengths"].is_null() ? OT : c["compare_lengths"][static_cast<size_t>(b)].get<Index>();
+    for (Index t = 0; t < len; ++t)
+      for (Index u = 0; u < U; ++u) {
+        const double e = expect[static_cast<size_t>((b * OT + t) * U + u)];
+        r.max_diff = std::max(r.max_diff, std::fabs(static_cast<double>(y(b, t, u)) - e));
+        ++r.compared;
+      }
+  }
+  return r;
+}
+#endif
+
+TEST(KerasImport, EveryReferenceModelMatchesKeras) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  int matched = 0, refused = 0;
+  for (const json& c : manifest()["cases"]) {
+    const std::string name = c["name"];
+    for (const char* format : {"h5", "keras"}) {
+      if (c["files"][format].is_null()) continue;
+      const std::string file = c["files"][format];
+      const std::string version = std::string(format) == "h5" ? "keras2" : "keras3";
+      SCOPED_TRACE(file);
+      const auto refusal = refusals().find(name);
+      if (refusal != refusals().end()) {
+        try {
+          import_keras<float>(kDir + "/" + file);
+          ADD_FAILURE() << file << ": expected a refusal containing '" << refusal->second << "'";
+        } catch (const ConfigError& e) {
+          EXPECT_NE(std::string(e.what()).find(refusal->second), std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+          ++refused;
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << file << ": expected a ConfigError but got: " << e.what();
+        }
+        continue;
+      }
+      Result r;
+      try {
+        r = run_case(c, file, version);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << file << ": " << e.what();
+        continue;
+      }
+      EXPECT_GT(r.compared, 0);
+      EXPECT_LE(r.max_diff, 1e-5) << file;
+      std::printf("%-45s max |seqattn - Keras| = %.3g over %lld values\n", file.c_str(), r.max_diff,
+                  static_cast<long long>(r.compared));
+      ++matched;
+    }
+  }
+  std::printf("%d files match Keras, %d refused\n", matched, refused);
+  EXPECT_GE(matched, 40);
+#endif
+}
+
+#if SEQATTN_HAVE_KERAS_IMPORT
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+  const std::string path = ::testing::TempDir() + "keras_import_" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// The message of the seqattn::Error of type E that importing `path` throws ("" when it does not throw it).
+template <class E>
+std::string import_error(const std::string& path) {
+  try {
+    import_keras<float>(path);
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("other exception: ") + e.what();
+  }
+  return "no exception";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+#endif
+
+TEST(KerasImport, MalformedFilesThrowWithThePath) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5"), keras = read_bytes(kDir + "/masking_dense.keras");
+  ASSERT_GT(h5.size(), 1000u);
+  // wrong magic
+  std::string p = write_temp("magic.h5", "not a model file at all");
+  std::string m = import_error<FormatError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "neither the zip signature")) << m;
+  // missing file
+  m = import_error<FileError>(::testing::TempDir() + "keras_import_missing.h5");
+  EXPECT_TRUE(contains(m, "keras_import_missing.h5") && contains(m, "cannot open")) << m;
+  // truncated .h5 and .keras, at several lengths
+  for (double part : {0.1, 0.5, 0.9, 0.99}) {
+    p = write_temp("truncated.h5", h5.substr(0, static_cast<size_t>(static_cast<double>(h5.size()) * part)));
+    m = import_error<Error>(p);
+    EXPECT_TRUE(contains(m, p)) << part << ": " << m;
+    p = write_temp("truncated.keras", keras.substr(0, static_cast<size_t>(static_cast<double>(keras.size()) * part)));
+    m = import_error<Error>(p);
+    EXPECT_TRUE(contains(m, p)) << part << ": " << m;
+  }
+  // a corrupted byte in the zip data: CRC mismatch or invalid compressed data
+  std::string bad = keras;
+  for (size_t i = 200; i < bad.size() - 200; i += 97) bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+  p = write_temp("corrupt.keras", bad);
+  m = import_error<Error>(p);
+  EXPECT_TRUE(contains(m, p)) << m;
+  // an HDF5 file that is not a Keras model: the weights of a .keras alone
+  // (model.weights.h5 holds no model_config)
+#endif
+}
+
+TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // The .h5 keeps its config as a JSON string attribute: edit it in place (same length).
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5");
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) bytes.replace(at, from.size(), to);
+    return bytes;
+  };
+  std::string p = write_temp("unknown_layer.h5", replaced("\"class_name\": \"Dense\"", "\"class_name\": \"Dxnse\""));
+  std::string m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "(Dxnse) is not supported")) << m;
+  p = write_temp("bad_activation.h5", replaced("\"activation\": \"relu\"", "\"activation\": \"selu\""));
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "activation 'selu'") && contains(m, "(Activation)")) << m;
+  p = write_temp("bad_json.h5", replaced("\"class_name\": \"Dense\"", "\"class_name\"} \"Dense\""));
+  m = import_error<FormatError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "not valid JSON")) << m;
+  p = write_temp("unknown_option.h5", replaced("\"use_bias\": true", "\"use_bixs\": true"));
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "option 'use_bixs'") && contains(m, "not known")) << m;
+#endif
+}
+
+}  // namespace
