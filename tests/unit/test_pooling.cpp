@@ -31,17 +31,17 @@ std::vector<Index> lengths_of(const std::string& name) {
   return lengths;
 }
 
-struct Config {
+struct PoolCase {
   Index size, stride;
   bool partial;
   std::string suffix() const {
     return "_k" + std::to_string(size) + "_s" + std::to_string(stride) + (partial ? "_ceil" : "");
   }
 };
-const std::vector<Config> kConfigs = {{2, 2, false}, {3, 1, false}, {3, 2, false}, {2, 2, true}, {2, 3, true}};
+const std::vector<PoolCase> kConfigs = {{2, 2, false}, {3, 1, false}, {3, 2, false}, {2, 2, true}, {2, 3, true}};
 
 template <class S>
-std::unique_ptr<Layer<S>> make(bool max, Index F, const Config& c) {
+std::unique_ptr<Layer<S>> make(bool max, Index F, const PoolCase& c) {
   PoolOptions options = PoolOptions().partial_windows(c.partial);
   if (c.stride != c.size) options.stride(c.stride);
   if (max) return std::make_unique<MaxPool1D<S>>(F, c.size, options);
@@ -69,7 +69,7 @@ TYPED_TEST(PoolReference, MatchesTorchPool1dOnUnpaddedSequences) {
   const double tol = std::is_same<S, float>::value ? 1e-6 : 1e-13;
   const Tensor3<S> x = ref().tensor<S>("pool_x");
   const Mask mask(lengths_of("pool_lengths"));
-  for (const Config& c : kConfigs)
+  for (const PoolCase& c : kConfigs)
     for (bool max : {true, false}) {
       const std::string name = std::string(max ? "pool_max" : "pool_avg") + c.suffix();
       auto layer = make<S>(max, 2, c);
@@ -84,8 +84,8 @@ TYPED_TEST(PoolReference, MatchesTorchPool1dOnUnpaddedSequences) {
 }
 
 TEST(Pooling, GradientsMatchFiniteDifferencesForEveryConfiguration) {
-  const std::vector<Config> configs = {{2, 2, false}, {3, 1, false}, {3, 2, false}, {2, 2, true}, {3, 2, true}};
-  for (const Config& c : configs)
+  const std::vector<PoolCase> configs = {{2, 2, false}, {3, 1, false}, {3, 2, false}, {2, 2, true}, {3, 2, true}};
+  for (const PoolCase& c : configs)
     for (bool max : {true, false}) {
       auto layer = make<double>(max, 3, c);
       const auto result = check_layer_gradients(*layer, random_tensor(4, 7, 3, 21), Mask::from_lengths({7, 0, 1, 4}));
@@ -127,7 +127,7 @@ TEST(Pooling, MaxGradientsOfOverlappingWindowsAdd) {
 }
 
 TEST(Pooling, PaddingInvariance) {
-  for (const Config& c : kConfigs)
+  for (const PoolCase& c : kConfigs)
     for (bool max : {true, false})
       for (Index extra : {0, 3}) {
         SCOPED_TRACE((max ? "max" : "avg") + c.suffix() + " extra " + std::to_string(extra));

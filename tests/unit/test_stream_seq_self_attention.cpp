@@ -25,7 +25,7 @@ namespace {
 
 constexpr Index kF = 5, kU = 4;
 
-struct Config {
+struct SsaCase {
   AttentionType type = AttentionType::Additive;
   std::optional<Index> width;
   bool history_only = true;
@@ -39,7 +39,7 @@ struct Config {
   }
 };
 
-SeqSelfAttentionOptions options_of(const Config& c, std::uint64_t seed) {
+SeqSelfAttentionOptions options_of(const SsaCase& c, std::uint64_t seed) {
   SeqSelfAttentionOptions o;
   o.attention_type(c.type).units(kU).history_only(c.history_only).attention_activation(c.activation);
   o.use_additive_bias(c.additive_bias).use_attention_bias(c.attention_bias);
@@ -50,15 +50,15 @@ SeqSelfAttentionOptions options_of(const Config& c, std::uint64_t seed) {
 }
 
 template <class S>
-Sequential<S> model_of(const Config& c, std::uint64_t seed) {
+Sequential<S> model_of(const SsaCase& c, std::uint64_t seed) {
   Sequential<S> model(kF);
   model.template add<SeqSelfAttention<S>>(options_of(c, seed));
   return model;
 }
 
 // Every causal configuration of the layer.
-std::vector<Config> causal_configs() {
-  std::vector<Config> all;
+std::vector<SsaCase> causal_configs() {
+  std::vector<SsaCase> all;
   const std::vector<std::optional<Index>> widths = {std::nullopt, 1, 2, 5, 50};
   for (const auto type : {AttentionType::Additive, AttentionType::Multiplicative})
     for (const auto& width : widths)
@@ -79,7 +79,7 @@ template <class S>
 void expect_every_config_matches(double tol) {
   Index rows = 0, models = 0;
   std::uint64_t seed = 1;
-  for (const Config& c : causal_configs()) {
+  for (const SsaCase& c : causal_configs()) {
     Sequential<S> model = model_of<S>(c, seed);
     StreamCheck check;
     check.streams = 3;
@@ -137,7 +137,7 @@ TEST(StreamSeqSelfAttention, EveryCausalConfigurationMatchesPredictInFloat) {
 TEST(StreamSeqSelfAttention, StreamsInsideAModelAndWithLongChunks) {
   for (const auto type : {AttentionType::Additive, AttentionType::Multiplicative})
     for (const std::optional<Index> width : {std::optional<Index>(3), std::optional<Index>()}) {
-      Config c;
+      SsaCase c;
       c.type = type;
       c.width = width;
       c.activation = Activation::Sigmoid;
@@ -155,7 +155,7 @@ TEST(StreamSeqSelfAttention, StreamsInsideAModelAndWithLongChunks) {
 }
 
 TEST(StreamSeqSelfAttention, StateShapes) {
-  Config c;
+  SsaCase c;
   c.width = 5;
   Sequential<double> additive = model_of<double>(c, 1);
   Stream<double> ring = additive.stream(3);
@@ -201,7 +201,7 @@ TEST(StreamSeqSelfAttention, StateShapes) {
 
 TEST(StreamSeqSelfAttention, MaxHistoryThrowsAndResetMakesTheStreamUsable) {
   for (const auto type : {AttentionType::Additive, AttentionType::Multiplicative}) {
-    Config c;
+    SsaCase c;
     c.type = type;
     c.activation = Activation::Tanh;
     Sequential<double> model = model_of<double>(c, 4);
@@ -241,7 +241,7 @@ TEST(StreamSeqSelfAttention, MaxHistoryThrowsAndResetMakesTheStreamUsable) {
 // A loaded state may have another capacity than the stream's (io/stream_state.hpp): the stream goes on.
 TEST(StreamSeqSelfAttention, GrowingCacheContinuesFromAStateOfAnotherCapacity) {
   for (const auto type : {AttentionType::Additive, AttentionType::Multiplicative}) {
-    Config c;
+    SsaCase c;
     c.type = type;
     c.activation = Activation::GELU;
     Sequential<double> model = model_of<double>(c, 8);
@@ -293,7 +293,7 @@ TEST(StreamSeqSelfAttention, NonCausalConfigurationsAreRefusedWithTheReason) {
 TEST(StreamSeqSelfAttention, SteadyStepsAllocateNothing) {
   for (const auto type : {AttentionType::Additive, AttentionType::Multiplicative})
     for (const std::optional<Index> width : {std::optional<Index>(4), std::optional<Index>()}) {
-      Config c;
+      SsaCase c;
       c.type = type;
       c.width = width;
       c.activation = Activation::Sigmoid;

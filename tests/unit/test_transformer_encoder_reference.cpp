@@ -13,20 +13,20 @@ using seqattn::testing::data_path;
 using seqattn::testing::ReferenceData;
 
 namespace {
-struct Config {
+struct EncoderCase {
   const char* name;
   bool norm_first;
   Activation activation;
   bool causal;
   std::optional<Index> window = std::nullopt;
 };
-const Config kConfigs[] = {
+const EncoderCase kConfigs[] = {
     {"post_relu", false, Activation::ReLU, false},          {"pre_gelu", true, Activation::GELU, false},
     {"post_gelu_causal", false, Activation::GELU, true},    {"pre_relu_causal", true, Activation::ReLU, true},
     {"post_gelu_window", false, Activation::GELU, true, 2}, {"pre_relu_window", true, Activation::ReLU, true, 3}};
 
 template <class S>
-void check_config(const ReferenceData& ref, const Config& c, double tol) {
+void check_config(const ReferenceData& ref, const EncoderCase& c, double tol) {
   SCOPED_TRACE(c.name);
   const std::string p = c.name;
   TransformerEncoderBlock<S> block(8, 2, 16,
