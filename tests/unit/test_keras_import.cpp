@@ -1,13 +1,14 @@
 // import_keras (io/keras_import.hpp) against Keras itself: every model of tests/reference/keras/manifest.json,
 // from its .h5 (Keras 2.15 + seed packages) and .keras (Keras 3) files, predicts Keras' own outputs within 1e-5
-// on the valid steps; the models the importer refuses throw ConfigError with the reason; malformed files throw
-// seqattn::Error subclasses with the path. No Python: the reference files are committed.
-// Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
+// on the valid steps, and survives save_model / load_model bitwise; the models the importer refuses throw ConfigError
+// with the reason; malformed files throw seqattn::Error subclasses with the path. No Python: the reference files are
+// committed. Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -16,6 +17,7 @@
 
 #if SEQATTN_HAVE_KERAS_IMPORT
 #include <seqattn/io/keras_import.hpp>
+#include <seqattn/io/model_file.hpp>
 #endif
 
 namespace {
@@ -65,15 +67,28 @@ struct Result {
   Index compared = 0;
 };
 
-Result run_case(const json& c, const std::string& file, const std::string& version) {
-  Sequential<float> model = import_keras<float>(kDir + "/" + file);
+// Imports `file` as Sequential<S>, predicts the manifest input and, with round_trip, checks that the imported
+// model survives save_model / load_model bitwise (prediction and summary).
+template <class S>
+Result run_case(const json& c, const std::string& file, const std::string& version, bool round_trip) {
+  Sequential<S> model = import_keras<S>(kDir + "/" + file);
   const json& in = c["input"];
   const std::vector<Index> shape = in["shape"].get<std::vector<Index>>();
   const Index B = shape[0], T = shape[1], F = shape.size() == 3 ? shape[2] : 1;
-  Tensor3<float> x(B, T, F);
+  Tensor3<S> x(B, T, F);
   const std::vector<double> values = in["values"].get<std::vector<double>>();
-  for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<float>(values[static_cast<size_t>(i)]);
-  const Tensor3<float>& y = model.predict(x);
+  for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<S>(values[static_cast<size_t>(i)]);
+  const Tensor3<S> y = model.predict(x);
+  if (round_trip) {
+    std::stringstream file_bytes;
+    save_model(model, file_bytes);
+    Sequential<S> loaded = load_model<S>(file_bytes);
+    EXPECT_EQ(loaded.summary(), model.summary());
+    const Tensor3<S>& y2 = loaded.predict(x);
+    EXPECT_TRUE(y2.dimensions() == y.dimensions() &&
+                std::memcmp(y2.data(), y.data(), sizeof(S) * static_cast<size_t>(y.size())) == 0)
+        << file << ": the model loaded from save_model predicts differently";
+  }
   const json& out = c["outputs"][version];
   const std::vector<Index> oshape = out["shape"].get<std::vector<Index>>();
   const std::vector<double> expect = out["values"].get<std::vector<double>>();
@@ -126,7 +141,7 @@ TEST(KerasImport, EveryReferenceModelMatchesKeras) {
       }
       Result r;
       try {
-        r = run_case(c, file, version);
+        r = run_case<float>(c, file, version, /*round_trip=*/true);
       } catch (const std::exception& e) {
         ADD_FAILURE() << file << ": " << e.what();
         continue;
@@ -233,3 +248,4 @@ TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
 }
 
 }  // namespace
+
