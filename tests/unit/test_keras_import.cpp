@@ -57,7 +57,6 @@ const std::map<std::string, std::string>& refusals() {
       {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
       {"trig_pos_expand", "mode 'expand'"},
       {"pos_embd_expand_mask_zero", "mode 'expand'"},
-      {"transformer_encoder", "not a chain"},
   };
   return r;
 }
@@ -249,3 +248,33 @@ TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
 
 }  // namespace
 
+TEST(KerasImport, GraphsOtherThanChainsAndResidualAddsAreRefused) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // transformer_encoder.h5 (two residual Adds) imports; its config edited in place (same length) does not.
+  const std::string h5 = read_bytes(kDir + "/transformer_encoder.h5");
+  auto edited = [&](const std::string& name, const std::string& from, const std::string& to) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    EXPECT_EQ(from.size(), to.size());
+    if (at != std::string::npos) bytes.replace(at, from.size(), to);
+    return write_temp(name, bytes);
+  };
+  // A merge other than Add (the first Add becomes a Dot).
+  std::string p = edited("dot.h5", "\"class_name\": \"Add\"", "\"class_name\": \"Dot\"");
+  std::string m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "layer 'mh_add' (Dot) takes 2 different inputs") &&
+              contains(m, "residual blocks Add([x, f(x)])"))
+      << m;
+  // The second Add takes 'pos' (which then feeds three layers) instead of 'mh_norm'.
+  p = edited("three_consumers.h5", "[[\"mh_norm\", 0, 0, {}], [\"ff_dropout\"",
+             "[[\"pos\",     0, 0, {}], [\"ff_dropout\"");
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "the output of 'pos' feeds 3 layers") && contains(m, "not a chain")) << m;
+  // The second Add adds x and the FIRST layer of the branch, whose output also goes on: not x + f(x).
+  p = edited("branch_middle.h5", "[\"ff_dropout\", 0, 0, {}]]", "[\"ff_1\",       0, 0, {}]]");
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "the output of 'ff_1' feeds more than the residual Add 'ff_add'")) << m;
+#endif
+}

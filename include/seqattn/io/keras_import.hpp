@@ -88,13 +88,22 @@ inline json parse_config(const std::string& text, const std::string& who) {
   }
 }
 
+// Builds the planned layers into `seq` and copies their weights; a residual block's body into its Residual.
 template <class S>
-Sequential<S> build(const KerasModel& model, const H5File& weights, const std::string& who) {
-  LayerMapper<S> mapper(who);
-  Index in_features = 0;
-  std::vector<PlannedLayer<S>> plan = mapper.plan(model, in_features);
-  Sequential<S> seq(in_features);
+void build_into(Sequential<S>& seq, std::vector<PlannedLayer<S>>& plan, const H5File& weights, const std::string& who) {
   for (PlannedLayer<S>& p : plan) {
+    if (!p.body.empty()) {
+      const Index F = seq.out_features();
+      Sequential<S> body(F);
+      build_into(body, p.body, weights, who);
+      try {
+        seq.add(std::make_unique<Residual<S>>(F, std::move(body)));
+      } catch (const Error& e) {
+        throw_config(who, ": layer '", p.source->name,
+                     "' (Add): the residual branch cannot be a seqattn Residual: ", e.what());
+      }
+      continue;
+    }
     Layer<S>& layer = seq.add(p.make());
     std::map<std::string, Param<S>> params;
     for (auto& q : layer.params()) params[q.name] = q;
@@ -118,6 +127,15 @@ Sequential<S> build(const KerasModel& model, const H5File& weights, const std::s
       for (Index i = 0; i < n; ++i) q.value[i * q.shape.at(1) + i] = f.second;
     }
   }
+}
+
+template <class S>
+Sequential<S> build(const KerasModel& model, const H5File& weights, const std::string& who) {
+  LayerMapper<S> mapper(who);
+  Index in_features = 0;
+  std::vector<PlannedLayer<S>> plan = mapper.plan(model, in_features);
+  Sequential<S> seq(in_features);
+  build_into(seq, plan, weights, who);
   return seq;
 }
 
