@@ -292,9 +292,11 @@ class Builder {
         case 21: {  // Bidirectional LSTM or GRU: reads the future
           if (causal) break;
           const bool sequences = keep_shape || coin(0.6);
-          const bool sum = keep_shape || coin(0.5);
-          const Index units = keep_shape ? F : pick(1, std::max<Index>(1, o_.max_features() / (sum ? 1 : 2)));
-          const BidirectionalOptions bo = BidirectionalOptions().merge_mode(sum ? MergeMode::Sum : MergeMode::Concat);
+          const MergeMode merge =
+              static_cast<MergeMode>(keep_shape ? pick(1, 3) : pick(0, 3));  // concat, sum, ave, mul
+          const bool halves = merge != MergeMode::Concat;
+          const Index units = keep_shape ? F : pick(1, std::max<Index>(1, o_.max_features() / (halves ? 1 : 2)));
+          const BidirectionalOptions bo = BidirectionalOptions().merge_mode(merge);
           if (coin(0.5))
             m.template add<Bidirectional<S>>(units, LSTMOptions().return_sequences(sequences).seed(next()), bo);
           else

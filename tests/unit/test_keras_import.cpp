@@ -50,8 +50,7 @@ const json& manifest() {
 // Why each case is refused (a part of the message), by case name; the file formats refused.
 const std::map<std::string, std::string>& refusals() {
   static const std::map<std::string, std::string> r = {
-      {"bidi_lstm_ave_last_masked", "merge_mode 'ave' is not supported"},
-      {"bidi_gru_mul_seq", "merge_mode 'mul' is not supported"},
+      {"bidi_gru_mul_seq", "reset_after=False"},  // merge_mode mul is mapped, its GRU is not
       {"gru_reset_before_stack_masked", "reset_after=False"},
       {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
       {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
@@ -276,5 +275,55 @@ TEST(KerasImport, GraphsOtherThanChainsAndResidualAddsAreRefused) {
   p = edited("branch_middle.h5", "[\"ff_dropout\", 0, 0, {}]]", "[\"ff_1\",       0, 0, {}]]");
   m = import_error<ConfigError>(p);
   EXPECT_TRUE(contains(m, "the output of 'ff_1' feeds more than the residual Add 'ff_add'")) << m;
+#endif
+}
+
+TEST(KerasImport, BidirectionalMergeModesMatchKerasConcatHalves) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // bidi_lstm_concat_seq_masked.h5 with its merge_mode edited: Keras' ave is (forward + backward) / 2 and mul is
+  // forward * backward, the two halves of Keras' own concat output.
+  const json* c = nullptr;
+  for (const json& k : manifest()["cases"])
+    if (k["name"] == "bidi_lstm_concat_seq_masked") c = &k;
+  ASSERT_NE(c, nullptr);
+  const std::string h5 = read_bytes(kDir + "/bidi_lstm_concat_seq_masked.h5");
+  const json& in = (*c)["input"];
+  const std::vector<Index> shape = in["shape"].get<std::vector<Index>>();
+  const Index B = shape[0], T = shape[1], F = shape[2];
+  Tensor3<float> x(B, T, F);
+  const std::vector<double> values = in["values"].get<std::vector<double>>();
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(values[static_cast<size_t>(i)]);
+  const std::vector<double> concat = (*c)["outputs"]["keras2"]["values"].get<std::vector<double>>();
+  const Index U2 = (*c)["outputs"]["keras2"]["shape"][2].get<Index>(), U = U2 / 2;
+  const std::string from = "\"merge_mode\": \"concat\"";
+  for (const std::string mode : {"ave", "mul"}) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    ASSERT_NE(at, std::string::npos);
+    std::string to = "\"merge_mode\": \"" + mode + "\"";
+    to.resize(from.size(), ' ');
+    bytes.replace(at, from.size(), to);
+    const std::string path = write_temp("bidi_" + mode + ".h5", bytes);
+    Sequential<float> model = import_keras<float>(path);
+    const Tensor3<float>& y = model.predict(x);
+    ASSERT_EQ(y.dimension(2), U);
+    double worst = 0;
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < (*c)["compare_lengths"][static_cast<size_t>(b)].get<Index>(); ++t)
+        for (Index u = 0; u < U; ++u) {
+          const double f = concat[static_cast<size_t>((b * T + t) * U2 + u)];
+          const double r = concat[static_cast<size_t>((b * T + t) * U2 + U + u)];
+          const double want = mode == "ave" ? (f + r) / 2 : f * r;
+          worst = std::max(worst, std::fabs(static_cast<double>(y(b, t, u)) - want));
+        }
+    EXPECT_LE(worst, 1e-5) << mode;
+    std::printf("bidi_lstm_concat_seq_masked.h5 as merge_mode %s: max |seqattn - Keras| = %.3g\n", mode.c_str(), worst);
+  }
+  std::string bytes = h5;
+  bytes.replace(bytes.find(from), from.size(), "\"merge_mode\": null    ");
+  const std::string path = write_temp("bidi_none.h5", bytes);
+  const std::string m = import_error<ConfigError>(path);
+  EXPECT_TRUE(contains(m, "layer 'bidi' (Bidirectional): merge_mode None") && contains(m, path)) << m;
 #endif
 }

@@ -505,9 +505,17 @@ class LayerMapper {
   }
 
   void map_bidirectional(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    if (l.config.contains("merge_mode") && l.config["merge_mode"].is_null())
+      r.fail("merge_mode None (the two directions as two outputs) is not supported");
     const std::string merge = r.string("merge_mode", "concat");
-    if (merge != "concat" && merge != "sum")
-      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
+    MergeMode mode = MergeMode::Concat;
+    bool known = false;
+    for (const auto& [m, name] : config_names(MergeMode::Concat))
+      if (merge == name) mode = m, known = true;
+    if (!known)
+      r.fail("merge_mode '", merge,
+             "' is not supported (seqattn's Bidirectional merges by concat, sum, ave or mul; "
+             "None, two outputs, is not)");
     if (!l.config.contains("layer") || !l.config["layer"].is_object() || !l.config["layer"].contains("class_name") ||
         !l.config["layer"].contains("config") || !l.config["layer"]["config"].is_object())
       r.fail("no wrapped layer");
@@ -531,8 +539,6 @@ class LayerMapper {
       r.ignore({"backward_layer"});
     }
     r.finish();
-    if (merge != "concat" && merge != "sum")
-      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
     KerasLayer inner;
     inner.class_name = l.config["layer"]["class_name"];
     inner.name = l.name + "/" + l.config["layer"]["config"].value("name", std::string());
@@ -544,8 +550,7 @@ class LayerMapper {
     const Index units = ir.positive("units"), F = s.features;
     bool seq = false;
     std::vector<typename PlannedLayer<S>::Copy> copies;
-    const BidirectionalOptions bo =
-        BidirectionalOptions().merge_mode(merge == "sum" ? MergeMode::Sum : MergeMode::Concat);
+    const BidirectionalOptions bo = BidirectionalOptions().merge_mode(mode);
     bool bias = true;
     if (inner.class_name == "LSTM") {
       LSTMOptions o = recurrent_options<LSTMOptions>(ir, "LSTM", seq);
@@ -567,7 +572,7 @@ class LayerMapper {
       s.reduced = true;
       s.mask = false;
     }
-    s.padded_zero = true;  // Bidirectional writes 0 at padded steps in Keras and in seqattn
+    s.padded_zero = true;  // Bidirectional writes 0 at padded steps in Keras and in seqattn (any merge of zeros)
   }
 
   // A residual block Add([x, f(x)]) (io/keras/model_config.hpp): Residual(f). f must keep the features, the
