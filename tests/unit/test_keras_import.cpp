@@ -327,3 +327,67 @@ TEST(KerasImport, BidirectionalMergeModesMatchKerasConcatHalves) {
   EXPECT_TRUE(contains(m, "layer 'bidi' (Bidirectional): merge_mode None") && contains(m, path)) << m;
 #endif
 }
+
+TEST(KerasImport, EveryReferenceModelMatchesKerasInDouble) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // import_keras<double> reads the float32 weights exactly and computes in double: Keras' float32 outputs are
+  // within float rounding of it.
+  int matched = 0;
+  double worst = 0;
+  for (const json& c : manifest()["cases"]) {
+    if (refusals().count(c["name"].get<std::string>())) continue;
+    for (const char* format : {"h5", "keras"}) {
+      if (c["files"][format].is_null()) continue;
+      const std::string file = c["files"][format];
+      SCOPED_TRACE(file);
+      try {
+        const Result r = run_case<double>(c, file, std::string(format) == "h5" ? "keras2" : "keras3", true);
+        EXPECT_GT(r.compared, 0);
+        EXPECT_LE(r.max_diff, 1e-5);
+        worst = std::max(worst, r.max_diff);
+        ++matched;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
+  }
+  std::printf("%d files imported in double match Keras, max |seqattn - Keras| = %.3g\n", matched, worst);
+  EXPECT_GE(matched, 55);
+#endif
+}
+
+TEST(KerasImport, WrongWeightShapeAndNonFiniteWeightAreRefused) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5");
+  // The config says 6 units where the file's kernel has 5: refused before reading, naming the weight and shapes.
+  std::string bytes = h5;
+  const std::string units = "\"name\": \"dense_tanh\", \"trainable\": true, \"dtype\": \"float32\", \"units\": 5";
+  const size_t at = bytes.find(units);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + units.size() - 1] = '6';
+  std::string p = write_temp("wrong_shape.h5", bytes);
+  std::string m = import_error<MismatchError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "dense_tanh/kernel:0' expected shape (4, 6) but the file has (4, 5)")) << m;
+  // A NaN in the first Dense kernel (its first float found in the raw contiguous data): NonFiniteError, float and
+  // double imports alike.
+  Sequential<float> model = import_keras<float>(kDir + "/masking_dense.h5");
+  const float w0 = model.layer(1).params()[0].value[0];
+  const std::string w0_bytes(reinterpret_cast<const char*>(&w0), sizeof w0);
+  ASSERT_NE(h5.find(w0_bytes), std::string::npos);
+  ASSERT_EQ(h5.find(w0_bytes, h5.find(w0_bytes) + 1), std::string::npos) << "the weight's bytes are not unique";
+  bytes = h5;
+  const float nan = std::nanf("");
+  bytes.replace(bytes.find(w0_bytes), sizeof nan, std::string(reinterpret_cast<const char*>(&nan), sizeof nan));
+  p = write_temp("nan_weight.h5", bytes);
+  m = import_error<NonFiniteError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "dense_tanh/kernel:0' holds a non-finite value (nan) at element 0")) << m;
+  try {
+    import_keras<double>(p);
+    ADD_FAILURE() << "import_keras<double> accepted a NaN weight";
+  } catch (const NonFiniteError& e) {
+    EXPECT_TRUE(contains(e.what(), "holds a non-finite value")) << e.what();
+  }
+#endif
+}
