@@ -2,10 +2,10 @@
 // Seeded random models for the property tests (tests/unit/test_property_*.cpp, test_numerical_robustness.cpp).
 //   random_model<S>(seed, options, weight_seed)   a random stack of 1..max_layers layers drawn from every layer
 //       type of the library with random options (activations, biases, widths, heads, paddings, strides, modes,
-//       regularizers, dropout rates, attention windows), nested Sequentials and Residual blocks with random
-//       bodies. The structure depends on `seed` only; every layer's weights are seeded from `weight_seed` (default:
-//       seed), so two calls with the same seed and different weight seeds give the same architecture with other
-//       weights.
+//       regularizers, dropout rates, attention windows; Masking with a mask_value random values never hit), nested
+//       Sequentials and Residual blocks with random bodies. The structure depends on `seed` only; every layer's weights
+//       are seeded from `weight_seed` (default: seed), so two calls with the same seed and different weight seeds give
+//       the same architecture with other weights.
 //   RandomModelOptions().causal(true)   only layers whose output at step t reads input steps <= t (in
 //       Mode::Infer): Dense, activations, Dropout, LayerNorm, BatchNorm, causal Conv1D (stride 1), positional
 //       encodings, history_only SeqSelfAttention, causal MultiHeadAttention and TransformerEncoderBlock,
@@ -31,6 +31,7 @@
 #include "seqattn/layers/gru.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
+#include "seqattn/layers/masking.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
@@ -145,7 +146,7 @@ class Builder {
     const Index F = m.out_features();
     const bool causal = o_.causal();
     for (;;) {
-      switch (pick(0, 21)) {
+      switch (pick(0, 22)) {
         case 0:
         case 1: {
           const Index units = keep_shape ? F : pick(1, o_.max_features());
@@ -291,9 +292,11 @@ class Builder {
         case 21: {  // Bidirectional LSTM or GRU: reads the future
           if (causal) break;
           const bool sequences = keep_shape || coin(0.6);
-          const bool sum = keep_shape || coin(0.5);
-          const Index units = keep_shape ? F : pick(1, std::max<Index>(1, o_.max_features() / (sum ? 1 : 2)));
-          const BidirectionalOptions bo = BidirectionalOptions().merge_mode(sum ? MergeMode::Sum : MergeMode::Concat);
+          const MergeMode merge =
+              static_cast<MergeMode>(keep_shape ? pick(1, 3) : pick(0, 3));  // concat, sum, ave, mul
+          const bool halves = merge != MergeMode::Concat;
+          const Index units = keep_shape ? F : pick(1, std::max<Index>(1, o_.max_features() / (halves ? 1 : 2)));
+          const BidirectionalOptions bo = BidirectionalOptions().merge_mode(merge);
           if (coin(0.5))
             m.template add<Bidirectional<S>>(units, LSTMOptions().return_sequences(sequences).seed(next()), bo);
           else
@@ -302,6 +305,12 @@ class Builder {
             T_ = 1;
             has_time_ = false;
           }
+          return;
+        }
+        case 22: {  // Masking: mask_value 0.3125, which random values never hit exactly (so it keeps the lengths,
+                    // zeroes the padded steps); it reads later steps
+          if (causal || !has_time_) break;
+          m.template add<Masking<S>>(0.3125);
           return;
         }
         case 19: {  // a nested Sequential

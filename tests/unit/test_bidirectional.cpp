@@ -1,12 +1,14 @@
-// Bidirectional: gradients (LSTM and GRU, concat and sum, return_sequences both ways, masks with lengths 0 and
-// 1), the backward direction reverses within the valid part only (compared with the inner layer run on
-// hand-reversed sequences), parameter names, clone, padding invariance, errors.
+// Bidirectional: gradients (LSTM and GRU, concat, sum, ave and mul, return_sequences both ways, masks with lengths 0
+// and 1), the backward direction reverses within the valid part only (compared with the inner layer run on
+// hand-reversed sequences), the merge modes against concat's halves (describe, config, stream refusal), parameter
+// names, clone, padding invariance, errors.
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "seqattn/layers/bidirectional.hpp"
 #include "seqattn/layers/dense.hpp"
+#include "seqattn/model/layer_registry.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/seq_layer_padding_check.hpp"
 
@@ -19,7 +21,7 @@ namespace {
 TEST(Bidirectional, GradientsMatchFiniteDifferences) {
   const Mask mask = Mask::from_lengths({5, 2, 0, 1});
   for (bool seq : {true, false})
-    for (MergeMode merge : {MergeMode::Concat, MergeMode::Sum}) {
+    for (MergeMode merge : {MergeMode::Concat, MergeMode::Sum, MergeMode::Ave, MergeMode::Mul}) {
       SCOPED_TRACE(std::string("return_sequences ") + (seq ? "true" : "false") + ", " + to_string(merge));
       Bidirectional<double> lstm(3, 3, LSTMOptions().return_sequences(seq).bias_init(Init::uniform(-.5, .5)).seed(1),
                                  BidirectionalOptions().merge_mode(merge));
@@ -57,6 +59,44 @@ TEST(Bidirectional, BackwardDirectionReversesWithinTheValidPart) {
       if (seq) {
         for (Index t = L; t < 6; ++t)
           for (Index u = 0; u < 6; ++u) EXPECT_EQ(y(b, t, u), 0.0) << "padded output";
+      }
+    }
+  }
+}
+
+// sum, ave and mul merge the two halves that concat outputs (same seeds, same directions); describe, config and
+// the stream refusal name the mode.
+TEST(Bidirectional, MergeModesCombineTheTwoDirections) {
+  const Tensor3<double> x = random_tensor(3, 5, 2, 8);
+  const Mask mask = Mask::from_lengths({5, 3, 0});
+  for (bool seq : {true, false}) {
+    Bidirectional<double> concat(2, 3, GRUOptions().return_sequences(seq).seed(6));
+    const Tensor3<double> yc = concat.forward(x, mask);
+    for (MergeMode merge : {MergeMode::Sum, MergeMode::Ave, MergeMode::Mul}) {
+      SCOPED_TRACE(to_string(merge));
+      Bidirectional<double> bi(2, 3, GRUOptions().return_sequences(seq).seed(6),
+                               BidirectionalOptions().merge_mode(merge));
+      EXPECT_EQ(bi.out_features(), 3);
+      const Tensor3<double>& y = bi.forward(x, mask);
+      ASSERT_EQ(y.dimension(2), 3);
+      for (Index b = 0; b < 3; ++b)
+        for (Index t = 0; t < y.dimension(1); ++t)
+          for (Index u = 0; u < 3; ++u) {
+            const double f = yc(b, t, u), r = yc(b, t, 3 + u);
+            const double want = merge == MergeMode::Sum ? f + r : merge == MergeMode::Ave ? (f + r) / 2 : f * r;
+            EXPECT_NEAR(y(b, t, u), want, 1e-15) << b << "," << t << "," << u;
+          }
+      const std::string name = to_string(merge);
+      EXPECT_NE(bi.describe().find("merge_mode=" + name), std::string::npos) << bi.describe();
+      EXPECT_EQ(bi.config().find("merge_mode")->as_string(), name);
+      EXPECT_EQ(build_layer<double>(layer_entry(bi), 2)->describe(), bi.describe());
+      try {
+        bi.open_stream(1, StreamOptions());
+        ADD_FAILURE() << "expected ConfigError";
+      } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("backward layer reads each sequence from its last step"),
+                  std::string::npos)
+            << e.what();
       }
     }
   }

@@ -1,13 +1,14 @@
 // import_keras (io/keras_import.hpp) against Keras itself: every model of tests/reference/keras/manifest.json,
 // from its .h5 (Keras 2.15 + seed packages) and .keras (Keras 3) files, predicts Keras' own outputs within 1e-5
-// on the valid steps; the models the importer refuses throw ConfigError with the reason; malformed files throw
-// seqattn::Error subclasses with the path. No Python: the reference files are committed.
-// Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
+// on the valid steps, and survives save_model / load_model bitwise; the models the importer refuses throw ConfigError
+// with the reason; malformed files throw seqattn::Error subclasses with the path. No Python: the reference files are
+// committed. Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -16,6 +17,7 @@
 
 #if SEQATTN_HAVE_KERAS_IMPORT
 #include <seqattn/io/keras_import.hpp>
+#include <seqattn/io/model_file.hpp>
 #endif
 
 namespace {
@@ -48,14 +50,12 @@ const json& manifest() {
 // Why each case is refused (a part of the message), by case name; the file formats refused.
 const std::map<std::string, std::string>& refusals() {
   static const std::map<std::string, std::string> r = {
-      {"bidi_lstm_ave_last_masked", "merge_mode 'ave' is not supported"},
-      {"bidi_gru_mul_seq", "merge_mode 'mul' is not supported"},
+      {"bidi_gru_mul_seq", "reset_after=False"},  // merge_mode mul is mapped, its GRU is not
       {"gru_reset_before_stack_masked", "reset_after=False"},
       {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
       {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
       {"trig_pos_expand", "mode 'expand'"},
       {"pos_embd_expand_mask_zero", "mode 'expand'"},
-      {"transformer_encoder", "not a chain"},
   };
   return r;
 }
@@ -65,15 +65,28 @@ struct Result {
   Index compared = 0;
 };
 
-Result run_case(const json& c, const std::string& file, const std::string& version) {
-  Sequential<float> model = import_keras<float>(kDir + "/" + file);
+// Imports `file` as Sequential<S>, predicts the manifest input and, with round_trip, checks that the imported
+// model survives save_model / load_model bitwise (prediction and summary).
+template <class S>
+Result run_case(const json& c, const std::string& file, const std::string& version, bool round_trip) {
+  Sequential<S> model = import_keras<S>(kDir + "/" + file);
   const json& in = c["input"];
   const std::vector<Index> shape = in["shape"].get<std::vector<Index>>();
   const Index B = shape[0], T = shape[1], F = shape.size() == 3 ? shape[2] : 1;
-  Tensor3<float> x(B, T, F);
+  Tensor3<S> x(B, T, F);
   const std::vector<double> values = in["values"].get<std::vector<double>>();
-  for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<float>(values[static_cast<size_t>(i)]);
-  const Tensor3<float>& y = model.predict(x);
+  for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<S>(values[static_cast<size_t>(i)]);
+  const Tensor3<S> y = model.predict(x);
+  if (round_trip) {
+    std::stringstream file_bytes;
+    save_model(model, file_bytes);
+    Sequential<S> loaded = load_model<S>(file_bytes);
+    EXPECT_EQ(loaded.summary(), model.summary());
+    const Tensor3<S>& y2 = loaded.predict(x);
+    EXPECT_TRUE(y2.dimensions() == y.dimensions() &&
+                std::memcmp(y2.data(), y.data(), sizeof(S) * static_cast<size_t>(y.size())) == 0)
+        << file << ": the model loaded from save_model predicts differently";
+  }
   const json& out = c["outputs"][version];
   const std::vector<Index> oshape = out["shape"].get<std::vector<Index>>();
   const std::vector<double> expect = out["values"].get<std::vector<double>>();
@@ -126,7 +139,7 @@ TEST(KerasImport, EveryReferenceModelMatchesKeras) {
       }
       Result r;
       try {
-        r = run_case(c, file, version);
+        r = run_case<float>(c, file, version, /*round_trip=*/true);
       } catch (const std::exception& e) {
         ADD_FAILURE() << file << ": " << e.what();
         continue;
@@ -233,3 +246,148 @@ TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
 }
 
 }  // namespace
+
+TEST(KerasImport, GraphsOtherThanChainsAndResidualAddsAreRefused) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // transformer_encoder.h5 (two residual Adds) imports; its config edited in place (same length) does not.
+  const std::string h5 = read_bytes(kDir + "/transformer_encoder.h5");
+  auto edited = [&](const std::string& name, const std::string& from, const std::string& to) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    EXPECT_EQ(from.size(), to.size());
+    if (at != std::string::npos) bytes.replace(at, from.size(), to);
+    return write_temp(name, bytes);
+  };
+  // A merge other than Add (the first Add becomes a Dot).
+  std::string p = edited("dot.h5", "\"class_name\": \"Add\"", "\"class_name\": \"Dot\"");
+  std::string m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "layer 'mh_add' (Dot) takes 2 different inputs") &&
+              contains(m, "residual blocks Add([x, f(x)])"))
+      << m;
+  // The second Add takes 'pos' (which then feeds three layers) instead of 'mh_norm'.
+  p = edited("three_consumers.h5", "[[\"mh_norm\", 0, 0, {}], [\"ff_dropout\"",
+             "[[\"pos\",     0, 0, {}], [\"ff_dropout\"");
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "the output of 'pos' feeds 3 layers") && contains(m, "not a chain")) << m;
+  // The second Add adds x and the FIRST layer of the branch, whose output also goes on: not x + f(x).
+  p = edited("branch_middle.h5", "[\"ff_dropout\", 0, 0, {}]]", "[\"ff_1\",       0, 0, {}]]");
+  m = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(m, "the output of 'ff_1' feeds more than the residual Add 'ff_add'")) << m;
+#endif
+}
+
+TEST(KerasImport, BidirectionalMergeModesMatchKerasConcatHalves) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // bidi_lstm_concat_seq_masked.h5 with its merge_mode edited: Keras' ave is (forward + backward) / 2 and mul is
+  // forward * backward, the two halves of Keras' own concat output.
+  const json* c = nullptr;
+  for (const json& k : manifest()["cases"])
+    if (k["name"] == "bidi_lstm_concat_seq_masked") c = &k;
+  ASSERT_NE(c, nullptr);
+  const std::string h5 = read_bytes(kDir + "/bidi_lstm_concat_seq_masked.h5");
+  const json& in = (*c)["input"];
+  const std::vector<Index> shape = in["shape"].get<std::vector<Index>>();
+  const Index B = shape[0], T = shape[1], F = shape[2];
+  Tensor3<float> x(B, T, F);
+  const std::vector<double> values = in["values"].get<std::vector<double>>();
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(values[static_cast<size_t>(i)]);
+  const std::vector<double> concat = (*c)["outputs"]["keras2"]["values"].get<std::vector<double>>();
+  const Index U2 = (*c)["outputs"]["keras2"]["shape"][2].get<Index>(), U = U2 / 2;
+  const std::string from = "\"merge_mode\": \"concat\"";
+  for (const std::string mode : {"ave", "mul"}) {
+    std::string bytes = h5;
+    const size_t at = bytes.find(from);
+    ASSERT_NE(at, std::string::npos);
+    std::string to = "\"merge_mode\": \"" + mode + "\"";
+    to.resize(from.size(), ' ');
+    bytes.replace(at, from.size(), to);
+    const std::string path = write_temp("bidi_" + mode + ".h5", bytes);
+    Sequential<float> model = import_keras<float>(path);
+    const Tensor3<float>& y = model.predict(x);
+    ASSERT_EQ(y.dimension(2), U);
+    double worst = 0;
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < (*c)["compare_lengths"][static_cast<size_t>(b)].get<Index>(); ++t)
+        for (Index u = 0; u < U; ++u) {
+          const double f = concat[static_cast<size_t>((b * T + t) * U2 + u)];
+          const double r = concat[static_cast<size_t>((b * T + t) * U2 + U + u)];
+          const double want = mode == "ave" ? (f + r) / 2 : f * r;
+          worst = std::max(worst, std::fabs(static_cast<double>(y(b, t, u)) - want));
+        }
+    EXPECT_LE(worst, 1e-5) << mode;
+    std::printf("bidi_lstm_concat_seq_masked.h5 as merge_mode %s: max |seqattn - Keras| = %.3g\n", mode.c_str(), worst);
+  }
+  std::string bytes = h5;
+  bytes.replace(bytes.find(from), from.size(), "\"merge_mode\": null    ");
+  const std::string path = write_temp("bidi_none.h5", bytes);
+  const std::string m = import_error<ConfigError>(path);
+  EXPECT_TRUE(contains(m, "layer 'bidi' (Bidirectional): merge_mode None") && contains(m, path)) << m;
+#endif
+}
+
+TEST(KerasImport, EveryReferenceModelMatchesKerasInDouble) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  // import_keras<double> reads the float32 weights exactly and computes in double: Keras' float32 outputs are
+  // within float rounding of it.
+  int matched = 0;
+  double worst = 0;
+  for (const json& c : manifest()["cases"]) {
+    if (refusals().count(c["name"].get<std::string>())) continue;
+    for (const char* format : {"h5", "keras"}) {
+      if (c["files"][format].is_null()) continue;
+      const std::string file = c["files"][format];
+      SCOPED_TRACE(file);
+      try {
+        const Result r = run_case<double>(c, file, std::string(format) == "h5" ? "keras2" : "keras3", true);
+        EXPECT_GT(r.compared, 0);
+        EXPECT_LE(r.max_diff, 1e-5);
+        worst = std::max(worst, r.max_diff);
+        ++matched;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
+  }
+  std::printf("%d files imported in double match Keras, max |seqattn - Keras| = %.3g\n", matched, worst);
+  EXPECT_GE(matched, 55);
+#endif
+}
+
+TEST(KerasImport, WrongWeightShapeAndNonFiniteWeightAreRefused) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/masking_dense.h5");
+  // The config says 6 units where the file's kernel has 5: refused before reading, naming the weight and shapes.
+  std::string bytes = h5;
+  const std::string units = "\"name\": \"dense_tanh\", \"trainable\": true, \"dtype\": \"float32\", \"units\": 5";
+  const size_t at = bytes.find(units);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + units.size() - 1] = '6';
+  std::string p = write_temp("wrong_shape.h5", bytes);
+  std::string m = import_error<MismatchError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "dense_tanh/kernel:0' expected shape (4, 6) but the file has (4, 5)")) << m;
+  // A NaN in the first Dense kernel (its first float found in the raw contiguous data): NonFiniteError, float and
+  // double imports alike.
+  Sequential<float> model = import_keras<float>(kDir + "/masking_dense.h5");
+  const float w0 = model.layer(1).params()[0].value[0];
+  const std::string w0_bytes(reinterpret_cast<const char*>(&w0), sizeof w0);
+  ASSERT_NE(h5.find(w0_bytes), std::string::npos);
+  ASSERT_EQ(h5.find(w0_bytes, h5.find(w0_bytes) + 1), std::string::npos) << "the weight's bytes are not unique";
+  bytes = h5;
+  const float nan = std::nanf("");
+  bytes.replace(bytes.find(w0_bytes), sizeof nan, std::string(reinterpret_cast<const char*>(&nan), sizeof nan));
+  p = write_temp("nan_weight.h5", bytes);
+  m = import_error<NonFiniteError>(p);
+  EXPECT_TRUE(contains(m, p) && contains(m, "dense_tanh/kernel:0' holds a non-finite value (nan) at element 0")) << m;
+  try {
+    import_keras<double>(p);
+    ADD_FAILURE() << "import_keras<double> accepted a NaN weight";
+  } catch (const NonFiniteError& e) {
+    EXPECT_TRUE(contains(e.what(), "holds a non-finite value")) << e.what();
+  }
+#endif
+}

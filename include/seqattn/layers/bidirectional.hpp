@@ -2,7 +2,8 @@
 // Bidirectional (Keras' Bidirectional): a forward and a backward recurrent layer over the same input.
 //   x (B, T, F) -> forward layer on x            -> yf (B, T', U)
 //               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
-//   y = [yf | rev(yr)] (concat, (B, T', 2U), the default) or yf + rev(yr) (sum, (B, T', U))
+//   y = [yf | rev(yr)] (concat, (B, T', 2U), the default), yf + rev(yr) (sum), (yf + rev(yr)) / 2 (ave) or
+//   yf * rev(yr) elementwise (mul), the last three (B, T', U): Keras' merge modes.
 // rev() reverses each sequence WITHIN its valid part: rev(x)[b, t] = x[b, len_b - 1 - t] for t < len_b, padded
 // steps stay where they are (so it is its own inverse). With return_sequences(false) inner layers (T' = 1) the
 // backward layer's output is its state after reading x[b, 0], as in Keras, and is not reversed.
@@ -29,14 +30,22 @@
 
 namespace seqattn {
 
-enum class MergeMode { Concat, Sum };
+enum class MergeMode { Concat, Sum, Ave, Mul };
 
-inline std::string to_string(MergeMode m) { return m == MergeMode::Concat ? "concat" : "sum"; }
+inline std::string to_string(MergeMode m) {
+  switch (m) {
+    case MergeMode::Concat: return "concat";
+    case MergeMode::Sum: return "sum";
+    case MergeMode::Ave: return "ave";
+    case MergeMode::Mul: return "mul";
+  }
+  return "?";
+}
 
 // Model-file names (core/layer_config.hpp): Keras' merge modes.
 inline const std::vector<std::pair<MergeMode, const char*>>& config_names(MergeMode) {
-  static const std::vector<std::pair<MergeMode, const char*>> names = {{MergeMode::Concat, "concat"},
-                                                                       {MergeMode::Sum, "sum"}};
+  static const std::vector<std::pair<MergeMode, const char*>> names = {
+      {MergeMode::Concat, "concat"}, {MergeMode::Sum, "sum"}, {MergeMode::Ave, "ave"}, {MergeMode::Mul, "mul"}};
   return names;
 }
 
@@ -126,6 +135,7 @@ class Bidirectional final : public Layer<S> {
 
  protected:
   // x (B, T, F) -> xr = rev(x) -> yf = fwd(x), yr = bwd(xr) (B, T', U) -> y (B, T', 2U or U)
+  // (mul keeps copies of yf and yb for the backward)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     reverse_valid(x, mask, xr_);                                   // (1) xr = rev(x)
     const Tensor3<S>& yf = fwd_->forward(x, mask, mode);           // (2) yf = fwd(x)
@@ -138,11 +148,20 @@ class Bidirectional final : public Layer<S> {
     }
     const Index U = fwd_->out_features();
     auto Y = as_matrix(y);
-    if (options_.merge_mode() == MergeMode::Concat) {  // (5) y = [yf | yb] or yf + yb
-      Y.leftCols(U) = as_matrix(yf);
-      Y.rightCols(U) = as_matrix(*yb);
-    } else {
-      Y.noalias() = as_matrix(yf) + as_matrix(*yb);
+    switch (options_.merge_mode()) {  // (5) y = [yf | yb], yf + yb, (yf + yb) / 2 or yf * yb
+      case MergeMode::Concat:
+        Y.leftCols(U) = as_matrix(yf);
+        Y.rightCols(U) = as_matrix(*yb);
+        break;
+      case MergeMode::Sum: Y.noalias() = as_matrix(yf) + as_matrix(*yb); break;
+      case MergeMode::Ave: Y.noalias() = S(0.5) * (as_matrix(yf) + as_matrix(*yb)); break;
+      case MergeMode::Mul:
+        ensure_shape(yf_, yf.dimension(0), yf.dimension(1), U);
+        ensure_shape(yb_, yf.dimension(0), yf.dimension(1), U);
+        as_matrix(yf_) = as_matrix(yf);
+        as_matrix(yb_) = as_matrix(*yb);
+        Y.array() = as_matrix(yf).array() * as_matrix(*yb).array();
+        break;
     }
   }
 
@@ -152,12 +171,23 @@ class Bidirectional final : public Layer<S> {
     ensure_shape(dyf_, B, To, U);
     ensure_shape(dyb_, B, To, U);
     auto DY = as_matrix(dy);
-    if (options_.merge_mode() == MergeMode::Concat) {  // inverts (5)
-      as_matrix(dyf_) = DY.leftCols(U);
-      as_matrix(dyb_) = DY.rightCols(U);
-    } else {
-      as_matrix(dyf_) = DY;
-      as_matrix(dyb_) = DY;
+    switch (options_.merge_mode()) {  // inverts (5)
+      case MergeMode::Concat:
+        as_matrix(dyf_) = DY.leftCols(U);
+        as_matrix(dyb_) = DY.rightCols(U);
+        break;
+      case MergeMode::Sum:
+        as_matrix(dyf_) = DY;
+        as_matrix(dyb_) = DY;
+        break;
+      case MergeMode::Ave:
+        as_matrix(dyf_) = S(0.5) * DY;
+        as_matrix(dyb_) = S(0.5) * DY;
+        break;
+      case MergeMode::Mul:  // d(yf * yb) = dy * yb, dy * yf
+        as_matrix(dyf_).array() = DY.array() * as_matrix(yb_).array();
+        as_matrix(dyb_).array() = DY.array() * as_matrix(yf_).array();
+        break;
     }
     const bool keeps_time = out_time(2) == 2;
     const Tensor3<S>* dyr = &dyb_;
@@ -228,6 +258,7 @@ class Bidirectional final : public Layer<S> {
   BidirectionalOptions options_;
   Tensor3<S> xr_, yrr_;             // (B, T, F) rev(x); (B, T, U) rev(yr)
   Tensor3<S> dyf_, dyb_, dyr_, dxb_;  // backward scratch
+  Tensor3<S> yf_, yb_;                // mul: the two directions' outputs of the last forward (B, T', U)
 };
 
 }  // namespace seqattn

@@ -9,19 +9,25 @@
 // (recurrent layers skip it, attention ignores it), which a length mask cannot express; the layer refuses it
 // rather than computing something else.
 // Backward: dx = dy on the valid steps, 0 on the padded ones. No parameters; streams are refused.
+// Model files: class_name "Masking", config {"mask_value": v} (Keras' name), registered in model/layer_registry.hpp.
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "seqattn/core/layer.hpp"
+#include "seqattn/core/layer_config.hpp"
 
 namespace seqattn {
 
 template <class S>
 class Masking final : public Layer<S> {
  public:
-  explicit Masking(Index in_features, double mask_value = 0.0) : Layer<S>(in_features), mask_value_(mask_value) {}
+  explicit Masking(Index in_features, double mask_value = 0.0) : Layer<S>(in_features), mask_value_(mask_value) {
+    if (!std::isfinite(mask_value))
+      detail::throw_config("Masking: mask_value expected a finite number but got ", mask_value);
+  }
 
   Index out_features() const override { return this->in_features(); }
   Mask out_mask(const Mask& mask, Index T) const override {
@@ -33,6 +39,19 @@ class Masking final : public Layer<S> {
     return Mask(lengths_);
   }
   std::string name() const override { return "masking"; }
+  std::string class_name() const override { return "Masking"; }
+  Config config() const override {
+    Config c = Config::object();
+    c.set("mask_value", mask_value_);
+    return c;
+  }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "Masking config");
+    const double mask_value = r.read<double>("mask_value");
+    r.finish();
+    return std::make_unique<Masking>(in_features, mask_value);
+  }
   std::string describe() const override { return detail::cat("Masking(mask_value=", mask_value_, ")"); }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Masking>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Masking&>(other); }
@@ -60,9 +79,11 @@ class Masking final : public Layer<S> {
         bool all = true;
         for (Index f = 0; f < F && all; ++f) all = x(b, t, f) == value;
         if (all)
-          detail::throw_shape(describe(), ": step ", t, " of sequence ", b, " is all mask_value but a later step (",
-                              new_len - 1, ") is not: Keras would mask this step alone, seqattn masks only trailing ",
-                              "steps (right padding)");
+          detail::throw_shape(describe(), ": sequence ", b,
+                              " expected its mask_value steps only after its last valid step (right padding) but got "
+                              "step ",
+                              t, " all mask_value before the valid step ", new_len - 1,
+                              ": Keras would mask that step alone, a length mask cannot");
       }
       lengths_[static_cast<size_t>(b)] = new_len;
       for (Index t = 0; t < T; ++t)

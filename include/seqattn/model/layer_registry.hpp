@@ -5,7 +5,8 @@
 // under its class_name(): Dense, Activation, Dropout, LayerNorm, BatchNorm, Embedding,
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
 // LastStep, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention, MultiHeadAttention,
-// FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual, Sequential.
+// FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual, Sequential, and the layers of imported
+// Keras models (io/keras_import.hpp): Masking, KerasPaddingAttention.
 //
 // Your own layers: MyLayer<S> overrides class_name() (returning the name it is registered under) and config(),
 // and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr<Layer<S>>
@@ -27,6 +28,7 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/layer_config.hpp"
+#include "seqattn/io/keras/keras_padding_attention.hpp"
 #include "seqattn/layers/activation.hpp"
 #include "seqattn/layers/batch_norm.hpp"
 #include "seqattn/layers/bidirectional.hpp"
@@ -39,6 +41,7 @@
 #include "seqattn/layers/gru.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
+#include "seqattn/layers/masking.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
@@ -136,6 +139,8 @@ class LayerRegistry {
     add_leaf<FeatureAttention<S>>("FeatureAttention");
     add_leaf<TemporalAttention<S>>("TemporalAttention");
     add_leaf<TransformerEncoderBlock<S>>("TransformerEncoderBlock");
+    add_leaf<Masking<S>>("Masking");
+    add_leaf<KerasPaddingAttention<S>>("KerasPaddingAttention");
     factories_["Bidirectional"] = &Bidirectional<S>::from_config;
     factories_["Residual"] = &Residual<S>::from_config;
     factories_["Sequential"] = [](Index in, const Config& config, const LayerBuilder<S>& build) {

@@ -8,6 +8,8 @@
 // Bidirectional recurrent layer), so the valid outputs match Keras'.
 //   x (B, T, F) -> y (B, T, F);  out_mask = the input mask.
 // Backward: dy at padded steps is ignored (they output 0), then the wrapped layer's backward over all steps.
+// Model files: class_name "KerasPaddingAttention", config = the wrapped SeqSelfAttention's config, registered in
+// model/layer_registry.hpp (so a converted Keras model loads with load_model, without the importer's libraries).
 
 #include <memory>
 #include <string>
@@ -30,6 +32,15 @@ class KerasPaddingAttention final : public Layer<S> {
   }
 
   SeqSelfAttention<S>& inner() { return inner_; }
+  std::string class_name() const override { return "KerasPaddingAttention"; }
+  Config config() const override { return inner_.config(); }
+  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
+    ConfigReader r(config, "KerasPaddingAttention config");
+    const SeqSelfAttentionOptions options = read_options<SeqSelfAttentionOptions>(r);
+    r.finish();
+    return std::make_unique<KerasPaddingAttention>(in_features, options);
+  }
   Index out_features() const override { return inner_.out_features(); }
   std::string name() const override { return inner_.name(); }
   std::string describe() const override {

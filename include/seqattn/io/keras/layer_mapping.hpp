@@ -149,6 +149,7 @@ struct PlannedLayer {
   std::vector<Copy> copies;
   std::vector<std::pair<std::string, S>> fills;  // parameters set to a constant (BatchNorm scale=False)
   const KerasLayer* source = nullptr;
+  std::vector<PlannedLayer> body;  // not empty: a Residual of these layers (make is null)
 };
 
 template <class S>
@@ -427,6 +428,8 @@ class LayerMapper {
           {Copy{0, "embeddings", {input_dim, dim}, nullptr}});
       if (concat) s.features = F + dim;
       if (s.mask) s.padded_zero = false;
+    } else if (c == "Add") {
+      map_residual(r, l, s, out);
     } else if (c == "InputLayer") {
       r.finish();
     } else {
@@ -435,7 +438,7 @@ class LayerMapper {
                    "Embedding, Dense, Activation, Dropout, Conv1D, LSTM, GRU, Bidirectional, LayerNormalization, "
                    "BatchNormalization, GlobalAveragePooling1D, GlobalMaxPooling1D, MultiHeadAttention (Keras' and "
                    "keras-multi-head's), SeqSelfAttention, SeqWeightedAttention, ScaledDotProductAttention, "
-                   "TrigPosEmbedding, PositionEmbedding and nested Sequential models");
+                   "TrigPosEmbedding, PositionEmbedding, nested Sequential models and residual blocks Add([x, f(x)])");
     }
   }
 
@@ -502,9 +505,17 @@ class LayerMapper {
   }
 
   void map_bidirectional(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    if (l.config.contains("merge_mode") && l.config["merge_mode"].is_null())
+      r.fail("merge_mode None (the two directions as two outputs) is not supported");
     const std::string merge = r.string("merge_mode", "concat");
-    if (merge != "concat" && merge != "sum")
-      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
+    MergeMode mode = MergeMode::Concat;
+    bool known = false;
+    for (const auto& [m, name] : config_names(MergeMode::Concat))
+      if (merge == name) mode = m, known = true;
+    if (!known)
+      r.fail("merge_mode '", merge,
+             "' is not supported (seqattn's Bidirectional merges by concat, sum, ave or mul; "
+             "None, two outputs, is not)");
     if (!l.config.contains("layer") || !l.config["layer"].is_object() || !l.config["layer"].contains("class_name") ||
         !l.config["layer"].contains("config") || !l.config["layer"]["config"].is_object())
       r.fail("no wrapped layer");
@@ -528,8 +539,6 @@ class LayerMapper {
       r.ignore({"backward_layer"});
     }
     r.finish();
-    if (merge != "concat" && merge != "sum")
-      r.fail("merge_mode '", merge, "' is not supported (seqattn's Bidirectional merges by concat or sum)");
     KerasLayer inner;
     inner.class_name = l.config["layer"]["class_name"];
     inner.name = l.name + "/" + l.config["layer"]["config"].value("name", std::string());
@@ -541,8 +550,7 @@ class LayerMapper {
     const Index units = ir.positive("units"), F = s.features;
     bool seq = false;
     std::vector<typename PlannedLayer<S>::Copy> copies;
-    const BidirectionalOptions bo =
-        BidirectionalOptions().merge_mode(merge == "sum" ? MergeMode::Sum : MergeMode::Concat);
+    const BidirectionalOptions bo = BidirectionalOptions().merge_mode(mode);
     bool bias = true;
     if (inner.class_name == "LSTM") {
       LSTMOptions o = recurrent_options<LSTMOptions>(ir, "LSTM", seq);
@@ -564,7 +572,30 @@ class LayerMapper {
       s.reduced = true;
       s.mask = false;
     }
-    s.padded_zero = true;  // Bidirectional writes 0 at padded steps in Keras and in seqattn
+    s.padded_zero = true;  // Bidirectional writes 0 at padded steps in Keras and in seqattn (any merge of zeros)
+  }
+
+  // A residual block Add([x, f(x)]) (io/keras/model_config.hpp): Residual(f). f must keep the features, the
+  // steps (checked when the Residual is built) and the mask.
+  void map_residual(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+    r.finish();
+    if (l.body.empty()) r.fail("an Add that is not a residual block Add([x, f(x)]) is not supported");
+    if (s.ids || s.reduced) r.fail("a residual block needs (batch, time, features) inputs");
+    FlowState inner = s;
+    PlannedLayer<S> p;
+    for (const KerasLayer& b : l.body) {
+      if (b.class_name == "Masking" || b.class_name == "Embedding")
+        r.fail("layer '", b.name, "' (", b.class_name,
+               ") inside the residual branch changes the mask: seqattn's Residual keeps its input's mask");
+      map_layer(b, inner, p.body, false);
+    }
+    if (inner.reduced) r.fail("the residual branch removes the time axis (Add needs equal shapes)");
+    if (inner.features != s.features)
+      r.fail("the residual branch outputs ", inner.features, " features but its input has ", s.features,
+             " (Add needs equal shapes)");
+    p.source = &l;
+    out.push_back(std::move(p));
+    if (s.mask) s.padded_zero = false;  // x + f(x) at padded steps: Keras computes f there, seqattn writes 0
   }
 
   void map_multi_head_pkg(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {

@@ -2,8 +2,10 @@
 // The layer chain of a Keras model config (the JSON of a `.h5`'s `model_config` attribute or of a `.keras`'s
 // config.json), flattened into its leaf layers in call order, each with the HDF5 paths of its weights in
 // Keras' order. Sequential models (nested ones are flattened into their parent) and functional models whose
-// graph is a chain (each layer called once, on the previous layer's output) are accepted; anything else is a
-// ConfigError naming the layer and why.
+// graph is a chain (each layer called once, on the previous layer's output) are accepted, and residual blocks in
+// them: a tensor x feeding a chain f and an Add([x, f(x)]) (in either order) becomes one KerasLayer "Add" whose
+// body is f (seqattn's Residual(f)); blocks may nest inside f. Anything else is a ConfigError naming the layer
+// and why (a merge other than Add, an Add of two branches, a tensor feeding three layers, shared layers).
 //   Keras 2 `.h5`: weights of a top-level layer in /model_weights/<name>, in the order of the group's
 //     `weight_names` attribute; a nested model keeps its layers' weights in its own group, named
 //     "<layer>/<weight>".
@@ -35,6 +37,7 @@ struct KerasLayer {
   json config;                       // the layer's "config" object
   json call_kwargs;                  // functional call arguments (use_causal_mask), or null
   std::vector<std::string> weights;  // HDF5 dataset paths, Keras' weight order
+  std::vector<KerasLayer> body;      // class_name "Add": the residual block Add([x, f(x)]), f = body
 };
 
 struct KerasModel {
@@ -155,11 +158,11 @@ class ModelConfigReader {
   }
 
   void add_layer(const json& layer, KerasModel& model, const std::string& k3_container, const std::string& h5_group,
-                 bool top, std::map<std::string, int>& rank, const json& kwargs) {
+                 bool top, std::map<std::string, int>& rank, const json& kwargs, const std::string* k3_path = nullptr) {
     const std::string cls = layer["class_name"];
     const std::string name = name_of(layer);
     if (cls == "Sequential") {
-      const std::string k3 = keras3_path(k3_container, cls, rank);
+      const std::string k3 = k3_path ? *k3_path : keras3_path(k3_container, cls, rank);
       sequential(layer["config"], model, k3, top ? "/model_weights/" + name : h5_group, false);
       return;
     }
@@ -171,7 +174,7 @@ class ModelConfigReader {
     out.config = layer["config"];
     out.call_kwargs = kwargs;
     if (keras3_) {
-      keras3_weights(keras3_path(k3_container, cls, rank), cls, out.weights);
+      keras3_weights(k3_path ? *k3_path : keras3_path(k3_container, cls, rank), cls, out.weights);
     } else {
       h5_weights(top ? h5_group + "/" + name : h5_group, top ? "" : name + "/", out.weights);
     }
@@ -314,9 +317,10 @@ class ModelConfigReader {
       if (!n.mask_from.empty() && !dropped.count(n.mask_from))
         fail("layer '", name_of(*n.layer), "': its mask argument comes from '", n.mask_from,
              "', which is not a Masking layer's mask");
-    // The chain: one InputLayer, then each layer consumes the previous one's output, exactly once.
+    // The chain: one InputLayer, then each layer consumes the previous one's output, exactly once, except
+    // residual blocks: x feeds a chain f and an Add([x, f(x)]) (read by walk()).
     std::string current;
-    std::map<std::string, std::vector<const Node*>> consumers;
+    Graph g;
     for (const Node& n : nodes) {
       const std::string name = name_of(*n.layer);
       if (dropped.count(name)) continue;
@@ -327,27 +331,88 @@ class ModelConfigReader {
         take_input_shape((*n.layer)["config"], model);
         continue;
       }
-      if (n.inputs.size() != 1)
+      const bool add = cls == "Add" && n.inputs.size() == 2;
+      if (n.inputs.size() != 1 && !add)
         fail("layer '", name, "' (", cls, ") takes ", n.inputs.size(),
-             " different inputs: the functional graph is not a chain (only chains of single-input layers are "
-             "supported; e.g. a residual Add is not)");
-      consumers[n.inputs[0]].push_back(&n);
+             " different inputs: the functional graph is not a chain (supported: chains of single-input layers and "
+             "residual blocks Add([x, f(x)]) where f is such a chain)");
+      for (const std::string& in : n.inputs) g.consumers[in].push_back(&n);
+      ++g.nodes;
     }
     if (current.empty()) fail("the functional model has no InputLayer");
+    // Keras 3 weight paths: the rank of each layer among the model's layers of its class, in config order.
     std::map<std::string, int> rank;
-    size_t taken = 0;
-    while (consumers.count(current)) {
-      const auto& next = consumers[current];
-      if (next.size() != 1)
-        fail("the output of '", current, "' feeds ", next.size(), " layers: the functional graph is not a chain");
-      const Node& n = *next[0];
-      add_layer(*n.layer, model, "", "/model_weights", true, rank, n.kwargs);
-      current = name_of(*n.layer);
-      ++taken;
+    for (const Node& n : nodes) {
+      const std::string cls = (*n.layer)["class_name"];
+      if (!dropped.count(name_of(*n.layer)) && cls != "InputLayer")
+        g.keras3_path[name_of(*n.layer)] = keras3_path("", cls, rank);
     }
-    size_t expected = 0;
-    for (const auto& kv : consumers) expected += kv.second.size();
-    if (taken != expected) fail("some layers are not on the chain from the input to the output");
+    model.layers = walk(g, current, "");
+    if (g.taken != g.nodes) fail("some layers are not on the chain from the input to the output");
+  }
+
+  struct Graph {
+    std::map<std::string, std::vector<const Node*>> consumers;
+    std::map<std::string, std::string> keras3_path;
+    size_t nodes = 0, taken = 0;
+  };
+
+  // The layer of node n (a nested Sequential: its leaf layers), appended to `out`.
+  void leaf(const Graph& g, const Node& n, std::vector<KerasLayer>& out) {
+    KerasModel tmp;
+    std::map<std::string, int> unused;
+    add_layer(*n.layer, tmp, "", "/model_weights", true, unused, n.kwargs, &g.keras3_path.at(name_of(*n.layer)));
+    for (KerasLayer& l : tmp.layers) out.push_back(std::move(l));
+  }
+
+  // The layers from the output of `from` on, up to `stop` included ("": to the end of the graph). A tensor that
+  // feeds two layers must feed an Add and a chain ending at the Add's other input: one KerasLayer "Add" whose
+  // body holds the chain (a residual block).
+  std::vector<KerasLayer> walk(Graph& g, std::string current, const std::string& stop, int depth = 0) {
+    if (depth > 32) fail("residual blocks nested deeper than 32 levels");
+    std::vector<KerasLayer> out;
+    while (current != stop) {
+      const auto it = g.consumers.find(current);
+      if (it == g.consumers.end()) {
+        if (stop.empty()) return out;
+        fail("the branch from '", current, "' does not lead to '", stop, "'");
+      }
+      const std::vector<const Node*>& next = it->second;
+      if (next.size() == 1) {
+        const Node& n = *next[0];
+        if (n.inputs.size() != 1)
+          fail("layer '", name_of(*n.layer), "' (Add) adds '", n.inputs[0], "' and '", n.inputs[1],
+               "': only a residual Add([x, f(x)]) of a tensor x and a chain f of layers applied to x is supported");
+        leaf(g, n, out);
+        ++g.taken;
+        current = name_of(*n.layer);
+        continue;
+      }
+      const Node* add = nullptr;
+      const Node* branch = nullptr;
+      for (const Node* n : next) (n->inputs.size() == 2 && !add ? add : branch) = n;
+      if (next.size() != 2 || !add || !branch || branch->inputs.size() != 1)
+        fail("the output of '", current, "' feeds ", next.size(),
+             " layers: the functional graph is not a chain (supported: a tensor x feeding a chain f and an "
+             "Add([x, f(x)]), a residual block)");
+      const std::string& end = add->inputs[0] == current ? add->inputs[1] : add->inputs[0];
+      KerasLayer block;
+      block.class_name = "Add";
+      block.name = name_of(*add->layer);
+      block.config = (*add->layer)["config"];
+      block.call_kwargs = add->kwargs;
+      leaf(g, *branch, block.body);
+      ++g.taken;
+      for (KerasLayer& l : walk(g, name_of(*branch->layer), end, depth + 1)) block.body.push_back(std::move(l));
+      const auto tail = g.consumers.find(end);
+      if (tail == g.consumers.end() || tail->second.size() != 1 || tail->second[0] != add)
+        fail("the output of '", end, "' feeds more than the residual Add '", block.name,
+             "': the functional graph is not a chain");
+      out.push_back(std::move(block));
+      ++g.taken;
+      current = name_of(*add->layer);
+    }
+    return out;
   }
 
   const H5File& h5_;
