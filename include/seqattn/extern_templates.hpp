@@ -18,7 +18,7 @@
 
 #define SEQATTN_EACH_CLASS_TEMPLATE(X)                                                                 \
   X(Layer) X(Sequential) X(Dense) X(ActivationLayer) X(Dropout) X(Conv1D) X(Embedding)                 \
-  X(FeatureAttention) X(TemporalAttention) X(BatchNorm) X(LayerNorm) X(detail::GlobalPoolBase)          \
+  X(FeatureAttention) X(TemporalAttention) X(BatchNorm) X(LayerNorm) X(RMSNorm) X(detail::GlobalPoolBase) \
   X(GlobalMaxPool) X(GlobalAvgPool) X(LastStep) X(detail::WindowPoolBase) X(MaxPool1D) X(AvgPool1D)     \
   X(SinusoidalPositionalEncoding) X(PositionEmbedding) X(Residual) X(SeqSelfAttention)                 \
   X(MultiHeadAttention) X(SeqWeightedAttention) X(TransformerEncoderBlock) X(SoftmaxCrossEntropy)       \

@@ -30,6 +30,7 @@
 #include "seqattn/layers/global_pooling.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/masking.hpp"
+#include "seqattn/layers/rms_norm.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"

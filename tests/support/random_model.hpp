@@ -7,9 +7,10 @@
 //       are seeded from `weight_seed` (default: seed), so two calls with the same seed and different weight seeds give
 //       the same architecture with other weights.
 //   RandomModelOptions().causal(true)   only layers whose output at step t reads input steps <= t (in
-//       Mode::Infer): Dense, activations, Dropout, LayerNorm, BatchNorm, causal Conv1D (stride 1), positional
-//       encodings, history_only SeqSelfAttention, causal MultiHeadAttention and TransformerEncoderBlock,
-//       per-step FeatureAttention, LSTM and GRU with return_sequences, Residual and Sequential of those.
+//       Mode::Infer): Dense, activations, Dropout, LayerNorm, RMSNorm, BatchNorm, causal Conv1D (stride 1),
+//       positional encodings, history_only SeqSelfAttention, causal MultiHeadAttention and
+//       TransformerEncoderBlock, per-step FeatureAttention, LSTM and GRU with return_sequences, Residual and
+//       Sequential of those.
 //   RandomModelOptions().fixed_time(true)   also TemporalAttention (the input must keep exactly `steps` steps).
 //   random_input<S>(model, B, T, seed, valid_lengths)   values in [-1, 1] (or ids when the model starts with an
 //       Embedding); random_lengths(...) lengths in [0, T] including 0 and 1, with `full` of them equal to T.
@@ -36,6 +37,7 @@
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"
+#include "seqattn/layers/rms_norm.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
 #include "seqattn/layers/temporal_attention.hpp"
@@ -111,11 +113,13 @@ class Builder {
   bool coin(double p) { return rng_.uniform() < p; }
   Index pick(Index lo, Index hi) { return lo + static_cast<Index>(rng_.below(static_cast<std::uint64_t>(hi - lo + 1))); }
   std::uint64_t next() { return weight_seed_ + counter_++; }
+  // Any activation (softmax only when `softmax`): the enum's values in order, softmax being the 6th.
   Activation activation(bool softmax) {
-    const Index k = pick(0, softmax ? 5 : 4);
-    return static_cast<Activation>(k);
+    const Index last = static_cast<Index>(Activation::Mish);
+    const Index k = pick(0, softmax ? last : last - 1);
+    return static_cast<Activation>(!softmax && k >= static_cast<Index>(Activation::Softmax) ? k + 1 : k);
   }
-  Activation elementwise() { return static_cast<Activation>(pick(0, 4)); }
+  Activation elementwise() { return activation(false); }
   Index features_cap(Index F) const { return std::min<Index>(F, o_.max_features()); }
 
   // A layer that pools time, then 0..2 per-step layers.
@@ -136,7 +140,12 @@ class Builder {
       if (kind == 0)
         m.template add<Dense<S>>(pick(1, o_.max_features()), DenseOptions().activation(activation(false)).seed(next()));
       if (kind == 1) m.template add<ActivationLayer<S>>(activation(true));
-      if (kind == 2) m.template add<LayerNorm<S>>(LayerNormOptions().scale(coin(0.8)).center(coin(0.8)));
+      if (kind == 2) {
+        if (coin(0.3))
+          m.template add<RMSNorm<S>>(RMSNormOptions().scale(coin(0.8)));
+        else
+          m.template add<LayerNorm<S>>(LayerNormOptions().scale(coin(0.8)).center(coin(0.8)));
+      }
       if (kind == 3) m.template add<Dropout<S>>(0.3, DropoutOptions().seed(next()));
     }
   }
@@ -160,6 +169,10 @@ class Builder {
           m.template add<Dropout<S>>(0.5 * rng_.uniform(), DropoutOptions().seed(next()));
           return;
         case 4:
+          if (coin(0.3)) {
+            m.template add<RMSNorm<S>>(RMSNormOptions().eps(coin(0.5) ? 1e-6 : 1e-3).scale(coin(0.8)));
+            return;
+          }
           m.template add<LayerNorm<S>>(LayerNormOptions().eps(coin(0.5) ? 1e-5 : 1e-3).scale(coin(0.8)).center(coin(0.8)));
           return;
         case 5:

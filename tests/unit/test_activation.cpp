@@ -1,5 +1,6 @@
 // Activations: ActivationLayer gradients for every activation on a masked batch, PyTorch reference values
-// (outputs and input gradients) in float and double, padding invariance, name round trip and errors.
+// (outputs and input gradients, tests/reference/gen_activations.py) in float and double, padding invariance,
+// large-magnitude inputs, name round trip, Dense config round trip and errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,8 @@
 #include <type_traits>
 
 #include "seqattn/layers/activation.hpp"
+#include "seqattn/layers/dense.hpp"
+#include "seqattn/model/layer_registry.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/reference_data.hpp"
 
@@ -17,8 +20,10 @@ using seqattn::testing::random_tensor;
 using seqattn::testing::ReferenceData;
 
 namespace {
-const Activation kAll[] = {Activation::Linear, Activation::ReLU,    Activation::GELU,
-                           Activation::Tanh,   Activation::Sigmoid, Activation::Softmax};
+const Activation kAll[] = {Activation::Linear,      Activation::ReLU,    Activation::GELU,      Activation::Tanh,
+                           Activation::Sigmoid,     Activation::Softmax, Activation::GELUTanh,  Activation::ELU,
+                           Activation::SELU,        Activation::SiLU,    Activation::LeakyReLU, Activation::Softplus,
+                           Activation::HardSigmoid, Activation::Mish};
 }
 
 class ActivationGradient : public ::testing::TestWithParam<Activation> {};
@@ -29,6 +34,28 @@ TEST_P(ActivationGradient, MatchesFiniteDifferencesOnAMaskedBatch) {
   const auto result = check_layer_gradients(layer, x, Mask::from_lengths({4, 1, 0}));
   EXPECT_TRUE(result.passed()) << to_string(GetParam()) << ": " << result.report();
   EXPECT_TRUE(layer.params().empty());
+}
+
+// Inputs in [-5, 5): both sides of every kink but relu's (hard_sigmoid's at +-3 included, elu's and selu's
+// exponential side far from 0), away from the kinks themselves.
+TEST_P(ActivationGradient, MatchesFiniteDifferencesOverAWideRange) {
+  ActivationLayer<double> layer(5, GetParam(), 0.07);
+  Tensor3<double> x = random_tensor(2, 6, 5, 11) * 5.0;
+  for (Index i = 0; i < x.size(); ++i)
+    if (std::abs(std::abs(x.data()[i]) - 3.0) < 1e-3 || std::abs(x.data()[i]) < 1e-3) x.data()[i] += 0.01;
+  const auto result = check_layer_gradients(layer, x, Mask::from_lengths({6, 4}));
+  EXPECT_TRUE(result.passed()) << to_string(GetParam()) << ": " << result.report();
+}
+
+// Finite values of any magnitude give finite outputs and derivatives (no exp overflow, no inf * 0).
+TEST_P(ActivationGradient, LargeInputsGiveFiniteOutputsAndGradients) {
+  if (GetParam() == Activation::Softmax) return;
+  for (float z : {-3e38f, -1e30f, -1e4f, -100.0f, -30.0f, 30.0f, 100.0f, 1e4f, 1e30f, 3e38f}) {
+    const float y = activate<float>(GetParam(), z);
+    const float d = activation_derivative<float>(GetParam(), z, y);
+    EXPECT_TRUE(std::isfinite(y)) << to_string(GetParam()) << " at " << z << ": " << y;
+    EXPECT_TRUE(std::isfinite(d)) << to_string(GetParam()) << "' at " << z << ": " << d;
+  }
 }
 
 TEST_P(ActivationGradient, PaddedStepsDoNotChangeValidOutputs) {
@@ -57,10 +84,14 @@ TYPED_TEST(ActivationReference, MatchesPyTorchOutputsAndGradients) {
   const ReferenceData ref(data_path("activations.txt"));
   const Tensor3<S> x = ref.tensor<S>("x");
   const Tensor3<S> dy = ref.tensor<S>("dy");
-  for (Activation a : kAll) {
-    if (a == Activation::Linear) continue;
-    const std::string name = to_string(a);
-    ActivationLayer<S> layer(x.dimension(2), a);
+  const auto cases = [] {
+    std::vector<std::pair<std::string, ActivationLayer<S>>> c;
+    for (Activation a : kAll)
+      if (a != Activation::Linear) c.emplace_back(to_string(a), ActivationLayer<S>(5, a));
+    c.emplace_back("leaky_relu_001", ActivationLayer<S>(5, Activation::LeakyReLU, 0.01));  // torch's default
+    return c;
+  }();
+  for (auto [name, layer] : cases) {
     const Tensor3<S>& y = layer.forward(x);
     const Tensor3<S> expected_y = ref.tensor<S>(name);
     const Tensor3<S> expected_dx = ref.tensor<S>("grad_" + name);
@@ -94,16 +125,65 @@ TEST(Activation, NamesRoundTrip) {
   for (Activation a : kAll) EXPECT_EQ(activation_from_string(to_string(a)), a) << to_string(a);
   EXPECT_EQ(activation_from_string("none"), Activation::Linear);
   EXPECT_EQ(activation_from_string(""), Activation::Linear);
+  EXPECT_EQ(activation_from_string("swish"), Activation::SiLU);
+  EXPECT_EQ(to_string(Activation::SiLU), "silu");
+  EXPECT_EQ(to_string(Activation::GELUTanh), "gelu_tanh");
+  EXPECT_EQ(to_string(Activation::HardSigmoid), "hard_sigmoid");
   EXPECT_EQ(ActivationLayer<float>(3, Activation::GELU).describe(), "Activation(gelu)");
+  EXPECT_EQ(ActivationLayer<float>(3, Activation::LeakyReLU).describe(), "Activation(leaky_relu)");
+  EXPECT_EQ(ActivationLayer<float>(3, Activation::LeakyReLU, 0.01).describe(),
+            "Activation(leaky_relu, negative_slope=0.01)");
+}
+
+// Every activation as a Dense option: written under its Keras name, rebuilt to the same layer (same outputs).
+TEST(Activation, DenseConfigRoundTripsEveryActivation) {
+  const Tensor3<double> x = random_tensor(2, 3, 4, 21) * 4.0;
+  for (Activation a : kAll) {
+    Dense<double> dense(4, 3, DenseOptions().activation(a).seed(5));
+    const Config entry = layer_entry(dense);
+    ASSERT_NE(entry.find("config"), nullptr);
+    EXPECT_EQ(entry.find("config")->find("activation")->as_string(), to_string(a));
+    const std::unique_ptr<Layer<double>> rebuilt = build_layer<double>(entry, 4);
+    EXPECT_EQ(layer_entry(*rebuilt), entry) << entry.dump();
+    rebuilt->assign(dense);
+    const Tensor3<double> y = dense.forward(x);
+    const Tensor3<double>& y2 = rebuilt->forward(x);
+    for (Index i = 0; i < y.size(); ++i) EXPECT_EQ(y.data()[i], y2.data()[i]) << to_string(a);
+  }
+  // "swish" (Keras 2) reads as silu and is written back as "silu"
+  Config entry = layer_entry(Dense<double>(4, 3, DenseOptions().activation(Activation::SiLU)));
+  Config config = *entry.find("config");
+  config.set("activation", "swish");
+  entry.set("config", config);
+  const auto rebuilt = build_layer<double>(entry, 4);
+  EXPECT_EQ(layer_entry(*rebuilt).find("config")->find("activation")->as_string(), "silu");
+}
+
+// leaky_relu's slope of an ActivationLayer: written for leaky_relu only, read back, default 0.2.
+TEST(Activation, LeakyReluSlopeRoundTrips) {
+  const ActivationLayer<double> torch_default(3, Activation::LeakyReLU, 0.01);
+  const Config entry = layer_entry(torch_default);
+  EXPECT_EQ(entry.find("config")->find("negative_slope")->as_double(), 0.01);
+  const auto rebuilt = build_layer<double>(entry, 3);
+  EXPECT_EQ(static_cast<const ActivationLayer<double>&>(*rebuilt).negative_slope(), 0.01);
+  EXPECT_EQ(layer_entry(ActivationLayer<double>(3, Activation::Tanh, 0.01)).find("config")->find("negative_slope"),
+            nullptr);
+  Config bare = layer_entry(ActivationLayer<double>(3, Activation::LeakyReLU));
+  Config config = Config::object();
+  config.set("activation", "leaky_relu");
+  bare.set("config", config);
+  EXPECT_EQ(static_cast<const ActivationLayer<double>&>(*build_layer<double>(bare, 3)).negative_slope(), 0.2);
+  EXPECT_THROW(ActivationLayer<double>(3, Activation::LeakyReLU, std::nan("")), ConfigError);
 }
 
 TEST(Activation, UnknownNameErrorListsTheKnownNames) {
   try {
-    activation_from_string("swish");
+    activation_from_string("swich");
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "activation: unknown name 'swish' (expected linear, relu, gelu, tanh, sigmoid or softmax)");
+              "activation: unknown name 'swich' (expected one of linear, relu, gelu, tanh, sigmoid, softmax, "
+              "gelu_tanh, elu, selu, silu, swish, leaky_relu, softplus, hard_sigmoid, mish)");
   }
 }
 

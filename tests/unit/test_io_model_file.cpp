@@ -352,7 +352,7 @@ TEST(ModelFile, EachCheckFailsWithItsMessage) {
                       [&] { load_bytes(make_file(arch(dense_entry(R"({"units":2,"use_bias":"yes"})")), weights, 3)); }),
                   "Dense config: 'use_bias' expected true or false but got \"yes\"");
   EXPECT_CONTAINS(error_of<FormatError>([&] {
-                    load_bytes(make_file(arch(dense_entry(R"({"units":2,"activation":"swish"})")), weights, 3));
+                    load_bytes(make_file(arch(dense_entry(R"({"units":2,"activation":"swich"})")), weights, 3));
                   }),
                   "Dense config: 'activation' expected one of \"linear\", \"relu\"");
   EXPECT_CONTAINS(

@@ -3,7 +3,8 @@
 // residual connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
 //   post-norm:  h = LN1(x + Drop(MHA(x)))          y = LN2(h + Drop(FFN(h)))
 //   pre-norm:   h = x + Drop(MHA(LN1(x)))          y = h + Drop(FFN(LN2(h)))
-//   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact) or ReLU; Dense2: (ff_dim, d)
+//   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
+//                                                  Dense2: (ff_dim, d)
 // Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
 // norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
 // (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the
@@ -33,7 +34,7 @@ namespace seqattn {
 struct TransformerEncoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)                      // on the attention output, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)            // on the attention weights
-  SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU or ReLU
+  SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU, GELUTanh or ReLU
   SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
@@ -239,8 +240,10 @@ class TransformerEncoderBlock final : public Layer<S> {
     return ff_dim;
   }
   static const TransformerEncoderOptions& check_options(const TransformerEncoderOptions& o) {
-    if (o.activation() != Activation::GELU && o.activation() != Activation::ReLU)
-      detail::throw_config("TransformerEncoderBlock: activation must be gelu or relu but got ", to_string(o.activation()));
+    if (o.activation() != Activation::GELU && o.activation() != Activation::GELUTanh &&
+        o.activation() != Activation::ReLU)
+      detail::throw_config("TransformerEncoderBlock: activation must be gelu, gelu_tanh or relu but got ",
+                           to_string(o.activation()));
     if (o.attention_window()) {
       if (*o.attention_window() < 1)
         detail::throw_config("TransformerEncoderBlock: attention_window must be at least 1 but got ",

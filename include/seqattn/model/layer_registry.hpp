@@ -2,7 +2,7 @@
 // The layer registry: class name -> factory, for float and double. A model file (io/model_file.hpp) stores each
 // layer as an entry {"class_name": "Dense", "config": {...}, "in_features": 8} (layer_entry, core/layer.hpp);
 // build_layer<S>(entry, in_features) rebuilds it with the registered factory. Every built-in layer is registered
-// under its class_name(): Dense, Activation, Dropout, LayerNorm, BatchNorm, Embedding,
+// under its class_name(): Dense, Activation, Dropout, LayerNorm, RMSNorm, BatchNorm, Embedding,
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
 // LastStep, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention, MultiHeadAttention,
 // FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual, Sequential, and the layers of imported
@@ -46,6 +46,7 @@
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"
+#include "seqattn/layers/rms_norm.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
 #include "seqattn/layers/temporal_attention.hpp"
@@ -121,6 +122,7 @@ class LayerRegistry {
     add_leaf<ActivationLayer<S>>("Activation");
     add_leaf<Dropout<S>>("Dropout");
     add_leaf<LayerNorm<S>>("LayerNorm");
+    add_leaf<RMSNorm<S>>("RMSNorm");
     add_leaf<BatchNorm<S>>("BatchNorm");
     add_leaf<Embedding<S>>("Embedding");
     add_leaf<SinusoidalPositionalEncoding<S>>("SinusoidalPositionalEncoding");
