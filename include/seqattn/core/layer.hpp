@@ -20,6 +20,11 @@
 //   open_stream(B, options)  the layer's stream form (core/stream.hpp): B streams run step by step with the
 //                            state they carry, reading this layer's weights in place; a layer that cannot
 //                            stream keeps the default, which throws ConfigError naming it and why.
+//   supports_step_masks()    true when the layer honors step masks (core/mask.hpp: holes, left padding): masked
+//                            steps never change outputs at kept steps, attention gives masked keys weight 0,
+//                            recurrent layers carry their state across them. forward and backward refuse a
+//                            step mask on a layer that returns false (ConfigError naming the layer);
+//                            containers answer for their children.
 //   class_name(), config()   the layer's type as registered ("Dense", model/layer_registry.hpp) and its options
 //                            (core/layer_config.hpp): what a model file stores to rebuild it (io/model_file.hpp)
 //                            with the layer's static from_config(in_features, config). Containers put their
@@ -141,6 +146,14 @@ class Layer {
   // exists and was not assigned to since the stream was opened.
   std::weak_ptr<const LayerIdentity> identity() const { return identity_; }
 
+  // Whether this layer honors step masks with holes or left padding (see the file comment). Length masks
+  // (right padding) work with every layer.
+  virtual bool supports_step_masks() const { return false; }
+  // Why a step mask is refused (ends the ConfigError message); containers name the child that refuses it.
+  virtual std::string step_mask_refusal() const {
+    return "this layer handles only length masks (right padding); give it a length mask (Mask(lengths))";
+  }
+
   Index in_features() const { return in_features_; }
   virtual Index out_features() const = 0;
   // Output steps for an input of T steps; T < 0 means unknown (summary) and gives -1 unless fixed.
@@ -244,6 +257,7 @@ class Layer {
     if (dy.dimensions() != y_.dimensions())
       detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
     if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
+    check_step_mask(mask);
     try {
       ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
       do_backward(x, mask, dy, dx_);
@@ -276,6 +290,12 @@ class Layer {
       detail::throw_shape(describe(), ": input features expected ", in_features_, " but got ", x.dimension(2),
                           " (input shape ", shape_string(x), ")");
     if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
+    check_step_mask(mask);
+  }
+  // ConfigError unless the layer honors the mask's form.
+  void check_step_mask(const Mask& mask) const {
+    if (mask.has_holes() && !supports_step_masks())
+      detail::throw_config(describe(), ": got a step mask (holes or left padding) but ", step_mask_refusal());
   }
 
  private:

@@ -28,6 +28,8 @@ class Residual final : public Layer<S> {
   const Sequential<S>& body() const { return body_; }
 
   Index out_features() const override { return this->in_features(); }
+  bool supports_step_masks() const override { return body_.supports_step_masks(); }
+  std::string step_mask_refusal() const override { return "its body " + body_.step_mask_refusal(); }
   std::string name() const override { return "residual"; }
   std::string class_name() const override { return "Residual"; }
   // {"layers": [the body's layers' entries]} (as Sequential's).

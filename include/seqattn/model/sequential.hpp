@@ -162,6 +162,17 @@ class Sequential final : public Layer<S> {
   const std::vector<Mask>& masks() const { return masks_; }
   const Mask& output_mask() const { return masks_.back(); }
 
+  // A chain honors step masks when every layer in it does.
+  bool supports_step_masks() const override {
+    return std::all_of(layers_.begin(), layers_.end(), [](const auto& layer) { return layer->supports_step_masks(); });
+  }
+  std::string step_mask_refusal() const override {
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (!layers_[i]->supports_step_masks())
+        return detail::cat("its layer ", i, " (", layers_[i]->describe(), ") refuses it: ",
+                           layers_[i]->step_mask_refusal());
+    return "";
+  }
   Index out_features() const override { return layers_.empty() ? this->in_features() : layers_.back()->out_features(); }
   Index out_time(Index T) const override {
     for (const auto& layer : layers_) T = layer->out_time(T);
