@@ -15,7 +15,8 @@
 #   deps      only install the missing Debian packages
 #
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
-# not root). Build trees: build/ (tests and examples) and build-bench/ (benchmarks).
+# not root). Build trees: build/ (tests, and the examples built as tests are: SEQATTN_EXAMPLES_AS_TESTS),
+# build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3) and build-bench/.
 # Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS.
 set -euo pipefail
 
@@ -66,10 +67,10 @@ configure() {
   cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@"
 }
 
-# run_example <target> <what it does>: builds examples/<target> (Release, in build/) and runs it.
+# run_example <target> <what it does>: builds examples/<target> (Release -O3, in build-examples/) and runs it.
 run_example() {
-  local dir="$ROOT/build" target="$1"
-  configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
+  local dir="$ROOT/build-examples" target="$1"
+  configure "$dir" -DSEQATTN_BUILD_TESTS=OFF -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
   cmake --build "$dir" --target "$target" -j "$JOBS"
   log "running examples/$target$2"
   "$dir/examples/$target"
@@ -80,7 +81,8 @@ cmd_streaming() { run_example streaming_monitor ""; }
 
 cmd_test() {
   local dir="$ROOT/build"
-  configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
+  configure "$dir" -DSEQATTN_BUILD_TESTS=ON -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF \
+    -DSEQATTN_EXAMPLES_AS_TESTS=ON
   log "building every test"
   cmake --build "$dir" -j "$JOBS"
   log "running the tests"

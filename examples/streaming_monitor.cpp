@@ -13,7 +13,7 @@
 // over the last window. The program checks the stream against predict on the first window, prints every event
 // it detected (with the delay after the event began), missed events and false alarms, and the latency
 // percentiles of a step.
-//   ./build.sh streaming            (or: build/examples/streaming_monitor [--quick])
+//   ./build.sh streaming            (or: build-examples/examples/streaming_monitor [--quick])
 #include <seqattn/seqattn.hpp>
 
 #include <algorithm>

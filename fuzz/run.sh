@@ -10,9 +10,11 @@
 #   fuzz/run.sh [seconds per target] [target...]     default 60 s (or $FUZZ_SECONDS), every target
 #   fuzz/run.sh --replay [target...]                 no libFuzzer: build with g++ -fsanitize=address,undefined
 #                                                    and run each target once on every seed
+#   fuzz/run.sh --write-corpus                       rewrite the seed corpus fuzz/corpus/ (fuzz/make_corpus.cpp)
 #
-# 1. builds fuzz/make_corpus.cpp and the targets (clang++ -fsanitize=fuzzer,address,undefined), FUZZ_JOBS at a
-#    time, and writes the seed corpus to fuzz/corpus/<target>/ (small, committed)
+# The seed corpus fuzz/corpus/<target>/ is committed; the test fuzz_corpus_current (tests/CMakeLists.txt) fails
+# when fuzz/make_corpus.cpp would write other files (a format changed): then run fuzz/run.sh --write-corpus.
+# 1. builds the targets (clang++ -fsanitize=fuzzer,address,undefined), FUZZ_JOBS at a time
 # 2. runs the targets FUZZ_JOBS at a time (default 2, one per core) for the given time each, on a scratch copy of
 #    its corpus (new inputs stay in the build directory), then prints the executions of each target.
 # A crash, a sanitizer report, a leak, a timeout or an exception the target does not allow fails the script;
@@ -30,8 +32,12 @@ CXX="${CXX:-g++}"
 JOBS="${FUZZ_JOBS:-2}"
 ALL_TARGETS=(weights model safetensors ucr idx options)
 REPLAY=0
+WRITE_CORPUS=0
 if [ "${1:-}" = "--replay" ]; then
   REPLAY=1
+  shift
+elif [ "${1:-}" = "--write-corpus" ]; then
+  WRITE_CORPUS=1
   shift
 fi
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
@@ -65,9 +71,12 @@ write_corpus() {
   "$OUT/make_corpus" "$ROOT/fuzz/corpus"
 }
 
-if [ "$REPLAY" -eq 1 ]; then
+if [ "$WRITE_CORPUS" -eq 1 ]; then
   build_corpus_writer || { cat "$OUT/build_corpus.log" >&2; exit 1; }
   write_corpus
+  exit 0
+fi
+if [ "$REPLAY" -eq 1 ]; then
   for t in "${TARGETS[@]}"; do
     log "replaying the seeds of $t under ASan+UBSan ($CXX)"
     "$CXX" "${COMMON[@]}" "${SANITIZE[@]}" "$ROOT/fuzz/fuzz_$t.cpp" "$ROOT/fuzz/replay_main.cpp" -o "$OUT/replay_$t"
@@ -84,12 +93,8 @@ if ! command -v "$CXX_FUZZ" >/dev/null 2>&1 || ! "$CXX_FUZZ" -fsanitize=fuzzer "
   exit 1
 fi
 
-# build <target>: the fuzzer binary (`corpus`: make_corpus), log in $OUT/build_<target>.log
+# build <target>: the fuzzer binary, log in $OUT/build_<target>.log
 build() {
-  if [ "$1" = corpus ]; then
-    build_corpus_writer
-    return
-  fi
   "$CXX_FUZZ" "${COMMON[@]}" "${SANITIZE[@]}" -fsanitize=fuzzer "$ROOT/fuzz/fuzz_$1.cpp" -o "$OUT/fuzz_$1" \
     >"$OUT/build_$1.log" 2>&1
 }
@@ -135,9 +140,8 @@ if [ "${BASH_VERSINFO[0]}" -lt 5 ] || { [ "${BASH_VERSINFO[0]}" -eq 5 ] && [ "${
   echo "fuzz/run.sh: needs bash >= 5.1 (found $BASH_VERSION); fuzz/run.sh --replay works with older ones" >&2
   exit 1
 fi
-log "building make_corpus ($CXX) and ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined), $JOBS at a time"
-in_parallel build corpus "${TARGETS[@]}"
-write_corpus
+log "building ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined), $JOBS at a time"
+in_parallel build "${TARGETS[@]}"
 log "fuzzing ${TARGETS[*]} for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
 status=0
 in_parallel run "${TARGETS[@]}" || status=1

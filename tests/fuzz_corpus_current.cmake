@@ -1,0 +1,31 @@
+# ctest fuzz_corpus_current: the committed seed corpus fuzz/corpus/ is exactly what fuzz/make_corpus.cpp writes
+# today (same files, same bytes). When it fails, a format or a fuzzed model changed: rewrite the corpus with
+# fuzz/run.sh --write-corpus and commit it. (fuzz/run.sh fuzzes from the committed corpus without rebuilding it.)
+#   cmake -DWRITER=<fuzz_make_corpus> -DCORPUS=<fuzz/corpus> -DWORK_DIR=<scratch dir> -P fuzz_corpus_current.cmake
+file(REMOVE_RECURSE ${WORK_DIR})
+execute_process(COMMAND ${WRITER} ${WORK_DIR} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "fuzz/make_corpus failed (exit ${rc})")
+endif()
+file(GLOB_RECURSE written RELATIVE ${WORK_DIR} ${WORK_DIR}/*)
+file(GLOB_RECURSE committed RELATIVE ${CORPUS} ${CORPUS}/*)
+list(SORT written)
+list(SORT committed)
+if(NOT written STREQUAL committed)
+  set(only_written ${written})
+  list(REMOVE_ITEM only_written ${committed})
+  set(only_committed ${committed})
+  list(REMOVE_ITEM only_committed ${written})
+  message(FATAL_ERROR "fuzz/corpus is stale: written but not committed: [${only_written}]; committed but no longer "
+                      "written: [${only_committed}]. Run fuzz/run.sh --write-corpus and commit fuzz/corpus/.")
+endif()
+foreach(f ${written})
+  file(SHA256 ${WORK_DIR}/${f} a)
+  file(SHA256 ${CORPUS}/${f} b)
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "fuzz/corpus/${f} differs from what fuzz/make_corpus.cpp writes now. Run "
+                        "fuzz/run.sh --write-corpus and commit fuzz/corpus/.")
+  endif()
+endforeach()
+list(LENGTH written n)
+message(STATUS "fuzz/corpus: ${n} seeds, all current")
