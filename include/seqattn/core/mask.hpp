@@ -158,7 +158,8 @@ class Mask {
   void check(Index B, Index T, const std::string& who) const {
     if (empty()) return;
     if (batch() != B)
-      detail::throw_shape(who, ": mask has ", batch(), " sequences but the batch has ", B, " sequences");
+      detail::throw_shape(who, ": mask has ", batch(), has_holes() ? " rows" : " lengths", " but the batch has ", B,
+                          " sequences");
     if (has_holes()) {
       if (steps_ != T) detail::throw_shape(who, ": step mask has ", steps_, " steps but the input has ", T);
       return;
