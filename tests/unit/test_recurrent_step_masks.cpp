@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "seqattn/layers/bidirectional.hpp"
 #include "seqattn/layers/gru.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/testing/gradient_check.hpp"
@@ -148,6 +149,30 @@ TEST(RecurrentStepMasks, StateCarriedAcrossMaskedSteps) {
       EXPECT_NE(y(0, 3, u), 0.0);
     }
   }
+}
+
+// The step-mask paths keep the no-allocation promise of a steady loop (Eigen's malloc check).
+TEST(RecurrentStepMasks, SteadyLoopAllocatesNothing) {
+  std::vector<std::unique_ptr<Layer<double>>> layers;
+  layers.push_back(std::make_unique<LSTM<double>>(4, 8, LSTMOptions().return_sequences(true)));
+  layers.push_back(std::make_unique<GRU<double>>(4, 8, GRUOptions().return_sequences(true)));
+  layers.push_back(std::make_unique<Bidirectional<double>>(4, 8, LSTMOptions().return_sequences(true)));
+  layers.push_back(std::make_unique<LSTM<double>>(4, 40));  // products through Eigen's GEMM kernel
+  for (Index B : {1, 4}) {
+    const Tensor3<double> x = random_tensor(B, 6, 4, 1);
+    const Mask mask = B == 1 ? Mask::from_steps({{0, 1, 0, 1, 1, 0}}) : random_step_mask(B, 6, 2);
+    ASSERT_TRUE(mask.has_holes());
+    for (auto& layer : layers) {
+      const Tensor3<double> dy = random_tensor(B, layer->out_time(6), layer->out_features(), 2);
+      layer->forward(x, mask, Mode::Train);
+      layer->backward(x, mask, dy);
+      Eigen::internal::set_is_malloc_allowed(false);
+      layer->forward(x, mask, Mode::Train);
+      layer->backward(x, mask, dy);
+      Eigen::internal::set_is_malloc_allowed(true);
+    }
+  }
+  SUCCEED();
 }
 
 TEST(RecurrentStepMasks, StepMaskOfAnotherLengthIsRefused) {
