@@ -13,9 +13,12 @@
 //                             activated gates only
 //   RecurrentStream<S>        the part of the stream forms (core/stream.hpp) both cells share: the carried h
 //                             (B, 1, U), state "h", and the input projection of a chunk over its B*n rows
-// Masks: sequence b is processed for t < len_b only; its state is frozen from len_b on, its output rows are
-// zero there, and the backward pass gives zero gradient at t >= len_b. Steps at or after the longest length
-// are skipped.
+//   kept<Holes>(mask, b, t, T) whether step t of sequence b is kept: t < len_b for a length mask (Holes false),
+//                             the step flag for a step mask (Holes true); the layers branch once per call on
+//                             mask.has_holes() and run the step loop instantiated for it
+// Masks: sequence b is processed at its kept steps only; at a masked step (a hole, left padding, or t >= len_b)
+// its state is carried unchanged, its output row is zero, and the backward pass carries the state gradient
+// across it unchanged and gives zero gradient to its input. Steps at or after the longest extent are skipped.
 
 #include <algorithm>
 #include <cmath>
@@ -116,7 +119,16 @@ void recurrent_product(Matrix<S>& dst, const Matrix<S>& h, const KM& K, bool acc
   }
 }
 
-// Longest valid length of a (B, T) batch.
+// Whether step t of sequence b is kept (Holes: mask.has_holes(), decided once per call by the caller).
+template <bool Holes>
+bool kept(const Mask& mask, Index b, Index t, Index T) {
+  if constexpr (Holes)
+    return mask.keep_row(b)[t] != 0;
+  else
+    return t < mask.length(b, T);
+}
+
+// Longest valid length (step masks: extent) of a (B, T) batch.
 inline Index max_length(const Mask& mask, Index B, Index T) {
   Index m = 0;
   for (Index b = 0; b < B; ++b) m = std::max(m, mask.length(b, T));
@@ -172,13 +184,15 @@ class RecurrentBase : public Layer<S> {
     ensure_shape(hprev_, B * T, units_);
   }
 
-  // Writes step t of y: h for valid rows, 0 for padded ones (return_sequences), or the last valid step.
+  // Writes step t of y: h for kept rows, 0 for masked ones (return_sequences), or h at the last kept step
+  // (t = extent - 1: the state after the last kept step).
+  template <bool Holes>
   void write_output(const Mask& mask, Index t, Index T, Tensor3<S>& y) const {
     const Index B = h_.rows();
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       if (return_sequences_) {
-        if (t < L) sample_matrix(y, b).row(t) = h_.row(b);
+        if (kept<Holes>(mask, b, t, T)) sample_matrix(y, b).row(t) = h_.row(b);
       } else if (t == L - 1) {
         sample_matrix(y, b).row(0) = h_.row(b);
       }
@@ -186,10 +200,11 @@ class RecurrentBase : public Layer<S> {
   }
 
   // dh (B, U) = gradient reaching h_t from the output at step t (added into dh).
+  template <bool Holes>
   void add_output_grad(const Mask& mask, const Tensor3<S>& dy, Index t, Index T, Matrix<S>& dh) const {
     for (Index b = 0; b < dh.rows(); ++b) {
       const Index L = mask.length(b, T);
-      if (return_sequences_ ? t < L : t == L - 1)
+      if (return_sequences_ ? kept<Holes>(mask, b, t, T) : t == L - 1)
         dh.row(b) += sample_matrix(dy, b).row(return_sequences_ ? t : 0);
     }
   }
@@ -206,7 +221,7 @@ class RecurrentBase : public Layer<S> {
   Matrix<S> K_, dK_;  // (U, G) recurrent kernel
   Matrix<S> XW_;      // (B*T, G) input projection, then activated gates (forward cache)
   Matrix<S> h_;       // (B, U) running state
-  Matrix<S> hprev_;   // (B*T, U) h_{t-1} at row (b, t); zero at padded rows
+  Matrix<S> hprev_;   // (B*T, U) the state before step t at row (b, t); zero at masked rows
   RowStableScratch<S> scratch_;
 };
 

@@ -4,14 +4,20 @@
 //               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
 //   y = [yf | rev(yr)] (concat, (B, T', 2U), the default), yf + rev(yr) (sum), (yf + rev(yr)) / 2 (ave) or
 //   yf * rev(yr) elementwise (mul), the last three (B, T', U): Keras' merge modes.
-// rev() reverses each sequence WITHIN its valid part: rev(x)[b, t] = x[b, len_b - 1 - t] for t < len_b, padded
-// steps stay where they are (so it is its own inverse). With return_sequences(false) inner layers (T' = 1) the
-// backward layer's output is its state after reading x[b, 0], as in Keras, and is not reversed.
+// rev() reverses the kept steps of each sequence: for a length mask WITHIN its valid part, rev(x)[b, t] =
+// x[b, len_b - 1 - t] for t < len_b; for a step mask (holes, left padding) the k-th kept step of n takes the
+// value of the (n-1-k)-th kept step. Masked steps stay where they are, so rev is its own inverse and rev(x) has
+// the mask of x: the backward layer runs over the kept steps from last to first (Keras' go_backwards with a
+// mask). With return_sequences(false) inner layers (T' = 1) the backward layer's output is its state after
+// reading the first kept step, as in Keras, and is not reversed.
 // The two layers must have the same in_features, out_features, out_time and out_mask (checked); usually an
 // LSTM or GRU pair, built by the convenience constructors from one options struct (the backward layer gets
 // seed + 1 when a seed is given, else the next seed).
 // Parameters: the inner layers' with prefixes "forward." and "backward.": "forward.kernel", "backward.bias".
-// Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); padded outputs are 0.
+// Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); masked and padded outputs are 0
+// (as Keras' Bidirectional, which zeroes masked outputs). Step masks are honored when both inner layers honor
+// them (LSTM, GRU): the kept outputs equal those of the compacted sequence (kept steps only, as a length mask)
+// and are bitwise independent of the values at masked steps.
 // Streams: refused (ConfigError): the backward layer reads each sequence from its last step, so every output
 // depends on later input steps; stream a (forward) LSTM or GRU instead.
 
@@ -128,6 +134,13 @@ class Bidirectional final : public Layer<S> {
     return detail::saturating_add(fwd_->cache_bytes(B, T), bwd_->cache_bytes(B, T));
   }
   S regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
+  // Step masks: when both directions honor them (LSTM, GRU do).
+  bool supports_step_masks() const override { return fwd_->supports_step_masks() && bwd_->supports_step_masks(); }
+  std::string step_mask_refusal() const override {
+    const Layer<S>& refuses = fwd_->supports_step_masks() ? *bwd_ : *fwd_;
+    return detail::cat("its ", &refuses == fwd_.get() ? "forward" : "backward", " layer (", refuses.describe(),
+                       ") refuses it: ", refuses.step_mask_refusal());
+  }
   std::string stream_refusal() const override {
     return "its backward layer reads each sequence from its last step, so every output depends on later input "
            "steps (the future of a stream); stream a forward LSTM or GRU instead";
@@ -228,10 +241,30 @@ class Bidirectional final : public Layer<S> {
     return p;
   }
 
-  // out (B, T, F) = rev(in): each sequence reversed within its valid part, padded steps copied in place.
+  // out (B, T, F) = rev(in): each sequence's kept steps in reverse order (length mask: its valid part reversed),
+  // masked steps copied in place. Kept steps map onto kept steps, so the mask of rev(in) is the mask of in.
   static void reverse_valid(const Tensor3<S>& in, const Mask& mask, Tensor3<S>& out) {
     const Index B = in.dimension(0), T = in.dimension(1), F = in.dimension(2);
     ensure_shape(out, B, T, F);
+    if (mask.has_holes()) {
+      for (Index b = 0; b < B; ++b) {
+        const std::uint8_t* keep = mask.keep_row(b);
+        auto I = sample_matrix(in, b);
+        auto O = sample_matrix(out, b);
+        // i walks the kept steps forward, j backward: out[i] = in[j]
+        Index j = mask.length(b, T);
+        for (Index i = 0; i < T; ++i) {
+          if (!keep[i]) {
+            O.row(i) = I.row(i);
+            continue;
+          }
+          do --j;
+          while (!keep[j]);
+          O.row(i) = I.row(j);
+        }
+      }
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       auto I = sample_matrix(in, b);

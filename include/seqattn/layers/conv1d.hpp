@@ -16,6 +16,13 @@
 //                                   same, causal  ceil(len_b / stride)   (= len_b for stride 1)
 // (rf = dilation*(kernel_size-1)+1). Output steps t >= out_len_b are 0 and pass no gradient. out_mask() returns
 // these lengths; an empty mask stays empty (T_out = out_length(T)).
+// Step masks (holes, left padding; core/mask.hpp): masked input steps read as zeros, as padded steps do (their
+// values, NaN and Inf included, never reach a kept output; they get zero gradient), and len_b above is the
+// extent (1 + the last kept step). Output step t is kept when the input step it is aligned with is kept
+// (WindowGeometry::aligned_step: t*stride + rf - 1, the window's last step, for valid padding; t*stride for same
+// and causal): masked output steps are 0 and pass no gradient, and out_mask() maps the step mask by this rule,
+// which gives the lengths above for a length mask. With stride 1 and same or causal padding the output mask is
+// the input mask. The kept outputs equal the convolution of the sequence with its masked steps set to 0.
 // Errors: ConfigError for kernel_size, filters, stride or dilation < 1; ShapeError when T < rf with valid
 // padding.
 // Compute: im2col into a (B*T_out, kernel_size*in) member buffer, one GEMM for the whole batch; backward is
@@ -112,8 +119,15 @@ class Conv1D final : public Layer<S> {
                           ")");
     return geometry_.out_length(T);
   }
-  Mask out_mask(const Mask& mask, Index /*T*/) const override {
+  Mask out_mask(const Mask& mask, Index T) const override {
     if (mask.empty()) return mask;
+    if (mask.has_holes()) {  // output t is kept when its aligned input step is (padding.hpp: aligned_step)
+      const Index B = mask.batch(), T_out = out_time(T);
+      std::vector<std::uint8_t> keep(static_cast<size_t>(B * T_out));
+      for (Index b = 0; b < B; ++b)
+        for (Index t = 0; t < T_out; ++t) keep[static_cast<size_t>(b * T_out + t)] = out_kept(mask, b, t, T);
+      return Mask::from_steps(B, T_out, std::move(keep));
+    }
     std::vector<Index> lengths(mask.lengths().size());
     for (size_t b = 0; b < lengths.size(); ++b) lengths[b] = geometry_.out_length(mask.lengths()[b]);
     return Mask(std::move(lengths));
@@ -152,6 +166,7 @@ class Conv1D final : public Layer<S> {
     return detail::saturating_bytes(sizeof(S), {2, B, out_time(T), geometry_.kernel_size, this->in_features()});
   }
 
+  bool supports_step_masks() const override { return true; }
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!stream_refusal().empty()) return Layer<S>::open_stream(batch, options);  // throws with the reason
     return std::make_unique<Conv1DStream>(*this, batch);
@@ -191,15 +206,10 @@ class Conv1D final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = y.dimension(1);
     ensure_shape(cols_, B * T_out, geometry_.kernel_size * C);
     cols_.setZero();
-    for (Index b = 0; b < B; ++b) {
-      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
-      auto X = sample_matrix(x, b);
-      for (Index t = 0; t < L_out; ++t)
-        for (Index j = 0; j < geometry_.kernel_size; ++j) {
-          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
-          if (p >= 0 && p < L) cols_.block(b * T_out + t, j * C, 1, C) = X.row(p);
-        }
-    }
+    if (mask.has_holes())
+      gather<true>(x, mask, T_out);
+    else
+      gather<false>(x, mask, T_out);
     auto Y = as_matrix(y);
     const bool has_act = options_.activation() != Activation::Linear;
     if (has_act) ensure_shape(z_, B * T_out, filters_);
@@ -234,15 +244,10 @@ class Conv1D final : public Layer<S> {
     ensure_shape(dcols_, B * T_out, geometry_.kernel_size * C);
     dcols_.noalias() = dz_ * W_.transpose();
     dx.setZero();
-    for (Index b = 0; b < B; ++b) {
-      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
-      auto DX = sample_matrix(dx, b);
-      for (Index t = 0; t < L_out; ++t)
-        for (Index j = 0; j < geometry_.kernel_size; ++j) {
-          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
-          if (p >= 0 && p < L) DX.row(p) += dcols_.block(b * T_out + t, j * C, 1, C);
-        }
-    }
+    if (mask.has_holes())
+      scatter<true>(mask, T, C, T_out, dx);
+    else
+      scatter<false>(mask, T, C, T_out, dx);
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -306,10 +311,59 @@ class Conv1D final : public Layer<S> {
     bool per_step() const override { return reach == 0; }
   };
 
-  // M (B*T_out, cols): rows of output steps t >= out_len_b set to 0.
+  // Whether output step t of sequence b is kept under a step mask: its aligned input step is kept.
+  bool out_kept(const Mask& mask, Index b, Index t, Index T) const {
+    const Index a = geometry_.aligned_step(t);
+    return a < T && mask.valid(b, a, T);
+  }
+
+  // x (B, T, C) -> cols_ (already zero): row (b, t) for the kept output steps t < out_len_b, tap j = the input
+  // step p = t*stride + j*dilation - pad_left(len_b) when 0 <= p < len_b and (Holes) p is kept. With Holes
+  // (a step mask, decided once per call) len_b is the extent and masked output steps are skipped.
+  template <bool Holes>
+  void gather(const Tensor3<S>& x, const Mask& mask, Index T_out) {
+    const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2);
+    for (Index b = 0; b < B; ++b) {
+      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
+      const std::uint8_t* keep = Holes ? mask.keep_row(b) : nullptr;
+      auto X = sample_matrix(x, b);
+      for (Index t = 0; t < L_out; ++t) {
+        if (Holes && !keep[geometry_.aligned_step(t)]) continue;  // masked output step
+        for (Index j = 0; j < geometry_.kernel_size; ++j) {
+          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
+          if (p >= 0 && p < L && (!Holes || keep[p])) cols_.block(b * T_out + t, j * C, 1, C) = X.row(p);
+        }
+      }
+    }
+  }
+
+  // dcols_ (B*T_out, k*C) -> dx (B, T, C) (already zero): the transpose of gather.
+  template <bool Holes>
+  void scatter(const Mask& mask, Index T, Index C, Index T_out, Tensor3<S>& dx) const {
+    for (Index b = 0; b < dx.dimension(0); ++b) {
+      const Index L = mask.length(b, T), L_out = geometry_.out_length(L), pad = geometry_.pad_left(L);
+      const std::uint8_t* keep = Holes ? mask.keep_row(b) : nullptr;
+      auto DX = sample_matrix(dx, b);
+      for (Index t = 0; t < L_out; ++t) {
+        if (Holes && !keep[geometry_.aligned_step(t)]) continue;
+        for (Index j = 0; j < geometry_.kernel_size; ++j) {
+          const Index p = t * geometry_.stride + j * geometry_.dilation - pad;
+          if (p >= 0 && p < L && (!Holes || keep[p])) DX.row(p) += dcols_.block(b * T_out + t, j * C, 1, C);
+        }
+      }
+    }
+  }
+
+  // M (B*T_out, cols): rows of output steps t >= out_len_b (step masks: every masked output step) set to 0.
   template <class M>
   void zero_padded_rows(M& m, const Mask& mask, Index T, Index T_out) const {
     if (mask.empty()) return;
+    if (mask.has_holes()) {
+      for (Index b = 0; b < mask.batch(); ++b)
+        for (Index t = 0; t < T_out; ++t)
+          if (!out_kept(mask, b, t, T)) m.row(b * T_out + t).setZero();
+      return;
+    }
     for (Index b = 0; b < mask.batch(); ++b) {
       const Index L_out = geometry_.out_length(mask.length(b, T));
       if (L_out < T_out) m.middleRows(b * T_out + L_out, T_out - L_out).setZero();

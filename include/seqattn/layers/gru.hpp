@@ -13,8 +13,14 @@
 //   weight_ih_l0 (3U, F) = [W_r^T; W_z^T; W_h^T]   weight_hh_l0 (3U, U) = [K_r^T; K_z^T; K_h^T]
 //   bias_ih_l0 = [b_in_r, b_in_z, b_in_h]          bias_hh_l0 = [b_rec_r, b_rec_z, b_rec_h]
 //   (torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h: Keras' hh and h_t).
-// Masks: sequence b is processed for t < len_b only; from len_b on its state is frozen and its output rows are
-// 0; padded steps get zero gradient. Valid outputs are bitwise independent of the padding.
+// Masks: sequence b is processed at its kept steps only (t < len_b for a length mask; any pattern with holes or
+// left padding for a step mask, core/mask.hpp). A masked step is skipped: h is carried across it unchanged, its
+// output row is 0, its input gets zero gradient and the backward pass carries dh across it unchanged. Without
+// return_sequences the output is the state after the last kept step (0 when none is kept). So the kept outputs
+// equal those of the compacted sequence (kept steps only, as a length mask), and they are bitwise independent
+// of the values at masked steps (NaN and Inf included). Keras skips masked steps the same way but repeats the
+// previous output at a masked step (0 before the first kept step); seqattn writes 0 there (as Keras'
+// Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
 // Cost: one GEMM x W over all B*T rows, per step one (B, U) x (U, 3U) product; backward per step one
 // (B, 3U) x (3U, U) product, then dK, dW and dx as GEMMs over all rows. No allocation in a steady loop.
 // Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
@@ -110,10 +116,34 @@ class GRU final : public detail::RecurrentBase<S> {
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<GRUStream>(*this, batch);
   }
+  bool supports_step_masks() const override { return true; }
 
  protected:
   // x (B, T, F) -> XW (B*T, 3U) = x W + b_in -> per step hz (B, 3U) = h K + b_rec -> z, r, hh, h -> y
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    if (mask.has_holes())
+      forward_steps<true>(x, mask, y);
+    else
+      forward_steps<false>(x, mask, y);
+  }
+  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    if (mask.has_holes())
+      backward_steps<true>(x, mask, dy, dx);
+    else
+      backward_steps<false>(x, mask, dy, dx);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
+    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
+    if (options_.use_bias()) list.push_back(matrix_param<S>("bias", b_, &db_));
+  }
+
+ private:
+  // The forward steps for a length mask (Holes false) or a step mask (Holes true, decided once per call).
+  template <bool Holes>
+  void forward_steps(const Tensor3<S>& x, const Mask& mask, Tensor3<S>& y) {
     const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
     const Activation ra = options_.recurrent_activation(), act = options_.activation();
     const bool bias = options_.use_bias();
@@ -140,19 +170,21 @@ class GRU final : public detail::RecurrentBase<S> {
       detail::activate_inplace(act, gz_.rightCols(U));  // (4) hh = act(xz_h + r hz_h)
       A = gz_;
       for (Index b = 0; b < B; ++b) {
-        if (t >= mask.length(b, T)) continue;  // frozen state
+        if (!detail::kept<Holes>(mask, b, t, T)) continue;  // state carried across the step
         const Index r = b * T + t;
         this->hprev_.row(r) = h.row(b);
         hzh_.row(r) = zs_.block(b, 2 * U, 1, U);
         const auto z = gz_.block(b, 0, 1, U).array();
         h.row(b).array() = z * h.row(b).array() + (S(1) - z) * gz_.block(b, 2 * U, 1, U).array();  // (5) h_t
       }
-      this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
+      this->template write_output<Holes>(mask, t, T, y);  // (6) y_t = h_t (kept rows), or the last kept h
     }
   }
 
-  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
-  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+  // The backward steps for a length mask (Holes false) or a step mask (Holes true). A masked row keeps dh as it
+  // is (its dhs row is 0, so the recurrent product adds nothing): the state gradient crosses the step unchanged.
+  template <bool Holes>
+  void backward_steps(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) {
     const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
     const Activation ra = options_.recurrent_activation(), act = options_.activation();
     const Index Lmax = detail::max_length(mask, B, T);
@@ -165,12 +197,12 @@ class GRU final : public detail::RecurrentBase<S> {
     ensure_shape(dhs_, B, 3 * U);
     dh_.setZero();
     for (Index t = Lmax - 1; t >= 0; --t) {
-      this->add_output_grad(mask, dy, t, T, dh_);  // inverts (6)
+      this->template add_output_grad<Holes>(mask, dy, t, T, dh_);  // inverts (6)
       auto A = detail::step_rows(this->XW_, t, T, B);
       dxs_.setZero();
       dhs_.setZero();
       for (Index b = 0; b < B; ++b) {
-        if (t >= mask.length(b, T)) continue;
+        if (!detail::kept<Holes>(mask, b, t, T)) continue;
         const Index r = b * T + t;
         for (Index u = 0; u < U; ++u) {
           const S z = A(b, u), rg = A(b, U + u), hh = A(b, 2 * U + u);
@@ -200,13 +232,6 @@ class GRU final : public detail::RecurrentBase<S> {
     this->project_inputs_backward(x, dXZ_, dx);  // inverts (1): dW += x^T dxz, dx = dxz W^T
   }
 
-  void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
-    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
-    if (options_.use_bias()) list.push_back(matrix_param<S>("bias", b_, &db_));
-  }
-
- private:
   // x (B, n, F) -> y (B, n, U): forward's steps (1)-(6) over the carried h of every stream
   struct GRUStream final : detail::RecurrentStream<S> {
     using Base = detail::RecurrentStream<S>;

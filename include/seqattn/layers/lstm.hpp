@@ -10,8 +10,14 @@
 // PyTorch nn.LSTM (batch_first=True) has the same gate order (its i, f, g, o) and the same equations with
 // sigmoid / tanh:  weight_ih_l0 = kernel^T (4U, F), weight_hh_l0 = recurrent_kernel^T (4U, U),
 // bias = bias_ih_l0 + bias_hh_l0 (PyTorch keeps two bias vectors that only ever appear summed).
-// Masks: sequence b is processed for t < len_b only; from len_b on its state is frozen and its output rows are
-// 0; padded steps get zero gradient. Valid outputs are bitwise independent of the padding.
+// Masks: sequence b is processed at its kept steps only (t < len_b for a length mask; any pattern with holes or
+// left padding for a step mask, core/mask.hpp). A masked step is skipped: h and c are carried across it
+// unchanged, its output row is 0, its input gets zero gradient and the backward pass carries dh and dc across
+// it unchanged. Without return_sequences the output is the state after the last kept step (0 when none is
+// kept). So the kept outputs equal those of the compacted sequence (kept steps only, as a length mask), and they
+// are bitwise independent of the values at masked steps (NaN and Inf included). Keras skips masked steps the
+// same way but repeats the previous output at a masked step (0 before the first kept step); seqattn writes 0
+// there (as Keras' Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
 // Cost: one GEMM x W over all B*T rows, then per step one (B, U) x (U, 4U) product; backward: per step one
 // (B, 4U) x (4U, U) product, then dK, dW and dx as three GEMMs over all rows. Buffers are resized only when a
 // shape changes (no allocation in a steady loop).
@@ -111,12 +117,36 @@ class LSTM final : public detail::RecurrentBase<S> {
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<LSTMStream>(*this, batch);
   }
+  bool supports_step_masks() const override { return true; }
 
  protected:
   // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y.
   // The gate and state arithmetic runs on whole (B, U) blocks (vectorized); rows of sequences that ended keep
   // their state (only valid rows are copied into c, h and the caches).
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    if (mask.has_holes())
+      forward_steps<true>(x, mask, y);
+    else
+      forward_steps<false>(x, mask, y);
+  }
+  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    if (mask.has_holes())
+      backward_steps<true>(x, mask, dy, dx);
+    else
+      backward_steps<false>(x, mask, dy, dx);
+  }
+
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
+    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
+    if (options_.use_bias()) list.push_back(vector_param<S>("bias", b_, &db_));
+  }
+
+ private:
+  // The forward steps for a length mask (Holes false) or a step mask (Holes true, decided once per call).
+  template <bool Holes>
+  void forward_steps(const Tensor3<S>& x, const Mask& mask, Tensor3<S>& y) {
     const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
     const Activation ra = options_.recurrent_activation(), act = options_.activation();
     const Index Lmax = detail::max_length(mask, B, T);
@@ -146,20 +176,25 @@ class LSTM final : public detail::RecurrentBase<S> {
       tc_ = cn_;
       detail::activate_inplace(act, tc_);  // (5) act(c_t)
       for (Index b = 0; b < B; ++b) {
-        if (t >= mask.length(b, T)) continue;  // frozen state
         const Index r = b * T + t;
+        if (!detail::kept<Holes>(mask, b, t, T)) {  // state carried across the step
+          // C_ holds the cell state after step t: the backward reads c_{t-1} from row t - 1
+          if constexpr (Holes) C_.row(r) = c_.row(b);
+          continue;
+        }
         this->hprev_.row(r) = h.row(b);
         c_.row(b) = cn_.row(b);
         C_.row(r) = cn_.row(b);
         Tc_.row(r) = tc_.row(b);
         h.row(b).array() = zs_.block(b, 3 * U, 1, U).array() * tc_.row(b).array();  // (5) h_t = o act(c_t)
       }
-      this->write_output(mask, t, T, y);  // (6) y_t = h_t (valid rows), or the last valid h
+      this->template write_output<Holes>(mask, t, T, y);  // (6) y_t = h_t (kept rows), or the last kept h
     }
   }
 
-  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
-  void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+  // The backward steps for a length mask (Holes false) or a step mask (Holes true).
+  template <bool Holes>
+  void backward_steps(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) {
     const Index B = x.dimension(0), T = x.dimension(1), U = this->units_;
     const Activation ra = options_.recurrent_activation(), act = options_.activation();
     const Index Lmax = detail::max_length(mask, B, T);
@@ -171,8 +206,17 @@ class LSTM final : public detail::RecurrentBase<S> {
     ensure_shape(cn_, B, U);
     dh_.setZero();
     dc_.setZero();
+    if constexpr (Holes) {
+      ensure_shape(dh_carry_, B, U);
+      ensure_shape(dc_carry_, B, U);
+    }
     for (Index t = Lmax - 1; t >= 0; --t) {
-      this->add_output_grad(mask, dy, t, T, dh_);  // inverts (6)
+      this->template add_output_grad<Holes>(mask, dy, t, T, dh_);  // inverts (6)
+      // a masked step passes dh and dc across unchanged
+      if constexpr (Holes) {
+        dh_carry_ = dh_;
+        dc_carry_ = dc_;
+      }
       auto A = detail::step_rows(this->XW_, t, T, B);
       auto Tc = detail::step_rows(Tc_, t, T, B);
       const auto i = A.leftCols(U).array(), f = A.middleCols(U, U).array(), g = A.middleCols(2 * U, U).array();
@@ -195,25 +239,24 @@ class LSTM final : public detail::RecurrentBase<S> {
       detail::times_activation_grad(act, A.middleCols(2 * U, U), dzs_.middleCols(2 * U, U));
       detail::times_activation_grad(ra, A.rightCols(U), dzs_.rightCols(U));
       for (Index b = 0; b < B; ++b)
-        if (t >= mask.length(b, T)) {  // ended (or not started backward yet): no gradient
+        if (!detail::kept<Holes>(mask, b, t, T)) {  // masked (ended, or not started backward yet): no gradient
           dzs_.row(b).setZero();
-          dc_.row(b).setZero();
+          if constexpr (Holes)
+            dc_.row(b) = dc_carry_.row(b);
+          else
+            dc_.row(b).setZero();
         }
       detail::step_rows(dZ_, t, T, B) = dzs_;
       detail::recurrent_product(dh_, dzs_, this->K_.transpose(), false);  // inverts (2): dh_{t-1} = dz K^T
+      if constexpr (Holes)
+        for (Index b = 0; b < B; ++b)
+          if (!detail::kept<Holes>(mask, b, t, T)) dh_.row(b) = dh_carry_.row(b);
     }
     detail::gemm(this->dK_, this->hprev_.transpose(), dZ_, S(1), true);  // inverts (2): dK += sum_t h_{t-1}^T dz_t
     if (options_.use_bias()) db_.noalias() += dZ_.colwise().sum().transpose();  // inverts (1) for b
     this->project_inputs_backward(x, dZ_, dx);  // inverts (1): dW += x^T dz, dx = dz W^T
   }
 
-  void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
-    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
-    if (options_.use_bias()) list.push_back(vector_param<S>("bias", b_, &db_));
-  }
-
- private:
   // x (B, n, F) -> y (B, n, U): forward's steps (1)-(6) over the carried h and c of every stream
   struct LSTMStream final : detail::RecurrentStream<S> {
     using Base = detail::RecurrentStream<S>;
@@ -259,12 +302,14 @@ class LSTM final : public detail::RecurrentBase<S> {
   LSTMOptions options_;
   Vector<S> b_, db_;      // (4U)
   Matrix<S> c_;           // (B, U) running cell state
-  Matrix<S> C_, Tc_;      // (B*T, U) c_t and act(c_t) at row (b, t) (0 at padded rows)
+  Matrix<S> C_, Tc_;      // (B*T, U) c_t and act(c_t) at row (b, t) (0 at padded rows; step masks: C_ carries
+                          // the cell state across masked rows)
   Matrix<S> cn_, tc_;     // (B, U) one step's new c and act(c) (backward: scratch)
   Matrix<S> zs_;          // (B, 4U) recurrent part of one step
   Matrix<S> dZ_;          // (B*T, 4U) gradient of the gate pre-activations
   Matrix<S> dh_, dc_;     // (B, U) gradients flowing to h_{t-1}, c_{t-1}
   Matrix<S> dzs_;         // (B, 4U) one step of dZ, contiguous
+  Matrix<S> dh_carry_, dc_carry_;  // (B, U) step masks: dh, dc before a step, restored at its masked rows
 };
 
 }  // namespace seqattn

@@ -63,6 +63,12 @@ struct WindowGeometry {
     return L <= 0 ? 0 : (L - 1) / stride + 1;  // ceil(L / stride) without overflow for any stride
   }
 
+  // The input step output step t is aligned with: the window's last step t * stride + rf - 1 for valid padding,
+  // t * stride for same and causal (causal: the window's last step; same with stride 1: its center). Output t of
+  // a sequence of L steps exists (t < out_length(L)) exactly when aligned_step(t) < L, so "output t is kept when
+  // its aligned input step is kept" maps step masks and reduces to out_length for lengths.
+  Index aligned_step(Index t) const { return t * stride + (padding == Padding::Valid ? receptive_field() - 1 : 0); }
+
   // Zeros added before the first step of a sequence of L steps.
   Index pad_left(Index L) const {
     switch (padding) {
