@@ -94,15 +94,17 @@ class ConfigReader {
     } else {
       used_.insert(key);
     }
-    if (a == "linear") return Activation::Linear;
-    if (a == "relu") return Activation::ReLU;
-    if (a == "gelu") return Activation::GELU;  // the exact erf form in Keras 2.15 and 3 (the string's meaning)
-    if (a == "tanh") return Activation::Tanh;
-    if (a == "sigmoid") return Activation::Sigmoid;
-    if (a == "softmax") return Activation::Softmax;
-    fail("activation '", a, "' (option '", key,
-         "') is not supported (supported: linear, relu, gelu, tanh, sigmoid, "
-         "softmax)");
+    // Keras' names are the activation table's (layers/activation.hpp: "gelu" is the exact erf form in Keras
+    // 2.15 and 3, "swish" is silu, "leaky_relu" has slope 0.2), except hard_sigmoid: Keras 2 meant
+    // clip(0.2 x + 0.5, 0, 1), Keras 3 relu6(x + 3) / 6, and a file does not say which Keras wrote it.
+    if (a == "hard_sigmoid")
+      fail("activation 'hard_sigmoid' (option '", key, "') is not supported: Keras 2 and Keras 3 define it "
+           "differently (clip(0.2 x + 0.5, 0, 1) and relu6(x + 3) / 6)");
+    try {
+      return activation_from_string(a);
+    } catch (const ConfigError& e) {
+      fail("activation '", a, "' (option '", key, "') is not supported: ", e.what());
+    }
   }
   void finish() const {
     for (const auto& kv : layer_.config.items())
@@ -173,7 +175,7 @@ class LayerMapper {
     }
     in_features = s.features;
     std::vector<PlannedLayer<S>> out;
-    for (size_t i = 0; i < model.layers.size(); ++i) map_layer(model.layers[i], s, out, i == 0);
+    for (const KerasLayer& layer : model.layers) map_layer(layer, s, out);
     return out;
   }
 
@@ -207,7 +209,7 @@ class LayerMapper {
     if (s.ids) r.fail("the model input is integer ids (batch, time); only an Embedding can take them");
   }
 
-  void map_layer(const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out, bool first) {
+  void map_layer(const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
     ConfigReader r(l, who_);
     const std::string& c = l.class_name;
     const Index F = s.features;
@@ -217,7 +219,6 @@ class LayerMapper {
       for (const auto& kv : l.call_kwargs.items())
         if (kv.key() != "training" && !(kv.key() == "mask" && kv.value().is_null()))
           r.fail("call argument '", kv.key(), "' is not supported");
-    (void)first;
     if (c == "Dense") {
       const Index units = r.positive("units");
       const Activation act = r.activation("activation");
@@ -382,7 +383,6 @@ class LayerMapper {
       PlannedLayer<S> p;
       p.make = factory<MultiHeadAttention<S>>(F, Index(1), MultiHeadAttentionOptions().use_bias(false).causal(history));
       p.source = &l;
-      identity_fill_ = true;
       p.fills = {{"Wq=I", S(1)}, {"Wk=I", S(1)}, {"Wv=I", S(1)}, {"Wo=I", S(1)}};
       out.push_back(std::move(p));
       if (s.mask) s.padded_zero = false;
@@ -587,7 +587,7 @@ class LayerMapper {
       if (b.class_name == "Masking" || b.class_name == "Embedding")
         r.fail("layer '", b.name, "' (", b.class_name,
                ") inside the residual branch changes the mask: seqattn's Residual keeps its input's mask");
-      map_layer(b, inner, p.body, false);
+      map_layer(b, inner, p.body);
     }
     if (inner.reduced) r.fail("the residual branch removes the time axis (Add needs equal shapes)");
     if (inner.features != s.features)
@@ -728,7 +728,6 @@ class LayerMapper {
   }
 
  public:
-  bool identity_fill_ = false;
   bool padding_attention_ = false;
 
  private:
