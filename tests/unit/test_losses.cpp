@@ -178,7 +178,7 @@ TEST(SoftmaxCrossEntropy, MaskNotFittingTheLogits) {
   z.setZero();
   const std::vector<int> labels(6, 0);
   EXPECT_EQ(error_of([&] { ce.forward(z, labels, Mask::from_lengths({3})); }),
-            "SoftmaxCrossEntropy: mask has 1 lengths but the batch has 2 sequences");
+            "SoftmaxCrossEntropy: mask has 1 sequences but the batch has 2 sequences");
   EXPECT_EQ(error_of([&] {
               ce.forward(z, labels, Mask::from_lengths({3, 4}));
             }),

@@ -73,6 +73,6 @@ TEST(Metrics, ErrorsNameTheMetric) {
     argmax_labels(z, Mask::from_lengths({1}));
     FAIL() << "expected ShapeError";
   } catch (const ShapeError& e) {
-    EXPECT_EQ(std::string(e.what()), "argmax_labels: mask has 1 lengths but the batch has 2 sequences");
+    EXPECT_EQ(std::string(e.what()), "argmax_labels: mask has 1 sequences but the batch has 2 sequences");
   }
 }
