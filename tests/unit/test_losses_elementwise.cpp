@@ -188,5 +188,5 @@ TEST(ElementwiseLosses, Errors) {
   EXPECT_EQ(error_of([&] {
               bce.forward(z, t, Mask::from_lengths({1, 1, 1}));
             }),
-            "BinaryCrossEntropy: mask has 3 lengths but the batch has 2 sequences");
+            "BinaryCrossEntropy: mask has 3 sequences but the batch has 2 sequences");
 }
