@@ -10,7 +10,8 @@ total = max((out-1)*s + d*(k-1) + 1 - L, 0), left = total // 2). Output steps pa
 are 0. W is written in Keras' layout (k, in, filters) flattened to (k*in, filters).
 conv_<case>_cfg = [kernel_size, stride, dilation, padding (0 valid, 1 same, 2 causal),
                    activation (0 linear, 1 relu, 2 tanh), use_bias].
-Embedding (emb_*): torch.nn.Embedding; emb_plain uses the incoming lengths, emb_mz mask_zero lengths
+Embedding (emb_*): torch.nn.Embedding; emb_plain uses the incoming lengths, emb_mz masks every id 0 too (its
+lengths are the extents: 1 + the last kept step)
 (1 + index of the last non-zero id before the incoming length). Outputs past the length are 0.
 FeatureAttention (fatt_<shared|single>_*): p = softmax(x W + b, -1) at valid steps, a = p or the mean of
 p over valid steps, y = x * a.
@@ -114,7 +115,10 @@ for bi, L in enumerate(emb_lengths):
     mz_lengths.append(nz[-1] + 1 if nz else 0)
 for tag, lens in (("plain", emb_lengths), ("mz", mz_lengths)):
     emb.zero_grad()
-    y = emb(ids) * valid_mask(lens, ids.shape[1])[..., None]
+    keep = valid_mask(emb_lengths, ids.shape[1])  # the incoming mask; mask_zero also masks every id 0 (Keras)
+    if tag == "mz":
+        keep = keep * (ids != 0).to(torch.float64)
+    y = emb(ids) * keep[..., None]
     dy = torch.rand(*y.shape) * 2 - 1
     (y * dy).sum().backward()
     out["emb_%s_lengths" % tag] = torch.tensor(lens, dtype=torch.float64)

@@ -21,7 +21,7 @@ TEST(ConvEmbeddingSequential, MasksFollowMaskZeroAndStride) {
   model.add<Conv1D<double>>(3, 3, Conv1DOptions().padding(Padding::Same).stride(2).seed(2));
   model.add<FeatureAttention<double>>(FeatureAttentionOptions().seed(3));
   Tensor3<double> ids(3, 7, 1);
-  ids.setValues({{{4}, {2}, {0}, {7}, {1}, {0}, {0}},    // mask_zero length 5 -> ceil(5/2) = 3
+  ids.setValues({{{4}, {2}, {5}, {7}, {1}, {0}, {0}},    // mask_zero length 5 -> ceil(5/2) = 3
                  {{9}, {9}, {9}, {9}, {9}, {9}, {9}},    // incoming length 6 -> 3
                  {{3}, {0}, {0}, {0}, {0}, {0}, {0}}});  // 1 -> 1
   const Mask mask = Mask::from_lengths({7, 6, 7});

@@ -74,11 +74,11 @@ TEST(EmbeddingGradient, TableMatchesFiniteDifferencesAndIdsGetNone) {
     EXPECT_TRUE(result.passed()) << result.report();
     for (Index i = 0; i < dx.size(); ++i) EXPECT_EQ(dx.data()[i], 0.0);
     // Rows never looked up get no gradient: 4 is padding in sample 1, and 3 only appears at the valid step of
-    // sample 2 (so it does get one); with mask_zero, 0 is trailing in sample 1 and gets a gradient from
-    // sample 0 only.
+    // sample 2 (so it does get one); with mask_zero, every id 0 is masked and row 0 gets no gradient.
     const Eigen::Map<const Matrix<double>> G(grad.data(), 6, 3);
     EXPECT_EQ(G.row(4).cwiseAbs().maxCoeff(), 0.0);
     EXPECT_GT(G.row(3).cwiseAbs().maxCoeff(), 0.0);
+    EXPECT_EQ(G.row(0).cwiseAbs().maxCoeff() == 0.0, mask_zero);
     EXPECT_NEAR(G(2, 0), R(0, 0, 0) + R(0, 2, 0) + R(1, 0, 0), 1e-15);
     // Contract: a second backward adds into the gradient and overwrites dx.
     emb.backward(x, mask, R);
@@ -116,10 +116,13 @@ TEST(EmbeddingMask, MaskZeroLengthsComeFromTheLastNonZeroIdWithinTheIncomingLeng
   EXPECT_EQ(emb.out_mask(Mask(), 5).lengths(), (std::vector<Index>{3, 0, 5, 5}));
   emb.forward(x, Mask::from_lengths({5, 5, 2, 4}));  // min with the incoming mask
   EXPECT_EQ(emb.out_mask(Mask::from_lengths({5, 5, 2, 4}), 5).lengths(), (std::vector<Index>{3, 0, 2, 1}));
-  // The interior zero of sample 0 is a valid step (row 0); the trailing ones output 0.
+  // Issue 22: the interior zero of sample 0 is a masked step (a step mask, Keras' mask_zero), output 0, as the
+  // trailing ones; before, it looked up row 0 as a valid step.
   const auto& y = emb.forward(x);
-  EXPECT_EQ(y(0, 1, 1), emb.embeddings()(0, 1));
+  EXPECT_EQ(y(0, 1, 1), 0.0);
   EXPECT_EQ(y(0, 3, 0), 0.0);
+  EXPECT_EQ(emb.out_mask(Mask(), 5),
+            Mask::from_steps({{1, 0, 1, 0, 0}, {0, 0, 0, 0, 0}, {1, 1, 1, 1, 1}, {1, 0, 0, 0, 1}}));
   // Without mask_zero the incoming mask passes through.
   Embedding<double> plain(1, 10, 2);
   plain.forward(x, Mask::from_lengths({1, 2, 3, 4}));

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "seqattn/io/model_file.hpp"
 #include "seqattn/layers/dense.hpp"
 #include "seqattn/layers/global_pooling.hpp"
 #include "seqattn/layers/masking.hpp"
@@ -70,15 +73,56 @@ TEST(Masking, TrailingMaskValueStepsBecomePadding) {
   }
 }
 
-TEST(Masking, MaskedStepBeforeAValidStepIsRefused) {
+// Issue 22: a mask_value step inside a sequence is masked on its own (Keras), a step mask; it used to be refused.
+TEST(Masking, MaskValueStepInsideASequenceGivesAStepMask) {
   Masking<double> layer(3, 0.0);
   Tensor3<double> x = padded_batch(0.0);  // sample 3: step 3 all 0, step 4 random
-  const std::string m = thrown([&] { layer.forward(x, Mask()); });
-  EXPECT_TRUE(contains(m, "Masking(mask_value=0)") && contains(m, "sequence 3") &&
-              contains(m, "expected its mask_value steps only after its last valid step") &&
-              contains(m, "but got step 3 all mask_value before the valid step 4"))
-      << m;
-  EXPECT_THROW(layer.forward(x, Mask()), ShapeError);
+  for (Index f = 0; f < 3; ++f) x(1, 0, f) = 0.0;  // sample 1: its first step too (left padding)
+  const Tensor3<double> y = layer.forward(x, Mask());
+  const Mask out = layer.out_mask(Mask(), 5);
+  EXPECT_TRUE(out.has_holes());
+  EXPECT_EQ(out, Mask::from_steps({{1, 1, 1, 1, 1}, {0, 1, 1, 0, 0}, {0, 0, 0, 0, 0}, {1, 1, 1, 0, 1}}));
+  for (Index b = 0; b < 4; ++b)
+    for (Index t = 0; t < 5; ++t)
+      for (Index f = 0; f < 3; ++f) EXPECT_EQ(y(b, t, f), out.valid(b, t, 5) ? x(b, t, f) : 0.0) << b << " " << t;
+  // an input step mask stays: its masked steps are not read and stay masked
+  const Mask in = Mask::from_steps({{1, 0, 1, 1, 1}, {1, 1, 1, 1, 1}, {1, 1, 1, 1, 1}, {1, 1, 1, 1, 0}});
+  Tensor3<double> xg = x;
+  for (Index f = 0; f < 3; ++f) xg(0, 1, f) = std::nan("");
+  const Tensor3<double> yg = layer.forward(xg, in);
+  EXPECT_EQ(layer.out_mask(in, 5),
+            Mask::from_steps({{1, 0, 1, 1, 1}, {0, 1, 1, 0, 0}, {0, 0, 0, 0, 0}, {1, 1, 1, 0, 0}}));
+  EXPECT_EQ(yg(0, 1, 0), 0.0);
+  // dx: dy at the kept steps, 0 at the masked ones
+  const Tensor3<double> dy = random_tensor(4, 5, 3, 3);
+  const Tensor3<double>& dx = layer.backward(xg, in, dy);
+  const Mask kept = layer.out_mask(in, 5);
+  for (Index b = 0; b < 4; ++b)
+    for (Index t = 0; t < 5; ++t)
+      for (Index f = 0; f < 3; ++f) EXPECT_EQ(dx(b, t, f), kept.valid(b, t, 5) ? dy(b, t, f) : 0.0) << b << " " << t;
+}
+
+// mask_value = NaN: a step with any NaN feature is masked (Mask::from_missing) and outputs 0, so no NaN flows on.
+TEST(Masking, NaNMaskValueMasksStepsWithAMissingFeature) {
+  Masking<double> layer(3, std::nan(""));
+  EXPECT_EQ(layer.describe(), "Masking(mask_value=NaN)");
+  Tensor3<double> x = random_tensor(3, 4, 3, 5);
+  x(0, 1, 2) = std::nan("");  // one feature missing: masked (a finite mask_value needs every feature)
+  x(1, 3, 0) = x(1, 3, 1) = x(1, 3, 2) = std::nan("");
+  x(2, 0, 1) = std::nan("");
+  const Tensor3<double> y = layer.forward(x, Mask());
+  const Mask out = layer.out_mask(Mask(), 4);
+  EXPECT_EQ(out, Mask::from_missing(x));
+  EXPECT_EQ(out, Mask::from_steps({{1, 0, 1, 1}, {1, 1, 1, 0}, {0, 1, 1, 1}}));
+  for (Index i = 0; i < y.size(); ++i) EXPECT_FALSE(std::isnan(y.data()[i])) << i;
+  EXPECT_EQ(y(0, 1, 0), 0.0);
+  EXPECT_EQ(y(0, 2, 0), x(0, 2, 0));
+  // a Sequential passes the step mask on: GlobalAvgPool averages the observed steps
+  Sequential<double> model(3);
+  model.add<Masking<double>>(std::nan(""));
+  model.add<GlobalAvgPool<double>>();
+  const Tensor3<double>& yp = model.forward(x, Mask());
+  for (Index f = 0; f < 3; ++f) EXPECT_NEAR(yp(0, 0, f), (x(0, 0, f) + x(0, 2, f) + x(0, 3, f)) / 3.0, 1e-15);
 }
 
 TEST(Masking, OutMaskMustFollowTheForwardOfTheSameBatch) {
@@ -124,6 +168,26 @@ TEST(Masking, SequentialPassesTheDerivedMaskOn) {
   }
 }
 
+// NaN (JSON has none) is stored as the string "NaN": a model file round trip keeps it.
+TEST(Masking, NaNMaskValueRoundTripsThroughAModelFile) {
+  Sequential<float> model(2);
+  model.add<Masking<float>>(std::nan(""));
+  model.add<Dense<float>>(3, DenseOptions().seed(1));
+  const std::string json = layer_entry(model.layer(0)).dump();
+  EXPECT_NE(json.find("\"NaN\""), std::string::npos) << json;
+  std::stringstream file;
+  save_model(model, file);
+  Sequential<float> loaded = load_model<float>(file);
+  EXPECT_EQ(loaded.layer(0).describe(), "Masking(mask_value=NaN)");
+  EXPECT_TRUE(std::isnan(static_cast<const Masking<float>&>(loaded.layer(0)).mask_value()));
+  Tensor3<float> x(1, 3, 2);
+  x.setValues({{{1, 2}, {std::nanf(""), 0}, {3, 4}}});
+  const Tensor3<float> want = model.predict(x, Mask());
+  const Tensor3<float>& got = loaded.predict(x, Mask());
+  for (Index i = 0; i < want.size(); ++i) EXPECT_EQ(got.data()[i], want.data()[i]) << i;
+  EXPECT_FALSE(std::isnan(got(0, 1, 0)));
+}
+
 TEST(Masking, ConfigRoundTripAndErrors) {
   const Masking<float> layer(4, -2.5);
   EXPECT_EQ(layer.class_name(), "Masking");
@@ -133,6 +197,10 @@ TEST(Masking, ConfigRoundTripAndErrors) {
   Config bad = layer.config();
   bad.set("mask_valeu", 1.0);
   EXPECT_TRUE(contains(thrown([&] { Masking<float>::from_config(4, bad); }), "Masking config: unknown option"));
-  EXPECT_THROW(Masking<float>(4, std::nan("")), ConfigError);
+  EXPECT_THROW(Masking<float>(4, std::numeric_limits<double>::infinity()), ConfigError);
+  bad = layer.config();
+  bad.set("mask_value", std::string("nan"));
+  EXPECT_TRUE(
+      contains(thrown([&] { Masking<float>::from_config(4, bad); }), "'mask_value' expected a number or \"NaN\""));
   EXPECT_THROW(layer.open_stream(1, StreamOptions()), ConfigError);
 }

@@ -199,11 +199,16 @@ TEST(Sequential, OutputMaskMayComeFromTheDataOfTheForward) {
   Tensor3<double> ids(3, 5, 1);
   ids.setValues({{{3}, {1}, {0}, {0}, {0}}, {{2}, {0}, {4}, {5}, {6}}, {{0}, {0}, {0}, {0}, {0}}});
   model.forward(ids, Mask(), Mode::Infer);
-  EXPECT_EQ(model.masks()[1], Mask::from_lengths({2, 5, 0}));
-  EXPECT_EQ(model.output_mask(), Mask::from_lengths({2, 5, 0}));
+  // the zero inside sequence 1 is masked on its own (a step mask, issue 22)
+  const Mask want = Mask::from_steps({{1, 1, 0, 0, 0}, {1, 0, 1, 1, 1}, {0, 0, 0, 0, 0}});
+  EXPECT_EQ(model.masks()[1], want);
+  EXPECT_EQ(model.output_mask(), want);
   // The incoming mask still limits the lengths.
   model.forward(ids, Mask::from_lengths({1, 3, 5}), Mode::Infer);
-  EXPECT_EQ(model.output_mask(), Mask::from_lengths({1, 3, 0}));
+  EXPECT_EQ(model.output_mask(), Mask::from_steps({{1, 0, 0, 0, 0}, {1, 0, 1, 0, 0}, {0, 0, 0, 0, 0}}));
+  // trailing zeros only: lengths
+  model.forward(ids, Mask::from_lengths({5, 1, 5}), Mode::Infer);
+  EXPECT_EQ(model.output_mask(), Mask::from_lengths({2, 1, 0}));
 }
 
 }  // namespace

@@ -293,7 +293,7 @@ TEST(StreamLayers, EmbeddingWithMaskZero) {
     ADD_FAILURE() << "no error";
   } catch (const ShapeError& e) {
     EXPECT_NE(std::string(e.what()).find("Embedding(vocab=7, dim=3, mask_zero=true): id 0 at (1, 3) in a stream: "
-                                         "with mask_zero=true a zero id is padding when no non-zero id follows it"),
+                                         "with mask_zero=true a zero id is a masked step, which a stream"),
               std::string::npos)
         << e.what();
   }

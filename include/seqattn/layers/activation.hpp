@@ -232,7 +232,8 @@ void activation_backward(Activation a, const Eigen::MatrixBase<Z>& z, const Eige
       dz(r, c) = dy(r, c) * activation_derivative<S>(a, z(r, c), y(r, c), negative_slope);
 }
 
-// A layer applying an activation to every step: (B, T, F) -> (B, T, F).
+// A layer applying an activation to every step: (B, T, F) -> (B, T, F). Step masks (supports_step_masks()): every
+// step on its own, so masked values never reach a kept step.
 // negative_slope: leaky_relu's slope for z < 0 (default kLeakyReluSlope = 0.2, Keras 3; torch.nn.LeakyReLU uses
 // 0.01, Keras' LeakyReLU layer 0.3); finite. Written to the model file (key "negative_slope") only for leaky_relu.
 template <class S>
@@ -247,6 +248,8 @@ class ActivationLayer final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "activation"; }
   std::string class_name() const override { return "Activation"; }
+  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     c.set("activation", ConfigCodec<Activation>::write(activation_));

@@ -16,8 +16,9 @@
 //   BatchNormOptions().momentum(0.01).eps(1e-3). (Keras also updates the moving variance with the biased
 //   variance; we follow PyTorch and use the unbiased one, which differs by the factor N / (N - 1).)
 // Masks: padded steps add nothing to the statistics, output 0, get dx = 0 and add nothing to the gradients of
-//   gamma and beta (their values, NaN included, are never read). Errors: a Train forward with no valid step, or
-//   with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
+//   gamma and beta (their values, NaN included, are never read). Step masks (holes, left padding): the same for
+//   every masked step; the statistics are over the kept steps (N = the number of kept steps). Errors: a Train forward
+//   with no valid step, or with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
 // Non-finite statistics: a Train forward whose batch has a NaN or Inf at a valid step throws seqattn::Error
 //   ("the batch statistics are not finite: feature f has mean NaN and variance NaN because its valid inputs
 //   contain NaN; the running statistics were left unchanged") instead of folding NaN into the running statistics
@@ -44,6 +45,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/detail/scaled_moments.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -94,6 +96,8 @@ class BatchNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "batch_norm"; }
   std::string class_name() const override { return "BatchNorm"; }
+  // Step masks: the statistics use the kept steps only; masked steps are treated as padded ones.
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -136,8 +140,9 @@ class BatchNorm final : public Layer<S> {
   // -> xhat = (x - mu) * rstd (N, F) cached -> y = xhat * gamma + beta; padded rows 0
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    const bool holes = mask.has_holes();  // step mask: the kept runs of each sequence (one run [0, len) otherwise)
     count_ = 0;
-    for (Index b = 0; b < B; ++b) count_ += mask.length(b, T);
+    for (Index b = 0; b < B; ++b) count_ += mask.count(b, T);
     scaled_features_.clear();
     if (mode == Mode::Train) {
       if (count_ <= 1)
@@ -145,14 +150,17 @@ class BatchNorm final : public Layer<S> {
                             ": a Train forward needs at least 2 valid steps to compute batch statistics but got ",
                             count_, " (input ", shape_string(x), ")");
       mean_.setZero();
-      for (Index b = 0; b < B; ++b) mean_ += sample_matrix(x, b).topRows(mask.length(b, T)).colwise().sum().transpose();
+      for (Index b = 0; b < B; ++b)
+        detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+          mean_ += sample_matrix(x, b).middleRows(t0, n).colwise().sum().transpose();
+        });
       mean_ /= static_cast<S>(count_);
       var_.setZero();
       for (Index b = 0; b < B; ++b)
-        var_ += (sample_matrix(x, b).topRows(mask.length(b, T)).rowwise() - mean_.transpose())
-                    .colwise()
-                    .squaredNorm()
-                    .transpose();
+        detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+          var_ +=
+              (sample_matrix(x, b).middleRows(t0, n).rowwise() - mean_.transpose()).colwise().squaredNorm().transpose();
+        });
       var_ /= static_cast<S>(count_);
       // Finite inputs too large for the sums above are rescaled; NaN or Inf inputs throw (before any update).
       if (!mean_.allFinite() || !var_.allFinite()) rescale_statistics(x, mask);
@@ -166,17 +174,26 @@ class BatchNorm final : public Layer<S> {
     ensure_shape(xhat_, B * T, F);
     MatrixMap<S> Y = as_matrix(y);
     for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      xhat_.middleRows(b * T, len) =
-          ((sample_matrix(x, b).topRows(len).rowwise() - mean_.transpose()).array().rowwise() *
-           rstd_.transpose().array())
-              .matrix();
-      if (!scaled_features_.empty()) normalize_scaled(x, b, len);
-      Y.middleRows(b * T, len) = xhat_.middleRows(b * T, len);
-      if (options_.scale()) Y.middleRows(b * T, len).array().rowwise() *= gamma_.transpose().array();
-      if (options_.center()) Y.middleRows(b * T, len).rowwise() += beta_.transpose();
-      xhat_.middleRows(b * T + len, T - len).setZero();
-      Y.middleRows(b * T + len, T - len).setZero();
+      if (holes) {  // masked steps output 0 like padded ones; the kept runs are written below
+        xhat_.middleRows(b * T, T).setZero();
+        Y.middleRows(b * T, T).setZero();
+      }
+      detail::for_each_kept_run(mask, b, T, [&](Index t0, Index len) {
+        const Index r = b * T + t0;
+        xhat_.middleRows(r, len) =
+            ((sample_matrix(x, b).middleRows(t0, len).rowwise() - mean_.transpose()).array().rowwise() *
+             rstd_.transpose().array())
+                .matrix();
+        if (!scaled_features_.empty()) normalize_scaled(x, b, t0, len);
+        Y.middleRows(r, len) = xhat_.middleRows(r, len);
+        if (options_.scale()) Y.middleRows(r, len).array().rowwise() *= gamma_.transpose().array();
+        if (options_.center()) Y.middleRows(r, len).rowwise() += beta_.transpose();
+      });
+      if (!holes) {
+        const Index len = mask.length(b, T);
+        xhat_.middleRows(b * T + len, T - len).setZero();
+        Y.middleRows(b * T + len, T - len).setZero();
+      }
     }
   }
 
@@ -190,18 +207,19 @@ class BatchNorm final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1);
     ConstMatrixMap<S> DY = as_matrix(dy);
     MatrixMap<S> DX = as_matrix(dx);
+    const bool holes = mask.has_holes();
     sum_g_.setZero();
     sum_gx_.setZero();
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      // sum_n dy and sum_n dy * xhat per feature
-      sum_g_ += DY.middleRows(b * T, len).colwise().sum().transpose();
-      sum_gx_ += (DY.middleRows(b * T, len).array() * xhat_.middleRows(b * T, len).array())
-                     .colwise()
-                     .sum()
-                     .matrix()
-                     .transpose();
-    }
+    for (Index b = 0; b < B; ++b)
+      detail::for_each_kept_run(mask, b, T, [&](Index t0, Index len) {
+        // sum_n dy and sum_n dy * xhat per feature
+        sum_g_ += DY.middleRows(b * T + t0, len).colwise().sum().transpose();
+        sum_gx_ += (DY.middleRows(b * T + t0, len).array() * xhat_.middleRows(b * T + t0, len).array())
+                       .colwise()
+                       .sum()
+                       .matrix()
+                       .transpose();
+      });
     if (options_.scale()) dgamma_ += sum_gx_;
     if (options_.center()) dbeta_ += sum_g_;
     const bool train = this->last_mode() == Mode::Train;
@@ -213,17 +231,22 @@ class BatchNorm final : public Layer<S> {
     sum_g_ *= inv_n;   // mean_n dy
     sum_gx_ *= inv_n;  // mean_n dy * xhat
     for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      for (Index n = b * T; n < b * T + len; ++n) {
-        if (train)
-          DX.row(n) =
-              ((DY.row(n).array() - sum_g_.transpose().array() - xhat_.row(n).array() * sum_gx_.transpose().array()) *
-               gscale_.transpose().array())
-                  .matrix();
-        else
-          DX.row(n) = (DY.row(n).array() * gscale_.transpose().array()).matrix();
+      if (holes) DX.middleRows(b * T, T).setZero();  // masked steps: dx = 0; the kept runs are written below
+      detail::for_each_kept_run(mask, b, T, [&](Index t0, Index len) {
+        for (Index n = b * T + t0; n < b * T + t0 + len; ++n) {
+          if (train)
+            DX.row(n) =
+                ((DY.row(n).array() - sum_g_.transpose().array() - xhat_.row(n).array() * sum_gx_.transpose().array()) *
+                 gscale_.transpose().array())
+                    .matrix();
+          else
+            DX.row(n) = (DY.row(n).array() * gscale_.transpose().array()).matrix();
+        }
+      });
+      if (!holes) {
+        const Index len = mask.length(b, T);
+        DX.middleRows(b * T + len, T - len).setZero();
       }
-      DX.middleRows(b * T + len, T - len).setZero();
     }
   }
 
@@ -244,12 +267,14 @@ class BatchNorm final : public Layer<S> {
   void rescale_statistics(const Tensor3<S>& x, const Mask& mask) {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     const S eps = static_cast<S>(options_.eps());
+    const bool holes = mask.has_holes();
     for (Index f = 0; f < F; ++f) {
       if (std::isfinite(mean_(f)) && std::isfinite(var_(f))) continue;
       bool nan = false, inf = false;
       S max_abs = S(0);
       for (Index b = 0; b < B; ++b)
         for (Index t = 0; t < mask.length(b, T); ++t) {
+          if (!detail::kept_step(mask, holes, b, t, T)) continue;
           const S v = x(b, t, f);
           nan = nan || std::isnan(v);
           inf = inf || std::isinf(v);
@@ -266,15 +291,18 @@ class BatchNorm final : public Layer<S> {
       const detail::InverseScale<S> down(m.exponent);
       S sum = S(0);
       for (Index b = 0; b < B; ++b)
-        for (Index t = 0; t < mask.length(b, T); ++t) sum += (x(b, t, f) * down.first) * down.second;
+        for (Index t = 0; t < mask.length(b, T); ++t)
+          if (detail::kept_step(mask, holes, b, t, T)) sum += (x(b, t, f) * down.first) * down.second;
       m.mean = sum / static_cast<S>(count_);
       S correction = S(0);  // the rounding of the mean (all-equal values then give exactly 0 variance)
       for (Index b = 0; b < B; ++b)
-        for (Index t = 0; t < mask.length(b, T); ++t) correction += (x(b, t, f) * down.first) * down.second - m.mean;
+        for (Index t = 0; t < mask.length(b, T); ++t)
+          if (detail::kept_step(mask, holes, b, t, T)) correction += (x(b, t, f) * down.first) * down.second - m.mean;
       m.mean += correction / static_cast<S>(count_);
       S squares = S(0);
       for (Index b = 0; b < B; ++b)
         for (Index t = 0; t < mask.length(b, T); ++t) {
+          if (!detail::kept_step(mask, holes, b, t, T)) continue;
           const S d = (x(b, t, f) * down.first) * down.second - m.mean;
           squares += d * d;
         }
@@ -317,13 +345,15 @@ class BatchNorm final : public Layer<S> {
     running_var_ = next_var_;
   }
 
-  // Rows [b T, b T + len) of xhat, the columns of the scaled features: xhat = (z - mz) * norm with z = x 2^-e.
-  void normalize_scaled(const Tensor3<S>& x, Index b, Index len) {
+  // Rows [b T + t0, b T + t0 + len) of xhat, the columns of the scaled features: xhat = (z - mz) * norm with
+  // z = x 2^-e.
+  void normalize_scaled(const Tensor3<S>& x, Index b, Index t0, Index len) {
     const Index T = x.dimension(1);
     for (const Index f : scaled_features_) {
       const detail::ScaledMoments<S>& m = scaled_[f];
       const detail::InverseScale<S> down(m.exponent);
-      for (Index t = 0; t < len; ++t) xhat_(b * T + t, f) = ((x(b, t, f) * down.first) * down.second - m.mean) * m.norm;
+      for (Index t = t0; t < t0 + len; ++t)
+        xhat_(b * T + t, f) = ((x(b, t, f) * down.first) * down.second - m.mean) * m.norm;
     }
   }
 

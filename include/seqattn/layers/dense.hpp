@@ -1,7 +1,9 @@
 #pragma once
 // Dense: y = act(x W + b) on the last axis, one product over all B*T rows: the register-tiled products of
 // detail/panel_product.hpp (also dW and dx), where every element is one FMA chain from zero, so each output row
-// is bitwise independent of how many rows the batch has and padding never changes valid outputs.
+// is bitwise independent of how many rows the batch has and padding never changes valid outputs. Step masks
+// (holes, left padding; supports_step_masks()): every step is computed on its own, masked ones too, so their
+// values never reach a kept step; with dy 0 there, dx is 0 there and they add nothing to dW and db.
 // Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
 // result is bitwise the same for any thread count.
 //   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
@@ -62,6 +64,8 @@ class Dense final : public Layer<S> {
   Index out_features() const override { return units_; }
   std::string name() const override { return "dense"; }
   std::string class_name() const override { return "Dense"; }
+  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     c.set("units", units_);

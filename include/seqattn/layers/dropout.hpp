@@ -9,7 +9,8 @@
 // Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
 // masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
 // rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
-// so their dx is 0).
+// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
+// the mask).
 
 #include <cstdint>
 #include <memory>
@@ -43,6 +44,8 @@ class Dropout final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "dropout"; }
   std::string class_name() const override { return "Dropout"; }
+  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     c.set("rate", rate_);

@@ -5,21 +5,23 @@
 // (default uniform(-0.05, 0.05), as Keras). in_features must be 1 (the id); forward_ids() takes the ids as
 // a std::vector<int> (row-major (B, T)) instead.
 // Backward: dE[x[b, t]] += dy[b, t] (scatter-add, rows of repeated ids add up); ids get no gradient (dx = 0).
-// Masks: steps t >= len_b are padding: their ids are neither read nor checked and their output is 0.
-// mask_zero (default false): id 0 is padding, as Keras' mask_zero with right padding: the new length of
-// sample b is 1 + the index of its last non-zero id before len_b (0 when there is none), so trailing zeros
-// become padding and zeros inside the sequence stay valid steps (they look up row 0). Output at steps
-// t >= new length is 0. The lengths are computed by forward() and returned by out_mask(mask, T), which must
-// follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
+// Masks: steps t >= len_b are padding: their ids are neither read nor checked and their output is 0. Step masks
+// (holes, left padding; supports_step_masks()): the same for every masked step.
+// mask_zero (default false): id 0 is masked, as Keras' mask_zero: a step whose id is 0 outputs 0, adds nothing
+// to the gradient of the table, and out_mask(mask, T) drops it from the input mask. Trailing zeros become
+// padding (lengths, the fast path, when every sequence's zeros are trailing); a zero INSIDE a sequence or at its
+// start gives a step mask (holes, left padding; core/mask.hpp), which the following layers honor or refuse
+// (Layer::supports_step_masks). (Before issue 22 a zero inside a sequence looked up row 0 as a valid step.)
+// out_mask must follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
 // Errors: ConfigError for in_features != 1, vocab_size or dim < 1; ShapeError naming the position for an id
 // that is not an integer or is out of range:
 //   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
 // Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
 // Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
 //   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
-//   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is padding only when no non-zero
-//   id follows it, which a stream cannot know at that step. Streams of non-zero ids (padding is what reset()
-//   replaces) are exact: mask_zero then changes nothing.
+//   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is a masked step, which a stream
+//   (one output per step, no mask) cannot express. Streams of non-zero ids (padding is what reset() replaces)
+//   are exact: mask_zero then changes nothing.
 
 #include <cmath>
 #include <cstdint>
@@ -33,6 +35,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -71,13 +74,15 @@ class Embedding final : public Layer<S> {
   }
 
   Index out_features() const override { return dim_; }
+  bool supports_step_masks() const override { return true; }
   Mask out_mask(const Mask& mask, Index T) const override {
     if (!options_.mask_zero() || T < 0) return mask;
     if (T != forward_T_ || (!mask.empty() && mask.batch() != static_cast<Index>(lengths_.size())))
       detail::throw_shape(describe(), ": out_mask(T=", T, ", batch=", mask.empty() ? Index(-1) : mask.batch(),
                           ") must follow the forward of the same batch (last forward: ", lengths_.size(),
                           " sequences of ", forward_T_, " steps)");
-    return Mask(lengths_);
+    // lengths when the kept steps are a prefix of every sequence (Mask::from_steps normalizes)
+    return Mask::from_steps(static_cast<Index>(lengths_.size()), T, keep_);
   }
 
   std::string name() const override { return "embedding"; }
@@ -113,7 +118,8 @@ class Embedding final : public Layer<S> {
   Index dim() const { return dim_; }
   const EmbeddingOptions& options() const { return options_; }
   Matrix<S>& embeddings() { return E_; }  // (vocab_size, dim)
-  // Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones).
+  // Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones; with a step mask the
+  // extents: 1 + the last kept step).
   const std::vector<Index>& lengths() const { return lengths_; }
 
   // ids (B*T, row-major (B, T)) -> y (B, T, dim). The ids are kept in ids_tensor() for backward.
@@ -124,9 +130,10 @@ class Embedding final : public Layer<S> {
                           ids.size());
     mask.check(B, T, describe());
     ensure_shape(ids_, B, T, Index(1));
+    const bool holes = mask.has_holes();
     for (Index i = 0; i < B * T; ++i) {
       const int id = ids[static_cast<size_t>(i)];
-      const bool valid = i % T < mask.length(i / T, T);  // padded ids (often -1) are not checked
+      const bool valid = detail::kept_step(mask, holes, i / T, i % T, T);  // padded ids (often -1) are not checked
       if (valid && (id < 0 || id >= vocab_)) throw_out_of_range(i / T, i % T, std::to_string(id));
       ids_.data()[i] = static_cast<S>(id);
     }
@@ -141,27 +148,25 @@ class Embedding final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1);
     lengths_.resize(static_cast<size_t>(B));
     forward_T_ = T;
-    for (Index b = 0; b < B; ++b) {
+    steps_ = mask.has_holes() || options_.mask_zero();
+    if (steps_) return forward_steps(x, mask, y);
+    for (Index b = 0; b < B; ++b) {  // lengths, no mask_zero: the valid steps t < len_b
       const Index L = mask.length(b, T);
-      Index new_len = options_.mask_zero() ? 0 : L;
-      for (Index t = 0; t < L; ++t) {
-        const S v = x(b, t, 0);
-        check_id(v, b, t);
-        if (options_.mask_zero() && v != S(0)) new_len = t + 1;
-      }
-      lengths_[static_cast<size_t>(b)] = new_len;
+      for (Index t = 0; t < L; ++t) check_id(x(b, t, 0), b, t);
+      lengths_[static_cast<size_t>(b)] = L;
       auto Y = sample_matrix(y, b);
-      for (Index t = 0; t < new_len; ++t) Y.row(t) = E_.row(static_cast<Index>(x(b, t, 0)));
-      if (new_len < T) Y.bottomRows(T - new_len).setZero();
+      for (Index t = 0; t < L; ++t) Y.row(t) = E_.row(static_cast<Index>(x(b, t, 0)));
+      if (L < T) Y.bottomRows(T - L).setZero();
     }
   }
 
   // dy (B, T, dim) -> dE[x[b, t]] += dy[b, t] for t < new len_b   (inverts the lookup);  dx = 0 (ids)
   void do_backward(const Tensor3<S>& x, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
-    const Index B = x.dimension(0);
+    const Index B = x.dimension(0), T = x.dimension(1);
     for (Index b = 0; b < B; ++b) {
       auto DY = sample_matrix(dy, b);
-      for (Index t = 0; t < lengths_[static_cast<size_t>(b)]; ++t) dE_.row(static_cast<Index>(x(b, t, 0))) += DY.row(t);
+      for (Index t = 0; t < lengths_[static_cast<size_t>(b)]; ++t)
+        if (!steps_ || keep_[static_cast<size_t>(b * T + t)]) dE_.row(static_cast<Index>(x(b, t, 0))) += DY.row(t);
     }
     dx.setZero();
   }
@@ -169,6 +174,29 @@ class Embedding final : public Layer<S> {
   void collect_params(ParamList<S>& list) override { list.push_back(matrix_param<S>("embeddings", E_, &dE_)); }
 
  private:
+  // A step mask in, or mask_zero: keep_ (B*T) the kept steps (the input mask's, minus zero ids with mask_zero),
+  // lengths_ their extents; y = E[id] at kept steps, 0 elsewhere. Masked ids are neither read nor checked.
+  void forward_steps(const Tensor3<S>& x, const Mask& mask, Tensor3<S>& y) {
+    const Index B = x.dimension(0), T = x.dimension(1);
+    const bool holes = mask.has_holes();
+    keep_.assign(static_cast<size_t>(B * T), 0);
+    for (Index b = 0; b < B; ++b) {
+      Index new_len = 0;
+      auto Y = sample_matrix(y, b);
+      Y.setZero();
+      for (Index t = 0; t < mask.length(b, T); ++t) {
+        if (!detail::kept_step(mask, holes, b, t, T)) continue;
+        const S v = x(b, t, 0);
+        check_id(v, b, t);
+        if (options_.mask_zero() && v == S(0)) continue;
+        keep_[static_cast<size_t>(b * T + t)] = 1;
+        new_len = t + 1;
+        Y.row(t) = E_.row(static_cast<Index>(v));
+      }
+      lengths_[static_cast<size_t>(b)] = new_len;
+    }
+  }
+
   [[noreturn]] void throw_out_of_range(Index b, Index t, const std::string& id) const {
     detail::throw_shape(describe(), ": id ", id, " at (", b, ", ", t, ") out of range [0, ", vocab_, ")");
   }
@@ -193,8 +221,8 @@ class Embedding final : public Layer<S> {
           layer.check_id(v, b, t);
           if (v == S(0) && layer.options_.mask_zero())
             detail::throw_shape(layer.describe(), ": id 0 at (", b, ", ", t,
-                                ") in a stream: with mask_zero=true a zero id is padding when no non-zero id follows "
-                                "it, which a stream cannot know at this step (streams hold no padding: reset() the "
+                                ") in a stream: with mask_zero=true a zero id is a masked step, which a stream (one "
+                                "output per step, no mask) cannot express (streams hold no padding: reset() the "
                                 "stream where a new sequence starts)");
         }
       MatrixMap<S> Y = as_matrix(y);
@@ -208,6 +236,8 @@ class Embedding final : public Layer<S> {
   Matrix<S> E_, dE_;
   Tensor3<S> ids_;              // ids of the last forward_ids()
   std::vector<Index> lengths_;  // valid lengths of the last forward
+  bool steps_ = false;          // the last forward kept keep_ (a step mask in, or mask_zero)
+  std::vector<std::uint8_t> keep_;  // (B*T) kept steps of the last forward when steps_
   Index forward_T_ = -1;
 };
 

@@ -6,6 +6,10 @@
 //   GlobalAvgPool<S>  y[b, f] = sum_{t < len} x[b, t, f] / len   (Keras GlobalAveragePooling1D with a mask)
 //   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
 // A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
+// Step masks (holes, left padding; supports_step_masks()): only the kept steps take part: GlobalMaxPool takes the
+// max over the kept steps (the gradient goes to the first kept step reaching it), GlobalAvgPool their mean (summed
+// in step order, divided by the number of kept steps), LastStep the last kept step. Masked steps are never read
+// and get dx = 0; a sequence with no kept step follows the rule for length 0.
 // The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
 // No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
 // GlobalAvgPool sums the steps in order (x[0] + x[1] + ...), then divides by len: the sum of a prefix is a
@@ -37,6 +41,7 @@ class GlobalPoolBase : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   Index out_time(Index) const override { return 1; }
   Mask out_mask(const Mask&, Index) const override { return Mask(); }
+  bool supports_step_masks() const override { return true; }
 };
 
 // The stream of a global pool that carries one (B, 1, F) tensor, `acc`: step i of stream b at position
@@ -182,6 +187,7 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(argmax_, B, F);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
+    const bool holes = mask.has_holes();
     // samples are independent: shared by the threads (core/threads.hpp)
     detail::parallel_for(B, detail::parallel_threads(B, double(B) * double(T) * double(F)), [&](Index b) {
       const Index len = mask.length(b, T);
@@ -189,6 +195,20 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
       if (len == 0) {
         Y.row(b).setZero();
         argmax_.row(b).setConstant(-1);
+        return;
+      }
+      if (holes) {  // step mask: the kept steps from the first one, the comparisons of column_max
+        const Index t0 = mask.first(b, T);
+        Y.row(b) = X.row(t0);
+        argmax_.row(b).setConstant(t0);
+        for (Index t = t0 + 1; t < len; ++t) {
+          if (!mask.valid(b, t, T)) continue;
+          for (Index f = 0; f < F; ++f)
+            if (X(t, f) > Y(b, f)) {
+              Y(b, f) = X(t, f);
+              argmax_(b, f) = t;
+            }
+        }
         return;
       }
       detail::column_max(X.data(), len, F, &Y.coeffRef(b, 0), &argmax_.coeffRef(b, 0));
@@ -245,10 +265,20 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index T = x.dimension(1);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
+    const bool holes = mask.has_holes();
     for (Index b = 0; b < x.dimension(0); ++b) {
       const Index len = mask.length(b, T);
       if (len == 0) {
         Y.row(b).setZero();
+        continue;
+      }
+      if (holes) {  // step mask: the kept steps in step order, divided by their number
+        ConstMatrixMap<S> X = sample_matrix(x, b);
+        const Index t0 = mask.first(b, T);
+        Y.row(b) = X.row(t0);
+        for (Index t = t0 + 1; t < len; ++t)
+          if (mask.valid(b, t, T)) RunningMean::fold(Y.row(b), X.row(t));
+        RunningMean::output(Y.row(b), mask.count(b, T), Y.row(b));
         continue;
       }
       detail::column_sum(sample_matrix(x, b).data(), len, x.dimension(2), &Y.coeffRef(b, 0));
@@ -259,9 +289,19 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index T = dx.dimension(1);
     ConstMatrixMap<S> DY = as_matrix(dy);  // (B, F)
+    const bool holes = mask.has_holes();
     for (Index b = 0; b < dx.dimension(0); ++b) {
       const Index len = mask.length(b, T);
       MatrixMap<S> DX = sample_matrix(dx, b);
+      if (holes) {  // step mask: dy / count at the kept steps, 0 at the masked ones
+        const Index count = mask.count(b, T);
+        for (Index t = 0; t < T; ++t)
+          if (mask.valid(b, t, T))
+            DX.row(t) = DY.row(b) / static_cast<S>(count);
+          else
+            DX.row(t).setZero();
+        continue;
+      }
       for (Index t = 0; t < len; ++t) DX.row(t) = DY.row(b) / static_cast<S>(len);
       DX.bottomRows(T - len).setZero();
     }

@@ -8,7 +8,8 @@
 //   center (learn beta, default true).
 // Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
 //   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
-//   normalized on its own, so valid outputs never depend on padding.
+//   normalized on its own, so valid outputs never depend on padding. Step masks (holes, left padding): a masked
+//   step is treated as a padded one (supports_step_masks()).
 // Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
 //   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
 //   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
@@ -26,6 +27,7 @@
 #include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/parallel.hpp"
 #include "seqattn/detail/scaled_moments.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -60,6 +62,8 @@ class LayerNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "layer_norm"; }
   std::string class_name() const override { return "LayerNorm"; }
+  // Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -95,6 +99,7 @@ class LayerNorm final : public Layer<S> {
   // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone); then the
   // rows whose sums overflowed, from scaled statistics.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const bool holes = mask.has_holes();  // step mask: test each step
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> X = as_matrix(x);
     MatrixMap<S> Y = as_matrix(y);
@@ -104,7 +109,7 @@ class LayerNorm final : public Layer<S> {
     detail::parallel_for(chunks, detail::parallel_threads(chunks, 8.0 * double(N) * double(F)), [&](Index c) {
       const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
       for (Index n = r0; n < r1; ++n) {
-        if (n % T >= mask.length(n / T, T)) {  // padding
+        if (!detail::kept_step(mask, holes, n / T, n % T, T)) {  // padding or a masked step
           Y.row(n).setZero();
           xhat_.row(n).setZero();
           rstd_(n) = S(0);
@@ -116,13 +121,13 @@ class LayerNorm final : public Layer<S> {
     // rstd is 0 (or NaN) exactly where the sum of squares (or the sum) was not finite: those rows are normalized
     // again if their values are finite. Two vectorized reductions per sample find them (a check inside the loop
     // above slowed it by 4% with AVX-512).
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      if (len == 0) continue;
-      const Eigen::Map<const Vector<S>> rstd(rstd_.data() + b * T, len);  // a 0, or a NaN (x * 0 is NaN for NaN, Inf)
-      if (!(rstd.minCoeff() > S(0)) || std::isnan((rstd.array() * S(0)).sum()))
-        normalize_scaled(X, b * T, b * T + len, Y);
-    }
+    for (Index b = 0; b < B; ++b)
+      detail::for_each_kept_run(mask, b, T, [&](Index t0, Index len) {  // lengths: one run [0, length)
+        if (len == 0) return;
+        const Eigen::Map<const Vector<S>> rstd(rstd_.data() + b * T + t0, len);  // a 0, or a NaN (x * 0 is NaN)
+        if (!(rstd.minCoeff() > S(0)) || std::isnan((rstd.array() * S(0)).sum()))
+          normalize_scaled(X, b * T + t0, b * T + t0 + len, Y);
+      });
   }
 
   // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
@@ -130,6 +135,7 @@ class LayerNorm final : public Layer<S> {
   // Padded rows: dx = 0, no parameter gradient. Row chunks as in forward; dgamma and dbeta are summed row by
   // row within a chunk, then chunk by chunk in order (detail/parallel.hpp).
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const bool holes = mask.has_holes();  // step mask: test each step
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
     ConstMatrixMap<S> DY = as_matrix(dy);
     MatrixMap<S> DX = as_matrix(dx);
@@ -141,7 +147,7 @@ class LayerNorm final : public Layer<S> {
       MatrixMap<S> dgamma = options_.scale() ? ggamma_.target(c) : MatrixMap<S>(nullptr, 0, 0);
       MatrixMap<S> dbeta = options_.center() ? gbeta_.target(c) : MatrixMap<S>(nullptr, 0, 0);
       for (Index n = r0; n < r1; ++n) {
-        if (n % T >= mask.length(n / T, T)) {  // padding
+        if (!detail::kept_step(mask, holes, n / T, n % T, T)) {  // padding or a masked step
           DX.row(n).setZero();
           continue;
         }

@@ -16,11 +16,19 @@
 //   Max: the gradient goes to the first step of the window reaching the maximum (overlapping windows add).
 //   Output steps j >= len_out are padding (the returned out_mask holds len_out): they output 0 and pass no
 //   gradient. A sequence shorter than one window gets len_out = 0 (with partial windows only len = 0 does).
+//   Step masks (holes, left padding; supports_step_masks()): a sequence spans [first kept step, last kept step].
+//     Output window j is kept when one of its input steps is kept and, without partial windows, the whole window
+//     lies inside the span (with lengths the span is [0, len): exactly the rule above, so out_mask gives today's
+//     lengths for a length mask). A kept window pools only its kept steps (max: the first kept step reaching the
+//     maximum; average: divided by the number of its kept steps); masked steps are never read and get dx = 0.
+//     Masked output windows output 0 and pass no gradient; out_mask maps the step mask to these windows (a step
+//     mask again, or lengths when the kept windows are a prefix).
 //   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
 //   Streams (core/stream.hpp): only size = stride = 1 (the identity) streams; a stride above 1 changes the number
 //   of steps and a window of several steps reads the steps after its first: ConfigError (stream_refusal()).
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +72,17 @@ class WindowPoolBase : public Layer<S> {
   Index out_time(Index T) const override { return T < 0 ? Index(-1) : out_length(T); }
   Mask out_mask(const Mask& mask, Index) const override {
     if (mask.empty()) return Mask();
+    if (mask.has_holes()) {  // step mask: the kept windows (window_kept)
+      const Index B = mask.batch(), T = mask.steps(), To = out_length(T);
+      if (To <= 0) return Mask(std::vector<Index>(static_cast<size_t>(B), 0));
+      std::vector<std::uint8_t> keep(static_cast<size_t>(B * To));
+      for (Index b = 0; b < B; ++b) {
+        const Index first = mask.first(b, T), extent = mask.length(b, T);
+        for (Index j = 0; j < To; ++j)
+          keep[static_cast<size_t>(b * To + j)] = window_kept(mask, b, T, first, extent, j);
+      }
+      return Mask::from_steps(B, To, std::move(keep));
+    }
     std::vector<Index> lengths(mask.lengths());
     for (Index& len : lengths) len = out_length(len);
     return Mask(lengths);
@@ -93,6 +112,8 @@ class WindowPoolBase : public Layer<S> {
                " after j included (only size=1 with stride=1, the identity, streams)");
   }
 
+  bool supports_step_masks() const override { return true; }
+
   Index size() const { return size_; }
   Index stride() const { return stride_; }
   bool partial_windows() const { return partial_; }
@@ -100,6 +121,15 @@ class WindowPoolBase : public Layer<S> {
   Index out_length(Index len) const {
     if (partial_) return len <= 0 ? 0 : (len - 1) / stride_ + 1;  // ceil(len / stride), no overflow
     return len >= size_ ? (len - size_) / stride_ + 1 : 0;
+  }
+  // Step masks: whether output window j of sequence b is kept (see the header comment); first and extent are
+  // mask.first(b, T) and mask.length(b, T).
+  bool window_kept(const Mask& mask, Index b, Index T, Index first, Index extent, Index j) const {
+    const Index start = j * stride_, end = std::min(start + size_, T);
+    if (!partial_ && (start < first || start + size_ > extent)) return false;
+    for (Index t = start; t < end; ++t)
+      if (mask.valid(b, t, T)) return true;
+    return false;
   }
 
  private:
@@ -139,6 +169,33 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), To = y.dimension(1);
     ensure_shape(argmax_, B * To, F);
     MatrixMap<S> Y = as_matrix(y);  // (B*T_out, F)
+    if (mask.has_holes()) {         // step mask: the kept windows, over their kept steps
+      for (Index b = 0; b < B; ++b) {
+        const Index first = mask.first(b, T), extent = mask.length(b, T);
+        ConstMatrixMap<S> X = sample_matrix(x, b);
+        for (Index j = 0; j < To; ++j) {
+          const Index n = b * To + j, start = j * this->stride(), end = std::min(start + this->size(), T);
+          if (!this->window_kept(mask, b, T, first, extent, j)) {
+            Y.row(n).setZero();
+            argmax_.row(n).setConstant(-1);
+            continue;
+          }
+          Index t0 = start;
+          while (!mask.valid(b, t0, T)) ++t0;
+          Y.row(n) = X.row(t0);
+          argmax_.row(n).setConstant(t0);
+          for (Index t = t0 + 1; t < end; ++t) {
+            if (!mask.valid(b, t, T)) continue;
+            for (Index f = 0; f < F; ++f)
+              if (X(t, f) > Y(n, f)) {
+                Y(n, f) = X(t, f);
+                argmax_(n, f) = t;
+              }
+          }
+        }
+      }
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index len = mask.length(b, T);
       const Index len_out = this->out_length(len);
@@ -199,6 +256,26 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
   // x (B, T, F) -> y (B, T_out, F): y[b, j] = mean of x[b, t] over the valid steps t of window j
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), To = y.dimension(1);
+    if (mask.has_holes()) {  // step mask: the kept windows, the mean of their kept steps (in step order)
+      for (Index b = 0; b < B; ++b) {
+        const Index first = mask.first(b, T), extent = mask.length(b, T);
+        ConstMatrixMap<S> X = sample_matrix(x, b);
+        MatrixMap<S> Y = sample_matrix(y, b);  // (T_out, F)
+        for (Index j = 0; j < To; ++j) {
+          Y.row(j).setZero();
+          if (!this->window_kept(mask, b, T, first, extent, j)) continue;
+          const Index start = j * this->stride(), end = std::min(start + this->size(), T);
+          Index count = 0;
+          for (Index t = start; t < end; ++t)
+            if (mask.valid(b, t, T)) {
+              Y.row(j) += X.row(t);
+              ++count;
+            }
+          Y.row(j) /= static_cast<S>(count);
+        }
+      }
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index len = mask.length(b, T);
       const Index len_out = this->out_length(len);
@@ -215,6 +292,23 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     dx.setZero();
     const Index T = dx.dimension(1);
+    if (mask.has_holes()) {  // step mask: dy[b, j] / count_j to the kept steps of the kept windows
+      const Index To = dy.dimension(1);
+      for (Index b = 0; b < dx.dimension(0); ++b) {
+        const Index first = mask.first(b, T), extent = mask.length(b, T);
+        ConstMatrixMap<S> DY = sample_matrix(dy, b);
+        MatrixMap<S> DX = sample_matrix(dx, b);
+        for (Index j = 0; j < To; ++j) {
+          if (!this->window_kept(mask, b, T, first, extent, j)) continue;
+          const Index start = j * this->stride(), end = std::min(start + this->size(), T);
+          Index count = 0;
+          for (Index t = start; t < end; ++t) count += mask.valid(b, t, T) ? 1 : 0;
+          for (Index t = start; t < end; ++t)
+            if (mask.valid(b, t, T)) DX.row(t) += DY.row(j) / static_cast<S>(count);
+        }
+      }
+      return;
+    }
     for (Index b = 0; b < dx.dimension(0); ++b) {
       const Index len = mask.length(b, T);
       const Index len_out = this->out_length(len);

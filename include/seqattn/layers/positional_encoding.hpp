@@ -22,13 +22,17 @@
 // (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
 // the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;
 // dE[t] += sum over the sequences where t is valid of the PE columns of dy[b, t].
+// Step masks (holes, left padding; supports_step_masks()): the position is the step index t (positions count
+// steps, not kept steps: a hole does not shift the positions after it, and the first kept step after left padding
+// of p steps gets PE[p]); a masked step is treated as a padded one. PositionEmbedding's max_length applies to the
+// last kept step.
 //
 // Streams (core/stream.hpp): the step of stream b at position p = start[b] + i gets PE[p], bitwise the
 // forward's row; no state (the position is the stream's step count). Sinusoidal computes its row on the fly
 // (the table's angles in double, so memory does not grow with the position): columns 2i and 2i + 1 share their
 // angle, and GCC computes both with one sincos (glibc's gives the bits of sin and cos: about 0.45 us per step for
-// d = 64); a stream of B > 1 keeps the last min(B, 64) rows it computed (streams in lockstep share them). PositionEmbedding reads E[p] in place and holds max_length steps: a longer stream throws
-// StreamLimitError.
+// d = 64); a stream of B > 1 keeps the last min(B, 64) rows it computed (streams in lockstep share them).
+// PositionEmbedding reads E[p] in place and holds max_length steps: a longer stream throws StreamLimitError.
 
 #include <cmath>
 #include <cstdint>
@@ -44,6 +48,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/core/threads.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -113,6 +118,17 @@ void position_forward(const Tensor3<S>& x, const Mask& mask, const Matrix<S>& ta
     const Index len = mask.length(b, T);
     ConstMatrixMap<S> X = sample_matrix(x, b);  // (T, F)
     MatrixMap<S> Y = sample_matrix(y, b);       // (T, F) or (T, F + d)
+    if (mask.has_holes()) {  // step mask: table row t at the kept steps (runs), masked steps as padded ones
+      Y.leftCols(F) = X;
+      if (mode == PositionMode::Concat) Y.rightCols(d).setZero();
+      for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+        if (mode == PositionMode::Add)
+          Y.middleRows(t0, n) += table.middleRows(t0, n);
+        else
+          Y.block(t0, F, n, d) = table.middleRows(t0, n);
+      });
+      return;
+    }
     if (mode == PositionMode::Add) {
       Y = X;
       Y.topRows(len) += table.topRows(len);
@@ -143,6 +159,13 @@ void position_backward(const Tensor3<S>& dy, const Mask& mask, PositionMode mode
     const Index len = mask.length(b, T);
     ConstMatrixMap<S> DY = sample_matrix(dy, b);
     MatrixMap<S> DX = sample_matrix(dx, b);
+    if (mask.has_holes()) {  // step mask: dtable from the kept runs
+      DX = DY.leftCols(F);
+      for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+        dtable->middleRows(t0, n) += DY.block(t0, mode == PositionMode::Add ? 0 : F, n, dtable->cols());
+      });
+      continue;
+    }
     if (mode == PositionMode::Add) {
       DX = DY;
       if (dtable) dtable->topRows(len) += DY.topRows(len);
@@ -185,6 +208,7 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   }
   std::string name() const override { return "sinusoidal_positional_encoding"; }
   std::string class_name() const override { return "SinusoidalPositionalEncoding"; }
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -314,6 +338,7 @@ class PositionEmbedding final : public Layer<S> {
   }
   std::string name() const override { return "position_embedding"; }
   std::string class_name() const override { return "PositionEmbedding"; }
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     c.set("max_length", max_length_);

@@ -8,6 +8,7 @@
 //   finite; scale (learn gamma, default true; false is torch's elementwise_affine=False).
 // Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradient of gamma (their values,
 //   NaN included, are never read). Every step is normalized on its own, so valid outputs never depend on padding.
+//   Step masks (holes, left padding): a masked step is treated as a padded one (supports_step_masks()).
 // Range: any finite step gives a finite output. A step whose sum of squares overflows S is normalized again on
 //   its values scaled by a power of two (z = x 2^-e, rstd = 2^-e / sqrt(mean z^2 + eps 4^-e)); steps of
 //   ordinary magnitude never take that path. A NaN or Inf in a valid step makes that step's output NaN.
@@ -24,6 +25,7 @@
 #include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/parallel.hpp"
 #include "seqattn/detail/scaled_moments.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -54,6 +56,8 @@ class RMSNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "rms_norm"; }
   std::string class_name() const override { return "RMSNorm"; }
+  // Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -85,6 +89,7 @@ class RMSNorm final : public Layer<S> {
  protected:
   // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma (N, F); padded rows 0.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
+    const bool holes = mask.has_holes();  // step mask: test each step
     const Index T = x.dimension(1), F = x.dimension(2), N = x.dimension(0) * T;
     ConstMatrixMap<S> X = as_matrix(x);
     MatrixMap<S> Y = as_matrix(y);
@@ -94,7 +99,7 @@ class RMSNorm final : public Layer<S> {
     detail::parallel_for(chunks, detail::parallel_threads(chunks, 5.0 * double(N) * double(F)), [&](Index c) {
       const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
       for (Index n = r0; n < r1; ++n) {
-        if (n % T >= mask.length(n / T, T)) {  // padding
+        if (!detail::kept_step(mask, holes, n / T, n % T, T)) {  // padding or a masked step
           Y.row(n).setZero();
           xhat_.row(n).setZero();
           rstd_(n) = S(0);
@@ -108,6 +113,7 @@ class RMSNorm final : public Layer<S> {
   // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
   // Padded rows: dx = 0, no parameter gradient. Row chunks as in forward, dgamma summed chunk by chunk in order.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
+    const bool holes = mask.has_holes();  // step mask: test each step
     const Index T = x.dimension(1), F = x.dimension(2), N = x.dimension(0) * T;
     ConstMatrixMap<S> DY = as_matrix(dy);
     MatrixMap<S> DX = as_matrix(dx);
@@ -117,7 +123,7 @@ class RMSNorm final : public Layer<S> {
       const Index r0 = c * detail::kChunkRows, r1 = r0 + detail::chunk_rows(N, c);
       MatrixMap<S> dgamma = options_.scale() ? ggamma_.target(c) : MatrixMap<S>(nullptr, 0, 0);
       for (Index n = r0; n < r1; ++n) {
-        if (n % T >= mask.length(n / T, T)) {  // padding
+        if (!detail::kept_step(mask, holes, n / T, n % T, T)) {  // padding or a masked step
           DX.row(n).setZero();
           continue;
         }

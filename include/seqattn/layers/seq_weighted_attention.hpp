@@ -13,6 +13,8 @@
 // Keras' return_attention=True output is attention() here.
 // Options: use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed (default next_seed()).
 // Valid outputs are bitwise independent of padding (fixed-order loops, detail/masked_softmax.hpp).
+// Step masks (holes, left padding; supports_step_masks()): the softmax runs over the kept steps only; masked steps
+// get weight exactly 0, are never read and get dx = 0. A sequence with no kept step outputs zeros.
 // Stream (core/stream.hpp; pools_time()): each step outputs the pooling of the prefix that ends there, from a
 // running softmax: the largest score m so far, l = sum_t exp(z_t - m) and v = sum_t exp(z_t - m) x_t (both
 // rescaled by exp(m_old - m) when a step raises m), y = v / l. State "max_score" (B, 1, 1), "exp_sum"
@@ -74,6 +76,7 @@ class SeqWeightedAttention final : public Layer<S> {
   Mask out_mask(const Mask& /*mask*/, Index /*T*/) const override { return Mask(); }
   std::string name() const override { return "seq_weighted_attention"; }
   std::string class_name() const override { return "SeqWeightedAttention"; }
+  bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -108,6 +111,7 @@ class SeqWeightedAttention final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(a_, B, T);
     const S bias = options_.use_bias() ? b_(0) : S(0);
+    if (mask.has_holes()) return forward_steps(x, mask, bias, y);
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       auto X = sample_matrix(x, b);  // (T, F)
@@ -124,6 +128,7 @@ class SeqWeightedAttention final : public Layer<S> {
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     ensure_shape(dz_, T);
+    if (mask.has_holes()) return backward_steps(x, mask, dy, dx);
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       auto X = sample_matrix(x, b);    // (T, F)
@@ -149,6 +154,53 @@ class SeqWeightedAttention final : public Layer<S> {
   }
 
  private:
+  // Step masks: the kept steps of sample b gathered in order (kept_, K of them) run through the lengths code's
+  // softmax as a sequence of K steps; a_ is 0 at the masked steps.
+  Index gather_kept(const Mask& mask, Index b, Index T) {
+    kept_.clear();
+    for (Index t = 0; t < T; ++t)
+      if (mask.valid(b, t, T)) kept_.push_back(t);
+    return static_cast<Index>(kept_.size());
+  }
+  void forward_steps(const Tensor3<S>& x, const Mask& mask, S bias, Tensor3<S>& y) {
+    const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
+    ensure_shape(ak_, T);
+    for (Index b = 0; b < B; ++b) {
+      const Index K = gather_kept(mask, b, T);
+      auto X = sample_matrix(x, b);  // (T, F)
+      for (Index k = 0; k < K; ++k) ak_(k) = score(X.row(kept_[k]), F, bias);
+      detail::masked_softmax_row(ak_.data(), K, K);
+      a_.row(b).setZero();
+      for (Index k = 0; k < K; ++k) a_(b, kept_[k]) = ak_(k);
+      auto yb = sample_matrix(y, b);  // (1, F)
+      yb.setZero();
+      for (Index k = 0; k < K; ++k) yb.noalias() += ak_(k) * X.row(kept_[k]);  // y = sum_t a_t x_t
+    }
+  }
+  void backward_steps(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) {
+    const Index B = x.dimension(0), T = x.dimension(1);
+    ensure_shape(ak_, T);
+    for (Index b = 0; b < B; ++b) {
+      const Index K = gather_kept(mask, b, T);
+      auto X = sample_matrix(x, b);    // (T, F)
+      auto DX = sample_matrix(dx, b);  // (T, F)
+      auto DY = sample_matrix(dy, b);  // (1, F)
+      DX.setZero();
+      if (K == 0) continue;
+      for (Index k = 0; k < K; ++k) {  // da_k = dy . x_k,  dx_k = a_k dy
+        ak_(k) = a_(b, kept_[k]);
+        dz_(k) = (X.row(kept_[k]) * DY.transpose())(0, 0);
+        DX.row(kept_[k]) = ak_(k) * DY;
+      }
+      detail::masked_softmax_row_backward(ak_.data(), dz_.data(), K, K, S(1));
+      for (Index k = 0; k < K; ++k) {  // dx_k += dz_k W^T,  dW += x_k^T dz_k,  db += dz_k
+        DX.row(kept_[k]).noalias() += dz_(k) * W_.transpose();
+        dW_.noalias() += X.row(kept_[k]).transpose() * dz_(k);
+      }
+      if (options_.use_bias()) db_(0) += dz_.head(K).sum();
+    }
+  }
+
   // z = x W + bias for one step x (F), in feature order (forward and stream).
   template <class XR>
   S score(const XR& x, Index F, S bias) const {
@@ -217,6 +269,8 @@ class SeqWeightedAttention final : public Layer<S> {
   Vector<S> b_, db_;  // (1)
   Matrix<S> a_;       // (B, T) attention weights of the last forward
   Vector<S> dz_;      // (T) backward scratch
+  Vector<S> ak_;      // (T) step masks: scores, then weights, of the kept steps
+  std::vector<Index> kept_;  // step masks: the kept steps of one sample
 };
 
 }  // namespace seqattn

@@ -8,7 +8,8 @@
 //
 // loss = mean of l over valid elements (t < mask.length(b, T), every feature); padded elements are ignored
 // (their targets are not read) and get gradient exactly 0; no valid element gives loss 0 and gradient 0.
-// grad = (sigmoid(z) - y) / (number of valid elements).
+// grad = (sigmoid(z) - y) / (number of valid elements). Step masks (holes, left padding): masked steps are treated
+// as padded ones (their targets are not read or checked).
 // Errors (ShapeError, naming BinaryCrossEntropy): targets of another shape, a target outside [0, 1] at a
 // valid element (naming its position and value), a mask that does not fit. No allocation in a steady loop.
 
@@ -29,9 +30,10 @@ class BinaryCrossEntropy {
   S forward(const Tensor3<S>& logits, const Tensor3<S>& targets, const Mask& mask = Mask()) {
     detail::check_loss_pair("BinaryCrossEntropy", logits, targets, mask, "logits");
     const Index B = logits.dimension(0), T = logits.dimension(1), F = logits.dimension(2);
+    const bool holes = mask.has_holes();
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < mask.length(b, T); ++t)
-        for (Index f = 0; f < F; ++f) {
+        for (Index f = 0; f < F && detail::kept_step(mask, holes, b, t, T); ++f) {
           const S y = targets(b, t, f);
           if (!(y >= S(0) && y <= S(1)))
             detail::throw_shape("BinaryCrossEntropy: target at (", b, ", ", t, ", ", f, ") is ", y,
@@ -45,7 +47,7 @@ class BinaryCrossEntropy {
       const Index len = mask.length(b, T);
       for (Index t = 0; t < T; ++t) {
         S* g = grad_.data() + (b * T + t) * F;
-        if (t >= len) {
+        if (holes ? !mask.valid(b, t, T) : t >= len) {
           for (Index f = 0; f < F; ++f) g[f] = S(0);
           continue;
         }

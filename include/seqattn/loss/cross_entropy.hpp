@@ -10,6 +10,7 @@
 //   one per sequence  labels.size() == B, requires T == 1 (e.g. after global pooling): labels[b]
 //   one per step      labels.size() == B * T, row-major: labels[b * T + t]
 // loss = mean over valid steps (t < mask.length(b, T)) of  logsumexp(z[b, t, :]) - z[b, t, label].
+// Step masks (holes, left padding): masked steps are treated as padded ones.
 // Padded steps are ignored: their label is not read (any value, e.g. -1) and their gradient is exactly 0.
 // With no valid step the loss is 0 and the gradient is 0.
 // grad = (softmax(z) - onehot(label)) / (number of valid steps) at valid steps.
@@ -40,12 +41,13 @@ class SoftmaxCrossEntropy {
     auto Z = as_matrix(logits);
     auto G = as_matrix(grad_);
     double total = 0.0;  // accumulated in double so a float loss over many steps keeps its precision
+    const bool holes = mask.has_holes();
     for (Index b = 0; b < B; ++b) {
       const Index len = mask.length(b, T);
       for (Index t = 0; t < T; ++t) {
         const Index r = b * T + t;
-        if (t >= len) {
-          G.row(r).setZero();  // padded step: no loss, no gradient
+        if (holes ? !mask.valid(b, t, T) : t >= len) {
+          G.row(r).setZero();  // padded or masked step: no loss, no gradient
           continue;
         }
         const int label = labels[static_cast<size_t>(r)];

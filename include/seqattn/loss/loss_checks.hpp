@@ -1,6 +1,7 @@
 #pragma once
 // Input checks shared by the losses and metrics (seqattn::detail): class labels against (B, T, C) logits,
-// prediction/target pairs of one shape, and the number of valid steps of a masked batch.
+// prediction/target pairs of one shape, and the number of valid steps of a masked batch. Step masks (holes, left
+// padding, core/mask.hpp): the losses and metrics use the kept steps only; a masked step is never read.
 // `who` is a C string so that a check that passes allocates nothing (a steady loop allocates nothing).
 
 #include <string>
@@ -9,15 +10,13 @@
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn::detail {
 
 // Throws unless the mask fits a (B, T) batch; Mask::check (which builds the message) runs only when it does not.
 inline void check_mask_fits(const Mask& mask, Index B, Index T, const char* who) {
-  if (mask.empty()) return;
-  bool fits = mask.batch() == B;
-  for (Index b = 0; fits && b < B; ++b) fits = mask.lengths()[static_cast<size_t>(b)] <= T;
-  if (!fits) mask.check(B, T, who);
+  if (!mask.fits(B, T)) mask.check(B, T, who);
 }
 
 // Checks logits (B, T, C) against class labels (shared by SoftmaxCrossEntropy and accuracy): one label per
@@ -37,8 +36,10 @@ void check_class_labels(const char* who, const Tensor3<S>& logits, const std::ve
     throw_shape(who, ": one label per sequence (", B, " labels) requires logits with 1 step but got ",
                 shape_string(logits), "; pass ", B * T, " labels (one per step) or pool over time first");
   check_mask_fits(mask, B, T, who);
+  const bool holes = mask.has_holes();
   for (Index b = 0; b < B; ++b)
     for (Index t = 0; t < mask.length(b, T); ++t) {
+      if (!kept_step(mask, holes, b, t, T)) continue;  // a masked step's label is not read
       const int label = labels[static_cast<size_t>(b * T + t)];
       if (label < 0 || label >= C) {
         if (T == 1) throw_shape(who, ": label ", b, " is ", label, " but expected a class in [0, ", C, ")");
@@ -48,10 +49,10 @@ void check_class_labels(const char* who, const Tensor3<S>& logits, const std::ve
     }
 }
 
-// Number of valid steps of a (B, T) batch.
+// Number of valid (kept) steps of a (B, T) batch.
 inline Index valid_steps(const Mask& mask, Index B, Index T) {
   Index n = 0;
-  for (Index b = 0; b < B; ++b) n += mask.length(b, T);
+  for (Index b = 0; b < B; ++b) n += mask.count(b, T);
   return n;
 }
 

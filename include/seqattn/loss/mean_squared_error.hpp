@@ -6,6 +6,7 @@
 //   const Tensor3<S>& grad() const                   dloss/dpredictions (B, T, F), valid until the next forward
 //
 // loss = sum over valid elements (t < mask.length(b, T), every feature) of (p - y)^2 / n, n = valid elements.
+// Step masks (holes, left padding): only the kept steps count; masked ones are treated as padded ones.
 // Padded elements are ignored (their targets are not read) and get gradient exactly 0; no valid element
 // gives loss 0 and gradient 0.  grad = 2 (p - y) / n.
 // Errors (ShapeError, naming MeanSquaredError): targets of another shape, a mask that does not fit.
@@ -29,6 +30,21 @@ class MeanSquaredError {
     valid_ = detail::valid_steps(mask, B, T) * F;
     const S scale = valid_ > 0 ? S(2) / static_cast<S>(valid_) : S(0);
     double total = 0.0;  // accumulated in double so a float loss over many elements keeps its precision
+    if (mask.has_holes()) {  // step mask: the kept runs of each sequence, in step order; 0 elsewhere
+      for (Index b = 0; b < B; ++b) {
+        auto P = sample_matrix(predictions, b);
+        auto Y = sample_matrix(targets, b);
+        auto G = sample_matrix(grad_, b);
+        G.setZero();
+        detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+          G.middleRows(t0, n) = P.middleRows(t0, n) - Y.middleRows(t0, n);
+          total += static_cast<double>(G.middleRows(t0, n).squaredNorm());
+          G.middleRows(t0, n) *= scale;
+        });
+      }
+      loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
+      return loss_;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index len = mask.length(b, T);
       // sample b as (T, F) matrices; rows t >= len are padding

@@ -7,6 +7,7 @@
 //   argmax_labels(logits, mask, out)           the same into `out` (no allocation once it has the size)
 //   accuracy(logits, labels, mask = Mask())    fraction of valid steps whose argmax equals the label, in
 //                                              [0, 1]; 0 when there is no valid step
+// Step masks (holes, left padding): masked steps are treated as padded ones (-1, not counted).
 // Errors (ShapeError naming accuracy): as SoftmaxCrossEntropy (label count, label range, mask).
 
 #include <vector>
@@ -39,10 +40,12 @@ void argmax_labels(const Tensor3<S>& logits, const Mask& mask, std::vector<int>&
   detail::check_mask_fits(mask, B, T, "argmax_labels");
   out.resize(static_cast<size_t>(B * T));
   auto Z = as_matrix(logits);
+  const bool holes = mask.has_holes();
   for (Index b = 0; b < B; ++b) {
     const Index len = mask.length(b, T);
     for (Index t = 0; t < T; ++t)
-      out[static_cast<size_t>(b * T + t)] = t < len ? detail::argmax_row<S>(Z, b * T + t) : -1;
+      out[static_cast<size_t>(b * T + t)] =
+          (holes ? mask.valid(b, t, T) : t < len) ? detail::argmax_row<S>(Z, b * T + t) : -1;
   }
 }
 
@@ -60,8 +63,10 @@ double accuracy(const Tensor3<S>& logits, const std::vector<int>& labels, const 
   const Index B = logits.dimension(0), T = logits.dimension(1);
   auto Z = as_matrix(logits);
   Index correct = 0, valid = 0;
+  const bool holes = mask.has_holes();
   for (Index b = 0; b < B; ++b)
     for (Index t = 0; t < mask.length(b, T); ++t) {
+      if (!detail::kept_step(mask, holes, b, t, T)) continue;
       ++valid;
       if (detail::argmax_row<S>(Z, b * T + t) == labels[static_cast<size_t>(b * T + t)]) ++correct;
     }
