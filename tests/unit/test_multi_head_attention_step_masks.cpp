@@ -307,8 +307,7 @@ TEST(MultiHeadAttentionStepMaskRows, RowsWithoutAllowedKeysAreZero) {
                                        .seed(3));
     const auto xq = random_tensor(2, 6, 4, 1), xkv = random_tensor(2, 6, 3, 2), dy = random_tensor(2, 6, 4, 3);
     const Tensor3<double> y = mha.forward(xq, mq, xkv, mkv, Mode::Train);
-    std::vector<std::pair<Index, Index>> dead{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5},
-                                              {1, 0}, {1, 1}, {1, 2}};
+    std::vector<std::pair<Index, Index>> dead{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {1, 0}, {1, 1}, {1, 2}};
     if (window == 2) dead.push_back({1, 5});
     for (const auto& [b, t] : dead) {
       for (Index o = 0; o < 4; ++o) EXPECT_EQ(y(b, t, o), 0.0) << b << ", " << t;

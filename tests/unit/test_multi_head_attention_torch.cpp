@@ -119,13 +119,13 @@ void run_case(const TorchCase& c) {
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
-const TorchCase kCases[] = {{"self", 2, false, true, false},         {"causal", 3, true, true, false},
-                            {"nobias", 4, false, false, false},      {"cross", 2, false, true, true},
-                            {"cross_causal", 2, true, true, true},   {"window", 2, true, true, false, 3},
-                            {"window_one", 3, true, true, false, 1}, {"window_nobias", 4, true, false, false, 4},
-                            {"cross_window", 2, true, true, true, 2},   {"steps", 2, false, true, false},
-                            {"steps_causal", 3, true, true, false},  {"steps_window", 2, true, false, false, 2},
-                            {"steps_cross", 2, false, true, true},   {"steps_cross_causal", 2, true, true, true}};
+const TorchCase kCases[] = {{"self", 2, false, true, false},          {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},       {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true},    {"window", 2, true, true, false, 3},
+                            {"window_one", 3, true, true, false, 1},  {"window_nobias", 4, true, false, false, 4},
+                            {"cross_window", 2, true, true, true, 2}, {"steps", 2, false, true, false},
+                            {"steps_causal", 3, true, true, false},   {"steps_window", 2, true, false, false, 2},
+                            {"steps_cross", 2, false, true, true},    {"steps_cross_causal", 2, true, true, true}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);
