@@ -6,6 +6,10 @@ MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
   attention_window w (causal sliding window, keys [t - w + 1, t]): one boolean attn_mask (B*H, Tq, Tk) that also
   holds the key padding, True where s >= len_kv, s > t or s < t - w + 1. Padded query rows get no masked key
   there (torch would give NaN rows, whose NaN reaches every gradient; their outputs are discarded anyway).
+  Step masks (holes, left padding; the steps_* cases): q_keep and kv_keep (B, T) flags, passed to torch as one
+  boolean attn_mask (B*H, Tq, Tk), True where key s is masked (~kv_keep), s > t (causal) or s < t - w + 1; masked
+  query rows get no masked key there (their outputs are discarded). Every kept query keeps an allowed key: torch
+  gives NaN rows where seqattn gives 0 (tested in test_multi_head_attention_step_masks).
 Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
 of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
 
@@ -38,7 +42,24 @@ def window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, w):
     return torch.stack(masks)
 
 
-def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None):
+def step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, w):
+    t = torch.arange(Tq)[:, None]
+    s = torch.arange(Tk)[None, :]
+    masks = []
+    for b in range(B):
+        m = ~kv_keep[b][None, :].expand(Tq, Tk)
+        if causal:
+            m = m | (s > t)
+        if w is not None:
+            m = m | (s < t - w + 1)
+        m = m & q_keep[b][:, None]  # masked queries: outputs discarded
+        assert not m[q_keep[b]].all(1).any(), "a kept query without a key"
+        masks += [m] * H
+    return torch.stack(masks)
+
+
+def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None, q_keep=None,
+             kv_keep=None):
     E = D
     Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
     bq, bk, bv, bo = uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(D, scale=0.5)
@@ -59,20 +80,33 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
             mha.in_proj_bias.copy_(torch.cat([bq, bk, bv]))
             mha.out_proj.bias.copy_(bo)
 
-    key_padding_mask = torch.arange(Tk)[None, :] >= torch.tensor(kv_lengths)[:, None]
+    key_padding_mask = None if kv_lengths is None else torch.arange(Tk)[None, :] >= torch.tensor(kv_lengths)[:, None]
     attn_mask = torch.triu(torch.ones(Tq, Tk, dtype=torch.bool), 1) if causal else None
     if window is not None:
         assert causal
+    if q_keep is not None:
+        q_keep = torch.tensor(q_keep, dtype=torch.bool)
+        kv_keep = torch.tensor(kv_keep, dtype=torch.bool) if cross else q_keep
+        attn_mask = step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, window)
+        key_padding_mask = None
+    elif window is not None:
         attn_mask = window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, window)
         key_padding_mask = None
     y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
                   average_attn_weights=False)
-    valid_q = (torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]).to(y.dtype)[:, :, None]
+    if q_keep is not None:
+        valid_q = q_keep.to(y.dtype)[:, :, None]
+    else:
+        valid_q = (torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]).to(y.dtype)[:, :, None]
     (y * R * valid_q).sum().backward()
 
-    out = {"x": xq, "R": R, "q_lengths": torch.tensor(q_lengths, dtype=torch.float64),
-           "kv_lengths": torch.tensor(kv_lengths, dtype=torch.float64),
-           "Wq": Wq, "Wk": Wk, "Wv": Wv, "Wo": Wo, "y": y * valid_q, "attention": attn, "dx": xq.grad}
+    out = {"x": xq, "R": R}
+    if q_keep is not None:
+        out.update(q_keep=q_keep.to(torch.float64), kv_keep=kv_keep.to(torch.float64))
+    else:
+        out.update(q_lengths=torch.tensor(q_lengths, dtype=torch.float64),
+                   kv_lengths=torch.tensor(kv_lengths, dtype=torch.float64))
+    out.update({"Wq": Wq, "Wk": Wk, "Wv": Wv, "Wo": Wo, "y": y * valid_q, "attention": attn, "dx": xq.grad})
     if cross:
         out["xkv"] = xkv
         out["dxkv"] = xkv.grad
@@ -122,6 +156,19 @@ if __name__ == "__main__":
                                 cross=False, window=4))
         tensors.update(mha_case("cross_window", 2, 6, 5, 4, 6, 2, [6, 4], [5, 3], causal=True, bias=True,
                                 cross=True, window=2))
+    with torch.random.fork_rng():  # step masks: holes and left padding
+        torch.manual_seed(20261206)
+        q6 = [[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+        tensors.update(mha_case("steps", 3, 6, 6, 8, 8, 2, None, None, causal=False, bias=True, cross=False,
+                                q_keep=q6))
+        tensors.update(mha_case("steps_causal", 3, 6, 6, 6, 6, 3, None, None, causal=True, bias=True, cross=False,
+                                q_keep=q6))
+        tensors.update(mha_case("steps_window", 3, 6, 6, 8, 8, 2, None, None, causal=True, bias=False, cross=False,
+                                window=2, q_keep=q6))
+        tensors.update(mha_case("steps_cross", 2, 4, 7, 8, 5, 2, None, None, causal=False, bias=True, cross=True,
+                                q_keep=[[1, 0, 1, 1], [0, 1, 1, 0]], kv_keep=[[0, 1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 0, 1, 0]]))
+        tensors.update(mha_case("steps_cross_causal", 2, 5, 4, 4, 6, 2, None, None, causal=True, bias=True, cross=True,
+                                q_keep=[[0, 1, 1, 0, 1], [1, 1, 0, 1, 1]], kv_keep=[[0, 1, 0, 1], [1, 0, 1, 1]]))
     refdata.write("../data/multi_head_attention.txt", tensors,
                   "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
                   % torch.__version__)

@@ -2,9 +2,11 @@
 // outputs, per-head attention weights on valid query rows, and gradients of the inputs and of every
 // parameter, in float and in double; self-attention (masked, causal, without bias) and cross-attention
 // (kdim != embed_dim, Tq != Tk, causal); attention_window (torch: an attn_mask of s > t or s < t - w + 1) with
-// w = 1, 3, 4, without bias and in cross-attention.
+// w = 1, 3, 4, without bias and in cross-attention; step masks (holes, left padding; torch: an attn_mask with the
+// masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +48,14 @@ Mask lengths(const std::string& name) {
   return Mask::from_lengths(l);
 }
 
+// The mask of `name` (B, T keep flags) as a step mask.
+Mask keep_mask(const std::string& name) {
+  const auto& shape = data().shape(name);
+  std::vector<std::uint8_t> keep;
+  for (double v : data().values(name)) keep.push_back(v != 0.0);
+  return Mask::from_steps(shape[0], shape[1], keep);
+}
+
 struct TorchCase {
   const char* prefix;
   Index heads;
@@ -61,7 +71,12 @@ void run_case(const TorchCase& c) {
   const Tensor3<S> xq = d.tensor<S>(p + "x");
   const Tensor3<S> xkv = c.cross ? d.tensor<S>(p + "xkv") : xq;
   const Tensor3<S> R = d.tensor<S>(p + "R");
-  const Mask mq = lengths(p + "q_lengths"), mkv = lengths(p + "kv_lengths");
+  const bool steps = d.has(p + "q_keep");
+  const Mask mq = steps ? keep_mask(p + "q_keep") : lengths(p + "q_lengths");
+  const Mask mkv = steps ? keep_mask(p + (c.cross ? "kv_keep" : "q_keep")) : lengths(p + "kv_lengths");
+  if (steps) {
+    ASSERT_TRUE(mq.has_holes() && mkv.has_holes());
+  }
   const Index B = xq.dimension(0), Tq = xq.dimension(1), Tk = xkv.dimension(1), H = c.heads;
 
   MultiHeadAttention<S> mha(xq.dimension(2), H,
@@ -84,12 +99,13 @@ void run_case(const TorchCase& c) {
   for (Index b = 0; b < B; ++b)
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < mq.length(b, Tq); ++t) {
+        if (!mq.valid(b, t, Tq)) continue;
         const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tk;
         const std::vector<double> row(first, first + Tk);
         expect_close(mha.attention(b, h).data() + t * Tk, row,
                      "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
         for (Index s = 0; s < Tk; ++s) {
-          const bool masked = s >= mkv.length(b, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1);
+          const bool masked = !mkv.valid(b, s, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1);
           if (masked) {
             EXPECT_EQ(mha.attention(b, h)(t, s), S(0));
           }
@@ -103,11 +119,13 @@ void run_case(const TorchCase& c) {
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
-const TorchCase kCases[] = {{"self", 2, false, true, false},         {"causal", 3, true, true, false},
-                            {"nobias", 4, false, false, false},      {"cross", 2, false, true, true},
-                            {"cross_causal", 2, true, true, true},   {"window", 2, true, true, false, 3},
-                            {"window_one", 3, true, true, false, 1}, {"window_nobias", 4, true, false, false, 4},
-                            {"cross_window", 2, true, true, true, 2}};
+const TorchCase kCases[] = {{"self", 2, false, true, false},          {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},       {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true},    {"window", 2, true, true, false, 3},
+                            {"window_one", 3, true, true, false, 1},  {"window_nobias", 4, true, false, false, 4},
+                            {"cross_window", 2, true, true, true, 2}, {"steps", 2, false, true, false},
+                            {"steps_causal", 3, true, true, false},   {"steps_window", 2, true, false, false, 2},
+                            {"steps_cross", 2, false, true, true},    {"steps_cross_causal", 2, true, true, true}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

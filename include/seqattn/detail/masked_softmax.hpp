@@ -10,6 +10,9 @@
 //
 //   masked_softmax_row(row, n, total)         row[0, n) = softmax(row[0, n)); row[n, total) = 0 exactly;
 //                                             n == 0 gives an all-zero row (no NaN).
+//   masked_softmax_row_kept(row, keep, n, total)
+//                                             softmax over the entries s < n with keep[s] != 0 (step masks);
+//                                             every other entry of row[0, total) = 0 exactly; none kept: all 0.
 //   masked_softmax_row_backward(p, d, n, total, scale)
 //                                             d[0, n) = scale * p * (d - p . d); d[n, total) = 0.
 //   stable_tanh(m)                            m = tanh(m) in place, elementwise, address-independent.
@@ -17,6 +20,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "seqattn/core/tensor.hpp"
@@ -123,6 +127,21 @@ void masked_softmax_row(S* row, Index n, Index total) {
     const S sum = exp_shift_sum(row, n, mx);
     valid *= S(1) / sum;  // elementwise: the same rounding for every element
   }
+  if (total > n) std::fill(row + std::max<Index>(n, 0), row + total, S(0));
+}
+
+// row (total): softmax over the kept entries of row[0, n) (keep[s] != 0), every other entry of row[0, total) 0
+// exactly; none kept: all zero. The kept scores are gathered (in order) to the front of the row and go through
+// masked_softmax_row, then spread back: masked scores, whatever their value (NaN, Inf), never enter the maximum or
+// the sum, and the kept results do not depend on them. masked_softmax_row_backward inverts it as it is (the
+// masked probabilities are exactly 0).
+template <class S>
+void masked_softmax_row_kept(S* row, const std::uint8_t* keep, Index n, Index total) {
+  Index c = 0;
+  for (Index s = 0; s < n; ++s)
+    if (keep[s]) row[c++] = row[s];
+  masked_softmax_row(row, c, c);
+  for (Index s = n; s-- > 0;) row[s] = keep[s] ? row[--c] : S(0);  // kept rank c <= s: not yet overwritten
   if (total > n) std::fill(row + std::max<Index>(n, 0), row + total, S(0));
 }
 

@@ -32,6 +32,7 @@
 // row, ctx row and gradients are 0; the live rows of a head are the prefix window_live_rows().
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -115,6 +116,17 @@ inline Index window_block_rows(Index w) { return std::min<Index>(48, std::max<In
 
 // The widest rectangle of keys of a strip: rows - 1 + w keys, at most lk.
 inline Index window_strip_keys(Index w, Index lk) { return std::min(window_block_rows(w) - 1 + w, lk); }
+
+// Step masks (core/mask.hpp: holes, left padding) of one sample: the keep flags of its Tq queries and Tk keys;
+// null (the default) for lengths masks. The forward kernels then take the softmax of a query over the kept keys of
+// its range only (masked_softmax_row_kept) and give a masked query an all-zero row. The caller zeroes the rows of
+// Q, K and V at masked steps first, so that the products over the ranges never read a masked value (their
+// weights are exactly 0, and 0 times a finite value adds nothing); the backward kernels then need no flags: the
+// probabilities of masked keys and masked queries are exactly 0, and so are their score gradients.
+struct StepKeep {
+  const std::uint8_t* queries = nullptr;  // (Tq)
+  const std::uint8_t* keys = nullptr;     // (Tk)
+};
 
 // Attention dropout of the forward: keep with probability 1 - rate, scale kept weights by 1 / (1 - rate).
 template <class S>
@@ -202,7 +214,7 @@ void projection_forward_rows(const S* X, Index ldx, const WeightPanel<S>& W, con
 template <class S>
 void attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V, HeadMap<S>& P,
                        HeadMap<S>& ctx, Index lq, Index lk, bool causal, S scale, const AttentionDropout<S>& dropout,
-                       head::HeadPanels<S>& panels) {
+                       head::HeadPanels<S>& panels, const StepKeep& steps = StepKeep()) {
   const Index Tq = P.rows(), Tk = P.cols(), dh = Q.cols();
   if (lq == 0 || lk == 0) {
     P.setZero();
@@ -217,7 +229,14 @@ void attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const
     // scores of the block, then the softmax of each row over its allowed keys (zeros up to Tk)
     head::scores<S>(&Q.coeff(r0, 0), Q.outerStride(), panels.transposed.data(), panels.ldt, dh, Pb, Tk, rows, kmax,
                     scale);
-    for (Index i = 0; i < rows; ++i) masked_softmax_row(Pb + i * Tk, allowed_keys(r0 + i, lq, lk, causal), Tk);
+    if (!steps.keys) {
+      for (Index i = 0; i < rows; ++i) masked_softmax_row(Pb + i * Tk, allowed_keys(r0 + i, lq, lk, causal), Tk);
+    } else {  // step masks: only the kept keys of the range, none for a masked query
+      for (Index i = 0; i < rows; ++i) {
+        const Index t = r0 + i;
+        masked_softmax_row_kept(Pb + i * Tk, steps.keys, steps.queries[t] ? allowed_keys(t, lq, lk, causal) : 0, Tk);
+      }
+    }
     const S* weights = Pb;
     if (dropout.rng) {  // inverted dropout: Pd = P * keep / (1 - rate)
       const S keep_scale = S(1.0 / (1.0 - dropout.rate));
@@ -326,7 +345,8 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
 template <class S>
 void windowed_attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V,
                                 HeadMap<S>& P, HeadMap<S>& ctx, Index lq, Index lk, const Window& win, S scale,
-                                const AttentionDropout<S>& dropout, head::HeadPanels<S>& panels) {
+                                const AttentionDropout<S>& dropout, head::HeadPanels<S>& panels,
+                                const StepKeep& steps = StepKeep()) {
   const Index Tq = P.rows(), W = P.cols(), dh = Q.cols();
   const Index w = std::min(win.width, std::max<Index>(lq, 1));
   const Index live = window_live_rows(lq, lk, w);
@@ -358,8 +378,11 @@ void windowed_attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>&
       const KeyRange keys = window_keys(t, lq, lk, w);  // not empty: t < live
       const Index a = keys.begin - lo, m = keys.size(), off = keys.begin - win.start(t);
       S* e = E + i * lds;
-      // softmax over the window; the rectangle's other keys 0
-      masked_softmax_row(e + a, m, m);
+      // softmax over the window (step masks: its kept keys, none for a masked query); the rectangle's other keys 0
+      if (!steps.keys)
+        masked_softmax_row(e + a, m, m);
+      else
+        masked_softmax_row_kept(e + a, steps.keys + keys.begin, steps.queries[t] ? m : 0, m);
       std::fill(e, e + a, S(0));
       std::fill(e + a + m, e + n, S(0));
       // the band row: key keys.begin + s at column off + s

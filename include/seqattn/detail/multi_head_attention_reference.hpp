@@ -7,6 +7,8 @@
 //                and s >= t - window + 1 with a window)
 //   ctx[b,t,h,:] = sum_s A[b,h,t,s] v[b,s,h,:],  y = ctx Wo + bo
 // Query rows t >= len_q(b), and rows without an allowed key, are dead: y = 0, A = 0, no gradient.
+// Step masks (holes, left padding): a masked query row is dead, a masked key is never allowed (mq.valid,
+// mkv.valid; with lengths masks these are the rules above).
 // A is the dense (B*H, Tq, Tk) map also with a window.
 // For self-attention pass xkv = xq, mkv = mq; the input gradient is then dxq + dxkv.
 
@@ -69,6 +71,17 @@ std::pair<Index, Index> reference_keys(const MhaReferenceParams<S>& p, Index t, 
   return {lo, hi};
 }
 
+// A query row is live when it is kept and has at least one allowed kept key.
+template <class S>
+bool reference_row_live(const MhaReferenceParams<S>& p, const Mask& mq, const Mask& mkv, Index b, Index t, Index Tq,
+                        Index Tk) {
+  if (t >= mq.length(b, Tq) || !mq.valid(b, t, Tq)) return false;
+  const auto [lo, hi] = reference_keys(p, t, mkv.length(b, Tk));
+  for (Index s = lo; s < hi; ++s)
+    if (mkv.valid(b, s, Tk)) return true;
+  return false;
+}
+
 template <class S>
 MhaReferenceCache<S> mha_reference_cache(const MhaReferenceParams<S>& p, const Tensor3<S>& xq, const Mask& mq,
                                          const Tensor3<S>& xkv, const Mask& mkv) {
@@ -85,34 +98,29 @@ MhaReferenceCache<S> mha_reference_cache(const MhaReferenceParams<S>& p, const T
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < lq; ++t) {
+        if (!reference_row_live(p, mq, mkv, b, t, Tq, Tk)) continue;
         const auto [lo, n] = reference_keys(p, t, lk);
-        if (n <= lo) continue;
         S mx = -std::numeric_limits<S>::infinity();
         for (Index s = lo; s < n; ++s) {
+          if (!mkv.valid(b, s, Tk)) continue;
           S e = 0;
           for (Index d = 0; d < dh; ++d) e += c.q(b * Tq + t, h * dh + d) * c.k(b * Tk + s, h * dh + d);
           c.A(b * H + h, t, s) = e * scale;
           mx = std::max(mx, e * scale);
         }
         S sum = 0;
-        for (Index s = lo; s < n; ++s) sum += (c.A(b * H + h, t, s) = std::exp(c.A(b * H + h, t, s) - mx));
+        for (Index s = lo; s < n; ++s)
+          if (mkv.valid(b, s, Tk)) sum += (c.A(b * H + h, t, s) = std::exp(c.A(b * H + h, t, s) - mx));
         for (Index s = lo; s < n; ++s) c.A(b * H + h, t, s) /= sum;
         for (Index d = 0; d < dh; ++d) {
           S acc = 0;
-          for (Index s = lo; s < n; ++s) acc += c.A(b * H + h, t, s) * c.v(b * Tk + s, h * dh + d);
+          for (Index s = lo; s < n; ++s)
+            if (mkv.valid(b, s, Tk)) acc += c.A(b * H + h, t, s) * c.v(b * Tk + s, h * dh + d);
           c.ctx(b * Tq + t, h * dh + d) = acc;
         }
       }
   }
   return c;
-}
-
-template <class S>
-bool reference_row_live(const MhaReferenceParams<S>& p, const Mask& mq, const Mask& mkv, Index b, Index t, Index Tq,
-                        Index Tk) {
-  if (t >= mq.length(b, Tq)) return false;
-  const auto [lo, hi] = reference_keys(p, t, mkv.length(b, Tk));
-  return lo < hi;
 }
 
 // y (B, Tq, out) and A (B*H, Tq, Tk).
@@ -166,17 +174,19 @@ void mha_reference_backward(const MhaReferenceParams<S>& p, const Tensor3<S>& xq
     const Index lq = mq.length(b, Tq), lk = mkv.length(b, Tk);
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < lq; ++t) {
+        if (!reference_row_live(p, mq, mkv, b, t, Tq, Tk)) continue;
         const auto [lo, n] = reference_keys(p, t, lk);
-        if (n <= lo) continue;
         Vector<S> da = Vector<S>::Zero(n);
         for (Index s = lo; s < n; ++s)
-          for (Index d = 0; d < dh; ++d) {
+          for (Index d = 0; d < dh && mkv.valid(b, s, Tk); ++d) {
             da(s) += dctx(b * Tq + t, h * dh + d) * c.v(b * Tk + s, h * dh + d);
             dv(b * Tk + s, h * dh + d) += c.A(b * H + h, t, s) * dctx(b * Tq + t, h * dh + d);
           }
         S dot = 0;
-        for (Index s = lo; s < n; ++s) dot += c.A(b * H + h, t, s) * da(s);
+        for (Index s = lo; s < n; ++s)
+          if (mkv.valid(b, s, Tk)) dot += c.A(b * H + h, t, s) * da(s);
         for (Index s = lo; s < n; ++s) {
+          if (!mkv.valid(b, s, Tk)) continue;
           const S de = c.A(b * H + h, t, s) * (da(s) - dot) * scale;
           for (Index d = 0; d < dh; ++d) {
             dq(b * Tq + t, h * dh + d) += de * c.k(b * Tk + s, h * dh + d);

@@ -14,6 +14,13 @@
 // output exactly 0 and pass no gradient. NOTE: torch outputs bo at padded query rows and NaN for rows without
 // an allowed key; valid rows match torch (a window is torch's attn_mask of s > t or s < t - w + 1).
 // Cross-attention with causal (and attention_window) aligns query step t with key step t: the same rule.
+// Step masks (core/mask.hpp: holes, left padding) on the queries and, in cross-attention, on the keys/values:
+// a masked key gets weight exactly 0 and its values are never read (the q, k, v rows of masked steps are set to 0
+// after the projections, and the softmax of a query runs over the kept keys of its range only); a masked query
+// row, or a kept one without a kept key in its range, outputs exactly 0 and passes no gradient. Windows and
+// causality count positions: with a window w, query t sees the kept keys among [t - w + 1, t]. Kept outputs
+// are bitwise independent of the values at masked steps (NaN and Inf included). Lengths masks take the path
+// above unchanged (one branch per call).
 // Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
 // per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
 // attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
@@ -166,6 +173,8 @@ class MultiHeadAttention final : public Layer<S> {
   }
 
   Index out_features() const override { return out_features_; }
+  // Step masks (holes, left padding) for the queries and, in cross-attention, the keys/values.
+  bool supports_step_masks() const override { return true; }
   std::string name() const override { return "multi_head_attention"; }
   std::string class_name() const override { return "MultiHeadAttention"; }
   Config config() const override {
@@ -313,6 +322,15 @@ class MultiHeadAttention final : public Layer<S> {
       detail::parallel_for(cq, detail::parallel_threads(cq, 2.0 * double(N) * double(Wq_.size())), project_q);
       detail::parallel_for(ckv, detail::parallel_threads(ckv, 4.0 * double(M) * double(Wk_.size())), project_kv);
     }
+    // step masks: the keep flags, and the rows of q, k, v at masked steps set to 0, so that the products over the
+    // key ranges never read a value computed from a masked input (kernels: detail::mha::StepKeep)
+    const bool steps = mask.has_holes() || mkv.has_holes();
+    if (steps) {
+      step_flags(mask, mkv, B, Tq, Tk);
+      zero_masked_rows(q_, qkeep_);
+      zero_masked_rows(k_, kkeep_);
+      zero_masked_rows(v_, kkeep_);
+    }
 
     // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
     // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
@@ -341,12 +359,14 @@ class MultiHeadAttention final : public Layer<S> {
       detail::mha::AttentionDropout<S> dropout;
       if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * W};
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
+      detail::mha::StepKeep keep;
+      if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
       if (wk > 0)
         detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
-                                                   lq, lk, win, scale, dropout, panels);
+                                                   lq, lk, win, scale, dropout, panels, keep);
       else
         detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
-                                          options_.causal(), scale, dropout, panels);
+                                          options_.causal(), scale, dropout, panels, keep);
     }
 
     // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
@@ -360,6 +380,11 @@ class MultiHeadAttention final : public Layer<S> {
                                                     false);
                            if (options_.use_bias()) Yc.rowwise() += bo_.transpose();
                          });
+    if (steps) {
+      for (Index r = 0; r < N; ++r)
+        if (!live_[static_cast<size_t>(r)]) Y.row(r).setZero();
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index live = live_rows(mask, mkv, b, Tq, Tk);
       if (live < Tq) Y.middleRows(b * Tq + live, Tq - live).setZero();
@@ -378,14 +403,25 @@ class MultiHeadAttention final : public Layer<S> {
     const Index hd = H * dh, N = B * Tq, M = B * Tk;
 
     // dead rows of y are constant 0: their dy is ignored
+    const bool steps = mask.has_holes() || mkv.has_holes();
     bool any_dead = false;
-    for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
+    if (steps) {
+      step_flags(mask, mkv, B, Tq, Tk);
+      any_dead = std::find(live_.begin(), live_.begin() + N, std::uint8_t{0}) != live_.begin() + N;
+    } else {
+      for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
+    }
     if (any_dead) {
       ensure_shape(dy_live_, N, out_features_);
       dy_live_ = as_matrix(dy);
-      for (Index b = 0; b < B; ++b) {
-        const Index live = live_rows(mask, mkv, b, Tq, Tk);
-        if (live < Tq) dy_live_.middleRows(b * Tq + live, Tq - live).setZero();
+      if (steps) {
+        for (Index r = 0; r < N; ++r)
+          if (!live_[static_cast<size_t>(r)]) dy_live_.row(r).setZero();
+      } else {
+        for (Index b = 0; b < B; ++b) {
+          const Index live = live_rows(mask, mkv, b, Tq, Tk);
+          if (live < Tq) dy_live_.middleRows(b * Tq + live, Tq - live).setZero();
+        }
       }
     }
     ConstMatrixMap<S> DY(any_dead ? dy_live_.data() : dy.data(), N, out_features_);
@@ -463,22 +499,28 @@ class MultiHeadAttention final : public Layer<S> {
     transposed_q_.set_transposed(Wq_);
     transposed_k_.set_transposed(Wk_);
     transposed_v_.set_transposed(Wv_);
+    // step masks: the rows of q, k, v at masked steps were set to 0 (a constant): their gradient is 0
+    const std::uint8_t* qkeep = steps ? qkeep_.data() : nullptr;
+    const std::uint8_t* kkeep = steps ? kkeep_.data() : nullptr;
     auto invert = [&](const ConstMatrixMap<S>& In, const detail::WeightPanel<S>& Wt, const Matrix<S>& z,
                       const Matrix<S>& out, Matrix<S>& dz, detail::GradSum<S>& gW, detail::GradSum<S>& gb,
-                      MatrixMap<S>& dIn, bool add, Index c) {
+                      MatrixMap<S>& dIn, bool add, const std::uint8_t* keep, Index c) {
       const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(In.rows(), c);
       auto dZc = dz.middleRows(r0, n);
       if (options_.activation() != Activation::Linear)
         activation_backward<S>(options_.activation(), z.middleRows(r0, n), out.middleRows(r0, n), dZc, dZc);
+      if (keep)
+        for (Index r = 0; r < n; ++r)
+          if (!keep[r0 + r]) dZc.row(r).setZero();
       detail::add_weight_gradient<S>(In.data() + r0 * In.cols(), In.cols(), n, In.cols(), dZc.data(), hd, hd,
                                      gW.target(c).data(), hd);
       if (bias) gb.target(c).noalias() += dZc.colwise().sum();
       detail::panel_product<S>(dZc.data(), hd, n, Wt, dIn.data() + r0 * dIn.cols(), dIn.cols(), add);
     };
-    auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, c); };
+    auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, qkeep, c); };
     auto invert_kv = [&](Index c) {
-      invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, c);
-      invert(XKV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DKV, true, c);
+      invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, kkeep, c);
+      invert(XKV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DKV, true, kkeep, c);
     };
     if (!cross) {
       const Index cq = detail::chunk_count(N);
@@ -559,6 +601,38 @@ class MultiHeadAttention final : public Layer<S> {
     return lk > 0 ? lq : 0;
   }
 
+  // Step masks: qkeep_ (B*Tq) and kkeep_ (B*Tk), the keep flags of the queries and the keys, and live_ (B*Tq), the
+  // query rows that produce an output: kept, with at least one kept key in their range ([0, len_kv), causal: up to
+  // t, windowed: from t - w + 1).
+  void step_flags(const Mask& mq, const Mask& mkv, Index B, Index Tq, Index Tk) {
+    qkeep_.resize(static_cast<size_t>(B * Tq));
+    kkeep_.resize(static_cast<size_t>(B * Tk));
+    live_.resize(static_cast<size_t>(B * Tq));
+    kept_before_.resize(static_cast<size_t>(Tk + 1));
+    const Index w = options_.attention_window().value_or(0);
+    for (Index b = 0; b < B; ++b) {
+      kept_before_[0] = 0;
+      for (Index s = 0; s < Tk; ++s) {
+        const bool kept = mkv.valid(b, s, Tk);
+        kkeep_[static_cast<size_t>(b * Tk + s)] = kept;
+        kept_before_[static_cast<size_t>(s + 1)] = kept_before_[static_cast<size_t>(s)] + kept;
+      }
+      const Index lk = mkv.length(b, Tk);
+      for (Index t = 0; t < Tq; ++t) {
+        const bool kept = mq.valid(b, t, Tq);
+        const Index hi = options_.causal() ? std::min(t + 1, lk) : lk, lo = w > 0 ? std::max<Index>(0, t - w + 1) : 0;
+        qkeep_[static_cast<size_t>(b * Tq + t)] = kept;
+        live_[static_cast<size_t>(b * Tq + t)] =
+            kept && hi > lo && kept_before_[static_cast<size_t>(hi)] > kept_before_[static_cast<size_t>(lo)];
+      }
+    }
+  }
+  // Rows r of m (B*T, hd) with keep[r] == 0 set to 0.
+  static void zero_masked_rows(Matrix<S>& m, const std::vector<std::uint8_t>& keep) {
+    for (Index r = 0; r < m.rows(); ++r)
+      if (!keep[static_cast<size_t>(r)]) m.row(r).setZero();
+  }
+
   bool windowed() const { return options_.attention_window().has_value(); }
   // The band of attention_window over Tk keys (width 0 without a window).
   detail::mha::Window window(Index Tk) const {
@@ -620,6 +694,9 @@ class MultiHeadAttention final : public Layer<S> {
   Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
   std::vector<detail::head::HeadPanels<S>> panels_;  // per thread: layouts of one head (detail/head_products.hpp)
   Tensor3<S> dkv_;
+  // step masks (step_flags)
+  std::vector<std::uint8_t> qkeep_, kkeep_, live_;
+  std::vector<Index> kept_before_;
   // Wq, Wk, Wv, Wo as panels of the projection products, and their transposes for the input gradients
   // (detail/panel_product.hpp; set by each forward and backward)
   detail::WeightPanel<S> panel_q_, panel_k_, panel_v_, panel_o_;

@@ -12,7 +12,9 @@
 // `attention_window` w (with causal only, w >= 1: ConfigError otherwise) to the w steps [t - w + 1, t] only
 // (torch: a src_mask of -inf where s > t or s < t - w + 1), in O(T w) time and memory: the attention keeps
 // B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
-// Padded steps never change valid outputs. x (B, T, d) -> y (B, T, d).
+// Padded steps never change valid outputs. Step masks (holes, left padding): honored (supports_step_masks()) once
+// every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
+// of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
 // Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
 
 #include <cstdint>
@@ -90,6 +92,19 @@ class TransformerEncoderBlock final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
+  // Step masks (holes, left padding) when every sub-layer honors them: the attention (MultiHeadAttention) and the
+  // position-wise norms, feed-forward and dropouts.
+  bool supports_step_masks() const override {
+    for (const Layer<S>* layer : children())
+      if (!layer->supports_step_masks()) return false;
+    return true;
+  }
+  std::string step_mask_refusal() const override {
+    for (const Layer<S>* layer : children())
+      if (!layer->supports_step_masks())
+        return detail::cat("its sub-layer ", layer->describe(), " refuses it: ", layer->step_mask_refusal());
+    return "";
+  }
   std::size_t cache_bytes(Index B, Index T) const override { return mha_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return mha_.memory_remedy(B, T); }
 
@@ -253,6 +268,9 @@ class TransformerEncoderBlock final : public Layer<S> {
                              "[t - w + 1, t]) but causal is false");
     }
     return o;
+  }
+  std::vector<const Layer<S>*> children() const {
+    return {&mha_, &ln1_, &ln2_, &ffn1_, &ffn2_, &drop_attn_, &drop_hidden_, &drop_ffn_};
   }
   static void append(ParamList<S>& list, const std::string& prefix, Layer<S>& layer) {
     for (auto& p : layer.params()) {
