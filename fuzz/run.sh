@@ -14,8 +14,8 @@
 #
 # The seed corpus fuzz/corpus/<target>/ is committed; the test fuzz_corpus_current (tests/CMakeLists.txt) fails
 # when fuzz/make_corpus.cpp would write other files (a format changed): then run fuzz/run.sh --write-corpus.
-# 1. builds the targets (clang++ -fsanitize=fuzzer,address,undefined), FUZZ_JOBS at a time
-# 2. runs the targets FUZZ_JOBS at a time (default 2, one per core) for the given time each, on a scratch copy of
+# 1. builds each target (clang++ -fsanitize=fuzzer,address,undefined) and, once built,
+# 2. runs it FUZZ_JOBS at a time (default 2, one per core) for the given time each, on a scratch copy of
 #    its corpus (new inputs stay in the build directory), then prints the executions of each target.
 # A crash, a sanitizer report, a leak, a timeout or an exception the target does not allow fails the script;
 # the crashing input is left in $FUZZ_BUILD_DIR/crashes/<target>/ and its log in $FUZZ_BUILD_DIR/<target>.log.
@@ -106,6 +106,12 @@ run() {
     "$OUT/fuzz_$1" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
       -print_final_stats=1 "$OUT/corpus/$1" "$ROOT/fuzz/corpus/$1") >"$OUT/$1.log" 2>&1
 }
+# build_and_run <target>: builds it, then fuzzes it (exit 90 when the build failed), so a target starts fuzzing as
+# soon as it is built, while the other core still compiles (the model target's build is the longest).
+build_and_run() {
+  build "$1" || return 90
+  run "$1"
+}
 # in_parallel <function> <targets...>: runs <function> on every target, JOBS at a time, starting the next one as
 # soon as one ends (the builds take 2 s to over a minute: whole batches would wait for the slowest); fails if any
 # failed. (`wait -n -p`: bash >= 5.1.)
@@ -128,7 +134,7 @@ in_parallel() {
     if [ "$rc" -ne 0 ]; then
       failed=1
       logfile="$OUT/$t.log"
-      [ "$fn" = build ] && logfile="$OUT/build_$t.log"
+      { [ "$fn" = build ] || [ "$rc" -eq 90 ]; } && logfile="$OUT/build_$t.log"
       echo "fuzz/run.sh: $fn $t FAILED; the end of $logfile:" >&2
       tail -n 40 "$logfile" >&2
     fi
@@ -140,11 +146,15 @@ if [ "${BASH_VERSINFO[0]}" -lt 5 ] || { [ "${BASH_VERSINFO[0]}" -eq 5 ] && [ "${
   echo "fuzz/run.sh: needs bash >= 5.1 (found $BASH_VERSION); fuzz/run.sh --replay works with older ones" >&2
   exit 1
 fi
-log "building ${TARGETS[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined), $JOBS at a time"
-in_parallel build "${TARGETS[@]}"
-log "fuzzing ${TARGETS[*]} for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
+# The longest build (model) first, so it overlaps the others' builds and runs.
+ORDERED=()
+for t in model "${TARGETS[@]}"; do
+  [[ " ${TARGETS[*]} " == *" $t "* ]] && [[ " ${ORDERED[*]} " != *" $t "* ]] && ORDERED+=("$t")
+done
+log "building ${ORDERED[*]} ($CXX_FUZZ -fsanitize=fuzzer,address,undefined) and fuzzing each for" \
+  "${SECONDS_PER_TARGET}s once built, $JOBS at a time"
 status=0
-in_parallel run "${TARGETS[@]}" || status=1
+in_parallel build_and_run "${ORDERED[@]}" || status=1
 
 printf '\n%-12s %14s %10s %8s  %s\n' target executions exec/s corpus result
 for t in "${TARGETS[@]}"; do
