@@ -14,6 +14,7 @@
 #include "seqattn/core/random.hpp"
 #include "seqattn/core/stream.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/core/tensor_builders.hpp"
 #include "seqattn/core/threads.hpp"
 #include "seqattn/io/errors.hpp"
 #include "seqattn/io/stream_state.hpp"
