@@ -4,8 +4,8 @@
 // (kdim != embed_dim, Tq != Tk, causal); attention_window (torch: an attn_mask of s > t or s < t - w + 1) with
 // w = 1, 3, 4, without bias and in cross-attention; step masks (holes, left padding; torch: an attn_mask with the
 // masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal); explicit attention
-// masks (set_attention_mask; torch's attn_mask), boolean (Tq, Tk) with causal, additive (B*H, Tq, Tk) with key
-// lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks.
+// masks (set_attention_mask, set_additive_attention_mask; torch's attn_mask), boolean (Tq, Tk) with causal, additive
+// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks.
 #include <gtest/gtest.h>
 #include <limits>
 
@@ -103,7 +103,7 @@ void run_case(const TorchCase& c) {
       Matrix<S> m(Tq, Tk);
       for (Index i = 0; i < m.size(); ++i)
         m.data()[i] = blocked[size_t(i)] != 0 ? -std::numeric_limits<S>::infinity() : S(add[size_t(i)]);
-      mha.set_attention_mask(m);
+      mha.set_additive_attention_mask(m);
     } else if (two_d) {
       Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(Tq, Tk);
       for (Index i = 0; i < m.size(); ++i) m.data()[i] = blocked[size_t(i)] != 0;
@@ -112,7 +112,7 @@ void run_case(const TorchCase& c) {
       Tensor3<S> m(mask_rows, Tq, Tk);
       for (Index i = 0; i < m.size(); ++i)
         m.data()[i] = blocked[size_t(i)] != 0 ? -std::numeric_limits<S>::infinity() : S(add[size_t(i)]);
-      mha.set_attention_mask(m);
+      mha.set_additive_attention_mask(m);
     } else {
       Eigen::Tensor<bool, 3, Eigen::RowMajor> m(mask_rows, Tq, Tk);
       for (Index i = 0; i < m.size(); ++i) m.data()[i] = blocked[size_t(i)] != 0;

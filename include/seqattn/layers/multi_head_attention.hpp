@@ -331,9 +331,9 @@ class MultiHeadAttention final : public Layer<S> {
   }
   Index band_key(Index t, Index j) const { return window(attention_band_keys_).start(t) + j; }
   // An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
-  // (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b. Boolean:
-  // true = NOT allowed (torch's convention). Additive: added to the scaled scores, -inf = not allowed (NaN and
-  // +inf are refused). It narrows the layer's own rules (lengths, step masks, causal, attention_window): a key
+  // (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
+  // set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
+  // added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows the layer's own rules (lengths, step masks, causal, attention_window): a key
   // is attended only when both allow it. A query row without an allowed key in a head has a zero context in that
   // head; a row without one in every head outputs exactly 0 and passes no gradient (torch gives NaN). The
   // shapes are checked by each forward (ShapeError naming the layer and both shapes); backward uses the mask of
@@ -350,13 +350,13 @@ class MultiHeadAttention final : public Layer<S> {
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
     mask_bias_.clear();
   }
-  void set_attention_mask(const Tensor3<S>& additive) {
+  void set_additive_attention_mask(const Tensor3<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(additive.dimension(0), additive.dimension(1), additive.dimension(2), false, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
     mask_blocked_.clear();
   }
-  void set_attention_mask(const Matrix<S>& additive) {
+  void set_additive_attention_mask(const Matrix<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(1, additive.rows(), additive.cols(), true, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
