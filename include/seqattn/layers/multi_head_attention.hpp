@@ -21,6 +21,9 @@
 // causality count positions: with a window w, query t sees the kept keys among [t - w + 1, t]. Kept outputs
 // are bitwise independent of the values at masked steps (NaN and Inf included). Lengths masks take the path
 // above unchanged (one branch per call).
+// Explicit attention masks (torch's attn_mask): set_attention_mask (boolean, true = not allowed) or
+// set_additive_attention_mask (added to the scores, -inf = not allowed), (Tq, Tk) or (B*H, Tq, Tk), for the
+// following calls until cleared; they narrow the rules above (see set_attention_mask). Not in model files.
 // Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
 // per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
 // attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
@@ -226,6 +229,7 @@ class MultiHeadAttention final : public Layer<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
   // Streams with causal self-attention: a key/value cache per stream (detail/multi_head_attention_stream.hpp),
   // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
+  // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!options_.causal() || key_features_ != this->in_features()) return Layer<S>::open_stream(batch, options);
     if (has_attention_mask())
