@@ -337,13 +337,13 @@ class MultiHeadAttention final : public Layer<S> {
   // An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
   // (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
   // set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
-  // added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows the layer's own rules (lengths, step masks, causal, attention_window): a key
-  // is attended only when both allow it. A query row without an allowed key in a head has a zero context in that
-  // head; a row without one in every head outputs exactly 0 and passes no gradient (torch gives NaN). The
-  // shapes are checked by each forward (ShapeError naming the layer and both shapes); backward uses the mask of
-  // its forward: setting or clearing one in between is a UsageError. Not saved in model files (call data, not an
-  // option). The calls while a mask is set take plain loops (detail/multi_head_attention_masked.hpp), slower
-  // than the tiled kernels; calls without one are unchanged.
+  // added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows
+  // the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it. A
+  // query row without an allowed key in a head has a zero context in that head; a row without one in every head outputs
+  // exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
+  // layer and both shapes); backward uses the mask of its forward: setting or clearing one in between is a UsageError.
+  // Not saved in model files (call data, not an option). The calls while a mask is set take plain loops
+  // (detail/multi_head_attention_masked.hpp), slower than the tiled kernels; calls without one are unchanged.
   void set_attention_mask(const Eigen::Tensor<bool, 3, Eigen::RowMajor>& blocked) {
     store_mask_shape(blocked.dimension(0), blocked.dimension(1), blocked.dimension(2), false, "boolean");
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
