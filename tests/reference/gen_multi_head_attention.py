@@ -10,6 +10,12 @@ MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
   boolean attn_mask (B*H, Tq, Tk), True where key s is masked (~kv_keep), s > t (causal) or s < t - w + 1; masked
   query rows get no masked key there (their outputs are discarded). Every kept query keeps an allowed key: torch
   gives NaN rows where seqattn gives 0 (tested in test_multi_head_attention_step_masks).
+  Explicit attention masks (MultiHeadAttention::set_attention_mask; the attn_* cases): a user mask of shape (Tq, Tk)
+  or (B*H, Tq, Tk), boolean (True = not allowed, torch's convention) or additive (float, -inf = not allowed),
+  combined with the layer's rules: torch gets one (B*H, Tq, Tk) mask, boolean (user | layer rules) or float (the
+  additive values with -inf where the layer rules or the user forbid a key); rows of padded or masked queries get
+  no masked key (outputs discarded). Written: attn_blocked (1 = not allowed) and, for additive masks, attn_add
+  (the finite values, 0 where blocked).
 Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
 of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
 
@@ -58,8 +64,38 @@ def step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, w):
     return torch.stack(masks)
 
 
+def layer_rules(B, H, Tq, Tk, q_valid, kv_valid, causal, w):
+    """(B*H, Tq, Tk) True where the layer's own rules forbid key s for query t; q_valid, kv_valid (B, T) bool."""
+    t = torch.arange(Tq)[:, None]
+    s = torch.arange(Tk)[None, :]
+    masks = []
+    for b in range(B):
+        m = ~kv_valid[b][None, :].expand(Tq, Tk)
+        if causal:
+            m = m | (s > t)
+        if w is not None:
+            m = m | (s < t - w + 1)
+        masks += [m] * H
+    return torch.stack(masks)
+
+
+def explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, w, blocked, add):
+    """The torch attn_mask of a user mask (blocked bool, add float or None; (Tq, Tk) or (B*H, Tq, Tk))."""
+    rules = layer_rules(B, H, Tq, Tk, q_valid, kv_valid, causal, w)
+    user = blocked.expand(B * H, Tq, Tk) if blocked.dim() == 2 else blocked
+    forbidden = rules | user
+    q_rows = q_valid.repeat_interleave(H, 0)[:, :, None]  # (B*H, Tq, 1)
+    assert not (forbidden.all(2) & q_rows[:, :, 0]).any(), "a valid query without an allowed key"
+    forbidden = forbidden & q_rows  # invalid queries: outputs discarded
+    if add is None:
+        return forbidden
+    values = (add.expand(B * H, Tq, Tk) if add.dim() == 2 else add).clone()
+    return values.masked_fill(forbidden, float("-inf"))
+
+
 def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None, q_keep=None,
-             kv_keep=None):
+             kv_keep=None, user_mask=None):
+    """user_mask: (blocked bool tensor, additive float tensor or None), shape (Tq, Tk) or (B*H, Tq, Tk)."""
     E = D
     Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
     bq, bk, bv, bo = uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(E, scale=0.5), uniform(D, scale=0.5)
@@ -92,6 +128,14 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     elif window is not None:
         attn_mask = window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, window)
         key_padding_mask = None
+    if user_mask is not None:
+        if q_keep is not None:
+            q_valid, kv_valid = q_keep, kv_keep
+        else:
+            q_valid = torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]
+            kv_valid = torch.arange(Tk)[None, :] < torch.tensor(kv_lengths)[:, None]
+        attn_mask = explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, window, *user_mask)
+        key_padding_mask = None
     y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
                   average_attn_weights=False)
     if q_keep is not None:
@@ -107,6 +151,10 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
         out.update(q_lengths=torch.tensor(q_lengths, dtype=torch.float64),
                    kv_lengths=torch.tensor(kv_lengths, dtype=torch.float64))
     out.update({"Wq": Wq, "Wk": Wk, "Wv": Wv, "Wo": Wo, "y": y * valid_q, "attention": attn, "dx": xq.grad})
+    if user_mask is not None:
+        out["attn_blocked"] = user_mask[0].to(torch.float64)
+        if user_mask[1] is not None:
+            out["attn_add"] = user_mask[1].masked_fill(user_mask[0], 0.0)
     if cross:
         out["xkv"] = xkv
         out["dxkv"] = xkv.grad
@@ -169,6 +217,26 @@ if __name__ == "__main__":
                                 q_keep=[[1, 0, 1, 1], [0, 1, 1, 0]], kv_keep=[[0, 1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 0, 1, 0]]))
         tensors.update(mha_case("steps_cross_causal", 2, 5, 4, 4, 6, 2, None, None, causal=True, bias=True, cross=True,
                                 q_keep=[[0, 1, 1, 0, 1], [1, 1, 0, 1, 1]], kv_keep=[[0, 1, 0, 1], [1, 0, 1, 1]]))
+    with torch.random.fork_rng():  # explicit attention masks (set_attention_mask)
+        torch.manual_seed(20261208)
+
+        def sparse(*shape, p=0.3):
+            m = torch.rand(*shape) < p
+            m[..., 0] = False  # key 0: every valid query keeps an allowed key
+            return m
+
+        tensors.update(mha_case("attn_bool", 2, 5, 5, 6, 6, 2, [5, 4], [5, 4], causal=True, bias=True, cross=False,
+                                user_mask=(sparse(5, 5), None)))
+        tensors.update(mha_case("attn_add_heads", 2, 5, 5, 8, 8, 2, [5, 3], [5, 3], causal=False, bias=True,
+                                cross=False, user_mask=(sparse(4, 5, 5), uniform(4, 5, 5, scale=2.0))))
+        near = sparse(4, 6, 5, p=0.4)
+        for t in range(6):  # keys t - 1 and t stay allowed: every valid query keeps a key of its window
+            near[:, t, max(0, min(t, 4) - 1):min(t, 4) + 1] = False
+        tensors.update(mha_case("attn_cross_window", 2, 6, 5, 4, 6, 2, [6, 4], [5, 3], causal=True, bias=True,
+                                cross=True, window=2, user_mask=(near, None)))
+        tensors.update(mha_case("attn_steps_add", 3, 6, 6, 8, 8, 2, None, None, causal=False, bias=False,
+                                cross=False, q_keep=[[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]],
+                                user_mask=(torch.zeros(6, 6, dtype=torch.bool), uniform(6, 6, scale=3.0))))
     refdata.write("../data/multi_head_attention.txt", tensors,
                   "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
                   % torch.__version__)

@@ -161,6 +161,8 @@ TEST(LayerConfig, EveryLayerWithEveryOptionRebuildsFromItsEntry) {
                                               .attention_dropout(0.1)
                                               .activation(Activation::ReLU)
                                               .seed(6)));
+  expect_round_trip(MultiHeadAttention<F>(
+      4, 2, MultiHeadAttentionOptions().output_activation(Activation::GELU).need_weights(false).seed(7)));
   expect_round_trip(FeatureAttention<F>(3, FeatureAttentionOptions().shared(true).use_bias(false).seed(1)));
   expect_round_trip(TemporalAttention<F>(3, 5, TemporalAttentionOptions().shared(true).use_bias(false).seed(1)));
   expect_round_trip(TransformerEncoderBlock<F>(4, 2, 8,

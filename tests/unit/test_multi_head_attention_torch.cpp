@@ -3,8 +3,11 @@
 // parameter, in float and in double; self-attention (masked, causal, without bias) and cross-attention
 // (kdim != embed_dim, Tq != Tk, causal); attention_window (torch: an attn_mask of s > t or s < t - w + 1) with
 // w = 1, 3, 4, without bias and in cross-attention; step masks (holes, left padding; torch: an attn_mask with the
-// masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal).
+// masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal); explicit attention
+// masks (set_attention_mask, set_additive_attention_mask; torch's attn_mask), boolean (Tq, Tk) with causal, additive
+// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks.
 #include <gtest/gtest.h>
+#include <limits>
 
 #include <cstdint>
 #include <optional>
@@ -85,6 +88,40 @@ void run_case(const TorchCase& c) {
                                 .causal(c.causal)
                                 .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
                                 .use_bias(c.bias));
+  // explicit attention mask: attn_blocked (1 = not allowed), attn_add (additive values; -inf where blocked)
+  const bool user = d.has(p + "attn_blocked");
+  std::vector<double> blocked;
+  Index mask_rows = 1;
+  if (user) {
+    blocked = d.values(p + "attn_blocked");
+    const auto& shape = d.shape(p + "attn_blocked");
+    const bool two_d = shape.size() == 2;
+    mask_rows = two_d ? 1 : shape[0];
+    const bool additive = d.has(p + "attn_add");
+    const std::vector<double> add = additive ? d.values(p + "attn_add") : std::vector<double>();
+    if (two_d && additive) {
+      Matrix<S> m(Tq, Tk);
+      for (Index i = 0; i < m.size(); ++i)
+        m.data()[i] = blocked[size_t(i)] != 0 ? -std::numeric_limits<S>::infinity() : S(add[size_t(i)]);
+      mha.set_additive_attention_mask(m);
+    } else if (two_d) {
+      Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(Tq, Tk);
+      for (Index i = 0; i < m.size(); ++i) m.data()[i] = blocked[size_t(i)] != 0;
+      mha.set_attention_mask(m);
+    } else if (additive) {
+      Tensor3<S> m(mask_rows, Tq, Tk);
+      for (Index i = 0; i < m.size(); ++i)
+        m.data()[i] = blocked[size_t(i)] != 0 ? -std::numeric_limits<S>::infinity() : S(add[size_t(i)]);
+      mha.set_additive_attention_mask(m);
+    } else {
+      Eigen::Tensor<bool, 3, Eigen::RowMajor> m(mask_rows, Tq, Tk);
+      for (Index i = 0; i < m.size(); ++i) m.data()[i] = blocked[size_t(i)] != 0;
+      mha.set_attention_mask(m);
+    }
+  }
+  auto user_blocked = [&](Index bh, Index t, Index s) {
+    return user && blocked[size_t(((mask_rows == 1 ? 0 : bh) * Tq + t) * Tk + s)] != 0;
+  };
   for (auto& param : mha.params()) {
     ASSERT_EQ(d.shape(p + param.name), param.shape) << param.name;
     const auto& v = d.values(p + param.name);
@@ -105,7 +142,8 @@ void run_case(const TorchCase& c) {
         expect_close(mha.attention(b, h).data() + t * Tk, row,
                      "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
         for (Index s = 0; s < Tk; ++s) {
-          const bool masked = !mkv.valid(b, s, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1);
+          const bool masked = !mkv.valid(b, s, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1) ||
+                              user_blocked(b * H + h, t, s);
           if (masked) {
             EXPECT_EQ(mha.attention(b, h)(t, s), S(0));
           }
@@ -119,13 +157,24 @@ void run_case(const TorchCase& c) {
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
-const TorchCase kCases[] = {{"self", 2, false, true, false},          {"causal", 3, true, true, false},
-                            {"nobias", 4, false, false, false},       {"cross", 2, false, true, true},
-                            {"cross_causal", 2, true, true, true},    {"window", 2, true, true, false, 3},
-                            {"window_one", 3, true, true, false, 1},  {"window_nobias", 4, true, false, false, 4},
-                            {"cross_window", 2, true, true, true, 2}, {"steps", 2, false, true, false},
-                            {"steps_causal", 3, true, true, false},   {"steps_window", 2, true, false, false, 2},
-                            {"steps_cross", 2, false, true, true},    {"steps_cross_causal", 2, true, true, true}};
+const TorchCase kCases[] = {{"self", 2, false, true, false},
+                            {"causal", 3, true, true, false},
+                            {"nobias", 4, false, false, false},
+                            {"cross", 2, false, true, true},
+                            {"cross_causal", 2, true, true, true},
+                            {"window", 2, true, true, false, 3},
+                            {"window_one", 3, true, true, false, 1},
+                            {"window_nobias", 4, true, false, false, 4},
+                            {"cross_window", 2, true, true, true, 2},
+                            {"steps", 2, false, true, false},
+                            {"steps_causal", 3, true, true, false},
+                            {"steps_window", 2, true, false, false, 2},
+                            {"steps_cross", 2, false, true, true},
+                            {"steps_cross_causal", 2, true, true, true},
+                            {"attn_bool", 2, true, true, false},
+                            {"attn_add_heads", 2, false, true, false},
+                            {"attn_cross_window", 2, true, true, true, 2},
+                            {"attn_steps_add", 2, false, false, false}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

@@ -10,8 +10,8 @@
 //   key and value are written and the query attends to the valid rows 0 .. min(p + 1, C) - 1 of the cache
 //   (every head: scores = K_h q_h / sqrt(dh), a max-subtracted softmax, ctx_h = V_h^T a, with the one-query
 //   kernels of detail/cached_attention.hpp: one pass over the keys, one over the rows of V for all heads); last,
-//   y = ctx Wo + bo over all B*n rows. The projections are Eigen's products on the weights in place. A steady
-//   stream allocates nothing.
+//   y = act_o(ctx Wo + bo) over all B*n rows (act_o: output_activation). The projections are Eigen's products on
+//   the weights in place. A steady stream allocates nothing.
 
 #include <algorithm>
 #include <cmath>
@@ -43,6 +43,7 @@ struct AttentionWeights {
   Activation activation;
   Index heads, head_size;
   Index window;  // 0: none (a growing cache)
+  Activation output_activation = Activation::Linear;  // y = act(ctx Wo + bo)
 };
 
 template <class S>
@@ -94,6 +95,7 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     MatrixMap<S> Y = as_matrix(y);
     stream_product(Y, ctx_, *w_.Wo);
     if (w_.use_bias) Y.rowwise() += w_.bo->transpose();
+    if (w_.output_activation != Activation::Linear) activation_forward<S>(w_.output_activation, Y, Y);
   }
 
   void reset(Index b) override {

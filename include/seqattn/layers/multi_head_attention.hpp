@@ -3,7 +3,7 @@
 // keras-multi-head's MultiHeadAttention).
 //   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)     (act: `activation`, default linear)
 //   per head h (column block h of width dh):  A_h = softmax(q_h k_h^T / sqrt(dh)) over the allowed keys
-//   ctx = [A_1 v_1, ..., A_H v_H],  y = ctx Wo + bo
+//   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
 //   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
@@ -21,6 +21,9 @@
 // causality count positions: with a window w, query t sees the kept keys among [t - w + 1, t]. Kept outputs
 // are bitwise independent of the values at masked steps (NaN and Inf included). Lengths masks take the path
 // above unchanged (one branch per call).
+// Explicit attention masks (torch's attn_mask): set_attention_mask (boolean, true = not allowed) or
+// set_additive_attention_mask (added to the scores, -inf = not allowed), (Tq, Tk) or (B*H, Tq, Tk), for the
+// following calls until cleared; they narrow the rules above (see set_attention_mask). Not in model files.
 // Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
 // per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
 // attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
@@ -30,10 +33,17 @@
 // be divisible by heads), key_features (default in_features), output_features (default in_features),
 // use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
 // w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
-// layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), kernel_init
-// (glorot_uniform), bias_init (zeros), seed.
+// layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), output_activation
+// on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
+// need_weights (true), kernel_init (glorot_uniform), bias_init (zeros), seed. keras-multi-head's
+// MultiHeadAttention(activation=a) applies a to q, k, v and the output: set activation(a).output_activation(a).
+// need_weights=false (torch's need_weights): attention(), attention(b, h) and attention_band() throw UsageError
+// and the dense map of attention() is never built; the probabilities themselves (and, with attention dropout,
+// the dropped ones) are still stored, because backward needs them, so need_weights saves no memory in the
+// per-call caches: outputs and gradients are bitwise those of need_weights=true.
 // Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
-// Wo (H*dh, output_features), bo (output_features). torch.nn.MultiheadAttention equivalence:
+// Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
+// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(). torch.nn.MultiheadAttention equivalence:
 // in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
 // Compute: projections are register-tiled products over all B*T rows with the weights read in place
 // (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
@@ -56,6 +66,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +77,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/multi_head_attention_kernels.hpp"
+#include "seqattn/detail/multi_head_attention_masked.hpp"
 #include "seqattn/detail/multi_head_attention_stream.hpp"
 #include "seqattn/detail/parallel.hpp"
 #include "seqattn/layers/activation.hpp"
@@ -81,6 +93,8 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, attention_dropout, 0.0)
   SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
+  SEQATTN_ARG(Activation, output_activation, Activation::Linear)  // on the output projection: y = act(ctx Wo + bo)
+  SEQATTN_ARG(bool, need_weights, true)  // false: attention() refuses (UsageError); see the file comment
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
@@ -96,6 +110,8 @@ struct MultiHeadAttentionOptions {
     v("attention_window", o.attention_window_);
     v("dropout", o.attention_dropout_);
     v("activation", o.activation_);
+    v("output_activation", o.output_activation_);
+    v("need_weights", o.need_weights_);
     v("kernel_initializer", o.kernel_init_);
     v("bias_initializer", o.bias_init_);
     v("seed", o.seed_);
@@ -126,6 +142,9 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_config(describe(), ": attention_dropout must be in [0, 1) but got ", rate);
     if (!is_elementwise(options.activation()))
       detail::throw_config(describe(), ": activation must be elementwise but got ", to_string(options.activation()));
+    if (!is_elementwise(options.output_activation()))
+      detail::throw_config(describe(), ": output_activation must be elementwise but got ",
+                           to_string(options.output_activation()));
     if (options.attention_window()) {
       if (*options.attention_window() < 1)
         detail::throw_config(describe(), ": attention_window must be at least 1 but got ", *options.attention_window());
@@ -201,17 +220,35 @@ class MultiHeadAttention final : public Layer<S> {
     if (!options_.use_bias()) s += ", use_bias=false";
     if (options_.attention_dropout() > 0) s += detail::cat(", attention_dropout=", options_.attention_dropout());
     if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
+    if (options_.output_activation() != Activation::Linear)
+      s += ", output_activation=" + to_string(options_.output_activation());
+    if (!options_.need_weights()) s += ", need_weights=false";
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
   // Streams with causal self-attention: a key/value cache per stream (detail/multi_head_attention_stream.hpp),
   // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
+  // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!options_.causal() || key_features_ != this->in_features()) return Layer<S>::open_stream(batch, options);
-    const detail::AttentionWeights<S> weights{&Wq_, &bq_, &Wk_, &bk_, &Wv_, &bv_, &Wo_, &bo_, options_.use_bias(),
-                                              options_.activation(), heads_, head_size_,
-                                              options_.attention_window().value_or(0)};
+    if (has_attention_mask())
+      detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
+                           "stream takes one step at a time; call clear_attention_mask() first");
+    const detail::AttentionWeights<S> weights{&Wq_,
+                                              &bq_,
+                                              &Wk_,
+                                              &bk_,
+                                              &Wv_,
+                                              &bv_,
+                                              &Wo_,
+                                              &bo_,
+                                              options_.use_bias(),
+                                              options_.activation(),
+                                              heads_,
+                                              head_size_,
+                                              options_.attention_window().value_or(0),
+                                              options_.output_activation()};
     return std::make_unique<detail::MultiHeadAttentionStream<S>>(weights, batch, options, describe());
   }
   std::string stream_refusal() const override {
@@ -229,7 +266,9 @@ class MultiHeadAttention final : public Layer<S> {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
     const Index cols = windowed() ? std::min(*options_.attention_window(), Tk) : Tk;
     const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, cols});
-    const std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
+    std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
+    if (options_.output_activation() != Activation::Linear)
+      rows = detail::saturating_add(rows, detail::saturating_bytes(sizeof(S), {B, T, 2 * out_features_}));
     return detail::saturating_add(options_.attention_dropout() > 0 ? detail::saturating_add(probs, probs) : probs, rows);
   }
   std::string memory_remedy(Index, Index) const override {
@@ -248,11 +287,31 @@ class MultiHeadAttention final : public Layer<S> {
   Index key_features() const { return key_features_; }
   const MultiHeadAttentionOptions& options() const { return options_; }
 
+  // The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
+  // output dense kernels and biases). Shapes in the file comment; the biases are empty without use_bias.
+  Matrix<S>& query_kernel() { return Wq_; }
+  Matrix<S>& key_kernel() { return Wk_; }
+  Matrix<S>& value_kernel() { return Wv_; }
+  Matrix<S>& output_kernel() { return Wo_; }
+  Vector<S>& query_bias() { return bq_; }
+  Vector<S>& key_bias() { return bk_; }
+  Vector<S>& value_bias() { return bv_; }
+  Vector<S>& output_bias() { return bo_; }
+  const Matrix<S>& query_kernel() const { return Wq_; }
+  const Matrix<S>& key_kernel() const { return Wk_; }
+  const Matrix<S>& value_kernel() const { return Wv_; }
+  const Matrix<S>& output_kernel() const { return Wo_; }
+  const Vector<S>& query_bias() const { return bq_; }
+  const Vector<S>& key_bias() const { return bk_; }
+  const Vector<S>& value_bias() const { return bv_; }
+  const Vector<S>& output_bias() const { return bo_; }
+
   // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
   // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
   // query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
   // above memory_limit()) and kept until the next forward.
   const Tensor3<S>& attention() const {
+    check_need_weights("attention()");
     if (!windowed()) return attention_;
     if (!dense_ready_) build_dense_attention();
     return dense_;
@@ -270,8 +329,51 @@ class MultiHeadAttention final : public Layer<S> {
   // The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
   // j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
   // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0).
-  const Tensor3<S>& attention_band() const { return attention_; }
+  const Tensor3<S>& attention_band() const {
+    check_need_weights("attention_band()");
+    return attention_;
+  }
   Index band_key(Index t, Index j) const { return window(attention_band_keys_).start(t) + j; }
+  // An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
+  // (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
+  // set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
+  // added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows
+  // the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it. A
+  // query row without an allowed key in a head has a zero context in that head; a row without one in every head outputs
+  // exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
+  // layer and both shapes); backward uses the mask of its forward: setting or clearing one in between is a UsageError.
+  // Not saved in model files (call data, not an option). The calls while a mask is set take plain loops
+  // (detail/multi_head_attention_masked.hpp), slower than the tiled kernels; calls without one are unchanged.
+  void set_attention_mask(const Eigen::Tensor<bool, 3, Eigen::RowMajor>& blocked) {
+    store_mask_shape(blocked.dimension(0), blocked.dimension(1), blocked.dimension(2), false, "boolean");
+    mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
+    mask_bias_.clear();
+  }
+  void set_attention_mask(const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& blocked) {
+    store_mask_shape(1, blocked.rows(), blocked.cols(), true, "boolean");
+    mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
+    mask_bias_.clear();
+  }
+  void set_additive_attention_mask(const Tensor3<S>& additive) {
+    check_additive(additive.data(), additive.size());
+    store_mask_shape(additive.dimension(0), additive.dimension(1), additive.dimension(2), false, "additive");
+    mask_bias_.assign(additive.data(), additive.data() + additive.size());
+    mask_blocked_.clear();
+  }
+  void set_additive_attention_mask(const Matrix<S>& additive) {
+    check_additive(additive.data(), additive.size());
+    store_mask_shape(1, additive.rows(), additive.cols(), true, "additive");
+    mask_bias_.assign(additive.data(), additive.data() + additive.size());
+    mask_blocked_.clear();
+  }
+  void clear_attention_mask() {
+    mask_rows_ = 0;
+    mask_blocked_.clear();
+    mask_bias_.clear();
+    ++mask_version_;
+  }
+  bool has_attention_mask() const { return mask_rows_ > 0; }
+
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
   // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
@@ -291,6 +393,9 @@ class MultiHeadAttention final : public Layer<S> {
     kv_dims_ = xkv.dimensions();
     const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
     const Index hd = H * dh;
+    const bool explicit_mask = has_attention_mask();  // set_attention_mask: the plain loops, once per call
+    if (explicit_mask) check_attention_mask(B, Tq, Tk);
+    forward_mask_version_ = mask_version_;
 
     // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd), in row chunks
     const Index N = B * Tq, M = B * Tk;
@@ -347,6 +452,7 @@ class MultiHeadAttention final : public Layer<S> {
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(W) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk);
+    if (explicit_mask) head_live_.resize(static_cast<size_t>(B * H * Tq));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -361,7 +467,11 @@ class MultiHeadAttention final : public Layer<S> {
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
       detail::mha::StepKeep keep;
       if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
-      if (wk > 0)
+      if (explicit_mask)
+        detail::mha::explicit_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
+                                                   lq, lk, options_.causal(), win, scale, dropout, keep,
+                                                   explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq);
+      else if (wk > 0)
         detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
                                                    lq, lk, win, scale, dropout, panels, keep);
       else
@@ -369,8 +479,10 @@ class MultiHeadAttention final : public Layer<S> {
                                           options_.causal(), scale, dropout, panels, keep);
     }
 
-    // y = ctx Wo + bo on live rows, 0 on dead rows (padding, or no allowed key)
+    // y = act_o(ctx Wo + bo) on live rows, 0 on dead rows (padding, or no allowed key)
     auto Y = as_matrix(y);
+    const Activation oact = options_.output_activation();
+    if (oact != Activation::Linear) ensure_shape(zo_, N, out_features_);
     const Index chunks = detail::chunk_count(N);
     detail::parallel_for(chunks, detail::parallel_threads(chunks, 2.0 * double(N) * double(Wo_.size())),
                          [&](Index c) {
@@ -379,10 +491,22 @@ class MultiHeadAttention final : public Layer<S> {
                            detail::panel_product<S>(ctx_.data() + r0 * hd, hd, n, panel_o_, Yc.data(), out_features_,
                                                     false);
                            if (options_.use_bias()) Yc.rowwise() += bo_.transpose();
+                           if (oact != Activation::Linear) {
+                             auto Zc = zo_.middleRows(r0, n);
+                             Zc = Yc;
+                             activation_forward<S>(oact, Zc, Yc);
+                           }
                          });
-    if (steps) {
+    if (explicit_mask) {  // a row is live when it has an allowed key in some head
+      masked_live_.assign(static_cast<size_t>(N), 0);
+      for (Index bh = 0; bh < B * H; ++bh)
+        for (Index t = 0; t < Tq; ++t)
+          masked_live_[static_cast<size_t>((bh / H) * Tq + t)] |= head_live_[static_cast<size_t>(bh * Tq + t)];
+    }
+    if (steps || explicit_mask) {
+      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
       for (Index r = 0; r < N; ++r)
-        if (!live_[static_cast<size_t>(r)]) Y.row(r).setZero();
+        if (!live[static_cast<size_t>(r)]) Y.row(r).setZero();
       return;
     }
     for (Index b = 0; b < B; ++b) {
@@ -401,22 +525,30 @@ class MultiHeadAttention final : public Layer<S> {
     const Mask& mkv = cross ? *kv_mask_ : mask;
     const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
     const Index hd = H * dh, N = B * Tq, M = B * Tk;
+    if (mask_version_ != forward_mask_version_)
+      throw UsageError(describe() +
+                       ": the attention mask was set or cleared between forward and backward (backward uses the "
+                       "mask of its forward); run the forward again");
+    const bool explicit_mask = has_attention_mask();
+    if (explicit_mask) check_attention_mask(B, Tq, Tk);
 
     // dead rows of y are constant 0: their dy is ignored
     const bool steps = mask.has_holes() || mkv.has_holes();
     bool any_dead = false;
-    if (steps) {
-      step_flags(mask, mkv, B, Tq, Tk);
-      any_dead = std::find(live_.begin(), live_.begin() + N, std::uint8_t{0}) != live_.begin() + N;
+    if (steps) step_flags(mask, mkv, B, Tq, Tk);
+    if (steps || explicit_mask) {
+      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+      any_dead = std::find(live.begin(), live.begin() + N, std::uint8_t{0}) != live.begin() + N;
     } else {
       for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
     }
     if (any_dead) {
       ensure_shape(dy_live_, N, out_features_);
       dy_live_ = as_matrix(dy);
-      if (steps) {
+      if (steps || explicit_mask) {
+        const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
         for (Index r = 0; r < N; ++r)
-          if (!live_[static_cast<size_t>(r)]) dy_live_.row(r).setZero();
+          if (!live[static_cast<size_t>(r)]) dy_live_.row(r).setZero();
       } else {
         for (Index b = 0; b < B; ++b) {
           const Index live = live_rows(mask, mkv, b, Tq, Tk);
@@ -424,7 +556,14 @@ class MultiHeadAttention final : public Layer<S> {
         }
       }
     }
-    ConstMatrixMap<S> DY(any_dead ? dy_live_.data() : dy.data(), N, out_features_);
+    ConstMatrixMap<S> DY_out(any_dead ? dy_live_.data() : dy.data(), N, out_features_);
+    // inverts y = act_o(z): dz = dy * act_o'(z) (dead rows: dy is 0 there)
+    const Activation oact = options_.output_activation();
+    if (oact != Activation::Linear) {
+      ensure_shape(dzo_, N, out_features_);
+      activation_backward<S>(oact, zo_, as_matrix(this->output()), DY_out, dzo_);
+    }
+    ConstMatrixMap<S> DY(oact != Activation::Linear ? dzo_.data() : DY_out.data(), N, out_features_);
 
     // inverts y = ctx Wo + bo:  dWo += ctx^T dy,  dbo += sum_rows dy,  dctx = dy Wo^T  (row chunks; parameter
     // gradients summed per chunk, then in chunk order: detail/parallel.hpp)
@@ -459,6 +598,9 @@ class MultiHeadAttention final : public Layer<S> {
     const int threads =
         detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
+    if (explicit_mask && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
+    if (explicit_mask)
+      for (std::vector<S>& d : mask_dp_) d.resize(std::max(d.size(), static_cast<size_t>(W)));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -471,7 +613,14 @@ class MultiHeadAttention final : public Layer<S> {
       HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
       const ConstHeadMap P(p, Tq, W, Eigen::OuterStride<>(W)), Pd(pd, Tq, W, Eigen::OuterStride<>(W));
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
-      if (wk > 0)
+      if (explicit_mask) {
+        detail::mha::StepKeep keep;
+        if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
+        detail::mha::explicit_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
+                                                    Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(),
+                                                    win, scale, keep_scale, keep, explicit_mask_of(bh, Tq, Tk),
+                                                    mask_dp_[static_cast<size_t>(detail::mha::thread_index())]);
+      } else if (wk > 0)
         detail::mha::windowed_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
                                                     keep_scale, panels);
@@ -634,6 +783,51 @@ class MultiHeadAttention final : public Layer<S> {
   }
 
   bool windowed() const { return options_.attention_window().has_value(); }
+
+  // set_attention_mask: records the shape (rows 1 for a (Tq, Tk) mask) and starts a new mask version.
+  void store_mask_shape(Index rows, Index tq, Index tk, bool two_d, const char* kind) {
+    if (rows <= 0 || tq <= 0 || tk <= 0)
+      detail::throw_shape(describe(), ": ", kind,
+                          " attention mask expected a non-empty (Tq, Tk) or (B*H, Tq, Tk) but got ",
+                          two_d ? detail::cat("(", tq, ", ", tk, ")") : shape_string(rows, tq, tk));
+    mask_rows_ = rows;
+    mask_tq_ = tq;
+    mask_tk_ = tk;
+    mask_2d_ = two_d;
+    ++mask_version_;
+  }
+  void check_additive(const S* v, Index n) const {
+    for (Index i = 0; i < n; ++i)
+      if (std::isnan(v[i]) || v[i] == std::numeric_limits<S>::infinity())
+        detail::throw_shape(describe(), ": additive attention mask expected finite values or -inf but got ", v[i],
+                            " at index ", i);
+  }
+  // The explicit mask fits the call: (Tq, Tk), or (B*H, Tq, Tk).
+  void check_attention_mask(Index B, Index Tq, Index Tk) const {
+    const bool rows_ok = mask_2d_ ? true : (mask_rows_ == 1 || mask_rows_ == B * heads_);
+    if (rows_ok && mask_tq_ == Tq && mask_tk_ == Tk) return;
+    detail::throw_shape(
+        describe(), ": attention mask expected (Tq, Tk) = (", Tq, ", ", Tk,
+        ") or (B*H, Tq, Tk) = ", shape_string(B * heads_, Tq, Tk), " but got ",
+        mask_2d_ ? detail::cat("(", mask_tq_, ", ", mask_tk_, ")") : shape_string(mask_rows_, mask_tq_, mask_tk_));
+  }
+  // The explicit mask of the pair bh (sample bh / H, head bh % H), (Tq, Tk).
+  detail::mha::ExplicitMask<S> explicit_mask_of(Index bh, Index Tq, Index Tk) const {
+    const Index offset = mask_rows_ == 1 ? 0 : bh * Tq * Tk;
+    detail::mha::ExplicitMask<S> m;
+    m.keys = Tk;
+    if (!mask_blocked_.empty())
+      m.blocked = mask_blocked_.data() + offset;
+    else
+      m.bias = mask_bias_.data() + offset;
+    return m;
+  }
+  void check_need_weights(const char* call) const {
+    if (!options_.need_weights())
+      throw UsageError(describe() + ": " + call +
+                       " is not available with need_weights=false (the layer keeps the probabilities for backward "
+                       "only); construct it with need_weights=true to read them");
+  }
   // The band of attention_window over Tk keys (width 0 without a window).
   detail::mha::Window window(Index Tk) const {
     return detail::mha::Window{options_.attention_window().value_or(0), Tk};
@@ -684,6 +878,7 @@ class MultiHeadAttention final : public Layer<S> {
   Rng dropout_rng_;
   // forward caches
   Matrix<S> zq_, zk_, zv_;          // pre-activations (only with an activation)
+  Matrix<S> zo_;                    // (B*Tq, out) pre-activation of the output (only with output_activation)
   Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
   Tensor3<S> attention_, dropped_;  // (B*H, Tq, W) probabilities; after dropout (Train with dropout only)
   bool dropout_active_ = false;
@@ -691,7 +886,7 @@ class MultiHeadAttention final : public Layer<S> {
   mutable Tensor3<S> dense_;          // attention() with attention_window: built on request
   mutable bool dense_ready_ = false;  // dense_ holds the last forward's map
   // backward buffers
-  Matrix<S> dy_live_, dctx_, dq_, dk_, dv_;
+  Matrix<S> dy_live_, dzo_, dctx_, dq_, dk_, dv_;
   std::vector<detail::head::HeadPanels<S>> panels_;  // per thread: layouts of one head (detail/head_products.hpp)
   Tensor3<S> dkv_;
   // step masks (step_flags)
@@ -702,6 +897,14 @@ class MultiHeadAttention final : public Layer<S> {
   detail::WeightPanel<S> panel_q_, panel_k_, panel_v_, panel_o_;
   detail::WeightPanel<S> transposed_q_, transposed_k_, transposed_v_, transposed_o_;
   detail::GradSum<S> gWq_, gWk_, gWv_, gWo_, gbq_, gbk_, gbv_, gbo_;  // per-chunk partials of the gradients
+  // explicit attention mask (set_attention_mask): flags (1 = not allowed) or additive values, (rows, Tq, Tk)
+  std::vector<std::uint8_t> mask_blocked_;
+  std::vector<S> mask_bias_;
+  Index mask_rows_ = 0, mask_tq_ = 0, mask_tk_ = 0;  // rows 0: no mask
+  bool mask_2d_ = false;
+  std::uint64_t mask_version_ = 0, forward_mask_version_ = 0;  // backward needs the forward's mask
+  std::vector<std::uint8_t> head_live_, masked_live_;          // (B*H*Tq) per head, (B*Tq) any head
+  std::vector<std::vector<S>> mask_dp_;                        // per thread: dP of one row
   // cross-attention state
   const Tensor3<S>* kv_ = nullptr;
   const Mask* kv_mask_ = nullptr;
