@@ -48,7 +48,8 @@ TEST_P(FeatureAttentionStepMask, MatchesFiniteDifferences) {
   const auto [shared, use_bias] = GetParam();
   FeatureAttention<double> layer = make_layer(shared, use_bias);
   for (std::uint64_t seed : {4, 5}) {
-    const auto result = check_layer_gradients(layer, random_tensor(kB, kT, kF, 30 + seed), random_step_mask(kB, kT, seed));
+    const auto result =
+        check_layer_gradients(layer, random_tensor(kB, kT, kF, 30 + seed), random_step_mask(kB, kT, seed));
     EXPECT_TRUE(result.passed()) << layer.describe() << " mask seed " << seed << ": " << result.report();
   }
 }
@@ -69,7 +70,8 @@ TEST_P(FeatureAttentionStepMask, KeptResultsIgnoreMaskedValues) {
         }
 }
 
-INSTANTIATE_TEST_SUITE_P(SharedAndBias, FeatureAttentionStepMask, ::testing::Combine(::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(SharedAndBias, FeatureAttentionStepMask,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
 
 TEST(FeatureAttentionStepMaskErrors, StepMaskOfOtherTIsRefusedWithTheLayersName) {
   FeatureAttention<double> layer = make_layer(true, true);

@@ -95,8 +95,8 @@ TEST_P(SeqSelfAttentionStepMask, MatchesFiniteDifferences) {
   const auto x = random_tensor(kB, kT, kF, 43);
   for (std::uint64_t seed : {4, 5}) {
     const auto result = check_layer_gradients(layer, x, random_step_mask(kB, kT, seed));
-    EXPECT_TRUE(result.passed(allowed_zero(GetParam()))) << layer.describe() << " mask seed " << seed << ": "
-                                                         << result.report();
+    EXPECT_TRUE(result.passed(allowed_zero(GetParam())))
+        << layer.describe() << " mask seed " << seed << ": " << result.report();
   }
 }
 
@@ -183,8 +183,8 @@ TEST_P(SeqSelfAttentionStepMaskCompaction, EqualsLayerOnKeptStepsAsLengths) {
     ASSERT_EQ(a.grads.size(), c.grads.size());
     for (size_t i = 0; i < a.grads.size(); ++i)
       for (size_t j = 0; j < a.grads[i].size(); ++j)
-        EXPECT_NEAR(a.grads[i][j], c.grads[i][j], 1e-13 * (1 + std::abs(c.grads[i][j]))) << "param " << i << "[" << j
-                                                                                           << "]";
+        EXPECT_NEAR(a.grads[i][j], c.grads[i][j], 1e-13 * (1 + std::abs(c.grads[i][j])))
+            << "param " << i << "[" << j << "]";
   }
 }
 

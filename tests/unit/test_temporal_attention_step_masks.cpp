@@ -94,7 +94,8 @@ TEST_P(TemporalAttentionStepMask, MatchesFiniteDifferences) {
   const auto [shared, use_bias] = GetParam();
   TemporalAttention<double> layer = make_layer(shared, use_bias);
   for (std::uint64_t seed : {4, 5}) {
-    const auto result = check_layer_gradients(layer, random_tensor(kB, kT, kF, 30 + seed), random_step_mask(kB, kT, seed));
+    const auto result =
+        check_layer_gradients(layer, random_tensor(kB, kT, kF, 30 + seed), random_step_mask(kB, kT, seed));
     EXPECT_TRUE(result.passed()) << layer.describe() << " mask seed " << seed << ": " << result.report();
   }
 }
@@ -105,7 +106,8 @@ TEST_P(TemporalAttentionStepMask, KeptResultsIgnoreMaskedValues) {
   seqattn::testing::expect_masked_values_ignored(layer, random_tensor(kB, kT, kF, 40), random_step_mask(kB, kT, 6), 41);
 }
 
-INSTANTIATE_TEST_SUITE_P(SharedAndBias, TemporalAttentionStepMask, ::testing::Combine(::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(SharedAndBias, TemporalAttentionStepMask,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
 
 TEST(TemporalAttentionStepMaskErrors, StepMaskOfOtherTIsRefusedWithTheLayersName) {
   TemporalAttention<double> layer = make_layer(false, true);

@@ -332,8 +332,7 @@ class SeqSelfAttention final : public Layer<S> {
       detail::attention_output_forward<S>(A, X, L, band_, Y);
       sample_matrix(y, b).topRows(L) = Y;
       if (keep) zero_masked_rows(y, b, L, keep);
-      if (regularized())
-        attention_penalty_ += detail::attention_regularizer_forward<S>(A, band_, L, G_.data(), keep);
+      if (regularized()) attention_penalty_ += detail::attention_regularizer_forward<S>(A, band_, L, G_.data(), keep);
     }
     attention_penalty_ *= static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
   }
