@@ -20,6 +20,7 @@
 // is the same object (the same keys, storage and bits), and no arithmetic on the width can overflow.
 
 #include <algorithm>
+#include <cstdint>
 
 #include "seqattn/core/config.hpp"
 #include "seqattn/core/tensor.hpp"
@@ -93,24 +94,40 @@ S band_gram(const S* A, const AttentionBand& band, Index length, Index t, Index 
   return g;
 }
 
+// D = G - I over the kept rows (step masks: keep, null for lengths): the identity only on kept steps, so the
+// masked rows and columns of D (all-zero rows of A) are 0 and the penalty sums over kept rows and columns only.
+template <class M>
+void subtract_identity(M& g, const std::uint8_t* keep) {
+  if (!keep) {
+    g.diagonal().array() -= typename M::Scalar(1);
+    return;
+  }
+  for (Index t = 0; t < g.rows(); ++t)
+    if (keep[t]) g(t, t) -= typename M::Scalar(1);
+}
+
 // Attention regularizer of one sample: sum over valid t, u of (G[t, u] - [t == u])^2, G = A A^T.
 // A: (T, W) banded weights. Dense bands use one GEMM into G (scratch of at least length^2 values, used as a
 // contiguous (length, length) matrix so the result never depends on T); windowed bands O(T w^2).
+// keep (step masks): the sample's `length` keep flags (null: lengths); only kept rows and columns count.
 template <class S>
-S attention_regularizer_forward(const S* A, const AttentionBand& band, Index length, S* G) {
+S attention_regularizer_forward(const S* A, const AttentionBand& band, Index length, S* G,
+                                const std::uint8_t* keep = nullptr) {
   if (length == 0) return S(0);
   const Index W = band.cols();
   if (band.dense()) {
     const Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>> a(A, length, length, Eigen::OuterStride<>(W));
     Eigen::Map<Matrix<S>> g(G, length, length);
     g.noalias() = a * a.transpose();
-    g.diagonal().array() -= S(1);
+    subtract_identity(g, keep);
     return g.squaredNorm();
   }
   S total = S(0);
   for (Index t = 0; t < length; ++t) {
+    if (keep && !keep[t]) continue;  // a masked row of A is 0: D[t, u] = 0
     const KeyRange nb = band.neighbours(t, length);
     for (Index u = nb.begin; u < nb.end; ++u) {
+      if (keep && !keep[u]) continue;
       const S d = band_gram(A, band, length, t, u) - (t == u ? S(1) : S(0));
       total += d * d;
     }
@@ -121,9 +138,10 @@ S attention_regularizer_forward(const S* A, const AttentionBand& band, Index len
 // Gradient of scale * attention_regularizer_forward with respect to A, added into dA (T, W) banded:
 //   dA[t, s] += 4 * scale * sum_u D[t, u] A[u, s],   D = A A^T - I (symmetric).
 // G, square: scratch of at least length^2 values each (dense bands only).
+// keep (step masks): the sample's `length` keep flags, null for lengths masks; masked rows of A must be 0.
 template <class S>
 void attention_regularizer_backward(const S* A, const AttentionBand& band, Index length, S scale, S* G, S* square,
-                                    S* dA) {
+                                    S* dA, const std::uint8_t* keep = nullptr) {
   if (length == 0) return;
   const Index W = band.cols();
   if (band.dense()) {
@@ -131,15 +149,17 @@ void attention_regularizer_backward(const S* A, const AttentionBand& band, Index
     Eigen::Map<Matrix<S>, 0, Eigen::OuterStride<>> da(dA, length, length, Eigen::OuterStride<>(W));
     Eigen::Map<Matrix<S>> g(G, length, length), grad(square, length, length);
     g.noalias() = a * a.transpose();
-    g.diagonal().array() -= S(1);
+    subtract_identity(g, keep);
     grad.noalias() = (S(4) * scale) * g * a;
     da += grad;
     return;
   }
   for (Index t = 0; t < length; ++t) {
+    if (keep && !keep[t]) continue;
     const KeyRange rt = band.keys(t, length);
     const KeyRange nb = band.neighbours(t, length);
     for (Index u = nb.begin; u < nb.end; ++u) {
+      if (keep && !keep[u]) continue;
       const S d = band_gram(A, band, length, t, u) - (t == u ? S(1) : S(0));
       const KeyRange ru = band.keys(u, length);
       const Index lo = std::max(rt.begin, ru.begin), hi = std::min(rt.end, ru.end);

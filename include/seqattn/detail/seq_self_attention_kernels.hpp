@@ -11,8 +11,14 @@
 // or non-trivial elementwise op WRITES or reduces a buffer whose address does not depend on T or b (the
 // layer's scratch: H, the row scratch, `square`, dQ, dK, dP, Y and dX scratch), or goes through Eigen's GEMV
 // kernels, which use unaligned loads and no address-dependent peeling. Plain copies and additions are exact.
+// Step masks (holes, left padding): L is the sample's extent (1 + its last kept step) and `keep` its L keep flags
+// (null for lengths masks: the lengths code, unchanged). The layer zeroes the rows of x at masked steps (in a
+// copy) before the projections, so every product below reads only finite values; with `keep`, a masked query
+// row is skipped (weights 0, score gradients 0) and the softmax of a kept query runs over its kept keys only
+// (compacted into the row scratch, the same operations as the lengths code; masked keys get weight exactly 0).
 
 #include <algorithm>
+#include <cstdint>
 
 #include "seqattn/detail/head_products.hpp"
 #include "seqattn/detail/seq_self_attention_band.hpp"
@@ -57,9 +63,10 @@ void additive_tanh_block(const ConstMatrixMap<S>& Q, const ConstMatrixMap<S>& K,
 template <class S>
 void additive_scores_forward(const ConstMatrixMap<S>& Q, const ConstMatrixMap<S>& K,
                              const Eigen::Map<const Vector<S>>& wa, S ba, Index L, const AttentionBand& band, S* E,
-                             Matrix<S>& H) {
+                             Matrix<S>& H, const std::uint8_t* keep = nullptr) {
   const Index W = band.cols();
   for (Index t = 0; t < L; ++t) {
+    if (keep && !keep[t]) continue;  // masked query: its scores are never used
     const KeyRange r = band.keys(t, L);
     const Index n = r.size();
     if (n == 0) continue;
@@ -81,7 +88,8 @@ void additive_scores_forward(const ConstMatrixMap<S>& Q, const ConstMatrixMap<S>
 template <class S>
 void additive_scores_backward(const ConstMatrixMap<S>& Q, const ConstMatrixMap<S>& K,
                               const Eigen::Map<const Vector<S>>& wa, const S* dE, Index L, const AttentionBand& band,
-                              Matrix<S>& H, MatrixMap<S>& dQ, MatrixMap<S>& dK, Eigen::Map<Vector<S>>& dwa, S* dba) {
+                              Matrix<S>& H, MatrixMap<S>& dQ, MatrixMap<S>& dK, Eigen::Map<Vector<S>>& dwa, S* dba,
+                              const std::uint8_t* keep = nullptr) {
   namespace ei = Eigen::internal;
   using Packet = SimdPacket<S>;
   constexpr Index P = kSimdSize<S>;
@@ -91,7 +99,7 @@ void additive_scores_backward(const ConstMatrixMap<S>& Q, const ConstMatrixMap<S
     const KeyRange r = band.keys(t, L);
     const Index n = r.size();
     S* dq = dQ.data() + t * U;
-    if (n == 0) {
+    if (n == 0 || (keep && !keep[t])) {  // no key, or a masked query (its score gradients are 0)
       std::fill(dq, dq + U, S(0));
       continue;
     }
@@ -190,13 +198,28 @@ struct RowScratch {
 //   forward:  A[t, keys] = softmax(act(e[t, keys]))   (max-subtracted; A must be zeroed by the caller)
 template <class S>
 void attention_rows_forward(Activation act, const S* E, S* A, Index L, const AttentionBand& band,
-                            RowScratch<S>& scratch) {
+                            RowScratch<S>& scratch, const std::uint8_t* keep = nullptr) {
   const Index W = band.cols();
   for (Index t = 0; t < L; ++t) {
+    if (keep && !keep[t]) continue;  // masked query: weights 0
     const KeyRange r = band.keys(t, L);
     const Index n = r.size();
     if (n == 0) continue;
     const Index j0 = r.begin - band.start(t);
+    if (keep) {  // the kept keys only, compacted (a kept query keeps at least itself)
+      const std::uint8_t* k = keep + r.begin;
+      Index m = 0;
+      for (Index j = 0; j < n; ++j)
+        if (k[j]) scratch.a(m++) = E[t * W + j0 + j];
+      Eigen::Map<Vector<S>> z(scratch.a.data(), m);
+      activation_forward<S>(act, z, z);
+      const S mx = z.maxCoeff();
+      z = (z.array() - mx).exp().matrix();
+      z /= z.sum();
+      m = 0;
+      for (Index j = 0; j < n; ++j) A[t * W + j0 + j] = k[j] ? z(m++) : S(0);
+      continue;
+    }
     Eigen::Map<Vector<S>> z(scratch.a.data(), n);
     z = Eigen::Map<const Vector<S>>(E + t * W + j0, n);
     activation_forward<S>(act, z, z);
@@ -211,17 +234,39 @@ void attention_rows_forward(Activation act, const S* E, S* A, Index L, const Att
 // outside each row's keys are set to 0.
 template <class S>
 void attention_rows_backward(Activation act, const S* E, const S* A, Index L, const AttentionBand& band, S* dA,
-                             RowScratch<S>& scratch) {
+                             RowScratch<S>& scratch, const std::uint8_t* keep = nullptr) {
   const Index W = band.cols();
   for (Index t = 0; t < L; ++t) {
     Eigen::Map<Vector<S>> row(dA + t * W, W);
     const KeyRange r = band.keys(t, L);
     const Index n = r.size();
-    if (n == 0) {
+    if (n == 0 || (keep && !keep[t])) {  // no key, or a masked query: no gradient
       row.setZero();
       continue;
     }
     const Index j0 = r.begin - band.start(t);
+    if (keep) {  // the kept keys only, compacted as in the forward; masked keys get 0
+      const std::uint8_t* k = keep + r.begin;
+      Index m = 0;
+      for (Index j = 0; j < n; ++j)
+        if (k[j]) {
+          scratch.a(m) = A[t * W + j0 + j];
+          scratch.b(m) = row(j0 + j);
+          scratch.c(m++) = E[t * W + j0 + j];
+        }
+      Eigen::Map<Vector<S>> a(scratch.a.data(), m), d(scratch.b.data(), m), e(scratch.c.data(), m);
+      const S dot = a.dot(d);
+      d = (a.array() * (d.array() - dot)).matrix();
+      if (act != Activation::Linear) {
+        activation_forward<S>(act, e, a);
+        activation_backward<S>(act, e, a, d, d);
+      }
+      row.setZero();
+      m = 0;
+      for (Index j = 0; j < n; ++j)
+        if (k[j]) row(j0 + j) = d(m++);
+      continue;
+    }
     Eigen::Map<Vector<S>> a(scratch.a.data(), n), d(scratch.b.data(), n);
     a = Eigen::Map<const Vector<S>>(A + t * W + j0, n);
     d = row.segment(j0, n);

@@ -6,6 +6,8 @@
 //   multiplicative  e[t, s] = sum_{f, g} x[t, f] Wa[f, g] x[s, g] + ba
 //   A[t, s] = exp(act(e[t, s]) - m_t) / sum over allowed s' (m_t: max over allowed), 0 elsewhere
 //   y[t, f] = sum_s A[t, s] x[s, f];  penalty = r / B * sum_b sum_{t, u < len_b} (sum_s A[t,s] A[u,s] - [t==u])^2
+// Step masks: a pair (t, s) is allowed only when both steps are kept (mask.valid), the penalty sums over kept t, u,
+// and the values of x at masked steps are never read (the sums skip every pair that is not allowed).
 
 #include <algorithm>
 #include <cmath>
@@ -52,8 +54,11 @@ SeqSelfAttentionReference<S> seq_self_attention_reference(const SeqSelfAttention
       // scores of every allowed key
       bool any = false;
       S mx = S(0);
+      const auto allowed = [&](Index s) {
+        return reference_key_allowed(t, s, len, width, o.history_only()) && mask.valid(b, t, T) && mask.valid(b, s, T);
+      };
       for (Index s = 0; s < T; ++s) {
-        if (!reference_key_allowed(t, s, len, width, o.history_only())) continue;
+        if (!allowed(s)) continue;
         S e = ba;
         if (layer.additive()) {
           for (Index u = 0; u < U; ++u) {
@@ -72,16 +77,18 @@ SeqSelfAttentionReference<S> seq_self_attention_reference(const SeqSelfAttention
       if (!any) continue;
       S sum = S(0);
       for (Index s = 0; s < T; ++s)
-        if (reference_key_allowed(t, s, len, width, o.history_only())) {
+        if (allowed(s)) {
           ref.A(b, t, s) = std::exp(z[static_cast<size_t>(s)] - mx);
           sum += ref.A(b, t, s);
         }
       for (Index s = 0; s < T; ++s) ref.A(b, t, s) /= sum;
       for (Index s = 0; s < T; ++s)
-        for (Index f = 0; f < F; ++f) ref.y(b, t, f) += ref.A(b, t, s) * x(b, s, f);
+        if (allowed(s))
+          for (Index f = 0; f < F; ++f) ref.y(b, t, f) += ref.A(b, t, s) * x(b, s, f);
     }
     for (Index t = 0; t < len; ++t)
       for (Index u = 0; u < len; ++u) {
+        if (!mask.valid(b, t, T) || !mask.valid(b, u, T)) continue;
         S g = t == u ? S(-1) : S(0);
         for (Index s = 0; s < T; ++s) g += ref.A(b, t, s) * ref.A(b, u, s);
         ref.attention_penalty += g * g;

@@ -9,6 +9,12 @@
 // seed. attention() returns a (B, T, F) of the last forward (keras-attention-mechanism's 'attention_vec').
 // Masks: padded steps (t >= len_b) have attention 0 and output 0, pass no gradient and do not enter the
 // shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
+// Step masks (core/mask.hpp: holes, left padding): the softmax is per step, so a kept step is computed as for
+// any step; a masked step is treated as a padded one (attention 0, output 0, no gradient), and with shared=true
+// the mean runs over the sample's kept steps only (divided by their count; none kept: zeros). The products read
+// the rows of masked steps (each output row depends only on its own input row), but their results are dropped
+// (assigned 0) and the weight gradient sums over the runs of kept steps only, so masked values (NaN, Inf too)
+// never reach a kept output or a gradient. Lengths masks take the unchanged lengths path.
 // Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
 // Stream (core/stream.hpp): shared=false is per step (no state): z = x W + b over the B*n new rows in one
 //   Eigen product, then the forward's softmax of each row, y = x * p: equal to the forward up to the rounding
@@ -27,6 +33,7 @@
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/ordered_sum.hpp"
 #include "seqattn/detail/stable_product.hpp"
+#include "seqattn/detail/step_runs.hpp"
 
 namespace seqattn {
 
@@ -99,6 +106,9 @@ class FeatureAttention final : public Layer<S> {
            "steps included (shared=false weights each step by its own and streams)";
   }
 
+  // Step masks (holes, left padding): see the header comment.
+  bool supports_step_masks() const override { return true; }
+
   const FeatureAttentionOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }
   Vector<S>& bias() { return b_; }
@@ -113,13 +123,19 @@ class FeatureAttention final : public Layer<S> {
     auto X = as_matrix(x);
     ensure_shape(probs_, B, T, F);
     auto P = as_matrix(probs_);
+    const bool holes = mask.has_holes();  // step masks: the extent L may hold masked steps
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       // row bits independent of the sample's address (padding): Eigen's own product of a few rows vectorizes
       // by alignment, which with AVX-512 changed valid outputs when a batch was padded
       detail::row_stable_product<S>(P.middleRows(b * T, L), X.middleRows(b * T, L), W_, scratch_);
       if (options_.use_bias()) P.middleRows(b * T, L).rowwise() += b_.transpose();
-      for (Index t = 0; t < L; ++t) softmax_row(P.row(b * T + t));
+      for (Index t = 0; t < L; ++t) {
+        if (holes && !mask.valid(b, t, T))
+          P.row(b * T + t).setZero();
+        else
+          softmax_row(P.row(b * T + t));
+      }
       P.middleRows(b * T + L, T - L).setZero();
     }
     if (options_.shared()) {
@@ -129,6 +145,10 @@ class FeatureAttention final : public Layer<S> {
         const Index L = mask.length(b, T);
         A.middleRows(b * T + L, T - L).setZero();
         if (L == 0) continue;
+        if (holes) {  // the mean over the kept steps, in step order; masked steps 0
+          shared_mean_kept(P, A, mask, b, T);
+          continue;
+        }
         for (Index f = 0; f < F; ++f) {  // in step order: bits independent of the padding
           S sum(0);
           for (Index t = 0; t < L; ++t) sum += P(b * T + t, f);
@@ -153,11 +173,17 @@ class FeatureAttention final : public Layer<S> {
     auto P = as_matrix(probs_);
     ensure_shape(dz_, B * T, F);
     dz_.array() = DY.array() * X.array();  // da
+    const bool holes = mask.has_holes();
+    if (holes) zero_padded(dz_, mask, T);  // da at masked steps (x may be NaN there) is never used
     if (options_.shared()) {
       ensure_shape(dmean_, F);
       for (Index b = 0; b < B; ++b) {
         const Index L = mask.length(b, T);
         if (L == 0) continue;
+        if (holes) {  // inverts the mean over the kept steps
+          shared_mean_kept(dz_, dz_, mask, b, T);
+          continue;
+        }
         for (Index f = 0; f < F; ++f) {
           S sum(0);
           for (Index t = 0; t < L; ++t) sum += dz_(b * T + t, f);
@@ -170,15 +196,16 @@ class FeatureAttention final : public Layer<S> {
       const Index L = mask.length(b, T);
       for (Index t = 0; t < L; ++t) {
         const Index r = b * T + t;
+        if (holes && !mask.valid(b, t, T)) continue;  // 0 already
         const S dot = detail::ordered_dot(P.row(r), dz_.row(r));
         dz_.row(r).array() = P.row(r).array() * (dz_.row(r).array() - dot);
       }
       dz_.middleRows(b * T + L, T - L).setZero();
     }
-    for (Index b = 0; b < B; ++b) {
-      const Index L = mask.length(b, T);
-      dW_.noalias() += X.middleRows(b * T, L).transpose() * dz_.middleRows(b * T, L);
-    }
+    for (Index b = 0; b < B; ++b)  // over the runs of kept steps (lengths: one run [0, L), as before)
+      detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
+        dW_.noalias() += X.middleRows(b * T + t0, n).transpose() * dz_.middleRows(b * T + t0, n);
+      });
     if (options_.use_bias()) db_.noalias() += dz_.colwise().sum().transpose();
     auto DX = as_matrix(dx);
     DX.noalias() = dz_ * W_.transpose();
@@ -220,6 +247,29 @@ class FeatureAttention final : public Layer<S> {
     for (Index b = 0; b < mask.batch(); ++b) {
       const Index L = mask.length(b, T);
       m.middleRows(b * T + L, T - L).setZero();
+      if (mask.has_holes())
+        for (Index t = 0; t < L; ++t)
+          if (!mask.valid(b, t, T)) m.row(b * T + t).setZero();
+    }
+  }
+  // Step masks: the rows of sample b's kept steps of `out` set to the mean of those rows of `in` (in step order,
+  // divided by their count); masked rows of `out` set to 0 (out may be in).
+  template <class MI, class MO>
+  void shared_mean_kept(const MI& in, MO& out, const Mask& mask, Index b, Index T) {
+    const Index L = mask.length(b, T), F = in.cols(), n = mask.count(b, T);
+    Matrix<S>& mean = kept_mean_;
+    ensure_shape(mean, 1, F);
+    for (Index f = 0; f < F; ++f) {
+      S sum(0);
+      for (Index t = 0; t < L; ++t)
+        if (mask.valid(b, t, T)) sum += in(b * T + t, f);
+      mean(0, f) = n > 0 ? sum / static_cast<S>(n) : S(0);
+    }
+    for (Index t = 0; t < L; ++t) {
+      if (mask.valid(b, t, T))
+        out.row(b * T + t) = mean.row(0);
+      else
+        out.row(b * T + t).setZero();
     }
   }
 
@@ -230,6 +280,7 @@ class FeatureAttention final : public Layer<S> {
   Tensor3<S> shared_;                    // a (B, T, F) with shared=true
   Matrix<S> dz_;                         // (B*T, F) gradient of z
   Vector<S> dmean_;                      // (F) gradient of one sample's shared vector
+  Matrix<S> kept_mean_;                  // (1, F) step masks: one sample's mean over its kept steps
   detail::RowStableScratch<S> scratch_;  // the rows of a sample left over from the row quantum (forward)
 };
 

@@ -15,6 +15,14 @@
 // pairs where BOTH steps are padding (its issue #41), so valid steps there attended to padded ones. Here a
 // valid output never depends on padded steps, on T or on the other sequences of the batch, bitwise: each
 // sequence is computed alone over its valid steps, in scratch buffers whose addresses do not depend on T.
+// Step masks (core/mask.hpp: holes, left padding): a query attends to the kept steps among its allowed keys
+// (attention_width and history_only count positions, not kept steps: with width w and history_only, query t
+// sees the kept steps of [t - w + 1, t]); masked keys get weight exactly 0, a masked query row outputs 0, passes
+// no gradient and has weights 0 in attention(); a kept query always keeps itself as a key. The rows of x at
+// masked steps are set to 0 in a copy before any product, so their values (NaN, Inf included) never reach a
+// kept output or a gradient. The attention regularizer sums over kept rows and columns only. Lengths masks
+// take the unchanged lengths path (one has_holes() test per call); the step path costs one (T, F) copy of x
+// per sample (and of dy in backward) and computes the scores of masked keys, then drops them.
 //
 // Cost: with attention_width w, time O(B T min(w, T) U) and memory O(B T min(w, T)) (scores and weights are
 // stored banded, (B, T, min(w, T)): a width above T costs no more than T, whatever its value); without a width
@@ -211,6 +219,9 @@ class SeqSelfAttention final : public Layer<S> {
            std::to_string(w - 1 - w / 2) + "; set history_only (keys [t - " + std::to_string(w - 1) + ", t]) to stream";
   }
 
+  // Step masks (holes, left padding): see the header comment.
+  bool supports_step_masks() const override { return true; }
+
   const Options& options() const { return options_; }
   bool additive() const { return options_.attention_type() == AttentionType::Additive; }
   Index units() const { return options_.units(); }
@@ -291,8 +302,11 @@ class SeqSelfAttention final : public Layer<S> {
     const S ba = ba_.size() ? ba_(0) : S(0);
     const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
     attention_penalty_ = S(0);
+    const bool holes = mask.has_holes();  // step masks: the kept-step path (once per call)
+    if (holes) ensure_shape(x_kept_, T, F);
     for (Index b = 0; b < B; ++b) {
-      const Index L = mask.length(b, T);
+      const Index L = mask.length(b, T);  // step masks: the extent (1 + last kept step)
+      const std::uint8_t* keep = holes ? mask.keep_row(b) : nullptr;
       S* E = E_.data() + b * T * W;
       S* A = A_.data() + b * T * W;
       Eigen::Map<Matrix<S>>(E, T, W).setZero();
@@ -301,23 +315,24 @@ class SeqSelfAttention final : public Layer<S> {
       if (L == 0) continue;
       // The projections write in place: panel_product's rows do not depend on their address. The other
       // products are computed in fixed scratch and copied (see detail/seq_self_attention_kernels.hpp).
-      const ConstMatrixMap<S> X(x.data() + b * T * F, L, F);
+      const ConstMatrixMap<S> X(keep ? kept_rows(x, b, L, keep) : x.data() + b * T * F, L, F);
       if (additive()) {
         MatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
         detail::panel_product<S>(X.data(), F, L, panel_a_, Q.data(), U, false);
         if (bh_.size()) Q.rowwise() += bh_.transpose();  // an addition: exact on any path
         detail::panel_product<S>(X.data(), F, L, panel_b_, K.data(), U, false);
-        detail::additive_scores_forward<S>(const_map(Q), const_map(K), wa, ba, L, band_, E, H_);
+        detail::additive_scores_forward<S>(const_map(Q), const_map(K), wa, ba, L, band_, E, H_, keep);
       } else {
         MatrixMap<S> P(proj_a_.data() + b * T * F, L, F);
         detail::panel_product<S>(X.data(), F, L, panel_a_, P.data(), F, false);
         detail::multiplicative_scores_forward<S>(const_map(P), X, ba, L, band_, E, square_.data());
       }
-      detail::attention_rows_forward<S>(options_.attention_activation(), E, A, L, band_, rows_);
+      detail::attention_rows_forward<S>(options_.attention_activation(), E, A, L, band_, rows_, keep);
       MatrixMap<S> Y(x_scratch_.data(), L, F);
       detail::attention_output_forward<S>(A, X, L, band_, Y);
       sample_matrix(y, b).topRows(L) = Y;
-      if (regularized()) attention_penalty_ += detail::attention_regularizer_forward<S>(A, band_, L, G_.data());
+      if (keep) zero_masked_rows(y, b, L, keep);
+      if (regularized()) attention_penalty_ += detail::attention_regularizer_forward<S>(A, band_, L, G_.data(), keep);
     }
     attention_penalty_ *= static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
   }
@@ -341,24 +356,31 @@ class SeqSelfAttention final : public Layer<S> {
     const Eigen::Map<const Vector<S>> wa(Wa_.data(), Wa_.size());
     S* dba = dba_.size() ? dba_.data() : nullptr;
     const S reg_scale = static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
+    const bool holes = mask.has_holes();  // step masks: the kept-step path (once per call)
+    if (holes) {
+      ensure_shape(x_kept_, T, F);
+      ensure_shape(dy_kept_, T, F);
+    }
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
+      const std::uint8_t* keep = holes ? mask.keep_row(b) : nullptr;
       sample_matrix(dx, b).bottomRows(T - L).setZero();
       if (L == 0) continue;
       const S* E = E_.data() + b * T * W;
       const S* A = A_.data() + b * T * W;
-      const ConstMatrixMap<S> X(x.data() + b * T * F, L, F), dY(dy.data() + b * T * F, L, F);
+      const ConstMatrixMap<S> X(keep ? kept_rows(x, b, L, keep) : x.data() + b * T * F, L, F);
+      const ConstMatrixMap<S> dY(keep ? kept_rows(dy, b, L, keep, &dy_kept_) : dy.data() + b * T * F, L, F);
       MatrixMap<S> dX(x_scratch_.data(), L, F);  // accumulated at a fixed address, copied to dx at the end
       dX.setZero();
       detail::attention_output_backward<S>(A, X, dY, L, band_, dA_.data(), dX, square_.data());  // y = A x
       if (regularized())
-        detail::attention_regularizer_backward<S>(A, band_, L, reg_scale, G_.data(), square_.data(), dA_.data());
-      detail::attention_rows_backward<S>(options_.attention_activation(), E, A, L, band_, dA_.data(), rows_);
+        detail::attention_regularizer_backward<S>(A, band_, L, reg_scale, G_.data(), square_.data(), dA_.data(), keep);
+      detail::attention_rows_backward<S>(options_.attention_activation(), E, A, L, band_, dA_.data(), rows_, keep);
       if (additive()) {
         const ConstMatrixMap<S> Q(proj_a_.data() + b * T * U, L, U), K(proj_b_.data() + b * T * U, L, U);
         MatrixMap<S> dQ(dproj_a_.data(), L, U), dK(dproj_b_.data(), L, U);
         dK.setZero();
-        detail::additive_scores_backward<S>(Q, K, wa, dA_.data(), L, band_, H_, dQ, dK, dwa, dba);
+        detail::additive_scores_backward<S>(Q, K, wa, dA_.data(), L, band_, H_, dQ, dK, dwa, dba, keep);
         detail::panel_product<S>(dQ.data(), U, L, panel_a_, dX.data(), F, true);  // inverts Q = x Wt + bh
         detail::panel_product<S>(dK.data(), U, L, panel_b_, dX.data(), F, true);  // inverts K = x Wx
         detail::add_weight_gradient<S>(X.data(), F, L, F, dQ.data(), U, U, dWt_.data(), U);
@@ -372,6 +394,7 @@ class SeqSelfAttention final : public Layer<S> {
         detail::panel_product<S>(dP.data(), F, L, panel_a_, dX.data(), F, true);
       }
       sample_matrix(dx, b).topRows(L) = dX;
+      if (keep) zero_masked_rows(dx, b, L, keep);
     }
     const auto& k = options_.kernel_regularizer();
     const auto& c = options_.bias_regularizer();
@@ -407,6 +430,26 @@ class SeqSelfAttention final : public Layer<S> {
         fail("regularizer l1 and l2 must be finite and >= 0 but got l1=", reg.l1, " l2=", reg.l2);
   }
   bool regularized() const { return options_.attention_regularizer_weight() > 0.0; }
+  // Step masks: the first L rows of sample b of t (B, T, F) copied to `out` (x_kept_ by default) with the rows of
+  // masked steps set to 0 (assigned: a NaN or Inf there is never read into a product); returns its data.
+  const S* kept_rows(const Tensor3<S>& t, Index b, Index L, const std::uint8_t* keep, Matrix<S>* out = nullptr) {
+    Matrix<S>& m = out ? *out : x_kept_;
+    const Index F = t.dimension(2), T = t.dimension(1);
+    const ConstMatrixMap<S> src(t.data() + b * T * F, L, F);
+    for (Index s = 0; s < L; ++s) {
+      if (keep[s])
+        m.row(s) = src.row(s);
+      else
+        m.row(s).setZero();
+    }
+    return m.data();
+  }
+  // Rows of masked steps among the first L of sample b of t set to 0.
+  static void zero_masked_rows(Tensor3<S>& t, Index b, Index L, const std::uint8_t* keep) {
+    auto m = sample_matrix(t, b);
+    for (Index s = 0; s < L; ++s)
+      if (!keep[s]) m.row(s).setZero();
+  }
   // The keys of step t end at t: history_only, or a width of 1 or 2 ([t - w/2, t - w/2 + w - 1] = [t - w + 1, t]).
   bool causal() const {
     return options_.history_only() || (options_.attention_width() && *options_.attention_width() <= 2);
@@ -454,6 +497,8 @@ class SeqSelfAttention final : public Layer<S> {
   // Scratch at addresses independent of T and b: tanh block (W, U), per-sample gradients (T, W) and
   // (T, U or F), projection (T, U or F), y or dx rows (T, F), dense (L, L) products and Gram matrix, rows.
   Matrix<S> H_, dA_, dproj_a_, dproj_b_, x_scratch_;
+  // Step masks only: x and dy of one sample with the rows of masked steps set to 0 (T, F), row-major.
+  Matrix<S> x_kept_, dy_kept_;
   Vector<S> square_, G_;
   detail::RowScratch<S> rows_;
 };

@@ -14,6 +14,13 @@
 // + b[t] for t < len_b, the softmax runs over those len_b steps, and padded steps have attention 0 and output
 // 0 (so padded values never matter; this equals the unmasked block on the sequence with its padded x set to 0
 // and its padded scores to -inf). A sample of length 0 outputs zeros.
+// Step masks (core/mask.hpp: holes, left padding) follow the same rule with K_b, the kept steps of sample b:
+// z[b, f, t] = sum_{i in K_b} x[b, i, f] W[i, t] + b[t] for t in K_b, the softmax runs over K_b, masked steps
+// have attention 0, output 0 and no gradient (the unmasked block on x with its masked steps set to 0 and their
+// scores to -inf). W and b stay indexed by position (step t uses row and column t of W, not its rank among the
+// kept steps): a kept step means the same at any position whatever is masked around it. Only kept rows of x are
+// read (gathered with W[K_b, K_b] into scratch), so masked values (NaN, Inf too) never matter. Lengths masks take
+// the unchanged lengths path.
 // Compute: per sample, one (F, L) = (L, F)^T (L, L) GEMM forward and two GEMMs backward.
 // Streams: none (every output step reads every step of the window, later ones too): ConfigError.
 
@@ -21,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "seqattn/core/init.hpp"
 #include "seqattn/core/layer.hpp"
@@ -107,6 +115,8 @@ class TemporalAttention final : public Layer<S> {
   Vector<S>& bias() { return b_; }
   // a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
   const Tensor3<S>& attention() const { return att_; }
+  // Step masks (holes, left padding): see the header comment.
+  bool supports_step_masks() const override { return true; }
 
  protected:
   // per sample, L = len_b, X = x[b, :L] (L, F):
@@ -119,6 +129,10 @@ class TemporalAttention final : public Layer<S> {
     probs_.setZero();
     att_.setZero();
     y.setZero();
+    if (mask.has_holes()) {
+      forward_kept(x, mask, y);
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       if (L == 0) continue;
@@ -150,6 +164,10 @@ class TemporalAttention final : public Layer<S> {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(dz_, F, T);
     dx.setZero();
+    if (mask.has_holes()) {
+      backward_kept(x, mask, dy, dx);
+      return;
+    }
     for (Index b = 0; b < B; ++b) {
       const Index L = mask.length(b, T);
       if (L == 0) continue;
@@ -182,6 +200,89 @@ class TemporalAttention final : public Layer<S> {
   }
 
  private:
+  // Step masks: sample b's n kept steps, their rows of x (n, F) and W[K, K] (n, n) gathered into scratch.
+  Index gather_kept(const Tensor3<S>& t, const Mask& mask, Index b, Matrix<S>& rows) {
+    const Index T = t.dimension(1), F = t.dimension(2);
+    Index n = 0;
+    for (Index s = 0; s < T; ++s)
+      if (mask.valid(b, s, T)) kept_[static_cast<size_t>(n++)] = s;
+    ensure_shape(rows, n, F);
+    for (Index k = 0; k < n; ++k) rows.row(k) = sample_matrix(t, b).row(kept_[static_cast<size_t>(k)]);
+    return n;
+  }
+  void gather_weights(Index n) {
+    ensure_shape(w_kept_, n, n);
+    for (Index i = 0; i < n; ++i)
+      for (Index j = 0; j < n; ++j) w_kept_(i, j) = W_(kept_[static_cast<size_t>(i)], kept_[static_cast<size_t>(j)]);
+  }
+
+  // The lengths forward on the kept steps of each sample (probs_ holds p[b, f, :n] compacted, as for lengths).
+  void forward_kept(const Tensor3<S>& x, const Mask& mask, Tensor3<S>& y) {
+    const Index B = x.dimension(0), F = x.dimension(2);
+    kept_.resize(static_cast<size_t>(steps_));
+    for (Index b = 0; b < B; ++b) {
+      const Index n = gather_kept(x, mask, b, x_kept_);
+      if (n == 0) continue;
+      gather_weights(n);
+      auto P = probs_.block(b * F, 0, F, n);
+      P.noalias() = x_kept_.transpose() * w_kept_;
+      if (options_.use_bias())
+        for (Index k = 0; k < n; ++k) P.col(k).array() += b_(kept_[static_cast<size_t>(k)]);
+      for (Index f = 0; f < F; ++f) {
+        auto row = P.row(f);
+        row.array() = (row.array() - row.maxCoeff()).exp();
+        row /= row.sum();
+      }
+      ensure_shape(a_kept_, n, F);
+      if (options_.shared()) {
+        a_kept_.col(0) = P.colwise().mean().transpose();
+        for (Index f = 1; f < F; ++f) a_kept_.col(f) = a_kept_.col(0);
+      } else {
+        a_kept_ = P.transpose();
+      }
+      for (Index k = 0; k < n; ++k) {
+        const Index t = kept_[static_cast<size_t>(k)];
+        sample_matrix(att_, b).row(t) = a_kept_.row(k);
+        sample_matrix(y, b).row(t).array() = x_kept_.row(k).array() * a_kept_.row(k).array();
+      }
+    }
+  }
+
+  // Inverts forward_kept: the lengths backward on the gathered kept steps, scattered back to their positions.
+  void backward_kept(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) {
+    const Index B = x.dimension(0), F = x.dimension(2);
+    kept_.resize(static_cast<size_t>(steps_));
+    for (Index b = 0; b < B; ++b) {
+      const Index n = gather_kept(x, mask, b, x_kept_);
+      if (n == 0) continue;
+      gather_kept(dy, mask, b, dy_kept_);
+      gather_weights(n);
+      const auto P = probs_.block(b * F, 0, F, n);
+      auto DZ = dz_.leftCols(n);
+      if (options_.shared()) {
+        DZ.row(0) = (dy_kept_.array() * x_kept_.array()).rowwise().sum().transpose() / static_cast<S>(F);
+        for (Index f = 1; f < F; ++f) DZ.row(f) = DZ.row(0);
+      } else {
+        DZ = (dy_kept_.array() * x_kept_.array()).matrix().transpose();
+      }
+      for (Index f = 0; f < F; ++f) {
+        const S dot = P.row(f).dot(DZ.row(f));
+        DZ.row(f).array() = P.row(f).array() * (DZ.row(f).array() - dot);
+      }
+      ensure_shape(dw_kept_, n, n);
+      dw_kept_.noalias() = x_kept_ * DZ;
+      ensure_shape(a_kept_, n, F);
+      a_kept_.noalias() = w_kept_ * DZ.transpose();  // (n, F)
+      for (Index k = 0; k < n; ++k) {
+        const Index t = kept_[static_cast<size_t>(k)];
+        for (Index j = 0; j < n; ++j) dW_(t, kept_[static_cast<size_t>(j)]) += dw_kept_(k, j);
+        if (options_.use_bias()) db_(t) += DZ.col(k).sum();
+        sample_matrix(dx, b).row(t).array() =
+            dy_kept_.row(k).array() * sample_matrix(att_, b).row(t).array() + a_kept_.row(k).array();
+      }
+    }
+  }
+
   Index steps_;
   TemporalAttentionOptions options_;
   Matrix<S> W_, dW_;
@@ -189,6 +290,10 @@ class TemporalAttention final : public Layer<S> {
   Matrix<S> probs_;  // (B*F, T0): rows b*F + f hold p[b, f, :len_b] (0 beyond)
   Tensor3<S> att_;   // a (B, T0, F)
   Matrix<S> dz_;     // (F, T0) scratch: gradient of one sample's z
+  // Step masks only: one sample's kept steps, its kept rows of x and dy (n, F), W[K, K] and its gradient (n, n),
+  // and its kept weights (forward) or W[K, K] dz^T (backward) (n, F).
+  std::vector<Index> kept_;
+  Matrix<S> x_kept_, dy_kept_, w_kept_, dw_kept_, a_kept_;
 };
 
 }  // namespace seqattn
