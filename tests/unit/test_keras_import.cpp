@@ -50,8 +50,6 @@ const json& manifest() {
 // Why each case is refused (a part of the message), by case name; the file formats refused.
 const std::map<std::string, std::string>& refusals() {
   static const std::map<std::string, std::string> r = {
-      {"bidi_gru_mul_seq", "reset_after=False"},  // merge_mode mul is mapped, its GRU is not
-      {"gru_reset_before_stack_masked", "reset_after=False"},
       {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
       {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
       {"trig_pos_expand", "mode 'expand'"},

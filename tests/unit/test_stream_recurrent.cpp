@@ -91,10 +91,12 @@ TYPED_TEST(StreamRecurrent, GRUMatchesPredictForEveryOption) {
   for (bool sequences : {true, false})
     for (Activation act : kCellActivations)
       for (Activation ra : kCellActivations)
-        for (bool bias : {true, false}) {
+        for (bool bias : {true, false})
+          for (bool after : {true, false}) {
           Sequential<S> model(3);
           model.template add<GRU<S>>(5, GRUOptions()
                                             .return_sequences(sequences)
+                                            .reset_after(after)
                                             .activation(act)
                                             .recurrent_activation(ra)
                                             .use_bias(bias)

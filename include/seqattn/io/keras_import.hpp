@@ -27,7 +27,7 @@
 //   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
 //   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
 //   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
-//   causal, strides, dilation); LSTM, GRU (reset_after=True) -> LSTM, GRU; Bidirectional (concat, sum, ave,
+//   causal, strides, dilation); LSTM, GRU (reset_after True or False) -> LSTM, GRU; Bidirectional (concat, sum, ave,
 //   mul) -> Bidirectional; LayerNormalization (Keras' and keras-layer-normalization's, told apart by the `axis` key;
 //   epsilon from the config) -> LayerNorm; BatchNormalization (moving statistics) -> BatchNorm;
 //   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
@@ -54,7 +54,7 @@
 //   - Conv1D drops the mask in Keras: refused on masked inputs.
 //   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
 //   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
-// Refused: GRU reset_after=False, Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
+// Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
 // != key_dim, output_shape or cross-attention, TrigPosEmbedding / PositionEmbedding mode expand (the input
 // holds positions; seqattn encodes step indices), PositionEmbedding mask_zero, functional graphs that are
 // neither a chain nor residual blocks (other merge layers, an Add of two branches, a tensor feeding three
