@@ -86,9 +86,44 @@ namespace keras {
 
 constexpr std::uint64_t kMaxConfigBytes = std::uint64_t(64) << 20;
 
+// Python's json writes a non-finite float as the bare token NaN, Infinity or -Infinity (Keras:
+// Masking(mask_value=float("nan"))), which is not JSON: outside strings they become the strings "NaN",
+// "Infinity", "-Infinity" (read back by the options that accept them: Masking's mask_value).
+inline std::string quote_non_finite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"NaN", "Infinity", "-Infinity"}) {
+      const size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0) {
+        out += '"';
+        out += token;
+        out += '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
 inline json parse_config(const std::string& text, const std::string& who) {
   try {
-    return json::parse(text);
+    return json::parse(quote_non_finite(text));
   } catch (const json::exception& e) {
     throw_format(who, ": the model config is not valid JSON: ", e.what());
   }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -247,7 +248,10 @@ class LayerMapper {
       if (c != "Dropout") r.fail("not supported");
       add(out, l, factory<Dropout<S>>(F, rate));
     } else if (c == "Masking") {
-      const double value = r.number("mask_value", 0.0);
+      // mask_value NaN (Keras JSON: the bare token NaN, quoted by parse_config): Masking's missing-value form
+      const bool nan = l.config.contains("mask_value") && l.config["mask_value"] == json("NaN");
+      const double value = nan ? (r.raw("mask_value"), std::numeric_limits<double>::quiet_NaN())
+                               : r.number("mask_value", 0.0);
       r.finish();
       add(out, l, factory<Masking<S>>(F, value));
       s.mask = true;
