@@ -107,8 +107,7 @@ TEST(TorchRecurrentImport, ErrorsNameTheTensorAndWriteNothing) {
   EXPECT_EQ(error_of(bi, tensors<double>("gru")), "set_from_torch(GRU): tensor 'weight_ih_l0_reverse' is missing");
   EXPECT_TRUE(static_cast<GRU<double>&>(bi.forward_layer()).kernel() == fwd);  // the forward half untouched
   Dense<double> dense(4, 3);
-  EXPECT_NE(error_of(dense, tensors<double>("gru")).find("expected an LSTM, GRU or Bidirectional"),
-            std::string::npos);
+  EXPECT_NE(error_of(dense, tensors<double>("gru")).find("expected an LSTM, GRU or Bidirectional"), std::string::npos);
 }
 
 }  // namespace

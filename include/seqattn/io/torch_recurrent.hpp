@@ -46,10 +46,12 @@ const Matrix<S>& torch_tensor(const std::string& who, const TorchTensors<S>& t, 
   const auto it = t.find(name);
   if (it == t.end()) throw_config(who, ": tensor '", name, "' is missing");
   const Matrix<S>& m = it->second;
-  const bool ok = vector ? (m.size() == rows && (m.rows() == 1 || m.cols() == 1)) : (m.rows() == rows && m.cols() == cols);
+  const bool ok =
+      vector ? (m.size() == rows && (m.rows() == 1 || m.cols() == 1)) : (m.rows() == rows && m.cols() == cols);
   if (!ok)
-    throw_shape(who, ": '", name, "' expected shape ", vector ? "(" + std::to_string(rows) + ")" : torch_shape_string(rows, cols),
-                " but got ", torch_shape_string(m.rows(), m.cols()));
+    throw_shape(who, ": '", name, "' expected shape ",
+                vector ? "(" + std::to_string(rows) + ")" : torch_shape_string(rows, cols), " but got ",
+                torch_shape_string(m.rows(), m.cols()));
   return m;
 }
 
@@ -75,7 +77,8 @@ void set_recurrent_from_torch(Layer<S>& layer, const TorchTensors<S>& t, const s
     throw_config("set_from_torch: expected an LSTM, GRU or Bidirectional of them but got ", layer.describe());
   const std::string who = std::string("set_from_torch(") + (lstm ? "LSTM" : "GRU") + ")";
   if (gru && !gru->options().reset_after())
-    throw_config(who, ": reset_after=false has no torch.nn.GRU equivalent (torch applies the reset gate after the "
+    throw_config(who,
+                 ": reset_after=false has no torch.nn.GRU equivalent (torch applies the reset gate after the "
                  "recurrent product, as reset_after=true)");
   const Index G = lstm ? 4 : 3, U = lstm ? lstm->units() : gru->units(), F = layer.in_features();
   const bool bias = lstm ? lstm->options().use_bias() : gru->options().use_bias();

@@ -31,11 +31,10 @@
 // Cost: one GEMM x W over all B*T rows, per step one (B, U) x (U, 3U) product; backward per step one
 // (B, 3U) x (3U, U) product, then dK, dW and dx as GEMMs over all rows. No allocation in a steady loop.
 // Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
-// reset_after true, use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences false,
-// seed (default next_seed()).
-// Stream form (core/stream.hpp), every option: state "h" (B, 1, U) per stream; a chunk of n steps projects its
-// B*n input rows in one product, then steps the cell. Without return_sequences the layer pools time: each step
-// writes h at that step (the layer's output over the prefix ending there).
+// reset_after true, use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences
+// false, seed (default next_seed()). Stream form (core/stream.hpp), every option: state "h" (B, 1, U) per stream; a
+// chunk of n steps projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer
+// pools time: each step writes h at that step (the layer's output over the prefix ending there).
 
 #include <memory>
 #include <optional>
@@ -276,7 +275,7 @@ class GRU final : public detail::RecurrentBase<S> {
       detail::gemm(this->dK_.rightCols(U), hzh_.transpose(), dHZ_.rightCols(U), S(1), true);
     }
     if (options_.use_bias()) {
-      db_.row(0).noalias() += dXZ_.colwise().sum();                 // inverts (1) for b_in (the only bias
+      db_.row(0).noalias() += dXZ_.colwise().sum();                       // inverts (1) for b_in (the only bias
       if constexpr (After) db_.row(1).noalias() += dHZ_.colwise().sum();  // without reset_after); (2) for b_rec
     }
     this->project_inputs_backward(x, dXZ_, dx);  // inverts (1): dW += x^T dxz, dx = dxz W^T
@@ -294,7 +293,7 @@ class GRU final : public detail::RecurrentBase<S> {
       const Index r = b * T + t;
       for (Index u = 0; u < U; ++u) {
         const S z = A(b, u), hh = A(b, 2 * U + u), hp = this->hprev_(r, u), dh = dh_(b, u);
-        const S dzp = dh * (hp - hh) * detail::gate_activation_grad(ra, z);  // inverts (5), (3) for z
+        const S dzp = dh * (hp - hh) * detail::gate_activation_grad(ra, z);    // inverts (5), (3) for z
         const S da = dh * (S(1) - z) * detail::gate_activation_grad(act, hh);  // inverts (5), (4) for hh
         dxs_(b, u) = dzp;
         dhs_(b, u) = dzp;
@@ -378,7 +377,7 @@ class GRU final : public detail::RecurrentBase<S> {
   Matrix<S> dXZ_, dHZ_;   // (B*T, 3U) gradients of xz and hz
   Matrix<S> dh_;          // (B, U) gradient flowing to h_{t-1}
   Matrix<S> dxs_, dhs_;   // (B, 3U) one step of dXZ, dHZ, contiguous
-  Matrix<S> zr_, rh_, hh_;  // reset_after=False: (B, 2U) h K_zr, (B, U) r * h and (r * h) K_h of one step
+  Matrix<S> zr_, rh_, hh_;    // reset_after=False: (B, 2U) h K_zr, (B, U) r * h and (r * h) K_h of one step
   Matrix<S> da_, drh_, dzr_;  // reset_after=False: (B, U) dhz_h, d(r h); (B, 2U) dhz_zr of one step
 };
 

@@ -250,8 +250,8 @@ class LayerMapper {
     } else if (c == "Masking") {
       // mask_value NaN (Keras JSON: the bare token NaN, quoted by parse_config): Masking's missing-value form
       const bool nan = l.config.contains("mask_value") && l.config["mask_value"] == json("NaN");
-      const double value = nan ? (r.raw("mask_value"), std::numeric_limits<double>::quiet_NaN())
-                               : r.number("mask_value", 0.0);
+      const double value =
+          nan ? (r.raw("mask_value"), std::numeric_limits<double>::quiet_NaN()) : r.number("mask_value", 0.0);
       r.finish();
       add(out, l, factory<Masking<S>>(F, value));
       s.mask = true;
