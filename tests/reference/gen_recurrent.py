@@ -11,6 +11,12 @@ output, seq.dx and seq.d<param> the gradients of sum(y * R); and for return_sequ
 last.y (B, 1, D) = h_n (the last valid state; for the backward direction, its state after step 0),
 last.dx and last.d<param>. D = U, or 2U bidirectional ([forward | backward]).
 Gate order: torch LSTM i, f, g, o = Keras i, f, c, o; torch GRU r, z, n, Keras z, r, h (the test permutes).
+
+Keras GRU reset_after=False (no torch module computes it): cases gru_rb and bigru_rb, written directly in Keras'
+layout (kernel (F, 3U), recurrent_kernel (U, 3U), bias (3U), gate order z, r, h; *_reverse for the backward
+direction), by a plain per-step loop of torch tensor ops over each sequence's valid steps, differentiated by
+torch autograd: hh = tanh(x W_h + b_h + (r * h) K_h). Same file entries as the torch cases otherwise
+(seq.y / last.y, dx, d<param>).
 """
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -53,5 +59,66 @@ for case in ["lstm", "gru", "bilstm", "bigru"]:
         out[p + "dx"] = xg.grad.clone()
         for name, prm in rnn.named_parameters():
             out[p + "d" + name] = prm.grad.clone()
+
+
+
+def gru_reset_before(xs, W, K, b):
+    """xs (L, F) -> (L, U) states of Keras' GRU reset_after=False."""
+    U = K.shape[0]
+    h = torch.zeros(U, dtype=torch.float64)
+    hs = []
+    for t in range(xs.shape[0]):
+        xw = xs[t] @ W + b
+        zr = torch.sigmoid(xw[:2 * U] + h @ K[:, :2 * U])
+        z, r = zr[:U], zr[U:]
+        hh = torch.tanh(xw[2 * U:] + (r * h) @ K[:, 2 * U:])
+        h = z * h + (1 - z) * hh
+        hs.append(h)
+    return hs
+
+
+for case in ["gru_rb", "bigru_rb"]:
+    bi = case.startswith("bi")
+    sfxs = ["", "_reverse"] if bi else [""]
+    prm = {}
+    for sfx in sfxs:
+        prm["kernel" + sfx] = (torch.rand(F, 3 * U, dtype=torch.float64) * 1.2 - 0.6).requires_grad_(True)
+        prm["recurrent_kernel" + sfx] = (torch.rand(U, 3 * U, dtype=torch.float64) * 1.2 - 0.6).requires_grad_(True)
+        prm["bias" + sfx] = (torch.rand(3 * U, dtype=torch.float64) * 1.2 - 0.6).requires_grad_(True)
+    x = torch.rand(B, T, F, dtype=torch.float64) * 2 - 1
+    out[case + ".x"] = x
+    out[case + ".lengths"] = torch.tensor(LENGTHS, dtype=torch.float64)
+    for name, p in prm.items():
+        out[case + "." + name] = p
+    D = 2 * U if bi else U
+    for mode in ["seq", "last"]:
+        xg = x.clone().requires_grad_(True)
+        for p in prm.values():
+            p.grad = None
+        rows = []
+        for bidx in range(B):
+            L = LENGTHS[bidx]
+            parts_seq, parts_last = [], []
+            for sfx in sfxs:
+                xs = xg[bidx, :L] if sfx == "" else torch.flip(xg[bidx, :L], [0])
+                hs = gru_reset_before(xs, prm["kernel" + sfx], prm["recurrent_kernel" + sfx], prm["bias" + sfx])
+                if sfx:
+                    hs = hs[::-1]  # the backward direction's output at step t
+                pad = [torch.zeros(U, dtype=torch.float64)] * (T - L)
+                parts_seq.append(torch.stack(hs + pad))
+                parts_last.append(hs[-1] if sfx == "" else hs[0])
+            if mode == "seq":
+                rows.append(torch.cat(parts_seq, dim=1))
+            else:
+                rows.append(torch.cat(parts_last).unsqueeze(0))
+        y = torch.stack(rows)
+        R = torch.rand(y.shape, dtype=torch.float64) * 2 - 1
+        (y * R).sum().backward()
+        pre = case + "." + mode + "."
+        out[pre + "R"] = R
+        out[pre + "y"] = y
+        out[pre + "dx"] = xg.grad.clone()
+        for name, p in prm.items():
+            out[pre + "d" + name] = p.grad.clone()
 
 refdata.write("../data/recurrent.txt", out, __doc__.strip() + "\ntorch " + torch.__version__)

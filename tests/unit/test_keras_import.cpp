@@ -50,8 +50,6 @@ const json& manifest() {
 // Why each case is refused (a part of the message), by case name; the file formats refused.
 const std::map<std::string, std::string>& refusals() {
   static const std::map<std::string, std::string> r = {
-      {"bidi_gru_mul_seq", "reset_after=False"},  // merge_mode mul is mapped, its GRU is not
-      {"gru_reset_before_stack_masked", "reset_after=False"},
       {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
       {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
       {"trig_pos_expand", "mode 'expand'"},
@@ -266,6 +264,42 @@ TEST(KerasImport, UnknownLayerAndUnsupportedOptionAreRefusedByName) {
   p = write_temp("unknown_option.h5", replaced("\"use_bias\": true", "\"use_bixs\": true"));
   m = import_error<ConfigError>(p);
   EXPECT_TRUE(contains(m, "option 'use_bixs'") && contains(m, "not known")) << m;
+#endif
+}
+
+// Keras writes Masking(mask_value=float("nan")) as the bare JSON token NaN: it imports as Masking's missing-value
+// form (a step with a NaN feature is masked), and strings holding "NaN" are left alone.
+TEST(KerasImport, MaskingNaNImportsAsMissingValues) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  EXPECT_EQ(detail::keras::quote_non_finite(R"({"a": NaN, "b": "x NaN \" NaN", "c": [-Infinity, Infinity]})"),
+            R"({"a": "NaN", "b": "x NaN \" NaN", "c": ["-Infinity", "Infinity"]})");
+  std::string bytes = read_bytes(kDir + "/masking_dense.h5");
+  const size_t at = bytes.find("\"mask_value\": 0.0");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 17, "\"mask_value\": NaN");  // same length: the HDF5 attribute keeps its size
+  const std::string p = write_temp("masking_nan.h5", bytes);
+  Sequential<double> nan_model = import_keras<double>(p);
+  EXPECT_TRUE(contains(nan_model.summary(), "Masking(mask_value=NaN)")) << nan_model.summary();
+  Sequential<double> zero_model = import_keras<double>(kDir + "/masking_dense.h5");
+  const json* c = nullptr;
+  for (const json& k : manifest()["cases"])
+    if (k["name"] == "masking_dense") c = &k;
+  ASSERT_NE(c, nullptr);
+  const std::vector<Index> shape = (*c)["input"]["shape"].get<std::vector<Index>>();
+  const std::vector<double> values = (*c)["input"]["values"].get<std::vector<double>>();
+  const std::vector<Index> lengths = (*c)["lengths"].get<std::vector<Index>>();
+  Tensor3<double> x(shape[0], shape[1], shape[2]), x_nan(shape[0], shape[1], shape[2]);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = values[size_t(i)];
+  x_nan = x;
+  for (Index b = 0; b < shape[0]; ++b)  // padded steps: one NaN feature each (the rest garbage)
+    for (Index t = lengths[size_t(b)]; t < shape[1]; ++t)
+      for (Index f = 0; f < shape[2]; ++f) x_nan(b, t, f) = f == 0 ? std::nan("") : 7.0;
+  const Tensor3<double> y = zero_model.predict(x), y_nan = nan_model.predict(x_nan);
+  for (Index b = 0; b < shape[0]; ++b)
+    for (Index t = 0; t < lengths[size_t(b)]; ++t)
+      for (Index u = 0; u < y.dimension(2); ++u) EXPECT_EQ(y_nan(b, t, u), y(b, t, u)) << b << " " << t;
+  EXPECT_GT(lengths[2], 0);
 #endif
 }
 

@@ -4,6 +4,7 @@
 //   LSTM  torch i, f, g, o = Keras i, f, c, o: kernel = weight_ih^T, recurrent_kernel = weight_hh^T,
 //         bias = bias_ih + bias_hh
 //   GRU   torch r, z, n -> Keras z, r, h (blocks permuted), bias row 0 = bias_ih, row 1 = bias_hh (permuted)
+// GRU reset_after=false (gru_rb, bigru_rb): Keras' equations as a torch autograd loop, weights in Keras' layout.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -122,6 +123,63 @@ TEST(RecurrentTorchReference, Float) {
     run_case<float>(c, true);
     run_case<float>(c, false);
   }
+}
+
+// Keras GRU reset_after=False: the reference holds Keras-layout weights (bias (3U)) and autograd gradients.
+template <class S>
+void run_reset_before(const std::string& c, bool seq) {
+  SCOPED_TRACE(c + (seq ? " seq" : " last"));
+  const ReferenceData d(seqattn::testing::data_path("recurrent.txt"));
+  const bool bi = c.compare(0, 2, "bi") == 0;
+  const Tensor3<S> x = d.tensor<S>(c + ".x");
+  std::vector<Index> lengths;
+  for (double v : d.values(c + ".lengths")) lengths.push_back(Index(v));
+  const Mask mask(lengths);
+  const Index F = x.dimension(2), U = 3;
+  const GRUOptions o = GRUOptions().return_sequences(seq).reset_after(false);
+  std::unique_ptr<Layer<S>> layer;
+  if (bi)
+    layer = std::make_unique<Bidirectional<S>>(F, U, o);
+  else
+    layer = std::make_unique<GRU<S>>(F, U, o);
+  std::vector<Layer<S>*> inner{layer.get()};
+  if (bi) {
+    auto* b = static_cast<Bidirectional<S>*>(layer.get());
+    inner = {&b->forward_layer(), &b->backward_layer()};
+  }
+  const char* names[3] = {"kernel", "recurrent_kernel", "bias"};
+  for (size_t k = 0; k < inner.size(); ++k) {
+    auto params = inner[k]->params();
+    ASSERT_EQ(params.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const Matrix<S> m = d.matrix<S>(c + "." + names[i] + (k ? "_reverse" : ""));
+      ASSERT_EQ(params[i].size(), m.size()) << params[i].name;
+      params[i].values() = Eigen::Map<const Vector<S>>(m.data(), m.size());
+    }
+  }
+  const double tol = sizeof(S) == sizeof(double) ? 1e-12 : 2e-5;
+  const std::string p = c + (seq ? ".seq." : ".last.");
+  const Tensor3<S>& y = layer->forward(x, mask, Mode::Train);
+  ASSERT_EQ(y.size(), Index(d.values(p + "y").size()));
+  expect_close(y.data(), d.matrix<S>(p + "y"), tol, "y");
+  layer->zero_grad();
+  const Tensor3<S>& dx = layer->backward(x, mask, d.tensor<S>(p + "R"));
+  expect_close(dx.data(), d.matrix<S>(p + "dx"), tol, "dx");
+  for (size_t k = 0; k < inner.size(); ++k) {
+    auto params = inner[k]->params();
+    for (int i = 0; i < 3; ++i) {
+      const std::string n = std::string("d") + names[i] + (k ? "_reverse" : "");
+      expect_close(params[i].grad, d.matrix<S>(p + n), tol, n);
+    }
+  }
+}
+
+TEST(RecurrentTorchReference, GRUResetBefore) {
+  for (const char* c : {"gru_rb", "bigru_rb"})
+    for (bool seq : {true, false}) {
+      run_reset_before<double>(c, seq);
+      run_reset_before<float>(c, seq);
+    }
 }
 
 }  // namespace

@@ -65,6 +65,26 @@ std::vector<Case> cases() {
                                                   .use_bias(false)
                                                   .seed(7));
        }},
+      {"GRU reset_after=false",
+       [bias](Index F, Index U, bool seq) {
+         return std::make_unique<GRU<double>>(
+             F, U, GRUOptions().return_sequences(seq).reset_after(false).bias_init(bias).seed(8));
+       }},
+      {"GRU reset_after=false, tanh/relu, no bias",
+       [](Index F, Index U, bool seq) {
+         return std::make_unique<GRU<double>>(F, U,
+                                              GRUOptions()
+                                                  .return_sequences(seq)
+                                                  .reset_after(false)
+                                                  .recurrent_activation(Activation::ReLU)
+                                                  .use_bias(false)
+                                                  .seed(9));
+       }},
+      {"Bidirectional GRU reset_after=false",
+       [bias](Index F, Index U, bool seq) {
+         return std::make_unique<Bidirectional<double>>(
+             F, U, GRUOptions().return_sequences(seq).reset_after(false).bias_init(bias).seed(10));
+       }},
   };
 }
 
@@ -156,6 +176,7 @@ TEST(RecurrentStepMasks, SteadyLoopAllocatesNothing) {
   std::vector<std::unique_ptr<Layer<double>>> layers;
   layers.push_back(std::make_unique<LSTM<double>>(4, 8, LSTMOptions().return_sequences(true)));
   layers.push_back(std::make_unique<GRU<double>>(4, 8, GRUOptions().return_sequences(true)));
+  layers.push_back(std::make_unique<GRU<double>>(4, 8, GRUOptions().return_sequences(true).reset_after(false)));
   layers.push_back(std::make_unique<Bidirectional<double>>(4, 8, LSTMOptions().return_sequences(true)));
   layers.push_back(std::make_unique<LSTM<double>>(4, 40));  // products through Eigen's GEMM kernel
   for (Index B : {1, 4}) {

@@ -91,17 +91,19 @@ TYPED_TEST(StreamRecurrent, GRUMatchesPredictForEveryOption) {
   for (bool sequences : {true, false})
     for (Activation act : kCellActivations)
       for (Activation ra : kCellActivations)
-        for (bool bias : {true, false}) {
-          Sequential<S> model(3);
-          model.template add<GRU<S>>(5, GRUOptions()
-                                            .return_sequences(sequences)
-                                            .activation(act)
-                                            .recurrent_activation(ra)
-                                            .use_bias(bias)
-                                            .bias_init(Init::uniform(-0.5, 0.5))
-                                            .seed(++seed));
-          expect_stream_exact(model, model.layer(0).describe(), 30, 12, seed);
-        }
+        for (bool bias : {true, false})
+          for (bool after : {true, false}) {
+            Sequential<S> model(3);
+            model.template add<GRU<S>>(5, GRUOptions()
+                                              .return_sequences(sequences)
+                                              .reset_after(after)
+                                              .activation(act)
+                                              .recurrent_activation(ra)
+                                              .use_bias(bias)
+                                              .bias_init(Init::uniform(-0.5, 0.5))
+                                              .seed(++seed));
+            expect_stream_exact(model, model.layer(0).describe(), 30, 12, seed);
+          }
 }
 
 TYPED_TEST(StreamRecurrent, CausalConv1DMatchesPredictForEveryOption) {

@@ -27,7 +27,7 @@
 //   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
 //   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
 //   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
-//   causal, strides, dilation); LSTM, GRU (reset_after=True) -> LSTM, GRU; Bidirectional (concat, sum, ave,
+//   causal, strides, dilation); LSTM, GRU (reset_after True or False) -> LSTM, GRU; Bidirectional (concat, sum, ave,
 //   mul) -> Bidirectional; LayerNormalization (Keras' and keras-layer-normalization's, told apart by the `axis` key;
 //   epsilon from the config) -> LayerNorm; BatchNormalization (moving statistics) -> BatchNorm;
 //   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
@@ -54,7 +54,7 @@
 //   - Conv1D drops the mask in Keras: refused on masked inputs.
 //   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
 //   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
-// Refused: GRU reset_after=False, Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
+// Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
 // != key_dim, output_shape or cross-attention, TrigPosEmbedding / PositionEmbedding mode expand (the input
 // holds positions; seqattn encodes step indices), PositionEmbedding mask_zero, functional graphs that are
 // neither a chain nor residual blocks (other merge layers, an Add of two branches, a tensor feeding three
@@ -86,9 +86,44 @@ namespace keras {
 
 constexpr std::uint64_t kMaxConfigBytes = std::uint64_t(64) << 20;
 
+// Python's json writes a non-finite float as the bare token NaN, Infinity or -Infinity (Keras:
+// Masking(mask_value=float("nan"))), which is not JSON: outside strings they become the strings "NaN",
+// "Infinity", "-Infinity" (read back by the options that accept them: Masking's mask_value).
+inline std::string quote_non_finite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"NaN", "Infinity", "-Infinity"}) {
+      const size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0) {
+        out += '"';
+        out += token;
+        out += '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
 inline json parse_config(const std::string& text, const std::string& who) {
   try {
-    return json::parse(text);
+    return json::parse(quote_non_finite(text));
   } catch (const json::exception& e) {
     throw_format(who, ": the model config is not valid JSON: ", e.what());
   }

@@ -46,7 +46,8 @@
 //                                    blocks 1, 0, 2 (torch order r, z, n)          (a block permutation)
 //         recurrent_kernel (U, 3U) = weight_hh_l0^T, permuted alike
 //         bias (2, 3U)             = [bias_ih_l0; bias_hh_l0], each permuted alike (reset_after=True)
-// tests/unit/test_lstm_gru_reference.cpp converts torch's tensors this way. Supporting it here needs two
+// io/torch_recurrent.hpp's set_from_torch(layer, tensors) converts torch's tensors this way (LSTM, GRU
+// reset_after=True, Bidirectional; GRU reset_after=False has no torch twin). Supporting it here needs two
 // TorchName features: a permutation of the `parts` blocks, and an import that sums two tensors (export: the
 // whole bias to bias_ih_l0 and zeros to bias_hh_l0).
 

@@ -20,8 +20,10 @@
 // Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
 //   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
 //   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is a masked step, which a stream
-//   (one output per step, no mask) cannot express. Streams of non-zero ids (padding is what reset() replaces)
-//   are exact: mask_zero then changes nothing.
+//   (one output per step, no mask) cannot express: a zero row passed on would be a kept step downstream (a
+//   recurrent layer would update its state there, where forward carries it across), so the stream refuses
+//   rather than differ from forward. Streams of non-zero ids (padding is what reset() replaces) are exact:
+//   mask_zero then changes nothing.
 
 #include <cmath>
 #include <cstdint>

@@ -9,9 +9,11 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "seqattn/io/keras/hdf5_reader.hpp"
@@ -246,7 +248,10 @@ class LayerMapper {
       if (c != "Dropout") r.fail("not supported");
       add(out, l, factory<Dropout<S>>(F, rate));
     } else if (c == "Masking") {
-      const double value = r.number("mask_value", 0.0);
+      // mask_value NaN (Keras JSON: the bare token NaN, quoted by parse_config): Masking's missing-value form
+      const bool nan = l.config.contains("mask_value") && l.config["mask_value"] == json("NaN");
+      const double value =
+          nan ? (r.raw("mask_value"), std::numeric_limits<double>::quiet_NaN()) : r.number("mask_value", 0.0);
       r.finish();
       add(out, l, factory<Masking<S>>(F, value));
       s.mask = true;
@@ -456,20 +461,22 @@ class LayerMapper {
     r.require("time_major", {false}, "time-major input");
     r.require("activity_regularizer", {nullptr}, "");
     r.ignore({"dropout", "recurrent_dropout", "implementation", "unroll", "zero_output_for_mask", "unit_forget_bias"});
-    if (cls == "GRU" && !r.boolean("reset_after", true))
-      r.fail(
-          "reset_after=False (bias (3 units,), reset gate before the recurrent product) is not supported: "
-          "seqattn's GRU is Keras' reset_after=True form");
+    if constexpr (std::is_same_v<Options, GRUOptions>)  // reset_after=False: bias (3U,), GRU reset_after(false)
+      o.reset_after(r.boolean("reset_after", true));
+    else
+      (void)cls;
     return o;
   }
 
+  // reset_after: GRU's bias is (2, 3U) (Keras reset_after=True) or (3U,) (reset_after=False).
   void recurrent_copies(const std::string& cls, Index F, Index units, bool bias, size_t first,
-                        const std::string& prefix, std::vector<typename PlannedLayer<S>::Copy>& copies) {
+                        const std::string& prefix, std::vector<typename PlannedLayer<S>::Copy>& copies,
+                        bool reset_after = true) {
     const Index G = cls == "LSTM" ? 4 : 3;
     copies.push_back({first, prefix + "kernel", {F, G * units}, nullptr});
     copies.push_back({first + 1, prefix + "recurrent_kernel", {units, G * units}, nullptr});
     if (bias) {
-      if (cls == "LSTM")
+      if (cls == "LSTM" || !reset_after)
         copies.push_back({first + 2, prefix + "bias", {G * units}, nullptr});
       else
         copies.push_back({first + 2, prefix + "bias", {2, G * units}, nullptr});
@@ -491,7 +498,7 @@ class LayerMapper {
       GRUOptions o = recurrent_options<GRUOptions>(r, "GRU", seq);
       r.finish();
       expect_weights(r, l, o.use_bias() ? 3 : 2);
-      recurrent_copies("GRU", s.features, units, o.use_bias(), 0, "", copies);
+      recurrent_copies("GRU", s.features, units, o.use_bias(), 0, "", copies, o.reset_after());
       add(out, l, factory<GRU<S>>(s.features, units, o), copies);
     }
     s.features = units;
@@ -551,7 +558,7 @@ class LayerMapper {
     bool seq = false;
     std::vector<typename PlannedLayer<S>::Copy> copies;
     const BidirectionalOptions bo = BidirectionalOptions().merge_mode(mode);
-    bool bias = true;
+    bool bias = true, reset_after = true;
     if (inner.class_name == "LSTM") {
       LSTMOptions o = recurrent_options<LSTMOptions>(ir, "LSTM", seq);
       ir.finish();
@@ -561,12 +568,13 @@ class LayerMapper {
       GRUOptions o = recurrent_options<GRUOptions>(ir, "GRU", seq);
       ir.finish();
       bias = o.use_bias();
+      reset_after = o.reset_after();
       add(out, l, factory<Bidirectional<S>>(F, units, o, bo));
     }
     const size_t per = bias ? 3 : 2;
     expect_weights(r, l, 2 * per);
-    recurrent_copies(inner.class_name, F, units, bias, 0, "forward.", out.back().copies);
-    recurrent_copies(inner.class_name, F, units, bias, per, "backward.", out.back().copies);
+    recurrent_copies(inner.class_name, F, units, bias, 0, "forward.", out.back().copies, reset_after);
+    recurrent_copies(inner.class_name, F, units, bias, per, "backward.", out.back().copies, reset_after);
     s.features = merge == "concat" ? 2 * units : units;
     if (!seq) {
       s.reduced = true;
