@@ -29,7 +29,9 @@
 #include "seqattn/layers/dropout.hpp"
 #include "seqattn/layers/embedding.hpp"
 #include "seqattn/layers/feature_attention.hpp"
+#include "seqattn/layers/gated_pooling.hpp"
 #include "seqattn/layers/gru.hpp"
+#include "seqattn/layers/last_step_attention.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/masking.hpp"
@@ -188,8 +190,11 @@ class Builder {
           if (padding == Padding::Valid && (keep_shape || rf > T_)) padding = Padding::Same;
           const Index stride = (causal || keep_shape) ? 1 : pick(1, 2);
           const Index filters = keep_shape ? F : pick(1, o_.max_features());
+          // residual (act(conv(x) + x)) when the shapes allow it
+          const bool residual = filters == F && stride == 1 && padding != Padding::Valid && coin(0.3);
           m.template add<Conv1D<S>>(filters, kernel, Conv1DOptions().stride(stride).dilation(dilation).padding(padding)
-                                                        .activation(elementwise()).use_bias(coin(0.8)).seed(next()));
+                                                        .activation(elementwise()).use_bias(coin(0.8)).seed(next())
+                                                        .residual(residual));
           T_ = padding == Padding::Valid ? (T_ - rf) / stride + 1 : (T_ + stride - 1) / stride;
           return;
         }
@@ -208,11 +213,18 @@ class Builder {
         }
         case 8: {  // global pooling: removes time
           if (causal || keep_shape) break;
-          const Index k = pick(0, 3);
+          const Index k = pick(0, 6);
           if (k == 0) m.template add<GlobalMaxPool<S>>();
           if (k == 1) m.template add<GlobalAvgPool<S>>();
           if (k == 2) m.template add<LastStep<S>>();
           if (k == 3) m.template add<SeqWeightedAttention<S>>(SeqWeightedAttentionOptions().use_bias(coin(0.5)).seed(next()));
+          if (k == 5) m.template add<GatedMeanPool<S>>(GatedMeanPoolOptions().seed(next()));
+          if (k == 6) m.template add<BertPool<S>>(BertPoolOptions().units(pick(0, o_.max_features())).seed(next()));
+          if (k == 4) {
+            const AttentionScore score = coin(0.5) ? AttentionScore::Luong : AttentionScore::Bahdanau;
+            const Index units = pick(1, o_.max_features());
+            m.template add<LastStepAttention<S>>(LastStepAttentionOptions().score(score).units(units).seed(next()));
+          }
           T_ = 1;
           has_time_ = false;
           return;

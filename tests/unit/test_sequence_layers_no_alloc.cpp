@@ -1,5 +1,6 @@
-// A steady training loop allocates nothing: positional encodings, LayerNorm, BatchNorm and the pools run
-// forward and backward with Eigen's allocations forbidden (EIGEN_RUNTIME_NO_MALLOC) once warmed up.
+// A steady training loop allocates nothing: positional encodings, LayerNorm, BatchNorm, the pools and
+// LastStepAttention run forward and backward with Eigen's allocations forbidden (EIGEN_RUNTIME_NO_MALLOC) once
+// warmed up.
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "seqattn/layers/batch_norm.hpp"
+#include "seqattn/layers/last_step_attention.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
@@ -26,6 +28,9 @@ TEST(SequenceLayers, SteadyForwardBackwardAllocatesNothing) {
   layers.push_back(std::make_unique<LastStep<double>>(4));
   layers.push_back(std::make_unique<MaxPool1D<double>>(4, 2, PoolOptions().stride(1)));
   layers.push_back(std::make_unique<AvgPool1D<double>>(4, 3, PoolOptions().stride(2).partial_windows(true)));
+  for (AttentionScore score : {AttentionScore::Luong, AttentionScore::Bahdanau})
+    layers.push_back(
+        std::make_unique<LastStepAttention<double>>(4, LastStepAttentionOptions().score(score).units(3).seed(2)));
   const Tensor3<double> x = seqattn::testing::random_tensor(3, 6, 4, 1);
   const Mask mask = Mask::from_lengths({6, 2, 0});
   for (auto& layer : layers) {

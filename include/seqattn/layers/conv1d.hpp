@@ -6,7 +6,11 @@
 // (kernel_size, in, filters) flattened row-major, so row j*in + c is tap j of input channel c; "b" (filters).
 // Options (Conv1DOptions): stride (1), dilation (1), padding (Padding::Valid, Same or Causal; geometry and
 // output lengths in layers/padding.hpp), use_bias (true), activation (linear), kernel_init (glorot_uniform,
-// fans kernel_size*in and kernel_size*filters as Keras), bias_init (zeros), seed.
+// fans kernel_size*in and kernel_size*filters as Keras), bias_init (zeros), seed, residual (false).
+// residual(true): y = act(conv(x) + x), the residual form of the CNN self-attention encoder write-up. Requires
+// filters == in, stride 1 and padding same or causal (T_out = T; ConfigError naming the layer otherwise). The
+// skip adds x only where the output step is kept (masked output steps are 0 as always); dx gains dz there; the
+// stream form (causal) adds the step's own input.
 //
 // Masks: each sample is convolved alone, as if it had only its len_b valid steps: steps t >= len_b read as
 // zeros (their values never matter), and the padding split of Same is computed from len_b (for stride 1 or
@@ -63,6 +67,9 @@ struct Conv1DOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  // y = act(conv(x) + x); filters == in, stride 1, padding same or causal. Model files: key "residual", written
+  // only when true (files of plain convolutions stay as they were).
+  SEQATTN_ARG(bool, residual, false)
 
   // The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
@@ -92,8 +99,17 @@ class Conv1D final : public Layer<S> {
     if (options.stride() <= 0) detail::throw_config(describe(), ": stride must be positive but got ", options.stride());
     if (options.dilation() <= 0)
       detail::throw_config(describe(), ": dilation must be positive but got ", options.dilation());
-    const Index reach = detail::checked_product(describe(), "dilation x (kernel_size - 1)",
-                                                {options.dilation(), kernel_size - 1});
+    if (options.residual()) {
+      if (filters != in_features)
+        detail::throw_config(describe(), ": residual expected filters == input features ", in_features, " but got ",
+                             filters);
+      if (options.stride() != 1)
+        detail::throw_config(describe(), ": residual expected stride 1 but got ", options.stride());
+      if (options.padding() == Padding::Valid)
+        detail::throw_config(describe(), ": residual expected padding same or causal but got valid");
+    }
+    const Index reach =
+        detail::checked_product(describe(), "dilation x (kernel_size - 1)", {options.dilation(), kernel_size - 1});
     if (reach == std::numeric_limits<Index>::max())
       detail::throw_config(describe(), ": the receptive field dilation x (kernel_size - 1) + 1 overflows");
     const Index rows = detail::checked_product(describe(), "kernel_size x input features", {kernel_size, in_features});
@@ -140,13 +156,17 @@ class Conv1D final : public Layer<S> {
     c.set("filters", filters_);
     c.set("kernel_size", geometry_.kernel_size);
     write_options(c, options_);
+    if (options_.residual()) c.set("residual", true);
     return c;
   }
   // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Conv1D config");
     const Index filters = r.read_size("filters"), kernel_size = r.read_size("kernel_size");
-    const Conv1DOptions options = read_options<Conv1DOptions>(r);
+    Conv1DOptions options = read_options<Conv1DOptions>(r);
+    bool residual = false;
+    r.read_into("residual", residual);
+    options.residual(residual);
     r.finish();
     return std::make_unique<Conv1D>(in_features, filters, kernel_size, options);
   }
@@ -157,6 +177,7 @@ class Conv1D final : public Layer<S> {
     s += ", padding=" + to_string(geometry_.padding);
     if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
     if (!options_.use_bias()) s += ", use_bias=false";
+    if (options_.residual()) s += ", residual";
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Conv1D>(*this); }
@@ -217,6 +238,7 @@ class Conv1D final : public Layer<S> {
       // row bits independent of B*T_out (a longer padding must not change valid outputs)
       detail::row_stable_product<S>(Z, cols_, W_, scratch_);
       if (options_.use_bias()) Z.rowwise() += b_.transpose();
+      if (options_.residual()) add_residual(Z, x, mask);
     };
     if (has_act) {
       compute(z_);
@@ -248,6 +270,7 @@ class Conv1D final : public Layer<S> {
       scatter<true>(mask, T, C, T_out, dx);
     else
       scatter<false>(mask, T, C, T_out, dx);
+    if (options_.residual()) as_matrix(dx) += dz_;  // inverts z += x (dz_ is 0 at masked output rows)
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -300,6 +323,7 @@ class Conv1D final : public Layer<S> {
         detail::stream_product(Y, cols, layer.W_);
       }
       if (layer.options_.use_bias()) Y.rowwise() += layer.b_.transpose();
+      if (layer.options_.residual()) Y += as_matrix(x);
       activation_forward<S>(layer.options_.activation(), Y, Y);
     }
     void reset(Index b) override {
@@ -310,6 +334,19 @@ class Conv1D final : public Layer<S> {
     }
     bool per_step() const override { return reach == 0; }
   };
+
+  // Z (B*T, C) += x at the kept steps (residual: stride 1, T_out = T, output step t aligned with input step t);
+  // masked and padded steps are skipped, so their values never enter Z.
+  template <class Z>
+  void add_residual(Z& z, const Tensor3<S>& x, const Mask& mask) const {
+    const Index B = x.dimension(0), T = x.dimension(1);
+    const bool holes = mask.has_holes();
+    for (Index b = 0; b < B; ++b) {
+      const auto X = sample_matrix(x, b);
+      for (Index t = 0; t < T; ++t)
+        if (holes ? mask.valid(b, t, T) : t < mask.length(b, T)) z.row(b * T + t) += X.row(t);
+    }
+  }
 
   // Whether output step t of sequence b is kept under a step mask: its aligned input step is kept.
   bool out_kept(const Mask& mask, Index b, Index t, Index T) const {

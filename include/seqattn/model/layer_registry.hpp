@@ -4,9 +4,9 @@
 // build_layer<S>(entry, in_features) rebuilds it with the registered factory. Every built-in layer is registered
 // under its class_name(): Dense, Activation, Dropout, LayerNorm, RMSNorm, BatchNorm, Embedding,
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
-// LastStep, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention, MultiHeadAttention,
-// FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual, Sequential, and the layers of imported
-// Keras models (io/keras_import.hpp): Masking, KerasPaddingAttention.
+// LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
+// LastStepAttention, MultiHeadAttention, FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual,
+// Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking, KerasPaddingAttention.
 //
 // Your own layers: MyLayer<S> overrides class_name() (returning the name it is registered under) and config(),
 // and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr<Layer<S>>
@@ -37,7 +37,9 @@
 #include "seqattn/layers/dropout.hpp"
 #include "seqattn/layers/embedding.hpp"
 #include "seqattn/layers/feature_attention.hpp"
+#include "seqattn/layers/gated_pooling.hpp"
 #include "seqattn/layers/global_pooling.hpp"
+#include "seqattn/layers/last_step_attention.hpp"
 #include "seqattn/layers/gru.hpp"
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
@@ -133,10 +135,13 @@ class LayerRegistry {
     add_leaf<GlobalMaxPool<S>>("GlobalMaxPool");
     add_leaf<GlobalAvgPool<S>>("GlobalAvgPool");
     add_leaf<LastStep<S>>("LastStep");
+    add_leaf<GatedMeanPool<S>>("GatedMeanPool");
+    add_leaf<BertPool<S>>("BertPool");
     add_leaf<LSTM<S>>("LSTM");
     add_leaf<GRU<S>>("GRU");
     add_leaf<SeqSelfAttention<S>>("SeqSelfAttention");
     add_leaf<SeqWeightedAttention<S>>("SeqWeightedAttention");
+    add_leaf<LastStepAttention<S>>("LastStepAttention");
     add_leaf<MultiHeadAttention<S>>("MultiHeadAttention");
     add_leaf<FeatureAttention<S>>("FeatureAttention");
     add_leaf<TemporalAttention<S>>("TemporalAttention");
