@@ -186,7 +186,7 @@ class Sequential final : public Layer<S> {
     }
     return m;
   }
-  S regularization_loss() const override {
+  S extra_regularization_loss() const override {
     S total = S(0);
     for (const auto& layer : layers_) total += layer->regularization_loss();
     return total;
