@@ -304,6 +304,9 @@ TEST(WeightRulesFrozen, SequentialWithOneFrozenLayerTrainsTheOthers) {
   EXPECT_TRUE(a.kernel() == a_before);
   EXPECT_FALSE(b.kernel() == b_before);
   EXPECT_LT(loss, 0.5 * first_loss);
+  // summary() counts the frozen layer's parameters as non-trainable, as Keras does.
+  EXPECT_NE(model.summary().find("Trainable params: 14\n"), std::string::npos) << model.summary();
+  EXPECT_NE(model.summary().find("Non-trainable params: 30\n"), std::string::npos) << model.summary();
   // A container freezes all its children (Keras), and unfreezes them.
   model.set_trainable(false);
   for (const auto& p : model.params()) EXPECT_FALSE(p.trainable()) << p.name;
