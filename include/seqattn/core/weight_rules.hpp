@@ -19,8 +19,9 @@
 //                   whole norm. Layouts per layer: Dense W (in, units); Conv1D W (kernel_size * in, filters), so
 //                   axis 0 = one norm per filter over all its taps and inputs (Keras axis [0, 1] of its (k, in,
 //                   filters) kernel); LSTM / GRU kernel (in, gates * units), recurrent (units, gates * units), GRU
-//                   bias (2, 3 units) (Keras layouts); Embedding (vocab, dim); MultiHeadAttention Wq, Wk, Wv (d,
-//                   heads * key_dim) and Wo (heads * value_dim, d).
+//                   bias (2, 3 units) (Keras layouts); Embedding (vocab, dim); MultiHeadAttention Wq (in, heads *
+//                   head_size), Wk, Wv (key features, heads * head_size), Wo (heads * head_size, output features)
+//                   (Keras's MultiHeadAttention kernels are 3-D: its axes do not carry over one to one).
 //   WeightRules     a layer's rules: trainable, and per role a regularizer and a constraint. Held by the layer's
 //                   LayerIdentity (core/param.hpp) so that optimizers read them live through the parameter views.
 // Invalid values throw ConfigError naming the layer and the value (checked by Layer::set_regularizer /
