@@ -449,3 +449,49 @@ TEST(KerasImport, WrongWeightShapeAndNonFiniteWeightAreRefused) {
   }
 #endif
 }
+
+// Keras weight rules (core/weight_rules.hpp): trainable, kernel_regularizer, kernel_constraint and bias_constraint
+// of a Dense config are set on the imported layer, in Keras 2 and 3's serialized forms; a Conv1D-like layout that
+// does not carry an axis over is refused (not tested here: no Conv1D in this file).
+TEST(KerasImport, WeightRulesAndTrainableAreImported) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  std::string bytes = read_bytes(kDir + "/masking_dense.h5");
+  const std::string from = "\"name\": \"dense_tanh\", \"trainable\": true,";
+  const std::string to_end = "\"bias_constraint\": null";
+  const size_t at = bytes.find(from), end = bytes.find(to_end, at);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  std::string rules =
+      "\"name\": \"dense_tanh\", \"trainable\": false, \"dtype\": \"float32\", \"units\": 5, \"activation\": \"tanh\", "
+      "\"use_bias\": true, \"kernel_regularizer\": {\"module\": \"keras.regularizers\", \"class_name\": \"L1L2\", "
+      "\"config\": {\"l1\": 0.25, \"l2\": 0.5}, \"registered_name\": null}, \"bias_regularizer\": null, "
+      "\"kernel_constraint\": {\"class_name\": \"MaxNorm\", \"config\": {\"max_value\": 1.5, \"axis\": 0}}, "
+      "\"bias_constraint\": {\"class_name\": \"NonNeg\", \"config\": {}}";
+  const size_t span = end + to_end.size() - at;
+  ASSERT_LE(rules.size(), span);
+  rules += std::string(span - rules.size(), ' ');  // same length: the HDF5 attribute keeps its size
+  bytes.replace(at, span, rules);
+  const std::string p = write_temp("weight_rules.h5", bytes);
+  Sequential<double> model = import_keras<double>(p);
+  const Layer<double>& dense = model.layer(1);
+  ASSERT_EQ(dense.class_name(), "Dense");
+  EXPECT_FALSE(dense.trainable());
+  EXPECT_EQ(dense.weight_rules().regularizer(ParamRole::Kernel), (L1L2{0.25, 0.5}));
+  EXPECT_EQ(dense.weight_rules().constraint(ParamRole::Kernel), Constraint::max_norm(1.5, 0));
+  EXPECT_EQ(dense.weight_rules().constraint(ParamRole::Bias), Constraint::non_neg());
+  EXPECT_TRUE(model.layer(model.size() - 1).trainable());
+  // And they survive save_model / load_model.
+  std::stringstream file_bytes;
+  save_model(model, file_bytes);
+  Sequential<double> loaded = load_model<double>(file_bytes);
+  EXPECT_TRUE(loaded.layer(1).weight_rules() == dense.weight_rules());
+  // A negative l1 names the Keras layer and the value.
+  const size_t l1 = bytes.find("\"l1\": 0.25");
+  ASSERT_NE(l1, std::string::npos);
+  bytes.replace(l1, 10, "\"l1\": -0.2");
+  const std::string bad = write_temp("weight_rules_bad.h5", bytes);
+  const std::string m = import_error<ConfigError>(bad);
+  EXPECT_TRUE(contains(m, "dense_tanh") && contains(m, "kernel_regularizer l1") && contains(m, "-0.2")) << m;
+#endif
+}

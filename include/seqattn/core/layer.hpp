@@ -8,7 +8,9 @@
 //                            is explicit) and adds the gradient of regularization_loss().
 //   out_mask(mask, T)        the mask of y (layers that change the number of steps return a new one).
 //   params()                 trainable tensors with their gradients; buffers(): saved, not trained.
-//   regularization_loss()    extra loss of the last forward (attention and weight regularizers), 0 if none.
+//   regularization_loss()    weight_penalty() (the L1/L2 penalties of the layer's own parameters, below) +
+//                            extra_regularization_loss() (a layer's own terms: the attention regularizer of the
+//                            last forward; containers: their children's regularization_loss()), 0 if none.
 //   cache_bytes(B, T)        bytes of the caches a forward + backward of a (B, T) batch keeps, at least every
 //                            part that grows faster than B*T (attention probabilities); forward throws
 //                            MemoryError before any work when they, with the output and the input gradient,
@@ -30,6 +32,22 @@
 //                            with the layer's static from_config(in_features, config). Containers put their
 //                            children's layer_entry() in a "layers" array. A layer that keeps the defaults
 //                            cannot be saved in a model file (ConfigError naming it).
+// Weight rules (core/weight_rules.hpp), one mechanism for every layer, applied to the layer's OWN parameters
+// (those its collect_params tags with a role; a container's children keep theirs, so nothing applies twice):
+//   set_regularizer(role, L1L2)     weight_penalty() adds l1 sum|w| + l2 sum w^2 over the role's parameters and
+//                                   the base backward adds its gradient after do_backward.
+//   set_constraint(role, c)         the optimizers project the role's parameters after each step.
+//   set_trainable(false)            frozen: backward still computes dx, but leaves the layer's parameter gradients
+//                                   exactly as they were (the base saves and restores them around do_backward;
+//                                   zero after zero_grad), and the optimizers neither update these parameters nor
+//                                   change their moments. On a container it freezes every layer that owns one of
+//                                   its parameters (as Keras); a layer without parameters keeps its flag (no
+//                                   effect). Weights files and model files still contain frozen parameters.
+// ConfigError naming the layer and the value for invalid values (core/weight_rules.hpp) and for a role the layer
+// has no parameter of ("Dense(units=4): has no embeddings parameter (its parameters: W kernel, b bias)").
+// The rules are read live by the optimizers through the views (Param::trainable(), constraint()), so changing
+// them needs no new optimizer. Copies and assignments copy them; model files store them in the layer's entry
+// (layer_entry: "weight_rules", only when not the defaults).
 // Padded steps (t >= length) never change valid outputs; a layer's dx at padded steps is zero whenever dy
 // is zero there. Layers are copyable through clone() (one model copy per inference thread).
 //
@@ -40,6 +58,7 @@
 //   - flushes denormals to zero for the call (core/denormals.hpp, set_flush_denormals);
 //   - rethrows a std::bad_alloc as MemoryError naming the layer and the input shape.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <functional>
@@ -47,6 +66,7 @@
 #include <new>
 #include <string>
 #include <typeinfo>
+#include <vector>
 
 #include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
@@ -57,6 +77,7 @@
 #include "seqattn/core/stream.hpp"
 #include "seqattn/core/tensor.hpp"
 #include "seqattn/core/threads.hpp"  // every layer: Eigen's GEMMs single-threaded (determinism)
+#include "seqattn/core/weight_rules.hpp"
 
 namespace seqattn {
 
@@ -193,7 +214,48 @@ class Layer {
   void zero_grad() {
     for (auto& p : params()) p.grads().setZero();
   }
-  virtual S regularization_loss() const { return S(0); }
+  // weight_penalty() + extra_regularization_loss() (see the file comment).
+  S regularization_loss() const { return weight_penalty() + extra_regularization_loss(); }
+  // l1 sum|w| + l2 sum w^2 over this layer's own parameters, by the regularizer of each one's role.
+  S weight_penalty() const {
+    const WeightRules& rules = identity_->rules;
+    if (!rules.any_regularizer()) return S(0);
+    S total = S(0);
+    for (const auto& p : const_cast<Layer*>(this)->own_params())  // collect_params only reads
+      total += rules.regularizer(p.role).penalty(p.value, p.size());
+    return total;
+  }
+
+  // Weight rules (see the file comment).
+  bool trainable() const { return identity_->rules.trainable; }
+  void set_trainable(bool trainable) {
+    identity_->rules.trainable = trainable;
+    for (const auto& p : params())
+      if (const auto id = p.owner.lock()) id->rules.trainable = trainable;
+  }
+  void set_regularizer(ParamRole role, const L1L2& regularizer) {
+    regularizer.check(describe(), detail::cat(to_string(role), "_regularizer"));
+    if (regularizer.active()) check_role(role, "regularizer", nullptr);
+    identity_->rules.regularizers[static_cast<std::size_t>(role)] = regularizer;
+  }
+  void set_constraint(ParamRole role, const Constraint& constraint) {
+    constraint.check(describe(), detail::cat(to_string(role), "_constraint"));
+    if (constraint.active()) check_role(role, "constraint", &constraint);
+    identity_->rules.constraints[static_cast<std::size_t>(role)] = constraint;
+  }
+  const WeightRules& weight_rules() const { return identity_->rules; }
+  // All of this layer's own rules at once (model files), checked as the setters do; trainable is set on this
+  // layer only (its children carry their own).
+  void set_weight_rules(const WeightRules& rules) {
+    for (std::size_t i = 0; i < kParamRoles; ++i) {
+      const ParamRole role = static_cast<ParamRole>(i);
+      rules.regularizers[i].check(describe(), detail::cat(to_string(role), "_regularizer"));
+      rules.constraints[i].check(describe(), detail::cat(to_string(role), "_constraint"));
+      if (rules.regularizers[i].active()) check_role(role, "regularizer", nullptr);
+      if (rules.constraints[i].active()) check_role(role, "constraint", &rules.constraints[i]);
+    }
+    identity_->rules = rules;
+  }
 
   const Tensor3<S>& output() const { return y_; }
   const Tensor3<S>& input_grad() const { return dx_; }
@@ -209,9 +271,12 @@ class Layer {
         dx_(other.dx_),
         forward_dims_(other.forward_dims_),
         last_mode_(other.last_mode_),
-        has_forward_(other.has_forward_) {}
+        has_forward_(other.has_forward_) {
+    identity_->rules = other.identity_->rules;
+  }
   Layer& operator=(const Layer& other) {
     if (this == &other) return *this;
+    identity_->rules = other.identity_->rules;
     in_features_ = other.in_features_;
     y_ = other.y_;
     dx_ = other.dx_;
@@ -260,7 +325,22 @@ class Layer {
     check_step_mask(mask);
     try {
       ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
-      do_backward(x, mask, dy, dx_);
+      const WeightRules& rules = identity_->rules;
+      if (!rules.trainable) {  // frozen: the parameter gradients stay as they were
+        ParamList<S> own = own_params();
+        frozen_grads_.clear();
+        for (const auto& p : own) frozen_grads_.insert(frozen_grads_.end(), p.grad, p.grad + p.size());
+        do_backward(x, mask, dy, dx_);
+        const S* saved = frozen_grads_.data();
+        for (const auto& p : own) {
+          std::copy(saved, saved + p.size(), p.grad);
+          saved += p.size();
+        }
+      } else {
+        do_backward(x, mask, dy, dx_);
+        if (rules.any_regularizer())  // the gradient of weight_penalty()
+          for (const auto& p : own_params()) rules.regularizer(p.role).add_gradient(p.value, p.grad, p.size());
+      }
     } catch (const std::bad_alloc&) {
       throw_out_of_memory("backward", x);
     }
@@ -280,6 +360,9 @@ class Layer {
   // dx is already sized like x; overwrite every element, add into parameter gradients.
   virtual void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) = 0;
   virtual void collect_params(ParamList<S>& /*list*/) {}
+  // A layer's own terms of regularization_loss() (the attention regularizer; containers: the sum of their
+  // children's regularization_loss()).
+  virtual S extra_regularization_loss() const { return S(0); }
   virtual void collect_buffers(ParamList<S>& /*list*/) {}
 
   // Shared input check: (B, T, in_features) with B, T >= 1 and a mask that fits.
@@ -309,6 +392,33 @@ class Layer {
     }
   }
 
+  // The parameters this layer owns (collect_params minus its children's views, which are already tracked).
+  ParamList<S> own_params() {
+    ParamList<S> list;
+    collect_params(list);
+    list.erase(std::remove_if(list.begin(), list.end(), [](const Param<S>& p) { return p.tracked || !p.grad; }),
+               list.end());
+    return list;
+  }
+  // ConfigError unless this layer owns a parameter of `role` (and, for a constraint with an axis, every such
+  // parameter has that axis).
+  void check_role(ParamRole role, const char* what, const Constraint* constraint) {
+    const ParamList<S> own = own_params();
+    std::string have;
+    bool found = false;
+    for (const auto& p : own) {
+      have += detail::cat(have.empty() ? "" : ", ", p.name, " ", to_string(p.role));
+      if (p.role != role) continue;
+      found = true;
+      if (constraint && constraint->uses_axis() && constraint->axis_for(p.shape.size()) < 0)
+        detail::throw_config(describe(), ": ", to_string(role), "_", what, " ", constraint->describe(), " has axis ",
+                             constraint->axis, " but parameter ", p.name, " has shape ", p.shape_string());
+    }
+    if (!found)
+      detail::throw_config(describe(), ": has no ", to_string(role), " parameter for a ", to_string(role), "_", what,
+                           " (its parameters: ", have.empty() ? "none" : have, ")");
+  }
+
   // The caches, the output and the input gradient of a (B, T, F) batch against the limit.
   void check_memory(Index B, Index T, Index F) const {
     const std::size_t io = detail::saturating_add(detail::saturating_bytes(sizeof(S), {B, out_time(T), out_features()}),
@@ -332,9 +442,11 @@ class Layer {
   bool has_forward_ = false;
   std::shared_ptr<LayerIdentity> identity_ = std::make_shared<LayerIdentity>();
   std::atomic<bool> busy_{false};
+  std::vector<S> frozen_grads_;  // a frozen layer's parameter gradients during its backward
 };
 
-// What a model file stores for one layer: {"class_name": ..., "config": ..., "in_features": ...}.
+// What a model file stores for one layer: {"class_name": ..., "config": ..., "in_features": ...}, and
+// "weight_rules" (core/weight_rules.hpp) when the layer's rules are not the defaults.
 template <class S>
 Config layer_entry(const Layer<S>& layer) {
   const std::string type = layer.class_name();
@@ -343,6 +455,7 @@ Config layer_entry(const Layer<S>& layer) {
   entry.set("class_name", type);
   entry.set("config", layer.config());
   entry.set("in_features", layer.in_features());
+  if (!layer.weight_rules().is_default()) entry.set("weight_rules", weight_rules_config(layer.weight_rules()));
   return entry;
 }
 

@@ -12,6 +12,12 @@
 // optimizers call it at every step, so `model = other_model` with another architecture, or an optimizer that
 // outlives its model, is an error, never a write into freed memory. Views built by hand (matrix_param) are not
 // tracked.
+//
+// Weight rules (core/weight_rules.hpp): each view carries its role (kernel, recurrent, bias, embeddings, gamma,
+// beta, other), set by its layer's collect_params. The rules themselves (trainable, the role's regularizer and
+// constraint) live in the owner's LayerIdentity, so a view reads them live: trainable(), constraint(),
+// regularizer(). Optimizers skip parameters that are not trainable and apply constraints after each step.
+// Untracked views are trainable and under no rule.
 
 #include <cstdint>
 #include <memory>
@@ -22,31 +28,48 @@
 
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/tensor.hpp"
+#include "seqattn/core/weight_rules.hpp"
 
 namespace seqattn {
 
 // The identity of one layer object (core/layer.hpp): alive while the layer lives; generation advances when
-// another layer is assigned into it in a way that may move its tensors.
+// another layer is assigned into it in a way that may move its tensors. rules: the weight rules of the layer's
+// own parameters (Layer::set_trainable, set_regularizer, set_constraint), read live by the optimizers.
 struct LayerIdentity {
   std::uint64_t generation = 0;
+  WeightRules rules;
 };
 
 template <class S>
 struct Param {
   Param() = default;
-  Param(std::string name_, S* value_, S* grad_, std::vector<Index> shape_)
-      : name(std::move(name_)), value(value_), grad(grad_), shape(std::move(shape_)) {}
+  Param(std::string name_, S* value_, S* grad_, std::vector<Index> shape_, ParamRole role_ = ParamRole::Other)
+      : name(std::move(name_)), value(value_), grad(grad_), shape(std::move(shape_)), role(role_) {}
 
   std::string name;
   S* value = nullptr;
   S* grad = nullptr;  // null for buffers (not trained)
   std::vector<Index> shape;
+  ParamRole role = ParamRole::Other;   // what the tensor is to its layer (weight rules)
   std::weak_ptr<LayerIdentity> owner;  // set by Layer::params() / buffers(); empty: not tracked
   std::uint64_t generation = 0;        // owner's generation when this view was taken
   bool tracked = false;
 
   Index size() const {
     return std::accumulate(shape.begin(), shape.end(), Index{1}, [](Index a, Index b) { return a * b; });
+  }
+  // The owner's rules for this view (live; untracked or expired views: trainable, no rule).
+  bool trainable() const {
+    const std::shared_ptr<LayerIdentity> id = owner.lock();
+    return !id || id->rules.trainable;
+  }
+  Constraint constraint() const {
+    const std::shared_ptr<LayerIdentity> id = owner.lock();
+    return id ? id->rules.constraint(role) : Constraint::none();
+  }
+  L1L2 regularizer() const {
+    const std::shared_ptr<LayerIdentity> id = owner.lock();
+    return id ? id->rules.regularizer(role) : L1L2{};
   }
   Eigen::Map<Vector<S>> values() const { return Eigen::Map<Vector<S>>(value, size()); }
   Eigen::Map<Vector<S>> grads() const { return Eigen::Map<Vector<S>>(grad, size()); }
@@ -75,13 +98,14 @@ template <class S>
 using ParamList = std::vector<Param<S>>;
 
 // Helpers for layers: a matrix parameter has shape (rows, cols), a vector parameter (n).
+// The role (weight rules) is one word: matrix_param<S>("W", W_, &dW_, ParamRole::Kernel).
 template <class S>
-Param<S> matrix_param(std::string name, Matrix<S>& value, Matrix<S>* grad) {
-  return {std::move(name), value.data(), grad ? grad->data() : nullptr, {value.rows(), value.cols()}};
+Param<S> matrix_param(std::string name, Matrix<S>& value, Matrix<S>* grad, ParamRole role = ParamRole::Other) {
+  return {std::move(name), value.data(), grad ? grad->data() : nullptr, {value.rows(), value.cols()}, role};
 }
 template <class S>
-Param<S> vector_param(std::string name, Vector<S>& value, Vector<S>* grad) {
-  return {std::move(name), value.data(), grad ? grad->data() : nullptr, {value.size()}};
+Param<S> vector_param(std::string name, Vector<S>& value, Vector<S>* grad, ParamRole role = ParamRole::Other) {
+  return {std::move(name), value.data(), grad ? grad->data() : nullptr, {value.size()}, role};
 }
 
 template <class S>

@@ -251,8 +251,8 @@ class BatchNorm final : public Layer<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_));
-    if (options_.center()) list.push_back(vector_param<S>("beta", beta_, &dbeta_));
+    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_, ParamRole::Gamma));
+    if (options_.center()) list.push_back(vector_param<S>("beta", beta_, &dbeta_, ParamRole::Beta));
   }
   void collect_buffers(ParamList<S>& list) override {
     list.push_back(vector_param<S>("running_mean", running_mean_, nullptr));

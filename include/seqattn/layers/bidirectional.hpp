@@ -133,7 +133,7 @@ class Bidirectional final : public Layer<S> {
   std::size_t cache_bytes(Index B, Index T) const override {
     return detail::saturating_add(fwd_->cache_bytes(B, T), bwd_->cache_bytes(B, T));
   }
-  S regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
+  S extra_regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
   // Step masks: when both directions honor them (LSTM, GRU do).
   bool supports_step_masks() const override { return fwd_->supports_step_masks() && bwd_->supports_step_masks(); }
   std::string step_mask_refusal() const override {

@@ -158,8 +158,8 @@ class Dense final : public Layer<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("W", W_, &dW_));
-    if (options_.use_bias()) list.push_back(vector_param<S>("b", b_, &db_));
+    list.push_back(matrix_param<S>("W", W_, &dW_, ParamRole::Kernel));
+    if (options_.use_bias()) list.push_back(vector_param<S>("b", b_, &db_, ParamRole::Bias));
   }
 
  private:

@@ -173,7 +173,9 @@ class Embedding final : public Layer<S> {
     dx.setZero();
   }
 
-  void collect_params(ParamList<S>& list) override { list.push_back(matrix_param<S>("embeddings", E_, &dE_)); }
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("embeddings", E_, &dE_, ParamRole::Embeddings));
+  }
 
  private:
   // A step mask in, or mask_zero: keep_ (B*T) the kept steps (the input mask's, minus zero ids with mask_zero),

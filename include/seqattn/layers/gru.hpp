@@ -147,9 +147,9 @@ class GRU final : public detail::RecurrentBase<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_));
-    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_));
-    if (options_.use_bias()) list.push_back(matrix_param<S>("bias", b_, &db_));
+    list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_, ParamRole::Kernel));
+    list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_, ParamRole::Recurrent));
+    if (options_.use_bias()) list.push_back(matrix_param<S>("bias", b_, &db_, ParamRole::Bias));
   }
 
  private:

@@ -165,8 +165,8 @@ class LayerNorm final : public Layer<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_));
-    if (options_.center()) list.push_back(vector_param<S>("beta", beta_, &dbeta_));
+    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_, ParamRole::Gamma));
+    if (options_.center()) list.push_back(vector_param<S>("beta", beta_, &dbeta_, ParamRole::Beta));
   }
 
  private:

@@ -689,14 +689,14 @@ class MultiHeadAttention final : public Layer<S> {
 
   void collect_params(ParamList<S>& list) override {
     const bool bias = options_.use_bias();
-    list.push_back(matrix_param<S>("Wq", Wq_, &dWq_));
-    if (bias) list.push_back(vector_param<S>("bq", bq_, &dbq_));
-    list.push_back(matrix_param<S>("Wk", Wk_, &dWk_));
-    if (bias) list.push_back(vector_param<S>("bk", bk_, &dbk_));
-    list.push_back(matrix_param<S>("Wv", Wv_, &dWv_));
-    if (bias) list.push_back(vector_param<S>("bv", bv_, &dbv_));
-    list.push_back(matrix_param<S>("Wo", Wo_, &dWo_));
-    if (bias) list.push_back(vector_param<S>("bo", bo_, &dbo_));
+    list.push_back(matrix_param<S>("Wq", Wq_, &dWq_, ParamRole::Kernel));
+    if (bias) list.push_back(vector_param<S>("bq", bq_, &dbq_, ParamRole::Bias));
+    list.push_back(matrix_param<S>("Wk", Wk_, &dWk_, ParamRole::Kernel));
+    if (bias) list.push_back(vector_param<S>("bk", bk_, &dbk_, ParamRole::Bias));
+    list.push_back(matrix_param<S>("Wv", Wv_, &dWv_, ParamRole::Kernel));
+    if (bias) list.push_back(vector_param<S>("bv", bv_, &dbv_, ParamRole::Bias));
+    list.push_back(matrix_param<S>("Wo", Wo_, &dWo_, ParamRole::Kernel));
+    if (bias) list.push_back(vector_param<S>("bo", bo_, &dbo_, ParamRole::Bias));
   }
 
  private:

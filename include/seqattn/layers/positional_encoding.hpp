@@ -492,7 +492,9 @@ class PositionEmbedding final : public Layer<S> {
     detail::position_backward<S>(dy, mask, options_.mode(), dx, &dE_);
   }
 
-  void collect_params(ParamList<S>& list) override { list.push_back(matrix_param<S>("embeddings", E_, &dE_)); }
+  void collect_params(ParamList<S>& list) override {
+    list.push_back(matrix_param<S>("embeddings", E_, &dE_, ParamRole::Embeddings));
+  }
 
  private:
   static std::string describe_with(Index max_length, const PositionEmbeddingOptions& options, Index d) {

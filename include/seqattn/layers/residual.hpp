@@ -47,7 +47,7 @@ class Residual final : public Layer<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Residual&>(other); }
   std::size_t cache_bytes(Index B, Index T) const override { return body_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return body_.memory_remedy(B, T); }
-  S regularization_loss() const override { return body_.regularization_loss(); }
+  S extra_regularization_loss() const override { return body_.regularization_loss(); }
   // Streams as its body does: y = x + body's stream output.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     auto stream = std::make_unique<ResidualStream>();

@@ -138,7 +138,7 @@ class RMSNorm final : public Layer<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_));
+    if (options_.scale()) list.push_back(vector_param<S>("gamma", gamma_, &dgamma_, ParamRole::Gamma));
   }
 
  private:

@@ -34,7 +34,8 @@
 //
 // attention_regularizer_weight r > 0 adds r * sum_b ||A_b A_b^T - I||_F^2 / B to regularization_loss(),
 // over the valid rows and columns of each sequence. kernel_regularizer (Wt, Wx, Wa) and bias_regularizer
-// (bh, ba) add l1 * sum|w| + l2 * sum w^2 (Keras L1L2). Backward adds the gradients of all of them.
+// (bh, ba) add l1 * sum|w| + l2 * sum w^2 (Keras L1L2): they set the layer's weight rules (core/layer.hpp,
+// set_regularizer of the kernel and bias roles). Backward adds the gradients of all of them.
 //
 // Options (keras-self-attention names, defaults): units 32, attention_type Additive, attention_width none,
 // history_only false, attention_activation linear (any elementwise Activation), use_additive_bias true (bh),
@@ -77,12 +78,7 @@ inline std::string to_string(AttentionType type) {
 }
 
 struct SeqSelfAttentionOptions {
-  // Keras L1L2 weight penalty: l1 * sum|w| + l2 * sum w^2.
-  struct L1L2 {
-    double l1 = 0.0;
-    double l2 = 0.0;
-    bool active() const { return l1 != 0.0 || l2 != 0.0; }
-  };
+  using L1L2 = seqattn::L1L2;  // core/weight_rules.hpp
   SEQATTN_ARG(Index, units, 32)
   SEQATTN_ARG(AttentionType, attention_type, AttentionType::Additive)
   SEQATTN_ARG(std::optional<Index>, attention_width, std::nullopt)  // none: global (or [0, t] with history_only)
@@ -122,26 +118,6 @@ inline const std::vector<std::pair<AttentionType, const char*>>& config_names(At
       {AttentionType::Additive, "additive"}, {AttentionType::Multiplicative, "multiplicative"}};
   return names;
 }
-// A regularizer in a model file: {"l1": .., "l2": ..}.
-template <>
-struct ConfigCodec<SeqSelfAttentionOptions::L1L2> {
-  static Config write(const SeqSelfAttentionOptions::L1L2& v) {
-    Config c = Config::object();
-    c.set("l1", v.l1);
-    c.set("l2", v.l2);
-    return c;
-  }
-  static SeqSelfAttentionOptions::L1L2 read(const Config& c, ConfigReader& r, const std::string& key) {
-    if (!c.is_object()) r.fail(key, "an object {\"l1\": .., \"l2\": ..}", c);
-    ConfigReader inner(c, r.who() + " '" + key + "'");
-    SeqSelfAttentionOptions::L1L2 v;
-    inner.read_into("l1", v.l1);
-    inner.read_into("l2", v.l2);
-    inner.finish();
-    return v;
-  }
-};
-
 template <class S>
 class SeqSelfAttention final : public Layer<S> {
  public:
@@ -164,6 +140,8 @@ class SeqSelfAttention final : public Layer<S> {
       init_matrix(Wa_, dWa_, F, F, options_.kernel_init(), rng);
     }
     if (options_.use_attention_bias()) init_vector(ba_, dba_, 1, additive() ? U : F, options_.bias_init(), rng);
+    this->set_regularizer(ParamRole::Kernel, options_.kernel_regularizer());
+    if (bh_.size() || ba_.size()) this->set_regularizer(ParamRole::Bias, options_.bias_regularizer());
   }
 
   Index out_features() const override { return this->in_features(); }
@@ -271,14 +249,8 @@ class SeqSelfAttention final : public Layer<S> {
            "each step sees (memory batch x T x width), or use a smaller batch or shorter sequences";
   }
 
-  // Attention regularizer of the last forward plus the weight penalties of the current weights.
-  S regularization_loss() const override {
-    S loss = attention_penalty_;
-    const auto& k = options_.kernel_regularizer();
-    const auto& c = options_.bias_regularizer();
-    loss += penalty(Wt_, k) + penalty(Wx_, k) + penalty(Wa_, k) + penalty(bh_, c) + penalty(ba_, c);
-    return loss;
-  }
+  // The attention regularizer of the last forward (the weight penalties are the base's weight_penalty()).
+  S extra_regularization_loss() const override { return attention_penalty_; }
 
  protected:
   // x (B, T, F) -> per sample b with L valid steps: [Q = x Wt + bh, K = x Wx  |  P = x Wa] (L rows),
@@ -396,23 +368,16 @@ class SeqSelfAttention final : public Layer<S> {
       sample_matrix(dx, b).topRows(L) = dX;
       if (keep) zero_masked_rows(dx, b, L, keep);
     }
-    const auto& k = options_.kernel_regularizer();
-    const auto& c = options_.bias_regularizer();
-    add_penalty_grad(Wt_, dWt_, k);
-    add_penalty_grad(Wx_, dWx_, k);
-    add_penalty_grad(Wa_, dWa_, k);
-    add_penalty_grad(bh_, dbh_, c);
-    add_penalty_grad(ba_, dba_, c);
   }
 
   void collect_params(ParamList<S>& list) override {
     if (additive()) {
-      list.push_back(matrix_param<S>("Wt", Wt_, &dWt_));
-      list.push_back(matrix_param<S>("Wx", Wx_, &dWx_));
-      if (bh_.size()) list.push_back(vector_param<S>("bh", bh_, &dbh_));
+      list.push_back(matrix_param<S>("Wt", Wt_, &dWt_, ParamRole::Kernel));
+      list.push_back(matrix_param<S>("Wx", Wx_, &dWx_, ParamRole::Kernel));
+      if (bh_.size()) list.push_back(vector_param<S>("bh", bh_, &dbh_, ParamRole::Bias));
     }
-    list.push_back(matrix_param<S>("Wa", Wa_, &dWa_));
-    if (ba_.size()) list.push_back(vector_param<S>("ba", ba_, &dba_));
+    list.push_back(matrix_param<S>("Wa", Wa_, &dWa_, ParamRole::Kernel));
+    if (ba_.size()) list.push_back(vector_param<S>("ba", ba_, &dba_, ParamRole::Bias));
   }
 
  private:
@@ -472,17 +437,6 @@ class SeqSelfAttention final : public Layer<S> {
     g = Vector<S>::Zero(n);
   }
   static ConstMatrixMap<S> const_map(const MatrixMap<S>& m) { return ConstMatrixMap<S>(m.data(), m.rows(), m.cols()); }
-
-  template <class M>
-  static S penalty(const M& w, const Options::L1L2& reg) {
-    if (!reg.active() || w.size() == 0) return S(0);
-    return static_cast<S>(reg.l1) * w.cwiseAbs().sum() + static_cast<S>(reg.l2) * w.squaredNorm();
-  }
-  template <class M>
-  static void add_penalty_grad(const M& w, M& g, const Options::L1L2& reg) {
-    if (!reg.active() || w.size() == 0) return;
-    g.array() += static_cast<S>(reg.l1) * w.array().sign() + static_cast<S>(2.0 * reg.l2) * w.array();
-  }
 
   Options options_;
   Matrix<S> Wt_, dWt_, Wx_, dWx_, Wa_, dWa_;

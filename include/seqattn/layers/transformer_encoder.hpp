@@ -183,6 +183,12 @@ class TransformerEncoderBlock final : public Layer<S> {
     as_matrix(dx).noalias() = as_matrix(dsum1) + as_matrix(dx_attn);
   }
 
+  // The sub-layers' regularization losses (their weight rules: mha(), ffn1(), ...).
+  S extra_regularization_loss() const override {
+    return mha_.regularization_loss() + ln1_.regularization_loss() + ffn1_.regularization_loss() +
+           ffn2_.regularization_loss() + ln2_.regularization_loss();
+  }
+
   void collect_params(ParamList<S>& list) override {
     append(list, "mha.", mha_);
     append(list, "ln1.", ln1_);

@@ -14,6 +14,7 @@
 // then, once, before saving or loading:
 //   register_layer<MyLayer>("MyLayer");   // both MyLayer<float> and MyLayer<double>
 // Registering a name again replaces its factory. Thread-safe (a mutex around the table).
+// An entry may also hold "weight_rules" (core/weight_rules.hpp), set on the built layer (Layer::set_weight_rules).
 // Errors (ConfigError): an entry that is not {class_name, config, in_features}, an in_features other than the
 // features the previous layer outputs, an unknown class name (the message lists the registered ones), nesting
 // deeper than kMaxLayerDepth; a factory's own errors name the layer and the option.
@@ -96,6 +97,8 @@ class LayerRegistry {
     const std::string type = r.read<std::string>("class_name");
     const Config& config = r.get("config");
     const Index in = r.read<Index>("in_features");
+    const bool has_rules = r.has("weight_rules");
+    const Config* rules = has_rules ? &r.get("weight_rules") : nullptr;
     r.finish();
     if (in != in_features)
       detail::throw_config(type, ": in_features expected ", in_features,
@@ -115,6 +118,7 @@ class LayerRegistry {
     const LayerBuilder<S> children = [this, depth](const Config& e, Index f) { return build(e, f, depth + 1); };
     std::unique_ptr<Layer<S>> layer = factory(in_features, config, children);
     if (!layer) detail::throw_config(type, ": the registered factory returned no layer");
+    if (rules) layer->set_weight_rules(read_weight_rules(*rules, type + " weight_rules"));
     return layer;
   }
 

@@ -186,7 +186,7 @@ class Sequential final : public Layer<S> {
     }
     return m;
   }
-  S regularization_loss() const override {
+  S extra_regularization_loss() const override {
     S total = S(0);
     for (const auto& layer : layers_) total += layer->regularization_loss();
     return total;
@@ -258,7 +258,8 @@ class Sequential final : public Layer<S> {
 
   // A Keras-style table: one row per layer "index name (describe)", its output shape for an input of T steps
   // (T < 0: unknown, printed None; the batch is always None) and its number of values (parameters + buffers,
-  // as Keras counts batch-norm statistics); then the totals. Trainable = params(), non-trainable = buffers().
+  // as Keras counts batch-norm statistics); then the totals. Trainable = params() of layers that are not frozen
+  // (Layer::set_trainable), non-trainable = buffers() and frozen parameters (as Keras counts them).
   std::string summary(Index T = -1) const {
     struct Row {
       std::string layer, shape, count;
@@ -268,8 +269,9 @@ class Sequential final : public Layer<S> {
     Index t = T < 0 ? -1 : T;
     for (Index i = 0; i < size(); ++i) {
       Layer<S>& layer = const_cast<Layer<S>&>(*layers_[static_cast<size_t>(i)]);  // params() only reads
-      const Index p = count_values(layer.params()), b = count_values(layer.buffers());
-      trainable += p;
+      const ParamList<S> params = layer.params();
+      const Index p = count_values(params), b = count_values(layer.buffers());
+      for (const auto& param : params) (param.trainable() ? trainable : fixed) += param.size();  // frozen: fixed
       fixed += b;
       t = layer.out_time(t);
       rows.push_back({detail::cat(i, " ", layer.name(), " (", layer.describe(), ")"),

@@ -13,8 +13,12 @@
 // "Adam: lr must be a finite number >= 0 but got inf".
 // The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
 // UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
-// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are stored per parameter, by position in the list. step() does
-// not allocate. zero_grad() zeroes every gradient (backward adds into them).
+// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
+// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
+// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is not
+// trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
+// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
+// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
 
 #include <algorithm>
 #include <cmath>
@@ -74,6 +78,7 @@ class Adam {
     const S decay = static_cast<S>(decoupled ? 1.0 - lr * wd : wd);
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param<S>& p = params_[i];
+      if (!p.trainable()) continue;
       if (m_[i].size() != p.size())
         detail::throw_shape(name(), ": parameter '", p.name, "' has ", p.size(), " values but its state has ",
                             m_[i].size());
@@ -97,6 +102,7 @@ class Adam {
         const S denom = std::sqrt(vk) / sbias2 + eps;
         w[k] -= step_size * m[k] / denom;
       }
+      detail::apply_constraint(p, name());
     }
   }
 

@@ -33,6 +33,18 @@ void check_params_alive(const ParamList<S>& params, const std::string& who) {
   for (const auto& p : params) p.check_alive(who);
 }
 
+// Projects p by its layer's constraint for its role (core/weight_rules.hpp), after an optimizer step.
+// ConfigError when the constraint's axis does not fit the parameter (its shape changed since it was set).
+template <class S>
+void apply_constraint(const Param<S>& p, const std::string& who) {
+  const Constraint c = p.constraint();
+  if (!c.active()) return;
+  if (c.uses_axis() && c.axis_for(p.shape.size()) < 0)
+    throw_config(who, ": parameter '", p.name, "' of shape ", p.shape_string(), " has no axis ", c.axis, " for ",
+                 c.describe());
+  c.apply(p.value, p.shape);
+}
+
 // value finite and >= lo (NaN and Inf fail).
 inline void check_at_least(const std::string& who, const char* name, double value, double lo) {
   if (!(value >= lo && value <= std::numeric_limits<double>::max()))

@@ -7,7 +7,11 @@
 // Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
 // ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
 // nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
-// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position, and step() does not allocate.
+// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position,
+// and step() does not allocate. Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a
+// parameter that is not trainable is skipped (no update, its momentum buffer unchanged; the buffer starts at the
+// parameter's first trained step, as PyTorch's for a parameter without gradient); a parameter with a constraint is
+// projected after its update.
 
 #include <algorithm>
 #include <cstdint>
@@ -44,6 +48,7 @@ class SGD {
     detail::check_optimizer_params(params_, "SGD");
     if (options.momentum() != 0.0)
       for (const auto& p : params_) buf_.push_back(Vector<S>::Zero(p.size()));
+    buf_started_.assign(params_.size(), false);
   }
 
   void step() {
@@ -52,9 +57,11 @@ class SGD {
     const S lr = static_cast<S>(options_.lr()), mom = static_cast<S>(options_.momentum()),
             damp = static_cast<S>(1.0 - options_.dampening()), wd = static_cast<S>(options_.weight_decay());
     const bool use_momentum = options_.momentum() != 0.0, nesterov = options_.nesterov();
-    const bool first = step_ == 1;
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param<S>& p = params_[i];
+      if (!p.trainable()) continue;
+      const bool first = !buf_started_[i];
+      buf_started_[i] = true;
       S* w = p.value;
       const S* g = p.grad;
       S* buf = use_momentum ? buf_[i].data() : nullptr;
@@ -70,6 +77,7 @@ class SGD {
         }
         w[k] -= lr * d;
       }
+      detail::apply_constraint(p, "SGD");
     }
   }
 
@@ -93,6 +101,7 @@ class SGD {
   ParamList<S> params_;
   SGDOptions options_;
   std::vector<Vector<S>> buf_;
+  std::vector<bool> buf_started_;  // per parameter: trained at least once (its momentum buffer is set)
   std::int64_t step_ = 0;
 };
 

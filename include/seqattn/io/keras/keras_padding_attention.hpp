@@ -48,7 +48,7 @@ class KerasPaddingAttention final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<KerasPaddingAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const KerasPaddingAttention&>(other); }
-  S regularization_loss() const override { return inner_.regularization_loss(); }
+  S extra_regularization_loss() const override { return inner_.regularization_loss(); }
   std::size_t cache_bytes(Index B, Index T) const override { return inner_.cache_bytes(B, T); }
 
  protected:

@@ -130,6 +130,70 @@ class ConfigReader {
   std::set<std::string> used_;
 };
 
+// A small Keras JSON value (a regularizer or constraint) as a Config (core/layer_config.hpp).
+inline Config rule_config(const json& j) {
+  if (j.is_boolean()) return Config(j.get<bool>());
+  if (j.is_number_integer()) return Config(j.get<std::int64_t>());
+  if (j.is_number()) return Config(j.get<double>());
+  if (j.is_string()) return Config(j.get<std::string>());
+  if (j.is_array()) {
+    Config c = Config::array();
+    for (const auto& e : j) c.push_back(rule_config(e));
+    return c;
+  }
+  if (j.is_object()) {
+    Config c = Config::object();
+    for (const auto& kv : j.items()) c.set(kv.key(), rule_config(kv.value()));
+    return c;
+  }
+  return Config();
+}
+
+// The weight rules of a Keras layer's config on the seqattn layer built for it (core/weight_rules.hpp):
+// "trainable": false freezes it; <role>_regularizer (L1L2, L1, L2) and <role>_constraint (MaxNorm, NonNeg,
+// UnitNorm, MinMaxNorm) for the roles kernel, recurrent, bias, embeddings, gamma, beta. A constraint with an axis
+// on a matrix parameter is imported only for Dense, LSTM, GRU and Embedding, whose Keras weights have seqattn's
+// (rows, cols) layout (Conv1D's (k, in, filters) kernel and MultiHeadAttention's 3-D kernels do not: ConfigError).
+// Regularizers are sums over the values, so they hold for every layout. Rules of a layer that the mapping
+// disabled (BatchNormalization scale=False: gamma) are not applied, as in Keras.
+template <class S>
+void apply_keras_rules(Layer<S>& layer, const KerasLayer& src, const std::string& who) {
+  try {
+    const json& c = src.config;
+    if (c.contains("trainable") && c["trainable"].is_boolean() && !c["trainable"].get<bool>())
+      layer.set_trainable(false);
+    const bool same_layout = src.class_name == "Dense" || src.class_name == "LSTM" || src.class_name == "GRU" ||
+                             src.class_name == "Embedding";
+    ParamList<S> params = layer.params();
+    for (std::size_t i = 0; i + 1 < kParamRoles; ++i) {
+      const ParamRole role = static_cast<ParamRole>(i);
+      const std::string name = to_string(role);
+      if ((role == ParamRole::Gamma && c.value("scale", true) == false) ||
+          (role == ParamRole::Beta && c.value("center", true) == false))
+        continue;
+      Config holder = Config::object();
+      for (const char* kind : {"_regularizer", "_constraint"})
+        if (c.contains(name + kind) && !c[name + kind].is_null()) holder.set(name + kind, rule_config(c[name + kind]));
+      if (holder.keys().empty()) continue;
+      seqattn::ConfigReader reader(holder, "Keras " + name + " rules");
+      L1L2 reg;
+      Constraint constraint;
+      reader.read_into(name + "_regularizer", reg);
+      reader.read_into(name + "_constraint", constraint);
+      if (reg.active()) layer.set_regularizer(role, reg);
+      if (!constraint.active()) continue;
+      if (constraint.uses_axis() && !same_layout)
+        for (const auto& p : params)
+          if (p.role == role && p.shape.size() > 1)
+            throw_config(name, "_constraint ", constraint.describe(), ": the Keras weight's layout differs from ",
+                         "seqattn's parameter ", p.name, " ", p.shape_string(), ", so the axis does not carry over");
+      layer.set_constraint(role, constraint);
+    }
+  } catch (const ConfigError& e) {
+    throw_config(who, ": layer '", src.name, "' (", src.class_name, "): ", e.what());
+  }
+}
+
 // What flows between layers while planning.
 struct FlowState {
   Index features = 0;
@@ -193,11 +257,18 @@ class LayerMapper {
     return [=]() -> std::unique_ptr<Layer<S>> { return std::make_unique<L>(args...); };
   }
 
-  static void add(std::vector<PlannedLayer<S>>& out, const KerasLayer& src,
-                  std::function<std::unique_ptr<Layer<S>>()> make,
-                  std::vector<typename PlannedLayer<S>::Copy> copies = {}) {
+  void add(std::vector<PlannedLayer<S>>& out, const KerasLayer& src, std::function<std::unique_ptr<Layer<S>>()> make,
+           std::vector<typename PlannedLayer<S>::Copy> copies = {}) {
     PlannedLayer<S> p;
-    p.make = std::move(make);
+    const std::string who = who_;
+    if (src.class_name == "SeqSelfAttention")  // its regularizers are options (map_seq_self_attention)
+      p.make = std::move(make);
+    else
+      p.make = [make = std::move(make), &src, who]() {
+        std::unique_ptr<Layer<S>> layer = make();
+        apply_keras_rules(*layer, src, who);
+        return layer;
+      };
     p.copies = std::move(copies);
     p.source = &src;
     out.push_back(std::move(p));
@@ -705,6 +776,18 @@ class LayerMapper {
     o.units(units).attention_type(additive ? AttentionType::Additive : AttentionType::Multiplicative);
     o.history_only(history).attention_activation(act).use_additive_bias(add_bias).use_attention_bias(att_bias);
     o.attention_regularizer_weight(reg);
+    for (const char* key : {"kernel_regularizer", "bias_regularizer"}) {
+      if (!l.config.contains(key) || l.config[key].is_null()) continue;
+      Config holder = Config::object();
+      holder.set(key, rule_config(l.config[key]));
+      seqattn::ConfigReader reader(holder, who_ + ": layer '" + l.name + "' (SeqSelfAttention)");
+      L1L2 v;
+      reader.read_into(key, v);
+      if (std::string(key) == "kernel_regularizer")
+        o.kernel_regularizer(v);
+      else
+        o.bias_regularizer(v);
+    }
     if (width > 0 && !(history && width >= 1000000000)) o.attention_width(width);  // 1e9: history_only without width
     std::vector<typename PlannedLayer<S>::Copy> copies;
     size_t i = 0;
