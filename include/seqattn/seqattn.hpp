@@ -37,6 +37,7 @@
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"
+#include "seqattn/layers/multi_head.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/gru.hpp"
 #include "seqattn/layers/bidirectional.hpp"

@@ -6,7 +6,8 @@
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
 // LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
 // LastStepAttention, MultiHeadAttention, FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual,
-// Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking, KerasPaddingAttention.
+// MultiHead, Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking,
+// KerasPaddingAttention.
 //
 // Your own layers: MyLayer<S> overrides class_name() (returning the name it is registered under) and config(),
 // and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr<Layer<S>>
@@ -45,6 +46,7 @@
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/masking.hpp"
+#include "seqattn/layers/multi_head.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
@@ -154,6 +156,7 @@ class LayerRegistry {
     add_leaf<KerasPaddingAttention<S>>("KerasPaddingAttention");
     factories_["Bidirectional"] = &Bidirectional<S>::from_config;
     factories_["Residual"] = &Residual<S>::from_config;
+    factories_["MultiHead"] = &MultiHead<S>::from_config;
     factories_["Sequential"] = [](Index in, const Config& config, const LayerBuilder<S>& build) {
       return std::unique_ptr<Layer<S>>(std::make_unique<Sequential<S>>(Sequential<S>::from_config(in, config, build)));
     };
