@@ -1,6 +1,7 @@
 #pragma once
 // Umbrella header: includes every public header of seqattn.
 
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/config.hpp"
 #include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
@@ -49,6 +50,7 @@
 #include "seqattn/loss/cross_entropy.hpp"
 #include "seqattn/loss/mean_squared_error.hpp"
 #include "seqattn/loss/metrics.hpp"
+#include "seqattn/model/attention_maps.hpp"
 #include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/model/stream.hpp"

@@ -89,6 +89,33 @@ TEST(GatedMeanPool, MatchesTheFormula) {
   EXPECT_TRUE(pool.out_mask(mask, 5).empty());
 }
 
+// use_bias(false): the write-up's gate Dense(1) without bias: no bias parameter, b0 = 0 in the gate, and the gradient
+// check covers the kernel alone.
+TEST(GatedMeanPool, WithoutBiasIsTheWriteUpsGate) {
+  GatedMeanPool<double> pool(3, GatedMeanPoolOptions().use_bias(false).bias_init(Init::constant(0.7)).seed(5));
+  EXPECT_EQ(pool.describe(), "GatedMeanPool(use_bias=false)");
+  const ParamList<double> params = pool.params();
+  ASSERT_EQ(params.size(), 1u);
+  EXPECT_EQ(params[0].name, "kernel");
+  EXPECT_EQ(pool.bias()(0), 0.0);  // bias_init is not used
+  const Tensor3<double> x = random_tensor(2, 4, 3, 6);
+  const Tensor3<double> y = pool.forward(x, Mask::from_lengths({4, 2}));
+  for (Index b = 0; b < 2; ++b) {
+    double G = 0, N[3] = {0, 0, 0};
+    for (Index t = 0; t < (b == 0 ? 4 : 2); ++t) {
+      double s = 0;
+      for (Index f = 0; f < 3; ++f) s += x(b, t, f) * pool.kernel()(f, 0);
+      const double g = 1 / (1 + std::exp(-s));
+      G += g;
+      for (Index f = 0; f < 3; ++f) N[f] += g * x(b, t, f);
+    }
+    for (Index f = 0; f < 3; ++f) EXPECT_NEAR(y(b, 0, f), N[f] / G, 1e-15) << b << "," << f;
+  }
+  const auto grads = check_layer_gradients(pool, random_tensor(3, 5, 3, 2), random_step_mask(3, 5, 3));
+  EXPECT_TRUE(grads.passed()) << grads.report();
+  round_trip(pool);
+}
+
 TEST(BertPool, GradientsAndStepMasks) {
   BertPool<double> pool(4, BertPoolOptions().units(3).bias_init(Init::constant(0.1)).seed(2));
   const auto lengths = check_layer_gradients(pool, random_tensor(4, 5, 4, 1), Mask::from_lengths({5, 2, 0, 1}));

@@ -8,7 +8,8 @@
 #include "seqattn/core/tensor_builders.hpp"
 #include "seqattn/layers/global_pooling.hpp"
 
-namespace seqattn {
+using namespace seqattn;
+
 namespace {
 
 template <class F>
@@ -90,4 +91,3 @@ TEST(TensorBuilders, OverflowingSizesAreRefusedBeforeAllocating) {
 }
 
 }  // namespace
-}  // namespace seqattn

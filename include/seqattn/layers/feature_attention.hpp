@@ -28,6 +28,7 @@
 #include <string>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -56,7 +57,7 @@ struct FeatureAttentionOptions {
 };
 
 template <class S>
-class FeatureAttention final : public Layer<S> {
+class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   explicit FeatureAttention(Index in_features, FeatureAttentionOptions options = FeatureAttentionOptions())
       : Layer<S>(in_features), options_(options) {
@@ -114,6 +115,15 @@ class FeatureAttention final : public Layer<S> {
   Vector<S>& bias() { return b_; }
   // a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
   const Tensor3<S>& attention() const { return options_.shared() ? shared_ : probs_; }
+  // AttentionMap (core/attention_map.hpp): sequence b's (T, F) weights, step x feature (each step's softmax over
+  // the features; with shared, every kept step holds the shared weights).
+  Matrix<S> attention_map(Index b, Index h = 0) const override {
+    const Tensor3<S>& a = attention();
+    if (a.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
+    this->check_map_index(describe(), b, h, a.dimension(0));
+    return sample_matrix(a, b);
+  }
+  AttentionAxes attention_axes() const override { return {"step", "feature"}; }
 
  protected:
   // x (N=B*T, F) -> z = x W + b (N, F) -> p = softmax rows of z (valid rows; padded rows 0)

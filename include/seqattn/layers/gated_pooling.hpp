@@ -3,9 +3,12 @@
 //
 // GatedMeanPool<S>(in_features, GatedMeanPoolOptions()): the write-up's 'weighted_mean' pooling:
 //   g[b, t] = sigmoid(x[b, t] w + b0)                   one gate per step; w (F, 1) "kernel", b0 (1,) "bias"
+//                                                       (use_bias false: b0 = 0 and no bias parameter: the write-up's
+//                                                       gate, Dense(1) without bias)
 //   y[b, 0] = sum_t g[b, t] x[b, t] / sum_t g[b, t]     over the kept steps t   (B, 1, F)
 //   gates() (B, T) holds g of the last forward (0 at masked and padded steps).
 //   Unlike a softmax's bias, b0 changes the output (a common shift of the logits changes the ratios g_t / g_s).
+//   The write-up divides by sum g + 1e-8; here by sum g exactly (a relative difference below 1e-8 / sum g).
 // BertPool<S>(in_features, BertPoolOptions().units(U)): the write-up's 'bert' pooling: the first kept step through
 //   a Dense layer with tanh (BERT's pooler):
 //   y[b, 0] = tanh(x[b, t_first] W + c)                 W (F, U) "kernel", c (U,) "bias"; U = units, default F
@@ -29,6 +32,7 @@
 namespace seqattn {
 
 struct GatedMeanPoolOptions {
+  SEQATTN_ARG(bool, use_bias, true)
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
@@ -36,6 +40,7 @@ struct GatedMeanPoolOptions {
   // The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
+    v("use_bias", o.use_bias_);
     v("kernel_initializer", o.kernel_init_);
     v("bias_initializer", o.bias_init_);
     v("seed", o.seed_);
@@ -52,8 +57,8 @@ class GatedMeanPool final : public Layer<S> {
     w_.resize(in_features, 1);
     options.kernel_init().fill(w_, in_features, 1, rng);
     dw_ = Matrix<S>::Zero(in_features, 1);
-    b_.resize(1);
-    options.bias_init().fill(b_, in_features, 1, rng);
+    b_ = Vector<S>::Zero(1);
+    if (options.use_bias()) options.bias_init().fill(b_, in_features, 1, rng);
     db_ = Vector<S>::Zero(1);
   }
 
@@ -76,12 +81,12 @@ class GatedMeanPool final : public Layer<S> {
     r.finish();
     return std::make_unique<GatedMeanPool>(in_features, options);
   }
-  std::string describe() const override { return "GatedMeanPool()"; }
+  std::string describe() const override { return options_.use_bias() ? "GatedMeanPool()" : "GatedMeanPool(use_bias=false)"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GatedMeanPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GatedMeanPool&>(other); }
 
   Matrix<S>& kernel() { return w_; }  // (F, 1)
-  Vector<S>& bias() { return b_; }    // (1)
+  Vector<S>& bias() { return b_; }    // (1); stays 0 without use_bias
   // Gates of the last forward, (B, T); 0 at masked and padded steps.
   const Matrix<S>& gates() const { return g_; }
 
@@ -141,14 +146,14 @@ class GatedMeanPool final : public Layer<S> {
         const S ds = dg * g * (S(1) - g);
         DX.row(t) = (g / G) * DY + ds * w_.col(0).transpose();
         dw_.col(0).transpose() += ds * X.row(t);
-        db_(0) += ds;
+        if (options_.use_bias()) db_(0) += ds;
       }
     }
   }
 
   void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("kernel", w_, &dw_));
-    list.push_back(vector_param<S>("bias", b_, &db_));
+    list.push_back(matrix_param<S>("kernel", w_, &dw_, ParamRole::Kernel));
+    if (options_.use_bias()) list.push_back(vector_param<S>("bias", b_, &db_, ParamRole::Bias));
   }
 
  private:
@@ -258,8 +263,8 @@ class BertPool final : public Layer<S> {
   }
 
   void collect_params(ParamList<S>& list) override {
-    list.push_back(matrix_param<S>("kernel", W_, &dW_));
-    list.push_back(vector_param<S>("bias", c_, &dc_));
+    list.push_back(matrix_param<S>("kernel", W_, &dW_, ParamRole::Kernel));
+    list.push_back(vector_param<S>("bias", c_, &dc_, ParamRole::Bias));
   }
 
  private:

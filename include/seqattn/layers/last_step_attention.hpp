@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/layer_config.hpp"
 #include "seqattn/core/options.hpp"
@@ -64,7 +65,7 @@ struct LastStepAttentionOptions {
 };
 
 template <class S>
-class LastStepAttention final : public Layer<S> {
+class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   explicit LastStepAttention(Index in_features, LastStepAttentionOptions options = LastStepAttentionOptions())
       : Layer<S>(in_features), options_(options) {
@@ -119,6 +120,13 @@ class LastStepAttention final : public Layer<S> {
   Matrix<S>& output_kernel() { return Wc_; }  // Wc (2F, units)
   // Weights of the last forward, (B, T); 0 at masked and padded steps and for sequences with no kept step.
   const Matrix<S>& attention() const { return a_; }
+  // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
+  Matrix<S> attention_map(Index b, Index h = 0) const override {
+    if (a_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
+    this->check_map_index(describe(), b, h, a_.rows());
+    return a_.row(b);
+  }
+  AttentionAxes attention_axes() const override { return {"pool", "step"}; }
 
  protected:
   // x (B, T, F) -> z, a (B, T) -> c (B, F) -> y (B, 1, units)
@@ -234,13 +242,13 @@ class LastStepAttention final : public Layer<S> {
 
   void collect_params(ParamList<S>& list) override {
     if (luong()) {
-      list.push_back(matrix_param<S>("luong_w", W_, &dW_));
+      list.push_back(matrix_param<S>("luong_w", W_, &dW_, ParamRole::Kernel));
     } else {
-      list.push_back(matrix_param<S>("bahdanau_w1", W_, &dW_));
-      list.push_back(matrix_param<S>("bahdanau_w2", W2_, &dW2_));
-      list.push_back(matrix_param<S>("bahdanau_v", v_, &dv_));
+      list.push_back(matrix_param<S>("bahdanau_w1", W_, &dW_, ParamRole::Kernel));
+      list.push_back(matrix_param<S>("bahdanau_w2", W2_, &dW2_, ParamRole::Kernel));
+      list.push_back(matrix_param<S>("bahdanau_v", v_, &dv_, ParamRole::Kernel));
     }
-    list.push_back(matrix_param<S>("attention_vector", Wc_, &dWc_));
+    list.push_back(matrix_param<S>("attention_vector", Wc_, &dWc_, ParamRole::Kernel));
   }
 
  private:

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -119,7 +120,7 @@ inline const std::vector<std::pair<AttentionType, const char*>>& config_names(At
   return names;
 }
 template <class S>
-class SeqSelfAttention final : public Layer<S> {
+class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   using Options = SeqSelfAttentionOptions;
 
@@ -231,6 +232,19 @@ class SeqSelfAttention final : public Layer<S> {
           if (s >= 0 && s < T) dense(b, t, s) = A_(b, t, j);
         }
     return dense;
+  }
+  // AttentionMap (core/attention_map.hpp): sequence b's (T, T) weights, query step x key step.
+  Matrix<S> attention_map(Index b, Index h = 0) const override {
+    if (A_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
+    this->check_map_index(describe(), b, h, A_.dimension(0));
+    const Index T = A_.dimension(1), W = A_.dimension(2);
+    Matrix<S> map = Matrix<S>::Zero(T, T);
+    for (Index t = 0; t < T; ++t)
+      for (Index j = 0; j < W; ++j) {
+        const Index s = band_.start(t) + j;
+        if (s >= 0 && s < T) map(t, s) = A_(b, t, j);
+      }
+    return map;
   }
 
   // Scores and probabilities (B, T, W) with W the band's columns for T steps (T without a width), the dense

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -55,7 +56,7 @@ struct SeqWeightedAttentionOptions {
 };
 
 template <class S>
-class SeqWeightedAttention final : public Layer<S> {
+class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   explicit SeqWeightedAttention(Index in_features, SeqWeightedAttentionOptions options = SeqWeightedAttentionOptions())
       : Layer<S>(in_features), options_(options) {
@@ -104,6 +105,13 @@ class SeqWeightedAttention final : public Layer<S> {
   Vector<S>& bias() { return b_; }
   // Weights of the last forward, (B, T); 0 at padded steps and for sequences of length 0.
   const Matrix<S>& attention() const { return a_; }
+  // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
+  Matrix<S> attention_map(Index b, Index h = 0) const override {
+    if (a_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
+    this->check_map_index(describe(), b, h, a_.rows());
+    return a_.row(b);
+  }
+  AttentionAxes attention_axes() const override { return {"pool", "step"}; }
 
  protected:
   // x (B, T, F) -> z (B, T) -> a (B, T) -> y (B, 1, F)

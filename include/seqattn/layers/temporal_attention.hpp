@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -56,7 +57,7 @@ struct TemporalAttentionOptions {
 };
 
 template <class S>
-class TemporalAttention final : public Layer<S> {
+class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   TemporalAttention(Index in_features, Index time_steps, TemporalAttentionOptions options = TemporalAttentionOptions())
       : Layer<S>(in_features), steps_(time_steps), options_(options) {
@@ -115,6 +116,14 @@ class TemporalAttention final : public Layer<S> {
   Vector<S>& bias() { return b_; }
   // a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
   const Tensor3<S>& attention() const { return att_; }
+  // AttentionMap (core/attention_map.hpp): sequence b's (F, T0) weights, feature x step (each feature's softmax over
+  // the steps): attention() of sequence b transposed.
+  Matrix<S> attention_map(Index b, Index h = 0) const override {
+    if (att_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
+    this->check_map_index(describe(), b, h, att_.dimension(0));
+    return sample_matrix(att_, b).transpose();
+  }
+  AttentionAxes attention_axes() const override { return {"feature", "step"}; }
   // Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -58,7 +59,7 @@ struct TransformerEncoderOptions {
 };
 
 template <class S>
-class TransformerEncoderBlock final : public Layer<S> {
+class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
  public:
   TransformerEncoderBlock(Index d_model, Index heads, Index ff_dim,
                           TransformerEncoderOptions options = TransformerEncoderOptions())
@@ -127,6 +128,9 @@ class TransformerEncoderBlock final : public Layer<S> {
 
   MultiHeadAttention<S>& attention_layer() { return mha_; }
   const MultiHeadAttention<S>& attention_layer() const { return mha_; }
+  // AttentionMap (core/attention_map.hpp): its attention's (Tq, Tk) weights of head h of sequence b.
+  Index attention_heads() const override { return mha_.heads(); }
+  Matrix<S> attention_map(Index b, Index h = 0) const override { return mha_.attention(b, h); }
   LayerNorm<S>& norm1() { return ln1_; }
   LayerNorm<S>& norm2() { return ln2_; }
   Dense<S>& ffn1() { return ffn1_; }
