@@ -5,7 +5,10 @@
 // w = 1, 3, 4, without bias and in cross-attention; step masks (holes, left padding; torch: an attn_mask with the
 // masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal); explicit attention
 // masks (set_attention_mask, set_additive_attention_mask; torch's attn_mask), boolean (Tq, Tk) with causal, additive
-// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks.
+// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks;
+// add_bias_kv and add_zero_attn (attention with Tk + 1 or Tk + 2 columns, gradients of bias_k and bias_v), alone and
+// both, with key lengths (one of 0: only the extra keys), causal, attention_window, cross-attention, step masks (a
+// kept query whose range holds no kept key) and an additive (B*H, Tq, Tk) attention mask.
 #include <gtest/gtest.h>
 #include <limits>
 
@@ -64,6 +67,7 @@ struct TorchCase {
   Index heads;
   bool causal, bias, cross;
   Index window = 0;  // attention_window (0: none)
+  bool add_bias_kv = false, add_zero_attn = false;
 };
 
 template <class S>
@@ -87,7 +91,10 @@ void run_case(const TorchCase& c) {
                                 .key_features(xkv.dimension(2))
                                 .causal(c.causal)
                                 .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
-                                .use_bias(c.bias));
+                                .use_bias(c.bias)
+                                .add_bias_kv(c.add_bias_kv)
+                                .add_zero_attn(c.add_zero_attn));
+  const Index E = Index(c.add_bias_kv) + Index(c.add_zero_attn), Tke = Tk + E;  // extra keys after the Tk keys
   // explicit attention mask: attn_blocked (1 = not allowed), attn_add (additive values; -inf where blocked)
   const bool user = d.has(p + "attn_blocked");
   std::vector<double> blocked;
@@ -137,9 +144,10 @@ void run_case(const TorchCase& c) {
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < mq.length(b, Tq); ++t) {
         if (!mq.valid(b, t, Tq)) continue;
-        const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tk;
-        const std::vector<double> row(first, first + Tk);
-        expect_close(mha.attention(b, h).data() + t * Tk, row,
+        const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tke;
+        const std::vector<double> row(first, first + Tke);
+        ASSERT_EQ(mha.attention(b, h).cols(), Tke);
+        expect_close(mha.attention(b, h).data() + t * Tke, row,
                      "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
         for (Index s = 0; s < Tk; ++s) {
           const bool masked = !mkv.valid(b, s, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1) ||
@@ -174,7 +182,13 @@ const TorchCase kCases[] = {{"self", 2, false, true, false},
                             {"attn_bool", 2, true, true, false},
                             {"attn_add_heads", 2, false, true, false},
                             {"attn_cross_window", 2, true, true, true, 2},
-                            {"attn_steps_add", 2, false, false, false}};
+                            {"attn_steps_add", 2, false, false, false},
+                            {"kv_bias", 2, false, true, false, 0, true, false},
+                            {"kv_zero_causal", 3, true, true, false, 0, false, true},
+                            {"kv_both_cross", 2, false, true, true, 0, true, true},
+                            {"kv_both_window", 2, true, false, false, 2, true, true},
+                            {"kv_both_steps", 2, true, true, true, 0, true, true},
+                            {"kv_bias_attn", 2, true, true, false, 0, true, false}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

@@ -35,15 +35,27 @@
 // w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
 // layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), output_activation
 // on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
-// need_weights (true), kernel_init (glorot_uniform), bias_init (zeros), seed. keras-multi-head's
-// MultiHeadAttention(activation=a) applies a to q, k, v and the output: set activation(a).output_activation(a).
+// need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
+// seed. keras-multi-head's MultiHeadAttention(activation=a) applies a to q, k, v and the output: set
+// activation(a).output_activation(a).
 // need_weights=false (torch's need_weights): attention(), attention(b, h) and attention_band() throw UsageError
 // and the dense map of attention() is never built; the probabilities themselves (and, with attention dropout,
 // the dropped ones) are still stored, because backward needs them, so need_weights saves no memory in the
 // per-call caches: outputs and gradients are bitwise those of need_weights=true.
+// add_bias_kv / add_zero_attn (torch's): one or two key/value steps appended after the Tk keys, per head: the
+// learned bias_k, bias_v (H*dh, appended after the projections and their activation; init glorot_normal as torch's
+// xavier_normal_, drawn after the other parameters so that those keep their values for a seed), then an all-zero
+// key and value. They are allowed for EVERY valid (kept) query, whatever the lengths, step masks, causal,
+// attention_window and attention mask say (torch pads key_padding_mask and attn_mask with an allowed column), so
+// with them every valid query row has a key and is live: the rule "a row without an allowed key outputs 0" no
+// longer applies (a key/value length 0 gives attention over the extra keys only; add_zero_attn alone then gives
+// y = act_o(bo)); padded and masked query rows still output exactly 0. attention() has Tk + E columns (E = 1 or 2,
+// the extra keys last, as torch), attention_band() min(w, Tk) + E. Calls with them take the plain loops of
+// detail/multi_head_attention_masked.hpp (slower than the tiled kernels); the stream form refuses them.
 // Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
 // Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
-// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(). torch.nn.MultiheadAttention equivalence:
+// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(); with add_bias_kv also bias_k, bias_v
+// (H*dh; bias_k(), bias_v()) after them. torch.nn.MultiheadAttention equivalence:
 // in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
 // Compute: projections are register-tiled products over all B*T rows with the weights read in place
 // (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
@@ -95,6 +107,8 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
   SEQATTN_ARG(Activation, output_activation, Activation::Linear)  // on the output projection: y = act(ctx Wo + bo)
   SEQATTN_ARG(bool, need_weights, true)  // false: attention() refuses (UsageError); see the file comment
+  SEQATTN_ARG(bool, add_bias_kv, false)  // torch: learned bias_k, bias_v appended as one more key/value step
+  SEQATTN_ARG(bool, add_zero_attn, false)  // torch: an all-zero key/value step appended (after bias_k / bias_v)
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
@@ -112,6 +126,8 @@ struct MultiHeadAttentionOptions {
     v("activation", o.activation_);
     v("output_activation", o.output_activation_);
     v("need_weights", o.need_weights_);
+    v("add_bias_kv", o.add_bias_kv_);
+    v("add_zero_attn", o.add_zero_attn_);
     v("kernel_initializer", o.kernel_init_);
     v("bias_initializer", o.bias_init_);
     v("seed", o.seed_);
@@ -163,6 +179,14 @@ class MultiHeadAttention final : public Layer<S> {
     init_projection(Wv_, bv_, dWv_, dbv_, key_features_, hd, rng);
     init_projection(Wo_, bo_, dWo_, dbo_, hd, out_features_, rng);
     dropout_rng_.reseed(rng.next_u64());
+    if (options.add_bias_kv()) {  // torch: xavier_normal_ of (1, 1, H*dh), fans H*dh and H*dh (drawn last: the
+      bias_k_.resize(hd);         // other parameters and the dropout seed are those of the layer without them)
+      bias_v_.resize(hd);
+      Init::glorot_normal().fill(bias_k_, hd, hd, rng);
+      Init::glorot_normal().fill(bias_v_, hd, hd, rng);
+      dbias_k_ = Vector<S>::Zero(hd);
+      dbias_v_ = Vector<S>::Zero(hd);
+    }
   }
 
   using Layer<S>::forward;
@@ -223,6 +247,8 @@ class MultiHeadAttention final : public Layer<S> {
     if (options_.output_activation() != Activation::Linear)
       s += ", output_activation=" + to_string(options_.output_activation());
     if (!options_.need_weights()) s += ", need_weights=false";
+    if (options_.add_bias_kv()) s += ", add_bias_kv=true";
+    if (options_.add_zero_attn()) s += ", add_zero_attn=true";
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
@@ -231,7 +257,8 @@ class MultiHeadAttention final : public Layer<S> {
   // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
   // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
-    if (!options_.causal() || key_features_ != this->in_features()) return Layer<S>::open_stream(batch, options);
+    if (!options_.causal() || key_features_ != this->in_features() || extra_keys() > 0)
+      return Layer<S>::open_stream(batch, options);
     if (has_attention_mask())
       detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
                            "stream takes one step at a time; call clear_attention_mask() first");
@@ -252,6 +279,9 @@ class MultiHeadAttention final : public Layer<S> {
     return std::make_unique<detail::MultiHeadAttentionStream<S>>(weights, batch, options, describe());
   }
   std::string stream_refusal() const override {
+    if (extra_keys() > 0)
+      return "add_bias_kv and add_zero_attn add key/value steps that every query sees: the stream form (a key/value "
+             "cache of the past steps) does not support them";
     if (key_features_ != this->in_features())
       return "key_features differs from the input features: a cross-attention layer (its keys come from another "
              "sequence) has no stream form";
@@ -264,7 +294,7 @@ class MultiHeadAttention final : public Layer<S> {
   // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
-    const Index cols = windowed() ? std::min(*options_.attention_window(), Tk) : Tk;
+    const Index cols = (windowed() ? std::min(*options_.attention_window(), Tk) : Tk) + extra_keys();
     const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, cols});
     std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
     if (options_.output_activation() != Activation::Linear)
@@ -305,6 +335,13 @@ class MultiHeadAttention final : public Layer<S> {
   const Vector<S>& key_bias() const { return bk_; }
   const Vector<S>& value_bias() const { return bv_; }
   const Vector<S>& output_bias() const { return bo_; }
+  // add_bias_kv: the appended key and value (H*dh; empty without add_bias_kv), torch's bias_k and bias_v.
+  Vector<S>& bias_k() { return bias_k_; }
+  Vector<S>& bias_v() { return bias_v_; }
+  const Vector<S>& bias_k() const { return bias_k_; }
+  const Vector<S>& bias_v() const { return bias_v_; }
+  // The key/value steps added after the Tk keys: add_bias_kv + add_zero_attn.
+  Index extra_keys() const { return Index(options_.add_bias_kv()) + Index(options_.add_zero_attn()); }
 
   // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
   // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
@@ -328,7 +365,8 @@ class MultiHeadAttention final : public Layer<S> {
   }
   // The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
   // j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
-  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0).
+  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0). With
+  // add_bias_kv / add_zero_attn, E more columns at the end: the extra keys (key Tk + e of attention()).
   const Tensor3<S>& attention_band() const {
     check_need_weights("attention_band()");
     return attention_;
@@ -396,6 +434,9 @@ class MultiHeadAttention final : public Layer<S> {
     const bool explicit_mask = has_attention_mask();  // set_attention_mask: the plain loops, once per call
     if (explicit_mask) check_attention_mask(B, Tq, Tk);
     forward_mask_version_ = mask_version_;
+    const Index E = extra_keys();
+    const bool plain = explicit_mask || E > 0;  // the plain loops (detail/multi_head_attention_masked.hpp)
+    if (E > 0) set_extra_rows(hd);
 
     // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd), in row chunks
     const Index N = B * Tq, M = B * Tk;
@@ -440,7 +481,7 @@ class MultiHeadAttention final : public Layer<S> {
     // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
     // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
     const detail::mha::Window win = window(Tk);
-    const Index W = win.cols(), wk = win.width;
+    const Index W = win.cols() + E, wk = win.width;
     attention_band_keys_ = Tk;
     dense_ready_ = false;
     ensure_shape(attention_, B * H, Tq, W);
@@ -452,7 +493,7 @@ class MultiHeadAttention final : public Layer<S> {
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(W) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk);
-    if (explicit_mask) head_live_.resize(static_cast<size_t>(B * H * Tq));
+    if (plain) head_live_.resize(static_cast<size_t>(B * H * Tq));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -467,10 +508,10 @@ class MultiHeadAttention final : public Layer<S> {
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
       detail::mha::StepKeep keep;
       if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
-      if (explicit_mask)
-        detail::mha::explicit_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
-                                                   lq, lk, options_.causal(), win, scale, dropout, keep,
-                                                   explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq);
+      if (plain)
+        detail::mha::explicit_attention_forward<S>(
+            chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk, options_.causal(), win, scale,
+            dropout, keep, explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq, extra_of(h, nullptr, nullptr));
       else if (wk > 0)
         detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
                                                    lq, lk, win, scale, dropout, panels, keep);
@@ -497,14 +538,14 @@ class MultiHeadAttention final : public Layer<S> {
                              activation_forward<S>(oact, Zc, Yc);
                            }
                          });
-    if (explicit_mask) {  // a row is live when it has an allowed key in some head
+    if (plain) {  // a row is live when it has an allowed key in some head
       masked_live_.assign(static_cast<size_t>(N), 0);
       for (Index bh = 0; bh < B * H; ++bh)
         for (Index t = 0; t < Tq; ++t)
           masked_live_[static_cast<size_t>((bh / H) * Tq + t)] |= head_live_[static_cast<size_t>(bh * Tq + t)];
     }
-    if (steps || explicit_mask) {
-      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+    if (steps || plain) {
+      const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
       for (Index r = 0; r < N; ++r)
         if (!live[static_cast<size_t>(r)]) Y.row(r).setZero();
       return;
@@ -531,13 +572,15 @@ class MultiHeadAttention final : public Layer<S> {
                        "mask of its forward); run the forward again");
     const bool explicit_mask = has_attention_mask();
     if (explicit_mask) check_attention_mask(B, Tq, Tk);
+    const Index E = extra_keys();
+    const bool plain = explicit_mask || E > 0;
 
     // dead rows of y are constant 0: their dy is ignored
     const bool steps = mask.has_holes() || mkv.has_holes();
     bool any_dead = false;
     if (steps) step_flags(mask, mkv, B, Tq, Tk);
-    if (steps || explicit_mask) {
-      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+    if (steps || plain) {
+      const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
       any_dead = std::find(live.begin(), live.begin() + N, std::uint8_t{0}) != live.begin() + N;
     } else {
       for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
@@ -545,8 +588,8 @@ class MultiHeadAttention final : public Layer<S> {
     if (any_dead) {
       ensure_shape(dy_live_, N, out_features_);
       dy_live_ = as_matrix(dy);
-      if (steps || explicit_mask) {
-        const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+      if (steps || plain) {
+        const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
         for (Index r = 0; r < N; ++r)
           if (!live[static_cast<size_t>(r)]) dy_live_.row(r).setZero();
       } else {
@@ -598,8 +641,9 @@ class MultiHeadAttention final : public Layer<S> {
     const int threads =
         detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
-    if (explicit_mask && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
-    if (explicit_mask)
+    if (plain && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
+    if (E > 0) ensure_shape(dextra_, 2 * B * H * E, dh);  // per pair: dK, dV of the extra rows
+    if (plain)
       for (std::vector<S>& d : mask_dp_) d.resize(std::max(d.size(), static_cast<size_t>(W)));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
@@ -613,13 +657,15 @@ class MultiHeadAttention final : public Layer<S> {
       HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
       const ConstHeadMap P(p, Tq, W, Eigen::OuterStride<>(W)), Pd(pd, Tq, W, Eigen::OuterStride<>(W));
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
-      if (explicit_mask) {
+      if (plain) {
         detail::mha::StepKeep keep;
         if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
         detail::mha::explicit_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(),
                                                     win, scale, keep_scale, keep, explicit_mask_of(bh, Tq, Tk),
-                                                    mask_dp_[static_cast<size_t>(detail::mha::thread_index())]);
+                                                    mask_dp_[static_cast<size_t>(detail::mha::thread_index())],
+                                                    extra_of(h, E > 0 ? dextra_.data() + bh * E * dh : nullptr,
+                                                             E > 0 ? dextra_.data() + (B * H + bh) * E * dh : nullptr));
       } else if (wk > 0)
         detail::mha::windowed_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
@@ -685,6 +731,13 @@ class MultiHeadAttention final : public Layer<S> {
     for (detail::GradSum<S>* g : {&gWq_, &gWk_, &gWv_}) g->finish();
     if (bias)
       for (detail::GradSum<S>* g : {&gbq_, &gbk_, &gbv_}) g->finish();
+    if (options_.add_bias_kv())  // the gradients of the bias_k / bias_v row (extra row 0), samples in order
+      for (Index b = 0; b < B; ++b)
+        for (Index h = 0; h < H; ++h) {
+          const Index bh = b * H + h;
+          dbias_k_.segment(h * dh, dh) += dextra_.row(bh * E).transpose();
+          dbias_v_.segment(h * dh, dh) += dextra_.row((B * H + bh) * E).transpose();
+        }
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -697,6 +750,10 @@ class MultiHeadAttention final : public Layer<S> {
     if (bias) list.push_back(vector_param<S>("bv", bv_, &dbv_));
     list.push_back(matrix_param<S>("Wo", Wo_, &dWo_));
     if (bias) list.push_back(vector_param<S>("bo", bo_, &dbo_));
+    if (options_.add_bias_kv()) {
+      list.push_back(vector_param<S>("bias_k", bias_k_, &dbias_k_));
+      list.push_back(vector_param<S>("bias_v", bias_v_, &dbias_v_));
+    }
   }
 
  private:
@@ -816,11 +873,36 @@ class MultiHeadAttention final : public Layer<S> {
     const Index offset = mask_rows_ == 1 ? 0 : bh * Tq * Tk;
     detail::mha::ExplicitMask<S> m;
     m.keys = Tk;
+    if (!has_attention_mask()) return m;  // the layer's rules only (add_bias_kv / add_zero_attn)
     if (!mask_blocked_.empty())
       m.blocked = mask_blocked_.data() + offset;
     else
       m.bias = mask_bias_.data() + offset;
     return m;
+  }
+  // extra_rows_ (E, hd): row 0 bias_k with add_bias_kv, then a zero row with add_zero_attn (keys and values).
+  void set_extra_rows(Index hd) {
+    const Index E = extra_keys();
+    ensure_shape(extra_k_, E, hd);
+    ensure_shape(extra_v_, E, hd);
+    extra_k_.setZero();
+    extra_v_.setZero();
+    if (options_.add_bias_kv()) {
+      extra_k_.row(0) = bias_k_.transpose();
+      extra_v_.row(0) = bias_v_.transpose();
+    }
+  }
+  // The extra keys of head h (none without add_bias_kv / add_zero_attn); dk, dv receive their gradients.
+  detail::mha::ExtraKeys<S> extra_of(Index h, S* dk, S* dv) const {
+    detail::mha::ExtraKeys<S> e;
+    e.count = extra_keys();
+    if (e.count == 0) return e;
+    e.k = extra_k_.data() + h * head_size_;
+    e.v = extra_v_.data() + h * head_size_;
+    e.stride = extra_k_.cols();
+    e.dk = dk;
+    e.dv = dv;
+    return e;
   }
   void check_need_weights(const char* call) const {
     if (!options_.need_weights())
@@ -835,23 +917,25 @@ class MultiHeadAttention final : public Layer<S> {
 
   // dense_ (B*H, Tq, Tk) from the band of the last forward (attention()).
   void build_dense_attention() const {
-    const Index BH = attention_.dimension(0), Tq = attention_.dimension(1), W = attention_.dimension(2);
-    const Index Tk = attention_band_keys_;
-    const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk});
+    const Index BH = attention_.dimension(0), Tq = attention_.dimension(1), E = extra_keys();
+    const Index W = attention_.dimension(2) - E, Tk = attention_band_keys_;  // band columns, then the E extra keys
+    const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk + E});
     if (bytes > memory_limit())
       throw MemoryError(
           detail::cat(describe(), ": attention() builds the dense (B*H, Tq, Tk) = ", shape_string(BH, Tq, Tk),
                       " map of ", format_bytes(bytes), ", above the memory limit of ", format_bytes(memory_limit()),
                       " (seqattn::set_memory_limit); read the band with attention_band() instead"));
     const detail::mha::Window win = window(Tk);
-    ensure_shape(dense_, BH, Tq, Tk);
+    ensure_shape(dense_, BH, Tq, Tk + E);
     dense_.setZero();
     for (Index bh = 0; bh < BH; ++bh)
-      for (Index t = 0; t < Tq; ++t)
+      for (Index t = 0; t < Tq; ++t) {
         for (Index j = 0; j < W; ++j) {
           const Index s = win.start(t) + j;
           if (s >= 0 && s < Tk) dense_(bh, t, s) = attention_(bh, t, j);
         }
+        for (Index e = 0; e < E; ++e) dense_(bh, t, Tk + e) = attention_(bh, t, W + e);
+      }
     dense_ready_ = true;
   }
 
@@ -875,6 +959,8 @@ class MultiHeadAttention final : public Layer<S> {
   MultiHeadAttentionOptions options_;
   Matrix<S> Wq_, Wk_, Wv_, Wo_, dWq_, dWk_, dWv_, dWo_;
   Vector<S> bq_, bk_, bv_, bo_, dbq_, dbk_, dbv_, dbo_;
+  Vector<S> bias_k_, bias_v_, dbias_k_, dbias_v_;  // add_bias_kv (H*dh)
+  Matrix<S> extra_k_, extra_v_, dextra_;           // (E, hd) extra key/value rows; (2*B*H*E, dh) their gradients
   Rng dropout_rng_;
   // forward caches
   Matrix<S> zq_, zk_, zv_;          // pre-activations (only with an activation)
