@@ -20,6 +20,8 @@ MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
   written as (E,) with their gradients dbias_k, dbias_v; torch pads attn_mask and key_padding_mask with an allowed
   column for each extra key, so every query keeps a key (the asserts on queries without a key are skipped: with
   a key/value length 0 the extra keys are the only ones); attention has Tk + 1 or Tk + 2 columns.
+  Separate value input (the vdim_* cases; forward(xq, mq, xk, xv, mkv)): kdim != vdim, key(xkv) and value(xv)
+  inputs of the same B and Tk, written as xkv / xv with dxkv / dxv.
 Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
 of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
 
@@ -98,7 +100,7 @@ def explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, w, blocked, add, extr
 
 
 def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None, q_keep=None,
-             kv_keep=None, user_mask=None, add_bias_kv=False, add_zero_attn=False):
+             kv_keep=None, user_mask=None, add_bias_kv=False, add_zero_attn=False, Dv=None):
     """user_mask: (blocked bool tensor, additive float tensor or None), shape (Tq, Tk) or (B*H, Tq, Tk)."""
     E = D
     Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
@@ -106,17 +108,22 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     xq = uniform(B, Tq, D).requires_grad_(True)
     xkv = uniform(B, Tk, Dk).requires_grad_(True) if cross else xq
     R = uniform(B, Tq, D)
+    if Dv is not None:  # separate value input: its own Wv and xv, drawn after the rest
+        Wv = uniform(Dv, E, scale=0.5)
+        xv = uniform(B, Tk, Dv).requires_grad_(True)
+    else:
+        Dv, xv = Dk, xkv
 
     extra = add_bias_kv or add_zero_attn
     if add_bias_kv:
         bias_k, bias_v = uniform(E, scale=0.5), uniform(E, scale=0.5)
-    mha = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, kdim=Dk, vdim=Dk, add_bias_kv=add_bias_kv,
+    mha = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, kdim=Dk, vdim=Dv, add_bias_kv=add_bias_kv,
                                       add_zero_attn=add_zero_attn)
     with torch.no_grad():
         if add_bias_kv:
             mha.bias_k.copy_(bias_k.reshape(1, 1, E))
             mha.bias_v.copy_(bias_v.reshape(1, 1, E))
-        if Dk == E:
+        if Dk == E and Dv == E:
             mha.in_proj_weight.copy_(torch.cat([Wq.T, Wk.T, Wv.T], 0))
         else:
             mha.q_proj_weight.copy_(Wq.T)
@@ -147,7 +154,7 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
             kv_valid = torch.arange(Tk)[None, :] < torch.tensor(kv_lengths)[:, None]
         attn_mask = explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, window, *user_mask, extra=extra)
         key_padding_mask = None
-    y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
+    y, attn = mha(xq, xkv, xv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
                   average_attn_weights=False)
     if q_keep is not None:
         valid_q = q_keep.to(y.dtype)[:, :, None]
@@ -169,7 +176,10 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     if cross:
         out["xkv"] = xkv
         out["dxkv"] = xkv.grad
-    if Dk == E:
+    if xv is not xkv:
+        out["xv"] = xv
+        out["dxv"] = xv.grad
+    if Dk == E and Dv == E:
         g = mha.in_proj_weight.grad
         out.update(dWq=g[:E].T, dWk=g[E:2 * E].T, dWv=g[2 * E:].T)
     else:
@@ -266,6 +276,13 @@ if __name__ == "__main__":
         tensors.update(mha_case("kv_bias_attn", 2, 5, 5, 6, 6, 2, [5, 4], [5, 4], causal=True, bias=True,
                                 cross=False, user_mask=(torch.rand(4, 5, 5) < 0.5, uniform(4, 5, 5, scale=2.0)),
                                 add_bias_kv=True))
+    with torch.random.fork_rng():  # separate key and value inputs, kdim != vdim
+        torch.manual_seed(20261210)
+        tensors.update(mha_case("vdim_cross", 2, 4, 6, 8, 5, 2, [4, 2], [6, 3], causal=False, bias=True, cross=True,
+                                Dv=3))
+        tensors.update(mha_case("vdim_steps_causal", 2, 5, 4, 4, 6, 2, None, None, causal=True, bias=True, cross=True,
+                                q_keep=[[0, 1, 1, 0, 1], [1, 1, 0, 1, 1]], kv_keep=[[1, 1, 0, 1], [1, 0, 1, 1]], Dv=7,
+                                add_zero_attn=True))
     refdata.write("../data/multi_head_attention.txt", tensors,
                   "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
                   % torch.__version__)

@@ -8,7 +8,8 @@
 // (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks;
 // add_bias_kv and add_zero_attn (attention with Tk + 1 or Tk + 2 columns, gradients of bias_k and bias_v), alone and
 // both, with key lengths (one of 0: only the extra keys), causal, attention_window, cross-attention, step masks (a
-// kept query whose range holds no kept key) and an additive (B*H, Tq, Tk) attention mask.
+// kept query whose range holds no kept key) and an additive (B*H, Tq, Tk) attention mask; separate key and value
+// inputs (torch's kdim != vdim: forward(xq, mq, xk, xv, mkv), value_input_grad()), with lengths and with step masks.
 #include <gtest/gtest.h>
 #include <limits>
 
@@ -78,6 +79,8 @@ void run_case(const TorchCase& c) {
   const Tensor3<S> xq = d.tensor<S>(p + "x");
   const Tensor3<S> xkv = c.cross ? d.tensor<S>(p + "xkv") : xq;
   const Tensor3<S> R = d.tensor<S>(p + "R");
+  const bool split = d.has(p + "xv");  // separate value input
+  const Tensor3<S> xv = split ? d.tensor<S>(p + "xv") : xkv;
   const bool steps = d.has(p + "q_keep");
   const Mask mq = steps ? keep_mask(p + "q_keep") : lengths(p + "q_lengths");
   const Mask mkv = steps ? keep_mask(p + (c.cross ? "kv_keep" : "q_keep")) : lengths(p + "kv_lengths");
@@ -89,6 +92,7 @@ void run_case(const TorchCase& c) {
   MultiHeadAttention<S> mha(xq.dimension(2), H,
                             MultiHeadAttentionOptions()
                                 .key_features(xkv.dimension(2))
+                                .value_features(xv.dimension(2))
                                 .causal(c.causal)
                                 .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
                                 .use_bias(c.bias)
@@ -135,7 +139,9 @@ void run_case(const TorchCase& c) {
     for (Index i = 0; i < param.size(); ++i) param.value[i] = S(v[static_cast<size_t>(i)]);
   }
 
-  const Tensor3<S>& y = c.cross ? mha.forward(xq, mq, xkv, mkv, Mode::Train) : mha.forward(xq, mq, Mode::Train);
+  const Tensor3<S>& y = split     ? mha.forward(xq, mq, xkv, xv, mkv, Mode::Train)
+                        : c.cross ? mha.forward(xq, mq, xkv, mkv, Mode::Train)
+                                  : mha.forward(xq, mq, Mode::Train);
   expect_close(y.data(), d.values(p + "y"), "y");  // torch's padded rows are zeroed by the generator
 
   // attention (B, H, Tq, Tk) on valid query rows; masked keys are exactly 0
@@ -159,9 +165,15 @@ void run_case(const TorchCase& c) {
       }
 
   mha.zero_grad();
-  const Tensor3<S>& dx = c.cross ? mha.backward_cross(xq, mq, xkv, mkv, R) : mha.backward(xq, mq, R);
+  const Tensor3<S>& dx = split     ? mha.backward_cross(xq, mq, xkv, xv, mkv, R)
+                         : c.cross ? mha.backward_cross(xq, mq, xkv, mkv, R)
+                                   : mha.backward(xq, mq, R);
   expect_close(dx.data(), d.values(p + "dx"), "dx");
   if (c.cross) expect_close(mha.key_input_grad().data(), d.values(p + "dxkv"), "dxkv");
+  if (split) {
+    ASSERT_EQ(mha.value_input_grad().dimensions(), xv.dimensions());
+    expect_close(mha.value_input_grad().data(), d.values(p + "dxv"), "dxv");
+  }
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
@@ -188,7 +200,9 @@ const TorchCase kCases[] = {{"self", 2, false, true, false},
                             {"kv_both_cross", 2, false, true, true, 0, true, true},
                             {"kv_both_window", 2, true, false, false, 2, true, true},
                             {"kv_both_steps", 2, true, true, true, 0, true, true},
-                            {"kv_bias_attn", 2, true, true, false, 0, true, false}};
+                            {"kv_bias_attn", 2, true, true, false, 0, true, false},
+                            {"vdim_cross", 2, false, true, true},
+                            {"vdim_steps_causal", 2, true, true, true, 0, false, true}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

@@ -7,6 +7,10 @@
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
 //   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
+//   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
+//   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
+//   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
+//   value_features == key_features, self-attention and streams value_features == in_features (ConfigError).
 // Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`, and s >= t - w + 1 with
 // `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
 // weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no
@@ -30,7 +34,8 @@
 // key band_key(t, j) = t - w + 1 + j, or j when w >= Tk); attention() then builds the dense map from it on
 // request (zeros outside the windows; B*H*Tq*Tk values, refused with a MemoryError above memory_limit()).
 // Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
-// be divisible by heads), key_features (default in_features), output_features (default in_features),
+// be divisible by heads), key_features (default in_features), value_features (default key_features; Wv has
+// value_features rows), output_features (default in_features),
 // use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
 // w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
 // layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), output_activation
@@ -52,7 +57,7 @@
 // y = act_o(bo)); padded and masked query rows still output exactly 0. attention() has Tk + E columns (E = 1 or 2,
 // the extra keys last, as torch), attention_band() min(w, Tk) + E. Calls with them take the plain loops of
 // detail/multi_head_attention_masked.hpp (slower than the tiled kernels); the stream form refuses them.
-// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
+// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (value_features, H*dh), bv,
 // Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
 // key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(); with add_bias_kv also bias_k, bias_v
 // (H*dh; bias_k(), bias_v()) after them. torch.nn.MultiheadAttention equivalence:
@@ -99,6 +104,7 @@ namespace seqattn {
 struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)        // default in_features / heads
   SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)     // default in_features
+  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)   // default key_features (torch's vdim)
   SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  // default in_features
   SEQATTN_ARG(bool, use_bias, true)
   SEQATTN_ARG(bool, causal, false)
@@ -118,6 +124,7 @@ struct MultiHeadAttentionOptions {
   static void visit_options(Self& o, V&& v) {
     v("key_dim", o.head_size_);
     v("key_features", o.key_features_);
+    v("value_features", o.value_features_);
     v("output_features", o.output_features_);
     v("use_bias", o.use_bias_);
     v("causal", o.causal_);
@@ -150,7 +157,10 @@ class MultiHeadAttention final : public Layer<S> {
     }
     key_features_ = options.key_features().value_or(in_features);
     out_features_ = options.output_features().value_or(in_features);
+    value_features_ = options.value_features().value_or(key_features_);
     if (key_features_ <= 0) detail::throw_config(describe(), ": key_features must be positive but got ", key_features_);
+    if (value_features_ <= 0)
+      detail::throw_config(describe(), ": value_features must be positive but got ", value_features_);
     if (out_features_ <= 0)
       detail::throw_config(describe(), ": output_features must be positive but got ", out_features_);
     const double rate = options.attention_dropout();
@@ -170,13 +180,13 @@ class MultiHeadAttention final : public Layer<S> {
     }
 
     const Index hd = detail::checked_product(describe(), "heads x head_size", {heads_, head_size_});
-    for (const Index rows : {in_features, key_features_, key_features_})
+    for (const Index rows : {in_features, key_features_, value_features_})
       detail::checked_parameter<S>(describe(), "an input projection", {rows, hd});
     detail::checked_parameter<S>(describe(), "the output projection Wo", {hd, out_features_});
     Rng rng(options.seed().value_or(next_seed()));
     init_projection(Wq_, bq_, dWq_, dbq_, in_features, hd, rng);
     init_projection(Wk_, bk_, dWk_, dbk_, key_features_, hd, rng);
-    init_projection(Wv_, bv_, dWv_, dbv_, key_features_, hd, rng);
+    init_projection(Wv_, bv_, dWv_, dbv_, value_features_, hd, rng);
     init_projection(Wo_, bo_, dWo_, dbo_, hd, out_features_, rng);
     dropout_rng_.reseed(rng.next_u64());
     if (options.add_bias_kv()) {  // torch: xavier_normal_ of (1, 1, H*dh), fans H*dh and H*dh (drawn last: the
@@ -198,14 +208,47 @@ class MultiHeadAttention final : public Layer<S> {
     const detail::InUseGuard in_use = this->enter("forward");  // before the key/value pointers are set
     this->check_input(xq, mq);
     check_key_input(xq, xkv, mkv);
+    if (value_features_ != key_features_)
+      detail::throw_config(describe(), ": value_features (", value_features_, ") differs from key_features (",
+                           key_features_, "): call forward(xq, mq, xk, xv, mkv, mode) with separate key and value ",
+                           "inputs");
     CrossScope scope(*this, xkv, mkv);
     return this->forward_entered(xq, mq, mode);
+  }
+  // Cross-attention with separate key and value inputs (torch's kdim != vdim): xk (B, Tk, key_features), xv (B, Tk,
+  // value_features), both masked by mkv -> y (B, Tq, output_features).
+  const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
+                            const Mask& mkv, Mode mode = Mode::Infer) {
+    const detail::InUseGuard in_use = this->enter("forward");
+    this->check_input(xq, mq);
+    check_key_input(xq, xk, mkv);
+    check_value_input(xk, xv);
+    CrossScope scope(*this, xk, mkv, &xv);
+    return this->forward_entered(xq, mq, mode);
+  }
+  // Follows forward(xq, mq, xk, xv, mkv) with the same inputs. Returns dxq; dxk is key_input_grad(), dxv
+  // value_input_grad().
+  const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
+                                   const Mask& mkv, const Tensor3<S>& dy) {
+    const detail::InUseGuard in_use = this->enter("backward");
+    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (xk.dimensions() != kv_dims_ || xv.dimensions() != v_dims_ || !last_split_)
+      detail::throw_shape(describe(), ": backward key and value inputs expected ",
+                          shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]), " and ",
+                          last_split_ ? shape_string(v_dims_[0], v_dims_[1], v_dims_[2]) : std::string("none"),
+                          " (the inputs of the last forward) but got ", shape_string(xk), " and ", shape_string(xv));
+    mkv.check(xk.dimension(0), xk.dimension(1), describe() + " key/value");
+    CrossScope scope(*this, xk, mkv, &xv);
+    return this->backward_entered(xq, mq, dy);
   }
   // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                                    const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
     if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (last_split_)
+      detail::throw_shape(describe(), ": backward_cross(xq, mq, xkv, mkv, dy) after a forward with separate key and ",
+                          "value inputs; call backward_cross(xq, mq, xk, xv, mkv, dy)");
     if (xkv.dimensions() != kv_dims_)
       detail::throw_shape(describe(), ": backward key/value input expected ",
                           shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]),
@@ -238,6 +281,7 @@ class MultiHeadAttention final : public Layer<S> {
     std::string s = "MultiHeadAttention(heads=" + std::to_string(heads_);
     if (options_.head_size()) s += ", head_size=" + std::to_string(*options_.head_size());
     if (options_.key_features()) s += ", key_features=" + std::to_string(*options_.key_features());
+    if (options_.value_features()) s += ", value_features=" + std::to_string(*options_.value_features());
     if (options_.output_features()) s += ", output_features=" + std::to_string(*options_.output_features());
     if (options_.causal()) s += ", causal=true";
     if (options_.attention_window()) s += ", attention_window=" + std::to_string(*options_.attention_window());
@@ -257,7 +301,8 @@ class MultiHeadAttention final : public Layer<S> {
   // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
   // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
-    if (!options_.causal() || key_features_ != this->in_features() || extra_keys() > 0)
+    if (!options_.causal() || key_features_ != this->in_features() || value_features_ != this->in_features() ||
+        extra_keys() > 0)
       return Layer<S>::open_stream(batch, options);
     if (has_attention_mask())
       detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
@@ -282,8 +327,9 @@ class MultiHeadAttention final : public Layer<S> {
     if (extra_keys() > 0)
       return "add_bias_kv and add_zero_attn add key/value steps that every query sees: the stream form (a key/value "
              "cache of the past steps) does not support them";
-    if (key_features_ != this->in_features())
-      return "key_features differs from the input features: a cross-attention layer (its keys come from another "
+    if (key_features_ != this->in_features() || value_features_ != this->in_features())
+      return "key_features or value_features differs from the input features: a cross-attention layer (its keys come "
+             "from another "
              "sequence) has no stream form";
     return "without causal every step attends to the whole sequence, later steps included; set causal (and "
            "attention_window to bound the memory) to stream";
@@ -315,6 +361,7 @@ class MultiHeadAttention final : public Layer<S> {
   Index heads() const { return heads_; }
   Index head_size() const { return head_size_; }
   Index key_features() const { return key_features_; }
+  Index value_features() const { return value_features_; }
   const MultiHeadAttentionOptions& options() const { return options_; }
 
   // The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
@@ -414,6 +461,8 @@ class MultiHeadAttention final : public Layer<S> {
 
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
+  // dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
+  const Tensor3<S>& value_input_grad() const { return dv_in_; }
   // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
   void set_dropout_seed(std::uint64_t seed) { dropout_rng_.reseed(seed); }
 
@@ -425,10 +474,17 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_shape(describe(), ": self-attention needs key_features == input features (", this->in_features(),
                           ") but key_features is ", key_features_,
                           "; call forward(xq, mq, xkv, mkv, mode) for cross-attention");
+    if (!cross && value_features_ != this->in_features())
+      detail::throw_config(describe(), ": self-attention needs value_features == input features (", this->in_features(),
+                           ") but value_features is ", value_features_,
+                           "; call forward(xq, mq, xk, xv, mkv, mode) for cross-attention");
     const Tensor3<S>& xkv = cross ? *kv_ : x;
     const Mask& mkv = cross ? *kv_mask_ : mask;
+    const Tensor3<S>& xv = v_in_ ? *v_in_ : xkv;  // separate value input (forward(xq, mq, xk, xv, mkv))
     last_cross_ = cross;
+    last_split_ = v_in_ != nullptr;
     kv_dims_ = xkv.dimensions();
+    v_dims_ = xv.dimensions();
     const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
     const Index hd = H * dh;
     const bool explicit_mask = has_attention_mask();  // set_attention_mask: the plain loops, once per call
@@ -447,6 +503,7 @@ class MultiHeadAttention final : public Layer<S> {
       if (m) ensure_shape(*m, M, hd);
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
+    auto XV = as_matrix(xv);
     panel_q_.set(Wq_);
     panel_k_.set(Wk_);
     panel_v_.set(Wv_);
@@ -454,7 +511,7 @@ class MultiHeadAttention final : public Layer<S> {
     auto project_q = [&](Index c) { project(X, panel_q_, bq_, zq_, q_, c); };
     auto project_kv = [&](Index c) {
       project(XKV, panel_k_, bk_, zk_, k_, c);
-      project(XKV, panel_v_, bv_, zv_, v_, c);
+      project(XV, panel_v_, bv_, zv_, v_, c);
     };
     if (!cross) {
       const Index chunks = detail::chunk_count(N);
@@ -559,7 +616,7 @@ class MultiHeadAttention final : public Layer<S> {
   // dy (B, Tq, out) -> dx (B, Tq, in) [and dxkv (B, Tk, key_features)]; adds into every parameter gradient.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool cross = kv_ != nullptr;
-    if (cross != last_cross_)
+    if (cross != last_cross_ || (v_in_ != nullptr) != last_split_)
       detail::throw_shape(describe(), cross ? ": backward_cross called after a self-attention forward"
                                             : ": backward after a cross-attention forward; call backward_cross");
     const Tensor3<S>& xkv = cross ? *kv_ : x;
@@ -678,11 +735,16 @@ class MultiHeadAttention final : public Layer<S> {
 
     // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
     // (in place), dW += x^T dz and db += sum_rows dz (per-chunk partials), dx = dq Wq^T [+ dk Wk^T + dv Wv^T]
+    const bool split = v_in_ != nullptr;
+    const Tensor3<S>& xv = split ? *v_in_ : xkv;
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
+    auto XV = as_matrix(xv);
     auto DX = as_matrix(dx);
     if (cross) ensure_shape(dkv_, B, Tk, key_features_);
+    if (split) ensure_shape(dv_in_, B, Tk, value_features_);
     auto DKV = as_matrix(cross ? dkv_ : dx);
+    auto DV = as_matrix(split ? dv_in_ : cross ? dkv_ : dx);
     gWq_.begin(N, dWq_.data(), Wq_.rows(), hd);
     gWk_.begin(M, dWk_.data(), Wk_.rows(), hd);
     gWv_.begin(M, dWv_.data(), Wv_.rows(), hd);
@@ -715,7 +777,7 @@ class MultiHeadAttention final : public Layer<S> {
     auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, qkeep, c); };
     auto invert_kv = [&](Index c) {
       invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, kkeep, c);
-      invert(XKV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DKV, true, kkeep, c);
+      invert(XV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DV, !split, kkeep, c);
     };
     if (!cross) {
       const Index cq = detail::chunk_count(N);
@@ -762,13 +824,16 @@ class MultiHeadAttention final : public Layer<S> {
 
   // Points the layer at the key/value input of a cross-attention call for its duration.
   struct CrossScope {
-    CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv) : layer_(layer) {
+    CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv, const Tensor3<S>* xv = nullptr)
+        : layer_(layer) {
       layer_.kv_ = &xkv;
       layer_.kv_mask_ = &mkv;
+      layer_.v_in_ = xv;
     }
     ~CrossScope() {
       layer_.kv_ = nullptr;
       layer_.kv_mask_ = nullptr;
+      layer_.v_in_ = nullptr;
     }
     CrossScope(const CrossScope&) = delete;
     CrossScope& operator=(const CrossScope&) = delete;
@@ -785,6 +850,16 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_shape(describe(), ": key/value features expected ", key_features_, " but got ", xkv.dimension(2),
                           " (key/value shape ", shape_string(xkv), ")");
     mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
+  }
+
+  // The value input of forward(xq, mq, xk, xv, mkv): the batch and steps of xk, value_features features.
+  void check_value_input(const Tensor3<S>& xk, const Tensor3<S>& xv) const {
+    if (xv.dimension(0) != xk.dimension(0) || xv.dimension(1) != xk.dimension(1))
+      detail::throw_shape(describe(), ": value input expected the batch and steps of the key input ", shape_string(xk),
+                          " but got ", shape_string(xv));
+    if (xv.dimension(2) != value_features_)
+      detail::throw_shape(describe(), ": value features expected ", value_features_, " but got ", xv.dimension(2),
+                          " (value shape ", shape_string(xv), ")");
   }
 
   void init_projection(Matrix<S>& W, Vector<S>& b, Matrix<S>& dW, Vector<S>& db, Index rows, Index cols, Rng& rng) {
@@ -955,7 +1030,7 @@ class MultiHeadAttention final : public Layer<S> {
                                             out, r0, n);
   }
 
-  Index heads_, head_size_ = 0, key_features_ = 0, out_features_ = 0;
+  Index heads_, head_size_ = 0, key_features_ = 0, value_features_ = 0, out_features_ = 0;
   MultiHeadAttentionOptions options_;
   Matrix<S> Wq_, Wk_, Wv_, Wo_, dWq_, dWk_, dWv_, dWo_;
   Vector<S> bq_, bk_, bv_, bo_, dbq_, dbk_, dbv_, dbo_;
@@ -994,8 +1069,10 @@ class MultiHeadAttention final : public Layer<S> {
   // cross-attention state
   const Tensor3<S>* kv_ = nullptr;
   const Mask* kv_mask_ = nullptr;
-  bool last_cross_ = false;
-  Eigen::DSizes<Index, 3> kv_dims_{0, 0, 0};
+  const Tensor3<S>* v_in_ = nullptr;  // the value input of forward(xq, mq, xk, xv, mkv), else the key input
+  bool last_cross_ = false, last_split_ = false;
+  Eigen::DSizes<Index, 3> kv_dims_{0, 0, 0}, v_dims_{0, 0, 0};
+  Tensor3<S> dv_in_;  // value_input_grad()
 };
 
 }  // namespace seqattn
