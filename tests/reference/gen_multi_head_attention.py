@@ -16,6 +16,12 @@ MultiHeadAttention: torch.nn.MultiheadAttention(batch_first=True) in double with
   additive values with -inf where the layer rules or the user forbid a key); rows of padded or masked queries get
   no masked key (outputs discarded). Written: attn_blocked (1 = not allowed) and, for additive masks, attn_add
   (the finite values, 0 where blocked).
+  add_bias_kv / add_zero_attn (the kv_* cases): torch's own options; bias_k, bias_v drawn here and copied in,
+  written as (E,) with their gradients dbias_k, dbias_v; torch pads attn_mask and key_padding_mask with an allowed
+  column for each extra key, so every query keeps a key (the asserts on queries without a key are skipped: with
+  a key/value length 0 the extra keys are the only ones); attention has Tk + 1 or Tk + 2 columns.
+  Separate value input (the vdim_* cases; forward(xq, mq, xk, xv, mkv)): kdim != vdim, key(xkv) and value(xv)
+  inputs of the same B and Tk, written as xkv / xv with dxkv / dxv.
 Writes inputs, weights, outputs, per-head attention weights (average_attn_weights=False) and the gradients
 of L = sum(y * R * valid_query_rows) (torch outputs bo at padded query rows; seqattn outputs 0 there).
 
@@ -36,19 +42,19 @@ def uniform(*shape, scale=1.0):
     return (torch.rand(*shape) * 2 - 1) * scale
 
 
-def window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, w):
+def window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, w, extra=False):
     t = torch.arange(Tq)[:, None]
     s = torch.arange(Tk)[None, :]
     masks = []
     for b in range(B):
         m = (s >= kv_lengths[b]) | (s > t) | (s < t - w + 1)
         m[q_lengths[b]:] = False  # padded queries: outputs discarded
-        assert not m[:q_lengths[b]].all(1).any(), "a valid query without a key"
+        assert extra or not m[:q_lengths[b]].all(1).any(), "a valid query without a key"
         masks += [m] * H
     return torch.stack(masks)
 
 
-def step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, w):
+def step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, w, extra=False):
     t = torch.arange(Tq)[:, None]
     s = torch.arange(Tk)[None, :]
     masks = []
@@ -59,7 +65,7 @@ def step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, w):
         if w is not None:
             m = m | (s < t - w + 1)
         m = m & q_keep[b][:, None]  # masked queries: outputs discarded
-        assert not m[q_keep[b]].all(1).any(), "a kept query without a key"
+        assert extra or not m[q_keep[b]].all(1).any(), "a kept query without a key"
         masks += [m] * H
     return torch.stack(masks)
 
@@ -79,13 +85,13 @@ def layer_rules(B, H, Tq, Tk, q_valid, kv_valid, causal, w):
     return torch.stack(masks)
 
 
-def explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, w, blocked, add):
+def explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, w, blocked, add, extra=False):
     """The torch attn_mask of a user mask (blocked bool, add float or None; (Tq, Tk) or (B*H, Tq, Tk))."""
     rules = layer_rules(B, H, Tq, Tk, q_valid, kv_valid, causal, w)
     user = blocked.expand(B * H, Tq, Tk) if blocked.dim() == 2 else blocked
     forbidden = rules | user
     q_rows = q_valid.repeat_interleave(H, 0)[:, :, None]  # (B*H, Tq, 1)
-    assert not (forbidden.all(2) & q_rows[:, :, 0]).any(), "a valid query without an allowed key"
+    assert extra or not (forbidden.all(2) & q_rows[:, :, 0]).any(), "a valid query without an allowed key"
     forbidden = forbidden & q_rows  # invalid queries: outputs discarded
     if add is None:
         return forbidden
@@ -94,7 +100,7 @@ def explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, w, blocked, add):
 
 
 def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, cross, window=None, q_keep=None,
-             kv_keep=None, user_mask=None):
+             kv_keep=None, user_mask=None, add_bias_kv=False, add_zero_attn=False, Dv=None):
     """user_mask: (blocked bool tensor, additive float tensor or None), shape (Tq, Tk) or (B*H, Tq, Tk)."""
     E = D
     Wq, Wk, Wv, Wo = uniform(D, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(Dk, E, scale=0.5), uniform(E, D, scale=0.5)
@@ -102,10 +108,22 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     xq = uniform(B, Tq, D).requires_grad_(True)
     xkv = uniform(B, Tk, Dk).requires_grad_(True) if cross else xq
     R = uniform(B, Tq, D)
+    if Dv is not None:  # separate value input: its own Wv and xv, drawn after the rest
+        Wv = uniform(Dv, E, scale=0.5)
+        xv = uniform(B, Tk, Dv).requires_grad_(True)
+    else:
+        Dv, xv = Dk, xkv
 
-    mha = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, kdim=Dk, vdim=Dk)
+    extra = add_bias_kv or add_zero_attn
+    if add_bias_kv:
+        bias_k, bias_v = uniform(E, scale=0.5), uniform(E, scale=0.5)
+    mha = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, kdim=Dk, vdim=Dv, add_bias_kv=add_bias_kv,
+                                      add_zero_attn=add_zero_attn)
     with torch.no_grad():
-        if Dk == E:
+        if add_bias_kv:
+            mha.bias_k.copy_(bias_k.reshape(1, 1, E))
+            mha.bias_v.copy_(bias_v.reshape(1, 1, E))
+        if Dk == E and Dv == E:
             mha.in_proj_weight.copy_(torch.cat([Wq.T, Wk.T, Wv.T], 0))
         else:
             mha.q_proj_weight.copy_(Wq.T)
@@ -123,10 +141,10 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     if q_keep is not None:
         q_keep = torch.tensor(q_keep, dtype=torch.bool)
         kv_keep = torch.tensor(kv_keep, dtype=torch.bool) if cross else q_keep
-        attn_mask = step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, window)
+        attn_mask = step_mask(B, H, Tq, Tk, q_keep, kv_keep, causal, window, extra)
         key_padding_mask = None
     elif window is not None:
-        attn_mask = window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, window)
+        attn_mask = window_mask(B, H, Tq, Tk, q_lengths, kv_lengths, window, extra)
         key_padding_mask = None
     if user_mask is not None:
         if q_keep is not None:
@@ -134,9 +152,9 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
         else:
             q_valid = torch.arange(Tq)[None, :] < torch.tensor(q_lengths)[:, None]
             kv_valid = torch.arange(Tk)[None, :] < torch.tensor(kv_lengths)[:, None]
-        attn_mask = explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, window, *user_mask)
+        attn_mask = explicit_mask(B, H, Tq, Tk, q_valid, kv_valid, causal, window, *user_mask, extra=extra)
         key_padding_mask = None
-    y, attn = mha(xq, xkv, xkv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
+    y, attn = mha(xq, xkv, xv, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=True,
                   average_attn_weights=False)
     if q_keep is not None:
         valid_q = q_keep.to(y.dtype)[:, :, None]
@@ -158,7 +176,10 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     if cross:
         out["xkv"] = xkv
         out["dxkv"] = xkv.grad
-    if Dk == E:
+    if xv is not xkv:
+        out["xv"] = xv
+        out["dxv"] = xv.grad
+    if Dk == E and Dv == E:
         g = mha.in_proj_weight.grad
         out.update(dWq=g[:E].T, dWk=g[E:2 * E].T, dWv=g[2 * E:].T)
     else:
@@ -167,6 +188,8 @@ def mha_case(prefix, B, Tq, Tk, D, Dk, H, q_lengths, kv_lengths, causal, bias, c
     if bias:
         gb = mha.in_proj_bias.grad
         out.update(bq=bq, bk=bk, bv=bv, bo=bo, dbq=gb[:E], dbk=gb[E:2 * E], dbv=gb[2 * E:], dbo=mha.out_proj.bias.grad)
+    if add_bias_kv:
+        out.update(bias_k=bias_k, bias_v=bias_v, dbias_k=mha.bias_k.grad.reshape(E), dbias_v=mha.bias_v.grad.reshape(E))
     return {prefix + "." + k: v for k, v in out.items()}
 
 
@@ -237,6 +260,29 @@ if __name__ == "__main__":
         tensors.update(mha_case("attn_steps_add", 3, 6, 6, 8, 8, 2, None, None, causal=False, bias=False,
                                 cross=False, q_keep=[[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]],
                                 user_mask=(torch.zeros(6, 6, dtype=torch.bool), uniform(6, 6, scale=3.0))))
+    with torch.random.fork_rng():  # add_bias_kv, add_zero_attn
+        torch.manual_seed(20261209)
+        tensors.update(mha_case("kv_bias", 3, 5, 5, 8, 8, 2, [5, 3, 1], [5, 3, 1], causal=False, bias=True,
+                                cross=False, add_bias_kv=True))
+        tensors.update(mha_case("kv_zero_causal", 2, 6, 6, 6, 6, 3, [6, 4], [6, 4], causal=True, bias=True,
+                                cross=False, add_zero_attn=True))
+        tensors.update(mha_case("kv_both_cross", 2, 4, 6, 8, 5, 2, [4, 3], [6, 0], causal=False, bias=True,
+                                cross=True, add_bias_kv=True, add_zero_attn=True))
+        tensors.update(mha_case("kv_both_window", 2, 7, 7, 8, 8, 2, [7, 5], [7, 5], causal=True, bias=False,
+                                cross=False, window=2, add_bias_kv=True, add_zero_attn=True))
+        tensors.update(mha_case("kv_both_steps", 2, 4, 7, 8, 5, 2, None, None, causal=True, bias=True, cross=True,
+                                q_keep=[[1, 0, 1, 1], [0, 1, 1, 0]], kv_keep=[[0, 0, 0, 1, 1, 0, 1], [0, 0, 1, 1, 0, 1, 0]],
+                                add_bias_kv=True, add_zero_attn=True))
+        tensors.update(mha_case("kv_bias_attn", 2, 5, 5, 6, 6, 2, [5, 4], [5, 4], causal=True, bias=True,
+                                cross=False, user_mask=(torch.rand(4, 5, 5) < 0.5, uniform(4, 5, 5, scale=2.0)),
+                                add_bias_kv=True))
+    with torch.random.fork_rng():  # separate key and value inputs, kdim != vdim
+        torch.manual_seed(20261210)
+        tensors.update(mha_case("vdim_cross", 2, 4, 6, 8, 5, 2, [4, 2], [6, 3], causal=False, bias=True, cross=True,
+                                Dv=3))
+        tensors.update(mha_case("vdim_steps_causal", 2, 5, 4, 4, 6, 2, None, None, causal=True, bias=True, cross=True,
+                                q_keep=[[0, 1, 1, 0, 1], [1, 1, 0, 1, 1]], kv_keep=[[1, 1, 0, 1], [1, 0, 1, 1]], Dv=7,
+                                add_zero_attn=True))
     refdata.write("../data/multi_head_attention.txt", tensors,
                   "torch %s nn.MultiheadAttention(batch_first=True), double; see gen_multi_head_attention.py"
                   % torch.__version__)

@@ -9,6 +9,7 @@
 
 #include "seqattn/layers/feature_attention.hpp"
 #include "seqattn/layers/last_step_attention.hpp"
+#include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/residual.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
@@ -132,6 +133,19 @@ TEST(AttentionMap, TransformerBlockGivesEveryHead) {
       for (Index t = 0; t < 5; ++t)
         for (Index s = t + 1; s < 5; ++s) EXPECT_EQ(map(t, s), 0.0) << "causal";
     }
+}
+
+TEST(AttentionMap, MultiHeadAttentionIsItsPerHeadMaps) {
+  MultiHeadAttention<double> layer(6, 3, MultiHeadAttentionOptions().attention_window(2).causal(true).seed(4));
+  layer.forward(random_input(2, 5, 6, 3), random_step_mask(2, 5, 21));
+  ASSERT_EQ(layer.attention_heads(), 3);
+  for (Index b = 0; b < 2; ++b)
+    for (Index h = 0; h < 3; ++h) EXPECT_EQ(layer.attention_map(b, h), Matrix<double>(layer.attention(b, h)));
+  EXPECT_NE(error_of([&] { layer.attention_map(0, 3); }).find("MultiHeadAttention"), std::string::npos);
+  Sequential<double> model(6);
+  model.add<MultiHeadAttention<double>>(2, MultiHeadAttentionOptions().seed(5));
+  ASSERT_EQ(attention_maps(model).size(), 1u);
+  EXPECT_EQ(attention_maps(model)[0].path, "0.multi_head_attention");
 }
 
 TEST(AttentionMaps, FindsLayersInsideContainersWithTheirParameterPaths) {

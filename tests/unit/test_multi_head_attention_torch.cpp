@@ -5,7 +5,11 @@
 // w = 1, 3, 4, without bias and in cross-attention; step masks (holes, left padding; torch: an attn_mask with the
 // masked keys) in self-attention (plain, causal, windowed) and cross-attention (plain, causal); explicit attention
 // masks (set_attention_mask, set_additive_attention_mask; torch's attn_mask), boolean (Tq, Tk) with causal, additive
-// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks.
+// (B*H, Tq, Tk) with key lengths, boolean (B*H, Tq, Tk) in windowed cross-attention, additive (Tq, Tk) with step masks;
+// add_bias_kv and add_zero_attn (attention with Tk + 1 or Tk + 2 columns, gradients of bias_k and bias_v), alone and
+// both, with key lengths (one of 0: only the extra keys), causal, attention_window, cross-attention, step masks (a
+// kept query whose range holds no kept key) and an additive (B*H, Tq, Tk) attention mask; separate key and value
+// inputs (torch's kdim != vdim: forward(xq, mq, xk, xv, mkv), value_input_grad()), with lengths and with step masks.
 #include <gtest/gtest.h>
 #include <limits>
 
@@ -64,6 +68,7 @@ struct TorchCase {
   Index heads;
   bool causal, bias, cross;
   Index window = 0;  // attention_window (0: none)
+  bool add_bias_kv = false, add_zero_attn = false;
 };
 
 template <class S>
@@ -74,6 +79,8 @@ void run_case(const TorchCase& c) {
   const Tensor3<S> xq = d.tensor<S>(p + "x");
   const Tensor3<S> xkv = c.cross ? d.tensor<S>(p + "xkv") : xq;
   const Tensor3<S> R = d.tensor<S>(p + "R");
+  const bool split = d.has(p + "xv");  // separate value input
+  const Tensor3<S> xv = split ? d.tensor<S>(p + "xv") : xkv;
   const bool steps = d.has(p + "q_keep");
   const Mask mq = steps ? keep_mask(p + "q_keep") : lengths(p + "q_lengths");
   const Mask mkv = steps ? keep_mask(p + (c.cross ? "kv_keep" : "q_keep")) : lengths(p + "kv_lengths");
@@ -85,9 +92,13 @@ void run_case(const TorchCase& c) {
   MultiHeadAttention<S> mha(xq.dimension(2), H,
                             MultiHeadAttentionOptions()
                                 .key_features(xkv.dimension(2))
+                                .value_features(xv.dimension(2))
                                 .causal(c.causal)
                                 .attention_window(c.window > 0 ? std::optional<Index>(c.window) : std::nullopt)
-                                .use_bias(c.bias));
+                                .use_bias(c.bias)
+                                .add_bias_kv(c.add_bias_kv)
+                                .add_zero_attn(c.add_zero_attn));
+  const Index E = Index(c.add_bias_kv) + Index(c.add_zero_attn), Tke = Tk + E;  // extra keys after the Tk keys
   // explicit attention mask: attn_blocked (1 = not allowed), attn_add (additive values; -inf where blocked)
   const bool user = d.has(p + "attn_blocked");
   std::vector<double> blocked;
@@ -128,7 +139,9 @@ void run_case(const TorchCase& c) {
     for (Index i = 0; i < param.size(); ++i) param.value[i] = S(v[static_cast<size_t>(i)]);
   }
 
-  const Tensor3<S>& y = c.cross ? mha.forward(xq, mq, xkv, mkv, Mode::Train) : mha.forward(xq, mq, Mode::Train);
+  const Tensor3<S>& y = split     ? mha.forward(xq, mq, xkv, xv, mkv, Mode::Train)
+                        : c.cross ? mha.forward(xq, mq, xkv, mkv, Mode::Train)
+                                  : mha.forward(xq, mq, Mode::Train);
   expect_close(y.data(), d.values(p + "y"), "y");  // torch's padded rows are zeroed by the generator
 
   // attention (B, H, Tq, Tk) on valid query rows; masked keys are exactly 0
@@ -137,9 +150,10 @@ void run_case(const TorchCase& c) {
     for (Index h = 0; h < H; ++h)
       for (Index t = 0; t < mq.length(b, Tq); ++t) {
         if (!mq.valid(b, t, Tq)) continue;
-        const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tk;
-        const std::vector<double> row(first, first + Tk);
-        expect_close(mha.attention(b, h).data() + t * Tk, row,
+        const auto first = attn.begin() + ((b * H + h) * Tq + t) * Tke;
+        const std::vector<double> row(first, first + Tke);
+        ASSERT_EQ(mha.attention(b, h).cols(), Tke);
+        expect_close(mha.attention(b, h).data() + t * Tke, row,
                      "attention(" + std::to_string(b) + ", " + std::to_string(h) + ")");
         for (Index s = 0; s < Tk; ++s) {
           const bool masked = !mkv.valid(b, s, Tk) || (c.causal && s > t) || (c.window > 0 && s < t - c.window + 1) ||
@@ -151,9 +165,15 @@ void run_case(const TorchCase& c) {
       }
 
   mha.zero_grad();
-  const Tensor3<S>& dx = c.cross ? mha.backward_cross(xq, mq, xkv, mkv, R) : mha.backward(xq, mq, R);
+  const Tensor3<S>& dx = split     ? mha.backward_cross(xq, mq, xkv, xv, mkv, R)
+                         : c.cross ? mha.backward_cross(xq, mq, xkv, mkv, R)
+                                   : mha.backward(xq, mq, R);
   expect_close(dx.data(), d.values(p + "dx"), "dx");
   if (c.cross) expect_close(mha.key_input_grad().data(), d.values(p + "dxkv"), "dxkv");
+  if (split) {
+    ASSERT_EQ(mha.value_input_grad().dimensions(), xv.dimensions());
+    expect_close(mha.value_input_grad().data(), d.values(p + "dxv"), "dxv");
+  }
   for (auto& param : mha.params()) expect_close(param.grad, d.values(p + "d" + param.name), "d" + param.name);
 }
 
@@ -174,7 +194,15 @@ const TorchCase kCases[] = {{"self", 2, false, true, false},
                             {"attn_bool", 2, true, true, false},
                             {"attn_add_heads", 2, false, true, false},
                             {"attn_cross_window", 2, true, true, true, 2},
-                            {"attn_steps_add", 2, false, false, false}};
+                            {"attn_steps_add", 2, false, false, false},
+                            {"kv_bias", 2, false, true, false, 0, true, false},
+                            {"kv_zero_causal", 3, true, true, false, 0, false, true},
+                            {"kv_both_cross", 2, false, true, true, 0, true, true},
+                            {"kv_both_window", 2, true, false, false, 2, true, true},
+                            {"kv_both_steps", 2, true, true, true, 0, true, true},
+                            {"kv_bias_attn", 2, true, true, false, 0, true, false},
+                            {"vdim_cross", 2, false, true, true},
+                            {"vdim_steps_causal", 2, true, true, true, 0, false, true}};
 
 TEST(MultiHeadAttentionTorch, MatchesTorchInDouble) {
   for (const auto& c : kCases) run_case<double>(c);

@@ -7,6 +7,10 @@
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
 //   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
+//   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
+//   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
+//   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
+//   value_features == key_features, self-attention and streams value_features == in_features (ConfigError).
 // Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`, and s >= t - w + 1 with
 // `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
 // weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no
@@ -30,20 +34,33 @@
 // key band_key(t, j) = t - w + 1 + j, or j when w >= Tk); attention() then builds the dense map from it on
 // request (zeros outside the windows; B*H*Tq*Tk values, refused with a MemoryError above memory_limit()).
 // Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
-// be divisible by heads), key_features (default in_features), output_features (default in_features),
+// be divisible by heads), key_features (default in_features), value_features (default key_features; Wv has
+// value_features rows), output_features (default in_features),
 // use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
 // w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
 // layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), output_activation
 // on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
-// need_weights (true), kernel_init (glorot_uniform), bias_init (zeros), seed. keras-multi-head's
-// MultiHeadAttention(activation=a) applies a to q, k, v and the output: set activation(a).output_activation(a).
+// need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
+// seed. keras-multi-head's MultiHeadAttention(activation=a) applies a to q, k, v and the output: set
+// activation(a).output_activation(a).
 // need_weights=false (torch's need_weights): attention(), attention(b, h) and attention_band() throw UsageError
 // and the dense map of attention() is never built; the probabilities themselves (and, with attention dropout,
 // the dropped ones) are still stored, because backward needs them, so need_weights saves no memory in the
 // per-call caches: outputs and gradients are bitwise those of need_weights=true.
-// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (key_features, H*dh), bv,
+// add_bias_kv / add_zero_attn (torch's): one or two key/value steps appended after the Tk keys, per head: the
+// learned bias_k, bias_v (H*dh, appended after the projections and their activation; init glorot_normal as torch's
+// xavier_normal_, drawn after the other parameters so that those keep their values for a seed), then an all-zero
+// key and value. They are allowed for EVERY valid (kept) query, whatever the lengths, step masks, causal,
+// attention_window and attention mask say (torch pads key_padding_mask and attn_mask with an allowed column), so
+// with them every valid query row has a key and is live: the rule "a row without an allowed key outputs 0" no
+// longer applies (a key/value length 0 gives attention over the extra keys only; add_zero_attn alone then gives
+// y = act_o(bo)); padded and masked query rows still output exactly 0. attention() has Tk + E columns (E = 1 or 2,
+// the extra keys last, as torch), attention_band() min(w, Tk) + E. Calls with them take the plain loops of
+// detail/multi_head_attention_masked.hpp (slower than the tiled kernels); the stream form refuses them.
+// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (value_features, H*dh), bv,
 // Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
-// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(). torch.nn.MultiheadAttention equivalence:
+// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(); with add_bias_kv also bias_k, bias_v
+// (H*dh; bias_k(), bias_v()) after them. torch.nn.MultiheadAttention equivalence:
 // in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
 // Compute: projections are register-tiled products over all B*T rows with the weights read in place
 // (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
@@ -73,6 +90,7 @@
 #include <vector>
 
 #include "seqattn/core/init.hpp"
+#include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/random.hpp"
@@ -87,6 +105,7 @@ namespace seqattn {
 struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)        // default in_features / heads
   SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)     // default in_features
+  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)   // default key_features (torch's vdim)
   SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  // default in_features
   SEQATTN_ARG(bool, use_bias, true)
   SEQATTN_ARG(bool, causal, false)
@@ -95,6 +114,8 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
   SEQATTN_ARG(Activation, output_activation, Activation::Linear)  // on the output projection: y = act(ctx Wo + bo)
   SEQATTN_ARG(bool, need_weights, true)  // false: attention() refuses (UsageError); see the file comment
+  SEQATTN_ARG(bool, add_bias_kv, false)  // torch: learned bias_k, bias_v appended as one more key/value step
+  SEQATTN_ARG(bool, add_zero_attn, false)  // torch: an all-zero key/value step appended (after bias_k / bias_v)
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
@@ -104,6 +125,7 @@ struct MultiHeadAttentionOptions {
   static void visit_options(Self& o, V&& v) {
     v("key_dim", o.head_size_);
     v("key_features", o.key_features_);
+    v("value_features", o.value_features_);
     v("output_features", o.output_features_);
     v("use_bias", o.use_bias_);
     v("causal", o.causal_);
@@ -112,6 +134,8 @@ struct MultiHeadAttentionOptions {
     v("activation", o.activation_);
     v("output_activation", o.output_activation_);
     v("need_weights", o.need_weights_);
+    v("add_bias_kv", o.add_bias_kv_);
+    v("add_zero_attn", o.add_zero_attn_);
     v("kernel_initializer", o.kernel_init_);
     v("bias_initializer", o.bias_init_);
     v("seed", o.seed_);
@@ -119,7 +143,7 @@ struct MultiHeadAttentionOptions {
 };
 
 template <class S>
-class MultiHeadAttention final : public Layer<S> {
+class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
  public:
   MultiHeadAttention(Index in_features, Index heads, MultiHeadAttentionOptions options = MultiHeadAttentionOptions())
       : Layer<S>(in_features), heads_(heads), options_(options) {
@@ -134,7 +158,10 @@ class MultiHeadAttention final : public Layer<S> {
     }
     key_features_ = options.key_features().value_or(in_features);
     out_features_ = options.output_features().value_or(in_features);
+    value_features_ = options.value_features().value_or(key_features_);
     if (key_features_ <= 0) detail::throw_config(describe(), ": key_features must be positive but got ", key_features_);
+    if (value_features_ <= 0)
+      detail::throw_config(describe(), ": value_features must be positive but got ", value_features_);
     if (out_features_ <= 0)
       detail::throw_config(describe(), ": output_features must be positive but got ", out_features_);
     const double rate = options.attention_dropout();
@@ -154,15 +181,23 @@ class MultiHeadAttention final : public Layer<S> {
     }
 
     const Index hd = detail::checked_product(describe(), "heads x head_size", {heads_, head_size_});
-    for (const Index rows : {in_features, key_features_, key_features_})
+    for (const Index rows : {in_features, key_features_, value_features_})
       detail::checked_parameter<S>(describe(), "an input projection", {rows, hd});
     detail::checked_parameter<S>(describe(), "the output projection Wo", {hd, out_features_});
     Rng rng(options.seed().value_or(next_seed()));
     init_projection(Wq_, bq_, dWq_, dbq_, in_features, hd, rng);
     init_projection(Wk_, bk_, dWk_, dbk_, key_features_, hd, rng);
-    init_projection(Wv_, bv_, dWv_, dbv_, key_features_, hd, rng);
+    init_projection(Wv_, bv_, dWv_, dbv_, value_features_, hd, rng);
     init_projection(Wo_, bo_, dWo_, dbo_, hd, out_features_, rng);
     dropout_rng_.reseed(rng.next_u64());
+    if (options.add_bias_kv()) {  // torch: xavier_normal_ of (1, 1, H*dh), fans H*dh and H*dh (drawn last: the
+      bias_k_.resize(hd);         // other parameters and the dropout seed are those of the layer without them)
+      bias_v_.resize(hd);
+      Init::glorot_normal().fill(bias_k_, hd, hd, rng);
+      Init::glorot_normal().fill(bias_v_, hd, hd, rng);
+      dbias_k_ = Vector<S>::Zero(hd);
+      dbias_v_ = Vector<S>::Zero(hd);
+    }
   }
 
   using Layer<S>::forward;
@@ -174,14 +209,47 @@ class MultiHeadAttention final : public Layer<S> {
     const detail::InUseGuard in_use = this->enter("forward");  // before the key/value pointers are set
     this->check_input(xq, mq);
     check_key_input(xq, xkv, mkv);
+    if (value_features_ != key_features_)
+      detail::throw_config(describe(), ": value_features (", value_features_, ") differs from key_features (",
+                           key_features_, "): call forward(xq, mq, xk, xv, mkv, mode) with separate key and value ",
+                           "inputs");
     CrossScope scope(*this, xkv, mkv);
     return this->forward_entered(xq, mq, mode);
+  }
+  // Cross-attention with separate key and value inputs (torch's kdim != vdim): xk (B, Tk, key_features), xv (B, Tk,
+  // value_features), both masked by mkv -> y (B, Tq, output_features).
+  const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
+                            const Mask& mkv, Mode mode = Mode::Infer) {
+    const detail::InUseGuard in_use = this->enter("forward");
+    this->check_input(xq, mq);
+    check_key_input(xq, xk, mkv);
+    check_value_input(xk, xv);
+    CrossScope scope(*this, xk, mkv, &xv);
+    return this->forward_entered(xq, mq, mode);
+  }
+  // Follows forward(xq, mq, xk, xv, mkv) with the same inputs. Returns dxq; dxk is key_input_grad(), dxv
+  // value_input_grad().
+  const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
+                                   const Mask& mkv, const Tensor3<S>& dy) {
+    const detail::InUseGuard in_use = this->enter("backward");
+    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (xk.dimensions() != kv_dims_ || xv.dimensions() != v_dims_ || !last_split_)
+      detail::throw_shape(describe(), ": backward key and value inputs expected ",
+                          shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]), " and ",
+                          last_split_ ? shape_string(v_dims_[0], v_dims_[1], v_dims_[2]) : std::string("none"),
+                          " (the inputs of the last forward) but got ", shape_string(xk), " and ", shape_string(xv));
+    mkv.check(xk.dimension(0), xk.dimension(1), describe() + " key/value");
+    CrossScope scope(*this, xk, mkv, &xv);
+    return this->backward_entered(xq, mq, dy);
   }
   // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                                    const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
     if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (last_split_)
+      detail::throw_shape(describe(), ": backward_cross(xq, mq, xkv, mkv, dy) after a forward with separate key and ",
+                          "value inputs; call backward_cross(xq, mq, xk, xv, mkv, dy)");
     if (xkv.dimensions() != kv_dims_)
       detail::throw_shape(describe(), ": backward key/value input expected ",
                           shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]),
@@ -214,6 +282,7 @@ class MultiHeadAttention final : public Layer<S> {
     std::string s = "MultiHeadAttention(heads=" + std::to_string(heads_);
     if (options_.head_size()) s += ", head_size=" + std::to_string(*options_.head_size());
     if (options_.key_features()) s += ", key_features=" + std::to_string(*options_.key_features());
+    if (options_.value_features()) s += ", value_features=" + std::to_string(*options_.value_features());
     if (options_.output_features()) s += ", output_features=" + std::to_string(*options_.output_features());
     if (options_.causal()) s += ", causal=true";
     if (options_.attention_window()) s += ", attention_window=" + std::to_string(*options_.attention_window());
@@ -223,6 +292,8 @@ class MultiHeadAttention final : public Layer<S> {
     if (options_.output_activation() != Activation::Linear)
       s += ", output_activation=" + to_string(options_.output_activation());
     if (!options_.need_weights()) s += ", need_weights=false";
+    if (options_.add_bias_kv()) s += ", add_bias_kv=true";
+    if (options_.add_zero_attn()) s += ", add_zero_attn=true";
     return s + ")";
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
@@ -231,7 +302,9 @@ class MultiHeadAttention final : public Layer<S> {
   // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
   // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
-    if (!options_.causal() || key_features_ != this->in_features()) return Layer<S>::open_stream(batch, options);
+    if (!options_.causal() || key_features_ != this->in_features() || value_features_ != this->in_features() ||
+        extra_keys() > 0)
+      return Layer<S>::open_stream(batch, options);
     if (has_attention_mask())
       detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
                            "stream takes one step at a time; call clear_attention_mask() first");
@@ -252,8 +325,12 @@ class MultiHeadAttention final : public Layer<S> {
     return std::make_unique<detail::MultiHeadAttentionStream<S>>(weights, batch, options, describe());
   }
   std::string stream_refusal() const override {
-    if (key_features_ != this->in_features())
-      return "key_features differs from the input features: a cross-attention layer (its keys come from another "
+    if (extra_keys() > 0)
+      return "add_bias_kv and add_zero_attn add key/value steps that every query sees: the stream form (a key/value "
+             "cache of the past steps) does not support them";
+    if (key_features_ != this->in_features() || value_features_ != this->in_features())
+      return "key_features or value_features differs from the input features: a cross-attention layer (its keys come "
+             "from another "
              "sequence) has no stream form";
     return "without causal every step attends to the whole sequence, later steps included; set causal (and "
            "attention_window to bound the memory) to stream";
@@ -264,7 +341,7 @@ class MultiHeadAttention final : public Layer<S> {
   // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
-    const Index cols = windowed() ? std::min(*options_.attention_window(), Tk) : Tk;
+    const Index cols = (windowed() ? std::min(*options_.attention_window(), Tk) : Tk) + extra_keys();
     const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, cols});
     std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
     if (options_.output_activation() != Activation::Linear)
@@ -285,6 +362,7 @@ class MultiHeadAttention final : public Layer<S> {
   Index heads() const { return heads_; }
   Index head_size() const { return head_size_; }
   Index key_features() const { return key_features_; }
+  Index value_features() const { return value_features_; }
   const MultiHeadAttentionOptions& options() const { return options_; }
 
   // The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
@@ -305,6 +383,13 @@ class MultiHeadAttention final : public Layer<S> {
   const Vector<S>& key_bias() const { return bk_; }
   const Vector<S>& value_bias() const { return bv_; }
   const Vector<S>& output_bias() const { return bo_; }
+  // add_bias_kv: the appended key and value (H*dh; empty without add_bias_kv), torch's bias_k and bias_v.
+  Vector<S>& bias_k() { return bias_k_; }
+  Vector<S>& bias_v() { return bias_v_; }
+  const Vector<S>& bias_k() const { return bias_k_; }
+  const Vector<S>& bias_v() const { return bias_v_; }
+  // The key/value steps added after the Tk keys: add_bias_kv + add_zero_attn.
+  Index extra_keys() const { return Index(options_.add_bias_kv()) + Index(options_.add_zero_attn()); }
 
   // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
   // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
@@ -326,9 +411,14 @@ class MultiHeadAttention final : public Layer<S> {
     const Index Tq = a.dimension(1), Tk = a.dimension(2);
     return Eigen::Map<const Matrix<S>>(a.data() + (b * heads_ + h) * Tq * Tk, Tq, Tk);
   }
+  // AttentionMap (core/attention_map.hpp): a copy of attention(b, h), (Tq, Tk) (Tk + the extra keys of add_bias_kv
+  // / add_zero_attn).
+  Index attention_heads() const override { return heads_; }
+  Matrix<S> attention_map(Index b, Index h = 0) const override { return attention(b, h); }
   // The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
   // j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
-  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0).
+  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0). With
+  // add_bias_kv / add_zero_attn, E more columns at the end: the extra keys (key Tk + e of attention()).
   const Tensor3<S>& attention_band() const {
     check_need_weights("attention_band()");
     return attention_;
@@ -376,6 +466,8 @@ class MultiHeadAttention final : public Layer<S> {
 
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
+  // dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
+  const Tensor3<S>& value_input_grad() const { return dv_in_; }
   // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
   void set_dropout_seed(std::uint64_t seed) { dropout_rng_.reseed(seed); }
 
@@ -387,15 +479,25 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_shape(describe(), ": self-attention needs key_features == input features (", this->in_features(),
                           ") but key_features is ", key_features_,
                           "; call forward(xq, mq, xkv, mkv, mode) for cross-attention");
+    if (!cross && value_features_ != this->in_features())
+      detail::throw_config(describe(), ": self-attention needs value_features == input features (", this->in_features(),
+                           ") but value_features is ", value_features_,
+                           "; call forward(xq, mq, xk, xv, mkv, mode) for cross-attention");
     const Tensor3<S>& xkv = cross ? *kv_ : x;
     const Mask& mkv = cross ? *kv_mask_ : mask;
+    const Tensor3<S>& xv = v_in_ ? *v_in_ : xkv;  // separate value input (forward(xq, mq, xk, xv, mkv))
     last_cross_ = cross;
+    last_split_ = v_in_ != nullptr;
     kv_dims_ = xkv.dimensions();
+    v_dims_ = xv.dimensions();
     const Index B = x.dimension(0), Tq = x.dimension(1), Tk = xkv.dimension(1), H = heads_, dh = head_size_;
     const Index hd = H * dh;
     const bool explicit_mask = has_attention_mask();  // set_attention_mask: the plain loops, once per call
     if (explicit_mask) check_attention_mask(B, Tq, Tk);
     forward_mask_version_ = mask_version_;
+    const Index E = extra_keys();
+    const bool plain = explicit_mask || E > 0;  // the plain loops (detail/multi_head_attention_masked.hpp)
+    if (E > 0) set_extra_rows(hd);
 
     // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd), in row chunks
     const Index N = B * Tq, M = B * Tk;
@@ -406,6 +508,7 @@ class MultiHeadAttention final : public Layer<S> {
       if (m) ensure_shape(*m, M, hd);
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
+    auto XV = as_matrix(xv);
     panel_q_.set(Wq_);
     panel_k_.set(Wk_);
     panel_v_.set(Wv_);
@@ -413,7 +516,7 @@ class MultiHeadAttention final : public Layer<S> {
     auto project_q = [&](Index c) { project(X, panel_q_, bq_, zq_, q_, c); };
     auto project_kv = [&](Index c) {
       project(XKV, panel_k_, bk_, zk_, k_, c);
-      project(XKV, panel_v_, bv_, zv_, v_, c);
+      project(XV, panel_v_, bv_, zv_, v_, c);
     };
     if (!cross) {
       const Index chunks = detail::chunk_count(N);
@@ -440,7 +543,7 @@ class MultiHeadAttention final : public Layer<S> {
     // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
     // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
     const detail::mha::Window win = window(Tk);
-    const Index W = win.cols(), wk = win.width;
+    const Index W = win.cols() + E, wk = win.width;
     attention_band_keys_ = Tk;
     dense_ready_ = false;
     ensure_shape(attention_, B * H, Tq, W);
@@ -452,7 +555,7 @@ class MultiHeadAttention final : public Layer<S> {
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(W) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk);
-    if (explicit_mask) head_live_.resize(static_cast<size_t>(B * H * Tq));
+    if (plain) head_live_.resize(static_cast<size_t>(B * H * Tq));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -467,10 +570,10 @@ class MultiHeadAttention final : public Layer<S> {
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
       detail::mha::StepKeep keep;
       if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
-      if (explicit_mask)
-        detail::mha::explicit_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
-                                                   lq, lk, options_.causal(), win, scale, dropout, keep,
-                                                   explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq);
+      if (plain)
+        detail::mha::explicit_attention_forward<S>(
+            chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk, options_.causal(), win, scale,
+            dropout, keep, explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq, extra_of(h, nullptr, nullptr));
       else if (wk > 0)
         detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
                                                    lq, lk, win, scale, dropout, panels, keep);
@@ -497,14 +600,14 @@ class MultiHeadAttention final : public Layer<S> {
                              activation_forward<S>(oact, Zc, Yc);
                            }
                          });
-    if (explicit_mask) {  // a row is live when it has an allowed key in some head
+    if (plain) {  // a row is live when it has an allowed key in some head
       masked_live_.assign(static_cast<size_t>(N), 0);
       for (Index bh = 0; bh < B * H; ++bh)
         for (Index t = 0; t < Tq; ++t)
           masked_live_[static_cast<size_t>((bh / H) * Tq + t)] |= head_live_[static_cast<size_t>(bh * Tq + t)];
     }
-    if (steps || explicit_mask) {
-      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+    if (steps || plain) {
+      const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
       for (Index r = 0; r < N; ++r)
         if (!live[static_cast<size_t>(r)]) Y.row(r).setZero();
       return;
@@ -518,7 +621,7 @@ class MultiHeadAttention final : public Layer<S> {
   // dy (B, Tq, out) -> dx (B, Tq, in) [and dxkv (B, Tk, key_features)]; adds into every parameter gradient.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool cross = kv_ != nullptr;
-    if (cross != last_cross_)
+    if (cross != last_cross_ || (v_in_ != nullptr) != last_split_)
       detail::throw_shape(describe(), cross ? ": backward_cross called after a self-attention forward"
                                             : ": backward after a cross-attention forward; call backward_cross");
     const Tensor3<S>& xkv = cross ? *kv_ : x;
@@ -531,13 +634,15 @@ class MultiHeadAttention final : public Layer<S> {
                        "mask of its forward); run the forward again");
     const bool explicit_mask = has_attention_mask();
     if (explicit_mask) check_attention_mask(B, Tq, Tk);
+    const Index E = extra_keys();
+    const bool plain = explicit_mask || E > 0;
 
     // dead rows of y are constant 0: their dy is ignored
     const bool steps = mask.has_holes() || mkv.has_holes();
     bool any_dead = false;
     if (steps) step_flags(mask, mkv, B, Tq, Tk);
-    if (steps || explicit_mask) {
-      const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+    if (steps || plain) {
+      const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
       any_dead = std::find(live.begin(), live.begin() + N, std::uint8_t{0}) != live.begin() + N;
     } else {
       for (Index b = 0; b < B; ++b) any_dead = any_dead || live_rows(mask, mkv, b, Tq, Tk) < Tq;
@@ -545,8 +650,8 @@ class MultiHeadAttention final : public Layer<S> {
     if (any_dead) {
       ensure_shape(dy_live_, N, out_features_);
       dy_live_ = as_matrix(dy);
-      if (steps || explicit_mask) {
-        const std::vector<std::uint8_t>& live = explicit_mask ? masked_live_ : live_;
+      if (steps || plain) {
+        const std::vector<std::uint8_t>& live = plain ? masked_live_ : live_;
         for (Index r = 0; r < N; ++r)
           if (!live[static_cast<size_t>(r)]) dy_live_.row(r).setZero();
       } else {
@@ -598,8 +703,9 @@ class MultiHeadAttention final : public Layer<S> {
     const int threads =
         detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
     detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
-    if (explicit_mask && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
-    if (explicit_mask)
+    if (plain && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
+    if (E > 0) ensure_shape(dextra_, 2 * B * H * E, dh);  // per pair: dK, dV of the extra rows
+    if (plain)
       for (std::vector<S>& d : mask_dp_) d.resize(std::max(d.size(), static_cast<size_t>(W)));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
@@ -613,13 +719,15 @@ class MultiHeadAttention final : public Layer<S> {
       HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
       const ConstHeadMap P(p, Tq, W, Eigen::OuterStride<>(W)), Pd(pd, Tq, W, Eigen::OuterStride<>(W));
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
-      if (explicit_mask) {
+      if (plain) {
         detail::mha::StepKeep keep;
         if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
         detail::mha::explicit_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(),
                                                     win, scale, keep_scale, keep, explicit_mask_of(bh, Tq, Tk),
-                                                    mask_dp_[static_cast<size_t>(detail::mha::thread_index())]);
+                                                    mask_dp_[static_cast<size_t>(detail::mha::thread_index())],
+                                                    extra_of(h, E > 0 ? dextra_.data() + bh * E * dh : nullptr,
+                                                             E > 0 ? dextra_.data() + (B * H + bh) * E * dh : nullptr));
       } else if (wk > 0)
         detail::mha::windowed_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
@@ -632,11 +740,16 @@ class MultiHeadAttention final : public Layer<S> {
 
     // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
     // (in place), dW += x^T dz and db += sum_rows dz (per-chunk partials), dx = dq Wq^T [+ dk Wk^T + dv Wv^T]
+    const bool split = v_in_ != nullptr;
+    const Tensor3<S>& xv = split ? *v_in_ : xkv;
     auto X = as_matrix(x);
     auto XKV = as_matrix(xkv);
+    auto XV = as_matrix(xv);
     auto DX = as_matrix(dx);
     if (cross) ensure_shape(dkv_, B, Tk, key_features_);
+    if (split) ensure_shape(dv_in_, B, Tk, value_features_);
     auto DKV = as_matrix(cross ? dkv_ : dx);
+    auto DV = as_matrix(split ? dv_in_ : cross ? dkv_ : dx);
     gWq_.begin(N, dWq_.data(), Wq_.rows(), hd);
     gWk_.begin(M, dWk_.data(), Wk_.rows(), hd);
     gWv_.begin(M, dWv_.data(), Wv_.rows(), hd);
@@ -669,7 +782,7 @@ class MultiHeadAttention final : public Layer<S> {
     auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, qkeep, c); };
     auto invert_kv = [&](Index c) {
       invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, kkeep, c);
-      invert(XKV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DKV, true, kkeep, c);
+      invert(XV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DV, !split, kkeep, c);
     };
     if (!cross) {
       const Index cq = detail::chunk_count(N);
@@ -685,6 +798,13 @@ class MultiHeadAttention final : public Layer<S> {
     for (detail::GradSum<S>* g : {&gWq_, &gWk_, &gWv_}) g->finish();
     if (bias)
       for (detail::GradSum<S>* g : {&gbq_, &gbk_, &gbv_}) g->finish();
+    if (options_.add_bias_kv())  // the gradients of the bias_k / bias_v row (extra row 0), samples in order
+      for (Index b = 0; b < B; ++b)
+        for (Index h = 0; h < H; ++h) {
+          const Index bh = b * H + h;
+          dbias_k_.segment(h * dh, dh) += dextra_.row(bh * E).transpose();
+          dbias_v_.segment(h * dh, dh) += dextra_.row((B * H + bh) * E).transpose();
+        }
   }
 
   void collect_params(ParamList<S>& list) override {
@@ -697,6 +817,10 @@ class MultiHeadAttention final : public Layer<S> {
     if (bias) list.push_back(vector_param<S>("bv", bv_, &dbv_, ParamRole::Bias));
     list.push_back(matrix_param<S>("Wo", Wo_, &dWo_, ParamRole::Kernel));
     if (bias) list.push_back(vector_param<S>("bo", bo_, &dbo_, ParamRole::Bias));
+    if (options_.add_bias_kv()) {
+      list.push_back(vector_param<S>("bias_k", bias_k_, &dbias_k_, ParamRole::Bias));
+      list.push_back(vector_param<S>("bias_v", bias_v_, &dbias_v_, ParamRole::Bias));
+    }
   }
 
  private:
@@ -705,13 +829,16 @@ class MultiHeadAttention final : public Layer<S> {
 
   // Points the layer at the key/value input of a cross-attention call for its duration.
   struct CrossScope {
-    CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv) : layer_(layer) {
+    CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv, const Tensor3<S>* xv = nullptr)
+        : layer_(layer) {
       layer_.kv_ = &xkv;
       layer_.kv_mask_ = &mkv;
+      layer_.v_in_ = xv;
     }
     ~CrossScope() {
       layer_.kv_ = nullptr;
       layer_.kv_mask_ = nullptr;
+      layer_.v_in_ = nullptr;
     }
     CrossScope(const CrossScope&) = delete;
     CrossScope& operator=(const CrossScope&) = delete;
@@ -728,6 +855,16 @@ class MultiHeadAttention final : public Layer<S> {
       detail::throw_shape(describe(), ": key/value features expected ", key_features_, " but got ", xkv.dimension(2),
                           " (key/value shape ", shape_string(xkv), ")");
     mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
+  }
+
+  // The value input of forward(xq, mq, xk, xv, mkv): the batch and steps of xk, value_features features.
+  void check_value_input(const Tensor3<S>& xk, const Tensor3<S>& xv) const {
+    if (xv.dimension(0) != xk.dimension(0) || xv.dimension(1) != xk.dimension(1))
+      detail::throw_shape(describe(), ": value input expected the batch and steps of the key input ", shape_string(xk),
+                          " but got ", shape_string(xv));
+    if (xv.dimension(2) != value_features_)
+      detail::throw_shape(describe(), ": value features expected ", value_features_, " but got ", xv.dimension(2),
+                          " (value shape ", shape_string(xv), ")");
   }
 
   void init_projection(Matrix<S>& W, Vector<S>& b, Matrix<S>& dW, Vector<S>& db, Index rows, Index cols, Rng& rng) {
@@ -816,11 +953,36 @@ class MultiHeadAttention final : public Layer<S> {
     const Index offset = mask_rows_ == 1 ? 0 : bh * Tq * Tk;
     detail::mha::ExplicitMask<S> m;
     m.keys = Tk;
+    if (!has_attention_mask()) return m;  // the layer's rules only (add_bias_kv / add_zero_attn)
     if (!mask_blocked_.empty())
       m.blocked = mask_blocked_.data() + offset;
     else
       m.bias = mask_bias_.data() + offset;
     return m;
+  }
+  // extra_rows_ (E, hd): row 0 bias_k with add_bias_kv, then a zero row with add_zero_attn (keys and values).
+  void set_extra_rows(Index hd) {
+    const Index E = extra_keys();
+    ensure_shape(extra_k_, E, hd);
+    ensure_shape(extra_v_, E, hd);
+    extra_k_.setZero();
+    extra_v_.setZero();
+    if (options_.add_bias_kv()) {
+      extra_k_.row(0) = bias_k_.transpose();
+      extra_v_.row(0) = bias_v_.transpose();
+    }
+  }
+  // The extra keys of head h (none without add_bias_kv / add_zero_attn); dk, dv receive their gradients.
+  detail::mha::ExtraKeys<S> extra_of(Index h, S* dk, S* dv) const {
+    detail::mha::ExtraKeys<S> e;
+    e.count = extra_keys();
+    if (e.count == 0) return e;
+    e.k = extra_k_.data() + h * head_size_;
+    e.v = extra_v_.data() + h * head_size_;
+    e.stride = extra_k_.cols();
+    e.dk = dk;
+    e.dv = dv;
+    return e;
   }
   void check_need_weights(const char* call) const {
     if (!options_.need_weights())
@@ -835,23 +997,25 @@ class MultiHeadAttention final : public Layer<S> {
 
   // dense_ (B*H, Tq, Tk) from the band of the last forward (attention()).
   void build_dense_attention() const {
-    const Index BH = attention_.dimension(0), Tq = attention_.dimension(1), W = attention_.dimension(2);
-    const Index Tk = attention_band_keys_;
-    const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk});
+    const Index BH = attention_.dimension(0), Tq = attention_.dimension(1), E = extra_keys();
+    const Index W = attention_.dimension(2) - E, Tk = attention_band_keys_;  // band columns, then the E extra keys
+    const std::size_t bytes = detail::saturating_bytes(sizeof(S), {BH, Tq, Tk + E});
     if (bytes > memory_limit())
       throw MemoryError(
           detail::cat(describe(), ": attention() builds the dense (B*H, Tq, Tk) = ", shape_string(BH, Tq, Tk),
                       " map of ", format_bytes(bytes), ", above the memory limit of ", format_bytes(memory_limit()),
                       " (seqattn::set_memory_limit); read the band with attention_band() instead"));
     const detail::mha::Window win = window(Tk);
-    ensure_shape(dense_, BH, Tq, Tk);
+    ensure_shape(dense_, BH, Tq, Tk + E);
     dense_.setZero();
     for (Index bh = 0; bh < BH; ++bh)
-      for (Index t = 0; t < Tq; ++t)
+      for (Index t = 0; t < Tq; ++t) {
         for (Index j = 0; j < W; ++j) {
           const Index s = win.start(t) + j;
           if (s >= 0 && s < Tk) dense_(bh, t, s) = attention_(bh, t, j);
         }
+        for (Index e = 0; e < E; ++e) dense_(bh, t, Tk + e) = attention_(bh, t, W + e);
+      }
     dense_ready_ = true;
   }
 
@@ -871,10 +1035,12 @@ class MultiHeadAttention final : public Layer<S> {
                                             out, r0, n);
   }
 
-  Index heads_, head_size_ = 0, key_features_ = 0, out_features_ = 0;
+  Index heads_, head_size_ = 0, key_features_ = 0, value_features_ = 0, out_features_ = 0;
   MultiHeadAttentionOptions options_;
   Matrix<S> Wq_, Wk_, Wv_, Wo_, dWq_, dWk_, dWv_, dWo_;
   Vector<S> bq_, bk_, bv_, bo_, dbq_, dbk_, dbv_, dbo_;
+  Vector<S> bias_k_, bias_v_, dbias_k_, dbias_v_;  // add_bias_kv (H*dh)
+  Matrix<S> extra_k_, extra_v_, dextra_;           // (E, hd) extra key/value rows; (2*B*H*E, dh) their gradients
   Rng dropout_rng_;
   // forward caches
   Matrix<S> zq_, zk_, zv_;          // pre-activations (only with an activation)
@@ -908,8 +1074,10 @@ class MultiHeadAttention final : public Layer<S> {
   // cross-attention state
   const Tensor3<S>* kv_ = nullptr;
   const Mask* kv_mask_ = nullptr;
-  bool last_cross_ = false;
-  Eigen::DSizes<Index, 3> kv_dims_{0, 0, 0};
+  const Tensor3<S>* v_in_ = nullptr;  // the value input of forward(xq, mq, xk, xv, mkv), else the key input
+  bool last_cross_ = false, last_split_ = false;
+  Eigen::DSizes<Index, 3> kv_dims_{0, 0, 0}, v_dims_{0, 0, 0};
+  Tensor3<S> dv_in_;  // value_input_grad()
 };
 
 }  // namespace seqattn
