@@ -224,6 +224,11 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
         options_(options),
         dim_(detail::position_dim(describe_with(options, options.output_dim()), in_features, options.mode(),
                                   options.output_dim())) {
+    const std::size_t bytes = detail::saturating_bytes(sizeof(double), {dim_}), limit = memory_limit();
+    if (bytes > limit)  // the column frequencies: refuse a size the memory limit cannot hold before allocating
+      throw MemoryError(detail::cat(describe(), ": its ", dim_, " column frequencies need ", format_bytes(bytes),
+                                    ", above the memory limit of ", format_bytes(limit), " (seqattn::set_memory_limit)"));
+    inv_freq_.reserve(static_cast<size_t>(dim_));
     for (Index c = 0; c < dim_; ++c) inv_freq_.push_back(inverse_frequency(c, dim_));
   }
   SinusoidalPositionalEncoding(Index in_features, PositionMode mode, Index output_dim = 0)
