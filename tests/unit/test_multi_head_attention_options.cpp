@@ -413,7 +413,9 @@ TEST(MultiHeadAttentionOptions, AttentionMaskKeptOutputsIgnoreMaskedValues) {
 TEST(MultiHeadAttentionOptions, AttentionMaskErrors) {
   MultiHeadAttention<double> mha(6, 2, MultiHeadAttentionOptions().causal(true).seed(1));
   const Tensor3<double> x = random_tensor(3, 5, 6, 1);
-  mha.set_attention_mask(BoolTensor(4, 5, 5));
+  BoolTensor wrong_batch(4, 5, 5);
+  wrong_batch.setConstant(false);  // the values are read (copied) even though the shape is refused later
+  mha.set_attention_mask(wrong_batch);
   EXPECT_EQ(
       error_of<ShapeError>([&] { mha.forward(x, Mask(), Mode::Infer); }),
       mha.describe() + ": attention mask expected (Tq, Tk) = (5, 5) or (B*H, Tq, Tk) = (6, 5, 5) but got (4, 5, 5)");

@@ -179,7 +179,8 @@ TEST(PositionExpand, ConfigRoundTrip) {
   const PositionEmbedding<double> masked(1, 5, pos_expand(4).mask_position(10000));
   round_trip(masked);
   EXPECT_EQ(masked.describe(), "PositionEmbedding(max_length=5, mode=expand, output_dim=4, mask_zero=10000)");
-  const Config* mask_zero = masked.config().find("mask_zero");
+  const Config masked_config = masked.config();  // find() points into it: keep it alive
+  const Config* mask_zero = masked_config.find("mask_zero");
   ASSERT_NE(mask_zero, nullptr);
   EXPECT_EQ(*mask_zero, Config(10000));
   // not written when unset: model files of earlier PositionEmbeddings stay byte for byte the same
