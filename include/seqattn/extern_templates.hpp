@@ -23,7 +23,8 @@
   X(SinusoidalPositionalEncoding) X(PositionEmbedding) X(Residual) X(SeqSelfAttention)                 \
   X(MultiHeadAttention) X(SeqWeightedAttention) X(TransformerEncoderBlock) X(SoftmaxCrossEntropy)       \
   X(BinaryCrossEntropy) X(MeanSquaredError) X(Adam) X(SGD) X(detail::RecurrentBase) X(LSTM) X(GRU)  \
-  X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead)
+  X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead) \
+  X(detail::ScaledDotAttentionCore) X(ScaledDotProductAttention) X(ResidualScaledDotProductAttention)
 
 // Explicit instantiation definitions of one class template for float and double (in one translation unit).
 #define SEQATTN_INSTANTIATE(Class)         \

@@ -38,6 +38,7 @@
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"
+#include "seqattn/layers/scaled_dot_product_attention.hpp"
 #include "seqattn/layers/multi_head.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/gru.hpp"

@@ -125,6 +125,8 @@ TEST(LayerConfig, EveryLayerWithEveryOptionRebuildsFromItsEntry) {
   expect_round_trip(LastStepAttention<F>(3, LastStepAttentionOptions().units(4).seed(6)));
   expect_round_trip(LastStepAttention<F>(
       3, LastStepAttentionOptions().score(AttentionScore::Bahdanau).units(2).kernel_init(Init::he_normal()).seed(7)));
+  expect_round_trip(ScaledDotProductAttention<F>(3, ScaledDotProductAttentionOptions().history_only(true)));
+  expect_round_trip(ResidualScaledDotProductAttention<F>(3, ScaledDotProductAttentionOptions().value_features(3)));
   expect_round_trip(LSTM<F>(3, 4,
                             LSTMOptions()
                                 .return_sequences(true)

@@ -8,6 +8,7 @@
 //   attention_axes()      what the rows and columns are, for labels: {"query step", "key step"}.
 // The maps per layer:
 //   SeqSelfAttention, MultiHeadAttention, TransformerEncoderBlock  (Tq, Tk)  query step x key step
+//   (Residual)ScaledDotProductAttention                            (Tq, Tk)  query step x key step
 //   SeqWeightedAttention, LastStepAttention                         (1, T)    the pool x step
 //   FeatureAttention                                                (T, F)    step x feature
 //   TemporalAttention                                               (F, T0)   feature x step

@@ -35,8 +35,8 @@
 //   (head_size key_dim); keras-multi-head MultiHeadAttention (told apart by `head_num`) -> MultiHeadAttention
 //   with the activation on q, k, v, then ActivationLayer (Keras applies it to the output projection too);
 //   SeqSelfAttention -> SeqSelfAttention (on a masked input without history_only: KerasPaddingAttention, see
-//   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> MultiHeadAttention with
-//   one head, identity projections, no bias; TrigPosEmbedding (add, concat) -> SinusoidalPositionalEncoding;
+//   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> ScaledDotProductAttention
+//   (history_only); TrigPosEmbedding (add, concat) -> SinusoidalPositionalEncoding;
 //   PositionEmbedding (add, concat) -> PositionEmbedding; Add([x, f(x)]) -> Residual(f) (f: no Masking or
 //   Embedding inside, same features and steps).
 //   Largest difference from Keras over tests/reference/keras (valid steps, float): 7.2e-7 (the transformer

@@ -5,7 +5,8 @@
 // under its class_name(): Dense, Activation, Dropout, LayerNorm, RMSNorm, BatchNorm, Embedding,
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
 // LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
-// LastStepAttention, MultiHeadAttention, FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual,
+// LastStepAttention, MultiHeadAttention, ScaledDotProductAttention, ResidualScaledDotProductAttention,
+// FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual,
 // MultiHead, Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking,
 // KerasPaddingAttention.
 //
@@ -52,6 +53,7 @@
 #include "seqattn/layers/positional_encoding.hpp"
 #include "seqattn/layers/residual.hpp"
 #include "seqattn/layers/rms_norm.hpp"
+#include "seqattn/layers/scaled_dot_product_attention.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
 #include "seqattn/layers/temporal_attention.hpp"
@@ -149,6 +151,8 @@ class LayerRegistry {
     add_leaf<SeqWeightedAttention<S>>("SeqWeightedAttention");
     add_leaf<LastStepAttention<S>>("LastStepAttention");
     add_leaf<MultiHeadAttention<S>>("MultiHeadAttention");
+    add_leaf<ScaledDotProductAttention<S>>("ScaledDotProductAttention");
+    add_leaf<ResidualScaledDotProductAttention<S>>("ResidualScaledDotProductAttention");
     add_leaf<FeatureAttention<S>>("FeatureAttention");
     add_leaf<TemporalAttention<S>>("TemporalAttention");
     add_leaf<TransformerEncoderBlock<S>>("TransformerEncoderBlock");

@@ -455,12 +455,8 @@ class LayerMapper {
       r.require("return_attention", {false}, "a second output");
       r.finish();
       expect_weights(r, l, 0);
-      // q = k = v = x, scores q k^T / sqrt(F): one head of size F with identity projections and no bias.
-      PlannedLayer<S> p;
-      p.make = factory<MultiHeadAttention<S>>(F, Index(1), MultiHeadAttentionOptions().use_bias(false).causal(history));
-      p.source = &l;
-      p.fills = {{"Wq=I", S(1)}, {"Wk=I", S(1)}, {"Wv=I", S(1)}, {"Wo=I", S(1)}};
-      out.push_back(std::move(p));
+      // q = k = v = x, scores q k^T / sqrt(F): the same layer (layers/scaled_dot_product_attention.hpp).
+      add(out, l, factory<ScaledDotProductAttention<S>>(F, ScaledDotProductAttentionOptions().history_only(history)));
       if (s.mask) s.padded_zero = false;
     } else if (c == "TrigPosEmbedding") {
       const std::string mode = r.string("mode", "add");
