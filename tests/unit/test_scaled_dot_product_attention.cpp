@@ -6,6 +6,7 @@
 // key; the attention map; streams (history_only); the model-file round trip; errors naming the layer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "seqattn/layers/scaled_dot_product_attention.hpp"
+#include "seqattn/model/attention_maps.hpp"
 #include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/testing/gradient_check.hpp"
@@ -120,6 +122,7 @@ struct CrossCase {
 // Cross-attention: q (3, 5, 4), k (3, 6, 4), v (3, 6, 3); every input (and, residual, the previous scores and the
 // scores output through dz) checked against central differences of L = sum(y R) [+ sum(scores Rz)].
 TEST(ScaledDotProductAttention, CrossAttentionGradientsOfEveryInputMatchFiniteDifferences) {
+  double worst = 0;
   for (const CrossCase c :
        {CrossCase{false, false}, CrossCase{true, false}, CrossCase{false, true}, CrossCase{true, true}}) {
     SCOPED_TRACE(std::string(c.history ? "history_only" : "full") + (c.steps ? ", step masks" : ", lengths"));
@@ -142,6 +145,7 @@ TEST(ScaledDotProductAttention, CrossAttentionGradientsOfEveryInputMatchFiniteDi
                                             {"k", k.data(), dk.data(), k.size()},
                                             {"v", v.data(), dv.data(), v.size()}});
       EXPECT_TRUE(r.passed()) << r.report();
+      worst = std::max(worst, r.worst_ratio);
     }
     ResidualScaledDotProductAttention<double> res(D, sdpa_opts(c.history, Dv));
     auto loss = [&] {
@@ -165,7 +169,9 @@ TEST(ScaledDotProductAttention, CrossAttentionGradientsOfEveryInputMatchFiniteDi
     const auto ry = check_gradients(
         loss_y, {{"q", q.data(), dq_y.data(), q.size()}, {"prev", prev.data(), dp_y.data(), prev.size()}});
     EXPECT_TRUE(ry.passed()) << ry.report();
+    worst = std::max({worst, r.worst_ratio, ry.worst_ratio});
   }
+  std::cout << "worst finite-difference ratio |analytic - numeric| / (1e-8 + 1e-5 max(|a|, |n|)): " << worst << "\n";
 }
 
 // Self-attention with previous scores and dz: x feeds q, k and v.
@@ -421,6 +427,13 @@ TEST(ScaledDotProductAttention, RowsWithoutAnAllowedKeyOutputZeroAndAttentionMap
   const Tensor3<double>& dq = layer.backward_cross(q, mq, k, v, mkv, random_tensor(2, 4, 2, 4));
   for (Index f = 0; f < 3; ++f) EXPECT_EQ(dq(0, 0, f), 0.0);
   EXPECT_THROW(layer.attention_map(2), ShapeError);
+  Sequential<double> model(3);
+  model.add<ResidualScaledDotProductAttention<double>>(sdpa_opts(true));
+  model.predict(q);
+  const auto maps = attention_maps(model);
+  ASSERT_EQ(maps.size(), 1u);
+  EXPECT_EQ(maps[0].path, "0.residual_scaled_dot_product_attention");
+  EXPECT_EQ(maps[0].map->attention_map(1).rows(), 4);
   EXPECT_THROW(ScaledDotProductAttention<double>(3).attention_map(0), UsageError);
 }
 
