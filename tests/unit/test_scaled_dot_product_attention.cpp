@@ -561,6 +561,9 @@ TEST(ScaledDotProductAttention, ErrorsNameTheLayerTheExpectedAndTheReceivedShape
       },
       "backward key and value inputs expected (2, 5, 4) and (2, 5, 3) (the inputs of the last forward) but "
       "got (2, 4, 4) and (2, 4, 3)");
+  expect_error([&] { layer.backward(q, none, random_tensor(2, 3, 3, 1)); },
+               "ScaledDotProductAttention(value_features=3): backward called after a cross-attention forward (call "
+               "backward_cross)");
   ScaledDotProductAttention<double> self(4);
   self.forward(q);
   expect_error([&] { self.backward_cross(q, none, k, random_tensor(2, 5, 4, 1), none, random_tensor(2, 3, 4, 1)); },
