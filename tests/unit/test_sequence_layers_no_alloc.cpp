@@ -1,6 +1,6 @@
-// A steady training loop allocates nothing: positional encodings, LayerNorm, BatchNorm, the pools and
-// LastStepAttention run forward and backward with Eigen's allocations forbidden (EIGEN_RUNTIME_NO_MALLOC) once
-// warmed up.
+// A steady training loop allocates nothing: positional encodings, LayerNorm, BatchNorm, the pools,
+// LastStepAttention and (Residual)ScaledDotProductAttention run forward and backward with Eigen's allocations forbidden
+// (EIGEN_RUNTIME_NO_MALLOC) once warmed up.
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
 
@@ -12,6 +12,7 @@
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/pooling.hpp"
 #include "seqattn/layers/positional_encoding.hpp"
+#include "seqattn/layers/scaled_dot_product_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 
 using namespace seqattn;
@@ -31,6 +32,12 @@ TEST(SequenceLayers, SteadyForwardBackwardAllocatesNothing) {
   for (AttentionScore score : {AttentionScore::Luong, AttentionScore::Bahdanau})
     layers.push_back(
         std::make_unique<LastStepAttention<double>>(4, LastStepAttentionOptions().score(score).units(3).seed(2)));
+  for (bool history : {false, true}) {
+    layers.push_back(std::make_unique<ScaledDotProductAttention<double>>(
+        4, ScaledDotProductAttentionOptions().history_only(history)));
+    layers.push_back(std::make_unique<ResidualScaledDotProductAttention<double>>(
+        4, ScaledDotProductAttentionOptions().history_only(history)));
+  }
   const Tensor3<double> x = seqattn::testing::random_tensor(3, 6, 4, 1);
   const Mask mask = Mask::from_lengths({6, 2, 0});
   for (auto& layer : layers) {
