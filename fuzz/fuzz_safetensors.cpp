@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fuzz_models.hpp"
+#include "safetensors_model.hpp"
 #include "seqattn/io/safetensors.hpp"
 
 namespace {

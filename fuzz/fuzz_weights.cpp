@@ -20,6 +20,7 @@
 #include "fuzz_models.hpp"
 #include "seqattn/io/detail/crc32.hpp"
 #include "seqattn/io/weights.hpp"
+#include "weights_model.hpp"
 
 namespace {
 

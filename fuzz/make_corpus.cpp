@@ -15,9 +15,12 @@
 #include <string>
 
 #include "fuzz_models.hpp"
+#include "model_file_model.hpp"
+#include "safetensors_model.hpp"
 #include "seqattn/io/model_file.hpp"
 #include "seqattn/io/safetensors.hpp"
 #include "seqattn/io/weights.hpp"
+#include "weights_model.hpp"
 
 namespace {
 

@@ -3,6 +3,7 @@
 // accessors; the model walk finds layers inside Residual and nested Sequential with their parameter paths; errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -142,6 +143,20 @@ TEST(AttentionMap, MultiHeadAttentionIsItsPerHeadMaps) {
   for (Index b = 0; b < 2; ++b)
     for (Index h = 0; h < 3; ++h) EXPECT_EQ(layer.attention_map(b, h), Matrix<double>(layer.attention(b, h)));
   EXPECT_NE(error_of([&] { layer.attention_map(0, 3); }).find("MultiHeadAttention"), std::string::npos);
+  // average_attention_map: the mean of the three heads (torch's average_attn_weights), rows still softmaxes.
+  for (Index b = 0; b < 2; ++b) {
+    const Matrix<double> mean = layer.average_attention_map(b);
+    const Matrix<double> by_hand =
+        (layer.attention_map(b, 0) + layer.attention_map(b, 1) + layer.attention_map(b, 2)) / 3.0;
+    EXPECT_LT((mean - by_hand).cwiseAbs().maxCoeff(), 1e-15);
+    for (Index t = 0; t < mean.rows(); ++t) {
+      const double sum = mean.row(t).sum();
+      EXPECT_TRUE(sum == 0.0 || std::abs(sum - 1.0) < 1e-12) << "row " << t << " sums to " << sum;
+    }
+  }
+  SeqSelfAttention<double> single(6, SeqSelfAttentionOptions().units(3).seed(6));
+  single.forward(random_input(1, 4, 6, 7));
+  EXPECT_EQ(single.average_attention_map(0), single.attention_map(0));  // one head: the map itself
   Sequential<double> model(6);
   model.add<MultiHeadAttention<double>>(2, MultiHeadAttentionOptions().seed(5));
   ASSERT_EQ(attention_maps(model).size(), 1u);

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "../../examples/time_series_classifier/checks.hpp"
+#include "time_series_classifier/checks.hpp"
 
 using namespace tsc;
 namespace fs = std::filesystem;

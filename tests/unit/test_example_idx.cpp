@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "../../examples/time_series_classifier/idx.hpp"
+#include "time_series_classifier/idx.hpp"
 
 using namespace tsc;
 

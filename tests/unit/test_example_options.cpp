@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "../../examples/time_series_classifier/options.hpp"
+#include "time_series_classifier/options.hpp"
 
 using namespace tsc;
 

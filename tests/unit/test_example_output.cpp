@@ -7,10 +7,10 @@
 #include <sstream>
 #include <string>
 
-#include "../../examples/time_series_classifier/progress.hpp"
-#include "../../examples/time_series_classifier/train.hpp"
+#include "time_series_classifier/progress.hpp"
+#include "time_series_classifier/train.hpp"
 #if __has_include(<stb/stb_image_write.h>) || __has_include(<stb_image_write.h>)
-#include "../../examples/time_series_classifier/heatmap.hpp"
+#include "time_series_classifier/heatmap.hpp"
 #define TSC_TEST_HEATMAP 1
 #endif
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <numeric>
 
-#include "../../examples/time_series_classifier/data.hpp"
-#include "../../examples/time_series_classifier/model.hpp"
-#include "../../examples/time_series_classifier/train.hpp"
+#include "time_series_classifier/data.hpp"
+#include "time_series_classifier/model.hpp"
+#include "time_series_classifier/train.hpp"
 
 using namespace tsc;
 

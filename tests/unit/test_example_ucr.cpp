@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "../../examples/time_series_classifier/ucr.hpp"
+#include "time_series_classifier/ucr.hpp"
 
 using namespace tsc;
 

@@ -18,24 +18,13 @@
 #include <string>
 
 #include "seqattn/io/model_file.hpp"
+#include "support/error_text.hpp"
 
 using namespace seqattn;
 
 namespace {
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "no exception";
-}
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+using seqattn::testing::error_of;
 
 // A file in the model format with the given architecture text, the tensors of `weights`, the declared input
 // features and version.

@@ -11,7 +11,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,9 +53,8 @@ const json& manifest() {
 const std::map<std::string, std::string>& refusals() {
   static const std::map<std::string, std::string> r = {
       {"global_max_pool_masked", "GlobalMaxPooling1D ignores the mask"},
-      {"keras_mha_general", "value_dim (2) != key_dim (3) is not supported"},
-      {"trig_pos_expand", "mode 'expand'"},
-      {"pos_embd_expand_mask_zero", "mode 'expand'"},
+      {"keras_mha_general",
+       "value_dim (2) != key_dim (3) is not supported: seqattn's MultiHeadAttention has one head size"},
   };
   return r;
 }
@@ -61,6 +62,7 @@ const std::map<std::string, std::string>& refusals() {
 struct Result {
   double max_diff = 0;
   Index compared = 0;
+  Index mask_checked = 0;  // output steps whose seqattn output mask was compared with Keras' mask
 };
 
 // Imports `file` as Sequential<S>, predicts the manifest input and, with round_trip, checks that the imported
@@ -75,6 +77,7 @@ Result run_case(const json& c, const std::string& file, const std::string& versi
   const std::vector<double> values = in["values"].get<std::vector<double>>();
   for (Index i = 0; i < B * T * F; ++i) x.data()[i] = static_cast<S>(values[static_cast<size_t>(i)]);
   const Tensor3<S> y = model.predict(x);
+  const Mask out_mask = model.output_mask();
   if (round_trip) {
     std::stringstream file_bytes;
     save_model(model, file_bytes);
@@ -97,14 +100,24 @@ Result run_case(const json& c, const std::string& file, const std::string& versi
     r.max_diff = INFINITY;
     return r;
   }
+  // Keras' output mask (per step 1/0, or null): the steps it masks are compared neither (Keras computes them, seqattn
+  // writes 0) nor skipped silently: seqattn's output mask must mask the same steps.
+  const json& kmask = out["mask"];
   for (Index b = 0; b < B; ++b) {
     const Index len = c["compare_lengths"].is_null() ? OT : c["compare_lengths"][static_cast<size_t>(b)].get<Index>();
-    for (Index t = 0; t < len; ++t)
+    for (Index t = 0; t < len; ++t) {
+      if (!kmask.is_null()) {
+        const bool keras_kept = kmask[static_cast<size_t>(b)][static_cast<size_t>(t)].get<int>() != 0;
+        EXPECT_EQ(out_mask.valid(b, t, OT), keras_kept) << "output mask at (" << b << ", " << t << ")";
+        ++r.mask_checked;
+        if (!keras_kept) continue;
+      }
       for (Index u = 0; u < U; ++u) {
         const double e = expect[static_cast<size_t>((b * OT + t) * U + u)];
         r.max_diff = std::max(r.max_diff, std::fabs(static_cast<double>(y(b, t, u)) - e));
         ++r.compared;
       }
+    }
   }
   return r;
 }
@@ -144,8 +157,8 @@ TEST(KerasImport, EveryReferenceModelMatchesKeras) {
       }
       EXPECT_GT(r.compared, 0);
       EXPECT_LE(r.max_diff, 1e-5) << file;
-      std::printf("%-45s max |seqattn - Keras| = %.3g over %lld values\n", file.c_str(), r.max_diff,
-                  static_cast<long long>(r.compared));
+      std::printf("%-45s max |seqattn - Keras| = %.3g over %lld values, %lld mask steps\n", file.c_str(), r.max_diff,
+                  static_cast<long long>(r.compared), static_cast<long long>(r.mask_checked));
       ++matched;
     }
   }
@@ -493,5 +506,197 @@ TEST(KerasImport, WeightRulesAndTrainableAreImported) {
   const std::string bad = write_temp("weight_rules_bad.h5", bytes);
   const std::string m = import_error<ConfigError>(bad);
   EXPECT_TRUE(contains(m, "dense_tanh") && contains(m, "kernel_regularizer l1") && contains(m, "-0.2")) << m;
+#endif
+}
+
+#if SEQATTN_HAVE_KERAS_IMPORT
+namespace {
+
+// `bytes` with the first `from` replaced by `to` padded with blanks to the same length (the HDF5 attribute holding
+// the config keeps its size).
+std::string same_length_edit(const std::string& bytes, const std::string& from, const std::string& to) {
+  std::string out = bytes;
+  const size_t at = out.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  EXPECT_LE(to.size(), from.size()) << to;
+  if (at == std::string::npos || to.size() > from.size()) return out;
+  out.replace(at, from.size(), to + std::string(from.size() - to.size(), ' '));
+  return out;
+}
+
+// The span of `bytes` from `first` to the end of the next `last` after it, replaced by `to` (padded with blanks).
+std::string replace_span(const std::string& bytes, const std::string& first, const std::string& last,
+                         const std::string& to) {
+  const size_t at = bytes.find(first), end = bytes.find(last, at);
+  EXPECT_TRUE(at != std::string::npos && end != std::string::npos) << first << " .. " << last;
+  if (at == std::string::npos || end == std::string::npos) return bytes;
+  return same_length_edit(bytes, bytes.substr(at, end + last.size() - at), to);
+}
+
+const json& reference_case(const std::string& name) {
+  for (const json& k : manifest()["cases"])
+    if (k["name"] == name) return k;
+  throw std::runtime_error("no reference case " + name);
+}
+
+}  // namespace
+#endif
+
+// keras-multi-head's MultiHeadAttention is one seqattn layer (activation on q, k, v AND output_activation), and its
+// regularizers, constraints (axis included: its (F, F) kernels are seqattn's Wq .. Wo as they are) and trainable
+// are imported.
+TEST(KerasImport, MultiHeadPackageIsOneLayerWithItsWeightRules) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/multi_head_masked.h5");
+  Sequential<double> plain = import_keras<double>(kDir + "/multi_head_masked.h5");
+  ASSERT_EQ(plain.size(), Index(3)) << plain.summary();  // Masking, MultiHeadAttention, Dense
+  const auto* mha = dynamic_cast<const MultiHeadAttention<double>*>(&plain.layer(1));
+  ASSERT_NE(mha, nullptr) << plain.summary();
+  EXPECT_EQ(mha->options().activation(), Activation::ReLU);
+  EXPECT_EQ(mha->options().output_activation(), Activation::ReLU);
+
+  std::string bytes =
+      same_length_edit(h5, "\"name\": \"mh\", \"trainable\": true,", "\"name\": \"mh\", \"trainable\":false,");
+  bytes = replace_span(
+      bytes, "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"GlorotNormal\"",
+      "\"bias_constraint\": null",
+      "\"kernel_regularizer\": {\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.0, \"l2\": 0.25}}, "
+      "\"bias_regularizer\": null, \"kernel_constraint\": {\"class_name\": \"MaxNorm\", \"config\": "
+      "{\"max_value\": 1.5, \"axis\": 0}}, \"bias_constraint\": {\"class_name\": \"NonNeg\", \"config\": {}}");
+  std::string p = write_temp("mh_rules.h5", bytes);
+  Sequential<double> model = import_keras<double>(p);
+  ASSERT_EQ(model.size(), Index(3));
+  const Layer<double>& m = model.layer(1);
+  EXPECT_FALSE(m.trainable());
+  EXPECT_EQ(m.weight_rules().regularizer(ParamRole::Kernel), (L1L2{0.0, 0.25}));
+  EXPECT_EQ(m.weight_rules().constraint(ParamRole::Kernel), Constraint::max_norm(1.5, 0));
+  EXPECT_EQ(m.weight_rules().constraint(ParamRole::Bias), Constraint::non_neg());
+#endif
+}
+
+// Regularizers and constraints the importer does not map are refused with the key and the reason (they were
+// silently dropped): a rule of another name, an activity regularizer, SeqSelfAttention's constraints.
+TEST(KerasImport, UnmappedRegularizersAndConstraintsAreRefused) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/multi_head_masked.h5");
+  std::string bytes =
+      replace_span(h5, "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"GlorotNormal\"",
+                   "\"bias_constraint\": null", "\"query_constraint\": {\"class_name\": \"NonNeg\", \"config\": {}}");
+  std::string p = write_temp("mh_unknown_rule.h5", bytes);
+  std::string msg = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(msg, "layer 'mh' (MultiHeadAttention): option 'query_constraint'") &&
+              contains(msg, "weight roles kernel, recurrent, bias, embeddings, gamma and beta"))
+      << msg;
+  // Dense's activity_regularizer (a loss on its output): refused, not ignored.
+  const std::string dense = read_bytes(kDir + "/masking_dense.h5");
+  bytes = replace_span(dense, "\"kernel_initializer\"", "\"activity_regularizer\": null",
+                       "\"activity_regularizer\": {\"class_name\": \"L2\", \"config\": {\"l2\": 0.5}}");
+  p = write_temp("dense_activity.h5", bytes);
+  msg = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(msg, "option 'activity_regularizer'") && contains(msg, "no activity regularizers")) << msg;
+  // SeqSelfAttention's constraints are not mapped: refused.
+  const std::string ssa = read_bytes(kDir + "/ssa_additive_masked.h5");
+  bytes = replace_span(ssa, "\"kernel_initializer\"", "\"kernel_constraint\": null",
+                       "\"kernel_constraint\": {\"class_name\": \"NonNeg\", \"config\": {}}");
+  p = write_temp("ssa_constraint.h5", bytes);
+  msg = import_error<ConfigError>(p);
+  EXPECT_TRUE(contains(msg, "(SeqSelfAttention): option kernel_constraint=") &&
+              contains(msg, "constraints of SeqSelfAttention are not mapped"))
+      << msg;
+#endif
+}
+
+// PositionEmbedding mode expand: keras-pos-embd masks the steps whose position equals mask_zero (Python truthiness:
+// True compares as 1, an integer n as n, false / 0 make no mask); its embeddings rules are imported. Keras' Dense
+// after it computes every step from the table row alone, so Keras' outputs hold for any mask_zero at the kept steps.
+TEST(KerasImport, PositionEmbeddingExpandMaskZeroVariants) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const json& c = reference_case("pos_embd_expand_mask_zero");
+  const std::string h5 = read_bytes(kDir + "/pos_embd_expand_mask_zero.h5");
+  const std::vector<Index> shape = c["input"]["shape"].get<std::vector<Index>>();
+  const Index B = shape[0], T = shape[1];
+  const std::vector<double> pos = c["input"]["values"].get<std::vector<double>>();
+  const std::vector<double> want = c["outputs"]["keras2"]["values"].get<std::vector<double>>();
+  const Index U = c["outputs"]["keras2"]["shape"][2].get<Index>();
+  Tensor3<double> x(B, T, 1);
+  for (Index i = 0; i < B * T; ++i) x.data()[i] = pos[static_cast<size_t>(i)];
+  struct Variant {
+    const char* json_value;  // replaces `"mask_zero": true}}` (same length)
+    std::optional<double> masked;
+  };
+  for (const Variant& v :
+       {Variant{"\"mask_zero\": true}}", 1.0}, Variant{"\"mask_zero\": 2   }}", 2.0},
+        Variant{"\"mask_zero\": -1  }}", -1.0}, Variant{"\"mask_zero\":false}}", std::nullopt},
+        Variant{"\"mask_zero\": 0   }}", std::nullopt}, Variant{"\"mask_zero\": null}}", std::nullopt}}) {
+    SCOPED_TRACE(v.json_value);
+    const std::string p = write_temp("pos_mask_zero.h5", same_length_edit(h5, "\"mask_zero\": true}}", v.json_value));
+    Sequential<double> model = import_keras<double>(p);
+    const Tensor3<double> y = model.predict(x);
+    const Mask mask = model.output_mask();
+    ASSERT_EQ(y.dimension(2), U);
+    double worst = 0;
+    Index kept = 0;
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < T; ++t) {
+        const bool keep = !v.masked || pos[static_cast<size_t>(b * T + t)] != *v.masked;
+        EXPECT_EQ(mask.valid(b, t, T), keep) << b << " " << t;
+        if (!keep) continue;
+        ++kept;
+        for (Index u = 0; u < U; ++u)
+          worst = std::max(worst, std::fabs(y(b, t, u) - want[static_cast<size_t>((b * T + t) * U + u)]));
+      }
+    EXPECT_LE(worst, 1e-6);
+    if (v.masked)
+      EXPECT_LT(kept, B * T);
+    else
+      EXPECT_EQ(kept, B * T);
+  }
+  std::string m = import_error<ConfigError>(
+      write_temp("pos_mask_float.h5", same_length_edit(h5, "\"mask_zero\": true}}", "\"mask_zero\": 1.5 }}")));
+  EXPECT_TRUE(contains(m, "layer 'pos_expand' (PositionEmbedding): mask_zero=1.5 is not supported")) << m;
+  // embeddings_regularizer / embeddings_constraint (axis 1: one norm per row, as Keras' on the same (rows, d) table).
+  std::string bytes =
+      replace_span(h5, "\"embeddings_initializer\": {", "\"embeddings_constraint\": null",
+                   "\"embeddings_regularizer\": {\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.5, "
+                   "\"l2\": 0.0}}, \"embeddings_constraint\": {\"class_name\": \"MaxNorm\", \"config\": "
+                   "{\"max_value\": 2.0, \"axis\": 1}}");
+  Sequential<double> ruled = import_keras<double>(write_temp("pos_rules.h5", bytes));
+  EXPECT_EQ(ruled.layer(0).weight_rules().regularizer(ParamRole::Embeddings), (L1L2{0.5, 0.0}));
+  EXPECT_EQ(ruled.layer(0).weight_rules().constraint(ParamRole::Embeddings), Constraint::max_norm(2.0, 1));
+  bytes = replace_span(h5, "\"embeddings_initializer\": {", "\"activity_regularizer\": null",
+                       "\"activity_regularizer\": {\"class_name\": \"L2\", \"config\": {\"l2\": 0.5}}");
+  m = import_error<ConfigError>(write_temp("pos_activity.h5", bytes));
+  EXPECT_TRUE(contains(m, "(PositionEmbedding): option activity_regularizer=") && contains(m, "activity regularizers"))
+      << m;
+  // Mode expand needs the model input of positions: after another layer (a (B, T, F) input) it is refused.
+  const std::string trig = read_bytes(kDir + "/trig_pos_add_concat.h5");
+  m = import_error<ConfigError>(
+      write_temp("trig_expand_3d.h5", same_length_edit(trig, "\"mode\": \"concat\"", "\"mode\": \"expand\"")));
+  EXPECT_TRUE(contains(m, "(TrigPosEmbedding): mode 'expand' takes the model's input (batch, time) of positions")) << m;
+#endif
+}
+
+// The rules of the layer a Bidirectional wraps are set on both directions (they were dropped before).
+TEST(KerasImport, BidirectionalWrappedLayerRulesAreImported) {
+  SKIP_WITHOUT_IMPORT();
+#if SEQATTN_HAVE_KERAS_IMPORT
+  const std::string h5 = read_bytes(kDir + "/bidi_lstm_concat_seq_masked.h5");
+  const std::string bytes =
+      replace_span(h5, "\"kernel_initializer\"", "\"recurrent_regularizer\": null",
+                   "\"recurrent_regularizer\": {\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.0, \"l2\": 0.125}}");
+  Sequential<double> model = import_keras<double>(write_temp("bidi_rules.h5", bytes));
+  Bidirectional<double>* bi = nullptr;
+  for (Index i = 0; i < model.size() && !bi; ++i) bi = dynamic_cast<Bidirectional<double>*>(&model.layer(i));
+  ASSERT_NE(bi, nullptr) << model.summary();
+  for (Layer<double>* l : {&bi->forward_layer(), &bi->backward_layer()})
+    EXPECT_EQ(l->weight_rules().regularizer(ParamRole::Recurrent), (L1L2{0.0, 0.125})) << l->describe();
+  EXPECT_GT(model.regularization_loss(), 0.0);
+  std::stringstream file_bytes;
+  save_model(model, file_bytes);
+  Sequential<double> loaded = load_model<double>(file_bytes);
+  EXPECT_DOUBLE_EQ(loaded.regularization_loss(), model.regularization_loss());
 #endif
 }

@@ -12,7 +12,7 @@
 #include "seqattn/model/sequential.hpp"
 #include "support/step_masks.hpp"
 
-namespace seqattn {
+using namespace seqattn;
 namespace {
 
 TEST(Mask, StepPatternsThatArePrefixesBecomeLengths) {
@@ -165,7 +165,7 @@ TEST(Mask, LayersThatHandleOnlyLengthsRefuseStepMasks) {
 TEST(Mask, RandomStepMasksHaveHolesAndEveryKind) {
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     const Index B = 6, T = 3 + static_cast<Index>(seed % 6);
-    const Mask m = testing::random_step_mask(B, T, seed);
+    const Mask m = seqattn::testing::random_step_mask(B, T, seed);
     ASSERT_TRUE(m.has_holes()) << seed;
     EXPECT_GT(m.first(1, T), 0) << "sequence 1 is left-padded";
     for (Index b = 0; b < B; ++b) EXPECT_LE(m.count(b, T), m.length(b, T));
@@ -173,14 +173,13 @@ TEST(Mask, RandomStepMasksHaveHolesAndEveryKind) {
   Tensor3<float> x(2, 3, 1);
   x.setConstant(1.0f);
   const Mask m = Mask::from_steps({{1, 0, 1}, {0, 1, 1}});
-  const Tensor3<float> g = testing::with_masked_values(x, m, [](Index) { return 7.0f; });
+  const Tensor3<float> g = seqattn::testing::with_masked_values(x, m, [](Index) { return 7.0f; });
   EXPECT_EQ(g(0, 1, 0), 7.0f);
   EXPECT_EQ(g(1, 0, 0), 7.0f);
   EXPECT_EQ(g(0, 0, 0), 1.0f);
-  EXPECT_TRUE(testing::same_kept_steps(x, m, g, m));
-  EXPECT_FALSE(testing::same_kept_steps(x, Mask(), g, Mask()));
-  EXPECT_NE(testing::masked_nonzero(g, m), "");
+  EXPECT_TRUE(seqattn::testing::same_kept_steps(x, m, g, m));
+  EXPECT_FALSE(seqattn::testing::same_kept_steps(x, Mask(), g, Mask()));
+  EXPECT_NE(seqattn::testing::masked_nonzero(g, m), "");
 }
 
 }  // namespace
-}  // namespace seqattn

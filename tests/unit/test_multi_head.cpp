@@ -18,6 +18,7 @@
 #include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/error_text.hpp"
 #include "support/step_masks.hpp"
 
 using namespace seqattn;
@@ -29,16 +30,7 @@ using seqattn::testing::with_masked_values;
 
 namespace {
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+using seqattn::testing::error_of;
 
 // A layer that keeps the default (refuses step masks): y = x.
 class Identity final : public Layer<double> {

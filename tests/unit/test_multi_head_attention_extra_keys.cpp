@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "../support/step_masks.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/step_masks.hpp"
 
 using namespace seqattn;
 using seqattn::testing::check_gradients;

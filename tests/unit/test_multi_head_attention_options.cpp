@@ -22,9 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "../support/step_masks.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/error_text.hpp"
+#include "support/step_masks.hpp"
 
 using namespace seqattn;
 using seqattn::testing::check_gradients;
@@ -94,15 +95,7 @@ const OptCase kCases[] = {
     {"dropout", true, 0, false, false, 0.3},
 };
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using seqattn::testing::error_of;
 
 TEST(MultiHeadAttentionOptions, NeedWeightsFalseRefusesAttentionAndChangesNothingElse) {
   for (const OptCase& c : kCases) {

@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "../support/step_masks.hpp"
 #include "seqattn/detail/multi_head_attention_reference.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/step_masks.hpp"
 
 using namespace seqattn;
 using seqattn::testing::check_gradients;

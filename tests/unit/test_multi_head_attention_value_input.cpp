@@ -16,9 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "../support/step_masks.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/error_text.hpp"
+#include "support/step_masks.hpp"
 
 using namespace seqattn;
 using seqattn::testing::check_gradients;
@@ -95,15 +96,7 @@ const Tensor3<double>& run_forward(MultiHeadAttention<double>& mha, const ValueC
   return mha.forward(in.xq, in.mq, in.xk, in.xv, in.mkv, mode);
 }
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using seqattn::testing::error_of;
 
 TEST(MultiHeadAttentionValueInput, MatchesFiniteDifferences) {
   for (const ValueCase& c : kCases) {

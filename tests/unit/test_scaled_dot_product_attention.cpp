@@ -90,6 +90,18 @@ Naive naive(const Tensor3<double>& q, const Mask& mq, const Tensor3<double>& k, 
   return r;
 }
 
+// The (B, Tq, Tk) weights of the last forward, from attention_map(b) (core/attention_map.hpp).
+template <class S>
+Tensor3<S> weights_of(const AttentionMap<S>& layer, Index B) {
+  const Matrix<S> first = layer.attention_map(0);
+  Tensor3<S> w(B, first.rows(), first.cols());
+  for (Index b = 0; b < B; ++b) {
+    const Matrix<S> m = layer.attention_map(b);
+    std::copy(m.data(), m.data() + m.size(), w.data() + b * m.size());
+  }
+  return w;
+}
+
 void expect_near_all(const Tensor3<double>& got, const Tensor3<double>& want, double tol, const char* what) {
   ASSERT_EQ(got.dimensions(), want.dimensions()) << what;
   for (Index i = 0; i < got.size(); ++i) ASSERT_NEAR(got.data()[i], want.data()[i], tol) << what << "[" << i << "]";
@@ -205,11 +217,11 @@ TEST(ScaledDotProductAttention, MatchesNaiveLoop) {
       ScaledDotProductAttention<double> layer(4, sdpa_opts(history, 2));
       const Naive n = naive(q, mq, k, v, mkv, history, nullptr);
       expect_near_all(layer.forward(q, mq, k, v, mkv), n.y, 1e-14, "y");
-      expect_near_all(layer.attention(), n.a, 1e-14, "attention");
+      expect_near_all(weights_of(layer, 6), n.a, 1e-14, "attention");
       ResidualScaledDotProductAttention<double> res(4, sdpa_opts(history, 2));
       const Naive nr = naive(q, mq, k, v, mkv, history, &prev);
       expect_near_all(res.forward(q, mq, k, v, mkv, prev), nr.y, 1e-14, "residual y");
-      expect_near_all(res.attention(), nr.a, 1e-14, "residual attention");
+      expect_near_all(weights_of(res, 6), nr.a, 1e-14, "residual attention");
       expect_near_all(res.scores(), nr.z, 1e-14, "residual scores");
       // self-attention is cross-attention with q = k = v = x
       const Naive ns = naive(q, mq, q, q, mq, history, nullptr);
@@ -261,18 +273,18 @@ double compare_with_torch(const std::string& prefix) {
     EXPECT_FALSE(residual);  // (no such case in the file)
     if (mq != mkv) ADD_FAILURE() << "self case with different masks";
     expect_close(layer->forward(q, mq), "y");
-    expect_close(layer->attention(), "attention");
+    expect_close(weights_of<S>(*layer, B), "attention");
     expect_close(layer->backward(q, mq, R), "dx");
   } else if (!residual) {
     expect_close(layer->forward(q, mq, k, v, mkv), "y");
-    expect_close(layer->attention(), "attention");
+    expect_close(weights_of<S>(*layer, B), "attention");
     expect_close(layer->backward_cross(q, mq, k, v, mkv, R), "dq");
     expect_close(layer->key_input_grad(), "dk");
     expect_close(layer->value_input_grad(), "dv");
   } else {
     const Tensor3<S> prev = d.tensor<S>(p + "prev"), Rz = d.tensor<S>(p + "Rz");
     expect_close(res->forward(q, mq, k, v, mkv, prev), "y");
-    expect_close(res->attention(), "attention");
+    expect_close(weights_of<S>(*res, B), "attention");
     expect_close(res->scores(), "scores");
     expect_close(res->backward_cross(q, mq, k, v, mkv, R, Rz), "dq");
     expect_close(res->key_input_grad(), "dk");
@@ -304,7 +316,7 @@ double compare_residual_self_with_torch(const std::string& prefix) {
   };
   ResidualScaledDotProductAttention<S> res(D, sdpa_opts(prefix.find("history") != std::string::npos));
   expect_close(res.forward(x, mask, prev), "y");
-  expect_close(res.attention(), "attention");
+  expect_close(weights_of<S>(res, B), "attention");
   expect_close(res.scores(), "scores");
   expect_close(res.backward(x, mask, R, Rz), "dx");
   expect_close(res.previous_scores_grad(), "dprev");
@@ -376,8 +388,8 @@ TEST(ResidualScaledDotProductAttention, CrossOutputsAndGradientsIgnoreValuesAtMa
     for (Index i = 0; i < ya.size(); ++i) ASSERT_TRUE(same_bits(ya.data()[i], yg.data()[i])) << "y " << i;
     for (Index i = 0; i < a.scores().size(); ++i)
       ASSERT_TRUE(same_bits(a.scores().data()[i], g.scores().data()[i])) << "scores " << i;
-    for (Index i = 0; i < a.attention().size(); ++i)
-      ASSERT_TRUE(same_bits(a.attention().data()[i], g.attention().data()[i])) << "attention " << i;
+    const Tensor3<double> wa = weights_of(a, B), wg = weights_of(g, B);
+    for (Index i = 0; i < wa.size(); ++i) ASSERT_TRUE(same_bits(wa.data()[i], wg.data()[i])) << "attention " << i;
     const Tensor3<double> dqa = a.backward_cross(q, mq, k, v, mkv, dy, dz);
     const Tensor3<double> dqg = g.backward_cross(qg, mq, kg, vg, mkv, dyg, dzg);
     for (Index i = 0; i < dqa.size(); ++i) ASSERT_TRUE(same_bits(dqa.data()[i], dqg.data()[i])) << "dq " << i;
@@ -396,7 +408,7 @@ TEST(ResidualScaledDotProductAttention, CrossOutputsAndGradientsIgnoreValuesAtMa
           if (!allowed(b, i, j)) {
             ASSERT_EQ(a.previous_scores_grad()(b, i, j), 0.0);
             ASSERT_EQ(a.scores()(b, i, j), 0.0);
-            ASSERT_EQ(a.attention()(b, i, j), 0.0);
+            ASSERT_EQ(wa(b, i, j), 0.0);
           }
   }
 }

@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 
-#include "../support/step_masks.hpp"
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/step_masks.hpp"
 
 using namespace seqattn;
 using seqattn::testing::check_layer_gradients;

@@ -280,6 +280,34 @@ TEST(WeightRulesFrozen, NoUpdateGradientUntouchedDxRight) {
   EXPECT_FALSE(frozen.kernel() == before);
 }
 
+// The backward keeps views of the layer's own parameters (core/layer.hpp: OwnView); an assignment that moves the
+// tensors (other shapes) must make it take them again: the penalty and its gradient follow the new weights.
+TEST(WeightRulesRegularizers, PenaltyFollowsAnAssignmentThatMovesTheTensors) {
+  Dense<double> layer(4, 3, DenseOptions().seed(71));
+  regularize_all(layer);
+  const Tensor3<double> x = random_tensor(2, 3, 4, 72);
+  layer.forward(x, Mask(), Mode::Train);
+  layer.backward(x, Mask(), random_tensor(2, 3, 3, 73));  // takes the views of the (4, 3) kernel
+  EXPECT_NEAR(layer.weight_penalty(), expected_penalty(layer), 1e-12);
+  Dense<double> wider(4, 9, DenseOptions().seed(74));
+  regularize_all(wider);  // an assignment copies the rules too
+  layer = wider;          // a (4, 9) kernel: new storage
+  EXPECT_NEAR(layer.weight_penalty(), expected_penalty(layer), 1e-12);
+  layer.zero_grad();
+  layer.forward(x, Mask(), Mode::Train);
+  Tensor3<double> zero_dy(2, 3, 9);
+  zero_dy.setZero();
+  layer.backward(x, Mask(), zero_dy);
+  for (const auto& p : layer.params()) {  // with dy = 0 the gradient is the penalty's alone
+    const L1L2 r = reg_for(p.role);
+    for (Index k = 0; k < p.size(); ++k) {
+      const double w = p.value[k], sign = w > 0 ? 1.0 : (w < 0 ? -1.0 : 0.0);
+      EXPECT_NEAR(p.grad[k], r.l1 * sign + 2.0 * r.l2 * w, 1e-12) << p.name << " " << k;
+    }
+  }
+  EXPECT_NEAR(layer.weight_penalty(), expected_penalty(layer), 1e-12);
+}
+
 TEST(WeightRulesFrozen, SequentialWithOneFrozenLayerTrainsTheOthers) {
   Sequential<double> model(4);
   auto& a = model.add<Dense<double>>(6, DenseOptions().activation(Activation::Tanh).seed(51));

@@ -6,6 +6,8 @@
 //                         SOFTMAX: row r holds the weights that output r spreads over the columns (they sum to 1,
 //                         or are all 0 for a masked or padded row). A copy, safe to keep.
 //   attention_axes()      what the rows and columns are, for labels: {"query step", "key step"}.
+//   average_attention_map(b)  the mean of the H maps of sequence b (torch's average_attn_weights=True); rows
+//                         still sum to 1 (or 0 where every head masks the row)
 // The maps per layer:
 //   SeqSelfAttention, MultiHeadAttention, TransformerEncoderBlock  (Tq, Tk)  query step x key step
 //   (Residual)ScaledDotProductAttention                            (Tq, Tk)  query step x key step
@@ -37,6 +39,14 @@ class AttentionMap {
   // (rows, columns) weights of head h of sequence b of the last forward (see the file comment).
   virtual Matrix<S> attention_map(Index b, Index h = 0) const = 0;
   virtual AttentionAxes attention_axes() const { return {"query step", "key step"}; }
+  // Mean over the heads of attention_map(b, h).
+  Matrix<S> average_attention_map(Index b) const {
+    Matrix<S> mean = attention_map(b, 0);
+    const Index heads = attention_heads();
+    for (Index h = 1; h < heads; ++h) mean += attention_map(b, h);
+    if (heads > 1) mean /= static_cast<S>(heads);
+    return mean;
+  }
 
  protected:
   // ShapeError unless 0 <= b < batch and 0 <= h < attention_heads(); `who` is the layer's describe().

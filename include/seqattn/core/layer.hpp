@@ -217,10 +217,15 @@ class Layer {
   // weight_penalty() + extra_regularization_loss() (see the file comment).
   S regularization_loss() const { return weight_penalty() + extra_regularization_loss(); }
   // l1 sum|w| + l2 sum w^2 over this layer's own parameters, by the regularizer of each one's role.
+  // Allocates nothing once a backward has run since the layer's storage last moved (the views it keeps, below).
   S weight_penalty() const {
     const WeightRules& rules = identity_->rules;
     if (!rules.any_regularizer()) return S(0);
     S total = S(0);
+    if (own_views_current()) {
+      for (const OwnView& v : own_views_) total += rules.regularizer(v.role).penalty(v.value, v.size);
+      return total;
+    }
     for (const auto& p : const_cast<Layer*>(this)->own_params())  // collect_params only reads
       total += rules.regularizer(p.role).penalty(p.value, p.size());
     return total;
@@ -327,19 +332,21 @@ class Layer {
       ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
       const WeightRules& rules = identity_->rules;
       if (!rules.trainable) {  // frozen: the parameter gradients stay as they were
-        ParamList<S> own = own_params();
+        refresh_own_views();
         frozen_grads_.clear();
-        for (const auto& p : own) frozen_grads_.insert(frozen_grads_.end(), p.grad, p.grad + p.size());
+        for (const OwnView& v : own_views_) frozen_grads_.insert(frozen_grads_.end(), v.grad, v.grad + v.size);
         do_backward(x, mask, dy, dx_);
         const S* saved = frozen_grads_.data();
-        for (const auto& p : own) {
-          std::copy(saved, saved + p.size(), p.grad);
-          saved += p.size();
+        for (const OwnView& v : own_views_) {
+          std::copy(saved, saved + v.size, v.grad);
+          saved += v.size;
         }
       } else {
         do_backward(x, mask, dy, dx_);
-        if (rules.any_regularizer())  // the gradient of weight_penalty()
-          for (const auto& p : own_params()) rules.regularizer(p.role).add_gradient(p.value, p.grad, p.size());
+        if (rules.any_regularizer()) {  // the gradient of weight_penalty()
+          refresh_own_views();
+          for (const OwnView& v : own_views_) rules.regularizer(v.role).add_gradient(v.value, v.grad, v.size);
+        }
       }
     } catch (const std::bad_alloc&) {
       throw_out_of_memory("backward", x);
@@ -400,6 +407,25 @@ class Layer {
                list.end());
     return list;
   }
+  // The own parameters as plain views, for the backward of a frozen or regularized layer and weight_penalty():
+  // own_params() builds names and shapes (heap allocations) at every call. Taken again when the layer's
+  // generation has changed since (an assignment may have moved its tensors: the same rule as the optimizers'
+  // Param::check_alive), so a steady training step allocates nothing for weight rules.
+  struct OwnView {
+    S* value;
+    S* grad;
+    Index size;
+    ParamRole role;
+  };
+  bool own_views_current() const { return own_views_taken_ && own_views_generation_ == identity_->generation; }
+  void refresh_own_views() {
+    if (own_views_current()) return;
+    own_views_.clear();
+    for (const auto& p : own_params()) own_views_.push_back(OwnView{p.value, p.grad, p.size(), p.role});
+    own_views_generation_ = identity_->generation;
+    own_views_taken_ = true;
+  }
+
   // ConfigError unless this layer owns a parameter of `role` (and, for a constraint with an axis, every such
   // parameter has that axis).
   void check_role(ParamRole role, const char* what, const Constraint* constraint) {
@@ -443,6 +469,10 @@ class Layer {
   std::shared_ptr<LayerIdentity> identity_ = std::make_shared<LayerIdentity>();
   std::atomic<bool> busy_{false};
   std::vector<S> frozen_grads_;  // a frozen layer's parameter gradients during its backward
+  // refresh_own_views(); never copied (a copy owns other tensors): a copy or an assignment takes them again.
+  std::vector<OwnView> own_views_;
+  std::uint64_t own_views_generation_ = 0;
+  bool own_views_taken_ = false;
 };
 
 // What a model file stores for one layer: {"class_name": ..., "config": ..., "in_features": ...}, and

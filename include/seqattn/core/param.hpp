@@ -108,6 +108,14 @@ Param<S> vector_param(std::string name, Vector<S>& value, Vector<S>* grad, Param
   return {std::move(name), value.data(), grad ? grad->data() : nullptr, {value.size()}, role};
 }
 
+// Both lists as one, for one optimizer over several owners: Adam<float> adam(join_params(model.params(),
+// query.params())).
+template <class S>
+ParamList<S> join_params(ParamList<S> first, const ParamList<S>& second) {
+  first.insert(first.end(), second.begin(), second.end());
+  return first;
+}
+
 template <class S>
 Index count_values(const ParamList<S>& params) {
   Index n = 0;

@@ -17,9 +17,11 @@
 // otherwise, before reading), NaN / Inf is a NonFiniteError, a malformed file a FormatError, all with the
 // path; members and attributes are read only up to what the file's size justifies.
 //
-// Inputs: (B, T, F) as in Keras; a model starting with an Embedding takes its ids as (B, T, 1).
-// Masks: Keras derives its mask from the data (Masking, Embedding mask_zero); the imported model does too
-// (layers/masking.hpp, Embedding mask_zero): pass the zero-padded batch with or without a Mask of lengths.
+// Inputs: (B, T, F) as in Keras; a model starting with an Embedding takes its ids as (B, T, 1), one starting with
+// a TrigPosEmbedding / PositionEmbedding in mode expand its positions as (B, T, 1).
+// Masks: Keras derives its mask from the data (Masking, Embedding mask_zero, PositionEmbedding expand mask_zero);
+// the imported model does too (layers/masking.hpp, Embedding mask_zero, PositionEmbedding mask_position: a step
+// mask of the steps at that position, wherever they are): pass the zero-padded batch with or without a Mask.
 // Only trailing padded steps are padding (right padding): a masked step followed by a valid one throws.
 // Pass no Mask to a model without Masking / Embedding(mask_zero): Keras has no mask there.
 //
@@ -33,12 +35,18 @@
 //   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
 //   Keras MultiHeadAttention (self-attention, key_dim = value_dim, use_causal_mask) -> MultiHeadAttention
 //   (head_size key_dim); keras-multi-head MultiHeadAttention (told apart by `head_num`) -> MultiHeadAttention
-//   with the activation on q, k, v, then ActivationLayer (Keras applies it to the output projection too);
+//   with activation(a).output_activation(a) (Keras applies its activation to q, k, v and the output projection);
 //   SeqSelfAttention -> SeqSelfAttention (on a masked input without history_only: KerasPaddingAttention, see
 //   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> ScaledDotProductAttention
-//   (history_only); TrigPosEmbedding (add, concat) -> SinusoidalPositionalEncoding;
-//   PositionEmbedding (add, concat) -> PositionEmbedding; Add([x, f(x)]) -> Residual(f) (f: no Masking or
-//   Embedding inside, same features and steps).
+//   (history_only); TrigPosEmbedding (add, concat, expand) ->
+//   SinusoidalPositionalEncoding (expand: real positions, as Keras); PositionEmbedding (add, concat, expand) ->
+//   PositionEmbedding (expand: table (2 input_dim + 1, d), positions clipped to [-input_dim, input_dim];
+//   mask_zero -> mask_position: keras-pos-embd masks the steps whose position equals mask_zero, so
+//   mask_zero=True masks position 1 and an integer n position n; mask_zero is a no-op in add and concat, as in
+//   Keras); Add([x, f(x)]) -> Residual(f) (f: no Masking or Embedding inside, same features and steps).
+//   Weight rules: trainable, <role>_regularizer and <role>_constraint (roles kernel, recurrent, bias, embeddings,
+//   gamma, beta) -> set_trainable / set_regularizer / set_constraint (apply_keras_rules); any other regularizer or
+//   constraint that is set (activity_regularizer, ...) is refused.
 //   Largest difference from Keras over tests/reference/keras (valid steps, float): 7.2e-7 (the transformer
 //   encoder); in double 5.4e-7 (test_keras_import). The imported model is a plain Sequential: save_model /
 //   load_model (io/model_file.hpp) store it, Masking and KerasPaddingAttention included.
@@ -54,9 +62,12 @@
 //   - Conv1D drops the mask in Keras: refused on masked inputs.
 //   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
 //   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
+//   - PositionEmbedding mode expand: Keras casts a float position to int32 (truncation toward 0); seqattn throws
+//     ShapeError for a non-integer position. The steps masked by mask_zero output 0 (Keras: their table row).
 // Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
-// != key_dim, output_shape or cross-attention, TrigPosEmbedding / PositionEmbedding mode expand (the input
-// holds positions; seqattn encodes step indices), PositionEmbedding mask_zero, functional graphs that are
+// != key_dim (seqattn's heads have one size for q, k and v; its value_features is a value INPUT width, torch's
+// vdim), output_shape or cross-attention, activity regularizers, constraints or trainable=false of a
+// SeqSelfAttention, PositionEmbedding mask_zero that is not a boolean or an integer, functional graphs that are
 // neither a chain nor residual blocks (other merge layers, an Add of two branches, a tensor feeding three
 // layers), shared layers, return_state / return_attention, stateful or go_backwards layers,
 // activations other than the six above.

@@ -114,6 +114,7 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S>& kernel() { return W_; }
   Vector<S>& bias() { return b_; }
   // a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Tensor3<S>& attention() const { return options_.shared() ? shared_ : probs_; }
   // AttentionMap (core/attention_map.hpp): sequence b's (T, F) weights, step x feature (each step's softmax over
   // the features; with shared, every kept step holds the shared weights).

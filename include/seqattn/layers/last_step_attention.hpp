@@ -119,6 +119,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S>& kernel_v() { return v_; }        // bahdanau only: v (F, 1)
   Matrix<S>& output_kernel() { return Wc_; }  // Wc (2F, units)
   // Weights of the last forward, (B, T); 0 at masked and padded steps and for sequences with no kept step.
+  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Matrix<S>& attention() const { return a_; }
   // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {

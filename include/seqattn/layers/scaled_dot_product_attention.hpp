@@ -36,7 +36,7 @@
 // are exp(-10000) (0 in float) and a row without an allowed key gets uniform weights over ALL keys; it also
 // computes outputs at masked query rows (seqattn: 0, its outputs are masked anyway). Keras' `intensity` (the
 // residual's scores) holds those -10000 offsets; scores() holds 0 at not-allowed entries, so chain residual
-// layers with the same masks and history_only. return_attention: read attention() / attention_map(b) instead.
+// layers with the same masks and history_only. return_attention: read attention_map(b) (AttentionMap) instead.
 // Options: history_only (false), value_features (default in_features; seqattn's: d_v for forward(xq, mq, xk, xv,
 // mkv); Keras infers it from the value input).
 // Streams: history_only self-attention streams with a cache of the past inputs (the keys and values), growing up
@@ -148,9 +148,8 @@ class ScaledDotAttentionCore : public Layer<S>, public AttentionMap<S> {
            "shorter windows";
   }
 
-  // The weights of the last forward, (B, Tq, Tk) (0 at not-allowed keys and at dead query rows).
-  const Tensor3<S>& attention() const { return a_; }
-  // AttentionMap (core/attention_map.hpp): sample b's (Tq, Tk) weights.
+  // AttentionMap (core/attention_map.hpp): sample b's (Tq, Tk) weights of the last forward (0 at not-allowed keys
+  // and at dead query rows). (No layer-specific attention() accessor: those are deprecated, CHANGELOG.)
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (a_.size() == 0) throw_usage(describe(), ": attention_map before any forward");
     this->check_map_index(describe(), b, h, a_.dimension(0));

@@ -221,6 +221,7 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
   const Tensor3<S>& attention_band() const { return A_; }
   const detail::AttentionBand& band() const { return band_; }
   // Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
+  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   Tensor3<S> attention() const {
     const Index B = A_.dimension(0), T = A_.dimension(1), W = A_.dimension(2);
     Tensor3<S> dense(B, T, T);

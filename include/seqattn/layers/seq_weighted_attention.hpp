@@ -104,6 +104,7 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S>& kernel() { return W_; }
   Vector<S>& bias() { return b_; }
   // Weights of the last forward, (B, T); 0 at padded steps and for sequences of length 0.
+  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Matrix<S>& attention() const { return a_; }
   // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {

@@ -115,6 +115,7 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S>& kernel() { return W_; }
   Vector<S>& bias() { return b_; }
   // a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Tensor3<S>& attention() const { return att_; }
   // AttentionMap (core/attention_map.hpp): sequence b's (F, T0) weights, feature x step (each feature's softmax over
   // the steps): attention() of sequence b transposed.

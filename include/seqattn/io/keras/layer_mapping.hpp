@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -30,12 +31,15 @@ namespace keras {
 class ConfigReader {
  public:
   ConfigReader(const KerasLayer& layer, std::string who) : layer_(layer), who_(std::move(who)) {
-    // Keys that never change inference: names, dtypes, initializers, regularizers, constraints, seeds.
+    // Keys that never change inference: names, dtypes, initializers, seeds; and the weight rules that
+    // apply_keras_rules maps (trainable, <role>_regularizer / <role>_constraint of the roles of
+    // core/weight_rules.hpp). Any other regularizer or constraint that is set (activity_regularizer, a rule of
+    // another name) is left for finish() to refuse: it would change training.
     for (const auto& kv : layer.config.items()) {
       const std::string& k = kv.key();
       if (k == "name" || k == "trainable" || k == "dtype" || k == "seed" || ends_with(k, "_initializer") ||
-          ends_with(k, "_regularizer") || ends_with(k, "_constraint") || k == "batch_input_shape" ||
-          k == "batch_shape" || k == "build_config")
+          k == "batch_input_shape" || k == "batch_shape" || k == "build_config" ||
+          ((ends_with(k, "_regularizer") || ends_with(k, "_constraint")) && (kv.value().is_null() || role_rule(k))))
         used_.insert(k);
     }
   }
@@ -109,9 +113,26 @@ class ConfigReader {
     }
   }
   void finish() const {
-    for (const auto& kv : layer_.config.items())
-      if (!used_.count(kv.key()))
-        fail("option '", kv.key(), "' (", kv.value().dump(), ") is not known to the importer");
+    for (const auto& kv : layer_.config.items()) {
+      if (used_.count(kv.key())) continue;
+      if (kv.key() == "activity_regularizer")
+        fail("option 'activity_regularizer' (", kv.value().dump(),
+             ") is not supported: seqattn has no activity regularizers (a training loss on the layer's output)");
+      if (ends_with(kv.key(), "_regularizer") || ends_with(kv.key(), "_constraint"))
+        fail("option '", kv.key(), "' (", kv.value().dump(),
+             ") is not supported: the importer maps the regularizers and constraints of the weight roles kernel, "
+             "recurrent, bias, embeddings, gamma and beta only (core/weight_rules.hpp)");
+      fail("option '", kv.key(), "' (", kv.value().dump(), ") is not known to the importer");
+    }
+  }
+
+  // <role>_regularizer or <role>_constraint of a ParamRole that apply_keras_rules reads (not "other").
+  static bool role_rule(const std::string& key) {
+    for (std::size_t i = 0; i + 1 < kParamRoles; ++i) {
+      const std::string role = to_string(static_cast<ParamRole>(i));
+      if (key == role + "_regularizer" || key == role + "_constraint") return true;
+    }
+    return false;
   }
 
  private:
@@ -153,7 +174,10 @@ inline Config rule_config(const json& j) {
 // "trainable": false freezes it; <role>_regularizer (L1L2, L1, L2) and <role>_constraint (MaxNorm, NonNeg,
 // UnitNorm, MinMaxNorm) for the roles kernel, recurrent, bias, embeddings, gamma, beta. A constraint with an axis
 // on a matrix parameter is imported only for Dense, LSTM, GRU and Embedding, whose Keras weights have seqattn's
-// (rows, cols) layout (Conv1D's (k, in, filters) kernel and MultiHeadAttention's 3-D kernels do not: ConfigError).
+// (rows, cols) layout, and for keras-pos-embd's PositionEmbedding (embeddings) and keras-multi-head's
+// MultiHeadAttention (Wq, Wk, Wv, Wo (F, F), bq .. bo: the roles kernel and bias) whose weights are seqattn's
+// parameters as they are (Conv1D's (k, in, filters) kernel and Keras' own MultiHeadAttention's 3-D kernels are not:
+// ConfigError). Any other regularizer or constraint that is set is refused by ConfigReader::finish().
 // Regularizers are sums over the values, so they hold for every layout. Rules of a layer that the mapping
 // disabled (BatchNormalization scale=False: gamma) are not applied, as in Keras.
 template <class S>
@@ -163,7 +187,8 @@ void apply_keras_rules(Layer<S>& layer, const KerasLayer& src, const std::string
     if (c.contains("trainable") && c["trainable"].is_boolean() && !c["trainable"].get<bool>())
       layer.set_trainable(false);
     const bool same_layout = src.class_name == "Dense" || src.class_name == "LSTM" || src.class_name == "GRU" ||
-                             src.class_name == "Embedding";
+                             src.class_name == "Embedding" || src.class_name == "PositionEmbedding" ||
+                             (src.class_name == "MultiHeadAttention" && c.contains("head_num"));
     ParamList<S> params = layer.params();
     for (std::size_t i = 0; i + 1 < kParamRoles; ++i) {
       const ParamRole role = static_cast<ParamRole>(i);
@@ -192,6 +217,27 @@ void apply_keras_rules(Layer<S>& layer, const KerasLayer& src, const std::string
   } catch (const ConfigError& e) {
     throw_config(who, ": layer '", src.name, "' (", src.class_name, "): ", e.what());
   }
+}
+
+// The rules of the layer a Keras Bidirectional wraps (config "layer"; Keras 3 also writes "backward_layer", whose
+// own rules then apply to the backward direction), set on the seqattn Bidirectional's forward_layer() and
+// backward_layer() (their parameters, seqattn's Keras layout).
+template <class S>
+void apply_wrapped_rules(Bidirectional<S>& layer, const KerasLayer& src, const std::string& who) {
+  KerasLayer inner;
+  inner.class_name = src.config["layer"]["class_name"].get<std::string>();
+  inner.name = src.name + "/" + src.config["layer"]["config"].value("name", std::string());
+  inner.config = src.config["layer"]["config"];
+  apply_keras_rules(layer.forward_layer(), inner, who);
+  const json* back = src.config.contains("backward_layer") && src.config["backward_layer"].is_object() &&
+                             src.config["backward_layer"].contains("config")
+                         ? &src.config["backward_layer"]
+                         : nullptr;
+  if (back) {
+    inner.name = src.name + "/" + (*back)["config"].value("name", std::string());
+    inner.config = (*back)["config"];
+  }
+  apply_keras_rules(layer.backward_layer(), inner, who);
 }
 
 // What flows between layers while planning.
@@ -267,6 +313,7 @@ class LayerMapper {
       p.make = [make = std::move(make), &src, who]() {
         std::unique_ptr<Layer<S>> layer = make();
         apply_keras_rules(*layer, src, who);
+        if (auto* bi = dynamic_cast<Bidirectional<S>*>(layer.get())) apply_wrapped_rules(*bi, src, who);
         return layer;
       };
     p.copies = std::move(copies);
@@ -280,6 +327,14 @@ class LayerMapper {
 
   void not_ids(ConfigReader& r, const FlowState& s) const {
     if (s.ids) r.fail("the model input is integer ids (batch, time); only an Embedding can take them");
+  }
+
+  // Mode expand of TrigPosEmbedding / PositionEmbedding reads the model input (B, T) of positions (seqattn: (B, T, 1)).
+  void expand_input(ConfigReader& r, FlowState& s) const {
+    if (!s.ids)
+      r.fail("mode 'expand' takes the model's input (batch, time) of positions; here the input is (batch, time, ",
+             s.features, ")");
+    s.ids = false;
   }
 
   void map_layer(const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
@@ -353,7 +408,7 @@ class LayerMapper {
       const bool bias = r.boolean("use_bias", true);
       r.require("data_format", {"channels_last"}, "only channels_last");
       r.require("groups", {1}, "grouped convolutions");
-      r.require("activity_regularizer", {nullptr}, "");
+      r.require("activity_regularizer", {nullptr}, "activity regularizers, a loss on the layer's output");
       r.finish();
       if (padding != "valid" && padding != "same" && padding != "causal")
         r.fail("padding '", padding, "' is not supported");
@@ -464,13 +519,20 @@ class LayerMapper {
                             ? r.positive("output_dim")
                             : (r.ignore({"output_dim"}), 0);
       r.finish();
-      if (mode == "expand")
-        r.fail(
-            "mode 'expand' (the input holds the positions to encode) has no seqattn equivalent: seqattn's "
-            "SinusoidalPositionalEncoding encodes the step index; use mode add or concat");
-      if (mode != "add" && mode != "concat") r.fail("mode '", mode, "' is not supported");
+      if (mode != "add" && mode != "concat" && mode != "expand") r.fail("mode '", mode, "' is not supported");
+      if (mode != "add" && dim <= 0) r.fail("mode ", mode, " needs output_dim");
+      if (mode == "expand") {
+        // The model input (B, T) holds one real position per step (any float: Keras casts it to floatx):
+        // SinusoidalPositionalEncoding's expand mode, input (B, T, 1) -> (B, T, d). The mask passes through (none).
+        expand_input(r, s);
+        add(out, l,
+            factory<SinusoidalPositionalEncoding<S>>(Index(1),
+                                                     SinusoidalOptions().mode(PositionMode::Expand).output_dim(dim)));
+        s.features = dim;
+        return;
+      }
+      not_ids(r, s);
       const bool concat = mode == "concat";
-      if (concat && dim <= 0) r.fail("mode concat needs output_dim");
       add(out, l,
           factory<SinusoidalPositionalEncoding<S>>(F, SinusoidalOptions()
                                                           .mode(concat ? PositionMode::Concat : PositionMode::Add)
@@ -481,14 +543,39 @@ class LayerMapper {
       const std::string mode = r.string("mode", "expand");
       const Index input_dim = r.positive("input_dim"), dim = r.positive("output_dim");
       const json mask_zero = l.config.contains("mask_zero") ? r.raw("mask_zero") : json(false);
-      r.require("activity_regularizer", {nullptr}, "");
+      r.require("activity_regularizer", {nullptr}, "activity regularizers, a loss on the layer's output");
       r.finish();
-      if (mode == "expand")
-        r.fail(
-            "mode 'expand' (the input holds the positions to look up) has no seqattn equivalent: seqattn's "
-            "PositionEmbedding looks up the step index; use mode add or concat");
-      if (mode != "add" && mode != "concat") r.fail("mode '", mode, "' is not supported");
-      if (!(mask_zero == json(false))) r.fail("mask_zero=", mask_zero.dump(), " in mode ", mode, " is not supported");
+      if (mode != "add" && mode != "concat" && mode != "expand") r.fail("mode '", mode, "' is not supported");
+      if (mode == "expand") {
+        // The model input (B, T) holds one integer position per step: PositionEmbedding's expand mode, table
+        // (2 input_dim + 1, d), row clip(p, -input_dim, input_dim) + input_dim. keras-pos-embd masks the steps
+        // whose position equals mask_zero when mask_zero is truthy (Python): true compares as 1 (so
+        // mask_zero=True masks position 1, not 0), a non-zero integer n masks position n; false, null and 0 make
+        // no mask. Keras casts a float position to int32 (truncation); seqattn refuses a non-integer position.
+        expand_input(r, s);
+        std::optional<Index> mask_position;
+        if (mask_zero.is_boolean()) {
+          if (mask_zero.get<bool>()) mask_position = 1;
+        } else if (mask_zero.is_number_integer()) {
+          if (mask_zero.get<long long>() != 0) mask_position = mask_zero.get<Index>();
+        } else if (!mask_zero.is_null()) {
+          r.fail("mask_zero=", mask_zero.dump(), " is not supported (expected true, false or an integer position)");
+        }
+        expect_weights(r, l, 1);
+        const Index rows = 2 * input_dim + 1;
+        add(out, l,
+            factory<PositionEmbedding<S>>(
+                Index(1), input_dim,
+                PositionEmbeddingOptions().mode(PositionMode::Expand).output_dim(dim).mask_position(mask_position)),
+            {Copy{0, "embeddings", {rows, dim}, nullptr}});
+        s.features = dim;
+        if (mask_position) {
+          s.mask = true;          // a step mask: the steps at the padding position, anywhere in the sequence
+          s.padded_zero = false;  // Keras looks up their row anyway, seqattn writes 0
+        }
+        return;
+      }
+      not_ids(r, s);  // mask_zero has no effect in modes add and concat (Keras passes the input mask on)
       const bool concat = mode == "concat";
       if (!concat && dim != F) r.fail("mode add needs output_dim = the input features (", F, ") but got ", dim);
       expect_weights(r, l, 1);
@@ -526,7 +613,7 @@ class LayerMapper {
     r.require("go_backwards", {false}, "reversed input");
     r.require("stateful", {false}, "state kept between batches");
     r.require("time_major", {false}, "time-major input");
-    r.require("activity_regularizer", {nullptr}, "");
+    r.require("activity_regularizer", {nullptr}, "activity regularizers, a loss on the layer's output");
     r.ignore({"dropout", "recurrent_dropout", "implementation", "unroll", "zero_output_for_mask", "unit_forget_bias"});
     if constexpr (std::is_same_v<Options, GRUOptions>)  // reset_after=False: bias (3U,), GRU reset_after(false)
       o.reset_after(r.boolean("reset_after", true));
@@ -690,15 +777,12 @@ class LayerMapper {
       copies.push_back({i++, n[0], {F, F}, nullptr});
       if (bias) copies.push_back({i++, n[1], {F}, nullptr});
     }
+    // keras-multi-head applies the activation to the q, k, v projections and to the output projection.
     add(out, l,
-        factory<MultiHeadAttention<S>>(F, heads,
-                                       MultiHeadAttentionOptions().use_bias(bias).causal(history).activation(act)),
+        factory<MultiHeadAttention<S>>(
+            F, heads,
+            MultiHeadAttentionOptions().use_bias(bias).causal(history).activation(act).output_activation(act)),
         copies);
-    // keras-multi-head applies the activation to the output projection too.
-    if (act != Activation::Linear) {
-      add(out, l, factory<ActivationLayer<S>>(F, act));
-      out.back().source = nullptr;
-    }
     if (s.mask) s.padded_zero = false;
   }
 
@@ -711,7 +795,7 @@ class LayerMapper {
     r.ignore({"dropout", "query_shape", "key_shape", "value_shape"});
     r.require("output_shape", {nullptr}, "an output size other than the query's features");
     r.require("attention_axes", {nullptr, json::array({1})}, "attention over axes other than time");
-    r.require("activity_regularizer", {nullptr}, "");
+    r.require("activity_regularizer", {nullptr}, "activity regularizers, a loss on the layer's output");
     r.require("flash_attention", {nullptr, false}, "");
     bool causal = false;
     const json kwargs = l.call_kwargs.is_object() ? l.call_kwargs : json::object();
@@ -728,8 +812,10 @@ class LayerMapper {
     if (s.reduced) r.fail("the input has no time axis");
     if (value_dim != key_dim)
       r.fail("value_dim (", value_dim, ") != key_dim (", key_dim,
-             ") is not supported: seqattn's MultiHeadAttention "
-             "uses one head size for queries, keys and values");
+             ") is not supported: seqattn's MultiHeadAttention has one head size (its key_dim / head_size) for the "
+             "query, key and value projections of every head, so its value projection is (F, heads x key_dim) where "
+             "Keras' is (F, heads x value_dim) (seqattn's value_features is the width of a separate value input, "
+             "torch's vdim, not a per-head value size)");
     expect_weights(r, l, bias ? 8 : 4);
     const Index D = heads * key_dim;
     std::vector<typename PlannedLayer<S>::Copy> copies;
@@ -763,6 +849,10 @@ class LayerMapper {
     const bool add_bias = r.boolean("use_additive_bias", true), att_bias = r.boolean("use_attention_bias", true);
     const double reg = r.number("attention_regularizer_weight", 0.0);
     r.require("return_attention", {false}, "a second output");
+    // Its regularizers are options (below); constraints and trainable=false are not mapped for it: refused.
+    r.require("kernel_constraint", {nullptr}, "constraints of SeqSelfAttention are not mapped");
+    r.require("bias_constraint", {nullptr}, "constraints of SeqSelfAttention are not mapped");
+    r.require("trainable", {true}, "a frozen SeqSelfAttention is not mapped");
     r.finish();
     if (s.reduced) r.fail("the input has no time axis");
     if (type != "additive" && type != "multiplicative") r.fail("attention_type '", type, "' is not supported");

@@ -1,0 +1,31 @@
+#pragma once
+// The model file fuzz_model reads as seeds (written by make_corpus).
+
+#include "seqattn/layers/bidirectional.hpp"
+#include "seqattn/layers/conv1d.hpp"
+#include "seqattn/layers/embedding.hpp"
+#include "seqattn/layers/global_pooling.hpp"
+#include "seqattn/layers/layer_norm.hpp"
+#include "seqattn/layers/multi_head_attention.hpp"
+#include "seqattn/layers/residual.hpp"
+#include "seqattn/layers/seq_self_attention.hpp"
+#include "seqattn/model/sequential.hpp"
+
+namespace seqattn::fuzzing {
+
+// For model files: an Embedding (mask_zero), a Bidirectional GRU, a Residual around SeqSelfAttention and
+// LayerNorm, MultiHeadAttention, a Conv1D and a pooling: containers, enums, optional and initializer options.
+inline Sequential<float> model_file_model() {
+  Sequential<float> model(1);
+  model.add<Embedding<float>>(5, 4, EmbeddingOptions().mask_zero(true).seed(1));
+  model.add<Bidirectional<float>>(2, GRUOptions().return_sequences(true).seed(2));
+  auto& residual = model.add<Residual<float>>();
+  residual.body().add<SeqSelfAttention<float>>(SeqSelfAttentionOptions().units(3).attention_width(2).seed(3));
+  residual.body().add<LayerNorm<float>>();
+  model.add<MultiHeadAttention<float>>(2, MultiHeadAttentionOptions().causal(true).seed(4));
+  model.add<Conv1D<float>>(3, 2, Conv1DOptions().padding(Padding::Causal).seed(5));
+  model.add<GlobalMaxPool<float>>();
+  return model;
+}
+
+}  // namespace seqattn::fuzzing
