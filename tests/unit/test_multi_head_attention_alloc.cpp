@@ -61,6 +61,40 @@ TEST(MultiHeadAttentionAlloc, SteadyWindowedLoopAllocatesNothing) {
   }
 }
 
+// qkv_dropout: the dropped q, k, v and their keep flags are sized once (self-attention with step masks, windowed
+// with an explicit attention mask, cross-attention with separate key and value inputs).
+TEST(MultiHeadAttentionAlloc, SteadyQkvDropoutLoopAllocatesNothing) {
+  MultiHeadAttention<float> self(
+      8, 2,
+      MultiHeadAttentionOptions().causal(true).qkv_dropout(0.2).attention_dropout(0.1).activation(Activation::Tanh));
+  const auto x = rnd(3, 21, 8, 2), dy = rnd(3, 21, 8, 3);
+  std::vector<std::uint8_t> keep(3 * 21, 1);
+  keep[4] = keep[21] = keep[22] = 0;
+  const Mask steps = Mask::from_steps(3, 21, keep);
+  run_steady_loop(3, [&] {
+    self.forward(x, steps, Mode::Train);
+    self.backward(x, steps, dy);
+  });
+  MultiHeadAttention<float> windowed(8, 2,
+                                     MultiHeadAttentionOptions().causal(true).attention_window(4).qkv_dropout(0.3));
+  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> blocked(21, 21);
+  blocked.setConstant(false);
+  blocked(5, 3) = true;
+  windowed.set_attention_mask(blocked);
+  const Mask lengths = Mask::from_lengths({21, 5, 0});
+  run_steady_loop(3, [&] {
+    windowed.forward(x, lengths, Mode::Train);
+    windowed.backward(x, lengths, dy);
+  });
+  MultiHeadAttention<float> cross(8, 2, MultiHeadAttentionOptions().key_features(6).value_features(3).qkv_dropout(0.5));
+  const auto xq = rnd(2, 9, 8, 5), xk = rnd(2, 30, 6, 6), xv = rnd(2, 30, 3, 7), dyq = rnd(2, 9, 8, 8);
+  const Mask mq = Mask::from_lengths({9, 3}), mkv = Mask::from_lengths({17, 30});
+  run_steady_loop(3, [&] {
+    cross.forward(xq, mq, xk, xv, mkv, Mode::Train);
+    cross.backward_cross(xq, mq, xk, xv, mkv, dyq);
+  });
+}
+
 TEST(MultiHeadAttentionAlloc, SteadyCrossAttentionLoopAllocatesNothing) {
   MultiHeadAttention<float> mha(8, 4, MultiHeadAttentionOptions().key_features(6).output_features(5).seed(4));
   const auto xq = rnd(2, 9, 8, 5), xkv = rnd(2, 30, 6, 6), dy = rnd(2, 9, 5, 7);

@@ -3,8 +3,8 @@
 // loss, backward, clip_grad_norm, Adam step and zero_grad run with allocation forbidden, then an inference, for:
 //   - a model with one layer of every type (tests/support/io_model.hpp), on ids, with the finite-check mode on;
 //   - a classifier of the main layer types on a masked float batch (Dense, positional encoding, causal Conv1D,
-//     Residual(MultiHeadAttention), LayerNorm, SeqSelfAttention with a width, BatchNorm, Dropout, Transformer
-//     encoder block, attention pooling, Dense), softmax cross-entropy;
+//     Residual(MultiHeadAttention with attention and q/k/v dropout), LayerNorm, SeqSelfAttention with a width,
+//     BatchNorm, Dropout, Transformer encoder block, attention pooling, Dense), softmax cross-entropy;
 //   - kModels random models (tests/support/random_model.hpp) with MSE.
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
@@ -65,7 +65,7 @@ TEST(TrainingStepNoAlloc, ClassifierOfTheMainLayersAllocatesNothing) {
   model.add<SinusoidalPositionalEncoding<float>>();
   model.add<Conv1D<float>>(16, 3, Conv1DOptions().padding(Padding::Causal).activation(Activation::ReLU).seed(2));
   Sequential<float> body(16);
-  body.add<MultiHeadAttention<float>>(4, MultiHeadAttentionOptions().attention_dropout(0.1).seed(3));
+  body.add<MultiHeadAttention<float>>(4, MultiHeadAttentionOptions().attention_dropout(0.1).qkv_dropout(0.1).seed(3));
   model.add<Residual<float>>(std::move(body));
   model.add<LayerNorm<float>>();
   model.add<SeqSelfAttention<float>>(SeqSelfAttentionOptions().units(8).attention_width(3).seed(4));

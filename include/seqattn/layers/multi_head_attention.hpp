@@ -38,11 +38,23 @@
 // value_features rows), output_features (default in_features),
 // use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
 // w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
-// layer's own seeded Rng; identity in Mode::Infer), activation on q, k, v (elementwise only), output_activation
+// layer's own seeded Rng; identity in Mode::Infer), qkv_dropout (0; see below), activation on q, k, v (elementwise
+// only), output_activation
 // on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
 // need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
 // seed. keras-multi-head's MultiHeadAttention(activation=a) applies a to q, k, v and the output: set
 // activation(a).output_activation(a).
+// qkv_dropout p (in [0, 1): ConfigError otherwise; model-file key "qkv_dropout"): in Mode::Train, inverted dropout
+// on the projected queries, keys and values, each value independently kept with probability 1 - p and scaled by
+// 1 / (1 - p), after the projection, its bias and `activation` (and after the zeroing of masked steps), before the
+// scores; backward multiplies by the same masks. Identity in Mode::Infer (streams run in Infer: they are unchanged).
+// The masks come from the Rng of attention_dropout (seeded by `seed`, restarted by set_dropout_seed), drawn before the
+// attention's masks: the values of the valid (inside the length, kept) query rows in order, then of the key rows, then
+// of the value rows; padded and masked rows draw nothing (their dropped values are 0 and are never read), so the
+// draws depend on the masks, not on padding. The bias_k / bias_v rows of add_bias_kv and the zero row of
+// add_zero_attn are learned / constant extra keys, not projections: they are not dropped. With p = 0 (the
+// default) nothing is drawn: outputs, gradients and attention_dropout's masks are bitwise those without the option.
+// Neither torch.nn.MultiheadAttention nor Keras' MultiHeadAttention has this option (their dropout is on A).
 // need_weights=false (torch's need_weights): attention(), attention(b, h) and attention_band() throw UsageError
 // and the dense map of attention() is never built; the probabilities themselves (and, with attention dropout,
 // the dropped ones) are still stored, because backward needs them, so need_weights saves no memory in the
@@ -69,16 +81,17 @@
 // of query rows times the keys of their windows, O(Tq w dh) per head instead of O(Tq Tk dh)); see
 // detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
 // values (detail/panel_product.hpp, detail/head_products.hpp).
-// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout); with
+// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout; qkv_dropout
+// keeps the dropped q, k, v and one keep byte per value too); with
 // attention_window w, B*H*Tq*min(w, Tk): a (1, 20000, d) batch with w = 64 and 4 heads keeps 20 MB of float
 // probabilities instead of 6.4 GB. cache_bytes() counts them for the memory limit (core/memory_limit.hpp).
 // Padded input values must be finite for finite parameter gradients (they never reach the outputs).
 // Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
 // the (b, h) pairs of the attention (one thread for the pairs with attention dropout in Train, so the masks
-// are drawn in order); every piece is computed the same way on any thread and the parameter gradients are
-// summed per chunk, then in chunk order, so every output and gradient is bitwise independent of the thread
-// count (core/threads.hpp). A steady training loop allocates nothing. A layer object is not thread-safe: use
-// one clone() per calling thread.
+// are drawn in order; the qkv_dropout masks are drawn on the calling thread between the projections and the pairs);
+// every piece is computed the same way on any thread and the parameter gradients are summed per chunk, then in chunk
+// order, so every output and gradient is bitwise independent of the thread count (core/threads.hpp). A steady training
+// loop allocates nothing. A layer object is not thread-safe: use one clone() per calling thread.
 
 #include <algorithm>
 #include <cmath>
@@ -111,6 +124,7 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, attention_dropout, 0.0)
+  SEQATTN_ARG(double, qkv_dropout, 0.0)  // inverted dropout on the projected q, k, v (Train only); see the file comment
   SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
   SEQATTN_ARG(Activation, output_activation, Activation::Linear)  // on the output projection: y = act(ctx Wo + bo)
   SEQATTN_ARG(bool, need_weights, true)  // false: attention() refuses (UsageError); see the file comment
@@ -131,6 +145,7 @@ struct MultiHeadAttentionOptions {
     v("causal", o.causal_);
     v("attention_window", o.attention_window_);
     v("dropout", o.attention_dropout_);
+    v("qkv_dropout", o.qkv_dropout_);
     v("activation", o.activation_);
     v("output_activation", o.output_activation_);
     v("need_weights", o.need_weights_);
@@ -167,6 +182,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     const double rate = options.attention_dropout();
     if (!(rate >= 0.0 && rate < 1.0))
       detail::throw_config(describe(), ": attention_dropout must be in [0, 1) but got ", rate);
+    const double qkv_rate = options.qkv_dropout();
+    if (!(qkv_rate >= 0.0 && qkv_rate < 1.0))
+      detail::throw_config(describe(), ": qkv_dropout must be in [0, 1) but got ", qkv_rate);
     if (!is_elementwise(options.activation()))
       detail::throw_config(describe(), ": activation must be elementwise but got ", to_string(options.activation()));
     if (!is_elementwise(options.output_activation()))
@@ -288,6 +306,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     if (options_.attention_window()) s += ", attention_window=" + std::to_string(*options_.attention_window());
     if (!options_.use_bias()) s += ", use_bias=false";
     if (options_.attention_dropout() > 0) s += detail::cat(", attention_dropout=", options_.attention_dropout());
+    if (options_.qkv_dropout() != 0) s += detail::cat(", qkv_dropout=", options_.qkv_dropout());
     if (options_.activation() != Activation::Linear) s += ", activation=" + to_string(options_.activation());
     if (options_.output_activation() != Activation::Linear)
       s += ", output_activation=" + to_string(options_.output_activation());
@@ -337,7 +356,8 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
 
   // The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
-  // attention dropout, and the (B*T, H*dh) projections and their gradients; Tk is the key/value length inside a
+  // attention dropout, and the (B*T, H*dh) projections and their gradients (and, with qkv_dropout, the dropped
+  // projections and their keep flags); Tk is the key/value length inside a
   // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
@@ -346,6 +366,8 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
     if (options_.output_activation() != Activation::Linear)
       rows = detail::saturating_add(rows, detail::saturating_bytes(sizeof(S), {B, T, 2 * out_features_}));
+    if (options_.qkv_dropout() > 0)  // the dropped q, k, v and their keep flags
+      rows = detail::saturating_add(rows, detail::saturating_bytes(sizeof(S) + 1, {B, T + 2 * Tk, hd}));
     return detail::saturating_add(options_.attention_dropout() > 0 ? detail::saturating_add(probs, probs) : probs, rows);
   }
   std::string memory_remedy(Index, Index) const override {
@@ -539,6 +561,16 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       zero_masked_rows(k_, kkeep_);
       zero_masked_rows(v_, kkeep_);
     }
+    // qkv_dropout (Train): qd = q * keep / (1 - rate), kd, vd likewise, on the valid rows; the attention reads them
+    qkv_dropout_active_ = mode == Mode::Train && options_.qkv_dropout() > 0;
+    if (qkv_dropout_active_) {
+      drop_rows(q_, qd_, qdrop_, mask, B, Tq);
+      drop_rows(k_, kd_, kdrop_, mkv, B, Tk);
+      drop_rows(v_, vd_, vdrop_, mkv, B, Tk);
+    }
+    const Matrix<S>& qa = qkv_dropout_active_ ? qd_ : q_;
+    const Matrix<S>& ka = qkv_dropout_active_ ? kd_ : k_;
+    const Matrix<S>& va = qkv_dropout_active_ ? vd_ : v_;
 
     // per (b, h): A = softmax(q_h k_h^T / sqrt(dh)), [Ad = dropout(A)], ctx_h = Ad v_h; A and Ad (Tq, W): dense
     // (W = Tk) or, with attention_window, banded (W = min(window, Tk))
@@ -572,13 +604,13 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
       if (plain)
         detail::mha::explicit_attention_forward<S>(
-            chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk, options_.causal(), win, scale,
+            chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C, lq, lk, options_.causal(), win, scale,
             dropout, keep, explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq, extra_of(h, nullptr, nullptr));
       else if (wk > 0)
-        detail::mha::windowed_attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C,
+        detail::mha::windowed_attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C,
                                                    lq, lk, win, scale, dropout, panels, keep);
       else
-        detail::mha::attention_forward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, C, lq, lk,
+        detail::mha::attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C, lq, lk,
                                           options_.causal(), scale, dropout, panels, keep);
     }
 
@@ -707,6 +739,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     if (E > 0) ensure_shape(dextra_, 2 * B * H * E, dh);  // per pair: dK, dV of the extra rows
     if (plain)
       for (std::vector<S>& d : mask_dp_) d.resize(std::max(d.size(), static_cast<size_t>(W)));
+    const Matrix<S>& qa = qkv_dropout_active_ ? qd_ : q_;  // the q, k, v the forward's attention read
+    const Matrix<S>& ka = qkv_dropout_active_ ? kd_ : k_;
+    const Matrix<S>& va = qkv_dropout_active_ ? vd_ : v_;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
@@ -722,18 +757,18 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       if (plain) {
         detail::mha::StepKeep keep;
         if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
-        detail::mha::explicit_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
+        detail::mha::explicit_attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(),
                                                     win, scale, keep_scale, keep, explicit_mask_of(bh, Tq, Tk),
                                                     mask_dp_[static_cast<size_t>(detail::mha::thread_index())],
                                                     extra_of(h, E > 0 ? dextra_.data() + bh * E * dh : nullptr,
                                                              E > 0 ? dextra_.data() + (B * H + bh) * E * dh : nullptr));
       } else if (wk > 0)
-        detail::mha::windowed_attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P,
+        detail::mha::windowed_attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
                                                     keep_scale, panels);
       else
-        detail::mha::attention_backward<S>(chead(q_, b, h, Tq), chead(k_, b, h, Tk), chead(v_, b, h, Tk), P, Pd,
+        detail::mha::attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, Pd,
                                            chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(), scale,
                                            keep_scale, panels);
     }
@@ -764,11 +799,19 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     // step masks: the rows of q, k, v at masked steps were set to 0 (a constant): their gradient is 0
     const std::uint8_t* qkeep = steps ? qkeep_.data() : nullptr;
     const std::uint8_t* kkeep = steps ? kkeep_.data() : nullptr;
+    // qkv_dropout: the keep flags of the forward's draws (null when it drew none)
+    const bool qkv_drop = qkv_dropout_active_;
+    const S qkv_scale = qkv_drop ? S(1.0 / (1.0 - options_.qkv_dropout())) : S(0);
     auto invert = [&](const ConstMatrixMap<S>& In, const detail::WeightPanel<S>& Wt, const Matrix<S>& z,
                       const Matrix<S>& out, Matrix<S>& dz, detail::GradSum<S>& gW, detail::GradSum<S>& gb,
-                      MatrixMap<S>& dIn, bool add, const std::uint8_t* keep, Index c) {
+                      MatrixMap<S>& dIn, bool add, const std::uint8_t* keep, const std::uint8_t* dropkeep, Index c) {
       const Index r0 = c * detail::kChunkRows, n = detail::chunk_rows(In.rows(), c);
       auto dZc = dz.middleRows(r0, n);
+      if (dropkeep)  // inverts qd = q * keep / (1 - rate): dq = dqd * keep / (1 - rate)
+        for (Index r = 0; r < n; ++r) {
+          const std::uint8_t* kr = dropkeep + (r0 + r) * hd;
+          for (Index d = 0; d < hd; ++d) dZc(r, d) = kr[d] ? dZc(r, d) * qkv_scale : S(0);
+        }
       if (options_.activation() != Activation::Linear)
         activation_backward<S>(options_.activation(), z.middleRows(r0, n), out.middleRows(r0, n), dZc, dZc);
       if (keep)
@@ -779,10 +822,13 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       if (bias) gb.target(c).noalias() += dZc.colwise().sum();
       detail::panel_product<S>(dZc.data(), hd, n, Wt, dIn.data() + r0 * dIn.cols(), dIn.cols(), add);
     };
-    auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, qkeep, c); };
+    const std::uint8_t* qdrop = qkv_drop ? qdrop_.data() : nullptr;
+    const std::uint8_t* kdrop = qkv_drop ? kdrop_.data() : nullptr;
+    const std::uint8_t* vdrop = qkv_drop ? vdrop_.data() : nullptr;
+    auto invert_q = [&](Index c) { invert(X, transposed_q_, zq_, q_, dq_, gWq_, gbq_, DX, false, qkeep, qdrop, c); };
     auto invert_kv = [&](Index c) {
-      invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, kkeep, c);
-      invert(XV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DV, !split, kkeep, c);
+      invert(XKV, transposed_k_, zk_, k_, dk_, gWk_, gbk_, DKV, !cross, kkeep, kdrop, c);
+      invert(XV, transposed_v_, zv_, v_, dv_, gWv_, gbv_, DV, !split, kkeep, vdrop, c);
     };
     if (!cross) {
       const Index cq = detail::chunk_count(N);
@@ -912,6 +958,32 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
             kept && hi > lo && kept_before_[static_cast<size_t>(hi)] > kept_before_[static_cast<size_t>(lo)];
       }
     }
+  }
+  // qkv_dropout: out = in * keep / (1 - rate) on the valid rows of in (B*T, hd) (mask.valid: inside the length and
+  // kept), keep drawn per value from dropout_rng_ (uniform() >= rate), rows and their values in order; the other
+  // rows of out and of keep 0 (never read: padded and masked steps reach no output). keep (B*T*hd) is kept for
+  // backward.
+  void drop_rows(const Matrix<S>& in, Matrix<S>& out, std::vector<std::uint8_t>& keep, const Mask& mask, Index B,
+                 Index T) {
+    const Index hd = in.cols();
+    const double rate = options_.qkv_dropout();
+    const S scale = S(1.0 / (1.0 - rate));
+    ensure_shape(out, in.rows(), hd);
+    keep.resize(static_cast<size_t>(in.rows() * hd));
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < T; ++t) {
+        const Index r = b * T + t;
+        std::uint8_t* k = keep.data() + r * hd;
+        if (!mask.valid(b, t, T)) {
+          out.row(r).setZero();
+          std::fill(k, k + hd, std::uint8_t{0});
+          continue;
+        }
+        for (Index d = 0; d < hd; ++d) {
+          k[d] = dropout_rng_.uniform() >= rate;
+          out(r, d) = k[d] ? in(r, d) * scale : S(0);
+        }
+      }
   }
   // Rows r of m (B*T, hd) with keep[r] == 0 set to 0.
   static void zero_masked_rows(Matrix<S>& m, const std::vector<std::uint8_t>& keep) {
@@ -1048,6 +1120,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
   Tensor3<S> attention_, dropped_;  // (B*H, Tq, W) probabilities; after dropout (Train with dropout only)
   bool dropout_active_ = false;
+  Matrix<S> qd_, kd_, vd_;                           // q, k, v after qkv_dropout (Train with qkv_dropout only)
+  std::vector<std::uint8_t> qdrop_, kdrop_, vdrop_;  // their keep flags (B*T*hd)
+  bool qkv_dropout_active_ = false;
   Index attention_band_keys_ = 0;     // Tk of the last forward
   mutable Tensor3<S> dense_;          // attention() with attention_window: built on request
   mutable bool dense_ready_ = false;  // dense_ holds the last forward's map

@@ -12,6 +12,8 @@
 // `attention_window` w (with causal only, w >= 1: ConfigError otherwise) to the w steps [t - w + 1, t] only
 // (torch: a src_mask of -inf where s > t or s < t - w + 1), in O(T w) time and memory: the attention keeps
 // B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
+// Options: dropout, attention_dropout (on the attention weights), qkv_dropout (MultiHeadAttention's: on the projected
+// q, k, v; 0 by default, not in torch), activation, norm_first, causal, attention_window, layer_norm_eps, seed.
 // Padded steps never change valid outputs. Step masks (holes, left padding): honored (supports_step_masks()) once
 // every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
 // of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
@@ -37,6 +39,7 @@ namespace seqattn {
 struct TransformerEncoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)                      // on the attention output, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)            // on the attention weights
+  SEQATTN_ARG(double, qkv_dropout, 0.0)                  // on the projected q, k, v (MultiHeadAttention's)
   SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU, GELUTanh or ReLU
   SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
   SEQATTN_ARG(bool, causal, false)
@@ -49,6 +52,7 @@ struct TransformerEncoderOptions {
   static void visit_options(Self& o, V&& v) {
     v("dropout", o.dropout_);
     v("attention_dropout", o.attention_dropout_);
+    v("qkv_dropout", o.qkv_dropout_);
     v("activation", o.activation_);
     v("norm_first", o.norm_first_);
     v("causal", o.causal_);
@@ -251,6 +255,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
                  .causal(o.causal())
                  .attention_window(o.attention_window())
                  .attention_dropout(o.attention_dropout())
+                 .qkv_dropout(o.qkv_dropout())
                  .seed(seed)),
         ln1_(d, LayerNormOptions().eps(o.layer_norm_eps())),
         ln2_(d, LayerNormOptions().eps(o.layer_norm_eps())),
@@ -269,6 +274,8 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
         o.activation() != Activation::ReLU)
       detail::throw_config("TransformerEncoderBlock: activation must be gelu, gelu_tanh or relu but got ",
                            to_string(o.activation()));
+    if (!(o.qkv_dropout() >= 0.0 && o.qkv_dropout() < 1.0))
+      detail::throw_config("TransformerEncoderBlock: qkv_dropout must be in [0, 1) but got ", o.qkv_dropout());
     if (o.attention_window()) {
       if (*o.attention_window() < 1)
         detail::throw_config("TransformerEncoderBlock: attention_window must be at least 1 but got ",
