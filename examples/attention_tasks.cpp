@@ -41,7 +41,7 @@
 #include "seqattn/layers/dropout.hpp"
 #include "seqattn/layers/last_step_attention.hpp"
 #include "seqattn/layers/lstm.hpp"
-#include "seqattn/loss/mean_squared_error.hpp"
+#include "seqattn/loss/mean_absolute_error.hpp"
 #include "seqattn/model/attention_maps.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/optim/adam.hpp"
@@ -143,7 +143,7 @@ double run(const std::string& task, const Setup& s, std::uint64_t seed, double t
               model.summary(T).c_str());
   const AttentionMap<float>& attention = *attention_maps(model).at(0).map;  // "1.last_step_attention"
 
-  MeanSquaredError<float> loss;
+  MeanAbsoluteError<float> loss;  // the scripts' loss="mae"
   Adam<float> adam(model.params(), AdamOptions().lr(s.lr));
   Tensor3<float> xb, yb;
   Matrix<float> maps = Matrix<float>::Zero(s.epochs + 1, T);  // probe attention, one row per epoch

@@ -22,8 +22,8 @@
   X(GlobalMaxPool) X(GlobalAvgPool) X(LastStep) X(detail::WindowPoolBase) X(MaxPool1D) X(AvgPool1D)     \
   X(SinusoidalPositionalEncoding) X(PositionEmbedding) X(Residual) X(SeqSelfAttention)                 \
   X(MultiHeadAttention) X(SeqWeightedAttention) X(TransformerEncoderBlock) X(SoftmaxCrossEntropy)       \
-  X(BinaryCrossEntropy) X(MeanSquaredError) X(Adam) X(SGD) X(detail::RecurrentBase) X(LSTM) X(GRU)  \
-  X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead) \
+  X(BinaryCrossEntropy) X(MeanSquaredError) X(MeanAbsoluteError) X(Adam) X(SGD) X(detail::RecurrentBase)   \
+  X(LSTM) X(GRU) X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead) \
   X(detail::ScaledDotAttentionCore) X(ScaledDotProductAttention) X(ResidualScaledDotProductAttention)
 
 // Explicit instantiation definitions of one class template for float and double (in one translation unit).

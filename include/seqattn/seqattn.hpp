@@ -50,6 +50,7 @@
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/loss/binary_cross_entropy.hpp"
 #include "seqattn/loss/cross_entropy.hpp"
+#include "seqattn/loss/mean_absolute_error.hpp"
 #include "seqattn/loss/mean_squared_error.hpp"
 #include "seqattn/loss/metrics.hpp"
 #include "seqattn/model/attention_maps.hpp"

@@ -5,6 +5,12 @@ Windowed configs (attention_window w): a float src_mask (B*H, T, T) of -inf wher
 s < t - w + 1, holding the key padding too (no src_key_padding_mask); padded query rows get no -inf (torch would
 give NaN rows whose NaN reaches every gradient; R is 0 there).
 
+Then writes tests/data/transformer_encoder_no_bias.txt: the same for torch's bias=False (torch >= 2.1: no bias in
+the attention projections, linear1, linear2, and LayerNorms without bias), post- and pre-norm, causal, on the
+same padded batch shape; only the tensors that exist without biases. On an older torch (Debian's 1.13 has no
+`bias` argument) the layer is built with biases set to zero, which is the same function with the same gradients
+for every remaining tensor. These cases run after the ones above, so the first file is unchanged by them.
+
 Run from tests/reference:  /usr/bin/python3 gen_transformer_encoder.py   (Debian's python3-torch)"""
 import torch
 
@@ -78,3 +84,57 @@ for name, norm_first, act, causal, window in CONFIGS:
 out["lengths"] = torch.tensor(lengths, dtype=torch.double)
 refdata.write("../data/transformer_encoder.txt", out,
               "torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0, batch_first=True), lengths [5, 3]")
+
+
+# ---------------------------------------------------------------------------------------- bias=False (use_bias)
+NO_BIAS_CONFIGS = [("post_relu", False, "relu", False), ("pre_gelu", True, "gelu", False),
+                   ("pre_relu_causal", True, "relu", True)]
+
+
+def no_bias_layer(norm_first, act):
+    kwargs = dict(dropout=0.0, activation=act, batch_first=True, norm_first=norm_first)
+    try:
+        layer = torch.nn.TransformerEncoderLayer(D, H, FF, bias=False, **kwargs).double()
+    except TypeError:  # torch < 2.1: the same function with every bias held at zero
+        layer = torch.nn.TransformerEncoderLayer(D, H, FF, **kwargs).double()
+        with torch.no_grad():
+            for bias in (layer.self_attn.in_proj_bias, layer.self_attn.out_proj.bias, layer.linear1.bias,
+                         layer.linear2.bias, layer.norm1.bias, layer.norm2.bias):
+                bias.zero_()
+    with torch.no_grad():  # non-trivial norms
+        for ln in (layer.norm1, layer.norm2):
+            ln.weight.uniform_(0.5, 1.5)
+    layer.train()
+    return layer
+
+
+out = {}
+for name, norm_first, act, causal in NO_BIAS_CONFIGS:
+    layer = no_bias_layer(norm_first, act)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    pad = torch.tensor([[t >= l for t in range(T)] for l in lengths])
+    src_mask = torch.triu(torch.full((T, T), float("-inf"), dtype=torch.double), 1) if causal else None
+    y = layer(x, src_mask=src_mask, src_key_padding_mask=pad)
+    valid = (~pad).unsqueeze(-1).double()
+    R = torch.randn(B, T, D, dtype=torch.double) * valid
+    (y * R).sum().backward()
+    W = layer.self_attn.in_proj_weight
+    tensors = {"mha.Wq": W[:D].T, "mha.Wk": W[D:2 * D].T, "mha.Wv": W[2 * D:].T,
+               "mha.Wo": layer.self_attn.out_proj.weight.T, "ln1.gamma": layer.norm1.weight,
+               "ffn1.W": layer.linear1.weight.T, "ffn2.W": layer.linear2.weight.T, "ln2.gamma": layer.norm2.weight}
+    grads = {"mha.Wq": W.grad[:D].T, "mha.Wk": W.grad[D:2 * D].T, "mha.Wv": W.grad[2 * D:].T,
+             "mha.Wo": layer.self_attn.out_proj.weight.grad.T, "ln1.gamma": layer.norm1.weight.grad,
+             "ffn1.W": layer.linear1.weight.grad.T, "ffn2.W": layer.linear2.weight.grad.T,
+             "ln2.gamma": layer.norm2.weight.grad}
+    out[name + ".x"] = x
+    out[name + ".R"] = R
+    out[name + ".y"] = y * valid
+    out[name + ".dx"] = x.grad * valid
+    for k, v in tensors.items():
+        out[name + ".param." + k] = v
+    for k, v in grads.items():
+        out[name + ".grad." + k] = v
+out["lengths"] = torch.tensor(lengths, dtype=torch.double)
+refdata.write("../data/transformer_encoder_no_bias.txt", out,
+              "torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0, batch_first=True, bias=False), lengths [5, 3]\n"
+              "torch %s (before 2.1: every bias held at zero)" % torch.__version__)

@@ -18,6 +18,9 @@
 // every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
 // of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
 // Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
+// use_bias (default true) false: torch's bias=False (torch >= 2.1): no bq, bk, bv, bo, ffn1.b, ffn2.b, and the
+// norms learn no beta (gamma only); params() lists none of them, the torch import (io/torch_names.hpp) expects
+// a state_dict without in_proj_bias, out_proj.bias, linear1/2.bias, norm1/2.bias. Model-file key "use_bias".
 
 #include <cstdint>
 #include <memory>
@@ -45,6 +48,7 @@ struct TransformerEncoderOptions {
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
+  SEQATTN_ARG(bool, use_bias, true)  // false: no bias in the attention, the FFN linears, nor beta in the norms
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
 
   // The fields with their model-file keys (core/layer_config.hpp).
@@ -58,6 +62,7 @@ struct TransformerEncoderOptions {
     v("causal", o.causal_);
     v("attention_window", o.attention_window_);
     v("layer_norm_epsilon", o.layer_norm_eps_);
+    v("use_bias", o.use_bias_);
     v("seed", o.seed_);
   }
 };
@@ -93,7 +98,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
         options_.norm_first() ? "pre-norm" : "post-norm", options_.causal() ? ", causal" : "",
         options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
                                     : std::string(),
-        ")");
+        options_.use_bias() ? "" : ", use_bias=false", ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
@@ -256,11 +261,12 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
                  .attention_window(o.attention_window())
                  .attention_dropout(o.attention_dropout())
                  .qkv_dropout(o.qkv_dropout())
+                 .use_bias(o.use_bias())
                  .seed(seed)),
-        ln1_(d, LayerNormOptions().eps(o.layer_norm_eps())),
-        ln2_(d, LayerNormOptions().eps(o.layer_norm_eps())),
-        ffn1_(d, ff_dim, DenseOptions().activation(o.activation()).seed(seed + 1)),
-        ffn2_(ff_dim, d, DenseOptions().seed(seed + 2)),
+        ln1_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),
+        ln2_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),
+        ffn1_(d, ff_dim, DenseOptions().activation(o.activation()).use_bias(o.use_bias()).seed(seed + 1)),
+        ffn2_(ff_dim, d, DenseOptions().use_bias(o.use_bias()).seed(seed + 2)),
         drop_attn_(d, o.dropout(), DropoutOptions().seed(seed + 3)),
         drop_hidden_(ff_dim, o.dropout(), DropoutOptions().seed(seed + 4)),
         drop_ffn_(d, o.dropout(), DropoutOptions().seed(seed + 5)) {}
