@@ -21,8 +21,9 @@
   X(FeatureAttention) X(TemporalAttention) X(BatchNorm) X(LayerNorm) X(RMSNorm) X(detail::GlobalPoolBase) \
   X(GlobalMaxPool) X(GlobalAvgPool) X(LastStep) X(detail::WindowPoolBase) X(MaxPool1D) X(AvgPool1D)     \
   X(SinusoidalPositionalEncoding) X(PositionEmbedding) X(Residual) X(SeqSelfAttention)                 \
-  X(MultiHeadAttention) X(SeqWeightedAttention) X(TransformerEncoderBlock) X(SoftmaxCrossEntropy)       \
-  X(BinaryCrossEntropy) X(MeanSquaredError) X(MeanAbsoluteError) X(Adam) X(SGD) X(detail::RecurrentBase)   \
+  X(MultiHeadAttention) X(SeqWeightedAttention) X(TransformerEncoderBlock) X(TransformerDecoderBlock)  \
+  X(SoftmaxCrossEntropy) X(BinaryCrossEntropy) X(MeanSquaredError) X(MeanAbsoluteError) X(Adam) X(SGD)  \
+  X(detail::RecurrentBase)                                                                             \
   X(LSTM) X(GRU) X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead) \
   X(detail::ScaledDotAttentionCore) X(ScaledDotProductAttention) X(ResidualScaledDotProductAttention)
 

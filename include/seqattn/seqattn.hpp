@@ -47,6 +47,7 @@
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
 #include "seqattn/layers/temporal_attention.hpp"
+#include "seqattn/layers/transformer_decoder.hpp"
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/loss/binary_cross_entropy.hpp"
 #include "seqattn/loss/cross_entropy.hpp"

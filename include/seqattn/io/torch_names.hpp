@@ -27,6 +27,10 @@
 //   transformer_encoder    mha.X                             nn.TransformerEncoder-  <p>.self_attn.<as multi_head_attention>
 //                          ln1.X, ln2.X                        Layer (batch_first)   <p>.norm1.<as layer_norm>, <p>.norm2...
 //                          ffn1.X, ffn2.X                                            <p>.linear1.<as dense>, <p>.linear2...
+//   transformer_decoder    self_mha.X, cross_mha.X           nn.TransformerDecoder-  <p>.self_attn..., <p>.multihead_attn...
+//                          ln1.X, ln2.X, ln3.X                 Layer (batch_first)   <p>.norm1..., <p>.norm2..., <p>.norm3...
+//                          ffn1.X, ffn2.X                                            <p>.linear1..., <p>.linear2...
+//                          (memory_features == d_model: torch's decoder layer has no kdim)
 //   any other layer        X                                 (no PyTorch twin)       <p>.X                 unchanged
 //
 // The default assumes self-attention shapes for multi_head_attention (key_features == in_features ==
@@ -115,6 +119,23 @@ inline TorchName torch_leaf_name(const std::string& p, const std::string& layer,
       const char *ours, *layer, *theirs;
     } parts[] = {{"mha.", "multi_head_attention", "self_attn."}, {"ln1.", "layer_norm", "norm1."},
                  {"ln2.", "layer_norm", "norm2."},           {"ffn1.", "dense", "linear1."},
+                 {"ffn2.", "dense", "linear2."}};
+    for (const auto& part : parts) {
+      const std::string prefix = part.ours;
+      if (param.compare(0, prefix.size(), prefix) == 0)
+        return torch_leaf_name(p + part.theirs, part.layer, param.substr(prefix.size()), shape, in_features);
+    }
+  } else if (layer == "transformer_decoder") {
+    // "self_mha.Wq" -> self_attn.in_proj_weight, "cross_mha.Wk" -> multihead_attn.in_proj_weight, "ln3.gamma" ->
+    // norm3.weight, "ffn1.W" -> linear1.weight, ...
+    static const struct {
+      const char *ours, *layer, *theirs;
+    } parts[] = {{"self_mha.", "multi_head_attention", "self_attn."},
+                 {"cross_mha.", "multi_head_attention", "multihead_attn."},
+                 {"ln1.", "layer_norm", "norm1."},
+                 {"ln2.", "layer_norm", "norm2."},
+                 {"ln3.", "layer_norm", "norm3."},
+                 {"ffn1.", "dense", "linear1."},
                  {"ffn2.", "dense", "linear2."}};
     for (const auto& part : parts) {
       const std::string prefix = part.ours;

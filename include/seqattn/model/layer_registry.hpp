@@ -6,7 +6,7 @@
 // SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
 // LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
 // LastStepAttention, MultiHeadAttention, ScaledDotProductAttention, ResidualScaledDotProductAttention,
-// FeatureAttention, TemporalAttention, TransformerEncoderBlock, Residual,
+// FeatureAttention, TemporalAttention, TransformerEncoderBlock, TransformerDecoderBlock, Residual,
 // MultiHead, Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking,
 // KerasPaddingAttention.
 //
@@ -57,6 +57,7 @@
 #include "seqattn/layers/seq_self_attention.hpp"
 #include "seqattn/layers/seq_weighted_attention.hpp"
 #include "seqattn/layers/temporal_attention.hpp"
+#include "seqattn/layers/transformer_decoder.hpp"
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/model/sequential.hpp"
 
@@ -156,6 +157,7 @@ class LayerRegistry {
     add_leaf<FeatureAttention<S>>("FeatureAttention");
     add_leaf<TemporalAttention<S>>("TemporalAttention");
     add_leaf<TransformerEncoderBlock<S>>("TransformerEncoderBlock");
+    add_leaf<TransformerDecoderBlock<S>>("TransformerDecoderBlock");
     add_leaf<Masking<S>>("Masking");
     add_leaf<KerasPaddingAttention<S>>("KerasPaddingAttention");
     factories_["Bidirectional"] = &Bidirectional<S>::from_config;
