@@ -433,11 +433,26 @@ TEST(TransformerDecoder, DropoutOnlyInTrain) {
   EXPECT_GT(diff, 1e-3);
 }
 
-TEST(TransformerDecoder, CacheBytesCountTheMemorySteps) {
+// The cross-attention's B x heads x T x Tm probabilities count against the memory limit: a long memory is refused
+// before any work with a MemoryError naming the block and the shape.
+TEST(TransformerDecoder, MemoryLimitCountsTheMemorySteps) {
   TransformerDecoderBlock<float> block(8, 2, 16, TransformerDecoderOptions().seed(1));
   EXPECT_GT(block.cache_bytes(2, 10), 0u);
   EXPECT_GT(block.cache_bytes(2, 20), block.cache_bytes(2, 10));
   EXPECT_THROW(block.open_stream(1, StreamOptions()), ConfigError);
+  const Tensor3<float> x = random_tensor(1, 4, 8, 1).cast<float>();
+  const Tensor3<float> short_memory = random_tensor(1, 4, 8, 2).cast<float>();
+  const Tensor3<float> long_memory = random_tensor(1, 20000, 8, 3).cast<float>();
+  set_memory_limit(std::size_t{1} << 20);  // 1 MiB: 1 x 2 x 4 x 20000 probabilities and the projections exceed it
+  block.forward(x, Mask(), short_memory, Mask());
+  try {
+    block.forward(x, Mask(), long_memory, Mask());
+    ADD_FAILURE() << "a 20000-step memory fit in 1 MiB";
+  } catch (const MemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("TransformerDecoderBlock(d_model=8"), std::string::npos) << e.what();
+  }
+  reset_memory_limit();
+  EXPECT_EQ(block.forward(x, Mask(), long_memory, Mask()).dimension(1), 4);
 }
 
 }  // namespace

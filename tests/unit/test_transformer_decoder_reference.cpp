@@ -96,7 +96,7 @@ TEST(TransformerDecoderReference, MatchesTorchInFloat) {
   double worst = 0;
   for (const auto& c : kCases) {
     const double err = torch_error<float>(ref, c);
-    EXPECT_LT(err, 2e-4) << c.name;
+    EXPECT_LT(err, 2e-5) << c.name;
     worst = std::max(worst, err);
   }
   std::printf("[ decoder vs torch, float ] worst relative error %.3g\n", worst);
