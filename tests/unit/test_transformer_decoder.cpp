@@ -144,15 +144,14 @@ TEST_P(TransformerDecoderGradient, MatchesFiniteDifferencesWithStepMasks) {
   std::printf("[ decoder step masks %s ] %s\n", c.name, result.report().c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Modes, TransformerDecoderGradient,
-    ::testing::Values(GradCase{"post_relu_causal", false, Activation::ReLU, true, true},
-                      GradCase{"pre_gelu_causal", true, Activation::GELU, true, true},
-                      GradCase{"post_gelu", false, Activation::GELU, true, false},
-                      GradCase{"pre_relu", true, Activation::ReLU, true, false},
-                      GradCase{"post_relu_causal_no_bias", false, Activation::ReLU, false, true},
-                      GradCase{"pre_gelu_causal_no_bias", true, Activation::GELU, false, true}),
-    [](const ::testing::TestParamInfo<GradCase>& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Modes, TransformerDecoderGradient,
+                         ::testing::Values(GradCase{"post_relu_causal", false, Activation::ReLU, true, true},
+                                           GradCase{"pre_gelu_causal", true, Activation::GELU, true, true},
+                                           GradCase{"post_gelu", false, Activation::GELU, true, false},
+                                           GradCase{"pre_relu", true, Activation::ReLU, true, false},
+                                           GradCase{"post_relu_causal_no_bias", false, Activation::ReLU, false, true},
+                                           GradCase{"pre_gelu_causal_no_bias", true, Activation::GELU, false, true}),
+                         [](const ::testing::TestParamInfo<GradCase>& info) { return std::string(info.param.name); });
 
 TEST(TransformerDecoder, GradientCheckCatchesAWrongGradient) {
   auto block = decoder(options_of(false, Activation::GELU, true, true));
@@ -162,8 +161,13 @@ TEST(TransformerDecoder, GradientCheckCatchesAWrongGradient) {
   EXPECT_GT(result.worst_ratio, 1.0);
 }
 
-TEST(TransformerDecoder, AttentionWindowGradients) {
+// With attention_window, and with L2 penalties on sub-layers' weights (the cross-attention, ffn1): their gradient
+// joins the backward and their value regularization_loss().
+TEST(TransformerDecoder, AttentionWindowAndRegularizerGradients) {
   auto block = decoder(TransformerDecoderOptions().attention_window(2).memory_features(6).seed(7));
+  block.cross_attention_layer().set_regularizer(ParamRole::Kernel, L1L2{0.0, 0.3});
+  block.ffn1().set_regularizer(ParamRole::Kernel, L1L2{0.0, 0.2});
+  EXPECT_GT(block.regularization_loss(), 0.0);
   const auto result = check_decoder_gradients(block, random_tensor(3, 5, 4, 21), Mask::from_lengths({5, 4, 2}),
                                               random_tensor(3, 4, 6, 22), Mask::from_lengths({4, 1, 3}));
   EXPECT_TRUE(result.passed({"self_mha.bk", "cross_mha.bk"})) << result.report();
@@ -260,7 +264,8 @@ TEST(TransformerDecoder, CausalOutputsIgnoreLaterTargets) {
 
 TEST(TransformerDecoder, SingleInputCallsAndShapeErrorsNameTheBlock) {
   TransformerDecoderBlock<double> block(4, 2, 8, TransformerDecoderOptions().memory_features(3).seed(3));
-  const std::string name = "TransformerDecoderBlock(d_model=4, heads=2, ff_dim=8, post-norm, causal, memory_features=3)";
+  const std::string name =
+      "TransformerDecoderBlock(d_model=4, heads=2, ff_dim=8, post-norm, causal, memory_features=3)";
   EXPECT_EQ(block.describe(), name);
   const auto x = random_tensor(2, 5, 4, 1), memory = random_tensor(2, 6, 3, 2);
   auto expect_error = [&](auto&& call, const std::vector<std::string>& parts, bool config) {
@@ -301,18 +306,21 @@ TEST(TransformerDecoder, RejectsBadOptions) {
     }
     return "no error";
   };
-  EXPECT_NE(message([] { TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().activation(Activation::Tanh)); })
-                .find("TransformerDecoderBlock: activation must be gelu, gelu_tanh or relu but got tanh"),
+  EXPECT_NE(message([] {
+              TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().activation(Activation::Tanh));
+            }).find("TransformerDecoderBlock: activation must be gelu, gelu_tanh or relu but got tanh"),
             std::string::npos);
-  EXPECT_NE(message([] { TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().memory_features(0)); })
-                .find("TransformerDecoderBlock: memory_features must be positive but got 0"),
+  EXPECT_NE(message([] {
+              TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().memory_features(0));
+            }).find("TransformerDecoderBlock: memory_features must be positive but got 0"),
             std::string::npos);
   EXPECT_NE(message([] {
               TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().causal(false).attention_window(2));
             }).find("TransformerDecoderBlock: attention_window needs causal"),
             std::string::npos);
-  EXPECT_NE(message([] { TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().dropout(1.0)); })
-                .find("TransformerDecoderBlock: dropout must be in [0, 1) but got 1"),
+  EXPECT_NE(message([] {
+              TransformerDecoderBlock<double>(4, 2, 8, TransformerDecoderOptions().dropout(1.0));
+            }).find("TransformerDecoderBlock: dropout must be in [0, 1) but got 1"),
             std::string::npos);
 }
 
@@ -321,10 +329,10 @@ TEST(TransformerDecoder, ParameterNamesAndCounts) {
   std::vector<std::string> names;
   for (const auto& p : block.params()) names.push_back(p.name);
   const std::vector<std::string> expected = {
-      "self_mha.Wq",  "self_mha.bq",  "self_mha.Wk",  "self_mha.bk",  "self_mha.Wv",  "self_mha.bv", "self_mha.Wo",
-      "self_mha.bo",  "ln1.gamma",    "ln1.beta",     "cross_mha.Wq", "cross_mha.bq", "cross_mha.Wk",
-      "cross_mha.bk", "cross_mha.Wv", "cross_mha.bv", "cross_mha.Wo", "cross_mha.bo", "ln2.gamma",
-      "ln2.beta",     "ffn1.W",       "ffn1.b",       "ffn2.W",       "ffn2.b",       "ln3.gamma",   "ln3.beta"};
+      "self_mha.Wq",  "self_mha.bq",  "self_mha.Wk",  "self_mha.bk",  "self_mha.Wv",  "self_mha.bv",  "self_mha.Wo",
+      "self_mha.bo",  "ln1.gamma",    "ln1.beta",     "cross_mha.Wq", "cross_mha.bq", "cross_mha.Wk", "cross_mha.bk",
+      "cross_mha.Wv", "cross_mha.bv", "cross_mha.Wo", "cross_mha.bo", "ln2.gamma",    "ln2.beta",     "ffn1.W",
+      "ffn1.b",       "ffn2.W",       "ffn2.b",       "ln3.gamma",    "ln3.beta"};
   EXPECT_EQ(std::multiset<std::string>(names.begin(), names.end()),
             std::multiset<std::string>(expected.begin(), expected.end()));
   EXPECT_EQ(names.front(), "self_mha.Wq");
@@ -401,6 +409,24 @@ TEST(TransformerDecoder, TorchStateDictNames) {
   const Tensor3<double> ya = a.forward(x, Mask(), memory, Mask());
   const Tensor3<double>& yb = b.forward(x, Mask(), memory, Mask());
   for (Index i = 0; i < ya.size(); ++i) EXPECT_EQ(ya.data()[i], yb.data()[i]);
+}
+
+// Frozen (set_trainable(false)): backward still gives dx and dmemory, the parameter gradients stay as they were.
+TEST(TransformerDecoder, FrozenKeepsParameterGradients) {
+  TransformerDecoderBlock<double> block(4, 2, 8, TransformerDecoderOptions().seed(2));
+  const auto x = random_tensor(2, 3, 4, 1), memory = random_tensor(2, 4, 4, 2), dy = random_tensor(2, 3, 4, 3);
+  block.forward(x, Mask(), memory, Mask(), Mode::Train);
+  const Tensor3<double> dx = block.backward(x, Mask(), memory, Mask(), dy);
+  const Tensor3<double> dmemory = block.memory_grad();
+  block.zero_grad();
+  block.set_trainable(false);
+  EXPECT_FALSE(block.cross_attention_layer().trainable());
+  block.forward(x, Mask(), memory, Mask(), Mode::Train);
+  const Tensor3<double>& dx_frozen = block.backward(x, Mask(), memory, Mask(), dy);
+  for (Index i = 0; i < dx.size(); ++i) EXPECT_EQ(dx.data()[i], dx_frozen.data()[i]);
+  for (Index i = 0; i < dmemory.size(); ++i) EXPECT_EQ(dmemory.data()[i], block.memory_grad().data()[i]);
+  for (const auto& p : block.params())
+    for (Index i = 0; i < p.size(); ++i) ASSERT_EQ(p.grad[i], 0.0) << p.name;
 }
 
 TEST(TransformerDecoder, CloneAndAssign) {

@@ -38,10 +38,12 @@ template <class S>
 double torch_error(const ReferenceData& ref, const DecoderCase& c) {
   SCOPED_TRACE(c.name);
   const std::string p = c.name;
-  TransformerDecoderBlock<S> block(
-      8, 2, 16,
-      TransformerDecoderOptions().norm_first(c.norm_first).activation(c.activation).causal(c.causal).use_bias(
-          c.use_bias));
+  TransformerDecoderBlock<S> block(8, 2, 16,
+                                   TransformerDecoderOptions()
+                                       .norm_first(c.norm_first)
+                                       .activation(c.activation)
+                                       .causal(c.causal)
+                                       .use_bias(c.use_bias));
   EXPECT_EQ(block.params().size(), c.use_bias ? 26u : 13u);
   for (auto& param : block.params()) {
     const auto& v = ref.values(p + ".param." + param.name);

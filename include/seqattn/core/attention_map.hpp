@@ -10,6 +10,8 @@
 //                         still sum to 1 (or 0 where every head masks the row)
 // The maps per layer:
 //   SeqSelfAttention, MultiHeadAttention, TransformerEncoderBlock  (Tq, Tk)  query step x key step
+//   TransformerDecoderBlock                                       (T, T)   its self-attention (cross_attention_map:
+//                                                                          (T, Tm), target step x memory step)
 //   (Residual)ScaledDotProductAttention                            (Tq, Tk)  query step x key step
 //   SeqWeightedAttention, LastStepAttention                         (1, T)    the pool x step
 //   FeatureAttention                                                (T, F)    step x feature

@@ -2,8 +2,12 @@
 // TransformerDecoderBlock: masked (causal) multi-head self-attention over the targets, multi-head cross-attention
 // from the targets to a memory (the encoder's output), and a feed-forward network, each with dropout and a residual
 // connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
-//   post-norm:  h1 = LN1(x + Drop(SelfMHA(x)))     h2 = LN2(h1 + Drop(CrossMHA(h1, memory)))     y = LN3(h2 + Drop(FFN(h2)))
-//   pre-norm:   h1 = x + Drop(SelfMHA(LN1(x)))     h2 = h1 + Drop(CrossMHA(LN2(h1), memory))     y = h2 + Drop(FFN(LN3(h2)))
+//   post-norm:  h1 = LN1(x + Drop(SelfMHA(x)))
+//               h2 = LN2(h1 + Drop(CrossMHA(h1, memory)))
+//               y  = LN3(h2 + Drop(FFN(h2)))
+//   pre-norm:   h1 = x + Drop(SelfMHA(LN1(x)))
+//               h2 = h1 + Drop(CrossMHA(LN2(h1), memory))
+//               y  = h2 + Drop(FFN(LN3(h2)))
 //   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
 //                                                  Dense2: (ff_dim, d)
 // Equals torch.nn.TransformerDecoderLayer(d, heads, ff_dim, dropout, activation, layer_norm_eps, batch_first=True,
@@ -146,8 +150,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
         ", ", options_.norm_first() ? "pre-norm" : "post-norm", options_.causal() ? ", causal" : ", not causal",
         options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
                                     : std::string(),
-        options_.memory_features() ? ", memory_features=" + std::to_string(*options_.memory_features())
-                                   : std::string(),
+        options_.memory_features() ? ", memory_features=" + std::to_string(*options_.memory_features()) : std::string(),
         options_.use_bias() ? "" : ", use_bias=false", ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerDecoderBlock>(*this); }
@@ -355,8 +358,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     if (!(o.qkv_dropout() >= 0.0 && o.qkv_dropout() < 1.0))
       detail::throw_config("TransformerDecoderBlock: qkv_dropout must be in [0, 1) but got ", o.qkv_dropout());
     if (o.memory_features() && *o.memory_features() <= 0)
-      detail::throw_config("TransformerDecoderBlock: memory_features must be positive but got ",
-                           *o.memory_features());
+      detail::throw_config("TransformerDecoderBlock: memory_features must be positive but got ", *o.memory_features());
     if (o.attention_window()) {
       if (*o.attention_window() < 1)
         detail::throw_config("TransformerDecoderBlock: attention_window must be at least 1 but got ",
@@ -392,7 +394,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   }
 
   std::vector<const Layer<S>*> children() const {
-    return {&self_mha_, &cross_mha_, &ln1_,        &ln2_,        &ln3_,       &ffn1_,
+    return {&self_mha_, &cross_mha_, &ln1_,        &ln2_,         &ln3_,     &ffn1_,
             &ffn2_,     &drop_self_, &drop_cross_, &drop_hidden_, &drop_ffn_};
   }
   static void append(ParamList<S>& list, const std::string& prefix, Layer<S>& layer) {
