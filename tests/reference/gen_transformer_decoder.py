@@ -1,13 +1,18 @@
 """Reference for TransformerDecoderBlock: torch.nn.TransformerDecoderLayer (batch_first, dropout 0) with the
 same weights. Writes tests/data/transformer_decoder.txt: for each config, x (targets), memory, their lengths,
 R (the output gradient, 0 at padded target rows), the seqattn-layout weights, y (valid rows; torch outputs
-garbage at padded target rows), dx, dmemory and every parameter gradient of L = sum(y * R).
+garbage at padded target rows), dx, dmemory and every parameter gradient of L = sum(y * R). Then writes
+tests/data/transformer_decoder_torch.safetensors: the float64 state_dict of nn.Sequential(<the post_relu_causal
+layer>), torch's names and layouts (the torch mapping of the safetensors import).
 The targets are padded by tgt_key_padding_mask, the memory by memory_key_padding_mask; causal configs pass
 tgt_mask = the upper-triangular -inf mask (torch 1.13 has no tgt_is_causal). No sequence is empty (torch would
 give NaN rows). The "no_bias" config holds every bias at zero (torch >= 2.1's bias=False is the same function;
 Debian's 1.13 has no `bias` argument) and lists only the tensors that exist without biases.
 
 Run from tests/reference:  /usr/bin/python3 gen_transformer_decoder.py   (Debian's python3-torch)"""
+import json
+import struct
+
 import torch
 
 import refdata
@@ -51,6 +56,25 @@ def layer_tensors(layer, grad, bias):
     return t
 
 
+def save_safetensors(path, tensors):
+    """The safetensors format (8-byte little-endian header size, JSON header, byte buffer), as gen_safetensors.py
+    writes it (no `safetensors` package needed)."""
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().contiguous().cpu().numpy().astype("<f8").tobytes()
+        header[name] = {"dtype": "F64", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+layers = {}
 out = {}
 for name, norm_first, act, causal, bias in CONFIGS:
     layer = torch.nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, activation=act, batch_first=True,
@@ -68,6 +92,7 @@ for name, norm_first, act, causal, bias in CONFIGS:
                       layer.norm2.bias, layer.norm3.bias):
                 p.zero_()
     layer.train()  # dropout is 0; train mode avoids any fused inference path
+    layers[name] = layer
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
     memory = torch.randn(B, TM, D, dtype=torch.double, requires_grad=True)
     tgt_pad = torch.tensor([[t >= l for t in range(T)] for l in tgt_lengths])
@@ -92,3 +117,7 @@ out["memory_lengths"] = torch.tensor(mem_lengths, dtype=torch.double)
 refdata.write("../data/transformer_decoder.txt", out,
               "torch.nn.TransformerDecoderLayer(8, 2, 16, dropout=0, batch_first=True), targets (3, 5, 8) lengths "
               "%s, memory (3, 6, 8) lengths %s\ntorch %s" % (tgt_lengths, mem_lengths, torch.__version__))
+# The state_dict of nn.Sequential(<the post_relu_causal layer>) as torch names it: loads into a seqattn Sequential
+# holding the block with the default name mapping (io/torch_names.hpp) and predicts that config's y.
+save_safetensors("../data/transformer_decoder_torch.safetensors",
+                 torch.nn.Sequential(layers["post_relu_causal"]).state_dict())

@@ -2,15 +2,19 @@
 // (torch outputs garbage at padded ones), dx, dmemory and every parameter gradient of L = sum(y * R), in double
 // (1e-10 relative) and float, post- and pre-norm, ReLU and GELU, causal (tgt_mask) or not, biases held at zero
 // (torch's bias=False) or not, with padded targets (tgt_key_padding_mask) and padded memories
-// (memory_key_padding_mask). Data: tests/reference/gen_transformer_decoder.py.
+// (memory_key_padding_mask). torch's own state_dict (names and layouts) loads with the default safetensors mapping
+// and predicts torch's y. Data: tests/reference/gen_transformer_decoder.py.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <string>
 
+#include "seqattn/io/safetensors.hpp"
 #include "seqattn/layers/transformer_decoder.hpp"
+#include "seqattn/model/sequential.hpp"
 #include "support/reference_data.hpp"
 
 using namespace seqattn;
@@ -102,4 +106,30 @@ TEST(TransformerDecoderReference, MatchesTorchInFloat) {
     worst = std::max(worst, err);
   }
   std::printf("[ decoder vs torch, float ] worst relative error %.3g\n", worst);
+}
+
+// nn.Sequential(TransformerDecoderLayer(8, 2, 16, relu, batch_first)).state_dict() of the post_relu_causal case.
+template <class S>
+void check_torch_state_dict(double tol) {
+  const ReferenceData ref(data_path("transformer_decoder.txt"));
+  Sequential<S> model(8);
+  model.template add<TransformerDecoderBlock<S>>(
+      2, 16, TransformerDecoderOptions().activation(Activation::ReLU).causal(true).seed(1));
+  std::ifstream file(data_path("transformer_decoder_torch.safetensors"), std::ios::binary);
+  ASSERT_TRUE(file.good());
+  load_safetensors(model, file);
+  auto& block = dynamic_cast<TransformerDecoderBlock<S>&>(model.layer(0));
+  const Mask mx = Mask::from_lengths({5, 3, 4}), mm = Mask::from_lengths({6, 4, 2});
+  const Tensor3<S>& y =
+      block.forward(ref.tensor<S>("post_relu_causal.x"), mx, ref.tensor<S>("post_relu_causal.memory"), mm);
+  const auto& y_ref = ref.values("post_relu_causal.y");
+  for (Index b = 0; b < 3; ++b)
+    for (Index t = 0; t < mx.length(b, 5); ++t)
+      for (Index f = 0; f < 8; ++f)
+        EXPECT_NEAR(y(b, t, f), y_ref[static_cast<size_t>((b * 5 + t) * 8 + f)], tol) << b << "," << t << "," << f;
+}
+
+TEST(TransformerDecoderReference, LoadsTorchStateDict) {
+  check_torch_state_dict<double>(1e-12);
+  check_torch_state_dict<float>(2e-5);
 }
