@@ -27,7 +27,8 @@
 // on the memory are honored (supports_step_masks()) once every sub-layer honors them. A memory sequence with no
 // kept step gives a cross-attention output of 0 at its targets (torch: NaN).
 // Options (TransformerDecoderOptions): dropout (on the three sub-block outputs and the FFN hidden layer),
-// attention_dropout (on the attention weights of both attentions), qkv_dropout (MultiHeadAttention's, both
+// attention_dropout (on the attention weights of both attentions; torch's `dropout` also drops them: set both to
+// torch's value to train as torch does), qkv_dropout (MultiHeadAttention's, both
 // attentions; not in torch), activation, norm_first, causal (default TRUE: the self-attention of step t sees the
 // targets s <= t, torch's tgt_is_causal), attention_window (with causal: the self-attention sees [t - w + 1, t]),
 // layer_norm_eps, use_bias (false: torch's bias=False; no attention, FFN biases nor LayerNorm beta), memory_features
