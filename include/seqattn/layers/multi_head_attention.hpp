@@ -6,7 +6,7 @@
 //   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
-//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
+//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also query_input_grad()); dxkv is key_input_grad().
 //   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
 //   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
 //   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
@@ -394,6 +394,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
   // query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
   // above memory_limit()) and kept until the next forward.
+  // Deprecated (CHANGELOG): use attention_map(b, h) or attention_band(); removed in the next release.
   const Tensor3<S>& attention() const {
     check_need_weights("attention()");
     if (!windowed()) return attention_;
@@ -463,6 +464,8 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
   bool has_attention_mask() const { return mask_rows_ > 0; }
 
+  // dxq of the last backward or backward_cross, (B, Tq, in_features): input_grad() under the cross-attention name.
+  const Tensor3<S>& query_input_grad() const { return this->input_grad(); }
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
   // dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
