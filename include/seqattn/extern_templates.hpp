@@ -25,7 +25,8 @@
   X(SoftmaxCrossEntropy) X(BinaryCrossEntropy) X(MeanSquaredError) X(MeanAbsoluteError) X(Adam) X(SGD)  \
   X(detail::RecurrentBase)                                                                             \
   X(LSTM) X(GRU) X(Bidirectional) X(Masking) X(LastStepAttention) X(GatedMeanPool) X(BertPool) X(MultiHead) \
-  X(detail::ScaledDotAttentionCore) X(ScaledDotProductAttention) X(ResidualScaledDotProductAttention)
+  X(detail::ScaledDotAttentionCore) X(ScaledDotProductAttention) X(ResidualScaledDotProductAttention)          \
+  X(detail::MergeBase) X(Merge) X(Concatenate) X(Graph)
 
 // Explicit instantiation definitions of one class template for float and double (in one translation unit).
 #define SEQATTN_INSTANTIATE(Class)         \

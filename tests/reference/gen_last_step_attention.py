@@ -41,7 +41,10 @@ def case(prefix, B, T, F, units, score, keep):
     y = torch.tanh(torch.cat([c, h_t], dim=1) @ params["attention_vector"])[:, None, :]
     R = uniform(B, 1, units)
     (y * R).sum().backward()
-    out = {"x": x, "keep": torch.tensor(keep, dtype=torch.float64), "R": R, "y": y, "attention": a, "dx": x.grad}
+    out = {"x": x, "keep": torch.tensor(keep, dtype=torch.float64), "R": R, "y": y, "attention": a, "dx": x.grad,
+           # keras-attention's intermediate tensors (its KERAS_ATTENTION_DEBUG outputs): the scores, 0 at masked
+           # steps (seqattn's scores() convention), and the context vector
+           "score": z.detach().masked_fill(~keep_t, 0.0), "context": c}
     for name, p in params.items():
         out[name] = p
         out["d" + name] = p.grad

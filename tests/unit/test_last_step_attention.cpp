@@ -1,7 +1,8 @@
 // LastStepAttention (keras-attention's Attention, luong and bahdanau scores): finite-difference gradients with
 // lengths and step masks, an autograd re-implementation of keras-attention (tests/reference/
-// gen_last_step_attention.py) in float and double, the step-mask properties (compaction, garbage at masked steps),
-// sequences with no kept step, the model-file round trip, errors.
+// gen_last_step_attention.py) in float and double (output, weights, scores, context vectors, gradients), the
+// step-mask properties (compaction, garbage at masked steps), sequences with no kept step, the model-file round
+// trip, errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -71,6 +72,11 @@ void compare_with_reference(const std::string& prefix, AttentionScore score) {
   EXPECT_EQ(y.dimensions(), (Eigen::DSizes<Index, 3>(B, 1, Wc.cols())));
   expect_close(y.data(), "y");
   expect_close(layer.attention().data(), "attention");
+  expect_close(layer.scores().data(), "score");
+  const Matrix<S> context = layer.context();  // (B, F), row-major as the file
+  EXPECT_EQ(context.rows(), B);
+  EXPECT_EQ(context.cols(), F);
+  expect_close(context.data(), "context");
   layer.zero_grad();
   expect_close(layer.backward(x, mask, d.tensor<S>(p + "R")).data(), "dx");
   for (const auto& param : layer.params()) expect_close(param.grad, "d" + param.name);

@@ -132,6 +132,8 @@ TEST(MultiHeadAttentionApi, CrossAttentionShapesAndDeadRows) {
   EXPECT_GT((mha.attention(0, 0) - mha.attention(0, 1)).cwiseAbs().maxCoeff(), 1e-3f);  // per head, not averaged
   const Tensor3<float>& dxq = mha.backward_cross(xq, mq, xkv, mkv, rnd(3, 4, 5, 8));
   EXPECT_EQ(mha.key_input_grad().dimensions(), xkv.dimensions());
+  EXPECT_EQ(&mha.query_input_grad(), &dxq);  // the cross-attention name of the returned dxq
+  EXPECT_EQ(mha.query_input_grad().dimensions(), xq.dimensions());
   for (Index i = 0; i < dxq.size(); ++i) ASSERT_TRUE(std::isfinite(dxq.data()[i]));
   for (Index f = 0; f < 4; ++f) EXPECT_EQ(dxq(2, 0, f), 0.0f);
 }

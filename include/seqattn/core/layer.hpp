@@ -48,6 +48,19 @@
 // The rules are read live by the optimizers through the views (Param::trainable(), constraint()), so changing
 // them needs no new optimizer. Copies and assignments copy them; model files store them in the layer's entry
 // (layer_entry: "weight_rules", only when not the defaults).
+// Several inputs (graph nodes, model/graph.hpp; core/layer_inputs.hpp). A layer takes min_inputs() to max_inputs()
+// inputs: 1 and 1 for most layers, 2 or more for the merges (layers/merge.hpp), 1 to 3 for MultiHeadAttention
+// (query; keys and values; separate values). The one mechanism:
+//   forward(inputs, mode)    with one input, forward(x, mask, mode). With more, checks every input (the same batch
+//                            size, at least one step, input i's features equal input_features(i, n) unless that
+//                            is -1, masks that fit, step masks only when supported), sizes y (B,
+//                            out_time_of(inputs), out_features()) and calls do_forward_inputs.
+//   backward(inputs, dy)     follows it with the same inputs; OVERWRITES input_grad(i) (input i's shape) for every
+//                            i, adds into the parameter gradients, with the weight rules applied as in backward.
+//   out_time_of, out_mask_of the output steps and mask of a call (default: those of input 0).
+// A layer with min_inputs() > 1 refuses forward(x, mask) (ConfigError naming it). Layers whose several-input
+// calls have their own entry (MultiHeadAttention's cross-attention) override forward_inputs_entered /
+// backward_inputs_entered and extra_input_grad instead.
 // Padded steps (t >= length) never change valid outputs; a layer's dx at padded steps is zero whenever dy
 // is zero there. Layers are copyable through clone() (one model copy per inference thread).
 //
@@ -71,6 +84,7 @@
 #include "seqattn/core/denormals.hpp"
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/layer_config.hpp"
+#include "seqattn/core/layer_inputs.hpp"
 #include "seqattn/core/mask.hpp"
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/core/param.hpp"
@@ -115,9 +129,34 @@ class Layer {
 
   // x: (B, T, in_features) -> y: (B, out_time(T), out_features())
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mask = Mask(), Mode mode = Mode::Infer) {
+    if (min_inputs() > 1)
+      detail::throw_config(describe(), ": takes ", min_inputs(), " or more inputs but got one: call ",
+                           "forward(inputs, mode) (core/layer_inputs.hpp), or use it as a Graph node");
     const detail::InUseGuard in_use = enter("forward");
     return forward_entered(x, mask, mode);
   }
+  // inputs[i].x: (B, T_i, input_features(i, n)) -> y: (B, out_time_of(inputs), out_features()) (file comment)
+  const Tensor3<S>& forward(const LayerInputs<S>& inputs, Mode mode = Mode::Infer) {
+    check_input_count(inputs);
+    if (inputs.size() == 1) return forward(*inputs[0].x, *inputs[0].mask, mode);
+    const detail::InUseGuard in_use = enter("forward");
+    return forward_inputs_entered(inputs, mode);
+  }
+  // dy: y's shape -> input_grad(i): inputs[i]'s shape for every i; returns input_grad(0).
+  const Tensor3<S>& backward(const LayerInputs<S>& inputs, const Tensor3<S>& dy) {
+    check_input_count(inputs);
+    if (inputs.size() == 1) return backward(*inputs[0].x, *inputs[0].mask, dy);
+    const detail::InUseGuard in_use = enter("backward");
+    backward_inputs_entered(inputs, dy);
+    return dx_;
+  }
+  // How many inputs a call takes, and the features input i of an n-input call must have (-1: any).
+  virtual Index min_inputs() const { return 1; }
+  virtual Index max_inputs() const { return 1; }
+  virtual Index input_features(Index i, Index /*count*/) const { return i == 0 ? in_features_ : -1; }
+  // Output steps and mask of a call with these inputs (Graph nodes): by default those of input 0.
+  virtual Index out_time_of(const LayerInputs<S>& inputs) const { return out_time(inputs[0].x->dimension(1)); }
+  virtual Mask out_mask_of(const LayerInputs<S>& inputs, Index T) const { return out_mask(*inputs[0].mask, T); }
 
   // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features)
   const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy) {
@@ -264,6 +303,8 @@ class Layer {
 
   const Tensor3<S>& output() const { return y_; }
   const Tensor3<S>& input_grad() const { return dx_; }
+  // The gradient of input i of the last backward (input_grad(0) == input_grad()).
+  const Tensor3<S>& input_grad(Index i) const { return i == 0 ? dx_ : extra_input_grad(i); }
   Mode last_mode() const { return last_mode_; }
 
  protected:
@@ -274,7 +315,9 @@ class Layer {
       : in_features_(other.in_features_),
         y_(other.y_),
         dx_(other.dx_),
+        extra_dx_(other.extra_dx_),
         forward_dims_(other.forward_dims_),
+        extra_forward_dims_(other.extra_forward_dims_),
         last_mode_(other.last_mode_),
         has_forward_(other.has_forward_) {
     identity_->rules = other.identity_->rules;
@@ -285,7 +328,9 @@ class Layer {
     in_features_ = other.in_features_;
     y_ = other.y_;
     dx_ = other.dx_;
+    extra_dx_ = other.extra_dx_;
     forward_dims_ = other.forward_dims_;
+    extra_forward_dims_ = other.extra_forward_dims_;
     last_mode_ = other.last_mode_;
     has_forward_ = other.has_forward_;
     ++identity_->generation;
@@ -314,6 +359,7 @@ class Layer {
     }
     last_mode_ = mode;
     forward_dims_ = x.dimensions();
+    extra_forward_dims_.clear();  // a one-input forward
     has_forward_ = true;
     return y_;
   }
@@ -328,30 +374,108 @@ class Layer {
       detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
     if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
     check_step_mask(mask);
+    if (!extra_forward_dims_.empty())
+      detail::throw_shape(describe(), ": backward with one input after a forward with ", extra_forward_dims_.size() + 1,
+                          " inputs");
     try {
       ensure_shape(dx_, x.dimension(0), x.dimension(1), x.dimension(2));
-      const WeightRules& rules = identity_->rules;
-      if (!rules.trainable) {  // frozen: the parameter gradients stay as they were
-        refresh_own_views();
-        frozen_grads_.clear();
-        for (const OwnView& v : own_views_) frozen_grads_.insert(frozen_grads_.end(), v.grad, v.grad + v.size);
-        do_backward(x, mask, dy, dx_);
-        const S* saved = frozen_grads_.data();
-        for (const OwnView& v : own_views_) {
-          std::copy(saved, saved + v.size, v.grad);
-          saved += v.size;
-        }
-      } else {
-        do_backward(x, mask, dy, dx_);
-        if (rules.any_regularizer()) {  // the gradient of weight_penalty()
-          refresh_own_views();
-          for (const OwnView& v : own_views_) rules.regularizer(v.role).add_gradient(v.value, v.grad, v.size);
-        }
-      }
+      backward_with_weight_rules([&] { do_backward(x, mask, dy, dx_); });
     } catch (const std::bad_alloc&) {
       throw_out_of_memory("backward", x);
     }
     return dx_;
+  }
+
+  // The several-input forward and backward (file comment) after enter(); a layer with its own several-input entry
+  // overrides them.
+  virtual const Tensor3<S>& forward_inputs_entered(const LayerInputs<S>& inputs, Mode mode) {
+    const detail::FlushDenormalsScope flush_denormals;
+    check_inputs(inputs);
+    const Tensor3<S>& x = *inputs[0].x;
+    const Index out_t = out_time_of(inputs);
+    if (out_t <= 0) detail::throw_shape(describe(), ": inputs of ", x.dimension(1), " steps give no output step");
+    check_memory(x.dimension(0), x.dimension(1), x.dimension(2));
+    has_forward_ = false;
+    try {
+      ensure_shape(y_, x.dimension(0), out_t, out_features());
+      do_forward_inputs(inputs, mode, y_);
+      extra_forward_dims_.resize(inputs.size() - 1);  // allocates only when the input count changes
+      for (std::size_t i = 1; i < inputs.size(); ++i) extra_forward_dims_[i - 1] = inputs[i].x->dimensions();
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("forward", x);
+    }
+    last_mode_ = mode;
+    forward_dims_ = x.dimensions();
+    has_forward_ = true;
+    return y_;
+  }
+  virtual void backward_inputs_entered(const LayerInputs<S>& inputs, const Tensor3<S>& dy) {
+    const detail::FlushDenormalsScope flush_denormals;
+    if (!has_forward_) detail::throw_shape(describe(), ": backward called before forward");
+    if (inputs.size() != extra_forward_dims_.size() + 1)
+      detail::throw_shape(describe(), ": backward with ", inputs.size(), " inputs after a forward with ",
+                          extra_forward_dims_.size() + 1);
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const auto& dims = i == 0 ? forward_dims_ : extra_forward_dims_[i - 1];
+      if (inputs[i].x->dimensions() != dims)
+        detail::throw_shape(describe(), ": backward input ", i, " expected ", shape_string(dims[0], dims[1], dims[2]),
+                            " (the shape of the last forward) but got ", shape_string(*inputs[i].x));
+      inputs[i].mask->check(dims[0], dims[1], detail::cat(describe(), " input ", i));
+    }
+    if (dy.dimensions() != y_.dimensions())
+      detail::throw_shape(describe(), ": output gradient expected ", shape_string(y_), " but got ", shape_string(dy));
+    try {
+      extra_dx_.resize(inputs.size() - 1);
+      for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const Tensor3<S>& x = *inputs[i].x;
+        ensure_shape(input_grad_buffer(Index(i)), x.dimension(0), x.dimension(1), x.dimension(2));
+      }
+      backward_with_weight_rules([&] { do_backward_inputs(inputs, dy); });
+    } catch (const std::bad_alloc&) {
+      throw_out_of_memory("backward", *inputs[0].x);
+    }
+  }
+  // input_grad(i) for i >= 1 (the base keeps them for do_backward_inputs).
+  virtual const Tensor3<S>& extra_input_grad(Index i) const {
+    if (i < 1 || i > Index(extra_dx_.size()))
+      detail::throw_usage(describe(), ": input_grad(", i, ") but the last backward had ", extra_dx_.size() + 1,
+                          " input(s)");
+    return extra_dx_[static_cast<std::size_t>(i - 1)];
+  }
+  // The buffer of input i's gradient, sized like input i before do_backward_inputs.
+  Tensor3<S>& input_grad_buffer(Index i) { return i == 0 ? dx_ : extra_dx_[static_cast<std::size_t>(i - 1)]; }
+  // y is already sized (B, out_time_of(inputs), out_features()); write every element. Reached with 2 or more
+  // inputs only, for layers with max_inputs() > 1.
+  virtual void do_forward_inputs(const LayerInputs<S>& /*inputs*/, Mode /*mode*/, Tensor3<S>& /*y*/) {
+    detail::throw_usage(describe(), ": has no several-input forward");
+  }
+  // Overwrite input_grad_buffer(i) for every input (already sized), add into the parameter gradients.
+  virtual void do_backward_inputs(const LayerInputs<S>& /*inputs*/, const Tensor3<S>& /*dy*/) {
+    detail::throw_usage(describe(), ": has no several-input backward");
+  }
+
+  // Runs a backward body with the weight rules: a frozen layer's parameter gradients are restored after it; the
+  // regularizers' gradients are added after it.
+  template <class Body>
+  void backward_with_weight_rules(Body&& body) {
+    const WeightRules& rules = identity_->rules;
+    if (!rules.trainable) {  // frozen: the parameter gradients stay as they were
+      refresh_own_views();
+      frozen_grads_.clear();
+      for (const OwnView& v : own_views_) frozen_grads_.insert(frozen_grads_.end(), v.grad, v.grad + v.size);
+      body();
+      const S* saved = frozen_grads_.data();
+      for (const OwnView& v : own_views_) {
+        std::copy(saved, saved + v.size, v.grad);
+        saved += v.size;
+      }
+    } else {
+      body();
+      if (rules.any_regularizer()) {  // the gradient of weight_penalty()
+        refresh_own_views();
+        for (const OwnView& v : own_views_) rules.regularizer(v.role).add_gradient(v.value, v.grad, v.size);
+      }
+    }
   }
 
   // *this = other as the concrete type (assign() has checked that the types are equal):
@@ -381,6 +505,40 @@ class Layer {
                           " (input shape ", shape_string(x), ")");
     if (!mask.fits(x.dimension(0), x.dimension(1))) mask.check(x.dimension(0), x.dimension(1), describe());
     check_step_mask(mask);
+  }
+  // ShapeError unless inputs.size() is within [min_inputs(), max_inputs()].
+  void check_input_count(const LayerInputs<S>& inputs) const {
+    const Index n = Index(inputs.size());
+    if (n < min_inputs() || n > max_inputs())
+      detail::throw_shape(describe(), ": expected ",
+                          min_inputs() == max_inputs() ? std::to_string(min_inputs())
+                                                       : detail::cat(min_inputs(), " to ", max_inputs()),
+                          " input(s) but got ", n);
+    for (Index i = 0; i < n; ++i)
+      if (!inputs[static_cast<std::size_t>(i)].x || !inputs[static_cast<std::size_t>(i)].mask)
+        detail::throw_usage(describe(), ": input ", i, " has no tensor or no mask (null pointer)");
+  }
+  // Every input of a several-input call: at least one sequence and step, the batch size of input 0, the features
+  // of input_features(i, n), a mask that fits, a step mask only when supported.
+  void check_inputs(const LayerInputs<S>& inputs) const {
+    const Index n = Index(inputs.size()), B = inputs[0].x->dimension(0);
+    for (Index i = 0; i < n; ++i) {
+      const Tensor3<S>& x = *inputs[static_cast<std::size_t>(i)].x;
+      const Mask& mask = *inputs[static_cast<std::size_t>(i)].mask;
+      if (x.dimension(0) <= 0 || x.dimension(1) <= 0)
+        detail::throw_shape(describe(), ": input ", i, " expected at least one sequence and one step but got ",
+                            shape_string(x));
+      if (x.dimension(0) != B)
+        detail::throw_shape(describe(), ": input ", i, " has ", x.dimension(0), " sequences but input 0 has ", B,
+                            " (shapes ", shape_string(*inputs[0].x), " and ", shape_string(x), ")");
+      const Index F = input_features(i, n);
+      if (F >= 0 && x.dimension(2) != F)
+        detail::throw_shape(describe(), ": input ", i, " features expected ", F, " but got ", x.dimension(2),
+                            " (input shape ", shape_string(x), ")");
+      if (!mask.fits(x.dimension(0), x.dimension(1)))
+        mask.check(x.dimension(0), x.dimension(1), detail::cat(describe(), " input ", i));
+      check_step_mask(mask);
+    }
   }
   // ConfigError unless the layer honors the mask's form.
   void check_step_mask(const Mask& mask) const {
@@ -463,7 +621,9 @@ class Layer {
 
   Index in_features_;
   Tensor3<S> y_, dx_;
+  std::vector<Tensor3<S>> extra_dx_;  // input_grad(i), i >= 1, of a several-input backward
   Eigen::DSizes<Index, 3> forward_dims_{0, 0, 0};
+  std::vector<Eigen::DSizes<Index, 3>> extra_forward_dims_;  // inputs 1.. of the last forward (empty: one input)
   Mode last_mode_ = Mode::Infer;
   bool has_forward_ = false;
   std::shared_ptr<LayerIdentity> identity_ = std::make_shared<LayerIdentity>();

@@ -10,7 +10,8 @@
 //   c[b]    = sum_s a[b, s] x[b, s]                          the context vector (F)
 //   y[b, 0] = tanh([c[b]; q[b]] Wc)                          Wc (2F, units) ("attention_vector")
 // Every product is without bias, as in keras-attention. Shapes: x (B, T, F) -> y (B, 1, units); out_mask() is all
-// valid (empty Mask). attention() (B, T) holds the weights of the last forward.
+// valid (empty Mask). keras-attention's intermediate tensors (its KERAS_ATTENTION_DEBUG outputs) of the last forward:
+// attention_map(b) the weights a (1, T), scores() z (B, T) before the softmax, context() c (B, F).
 // Masks (lengths and step masks, supports_step_masks()): the query is the LAST KEPT step (Keras takes x[:, -1, :]
 // whatever the mask: with padding that is a padded step, so the results differ; Keras' layer ignores masks); the
 // softmax runs over the kept steps only; masked steps are never read (outputs are bitwise independent of their
@@ -121,6 +122,11 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   // Weights of the last forward, (B, T); 0 at masked and padded steps and for sequences with no kept step.
   // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Matrix<S>& attention() const { return a_; }
+  // Scores z of the last forward before the softmax, (B, T); 0 at masked and padded steps (which get weight 0).
+  const Matrix<S>& scores() const { return z_; }
+  // Context vectors c = sum_s a_s x_s of the last forward, (B, F) (keras-attention's "context_vector"); zeros for
+  // sequences with no kept step.
+  auto context() const { return pre_.leftCols(pre_.cols() / 2); }
   // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (a_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
@@ -134,6 +140,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(a_, B, T);
+    ensure_shape(z_, B, T);
     ensure_shape(pre_, B, 2 * F);
     ensure_shape(u_, B, F);
     ensure_shape(yc_, B, options_.units());
@@ -141,6 +148,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
     if (!luong()) ensure_shape(E_, B * T, F);
     MatrixMap<S> Y = as_matrix(y);  // (B, units)
     a_.setZero();
+    z_.setZero();
     for (Index b = 0; b < B; ++b) {
       const Index K = gather_kept(mask, b, T);
       auto X = sample_matrix(x, b);  // (T, F)
@@ -167,6 +175,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
           ak_(k) = dot(e, v_.col(0).transpose(), F);
         }
       }
+      for (Index k = 0; k < K; ++k) z_(b, kept(k)) = ak_(k);
       // a = softmax(z) over the kept steps
       detail::masked_softmax_row(ak_.data(), K, K);
       for (Index k = 0; k < K; ++k) a_(b, kept(k)) = ak_(k);
@@ -285,6 +294,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S> v_, dv_;               // bahdanau: v (F, 1)
   Matrix<S> Wc_, dWc_;             // (2F, units)
   Matrix<S> a_;                    // (B, T) attention weights of the last forward
+  Matrix<S> z_;                    // (B, T) their scores before the softmax (0 at masked steps)
   Matrix<S> pre_;                  // (B, 2F) [c; q] of the last forward
   Matrix<S> u_;                    // (B, F) luong: W q; bahdanau: q W1
   Matrix<S> E_;                    // (B*T, F) bahdanau: tanh(x_s W2 + q W1) at kept steps

@@ -6,7 +6,7 @@
 //   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
 // Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
 //   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
-//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also input_grad()); dxkv is key_input_grad().
+//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also query_input_grad()); dxkv is key_input_grad().
 //   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
 //   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
 //   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
@@ -225,56 +225,33 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                             Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");  // before the key/value pointers are set
-    this->check_input(xq, mq);
-    check_key_input(xq, xkv, mkv);
-    if (value_features_ != key_features_)
-      detail::throw_config(describe(), ": value_features (", value_features_, ") differs from key_features (",
-                           key_features_, "): call forward(xq, mq, xk, xv, mkv, mode) with separate key and value ",
-                           "inputs");
-    CrossScope scope(*this, xkv, mkv);
-    return this->forward_entered(xq, mq, mode);
+    return cross_forward_entered(xq, mq, xkv, nullptr, mkv, mode);
   }
   // Cross-attention with separate key and value inputs (torch's kdim != vdim): xk (B, Tk, key_features), xv (B, Tk,
   // value_features), both masked by mkv -> y (B, Tq, output_features).
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                             const Mask& mkv, Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");
-    this->check_input(xq, mq);
-    check_key_input(xq, xk, mkv);
-    check_value_input(xk, xv);
-    CrossScope scope(*this, xk, mkv, &xv);
-    return this->forward_entered(xq, mq, mode);
+    return cross_forward_entered(xq, mq, xk, &xv, mkv, mode);
   }
   // Follows forward(xq, mq, xk, xv, mkv) with the same inputs. Returns dxq; dxk is key_input_grad(), dxv
   // value_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                                    const Mask& mkv, const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
-    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
-    if (xk.dimensions() != kv_dims_ || xv.dimensions() != v_dims_ || !last_split_)
-      detail::throw_shape(describe(), ": backward key and value inputs expected ",
-                          shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]), " and ",
-                          last_split_ ? shape_string(v_dims_[0], v_dims_[1], v_dims_[2]) : std::string("none"),
-                          " (the inputs of the last forward) but got ", shape_string(xk), " and ", shape_string(xv));
-    mkv.check(xk.dimension(0), xk.dimension(1), describe() + " key/value");
-    CrossScope scope(*this, xk, mkv, &xv);
-    return this->backward_entered(xq, mq, dy);
+    return cross_backward_entered(xq, mq, xk, &xv, mkv, dy);
   }
   // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                                    const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
-    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
-    if (last_split_)
-      detail::throw_shape(describe(), ": backward_cross(xq, mq, xkv, mkv, dy) after a forward with separate key and ",
-                          "value inputs; call backward_cross(xq, mq, xk, xv, mkv, dy)");
-    if (xkv.dimensions() != kv_dims_)
-      detail::throw_shape(describe(), ": backward key/value input expected ",
-                          shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]),
-                          " (the shape of the last forward) but got ", shape_string(xkv));
-    mkv.check(xkv.dimension(0), xkv.dimension(1), describe() + " key/value");
-    CrossScope scope(*this, xkv, mkv);
-    return this->backward_entered(xq, mq, dy);
+    return cross_backward_entered(xq, mq, xkv, nullptr, mkv, dy);
+  }
+  // As a graph node (core/layer.hpp, "Several inputs"): inputs (query), (query, keys and values) or (query, keys,
+  // values), the calls above; input_grad(1) is key_input_grad(), input_grad(2) value_input_grad().
+  Index max_inputs() const override { return 3; }
+  Index input_features(Index i, Index /*count*/) const override {
+    return i == 0 ? this->in_features() : i == 1 ? key_features_ : i == 2 ? value_features_ : -1;
   }
 
   Index out_features() const override { return out_features_; }
@@ -417,6 +394,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
   // query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
   // above memory_limit()) and kept until the next forward.
+  // Deprecated (CHANGELOG): use attention_map(b, h) or attention_band(); removed in the next release.
   const Tensor3<S>& attention() const {
     check_need_weights("attention()");
     if (!windowed()) return attention_;
@@ -486,6 +464,8 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
   bool has_attention_mask() const { return mask_rows_ > 0; }
 
+  // dxq of the last backward or backward_cross, (B, Tq, in_features): input_grad() under the cross-attention name.
+  const Tensor3<S>& query_input_grad() const { return this->input_grad(); }
   // dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
   // dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
@@ -874,6 +854,62 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   using ConstHeadMap = detail::mha::ConstHeadMap<S>;
 
   // Points the layer at the key/value input of a cross-attention call for its duration.
+  // The cross-attention calls after enter(); xv null: one key/value input.
+  const Tensor3<S>& cross_forward_entered(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk,
+                                          const Tensor3<S>* xv, const Mask& mkv, Mode mode) {
+    this->check_input(xq, mq);
+    check_key_input(xq, xk, mkv);
+    if (xv) {
+      check_value_input(xk, *xv);
+    } else if (value_features_ != key_features_) {
+      detail::throw_config(describe(), ": value_features (", value_features_, ") differs from key_features (",
+                           key_features_, "): call forward(xq, mq, xk, xv, mkv, mode) with separate key and value ",
+                           "inputs");
+    }
+    CrossScope scope(*this, xk, mkv, xv);
+    return this->forward_entered(xq, mq, mode);
+  }
+  const Tensor3<S>& cross_backward_entered(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk,
+                                           const Tensor3<S>* xv, const Mask& mkv, const Tensor3<S>& dy) {
+    if (!last_cross_) detail::throw_shape(describe(), ": backward_cross called after a self-attention forward");
+    if (xv) {
+      if (xk.dimensions() != kv_dims_ || xv->dimensions() != v_dims_ || !last_split_)
+        detail::throw_shape(describe(), ": backward key and value inputs expected ",
+                            shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]), " and ",
+                            last_split_ ? shape_string(v_dims_[0], v_dims_[1], v_dims_[2]) : std::string("none"),
+                            " (the inputs of the last forward) but got ", shape_string(xk), " and ",
+                            shape_string(*xv));
+    } else {
+      if (last_split_)
+        detail::throw_shape(describe(), ": backward_cross(xq, mq, xkv, mkv, dy) after a forward with separate key ",
+                            "and value inputs; call backward_cross(xq, mq, xk, xv, mkv, dy)");
+      if (xk.dimensions() != kv_dims_)
+        detail::throw_shape(describe(), ": backward key/value input expected ",
+                            shape_string(kv_dims_[0], kv_dims_[1], kv_dims_[2]),
+                            " (the shape of the last forward) but got ", shape_string(xk));
+    }
+    mkv.check(xk.dimension(0), xk.dimension(1), describe() + " key/value");
+    CrossScope scope(*this, xk, mkv, xv);
+    return this->backward_entered(xq, mq, dy);
+  }
+  // The graph-node calls with 2 or 3 inputs (core/layer.hpp): the cross-attention above.
+  const Tensor3<S>& forward_inputs_entered(const LayerInputs<S>& in, Mode mode) override {
+    if (in.size() == 3 && !(*in[2].mask == *in[1].mask))
+      detail::throw_shape(describe(), ": keys and values share one mask (input 1's); input 2 has another");
+    return cross_forward_entered(*in[0].x, *in[0].mask, *in[1].x, in.size() == 3 ? in[2].x : nullptr, *in[1].mask,
+                                 mode);
+  }
+  void backward_inputs_entered(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
+    if (in.size() == 3 && !(*in[2].mask == *in[1].mask))
+      detail::throw_shape(describe(), ": keys and values share one mask (input 1's); input 2 has another");
+    cross_backward_entered(*in[0].x, *in[0].mask, *in[1].x, in.size() == 3 ? in[2].x : nullptr, *in[1].mask, dy);
+  }
+  const Tensor3<S>& extra_input_grad(Index i) const override {
+    if (i == 1 && last_cross_) return dkv_;
+    if (i == 2 && last_cross_ && last_split_) return dv_in_;
+    detail::throw_usage(describe(), ": input_grad(", i, ") but the last backward had no input ", i);
+  }
+
   struct CrossScope {
     CrossScope(MultiHeadAttention& layer, const Tensor3<S>& xkv, const Mask& mkv, const Tensor3<S>* xv = nullptr)
         : layer_(layer) {

@@ -47,6 +47,7 @@
 #include "seqattn/layers/layer_norm.hpp"
 #include "seqattn/layers/lstm.hpp"
 #include "seqattn/layers/masking.hpp"
+#include "seqattn/layers/merge.hpp"
 #include "seqattn/layers/multi_head.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/pooling.hpp"
@@ -159,6 +160,8 @@ class LayerRegistry {
     add_leaf<TransformerEncoderBlock<S>>("TransformerEncoderBlock");
     add_leaf<TransformerDecoderBlock<S>>("TransformerDecoderBlock");
     add_leaf<Masking<S>>("Masking");
+    add_leaf<Merge<S>>("Merge");
+    add_leaf<Concatenate<S>>("Concatenate");
     add_leaf<KerasPaddingAttention<S>>("KerasPaddingAttention");
     factories_["Bidirectional"] = &Bidirectional<S>::from_config;
     factories_["Residual"] = &Residual<S>::from_config;

@@ -165,4 +165,59 @@ inline GradCheckResult check_layer_gradients(Layer<double>& layer, Tensor3<doubl
   return result;
 }
 
+// check_layer_gradients for a call with several inputs (core/layer.hpp, "Several inputs": merges, cross-attention,
+// graphs): every input ("x0", "x1", ...) and parameter, and the backward contract (input gradients overwritten,
+// parameter gradients accumulated).
+inline GradCheckResult check_inputs_gradients(Layer<double>& layer, std::vector<Tensor3<double>> xs,
+                                              std::vector<Mask> masks = {},
+                                              const GradCheckOptions& options = GradCheckOptions()) {
+  masks.resize(xs.size());
+  LayerInputs<double> inputs;
+  for (std::size_t i = 0; i < xs.size(); ++i) inputs.push_back({&xs[i], &masks[i]});
+  const Tensor3<double>& y0 = layer.forward(inputs, options.mode);
+  const Tensor3<double> R = random_tensor(y0.dimension(0), y0.dimension(1), y0.dimension(2), options.seed + 1);
+  auto loss = [&]() {
+    const Tensor3<double>& y = layer.forward(inputs, options.mode);
+    double l = layer.regularization_loss();
+    for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * R.data()[i];
+    return l;
+  };
+  loss();
+  layer.zero_grad();
+  layer.backward(inputs, R);
+  std::vector<Tensor3<double>> dxs;
+  for (std::size_t i = 0; i < xs.size(); ++i) dxs.push_back(layer.input_grad(Index(i)));
+  ParamList<double> params = layer.params();
+  std::vector<std::vector<double>> grads;
+  for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
+  std::vector<GradTarget> targets;
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    targets.push_back({"x" + std::to_string(i), xs[i].data(), dxs[i].data(), xs[i].size()});
+  for (size_t k = 0; k < params.size(); ++k)
+    targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
+  GradCheckResult result = check_gradients(loss, targets, options);
+
+  loss();
+  layer.zero_grad();
+  layer.backward(inputs, R);
+  layer.backward(inputs, R);
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const Tensor3<double>& dx2 = layer.input_grad(Index(i));
+    for (Index j = 0; j < dx2.size(); ++j)
+      if (std::abs(dx2.data()[j] - dxs[i].data()[j]) > 1e-12 * (1.0 + std::abs(dxs[i].data()[j]))) {
+        result.contract_failures.push_back("input " + std::to_string(i) +
+                                           " gradient changed on a second backward (must be overwritten)");
+        break;
+      }
+  }
+  for (size_t k = 0; k < params.size(); ++k)
+    for (Index i = 0; i < params[k].size(); ++i)
+      if (std::abs(params[k].grad[i] - 2.0 * grads[k][i]) > 1e-10 * (1.0 + std::abs(grads[k][i]))) {
+        result.contract_failures.push_back(params[k].name + " gradient not accumulated by a second backward");
+        break;
+      }
+  layer.zero_grad();
+  return result;
+}
+
 }  // namespace seqattn::testing
