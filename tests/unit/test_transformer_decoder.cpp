@@ -280,7 +280,7 @@ TEST(TransformerDecoder, SingleInputCallsAndShapeErrorsNameTheBlock) {
       for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
     }
   };
-  expect_error([&] { block.forward(x, Mask()); }, {name, "needs a memory input", "forward(x, mx, memory, mm"}, true);
+  expect_error([&] { block.forward(x, Mask()); }, {name, "takes 2 or more inputs", "forward(inputs, mode)"}, true);
   block.forward(x, Mask(), memory, Mask());
   expect_error([&] { block.backward(x, Mask(), x); }, {name, "needs a memory input"}, true);
   expect_error([&] { block.forward(x, Mask(), random_tensor(3, 6, 3, 4), Mask()); },

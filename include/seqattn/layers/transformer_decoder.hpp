@@ -16,7 +16,9 @@
 // `causal`, tgt_key_padding_mask and memory_key_padding_mask from the masks (tests/reference/gen_transformer_decoder.py
 // checks it).
 // Calls (the cross-attention API of MultiHeadAttention; the single-input forward(x, mask) and backward(x, mask, dy)
-// of Layer throw ConfigError: the block needs its memory):
+// of Layer throw ConfigError: the block needs its memory). As a Graph node (model/graph.hpp) it takes the inputs
+// (targets, memory): forward(LayerInputs) and backward(LayerInputs, dy) are the calls below, input_grad(1) is
+// memory_grad():
 //   forward(x, mx, memory, mm, mode)   x (B, T, d) targets masked by mx, memory (B, Tm, memory_features) masked by mm
 //                                      -> y (B, T, d)
 //   backward(x, mx, memory, mm, dy)    follows that forward with the same inputs; returns dx (B, T, d), OVERWRITES
@@ -100,6 +102,26 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory, const Mask& mm,
                             Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");  // before the memory pointers are set
+    return memory_forward_entered(x, mx, memory, mm, mode);
+  }
+  // Follows forward(x, mx, memory, mm, mode) with the same inputs; dy (B, T, d) -> dx (B, T, d); memory_grad() is
+  // dmemory (B, Tm, memory_features).
+  const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory, const Mask& mm,
+                             const Tensor3<S>& dy) {
+    const detail::InUseGuard in_use = this->enter("backward");
+    return memory_backward_entered(x, mx, memory, mm, dy);
+  }
+  // As a graph node (core/layer.hpp, "Several inputs"): inputs (targets, memory), the calls above; input_grad(1) is
+  // memory_grad(). forward(x, mask) refuses (ConfigError: it takes 2 inputs).
+  Index min_inputs() const override { return 2; }
+  Index max_inputs() const override { return 2; }
+  Index input_features(Index i, Index) const override {
+    return i == 0 ? this->in_features() : i == 1 ? memory_features() : -1;
+  }
+
+ private:
+  const Tensor3<S>& memory_forward_entered(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory,
+                                           const Mask& mm, Mode mode) {
     this->check_input(x, mx);
     check_memory_input(x, memory, mm);
     MemoryScope scope(*this, memory, mm);
@@ -109,11 +131,8 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     has_memory_forward_ = true;
     return y;
   }
-  // Follows forward(x, mx, memory, mm, mode) with the same inputs; dy (B, T, d) -> dx (B, T, d); memory_grad() is
-  // dmemory (B, Tm, memory_features).
-  const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory, const Mask& mm,
-                             const Tensor3<S>& dy) {
-    const detail::InUseGuard in_use = this->enter("backward");
+  const Tensor3<S>& memory_backward_entered(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory,
+                                            const Mask& mm, const Tensor3<S>& dy) {
     if (!has_memory_forward_) detail::throw_shape(describe(), ": backward called before forward");
     if (memory.dimensions() != memory_dims_)
       detail::throw_shape(describe(), ": backward memory expected ",
@@ -123,6 +142,18 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     MemoryScope scope(*this, memory, mm);
     return this->backward_entered(x, mx, dy);
   }
+  const Tensor3<S>& forward_inputs_entered(const LayerInputs<S>& in, Mode mode) override {
+    return memory_forward_entered(*in[0].x, *in[0].mask, *in[1].x, *in[1].mask, mode);
+  }
+  void backward_inputs_entered(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
+    memory_backward_entered(*in[0].x, *in[0].mask, *in[1].x, *in[1].mask, dy);
+  }
+  const Tensor3<S>& extra_input_grad(Index i) const override {
+    if (i == 1) return memory_grad();
+    detail::throw_usage(describe(), ": input_grad(", i, ") but the block has 2 inputs");
+  }
+
+ public:
   // dmemory of the last backward, (B, Tm, memory_features): 0 at padded and masked memory steps.
   const Tensor3<S>& memory_grad() const { return cross_mha_.key_input_grad(); }
 
