@@ -74,7 +74,9 @@ TYPED_TEST(MeanAbsoluteErrorReference, MatchesPyTorchL1Loss) {
     ASSERT_EQ(mae.grad().dimensions(), g.dimensions());
     for (Index i = 0; i < g.size(); ++i) {
       worst = std::max(worst, std::abs(static_cast<double>(mae.grad().data()[i] - g.data()[i])));
-      if (g.data()[i] == S(0)) EXPECT_EQ(mae.grad().data()[i], S(0)) << suffix << " " << i;  // ties and padding
+      if (g.data()[i] == S(0)) {  // ties and padding
+        EXPECT_EQ(mae.grad().data()[i], S(0)) << suffix << " " << i;
+      }
     }
   }
   EXPECT_LT(worst, tol);
