@@ -8,6 +8,7 @@
 //                                                         // cannot be saved (no config(), not registered)
 //   Sequential<float> m = load_model<float>("model.sqm"); // validates everything, then builds and loads
 //   save_model(model, out_stream);  load_model<float>(in_stream);
+//   save_model(graph, "graph.sqm"); Graph<float> g = load_graph<float>("graph.sqm");   // a Graph at the root
 //   load_model<double>("model.sqm")                       // a float32 file loads into a double model (and the
 //                                                         // reverse): values converted (double -> float rounds to
 //                                                         // nearest; a value beyond float's range is refused as Inf)
@@ -49,6 +50,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -62,6 +64,7 @@
 #include "seqattn/io/detail/tensor_records.hpp"
 #include "seqattn/io/errors.hpp"
 #include "seqattn/io/weights.hpp"
+#include "seqattn/model/graph.hpp"
 #include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 
@@ -170,8 +173,9 @@ void check_registered(const Config& c, const std::string& who) {
   for (const Config& e : c.elements()) check_registered<S>(e, who);
 }
 
+// model: a Sequential<S> or a Graph<S> (the root of the architecture).
 template <class S>
-std::vector<unsigned char> encode(Sequential<S>& model, const WeightsOptions& options, const std::string& who) {
+std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options, const std::string& who) {
   Config entry;
   try {
     entry = layer_entry(model);
@@ -211,8 +215,9 @@ inline std::uint64_t check_header(const std::vector<unsigned char>& b, std::uint
       .total;
 }
 
-template <class S>
-Sequential<S> decode(const std::vector<unsigned char>& bytes, const WeightsOptions& options, const std::string& who) {
+// Model: Sequential<S> or Graph<S>, whose class_name the architecture's root must have.
+template <class S, class Model = Sequential<S>>
+Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& options, const std::string& who) {
   const std::size_t n = bytes.size();
   const FrameHeader header =
       check_frame_header(bytes.data(), n, n, kMagic, "seqattn model file", kVersion, 0, "", kMinFileSize, who);
@@ -251,8 +256,10 @@ Sequential<S> decode(const std::vector<unsigned char>& bytes, const WeightsOptio
     const Config& entry = top.get("model");
     top.finish();
     const Config* type = entry.find("class_name");
-    if (!type || type->kind() != Config::Kind::String || type->as_string() != "Sequential")
-      throw_config("architecture: 'model' expected a Sequential but got ", entry.dump(80));
+    const std::string root = std::is_same<Model, Graph<S>>::value ? "Graph" : "Sequential";
+    if (!type || type->kind() != Config::Kind::String || type->as_string() != root)
+      throw_config("architecture: 'model' expected a ", root, " but got ", entry.dump(80),
+                   root == "Graph" ? " (load_model reads a Sequential)" : " (load_graph reads a Graph)");
     const ScopedParameterBudget scope(budget, "the tensors of the model file justify (a corrupt size?)");
     built = build_layer<S>(entry, static_cast<Index>(in_features));
   } catch (const MemoryError& e) {
@@ -260,9 +267,9 @@ Sequential<S> decode(const std::vector<unsigned char>& bytes, const WeightsOptio
   } catch (const Error& e) {
     throw_format(who, ": ", e.what());
   }
-  auto* sequential = dynamic_cast<Sequential<S>*>(built.get());
-  if (!sequential) throw_format(who, ": the class registered as \"Sequential\" built ", built->describe());
-  Sequential<S> model = std::move(*sequential);
+  auto* typed = dynamic_cast<Model*>(built.get());
+  if (!typed) throw_format(who, ": the class registered as its root built ", built->describe());
+  Model model = std::move(*typed);
   tensor_records::apply_records(model, records, width, options.allow_non_finite(), who);
   return model;
 }
@@ -309,6 +316,41 @@ Sequential<S> load_model(const std::string& path, const WeightsOptions& options 
       path, mf::kHeaderSize,
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
   return mf::decode<S>(bytes, options, who);
+}
+
+// Graphs (model/graph.hpp): the same file format with a Graph at the root; the header's input feature count is the
+// graph's first input's. save_model(graph, ...) writes one, load_graph<S>(...) reads one (load_model refuses it,
+// and the reverse, saying which to call).
+template <class S>
+void save_model(Graph<S>& model, std::ostream& out, const WeightsOptions& options = WeightsOptions()) {
+  const auto bytes = detail::model_format::encode<S>(model, options, "save_model(stream)");
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.flush();
+  if (!out) detail::throw_file("save_model(stream): writing ", bytes.size(), " bytes failed");
+}
+template <class S>
+void save_model(Graph<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  const std::string who = "save_model(" + path + ")";
+  const auto bytes = detail::model_format::encode<S>(model, options, who);
+  detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
+}
+template <class S>
+Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOptions()) {
+  namespace mf = detail::model_format;
+  const std::string who = "load_graph(stream)";
+  const auto bytes = detail::read_framed(
+      in, mf::kHeaderSize,
+      [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); });
+  return mf::decode<S, Graph<S>>(bytes, options, who);
+}
+template <class S>
+Graph<S> load_graph(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  namespace mf = detail::model_format;
+  const std::string who = "load_graph(" + path + ")";
+  const auto bytes = detail::read_framed(
+      path, mf::kHeaderSize,
+      [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
+  return mf::decode<S, Graph<S>>(bytes, options, who);
 }
 
 }  // namespace seqattn

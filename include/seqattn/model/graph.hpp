@@ -28,7 +28,8 @@
 // A Graph is a Layer<S> with as many inputs as it declares (min_inputs() == max_inputs()), so graphs nest in
 // graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
 // output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
-// params()/buffers() are named "<node>.<layer's name>": "proj.W", "enc.0.dense.W". summary(T) lists every node,
+// params()/buffers() are named "<node>.<layer's name>": "proj.W", "enc.0.dense.W". Model files: config() and
+// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. summary(T) lists every node,
 // its layer, its inputs, its output shape and parameter count. Buffers (copies, masks, gradients) are resized only
 // when a shape changes.
 
@@ -217,7 +218,9 @@ class Graph final : public Layer<S> {
   GraphNode node(const std::string& name) const {
     for (std::size_t k = 0; k < nodes_.size(); ++k)
       if (nodes_[k].name == name) return GraphNode{Index(k)};
-    detail::throw_config("Graph: no node named '", name, "'");
+    std::string known;
+    for (const Node& n : nodes_) known += (known.empty() ? "" : ", ") + n.name;
+    detail::throw_config("Graph: no node named '", name, "' (nodes: ", known, ")");
   }
   const std::string& node_name(GraphNode n) const { return nodes_.at(static_cast<std::size_t>(n.index)).name; }
   Layer<S>* node_layer(GraphNode n) { return nodes_.at(static_cast<std::size_t>(n.index)).layer.get(); }
@@ -290,6 +293,94 @@ class Graph final : public Layer<S> {
   }
 
   std::string name() const override { return "graph"; }
+  std::string class_name() const override { return "Graph"; }
+  // {"inputs": [{"name", "features"}], "nodes": [{"name", "inputs": [names], "layer": layer_entry} or {"name",
+  // "inputs", "shares": owner name}], "outputs": [names]}: what a model file stores (io/model_file.hpp; the
+  // registry builds it, model/layer_registry.hpp).
+  Config config() const override {
+    Config inputs = Config::array(), nodes = Config::array(), outputs = Config::array();
+    for (const Node& n : nodes_) {
+      Config entry = Config::object();
+      entry.set("name", n.name);
+      if (!n.layer) {
+        entry.set("features", n.features);
+        inputs.push_back(std::move(entry));
+        continue;
+      }
+      Config from = Config::array();
+      for (Index i : n.inputs) from.push_back(Config(nodes_[static_cast<std::size_t>(i)].name));
+      entry.set("inputs", std::move(from));
+      if (n.owner >= 0) {
+        entry.set("shares", nodes_[static_cast<std::size_t>(n.owner)].name);
+      } else {
+        entry.set("layer", layer_entry(*n.layer));
+      }
+      nodes.push_back(std::move(entry));
+    }
+    for (Index o : outputs_) outputs.push_back(Config(nodes_[static_cast<std::size_t>(o)].name));
+    Config c = Config::object();
+    c.set("inputs", std::move(inputs));
+    c.set("nodes", std::move(nodes));
+    c.set("outputs", std::move(outputs));
+    return c;
+  }
+  // Rebuilds a graph from config(), each node's layer with `build` for the features of its first input; the
+  // graph's first input must have `in_features` features. ConfigError naming the node for an unknown input name.
+  static Graph from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
+    ConfigReader r(config, "Graph config");
+    const Config& inputs = r.get("inputs");
+    const Config& nodes = r.get("nodes");
+    const Config& outputs = r.get("outputs");
+    r.finish();
+    if (!inputs.is_array() || inputs.size() == 0) r.fail("inputs", "a non-empty array of inputs", inputs);
+    if (!nodes.is_array()) r.fail("nodes", "an array of nodes", nodes);
+    if (!outputs.is_array() || outputs.size() == 0) r.fail("outputs", "a non-empty array of node names", outputs);
+    std::vector<GraphInput> declared;
+    for (const Config& in : inputs.elements()) {
+      ConfigReader ri(in, "Graph config input");
+      GraphInput gi{ri.read<std::string>("name"), ri.read_size("features")};
+      ri.finish();
+      declared.push_back(std::move(gi));
+    }
+    if (declared[0].features != in_features)
+      detail::throw_config("Graph config: input '", declared[0].name, "' has ", declared[0].features,
+                           " features but the entry says ", in_features);
+    Graph graph(std::move(declared));
+    const auto find = [&graph](const Config& name, const std::string& who) {
+      if (name.kind() != Config::Kind::String) detail::throw_config("Graph config: node '", who, "' names an input that is not a string");
+      return graph.node(name.as_string());
+    };
+    for (const Config& entry : nodes.elements()) {
+      ConfigReader rn(entry, "Graph config node");
+      const std::string name = rn.read<std::string>("name");
+      const Config& from = rn.get("inputs");
+      if (!from.is_array() || from.size() == 0) rn.fail("inputs", "a non-empty array of node names", from);
+      std::vector<GraphNode> sources;
+      for (const Config& s : from.elements()) sources.push_back(find(s, name));
+      if (rn.has("shares")) {
+        const GraphNode owner = find(rn.get("shares"), name);
+        rn.finish();
+        graph.add_shared(name, owner, std::move(sources));
+        continue;
+      }
+      const Config& layer_config = rn.get("layer");
+      rn.finish();
+      std::unique_ptr<Layer<S>> layer;
+      try {
+        layer = build(layer_config, graph.nodes_[static_cast<std::size_t>(sources[0].index)].features);
+      } catch (const MemoryError& e) {
+        throw MemoryError(detail::cat("Graph node '", name, "': ", e.what()));
+      } catch (const Error& e) {
+        detail::throw_config("Graph node '", name, "': ", e.what());
+      }
+      graph.add(name, std::move(layer), std::move(sources));
+    }
+    std::vector<GraphNode> outs;
+    for (const Config& o : outputs.elements()) outs.push_back(find(o, "outputs"));
+    graph.set_outputs(std::move(outs));
+    graph.check();
+    return graph;
+  }
   std::string describe() const override {
     return detail::cat("Graph(inputs=", input_nodes_.size(), ", nodes=", nodes_.size() - input_nodes_.size(),
                        ", outputs=", outputs_.size(), ")");

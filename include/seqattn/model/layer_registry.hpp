@@ -60,6 +60,7 @@
 #include "seqattn/layers/temporal_attention.hpp"
 #include "seqattn/layers/transformer_decoder.hpp"
 #include "seqattn/layers/transformer_encoder.hpp"
+#include "seqattn/model/graph.hpp"
 #include "seqattn/model/sequential.hpp"
 
 namespace seqattn {
@@ -166,6 +167,9 @@ class LayerRegistry {
     factories_["Bidirectional"] = &Bidirectional<S>::from_config;
     factories_["Residual"] = &Residual<S>::from_config;
     factories_["MultiHead"] = &MultiHead<S>::from_config;
+    factories_["Graph"] = [](Index in, const Config& config, const LayerBuilder<S>& build) {
+      return std::unique_ptr<Layer<S>>(std::make_unique<Graph<S>>(Graph<S>::from_config(in, config, build)));
+    };
     factories_["Sequential"] = [](Index in, const Config& config, const LayerBuilder<S>& build) {
       return std::unique_ptr<Layer<S>>(std::make_unique<Sequential<S>>(Sequential<S>::from_config(in, config, build)));
     };
