@@ -242,12 +242,14 @@ inline Dataset parse_ucr_text(const std::string& text, const std::string& name,
     if (line.empty()) continue;
     const std::string where = name + ":" + std::to_string(n + 1) + ": ";
     const auto fields = line.find(',') != std::string::npos ? split_on(line, ',') : split_whitespace(line);
-    if (fields.front().empty()) throw DataError(where + "the class label (first field) is empty");
-    if (is_missing(fields.front())) throw DataError(where + "the class label (first field) is missing");
+    // the label as canonical_label reads it: without byte-order marks at its ends (split_whitespace keeps them;
+    // "1.5<U+FEFF>" is the number 1.5, not a text class)
+    const std::string label = trim(fields.front());
+    if (label.empty()) throw DataError(where + "the class label (first field) is empty");
+    if (is_missing(label)) throw DataError(where + "the class label (first field) is missing");
     double label_value = 0;
-    if (parse_number(fields.front(), label_value) &&
-        !(std::isfinite(label_value) && label_value == std::floor(label_value)))
-      throw DataError(where + "the first column must be the class label, but '" + fields.front() +
+    if (parse_number(label, label_value) && !(std::isfinite(label_value) && label_value == std::floor(label_value)))
+      throw DataError(where + "the first column must be the class label, but '" + label +
                       "' is not a whole number (does the file have a label column?)");
     if (fields.size() < 2) throw DataError(where + "no values after the class label '" + fields.front() + "'");
     Record r{canonical_label(fields.front()), {parse_values(fields, 1, where, "value")}, static_cast<Index>(n + 1)};

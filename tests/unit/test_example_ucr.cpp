@@ -205,6 +205,10 @@ TEST(ExampleUcr, RefusesAFileWithoutALabelColumn) {
   EXPECT_EQ(error_of("1.5e+00 2 3\n", "a.txt"),
             "a.txt:1: the first column must be the class label, but '1.5e+00' is not a whole number (does the file "
             "have a label column?)");
+  // fuzz_ucr found it: a byte-order mark glued to a fractional label (whitespace-separated) hid the number
+  EXPECT_EQ(error_of("1\t0.5\n1.0001\xEF\xBB\xBF\t\t1e3\t4\n", "bom.tsv"),
+            "bom.tsv:2: the first column must be the class label, but '1.0001' is not a whole number (does the file "
+            "have a label column?)");
   EXPECT_EQ(error_of("inf,1,2\n"),
             "data.csv:1: the first column must be the class label, but 'inf' is not a whole number (does the file "
             "have a label column?)");
