@@ -22,6 +22,8 @@
 //   open_stream(B, options)  the layer's stream form (core/stream.hpp): B streams run step by step with the
 //                            state they carry, reading this layer's weights in place; a layer that cannot
 //                            stream keeps the default, which throws ConfigError naming it and why.
+//                            open_inputs_stream(B, options, k): the same for a call with k inputs (input 0 steps,
+//                            the others are the stream's context; merges step all of them).
 //   supports_step_masks()    true when the layer honors step masks (core/mask.hpp: holes, left padding): masked
 //                            steps never change outputs at kept steps, attention gives masked keys weight 0,
 //                            recurrent layers carry their state across them. forward and backward refuse a
@@ -195,6 +197,16 @@ class Layer {
   // model/stream.hpp is the user-facing object). Layers that read later steps cannot stream: ConfigError.
   virtual std::unique_ptr<LayerStream<S>> open_stream(Index /*batch*/, const StreamOptions& /*options*/) const {
     detail::throw_config(describe(), ": cannot be streamed: ", stream_refusal());
+  }
+  // The stream form of a call with `inputs` inputs (core/stream.hpp, "Several inputs"): input 0 steps and the
+  // others are the stream's context, or, for the merges, every input steps. One input: open_stream.
+  virtual std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
+                                                            Index inputs) const {
+    if (inputs < min_inputs() || inputs > max_inputs())
+      detail::throw_config(describe(), ": cannot be streamed with ", inputs, " inputs: it takes ", min_inputs(),
+                           " to ", max_inputs());
+    if (inputs == 1) return open_stream(batch, options);
+    detail::throw_config(describe(), ": cannot be streamed with ", inputs, " inputs: ", stream_refusal());
   }
   // Why open_stream refuses this layer (ends the ConfigError message); layers that stream for some options
   // only override it with the reason for the others.

@@ -26,6 +26,20 @@
 // A layer that cannot stream (it reads later steps, or one of its options does) keeps Layer's default
 // open_stream, which throws ConfigError naming the layer and why; Sequential adds the layer's index.
 // step() may allocate only when n or the state's capacity grows; a steady stream allocates nothing.
+//
+// Several inputs (core/layer.hpp, "Several inputs"): Layer::open_inputs_stream(B, options, k) opens the stream of
+// a call with k inputs (k == 1: open_stream). It streams in one of two ways:
+//   context      (the default) input 0 steps; inputs 1 .. k-1 are the stream's CONTEXT, whole sequences fixed
+//                while the streams step (the memory of cross-attention: MultiHeadAttention with 2 or 3 inputs,
+//                TransformerDecoderBlock). set_context(context) (context[i] is input i + 1, (B, Tm, F) with its
+//                mask) must come before the first step and may come again at any time (a new memory: the carried
+//                state is kept, reset the streams that start new sequences); the stream copies what it needs (the
+//                cross-attention projects the keys and values once). context_inputs() says how many it takes. The
+//                context is not carried state: after load_state, set it again.
+//   all inputs   steps_all_inputs(): every input steps together, row for row (the merges: Merge, Concatenate);
+//                step_inputs({&x0, &x1, ...}, start, y), each (B, n, F_i).
+// A graph (model/graph.hpp) streams its input 0; its other inputs are the context (nodes that read only the
+// context run once per set_context).
 
 #include <algorithm>
 #include <cstddef>
@@ -35,6 +49,7 @@
 #include <vector>
 
 #include "seqattn/core/errors.hpp"
+#include "seqattn/core/layer_inputs.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/tensor.hpp"
 
@@ -81,6 +96,20 @@ class LayerStream {
   virtual Index max_steps() const { return kUnlimitedSteps; }
   virtual bool per_step() const { return false; }
   virtual bool pools_time() const { return false; }
+
+  // Several inputs (above): the context inputs 1 .. k-1 (context[i] is input i + 1) for every stream.
+  virtual void set_context(const LayerInputs<S>& /*context*/) {
+    detail::throw_usage("set_context: this stream takes no context (one input, or every input steps)");
+  }
+  virtual Index context_inputs() const { return 0; }
+  // Merges: xs[i] (B, n, F_i) is input i's next n steps -> y (B, n, out_features).
+  virtual bool steps_all_inputs() const { return false; }
+  virtual void step_inputs(const std::vector<const Tensor3<S>*>& xs, const std::vector<Index>& start, Tensor3<S>& y) {
+    if (xs.size() != 1)
+      detail::throw_usage("step_inputs: this stream steps one input (its other inputs are its context) but got ",
+                          xs.size());
+    step(*xs[0], start, y);
+  }
 };
 
 // A stream whose output row depends on its input row only: step() is apply() over all B*n rows.

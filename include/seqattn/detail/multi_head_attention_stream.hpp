@@ -46,20 +46,84 @@ struct AttentionWeights {
   Activation output_activation = Activation::Linear;  // y = act(ctx Wo + bo)
 };
 
+// The attention of one query over cached keys and values, every head (streams: this file and
+// detail/multi_head_attention_cross_stream.hpp). K (hd, C) holds the keys transposed (feature d of slot c at d * C + c),
+// V (C, hd) the values; reserve(keys) before attend() with that many keys (allocates only when it grows).
+template <class S>
+class CachedHeadAttention {
+ public:
+  CachedHeadAttention(Index heads, Index head_size, Index rows) : heads_(heads), dh_(head_size) {
+    reserve(rows);
+    inv_sums_.resize(heads);
+  }
+  void reserve(Index keys) {
+    if (keys <= rows_) return;
+    rows_ = keys;
+    scores_.resize(heads_ * rows_);
+  }
+  // ctx (hd) = the attention of query q (hd) over the first `keys` slots of K and V (row stride C of K, hd of V):
+  // every head h: softmax(K_h^T q_h * scale) weighting the rows of V_h.
+  void attend(const S* K, const S* V, Index C, Index keys, const S* q, S* ctx, S scale) {
+    const Index hd = heads_ * dh_, dh = dh_, ldw = rows_;
+    for (Index h = 0; h < heads_; ++h) {
+      S* s = scores_.data() + h * ldw;
+      cached::head_scores<S>(q + h * dh, K + h * dh * C, C, dh, keys, scale, s);
+      inv_sums_[h] = S(1) / exp_shift_sum<S>(s, keys, row_max<S>(s, keys));
+    }
+    if (cached::fits_all_heads<S>(heads_, dh)) {  // one pass over the rows of V for every head
+      cached::weighted_rows_heads<S>(scores_.data(), ldw, keys, V, hd, heads_, dh, inv_sums_.data(), ctx);
+      return;
+    }
+    for (Index h = 0; h < heads_; ++h) {
+      const S* s = scores_.data() + h * ldw;
+      if (cached::supports_weighted_rows<S>(dh)) {
+        cached::weighted_rows<S>(s, keys, V + h * dh, hd, dh, inv_sums_[h], ctx + h * dh);
+      } else {  // heads that are not a whole number of packets: Eigen's product
+        using Block = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
+        const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
+        Eigen::Map<RowVector<S>> out(ctx + h * dh, dh);
+        out.noalias() = Eigen::Map<const RowVector<S>>(s, keys) * Vh;
+        out *= inv_sums_[h];
+      }
+    }
+  }
+
+ private:
+  Index heads_, dh_, rows_ = 0;
+  Vector<S> scores_;    // (H, rows_): the scores, then the weights, of one query for every head
+  Vector<S> inv_sums_;  // (H) 1 / the sum of each head's weights
+};
+
+// Z = act(X W + b) over all rows: a q, k or v projection of a stream.
+template <class S>
+void project_rows(const AttentionWeights<S>& w, const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& bias,
+                  Matrix<S>& Z) {
+  stream_product(Z, X, W);
+  if (w.use_bias) Z.rowwise() += bias.transpose();
+  activation_forward<S>(w.activation, Z, Z);
+}
+
+// y = act_o(ctx Wo + bo) over all rows: the output projection of a stream.
+template <class S>
+void project_output(const AttentionWeights<S>& w, const Matrix<S>& ctx, Tensor3<S>& y) {
+  MatrixMap<S> Y = as_matrix(y);
+  stream_product(Y, ctx, *w.Wo);
+  if (w.use_bias) Y.rowwise() += w.bo->transpose();
+  if (w.output_activation != Activation::Linear) activation_forward<S>(w.output_activation, Y, Y);
+}
+
 template <class S>
 class MultiHeadAttentionStream final : public LayerStream<S> {
  public:
   MultiHeadAttentionStream(const AttentionWeights<S>& w, Index batch, const StreamOptions& options,
                            const std::string& who)
-      : w_(w), max_history_(options.max_history()), who_(who) {
+      : w_(w), max_history_(options.max_history()), who_(who),
+        heads_(w.heads, w.head_size, w.window > 0 ? w.window : std::min<Index>(16, max_history_)) {
     const Index hd = w.heads * w.head_size;
     const Index rows = w.window > 0 ? w.window : std::min<Index>(16, max_history_);
     detail::checked_parameter<S>(who, "the key/value cache of a stream", {batch, rows, hd});
     zero_state(K_, batch, rows, hd);
     zero_state(V_, batch, rows, hd);
-    score_rows_ = w.window > 0 ? w.window : std::min<Index>(rows, max_history_);
-    scores_.resize(w.heads * score_rows_);
-    inv_sums_.resize(w.heads);
   }
 
   // x (B, n, in) -> y (B, n, out)
@@ -72,9 +136,9 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
     ensure_shape(k_, B * n, hd);
     ensure_shape(v_, B * n, hd);
     ensure_shape(ctx_, B * n, hd);
-    project(X, *w_.Wq, *w_.bq, q_);
-    project(X, *w_.Wk, *w_.bk, k_);
-    project(X, *w_.Wv, *w_.bv, v_);
+    project_rows(w_, X, *w_.Wq, *w_.bq, q_);
+    project_rows(w_, X, *w_.Wk, *w_.bk, k_);
+    project_rows(w_, X, *w_.Wv, *w_.bv, v_);
     const S scale = S(1) / std::sqrt(static_cast<S>(dh));
     for (Index b = 0; b < B; ++b) {
       S* K = K_.data() + b * C * hd;
@@ -85,17 +149,11 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
         for (Index d = 0; d < hd; ++d) K[d * C + slot] = k_(r, d);  // keys transposed: row d, column slot
         std::copy(&v_(r, 0), &v_(r, 0) + hd, V + slot * hd);
         const Index keys = std::min<Index>(p + 1, C);
-        if (score_rows_ < keys) {  // a growing cache grew: room for every head's scores (allocates only then)
-          score_rows_ = C;
-          scores_.resize(w_.heads * C);
-        }
-        attend(K, V, C, keys, &q_(r, 0), &ctx_(r, 0), scale);
+        heads_.reserve(C);  // a growing cache grew: room for every head's scores (allocates only then)
+        heads_.attend(K, V, C, keys, &q_(r, 0), &ctx_(r, 0), scale);
       }
     }
-    MatrixMap<S> Y = as_matrix(y);
-    stream_product(Y, ctx_, *w_.Wo);
-    if (w_.use_bias) Y.rowwise() += w_.bo->transpose();
-    if (w_.output_activation != Activation::Linear) activation_forward<S>(w_.output_activation, Y, Y);
+    project_output(w_, ctx_, y);
   }
 
   void reset(Index b) override {
@@ -110,40 +168,6 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
   Index max_steps() const override { return w_.window > 0 ? kUnlimitedSteps : max_history_; }
 
  private:
-  // ctx (hd) = the attention of query q (hd) over the first `keys` slots of one stream's cache K (hd, C)
-  // (transposed) and V (C, hd), every head: softmax(K_h^T q_h * scale) weighting the rows of V_h.
-  void attend(const S* K, const S* V, Index C, Index keys, const S* q, S* ctx, S scale) {
-    const Index hd = w_.heads * w_.head_size, dh = w_.head_size, ldw = score_rows_;
-    for (Index h = 0; h < w_.heads; ++h) {
-      S* s = scores_.data() + h * ldw;
-      cached::head_scores<S>(q + h * dh, K + h * dh * C, C, dh, keys, scale, s);
-      inv_sums_[h] = S(1) / exp_shift_sum<S>(s, keys, row_max<S>(s, keys));
-    }
-    if (cached::fits_all_heads<S>(w_.heads, dh)) {  // one pass over the rows of V for every head
-      cached::weighted_rows_heads<S>(scores_.data(), ldw, keys, V, hd, w_.heads, dh, inv_sums_.data(), ctx);
-      return;
-    }
-    for (Index h = 0; h < w_.heads; ++h) {
-      const S* s = scores_.data() + h * ldw;
-      if (cached::supports_weighted_rows<S>(dh)) {
-        cached::weighted_rows<S>(s, keys, V + h * dh, hd, dh, inv_sums_[h], ctx + h * dh);
-      } else {  // heads that are not a whole number of packets: Eigen's product
-        using Block = Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>;
-        const Block Vh(V + h * dh, keys, dh, Eigen::OuterStride<>(hd));
-        Eigen::Map<RowVector<S>> out(ctx + h * dh, dh);
-        out.noalias() = Eigen::Map<const RowVector<S>>(s, keys) * Vh;
-        out *= inv_sums_[h];
-      }
-    }
-  }
-
-  // Z = act(X W + b) over all rows
-  void project(const ConstMatrixMap<S>& X, const Matrix<S>& W, const Vector<S>& bias, Matrix<S>& Z) const {
-    stream_product(Z, X, W);
-    if (w_.use_bias) Z.rowwise() += bias.transpose();
-    activation_forward<S>(w_.activation, Z, Z);
-  }
-
   // A growing cache: room for the longest stream after this chunk (doubling, at most max_history rows).
   void grow_for(const std::vector<Index>& start, Index n) {
     Index need = 0;
@@ -171,10 +195,8 @@ class MultiHeadAttentionStream final : public LayerStream<S> {
   Index max_history_;
   std::string who_;
   Tensor3<S> K_, V_;
+  CachedHeadAttention<S> heads_;
   Matrix<S> q_, k_, v_, ctx_;
-  Vector<S> scores_;    // (H, score_rows_): the scores, then the weights, of one query for every head
-  Index score_rows_ = 0;
-  Vector<S> inv_sums_;  // (H) 1 / the sum of each head's weights
 };
 
 }  // namespace seqattn::detail

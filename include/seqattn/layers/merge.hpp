@@ -13,7 +13,8 @@
 // Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
 // steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
 // flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.
-// No parameters; streams: per step (each step on its own).
+// No parameters. Streams (core/stream.hpp, "Several inputs"): every input steps together, row for row
+// (steps_all_inputs; a Graph steps them when all its inputs stream).
 
 #include <algorithm>
 #include <memory>
@@ -51,6 +52,12 @@ class MergeBase : public Layer<S> {
   Index max_inputs() const override { return inputs_; }
   bool supports_step_masks() const override { return true; }
   Index inputs() const { return inputs_; }
+  // Every input steps together: y (B, n, out) from the next n steps of each input.
+  std::unique_ptr<LayerStream<S>> open_inputs_stream(Index, const StreamOptions&, Index inputs) const override {
+    if (inputs != inputs_)
+      detail::throw_config(this->describe(), ": cannot be streamed with ", inputs, " inputs: it takes ", inputs_);
+    return std::make_unique<MergeStream>(*this);
+  }
   Mask out_mask_of(const LayerInputs<S>& in, Index T) const override {
     const Index B = in[0].x->dimension(0);
     Mask mask = *in[0].mask;
@@ -68,6 +75,12 @@ class MergeBase : public Layer<S> {
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>&, Tensor3<S>&) override {
     detail::throw_usage(this->describe(), ": takes several inputs");
   }
+  void do_forward_inputs(const LayerInputs<S>& in, Mode, Tensor3<S>& y) final {
+    check_same_steps(in);
+    merge_rows(in, y);
+  }
+  // n inputs (B, T, F_i) -> y (B, T, out_features()); steps not kept by every input are 0
+  virtual void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const = 0;
   // ShapeError unless every input has input 0's steps.
   void check_same_steps(const LayerInputs<S>& in) const {
     for (std::size_t i = 1; i < in.size(); ++i)
@@ -83,6 +96,28 @@ class MergeBase : public Layer<S> {
   }
 
  private:
+  // merge_rows over the inputs' new steps (every step kept), reading the layer in place.
+  struct MergeStream final : LayerStream<S> {
+    explicit MergeStream(const MergeBase& layer) : merge(layer), in(static_cast<std::size_t>(layer.inputs_)) {
+      for (LayerInput<S>& input : in) input.mask = &all_kept;
+    }
+    const MergeBase& merge;
+    Mask all_kept;
+    LayerInputs<S> in;
+    bool steps_all_inputs() const override { return true; }
+    bool per_step() const override { return true; }
+    void step(const Tensor3<S>&, const std::vector<Index>&, Tensor3<S>&) override {
+      detail::throw_usage(merge.describe(), ": a merge stream steps all its inputs (step_inputs)");
+    }
+    void step_inputs(const std::vector<const Tensor3<S>*>& xs, const std::vector<Index>&, Tensor3<S>& y) override {
+      if (xs.size() != in.size())
+        detail::throw_usage(merge.describe(), ": step_inputs expected ", in.size(), " inputs but got ", xs.size());
+      for (std::size_t i = 0; i < in.size(); ++i) in[i].x = xs[i];
+      merge.check_same_steps(in);
+      merge.merge_rows(in, y);
+    }
+  };
+
   Index inputs_;
 };
 
@@ -122,8 +157,7 @@ class Merge final : public detail::MergeBase<S> {
 
  protected:
   // n inputs (B, T, F) -> y (B, T, F); steps not kept by every input are 0
-  void do_forward_inputs(const LayerInputs<S>& in, Mode, Tensor3<S>& y) override {
-    this->check_same_steps(in);
+  void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2), n = Index(in.size());
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < T; ++t) {
@@ -251,8 +285,7 @@ class Concatenate final : public detail::MergeBase<S> {
 
  protected:
   // inputs (B, T, F_i) -> y (B, T, sum F_i); steps not kept by every input are 0
-  void do_forward_inputs(const LayerInputs<S>& in, Mode, Tensor3<S>& y) override {
-    this->check_same_steps(in);
+  void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2);
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < T; ++t) {

@@ -109,6 +109,7 @@
 #include "seqattn/core/random.hpp"
 #include "seqattn/detail/multi_head_attention_kernels.hpp"
 #include "seqattn/detail/multi_head_attention_masked.hpp"
+#include "seqattn/detail/multi_head_attention_cross_stream.hpp"
 #include "seqattn/detail/multi_head_attention_stream.hpp"
 #include "seqattn/detail/parallel.hpp"
 #include "seqattn/layers/activation.hpp"
@@ -304,21 +305,32 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     if (has_attention_mask())
       detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
                            "stream takes one step at a time; call clear_attention_mask() first");
-    const detail::AttentionWeights<S> weights{&Wq_,
-                                              &bq_,
-                                              &Wk_,
-                                              &bk_,
-                                              &Wv_,
-                                              &bv_,
-                                              &Wo_,
-                                              &bo_,
-                                              options_.use_bias(),
-                                              options_.activation(),
-                                              heads_,
-                                              head_size_,
-                                              options_.attention_window().value_or(0),
-                                              options_.output_activation()};
-    return std::make_unique<detail::MultiHeadAttentionStream<S>>(weights, batch, options, describe());
+    return std::make_unique<detail::MultiHeadAttentionStream<S>>(stream_weights(), batch, options, describe());
+  }
+  // Cross-attention streams (2 or 3 inputs, detail/multi_head_attention_cross_stream.hpp): the queries step; the
+  // keys and values are the stream's context (set_context: the memory [, the values]), projected once. causal and
+  // attention_window keep the layer's rule (query step t aligned with key step t); add_bias_kv, add_zero_attn and an
+  // explicit attention mask refuse (ConfigError).
+  std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
+                                                    Index inputs) const override {
+    if (inputs == 1 || inputs < this->min_inputs() || inputs > this->max_inputs())
+      return Layer<S>::open_inputs_stream(batch, options, inputs);
+    if (extra_keys() > 0)
+      detail::throw_config(describe(), ": cannot be streamed as cross-attention: add_bias_kv and add_zero_attn add "
+                           "key/value steps the stream form does not hold");
+    if (has_attention_mask())
+      detail::throw_config(describe(), ": cannot be streamed while an attention mask is set (set_attention_mask): a ",
+                           "stream takes one step at a time; call clear_attention_mask() first");
+    if (inputs == 2 && value_features_ != key_features_)
+      detail::throw_config(describe(), ": cannot be streamed with 2 inputs: value_features (", value_features_,
+                           ") differs from key_features (", key_features_, "); give the values as input 2");
+    return std::make_unique<detail::CrossAttentionStream<S>>(stream_weights(), batch, inputs, options_.causal(),
+                                                             describe());
+  }
+  // What a stream reads: the weights in place and the shape of the heads.
+  detail::AttentionWeights<S> stream_weights() const {
+    return {&Wq_, &bq_, &Wk_, &bk_, &Wv_, &bv_, &Wo_, &bo_, options_.use_bias(), options_.activation(), heads_,
+            head_size_, options_.attention_window().value_or(0), options_.output_activation()};
   }
   std::string stream_refusal() const override {
     if (extra_keys() > 0)
@@ -326,8 +338,8 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
              "cache of the past steps) does not support them";
     if (key_features_ != this->in_features() || value_features_ != this->in_features())
       return "key_features or value_features differs from the input features: a cross-attention layer (its keys come "
-             "from another "
-             "sequence) has no stream form";
+             "from another sequence) streams with its memory as context: open it with 2 or 3 inputs "
+             "(Stream(layer, B, options, 2), or as a Graph node)";
     return "without causal every step attends to the whole sequence, later steps included; set causal (and "
            "attention_window to bound the memory) to stream";
   }

@@ -40,6 +40,8 @@
 // ln2.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln3.{gamma,beta} (cross_mha.Wk, Wv: (memory_features, d)).
 // Attention maps: attention_map(b, h) (AttentionMap) is the self-attention's (T, T) head h of sequence b;
 // cross_attention_map(b, h) the cross-attention's (T, Tm).
+// Streams (with causal): Stream<S>(block, B), set_context(memory, mask), then step(targets): decoding step by step
+// with the self-attention's key/value cache and the memory projected once (core/stream.hpp, "Several inputs").
 
 #include <cstdint>
 #include <memory>
@@ -216,8 +218,28 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     return "it keeps batch x heads x T x T (self-attention) and batch x heads x T x memory steps (cross-attention) "
            "attention probabilities for backward: use a smaller batch or shorter sequences";
   }
+  // Streams with causal (core/stream.hpp, "Several inputs"): the targets step, the memory is the stream's context
+  // (set_context, projected once by the cross-attention's stream); the self-attention keeps its key/value cache, the
+  // other sub-layers run per step, dropout is the identity. A decode step over t past targets and Tm memory steps
+  // costs O(t + Tm) per head, not a rerun of the whole prefix.
+  std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
+                                                    Index inputs) const override {
+    if (inputs != 2 || !options_.causal()) return Layer<S>::open_inputs_stream(batch, options, inputs);
+    auto stream = std::make_unique<BlockStream>(options_.norm_first(), ff_dim_);
+    stream->self = self_mha_.open_stream(batch, options);
+    stream->cross = cross_mha_.open_inputs_stream(batch, options, 2);
+    stream->ln1 = ln1_.open_stream(batch, options);
+    stream->ln2 = ln2_.open_stream(batch, options);
+    stream->ln3 = ln3_.open_stream(batch, options);
+    stream->ffn1 = ffn1_.open_stream(batch, options);
+    stream->ffn2 = ffn2_.open_stream(batch, options);
+    return stream;
+  }
   std::string stream_refusal() const override {
-    return "its cross-attention reads a whole memory sequence at every step (no stream form for a decoder block)";
+    if (!options_.causal())
+      return "without causal its self-attention reads later targets; set causal (the default) to stream";
+    return "it takes 2 inputs (targets, memory): stream it with its memory as context (Stream(block, B) and "
+           "set_context(memory), or as a Graph node)";
   }
 
   MultiHeadAttention<S>& self_attention_layer() { return self_mha_; }
@@ -329,6 +351,58 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   }
 
  private:
+  // The block's forward over the new rows of each stream (dropout is the identity in a stream); the memory is the
+  // cross-attention stream's context.
+  struct BlockStream final : LayerStream<S> {
+    BlockStream(bool pre_norm, Index ff_dim) : pre(pre_norm), hidden_features(ff_dim) {}
+    bool pre;
+    Index hidden_features;
+    std::unique_ptr<LayerStream<S>> self, cross, ln1, ln2, ln3, ffn1, ffn2;
+    Tensor3<S> normed, attended, h1, h2, hidden, f, sum;
+
+    Index context_inputs() const override { return 1; }
+    void set_context(const LayerInputs<S>& context) override { cross->set_context(context); }
+    // x (B, n, d) -> y (B, n, d)
+    void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
+      const Index B = x.dimension(0), n = x.dimension(1), d = x.dimension(2);
+      for (Tensor3<S>* t : {&normed, &attended, &h1, &h2, &f, &sum}) ensure_shape(*t, B, n, d);
+      ensure_shape(hidden, B, n, hidden_features);
+      if (pre) {  // h1 = x + Self(LN1(x));  h2 = h1 + Cross(LN2(h1));  y = h2 + FFN(LN3(h2))
+        ln1->step(x, start, normed);
+        self->step(normed, start, attended);
+        as_matrix(h1).noalias() = as_matrix(x) + as_matrix(attended);
+        ln2->step(h1, start, normed);
+        cross->step(normed, start, attended);
+        as_matrix(h2).noalias() = as_matrix(h1) + as_matrix(attended);
+        ln3->step(h2, start, normed);
+        ffn(normed, start);
+        as_matrix(y).noalias() = as_matrix(h2) + as_matrix(f);
+      } else {  // h1 = LN1(x + Self(x));  h2 = LN2(h1 + Cross(h1));  y = LN3(h2 + FFN(h2))
+        self->step(x, start, attended);
+        as_matrix(sum).noalias() = as_matrix(x) + as_matrix(attended);
+        ln1->step(sum, start, h1);
+        cross->step(h1, start, attended);
+        as_matrix(sum).noalias() = as_matrix(h1) + as_matrix(attended);
+        ln2->step(sum, start, h2);
+        ffn(h2, start);
+        as_matrix(sum).noalias() = as_matrix(h2) + as_matrix(f);
+        ln3->step(sum, start, y);
+      }
+    }
+    void reset(Index b) override { self->reset(b); }
+    void state(StreamStateList<S>& list, const std::string& prefix) override {
+      self->state(list, prefix + "self_mha.");
+    }
+    Index max_steps() const override { return self->max_steps(); }
+
+   private:
+    // f = Dense2(act(Dense1(z)))
+    void ffn(const Tensor3<S>& z, const std::vector<Index>& start) {
+      ffn1->step(z, start, hidden);
+      ffn2->step(hidden, start, f);
+    }
+  };
+
   // Points the block at the memory of a forward(x, mx, memory, mm) or backward call for its duration.
   struct MemoryScope {
     MemoryScope(TransformerDecoderBlock& layer, const Tensor3<S>& memory, const Mask& mm) : layer_(layer) {

@@ -29,7 +29,9 @@
 // graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
 // output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
 // params()/buffers() are named "<node>.<layer's name>": "proj.W", "enc.0.dense.W". Model files: config() and
-// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. summary(T) lists every node,
+// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. Streams (model/graph_stream.hpp):
+// input 0 steps, the other inputs are the context (Stream::set_context; the nodes that read only the context run once
+// per set_context), output 0 is the stream's output. summary(T) lists every node,
 // its layer, its inputs, its output shape and parameter count. Buffers (copies, masks, gradients) are resized only
 // when a shape changes.
 
@@ -44,8 +46,12 @@
 
 #include "seqattn/core/layer.hpp"
 #include "seqattn/layers/merge.hpp"
+#include "seqattn/model/stream.hpp"
 
 namespace seqattn {
+
+template <class S>
+class GraphStream;  // model/graph_stream.hpp
 
 // A node of a Graph: what add() returns and later nodes take as inputs.
 struct GraphNode {
@@ -226,6 +232,31 @@ class Graph final : public Layer<S> {
   Layer<S>* node_layer(GraphNode n) { return nodes_.at(static_cast<std::size_t>(n.index)).layer.get(); }
   const Tensor3<S>& node_output(GraphNode n) const { return node_output(n.index); }
   const Mask& node_mask(GraphNode n) const { return masks_.at(static_cast<std::size_t>(n.index)); }
+
+  // Structure by node index (model/graph_stream.hpp): the nodes node k reads, its graph-input number (-1 for a layer
+  // node), its output features, and the layer whose weights it runs (null for inputs; a shared node: its owner's).
+  const std::vector<Index>& node_inputs(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).inputs; }
+  Index node_input_number(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).input_number; }
+  Index node_features(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).features; }
+  const Layer<S>* node_weights(Index k) const {
+    const Node& n = nodes_.at(static_cast<std::size_t>(k));
+    return n.owner >= 0 ? nodes_[static_cast<std::size_t>(n.owner)].layer.get() : n.layer.get();
+  }
+  Index output_node(Index k) const { return outputs_.at(static_cast<std::size_t>(k)); }
+
+  // Streams (model/graph_stream.hpp): B streams over output 0; input 0 steps, inputs 1 .. are the context.
+  Stream<S> stream(Index batch, StreamOptions options = StreamOptions()) const {
+    return Stream<S>(*this, batch, options);
+  }
+  std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
+                                                    Index inputs) const override {
+    if (inputs != min_inputs()) return Layer<S>::open_inputs_stream(batch, options, inputs);
+    if (!checked_) check();
+    return std::make_unique<GraphStream<S>>(*this, batch, options);
+  }
+  std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
+    return open_inputs_stream(batch, options, 1);
+  }
 
   // One output gradient per output (null: no gradient from that output), after a forward; uses its inputs.
   void backward_outputs(const std::vector<const Tensor3<S>*>& dys) {
@@ -638,3 +669,5 @@ class Graph final : public Layer<S> {
 };
 
 }  // namespace seqattn
+
+#include "seqattn/model/graph_stream.hpp"  // Graph::open_inputs_stream's stream (needs Graph complete)

@@ -23,6 +23,15 @@
 // State: state_bytes() counts the carried state; save_state / load_state (io/stream_state.hpp) write and
 // restore it, so a restarted process goes on where it stopped.
 // Threads: a step runs on the calling thread only; denormals are flushed as in forward (core/denormals.hpp).
+// Several inputs (core/stream.hpp): a model with k > 1 inputs (a Graph with a memory input, a
+// TransformerDecoderBlock; a MultiHeadAttention opened with inputs = 2 or 3) steps its input 0; the others are
+// its context, whole sequences fixed while the streams step, given before the first step and whenever they change:
+//   Stream<float> s(decoder, B);                        // decoder: Graph({{"targets", d}, {"memory", d}}) ...
+//   s.set_context({{&memory, &memory_mask}});           // (B, Tm, F) each; what reads only the context runs once
+//   s.step(y_prev);                                     // each step attends to the memory's kept steps
+// set_context copies what it needs (the cross-attention's keys and values, projected once) and may allocate; it
+// keeps the streams' carried state (reset the streams that start new sequences). The context is not part of
+// state() / save_state: set it again after load_state.
 
 #include <algorithm>
 #include <memory>
@@ -40,14 +49,19 @@ template <class S>
 class Stream {
  public:
   // Throws ConfigError naming the first layer of `model` that cannot stream, before any step.
-  Stream(const Layer<S>& model, Index batch, StreamOptions options = StreamOptions())
-      : model_(&model), options_(options), identity_(model.identity()) {
+  // inputs: the number of inputs of the model's call (0: model.min_inputs()); inputs 1 .. inputs - 1 are the context.
+  Stream(const Layer<S>& model, Index batch, StreamOptions options = StreamOptions(), Index inputs = 0)
+      : model_(&model), options_(options), identity_(model.identity()),
+        inputs_(inputs > 0 ? inputs : model.min_inputs()) {
     if (batch <= 0) detail::throw_config("Stream: the number of streams must be positive but got ", batch);
     if (options.max_history() <= 0)
       detail::throw_config("Stream: StreamOptions::max_history must be positive but got ", options.max_history());
     const auto id = identity_.lock();
     generation_ = id ? id->generation : 0;
-    root_ = model.open_stream(batch, options_);
+    root_ = model.open_inputs_stream(batch, options_, inputs_);
+    if (root_->steps_all_inputs())
+      detail::throw_config("Stream: ", model.describe(), " steps all of its ", inputs_,
+                           " inputs together (a merge); a Stream steps one input: put it in a Graph");
     steps_.assign(static_cast<size_t>(batch), 0);
     max_steps_ = root_->max_steps();
   }
@@ -72,11 +86,41 @@ class Stream {
             " steps (StreamOptions::max_history for attention without a window, max_len of a PositionEmbedding); "
             "reset(",
             b, ") the stream, or give the attention layers a window"));
+    if (inputs_ > 1 && !has_context_)
+      detail::throw_usage("Stream: ", model_->describe(), " takes ", inputs_ - 1,
+                          " context input(s) (its inputs 1 .. ", inputs_ - 1,
+                          ", e.g. the memory of cross-attention): call set_context before the first step");
     ensure_shape(y_, B, n, model_->out_features());
     root_->step(x, steps_, y_);
     for (auto& s : steps_) s += n;
     return y_;
   }
+
+  // The context: context[i] is the model's input i + 1, (B, Tm_i, input_features(i + 1)) with its mask, for every
+  // stream. ShapeError naming the input for a wrong count, batch or width; the streams' state is kept.
+  void set_context(const LayerInputs<S>& context) {
+    const detail::FlushDenormalsScope flush_denormals;
+    check_model();
+    if (static_cast<Index>(context.size()) != inputs_ - 1)
+      detail::throw_shape("Stream: set_context expected ", inputs_ - 1, " context input(s) (inputs 1 .. ",
+                          inputs_ - 1, " of ", model_->describe(), ") but got ", context.size());
+    for (std::size_t i = 0; i < context.size(); ++i) {
+      const Index input = static_cast<Index>(i) + 1;
+      if (!context[i].x || !context[i].mask)
+        detail::throw_usage("Stream: set_context input ", input, " has no tensor or no mask");
+      const Tensor3<S>& x = *context[i].x;
+      const Index F = model_->input_features(input, inputs_);
+      if (x.dimension(0) != batch() || x.dimension(1) <= 0 || (F >= 0 && x.dimension(2) != F))
+        detail::throw_shape("Stream: set_context input ", input, " of ", model_->describe(), " expected (", batch(),
+                            ", steps >= 1, ", F, ") but got ", shape_string(x));
+      context[i].mask->check(x.dimension(0), x.dimension(1), detail::cat("Stream: set_context input ", input));
+    }
+    root_->set_context(context);
+    has_context_ = true;
+  }
+  // One context input: memory (B, Tm, F) masked by `mask`.
+  void set_context(const Tensor3<S>& memory, const Mask& mask = Mask()) { set_context({{&memory, &mask}}); }
+  Index inputs() const { return inputs_; }
 
   // Every stream starts a new sequence.
   void reset() {
@@ -145,6 +189,8 @@ class Stream {
   std::unique_ptr<LayerStream<S>> root_;
   std::vector<Index> steps_;
   Index max_steps_ = kUnlimitedSteps;
+  Index inputs_ = 1;
+  bool has_context_ = false;
   Tensor3<S> y_;
 };
 
