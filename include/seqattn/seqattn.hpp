@@ -60,6 +60,7 @@
 #include "seqattn/model/layer_registry.hpp"
 #include "seqattn/model/sequential.hpp"
 #include "seqattn/model/stream.hpp"
+#include "seqattn/model/token_sampling.hpp"
 #include "seqattn/model/train_step.hpp"
 #include "seqattn/optim/adam.hpp"
 #include "seqattn/optim/clip.hpp"
