@@ -87,13 +87,13 @@ TEST(TokenSampler, SameSeedSameTokensAndErrors) {
   EXPECT_THROW(a.next(y, 1, ids), ShapeError);
 }
 
-// tokens (B, T, 1) -> Embedding(V, 16) -> positions -> decoder(., memory) -> Dense(V) logits
+// tokens (B, T, 1) -> Embedding(V, 16) -> positions -> pre-norm decoder(., memory) -> Dense(V) logits
 Graph<double> token_decoder(Index V) {
   Graph<double> g({{"tokens", 1}, {"memory", 16}});
   const GraphNode e = g.add("embed", std::make_unique<Embedding<double>>(1, V, 16), {g.input("tokens")});
   const GraphNode p = g.add<SinusoidalPositionalEncoding<double>>("positions", {e});
   const GraphNode d = g.add<TransformerDecoderBlock<double>>("decoder", {p, g.input("memory")}, 2, 32,
-                                                             TransformerDecoderOptions().seed(4));
+                                                             TransformerDecoderOptions().norm_first(true).seed(4));
   g.set_outputs({g.add<Dense<double>>("logits", {d}, V)});
   Rng rng(8);
   for (auto& param : g.params())
@@ -113,7 +113,7 @@ TEST(TokenSampler, StreamedGreedyDecodingEqualsRerunDecoding) {
   Stream<double> stream = g.stream(B);
   stream.set_context(memory, memory_mask);
   Tensor3<double> x(B, 1, 1);
-  x.setConstant(1.0);  // the start token
+  for (Index b = 0; b < B; ++b) x(b, 0, 0) = double(1 + 3 * b);  // the start tokens
   std::vector<std::vector<Index>> streamed(static_cast<std::size_t>(B));
   std::vector<Index> ids;
   for (Index t = 0; t < steps; ++t) {
@@ -124,7 +124,8 @@ TEST(TokenSampler, StreamedGreedyDecodingEqualsRerunDecoding) {
     }
   }
   // by rerunning the forward over the prefix
-  std::vector<std::vector<Index>> rerun(static_cast<std::size_t>(B), std::vector<Index>{1});
+  std::vector<std::vector<Index>> rerun;
+  for (Index b = 0; b < B; ++b) rerun.push_back({1 + 3 * b});
   const Mask all;
   for (Index t = 0; t < steps; ++t) {
     Tensor3<double> prefix(B, t + 1, 1);
