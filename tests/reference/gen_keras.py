@@ -910,6 +910,23 @@ def graph_case_list():
                            covers="two outputs: a per-step Dense (3D) and GlobalAveragePooling1D -> Dense (2D), "
                                   "after a masked LSTM"))
 
+    def nested_models(K):
+        p = K.Input(shape=(None, 4), name="inner_p")
+        q = K.Input(shape=(None, 3), name="inner_q")
+        s = K.layers.Add(name="inner_add")([K.layers.Dense(3, activation="tanh", name="inner_dense_p")(p),
+                                            K.layers.Dense(3, name="inner_dense_q")(q)])
+        inner = K.Model([p, q], s, name="inner")
+        block = K.Sequential([K.Input(shape=(None, 3), name="block_x"), K.layers.Dense(4, name="block_dense"),
+                              K.layers.LayerNormalization(name="block_ln")], name="block")
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 3), name="b")
+        h = block(inner([a, b]))
+        return K.Model([a, b], K.layers.Dense(2, name="head")(h), name="graph_nested_models")
+
+    cases.append(GraphCase("graph_nested_models", nested_models, [("a", (B, 5, 4), None), ("b", (B, 5, 3), None)],
+                           covers="a functional model of two inputs (two Dense, Add) nested as a layer, then a "
+                                  "nested Sequential (Dense, LayerNormalization), Dense head"))
+
     def concat_time(K):
         a = K.Input(shape=(None, 4), name="a")
         b = K.Input(shape=(None, 4), name="b")

@@ -1,6 +1,6 @@
 // import_keras_graph (io/keras_import.hpp) against Keras itself: the functional models of manifest.json's
 // "graph_cases" (several inputs, Concatenate, Multiply / Add branches, a shared layer with Average, Subtract,
-// Maximum, Minimum, cross-attention, two outputs), from their .h5 (Keras 2.15) and .keras (Keras 3) files, predict
+// Maximum, Minimum, cross-attention, two outputs, nested functional and Sequential models), from their .h5 (Keras 2.15) and .keras (Keras 3) files, predict
 // Keras' own outputs within 1e-5 (relative to max(1, |y|)) on the valid steps, in float and double, and survive
 // save_model / load_graph bitwise; the refused models throw ConfigError naming the layer and the reason; import_keras
 // refuses the graphs and points to import_keras_graph. Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and
@@ -177,7 +177,7 @@ TEST(KerasImportGraph, MatchesKerasAndRoundTrips) {
       ++files;
     }
   }
-  EXPECT_EQ(files, 10);
+  EXPECT_EQ(files, 12);
   std::printf("largest difference from Keras (relative to max(1, |y|)): float %.2e, double %.2e\n", worst_float,
               worst_double);
 #endif
@@ -206,6 +206,15 @@ TEST(KerasImportGraph, NodesFollowKerasCalls) {
     EXPECT_NE(shared.summary().find("shared#1 (shares 'shared')"), std::string::npos) << shared.summary();
     EXPECT_NE(dynamic_cast<Merge<float>*>(shared.node_layer(shared.node("subtract"))), nullptr);
     EXPECT_NE(dynamic_cast<Concatenate<float>*>(shared.node_layer(shared.node("concat"))), nullptr);
+    // A nested functional model is a Graph node (its own inputs and nodes), a nested Sequential a Sequential node.
+    Graph<float> nested = import_keras_graph<float>(kDir + "/graph_nested_models" + ext);
+    auto* inner = dynamic_cast<Graph<float>*>(nested.node_layer(nested.node("inner")));
+    ASSERT_NE(inner, nullptr);
+    EXPECT_EQ(inner->min_inputs(), 2);
+    EXPECT_NE(dynamic_cast<Merge<float>*>(inner->node_layer(inner->node("inner_add"))), nullptr);
+    auto* block = dynamic_cast<Sequential<float>*>(nested.node_layer(nested.node("block")));
+    ASSERT_NE(block, nullptr);
+    EXPECT_EQ(block->size(), 2);
   }
 #endif
 }

@@ -25,7 +25,9 @@
 //     value_features from the tensors). use_causal_mask is refused in cross-attention, and so are masks on a key and
 //     a value that are different tensors;
 //   - every other layer the Sequential importer maps -> the same seqattn layer (the same mapping code and checks);
-//     a nested Sequential model -> a Sequential node of its layers. Nested functional models are refused.
+//     a nested Sequential model -> a Sequential node of its layers; a nested functional model with one output -> a
+//     Graph node (its own graph, built the same way; several outputs are refused). Keras 2 numbers a nested model's
+//     calls from 1 in references (its call 0 is not saved), Keras 3 from 0: both are read.
 //   Masks follow Keras: Masking and Embedding(mask_zero) make them, layers pass them on, merges AND them (an input
 //   without a mask keeps every step), cross-attention outputs the query's mask; Keras 3's Masking mask ops
 //   (NotEqual -> Any passed as `mask`) are recognised and dropped as in the chain importer. What cannot be reproduced
@@ -34,7 +36,7 @@
 //   of the Sequential importer). A Sequential model file becomes a graph of one input "input" and one node
 //   "sequential". save_model(graph) / load_graph<S> (io/model_file.hpp) store the imported graph.
 //   Largest difference from Keras over the graph cases of tests/reference/keras (manifest "graph_cases", valid steps,
-//   relative to max(1, |y|)): 2.4e-7 in float, 1.8e-7 in double (test_keras_import_graph).
+//   relative to max(1, |y|)): 3.7e-7 in float, 2.2e-7 in double (test_keras_import_graph).
 //
 // Files: a `.keras` zip (config.json + model.weights.h5) or a Keras 2 `.h5` (root attribute model_config,
 // weights under /model_weights). Training configs and optimizer weights are ignored. Models: Sequential
@@ -277,14 +279,22 @@ auto with_model_file(const std::string& path, const std::string& who, Use&& use)
                        "HDF5 signature (.h5)");
 }
 
-// A functional graph (KerasGraph) as a Graph<S>: inputs, one node per call, merges, shared layers, outputs.
+// A functional graph (KerasGraph) as a Graph<S>: inputs, one node per call, merges, shared layers, outputs. A nested
+// model's graph gets its inputs' states (`given`) and returns its output's (`out0`).
 template <class S>
-Graph<S> build_graph(const KerasGraph& kg, const H5File& weights, const std::string& who) {
+Graph<S> build_graph(const KerasGraph& kg, const H5File& weights, const std::string& who,
+                     const std::vector<FlowState>* given = nullptr, FlowState* out0 = nullptr) {
   LayerMapper<S> mapper(who);
   std::vector<GraphInput> inputs;
   std::map<std::string, FlowState> state;  // by graph node name
   for (size_t i = 0; i < kg.input_names.size(); ++i) {
-    const FlowState s = mapper.input_state(kg.input_shapes[i], "input '" + kg.input_names[i] + "'");
+    FlowState s = mapper.input_state(kg.input_shapes[i], "input '" + kg.input_names[i] + "'");
+    if (given) {
+      if (given->at(i).features != s.features || given->at(i).ids != s.ids)
+        throw_config(who, ": input '", kg.input_names[i], "' of a nested model takes ", s.features,
+                     " features but gets ", given->at(i).features);
+      s = given->at(i);
+    }
     inputs.push_back(GraphInput{kg.input_names[i], s.features});
     state[kg.input_names[i]] = s;
   }
@@ -305,6 +315,26 @@ Graph<S> build_graph(const KerasGraph& kg, const H5File& weights, const std::str
       const std::string n = node_name(r, is_input(r.layer));
       from.push_back(graph.node(n));
       in.push_back(state.at(n));
+    }
+    if (c.sub) {  // a nested functional model: a Graph node
+      if (c.sub->outputs.size() != 1)
+        throw_config(who, ": layer '", c.layer_name, "' (", c.class_name, "): a nested model with ",
+                     c.sub->outputs.size(), " outputs is not supported (a graph node has one output)");
+      if (c.sub->input_names.size() != in.size())
+        throw_config(who, ": layer '", c.layer_name, "' (", c.class_name, ") has ", c.sub->input_names.size(),
+                     " inputs but is called on ", in.size(), " tensors");
+      FlowState out;
+      Graph<S> sub = build_graph<S>(*c.sub, weights, who, &in, &out);
+      try {
+        if (c.node_index > 0)
+          graph.add_shared(c.name, graph.node(c.layer_name), from);
+        else
+          graph.add(c.name, std::make_unique<Graph<S>>(sub), from);
+      } catch (const ShapeError& e) {
+        fail_node(c, e);
+      }
+      state[c.name] = out;
+      continue;
     }
     static const std::vector<std::pair<const char*, MergeOp>> merges = {
         {"Add", MergeOp::Add},         {"Subtract", MergeOp::Subtract}, {"Multiply", MergeOp::Multiply},
@@ -360,6 +390,7 @@ Graph<S> build_graph(const KerasGraph& kg, const H5File& weights, const std::str
   }
   std::vector<GraphNode> outputs;
   for (const KerasRef& r : kg.outputs) outputs.push_back(graph.node(node_name(r, is_input(r.layer))));
+  if (out0) *out0 = state.at(node_name(kg.outputs.at(0), is_input(kg.outputs.at(0).layer)));
   graph.set_outputs(outputs);
   try {
     graph.check();

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -51,6 +52,8 @@ struct KerasModel {
 
 // A functional graph (import_keras_graph): the model's inputs, every call of a layer ("node" in Keras: a layer called
 // at two places has two) in an order where each call comes after the calls it reads, and the outputs.
+struct KerasGraph;
+
 struct KerasRef {  // a tensor: output `tensor` of call `node` of layer `layer`
   std::string layer;
   Index node = 0;
@@ -65,6 +68,7 @@ struct KerasCall {
   std::vector<KerasRef> inputs;     // the tensors it reads, in seqattn's order (MultiHeadAttention: query, key, value)
   std::vector<KerasLayer> leaves;   // the layer (one), or a nested Sequential's leaf layers (nested = true)
   bool nested = false;
+  std::shared_ptr<const KerasGraph> sub;  // a nested functional model: its graph (leaves empty)
 };
 
 struct KerasGraph {
@@ -137,7 +141,16 @@ class ModelConfigReader {
     const std::string cls = root["class_name"];
     if (cls != "Functional" && cls != "Model")
       fail("the model is a '", cls, "'; import_keras_graph reads functional (Functional / Model) models");
-    const json& config = root["config"];
+    return graph_of(root["config"], "", "/model_weights", true, 0);
+  }
+
+ private:
+  // The graph of a functional model's config; k3_container, h5_group and top locate its weights (add_layer).
+  KerasGraph graph_of(const json& config, const std::string& k3_container, const std::string& h5_group, bool top,
+                      int depth) {
+    if (depth > 16) fail("functional models nested deeper than 16 levels");
+    KerasGraph graph;
+    graph.keras3 = keras3_;
     // Each layer's calls, parsed.
     struct Parsed {
       const json* layer;
@@ -183,6 +196,9 @@ class ModelConfigReader {
             for (const auto& kv : n["kwargs"].items()) {
               if (kv.key() == "mask" && tensor3(kv.value())) {
                 mask = ref3(kv.value(), p.name).layer;
+              } else if (kv.key() == "mask" && kv.value().is_array() &&
+                         std::all_of(kv.value().begin(), kv.value().end(), [](const json& m) { return m.is_null(); })) {
+                // no mask for any of several inputs (a nested model's call)
               } else if (tensor3(kv.value())) {
                 named[kv.key()] = ref3(kv.value(), p.name);
               } else if (kv.value().is_object() || kv.value().is_array()) {
@@ -257,10 +273,28 @@ class ModelConfigReader {
     std::map<std::string, int> rank;
     std::map<std::string, std::string> k3;
     for (const Parsed& p : layers)
-      if (!dropped.count(p.name) && p.cls != "InputLayer") k3[p.name] = keras3_path("", p.cls, rank);
+      if (!dropped.count(p.name) && p.cls != "InputLayer") k3[p.name] = keras3_path(k3_container, p.cls, rank);
+    // Keras 2 numbers the calls of a nested model from 1 (its call 0 links its own inputs to its outputs and is not
+    // saved: Keras' _should_skip_first_node); Keras 3 from 0.
+    const auto norm = [&](KerasRef r) {
+      const auto it = index.find(r.layer);
+      if (keras3_ || it == index.end()) return r;
+      const Parsed& p = layers[it->second];
+      const json& c = (*p.layer)["config"];
+      const bool skip = p.cls == "Functional" || p.cls == "Model" ||
+                        (p.cls == "Sequential" && c.contains("layers") && c["layers"].is_array() &&
+                         !c["layers"].empty() && c["layers"][0].is_object() &&
+                         c["layers"][0].value("class_name", json()) == json("InputLayer"));
+      if (skip) {
+        if (r.node < 1) fail("a reference to call ", r.node, " of nested model '", r.layer, "' (Keras 2 numbers them from 1)");
+        --r.node;
+      }
+      return r;
+    };
     // The calls, each after the calls it reads (and after call 0 of its own layer).
     std::set<std::string> done(graph.input_names.begin(), graph.input_names.end());
     std::map<std::string, std::vector<KerasLayer>> first_leaves;
+    std::map<std::string, std::shared_ptr<const KerasGraph>> first_sub;
     const auto call_name = [](const std::string& layer, Index k) {
       return k == 0 ? layer : layer + "#" + std::to_string(k);
     };
@@ -297,6 +331,7 @@ class ModelConfigReader {
         if (!m.empty() && !dropped.count(m))
           fail("layer '", p.name, "': its mask argument comes from '", m, "', which is not a Masking layer's mask");
         call.inputs = call_inputs(p.name, p.cls, *p.layer, p.args[k], p.named[k]);
+        for (KerasRef& r : call.inputs) r = norm(r);
         bool ok = k == 0 || done.count(p.name) > 0;
         for (const KerasRef& r : call.inputs) {
           if (r.tensor != 0)
@@ -311,10 +346,19 @@ class ModelConfigReader {
           ++j;
           continue;
         }
-        if (k == 0) {
+        if (p.cls == "Functional" || p.cls == "Model") {  // a nested functional model: its own graph
+          for (const auto& kv : p.scalars[k].items())
+            if (kv.key() != "training" && !(kv.key() == "mask" && kv.value().is_null()))
+              fail("layer '", p.name, "' (", p.cls, "): call argument '", kv.key(), "' is not supported");
+          if (k == 0)
+            first_sub[p.name] = std::make_shared<const KerasGraph>(
+                graph_of((*p.layer)["config"], k3.at(p.name), top ? "/model_weights/" + p.name : h5_group, false,
+                         depth + 1));
+          call.sub = first_sub.at(p.name);
+        } else if (k == 0) {
           KerasModel tmp;
           std::map<std::string, int> unused;
-          add_layer(*p.layer, tmp, "", "/model_weights", true, unused, p.scalars[k], &k3.at(p.name));
+          add_layer(*p.layer, tmp, k3_container, h5_group, top, unused, p.scalars[k], &k3.at(p.name));
           call.leaves = std::move(tmp.layers);
           call.nested = p.cls == "Sequential";
           first_leaves[p.name] = call.leaves;
@@ -331,7 +375,8 @@ class ModelConfigReader {
       if (!progress)
         fail("layer '", layers[pending[0].layer].name, "' reads a tensor that no call of the graph computes first");
     }
-    for (const KerasRef& r : outs) {
+    for (KerasRef r : outs) {
+      r = norm(r);
       if (r.tensor != 0) fail("output ", r.tensor, " of layer '", r.layer, "' (several outputs) is not supported");
       if (!ready(r)) fail("output '", r.layer, "' (call ", r.node, ") is not computed by the graph");
       graph.outputs.push_back(r);
@@ -478,7 +523,8 @@ class ModelConfigReader {
       return;
     }
     if (cls == "Functional" || cls == "Model")
-      fail("layer '", name, "' (", cls, "): a functional model nested as a layer is not supported");
+      fail("layer '", name, "' (", cls, "): a functional model nested as a layer is not supported",
+           graph_importer_hint());
     KerasLayer out;
     out.class_name = cls;
     out.name = name;
