@@ -833,10 +833,11 @@ def observe_keras3(np, tf, K):
 # `python3 gen_keras.py --graphs` regenerates only these and updates "graph_cases" in place. Cases with
 # "refused": true are models the importer must refuse (their outputs are recorded all the same).
 class GraphCase:
-    def __init__(self, name, build, inputs, covers="", notes="", refused=None):
-        # inputs: [(name, shape (B, T, F), lengths or None)]
+    def __init__(self, name, build, inputs, covers="", notes="", refused=None, compare_input=None):
+        # inputs: [(name, shape (B, T, F), lengths or None)]; compare_input: the input whose lengths give the output
+        # steps to compare (None: the only input's lengths, if any)
         self.name, self.build, self.inputs, self.covers, self.notes = name, build, inputs, covers, notes
-        self.refused = refused
+        self.refused, self.compare_input = refused, compare_input
 
 
 def graph_case_list():
@@ -896,6 +897,20 @@ def graph_case_list():
                            covers="Keras MultiHeadAttention cross-attention: mha(query=q, value=m) (key = value) "
                                   "and mha(q, m, key=Dense(5)(m)) (key width 5, value width 6), query 5 steps, "
                                   "memory 7"))
+
+    def cross_attention_masked(K):
+        q = K.Input(shape=(None, 4), name="query")
+        m = K.Input(shape=(None, 6), name="memory")
+        hq = K.layers.Masking(0.0, name="query_masking")(q)
+        hm = K.layers.Masking(0.0, name="memory_masking")(m)
+        c = K.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="cross")(hq, hm)
+        return K.Model([q, m], K.layers.Dense(2, name="head")(c), name="graph_cross_attention_masked")
+
+    cases.append(GraphCase("graph_cross_attention_masked", cross_attention_masked,
+                           [("query", (B, 5, 4), [5, 3, 2]), ("memory", (B, 7, 6), [7, 2, 5])],
+                           covers="Keras MultiHeadAttention(query, value) with Masking on both: padded memory steps "
+                                  "are not attended (value mask), the output keeps the query's mask; compare the "
+                                  "query's valid steps", compare_input=0))
 
     def two_outputs(K):
         x = K.Input(shape=(None, 4), name="x")
@@ -1025,6 +1040,7 @@ def merge_graph_cases(work):
                        for ya, yb in zip(a["outputs"], b["outputs"]))
         out.append({
             "name": case.name, "covers": case.covers, "notes": case.notes, "refused_layer": case.refused,
+            "compare_input": case.compare_input,
             "files": {"h5": a["file"], "keras": b["file"] if b else None},
             "layers": a["layers"], "parameters": a["parameters"], "inputs": a["inputs"],
             "output_names": a["output_names"],

@@ -1,6 +1,6 @@
 // import_keras_graph (io/keras_import.hpp) against Keras itself: the functional models of manifest.json's
 // "graph_cases" (several inputs, Concatenate, Multiply / Add branches, a shared layer with Average, Subtract,
-// Maximum, Minimum, cross-attention, two outputs, nested functional and Sequential models), from their .h5 (Keras 2.15) and .keras (Keras 3) files, predict
+// Maximum, Minimum, cross-attention (masked too), two outputs, nested functional and Sequential models), from their .h5 (Keras 2.15) and .keras (Keras 3) files, predict
 // Keras' own outputs within 1e-5 (relative to max(1, |y|)) on the valid steps, in float and double, and survive
 // save_model / load_graph bitwise; the refused models throw ConfigError naming the layer and the reason; import_keras
 // refuses the graphs and points to import_keras_graph. Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and
@@ -85,8 +85,8 @@ struct Result {
   Index compared = 0;
 };
 
-// Output k of `graph` (last forward) against Keras' output record `ref`; steps t >= lengths[b] are padding (when the
-// graph's one input has lengths and the output keeps the time axis).
+// Output k of `graph` (last forward) against Keras' output record `ref`; steps t >= lengths[b] are padding (when
+// lengths are given and the output keeps the time axis).
 template <class S>
 void compare(Graph<S>& graph, Index k, const json& ref, const std::vector<Index>& lengths, Result& r,
              const std::string& what) {
@@ -123,7 +123,11 @@ Result run_graph_case(const json& c, const std::string& file, const std::string&
   const Inputs<S> in = inputs_of<S>(c);
   EXPECT_EQ(graph.min_inputs(), Index(in.x.size())) << what;
   graph.forward(in.call(), Mode::Infer);
-  const std::vector<Index> lengths = in.lengths.size() == 1 ? in.lengths[0] : std::vector<Index>();
+  // The output steps to compare: those of the input named by compare_input (cross-attention: the query), or of the
+  // only input.
+  const std::vector<Index> lengths = !c["compare_input"].is_null() ? in.lengths.at(c["compare_input"].get<size_t>())
+                                     : in.lengths.size() == 1       ? in.lengths[0]
+                                                                    : std::vector<Index>();
   for (Index k = 0; k < graph.output_count(); ++k) {
     compare(graph, k, c["outputs"][version][static_cast<size_t>(k)], lengths, r, what);
     const json& keras_mask = c["outputs"][version][static_cast<size_t>(k)]["mask"];
@@ -177,7 +181,7 @@ TEST(KerasImportGraph, MatchesKerasAndRoundTrips) {
       ++files;
     }
   }
-  EXPECT_EQ(files, 12);
+  EXPECT_EQ(files, 14);
   std::printf("largest difference from Keras (relative to max(1, |y|)): float %.2e, double %.2e\n", worst_float,
               worst_double);
 #endif
