@@ -1,10 +1,10 @@
 // import_keras_graph (io/keras_import.hpp) against Keras itself: the functional models of manifest.json's
 // "graph_cases" (several inputs, Concatenate, Multiply / Add branches, a shared layer with Average, Subtract,
-// Maximum, Minimum, cross-attention (masked too), two outputs, nested functional and Sequential models), from their .h5 (Keras 2.15) and .keras (Keras 3) files, predict
-// Keras' own outputs within 1e-5 (relative to max(1, |y|)) on the valid steps, in float and double, and survive
-// save_model / load_graph bitwise; the refused models throw ConfigError naming the layer and the reason; import_keras
-// refuses the graphs and points to import_keras_graph. Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and
-// nlohmann-json (seqattn::keras_import).
+// Maximum, Minimum, cross-attention (masked too), two outputs, nested functional and Sequential models), from their
+// .h5 (Keras 2.15) and .keras (Keras 3) files, predict Keras' own outputs within 1e-5 (relative to max(1, |y|)) on
+// the valid steps, in float and double, and survive save_model / load_graph bitwise; the refused models throw
+// ConfigError naming the layer and the reason; import_keras refuses the graphs and points to import_keras_graph.
+// Skipped (GTEST_SKIP) when CMake did not find HDF5, libzip and nlohmann-json (seqattn::keras_import).
 
 #include <gtest/gtest.h>
 
@@ -266,7 +266,8 @@ TEST(KerasImportGraph, RefusalsNameTheLayer) {
       } catch (const ConfigError& e) {
         const std::string m = e.what();
         EXPECT_NE(m.find("import_keras_graph(" + path + ")"), std::string::npos) << m;
-        for (const std::string& part : r.parts) EXPECT_NE(m.find(part), std::string::npos) << m << "\n  lacks: " << part;
+        for (const std::string& part : r.parts)
+          EXPECT_NE(m.find(part), std::string::npos) << m << "\n  lacks: " << part;
       }
     }
   EXPECT_EQ(graph_case("refuse_concat_axis")["refused_layer"], "concat_time");

@@ -330,8 +330,8 @@ class LayerMapper {
       const bool reduced = !in.empty() && in[0].reduced;
       const bool last = axis == json(-1) || axis == json(reduced ? 1 : 2);
       if (!last)
-        r.fail("axis ", axis.dump(), " is not supported (only the last axis, the features: -1", reduced ? " or 1" : " or 2",
-               ")");
+        r.fail("axis ", axis.dump(), " is not supported (only the last axis, the features: -1",
+               reduced ? " or 1" : " or 2", ")");
     }
     r.finish();
     if (!l.call_kwargs.is_null())

@@ -286,7 +286,8 @@ class ModelConfigReader {
                          !c["layers"].empty() && c["layers"][0].is_object() &&
                          c["layers"][0].value("class_name", json()) == json("InputLayer"));
       if (skip) {
-        if (r.node < 1) fail("a reference to call ", r.node, " of nested model '", r.layer, "' (Keras 2 numbers them from 1)");
+        if (r.node < 1)
+          fail("a reference to call ", r.node, " of nested model '", r.layer, "' (Keras 2 numbers them from 1)");
         --r.node;
       }
       return r;
@@ -686,7 +687,8 @@ class ModelConfigReader {
       if (dropped.count(name)) continue;
       const std::string cls = (*n.layer)["class_name"];
       if (cls == "InputLayer") {
-        if (!current.empty()) fail("the model has several inputs ('", current, "', '", name, "'): not a chain", graph_importer_hint());
+        if (!current.empty())
+          fail("the model has several inputs ('", current, "', '", name, "'): not a chain", graph_importer_hint());
         current = name;
         take_input_shape((*n.layer)["config"], model);
         continue;
