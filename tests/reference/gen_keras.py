@@ -93,8 +93,8 @@ def drive():
                        "compared whole)",
         },
         "cases": cases,
-        "graph_cases": graphs,
         "observations": {"keras2": k2["observations"], "keras3": k3["observations"]},
+        "graph_cases": graphs,
     }
     path = os.path.join(OUT, "manifest.json")
     with open(path + ".tmp", "w") as f:
