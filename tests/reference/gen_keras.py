@@ -950,6 +950,25 @@ def graph_case_list():
     cases.append(GraphCase("refuse_concat_axis", concat_time, [("a", (B, 3, 4), None), ("b", (B, 2, 4), None)],
                            covers="Concatenate(axis=1) (the time axis): refused", refused="concat_time"))
 
+    def causal_cross(K):
+        q = K.Input(shape=(None, 4), name="query")
+        m = K.Input(shape=(None, 4), name="memory")
+        c = K.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="causal_cross")(q, m, use_causal_mask=True)
+        return K.Model([q, m], c, name="refuse_causal_cross")
+
+    cases.append(GraphCase("refuse_causal_cross", causal_cross, [("query", (B, 3, 4), None), ("memory", (B, 3, 4), None)],
+                           covers="MultiHeadAttention(query, value, use_causal_mask=True) in cross-attention: refused",
+                           refused="causal_cross"))
+
+    def lstm_state(K):
+        x = K.Input(shape=(None, 4), name="x")
+        _, h, _ = K.layers.LSTM(3, return_state=True, name="lstm_state")(x)
+        return K.Model(x, K.layers.Dense(2, name="head")(h), name="refuse_lstm_state")
+
+    cases.append(GraphCase("refuse_lstm_state", lstm_state, [("x", (B, 3, 4), None)],
+                           covers="LSTM(return_state=True), its state h (output 1) read by a Dense: refused (layers "
+                                  "with several outputs)", refused="lstm_state"))
+
     def unknown_layer(K):
         a = K.Input(shape=(None, 4), name="a")
         b = K.Input(shape=(None, 4), name="b")

@@ -255,6 +255,10 @@ TEST(KerasImportGraph, RefusalsNameTheLayer) {
   const std::vector<Refusal> refusals = {
       {"refuse_concat_axis", {"layer 'concat_time' (Concatenate)", "axis 1 is not supported", "only the last axis"}},
       {"refuse_unknown_layer", {"layer 'upsample' (UpSampling1D) is not supported", "the importer maps"}},
+      {"refuse_causal_cross",
+       {"layer 'causal_cross' (MultiHeadAttention)", "use_causal_mask in cross-attention", "is not supported"}},
+      {"refuse_lstm_state",
+       {"layer 'head' reads output 1 of layer 'lstm_state'", "layers with several outputs are not supported"}},
   };
   for (const Refusal& r : refusals)
     for (const char* ext : {".h5", ".keras"}) {
