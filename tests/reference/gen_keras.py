@@ -64,8 +64,11 @@ def drive():
             python = venv_python(stage)
             subprocess.run([python, os.path.abspath(__file__), "--stage", stage, "--work", work], check=True,
                            env=env)
+            subprocess.run([python, os.path.abspath(__file__), "--stage", stage + "_graphs", "--work", work],
+                           check=True, env=env)
         k2 = json.load(open(os.path.join(work, "keras2.json")))
         k3 = json.load(open(os.path.join(work, "keras3.json")))
+        graphs = merge_graph_cases(work)
     cases = []
     for case in k2["cases"]:
         other = k3["cases"].get(case["name"])
@@ -91,6 +94,7 @@ def drive():
         },
         "cases": cases,
         "observations": {"keras2": k2["observations"], "keras3": k3["observations"]},
+        "graph_cases": graphs,
     }
     path = os.path.join(OUT, "manifest.json")
     with open(path + ".tmp", "w") as f:
@@ -822,10 +826,288 @@ def observe_keras3(np, tf, K):
     return observe_common(np, tf, K, [])
 
 
+
+# ----------------------------------------------------------------------------------------------------- graphs
+# Functional models whose graph is not a chain (several inputs, merges, shared layers, cross-attention, several
+# outputs), for import_keras_graph. Written to manifest.json's "graph_cases" (each input and output listed);
+# `python3 gen_keras.py --graphs` regenerates only these and updates "graph_cases" in place. Cases with
+# "refused": true are models the importer must refuse (their outputs are recorded all the same).
+class GraphCase:
+    def __init__(self, name, build, inputs, covers="", notes="", refused=None, compare_input=None):
+        # inputs: [(name, shape (B, T, F), lengths or None)]; compare_input: the input whose lengths give the output
+        # steps to compare (None: the only input's lengths, if any)
+        self.name, self.build, self.inputs, self.covers, self.notes = name, build, inputs, covers, notes
+        self.refused, self.compare_input = refused, compare_input
+
+
+def graph_case_list():
+    cases = []
+
+    def two_inputs_concat(K):
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 3), name="b")
+        ha = K.layers.Dense(5, activation="relu", name="branch_a")(a)
+        hb = K.layers.Dense(3, activation="tanh", name="branch_b")(b)
+        h = K.layers.Concatenate(name="concat")([ha, hb])
+        return K.Model([a, b], K.layers.Dense(2, name="head")(h), name="graph_two_inputs_concat")
+
+    cases.append(GraphCase("graph_two_inputs_concat", two_inputs_concat, [("a", (B, 5, 4), None),
+                                                                           ("b", (B, 5, 3), None)],
+                           covers="two inputs, a Dense branch on each, Concatenate (axis -1), Dense head"))
+
+    def attention_multiply(K):
+        x = K.Input(shape=(None, 4), name="x")
+        h = K.layers.Masking(0.0, name="masking")(x)
+        h = K.layers.Dense(4, activation="tanh", name="dense")(h)
+        att = K.layers.Dense(4, activation="softmax", name="attention_probs")(h)
+        m = K.layers.Multiply(name="attention_mul")([h, att])
+        s = K.layers.Add(name="add")([m, h])
+        return K.Model(x, K.layers.Dense(2, name="head")(s), name="graph_attention_multiply")
+
+    cases.append(GraphCase("graph_attention_multiply", attention_multiply, [("x", (B, 6, 4), [6, 4, 1])],
+                           covers="keras-attention-mechanism style branch and merge: h * softmax(Dense(h)) "
+                                  "(Multiply), then Add with h (h feeds three layers: not a residual chain), "
+                                  "masked by Masking"))
+
+    def shared_merges(K):
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 4), name="b")
+        shared = K.layers.Dense(3, activation="tanh", name="shared")
+        sa, sb = shared(a), shared(b)
+        merged = [K.layers.Average(name="average")([sa, sb]), K.layers.Subtract(name="subtract")([sa, sb]),
+                  K.layers.Maximum(name="maximum")([sa, sb]), K.layers.Minimum(name="minimum")([sa, sb])]
+        h = K.layers.Concatenate(name="concat")(merged)
+        return K.Model([a, b], K.layers.Dense(2, name="head")(h), name="graph_shared_merges")
+
+    cases.append(GraphCase("graph_shared_merges", shared_merges, [("a", (B, 5, 4), None), ("b", (B, 5, 4), None)],
+                           covers="a Dense layer shared by two inputs (called twice: node_index 1), Average, "
+                                  "Subtract, Maximum, Minimum, Concatenate of four"))
+
+    def cross_attention(K):
+        q = K.Input(shape=(None, 4), name="query")
+        m = K.Input(shape=(None, 6), name="memory")
+        mk = K.layers.Dense(5, name="key_proj")(m)
+        c1 = K.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="cross")(query=q, value=m)
+        c2 = K.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="cross_key")(q, m, key=mk)
+        h = K.layers.Concatenate(name="concat")([c1, c2])
+        return K.Model([q, m], K.layers.Dense(2, name="head")(h), name="graph_cross_attention")
+
+    cases.append(GraphCase("graph_cross_attention", cross_attention, [("query", (B, 5, 4), None),
+                                                                       ("memory", (B, 7, 6), None)],
+                           covers="Keras MultiHeadAttention cross-attention: mha(query=q, value=m) (key = value) "
+                                  "and mha(q, m, key=Dense(5)(m)) (key width 5, value width 6), query 5 steps, "
+                                  "memory 7"))
+
+    def cross_attention_masked(K):
+        q = K.Input(shape=(None, 4), name="query")
+        m = K.Input(shape=(None, 6), name="memory")
+        hq = K.layers.Masking(0.0, name="query_masking")(q)
+        hm = K.layers.Masking(0.0, name="memory_masking")(m)
+        c = K.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="cross")(hq, hm)
+        return K.Model([q, m], K.layers.Dense(2, name="head")(c), name="graph_cross_attention_masked")
+
+    cases.append(GraphCase("graph_cross_attention_masked", cross_attention_masked,
+                           [("query", (B, 5, 4), [5, 3, 2]), ("memory", (B, 7, 6), [7, 2, 5])],
+                           covers="Keras MultiHeadAttention(query, value) with Masking on both: padded memory steps "
+                                  "are not attended (value mask), the output keeps the query's mask; compare the "
+                                  "query's valid steps", compare_input=0))
+
+    def two_outputs(K):
+        x = K.Input(shape=(None, 4), name="x")
+        h = K.layers.Masking(0.0, name="masking")(x)
+        h = K.layers.LSTM(4, return_sequences=True, name="lstm")(h)
+        steps = K.layers.Dense(2, name="per_step")(h)
+        pooled = K.layers.GlobalAveragePooling1D(name="pool")(h)
+        summary = K.layers.Dense(3, name="summary")(pooled)
+        return K.Model(x, [steps, summary], name="graph_two_outputs")
+
+    cases.append(GraphCase("graph_two_outputs", two_outputs, [("x", (B, 6, 4), [6, 4, 1])],
+                           covers="two outputs: a per-step Dense (3D) and GlobalAveragePooling1D -> Dense (2D), "
+                                  "after a masked LSTM"))
+
+    def nested_models(K):
+        p = K.Input(shape=(None, 4), name="inner_p")
+        q = K.Input(shape=(None, 3), name="inner_q")
+        s = K.layers.Add(name="inner_add")([K.layers.Dense(3, activation="tanh", name="inner_dense_p")(p),
+                                            K.layers.Dense(3, name="inner_dense_q")(q)])
+        inner = K.Model([p, q], s, name="inner")
+        block = K.Sequential([K.Input(shape=(None, 3), name="block_x"), K.layers.Dense(4, name="block_dense"),
+                              K.layers.LayerNormalization(name="block_ln")], name="block")
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 3), name="b")
+        h = block(inner([a, b]))
+        return K.Model([a, b], K.layers.Dense(2, name="head")(h), name="graph_nested_models")
+
+    cases.append(GraphCase("graph_nested_models", nested_models, [("a", (B, 5, 4), None), ("b", (B, 5, 3), None)],
+                           covers="a functional model of two inputs (two Dense, Add) nested as a layer, then a "
+                                  "nested Sequential (Dense, LayerNormalization), Dense head"))
+
+    def concat_time(K):
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 4), name="b")
+        return K.Model([a, b], K.layers.Concatenate(axis=1, name="concat_time")([a, b]), name="refuse_concat_axis")
+
+    cases.append(GraphCase("refuse_concat_axis", concat_time, [("a", (B, 3, 4), None), ("b", (B, 2, 4), None)],
+                           covers="Concatenate(axis=1) (the time axis): refused", refused="concat_time"))
+
+    def causal_cross(K):
+        q = K.Input(shape=(None, 4), name="query")
+        m = K.Input(shape=(None, 4), name="memory")
+        c = K.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="causal_cross")(q, m, use_causal_mask=True)
+        return K.Model([q, m], c, name="refuse_causal_cross")
+
+    cases.append(GraphCase("refuse_causal_cross", causal_cross, [("query", (B, 3, 4), None), ("memory", (B, 3, 4), None)],
+                           covers="MultiHeadAttention(query, value, use_causal_mask=True) in cross-attention: refused",
+                           refused="causal_cross"))
+
+    def lstm_state(K):
+        x = K.Input(shape=(None, 4), name="x")
+        _, h, _ = K.layers.LSTM(3, return_state=True, name="lstm_state")(x)
+        return K.Model(x, K.layers.Dense(2, name="head")(h), name="refuse_lstm_state")
+
+    cases.append(GraphCase("refuse_lstm_state", lstm_state, [("x", (B, 3, 4), None)],
+                           covers="LSTM(return_state=True), its state h (output 1) read by a Dense: refused (layers "
+                                  "with several outputs)", refused="lstm_state"))
+
+    def unknown_layer(K):
+        a = K.Input(shape=(None, 4), name="a")
+        b = K.Input(shape=(None, 4), name="b")
+        h = K.layers.Add(name="add")([a, b])
+        return K.Model([a, b], K.layers.UpSampling1D(2, name="upsample")(h), name="refuse_unknown_layer")
+
+    cases.append(GraphCase("refuse_unknown_layer", unknown_layer, [("a", (B, 3, 4), None), ("b", (B, 3, 4), None)],
+                           covers="UpSampling1D, a layer the importer does not map: refused", refused="upsample"))
+    return cases
+
+
+def graph_inputs(case, np):
+    xs = []
+    for i, (name, shape, lengths) in enumerate(case.inputs):
+        rng = np.random.default_rng(seed_of(case.name + "/" + name))
+        x = rng.uniform(-1.0, 1.0, size=shape).astype("float32")
+        if lengths is not None:
+            for b, n in enumerate(lengths):
+                x[b, n:] = 0
+        xs.append(x)
+    return xs
+
+
+def graph_outputs(model, xs, np):
+    ys = model(xs if len(xs) > 1 else xs[0], training=False)
+    return list(ys) if isinstance(ys, (list, tuple)) else [ys]
+
+
+def stage_graphs(K, np, keras3, work):
+    """Builds every graph case; Keras 2 sets random weights and saves .h5, Keras 3 takes them and saves .keras."""
+    records = {}
+    weights_path = os.path.join(work, "graph_weights.npz")
+    weights = {} if not keras3 else np.load(weights_path)
+    for case in graph_case_list():
+        K.utils.set_random_seed(seed_of(case.name))
+        model = case.build(K)
+        if keras3:
+            for layer in leaf_layers(model):
+                n = len(layer.get_weights())
+                layer.set_weights([weights["%s/%s/%d" % (case.name, layer.name, i)] for i in range(n)])
+        else:
+            rng = np.random.default_rng(seed_of(case.name))
+            for v in model.weights:
+                v.assign(random_value(v.name, tuple(v.shape), rng, np))
+            for layer in leaf_layers(model):
+                for i, w in enumerate(layer.get_weights()):
+                    weights["%s/%s/%d" % (case.name, layer.name, i)] = w
+        xs = graph_inputs(case, np)
+        ys = graph_outputs(model, xs, np)
+        ext = ".keras" if keras3 else ".h5"
+        path = os.path.join(OUT, case.name + ext)
+        if keras3:
+            model.save(path)
+            reloaded = K.models.load_model(path, compile=False)
+        else:
+            model.save(path, save_format="h5", include_optimizer=False)
+            reloaded = K.models.load_model(path, compile=False)
+        reload_diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                          for a, b in zip(graph_outputs(reloaded, xs, np), ys))
+        records[case.name] = {
+            "file": case.name + ext,
+            "inputs": [{"name": n, "shape": list(x.shape), "dtype": "float32", "values": f32_list(x, np),
+                        "lengths": lengths} for (n, _, lengths), x in zip(case.inputs, xs)],
+            "outputs": [output_record(y, np) for y in ys],
+            "output_names": [t.name if keras3 else t.name.split("/")[0] for t in model.outputs],
+            "layers": [{"name": layer.name, "class": layer.__class__.__name__} for layer in leaf_layers(model)],
+            "parameters": int(sum(np.prod(w.shape) for w in model.weights)),
+            "reload_max_abs_diff": reload_diff,
+        }
+        print("  %-40s %s %6d bytes  reload diff %.1e" % (case.name, ext, os.path.getsize(path), reload_diff),
+              flush=True)
+        K.backend.clear_session()
+    if not keras3:
+        np.savez(weights_path, **weights)
+    with open(os.path.join(work, ("keras3" if keras3 else "keras2") + "_graphs.json"), "w") as f:
+        json.dump(records, f)
+
+
+def merge_graph_cases(work):
+    k2 = json.load(open(os.path.join(work, "keras2_graphs.json")))
+    k3 = json.load(open(os.path.join(work, "keras3_graphs.json")))
+    out = []
+    for case in graph_case_list():
+        a, b = k2[case.name], k3.get(case.name)
+        diff = None
+        if b is not None:
+            diff = max(max(abs(u - v) for u, v in zip(ya["values"], yb["values"]))
+                       for ya, yb in zip(a["outputs"], b["outputs"]))
+        out.append({
+            "name": case.name, "covers": case.covers, "notes": case.notes, "refused_layer": case.refused,
+            "compare_input": case.compare_input,
+            "files": {"h5": a["file"], "keras": b["file"] if b else None},
+            "layers": a["layers"], "parameters": a["parameters"], "inputs": a["inputs"],
+            "output_names": a["output_names"],
+            "outputs": {"keras2": a["outputs"], "keras3": b["outputs"] if b else None},
+            "checks": {"keras2_reload_max_abs_diff": a["reload_max_abs_diff"],
+                       "keras3_reload_max_abs_diff": b["reload_max_abs_diff"] if b else None,
+                       "keras2_vs_keras3_max_abs_diff_all_steps": diff},
+        })
+    return out
+
+
+def drive_graphs():
+    """--graphs: only the graph cases; updates manifest.json's graph_cases, leaves every other file as it is."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="",
+               PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
+    with tempfile.TemporaryDirectory() as work:
+        for stage in ("keras2", "keras3"):
+            subprocess.run([venv_python(stage), os.path.abspath(__file__), "--stage", stage + "_graphs", "--work",
+                            work], check=True, env=env)
+        graphs = merge_graph_cases(work)
+    path = os.path.join(OUT, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["graph_cases"] = graphs
+    with open(path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1, allow_nan=False)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    print("wrote %s (%d graph cases)" % (path, len(graphs)))
+
+
+def stage_keras2_graphs(work):
+    np, tf = setup_tf()
+    from tensorflow import keras as K
+    stage_graphs(K, np, False, work)
+
+
+def stage_keras3_graphs(work):
+    np, tf = setup_tf()
+    import keras as K
+    stage_graphs(K, np, True, work)
+
 if __name__ == "__main__":
     if "--stage" in sys.argv:
         stage = sys.argv[sys.argv.index("--stage") + 1]
         work = sys.argv[sys.argv.index("--work") + 1]
-        {"keras2": stage_keras2, "keras3": stage_keras3}[stage](work)
+        {"keras2": stage_keras2, "keras3": stage_keras3, "keras2_graphs": stage_keras2_graphs,
+         "keras3_graphs": stage_keras3_graphs}[stage](work)
+    elif "--graphs" in sys.argv:
+        drive_graphs()
     else:
         drive()

@@ -273,22 +273,91 @@ class LayerMapper {
 
   // Checks every layer and plans the seqattn layers; throws before anything is built.
   std::vector<PlannedLayer<S>> plan(const KerasModel& model, Index& in_features) {
+    FlowState s = input_state(model.input_shape, "the model input");
+    in_features = s.features;
+    std::vector<PlannedLayer<S>> out;
+    for (const KerasLayer& layer : model.layers) map_layer(layer, s, out);
+    return out;
+  }
+
+  // What a model input of this shape (without the batch dimension) carries; `what` names it in errors.
+  FlowState input_state(const std::vector<Index>& shape, const std::string& what) const {
     FlowState s;
-    const std::vector<Index>& shape = model.input_shape;
     if (shape.size() == 1) {
       s.ids = true;
       s.features = 1;
     } else if (shape.size() == 2 && shape[1] > 0) {
       s.features = shape[1];
     } else {
-      throw_config(who_, ": the model input has shape (batch", shape_tail(shape),
+      throw_config(who_, ": ", what, " has shape (batch", shape_tail(shape),
                    "); only (batch, time, features) inputs with a known feature size, or (batch, time) integer "
                    "ids for an Embedding, are supported");
     }
-    in_features = s.features;
-    std::vector<PlannedLayer<S>> out;
-    for (const KerasLayer& layer : model.layers) map_layer(layer, s, out);
-    return out;
+    return s;
+  }
+
+  // Graph import (import_keras_graph): one layer on one input, planned into `out` (s: its input, then its output).
+  void map(const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) { map_layer(l, s, out); }
+
+  // Keras' MultiHeadAttention called on several tensors: query q and keys/values kv (2 inputs), or query, key k and
+  // value v (3 inputs: k != null). q becomes the output's state.
+  void map_cross_attention(const KerasLayer& l, FlowState& q, const FlowState* k, const FlowState& v,
+                           std::vector<PlannedLayer<S>>& out) {
+    ConfigReader r(l, who_);
+    if (l.config.contains("head_num"))
+      r.fail("keras-multi-head's MultiHeadAttention on several input tensors is not supported");
+    for (const FlowState* s : std::initializer_list<const FlowState*>{&q, k, &v}) {
+      if (!s) continue;
+      if (s->ids) r.fail("an input is integer ids (batch, time); only an Embedding can take them");
+      if (s->reduced) r.fail("an input has no time axis");
+    }
+    if (k && (k->mask || v.mask))
+      r.fail("a key and a value from different tensors with a mask are not supported (seqattn masks keys and "
+             "values with one mask)");
+    if (l.call_kwargs.is_object() && l.call_kwargs.value("use_causal_mask", false) == true)
+      r.fail("use_causal_mask in cross-attention (query and value from different tensors) is not supported");
+    map_keras_mha(r, l, q, out, k ? k->features : v.features, v.features, true);
+  }
+
+  // A merge layer (Add, Subtract, Multiply, Average, Maximum, Minimum; Concatenate when concat) of the states `in`:
+  // checks its config and the inputs, returns the output's state. Masks: Keras ANDs the input masks (an input
+  // without a mask keeps every step), as seqattn's merges do; at masked steps Keras computes the merge of what the
+  // inputs hold there, seqattn writes 0.
+  FlowState merge_state(const KerasLayer& l, const std::vector<FlowState>& in, bool concat) {
+    ConfigReader r(l, who_);
+    if (concat) {
+      const json axis = l.config.contains("axis") ? r.raw("axis") : json(-1);
+      const bool reduced = !in.empty() && in[0].reduced;
+      const bool last = axis == json(-1) || axis == json(reduced ? 1 : 2);
+      if (!last)
+        r.fail("axis ", axis.dump(), " is not supported (only the last axis, the features: -1",
+               reduced ? " or 1" : " or 2", ")");
+    }
+    r.finish();
+    if (!l.call_kwargs.is_null())
+      for (const auto& kv : l.call_kwargs.items())
+        if (kv.key() != "training" && !(kv.key() == "mask" && kv.value().is_null()))
+          r.fail("call argument '", kv.key(), "' is not supported");
+    if (in.size() < 2) r.fail("takes ", in.size(), " input(s); a merge needs at least 2");
+    if (l.class_name == "Subtract" && in.size() != 2) r.fail("takes ", in.size(), " inputs; Subtract takes 2");
+    FlowState s = in[0];
+    bool any_mask = false, all_zero = true;
+    for (const FlowState& f : in) {
+      if (f.ids) r.fail("an input is integer ids (batch, time); only an Embedding can take them");
+      if (f.reduced != in[0].reduced)
+        r.fail("merges an input with a time axis and one without (Keras broadcasting is not supported)");
+      if (!concat && f.features != in[0].features)
+        r.fail("merges inputs of ", in[0].features, " and ", f.features, " features (they must be equal)");
+      any_mask = any_mask || f.mask;
+      all_zero = all_zero && f.mask && f.padded_zero;
+    }
+    if (concat) {
+      s.features = 0;
+      for (const FlowState& f : in) s.features += f.features;
+    }
+    s.mask = any_mask;
+    s.padded_zero = !any_mask || all_zero;  // merges of zeros are zero (Multiply, Maximum, ... included)
+    return s;
   }
 
  private:
@@ -786,8 +855,11 @@ class LayerMapper {
     if (s.mask) s.padded_zero = false;
   }
 
-  void map_keras_mha(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out) {
+  // key_features / value_features: the widths of separate key and value inputs (cross-attention), or 0.
+  void map_keras_mha(ConfigReader& r, const KerasLayer& l, FlowState& s, std::vector<PlannedLayer<S>>& out,
+                     Index key_features = 0, Index value_features = 0, bool cross = false) {
     const Index heads = r.positive("num_heads"), key_dim = r.positive("key_dim"), F = s.features;
+    const Index Fk = key_features > 0 ? key_features : F, Fv = value_features > 0 ? value_features : F;
     const Index value_dim = l.config.contains("value_dim") && !l.config["value_dim"].is_null()
                                 ? r.positive("value_dim")
                                 : (r.ignore({"value_dim"}), key_dim);
@@ -821,16 +893,24 @@ class LayerMapper {
     std::vector<typename PlannedLayer<S>::Copy> copies;
     size_t i = 0;
     const char* names[3][2] = {{"Wq", "bq"}, {"Wk", "bk"}, {"Wv", "bv"}};
-    for (auto& n : names) {
-      copies.push_back({i++, n[0], {F, heads, key_dim}, nullptr});
-      if (bias) copies.push_back({i++, n[1], {heads, key_dim}, nullptr});
+    const Index rows[3] = {F, Fk, Fv};
+    for (int j = 0; j < 3; ++j) {
+      copies.push_back({i++, names[j][0], {rows[j], heads, key_dim}, nullptr});
+      if (bias) copies.push_back({i++, names[j][1], {heads, key_dim}, nullptr});
     }
     copies.push_back({i++, "Wo", {heads, key_dim, F}, nullptr});
     if (bias) copies.push_back({i++, "bo", {F}, nullptr});
     (void)D;
+    const std::optional<Index> kf = cross ? std::optional<Index>(Fk) : std::nullopt;
+    const std::optional<Index> vf = cross ? std::optional<Index>(Fv) : std::nullopt;
     add(out, l,
         factory<MultiHeadAttention<S>>(F, heads,
-                                       MultiHeadAttentionOptions().head_size(key_dim).use_bias(bias).causal(causal)),
+                                       MultiHeadAttentionOptions()
+                                           .head_size(key_dim)
+                                           .use_bias(bias)
+                                           .causal(causal)
+                                           .key_features(kf)
+                                           .value_features(vf)),
         copies);
     if (s.mask) s.padded_zero = false;
   }
