@@ -209,6 +209,55 @@ TYPED_TEST(StreamContextTest, EncoderDecoderGraphMatchesForward) {
   EXPECT_EQ(names, (std::vector<std::string>{"decoder.self_mha.keys", "decoder.self_mha.values"}));
 }
 
+// Row b of x (B, T, F), its first `steps` steps: (1, steps, F).
+Tensor3<double> row_of(const Tensor3<double>& x, Index b, Index steps) {
+  Tensor3<double> out(1, steps, x.dimension(2));
+  for (Index t = 0; t < steps; ++t)
+    for (Index f = 0; f < x.dimension(2); ++f) out(0, t, f) = x(b, t, f);
+  return out;
+}
+
+// Per-stream contexts: set_context(b, ...) with each stream's memory cut to its length equals set_context of the
+// padded batch; then stream 1 alone starts over with a new memory of another length while streams 0 and 2 go on,
+// and matches a one-stream Stream given that memory, while the others still match the first stream.
+TEST(StreamContext, PerStreamContextsMatchTheBatchContext) {
+  Rng rng(4);
+  Graph<double> g = encoder_decoder<double>();
+  const Index B = 3, Tm = 8;
+  const Tensor3<double> memory = random_tensor<double>(B, Tm, 4, rng);
+  const std::vector<Index> lengths = {8, 5, 2};
+  Stream<double> batch_stream(g, B), per_stream(g, B), fresh(g, 1);
+  batch_stream.set_context(memory, Mask(lengths));
+  for (Index b = 0; b < B; ++b) per_stream.set_context(b, row_of(memory, b, lengths[static_cast<std::size_t>(b)]));
+  const auto compare = [](const Tensor3<double>& a, Index ba, const Tensor3<double>& b, Index bb, const char* what) {
+    double worst = 0;
+    for (Index f = 0; f < a.dimension(2); ++f) worst = std::max(worst, std::abs(a(ba, 0, f) - b(bb, 0, f)));
+    EXPECT_LE(worst, 1e-12) << what;
+  };
+  for (int t = 0; t < 6; ++t) {
+    const Tensor3<double> x = random_tensor<double>(B, 1, 3, rng);
+    const Tensor3<double> a = batch_stream.step(x);
+    const Tensor3<double>& p = per_stream.step(x);
+    for (Index b = 0; b < B; ++b) compare(a, b, p, b, "per-stream contexts against the batch context");
+  }
+  const Tensor3<double> memory1 = random_tensor<double>(1, 11, 4, rng);  // longer than any memory before
+  per_stream.reset(1);
+  per_stream.set_context(1, memory1);
+  fresh.set_context(memory1);
+  for (int t = 0; t < 6; ++t) {
+    const Tensor3<double> x = random_tensor<double>(B, 1, 3, rng);
+    const Tensor3<double> a = batch_stream.step(x);
+    const Tensor3<double> p = per_stream.step(x);
+    const Tensor3<double>& one = fresh.step(row_of(x, 1, 1));
+    compare(a, 0, p, 0, "stream 0 goes on");
+    compare(a, 2, p, 2, "stream 2 goes on");
+    compare(one, 0, p, 1, "stream 1 starts over with its new memory");
+  }
+  Stream<double> partial(g, B);
+  partial.set_context(0, row_of(memory, 0, 3));
+  EXPECT_THROW(partial.step(random_tensor<double>(B, 1, 3, rng)), UsageError);  // streams 1 and 2 have none
+}
+
 TEST(StreamContext, RefusalsNameTheProblem) {
   Rng rng(1);
   Graph<double> g = encoder_decoder<double>();

@@ -33,7 +33,8 @@
 //                while the streams step (the memory of cross-attention: MultiHeadAttention with 2 or 3 inputs,
 //                TransformerDecoderBlock). set_context(context) (context[i] is input i + 1, (B, Tm, F) with its
 //                mask) must come before the first step and may come again at any time (a new memory: the carried
-//                state is kept, reset the streams that start new sequences); the stream copies what it needs (the
+//                state is kept, reset the streams that start new sequences); set_stream_context(b, context) sets
+//                stream b's alone (batch-1 tensors); the stream copies what it needs (the
 //                cross-attention projects the keys and values once). context_inputs() says how many it takes. The
 //                context is not carried state: after load_state, set it again.
 //   all inputs   steps_all_inputs(): every input steps together, row for row (the merges: Merge, Concatenate);
@@ -99,6 +100,11 @@ class LayerStream {
 
   // Several inputs (above): the context inputs 1 .. k-1 (context[i] is input i + 1) for every stream.
   virtual void set_context(const LayerInputs<S>& /*context*/) {
+    detail::throw_usage("set_context: this stream takes no context (one input, or every input steps)");
+  }
+  // The context of stream b only, as tensors of batch 1 (a stream that starts a new sequence with another memory;
+  // the other streams keep theirs).
+  virtual void set_stream_context(Index /*b*/, const LayerInputs<S>& /*context*/) {
     detail::throw_usage("set_context: this stream takes no context (one input, or every input steps)");
   }
   virtual Index context_inputs() const { return 0; }

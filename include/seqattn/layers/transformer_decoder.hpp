@@ -362,6 +362,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
 
     Index context_inputs() const override { return 1; }
     void set_context(const LayerInputs<S>& context) override { cross->set_context(context); }
+    void set_stream_context(Index b, const LayerInputs<S>& context) override { cross->set_stream_context(b, context); }
     // x (B, n, d) -> y (B, n, d)
     void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
       const Index B = x.dimension(0), n = x.dimension(1), d = x.dimension(2);

@@ -94,43 +94,9 @@ class GraphStream final : public LayerStream<S> {
   Index context_inputs() const override { return graph_.min_inputs() - 1; }
 
   // context[i]: graph input i + 1 -> the context nodes' outputs (once) -> every stream node's context
-  void set_context(const LayerInputs<S>& context) override {
-    if (static_cast<Index>(context.size()) != context_inputs())
-      detail::throw_shape("Graph: set_context expected ", context_inputs(), " context input(s) but got ",
-                          context.size());
-    for (Index k = 0; k < graph_.node_count(); ++k) {
-      NodeRun& run = nodes_[static_cast<std::size_t>(k)];
-      const Index input = graph_.node_input_number(k);
-      if (input > 0) {  // a copy: the caller's tensors need not outlive the call
-        const Tensor3<S>& x = *context[static_cast<std::size_t>(input - 1)].x;
-        Tensor3<S>& copy = context_copies_[static_cast<std::size_t>(input)];
-        ensure_shape(copy, x.dimension(0), x.dimension(1), x.dimension(2));
-        copy = x;
-        context_masks_[static_cast<std::size_t>(input)] = *context[static_cast<std::size_t>(input - 1)].mask;
-        run.output = &copy;
-        run.mask = &context_masks_[static_cast<std::size_t>(input)];
-      } else if (run.context_layer) {
-        const std::vector<Index>& from = graph_.node_inputs(k);
-        run.call.resize(from.size());
-        for (std::size_t i = 0; i < from.size(); ++i)
-          run.call[i] = LayerInput<S>{nodes_[static_cast<std::size_t>(from[i])].output,
-                                      nodes_[static_cast<std::size_t>(from[i])].mask};
-        const Tensor3<S>& y = run.context_layer->forward(run.call, Mode::Infer);
-        run.own_mask = run.context_layer->out_mask_of(run.call, y.dimension(1));
-        run.output = &y;
-        run.mask = &run.own_mask;
-      }
-    }
-    for (Index k = 0; k < graph_.node_count(); ++k) {
-      NodeRun& run = nodes_[static_cast<std::size_t>(k)];
-      if (run.context.empty()) continue;
-      const std::vector<Index>& from = graph_.node_inputs(k);
-      for (std::size_t i = 1; i < from.size(); ++i)
-        run.context[i - 1] = LayerInput<S>{nodes_[static_cast<std::size_t>(from[i])].output,
-                                           nodes_[static_cast<std::size_t>(from[i])].mask};
-      run.stream->set_context(run.context);
-    }
-  }
+  void set_context(const LayerInputs<S>& context) override { apply_context(context, -1); }
+  // The same for stream b alone (batch-1 context: the context nodes run on it, then the stream nodes' contexts of b).
+  void set_stream_context(Index b, const LayerInputs<S>& context) override { apply_context(context, b); }
 
   // x (B, n, features of input 0) -> the stream nodes in order -> y (B, n, features of output 0)
   void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
@@ -177,6 +143,48 @@ class GraphStream final : public LayerStream<S> {
   }
 
  private:
+  // set_context (stream < 0: every stream) or set_stream_context(stream).
+  void apply_context(const LayerInputs<S>& context, Index stream) {
+    if (static_cast<Index>(context.size()) != context_inputs())
+      detail::throw_shape("Graph: set_context expected ", context_inputs(), " context input(s) but got ",
+                          context.size());
+    for (Index k = 0; k < graph_.node_count(); ++k) {
+      NodeRun& run = nodes_[static_cast<std::size_t>(k)];
+      const Index input = graph_.node_input_number(k);
+      if (input > 0) {  // a copy: the caller's tensors need not outlive the call
+        const Tensor3<S>& x = *context[static_cast<std::size_t>(input - 1)].x;
+        Tensor3<S>& copy = context_copies_[static_cast<std::size_t>(input)];
+        ensure_shape(copy, x.dimension(0), x.dimension(1), x.dimension(2));
+        copy = x;
+        context_masks_[static_cast<std::size_t>(input)] = *context[static_cast<std::size_t>(input - 1)].mask;
+        run.output = &copy;
+        run.mask = &context_masks_[static_cast<std::size_t>(input)];
+      } else if (run.context_layer) {
+        const std::vector<Index>& from = graph_.node_inputs(k);
+        run.call.resize(from.size());
+        for (std::size_t i = 0; i < from.size(); ++i)
+          run.call[i] = LayerInput<S>{nodes_[static_cast<std::size_t>(from[i])].output,
+                                      nodes_[static_cast<std::size_t>(from[i])].mask};
+        const Tensor3<S>& y = run.context_layer->forward(run.call, Mode::Infer);
+        run.own_mask = run.context_layer->out_mask_of(run.call, y.dimension(1));
+        run.output = &y;
+        run.mask = &run.own_mask;
+      }
+    }
+    for (Index k = 0; k < graph_.node_count(); ++k) {
+      NodeRun& run = nodes_[static_cast<std::size_t>(k)];
+      if (run.context.empty()) continue;
+      const std::vector<Index>& from = graph_.node_inputs(k);
+      for (std::size_t i = 1; i < from.size(); ++i)
+        run.context[i - 1] = LayerInput<S>{nodes_[static_cast<std::size_t>(from[i])].output,
+                                           nodes_[static_cast<std::size_t>(from[i])].mask};
+      if (stream < 0)
+        run.stream->set_context(run.context);
+      else
+        run.stream->set_stream_context(stream, run.context);
+    }
+  }
+
   struct NodeRun {
     bool needed = false;                           // output 0 reads it
     bool streams = false;                          // reads graph input 0 (directly or not)

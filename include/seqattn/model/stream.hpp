@@ -29,11 +29,13 @@
 //   Stream<float> s(decoder, B);                        // decoder: Graph({{"targets", d}, {"memory", d}}) ...
 //   s.set_context({{&memory, &memory_mask}});           // (B, Tm, F) each; what reads only the context runs once
 //   s.step(y_prev);                                     // each step attends to the memory's kept steps
+//   s.reset(b);  s.set_context(b, {{&memory_b, &mask_b}});   // stream b alone starts over with another memory
 // set_context copies what it needs (the cross-attention's keys and values, projected once) and may allocate; it
 // keeps the streams' carried state (reset the streams that start new sequences). The context is not part of
 // state() / save_state: set it again after load_state.
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -86,10 +88,13 @@ class Stream {
             " steps (StreamOptions::max_history for attention without a window, max_len of a PositionEmbedding); "
             "reset(",
             b, ") the stream, or give the attention layers a window"));
-    if (inputs_ > 1 && !has_context_)
-      detail::throw_usage("Stream: ", model_->describe(), " takes ", inputs_ - 1,
-                          " context input(s) (its inputs 1 .. ", inputs_ - 1,
-                          ", e.g. the memory of cross-attention): call set_context before the first step");
+    if (inputs_ > 1)
+      for (Index b = 0; b < B; ++b)
+        if (has_context_.empty() || !has_context_[static_cast<std::size_t>(b)])
+          detail::throw_usage("Stream: ", model_->describe(), " takes ", inputs_ - 1,
+                              " context input(s) (its inputs 1 .. ", inputs_ - 1,
+                              ", e.g. the memory of cross-attention) and stream ", b,
+                              " has none: call set_context before the first step");
     ensure_shape(y_, B, n, model_->out_features());
     root_->step(x, steps_, y_);
     for (auto& s : steps_) s += n;
@@ -101,25 +106,26 @@ class Stream {
   void set_context(const LayerInputs<S>& context) {
     const detail::FlushDenormalsScope flush_denormals;
     check_model();
-    if (static_cast<Index>(context.size()) != inputs_ - 1)
-      detail::throw_shape("Stream: set_context expected ", inputs_ - 1, " context input(s) (inputs 1 .. ",
-                          inputs_ - 1, " of ", model_->describe(), ") but got ", context.size());
-    for (std::size_t i = 0; i < context.size(); ++i) {
-      const Index input = static_cast<Index>(i) + 1;
-      if (!context[i].x || !context[i].mask)
-        detail::throw_usage("Stream: set_context input ", input, " has no tensor or no mask");
-      const Tensor3<S>& x = *context[i].x;
-      const Index F = model_->input_features(input, inputs_);
-      if (x.dimension(0) != batch() || x.dimension(1) <= 0 || (F >= 0 && x.dimension(2) != F))
-        detail::throw_shape("Stream: set_context input ", input, " of ", model_->describe(), " expected (", batch(),
-                            ", steps >= 1, ", F, ") but got ", shape_string(x));
-      context[i].mask->check(x.dimension(0), x.dimension(1), detail::cat("Stream: set_context input ", input));
-    }
+    check_context(context, batch());
     root_->set_context(context);
-    has_context_ = true;
+    has_context_.assign(steps_.size(), 1);
   }
   // One context input: memory (B, Tm, F) masked by `mask`.
   void set_context(const Tensor3<S>& memory, const Mask& mask = Mask()) { set_context({{&memory, &mask}}); }
+  // The context of stream b alone: tensors of batch 1 (a stream that starts a new sequence with another memory,
+  // usually right after reset(b)); the other streams keep theirs. Every stream needs a context before a step.
+  void set_context(Index b, const LayerInputs<S>& context) {
+    const detail::FlushDenormalsScope flush_denormals;
+    check_model();
+    check_stream(b);
+    check_context(context, 1);
+    root_->set_stream_context(b, context);
+    if (has_context_.empty()) has_context_.assign(steps_.size(), 0);
+    has_context_[static_cast<std::size_t>(b)] = 1;
+  }
+  void set_context(Index b, const Tensor3<S>& memory, const Mask& mask = Mask()) {
+    set_context(b, {{&memory, &mask}});
+  }
   Index inputs() const { return inputs_; }
 
   // Every stream starts a new sequence.
@@ -177,6 +183,23 @@ class Stream {
                           " was assigned to since the stream was opened (its layers may have changed); open a new "
                           "stream");
   }
+  // ShapeError unless context holds inputs 1 .. inputs_ - 1 of `batch` sequences with the model's widths.
+  void check_context(const LayerInputs<S>& context, Index batch) const {
+    if (static_cast<Index>(context.size()) != inputs_ - 1)
+      detail::throw_shape("Stream: set_context expected ", inputs_ - 1, " context input(s) (inputs 1 .. ",
+                          inputs_ - 1, " of ", model_->describe(), ") but got ", context.size());
+    for (std::size_t i = 0; i < context.size(); ++i) {
+      const Index input = static_cast<Index>(i) + 1;
+      if (!context[i].x || !context[i].mask)
+        detail::throw_usage("Stream: set_context input ", input, " has no tensor or no mask");
+      const Tensor3<S>& x = *context[i].x;
+      const Index F = model_->input_features(input, inputs_);
+      if (x.dimension(0) != batch || x.dimension(1) <= 0 || (F >= 0 && x.dimension(2) != F))
+        detail::throw_shape("Stream: set_context input ", input, " of ", model_->describe(), " expected (", batch,
+                            ", steps >= 1, ", F, ") but got ", shape_string(x));
+      context[i].mask->check(x.dimension(0), x.dimension(1), detail::cat("Stream: set_context input ", input));
+    }
+  }
   void check_stream(Index b) const {
     if (b < 0 || b >= batch())
       detail::throw_shape("Stream: stream index ", b, " out of range (the stream has ", batch(), " streams)");
@@ -190,7 +213,7 @@ class Stream {
   std::vector<Index> steps_;
   Index max_steps_ = kUnlimitedSteps;
   Index inputs_ = 1;
-  bool has_context_ = false;
+  std::vector<std::uint8_t> has_context_;  // per stream: its context was set (models with several inputs)
   Tensor3<S> y_;
 };
 
