@@ -6,6 +6,8 @@
 //       merge of 2 or 3 nodes (projected to one width), a Concatenate, a cross-attention from a node to the
 //       context, or the shared copy of an earlier projection on another node; the nodes no other node reads are
 //       concatenated into a Dense head (every node reaches the output). The structure depends on `seed` only.
+//   random_graph<S>(seed, steps, true)   causal: the stacks are random causal models (RandomModelOptions::causal),
+//       so the graph streams (model/graph_stream.hpp): "x" steps, "context" is read by cross-attention only.
 // RandomGraph::recipe lists the nodes, for failure messages.
 
 #include <cstdint>
@@ -30,7 +32,7 @@ struct RandomGraph {
 };
 
 template <class S>
-RandomGraph<S> random_graph(std::uint64_t seed, Index steps) {
+RandomGraph<S> random_graph(std::uint64_t seed, Index steps, bool causal = false) {
   Rng rng(seed * 0x9E3779B97F4A7C15ULL + 7);
   const auto below = [&](Index n) { return static_cast<Index>(rng.below(static_cast<std::uint64_t>(n))); };
   std::uint64_t weight = seed * 1000;
@@ -67,7 +69,7 @@ RandomGraph<S> random_graph(std::uint64_t seed, Index steps) {
     if (kind == 0) {  // a random stack that keeps the steps
       for (int attempt = 0; attempt < 20; ++attempt) {
         RandomModel<S> m = random_model<S>(seed * 100 + std::uint64_t(k) * 10 + std::uint64_t(attempt),
-                                           RandomModelOptions().steps(steps).allow_embedding(false).max_layers(3),
+                                           RandomModelOptions().steps(steps).allow_embedding(false).max_layers(3).causal(causal),
                                            ++weight);
         if (m.model.out_time(steps) != steps || m.model.out_time(steps + 3) != steps + 3) continue;
         const GraphNode in = project(pick(), m.model.in_features());
