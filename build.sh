@@ -9,7 +9,9 @@
 #   native    build the tests of the SIMD kernels and of bitwise padding invariance with -march=native
 #             (build-native/: the AVX2 or AVX-512 code a user's -march=native build runs) and run them
 #   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-g1, build-asan/)
-#             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails
+#             and run them all with ctest; any report (memory error, leak, undefined behaviour) fails. The
+#             property tests over random models and graphs run every 4th seed (SEQATTN_PROPERTY_STRIDE, default 4
+#             here, 1 elsewhere: tests/support/property_stride.hpp)
 #   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
 #   fuzz      build the libFuzzer targets (clang, ASan + UBSan) and run each for FUZZ_SECONDS (default 60)
 #   deps      only install the missing Debian packages
@@ -17,7 +19,8 @@
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
 # not root). Build trees: build/ (tests, and the examples built as tests are: SEQATTN_EXAMPLES_AS_TESTS),
 # build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3) and build-bench/.
-# Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS.
+# Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS,
+# SEQATTN_PROPERTY_STRIDE (sanitize: run every N-th seed of the random-model property tests, default 4).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +33,7 @@ PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-de
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -137,9 +140,9 @@ cmd_sanitize() {
     -DSEQATTN_BUILD_EXAMPLES=OFF -DSEQATTN_BUILD_BENCHMARKS=OFF
   log "building every unit test with -fsanitize=address,undefined"
   cmake --build "$dir" -j "$JOBS"
-  log "running the tests under ASan + UBSan"
+  log "running the tests under ASan + UBSan (property tests: every ${SEQATTN_PROPERTY_STRIDE:-4}th seed)"
   # shellcheck disable=SC2086
-  (cd "$dir" && ctest --output-on-failure -j "$JOBS" ${CTEST_ARGS:-})
+  (cd "$dir" && SEQATTN_PROPERTY_STRIDE="${SEQATTN_PROPERTY_STRIDE:-4}" ctest --output-on-failure -j "$JOBS" ${CTEST_ARGS:-})
 }
 
 # The threading tests under ThreadSanitizer: threads running inference on their own model copies, two threads

@@ -96,6 +96,14 @@ int main(int argc, char** argv) {
   seqattn::save_model(small, mw);
   write(dir + "/model/weights_model", std::string(1, '\1') + mw.str());
   write(dir + "/model/weights_file", std::string(1, '\0') + file);
+  // A graph model file (load_graph): as it is, from a file, as double.
+  auto gmodel = seqattn::fuzzing::graph_file_model();
+  std::stringstream g;
+  seqattn::save_model(gmodel, g);
+  const std::string graph_file = g.str();
+  write(dir + "/model/graph", std::string(1, '\0') + graph_file);
+  write(dir + "/model/graph_from_file", std::string(1, '\2') + graph_file);
+  write(dir + "/model/graph_as_double", std::string(1, '\4') + graph_file);
 
   auto smodel = seqattn::fuzzing::safetensors_model();
   std::stringstream s;

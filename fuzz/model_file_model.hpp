@@ -2,6 +2,7 @@
 // The model file fuzz_model reads as seeds (written by make_corpus).
 
 #include "seqattn/layers/bidirectional.hpp"
+#include "seqattn/layers/dense.hpp"
 #include "seqattn/layers/conv1d.hpp"
 #include "seqattn/layers/embedding.hpp"
 #include "seqattn/layers/global_pooling.hpp"
@@ -9,6 +10,7 @@
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/residual.hpp"
 #include "seqattn/layers/seq_self_attention.hpp"
+#include "seqattn/model/graph.hpp"
 #include "seqattn/model/sequential.hpp"
 
 namespace seqattn::fuzzing {
@@ -26,6 +28,23 @@ inline Sequential<float> model_file_model() {
   model.add<Conv1D<float>>(3, 2, Conv1DOptions().padding(Padding::Causal).seed(5));
   model.add<GlobalMaxPool<float>>();
   return model;
+}
+
+// For graph model files (load_graph): two inputs of other widths, a Dense applied to both (a shared node), an
+// elementwise merge, cross-attention of the merge over input b and a concatenation: the Graph config with node
+// inputs by name, "shares", merge options and a several-input layer.
+inline Graph<float> graph_file_model() {
+  Graph<float> graph({{"a", 3}, {"b", 2}});
+  const GraphNode b_wide = graph.add<Dense<float>>("widen", {graph.input("b")}, 3, DenseOptions().seed(6));
+  const GraphNode enc = graph.add<Dense<float>>("encode", {graph.input("a")}, 4,
+                                                 DenseOptions().activation(Activation::Tanh).seed(7));
+  const GraphNode enc_b = graph.add_shared("encode_b", enc, {b_wide});
+  const GraphNode sum = graph.merge("sum", MergeOp::Add, {enc, enc_b});
+  const GraphNode cross =
+      graph.add<MultiHeadAttention<float>>("cross", {sum, graph.input("b")}, 2,
+                                           MultiHeadAttentionOptions().key_features(2).seed(8));
+  graph.set_outputs({graph.concatenate("joined", {sum, cross})});
+  return graph;
 }
 
 }  // namespace seqattn::fuzzing

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer:
 #   weights      load_weights (seqattn's own format)            fuzz/fuzz_weights.cpp
-#   model        load_model (model files: architecture + weights) fuzz/fuzz_model.cpp
+#   model        load_model, load_graph (model files)            fuzz/fuzz_model.cpp
 #   safetensors  load_safetensors, read_safetensors              fuzz/fuzz_safetensors.cpp
 #   ucr          the UCR/UEA loader of the example (text, .ts)   fuzz/fuzz_ucr.cpp
 #   idx          the IDX reader of the example                   fuzz/fuzz_idx.cpp

@@ -166,6 +166,39 @@ TEST(Graph, SharedLayerSumsItsGradientsIntoOneParameterSet) {
   EXPECT_CONTAINS(g.summary(3), "encode_y (shares 'encode')");
 }
 
+// The shared node's views of the owner's tensors are taken again when an assignment moves them (the owner's
+// generation changes): the copy reads the new weights and its gradients reach the owner's new storage.
+TEST(Graph, SharedNodeFollowsTheOwnerWhenItsTensorsMove) {
+  Graph<double> g({{"x", 4}, {"y", 4}});
+  const GraphNode enc = g.add<Dense<double>>("encode", {g.input("x")}, 3, dense(51, Activation::Tanh));
+  const GraphNode enc_y = g.add_shared("encode_y", enc, {g.input("y")});
+  g.set_outputs({g.merge("sum", MergeOp::Add, {enc, enc_y})});
+  const Tensor3<double> x = random_tensor(2, 3, 4, 57), dy = random_tensor(2, 3, 3, 58);
+  const Mask none;
+  const LayerInputs<double> same = {{&x, &none}, {&x, &none}};
+  g.forward(same, Mode::Train);
+  g.backward(same, dy);
+  auto& owner = dynamic_cast<Dense<double>&>(*g.node_layer(enc));
+  const double* old_kernel = owner.params()[0].value;
+  owner = Dense<double>(4, 3, dense(61, Activation::Tanh));  // move assignment: the tensors of the temporary
+  ASSERT_NE(owner.params()[0].value, old_kernel);
+  Dense<double> expected(4, 3, dense(61, Activation::Tanh));
+  const Tensor3<double> y_expected = expected.forward(x, none, Mode::Train);
+  g.forward(same, Mode::Train);
+  const Tensor3<double>& y_shared = g.node_output(enc_y);
+  ASSERT_EQ(y_shared.dimensions(), y_expected.dimensions());
+  for (Index i = 0; i < y_expected.size(); ++i) ASSERT_EQ(y_shared.data()[i], y_expected.data()[i]) << i;
+  g.zero_grad();
+  g.backward(same, dy);
+  expected.zero_grad();
+  expected.backward(x, none, dy);
+  const ParamList<double> got = owner.params(), want = expected.params();
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t k = 0; k < got.size(); ++k)  // both nodes' gradients: twice the layer's, as both see x and dy
+    for (Index i = 0; i < got[k].size(); ++i)
+      EXPECT_NEAR(got[k].grad[i], 2.0 * want[k].grad[i], 1e-12) << got[k].name << "[" << i << "]";
+}
+
 TEST(Graph, SeveralOutputsTakeOneGradientEach) {
   Graph<double> g({{"x", 3}});
   const GraphNode h = g.add<Dense<double>>("hidden", {g.input("x")}, 4, dense(61, Activation::Tanh));

@@ -16,7 +16,6 @@
 #include <cmath>
 #include <limits>
 
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,12 +24,16 @@
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/error_text.hpp"
+#include "support/mha_inputs.hpp"
 #include "support/step_masks.hpp"
 
 using namespace seqattn;
-using seqattn::testing::check_gradients;
-using seqattn::testing::GradTarget;
-using seqattn::testing::random_step_mask;
+using seqattn::testing::bitwise_equal;
+using seqattn::testing::check_mha_gradients;
+using seqattn::testing::mha_backward;
+using seqattn::testing::mha_forward;
+using seqattn::testing::mha_inputs;
+using seqattn::testing::MhaCall;
 using seqattn::testing::random_tensor;
 
 namespace {
@@ -54,33 +57,19 @@ MultiHeadAttentionOptions options_of(const OptCase& c) {
       .seed(11);
 }
 
-struct Inputs {
-  Tensor3<double> xq, xkv, dy;
-  Mask mq, mkv;
-};
+using Inputs = seqattn::testing::MhaInputs;
 
 Inputs make_inputs(const OptCase& c, Index out_features) {
-  Inputs in;
-  const Index B = 3, Tq = 5, Tk = c.cross ? 4 : 5;
-  in.xq = random_tensor(B, Tq, 6, 1);
-  in.xkv = c.cross ? random_tensor(B, Tk, 5, 2) : in.xq;
-  in.mq = c.steps ? random_step_mask(B, Tq, 3) : Mask::from_lengths({5, 3, 1});
-  in.mkv = c.cross ? (c.steps ? random_step_mask(B, Tk, 4) : Mask::from_lengths({4, 2, 3})) : in.mq;
-  in.dy = random_tensor(B, Tq, out_features, 5);
-  return in;
+  return mha_inputs(c.cross ? MhaCall::Cross : MhaCall::Self, c.steps, out_features);
 }
 
 const Tensor3<double>& run_forward(MultiHeadAttention<double>& mha, const OptCase& c, const Inputs& in) {
   const Mode mode = c.dropout > 0 ? Mode::Train : Mode::Infer;
   if (c.dropout > 0) mha.set_dropout_seed(77);
-  return c.cross ? mha.forward(in.xq, in.mq, in.xkv, in.mkv, mode) : mha.forward(in.xq, in.mq, mode);
+  return mha_forward(mha, in, mode);
 }
-const Tensor3<double>& run_backward(MultiHeadAttention<double>& mha, const OptCase& c, const Inputs& in) {
-  return c.cross ? mha.backward_cross(in.xq, in.mq, in.xkv, in.mkv, in.dy) : mha.backward(in.xq, in.mq, in.dy);
-}
-
-bool bitwise_equal(const double* a, const double* b, Index n) {
-  return n == 0 || std::memcmp(a, b, sizeof(double) * static_cast<size_t>(n)) == 0;
+const Tensor3<double>& run_backward(MultiHeadAttention<double>& mha, const OptCase&, const Inputs& in) {
+  return mha_backward(mha, in, in.dy);
 }
 
 const OptCase kCases[] = {
@@ -168,24 +157,8 @@ TEST(MultiHeadAttentionOptions, OutputActivationMatchesFiniteDifferences) {
     MultiHeadAttention<double> mha(6, 2,
                                    options_of(c).output_activation(Activation::Tanh).activation(Activation::GELU));
     Inputs in = make_inputs(c, mha.out_features());
-    auto loss = [&]() {
-      const Tensor3<double>& y = run_forward(mha, c, in);
-      double l = 0;
-      for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * in.dy.data()[i];
-      return l;
-    };
-    loss();
-    mha.zero_grad();
-    const Tensor3<double> dxq = run_backward(mha, c, in);
-    const Tensor3<double> dxkv = c.cross ? mha.key_input_grad() : Tensor3<double>();
-    ParamList<double> params = mha.params();
-    std::vector<std::vector<double>> grads;
-    for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
-    std::vector<GradTarget> targets{{"xq", in.xq.data(), dxq.data(), in.xq.size()}};
-    if (c.cross) targets.push_back({"xkv", in.xkv.data(), dxkv.data(), in.xkv.size()});
-    for (size_t k = 0; k < params.size(); ++k)
-      targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
-    const auto result = check_gradients(loss, targets);
+    const auto result =
+        check_mha_gradients(mha, in, [&]() -> const Tensor3<double>& { return run_forward(mha, c, in); });
     EXPECT_TRUE(result.passed({"bk"})) << result.report();
   }
 }
@@ -306,26 +279,11 @@ TEST(MultiHeadAttentionOptions, AttentionMaskMatchesFiniteDifferences) {
       MultiHeadAttention<double> mha(6, 2, options_of(c).output_activation(Activation::Tanh));
       Inputs in = make_inputs(c, mha.out_features());
       set_random_mask(mha, 3, 5, key_steps(c), kind, 100 + kind);
-      auto loss = [&]() {
-        const Tensor3<double>& y = run_forward(mha, c, in);
-        double l = 0;
-        for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * in.dy.data()[i];
-        return l;
-      };
-      loss();
-      mha.zero_grad();
-      const Tensor3<double> dxq = run_backward(mha, c, in);
-      const Tensor3<double> dxkv = c.cross ? mha.key_input_grad() : Tensor3<double>();
-      ParamList<double> params = mha.params();
-      std::vector<std::vector<double>> grads;
-      for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
-      std::vector<GradTarget> targets{{"xq", in.xq.data(), dxq.data(), in.xq.size()}};
-      if (c.cross) targets.push_back({"xkv", in.xkv.data(), dxkv.data(), in.xkv.size()});
-      for (size_t k = 0; k < params.size(); ++k)
-        targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
-      const auto result = check_gradients(loss, targets);
+      std::vector<Tensor3<double>> dx;  // dxq (and dxk)
+      const auto result =
+          check_mha_gradients(mha, in, [&]() -> const Tensor3<double>& { return run_forward(mha, c, in); }, &dx);
       EXPECT_TRUE(result.passed({"bk"})) << result.report();
-      EXPECT_EQ(seqattn::testing::masked_nonzero(dxq, in.mq), "");
+      EXPECT_EQ(seqattn::testing::masked_nonzero(dx[0], in.mq), "");
     }
 }
 
@@ -395,7 +353,7 @@ TEST(MultiHeadAttentionOptions, AttentionMaskKeptOutputsIgnoreMaskedValues) {
            {1e3, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
         Inputs g = in;
         g.xq = seqattn::testing::with_masked_values(in.xq, in.mq, [&](Index) { return garbage; });
-        g.xkv = c.cross ? seqattn::testing::with_masked_values(in.xkv, in.mkv, [&](Index) { return garbage; }) : g.xq;
+        g.xk = c.cross ? seqattn::testing::with_masked_values(in.xk, in.mkv, [&](Index) { return garbage; }) : g.xq;
         const Tensor3<double>& y = run_forward(mha, c, g);
         EXPECT_TRUE(seqattn::testing::same_kept_steps(y, in.mq, y0, in.mq)) << garbage;
       }

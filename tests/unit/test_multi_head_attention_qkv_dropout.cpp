@@ -13,7 +13,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -24,12 +23,16 @@
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/testing/gradient_check.hpp"
+#include "support/mha_inputs.hpp"
 #include "support/step_masks.hpp"
 
 using namespace seqattn;
-using seqattn::testing::check_gradients;
-using seqattn::testing::GradTarget;
-using seqattn::testing::random_step_mask;
+using seqattn::testing::bitwise_equal;
+using seqattn::testing::check_mha_gradients;
+using seqattn::testing::mha_backward;
+using seqattn::testing::mha_forward;
+using seqattn::testing::mha_inputs;
+using seqattn::testing::MhaCall;
 using seqattn::testing::random_tensor;
 
 namespace {
@@ -64,22 +67,13 @@ MultiHeadAttentionOptions options_of(const QkvCase& c, double qkv) {
       .seed(11);
 }
 
-struct Inputs {
-  Tensor3<double> xq, xk, xv, dy;
-  Mask mq, mkv;
-};
+using Inputs = seqattn::testing::MhaInputs;
 
-Inputs make_inputs(const QkvCase& c, Index out_features) {
-  Inputs in;
-  const Index B = 3, Tq = 5, Tk = c.cross ? 4 : 5;
-  in.xq = random_tensor(B, Tq, 6, 1);
-  in.xk = c.cross ? random_tensor(B, Tk, 5, 2) : in.xq;
-  in.xv = c.cross == 2 ? random_tensor(B, Tk, 3, 3) : in.xk;
-  in.mq = c.steps ? random_step_mask(B, Tq, 3) : Mask::from_lengths({5, 3, 1});
-  in.mkv = c.cross ? (c.steps ? random_step_mask(B, Tk, 4) : Mask::from_lengths({4, 2, 3})) : in.mq;
-  in.dy = random_tensor(B, Tq, out_features, 5);
-  return in;
+MhaCall call_of(const QkvCase& c) {
+  return c.cross == 2 ? MhaCall::CrossSeparateValues : c.cross == 1 ? MhaCall::Cross : MhaCall::Self;
 }
+
+Inputs make_inputs(const QkvCase& c, Index out_features) { return mha_inputs(call_of(c), c.steps, out_features); }
 
 void set_explicit_mask(MultiHeadAttention<double>& mha, const QkvCase& c, const Inputs& in) {
   if (c.explicit_mask < 0) return;
@@ -98,22 +92,14 @@ void set_explicit_mask(MultiHeadAttention<double>& mha, const QkvCase& c, const 
 }
 
 // The forward of case c with the dropout Rng restarted at `seed` (the same masks on every call).
-const Tensor3<double>& run_forward(MultiHeadAttention<double>& mha, const QkvCase& c, const Inputs& in, Mode mode,
+const Tensor3<double>& run_forward(MultiHeadAttention<double>& mha, const QkvCase&, const Inputs& in, Mode mode,
                                    std::uint64_t seed = 77) {
   mha.set_dropout_seed(seed);
-  if (c.cross == 2) return mha.forward(in.xq, in.mq, in.xk, in.xv, in.mkv, mode);
-  if (c.cross == 1) return mha.forward(in.xq, in.mq, in.xk, in.mkv, mode);
-  return mha.forward(in.xq, in.mq, mode);
+  return mha_forward(mha, in, mode);
 }
-const Tensor3<double>& run_backward(MultiHeadAttention<double>& mha, const QkvCase& c, const Inputs& in,
+const Tensor3<double>& run_backward(MultiHeadAttention<double>& mha, const QkvCase&, const Inputs& in,
                                     const Tensor3<double>& dy) {
-  if (c.cross == 2) return mha.backward_cross(in.xq, in.mq, in.xk, in.xv, in.mkv, dy);
-  if (c.cross == 1) return mha.backward_cross(in.xq, in.mq, in.xk, in.mkv, dy);
-  return mha.backward(in.xq, in.mq, dy);
-}
-
-bool bitwise_equal(const double* a, const double* b, Index n) {
-  return n == 0 || std::memcmp(a, b, sizeof(double) * static_cast<size_t>(n)) == 0;
+  return mha_backward(mha, in, dy);
 }
 
 const QkvCase kCases[] = {
@@ -141,26 +127,8 @@ TEST_P(MultiHeadAttentionQkvDropoutGradient, MatchesFiniteDifferencesWithReplaye
   MultiHeadAttention<double> mha(6, 2, options_of(c, 0.4));
   Inputs in = make_inputs(c, mha.out_features());
   set_explicit_mask(mha, c, in);
-  auto loss = [&]() {
-    const Tensor3<double>& y = run_forward(mha, c, in, Mode::Train);
-    double l = 0;
-    for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * in.dy.data()[i];
-    return l;
-  };
-  loss();
-  mha.zero_grad();
-  const Tensor3<double> dxq = run_backward(mha, c, in, in.dy);
-  const Tensor3<double> dxk = c.cross ? mha.key_input_grad() : Tensor3<double>();
-  const Tensor3<double> dxv = c.cross == 2 ? mha.value_input_grad() : Tensor3<double>();
-  ParamList<double> params = mha.params();
-  std::vector<std::vector<double>> grads;
-  for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
-  std::vector<GradTarget> targets{{"xq", in.xq.data(), dxq.data(), in.xq.size()}};
-  if (c.cross) targets.push_back({"xk", in.xk.data(), dxk.data(), in.xk.size()});
-  if (c.cross == 2) targets.push_back({"xv", in.xv.data(), dxv.data(), in.xv.size()});
-  for (size_t k = 0; k < params.size(); ++k)
-    targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
-  const auto result = check_gradients(loss, targets);
+  const auto result =
+      check_mha_gradients(mha, in, [&]() -> const Tensor3<double>& { return run_forward(mha, c, in, Mode::Train); });
   // bk shifts every score of a query row by the same amount: 0 up to rounding (as without dropout)
   EXPECT_TRUE(result.passed({"bk"})) << result.report();
 }

@@ -19,12 +19,14 @@
 #include "seqattn/layers/multi_head_attention.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/error_text.hpp"
+#include "support/mha_inputs.hpp"
 #include "support/step_masks.hpp"
 
 using namespace seqattn;
-using seqattn::testing::check_gradients;
-using seqattn::testing::GradTarget;
-using seqattn::testing::random_step_mask;
+using seqattn::testing::check_mha_gradients;
+using seqattn::testing::mha_forward;
+using seqattn::testing::mha_inputs;
+using seqattn::testing::MhaCall;
 using seqattn::testing::random_tensor;
 
 namespace {
@@ -65,20 +67,10 @@ MultiHeadAttentionOptions options_of(const ValueCase& c) {
       .seed(13);
 }
 
-struct Inputs {
-  Tensor3<double> xq, xk, xv, dy;
-  Mask mq, mkv;
-};
+using Inputs = seqattn::testing::MhaInputs;
 
 Inputs make_inputs(const ValueCase& c) {
-  Inputs in;
-  in.xq = random_tensor(kB, kTq, kIn, 1);
-  in.xk = random_tensor(kB, kTk, kKey, 2);
-  in.xv = random_tensor(kB, kTk, kValue, 3);
-  in.mq = c.steps ? random_step_mask(kB, kTq, 3) : Mask::from_lengths({5, 3, 2});
-  in.mkv = c.steps ? random_step_mask(kB, kTk, 4) : Mask::from_lengths({4, 2, 3});
-  in.dy = random_tensor(kB, kTq, kIn, 5);
-  return in;
+  return mha_inputs(MhaCall::CrossSeparateValues, c.steps, kIn, kKey, kValue, {5, 3, 2});
 }
 
 void set_mask(MultiHeadAttention<double>& mha, const ValueCase& c) {
@@ -93,7 +85,7 @@ void set_mask(MultiHeadAttention<double>& mha, const ValueCase& c) {
 const Tensor3<double>& run_forward(MultiHeadAttention<double>& mha, const ValueCase& c, const Inputs& in) {
   const Mode mode = c.dropout > 0 ? Mode::Train : Mode::Infer;
   if (c.dropout > 0) mha.set_dropout_seed(77);
-  return mha.forward(in.xq, in.mq, in.xk, in.xv, in.mkv, mode);
+  return mha_forward(mha, in, mode);
 }
 
 using seqattn::testing::error_of;
@@ -105,26 +97,12 @@ TEST(MultiHeadAttentionValueInput, MatchesFiniteDifferences) {
     ASSERT_EQ(mha.value_kernel().rows(), kValue);
     Inputs in = make_inputs(c);
     set_mask(mha, c);
-    auto loss = [&]() {
-      const Tensor3<double>& y = run_forward(mha, c, in);
-      double l = 0;
-      for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * in.dy.data()[i];
-      return l;
-    };
-    loss();
-    mha.zero_grad();
-    const Tensor3<double> dxq = mha.backward_cross(in.xq, in.mq, in.xk, in.xv, in.mkv, in.dy);
-    const Tensor3<double> dxk = mha.key_input_grad(), dxv = mha.value_input_grad();
+    std::vector<Tensor3<double>> dx;  // dxq, dxk, dxv
+    const auto result =
+        check_mha_gradients(mha, in, [&]() -> const Tensor3<double>& { return run_forward(mha, c, in); }, &dx);
+    ASSERT_EQ(dx.size(), 3u);
+    const Tensor3<double>& dxv = dx[2];
     ASSERT_EQ(dxv.dimensions(), in.xv.dimensions());
-    ParamList<double> params = mha.params();
-    std::vector<std::vector<double>> grads;
-    for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
-    std::vector<GradTarget> targets{{"xq", in.xq.data(), dxq.data(), in.xq.size()},
-                                    {"xk", in.xk.data(), dxk.data(), in.xk.size()},
-                                    {"xv", in.xv.data(), dxv.data(), in.xv.size()}};
-    for (size_t k = 0; k < params.size(); ++k)
-      targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
-    const auto result = check_gradients(loss, targets);
     EXPECT_TRUE(result.passed({"bk"})) << result.report();
     EXPECT_EQ(seqattn::testing::masked_nonzero(dxv, in.mkv), "");
   }

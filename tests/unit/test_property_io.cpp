@@ -22,6 +22,7 @@
 #include "seqattn/loss/mean_squared_error.hpp"
 #include "seqattn/optim/adam.hpp"
 #include "support/property_checks.hpp"
+#include "support/property_stride.hpp"
 #include "support/random_model.hpp"
 
 using namespace seqattn;
@@ -61,7 +62,7 @@ void train(Sequential<float>& model, const Tensor3<float>& x, const Mask& mask, 
 }
 
 TEST(PropertyIo, SaveAndLoadOfRandomModelsIsExact) {
-  for (int seed = 1; seed <= kModels; ++seed) {
+  for (int seed = 1; seed <= kModels; seed += property_stride()) {
     const Index T = 3 + seed % 5, B = 4;
     const std::uint64_t structure = 20000 + seed;
     RandomModel<float> m = random_model<float>(structure, RandomModelOptions().steps(T).fixed_time(true));
@@ -89,7 +90,7 @@ TEST(PropertyIo, SaveAndLoadOfRandomModelsIsExact) {
 }
 
 TEST(PropertyIo, ModelFilesOfRandomModelsRebuildTheSameModel) {
-  for (int seed = 1; seed <= kModels; ++seed) {
+  for (int seed = 1; seed <= kModels; seed += property_stride()) {
     const Index T = 3 + seed % 5, B = 4;
     const std::uint64_t structure = 60000 + seed;
     RandomModel<float> m = random_model<float>(structure, RandomModelOptions().steps(T).fixed_time(true));
@@ -124,7 +125,7 @@ TEST(PropertyIo, ModelFilesOfRandomModelsRebuildTheSameModel) {
 }
 
 TEST(PropertyIo, CopiesOfRandomModelsPredictTheSameAndShareNothing) {
-  for (int seed = 1; seed <= kModels; ++seed) {
+  for (int seed = 1; seed <= kModels; seed += property_stride()) {
     const Index T = 3 + seed % 5, B = 3;
     RandomModel<float> m = random_model<float>(30000 + seed, RandomModelOptions().steps(T).fixed_time(true));
     SCOPED_TRACE(::testing::Message() << "model seed " << 30000 + seed << ":" << m.recipe);
@@ -140,7 +141,7 @@ TEST(PropertyIo, CopiesOfRandomModelsPredictTheSameAndShareNothing) {
 }
 
 TEST(PropertyIo, RestoringACheckpointByAssignmentKeepsTheOptimizerValid) {
-  for (int seed = 1; seed <= kModels; ++seed) {
+  for (int seed = 1; seed <= kModels; seed += property_stride()) {
     const Index T = 3 + seed % 5, B = 3;
     RandomModel<float> m = random_model<float>(40000 + seed, RandomModelOptions().steps(T).fixed_time(true));
     SCOPED_TRACE(::testing::Message() << "model seed " << 40000 + seed << ":" << m.recipe);

@@ -1,9 +1,10 @@
 // TransformerDecoderBlock: finite-difference gradient checks in double of dx, dmemory and every parameter (post- and
 // pre-norm, ReLU and GELU, use_bias, causal or not, padded targets and memories, step masks with holes on both, a
-// memory of other width), and of the two-input check itself (it fails on a wrong gradient); padding: valid outputs
-// bitwise unchanged by the values at padded / masked target and memory steps, dx and dmemory exactly 0 there, masked
-// memory steps weight 0 in the cross-attention map; the single-input calls and shape errors name the block; the
-// model-file round trip (the registry entry, the weights); clone / assign; dropout only in Train.
+// memory of other width) through testing::check_inputs_gradients on the node call (test_gradient_check shows that
+// check fails on wrong gradients), and the node call bitwise the direct call; padding: valid outputs bitwise
+// unchanged by the values at padded / masked target and memory steps, dx and dmemory exactly 0 there, masked memory
+// steps weight 0 in the cross-attention map; the single-input calls and shape errors name the block; the model-file
+// round trip (the registry entry, the weights); clone / assign; dropout only in Train.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,10 +25,7 @@
 #include "support/step_masks.hpp"
 
 using namespace seqattn;
-using seqattn::testing::check_gradients;
-using seqattn::testing::GradCheckOptions;
-using seqattn::testing::GradCheckResult;
-using seqattn::testing::GradTarget;
+using seqattn::testing::check_inputs_gradients;
 using seqattn::testing::masked_nonzero;
 using seqattn::testing::random_step_mask;
 using seqattn::testing::random_tensor;
@@ -35,61 +33,6 @@ using seqattn::testing::same_kept_steps;
 using seqattn::testing::with_masked_values;
 
 namespace {
-
-// The two-input form of check_layer_gradients: L = sum(y * R) + regularization_loss(), targets x, memory and every
-// parameter, and the backward contract (a second backward leaves dx and dmemory unchanged and doubles every
-// parameter gradient). backward_scale != 1 scales the dy given to backward: a wrong gradient the check must catch.
-GradCheckResult check_decoder_gradients(TransformerDecoderBlock<double>& block, Tensor3<double> x, const Mask& mx,
-                                        Tensor3<double> memory, const Mask& mm, double backward_scale = 1.0,
-                                        const GradCheckOptions& options = GradCheckOptions()) {
-  const Tensor3<double>& y0 = block.forward(x, mx, memory, mm, options.mode);
-  const Tensor3<double> R = random_tensor(y0.dimension(0), y0.dimension(1), y0.dimension(2), options.seed + 1);
-  Tensor3<double> dy = R;
-  for (Index i = 0; i < dy.size(); ++i) dy.data()[i] *= backward_scale;
-  auto loss = [&]() {
-    const Tensor3<double>& y = block.forward(x, mx, memory, mm, options.mode);
-    double l = block.regularization_loss();
-    for (Index i = 0; i < y.size(); ++i) l += y.data()[i] * R.data()[i];
-    return l;
-  };
-  loss();
-  block.zero_grad();
-  const Tensor3<double> dx = block.backward(x, mx, memory, mm, dy);
-  const Tensor3<double> dmemory = block.memory_grad();
-  ParamList<double> params = block.params();
-  std::vector<std::vector<double>> grads;
-  for (const auto& p : params) grads.emplace_back(p.grad, p.grad + p.size());
-  std::vector<GradTarget> targets;
-  targets.push_back({"x", x.data(), dx.data(), x.size()});
-  targets.push_back({"memory", memory.data(), dmemory.data(), memory.size()});
-  for (size_t k = 0; k < params.size(); ++k)
-    targets.push_back({params[k].name, params[k].value, grads[k].data(), params[k].size()});
-  GradCheckResult result = check_gradients(loss, targets, options);
-
-  loss();
-  block.zero_grad();
-  block.backward(x, mx, memory, mm, dy);
-  const Tensor3<double>& dx2 = block.backward(x, mx, memory, mm, dy);
-  const Tensor3<double>& dmemory2 = block.memory_grad();
-  for (Index i = 0; i < dx.size(); ++i)
-    if (std::abs(dx2.data()[i] - dx.data()[i]) > 1e-12 * (1.0 + std::abs(dx.data()[i]))) {
-      result.contract_failures.push_back("dx changed on a second backward (must be overwritten, not added)");
-      break;
-    }
-  for (Index i = 0; i < dmemory.size(); ++i)
-    if (std::abs(dmemory2.data()[i] - dmemory.data()[i]) > 1e-12 * (1.0 + std::abs(dmemory.data()[i]))) {
-      result.contract_failures.push_back("dmemory changed on a second backward (must be overwritten, not added)");
-      break;
-    }
-  for (size_t k = 0; k < params.size(); ++k)
-    for (Index i = 0; i < params[k].size(); ++i)
-      if (std::abs(params[k].grad[i] - 2.0 * grads[k][i]) > 1e-10 * (1.0 + std::abs(grads[k][i]))) {
-        result.contract_failures.push_back(params[k].name + " gradient not accumulated by a second backward");
-        break;
-      }
-  block.zero_grad();
-  return result;
-}
 
 TransformerDecoderOptions options_of(bool norm_first, Activation activation, bool use_bias, bool causal) {
   return TransformerDecoderOptions()
@@ -125,8 +68,8 @@ class TransformerDecoderGradient : public ::testing::TestWithParam<GradCase> {};
 TEST_P(TransformerDecoderGradient, MatchesFiniteDifferencesWithLengths) {
   const GradCase& c = GetParam();
   auto block = decoder(options_of(c.norm_first, c.activation, c.use_bias, c.causal));
-  const auto result = check_decoder_gradients(block, random_tensor(3, 4, 4, 17), Mask::from_lengths({4, 1, 3}),
-                                              random_tensor(3, 5, 6, 18), Mask::from_lengths({5, 2, 0}));
+  const auto result = check_inputs_gradients(block, {random_tensor(3, 4, 4, 17), random_tensor(3, 5, 6, 18)},
+                                             {Mask::from_lengths({4, 1, 3}), Mask::from_lengths({5, 2, 0})});
   // bk shifts every score of a query row equally: its gradient is 0 up to rounding
   EXPECT_TRUE(result.passed({"self_mha.bk", "cross_mha.bk"})) << result.report();
   std::printf("[ decoder lengths %s ] %s\n", c.name, result.report().c_str());
@@ -139,7 +82,7 @@ TEST_P(TransformerDecoderGradient, MatchesFiniteDifferencesWithStepMasks) {
   ASSERT_TRUE(block.supports_step_masks());
   const Mask mx = random_step_mask(4, 6, 9), mm = random_step_mask(4, 5, 11);
   ASSERT_TRUE(mx.has_holes() && mm.has_holes());
-  const auto result = check_decoder_gradients(block, random_tensor(4, 6, 4, 3), mx, random_tensor(4, 5, 6, 4), mm);
+  const auto result = check_inputs_gradients(block, {random_tensor(4, 6, 4, 3), random_tensor(4, 5, 6, 4)}, {mx, mm});
   EXPECT_TRUE(result.passed({"self_mha.bk", "cross_mha.bk"})) << result.report();
   std::printf("[ decoder step masks %s ] %s\n", c.name, result.report().c_str());
 }
@@ -153,12 +96,26 @@ INSTANTIATE_TEST_SUITE_P(Modes, TransformerDecoderGradient,
                                            GradCase{"pre_gelu_causal_no_bias", true, Activation::GELU, false, true}),
                          [](const ::testing::TestParamInfo<GradCase>& info) { return std::string(info.param.name); });
 
-TEST(TransformerDecoder, GradientCheckCatchesAWrongGradient) {
-  auto block = decoder(options_of(false, Activation::GELU, true, true));
-  const auto result = check_decoder_gradients(block, random_tensor(2, 4, 4, 17), Mask::from_lengths({4, 2}),
-                                              random_tensor(2, 5, 6, 18), Mask::from_lengths({5, 3}), 1.001);
-  EXPECT_FALSE(result.passed({"self_mha.bk", "cross_mha.bk"})) << result.report();
-  EXPECT_GT(result.worst_ratio, 1.0);
+// The gradient checks above run the node call: it is bitwise the direct call (y, dx, dmemory, parameter gradients).
+TEST(TransformerDecoder, NodeCallIsTheDirectCall) {
+  auto direct = decoder(options_of(false, Activation::GELU, true, true));
+  auto node = decoder(options_of(false, Activation::GELU, true, true));
+  const Tensor3<double> x = random_tensor(2, 4, 4, 17), memory = random_tensor(2, 5, 6, 18);
+  const Tensor3<double> dy = random_tensor(2, 4, 4, 19);
+  const Mask mx = random_step_mask(2, 4, 23), mm = Mask::from_lengths({5, 3});
+  const Tensor3<double> y = direct.forward(x, mx, memory, mm, Mode::Train);
+  const Tensor3<double> dx = direct.backward(x, mx, memory, mm, dy);
+  const LayerInputs<double> inputs{{&x, &mx}, {&memory, &mm}};
+  const Tensor3<double>& y_node = node.forward(inputs, Mode::Train);
+  node.backward(inputs, dy);
+  ASSERT_EQ(y_node.dimensions(), y.dimensions());
+  for (Index i = 0; i < y.size(); ++i) ASSERT_EQ(y_node.data()[i], y.data()[i]) << i;
+  for (Index i = 0; i < dx.size(); ++i) ASSERT_EQ(node.input_grad(0).data()[i], dx.data()[i]) << i;
+  for (Index i = 0; i < memory.size(); ++i) ASSERT_EQ(node.input_grad(1).data()[i], direct.memory_grad().data()[i]) << i;
+  const ParamList<double> pd = direct.params(), pn = node.params();
+  ASSERT_EQ(pd.size(), pn.size());
+  for (std::size_t k = 0; k < pd.size(); ++k)
+    for (Index i = 0; i < pd[k].size(); ++i) ASSERT_EQ(pn[k].grad[i], pd[k].grad[i]) << pd[k].name << "[" << i << "]";
 }
 
 // With attention_window, and with L2 penalties on sub-layers' weights (the cross-attention, ffn1): their gradient
@@ -168,8 +125,8 @@ TEST(TransformerDecoder, AttentionWindowAndRegularizerGradients) {
   block.cross_attention_layer().set_regularizer(ParamRole::Kernel, L1L2{0.0, 0.3});
   block.ffn1().set_regularizer(ParamRole::Kernel, L1L2{0.0, 0.2});
   EXPECT_GT(block.regularization_loss(), 0.0);
-  const auto result = check_decoder_gradients(block, random_tensor(3, 5, 4, 21), Mask::from_lengths({5, 4, 2}),
-                                              random_tensor(3, 4, 6, 22), Mask::from_lengths({4, 1, 3}));
+  const auto result = check_inputs_gradients(block, {random_tensor(3, 5, 4, 21), random_tensor(3, 4, 6, 22)},
+                                             {Mask::from_lengths({5, 4, 2}), Mask::from_lengths({4, 1, 3})});
   EXPECT_TRUE(result.passed({"self_mha.bk", "cross_mha.bk"})) << result.report();
 }
 

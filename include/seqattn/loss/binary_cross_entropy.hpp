@@ -43,26 +43,20 @@ class BinaryCrossEntropy {
     valid_ = detail::valid_steps(mask, B, T) * F;
     const S inv_n = valid_ > 0 ? S(1) / static_cast<S>(valid_) : S(0);
     double total = 0.0;
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      for (Index t = 0; t < T; ++t) {
-        S* g = grad_.data() + (b * T + t) * F;
-        if (holes ? !mask.valid(b, t, T) : t >= len) {
-          for (Index f = 0; f < F; ++f) g[f] = S(0);
-          continue;
-        }
-        const S* z = logits.data() + (b * T + t) * F;
-        const S* y = targets.data() + (b * T + t) * F;
-        for (Index f = 0; f < F; ++f) {
-          // e = exp(-|z|) never overflows; l = max(z, 0) - z y + log1p(e)
-          const S e = std::exp(-std::abs(z[f]));
-          total += static_cast<double>((z[f] > S(0) ? z[f] : S(0)) - z[f] * y[f] + std::log1p(e));
-          // dl/dz = sigmoid(z) - y, sigmoid from e without overflow on either side
-          const S sig = z[f] >= S(0) ? S(1) / (S(1) + e) : e / (S(1) + e);
-          g[f] = (sig - y[f]) * inv_n;
-        }
+    // rows [t0, t0 + n) of sample b, element by element in step order
+    detail::for_each_kept_rows(mask, grad_, [&](Index b, Index t0, Index n) {
+      const S* z = logits.data() + (b * T + t0) * F;
+      const S* y = targets.data() + (b * T + t0) * F;
+      S* g = grad_.data() + (b * T + t0) * F;
+      for (Index i = 0; i < n * F; ++i) {
+        // e = exp(-|z|) never overflows; l = max(z, 0) - z y + log1p(e)
+        const S e = std::exp(-std::abs(z[i]));
+        total += static_cast<double>((z[i] > S(0) ? z[i] : S(0)) - z[i] * y[i] + std::log1p(e));
+        // dl/dz = sigmoid(z) - y, sigmoid from e without overflow on either side
+        const S sig = z[i] >= S(0) ? S(1) / (S(1) + e) : e / (S(1) + e);
+        g[i] = (sig - y[i]) * inv_n;
       }
-    }
+    });
     loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
     return loss_;
   }

@@ -1,7 +1,8 @@
 #pragma once
 // Input checks shared by the losses and metrics (seqattn::detail): class labels against (B, T, C) logits,
-// prediction/target pairs of one shape, and the number of valid steps of a masked batch. Step masks (holes, left
-// padding, core/mask.hpp): the losses and metrics use the kept steps only; a masked step is never read.
+// prediction/target pairs of one shape, and the number of valid steps of a masked batch; and the loop of the
+// elementwise losses over the kept steps (for_each_kept_rows). Step masks (holes, left padding, core/mask.hpp): the
+// losses and metrics use the kept steps only; a masked step is never read.
 // `who` is a C string so that a check that passes allocates nothing (a steady loop allocates nothing).
 
 #include <string>
@@ -66,6 +67,27 @@ void check_loss_pair(const char* who, const Tensor3<S>& pred, const Tensor3<S>& 
     throw_shape(who, ": targets expected ", shape_string(pred), " (the shape of the ", pred_name, ") but got ",
                 shape_string(target));
   check_mask_fits(mask, pred.dimension(0), pred.dimension(1), who);
+}
+
+// The loop of the elementwise losses (MeanSquaredError, MeanAbsoluteError, BinaryCrossEntropy): for every sequence
+// b of grad (B, T, F), calls rows(b, t0, n) on each run [t0, t0 + n) of kept steps, in step order (lengths form: the
+// one run [0, length) when length > 0), and sets grad's rows of every other step to 0. A loss accumulates its total
+// in that order, so each keeps the bits of its former loop.
+template <class S, class Rows>
+void for_each_kept_rows(const Mask& mask, Tensor3<S>& grad, Rows&& rows) {
+  const Index B = grad.dimension(0), T = grad.dimension(1);
+  if (mask.has_holes()) {  // step mask: the kept runs of each sequence; 0 elsewhere
+    for (Index b = 0; b < B; ++b) {
+      sample_matrix(grad, b).setZero();
+      for_each_kept_run(mask, b, T, [&](Index t0, Index n) { rows(b, t0, n); });
+    }
+    return;
+  }
+  for (Index b = 0; b < B; ++b) {
+    const Index len = mask.length(b, T);  // rows t >= len are padding
+    if (len > 0) rows(b, Index(0), len);
+    if (len < T) sample_matrix(grad, b).bottomRows(T - len).setZero();
+  }
 }
 
 }  // namespace seqattn::detail

@@ -45,18 +45,7 @@ class MeanAbsoluteError {
       G.middleRows(t0, n) = G.middleRows(t0, n).unaryExpr(
           [scale](S d) { return d > S(0) ? scale : d < S(0) ? -scale : d == S(0) ? S(0) : d; });
     };
-    if (mask.has_holes()) {  // step mask: the kept runs of each sequence, in step order; 0 elsewhere
-      for (Index b = 0; b < B; ++b) {
-        sample_matrix(grad_, b).setZero();
-        detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) { rows(b, t0, n); });
-      }
-    } else {
-      for (Index b = 0; b < B; ++b) {
-        const Index len = mask.length(b, T);  // rows t >= len are padding
-        if (len > 0) rows(b, 0, len);
-        if (len < T) sample_matrix(grad_, b).bottomRows(T - len).setZero();
-      }
-    }
+    detail::for_each_kept_rows(mask, grad_, rows);
     loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
     return loss_;
   }

@@ -30,35 +30,15 @@ class MeanSquaredError {
     valid_ = detail::valid_steps(mask, B, T) * F;
     const S scale = valid_ > 0 ? S(2) / static_cast<S>(valid_) : S(0);
     double total = 0.0;  // accumulated in double so a float loss over many elements keeps its precision
-    if (mask.has_holes()) {  // step mask: the kept runs of each sequence, in step order; 0 elsewhere
-      for (Index b = 0; b < B; ++b) {
-        auto P = sample_matrix(predictions, b);
-        auto Y = sample_matrix(targets, b);
-        auto G = sample_matrix(grad_, b);
-        G.setZero();
-        detail::for_each_kept_run(mask, b, T, [&](Index t0, Index n) {
-          G.middleRows(t0, n) = P.middleRows(t0, n) - Y.middleRows(t0, n);
-          total += static_cast<double>(G.middleRows(t0, n).squaredNorm());
-          G.middleRows(t0, n) *= scale;
-        });
-      }
-      loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
-      return loss_;
-    }
-    for (Index b = 0; b < B; ++b) {
-      const Index len = mask.length(b, T);
-      // sample b as (T, F) matrices; rows t >= len are padding
+    // rows [t0, t0 + n) of sample b: d = p - y;  loss += sum d^2;  grad = 2 d / n
+    detail::for_each_kept_rows(mask, grad_, [&](Index b, Index t0, Index n) {
       auto P = sample_matrix(predictions, b);
       auto Y = sample_matrix(targets, b);
       auto G = sample_matrix(grad_, b);
-      if (len > 0) {
-        // d = p - y;  loss += sum d^2;  grad = 2 d / n
-        G.topRows(len) = P.topRows(len) - Y.topRows(len);
-        total += static_cast<double>(G.topRows(len).squaredNorm());
-        G.topRows(len) *= scale;
-      }
-      if (len < T) G.bottomRows(T - len).setZero();
-    }
+      G.middleRows(t0, n) = P.middleRows(t0, n) - Y.middleRows(t0, n);
+      total += static_cast<double>(G.middleRows(t0, n).squaredNorm());
+      G.middleRows(t0, n) *= scale;
+    });
     loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
     return loss_;
   }

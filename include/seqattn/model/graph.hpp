@@ -24,7 +24,8 @@
 // Shared layers: add_shared(name, owner, inputs) applies the layer of node `owner` again. The node runs a copy of
 // that layer whose parameters are copied from the owner's before every forward; its parameter gradients are added
 // into the owner's after its backward (then zeroed), so params() lists the owner's only and an optimizer sees the
-// summed gradient. (One copy of the weights per shared node and forward.)
+// summed gradient. (One copy of the weights per shared node and forward, through views of both layers' parameters
+// taken at the first forward and again only when an assignment changes a layer's generation: core/param.hpp.)
 // A Graph is a Layer<S> with as many inputs as it declares (min_inputs() == max_inputs()), so graphs nest in
 // graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
 // output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
@@ -36,6 +37,7 @@
 // when a shape changes.
 
 #include <algorithm>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <sstream>
@@ -473,6 +475,15 @@ class Graph final : public Layer<S> {
   }
 
  private:
+  // A shared node's views of its copy's and its owner's parameters and buffers. params() and buffers() build names
+  // and shapes (heap allocations) at every call, so they are taken once and again only when a generation has
+  // changed since: the owner's or the copy's (a container may gain or lose parameters) or that of a view's layer
+  // (an assignment that may have moved or reshaped its tensors: core/param.hpp, the optimizers' rule).
+  struct SharedViews {
+    ParamList<S> owner_params, copy_params, owner_buffers, copy_buffers;
+    std::uint64_t owner_generation = 0, copy_generation = 0;
+    bool taken = false;
+  };
   struct Node {
     std::string name;
     std::unique_ptr<Layer<S>> layer;  // null: a graph input
@@ -483,6 +494,7 @@ class Graph final : public Layer<S> {
     LayerInputs<S> call;              // its inputs in the last forward
     Tensor3<S> grad;                  // the gradient of its output (backward)
     bool has_grad = false;
+    SharedViews shared;               // shared nodes: not copied (taken again from the copy's own layers)
 
     Node copy_structure() const {  // everything but the layer
       Node n;
@@ -576,7 +588,7 @@ class Graph final : public Layer<S> {
       if (n.owner >= 0) {
         const Node& owner = nodes_[static_cast<std::size_t>(n.owner)];
         check_shareable(owner, n.name);  // rules may have changed since add_shared
-        copy_values(*owner.layer, *n.layer);
+        copy_values(n);
       }
       const Tensor3<S>& out = n.layer->forward(n.call, mode);
       masks_[k] = n.layer->out_mask_of(n.call, out.dimension(1));
@@ -607,7 +619,7 @@ class Graph final : public Layer<S> {
       }
       n.layer->backward(n.call, n.grad);
       for (std::size_t j = 0; j < n.inputs.size(); ++j) add_grad(n.inputs[j], n.layer->input_grad(Index(j)));
-      if (n.owner >= 0) move_grads(*n.layer, *nodes_[static_cast<std::size_t>(n.owner)].layer);
+      if (n.owner >= 0) move_grads(n);
     }
   }
   // node k's output gradient += g (the first contribution is copied)
@@ -640,21 +652,66 @@ class Graph final : public Layer<S> {
     return Layer<S>::backward(stored_call_, dy);
   }
 
-  // Shared layers: the owner's parameter values into the copy; the copy's gradients into the owner's.
-  static void copy_values(Layer<S>& owner, Layer<S>& copy) {
-    const ParamList<S> from = owner.params(), to = copy.params();
-    for (std::size_t i = 0; i < from.size(); ++i) std::copy(from[i].value, from[i].value + from[i].size(), to[i].value);
-    const ParamList<S> from_buffers = owner.buffers(), to_buffers = copy.buffers();
-    for (std::size_t i = 0; i < from_buffers.size(); ++i)
-      std::copy(from_buffers[i].value, from_buffers[i].value + from_buffers[i].size(), to_buffers[i].value);
+  // Shared layers: the owner's parameter values into the copy; the copy's gradients into the owner's, through the
+  // node's views (SharedViews: taken again only after a generation change).
+  static std::uint64_t generation_of(const Layer<S>& layer) {
+    const std::shared_ptr<const LayerIdentity> id = layer.identity().lock();
+    return id ? id->generation : 0;
   }
-  static void move_grads(Layer<S>& copy, Layer<S>& owner) {
-    const ParamList<S> from = copy.params(), to = owner.params();
-    for (std::size_t i = 0; i < from.size(); ++i) {
-      const Index size = from[i].size();
-      if (to[i].trainable())  // a frozen owner keeps its gradients
-        for (Index j = 0; j < size; ++j) to[i].grad[j] += from[i].grad[j];
-      std::fill(from[i].grad, from[i].grad + size, S(0));
+  static bool views_current(const ParamList<S>& list) {
+    for (const auto& p : list) {
+      const std::shared_ptr<LayerIdentity> id = p.owner.lock();
+      if (!id || id->generation != p.generation) return false;
+    }
+    return true;
+  }
+  SharedViews& shared_views(Node& n) {
+    SharedViews& v = n.shared;
+    const Layer<S>& owner = *nodes_[static_cast<std::size_t>(n.owner)].layer;
+    if (v.taken && v.owner_generation == generation_of(owner) && v.copy_generation == generation_of(*n.layer) &&
+        views_current(v.owner_params) && views_current(v.copy_params) && views_current(v.owner_buffers) &&
+        views_current(v.copy_buffers))
+      return v;
+    v.taken = false;
+    Layer<S>& owner_layer = *nodes_[static_cast<std::size_t>(n.owner)].layer;
+    v.owner_params = owner_layer.params();
+    v.copy_params = n.layer->params();
+    v.owner_buffers = owner_layer.buffers();
+    v.copy_buffers = n.layer->buffers();
+    const auto same_sizes = [](const ParamList<S>& a, const ParamList<S>& b) {
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (a[i].size() != b[i].size()) return false;
+      return true;
+    };
+    if (!same_sizes(v.owner_params, v.copy_params) || !same_sizes(v.owner_buffers, v.copy_buffers))
+      detail::throw_usage(describe(), ": shared node '", n.name, "' has parameters of other sizes than its owner '",
+                          nodes_[static_cast<std::size_t>(n.owner)].name, "'");
+    v.owner_generation = generation_of(owner_layer);
+    v.copy_generation = generation_of(*n.layer);
+    v.taken = true;
+    return v;
+  }
+  void copy_values(Node& n) {
+    const SharedViews& v = shared_views(n);
+    for (std::size_t i = 0; i < v.owner_params.size(); ++i) {
+      const Param<S>& from = v.owner_params[i];
+      std::copy(from.value, from.value + from.size(), v.copy_params[i].value);
+    }
+    for (std::size_t i = 0; i < v.owner_buffers.size(); ++i) {
+      const Param<S>& from = v.owner_buffers[i];
+      std::copy(from.value, from.value + from.size(), v.copy_buffers[i].value);
+    }
+  }
+  void move_grads(Node& n) {
+    const SharedViews& v = shared_views(n);
+    for (std::size_t i = 0; i < v.copy_params.size(); ++i) {
+      const Param<S>& from = v.copy_params[i];
+      const Param<S>& to = v.owner_params[i];
+      const Index size = from.size();
+      if (to.trainable())  // a frozen owner keeps its gradients
+        for (Index j = 0; j < size; ++j) to.grad[j] += from.grad[j];
+      std::fill(from.grad, from.grad + size, S(0));
     }
   }
 
