@@ -3,6 +3,8 @@
 //
 // Dataset: N labelled sequences stored zero-padded in x (N, T, F) with their valid lengths (right padding)
 // and class indices in [0, classes). make_batch copies a slice of it into a (B, T_batch, F) batch with a Mask.
+// Missing values (the UCR/UEA loaders, ucr.hpp): x holds 0 there (never NaN) and `missing` marks them, one flag
+// per value of x; impute_missing fills them by linear interpolation within each channel (see there).
 //
 // Synthetic tasks (every value drawn from the seeded seqattn::Rng: the same seed gives the same data):
 //   1 uniform       class A: every step uniform in [0, 1]; class B: uniform in [1, 2]. One feature.
@@ -43,13 +45,64 @@ struct Dataset {
   std::vector<Index> lengths;           // (N) valid steps of each sequence
   std::vector<int> labels;              // (N) class indices
   std::vector<std::string> class_names;  // (classes)
+  std::vector<std::uint8_t> missing;     // (N*T*F) like x: 1 where the value was missing (x is 0 there); empty when
+                                         // none is
 
   Index size() const { return static_cast<Index>(labels.size()); }
   Index steps() const { return x.dimension(1); }
   Index features() const { return x.dimension(2); }
   Index classes() const { return static_cast<Index>(class_names.size()); }
   Index max_length() const { return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end()); }
+  bool has_missing() const { return std::find(missing.begin(), missing.end(), 1) != missing.end(); }
+  // Whether value (i, t, f) was missing.
+  bool is_missing(Index i, Index t, Index f) const {
+    return !missing.empty() && missing[static_cast<size_t>((i * steps() + t) * features() + f)] != 0;
+  }
 };
+
+// Fills the missing values of d (Dataset::missing) and clears the mask; returns how many were filled. Rule, for each
+// sequence and each channel (feature) on its own, over the valid steps [0, length):
+//   - a missing value between two present values of the channel is their linear interpolation by step:
+//     x[t] = x[a] + (x[b] - x[a]) * (t - a) / (b - a), a < t < b the nearest present steps;
+//   - before the first present value, or after the last one, the nearest present value is carried;
+//   - a channel with no present value in the sequence becomes 0.
+// Call it after standardize (which leaves missing values out of its statistics and at 0), so a channel without
+// values becomes the training mean; called before, such a channel is a raw 0. Padded steps stay 0.
+inline Index impute_missing(Dataset& d) {
+  if (d.missing.empty()) return 0;
+  const Index T = d.steps(), F = d.features();
+  Index filled = 0;
+  for (Index i = 0; i < d.size(); ++i) {
+    const Index len = d.lengths[static_cast<size_t>(i)];
+    for (Index f = 0; f < F; ++f) {
+      const auto gone = [&](Index t) { return d.missing[static_cast<size_t>((i * T + t) * F + f)] != 0; };
+      Index prev = -1;  // the last present step before t
+      for (Index t = 0; t < len; ++t) {
+        if (!gone(t)) {
+          prev = t;
+          continue;
+        }
+        Index next = t + 1;
+        while (next < len && gone(next)) ++next;
+        for (Index s = t; s < next; ++s, ++filled) {
+          float v = 0.0f;
+          if (prev >= 0 && next < len) {
+            const double a = d.x(i, prev, f), b = d.x(i, next, f);
+            v = static_cast<float>(a + (b - a) * static_cast<double>(s - prev) / static_cast<double>(next - prev));
+          } else if (prev >= 0) {
+            v = d.x(i, prev, f);
+          } else if (next < len) {
+            v = d.x(i, next, f);
+          }
+          d.x(i, s, f) = v;
+        }
+        t = next - 1;
+      }
+    }
+  }
+  d.missing.clear();
+  return filled;
+}
 
 enum class Task { Uniform = 1, Halves = 2, Signal = 3, Multivariate = 4 };
 
@@ -156,6 +209,9 @@ inline void check_consistent(const Dataset& d, const std::string& who, bool chec
     throw DataError(who + ": expected one length and one label per sequence (" + std::to_string(d.x.dimension(0)) +
                     ") but got " + std::to_string(d.lengths.size()) + " lengths and " + std::to_string(d.size()) +
                     " labels");
+  if (!d.missing.empty() && static_cast<Index>(d.missing.size()) != d.x.size())
+    throw DataError(who + ": expected a missing-value mask of " + std::to_string(d.x.size()) +
+                    " flags (one per value) or none but got " + std::to_string(d.missing.size()));
   for (Index i = 0; i < d.size(); ++i) {
     const Index len = d.lengths[static_cast<size_t>(i)];
     const int label = d.labels[static_cast<size_t>(i)];
@@ -199,8 +255,10 @@ inline std::string check_compatible(const Dataset& train, const Dataset& test, c
 }
 
 // Standardizes every feature with the mean and standard deviation of the valid steps of `fit` (a training
-// set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0. Every target
-// must have fit's number of features and consistent lengths (DataError otherwise, before anything changes).
+// set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0; missing values
+// (Dataset::missing) are left out of the statistics and stay 0 (the mean, once standardized: impute_missing
+// after this). Every target must have fit's number of features and consistent lengths (DataError otherwise,
+// before anything changes).
 inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets) {
   const Index F = fit.features();
   check_consistent(fit, "standardize: the fitted set", false);
@@ -211,22 +269,25 @@ inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets
                       " features (those of the fitted set) but got " + std::to_string(targets[k]->features()));
     check_consistent(*targets[k], "standardize: target " + std::to_string(k), false);
   }
-  std::vector<double> sum(static_cast<size_t>(F), 0.0), sq(static_cast<size_t>(F), 0.0);
-  double count = 0;
+  std::vector<double> sum(static_cast<size_t>(F), 0.0), sq(static_cast<size_t>(F), 0.0),
+      count(static_cast<size_t>(F), 0.0);
   for (Index i = 0; i < fit.size(); ++i)
-    for (Index t = 0; t < fit.lengths[static_cast<size_t>(i)]; ++t, ++count)
+    for (Index t = 0; t < fit.lengths[static_cast<size_t>(i)]; ++t)
       for (Index f = 0; f < F; ++f) {
+        if (fit.is_missing(i, t, f)) continue;
         const double v = fit.x(i, t, f);
         sum[static_cast<size_t>(f)] += v;
         sq[static_cast<size_t>(f)] += v * v;
+        count[static_cast<size_t>(f)] += 1;
       }
-  if (count == 0) return;
   for (Dataset* d : targets) {
     for (Index i = 0; i < d->size(); ++i)
       for (Index t = 0; t < d->lengths[static_cast<size_t>(i)]; ++t)
         for (Index f = 0; f < F; ++f) {
-          const double mean = sum[static_cast<size_t>(f)] / count;
-          const double var = std::max(0.0, sq[static_cast<size_t>(f)] / count - mean * mean);
+          const double n = count[static_cast<size_t>(f)];
+          if (n == 0 || d->is_missing(i, t, f)) continue;
+          const double mean = sum[static_cast<size_t>(f)] / n;
+          const double var = std::max(0.0, sq[static_cast<size_t>(f)] / n - mean * mean);
           const double stddev = var > 1e-12 ? std::sqrt(var) : 1.0;
           d->x(i, t, f) = static_cast<float>((d->x(i, t, f) - mean) / stddev);
         }
@@ -248,9 +309,13 @@ inline std::pair<Dataset, Dataset> split(const Dataset& d, double test_fraction,
     out.class_names = d.class_names;
     out.x.resize(end - begin, d.steps(), d.features());
     const Index step = d.steps() * d.features();
+    if (!d.missing.empty()) out.missing.resize(static_cast<size_t>((end - begin) * step));
     for (Index j = begin; j < end; ++j) {
       const Index i = order[static_cast<size_t>(j)];
       std::copy(d.x.data() + i * step, d.x.data() + (i + 1) * step, out.x.data() + (j - begin) * step);
+      if (!d.missing.empty())
+        std::copy(d.missing.begin() + i * step, d.missing.begin() + (i + 1) * step,
+                  out.missing.begin() + (j - begin) * step);
       out.lengths.push_back(d.lengths[static_cast<size_t>(i)]);
       out.labels.push_back(d.labels[static_cast<size_t>(i)]);
     }
