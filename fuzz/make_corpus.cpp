@@ -1,8 +1,8 @@
 // Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights, <dir>/model and
 // <dir>/safetensors with small valid files of the fuzzed models and a few near misses, <dir>/ucr with UCR
-// text and .ts files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
+// text, .ts and .arff files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
 // output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte, those of
-// fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given), those of fuzz_idx with the image limit;
+// fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given, bit 2: .arff), those of fuzz_idx with the image limit;
 // the arguments of an options seed are separated by NUL bytes. The weights and safetensors seeds include a
 // file holding a NaN / Inf (written with allow_non_finite) and a tensor with dimensions (0, 2^63, 2^63).
 #include <sys/stat.h>
@@ -135,6 +135,31 @@ int main(int argc, char** argv) {
   write(dir + "/ucr/bom_ts", std::string(1, '\0') + "\xEF\xBB\xBF" + "@classLabel true a b\n@data\n1,2:a\n3,4:b\n");
   write(dir + "/ucr/utf16", std::string(1, '\0') + std::string("\xFF\xFE\x31\0,\0\x32\0\n\0", 10));
   write(dir + "/ucr/no_label", std::string(1, '\0') + "0.4213\t0.5\t1.5\n-0.1\t1\t4\n0.7\t3\t2\n");
+  write(dir + "/ucr/ts_percent_missing",
+        std::string(1, '\1') +
+            "% Weka-style comment\n@problemName m\n@timeStamps false\n@missing true\n"
+            "@univariate false\n@dimensions 2\n@equalLength true\n@seriesLength 4\n@classLabel true up down\n@data\n"
+            "% comment in the data\n1,?,3,NaN:?,?,?,?:up\n1,2,3,?:4,5,6,7:down\n");
+  write(dir + "/ucr/ts_unequal_missing",
+        std::string(1, '\0') + "%c\n@equalLength false\n@seriesLength 5\n@data\n1,?,3,?,?:walk\n?,2:run\n");
+  write(dir + "/ucr/arff_univariate",
+        std::string(1, '\4') +
+            "% comment\n@RELATION 'toy data'\n@attribute att1 numeric\n@attribute 'att 2' REAL\n"
+            "@attribute att3 numeric\n@attribute target {\"big one\",'b',3.0}\n\n@data\n1,?,3,'b'\n4,5,?,\"big one\"\n"
+            "7,8,9,3\n");
+  write(dir + "/ucr/arff_relational",
+        std::string(1, '\4') +
+            "@relation motions\n@attribute series relational\n@attribute t0 numeric\n"
+            "@attribute t1 numeric\n@attribute t2 numeric\n@end series\n@attribute activity {walk,run}\n@data\n"
+            "'1,2,3\\n4,5,6',run\n\"7,?,9\\n10,11,?\",walk\n");
+  write(dir + "/ucr/arff_classes_bom", std::string(1, '\2') + "\xEF\xBB\xBF" +
+                                           "%c\n@relation r\n@attribute a numeric\n@attribute b numeric\n"
+                                           "@attribute y {\xEF\xBB\xBF" +
+                                           "A,1}\n@data\n1,2,A\n3,4,\xEF\xBB\xBF" + "1\n");
+  write(dir + "/ucr/arff_by_content",
+        std::string(1, '\0') +
+            "% no .arff name\n@relation r\n@attribute a numeric\n@attribute y {p,q}\n@data\n"
+            "1,p\n{0 1,1 q}\n");
   write(dir + "/ucr/float_labels", std::string(1, '\0') + "  1.0000000e+00  0.5  1.5\n -1.0000000e+00  1  4\n");
   std::string images{'\0', '\0', '\0', '\x08', '\x03', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
   for (int i = 0; i < 12; ++i) images += static_cast<char>(i * 20);
