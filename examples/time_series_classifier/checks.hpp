@@ -5,7 +5,7 @@
 //                                          directory, not missing, readable: the message names the file and the
 //                                          system's reason), and the output directory --out is usable: it is
 //                                          created now (it stays, empty, if the run fails later), it is not an
-//                                          existing file, a file can be written in it, and <out>/model.sqw is not
+//                                          existing file, a file can be written in it, and <out>/model.sqm is not
 //                                          a directory
 //   check_before_training(options, train, test)   after loading, before standardizing and training: the test
 //                                          set fits the training set (check_compatible in data.hpp: features,
@@ -16,14 +16,16 @@
 //                                          in the data) against seqattn::memory_limit(): DataError suggesting the
 //                                          largest --batch-size that fits, or -a self --width W, instead of
 //                                          dying with std::bad_alloc in the middle of training
-//   save_model(net, path)                  save_weights, but refuses a model holding NaN or Inf (nothing written)
+//   save_classifier(net, path, metadata)   the model file (io/model_file.hpp: architecture, weights and the
+//                                          metadata: class names, input normalization, the options), but refuses a
+//                                          model holding NaN or Inf (nothing written)
 //
 // Errors are DataError (files, data) or TrainingError (a non-finite model), naming the option and the file:
 //   "--out tsc_out: exists and is not a directory"
 //   "--train data/GunPoint: is a directory, not a data file"
 // tests/unit/test_example_checks.cpp tests them.
 
-#include <seqattn/io/weights.hpp>
+#include <seqattn/io/model_file.hpp>
 
 #include <cerrno>
 #include <cstdio>
@@ -72,8 +74,8 @@ inline void check_output_dir(const std::string& out) {
   if (!written)
     throw DataError(who + ": cannot write in the directory" + (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
   std::remove(probe.c_str());
-  if (fs::is_directory(out + "/model.sqw", ec))
-    throw DataError(who + ": " + out + "/model.sqw is a directory, so the model could not be saved there");
+  if (fs::is_directory(out + "/model.sqm", ec))
+    throw DataError(who + ": " + out + "/model.sqm is a directory, so the model could not be saved there");
 }
 
 inline void check_before_loading(const CliOptions& o) {
@@ -123,11 +125,12 @@ inline void check_memory(const ModelConfig& config, Index batch, Index steps) {
   throw DataError(message + ". Even one sequence with a window of 8 steps does not fit: shorten the sequences");
 }
 
-inline void save_model(Classifier::Net& net, const std::string& path) {
+inline void save_classifier(Classifier::Net& net, const std::string& path,
+                            const nlohmann::json& metadata = nlohmann::json::object()) {
   const std::string bad = non_finite_parameter(net);
   if (!bad.empty())
     throw TrainingError("save_model: parameter " + bad + " holds NaN or Inf; refusing to write " + path);
-  seqattn::save_weights(net, path);
+  seqattn::save_model(net, path, metadata);
 }
 
 }  // namespace tsc

@@ -254,12 +254,18 @@ inline std::string check_compatible(const Dataset& train, const Dataset& test, c
   return "";
 }
 
+// The per-feature statistics standardize used: x -> (x - mean) / stddev (stddev 1 for a constant feature).
+// A deploying program applies them to its raw inputs (the example saves them with the model).
+struct Normalization {
+  std::vector<double> mean, stddev;  // (F)
+};
+
 // Standardizes every feature with the mean and standard deviation of the valid steps of `fit` (a training
 // set), applied to each data set in `targets` (pass the training set too). Padded steps stay 0; missing values
 // (Dataset::missing) are left out of the statistics and stay 0 (the mean, once standardized: impute_missing
 // after this). Every target must have fit's number of features and consistent lengths (DataError otherwise,
-// before anything changes).
-inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets) {
+// before anything changes). Returns the statistics (mean 0 and stddev 1 for a feature without any value).
+inline Normalization standardize(const Dataset& fit, const std::vector<Dataset*>& targets) {
   const Index F = fit.features();
   check_consistent(fit, "standardize: the fitted set", false);
   for (size_t k = 0; k < targets.size(); ++k) {
@@ -280,18 +286,24 @@ inline void standardize(const Dataset& fit, const std::vector<Dataset*>& targets
         sq[static_cast<size_t>(f)] += v * v;
         count[static_cast<size_t>(f)] += 1;
       }
+  Normalization n;
+  for (Index f = 0; f < F; ++f) {
+    const double c = count[static_cast<size_t>(f)];
+    const double mean = c > 0 ? sum[static_cast<size_t>(f)] / c : 0.0;
+    const double var = c > 0 ? std::max(0.0, sq[static_cast<size_t>(f)] / c - mean * mean) : 1.0;
+    n.mean.push_back(mean);
+    n.stddev.push_back(var > 1e-12 ? std::sqrt(var) : 1.0);
+  }
   for (Dataset* d : targets) {
     for (Index i = 0; i < d->size(); ++i)
       for (Index t = 0; t < d->lengths[static_cast<size_t>(i)]; ++t)
         for (Index f = 0; f < F; ++f) {
-          const double n = count[static_cast<size_t>(f)];
-          if (n == 0 || d->is_missing(i, t, f)) continue;
-          const double mean = sum[static_cast<size_t>(f)] / n;
-          const double var = std::max(0.0, sq[static_cast<size_t>(f)] / n - mean * mean);
-          const double stddev = var > 1e-12 ? std::sqrt(var) : 1.0;
-          d->x(i, t, f) = static_cast<float>((d->x(i, t, f) - mean) / stddev);
+          if (d->is_missing(i, t, f)) continue;
+          d->x(i, t, f) = static_cast<float>((d->x(i, t, f) - n.mean[static_cast<size_t>(f)]) /
+                                             n.stddev[static_cast<size_t>(f)]);
         }
   }
+  return n;
 }
 
 // Splits d into (train, test): the last round(n * test_fraction) sequences of a seeded shuffle go to test.

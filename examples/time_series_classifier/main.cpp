@@ -21,6 +21,7 @@
 #include "model.hpp"
 #include "options.hpp"
 #include "progress.hpp"
+#include "recipe.hpp"
 #include "train.hpp"
 #include "ucr.hpp"
 
@@ -89,54 +90,94 @@ void write_maps(Classifier& model, const Dataset& test, Index count, const std::
   }
 }
 
+// The model and the training options: for --task ucr the recipe for this training set (recipe.hpp) with every
+// option given on the command line in its place; for the other tasks the options (their defaults included).
+Recipe choose_recipe(const CliOptions& o, const Dataset& train) {
+  const bool recipe = o.task == "ucr";
+  Recipe r = recipe ? default_recipe(train) : Recipe();
+  const auto use = [&](const char* name) { return !recipe || o.given.count(name) > 0; };
+  ModelConfig& m = r.model;
+  m.features = train.features();
+  m.classes = train.classes();
+  m.seed = o.seed;
+  m.width = o.width;
+  m.units = o.units;
+  m.residual = o.residual;
+  if (use("d-model")) m.d_model = o.d_model;
+  if (use("attention")) m.attention = o.attention;
+  if (use("heads")) m.heads = o.heads;
+  if (use("ffn")) m.ffn = o.ffn;
+  if (use("pooling")) m.pooling = o.pooling;
+  if (use("no-positional")) m.positional = o.positional;
+  if (use("front")) m.front_end = o.front_end;
+  if (use("kernels")) m.conv_kernels = o.kernels;
+  if (use("downsample")) m.downsample = o.downsample;
+  if (use("blocks")) m.blocks = o.blocks;
+  if (use("dropout")) m.dropout = o.dropout;
+  if (m.attention == AttentionKind::MultiHead && m.d_model % m.heads != 0)
+    throw std::invalid_argument("--heads: expected a divisor of --d-model (" + std::to_string(m.d_model) + ") but got " +
+                                std::to_string(m.heads));
+  TrainOptions& t = r.train;
+  t.seed = o.seed;
+  if (use("epochs")) t.epochs = o.epochs;
+  if (use("batch-size")) t.batch_size = o.batch_size;
+  if (use("lr")) t.lr = o.lr;
+  if (use("warmup")) t.warmup = o.warmup;
+  if (use("cosine")) t.cosine = o.cosine;
+  if (use("weight-decay")) t.weight_decay = o.weight_decay;
+  if (use("label-smoothing")) t.label_smoothing = o.label_smoothing;
+  if (use("patience")) t.patience = o.patience;
+  return r;
+}
+
 int run(int argc, char** argv) {
   const CliOptions o = parse_options(argc, argv);  // options.hpp: every option and its range
   if (o.help) {
     std::cout << o.help_text << "\n";
     return 0;
   }
-  ModelConfig config;
-  config.d_model = o.d_model;
-  config.attention = o.attention;
-  config.heads = o.heads;
-  config.units = o.units;
-  config.ffn = o.ffn;
-  config.pooling = o.pooling;
-  config.positional = o.positional;
-  config.residual = o.residual;
-  config.seed = o.seed;
-
   check_before_loading(o);
   auto [train_set, test_set] = load_data(o);
   for (const std::string& note : check_before_training(o, train_set, test_set)) std::cout << note << "\n";
-  if (o.task == "ucr" || o.task == "fashion-mnist") standardize(train_set, {&train_set, &test_set});
+  Normalization normalization;
+  if (o.task == "ucr" || o.task == "fashion-mnist") normalization = standardize(train_set, {&train_set, &test_set});
+  for (Dataset* d : {&train_set, &test_set})  // after standardize, which leaves missing values out of its statistics
+    if (const Index filled = impute_missing(*d); filled > 0)
+      std::cout << "imputed " << filled << " missing values of the " << (d == &train_set ? "training" : "test")
+                << " set (linear interpolation within each channel)\n";
   const std::string& task = o.task;
   std::cout << "data: " << task << ", " << train_set.size() << " training and " << test_set.size()
             << " test sequences, up to " << std::max(train_set.steps(), test_set.steps()) << " steps, features "
             << train_set.features() << ", classes " << train_set.classes() << "\n";
-  config.features = train_set.features();
-  config.classes = train_set.classes();
-  config.width = o.width;
+  Recipe recipe = choose_recipe(o, train_set);
+  const ModelConfig& config = recipe.model;
+  TrainOptions& options = recipe.train;
+  Dataset fit_set, validation_set;
+  if (o.validation > 0) {
+    std::tie(fit_set, validation_set) = stratified_split(train_set, o.validation, o.seed);
+    options.validation = &validation_set;
+    std::cout << "validation: " << validation_set.size() << " of the " << train_set.size()
+              << " training sequences held out; the best epoch's weights are kept\n";
+  }
+  const Dataset& fit = o.validation > 0 ? fit_set : train_set;
   const Index longest = std::max(train_set.steps(), test_set.steps());
-  check_memory(config, std::min(o.batch_size, std::max(train_set.size(), test_set.size())), longest);
+  check_memory(config, std::min(options.batch_size, std::max(train_set.size(), test_set.size())), longest);
   Classifier model(config);
   std::cout << model.net().summary();
-
-  TrainOptions options;
-  options.epochs = o.epochs;
-  options.batch_size = o.batch_size;
-  options.lr = o.lr;
-  options.seed = config.seed;
+  std::cout << "training: " << options.epochs << " epochs of batches of " << options.batch_size << ", learning rate "
+            << options.lr << (options.warmup > 0 ? ", warm-up " + std::to_string(options.warmup) : std::string())
+            << (options.cosine ? ", cosine decay" : "") << ", weight decay " << options.weight_decay
+            << ", label smoothing " << options.label_smoothing << "\n";
   ProgressBar bar(std::cout, stdout_is_terminal());
   const double t0 = steady_seconds();
   try {
-    train(model, train_set, options, &bar);
+    train(model, fit, options, &bar);
   } catch (const TrainingError& e) {
     throw TrainingError(std::string(e.what()) + " (nothing was saved)");
   }
   const double seconds = steady_seconds() - t0;
 
-  const Evaluation e = evaluate(model.net(), test_set, o.batch_size);  // the batch check_memory checked
+  const Evaluation e = evaluate(model.net(), test_set, options.batch_size);  // the batch check_memory checked
   std::printf("\ntest accuracy %.4f (%ld sequences), test loss %.4f, training time %.1f s\n", e.accuracy,
               static_cast<long>(test_set.size()), e.loss, seconds);
   std::cout << format_confusion(e, test_set.class_names);

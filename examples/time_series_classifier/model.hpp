@@ -2,23 +2,35 @@
 // The classifier of the example, built from command-line choices:
 //
 //   x (B, T, features)
-//   Dense(d_model)                              projection of every step
+//   front end, one of:
+//     dense  Dense(d_model)                     projection of every step
+//     conv   [Conv1D(d_model, k, same, no bias), BatchNorm, ReLU] for each k in conv_kernels (7, 5, 3: the
+//            front end of FCN, Wang et al. 2017): local shapes of the series, at every step
+//   AvgPool1D(downsample)                       only when downsample > 1: T -> ceil(T / downsample) steps for the
+//                                               attention (partial last window kept), so long series stay cheap
 //   SinusoidalPositionalEncoding (add)          unless positional = false
-//   Residual(attention)  or  attention          MultiHeadAttention(heads) or SeqSelfAttention(additive, units)
-//   LayerNorm
-//   [Residual(Dense(ffn, ReLU), Dense(d_model)), LayerNorm]    only when ffn > 0
+//   blocks times:
+//     Residual(attention)  or  attention        MultiHeadAttention(heads) or SeqSelfAttention(additive, units)
+//     LayerNorm
+//     [Residual(Dense(ffn, ReLU), Dense(d_model)), LayerNorm]    only when ffn > 0
+//   Dropout(dropout)                            only when dropout > 0
 //   pooling over the valid steps                GlobalMaxPool, GlobalAvgPool or SeqWeightedAttention -> (B, 1, d)
 //   Dense(classes)                              logits (B, 1, classes)
 //
 // Every layer is permutation equivariant over time except the positional encoding, and every pooling is
 // permutation invariant: without positional encoding the model cannot tell the order of the steps.
-// After a forward, attention_map(b) is the attention of sequence b (query steps x key steps, heads
+// After a forward, attention_map(b) (of the first block) is the attention of sequence b (query steps x key steps, heads
 // averaged; head h alone with attention_map(b, h)), and pooling_weights(b) the weights of weighted pooling.
 
+#include <seqattn/layers/activation.hpp>
+#include <seqattn/layers/batch_norm.hpp>
+#include <seqattn/layers/conv1d.hpp>
 #include <seqattn/layers/dense.hpp>
+#include <seqattn/layers/dropout.hpp>
 #include <seqattn/layers/global_pooling.hpp>
 #include <seqattn/layers/layer_norm.hpp>
 #include <seqattn/layers/multi_head_attention.hpp>
+#include <seqattn/layers/pooling.hpp>
 #include <seqattn/layers/positional_encoding.hpp>
 #include <seqattn/layers/residual.hpp>
 #include <seqattn/layers/seq_self_attention.hpp>
@@ -36,10 +48,18 @@ using seqattn::Index;
 
 enum class AttentionKind { MultiHead, SelfAttention };
 enum class Pooling { Max, Mean, Weighted };
+enum class FrontEnd { Dense, Conv };
 
 inline const char* to_string(AttentionKind a) { return a == AttentionKind::MultiHead ? "mha" : "self"; }
 inline const char* to_string(Pooling p) { return p == Pooling::Max ? "max" : p == Pooling::Mean ? "mean" : "weighted"; }
 
+inline const char* to_string(FrontEnd f) { return f == FrontEnd::Dense ? "dense" : "conv"; }
+
+inline FrontEnd parse_front_end(const std::string& s) {
+  if (s == "dense") return FrontEnd::Dense;
+  if (s == "conv") return FrontEnd::Conv;
+  throw std::invalid_argument("unknown front end '" + s + "' (expected dense or conv)");
+}
 inline AttentionKind parse_attention(const std::string& s) {
   if (s == "mha") return AttentionKind::MultiHead;
   if (s == "self") return AttentionKind::SelfAttention;
@@ -64,6 +84,11 @@ struct ModelConfig {
   Pooling pooling = Pooling::Max;
   bool residual = true;
   Index ffn = 0;  // hidden units of the feed-forward block, 0: no block
+  FrontEnd front_end = FrontEnd::Dense;
+  std::vector<Index> conv_kernels{7, 5, 3};  // FrontEnd::Conv: one convolution block per kernel size
+  Index downsample = 1;                      // average pooling of this size before the attention (1: none)
+  Index blocks = 1;                          // attention (+ feed-forward) blocks
+  double dropout = 0.0;                      // before the pooling (Train only)
   std::uint64_t seed = 1;
 };
 
@@ -76,27 +101,42 @@ class Classifier {
   explicit Classifier(const ModelConfig& config) : config_(config), net_(config.features) {
     using namespace seqattn;
     manual_seed(config.seed);  // the same weights for the same configuration and seed
-    net_.add<Dense<float>>(config.d_model);
+    if (config.blocks < 1) throw std::invalid_argument("Classifier: expected blocks >= 1 but got " + std::to_string(config.blocks));
+    if (config.front_end == FrontEnd::Dense) {
+      net_.add<Dense<float>>(config.d_model);
+    } else {
+      if (config.conv_kernels.empty()) throw std::invalid_argument("Classifier: the conv front end needs kernel sizes");
+      for (const Index k : config.conv_kernels) {
+        net_.add<Conv1D<float>>(config.d_model, k, Conv1DOptions().padding(Padding::Same).use_bias(false));
+        net_.add<BatchNorm<float>>();
+        net_.add<ActivationLayer<float>>(Activation::ReLU);
+      }
+    }
+    if (config.downsample > 1)
+      net_.add<AvgPool1D<float>>(config.downsample, PoolOptions().partial_windows(true));
     if (config.positional) net_.add<SinusoidalPositionalEncoding<float>>();
     attention_index_ = net_.size();
-    Net attention(config.d_model);
-    if (config.attention == AttentionKind::MultiHead)
-      attention.add<MHA>(config.heads);
-    else
-      attention.add<SSA>(config.width > 0 ? SeqSelfAttentionOptions().units(config.units).attention_width(config.width)
-                                          : SeqSelfAttentionOptions().units(config.units));
-    if (config.residual)
-      net_.add<Residual<float>>(std::move(attention));
-    else
-      net_.add(attention.layer(0).clone());
-    net_.add<LayerNorm<float>>();
-    if (config.ffn > 0) {
-      Net ffn(config.d_model);
-      ffn.add<Dense<float>>(config.ffn, Activation::ReLU);
-      ffn.add<Dense<float>>(config.d_model);
-      net_.add<Residual<float>>(std::move(ffn));
+    for (Index block = 0; block < config.blocks; ++block) {
+      Net attention(config.d_model);
+      if (config.attention == AttentionKind::MultiHead)
+        attention.add<MHA>(config.heads);
+      else
+        attention.add<SSA>(config.width > 0 ? SeqSelfAttentionOptions().units(config.units).attention_width(config.width)
+                                            : SeqSelfAttentionOptions().units(config.units));
+      if (config.residual)
+        net_.add<Residual<float>>(std::move(attention));
+      else
+        net_.add(attention.layer(0).clone());
       net_.add<LayerNorm<float>>();
+      if (config.ffn > 0) {
+        Net ffn(config.d_model);
+        ffn.add<Dense<float>>(config.ffn, Activation::ReLU);
+        ffn.add<Dense<float>>(config.d_model);
+        net_.add<Residual<float>>(std::move(ffn));
+        net_.add<LayerNorm<float>>();
+      }
     }
+    if (config.dropout > 0) net_.add<Dropout<float>>(config.dropout);
     pooling_index_ = net_.size();
     if (config.pooling == Pooling::Max) net_.add<GlobalMaxPool<float>>();
     if (config.pooling == Pooling::Mean) net_.add<GlobalAvgPool<float>>();

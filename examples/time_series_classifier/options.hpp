@@ -9,7 +9,11 @@
 // Ranges (checked here, so the program never starts with a value it cannot run): d-model, heads, units,
 // batch-size, length, train-size and test-size whole numbers in [1, 2^20]; ffn, epochs and maps in [0, 2^20];
 // seed in [0, 2^64 - 1]; lr a finite number > 0; heads a divisor of d-model (-a mha); attention, pooling and task
-// among their names; --task ucr needs --train. Files and the output directory are checked by checks.hpp.
+// among their names; --task ucr needs --train; kernels a comma-separated list of sizes in [1, 2^20]; downsample and
+// blocks in [1, 2^20]; patience in [0, 2^20]; dropout, label-smoothing, warmup and validation in [0, 1); weight-decay
+// a finite number >= 0. Files and the output directory are checked by checks.hpp.
+// `given` holds the long names of the options on the command line: with --task ucr the recipe (recipe.hpp) sets
+// every model and training option that is not given.
 // tests/unit/test_example_options.cpp tests it; fuzz/fuzz_options.cpp fuzzes it.
 
 #include <cxxopts.hpp>
@@ -20,8 +24,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "idx.hpp"
 #include "model.hpp"
@@ -46,6 +53,12 @@ struct CliOptions {
   std::uint64_t seed = 1;
   std::string out = "tsc_out";
   Index maps = 4;
+  FrontEnd front_end = FrontEnd::Dense;
+  std::vector<Index> kernels{7, 5, 3};
+  Index downsample = 1, blocks = 1, patience = 0;
+  double dropout = 0, warmup = 0, weight_decay = 0, label_smoothing = 0, validation = 0;
+  bool cosine = false;
+  std::set<std::string> given;  // long names of the options on the command line
 };
 
 namespace options_detail {
@@ -81,6 +94,38 @@ inline double positive_number(const cxxopts::ParseResult& args, const std::strin
   if (end != text.c_str() + text.size() || text.empty() || !(std::isfinite(v) && v > 0))
     throw std::invalid_argument("--" + name + ": expected a finite number > 0 but got '" + text + "'");
   return v;
+}
+
+// The value of --name: a number in [lo, hi) (the whole text, strtod syntax).
+inline double number_in(const cxxopts::ParseResult& args, const std::string& name, double lo, double hi) {
+  const std::string text = args[name].as<std::string>();
+  double v = 0;
+  char* end = nullptr;
+  if (!text.empty() && !std::isspace(static_cast<unsigned char>(text[0]))) v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || text.empty() || !(v >= lo && v < hi)) {
+    std::ostringstream range;
+    range << "[" << lo << ", " << hi << ")";
+    throw std::invalid_argument("--" + name + ": expected a number in " + range.str() + " but got '" + text + "'");
+  }
+  return v;
+}
+
+// The value of --name: comma-separated whole numbers in [1, kMaxValue], at least one.
+inline std::vector<Index> whole_list(const cxxopts::ParseResult& args, const std::string& name) {
+  const std::string text = args[name].as<std::string>();
+  std::vector<Index> out;
+  size_t begin = 0;
+  for (;;) {
+    const size_t end = text.find(',', begin);
+    const std::string item = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    Index v = 0;
+    if (!parse_whole(item, v) || v < 1 || v > kMaxValue)
+      throw std::invalid_argument("--" + name + ": expected comma-separated whole numbers in [1, " +
+                                  std::to_string(kMaxValue) + "] but got '" + text + "'");
+    out.push_back(v);
+    if (end == std::string::npos) return out;
+    begin = end + 1;
+  }
 }
 
 inline std::uint64_t seed_value(const cxxopts::ParseResult& args) {
@@ -126,12 +171,17 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
   // clang-format off
   cli.add_options()
     ("t,task", "uniform|halves|signal|multivariate (1-4), ucr or fashion-mnist", value<text>()->default_value("signal"))
-    ("train", "ucr: training file (UCR text or .ts)", value<text>())
+    ("train", "ucr: training file (.ts, .arff, .tsv, .txt)", value<text>())
     ("test", "ucr: test file (default: 20% of --train)", value<text>())
     ("fashion-dir", "fashion-mnist: directory of the IDX files", value<text>()->default_value(fashion_mnist_default_dir()))
     ("n,train-size", "training sequences (synthetic: 2000; files: all)", value<text>())
     ("test-size", "test sequences (synthetic: 500; fashion-mnist: all)", value<text>())
     ("T,length", "synthetic: steps per sequence (maximum for multivariate)", value<text>()->default_value("20"))
+    ("front", "front end: dense (a projection) or conv (Conv1D + BatchNorm + ReLU per --kernels)", value<text>()->default_value("dense"))
+    ("kernels", "conv front end: kernel sizes, one block each", value<text>()->default_value("7,5,3"))
+    ("downsample", "average pooling of this size before the attention (1: none)", value<text>()->default_value("1"))
+    ("blocks", "attention (+ feed-forward) blocks", value<text>()->default_value("1"))
+    ("dropout", "dropout before the pooling, in [0, 1)", value<text>()->default_value("0"))
     ("a,attention", "mha (MultiHeadAttention) or self (SeqSelfAttention)", value<text>()->default_value("mha"))
     ("heads", "mha: attention heads (a divisor of --d-model)", value<text>()->default_value("1"))
     ("units", "self: additive attention units", value<text>()->default_value("32"))
@@ -144,8 +194,14 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
     ("e,epochs", "training epochs", value<text>()->default_value("20"))
     ("b,batch-size", "sequences per step", value<text>()->default_value("32"))
     ("lr", "Adam learning rate (a finite number > 0)", value<text>()->default_value("0.003"))
+    ("warmup", "fraction of the steps with a linear learning-rate warm-up, in [0, 1)", value<text>()->default_value("0"))
+    ("cosine", "cosine decay of the learning rate to 0 at the last step")
+    ("weight-decay", "AdamW's decoupled weight decay (0: Adam)", value<text>()->default_value("0"))
+    ("label-smoothing", "label smoothing of the loss, in [0, 1)", value<text>()->default_value("0"))
+    ("validation", "hold out this fraction of the training set (per class) and keep the best epoch's weights", value<text>()->default_value("0"))
+    ("patience", "with --validation: stop after this many epochs without a better one (0: never)", value<text>()->default_value("0"))
     ("seed", "seed of the data, the weights and the shuffling", value<text>()->default_value("1"))
-    ("o,out", "output directory (model.sqw, attention maps)", value<text>()->default_value("tsc_out"))
+    ("o,out", "output directory (model.sqm, attention maps)", value<text>()->default_value("tsc_out"))
     ("maps", "test sequences whose attention maps are written", value<text>()->default_value("4"))
     ("h,help", "print this help");
   // clang-format on
@@ -195,6 +251,20 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
   o.out = args["out"].as<std::string>();
   if (o.out.empty()) throw std::invalid_argument("--out: expected a directory name but got ''");
   o.maps = whole_in_range(args, "maps", 0);
+  o.front_end = named_choice(args, "front", parse_front_end);
+  o.kernels = whole_list(args, "kernels");
+  o.downsample = whole_in_range(args, "downsample", 1);
+  o.blocks = whole_in_range(args, "blocks", 1);
+  o.dropout = number_in(args, "dropout", 0, 1);
+  o.warmup = number_in(args, "warmup", 0, 1);
+  o.cosine = args.count("cosine") > 0;
+  o.weight_decay = number_in(args, "weight-decay", 0, std::numeric_limits<double>::max());
+  o.label_smoothing = number_in(args, "label-smoothing", 0, 1);
+  o.validation = number_in(args, "validation", 0, 1);
+  o.patience = whole_in_range(args, "patience", 0);
+  if (o.patience > 0 && o.validation == 0)
+    throw std::invalid_argument("--patience: needs --validation (the held-out fraction it watches)");
+  for (const auto& kv : args.arguments()) o.given.insert(kv.key());
   return o;
 }
 

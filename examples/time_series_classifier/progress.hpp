@@ -97,6 +97,9 @@ class ProgressBar {
       out_ << plain_line(now, true) << '\n' << std::flush;
   }
 
+  // A line of its own after a finished epoch (e.g. its validation result).
+  void note(const std::string& line) { out_ << line << '\n' << std::flush; }
+
   double elapsed() const { return clock_() - start_time_; }
   bool interactive() const { return interactive_; }
 

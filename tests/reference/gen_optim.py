@@ -105,6 +105,26 @@ def main():
         out["clip_%s.a" % tag] = a.grad
         out["clip_%s.b" % tag] = b.grad
 
+    # Learning-rate schedule: linear warm-up (LambdaLR) for 4 steps, then CosineAnnealingLR(T_max = 12,
+    # eta_min = 1e-4) from the peak 2e-3; the learning rate of each of 20 optimizer steps (the last 4 after the end).
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=2e-3)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) / 4)
+    lrs = []
+    for k in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        warm.step()
+    for group in opt.param_groups:
+        group["lr"] = 2e-3
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=12, eta_min=1e-4)
+    for k in range(16):
+        lrs.append(opt.param_groups[0]["lr"] if k < 12 else 1e-4)
+        opt.step()
+        cos.step()
+    out["schedule_warmup_cosine.options"] = [2e-3, 1e-4, 4, 16]
+    out["schedule_warmup_cosine.lrs"] = lrs
+
     refdata.write("../data/optim.txt", out,
                   "torch %s: Adam/AdamW/SGD trajectories and clip_grad_norm_ (gen_optim.py)" % torch.__version__)
 

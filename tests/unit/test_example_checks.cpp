@@ -136,9 +136,9 @@ TEST(ExampleChecks, OutputDirectoryIsCheckedBeforeAnyWork) {
   EXPECT_TRUE(fs::is_directory(dir));
   EXPECT_TRUE(fs::is_empty(dir));  // the probe file is gone
   check_output_dir(dir);           // an existing directory is fine
-  fs::create_directories(dir + "/model.sqw");
+  fs::create_directories(dir + "/model.sqm");
   EXPECT_EQ(error_of([&] { check_output_dir(dir); }),
-            "--out " + dir + ": " + dir + "/model.sqw is a directory, so the model could not be saved there");
+            "--out " + dir + ": " + dir + "/model.sqm is a directory, so the model could not be saved there");
   fs::remove(file);
   fs::remove_all(scratch("out_dir"));
   // A directory no one can create files in, not even root (tests may run as root, where permissions do not stop
@@ -208,12 +208,16 @@ TEST(ExampleChecks, NonFiniteModelsAreNeverSaved) {
   EXPECT_EQ(non_finite_parameter(model.net()), "");
   const std::string dir = scratch("save");
   fs::create_directories(dir);
-  save_model(model.net(), dir + "/model.sqw");
-  EXPECT_TRUE(fs::exists(dir + "/model.sqw"));
+  save_classifier(model.net(), dir + "/model.sqm", {{"class_names", {"a", "b"}}});
+  EXPECT_TRUE(fs::exists(dir + "/model.sqm"));
+  nlohmann::json metadata;
+  const auto loaded = seqattn::load_model<float>(dir + "/model.sqm", &metadata);
+  EXPECT_EQ(metadata["class_names"], nlohmann::json({"a", "b"}));
+  EXPECT_EQ(loaded.describe(), model.net().describe());
   auto params = model.net().params();
   params.back().value[0] = std::numeric_limits<float>::infinity();
   EXPECT_EQ(non_finite_parameter(model.net()), params.back().name);
-  EXPECT_EQ(error_of([&] { save_model(model.net(), dir + "/nan.sqw"); }),
+  EXPECT_EQ(error_of([&] { save_classifier(model.net(), dir + "/nan.sqw"); }),
             "save_model: parameter " + params.back().name + " holds NaN or Inf; refusing to write " + dir + "/nan.sqw");
   EXPECT_FALSE(fs::exists(dir + "/nan.sqw"));
   fs::remove_all(dir);

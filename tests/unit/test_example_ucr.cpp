@@ -64,12 +64,23 @@ TEST(ExampleUcr, TextLabelsAndGivenClasses) {
             "test.csv:1: label 'jump' is not one of the given classes (run, walk)");
 }
 
+TEST(ExampleUcr, TextMissingValuesInTheMiddleAreFlaggedAndTrailingOnesShorten) {
+  Dataset d = parse_ucr("1,NaN,0.5,?,2\n2,1,2,3,NaN\n", "gaps.tsv");
+  ASSERT_EQ(d.lengths, (std::vector<Index>{4, 3}));
+  EXPECT_TRUE(d.has_missing());
+  EXPECT_TRUE(d.is_missing(0, 0, 0));
+  EXPECT_FALSE(d.is_missing(0, 1, 0));
+  EXPECT_TRUE(d.is_missing(0, 2, 0));
+  EXPECT_FALSE(d.is_missing(1, 2, 0));
+  EXPECT_EQ(d.x(0, 0, 0), 0.0f);  // never NaN
+  EXPECT_EQ(impute_missing(d), 2);
+  EXPECT_FLOAT_EQ(d.x(0, 0, 0), 0.5f);   // the nearest present value carried to the start
+  EXPECT_FLOAT_EQ(d.x(0, 2, 0), 1.25f);  // halfway between 0.5 and 2
+}
+
 TEST(ExampleUcr, ReportsMalformedTextLinesWithFileAndLine) {
   EXPECT_EQ(error_of("1,2,3\n1,0.5,abc\n"), "data.csv:2: value 2 'abc' is not a number");
   EXPECT_EQ(error_of("1,0.5,,0.3\n"), "data.csv:1: value 2 is empty");
-  EXPECT_EQ(error_of("1,NaN,0.5\n"),
-            "data.csv:1: value 1 is missing but value 2 is not (only trailing missing values, for unequal lengths, "
-            "are supported)");
   EXPECT_EQ(error_of("\n\n1\n"), "data.csv:3: no values after the class label '1'");
   EXPECT_EQ(error_of(",1,2\n"), "data.csv:1: the class label (first field) is empty");
   EXPECT_EQ(error_of("NaN,1,2\n"), "data.csv:1: the class label (first field) is missing");

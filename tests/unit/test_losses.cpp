@@ -24,8 +24,9 @@ using seqattn::testing::ReferenceData;
 namespace {
 
 // Finite differences of loss.forward(z, labels, mask) w.r.t. z against loss.grad().
-GradCheckResult check_ce(Tensor3<double> z, const std::vector<int>& labels, const Mask& mask) {
-  SoftmaxCrossEntropy<double> ce;
+GradCheckResult check_ce(Tensor3<double> z, const std::vector<int>& labels, const Mask& mask,
+                         double label_smoothing = 0.0) {
+  SoftmaxCrossEntropy<double> ce(label_smoothing);
   ce.forward(z, labels, mask);
   const Tensor3<double> g = ce.grad();  // a copy: every forward of the check overwrites grad()
   return check_gradients([&] { return ce.forward(z, labels, mask); }, {{"logits", z.data(), g.data(), z.size()}});
@@ -133,6 +134,56 @@ TYPED_TEST(CrossEntropyReference, MatchesPyTorch) {
     for (Index i = 0; i < g.size(); ++i) {
       EXPECT_TRUE(std::isfinite(ce.grad().data()[i])) << c << " grad " << i;
       EXPECT_NEAR(ce.grad().data()[i], g.data()[i], tol * (1.0 + std::abs(g.data()[i]))) << c << " grad " << i;
+    }
+  }
+}
+
+TEST(SoftmaxCrossEntropy, GradientWithLabelSmoothing) {
+  for (const double eps : {0.1, 0.5, 0.9}) {
+    const auto per_sequence = check_ce(random_tensor(3, 1, 4, 2) * 3.0, {2, 0, 3}, Mask(), eps);
+    EXPECT_TRUE(per_sequence.passed()) << "eps " << eps << ": " << per_sequence.report();
+    const auto per_step =
+        check_ce(random_tensor(3, 4, 5, 3) * 2.0, {0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1}, Mask::from_lengths({4, 2, 0}), eps);
+    EXPECT_TRUE(per_step.passed()) << "eps " << eps << ": " << per_step.report();
+  }
+}
+
+TYPED_TEST(CrossEntropyReference, LabelSmoothingMatchesPyTorch) {
+  using S = TypeParam;
+  const double tol = std::is_same<S, float>::value ? 2e-6 : 1e-13;
+  const ReferenceData ref(data_path("losses.txt"));
+  struct Case {
+    std::string input, result;
+    double eps;
+  };
+  for (const Case& c : {Case{"ce_smooth", "ce_smooth01", 0.1}, Case{"ce_smooth", "ce_smooth03", 0.3},
+                        Case{"ce_smooth_step", "ce_smooth_step", 0.2}}) {
+    const Tensor3<S> z = ref.tensor<S>(c.input + "_logits");
+    const Mask mask = ref.has(c.input + "_lengths") ? mask_values(ref, c.input + "_lengths") : Mask();
+    SoftmaxCrossEntropy<S> ce(c.eps);
+    EXPECT_EQ(ce.label_smoothing(), c.eps);
+    const S loss = ce.forward(z, int_values(ref, c.input + "_labels"), mask);
+    const double expected = ref.values(c.result + "_loss")[0];
+    EXPECT_NEAR(loss, expected, tol * (1.0 + std::abs(expected))) << c.result;
+    const Tensor3<S> g = ref.tensor<S>(c.result + "_grad");
+    ASSERT_EQ(g.dimensions(), ce.grad().dimensions()) << c.result;
+    for (Index i = 0; i < g.size(); ++i)
+      EXPECT_NEAR(ce.grad().data()[i], g.data()[i], tol * (1.0 + std::abs(g.data()[i]))) << c.result << " grad " << i;
+  }
+  // without smoothing the loss differs: the reference is not satisfied by the plain loss
+  const Tensor3<S> z = ref.tensor<S>("ce_smooth_logits");
+  SoftmaxCrossEntropy<S> plain;
+  EXPECT_GT(std::abs(plain.forward(z, int_values(ref, "ce_smooth_labels")) - ref.values("ce_smooth03_loss")[0]), 1e-3);
+}
+
+TEST(SoftmaxCrossEntropy, LabelSmoothingOutOfRangeIsRefused) {
+  for (const double eps : {-0.1, 1.0, 2.0, std::nan("")}) {
+    try {
+      SoftmaxCrossEntropy<float> ce(eps);
+      ADD_FAILURE() << "label_smoothing " << eps << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("SoftmaxCrossEntropy: expected label_smoothing in [0, 1) but got"),
+                std::string::npos) << e.what();
     }
   }
 }

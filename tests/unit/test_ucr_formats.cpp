@@ -19,11 +19,11 @@ using namespace tsc;
 
 namespace {
 
-// The shared folder of real archive files: $SEQATTN_UCR_DIR, else the build's SEQATTN_UCR_DATA_DIR
-// (<source>/../shared/data/ucr).
+// The shared folder of real archive files: $SEQATTN_UCR_DIR, else ../shared/data/ucr beside the source tree
+// (SEQATTN_TEST_DATA_DIR is <source>/tests/data).
 std::string ucr_dir() {
   const char* env = std::getenv("SEQATTN_UCR_DIR");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(SEQATTN_UCR_DATA_DIR);
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(SEQATTN_TEST_DATA_DIR "/../../../shared/data/ucr");
 }
 
 // The message of the DataError that parse_ucr(text, name) throws ("" when it does not throw).

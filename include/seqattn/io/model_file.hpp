@@ -12,6 +12,13 @@
 //   load_model<double>("model.sqm")                       // a float32 file loads into a double model (and the
 //                                                         // reverse): values converted (double -> float rounds to
 //                                                         // nearest; a value beyond float's range is refused as Inf)
+// Metadata: anything a deploying program needs beside the model (class names, input normalization, the recipe),
+// as a JSON object stored in the file and covered by its checksum:
+//   save_model(model, "model.sqm", {{"class_names", {"walk", "run"}}, {"input_mean", {0.1, 2.0}}});
+//   nlohmann::json meta = load_model_metadata("model.sqm");   // {} for a file saved without metadata
+//   Sequential<float> m = load_model<float>("model.sqm", &meta);   // the model and its metadata in one read
+// ConfigError (nothing written) when the metadata is not a JSON object. It is stored under "metadata" in the
+// architecture JSON (the file format stays version 1; readers before 0.2 refuse such files).
 // A loaded model predicts bitwise the same as the saved one (same scalar type), describe()s and summary()s
 // identically; the random streams of Dropout restart from their seeds. Layers are rebuilt through the registry
 // (model/layer_registry.hpp): your own layers load once registered with register_layer<MyLayer>("MyLayer").
@@ -175,7 +182,10 @@ void check_registered(const Config& c, const std::string& who) {
 
 // model: a Sequential<S> or a Graph<S> (the root of the architecture).
 template <class S>
-std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options, const std::string& who) {
+std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options, const std::string& who,
+                                  const nlohmann::json* metadata = nullptr) {
+  if (metadata && !metadata->is_object())
+    throw_config(who, ": the metadata must be a JSON object but got a ", metadata->type_name());
   Config entry;
   try {
     entry = layer_entry(model);
@@ -186,6 +196,7 @@ std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options
   nlohmann::json arch = nlohmann::json::object();
   arch["seqattn_version"] = version_string();
   arch["model"] = to_json(entry, who);
+  if (metadata && !metadata->empty()) arch["metadata"] = *metadata;
   std::string text;
   try {
     text = arch.dump();
@@ -217,7 +228,8 @@ inline std::uint64_t check_header(const std::vector<unsigned char>& b, std::uint
 
 // Model: Sequential<S> or Graph<S>, whose class_name the architecture's root must have.
 template <class S, class Model = Sequential<S>>
-Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& options, const std::string& who) {
+Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& options, const std::string& who,
+             nlohmann::json* metadata = nullptr) {
   const std::size_t n = bytes.size();
   const FrameHeader header =
       check_frame_header(bytes.data(), n, n, kMagic, "seqattn model file", kVersion, 0, "", kMinFileSize, who);
@@ -240,7 +252,15 @@ Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& opti
     throw_format(who, ": the architecture JSON nests deeper than ", kMaxJsonDepth, " levels");
   Config arch;
   try {
-    arch = from_json(nlohmann::ordered_json::parse(text, text + length));
+    nlohmann::ordered_json parsed = nlohmann::ordered_json::parse(text, text + length);
+    if (parsed.is_object() && parsed.contains("metadata")) {
+      if (!parsed["metadata"].is_object()) throw_format(who, ": the metadata is not a JSON object");
+      if (metadata) *metadata = nlohmann::json::parse(parsed["metadata"].dump());
+      parsed.erase("metadata");
+    } else if (metadata) {
+      *metadata = nlohmann::json::object();
+    }
+    arch = from_json(parsed);
   } catch (const nlohmann::json::exception& e) {
     throw_format(who, ": the architecture is not valid JSON: ", e.what());
   }
@@ -295,6 +315,15 @@ void save_model(Sequential<S>& model, const std::string& path, const WeightsOpti
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
+// The same with `metadata` (a JSON object) stored in the file (see "Metadata" above).
+template <class S>
+void save_model(Sequential<S>& model, const std::string& path, const nlohmann::json& metadata,
+                const WeightsOptions& options = WeightsOptions()) {
+  const std::string who = "save_model(" + path + ")";
+  const auto bytes = detail::model_format::encode(model, options, who, &metadata);
+  detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
+}
+
 // Reads one model file from `in` (exactly its bytes) and returns the model, in S whichever scalar type the file
 // holds (values converted).
 template <class S>
@@ -308,14 +337,47 @@ Sequential<S> load_model(std::istream& in, const WeightsOptions& options = Weigh
 }
 
 // Reads the model file at `path` (the header first, then never more than its declared size).
+// With `metadata`: also its metadata ({} when it has none).
 template <class S>
-Sequential<S> load_model(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+Sequential<S> load_model(const std::string& path, nlohmann::json* metadata,
+                         const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
   const std::string who = "load_model(" + path + ")";
   const auto bytes = detail::read_framed(
       path, mf::kHeaderSize,
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
-  return mf::decode<S>(bytes, options, who);
+  return mf::decode<S>(bytes, options, who, metadata);
+}
+template <class S>
+Sequential<S> load_model(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  return load_model<S>(path, nullptr, options);
+}
+
+// The metadata of the model file at `path` ({} when it has none), after the checks of a load; the model is not
+// built. Works for Sequential and Graph files alike.
+inline nlohmann::json load_model_metadata(const std::string& path) {
+  namespace mf = detail::model_format;
+  const std::string who = "load_model_metadata(" + path + ")";
+  const auto bytes = detail::read_framed(
+      path, mf::kHeaderSize,
+      [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
+  detail::check_crc(bytes, who);
+  detail::ByteReader r(bytes.data(), bytes.size() - 4, who);
+  r.take(32, "header");
+  const std::uint64_t length = r.u64("architecture length");
+  if (length == 0 || length > kMaxArchitectureBytes || length > r.remaining())
+    detail::throw_format(who, ": architecture length ", length, " outside 1..", r.remaining());
+  const char* text = reinterpret_cast<const char*>(r.take(static_cast<std::size_t>(length), "architecture"));
+  if (mf::json_depth(text, static_cast<std::size_t>(length), kMaxJsonDepth) > kMaxJsonDepth)
+    detail::throw_format(who, ": the architecture JSON nests deeper than ", kMaxJsonDepth, " levels");
+  try {
+    const nlohmann::json arch = nlohmann::json::parse(text, text + length);
+    if (!arch.is_object() || !arch.contains("metadata")) return nlohmann::json::object();
+    if (!arch["metadata"].is_object()) detail::throw_format(who, ": the metadata is not a JSON object");
+    return arch["metadata"];
+  } catch (const nlohmann::json::exception& e) {
+    detail::throw_format(who, ": the architecture is not valid JSON: ", e.what());
+  }
 }
 
 // Graphs (model/graph.hpp): the same file format with a Graph at the root; the header's input feature count is the
@@ -335,6 +397,13 @@ void save_model(Graph<S>& model, const std::string& path, const WeightsOptions& 
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 template <class S>
+void save_model(Graph<S>& model, const std::string& path, const nlohmann::json& metadata,
+                const WeightsOptions& options = WeightsOptions()) {
+  const std::string who = "save_model(" + path + ")";
+  const auto bytes = detail::model_format::encode<S>(model, options, who, &metadata);
+  detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
+}
+template <class S>
 Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
   const std::string who = "load_graph(stream)";
@@ -344,13 +413,17 @@ Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOpt
   return mf::decode<S, Graph<S>>(bytes, options, who);
 }
 template <class S>
-Graph<S> load_graph(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+Graph<S> load_graph(const std::string& path, nlohmann::json* metadata, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
   const std::string who = "load_graph(" + path + ")";
   const auto bytes = detail::read_framed(
       path, mf::kHeaderSize,
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
-  return mf::decode<S, Graph<S>>(bytes, options, who);
+  return mf::decode<S, Graph<S>>(bytes, options, who, metadata);
+}
+template <class S>
+Graph<S> load_graph(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
+  return load_graph<S>(path, nullptr, options);
 }
 
 }  // namespace seqattn

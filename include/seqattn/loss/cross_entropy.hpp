@@ -14,6 +14,11 @@
 // Padded steps are ignored: their label is not read (any value, e.g. -1) and their gradient is exactly 0.
 // With no valid step the loss is 0 and the gradient is 0.
 // grad = (softmax(z) - onehot(label)) / (number of valid steps) at valid steps.
+// Label smoothing (SoftmaxCrossEntropy(eps), eps in [0, 1), as torch's cross_entropy(label_smoothing=eps)): the
+// target is (1 - eps) * onehot(label) + eps / C, so
+//   loss_r = (1 - eps) * (logsumexp(z) - z_label) + eps / C * sum_c (logsumexp(z) - z_c)
+//   grad   = (softmax(z) - (1 - eps) * onehot(label) - eps / C) / n.
+// It keeps a classifier from driving its logits to infinity on a small training set (a regularizer).
 // Errors (ShapeError): a wrong number of labels, a label out of range (naming its index and value), a mask
 // that does not fit the logits. Buffers are members: a steady loop allocates nothing.
 
@@ -31,6 +36,13 @@ namespace seqattn {
 template <class S>
 class SoftmaxCrossEntropy {
  public:
+  // label_smoothing in [0, 1) (ConfigError otherwise).
+  explicit SoftmaxCrossEntropy(double label_smoothing = 0.0) : smoothing_(label_smoothing) {
+    if (!(label_smoothing >= 0.0 && label_smoothing < 1.0))
+      detail::throw_config("SoftmaxCrossEntropy: expected label_smoothing in [0, 1) but got ", label_smoothing);
+  }
+  double label_smoothing() const { return smoothing_; }
+
   // logits (B, T, C), labels (B) with T == 1 or (B*T) -> loss; grad_ (B, T, C)
   S forward(const Tensor3<S>& logits, const std::vector<int>& labels, const Mask& mask = Mask()) {
     detail::check_class_labels("SoftmaxCrossEntropy", logits, labels, mask);
@@ -42,6 +54,7 @@ class SoftmaxCrossEntropy {
     auto G = as_matrix(grad_);
     double total = 0.0;  // accumulated in double so a float loss over many steps keeps its precision
     const bool holes = mask.has_holes();
+    const S keep = static_cast<S>(1.0 - smoothing_), spread = static_cast<S>(smoothing_ / static_cast<double>(C));
     for (Index b = 0; b < B; ++b) {
       const Index len = mask.length(b, T);
       for (Index t = 0; t < T; ++t) {
@@ -55,10 +68,14 @@ class SoftmaxCrossEntropy {
         const S mx = Z.row(r).maxCoeff();
         G.row(r) = (Z.row(r).array() - mx).exp().matrix();
         const S sum = G.row(r).sum();
-        total += static_cast<double>(std::log(sum) - (Z(r, label) - mx));
-        // dloss/dz = (p - onehot(label)) / n
+        const S lse = std::log(sum);  // logsumexp(z) - max
+        total += static_cast<double>(keep * (lse - (Z(r, label) - mx)));
+        if (smoothing_ > 0.0)  // eps / C * sum_c (logsumexp(z) - z_c)
+          total += static_cast<double>(spread * (static_cast<S>(C) * lse - (Z.row(r).array() - mx).sum()));
+        // dloss/dz = (p - (1 - eps) onehot(label) - eps / C) / n
         G.row(r) *= inv_n / sum;
-        G(r, label) -= inv_n;
+        G(r, label) -= keep * inv_n;
+        if (smoothing_ > 0.0) G.row(r).array() -= spread * inv_n;
       }
     }
     loss_ = valid_ > 0 ? static_cast<S>(total / static_cast<double>(valid_)) : S(0);
@@ -70,6 +87,7 @@ class SoftmaxCrossEntropy {
   Index valid_count() const { return valid_; }  // valid steps of the last forward
 
  private:
+  double smoothing_ = 0.0;
   Tensor3<S> grad_;
   S loss_ = S(0);
   Index valid_ = 0;
