@@ -1,7 +1,7 @@
 // seqattn-model: look into, run and convert seqattn model files (io/model_file.hpp) from the command line.
 //
-//   seqattn-model info FILE                      the summary, parameter count, format version, scalar type and
-//                                                the input and output shapes
+//   seqattn-model info FILE                      the summary, parameter count, format version, scalar type,
+//                                                the input and output shapes, and the file's metadata (JSON) if any
 //   seqattn-model predict FILE INPUT.csv [--output OUT.csv] [--stream]
 //                                                runs the model on one sequence (a CSV row per step, a column per
 //                                                input feature; see csv.hpp) and writes its outputs as CSV (a row
@@ -75,7 +75,8 @@ std::string out_time_text(const seqattn::Sequential<S>& model) {
 template <class S>
 int info(const std::string& path) {
   const FileHeader header = read_header(path);
-  seqattn::Sequential<S> model = seqattn::load_model<S>(path);
+  nlohmann::json metadata;
+  seqattn::Sequential<S> model = seqattn::load_model<S>(path, &metadata);
   std::size_t params = 0;
   for (const auto& p : model.params()) params += static_cast<std::size_t>(p.size());
   std::printf("file: %s\nformat: seqattn model file, version %u, %s\n", path.c_str(), header.version,
@@ -83,6 +84,7 @@ int info(const std::string& path) {
   std::printf("input: (B, T, %lld)\noutput: (B, %s, %lld)\nparameters: %zu\n\n%s", static_cast<long long>(model.in_features()),
               out_time_text(model).c_str(), static_cast<long long>(model.out_features()), params,
               model.summary().c_str());
+  if (!metadata.empty()) std::printf("metadata: %s\n", metadata.dump().c_str());
   return 0;
 }
 

@@ -190,8 +190,22 @@ int run(int argc, char** argv) {
   }
 
   const std::string& out = o.out;  // created by check_before_loading
-  save_model(model.net(), out + "/model.sqw");
-  std::cout << "saved the weights to " << out << "/model.sqw\n";
+  nlohmann::json metadata = {{"task", task}, {"class_names", test_set.class_names}, {"features", config.features}};
+  if (!normalization.mean.empty()) {
+    metadata["input_mean"] = normalization.mean;  // x -> (x - input_mean) / input_std before the model
+    metadata["input_std"] = normalization.stddev;
+  }
+  metadata["training"] = {{"epochs", options.epochs},
+                          {"batch_size", options.batch_size},
+                          {"lr", options.lr},
+                          {"warmup", options.warmup},
+                          {"cosine", options.cosine},
+                          {"weight_decay", options.weight_decay},
+                          {"label_smoothing", options.label_smoothing},
+                          {"seed", options.seed}};
+  save_classifier(model.net(), out + "/model.sqm", metadata);
+  std::cout << "saved the model (architecture, weights, class names, input normalization) to " << out
+            << "/model.sqm\n";
   write_maps(model, test_set, o.maps, out);
   return 0;
 }

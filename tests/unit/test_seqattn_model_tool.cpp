@@ -127,6 +127,14 @@ TEST_F(SeqattnModelTool, InfoPrintsFormatShapesAndSummary) {
   pooled.add<GlobalMaxPool<float>>();
   save_model(pooled, (dir_ / "p.sqm").string());
   EXPECT_NE(tool("info '" + (dir_ / "p.sqm").string() + "'").out.find("output: (B, 1, 2)"), std::string::npos);
+  EXPECT_EQ(r.out.find("metadata:"), std::string::npos) << "a file without metadata prints none";
+
+  // metadata (the class names and normalization time_series_classifier saves) is printed as JSON
+  save_model(pooled, (dir_ / "meta.sqm").string(), {{"class_names", {"walk", "run"}}, {"input_std", {2.5}}});
+  const ToolRun meta = tool("info '" + (dir_ / "meta.sqm").string() + "'");
+  ASSERT_EQ(meta.status, 0) << meta.out;
+  EXPECT_NE(meta.out.find("metadata: {\"class_names\":[\"walk\",\"run\"],\"input_std\":[2.5]}"), std::string::npos)
+      << meta.out;
 }
 
 // predict's CSV is the model's predict, bit for bit (%.9g round-trips float); --stream gives the same rows.
