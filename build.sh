@@ -5,7 +5,13 @@
 #   streaming build (Release) and run examples/streaming_monitor: train a causal model, then run it on a live
 #             stream one sample at a time (detections and per-step latency)
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
-#   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary
+#   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary. BENCH_FILTER=regex: only
+#             the binaries whose name matches (built and run); BENCH_SAVE=file.json: also save every binary's
+#             results in one JSON file; BENCH_BASELINE=file.json: then compare with a saved file, listing first
+#             the rows more than BENCH_THRESHOLD (default 0.10) slower in BENCH_METRIC (real_time, the default, or
+#             cpu_time; medians over repetitions), then counts and the rows on one side only. Never fails for slow
+#             rows (not a gate: the machine is noisy); fails at once on an unreadable or malformed baseline.
+#             (benchmarks/bench_compare.py, python3; it also runs on its own: merge, compare.)
 #   native    build the tests of the SIMD kernels and of bitwise padding invariance with -march=native
 #             (build-native/: the AVX2 or AVX-512 code a user's -march=native build runs) and run them
 #   sanitize  build every unit test with AddressSanitizer + UndefinedBehaviorSanitizer (-g1, build-asan/)
@@ -19,8 +25,10 @@
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
 # not root). Build trees: build/ (tests, and the examples built as tests are: SEQATTN_EXAMPLES_AS_TESTS),
 # build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3) and build-bench/.
-# Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS,
-# SEQATTN_PROPERTY_STRIDE (sanitize: run every N-th seed of the random-model property tests, default 4).
+# Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS
+# (extra flags of every benchmark binary), BENCH_MIN_TIME (default 0.2), BENCH_FILTER, BENCH_SAVE, BENCH_BASELINE,
+# BENCH_THRESHOLD, BENCH_METRIC (bench, above), SEQATTN_PROPERTY_STRIDE (sanitize: run every N-th seed of the
+# random-model property tests, default 4).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,7 +41,8 @@ PACKAGES=(g++ cmake make libeigen3-dev libgtest-dev libgmock-dev libbenchmark-de
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  # The header comment above, up to the first line that is not a comment.
+  awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -95,20 +104,70 @@ cmd_test() {
 }
 
 cmd_bench() {
-  local dir="$ROOT/build-bench"
+  local dir="$ROOT/build-bench" compare="$ROOT/benchmarks/bench_compare.py"
+  local filter="${BENCH_FILTER:-}" save="${BENCH_SAVE:-}" baseline="${BENCH_BASELINE:-}"
+  # A bad baseline fails now, not after the benchmarks have run.
+  if [ -n "$baseline" ]; then
+    python3 "$compare" check "$baseline"
+  fi
   configure "$dir" -DSEQATTN_BUILD_TESTS=OFF -DSEQATTN_BUILD_EXAMPLES=OFF -DSEQATTN_BUILD_BENCHMARKS=ON
-  cmake --build "$dir" -j "$JOBS"
-  local found=0
+  if [ -n "$filter" ]; then
+    # Build only the benchmark targets (benchmarks/bench_<topic>.cpp) whose name matches.
+    local targets=() src name
+    for src in "$ROOT"/benchmarks/bench_*.cpp; do
+      name="$(basename "$src" .cpp)"
+      if [[ "$name" =~ $filter ]]; then
+        targets+=("$name")
+      fi
+    done
+    if [ "${#targets[@]}" -eq 0 ]; then
+      echo "build.sh: no benchmark matches BENCH_FILTER='$filter'" >&2
+      exit 2
+    fi
+    cmake --build "$dir" --target "${targets[@]}" -j "$JOBS"
+  else
+    cmake --build "$dir" -j "$JOBS"
+  fi
+  # JSON results (BENCH_SAVE, BENCH_BASELINE): one --benchmark_out file per binary, merged after the runs.
+  local json_dir=""
+  if [ -n "$save" ] || [ -n "$baseline" ]; then
+    json_dir="$dir/bench-json"
+    rm -rf "$json_dir"
+    mkdir -p "$json_dir"
+  fi
+  local found=0 out_args
   for bench in "$dir"/benchmarks/bench_*; do
     [ -x "$bench" ] || continue
+    if [ -n "$filter" ] && ! [[ "$(basename "$bench")" =~ $filter ]]; then
+      continue
+    fi
     found=1
+    out_args=()
+    if [ -n "$json_dir" ]; then
+      out_args=("--benchmark_out=$json_dir/$(basename "$bench").json" --benchmark_out_format=json)
+    fi
     log "running $(basename "$bench")"
     # One table per binary: time, iterations, then the counters (seq/s, GFLOP/s, ...) as aligned columns.
     # shellcheck disable=SC2086
-    "$bench" --benchmark_min_time="${BENCH_MIN_TIME:-0.2}" --benchmark_counters_tabular=true ${BENCH_ARGS:-}
+    "$bench" --benchmark_min_time="${BENCH_MIN_TIME:-0.2}" --benchmark_counters_tabular=true ${out_args[@]+"${out_args[@]}"} \
+      ${BENCH_ARGS:-}
   done
   if [ "$found" -eq 0 ]; then
     log "no benchmarks yet (add benchmarks/bench_<topic>.cpp)"
+    return 0
+  fi
+  if [ -n "$json_dir" ]; then
+    # Merged into the build tree first, so BENCH_SAVE may name the baseline itself (compared, then replaced).
+    python3 "$compare" merge "$json_dir/results.json" "$json_dir"/bench_*.json
+    if [ -n "$baseline" ]; then
+      log "comparing with $baseline"
+      python3 "$compare" compare "$baseline" "$json_dir/results.json" --threshold "${BENCH_THRESHOLD:-0.10}" \
+        --metric "${BENCH_METRIC:-real_time}"
+    fi
+    if [ -n "$save" ]; then
+      cp "$json_dir/results.json" "$save"
+      log "saved the results in $save"
+    fi
   fi
 }
 
@@ -180,6 +239,9 @@ main() {
       cmd_test
       ;;
     bench)
+      if [ -n "${BENCH_SAVE:-}" ] || [ -n "${BENCH_BASELINE:-}" ]; then
+        PACKAGES+=(python3)  # benchmarks/bench_compare.py
+      fi
       install_deps
       cmd_bench
       ;;
