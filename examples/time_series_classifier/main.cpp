@@ -165,9 +165,11 @@ int run(int argc, char** argv) {
   Classifier model(config);
   std::cout << model.net().summary();
   std::cout << "training: " << options.epochs << " epochs of batches of " << options.batch_size << ", learning rate "
-            << options.lr << (options.warmup > 0 ? ", warm-up " + std::to_string(options.warmup) : std::string())
-            << (options.cosine ? ", cosine decay" : "") << ", weight decay " << options.weight_decay
-            << ", label smoothing " << options.label_smoothing << "\n";
+            << options.lr;
+  if (options.warmup > 0) std::cout << ", warm-up over " << options.warmup * 100 << "% of the steps";
+  std::cout << (options.cosine ? ", cosine decay" : "") << ", weight decay " << options.weight_decay
+            << ", label smoothing " << options.label_smoothing
+            << (options.label_smoothing > 0 ? " (the training loss includes it; the test loss does not)" : "") << "\n";
   ProgressBar bar(std::cout, stdout_is_terminal());
   const double t0 = steady_seconds();
   try {
