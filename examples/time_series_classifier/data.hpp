@@ -306,6 +306,25 @@ inline Normalization standardize(const Dataset& fit, const std::vector<Dataset*>
   return n;
 }
 
+// The sequences `indices` of d, in that order (with their missing-value flags).
+inline Dataset subset(const Dataset& d, const std::vector<Index>& indices) {
+  Dataset out;
+  out.class_names = d.class_names;
+  out.x.resize(static_cast<Index>(indices.size()), d.steps(), d.features());
+  const Index step = d.steps() * d.features();
+  if (!d.missing.empty()) out.missing.resize(static_cast<size_t>(out.x.size()));
+  for (size_t j = 0; j < indices.size(); ++j) {
+    const Index i = indices[j];
+    std::copy(d.x.data() + i * step, d.x.data() + (i + 1) * step, out.x.data() + static_cast<Index>(j) * step);
+    if (!d.missing.empty())
+      std::copy(d.missing.begin() + i * step, d.missing.begin() + (i + 1) * step,
+                out.missing.begin() + static_cast<Index>(j) * step);
+    out.lengths.push_back(d.lengths[static_cast<size_t>(i)]);
+    out.labels.push_back(d.labels[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
 // Splits d into (train, test): the last round(n * test_fraction) sequences of a seeded shuffle go to test.
 inline std::pair<Dataset, Dataset> split(const Dataset& d, double test_fraction, std::uint64_t seed) {
   if (d.size() < 2)
@@ -316,24 +335,8 @@ inline std::pair<Dataset, Dataset> split(const Dataset& d, double test_fraction,
   for (Index i = d.size() - 1; i > 0; --i)
     std::swap(order[static_cast<size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
   const Index n_test = std::clamp<Index>(static_cast<Index>(std::lround(test_fraction * d.size())), 1, d.size() - 1);
-  auto take = [&](Index begin, Index end) {
-    Dataset out;
-    out.class_names = d.class_names;
-    out.x.resize(end - begin, d.steps(), d.features());
-    const Index step = d.steps() * d.features();
-    if (!d.missing.empty()) out.missing.resize(static_cast<size_t>((end - begin) * step));
-    for (Index j = begin; j < end; ++j) {
-      const Index i = order[static_cast<size_t>(j)];
-      std::copy(d.x.data() + i * step, d.x.data() + (i + 1) * step, out.x.data() + (j - begin) * step);
-      if (!d.missing.empty())
-        std::copy(d.missing.begin() + i * step, d.missing.begin() + (i + 1) * step,
-                  out.missing.begin() + (j - begin) * step);
-      out.lengths.push_back(d.lengths[static_cast<size_t>(i)]);
-      out.labels.push_back(d.labels[static_cast<size_t>(i)]);
-    }
-    return out;
-  };
-  return {take(0, d.size() - n_test), take(d.size() - n_test, d.size())};
+  const auto cut = order.end() - n_test;
+  return {subset(d, std::vector<Index>(order.begin(), cut)), subset(d, std::vector<Index>(cut, order.end()))};
 }
 
 }  // namespace tsc

@@ -62,25 +62,6 @@ inline Recipe default_recipe(const Dataset& train) {
   return r;
 }
 
-// The sequences `indices` of d, in that order (with their missing-value flags).
-inline Dataset subset(const Dataset& d, const std::vector<Index>& indices) {
-  Dataset out;
-  out.class_names = d.class_names;
-  out.x.resize(static_cast<Index>(indices.size()), d.steps(), d.features());
-  const Index step = d.steps() * d.features();
-  if (!d.missing.empty()) out.missing.resize(static_cast<size_t>(out.x.size()));
-  for (size_t j = 0; j < indices.size(); ++j) {
-    const Index i = indices[j];
-    std::copy(d.x.data() + i * step, d.x.data() + (i + 1) * step, out.x.data() + static_cast<Index>(j) * step);
-    if (!d.missing.empty())
-      std::copy(d.missing.begin() + i * step, d.missing.begin() + (i + 1) * step,
-                out.missing.begin() + static_cast<Index>(j) * step);
-    out.lengths.push_back(d.lengths[static_cast<size_t>(i)]);
-    out.labels.push_back(d.labels[static_cast<size_t>(i)]);
-  }
-  return out;
-}
-
 // (rest, held out): from each class, round(fraction * its count) sequences of a seeded shuffle are held out (at
 // least 1 from a class of 2 or more, never all of a class). DataError when nothing can be held out.
 inline std::pair<Dataset, Dataset> stratified_split(const Dataset& d, double fraction, std::uint64_t seed) {
