@@ -21,6 +21,16 @@ namespace {
 // n sequences of task 4 (3 features, 3 classes, variable lengths up to `steps`).
 Dataset multivariate(Index n, Index steps, std::uint64_t seed) { return make_task(Task::Multivariate, n, steps, seed); }
 
+// The recipe for `train` with a model at test size: d_model 16, 2 heads, feed-forward 32.
+Recipe small_recipe(const Dataset& train, std::uint64_t seed) {
+  Recipe r = default_recipe(train);
+  r.model.d_model = 16;
+  r.model.heads = 2;
+  r.model.ffn = 32;
+  r.model.seed = seed;
+  return r;
+}
+
 std::map<int, Index> class_counts(const Dataset& d) {
   std::map<int, Index> counts;
   for (int label : d.labels) ++counts[label];
@@ -79,11 +89,7 @@ TEST(ExampleRecipe, StratifiedSplitKeepsEveryClassShare) {
 
 TEST(ExampleRecipe, ConvFrontEndLearnsVariableLengthSeries) {
   const Dataset train_set = multivariate(240, 30, 5), test_set = multivariate(120, 30, 6);
-  Recipe r = default_recipe(train_set);
-  r.model.d_model = 16;
-  r.model.heads = 2;
-  r.model.ffn = 32;
-  r.model.seed = 2;
+  Recipe r = small_recipe(train_set, 2);
   r.train.epochs = 8;
   Classifier model(r.model);
   const auto history = train(model, train_set, r.train);
@@ -162,11 +168,7 @@ double squared_norm(Classifier& model) {
 
 TEST(ExampleRecipe, LabelSmoothingAndWeightDecayAreApplied) {
   const Dataset train_set = multivariate(150, 16, 9), test_set = multivariate(100, 16, 10);
-  Recipe r = default_recipe(train_set);
-  r.model.d_model = 16;
-  r.model.heads = 2;
-  r.model.ffn = 32;
-  r.model.seed = 5;
+  Recipe r = small_recipe(train_set, 5);
   r.train.epochs = 20;
   r.train.lr = 3e-3;
   const auto run = [&](double smoothing, double decay, double* final_loss) {
