@@ -26,16 +26,13 @@ std::string ucr_dir() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(SEQATTN_TEST_DATA_DIR "/../../../shared/data/ucr");
 }
 
-// The message of the DataError that parse_ucr(text, name) throws ("" when it does not throw).
-std::string error_of(const std::string& text, const std::string& name, const std::vector<std::string>& classes = {},
-                     const std::string& classes_from = "") {
-  try {
-    parse_ucr(text, name, classes, classes_from);
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "";
-}
+// An inline file that parse_ucr refuses, and the whole message of its DataError. The file's name is the message up
+// to its first ':' ("x.arff:6: ..." -> x.arff); classes and classes_from are parse_ucr's given classes.
+struct Refused {
+  std::string text, message;
+  std::vector<std::string> classes = {};
+  std::string classes_from = "";
+};
 
 std::vector<float> values_of(const Dataset& d) { return std::vector<float>(d.x.data(), d.x.data() + d.x.size()); }
 
@@ -159,23 +156,11 @@ TEST(UcrFormats, TsPercentCommentsAreCommentsLikeHash) {
   EXPECT_EQ(d.class_names, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(parse_ucr(ts, "toy.txt").size(), 2);  // chosen by the content: a first '%' line and no @relation
   EXPECT_EQ(ucr_format(ts, "toy.txt"), UcrFormat::Ts);
-  // Before, a '%' line was "expected a header line starting with '@'".
-  EXPECT_EQ(error_of("% c\n@problemName x\nhello\n", "x.ts"),
-            "x.ts:3: expected a header line starting with '@' (or @data) but got 'hello'");
 }
 
-TEST(UcrFormats, TsTimeStampsFalseIsAcceptedAndTrueRefused) {
+TEST(UcrFormats, TsTimeStampsFalseIsAccepted) {  // true is refused (RefusesMalformedFilesNamingFileAndLine)
   EXPECT_EQ(parse_ucr("@timeStamps false\n@classLabel true a\n@data\n1,2:a\n", "x.ts").size(), 1);
   EXPECT_EQ(parse_ucr("@TIMESTAMPS FALSE\n@classLabel true a\n@data\n1,2:a\n", "x.ts").size(), 1);
-  EXPECT_EQ(error_of("@timeStamps true\n@data\n", "x.ts"),
-            "x.ts:1: timestamped series (@timeStamps true) are not supported");
-  EXPECT_EQ(error_of("@problemName p\n@timeStamps maybe\n@data\n", "x.ts"),
-            "x.ts:2: @timeStamps expects true or false but got 'maybe'");
-  EXPECT_EQ(error_of("@missing yes\n@data\n", "x.ts"), "x.ts:1: @missing expects true or false but got 'yes'");
-  EXPECT_EQ(error_of("@equalLength\n@data\n", "x.ts"), "x.ts:1: @equalLength expects true or false but got ''");
-  EXPECT_EQ(error_of("@seriesLength 2.5\n@data\n", "x.ts"),
-            "x.ts:1: @seriesLength expects a positive whole number but got '2.5'");
-  EXPECT_EQ(error_of("@classLabel true a a\n@data\n", "x.ts"), "x.ts:1: @classLabel lists class 'a' twice");
 }
 
 TEST(UcrFormats, TsStringLabelsKeepTheDeclaredOrder) {
@@ -233,24 +218,12 @@ TEST(UcrFormats, TsTrailingMissingValuesShortenUnlessLengthsAreDeclaredEqual) {
   EXPECT_EQ(equal.x(1, 2, 0), 2.0f);  // the last present value carried
 }
 
-TEST(UcrFormats, TsSeriesLengthAndEqualLengthAreCheckedAgainstTheData) {
+// The data that breaks them is refused (RefusesMalformedFilesNamingFileAndLine).
+TEST(UcrFormats, TsDataWithinSeriesLengthAndEqualLengthLoads) {
   const std::string head = "@problemName p\n@equalLength true\n@seriesLength 3\n@classLabel true a\n@data\n";
   EXPECT_EQ(parse_ucr(head + "1,2,3:a\n4,5,6:a\n", "s.ts").steps(), 3);
-  EXPECT_EQ(error_of(head + "1,2,3:a\n4,5:a\n", "s.ts"), "s.ts:7: expected 3 values (@seriesLength 3) but got 2");
-  EXPECT_EQ(error_of(head + "1,2,3,4:a\n", "s.ts"), "s.ts:6: expected 3 values (@seriesLength 3) but got 4");
-  EXPECT_EQ(error_of("@dimensions 2\n" + head + "1,2,3:4,5,6:a\n1,2:3,4:a\n", "s.ts"),
-            "s.ts:8: expected 3 values per dimension (@seriesLength 3) but got 2");
-  // @equalLength true without @seriesLength: the first case's length.
-  EXPECT_EQ(error_of("@equalLength true\n@data\n1,2,3:a\n\n4,5:a\n", "e.ts"),
-            "e.ts:5: expected 3 values (@equalLength true, as in the case on line 3) but got 2");
-  // Declared equal: the dimensions must have the same count, trailing missing values included.
-  EXPECT_EQ(error_of("@equalLength true\n@data\n1,2,?:3,4:a\n", "e.ts"),
-            "e.ts:3: dimension 2 has 2 values but dimension 1 has 3 (the dimensions of a case must have equal "
-            "lengths)");
   // @equalLength false: @seriesLength is the longest allowed.
   EXPECT_EQ(parse_ucr("@equalLength false\n@seriesLength 3\n@data\n1,2:a\n1,2,3:a\n", "u.ts").steps(), 3);
-  EXPECT_EQ(error_of("@equalLength false\n@seriesLength 3\n@data\n1,2,3,4:a\n", "u.ts"),
-            "u.ts:4: expected at most 3 values (@seriesLength 3) but got 4");
 }
 
 TEST(UcrFormats, ReadsUnivariateArff) {
@@ -300,65 +273,103 @@ TEST(UcrFormats, ReadsRelationalArff) {
   EXPECT_EQ(ts.lengths, d.lengths);
 }
 
-TEST(UcrFormats, RefusesRelationalArffWithUnequalChannelLengths) {
-  const std::string head =
+// Every malformed inline file is refused with a DataError naming the file, the line (when there is one) and the
+// reason; one row each.
+TEST(UcrFormats, RefusesMalformedFilesNamingFileAndLine) {
+  const std::string series = "@problemName p\n@equalLength true\n@seriesLength 3\n@classLabel true a\n@data\n";
+  const std::string relational =
       "@relation r\n@attribute s relational\n@attribute a numeric\n@attribute b numeric\n@attribute c numeric\n"
       "@end s\n@attribute y {p,q}\n@data\n";
-  EXPECT_EQ(error_of(head + "'1,2,3\\n4,5',p\n", "r.arff"), "r.arff:9: channel 2: expected 3 values but got 2");
-  EXPECT_EQ(error_of(head + "'1,2,3\\n4,5,6,7',p\n", "r.arff"), "r.arff:9: channel 2: expected 3 values but got 4");
-  EXPECT_EQ(error_of(head + "'1,2,3\\n4,5,6',p\n'1,2,3',q\n", "r.arff"), "r.arff:10: expected 2 channels but got 1");
-  EXPECT_EQ(error_of(head + "1,2,3,p\n", "r.arff"),
-            "r.arff:9: expected the quoted channels of 's' and the class label (2 fields) but got 4 fields");
-  EXPECT_EQ(error_of(head + "'1,x,3',p\n", "r.arff"), "r.arff:9: channel 1 value 2 'x' is not a number");
-  EXPECT_EQ(error_of(head + "'1,2,3\\n4,5,6,p\n", "r.arff"), "r.arff:9: a quote (') is not closed on this line");
-  EXPECT_EQ(error_of("@relation r\n@attribute s relational\n@attribute a numeric\n@data\n", "r.arff"),
-            "r.arff:4: @data inside the relational attribute 's' (no @end)");
-  EXPECT_EQ(error_of("@relation r\n@attribute s relational\n@attribute a string\n", "r.arff"),
-            "r.arff:3: attribute 'a' of the relational attribute 's' has the type 'string'; only numeric ones are "
-            "supported");
-}
-
-TEST(UcrFormats, ReportsMalformedArffWithFileAndLine) {
-  const std::string head = "@relation u\n@attribute a numeric\n@attribute b numeric\n@attribute y {p,q}\n@data\n";
-  EXPECT_EQ(error_of(head + "1,2,p\n1,p\n", "x.arff"), "x.arff:7: expected 2 values but got 1");
-  EXPECT_EQ(error_of(head + "1,2,3,p\n", "x.arff"), "x.arff:6: expected 2 values but got 3");
-  EXPECT_EQ(error_of(head + "1,abc,p\n", "x.arff"), "x.arff:6: value 2 'abc' is not a number");
-  EXPECT_EQ(error_of(head + "1,,p\n", "x.arff"), "x.arff:6: value 2 is empty");
-  EXPECT_EQ(error_of(head + "?,?,p\n", "x.arff"), "x.arff:6: the series has no values");
-  EXPECT_EQ(error_of(head + "1,2,r\n", "x.arff"), "x.arff:6: label 'r' is not one of the declared classes (p, q)");
-  EXPECT_EQ(error_of(head + "1,2,?\n", "x.arff"), "x.arff:6: the class label (the last field) is missing");
-  EXPECT_EQ(error_of(head + "1,2,''\n", "x.arff"), "x.arff:6: the class label (the last field) is empty");
-  EXPECT_EQ(error_of(head + "{0 1, 2 p}\n", "x.arff"), "x.arff:6: sparse data ('{index value, ...}') is not supported");
-  EXPECT_EQ(error_of(head + "1,2,'p\n", "x.arff"), "x.arff:6: a quote (') is not closed on this line");
-  EXPECT_EQ(error_of(head + "1,2,p\n", "test.arff", {"q"}, "train.arff"),
-            "test.arff:6: label 'p' is not one of the classes of train.arff (q)");
-  EXPECT_EQ(error_of("@relation u\n@attribute a numeric\n", "x.arff"),
-            "x.arff: no @data line (is this an .arff file?)");
-  EXPECT_EQ(error_of("@relation u\n@attribute a numeric\n@attribute y numeric\n@data\n", "x.arff"),
-            "x.arff:4: the last attribute must be the nominal class ({a,b,...}); 'y' (line 3) is not nominal "
-            "(regression and unlabelled data are not supported)");
-  EXPECT_EQ(error_of("@relation u\n@data\n", "x.arff"),
-            "x.arff:2: the last attribute must be the nominal class ({a,b,...}); there are no attributes (regression "
-            "and unlabelled data are not supported)");
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p,q}\n@data\n", "x.arff"),
-            "x.arff:3: no numeric attributes (the series' values) before the class");
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p,q}\n@attribute a numeric\n", "x.arff"),
-            "x.arff:3: attribute 'a' follows the nominal attribute 'y' (line 2): the class must be the last attribute "
-            "and the only nominal one");
-  EXPECT_EQ(error_of("@relation u\n@attribute when date\n", "x.arff"),
-            "x.arff:2: attribute 'when' has the type 'date'; only numeric attributes (or one relational attribute of "
-            "them) and a nominal class are supported");
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p,q\n", "x.arff"),
-            "x.arff:2: the nominal attribute 'y' must list its values as {a,b,...}");
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p,,q}\n", "x.arff"),
-            "x.arff:2: the nominal attribute 'y' lists class 2 as empty (or a byte-order mark only); remove it");
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p,q,p}\n", "x.arff"),
-            "x.arff:2: the nominal attribute 'y' lists class 'p' twice");
-  EXPECT_EQ(error_of("@relation u\n@end s\n", "x.arff"), "x.arff:2: @end without a relational attribute");
-  EXPECT_EQ(error_of("@relation u\n@whatever\n", "x.arff"),
-            "x.arff:2: unknown keyword '@whatever' (expected @relation, @attribute, @end or @data)");
-  EXPECT_EQ(error_of("@relation u\nhello\n", "x.arff"),
-            "x.arff:2: expected a header line starting with '@' (or @data) but got 'hello'");
+  const std::string arff = "@relation u\n@attribute a numeric\n@attribute b numeric\n@attribute y {p,q}\n@data\n";
+  const std::string bom = "\xEF\xBB\xBF";
+  const std::vector<Refused> cases = {
+      // .ts headers. Before '%' comments, a '%' line was "expected a header line starting with '@'".
+      {"% c\n@problemName x\nhello\n", "x.ts:3: expected a header line starting with '@' (or @data) but got 'hello'"},
+      {"@timeStamps true\n@data\n", "x.ts:1: timestamped series (@timeStamps true) are not supported"},
+      {"@problemName p\n@timeStamps maybe\n@data\n", "x.ts:2: @timeStamps expects true or false but got 'maybe'"},
+      {"@missing yes\n@data\n", "x.ts:1: @missing expects true or false but got 'yes'"},
+      {"@equalLength\n@data\n", "x.ts:1: @equalLength expects true or false but got ''"},
+      {"@seriesLength 2.5\n@data\n", "x.ts:1: @seriesLength expects a positive whole number but got '2.5'"},
+      {"@classLabel true a a\n@data\n", "x.ts:1: @classLabel lists class 'a' twice"},
+      // .ts data against @seriesLength and @equalLength
+      {series + "1,2,3:a\n4,5:a\n", "s.ts:7: expected 3 values (@seriesLength 3) but got 2"},
+      {series + "1,2,3,4:a\n", "s.ts:6: expected 3 values (@seriesLength 3) but got 4"},
+      {"@dimensions 2\n" + series + "1,2,3:4,5,6:a\n1,2:3,4:a\n",
+       "s.ts:8: expected 3 values per dimension (@seriesLength 3) but got 2"},
+      // @equalLength true without @seriesLength: the first case's length.
+      {"@equalLength true\n@data\n1,2,3:a\n\n4,5:a\n",
+       "e.ts:5: expected 3 values (@equalLength true, as in the case on line 3) but got 2"},
+      // Declared equal: the dimensions must have the same count, trailing missing values included.
+      {"@equalLength true\n@data\n1,2,?:3,4:a\n",
+       "e.ts:3: dimension 2 has 2 values but dimension 1 has 3 (the dimensions of a case must have equal lengths)"},
+      // @equalLength false: @seriesLength is the longest allowed.
+      {"@equalLength false\n@seriesLength 3\n@data\n1,2,3,4:a\n",
+       "u.ts:4: expected at most 3 values (@seriesLength 3) but got 4"},
+      // relational .arff: channels of unequal lengths, malformed cases and headers
+      {relational + "'1,2,3\\n4,5',p\n", "r.arff:9: channel 2: expected 3 values but got 2"},
+      {relational + "'1,2,3\\n4,5,6,7',p\n", "r.arff:9: channel 2: expected 3 values but got 4"},
+      {relational + "'1,2,3\\n4,5,6',p\n'1,2,3',q\n", "r.arff:10: expected 2 channels but got 1"},
+      {relational + "1,2,3,p\n",
+       "r.arff:9: expected the quoted channels of 's' and the class label (2 fields) but got 4 fields"},
+      {relational + "'1,x,3',p\n", "r.arff:9: channel 1 value 2 'x' is not a number"},
+      {relational + "'1,2,3\\n4,5,6,p\n", "r.arff:9: a quote (') is not closed on this line"},
+      {"@relation r\n@attribute s relational\n@attribute a numeric\n@data\n",
+       "r.arff:4: @data inside the relational attribute 's' (no @end)"},
+      {"@relation r\n@attribute s relational\n@attribute a string\n",
+       "r.arff:3: attribute 'a' of the relational attribute 's' has the type 'string'; only numeric ones are "
+       "supported"},
+      // univariate .arff: data lines
+      {arff + "1,2,p\n1,p\n", "x.arff:7: expected 2 values but got 1"},
+      {arff + "1,2,3,p\n", "x.arff:6: expected 2 values but got 3"},
+      {arff + "1,abc,p\n", "x.arff:6: value 2 'abc' is not a number"},
+      {arff + "1,,p\n", "x.arff:6: value 2 is empty"},
+      {arff + "?,?,p\n", "x.arff:6: the series has no values"},
+      {arff + "1,2,r\n", "x.arff:6: label 'r' is not one of the declared classes (p, q)"},
+      {arff + "1,2,?\n", "x.arff:6: the class label (the last field) is missing"},
+      {arff + "1,2,''\n", "x.arff:6: the class label (the last field) is empty"},
+      {arff + "{0 1, 2 p}\n", "x.arff:6: sparse data ('{index value, ...}') is not supported"},
+      {arff + "1,2,'p\n", "x.arff:6: a quote (') is not closed on this line"},
+      {arff + "1,2,p\n", "test.arff:6: label 'p' is not one of the classes of train.arff (q)", {"q"}, "train.arff"},
+      // univariate .arff: headers
+      {"@relation u\n@attribute a numeric\n", "x.arff: no @data line (is this an .arff file?)"},
+      {"@relation u\n@attribute a numeric\n@attribute y numeric\n@data\n",
+       "x.arff:4: the last attribute must be the nominal class ({a,b,...}); 'y' (line 3) is not nominal "
+       "(regression and unlabelled data are not supported)"},
+      {"@relation u\n@data\n",
+       "x.arff:2: the last attribute must be the nominal class ({a,b,...}); there are no attributes (regression "
+       "and unlabelled data are not supported)"},
+      {"@relation u\n@attribute y {p,q}\n@data\n",
+       "x.arff:3: no numeric attributes (the series' values) before the class"},
+      {"@relation u\n@attribute y {p,q}\n@attribute a numeric\n",
+       "x.arff:3: attribute 'a' follows the nominal attribute 'y' (line 2): the class must be the last attribute "
+       "and the only nominal one"},
+      {"@relation u\n@attribute when date\n",
+       "x.arff:2: attribute 'when' has the type 'date'; only numeric attributes (or one relational attribute of "
+       "them) and a nominal class are supported"},
+      {"@relation u\n@attribute y {p,q\n", "x.arff:2: the nominal attribute 'y' must list its values as {a,b,...}"},
+      {"@relation u\n@attribute y {p,,q}\n",
+       "x.arff:2: the nominal attribute 'y' lists class 2 as empty (or a byte-order mark only); remove it"},
+      {"@relation u\n@attribute y {p,q,p}\n", "x.arff:2: the nominal attribute 'y' lists class 'p' twice"},
+      {"@relation u\n@end s\n", "x.arff:2: @end without a relational attribute"},
+      {"@relation u\n@whatever\n",
+       "x.arff:2: unknown keyword '@whatever' (expected @relation, @attribute, @end or @data)"},
+      {"@relation u\nhello\n", "x.arff:2: expected a header line starting with '@' (or @data) but got 'hello'"},
+      // byte-order marks (ByteOrderMarksInArffAreNeverClasses): a class of only one, a UTF-16 file
+      {"@relation u\n@attribute y {p," + bom + ",q}\n",
+       "b.arff:2: the nominal attribute 'y' lists class 2 as empty (or a byte-order mark only); remove it"},
+      {std::string("\xFE\xFF") + "@relation u\n",
+       "b.arff: the file is UTF-16 text (byte-order mark FE FF); save it as UTF-8 or ASCII"},
+  };
+  for (const Refused& c : cases) {
+    const std::string name = c.message.substr(0, c.message.find(':'));
+    std::string message;
+    try {
+      parse_ucr(c.text, name, c.classes, c.classes_from);
+    } catch (const DataError& e) {
+      message = e.what();
+    }
+    EXPECT_EQ(message, c.message) << "file " << name << ":\n" << c.text;
+  }
 }
 
 // A UTF-8 byte-order mark is never a class: the file's own, one inside the nominal list (files joined with cat),
@@ -372,10 +383,7 @@ TEST(UcrFormats, ByteOrderMarksInArffAreNeverClasses) {
   EXPECT_EQ(d.labels, (std::vector<int>{0, 1, 0}));
   EXPECT_EQ(ucr_format(body, "b.txt"), UcrFormat::Ts);  // no @relation: not an .arff by its content
   EXPECT_EQ(parse_ucr(bom + "% c\n@relation u\n" + body, "b.txt").class_names, d.class_names);  // by the content
-  EXPECT_EQ(error_of("@relation u\n@attribute y {p," + bom + ",q}\n", "b.arff"),
-            "b.arff:2: the nominal attribute 'y' lists class 2 as empty (or a byte-order mark only); remove it");
-  EXPECT_EQ(error_of(std::string("\xFE\xFF") + "@relation u\n", "b.arff"),
-            "b.arff: the file is UTF-16 text (byte-order mark FE FF); save it as UTF-8 or ASCII");
+  // A class of a byte-order mark only, and UTF-16 files, are refused (RefusesMalformedFilesNamingFileAndLine).
 }
 
 TEST(UcrFormats, GivenClassesOverrideTheDeclaredOnes) {
