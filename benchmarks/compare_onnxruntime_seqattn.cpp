@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       for (long i = 0; i < iterations; ++i) model.predict(it->second);
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::printf("%.9g %.9g\n", wall / static_cast<double>(iterations), (cpu_seconds() - cpu0) / static_cast<double>(iterations));
+      std::printf("%.9g %.9g\n", wall / static_cast<double>(iterations),
+                  (cpu_seconds() - cpu0) / static_cast<double>(iterations));
       std::fflush(stdout);
     }
     return 0;
