@@ -18,14 +18,28 @@
 // peak resident memory the row added (parameters, inputs, outputs, caches, gradients, allocator slack).
 // Before the table, a check runs each MHA and additive formula of both libraries on the same weights and
 // input and prints the largest output difference, to show that both compute the same thing.
-// The environment: OPENBLAS_CORETYPE forces OpenBLAS kernels (e.g. Haswell) that slow libtorch down; run with
-// `env -u OPENBLAS_CORETYPE`. The BLAS library torch resolved sgemm_ to is printed: Debian's libtorch links
-// libblas.so.3, which is the slow reference BLAS unless an optimized one (libopenblas0-openmp) provides it.
+// OpenBLAS core: Debian's libtorch links libblas.so.3 (the slow reference BLAS unless an optimized one such as
+// libopenblas0-pthread provides it; the library torch resolved sgemm_ to is printed). OpenBLAS's DYNAMIC_ARCH
+// build picks a kernel set ("core") from cpuid when it loads; a version older than the CPU may not know it and
+// fall back to older kernels, and an inherited OPENBLAS_CORETYPE (e.g. Haswell) forces older ones. The program
+// reads openblas_get_corename() and the CPU's flags in /proc/cpuinfo (avx512_bf16 with avx512f+bw+vl ->
+// Cooperlake; avx512f+bw+vl -> SkylakeX; avx2+fma -> Haswell); when the core is older than the best the CPU
+// supports, it sets OPENBLAS_CORETYPE=<best> (replacing an inherited one) and re-executes itself, once
+// (SEQATTN_COMPARE_OPENBLAS_REEXEC guards it). The header line and the notes under the table say which core
+// torch used and why. The libtorch 2.x build (compare_libtorch2, the PyPI wheel) uses its bundled MKL and
+// oneDNN instead: the header prints at::show_config()'s version, BLAS, MKL, oneDNN and OpenMP lines.
+//
+// Built against libtorch 2.x (TORCH_VERSION_MAJOR >= 2), each MHA shape gets a third row: the same attention
+// written out around at::scaled_dot_product_attention (q/k/v projections as torch::nn::Linear, reshape to
+// (B, H, T, dh), SDPA, reshape back, output projection), forward + backward (runners.hpp, TorchSdpa), with its
+// own same-math check.
 #include <dlfcn.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +75,10 @@ std::vector<Row> make_rows() {
                           B, T);
                     },
                     [=] { return std::make_unique<compare::TorchMha>(B, T, D, H); }});
+#if TORCH_VERSION_MAJOR >= 2
+    rows.push_back({"MHA fwd+bwd, torch SDPA", rows.back().shape, B, rows.back().seqattn,
+                    [=] { return std::make_unique<compare::TorchSdpa>(B, T, D, H); }});
+#endif
   }
   for (auto [B, T, F, W] : std::vector<std::array<Index, 4>>{{16, 128, 64, 0}, {4, 512, 64, 0}, {1, 2048, 32, 15}}) {
     const std::optional<Index> width = W > 0 ? std::optional<Index>(W) : std::nullopt;
@@ -231,6 +249,21 @@ void check_same_math() {
                 static_cast<long>(B), static_cast<long>(T), static_cast<long>(D), static_cast<long>(H),
                 (ys - yt).abs().max().item<float>());
   }
+#if TORCH_VERSION_MAJOR >= 2
+  {
+    const Index B = 2, T = 24, D = 32, H = 4;
+    seqattn::MultiHeadAttention<float> s(D, H, seqattn::MultiHeadAttentionOptions().seed(3));
+    compare::TorchSdpa t(B, T, D, H);
+    t.copy_weights(s);
+    const auto x = compare::uniform_input(B, T, D, 9);
+    const auto& y = s.forward(x);
+    torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, D}, torch::kFloat32));
+    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, D}, torch::kFloat32);
+    std::printf("same-math check, MHA as torch SDPA (B=%ld T=%ld D=%ld H=%ld): max |y_seqattn - y_torch| = %.2e\n",
+                static_cast<long>(B), static_cast<long>(T), static_cast<long>(D), static_cast<long>(H),
+                (ys - yt).abs().max().item<float>());
+  }
+#endif
   for (Index width : {0, 5}) {
     const Index B = 2, T = 24, F = 16, U = 8;
     auto options = seqattn::SeqSelfAttentionOptions().units(U).seed(4);
@@ -261,6 +294,102 @@ void check_same_math_lstm() {
   std::printf("same-math check, LSTM (B=%ld T=%ld F=%ld U=%ld): max |y_seqattn - y_torch| = %.2e\n",
               static_cast<long>(B), static_cast<long>(T), static_cast<long>(F), static_cast<long>(U),
               (ys - yt).abs().max().item<float>());
+}
+
+// --- OpenBLAS core ---------------------------------------------------------------------------------------
+// Debian's OpenBLAS is a DYNAMIC_ARCH build: at load time it picks a kernel set ("core") from cpuid. A version
+// older than the CPU does not know it (OpenBLAS 0.3.21 and AMD family 26, Zen 5) and falls back to old kernels
+// (SSE3 "Prescott" here), which makes libtorch 1.13's products several times slower. OPENBLAS_CORETYPE forces
+// a core, read once when the library loads: so the program sets it and re-executes itself (once).
+
+// Kernel generations, by OpenBLAS core name: 4 Cooperlake (AVX-512 + BF16) / Sapphire Rapids, 3 SkylakeX
+// (AVX-512), 2 Haswell and Zen (AVX2 + FMA), 1 Sandy Bridge (AVX), 0 anything older or unknown.
+int core_rank(std::string name) {
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (name == "cooperlake" || name == "sapphirerapids") return 4;
+  if (name == "skylakex") return 3;
+  if (name == "haswell" || name == "zen") return 2;
+  if (name == "sandybridge") return 1;
+  return 0;
+}
+
+// The best core the CPU supports, from the flags line of /proc/cpuinfo ("" when none of these), and why.
+std::string best_core(std::string& why) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, 5, "flags") == 0) break;
+  std::istringstream words(line.substr(line.find(':') == std::string::npos ? 0 : line.find(':') + 1));
+  std::vector<std::string> flags;
+  for (std::string w; words >> w;) flags.push_back(w);
+  auto has = [&](const char* f) { return std::find(flags.begin(), flags.end(), f) != flags.end(); };
+  const bool avx512 = has("avx512f") && has("avx512bw") && has("avx512vl");
+  const bool bf16 = avx512 && has("avx512_bf16"), avx2 = has("avx2") && has("fma");
+  why = bf16 ? "avx512f+bw+vl, avx512_bf16" : avx512 ? "avx512f+bw+vl" : avx2 ? "avx2+fma" : "no avx2+fma";
+  return bf16 ? "Cooperlake" : avx512 ? "SkylakeX" : avx2 ? "Haswell" : "";
+}
+
+const char* openblas_call(const char* symbol) {  // openblas_get_corename / openblas_get_config, or nullptr
+  using Get = char* (*)();
+  auto f = reinterpret_cast<Get>(dlsym(RTLD_DEFAULT, symbol));
+  return f ? f() : nullptr;
+}
+
+constexpr const char* kReexecGuard = "SEQATTN_COMPARE_OPENBLAS_REEXEC";  // "<core chosen before>|<what was done>"
+
+// Re-executes the program with OPENBLAS_CORETYPE=<best> when OpenBLAS's core is older than the best the CPU
+// supports (at most once: the guard variable carries what happened into the new process). Returns the sentence
+// the header and the table notes print.
+std::string openblas_core_setup(char** argv) {
+  const char* core = openblas_call("openblas_get_corename");
+  if (!core) return "OpenBLAS not loaded";
+  std::string why;
+  const std::string best = best_core(why);
+  const char* inherited = std::getenv("OPENBLAS_CORETYPE");
+  if (const char* guard = std::getenv(kReexecGuard)) {
+    const std::string g = guard;
+    const std::string before = g.substr(0, g.find('|')), done = g.substr(g.find('|') + 1);
+    return seqattn::detail::cat("OpenBLAS core ", core, " (", done, " and re-ran itself: the core was ", before,
+                                ", older than the best this CPU supports, ", best, ": ", why, ")");
+  }
+  if (!best.empty() && core_rank(core) < core_rank(best)) {
+    const std::string done = inherited ? seqattn::detail::cat("this program replaced the inherited OPENBLAS_CORETYPE=",
+                                                              inherited, " by OPENBLAS_CORETYPE=", best)
+                                       : seqattn::detail::cat("set by this program: OPENBLAS_CORETYPE=", best);
+    setenv(kReexecGuard, (std::string(core) + "|" + done).c_str(), 1);
+    setenv("OPENBLAS_CORETYPE", best.c_str(), 1);
+    std::fprintf(stderr, "OpenBLAS chose core %s, older than the %s this CPU supports (%s): re-running with %s\n", core,
+                 best.c_str(), why.c_str(), done.c_str());
+    std::fflush(stderr);
+    execv("/proc/self/exe", argv);
+    std::perror("execv /proc/self/exe (continuing with OpenBLAS's own choice)");
+    unsetenv("OPENBLAS_CORETYPE");
+    if (inherited) setenv("OPENBLAS_CORETYPE", inherited, 1);
+  }
+  return seqattn::detail::cat("OpenBLAS core ", core, " (",
+                              inherited ? "from the inherited OPENBLAS_CORETYPE=" : "OpenBLAS's own choice",
+                              inherited ? inherited : "", "; the best this CPU supports: ",
+                              best.empty() ? "none of Haswell, SkylakeX, Cooperlake" : best, ", ", why, ")");
+}
+
+// at::show_config()'s key lines: torch version, BLAS, MKL, oneDNN, OpenMP, CPU capability.
+std::string torch_config() {
+  std::istringstream in(at::show_config());
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    const auto start = line.find_first_not_of(" -");
+    if (start == std::string::npos) continue;
+    line = line.substr(start);
+    if (line.find("Math Kernel") != std::string::npos || line.find("MKL-DNN") != std::string::npos ||
+        line.find("oneDNN") != std::string::npos || line.find("OpenMP") == 0 || line.find("CPU capability") == 0)
+      out += "  " + line + "\n";
+    if (line.find("Build settings:") == 0)
+      for (const char* key : {"TORCH_VERSION=", "BLAS_INFO="}) {
+        const auto k = line.find(key);
+        if (k != std::string::npos) out += "  " + line.substr(k, line.find(',', k) - k) + "\n";
+      }
+  }
+  return out;
 }
 
 std::string blas_library() {
@@ -317,14 +446,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (const char* core = std::getenv("OPENBLAS_CORETYPE"))
-    std::fprintf(stderr,
-                 "WARNING: OPENBLAS_CORETYPE=%s is set: it forces OpenBLAS kernels that slow libtorch down (by "
-                 "30-50%% here). Run with: env -u OPENBLAS_CORETYPE %s\n",
-                 core, argv[0]);
+  const std::string core = openblas_core_setup(argv);  // may re-execute the program (once)
   const std::string blas = blas_library();
-  std::printf("libtorch %s, BLAS (sgemm_) from %s; seqattn with OpenMP: %s\n", TORCH_VERSION, blas.c_str(),
-              seqattn::has_openmp() ? "yes" : "no (1 thread only)");
+  const char* openblas = openblas_call("openblas_get_config");
+  std::printf("libtorch %s, BLAS (sgemm_) from %s%s%s; %s; seqattn with OpenMP: %s\n", TORCH_VERSION, blas.c_str(),
+              openblas ? ", " : "", openblas ? openblas : "", core.c_str(), seqattn::has_openmp() ? "yes" : "no (1 thread only)");
+  std::printf("at::show_config():\n%s", torch_config().c_str());
   if (blas.find("/blas/libblas.so") != std::string::npos)
     std::fprintf(stderr, "WARNING: libtorch uses the reference BLAS (netlib): its products are very slow. See "
                          "README.md, Benchmarks, for running it with OpenBLAS.\n");
@@ -364,6 +491,7 @@ int main(int argc, char** argv) {
   }
   std::printf("\nTimes: median wall time per iteration over alternating rounds; speed-up = libtorch / seqattn in wall "
               "time, and in process CPU time (all threads, so it includes OpenMP threads spinning while they wait).\n");
+  std::printf("libtorch %s: %s.\n", TORCH_VERSION, core.c_str());
   if (memory)
     std::printf("MiB: peak resident memory added by the row, measured once per row and library in a child "
                 "process with 1 thread%s.\n",

@@ -184,6 +184,51 @@ class TorchMha final : public Runner {
   torch::Tensor x_, dy_;
 };
 
+#if TORCH_VERSION_MAJOR >= 2
+// The same multi-head attention written out around torch's fused kernel (libtorch 2.x only), x (B, T, D):
+//   q = x Wq^T + bq, k = x Wk^T + bk, v = x Wv^T + bv      (B, T, D) -> view (B, T, H, dh) -> (B, H, T, dh)
+//   o = scaled_dot_product_attention(q, k, v)              (B, H, T, dh): softmax(q k^T / sqrt(dh)) v, fused
+//   y = o (B, T, D) Wo^T + bo                              (transpose back, reshape)
+// forward + backward, as TorchMha (the weights are torch::nn::Linear's default initialization).
+class TorchSdpa final : public Runner {
+ public:
+  TorchSdpa(Index B, Index T, Index D, Index H)
+      : B_(B), T_(T), D_(D), H_(H), q_(D, D), k_(D, D), v_(D, D), o_(D, D),
+        x_(torch_uniform({B, T, D}, 1).requires_grad_(true)), dy_(torch_uniform({B, T, D}, 2)) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto heads = [&](const torch::Tensor& t) { return t.view({B_, T_, H_, D_ / H_}).transpose(1, 2); };
+    const torch::Tensor o = at::scaled_dot_product_attention(heads(q_->forward(x)), heads(k_->forward(x)),
+                                                             heads(v_->forward(x)));
+    return o_->forward(o.transpose(1, 2).reshape({B_, T_, D_}));
+  }
+  void run() override {
+    for (auto* l : {&q_, &k_, &v_, &o_}) (*l)->zero_grad();
+    x_.mutable_grad() = torch::Tensor();
+    forward(x_).backward(dy_);
+  }
+  // Copies a seqattn MultiHeadAttention's weights (Keras shapes: Wq bq Wk bk Wv bv Wo bo, kernels (in, out)).
+  void copy_weights(seqattn::MultiHeadAttention<float>& layer) {
+    torch::NoGradGuard guard;
+    std::vector<torch::Tensor> w;
+    for (auto& p : layer.params()) {
+      std::vector<int64_t> shape(p.shape.begin(), p.shape.end());
+      w.push_back(torch::from_blob(p.value, shape, torch::kFloat32).clone());
+    }
+    int i = 0;
+    for (auto* l : {&q_, &k_, &v_, &o_}) {
+      (*l)->weight.copy_(w[i].t());
+      (*l)->bias.copy_(w[i + 1]);
+      i += 2;
+    }
+  }
+
+ private:
+  int64_t B_, T_, D_, H_;
+  torch::nn::Linear q_, k_, v_, o_;
+  torch::Tensor x_, dy_;
+};
+#endif
+
 // keras-self-attention's additive formula with torch ops, x (B, T, F):
 //   e = tanh(x Wt [:, :, None] + x Wx [:, None] + bh) @ Wa + ba     (B, T, T, U) -> (B, T, T)
 //   A = softmax(e) over the keys (with a width: masked_fill(-inf) outside the band, then softmax)
