@@ -11,10 +11,17 @@
 // each run's own score work, T x T / 2 causal or T x w windowed, so it shows how fast the band is computed).
 // 2026-12-06, AMD EPYC (AVX-512), one thread, forward+backward: causal 146 ms and 450 ms, window 128 27.4 ms and
 // 27.5 ms (5.3x and 16x; about 59 GFLOP/s of window work, the rate of the dense causal blocks).
+// Peak: BM_FmaPeak runs a loop of independent SIMD fused multiply-adds (Eigen's widest float packet, 24
+// accumulators: more than FMA latency x FMA units on current x86 cores) and reports one core's FMA peak in GFLOP/s;
+// every MHA row's `of_peak` counter is its GFLOP/s over that peak (measured once per process, best of 5 runs of
+// 20 ms, before the first row). need_weights=false rows (NotKept): the probabilities are not kept and backward
+// computes them again; their counter counts the same nominal work as the kept rows (not the recomputation), so
+// it compares the two modes' times directly.
 // Run single-threaded for comparisons: OMP_NUM_THREADS=1 ./bench_multi_head_attention
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -36,11 +43,61 @@ double forward_flops(Index B, Index T, Index D, Index H) {
   return 2 * b * t * d * 3 * d + 2 * b * t * d * d + 4 * b * h * t * t * dh;
 }
 
+// `iterations` rounds of kAccumulators independent FMA chains of Eigen's widest float packet; returns a value
+// that depends on every chain (so none is optimized away).
+constexpr int kAccumulators = 24;
+float fma_loop(long iterations) {
+  namespace ei = Eigen::internal;
+  using Packet = ei::packet_traits<float>::type;
+  Packet acc[kAccumulators];
+  for (int i = 0; i < kAccumulators; ++i) acc[i] = ei::pset1<Packet>(0.001f * float(i));
+  const Packet a = ei::pset1<Packet>(0.999999f), b = ei::pset1<Packet>(1e-7f);
+  for (long it = 0; it < iterations; ++it) {
+    for (int i = 0; i < kAccumulators; ++i) acc[i] = ei::pmadd(acc[i], a, b);
+    benchmark::ClobberMemory();
+  }
+  Packet sum = acc[0];
+  for (int i = 1; i < kAccumulators; ++i) sum = ei::padd(sum, acc[i]);
+  return ei::predux(sum);
+}
+double fma_flops_per_iteration() {
+  return 2.0 * kAccumulators *
+         double(Eigen::internal::unpacket_traits<Eigen::internal::packet_traits<float>::type>::size);
+}
+
+// One core's FMA peak in flop/s: the best of 5 runs of about 20 ms of fma_loop (measured once).
+double fma_peak() {
+  static const double peak = [] {
+    double best = 0;
+    const long iterations = 2000000;
+    for (int run = 0; run < 5; ++run) {
+      const auto start = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(fma_loop(iterations));
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      best = std::max(best, fma_flops_per_iteration() * double(iterations) / s);
+    }
+    return best;
+  }();
+  return peak;
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const long iterations = 100000;
+  for (auto _ : state) benchmark::DoNotOptimize(fma_loop(iterations));
+  state.counters["GFLOP/s"] = benchmark::Counter(fma_flops_per_iteration() * double(iterations) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::to_string(kAccumulators) + " chains of " +
+                 std::to_string(Eigen::internal::unpacket_traits<Eigen::internal::packet_traits<float>::type>::size) +
+                 " floats");
+}
+
 enum class Kind { Forward, ForwardBackward };
 
-void run(benchmark::State& state, Kind kind, bool causal, bool half_padded, Index window = 0, bool own_work = false) {
+void run(benchmark::State& state, Kind kind, bool causal, bool half_padded, Index window = 0, bool own_work = false,
+         bool kept = true) {
   const Index B = state.range(0), T = state.range(1), D = state.range(2), H = state.range(3);
-  MultiHeadAttentionOptions options = MultiHeadAttentionOptions().causal(causal).seed(1);
+  const double peak = fma_peak();  // before the timing
+  MultiHeadAttentionOptions options = MultiHeadAttentionOptions().causal(causal).need_weights(kept).seed(1);
   if (window > 0) options.attention_window(window);
   MultiHeadAttention<float> mha(D, H, options);
   const Tensor3<float> x = random_input(B, T, D, 2), dy = random_input(B, T, D, 3);
@@ -69,12 +126,18 @@ void run(benchmark::State& state, Kind kind, bool causal, bool half_padded, Inde
             (kind == Kind::Forward ? 1.0 : 3.0);
   }
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_peak"] = benchmark::Counter(flops / peak, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(causal ? "causal " : "") + (window > 0 ? "window " + std::to_string(window) + " " : "") +
-                 (half_padded ? "padded " : "") + (kind == Kind::Forward ? "forward" : "forward+backward"));
+                 (half_padded ? "padded " : "") + (kept ? "" : "not kept ") +
+                 (kind == Kind::Forward ? "forward" : "forward+backward"));
 }
 
 void BM_MHA_Forward(benchmark::State& state) { run(state, Kind::Forward, false, false); }
 void BM_MHA_ForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, false, false); }
+void BM_MHA_ForwardNotKept(benchmark::State& state) { run(state, Kind::Forward, false, false, 0, false, false); }
+void BM_MHA_ForwardBackwardNotKept(benchmark::State& state) {
+  run(state, Kind::ForwardBackward, false, false, 0, false, false);
+}
 void BM_MHA_CausalForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, true, false); }
 void BM_MHA_PaddedForwardBackward(benchmark::State& state) { run(state, Kind::ForwardBackward, false, true); }
 void BM_MHA_LongCausalForwardBackward(benchmark::State& state) {
@@ -97,8 +160,11 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MHA_Forward)->Apply(shapes);
 BENCHMARK(BM_MHA_ForwardBackward)->Apply(shapes);
+BENCHMARK(BM_MHA_ForwardNotKept)->Apply(shapes);
+BENCHMARK(BM_MHA_ForwardBackwardNotKept)->Apply(shapes);
 BENCHMARK(BM_MHA_CausalForwardBackward)
     ->ArgNames({"B", "T", "D", "H"})
     ->Args({4, 1024, 256, 8})

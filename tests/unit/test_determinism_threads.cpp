@@ -1,8 +1,8 @@
-// Determinism (DESIGN.md section 6): the same seed gives bit-identical training losses and final weights with
-// 1 and 2 threads (set_num_threads), and run to run. The model has every main layer type (Dense, Conv1D,
-// positional encoding, MultiHeadAttention, SeqSelfAttention, LayerNorm, BatchNorm, Dropout, a Transformer
-// encoder block with dropout, pooling), a masked batch large enough for the layers and Eigen to split work over
-// threads, softmax cross-entropy and Adam, 8 steps. Built with OpenMP (tests/CMakeLists.txt, like test_threads);
+// Determinism (DESIGN.md section 6): the same seed gives bit-identical training losses and final weights with 1 and 2
+// threads (set_num_threads), and run to run. The model has every main layer type (Dense, Conv1D, positional encoding,
+// MultiHeadAttention with and without kept probabilities, SeqSelfAttention, LayerNorm, BatchNorm, Dropout, a
+// Transformer encoder block with dropout, pooling), a masked batch large enough for the layers and Eigen to split work
+// over threads, softmax cross-entropy and Adam, 8 steps. Built with OpenMP (tests/CMakeLists.txt, like test_threads);
 // without OpenMP only the run-to-run part runs. For issue 7 (threading): run this binary after kernel changes.
 #include <gtest/gtest.h>
 
@@ -39,6 +39,8 @@ Sequential<float> make_model(std::uint64_t seed) {
   m.add<SinusoidalPositionalEncoding<float>>();
   m.add<Conv1D<float>>(48, 3, Conv1DOptions().padding(Padding::Causal).seed(seed + 1));
   m.add<MultiHeadAttention<float>>(4, MultiHeadAttentionOptions().attention_dropout(0.1).seed(seed + 2));
+  // need_weights=false: backward computes the probabilities again (on two threads without attention dropout)
+  m.add<MultiHeadAttention<float>>(4, MultiHeadAttentionOptions().causal(true).need_weights(false).seed(seed + 7));
   m.add<LayerNorm<float>>();
   m.add<Dropout<float>>(0.2, DropoutOptions().seed(seed + 3));
   m.add<SeqSelfAttention<float>>(SeqSelfAttentionOptions().units(16).attention_width(9).seed(seed + 4));

@@ -41,6 +41,31 @@ TEST(MultiHeadAttentionAlloc, SteadySelfAttentionLoopAllocatesNothing) {
   });
 }
 
+// need_weights=false: the blocks of probabilities live in the per-thread panels, sized once (dense with dropout,
+// causal with step masks; head sizes copied and read in place). Two threads: the calls with attention dropout use
+// one, the others two, and a call must not grow a panel its threads do not use.
+TEST(MultiHeadAttentionAlloc, SteadyLoopWithoutKeptProbabilitiesAllocatesNothing) {
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (Index dim : {8, 32}) {
+    MultiHeadAttention<float> dense(dim, 2, MultiHeadAttentionOptions().attention_dropout(0.1).need_weights(false));
+    MultiHeadAttention<float> causal(dim, 2, MultiHeadAttentionOptions().causal(true).need_weights(false));
+    const auto x = rnd(3, 90, dim, 2), dy = rnd(3, 90, dim, 3);
+    const Mask lengths = Mask::from_lengths({90, 5, 0});
+    std::vector<std::uint8_t> keep(3 * 90, 1);
+    keep[4] = keep[91] = keep[200] = 0;
+    const Mask steps = Mask::from_steps(3, 90, keep);
+    run_steady_loop(3, [&] {
+      dense.forward(x, lengths, Mode::Train);
+      dense.backward(x, lengths, dy);
+      dense.forward(x, lengths, Mode::Infer);
+      causal.forward(x, steps, Mode::Train);
+      causal.backward(x, steps, dy);
+    });
+  }
+  set_num_threads(saved);
+}
+
 TEST(MultiHeadAttentionAlloc, SteadyWindowedLoopAllocatesNothing) {
   for (Index dim : {8, 32}) {  // head sizes 4 and 16: panels copied or read in place
     MultiHeadAttention<float> mha(dim, 2,

@@ -88,7 +88,11 @@ struct HeadPanels {
   Vector<S> acc_k, acc_v;  // (n, dhp): dK and dV of the head summed over blocks, likewise
   Vector<S> scores;        // (rows of one block, n): dP then dS of a block (backward); windowed: also the scores
   Vector<S> rect;          // (rows of one block, n): a block of the banded Pd as a rectangle (windowed backward)
-  Index ldt = 0;
+  // Probabilities not kept (MultiHeadAttention's need_weights=false): the block's P and Pd, computed by the
+  // forward and again by the backward, which also needs K^T beside V^T
+  Vector<S> probs, probs_dropped;  // (rows of one block, n)
+  Vector<S> keys_transposed;       // (dh, ldk): K^T
+  Index ldt = 0, ldk = 0;
 };
 
 template <class S>

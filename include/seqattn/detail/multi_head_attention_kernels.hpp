@@ -5,8 +5,9 @@
 //
 // Shapes of one (sample b, head h), with Tq query steps, Tk key steps, lq valid queries, lk valid keys:
 //   Q (Tq, dh), K (Tk, dh), V (Tk, dh)   column block h of the projections (row stride H*dh)
-//   P (Tq, Tk)                           attention probabilities of the head (row stride Tk), kept
-//   Pd (Tq, Tk)                          P after attention dropout (kept only with dropout)
+//   P (Tq, Tk)                           attention probabilities of the head (row stride Tk), kept unless
+//                                        need_weights=false (then null: see "Probabilities not kept")
+//   Pd (Tq, Tk)                          P after attention dropout (kept only with dropout, and P kept)
 //   ctx (Tq, dh)                         column block h of the concatenated heads (row stride H*dh)
 //   panels                               the calling thread's layouts of K, V, K^T, V^T and block buffers
 //                                        (detail/head_products.hpp); grow to the largest head, then reused
@@ -17,6 +18,16 @@
 // reads P once. The products are detail/head_products.hpp's register-tiled loops (no GEMM packing per block).
 // Everything depends only on (lq, lk) and the values, never on Tq, Tk or addresses, which keeps valid outputs bitwise
 // independent of padding. Rows t >= lq of P and ctx are zero.
+//
+// Probabilities not kept (MultiHeadAttention's need_weights=false, dense and causal kernels): each block of P
+// (and Pd) lives only in the thread's panels, (rows, kmax) with rows * kmax <= about kBlockScores (at least
+// kRowQuantum rows), so the per-head memory is O(T dh) plus one block instead of O(Tq Tk). The backward computes
+// each block's P again with the same kernels on the same values (block_probabilities), replaying the forward's
+// dropout draws from a copy of its random state: P and Pd are the forward's bit for bit, so outputs and gradients
+// are bitwise those of the kept mode, at the price of the score product and softmax done twice (one product more
+// than the kept mode's six, and a second pass of exponentials; the kept mode instead writes and reads B H Tq Tk
+// probabilities through memory). Unlike flash attention's online softmax over blocks of keys, each block holds
+// all the keys of its rows: the softmax is computed once per row, exactly as in the kept mode.
 //
 // Sliding window (MultiHeadAttention's attention_window w, always causal): query t < lq attends keys
 // [t - w + 1, t] intersected with [0, lk) (window_keys()). P and Pd are then stored banded, (Tq, W) with
@@ -152,10 +163,12 @@ inline int thread_index() {
 // training loop whenever a thread first meets a larger head. mq, mkv: query and key masks; (Tq, Tk, dh) sizes;
 // `backward`: also the score-gradient buffer.
 // `window`: attention_window (0: none), whose kernels also need the scores in the forward and the rectangles
-// of Pd in the backward.
+// of Pd in the backward. `kept`: false when the probabilities are not kept (need_weights=false), which needs the
+// blocks of P (and Pd with `dropout`) in the panels, and K^T in the backward.
 template <class S>
 void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const Mask& mq, const Mask& mkv, Index B,
-                    Index Tq, Index Tk, Index dh, bool causal, bool backward, Index window = 0) {
+                    Index Tq, Index Tk, Index dh, bool causal, bool backward, Index window = 0, bool kept = true,
+                    bool dropout = false) {
   if (panels.size() < static_cast<size_t>(threads)) panels.resize(static_cast<size_t>(threads));
   Index block = 0, scores = 0;  // the most rows of a block, the most scores of a block
   for (Index b = 0; b < B; ++b) {
@@ -173,12 +186,18 @@ void reserve_panels(std::vector<head::HeadPanels<S>>& panels, int threads, const
   }
   const Index dhp = head::padded<S>(dh);
   const bool padded_rows = dh % head::kPacket<S> != 0;  // block panels and dK, dV sums are copies
-  for (head::HeadPanels<S>& p : panels) {
+  for (int i = 0; i < threads; ++i) {                   // a panel no thread of this call uses is left as it is
+    head::HeadPanels<S>& p = panels[static_cast<size_t>(i)];
     // windowed: a strip's scores read up to a packet past its last key (see windowed_attention_forward)
     head::reserve(p.transposed, dh * head::strip_stride<S>(Tk) + (window > 0 ? head::kPacket<S> : 0));
     head::reserve(p.rows, Tk * dhp);  // K or V: always a copy
     if (backward || window > 0) head::reserve(p.scores, scores);
     if (backward && window > 0) head::reserve(p.rect, scores);
+    if (!kept) {
+      head::reserve(p.probs, scores);
+      if (dropout) head::reserve(p.probs_dropped, scores);
+      if (backward) head::reserve(p.keys_transposed, dh * head::strip_stride<S>(Tk));
+    }
     if (padded_rows) {
       head::reserve(p.block, block * dhp);
       head::reserve(p.acc_k, Tk * dhp);
@@ -208,65 +227,105 @@ void projection_forward_rows(const S* X, Index ldx, const WeightPanel<S>& W, con
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// forward: P = softmax_allowed(scale * Q K^T) (stored), Pd = dropout(P), ctx = Pd V.
-// P (Tq, Tk) and ctx (Tq, dh): every element written. K^T and V are laid out once in `panels` (the calling
-// thread's); each block of P is written in place and reused from cache by the context product.
+// The probabilities of one block of query rows [r0, r0 + rows) over keys [0, kmax): P (rows, total; row stride
+// ldp) = softmax of each row of scale * Q K^T over its allowed keys (step masks: its kept ones; none for a
+// masked query), 0 up to `total` columns; with dropout, Pd (rows, total; row stride ldd) = P * keep / (1 - rate),
+// drawn in row and key order (n draws for a row of n allowed keys). Kt: K^T (dh, ldt). The forward calls it
+// once per block; without stored probabilities (need_weights=false) the backward calls it again on the same
+// values with a copy of the forward's random state, which gives P and Pd bit for bit (every score is the same
+// chain, every softmax the same address-independent kernels).
 template <class S>
-void attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V, HeadMap<S>& P,
+void block_probabilities(const ConstHeadMap<S>& Q, const S* Kt, Index ldt, Index r0, Index rows, Index kmax, Index lq,
+                         Index lk, bool causal, S scale, const StepKeep& steps, S* Pb, Index ldp, Index total,
+                         const AttentionDropout<S>& dropout, S* Pdb, Index ldd) {
+  head::scores<S>(&Q.coeff(r0, 0), Q.outerStride(), Kt, ldt, Q.cols(), Pb, ldp, rows, kmax, scale);
+  if (!steps.keys) {
+    for (Index i = 0; i < rows; ++i) masked_softmax_row(Pb + i * ldp, allowed_keys(r0 + i, lq, lk, causal), total);
+  } else {  // step masks: only the kept keys of the range, none for a masked query
+    for (Index i = 0; i < rows; ++i) {
+      const Index t = r0 + i;
+      masked_softmax_row_kept(Pb + i * ldp, steps.keys, steps.queries[t] ? allowed_keys(t, lq, lk, causal) : 0, total);
+    }
+  }
+  if (!dropout.rng) return;
+  const S keep_scale = S(1.0 / (1.0 - dropout.rate));  // inverted dropout: Pd = P * keep / (1 - rate)
+  for (Index i = 0; i < rows; ++i) {
+    const Index n = allowed_keys(r0 + i, lq, lk, causal);
+    const S* p = Pb + i * ldp;
+    S* pd = Pdb + i * ldd;
+    for (Index s = 0; s < n; ++s) pd[s] = dropout.rng->uniform() >= dropout.rate ? p[s] * keep_scale : S(0);
+    std::fill(pd + n, pd + total, S(0));
+  }
+}
+
+// forward: P = softmax_allowed(scale * Q K^T), Pd = dropout(P), ctx = Pd V. ctx (Tq, dh): every element written.
+// P (Tq, Tk; row stride Tk), and with dropout Pd (dropout.dropped, likewise): kept when P is not null (every
+// element written; each block of P is written in place and reused from cache by the context product); when P is
+// null (need_weights=false) each block goes through panels.probs (and panels.probs_dropped) only, and memory is
+// O(block) instead of O(Tq Tk). K^T and V are laid out once in `panels` (the calling thread's).
+template <class S>
+void attention_forward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V, S* P,
                        HeadMap<S>& ctx, Index lq, Index lk, bool causal, S scale, const AttentionDropout<S>& dropout,
                        head::HeadPanels<S>& panels, const StepKeep& steps = StepKeep()) {
-  const Index Tq = P.rows(), Tk = P.cols(), dh = Q.cols();
+  const Index Tq = Q.rows(), Tk = K.rows(), dh = Q.cols();
+  const bool kept = P != nullptr;
   if (lq == 0 || lk == 0) {
-    P.setZero();
+    if (kept) std::fill(P, P + Tq * Tk, S(0));
     ctx.setZero();
-    if (dropout.rng) std::fill(dropout.dropped, dropout.dropped + Tq * Tk, S(0));
+    if (kept && dropout.rng) std::fill(dropout.dropped, dropout.dropped + Tq * Tk, S(0));
     return;
   }
   head::pack_transposed<S>(K, lk, panels.transposed, panels.ldt);  // K^T (dh, ldt)
   const head::Panel<S> Vp = head::rows_panel<S>(V, lk, panels.rows, false);
   for_each_block(lq, lk, causal, [&](Index r0, Index rows, Index kmax) {
-    S* Pb = &P.coeffRef(r0, 0);
-    // scores of the block, then the softmax of each row over its allowed keys (zeros up to Tk)
-    head::scores<S>(&Q.coeff(r0, 0), Q.outerStride(), panels.transposed.data(), panels.ldt, dh, Pb, Tk, rows, kmax,
-                    scale);
-    if (!steps.keys) {
-      for (Index i = 0; i < rows; ++i) masked_softmax_row(Pb + i * Tk, allowed_keys(r0 + i, lq, lk, causal), Tk);
-    } else {  // step masks: only the kept keys of the range, none for a masked query
-      for (Index i = 0; i < rows; ++i) {
-        const Index t = r0 + i;
-        masked_softmax_row_kept(Pb + i * Tk, steps.keys, steps.queries[t] ? allowed_keys(t, lq, lk, causal) : 0, Tk);
+    S *Pb, *Pdb = nullptr;
+    Index ldp, total;
+    if (kept) {
+      Pb = P + r0 * Tk;
+      if (dropout.rng) Pdb = dropout.dropped + r0 * Tk;
+      ldp = total = Tk;
+    } else {
+      ldp = head::strip_stride<S>(kmax);
+      total = kmax;
+      head::reserve(panels.probs, rows * ldp);
+      Pb = panels.probs.data();
+      if (dropout.rng) {
+        head::reserve(panels.probs_dropped, rows * ldp);
+        Pdb = panels.probs_dropped.data();
       }
     }
-    const S* weights = Pb;
-    if (dropout.rng) {  // inverted dropout: Pd = P * keep / (1 - rate)
-      const S keep_scale = S(1.0 / (1.0 - dropout.rate));
-      for (Index i = 0; i < rows; ++i) {
-        const Index t = r0 + i, n = allowed_keys(t, lq, lk, causal);
-        const S* p = Pb + i * Tk;
-        S* pd = dropout.dropped + t * Tk;
-        for (Index s = 0; s < n; ++s) pd[s] = dropout.rng->uniform() >= dropout.rate ? p[s] * keep_scale : S(0);
-        std::fill(pd + n, pd + Tk, S(0));
-      }
-      weights = dropout.dropped + r0 * Tk;
-    }
+    block_probabilities<S>(Q, panels.transposed.data(), panels.ldt, r0, rows, kmax, lq, lk, causal, scale, steps, Pb,
+                           ldp, total, dropout, Pdb, ldp);
     // ctx = Pd V
-    head::rows_times_panel<S>(weights, Tk, Vp, &ctx.coeffRef(r0, 0), ctx.outerStride(), dh, rows, kmax);
+    head::rows_times_panel<S>(dropout.rng ? Pdb : Pb, ldp, Vp, &ctx.coeffRef(r0, 0), ctx.outerStride(), dh, rows, kmax);
   });
-  for (Index t = lq; t < Tq; ++t) {  // padded queries
-    std::fill(&P.coeffRef(t, 0), &P.coeffRef(t, 0) + Tk, S(0));
-    if (dropout.rng) std::fill(dropout.dropped + t * Tk, dropout.dropped + (t + 1) * Tk, S(0));
+  if (kept) {
+    std::fill(P + lq * Tk, P + Tq * Tk, S(0));  // padded queries
+    if (dropout.rng) std::fill(dropout.dropped + lq * Tk, dropout.dropped + Tq * Tk, S(0));
   }
   if (lq < Tq) ctx.bottomRows(Tq - lq).setZero();
 }
 
-// backward (inverts the forward block by block). dctx (Tq, dh) in; dQ (Tq, dh), dK, dV (Tk, dh) OVERWRITTEN.
-// Pd is P without dropout; keep_scale = 1 / (1 - rate) with dropout, else 0. `panels`: the calling thread's.
+// What the backward needs to compute the probabilities again when the forward did not keep them: the step masks
+// and the attention dropout of the forward, with its random state as it was when the forward drew this head.
 template <class S>
-void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V,
-                        const ConstHeadMap<S>& P, const ConstHeadMap<S>& Pd, const ConstHeadMap<S>& dctx,
-                        HeadMap<S>& dQ, HeadMap<S>& dK, HeadMap<S>& dV, Index lq, Index lk, bool causal, S scale,
-                        S keep_scale, head::HeadPanels<S>& panels) {
-  const Index Tq = P.rows(), Tk = P.cols(), dh = Q.cols();
+struct Recompute {
+  StepKeep steps;
+  AttentionDropout<S> dropout;  // rng: a copy of the forward's state (advanced as the draws are made again)
+};
+
+// backward (inverts the forward block by block). dctx (Tq, dh) in; dQ (Tq, dh), dK, dV (Tk, dh) OVERWRITTEN.
+// P, Pd (Tq, Tk; row stride Tk): the forward's kept probabilities (Pd is P without dropout), or both null when
+// it kept none: then each block's P and Pd are computed again from Q, K and `again` (block_probabilities),
+// which costs the forward's score product and softmax once more. keep_scale = 1 / (1 - rate) with dropout,
+// else 0. `panels`: the calling thread's.
+template <class S>
+void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, const ConstHeadMap<S>& V, const S* P,
+                        const S* Pd, const ConstHeadMap<S>& dctx, HeadMap<S>& dQ, HeadMap<S>& dK, HeadMap<S>& dV,
+                        Index lq, Index lk, bool causal, S scale, S keep_scale, head::HeadPanels<S>& panels,
+                        const Recompute<S>& again = Recompute<S>()) {
+  const Index Tq = Q.rows(), Tk = K.rows(), dh = Q.cols();
+  const bool kept = P != nullptr;
   if (lq == 0 || lk == 0) {
     dQ.setZero();
     dK.setZero();
@@ -281,7 +340,8 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     dK.bottomRows(Tk - lk).setZero();
     dV.bottomRows(Tk - lk).setZero();
   }
-  head::pack_transposed<S>(V, lk, panels.transposed, panels.ldt);  // V^T (dh, ldt)
+  head::pack_transposed<S>(V, lk, panels.transposed, panels.ldt);                  // V^T (dh, ldt)
+  if (!kept) head::pack_transposed<S>(K, lk, panels.keys_transposed, panels.ldk);  // K^T (dh, ldk)
   const head::Panel<S> Kp = head::rows_panel<S>(K, lk, panels.rows, false);
   // dK and dV are summed over the blocks in place, or in padded buffers when dh is not a multiple of the packet
   const bool in_place = dh % head::kPacket<S> == 0;
@@ -301,6 +361,27 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
     const Index lds = head::strip_stride<S>(kmax);
     head::reserve(panels.scores, rows * lds);
     S* dS = panels.scores.data();  // (rows, kmax), row stride lds
+    // the block's P and Pd (row stride ldp): the kept ones, or computed again as the forward did
+    const S *Pb, *Pdb;
+    Index ldp;
+    if (kept) {
+      Pb = P + r0 * Tk;
+      Pdb = Pd + r0 * Tk;
+      ldp = Tk;
+    } else {
+      ldp = lds;
+      head::reserve(panels.probs, rows * ldp);
+      S* probs = panels.probs.data();
+      S* dropped = nullptr;
+      if (again.dropout.rng) {
+        head::reserve(panels.probs_dropped, rows * ldp);
+        dropped = panels.probs_dropped.data();
+      }
+      block_probabilities<S>(Q, panels.keys_transposed.data(), panels.ldk, r0, rows, kmax, lq, lk, causal, scale,
+                             again.steps, probs, ldp, kmax, again.dropout, dropped, ldp);
+      Pb = probs;
+      Pdb = dropped ? dropped : probs;
+    }
     // inverts ctx = Pd V:  dPd = dctx V^T (here),  dV += Pd^T dctx (after the rows below have brought the
     // block of P, written long ago by the forward, into cache in order: read first by columns it stalls)
     head::scores<S>(&dctx.coeff(r0, 0), dctx.outerStride(), panels.transposed.data(), panels.ldt, dh, dS, lds, rows,
@@ -311,14 +392,14 @@ void attention_backward(const ConstHeadMap<S>& Q, const ConstHeadMap<S>& K, cons
       // inverts Pd = P * keep / (1 - rate): dP = dPd * keep / (1 - rate); keep is Pd != 0 where P != 0,
       // and where P == 0 the softmax gradient below is 0 whatever dP is.
       if (keep_scale != S(0)) {
-        const S* pd = &Pd.coeff(t, 0);
+        const S* pd = Pdb + i * ldp;
         for (Index s = 0; s < n; ++s) d[s] = pd[s] != S(0) ? d[s] * keep_scale : S(0);
       }
       // inverts P = softmax(scale * Q K^T): dS = scale * P * (dP - P . dP), 0 beyond the allowed keys
-      masked_softmax_row_backward(&P.coeff(t, 0), d, n, kmax, scale);
+      masked_softmax_row_backward(Pb + i * ldp, d, n, kmax, scale);
     }
     const head::Panel<S> dctx_b = head::rows_panel<S>(dctx.middleRows(r0, rows), rows, panels.block);
-    head::add_transposed_times_panel<S>(&Pd.coeff(r0, 0), Tk, dctx_b, dh, acc_v, ldacc, rows, kmax, fresh);
+    head::add_transposed_times_panel<S>(Pdb, ldp, dctx_b, dh, acc_v, ldacc, rows, kmax, fresh);
     // inverts the scores: dQ = dS K,  dK += dS^T Q
     head::rows_times_panel<S>(dS, lds, Kp, &dQ.coeffRef(r0, 0), dQ.outerStride(), dh, rows, kmax);
     const head::Panel<S> Q_b = head::rows_panel<S>(Q.middleRows(r0, rows), rows, panels.block);

@@ -55,10 +55,16 @@
 // add_zero_attn are learned / constant extra keys, not projections: they are not dropped. With p = 0 (the
 // default) nothing is drawn: outputs, gradients and attention_dropout's masks are bitwise those without the option.
 // Neither torch.nn.MultiheadAttention nor Keras' MultiHeadAttention has this option (their dropout is on A).
-// need_weights=false (torch's need_weights): attention(), attention(b, h) and attention_band() throw UsageError
-// and the dense map of attention() is never built; the probabilities themselves (and, with attention dropout,
-// the dropped ones) are still stored, because backward needs them, so need_weights saves no memory in the
-// per-call caches: outputs and gradients are bitwise those of need_weights=true.
+// need_weights=false (torch's need_weights): attention(), attention(b, h), attention_map() and attention_band()
+// throw UsageError, and the layer does not keep the B*H*Tq*Tk probabilities: each block of query rows is computed
+// in a per-thread buffer (about 128K scores), used and dropped, and backward computes it again from q, k (and,
+// with attention dropout, from a copy of the forward's random state, which redraws the same masks; backward then
+// runs on one thread). Memory is O(B T H dh) instead of O(B H Tq Tk) (one sequence of 16384 steps, 4 heads:
+// 4 GiB of float probabilities without it); the price is the score product and softmax done twice in training
+// (see README "Memory-efficient attention" for times); inference costs nothing more. Outputs and gradients are
+// bitwise those of need_weights=true, and keep every guarantee below. It applies to the dense and causal kernels;
+// with attention_window (whose band is already O(Tq w)), an explicit attention mask, add_bias_kv or add_zero_attn
+// the probabilities are still kept (only the accessors refuse).
 // add_bias_kv / add_zero_attn (torch's): one or two key/value steps appended after the Tk keys, per head: the
 // learned bias_k, bias_v (H*dh, appended after the projections and their activation; init glorot_normal as torch's
 // xavier_normal_, drawn after the other parameters so that those keep their values for a seed), then an all-zero
@@ -81,7 +87,8 @@
 // of query rows times the keys of their windows, O(Tq w dh) per head instead of O(Tq Tk dh)); see
 // detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
 // values (detail/panel_product.hpp, detail/head_products.hpp).
-// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (twice with attention dropout; qkv_dropout
+// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (none with need_weights=false; twice
+// with attention dropout; qkv_dropout
 // keeps the dropped q, k, v and one keep byte per value too); with
 // attention_window w, B*H*Tq*min(w, Tk): a (1, 20000, d) batch with w = 64 and 4 heads keeps 20 MB of float
 // probabilities instead of 6.4 GB. cache_bytes() counts them for the memory limit (core/memory_limit.hpp).
@@ -345,13 +352,14 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
 
   // The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
-  // attention dropout, and the (B*T, H*dh) projections and their gradients (and, with qkv_dropout, the dropped
+  // attention dropout (none with need_weights=false on the dense kernels: then one block per thread, not counted),
+  // and the (B*T, H*dh) projections and their gradients (and, with qkv_dropout, the dropped
   // projections and their keep flags); Tk is the key/value length inside a
   // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
     const Index cols = (windowed() ? std::min(*options_.attention_window(), Tk) : Tk) + extra_keys();
-    const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, heads_, T, cols});
+    const std::size_t probs = probabilities_kept() ? detail::saturating_bytes(sizeof(S), {B, heads_, T, cols}) : 0;
     std::size_t rows = detail::saturating_bytes(sizeof(S), {B, T + 2 * Tk, 2 * hd});
     if (options_.output_activation() != Activation::Linear)
       rows = detail::saturating_add(rows, detail::saturating_bytes(sizeof(S), {B, T, 2 * out_features_}));
@@ -363,7 +371,11 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     if (windowed())
       return "it keeps batch x heads x T x attention_window attention probabilities for backward: use a smaller "
              "attention_window or batch";
-    return std::string("it keeps batch x heads x T x T attention probabilities for backward: ") +
+    if (!probabilities_kept())
+      return "its projections (batch x T x 4 x heads x head_size values) do not fit: use a smaller batch or cut the "
+             "sequences into shorter windows";
+    return std::string("it keeps batch x heads x T x T attention probabilities for backward: construct it with "
+                       "need_weights(false) to compute them again in backward instead (memory linear in T), ") +
            (options_.causal() ? "set attention_window to bound the keys each step sees (memory batch x heads x T x "
                                 "window), use a smaller batch or cut the sequences into shorter windows"
                               : "use a smaller batch or cut the sequences into shorter windows (with causal, "
@@ -415,6 +427,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
   // Head h of sample b, (Tq, Tk) (with attention_window: of the dense map of attention()).
   Eigen::Map<const Matrix<S>> attention(Index b, Index h) const {
+    check_need_weights("attention(b, h)");
     const Index B = heads_ > 0 ? attention_.dimension(0) / heads_ : 0;
     if (b < 0 || b >= B || h < 0 || h >= heads_)
       detail::throw_shape(describe(), ": attention(b, h) expected b in [0, ", B, ") and h in [0, ", heads_,
@@ -570,15 +583,23 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     const Index W = win.cols() + E, wk = win.width;
     attention_band_keys_ = Tk;
     dense_ready_ = false;
-    ensure_shape(attention_, B * H, Tq, W);
-    ensure_shape(ctx_, B * Tq, hd);
     dropout_active_ = mode == Mode::Train && options_.attention_dropout() > 0;
-    if (dropout_active_) ensure_shape(dropped_, B * H, Tq, W);
+    const bool kept = probabilities_kept();  // need_weights=false: the dense kernels keep none (see the file comment)
+    if (kept) {
+      ensure_shape(attention_, B * H, Tq, W);
+      if (dropout_active_) ensure_shape(dropped_, B * H, Tq, W);
+    } else {
+      if (attention_.size() > 0) attention_ = Tensor3<S>();  // frees the probabilities of an earlier call
+      if (dropped_.size() > 0) dropped_ = Tensor3<S>();
+      if (dropout_active_) attention_draws_ = dropout_rng_;  // the backward draws the same masks again
+    }
+    ensure_shape(ctx_, B * Tq, hd);
     const S scale = S(1) / std::sqrt(S(dh));
     // (b, h) pairs are independent: OpenMP threads share them (dropout draws in order: one thread)
     const double pair_work = 4.0 * double(B * H) * double(Tq) * double(W) * double(dh);
     const int threads = dropout_active_ ? 1 : detail::mha::attention_threads(B * H, pair_work);
-    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk);
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), false, wk, kept,
+                                dropout_active_);
     if (plain) head_live_.resize(static_cast<size_t>(B * H * Tq));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
@@ -587,23 +608,28 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
-      HeadMap P(attention_.data() + bh * Tq * W, Tq, W, Eigen::OuterStride<>(W));
+      S* p = kept ? attention_.data() + bh * Tq * W : nullptr;  // (Tq, W), or none kept
       HeadMap C = head(ctx_, b, h, Tq);
       detail::mha::AttentionDropout<S> dropout;
-      if (dropout_active_) dropout = {&dropout_rng_, options_.attention_dropout(), dropped_.data() + bh * Tq * W};
+      if (dropout_active_)
+        dropout = {&dropout_rng_, options_.attention_dropout(), kept ? dropped_.data() + bh * Tq * W : nullptr};
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
       detail::mha::StepKeep keep;
       if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
-      if (plain)
-        detail::mha::explicit_attention_forward<S>(
-            chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C, lq, lk, options_.causal(), win, scale,
-            dropout, keep, explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq, extra_of(h, nullptr, nullptr));
-      else if (wk > 0)
-        detail::mha::windowed_attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C,
-                                                   lq, lk, win, scale, dropout, panels, keep);
-      else
-        detail::mha::attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, C, lq, lk,
+      if (plain || wk > 0) {  // always kept
+        HeadMap P(p, Tq, W, Eigen::OuterStride<>(W));
+        if (plain)
+          detail::mha::explicit_attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
+                                                     C, lq, lk, options_.causal(), win, scale, dropout, keep,
+                                                     explicit_mask_of(bh, Tq, Tk), head_live_.data() + bh * Tq,
+                                                     extra_of(h, nullptr, nullptr));
+        else
+          detail::mha::windowed_attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
+                                                     C, lq, lk, win, scale, dropout, panels, keep);
+      } else {
+        detail::mha::attention_forward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), p, C, lq, lk,
                                           options_.causal(), scale, dropout, panels, keep);
+      }
     }
 
     // y = act_o(ctx Wo + bo) on live rows, 0 on dead rows (padding, or no allowed key)
@@ -723,10 +749,16 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     const S scale = S(1) / std::sqrt(S(dh));
     const S keep_scale = dropout_active_ ? S(1.0 / (1.0 - options_.attention_dropout())) : S(0);
     const detail::mha::Window win = window(Tk);
-    const Index W = attention_.dimension(2), wk = win.width;  // the forward's storage
+    const bool kept = probabilities_kept();
+    const Index W = kept ? attention_.dimension(2) : Tk, wk = win.width;  // the forward's storage
+    // without kept probabilities, dropout draws its masks again in the forward's order: one thread
     const int threads =
-        detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
-    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk);
+        !kept && dropout_active_
+            ? 1
+            : detail::mha::attention_threads(B * H, 8.0 * double(B * H) * double(Tq) * double(W) * double(dh));
+    detail::mha::reserve_panels(panels_, threads, mask, mkv, B, Tq, Tk, dh, options_.causal(), true, wk, kept,
+                                dropout_active_);
+    Rng replay = attention_draws_;  // need_weights=false with dropout: the forward's state before its first draw
     if (plain && mask_dp_.size() < static_cast<size_t>(threads)) mask_dp_.resize(static_cast<size_t>(threads));
     if (E > 0) ensure_shape(dextra_, 2 * B * H * E, dh);  // per pair: dK, dV of the extra rows
     if (plain)
@@ -741,14 +773,14 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
       const detail::FlushDenormalsScope flush_denormals;  // OpenMP workers too (core/denormals.hpp)
       const Index b = bh / H, h = bh % H;
       const Index lq = mask.length(b, Tq), lk = mkv.length(b, Tk);
-      const S* p = attention_.data() + bh * Tq * W;
-      const S* pd = dropout_active_ ? dropped_.data() + bh * Tq * W : p;
+      const S* p = kept ? attention_.data() + bh * Tq * W : nullptr;
+      const S* pd = kept && dropout_active_ ? dropped_.data() + bh * Tq * W : p;
       HeadMap dQ = head(dq_, b, h, Tq), dK = head(dk_, b, h, Tk), dV = head(dv_, b, h, Tk);
       const ConstHeadMap P(p, Tq, W, Eigen::OuterStride<>(W)), Pd(pd, Tq, W, Eigen::OuterStride<>(W));
       auto& panels = panels_[static_cast<size_t>(detail::mha::thread_index())];
+      detail::mha::StepKeep keep;
+      if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
       if (plain) {
-        detail::mha::StepKeep keep;
-        if (steps) keep = {qkeep_.data() + b * Tq, kkeep_.data() + b * Tk};
         detail::mha::explicit_attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(),
                                                     win, scale, keep_scale, keep, explicit_mask_of(bh, Tq, Tk),
@@ -759,10 +791,14 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
         detail::mha::windowed_attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P,
                                                     Pd, chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, win, scale,
                                                     keep_scale, panels);
-      else
-        detail::mha::attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), P, Pd,
+      else {
+        detail::mha::Recompute<S> again;  // used only without kept probabilities
+        again.steps = keep;
+        if (dropout_active_) again.dropout = {&replay, options_.attention_dropout(), nullptr};
+        detail::mha::attention_backward<S>(chead(qa, b, h, Tq), chead(ka, b, h, Tk), chead(va, b, h, Tk), p, pd,
                                            chead(dctx_, b, h, Tq), dQ, dK, dV, lq, lk, options_.causal(), scale,
-                                           keep_scale, panels);
+                                           keep_scale, panels, again);
+      }
     }
 
     // inverts q = act(x Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv), in row chunks: the activations
@@ -1104,11 +1140,16 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     e.dv = dv;
     return e;
   }
+  // The probabilities are stored for backward and attention(): always but with need_weights=false on the dense and
+  // causal kernels (not windowed, no explicit attention mask, no extra keys), which compute them again in backward.
+  bool probabilities_kept() const {
+    return options_.need_weights() || windowed() || extra_keys() > 0 || has_attention_mask();
+  }
   void check_need_weights(const char* call) const {
     if (!options_.need_weights())
       throw UsageError(describe() + ": " + call +
-                       " is not available with need_weights=false (the layer keeps the probabilities for backward "
-                       "only); construct it with need_weights=true to read them");
+                       " is not available with need_weights=false (the layer does not keep the probabilities); "
+                       "construct it with need_weights=true to read them");
   }
   // The band of attention_window over Tk keys (width 0 without a window).
   detail::mha::Window window(Index Tk) const {
@@ -1168,6 +1209,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   Matrix<S> q_, k_, v_, ctx_;       // (B*Tq, hd), (B*Tk, hd), (B*Tk, hd), (B*Tq, hd)
   Tensor3<S> attention_, dropped_;  // (B*H, Tq, W) probabilities; after dropout (Train with dropout only)
   bool dropout_active_ = false;
+  Rng attention_draws_;  // need_weights=false with attention dropout: the random state before the forward's draws
   Matrix<S> qd_, kd_, vd_;                           // q, k, v after qkv_dropout (Train with qkv_dropout only)
   std::vector<std::uint8_t> qdrop_, kdrop_, vdrop_;  // their keep flags (B*T*hd)
   bool qkv_dropout_active_ = false;
