@@ -8,7 +8,9 @@
 //   - finite differences in double over several causal blocks, with padding and with attention dropout;
 //   - memory: cache_bytes() counts no probabilities (one sequence of 16384 steps, 4 heads: under 64 MiB of
 //     caches instead of 4 GiB), the memory limit refuses the kept mode and not this one, and the accessors of the
-//     probabilities refuse with a UsageError.
+//     probabilities refuse with a UsageError;
+//   - TransformerEncoderBlock and TransformerDecoderBlock pass need_weights to their attentions: bitwise the same
+//     training step (with dropout), the option in config() and from_config(), fewer cache bytes, maps refused.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -17,6 +19,8 @@
 
 #include "seqattn/core/memory_limit.hpp"
 #include "seqattn/layers/multi_head_attention.hpp"
+#include "seqattn/layers/transformer_decoder.hpp"
+#include "seqattn/layers/transformer_encoder.hpp"
 #include "seqattn/testing/gradient_check.hpp"
 #include "support/error_text.hpp"
 #include "support/mha_inputs.hpp"
@@ -179,6 +183,59 @@ TEST(MultiHeadAttentionMemory, AccessorsOfTheProbabilitiesRefuse) {
   EXPECT_NE(text.find("attention(b, h) is not available with need_weights=false"), std::string::npos) << text;
   EXPECT_THROW(mha.attention_map(0, 0), UsageError);
   EXPECT_THROW(mha.attention_band(), UsageError);
+}
+
+std::vector<double> bits_of(const Tensor3<double>& y, const Tensor3<double>& dx, const ParamList<double>& params) {
+  std::vector<double> out(y.data(), y.data() + y.size());
+  out.insert(out.end(), dx.data(), dx.data() + dx.size());
+  for (const auto& p : params) out.insert(out.end(), p.grad, p.grad + p.size());
+  return out;
+}
+
+TEST(MultiHeadAttentionMemory, EncoderBlockPassesNeedWeights) {
+  const Tensor3<double> x = random_tensor(2, 70, 8, 1), dy = random_tensor(2, 70, 8, 2);
+  const Mask m = Mask::from_lengths({70, 41});
+  std::vector<std::vector<double>> runs;
+  for (const bool need : {true, false}) {
+    TransformerEncoderBlock<double> block(
+        8, 2, 16,
+        TransformerEncoderOptions().causal(true).attention_dropout(0.2).dropout(0.1).need_weights(need).seed(3));
+    const Tensor3<double> y = block.forward(x, m, Mode::Train);
+    const Tensor3<double> dx = block.backward(x, m, dy);
+    runs.push_back(bits_of(y, dx, block.params()));
+    if (need) continue;
+    EXPECT_THROW(block.attention_map(0, 0), UsageError);
+    EXPECT_NE(block.describe().find("need_weights=false"), std::string::npos) << block.describe();
+    const auto copy = TransformerEncoderBlock<double>::from_config(8, block.config());
+    EXPECT_EQ(copy->describe(), block.describe());
+    TransformerEncoderBlock<double> kept(8, 2, 16, TransformerEncoderOptions().causal(true).seed(3));
+    EXPECT_LT(block.cache_bytes(2, 4096), kept.cache_bytes(2, 4096) / 10);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST(MultiHeadAttentionMemory, DecoderBlockPassesNeedWeightsToBothAttentions) {
+  const Tensor3<double> x = random_tensor(2, 70, 8, 1), dy = random_tensor(2, 70, 8, 2);
+  const Tensor3<double> memory = random_tensor(2, 90, 8, 3);
+  const Mask mx = Mask::from_lengths({70, 41}), mm = Mask::from_lengths({90, 23});
+  std::vector<std::vector<double>> runs;
+  for (const bool need : {true, false}) {
+    TransformerDecoderBlock<double> block(
+        8, 2, 16, TransformerDecoderOptions().attention_dropout(0.2).dropout(0.1).need_weights(need).seed(3));
+    const Tensor3<double> y = block.forward(x, mx, memory, mm, Mode::Train);
+    const Tensor3<double> dx = block.backward(x, mx, memory, mm, dy);
+    std::vector<double> bits = bits_of(y, dx, block.params());
+    bits.insert(bits.end(), block.memory_grad().data(), block.memory_grad().data() + block.memory_grad().size());
+    runs.push_back(bits);
+    if (need) continue;
+    EXPECT_THROW(block.attention_map(0, 0), UsageError);
+    EXPECT_THROW(block.cross_attention_map(0, 0), UsageError);
+    const auto copy = TransformerDecoderBlock<double>::from_config(8, block.config());
+    EXPECT_EQ(copy->describe(), block.describe());
+    TransformerDecoderBlock<double> kept(8, 2, 16, TransformerDecoderOptions().seed(3));
+    EXPECT_LT(block.cache_bytes(2, 4096), kept.cache_bytes(2, 4096) / 10);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
 }
 
 }  // namespace

@@ -35,7 +35,8 @@
 // targets s <= t, torch's tgt_is_causal), attention_window (with causal: the self-attention sees [t - w + 1, t]),
 // layer_norm_eps, use_bias (false: torch's bias=False; no attention, FFN biases nor LayerNorm beta), memory_features
 // (default d: the features of the memory, the key/value input width of the cross-attention; torch's decoder layer
-// has d only), seed.
+// has d only), need_weights (MultiHeadAttention's, both attentions: false keeps no attention probabilities, backward
+// computes them again, bitwise the same results; memory linear in T; the attention maps refuse), seed.
 // Parameters: self_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, cross_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo},
 // ln2.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln3.{gamma,beta} (cross_mha.Wk, Wv: (memory_features, d)).
 // Attention maps: attention_map(b, h) (AttentionMap) is the self-attention's (T, T) head h of sequence b;
@@ -71,7 +72,8 @@ struct TransformerDecoderOptions {
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(bool, use_bias, true)  // false: no bias in the attentions, the FFN linears, nor beta in the norms
   SEQATTN_ARG(std::optional<Index>, memory_features, std::nullopt)  // default d_model
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)     // default: next_seed()
+  SEQATTN_ARG(bool, need_weights, true)  // false: both attentions keep no probabilities (memory linear in T)
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
 
   // The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
@@ -86,6 +88,7 @@ struct TransformerDecoderOptions {
     v("layer_norm_epsilon", o.layer_norm_eps_);
     v("use_bias", o.use_bias_);
     v("memory_features", o.memory_features_);
+    v("need_weights", o.need_weights_);
     v("seed", o.seed_);
   }
 };
@@ -185,7 +188,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
         options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
                                     : std::string(),
         options_.memory_features() ? ", memory_features=" + std::to_string(*options_.memory_features()) : std::string(),
-        options_.use_bias() ? "" : ", use_bias=false", ")");
+        options_.use_bias() ? "" : ", use_bias=false", options_.need_weights() ? "" : ", need_weights=false", ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerDecoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerDecoderBlock&>(other); }
@@ -202,11 +205,12 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
         return detail::cat("its sub-layer ", layer->describe(), " refuses it: ", layer->step_mask_refusal());
     return "";
   }
-  // Both attentions' probabilities and projections (B*H*T*T and B*H*T*Tm, Tm the memory steps of the current call,
-  // else T), and the memory and its gradient.
+  // Both attentions' probabilities (B*H*T*T and B*H*T*Tm, Tm the memory steps of the current call, else T; none
+  // with need_weights=false) and projections, and the memory and its gradient.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tm = memory_ ? memory_->dimension(1) : T, hd = cross_mha_.heads() * cross_mha_.head_size();
-    const std::size_t probs = detail::saturating_bytes(sizeof(S), {B, cross_mha_.heads(), T, Tm});
+    const std::size_t probs =
+        options_.need_weights() ? detail::saturating_bytes(sizeof(S), {B, cross_mha_.heads(), T, Tm}) : 0;
     std::size_t cross = detail::saturating_add(probs, detail::saturating_bytes(sizeof(S), {B, T + 2 * Tm, 2 * hd}));
     if (options_.attention_dropout() > 0) cross = detail::saturating_add(cross, probs);
     if (options_.qkv_dropout() > 0)
@@ -215,15 +219,17 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     return detail::saturating_add(detail::saturating_add(self_mha_.cache_bytes(B, T), cross), memory_io);
   }
   std::string memory_remedy(Index, Index) const override {
+    if (!options_.need_weights()) return "use a smaller batch or shorter sequences";
     return "it keeps batch x heads x T x T (self-attention) and batch x heads x T x memory steps (cross-attention) "
-           "attention probabilities for backward: use a smaller batch or shorter sequences";
+           "attention probabilities for backward: construct it with need_weights(false) to compute them again in "
+           "backward instead (memory linear in T), or use a smaller batch or shorter sequences";
   }
   // Streams with causal (core/stream.hpp, "Several inputs"): the targets step, the memory is the stream's context
   // (set_context, projected once by the cross-attention's stream); the self-attention keeps its key/value cache, the
   // other sub-layers run per step, dropout is the identity. A decode step over t past targets and Tm memory steps
   // costs O(t + Tm) per head, not a rerun of the whole prefix.
   std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
-                                                    Index inputs) const override {
+                                                     Index inputs) const override {
     if (inputs != 2 || !options_.causal()) return Layer<S>::open_inputs_stream(batch, options, inputs);
     auto stream = std::make_unique<BlockStream>(options_.norm_first(), ff_dim_);
     stream->self = self_mha_.open_stream(batch, options);
@@ -430,6 +436,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
                       .attention_dropout(o.attention_dropout())
                       .qkv_dropout(o.qkv_dropout())
                       .use_bias(o.use_bias())
+                      .need_weights(o.need_weights())
                       .seed(seed)),
         cross_mha_(d, heads,
                    MultiHeadAttentionOptions()
@@ -437,6 +444,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
                        .attention_dropout(o.attention_dropout())
                        .qkv_dropout(o.qkv_dropout())
                        .use_bias(o.use_bias())
+                       .need_weights(o.need_weights())
                        .seed(seed + 6)),
         ln1_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),
         ln2_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),

@@ -13,7 +13,9 @@
 // (torch: a src_mask of -inf where s > t or s < t - w + 1), in O(T w) time and memory: the attention keeps
 // B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
 // Options: dropout, attention_dropout (on the attention weights), qkv_dropout (MultiHeadAttention's: on the projected
-// q, k, v; 0 by default, not in torch), activation, norm_first, causal, attention_window, layer_norm_eps, seed.
+// q, k, v; 0 by default, not in torch), activation, norm_first, causal, attention_window, layer_norm_eps,
+// need_weights (MultiHeadAttention's: false keeps no attention probabilities, backward computes them again, bitwise
+// the same results; memory linear in T; attention_map() refuses), seed.
 // Padded steps never change valid outputs. Step masks (holes, left padding): honored (supports_step_masks()) once
 // every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
 // of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
@@ -48,7 +50,8 @@ struct TransformerEncoderOptions {
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
-  SEQATTN_ARG(bool, use_bias, true)  // false: no bias in the attention, the FFN linears, nor beta in the norms
+  SEQATTN_ARG(bool, use_bias, true)      // false: no bias in the attention, the FFN linears, nor beta in the norms
+  SEQATTN_ARG(bool, need_weights, true)  // false: the attention keeps no probabilities (memory linear in T)
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
 
   // The fields with their model-file keys (core/layer_config.hpp).
@@ -63,6 +66,7 @@ struct TransformerEncoderOptions {
     v("attention_window", o.attention_window_);
     v("layer_norm_epsilon", o.layer_norm_eps_);
     v("use_bias", o.use_bias_);
+    v("need_weights", o.need_weights_);
     v("seed", o.seed_);
   }
 };
@@ -98,7 +102,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
         options_.norm_first() ? "pre-norm" : "post-norm", options_.causal() ? ", causal" : "",
         options_.attention_window() ? ", attention_window=" + std::to_string(*options_.attention_window())
                                     : std::string(),
-        options_.use_bias() ? "" : ", use_bias=false", ")");
+        options_.use_bias() ? "" : ", use_bias=false", options_.need_weights() ? "" : ", need_weights=false", ")");
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
@@ -262,6 +266,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
                  .attention_dropout(o.attention_dropout())
                  .qkv_dropout(o.qkv_dropout())
                  .use_bias(o.use_bias())
+                 .need_weights(o.need_weights())
                  .seed(seed)),
         ln1_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),
         ln2_(d, LayerNormOptions().eps(o.layer_norm_eps()).center(o.use_bias())),
