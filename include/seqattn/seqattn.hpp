@@ -1,6 +1,8 @@
 #pragma once
 // Umbrella header: includes every public header of seqattn.
 
+#include "seqattn/version.hpp"
+
 #include "seqattn/core/attention_map.hpp"
 #include "seqattn/core/config.hpp"
 #include "seqattn/core/denormals.hpp"

@@ -3,7 +3,11 @@
 #         -DGENERATOR=<generator> -DCXX_COMPILER=<c++> -DEIGEN_DIR=<Eigen3_DIR> -DVERSION=<x.y.z> -P run_consumer.cmake
 # add_subdirectory: the consumer adds the repository as a subdirectory.
 # find_package:     the repository is configured alone, `cmake --install`ed to WORK_DIR/prefix, and the consumer
-#                   finds it with find_package(seqattn CONFIG REQUIRED) and CMAKE_PREFIX_PATH.
+#                   finds it with find_package(seqattn <VERSION> CONFIG REQUIRED) and CMAKE_PREFIX_PATH. Then:
+#                   the package version: find_package(seqattn <MAJOR.MINOR>) works, and asking for the next minor
+#                   (0.3), the next major (1.0) or the previous minor (0.1: SameMinorVersion, 0.x) is refused with an
+#                   error naming both versions; and the installed pkg-config file: main.cpp compiled with the C++
+#                   compiler and `pkg-config --cflags seqattn` alone, and run (skipped when pkg-config is missing).
 cmake_minimum_required(VERSION 3.16)
 
 foreach(var MODE SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER VERSION)
@@ -56,3 +60,82 @@ if(NOT run_output MATCHES "consumer ok")
   message(FATAL_ERROR "[${MODE}] the consumer did not report success:\n${run_output}")
 endif()
 message(STATUS "[${MODE}] ${run_output}")
+
+if(NOT MODE STREQUAL "find_package")
+  return()
+endif()
+
+# find_package(seqattn <requested> CONFIG REQUIRED) in a project of its own: sets probe_rc and probe_output.
+function(probe_version requested)
+  set(dir "${WORK_DIR}/version-probe-${requested}")
+  file(WRITE "${dir}/CMakeLists.txt" "cmake_minimum_required(VERSION 3.16)\nproject(probe LANGUAGES NONE)\n"
+                                     "find_package(seqattn ${requested} CONFIG REQUIRED)\n"
+                                     "message(STATUS \"found seqattn \${seqattn_VERSION}\")\n")
+  message(STATUS "[${MODE}] find_package(seqattn ${requested} CONFIG REQUIRED)")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${dir} -B ${dir}/build ${common_args} -DCMAKE_PREFIX_PATH=${prefix}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  set(probe_rc "${rc}" PARENT_SCOPE)
+  set(probe_output "${out}\n${err}" PARENT_SCOPE)
+endfunction()
+
+string(REGEX MATCH "^([0-9]+)\\.([0-9]+)\\.([0-9]+)$" matched "${VERSION}")
+if(NOT matched)
+  message(FATAL_ERROR "run_consumer.cmake: VERSION must be MAJOR.MINOR.PATCH, got '${VERSION}'")
+endif()
+set(major ${CMAKE_MATCH_1})
+set(minor ${CMAKE_MATCH_2})
+set(patch ${CMAKE_MATCH_3})
+probe_version(${major}.${minor})
+if(NOT probe_rc EQUAL 0 OR NOT probe_output MATCHES "found seqattn ${VERSION}")
+  message(FATAL_ERROR "[${MODE}] find_package(seqattn ${major}.${minor}) failed with seqattn ${VERSION} "
+                      "installed (${probe_rc}):\n${probe_output}")
+endif()
+math(EXPR next_minor "${minor} + 1")
+math(EXPR next_major "${major} + 1")
+set(refused ${major}.${next_minor} ${next_major}.0)
+if(major EQUAL 0 AND minor GREATER 0)
+  math(EXPR previous_minor "${minor} - 1")
+  list(APPEND refused 0.${previous_minor})  # 0.x: SameMinorVersion (top-level CMakeLists.txt)
+endif()
+foreach(requested IN LISTS refused)
+  probe_version(${requested})
+  if(probe_rc EQUAL 0)
+    message(FATAL_ERROR "[${MODE}] find_package(seqattn ${requested}) accepted seqattn ${VERSION}:\n${probe_output}")
+  endif()
+  string(REPLACE "." "\\." requested_re "${requested}")
+  string(REPLACE "." "\\." version_re "${VERSION}")
+  if(NOT probe_output MATCHES "requested version \"${requested_re}\"" OR NOT probe_output MATCHES "${version_re}")
+    message(FATAL_ERROR "[${MODE}] find_package(seqattn ${requested}) was refused, but its error does not name the "
+                        "requested version ${requested} and the installed ${VERSION}:\n${probe_output}")
+  endif()
+  message(STATUS "[${MODE}] refused, as it must be")
+endforeach()
+
+# The pkg-config file, as a build without CMake uses it.
+find_program(PKG_CONFIG_EXECUTABLE NAMES pkg-config pkgconf)
+if(NOT PKG_CONFIG_EXECUTABLE)
+  message(STATUS "[${MODE}] pkg-config not found: the check of seqattn.pc is skipped (./build.sh deps installs it)")
+  return()
+endif()
+set(ENV{PKG_CONFIG_PATH} "${prefix}/share/pkgconfig")
+run("pkg-config version" ${PKG_CONFIG_EXECUTABLE} --modversion seqattn)
+string(STRIP "${run_output}" pc_version)
+if(NOT pc_version STREQUAL VERSION)
+  message(FATAL_ERROR "[${MODE}] pkg-config --modversion seqattn says '${pc_version}', expected ${VERSION}")
+endif()
+run("pkg-config cflags" ${PKG_CONFIG_EXECUTABLE} --cflags seqattn)
+string(STRIP "${run_output}" pc_cflags)
+message(STATUS "[${MODE}] pkg-config --cflags seqattn: ${pc_cflags}")
+separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
+if(NOT "-std=c++17" IN_LIST pc_cflags)
+  message(FATAL_ERROR "[${MODE}] pkg-config --cflags seqattn has no -std=c++17: ${pc_cflags}")
+endif()
+set(pc_program "${WORK_DIR}/pkg-config-consumer")
+run("compile with pkg-config" ${CXX_COMPILER} ${pc_cflags} -DSEQATTN_EXPECTED_MAJOR=${major}
+    -DSEQATTN_EXPECTED_MINOR=${minor} -DSEQATTN_EXPECTED_PATCH=${patch} "-DSEQATTN_EXPECTED_STRING=\"${VERSION}\""
+    ${CMAKE_CURRENT_LIST_DIR}/consumer/main.cpp -o ${pc_program})
+run("run pkg-config consumer" ${pc_program})
+if(NOT run_output MATCHES "consumer ok")
+  message(FATAL_ERROR "[${MODE}] the pkg-config consumer did not report success:\n${run_output}")
+endif()
+message(STATUS "[${MODE}] pkg-config: ${run_output}")

@@ -316,8 +316,8 @@ TEST(ModelFile, EachCheckFailsWithItsMessage) {
   std::string newer = good;
   newer[8] = 2;
   EXPECT_CONTAINS(error_of<FormatError>([&] { load_bytes(newer); }),
-                  "format version 2 is not supported: this seqattn (0.1.0) reads version 1; the file was written by "
-                  "a newer seqattn");
+                  "format version 2 is not supported: this seqattn (" + std::string(version_string()) +
+                      ") reads version 1; the file was written by a newer seqattn");
   const std::string path = ::testing::TempDir() + "model_file_truncated.sqm";
   { std::ofstream(path, std::ios::binary) << good.substr(0, good.size() - 9); }
   EXPECT_CONTAINS(error_of<FormatError>([&] { load_model<float>(path); }), "truncated file: expected");

@@ -32,7 +32,7 @@
 //   16      8      total file size in bytes, checksum included
 //   24      8      input feature count of the model (1..INT64_MAX)
 //   32      8      architecture length A (1..kMaxArchitectureBytes)
-//   40      A      architecture, JSON (UTF-8): {"seqattn_version": "0.1.0", "model": {"class_name": "Sequential",
+//   40      A      architecture, JSON (UTF-8): {"seqattn_version": "0.2.0", "model": {"class_name": "Sequential",
 //                  "config": {"layers": [{"class_name": "Dense", "config": {"units": 8, "activation": "relu",
 //                  ...}, "in_features": 4}, ...]}, "in_features": 4}}
 //   40+A   ...     the tensor records of a weights file (io/detail/tensor_records.hpp): count, then kind, name,
