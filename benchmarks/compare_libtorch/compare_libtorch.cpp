@@ -223,6 +223,16 @@ double measure_memory(const std::string& exe, size_t row, const char* side, bool
   return kib < 0 ? -1 : static_cast<double>(kib) / 1024.0;
 }
 
+// x (B, T, F) as a torch tensor over the same memory.
+torch::Tensor as_torch(const seqattn::Tensor3<float>& x) {
+  return torch::from_blob(const_cast<float*>(x.data()), {x.dimension(0), x.dimension(1), x.dimension(2)},
+                          torch::kFloat32);
+}
+// max |y_seqattn - y_torch| of one output.
+float max_difference(const seqattn::Tensor3<float>& y, const torch::Tensor& yt) {
+  return (as_torch(y) - yt).abs().max().item<float>();
+}
+
 // Same weights and input on both sides: the largest |y_seqattn - y_torch| of a forward.
 void check_same_math() {
   torch::NoGradGuard no_grad;
@@ -231,23 +241,18 @@ void check_same_math() {
     seqattn::MultiHeadAttention<float> s(D, H, seqattn::MultiHeadAttentionOptions().seed(3));
     compare::TorchMha t(B, T, D, H);
     auto& m = t.module();
-    std::vector<torch::Tensor> w;  // Wq bq Wk bk Wv bv Wo bo, Keras shapes
-    for (auto& p : s.params()) {
-      std::vector<int64_t> shape(p.shape.begin(), p.shape.end());
-      w.push_back(torch::from_blob(p.value, shape, torch::kFloat32).clone());
-    }
+    const std::vector<torch::Tensor> w = compare::parameter_tensors(s);  // Wq bq Wk bk Wv bv Wo bo, Keras shapes
     m->in_proj_weight.copy_(torch::cat({w[0].t(), w[2].t(), w[4].t()}));
     m->in_proj_bias.copy_(torch::cat({w[1], w[3], w[5]}));
     m->out_proj->weight.copy_(w[6].t());
     m->out_proj->bias.copy_(w[7]);
     const auto x = compare::uniform_input(B, T, D, 9);
     const auto& y = s.forward(x);
-    torch::Tensor xt = torch::from_blob(const_cast<float*>(x.data()), {B, T, D}, torch::kFloat32).permute({1, 0, 2});
+    torch::Tensor xt = as_torch(x).permute({1, 0, 2});
     torch::Tensor yt = std::get<0>(m->forward(xt, xt, xt, torch::Tensor(), false)).permute({1, 0, 2});
-    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, D}, torch::kFloat32);
     std::printf("same-math check, MHA (B=%ld T=%ld D=%ld H=%ld): max |y_seqattn - y_torch| = %.2e\n",
                 static_cast<long>(B), static_cast<long>(T), static_cast<long>(D), static_cast<long>(H),
-                (ys - yt).abs().max().item<float>());
+                max_difference(y, yt));
   }
 #if TORCH_VERSION_MAJOR >= 2
   {
@@ -257,11 +262,9 @@ void check_same_math() {
     t.copy_weights(s);
     const auto x = compare::uniform_input(B, T, D, 9);
     const auto& y = s.forward(x);
-    torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, D}, torch::kFloat32));
-    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, D}, torch::kFloat32);
     std::printf("same-math check, MHA as torch SDPA (B=%ld T=%ld D=%ld H=%ld): max |y_seqattn - y_torch| = %.2e\n",
                 static_cast<long>(B), static_cast<long>(T), static_cast<long>(D), static_cast<long>(H),
-                (ys - yt).abs().max().item<float>());
+                max_difference(y, t.forward(as_torch(x))));
   }
 #endif
   for (Index width : {0, 5}) {
@@ -273,11 +276,9 @@ void check_same_math() {
     t.copy_weights(s);
     const auto x = compare::uniform_input(B, T, F, 9);
     const auto& y = s.forward(x);
-    torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, F}, torch::kFloat32));
-    torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, F}, torch::kFloat32);
     std::printf("same-math check, additive%s (B=%ld T=%ld F=%ld U=%ld): max |y_seqattn - y_torch| = %.2e\n",
                 width ? ", width 5" : "", static_cast<long>(B), static_cast<long>(T), static_cast<long>(F),
-                static_cast<long>(U), (ys - yt).abs().max().item<float>());
+                static_cast<long>(U), max_difference(y, t.forward(as_torch(x))));
   }
 }
 
@@ -289,11 +290,9 @@ void check_same_math_lstm() {
   t.copy_weights(s);
   const auto x = compare::uniform_input(B, T, F, 9);
   const auto& y = s.forward(x);
-  torch::Tensor yt = t.forward(torch::from_blob(const_cast<float*>(x.data()), {B, T, F}, torch::kFloat32));
-  torch::Tensor ys = torch::from_blob(const_cast<float*>(y.data()), {B, T, U}, torch::kFloat32);
   std::printf("same-math check, LSTM (B=%ld T=%ld F=%ld U=%ld): max |y_seqattn - y_torch| = %.2e\n",
               static_cast<long>(B), static_cast<long>(T), static_cast<long>(F), static_cast<long>(U),
-              (ys - yt).abs().max().item<float>());
+              max_difference(y, t.forward(as_torch(x))));
 }
 
 // --- OpenBLAS core ---------------------------------------------------------------------------------------

@@ -124,6 +124,17 @@ class SeqattnForward final : public Runner {
 // ---------------------------------------------------------------------------------------------------------
 // libtorch side
 
+// Copies of a seqattn layer's parameters as torch tensors, in params() order and their shapes (Keras: kernels
+// (in, out)).
+inline std::vector<torch::Tensor> parameter_tensors(seqattn::Layer<float>& layer) {
+  std::vector<torch::Tensor> w;
+  for (auto& p : layer.params()) {
+    std::vector<int64_t> shape(p.shape.begin(), p.shape.end());
+    w.push_back(torch::from_blob(p.value, shape, torch::kFloat32).clone());
+  }
+  return w;
+}
+
 // torch::nn::LSTM(F, U, batch_first) on x (B, T, F): the output sequence (B, T, U), then (train) its backward
 // with dy; forward alone under c10::InferenceMode otherwise.
 class TorchLstm final : public Runner {
@@ -209,11 +220,7 @@ class TorchSdpa final : public Runner {
   // Copies a seqattn MultiHeadAttention's weights (Keras shapes: Wq bq Wk bk Wv bv Wo bo, kernels (in, out)).
   void copy_weights(seqattn::MultiHeadAttention<float>& layer) {
     torch::NoGradGuard guard;
-    std::vector<torch::Tensor> w;
-    for (auto& p : layer.params()) {
-      std::vector<int64_t> shape(p.shape.begin(), p.shape.end());
-      w.push_back(torch::from_blob(p.value, shape, torch::kFloat32).clone());
-    }
+    const std::vector<torch::Tensor> w = parameter_tensors(layer);
     int i = 0;
     for (auto* l : {&q_, &k_, &v_, &o_}) {
       (*l)->weight.copy_(w[i].t());
