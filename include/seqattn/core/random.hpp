@@ -4,6 +4,13 @@
 //   manual_seed(s)    resets the library-wide seed sequence (like torch.manual_seed).
 //   next_seed()       the next seed of that sequence: layers built without an explicit seed take one, so a
 //                     program that builds its model in the same order gets the same weights every run.
+//   RandomScope       while one lives on a thread, every Train forward that draws random numbers (Dropout's
+//                     masks, MultiHeadAttention's attention and qkv dropout) first reseeds its layer's stream from
+//                     (the scope's seed, how many streams the scope reseeded before): the draws depend only on the
+//                     scope's seed and the order of the forwards, not on what ran earlier. The distributed trainer
+//                     (distributed/data_parallel.hpp) gives each chunk of a global batch its own scope, so a chunk
+//                     draws the same masks on any process. Scopes nest (the innermost counts); one per thread.
+//   mix_seed(a, b)    a seed derived from two (splitmix64 of both): the seeds of chunk b of step a, ...
 
 #include <atomic>
 #include <cmath>
@@ -89,5 +96,49 @@ class Rng {
   double spare_ = 0.0;
   bool has_spare_ = false;
 };
+
+// A seed derived from two: splitmix64 over a, then b (different pairs give unrelated seeds).
+inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t state = a;
+  const std::uint64_t first = detail::splitmix64(state);
+  state = first ^ b;
+  return detail::splitmix64(state);
+}
+
+class RandomScope;
+
+namespace detail {
+inline RandomScope*& current_random_scope() {
+  thread_local RandomScope* scope = nullptr;
+  return scope;
+}
+}  // namespace detail
+
+// RandomScope scope(seed): see the file comment. Not copyable; restores the enclosing scope when it ends.
+class RandomScope {
+ public:
+  explicit RandomScope(std::uint64_t seed) : seed_(seed), outer_(detail::current_random_scope()) {
+    detail::current_random_scope() = this;
+  }
+  ~RandomScope() { detail::current_random_scope() = outer_; }
+  RandomScope(const RandomScope&) = delete;
+  RandomScope& operator=(const RandomScope&) = delete;
+
+  std::uint64_t seed() const { return seed_; }
+  std::uint64_t streams_reseeded() const { return count_; }
+  // The seed of the next stream of this scope.
+  std::uint64_t next_stream_seed() { return mix_seed(seed_, count_++); }
+
+ private:
+  std::uint64_t seed_;
+  std::uint64_t count_ = 0;
+  RandomScope* outer_;
+};
+
+// Called by a layer at the start of a Train forward that will draw from `rng`: inside a RandomScope, reseeds it
+// from the scope (see the file comment); outside, leaves it as it is.
+inline void reseed_in_scope(Rng& rng) {
+  if (RandomScope* scope = detail::current_random_scope()) rng.reseed(scope->next_stream_seed());
+}
 
 }  // namespace seqattn

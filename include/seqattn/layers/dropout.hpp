@@ -83,6 +83,7 @@ class Dropout final : public Layer<S> {
     }
     ensure_shape(keep_, x.dimension(0), x.dimension(1), x.dimension(2));
     S* m = keep_.data();
+    reseed_in_scope(rng_);  // inside a RandomScope (core/random.hpp): the scope's stream
     for (Index i = 0; i < keep_.size(); ++i) m[i] = rng_.uniform() < rate_ ? S(0) : S(1);
     const S scale = S(1.0 / (1.0 - rate_));
     Y.array() = as_matrix(x).array() * as_matrix(keep_).array() * scale;

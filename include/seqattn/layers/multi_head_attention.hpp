@@ -524,6 +524,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     forward_mask_version_ = mask_version_;
     const Index E = extra_keys();
     const bool plain = explicit_mask || E > 0;  // the plain loops (detail/multi_head_attention_masked.hpp)
+    // inside a RandomScope (core/random.hpp) the dropout stream restarts from the scope's seed
+    if (mode == Mode::Train && (options_.attention_dropout() > 0 || options_.qkv_dropout() > 0))
+      reseed_in_scope(dropout_rng_);
     if (E > 0) set_extra_rows(hd);
 
     // q = act(x Wq + bq) (B*Tq, hd);  k = act(xkv Wk + bk), v = act(xkv Wv + bv) (B*Tk, hd), in row chunks

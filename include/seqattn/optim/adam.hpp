@@ -30,6 +30,7 @@
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/param.hpp"
+#include "seqattn/optim/optimizer_state.hpp"
 #include "seqattn/optim/param_checks.hpp"
 
 namespace seqattn {
@@ -124,6 +125,31 @@ class Adam {
   const Vector<S>& exp_avg_sq(size_t i) const { return v_.at(i); }
 
   std::string name() const { return options_.decoupled_weight_decay() ? "AdamW" : "Adam"; }
+
+  // The step count, the learning rate and the moments m, v (and v_max with amsgrad) of every parameter, named
+  // "m.<parameter>", ... (optim/optimizer_state.hpp): what a checkpoint saves.
+  OptimizerState<S> state() const {
+    OptimizerState<S> s{name(), step_, options_.lr(), {}};
+    for (size_t i = 0; i < params_.size(); ++i) {
+      s.tensors.emplace_back("m." + params_[i].name, m_[i]);
+      s.tensors.emplace_back("v." + params_[i].name, v_[i]);
+      if (options_.amsgrad()) s.tensors.emplace_back("v_max." + params_[i].name, v_max_[i]);
+    }
+    return s;
+  }
+  // Restores a state() of an optimizer of the same kind over the same parameters (checked first: ConfigError).
+  void load_state(const OptimizerState<S>& s) {
+    detail::check_optimizer_state(state(), s);
+    detail::check_at_least(name(), "lr", s.lr, 0.0);
+    size_t k = 0;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      m_[i] = s.tensors[k++].second;
+      v_[i] = s.tensors[k++].second;
+      if (options_.amsgrad()) v_max_[i] = s.tensors[k++].second;
+    }
+    step_ = s.step;
+    options_.lr(s.lr);
+  }
 
  private:
   ParamList<S> params_;

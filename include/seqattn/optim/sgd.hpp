@@ -21,6 +21,7 @@
 
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/param.hpp"
+#include "seqattn/optim/optimizer_state.hpp"
 #include "seqattn/optim/param_checks.hpp"
 
 namespace seqattn {
@@ -96,6 +97,32 @@ class SGD {
   const ParamList<S>& params() const { return params_; }
   // Momentum buffer of parameter i (empty without momentum).
   const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }
+  std::string name() const { return "SGD"; }
+
+  // The step count, the learning rate, the momentum buffers "momentum.<parameter>" (with momentum) and
+  // "momentum_started" (optim/optimizer_state.hpp): what a checkpoint saves.
+  OptimizerState<S> state() const {
+    OptimizerState<S> s{name(), step_, options_.lr(), {}};
+    for (size_t i = 0; i < buf_.size(); ++i) s.tensors.emplace_back("momentum." + params_[i].name, buf_[i]);
+    Vector<S> started(static_cast<Index>(params_.size()));
+    for (size_t i = 0; i < params_.size(); ++i) started[static_cast<Index>(i)] = buf_started_[i] ? S(1) : S(0);
+    s.tensors.emplace_back("momentum_started", started);
+    return s;
+  }
+  // Restores a state() of an SGD over the same parameters (checked first: ConfigError).
+  void load_state(const OptimizerState<S>& s) {
+    detail::check_optimizer_state(state(), s);
+    detail::check_at_least(name(), "lr", s.lr, 0.0);
+    const Vector<S>& started = s.tensors.back().second;
+    for (Index i = 0; i < started.size(); ++i)
+      if (started[i] != S(0) && started[i] != S(1))
+        detail::throw_config("SGD: load_state expected momentum_started values 0 or 1 but got ", started[i],
+                             " at parameter ", i);
+    for (size_t i = 0; i < buf_.size(); ++i) buf_[i] = s.tensors[i].second;
+    for (size_t i = 0; i < params_.size(); ++i) buf_started_[i] = started[static_cast<Index>(i)] != S(0);
+    step_ = s.step;
+    options_.lr(s.lr);
+  }
 
  private:
   ParamList<S> params_;

@@ -1,0 +1,424 @@
+#pragma once
+// DataParallel<S, Comm>: data-parallel training whose result does not depend on the number of processes.
+// Every process (rank) holds the whole model; each global batch is cut into chunks (distributed/batch_plan.hpp),
+// each rank computes the gradients of its chunks, and the chunks' gradients are summed in ONE fixed global order,
+// chunk 0 first, whatever the number of ranks. The same seed therefore gives bitwise the same weights on 1, 2, 3
+// or 4 processes (tests/mpi), and the same as a single process without MPI (LocalCommunicator, below).
+//
+//   DataParallel<float, MpiCommunicator> dp(comm, model, DataParallelOptions().chunk_size(8).seed(42));
+//   for (...) {                                               // the loop of a single process, plus dp:
+//     StepStats s = dp.step(loss, batch_samples, load);       // load(BatchSpan) -> Batch<float, Labels>
+//     adam.step();                                            // every rank steps the same optimizer identically
+//   }
+//
+// Construction checks that every rank has the same parameter and buffer layout (DistributedError naming the
+// first rank that differs) and broadcasts rank 0's parameters and buffers to every rank.
+// step(loss, batch_samples, load[, metric]) for a batch of batch_samples samples:
+//   1. for each of this rank's chunks k (positions [begin, end) of the batch): load({begin, end}) gives the chunk's
+//      Batch (x, mask, target); zero the gradients; run forward (Mode::Train), loss, backward inside
+//      RandomScope(mix_seed(mix_seed(seed, step), k)) (core/random.hpp: dropout draws the same masks on any rank);
+//      buffers (BatchNorm's running statistics) start every chunk from their values before the step;
+//   2. exchange per-chunk records (loss, loss units n_k = loss.valid_count(), regularization, metric counts) and
+//      every rank's status: a rank whose chunk threw makes EVERY rank throw DistributedError naming it and its
+//      message, with the model unchanged;
+//   3. fold g = sum_k (n_k / n) g_k over all chunks in order k = 0, 1, ... along the ranks (rank r receives the
+//      partial sum of ranks < r, adds its chunks, sends it on, in segments of segment_values so the chain is
+//      pipelined), then the last rank broadcasts g; buffers move by the mean of their per-chunk changes;
+//   4. OVERWRITE every trainable parameter's gradient with g (no zero_grad needed) and return the statistics.
+// The loss is any seqattn loss (mean over valid units, with valid_count()); g is the gradient of the mean loss
+// over the whole global batch plus the regularization's gradient. The optimizer stays the caller's: step it
+// after dp.step on every rank. Numerics depend on chunk_size (the unit of the fold), not on the number of ranks.
+// step_chunks(batch_samples, run) is the general form: run(k, BatchSpan) -> ChunkOutcome does the chunk's forward,
+// loss and backward itself (a Graph with several inputs, a custom objective).
+// evaluate(loss, samples, load[, metric]): Mode::Infer over [0, samples) split into chunks over the ranks, the
+// records folded in chunk order: the same numbers on any number of ranks.
+//
+// Comm: the transport. LocalCommunicator (one process; no MPI) here; MpiCommunicator in distributed/mpi.hpp
+// (timeouts on every operation). Interface: rank(), size(), allgather(bytes) -> every rank's bytes, send(p, n,
+// dest), recv(p, n, source), broadcast(p, n, root); they throw DistributedError on failure or timeout.
+// Memory: this rank's chunks' gradients are kept until the fold (chunks per rank x parameter count values).
+// Every rank must run the same binary (the same instructions give the same bits).
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "seqattn/core/errors.hpp"
+#include "seqattn/core/layer.hpp"
+#include "seqattn/core/options.hpp"
+#include "seqattn/core/param.hpp"
+#include "seqattn/core/random.hpp"
+#include "seqattn/distributed/batch_plan.hpp"
+#include "seqattn/model/sequential.hpp"
+
+namespace seqattn {
+
+// A failure of a distributed operation: another rank failed, a timeout, an MPI error, layouts that differ.
+class DistributedError : public Error {
+ public:
+  explicit DistributedError(const std::string& what) : Error(what) {}
+};
+
+struct DataParallelOptions {
+  SEQATTN_ARG(Index, chunk_size, 8)                // samples per chunk: the unit of the ordered fold
+  SEQATTN_ARG(std::uint64_t, seed, 0)              // the chunks' random scopes (dropout)
+  SEQATTN_ARG(Index, segment_values, Index{1} << 16)  // values per message of the pipelined fold
+};
+
+// One chunk's input: x (B, T, F), its mask, the loss's target (labels, values).
+template <class S, class Target>
+struct Batch {
+  Tensor3<S> x;
+  Mask mask;
+  Target target;
+};
+
+// What one chunk's run reports (step_chunks).
+struct ChunkOutcome {
+  double loss = 0.0;            // the chunk's mean data loss
+  std::int64_t count = 0;       // its loss units (the loss's valid_count())
+  double regularization = 0.0;  // model.regularization_loss() after its forward
+  std::int64_t correct = 0, counted = 0;  // a metric's counts (0 without one)
+};
+
+// A step's or an evaluation's numbers, the same on every rank.
+struct StepStats {
+  double loss = 0.0;            // mean data loss over the global batch's loss units
+  double regularization = 0.0;  // mean of the chunks' regularization losses, weighted like the gradient
+  std::int64_t count = 0;       // loss units in the global batch
+  std::int64_t samples = 0;
+  std::int64_t chunks = 0;
+  std::int64_t correct = 0, counted = 0;
+  std::uint64_t bytes_sent = 0, bytes_received = 0;  // this rank's traffic in the call
+  double total() const { return loss + regularization; }
+  double accuracy() const { return counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0; }
+};
+
+// One process: what DataParallel computes without MPI, bit for bit what it computes on any number of ranks.
+class LocalCommunicator {
+ public:
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  std::vector<std::vector<unsigned char>> allgather(const std::vector<unsigned char>& mine, const char*) {
+    return {mine};
+  }
+  void send(const void*, std::size_t, int, const char* what) { refuse(what); }
+  void recv(void*, std::size_t, int, const char* what) { refuse(what); }
+  void broadcast(void*, std::size_t, int, const char*) {}
+  std::uint64_t bytes_sent() const { return 0; }
+  std::uint64_t bytes_received() const { return 0; }
+
+ private:
+  [[noreturn]] static void refuse(const char* what) {
+    throw DistributedError(std::string("LocalCommunicator: ") + what + ": there is no other rank");
+  }
+};
+
+namespace detail::dp {
+
+struct RankStatus {
+  std::int32_t failed = 0;
+  std::int32_t chunks = 0;
+  char message[480] = {};
+};
+struct ChunkRecord {
+  double loss = 0.0, regularization = 0.0;
+  std::int64_t count = 0, correct = 0, counted = 0;
+};
+
+
+inline std::uint64_t layout_hash(const std::string& text) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+}  // namespace detail::dp
+
+template <class S, class Comm>
+class DataParallel {
+ public:
+  // Checks the layouts and broadcasts rank 0's parameters and buffers (every rank must construct it).
+  DataParallel(Comm& comm, Layer<S>& model, DataParallelOptions options = DataParallelOptions())
+      : comm_(comm), model_(model), options_(options) {
+    if (options.chunk_size() < 1)
+      detail::throw_config("DataParallel: expected chunk_size >= 1 but got ", options.chunk_size());
+    if (options.segment_values() < 1)
+      detail::throw_config("DataParallel: expected segment_values >= 1 but got ", options.segment_values());
+    check_layouts();
+    broadcast_state(0);
+  }
+
+  const DataParallelOptions& options() const { return options_; }
+  Comm& communicator() { return comm_; }
+  Layer<S>& model() { return model_; }
+  int rank() const { return comm_.rank(); }
+  int ranks() const { return comm_.size(); }
+  // The number of the next step (it seeds the chunks' random scopes); set it when resuming from a checkpoint.
+  std::int64_t step_number() const { return step_; }
+  void set_step_number(std::int64_t step) { step_ = step; }
+
+  // The positions of a batch of batch_samples that this rank reads.
+  BatchSpan shard(Index batch_samples) const {
+    return shard_positions(batch_samples, options_.chunk_size(), comm_.rank(), comm_.size());
+  }
+
+  // Every rank takes `root`'s parameters and buffers.
+  void broadcast_state(int root) {
+    std::vector<S> values;
+    for (const auto& list : {model_.params(), model_.buffers()})
+      for (const auto& p : list) values.insert(values.end(), p.value, p.value + p.size());
+    comm_.broadcast(values.data(), values.size() * sizeof(S), root, "broadcast of the parameters");
+    size_t at = 0;
+    for (const auto& list : {model_.params(), model_.buffers()})
+      for (const auto& p : list) {
+        std::copy(values.begin() + static_cast<std::ptrdiff_t>(at),
+                  values.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(p.size())), p.value);
+        at += static_cast<size_t>(p.size());
+      }
+  }
+
+  // One training step over a global batch (file comment). load(BatchSpan) -> Batch<S, Target> for positions
+  // [begin, end) of the batch; metric(y, target, output mask) -> std::pair<correct, counted> (optional).
+  template <class Loss, class Load>
+  StepStats step(Loss& loss, Index batch_samples, Load&& load) {
+    return step(loss, batch_samples, load, [](const auto&, const auto&, const Mask&) {
+      return std::pair<std::int64_t, std::int64_t>(0, 0);
+    });
+  }
+  template <class Loss, class Load, class Metric>
+  StepStats step(Loss& loss, Index batch_samples, Load&& load, Metric&& metric) {
+    return step_chunks(batch_samples, [&](Index, BatchSpan span) {
+      auto batch = load(span);
+      const Tensor3<S>& y = model_.forward(batch.x, batch.mask, Mode::Train);
+      const Mask out = model_.out_mask(batch.mask, batch.x.dimension(1));
+      ChunkOutcome o;
+      o.loss = static_cast<double>(loss.forward(y, batch.target, out));
+      o.count = static_cast<std::int64_t>(loss.valid_count());
+      const auto [correct, counted] = metric(y, batch.target, out);
+      o.correct = correct;
+      o.counted = counted;
+      model_.backward(batch.x, batch.mask, loss.grad());
+      o.regularization = static_cast<double>(model_.regularization_loss());
+      return o;
+    });
+  }
+
+  // The general step: run(k, positions) runs chunk k's forward (Mode::Train), loss and backward on this model.
+  template <class Run>
+  StepStats step_chunks(Index batch_samples, Run&& run) {
+    const std::uint64_t sent0 = comm_.bytes_sent(), received0 = comm_.bytes_received();
+    const Index C = options_.chunk_size();
+    const Index K = chunk_count(batch_samples, C);
+    const ChunkRange mine = rank_chunks(batch_samples, C, comm_.rank(), comm_.size());
+    ParamList<S> params = model_.params(), buffers = model_.buffers();
+    ParamList<S> trained;
+    for (auto& p : params)
+      if (p.trainable()) trained.push_back(p);
+    const size_t P = total_size(trained), Bv = total_size(buffers), width = P + Bv;
+    snapshot(buffers, start_buffers_);
+    contributions_.resize(static_cast<size_t>(mine.size()) * width);
+    std::vector<detail::dp::ChunkRecord> records;
+    detail::dp::RankStatus status;
+    status.chunks = static_cast<std::int32_t>(mine.size());
+    try {
+      for (Index k = mine.first; k < mine.last; ++k) {
+        restore(buffers, start_buffers_);
+        for (auto& p : params) std::fill(p.grad, p.grad + p.size(), S(0));
+        ChunkOutcome o;
+        {
+          RandomScope scope(chunk_seed(k));
+          o = run(k, chunk_span(batch_samples, C, k));
+        }
+        S* row = contributions_.data() + static_cast<size_t>(k - mine.first) * width;
+        for (const auto& p : trained) row = std::copy(p.grad, p.grad + p.size(), row);
+        size_t b = 0;
+        for (const auto& p : buffers)
+          for (Index i = 0; i < p.size(); ++i) *row++ = p.value[i] - start_buffers_[b++];
+        records.push_back({o.loss, o.regularization, o.count, o.correct, o.counted});
+      }
+    } catch (const std::exception& e) {
+      status.failed = 1;
+      std::strncpy(status.message, e.what(), sizeof(status.message) - 1);
+    }
+    restore(buffers, start_buffers_);
+    const std::vector<detail::dp::ChunkRecord> all = exchange(status, records, "step");
+    StepStats stats = summarize(all, batch_samples);
+    if (static_cast<Index>(all.size()) != K)
+      throw DistributedError(detail::cat("DataParallel step ", step_, ": expected ", K, " chunk records but got ",
+                                         all.size(), " (do the ranks run the same batches?)"));
+    // 3. the fold in chunk order along the ranks
+    weights_.assign(static_cast<size_t>(K), S(0));
+    for (Index k = 0; k < K; ++k)
+      weights_[static_cast<size_t>(k)] =
+          stats.count > 0 ? static_cast<S>(static_cast<double>(all[static_cast<size_t>(k)].count) /
+                                           static_cast<double>(stats.count))
+                          : S(0);
+    const S buffer_weight = K > 0 ? static_cast<S>(1.0 / static_cast<double>(K)) : S(0);
+    sum_.assign(width, S(0));
+    const size_t seg = static_cast<size_t>(options_.segment_values());
+    const int r = comm_.rank(), R = comm_.size();
+    for (size_t begin = 0; begin < width; begin += seg) {
+      const size_t end = std::min(width, begin + seg);
+      S* acc = sum_.data() + begin;
+      if (r > 0) comm_.recv(acc, (end - begin) * sizeof(S), r - 1, "ordered gradient fold");
+      for (Index k = mine.first; k < mine.last; ++k) {
+        const S* row = contributions_.data() + static_cast<size_t>(k - mine.first) * width;
+        const S w = weights_[static_cast<size_t>(k)];
+        for (size_t i = begin; i < std::min(end, P); ++i) sum_[i] += w * row[i];
+        for (size_t i = std::max(begin, P); i < end; ++i) sum_[i] += buffer_weight * row[i];
+      }
+      if (r + 1 < R) comm_.send(acc, (end - begin) * sizeof(S), r + 1, "ordered gradient fold");
+    }
+    if (R > 1) comm_.broadcast(sum_.data(), width * sizeof(S), R - 1, "broadcast of the summed gradient");
+    // 4. gradients overwritten, buffers moved
+    const S* g = sum_.data();
+    for (auto& p : trained) {
+      std::copy(g, g + p.size(), p.grad);
+      g += p.size();
+    }
+    size_t b = 0;
+    for (auto& p : buffers)
+      for (Index i = 0; i < p.size(); ++i, ++b) p.value[i] = start_buffers_[b] + sum_[P + b];
+    ++step_;
+    stats.bytes_sent = comm_.bytes_sent() - sent0;
+    stats.bytes_received = comm_.bytes_received() - received0;
+    return stats;
+  }
+
+  // Mode::Infer over positions [0, samples) in chunks over the ranks; load and metric as for step.
+  template <class Loss, class Load>
+  StepStats evaluate(Loss& loss, Index samples, Load&& load) {
+    return evaluate(loss, samples, load, [](const auto&, const auto&, const Mask&) {
+      return std::pair<std::int64_t, std::int64_t>(0, 0);
+    });
+  }
+  template <class Loss, class Load, class Metric>
+  StepStats evaluate(Loss& loss, Index samples, Load&& load, Metric&& metric) {
+    const std::uint64_t sent0 = comm_.bytes_sent(), received0 = comm_.bytes_received();
+    const Index C = options_.chunk_size();
+    const ChunkRange mine = rank_chunks(samples, C, comm_.rank(), comm_.size());
+    std::vector<detail::dp::ChunkRecord> records;
+    detail::dp::RankStatus status;
+    status.chunks = static_cast<std::int32_t>(mine.size());
+    try {
+      for (Index k = mine.first; k < mine.last; ++k) {
+        auto batch = load(chunk_span(samples, C, k));
+        const Tensor3<S>& y = model_.forward(batch.x, batch.mask, Mode::Infer);
+        const Mask out = model_.out_mask(batch.mask, batch.x.dimension(1));
+        detail::dp::ChunkRecord rec;
+        rec.loss = static_cast<double>(loss.forward(y, batch.target, out));
+        rec.count = static_cast<std::int64_t>(loss.valid_count());
+        const auto [correct, counted] = metric(y, batch.target, out);
+        rec.correct = correct;
+        rec.counted = counted;
+        rec.regularization = static_cast<double>(model_.regularization_loss());
+        records.push_back(rec);
+      }
+    } catch (const std::exception& e) {
+      status.failed = 1;
+      std::strncpy(status.message, e.what(), sizeof(status.message) - 1);
+    }
+    StepStats stats = summarize(exchange(status, records, "evaluate"), samples);
+    stats.bytes_sent = comm_.bytes_sent() - sent0;
+    stats.bytes_received = comm_.bytes_received() - received0;
+    return stats;
+  }
+
+ private:
+  std::uint64_t chunk_seed(Index k) const {
+    return mix_seed(mix_seed(options_.seed(), static_cast<std::uint64_t>(step_)), static_cast<std::uint64_t>(k));
+  }
+  static size_t total_size(const ParamList<S>& list) {
+    size_t n = 0;
+    for (const auto& p : list) n += static_cast<size_t>(p.size());
+    return n;
+  }
+  static void snapshot(const ParamList<S>& list, std::vector<S>& out) {
+    out.clear();
+    for (const auto& p : list) out.insert(out.end(), p.value, p.value + p.size());
+  }
+  static void restore(const ParamList<S>& list, const std::vector<S>& in) {
+    size_t at = 0;
+    for (const auto& p : list)
+      for (Index i = 0; i < p.size(); ++i) p.value[i] = in[at++];
+  }
+
+  // Every rank's status and chunk records, in rank (= chunk) order; DistributedError when a rank failed.
+  std::vector<detail::dp::ChunkRecord> exchange(const detail::dp::RankStatus& status,
+                                                const std::vector<detail::dp::ChunkRecord>& records,
+                                                const char* call) {
+    using detail::dp::ChunkRecord;
+    using detail::dp::RankStatus;
+    std::vector<unsigned char> mine(sizeof(RankStatus) + records.size() * sizeof(ChunkRecord));
+    std::memcpy(mine.data(), &status, sizeof(RankStatus));
+    if (!records.empty()) std::memcpy(mine.data() + sizeof(RankStatus), records.data(), records.size() * sizeof(ChunkRecord));
+    const auto gathered = comm_.allgather(mine, "exchange of the chunk records");
+    std::vector<ChunkRecord> all;
+    for (size_t r = 0; r < gathered.size(); ++r) {
+      RankStatus s;
+      if (gathered[r].size() < sizeof(RankStatus))
+        throw DistributedError(detail::cat("DataParallel ", call, " ", step_, ": rank ", r, " sent ", gathered[r].size(),
+                                           " bytes, fewer than a status"));
+      std::memcpy(&s, gathered[r].data(), sizeof(RankStatus));
+      s.message[sizeof(s.message) - 1] = '\0';
+      if (s.failed)
+        throw DistributedError(detail::cat("DataParallel ", call, " ", step_, ": rank ", r, " of ", gathered.size(),
+                                           " failed: ", s.message));
+      const size_t n = (gathered[r].size() - sizeof(RankStatus)) / sizeof(ChunkRecord);
+      if (static_cast<std::int64_t>(n) != s.chunks)
+        throw DistributedError(detail::cat("DataParallel ", call, " ", step_, ": rank ", r, " announced ", s.chunks,
+                                           " chunks but sent ", n));
+      for (size_t i = 0; i < n; ++i) {
+        ChunkRecord c;
+        std::memcpy(&c, gathered[r].data() + sizeof(RankStatus) + i * sizeof(ChunkRecord), sizeof(ChunkRecord));
+        all.push_back(c);
+      }
+    }
+    return all;
+  }
+
+  // The records folded in chunk order (loss units weight the losses).
+  static StepStats summarize(const std::vector<detail::dp::ChunkRecord>& all, Index samples) {
+    StepStats s;
+    s.samples = samples;
+    s.chunks = static_cast<std::int64_t>(all.size());
+    for (const auto& c : all) {
+      s.count += c.count;
+      s.correct += c.correct;
+      s.counted += c.counted;
+    }
+    for (const auto& c : all) {
+      const double w = s.count > 0 ? static_cast<double>(c.count) / static_cast<double>(s.count) : 0.0;
+      s.loss += w * c.loss;
+      s.regularization += w * c.regularization;
+    }
+    return s;
+  }
+
+  void check_layouts() {
+    std::string text;
+    for (const auto& list : {model_.params(), model_.buffers()})
+      for (const auto& p : list) text += p.name + p.shape_string() + ";";
+    const std::uint64_t h = detail::dp::layout_hash(text + std::to_string(sizeof(S)));
+    std::vector<unsigned char> mine(sizeof(h));
+    std::memcpy(mine.data(), &h, sizeof(h));
+    const auto all = comm_.allgather(mine, "check of the model layouts");
+    for (size_t r = 0; r < all.size(); ++r)
+      if (all[r] != all[0])
+        throw DistributedError(detail::cat("DataParallel: rank ", r, "'s model differs from rank 0's (parameter or "
+                                           "buffer names, shapes or scalar type); every rank must build the same "
+                                           "model"));
+  }
+
+  Comm& comm_;
+  Layer<S>& model_;
+  DataParallelOptions options_;
+  std::int64_t step_ = 0;
+  std::vector<S> contributions_, start_buffers_, sum_, weights_;
+};
+
+}  // namespace seqattn
