@@ -24,8 +24,9 @@
 // error becomes a DistributedError naming the operation, the rank and MPI's message. Every operation is
 // non-blocking (MPI_Isend, MPI_Irecv, MPI_Ibcast, MPI_Iallgather[v]) and polled until done or until
 // timeout_seconds pass: then DistributedError "rank r: timed out after T s waiting in <operation> (peer ...)".
-// After a timeout the job cannot go on (a collective is half done): abort it (session.abort). Polling backs off
-// from spinning to 1 ms sleeps, so a waiting rank leaves its core to the others (oversubscribed test runs).
+// After a timeout the job cannot go on (a collective is half done): abort it (session.abort). Polling yields the
+// core for the first 4096 polls, then sleeps 10 us doubling up to 200 us, so a rank waiting long leaves its core
+// to the others (oversubscribed test runs) and one waiting briefly answers within microseconds.
 // Faults: a rank whose chunk throws makes every rank throw DistributedError at the step's exchange (the job can
 // finish cleanly); a rank that is killed is noticed by mpirun, which ends the job (Open MPI prints "mpirun
 // noticed that process rank r ... exited on signal 9"); a rank that hangs makes the others time out.
@@ -228,8 +229,10 @@ class MpiCommunicator {
                                            " s waiting in ", what,
                                            peer >= 0 ? detail::cat(" (peer rank ", peer, ")") : std::string(),
                                            ": another rank failed, hangs or is much slower; the job must be aborted"));
-      if (polls > 200) {  // spin briefly, then sleep 10 us, doubling up to 1 ms
-        pause = std::min(std::chrono::microseconds(1000), pause.count() == 0 ? std::chrono::microseconds(10) : pause * 2);
+      if (polls < 4096) {  // yield first (a rank waiting for a message a few microseconds away), then sleep
+        std::this_thread::yield();
+      } else {  // 10 us, doubling up to 200 us: a long wait leaves the core to the other ranks
+        pause = std::min(std::chrono::microseconds(200), pause.count() == 0 ? std::chrono::microseconds(10) : pause * 2);
         std::this_thread::sleep_for(pause);
       }
     }
