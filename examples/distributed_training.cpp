@@ -5,7 +5,7 @@
 //   mpirun -np 2 ./distributed_training --ucr ../shared/data/ucr/JapaneseVowels/JapaneseVowels   real data
 //   mpirun -np 64 --hostfile hosts ./distributed_training ...              a cluster (docs/pages/distributed.md)
 //   options: --epochs N (8), --batch N (32 global), --chunk N (8), --checkpoint PATH (written after every epoch),
-//            --resume PATH, --seed N, --quiet
+//            --resume PATH, --seed N, --d-model N (32; 100 gives a model 10 times larger), --quiet
 //
 // Every rank builds the same model (rank 0's weights are broadcast anyway), reads only its chunks of each global
 // batch (the `load` lambda touches no other sample) and steps its own Adam after dp.step, which left the same
@@ -34,7 +34,7 @@ namespace {
 
 struct Args {
   std::string ucr, checkpoint, resume;
-  Index epochs = 8, batch = 32, chunk = 8;
+  Index epochs = 8, batch = 32, chunk = 8, d_model = 32;
   std::uint64_t seed = 42;
   bool quiet = false;
 };
@@ -53,6 +53,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--epochs") a.epochs = std::stol(next());
     else if (k == "--batch") a.batch = std::stol(next());
     else if (k == "--chunk") a.chunk = std::stol(next());
+    else if (k == "--d-model") a.d_model = std::stol(next());
     else if (k == "--seed") a.seed = std::stoull(next());
     else if (k == "--quiet") a.quiet = true;
     else throw std::runtime_error("distributed_training: unknown option " + k + " (see the file's comment)");
@@ -86,7 +87,7 @@ int run(const MpiSession& session, const Args& a) {
   tsc::ModelConfig config;
   config.features = train.features();
   config.classes = train.classes();
-  config.d_model = 32;
+  config.d_model = a.d_model;
   config.heads = 4;
   config.pooling = tsc::Pooling::Mean;
   config.dropout = 0.1;
@@ -156,6 +157,10 @@ int run(const MpiSession& session, const Args& a) {
     const auto* bytes_of = reinterpret_cast<const unsigned char*>(p.value);
     for (Index i = 0; i < p.size() * Index(sizeof(float)); ++i) checksum = (checksum ^ bytes_of[i]) * 1099511628211ULL;
   }
+  std::size_t parameters = 0;
+  for (const auto& p : model.params()) parameters += static_cast<std::size_t>(p.size());
+  if (session.rank() == 0)
+    std::printf("%zu parameters\n", parameters);
   if (session.rank() == 0)
     std::printf("%d ranks: %.1f training sequences/s, %.0f bytes exchanged per step and rank, weight checksum %016llx\n",
                 comm.size(), train_seconds > 0 ? static_cast<double>(samples) / train_seconds : 0.0,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mpi_check.sh <check> <model> <mpi_training binary> <mpirun> <work dir>: one MPI test (tests/mpi/CMakeLists.txt).
-#   exact    the single-process run (--local) and runs on 1, 2, 3, 4 ranks write byte-identical weights
+#   exact    the single-process run (--local) and runs on 1, 2, 3, 4 ranks write byte-identical weights, for
+#            chunks of 4, 3 and 7 samples
 #   resume   2 ranks stop at step 4 with a checkpoint; 3 ranks resume it: the weights of the --local run
 #   throw    rank 1 throws at step 2: mpirun fails, every rank printed the DistributedError naming rank 1
 #   kill     rank 1 dies (SIGKILL) at step 2: mpirun fails within the test's time, naming the signal
@@ -28,11 +29,21 @@ fail() {
 "$bin" --model "$model" --local --out "$dir/local.bin" >"$dir/log" 2>&1 || fail "the single-process run failed"
 case "$check" in
   exact)
-    for n in 1 2 3 4; do
-      run "$n" --out "$dir/ranks$n.bin" || fail "$n ranks: mpirun exited with $?"
-      cmp "$dir/local.bin" "$dir/ranks$n.bin" || fail "$n ranks: the weights differ from the single-process run"
-      echo "$model: $n ranks bitwise equal to one process ($(stat -c %s "$dir/local.bin") bytes)"
+    # chunks of 4: 4, 4 and 4 chunks per batch; of 3: 6, 6, 5 (trees that are not powers of two); of 7: 3, 3, 2
+    # (with 3 and 4 ranks some ranks have no chunk)
+    for chunk in 4 3 7; do
+      "$bin" --model "$model" --local --chunk "$chunk" --out "$dir/local$chunk.bin" >"$dir/log" 2>&1 ||
+        fail "the single-process run with chunks of $chunk failed"
+      for n in 1 2 3 4; do
+        run "$n" --chunk "$chunk" --out "$dir/ranks$n.bin" || fail "$n ranks: mpirun exited with $?"
+        cmp "$dir/local$chunk.bin" "$dir/ranks$n.bin" ||
+          fail "$n ranks, chunks of $chunk: the weights differ from the single-process run"
+      done
+      echo "$model, chunks of $chunk: 1, 2, 3 and 4 ranks bitwise equal to one process ($(stat -c %s "$dir/local.bin") bytes)"
     done
+    if cmp -s "$dir/local4.bin" "$dir/local3.bin"; then
+      fail "chunks of 4 and 3 gave the same bits: the test cannot see the fold"
+    fi
     ;;
   resume)
     run 2 --checkpoint "$dir/run.ckpt" --stop-after 4 || fail "the interrupted run failed"
@@ -62,3 +73,4 @@ case "$check" in
     ;;
   *) echo "unknown check $check"; exit 2 ;;
 esac
+exit 0

@@ -21,9 +21,10 @@
 //   2. exchange per-chunk records (loss, loss units n_k = loss.valid_count(), regularization, metric counts) and
 //      every rank's status: a rank whose chunk threw makes EVERY rank throw DistributedError naming it and its
 //      message, with the model unchanged;
-//   3. fold g = sum_k (n_k / n) g_k over all chunks in order k = 0, 1, ... along the ranks (rank r receives the
-//      partial sum of ranks < r, adds its chunks, sends it on, in segments of segment_values so the chain is
-//      pipelined), then the last rank broadcasts g; buffers move by the mean of their per-chunk changes;
+//   3. sum g = sum_k (n_k / n) g_k over all chunks in ONE fixed binary tree over the chunk indices (fold_tree
+//      below: pairs of neighbours, then pairs of pairs, ...), whose shape depends only on the number of chunks;
+//      partial sums travel between the ranks that own neighbouring chunks (about log2(chunks) messages on the
+//      longest path), then the owner of chunk 0 broadcasts g; buffers move by the mean of their per-chunk changes;
 //   4. OVERWRITE every trainable parameter's gradient with g (no zero_grad needed) and return the statistics.
 // The loss is any seqattn loss (mean over valid units, with valid_count()); g is the gradient of the mean loss
 // over the whole global batch plus the regularization's gradient. The optimizer stays the caller's: step it
@@ -34,14 +35,16 @@
 // records folded in chunk order: the same numbers on any number of ranks.
 //
 // Comm: the transport. LocalCommunicator (one process; no MPI) here; MpiCommunicator in distributed/mpi.hpp
-// (timeouts on every operation). Interface: rank(), size(), allgather(bytes) -> every rank's bytes, send(p, n,
-// dest), recv(p, n, source), broadcast(p, n, root); they throw DistributedError on failure or timeout.
+// (timeouts on every operation). Interface: rank(), size(), allgather(bytes) -> every rank's bytes,
+// post_send(p, n, dest, tag) (non-blocking; p stays valid until finish_sends()), recv(p, n, source, tag),
+// broadcast(p, n, root); they throw DistributedError on failure or timeout.
 // Memory: this rank's chunks' gradients are kept until the fold (chunks per rank x parameter count values).
 // Every rank must run the same binary (the same instructions give the same bits).
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,7 +68,6 @@ class DistributedError : public Error {
 struct DataParallelOptions {
   SEQATTN_ARG(Index, chunk_size, 8)                // samples per chunk: the unit of the ordered fold
   SEQATTN_ARG(std::uint64_t, seed, 0)              // the chunks' random scopes (dropout)
-  SEQATTN_ARG(Index, segment_values, Index{1} << 16)  // values per message of the pipelined fold
 };
 
 // One chunk's input: x (B, T, F), its mask, the loss's target (labels, values).
@@ -105,8 +107,9 @@ class LocalCommunicator {
   std::vector<std::vector<unsigned char>> allgather(const std::vector<unsigned char>& mine, const char*) {
     return {mine};
   }
-  void send(const void*, std::size_t, int, const char* what) { refuse(what); }
-  void recv(void*, std::size_t, int, const char* what) { refuse(what); }
+  void post_send(const void*, std::size_t, int, int, const char* what) { refuse(what); }
+  void finish_sends(const char*) {}
+  void recv(void*, std::size_t, int, int, const char* what) { refuse(what); }
   void broadcast(void*, std::size_t, int, const char*) {}
   std::uint64_t bytes_sent() const { return 0; }
   std::uint64_t bytes_received() const { return 0; }
@@ -146,8 +149,6 @@ class DataParallel {
       : comm_(comm), model_(model), options_(options) {
     if (options.chunk_size() < 1)
       detail::throw_config("DataParallel: expected chunk_size >= 1 but got ", options.chunk_size());
-    if (options.segment_values() < 1)
-      detail::throw_config("DataParallel: expected segment_values >= 1 but got ", options.segment_values());
     check_layouts();
     broadcast_state(0);
   }
@@ -245,35 +246,36 @@ class DataParallel {
       std::strncpy(status.message, e.what(), sizeof(status.message) - 1);
     }
     restore(buffers, start_buffers_);
+    outbox_.clear();
     const std::vector<detail::dp::ChunkRecord> all = exchange(status, records, "step");
     StepStats stats = summarize(all, batch_samples);
     if (static_cast<Index>(all.size()) != K)
       throw DistributedError(detail::cat("DataParallel step ", step_, ": expected ", K, " chunk records but got ",
                                          all.size(), " (do the ranks run the same batches?)"));
-    // 3. the fold in chunk order along the ranks
+    // 3. the fold: one fixed tree over the chunks, whatever the ranks (see fold_tree)
     weights_.assign(static_cast<size_t>(K), S(0));
     for (Index k = 0; k < K; ++k)
       weights_[static_cast<size_t>(k)] =
           stats.count > 0 ? static_cast<S>(static_cast<double>(all[static_cast<size_t>(k)].count) /
                                            static_cast<double>(stats.count))
                           : S(0);
-    const S buffer_weight = K > 0 ? static_cast<S>(1.0 / static_cast<double>(K)) : S(0);
+    buffer_weight_ = K > 0 ? static_cast<S>(1.0 / static_cast<double>(K)) : S(0);
+    fold_.K = K;
+    fold_.mine = mine;
+    fold_.P = P;
+    fold_.width = width;
+    fold_.bounds.clear();
+    for (int r = 0; r <= comm_.size(); ++r) fold_.bounds.push_back(K * r / comm_.size());
     sum_.assign(width, S(0));
-    const size_t seg = static_cast<size_t>(options_.segment_values());
-    const int r = comm_.rank(), R = comm_.size();
-    for (size_t begin = 0; begin < width; begin += seg) {
-      const size_t end = std::min(width, begin + seg);
-      S* acc = sum_.data() + begin;
-      if (r > 0) comm_.recv(acc, (end - begin) * sizeof(S), r - 1, "ordered gradient fold");
-      for (Index k = mine.first; k < mine.last; ++k) {
-        const S* row = contributions_.data() + static_cast<size_t>(k - mine.first) * width;
-        const S w = weights_[static_cast<size_t>(k)];
-        for (size_t i = begin; i < std::min(end, P); ++i) sum_[i] += w * row[i];
-        for (size_t i = std::max(begin, P); i < end; ++i) sum_[i] += buffer_weight * row[i];
-      }
-      if (r + 1 < R) comm_.send(acc, (end - begin) * sizeof(S), r + 1, "ordered gradient fold");
+    Index depth = 2;
+    for (Index n = 1; n < K; n *= 2) ++depth;
+    if (scratch_.size() < static_cast<size_t>(depth)) scratch_.resize(static_cast<size_t>(depth));  // no resize below
+    if (K > 0) {
+      fold_visit(0, K, 0);
+      comm_.finish_sends("tree fold of the gradients");
+      if (comm_.size() > 1)
+        comm_.broadcast(sum_.data(), width * sizeof(S), fold_owner(0), "broadcast of the summed gradient");
     }
-    if (R > 1) comm_.broadcast(sum_.data(), width * sizeof(S), R - 1, "broadcast of the summed gradient");
     // 4. gradients overwritten, buffers moved
     const S* g = sum_.data();
     for (auto& p : trained) {
@@ -329,6 +331,79 @@ class DataParallel {
   }
 
  private:
+  // The fold. The chunks' contributions v_k (w_k g_k for the gradients, buffer changes / K) are summed over one
+  // fixed binary tree: node [lo, hi) = node [lo, mid) + node [mid, hi), mid = lo + the largest power of two below
+  // hi - lo; a leaf is one chunk. The tree depends only on K, never on the ranks, so the sum is bitwise the same
+  // on any number of them. Rank owner(lo) computes node [lo, hi): it computes its left child itself and receives
+  // the right child from owner(mid) unless it owns mid too. Ranks own consecutive chunks, so a rank only ever waits
+  // for higher ranks, whose sends do not block: no deadlock. The root lands on owner(0), which broadcasts it.
+  // Messages per step: at most about log2(K) per rank, each of width values; the longest chain of waits is the
+  // depth of the tree, ceil(log2 K).
+  struct FoldPlan {
+    Index K = 0;
+    ChunkRange mine;
+    size_t P = 0, width = 0;
+    std::vector<Index> bounds;  // rank r owns chunks [bounds[r], bounds[r + 1])
+  };
+  int fold_owner(Index k) const {
+    int r = 0;
+    while (fold_.bounds[static_cast<size_t>(r) + 1] <= k) ++r;
+    return r;
+  }
+  static Index fold_split(Index n) {  // the largest power of two below n (n >= 2)
+    Index p = 1;
+    while (p * 2 < n) p *= 2;
+    return p;
+  }
+  // Walks down to the nodes this rank computes whose parent another rank computes (and the root).
+  void fold_visit(Index lo, Index hi, int depth) {
+    if (hi <= fold_.mine.first || lo >= fold_.mine.last) return;  // none of this rank's chunks
+    const int me = comm_.rank();
+    if (fold_owner(lo) == me) {
+      if (lo == 0 && hi == fold_.K) {
+        fold_value(lo, hi, sum_.data(), depth);
+      } else {  // a right child: to its parent's computer, owner(parent's lo) < me
+        outbox_.emplace_back(fold_.width);
+        fold_value(lo, hi, outbox_.back().data(), depth);
+        comm_.post_send(outbox_.back().data(), fold_.width * sizeof(S), fold_parent_owner(lo, hi), fold_tag(lo),
+                        "tree fold of the gradients");
+      }
+      return;
+    }
+    const Index mid = lo + fold_split(hi - lo);
+    fold_visit(lo, mid, depth + 1);
+    fold_visit(mid, hi, depth + 1);
+  }
+  // The computer of the parent of right child [lo, hi): found by walking from the root.
+  int fold_parent_owner(Index lo, Index hi) const {
+    Index a = 0, b = fold_.K;
+    for (;;) {
+      const Index mid = a + fold_split(b - a);
+      if (mid == lo && b == hi) return fold_owner(a);
+      if (lo < mid) b = mid; else a = mid;
+    }
+  }
+  static int fold_tag(Index lo) { return static_cast<int>(lo % 32000); }
+  // out = the value of node [lo, hi) (this rank computes it: owner(lo) == rank).
+  void fold_value(Index lo, Index hi, S* out, int depth) {
+    if (hi - lo == 1) {
+      const S* row = contributions_.data() + static_cast<size_t>(lo - fold_.mine.first) * fold_.width;
+      const S w = weights_[static_cast<size_t>(lo)];
+      for (size_t i = 0; i < fold_.P; ++i) out[i] = w * row[i];
+      for (size_t i = fold_.P; i < fold_.width; ++i) out[i] = buffer_weight_ * row[i];
+      return;
+    }
+    const Index mid = lo + fold_split(hi - lo);
+    fold_value(lo, mid, out, depth + 1);
+    std::vector<S>& right = scratch_[static_cast<size_t>(depth)];
+    right.resize(fold_.width);
+    if (mid < fold_.mine.last)
+      fold_value(mid, hi, right.data(), depth + 1);
+    else
+      comm_.recv(right.data(), fold_.width * sizeof(S), fold_owner(mid), fold_tag(mid), "tree fold of the gradients");
+    for (size_t i = 0; i < fold_.width; ++i) out[i] += right[i];
+  }
+
   std::uint64_t chunk_seed(Index k) const {
     return mix_seed(mix_seed(options_.seed(), static_cast<std::uint64_t>(step_)), static_cast<std::uint64_t>(k));
   }
@@ -419,6 +494,10 @@ class DataParallel {
   DataParallelOptions options_;
   std::int64_t step_ = 0;
   std::vector<S> contributions_, start_buffers_, sum_, weights_;
+  S buffer_weight_ = S(0);
+  FoldPlan fold_;
+  std::vector<std::vector<S>> scratch_;  // one right child per tree depth
+  std::deque<std::vector<S>> outbox_;    // values being sent (kept until finish_sends)
 };
 
 }  // namespace seqattn

@@ -42,6 +42,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "seqattn/core/errors.hpp"
@@ -147,20 +148,26 @@ class MpiCommunicator {
     return out;
   }
 
-  void send(const void* data, std::size_t bytes, int dest, const char* what) {
+  // Starts sending `bytes` to `dest` with `tag`; `data` must stay valid until finish_sends().
+  void post_send(const void* data, std::size_t bytes, int dest, int tag, const char* what) {
     for_pieces(bytes, [&](std::size_t at, int n) {
       MPI_Request req;
-      check(MPI_Isend(static_cast<const unsigned char*>(data) + at, n, MPI_UNSIGNED_CHAR, dest, kTag, comm_, &req), what,
+      check(MPI_Isend(static_cast<const unsigned char*>(data) + at, n, MPI_UNSIGNED_CHAR, dest, tag, comm_, &req), what,
             dest);
-      wait(req, what, dest);
+      pending_.push_back({req, dest});
     });
     sent_ += bytes;
   }
+  // Waits until every posted send completed.
+  void finish_sends(const char* what) {
+    for (auto& [req, dest] : pending_) wait(req, what, dest);
+    pending_.clear();
+  }
 
-  void recv(void* data, std::size_t bytes, int source, const char* what) {
+  void recv(void* data, std::size_t bytes, int source, int tag, const char* what) {
     for_pieces(bytes, [&](std::size_t at, int n) {
       MPI_Request req;
-      check(MPI_Irecv(static_cast<unsigned char*>(data) + at, n, MPI_UNSIGNED_CHAR, source, kTag, comm_, &req), what,
+      check(MPI_Irecv(static_cast<unsigned char*>(data) + at, n, MPI_UNSIGNED_CHAR, source, tag, comm_, &req), what,
             source);
       MPI_Status status;
       wait(req, what, source, &status);
@@ -194,7 +201,6 @@ class MpiCommunicator {
   }
 
  private:
-  static constexpr int kTag = 0x5EA;
   static constexpr std::size_t kPiece = std::size_t{1} << 30;
 
   template <class F>
@@ -242,6 +248,7 @@ class MpiCommunicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::uint64_t sent_ = 0, received_ = 0;
+  std::vector<std::pair<MPI_Request, int>> pending_;  // posted sends and their destinations
 };
 
 }  // namespace seqattn
