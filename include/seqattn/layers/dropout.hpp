@@ -1,16 +1,19 @@
 #pragma once
-// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
-//   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
-//                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
-//                 (as torch.nn.Dropout and Keras' Dropout in training).
-//   Mode::Infer   identity, y = x (the expected value of the training output).
-// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
-// forward; after an Infer forward the layer was the identity and dx = dy.
-// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
-// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
-// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
-// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
-// the mask).
+/// \file
+/// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
+/// \verbatim
+///   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
+///                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
+///                 (as torch.nn.Dropout and Keras' Dropout in training).
+///   Mode::Infer   identity, y = x (the expected value of the training output).
+/// \endverbatim
+/// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
+/// forward; after an Infer forward the layer was the identity and dx = dy.
+/// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
+/// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
+/// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
+/// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
+/// the mask).
 
 #include <cstdint>
 #include <memory>
@@ -24,9 +27,9 @@
 namespace seqattn {
 
 struct DropoutOptions {
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("seed", o.seed_);
@@ -44,7 +47,7 @@ class Dropout final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "dropout"; }
   std::string class_name() const override { return "Dropout"; }
-  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  /// Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
@@ -52,7 +55,7 @@ class Dropout final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Dropout config");
     const double rate = r.read<double>("rate");
@@ -66,15 +69,15 @@ class Dropout final : public Layer<S> {
 
   double rate() const { return rate_; }
   const DropoutOptions& options() const { return options_; }
-  // A stream is inference: the identity.
+  /// A stream is inference: the identity.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<IdentityStream>();
   }
-  // The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
+  /// The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
   const Tensor3<S>& keep_mask() const { return keep_; }
 
  protected:
-  // x (B, T, F) -> y (B, T, F):  Train: m ~ Bernoulli(1 - rate), y = x * m * scale;  Infer: y = x
+  /// x (B, T, F) -> y (B, T, F):  Train: m ~ Bernoulli(1 - rate), y = x * m * scale;  Infer: y = x
   void do_forward(const Tensor3<S>& x, const Mask&, Mode mode, Tensor3<S>& y) override {
     auto Y = as_matrix(y);
     if (mode == Mode::Infer) {
@@ -88,7 +91,7 @@ class Dropout final : public Layer<S> {
     Y.array() = as_matrix(x).array() * as_matrix(keep_).array() * scale;
   }
 
-  // dy (B, T, F) -> dx (B, T, F):  inverts y = x * m * scale: dx = dy * m * scale  (Infer: dx = dy)
+  /// dy (B, T, F) -> dx (B, T, F):  inverts y = x * m * scale: dx = dy * m * scale  (Infer: dx = dy)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     auto DX = as_matrix(dx);
     if (this->last_mode() == Mode::Infer) {

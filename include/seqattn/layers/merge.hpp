@@ -1,20 +1,23 @@
 #pragma once
-// Merge layers: several inputs of the same steps into one (Keras' Add, Subtract, Multiply, Average, Maximum,
-// Minimum and Concatenate on the feature axis). They take n >= 2 inputs (core/layer.hpp, "Several inputs"), so they
-// are Graph nodes (model/graph.hpp); forward(x, mask) refuses them.
-//   Merge<S>(F, op, n)            n inputs (B, T, F) -> (B, T, F), elementwise:
-//     add        y = x_0 + ... + x_{n-1}
-//     subtract   y = x_0 - x_1                      (n = 2 only)
-//     multiply   y = x_0 * ... * x_{n-1}            dx_i = dy * prod_{j != i} x_j
-//     average    y = (x_0 + ... + x_{n-1}) / n
-//     maximum    y = max_i x_i                      the gradient goes to the first input holding the maximum
-//     minimum    y = min_i x_i                      (as Keras' pairwise tf.maximum / tf.minimum)
-//   Concatenate<S>({F_0, ..., F_{n-1}})  inputs (B, T, F_i) -> (B, T, F_0 + ... + F_{n-1}), in input order.
-// Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
-// steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
-// flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.
-// No parameters. Streams (core/stream.hpp, "Several inputs"): every input steps together, row for row
-// (steps_all_inputs; a Graph steps them when all its inputs stream).
+/// \file
+/// Merge layers: several inputs of the same steps into one (Keras' Add, Subtract, Multiply, Average, Maximum,
+/// Minimum and Concatenate on the feature axis). They take n >= 2 inputs (core/layer.hpp, "Several inputs"), so they
+/// are Graph nodes (model/graph.hpp); forward(x, mask) refuses them.
+/// \verbatim
+///   Merge<S>(F, op, n)            n inputs (B, T, F) -> (B, T, F), elementwise:
+///     add        y = x_0 + ... + x_{n-1}
+///     subtract   y = x_0 - x_1                      (n = 2 only)
+///     multiply   y = x_0 * ... * x_{n-1}            dx_i = dy * prod_{j != i} x_j
+///     average    y = (x_0 + ... + x_{n-1}) / n
+///     maximum    y = max_i x_i                      the gradient goes to the first input holding the maximum
+///     minimum    y = min_i x_i                      (as Keras' pairwise tf.maximum / tf.minimum)
+///   Concatenate<S>({F_0, ..., F_{n-1}})  inputs (B, T, F_i) -> (B, T, F_0 + ... + F_{n-1}), in input order.
+/// \endverbatim
+/// Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
+/// steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
+/// flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.
+/// No parameters. Streams (core/stream.hpp, "Several inputs"): every input steps together, row for row
+/// (steps_all_inputs; a Graph steps them when all its inputs stream).
 
 #include <algorithm>
 #include <memory>
@@ -28,7 +31,7 @@ namespace seqattn {
 
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };
 
-// Model-file names (core/layer_config.hpp).
+/// Model-file names (core/layer_config.hpp).
 inline const std::vector<std::pair<MergeOp, const char*>>& config_names(MergeOp) {
   static const std::vector<std::pair<MergeOp, const char*>> names = {
       {MergeOp::Add, "add"},         {MergeOp::Subtract, "subtract"}, {MergeOp::Multiply, "multiply"},
@@ -156,7 +159,7 @@ class Merge final : public detail::MergeBase<S> {
   MergeOp op() const { return op_; }
 
  protected:
-  // n inputs (B, T, F) -> y (B, T, F); steps not kept by every input are 0
+  /// n inputs (B, T, F) -> y (B, T, F); steps not kept by every input are 0
   void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2), n = Index(in.size());
     for (Index b = 0; b < B; ++b)
@@ -176,7 +179,7 @@ class Merge final : public detail::MergeBase<S> {
           for (Index f = 0; f < F; ++f) out[f] /= static_cast<S>(n);
       }
   }
-  // dy (B, T, F) -> dx_i (B, T, F) for every input
+  /// dy (B, T, F) -> dx_i (B, T, F) for every input
   void do_backward_inputs(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
     const Index B = dy.dimension(0), T = dy.dimension(1), F = dy.dimension(2), n = Index(in.size());
     for (Index b = 0; b < B; ++b)
@@ -237,7 +240,7 @@ class Merge final : public detail::MergeBase<S> {
 template <class S>
 class Concatenate final : public detail::MergeBase<S> {
  public:
-  // The feature widths of the inputs, in order (at least 2, each positive).
+  /// The feature widths of the inputs, in order (at least 2, each positive).
   explicit Concatenate(std::vector<Index> widths)
       : detail::MergeBase<S>(widths.empty() ? 1 : widths[0], Index(widths.size()), "Concatenate"),
         widths_(std::move(widths)) {
@@ -260,7 +263,7 @@ class Concatenate final : public detail::MergeBase<S> {
     c.set("widths", std::move(widths));
     return c;
   }
-  // in_features must equal widths[0] (model/layer_registry.hpp checks the entry's).
+  /// in_features must equal widths[0] (model/layer_registry.hpp checks the entry's).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Concatenate config");
     const Config& list = r.get("widths");
@@ -284,7 +287,7 @@ class Concatenate final : public detail::MergeBase<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Concatenate&>(other); }
 
  protected:
-  // inputs (B, T, F_i) -> y (B, T, sum F_i); steps not kept by every input are 0
+  /// inputs (B, T, F_i) -> y (B, T, sum F_i); steps not kept by every input are 0
   void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2);
     for (Index b = 0; b < B; ++b)
@@ -300,7 +303,7 @@ class Concatenate final : public detail::MergeBase<S> {
         }
       }
   }
-  // dy (B, T, sum F_i) -> dx_i (B, T, F_i): the column blocks of dy
+  /// dy (B, T, sum F_i) -> dx_i (B, T, F_i): the column blocks of dy
   void do_backward_inputs(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
     const Index B = dy.dimension(0), T = dy.dimension(1);
     for (Index b = 0; b < B; ++b)

@@ -1,24 +1,27 @@
 #pragma once
-// Adam and AdamW, exactly as torch.optim.Adam / torch.optim.AdamW (PyTorch 1.13, single-tensor path).
-// For every parameter p with gradient g, at step t (the counter advances ONCE per step(), for all parameters):
-//   Adam  (decoupled_weight_decay = false):  g = g + weight_decay * p              (L2 in the gradient)
-//   AdamW (decoupled_weight_decay = true):   p = p * (1 - lr * weight_decay)       (before the moments)
-//   m = beta1 * m + (1 - beta1) * g
-//   v = beta2 * v + (1 - beta2) * g^2
-//   (amsgrad: v_max = max(v_max, v), used for v below)
-//   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
-//   p = p - lr / (1 - beta1^t) * m / denom
-// Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
-// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
-// "Adam: lr must be a finite number >= 0 but got inf".
-// The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
-// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
-// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
-// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
-// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is not
-// trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
-// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
-// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
+/// \file
+/// Adam and AdamW, exactly as torch.optim.Adam / torch.optim.AdamW (PyTorch 1.13, single-tensor path).
+/// For every parameter p with gradient g, at step t (the counter advances ONCE per step(), for all parameters):
+/// \verbatim
+///   Adam  (decoupled_weight_decay = false):  g = g + weight_decay * p              (L2 in the gradient)
+///   AdamW (decoupled_weight_decay = true):   p = p * (1 - lr * weight_decay)       (before the moments)
+///   m = beta1 * m + (1 - beta1) * g
+///   v = beta2 * v + (1 - beta2) * g^2
+///   (amsgrad: v_max = max(v_max, v), used for v below)
+///   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
+///   p = p - lr / (1 - beta1^t) * m / denom
+/// \endverbatim
+/// Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
+/// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
+/// "Adam: lr must be a finite number >= 0 but got inf".
+/// The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
+/// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
+/// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
+/// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
+/// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is not
+/// trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
+/// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
+/// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
 
 #include <algorithm>
 #include <cmath>
@@ -40,7 +43,7 @@ struct AdamOptions {
   SEQATTN_ARG(double, beta2, 0.999)
   SEQATTN_ARG(double, eps, 1e-8)
   SEQATTN_ARG(double, weight_decay, 0.0)
-  SEQATTN_ARG(bool, decoupled_weight_decay, false)  // true: AdamW
+  SEQATTN_ARG(bool, decoupled_weight_decay, false)  ///< true: AdamW
   SEQATTN_ARG(bool, amsgrad, false)
 };
 
@@ -63,7 +66,7 @@ class Adam {
     }
   }
 
-  // One update of every parameter from its current gradient.
+  /// One update of every parameter from its current gradient.
   void step() {
     detail::check_params_alive(params_, name());  // before any update
     ++step_;
@@ -119,7 +122,7 @@ class Adam {
   std::int64_t step_count() const { return step_; }
   const AdamOptions& options() const { return options_; }
   const ParamList<S>& params() const { return params_; }
-  // Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).
+  /// Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).
   const Vector<S>& exp_avg(size_t i) const { return m_.at(i); }
   const Vector<S>& exp_avg_sq(size_t i) const { return v_.at(i); }
 

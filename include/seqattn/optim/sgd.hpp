@@ -1,17 +1,20 @@
 #pragma once
-// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
-//   g = g + weight_decay * p
-//   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
-//                   g = nesterov ? g + momentum * buf : buf
-//   p = p - lr * g
-// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
-// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
-// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
-// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position,
-// and step() does not allocate. Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a
-// parameter that is not trainable is skipped (no update, its momentum buffer unchanged; the buffer starts at the
-// parameter's first trained step, as PyTorch's for a parameter without gradient); a parameter with a constraint is
-// projected after its update.
+/// \file
+/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
+/// \verbatim
+///   g = g + weight_decay * p
+///   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
+///                   g = nesterov ? g + momentum * buf : buf
+///   p = p - lr * g
+/// \endverbatim
+/// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
+/// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
+/// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
+/// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position,
+/// and step() does not allocate. Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a
+/// parameter that is not trainable is skipped (no update, its momentum buffer unchanged; the buffer starts at the
+/// parameter's first trained step, as PyTorch's for a parameter without gradient); a parameter with a constraint is
+/// projected after its update.
 
 #include <algorithm>
 #include <cstdint>
@@ -94,7 +97,7 @@ class SGD {
   std::int64_t step_count() const { return step_; }
   const SGDOptions& options() const { return options_; }
   const ParamList<S>& params() const { return params_; }
-  // Momentum buffer of parameter i (empty without momentum).
+  /// Momentum buffer of parameter i (empty without momentum).
   const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }
 
  private:
