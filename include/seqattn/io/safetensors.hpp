@@ -56,6 +56,7 @@ namespace seqattn {
 
 using SafetensorsMetadata = std::map<std::string, std::string>;
 
+/// Options of Safetensors (see the file documentation).
 struct SafetensorsOptions {
   SEQATTN_ARG(std::function<TorchName(const TensorRef&)>, name_map, default_torch_name)
   SEQATTN_ARG(std::function<bool(const std::string&)>, ignore, default_torch_ignore)  ///< import: skipped tensors

@@ -41,6 +41,7 @@
 
 namespace seqattn {
 
+/// The elementwise activations (Keras names in config_names) and softmax over the features.
 enum class Activation {
   Linear,
   ReLU,
@@ -76,6 +77,7 @@ inline const std::vector<std::pair<Activation, const char*>>& config_names(Activ
   return names;
 }
 
+/// The model-file name of an activation ("relu").
 inline std::string to_string(Activation a) {
   for (const auto& [value, name] : config_names(a))
     if (value == a) return name;
@@ -93,6 +95,7 @@ inline Activation activation_from_string(const std::string& name) {
   detail::throw_config("activation: unknown name '", name, "' (expected one of ", known, ")");
 }
 
+/// True for the activations applied to each value on its own (all but Softmax).
 inline bool is_elementwise(Activation a) { return a != Activation::Softmax; }
 
 namespace detail {
@@ -242,6 +245,7 @@ void activation_backward(Activation a, const Eigen::MatrixBase<Z>& z, const Eige
 template <class S>
 class ActivationLayer final : public Layer<S> {
  public:
+  /// Applies `activation` to x (B, T, in_features); negative_slope: leaky_relu's slope (finite).
   ActivationLayer(Index in_features, Activation activation, double negative_slope = kLeakyReluSlope)
       : Layer<S>(in_features), activation_(activation), negative_slope_(negative_slope) {
     if (!std::isfinite(negative_slope))
@@ -275,7 +279,9 @@ class ActivationLayer final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<ActivationLayer>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ActivationLayer&>(other); }
+  /// The activation applied.
   Activation activation() const { return activation_; }
+  /// leaky_relu's slope for z \< 0 (used only by LeakyReLU).
   double negative_slope() const { return negative_slope_; }
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<ActivationStream>(activation_, static_cast<S>(negative_slope_));

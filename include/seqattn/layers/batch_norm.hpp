@@ -60,8 +60,10 @@
 
 namespace seqattn {
 
+/// Options of BatchNorm (see the file documentation).
 struct BatchNormOptions {
   SEQATTN_ARG(double, momentum, 0.1)  ///< PyTorch convention: weight of the new batch statistic
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-5)
   SEQATTN_ARG(bool, scale, true)  ///< learn gamma
   SEQATTN_ARG(bool, center, true)  ///< learn beta
@@ -76,9 +78,12 @@ struct BatchNormOptions {
   }
 };
 
+/// Batch normalization over the features of every kept step, with running statistics for inference; see the
+/// file documentation.
 template <class S>
 class BatchNorm final : public Layer<S> {
  public:
+  /// Batch normalization of `in_features` features.
   explicit BatchNorm(Index in_features, BatchNormOptions options = BatchNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.momentum() >= 0.0 && options.momentum() <= 1.0))
@@ -134,14 +139,19 @@ class BatchNorm final : public Layer<S> {
     return std::make_unique<BatchNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const BatchNormOptions& options() const { return options_; }
   /// gamma is used only when scale is on, beta only when center is on.
   Vector<S>& gamma() { return gamma_; }
+  /// The shift beta (in place; used only with center).
   Vector<S>& beta() { return beta_; }
+  /// The running mean used in Mode::Infer (a buffer; in place).
   Vector<S>& running_mean() { return running_mean_; }
+  /// The running variance used in Mode::Infer (a buffer; in place).
   Vector<S>& running_var() { return running_var_; }
   /// Statistics of the last forward: batch mean and biased variance (Train), running ones (Infer).
   const Vector<S>& mean() const { return mean_; }
+  /// The variance of the last forward: the biased batch variance (Train), the running one (Infer).
   const Vector<S>& var() const { return var_; }
   /// Valid steps of the last forward.
   Index valid_steps() const { return count_; }

@@ -39,8 +39,10 @@
 
 namespace seqattn {
 
+/// How Bidirectional combines the forward and backward outputs (Keras merge_mode).
 enum class MergeMode { Concat, Sum, Ave, Mul };
 
+/// The model-file name of a merge mode ("concat").
 inline std::string to_string(MergeMode m) {
   switch (m) {
     case MergeMode::Concat: return "concat";
@@ -58,7 +60,9 @@ inline const std::vector<std::pair<MergeMode, const char*>>& config_names(MergeM
   return names;
 }
 
+/// Options of Bidirectional (see the file documentation).
 struct BidirectionalOptions {
+  /// How the two directions' outputs are combined (concat doubles the features).
   SEQATTN_ARG(MergeMode, merge_mode, MergeMode::Concat)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
@@ -68,19 +72,25 @@ struct BidirectionalOptions {
   }
 };
 
+/// Runs a recurrent layer forward in time and another backward in time and merges their outputs (Keras
+/// Bidirectional); see the file documentation.
 template <class S>
 class Bidirectional final : public Layer<S> {
  public:
+  /// Wraps the two given layers (the backward one runs on the reversed valid steps).
   Bidirectional(Index in_features, std::unique_ptr<Layer<S>> forward_layer, std::unique_ptr<Layer<S>> backward_layer,
                 BidirectionalOptions options = BidirectionalOptions())
       : Layer<S>(in_features), fwd_(std::move(forward_layer)), bwd_(std::move(backward_layer)), options_(options) {
     check_inner();
   }
+  /// Two LSTM(in_features, units, o), one per direction.
   Bidirectional(Index in_features, Index units, LSTMOptions o, BidirectionalOptions options = BidirectionalOptions())
       : Bidirectional(in_features, make_pair<LSTM<S>>(in_features, units, o), options) {}
+  /// Two GRU(in_features, units, o), one per direction.
   Bidirectional(Index in_features, Index units, GRUOptions o, BidirectionalOptions options = BidirectionalOptions())
       : Bidirectional(in_features, make_pair<GRU<S>>(in_features, units, o), options) {}
 
+  /// A deep copy (both directions cloned).
   Bidirectional(const Bidirectional& other)
       : Layer<S>(other), fwd_(other.fwd_->clone()), bwd_(other.bwd_->clone()), options_(other.options_) {}
   /// Each direction is assigned in place when it has the same type (Layer::assign keeps its tensors when their
@@ -98,8 +108,11 @@ class Bidirectional final : public Layer<S> {
     return *this;
   }
 
+  /// The layer that reads the sequence forward.
   Layer<S>& forward_layer() { return *fwd_; }
+  /// The layer that reads the sequence backward.
   Layer<S>& backward_layer() { return *bwd_; }
+  /// The options the layer was built with.
   const BidirectionalOptions& options() const { return options_; }
 
   Index out_features() const override {

@@ -63,13 +63,21 @@
 
 namespace seqattn {
 
+/// Options of Conv1D (see the file documentation).
 struct Conv1DOptions {
+  /// Steps between two windows (>= 1).
   SEQATTN_ARG(Index, stride, 1)
+  /// Steps between two taps of a window (>= 1).
   SEQATTN_ARG(Index, dilation, 1)
+  /// Valid, Same or Causal padding (layers/padding.hpp).
   SEQATTN_ARG(Padding, padding, Padding::Valid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Linear)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
   /// y = act(conv(x) + x); filters == in, stride 1, padding same or causal. Model files: key "residual", written
@@ -90,9 +98,12 @@ struct Conv1DOptions {
   }
 };
 
+/// 1-D convolution over time (Keras Conv1D) with stride, dilation and valid, same or causal padding; see the
+/// file documentation.
 template <class S>
 class Conv1D final : public Layer<S> {
  public:
+  /// `filters` output features from windows of `kernel_size` steps of `in_features` features.
   Conv1D(Index in_features, Index filters, Index kernel_size, Conv1DOptions options = Conv1DOptions())
       : Layer<S>(in_features), filters_(filters), options_(options) {
     geometry_.kernel_size = kernel_size;
@@ -217,11 +228,16 @@ class Conv1D final : public Layer<S> {
     return why;
   }
 
+  /// The number of output features.
   Index filters() const { return filters_; }
+  /// The number of steps in a window.
   Index kernel_size() const { return geometry_.kernel_size; }
+  /// The window geometry (kernel size, stride, dilation, padding).
   const WindowGeometry& geometry() const { return geometry_; }
+  /// The options the layer was built with.
   const Conv1DOptions& options() const { return options_; }
   Matrix<S>& kernel() { return W_; }  ///< (kernel_size * in, filters)
+  /// The bias (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
 
  protected:

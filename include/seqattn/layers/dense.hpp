@@ -26,10 +26,15 @@
 
 namespace seqattn {
 
+/// Options of Dense (see the file documentation).
 struct DenseOptions {
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Linear)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -44,9 +49,11 @@ struct DenseOptions {
   }
 };
 
+/// A fully connected layer on the last axis, y = act(x W + b); see the file documentation.
 template <class S>
 class Dense final : public Layer<S> {
  public:
+  /// A layer of `units` outputs for inputs of `in_features` features.
   Dense(Index in_features, Index units, DenseOptions options = DenseOptions())
       : Layer<S>(in_features), units_(units), options_(options) {
     if (units <= 0) detail::throw_config("Dense: units must be positive but got ", units);
@@ -61,6 +68,7 @@ class Dense final : public Layer<S> {
       db_ = Vector<S>::Zero(units);
     }
   }
+  /// Dense(in_features, units, DenseOptions().activation(activation)).
   Dense(Index in_features, Index units, Activation activation)
       : Dense(in_features, units, DenseOptions().activation(activation)) {}
 
@@ -96,9 +104,13 @@ class Dense final : public Layer<S> {
     return std::make_unique<DenseStream>(*this);
   }
 
+  /// The number of output features.
   Index units() const { return units_; }
+  /// The options the layer was built with.
   const DenseOptions& options() const { return options_; }
+  /// The kernel W (in_features, units), in place.
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (units), in place; empty without use_bias.
   Vector<S>& bias() { return b_; }
 
  protected:

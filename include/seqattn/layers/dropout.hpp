@@ -26,6 +26,7 @@
 
 namespace seqattn {
 
+/// Options of Dropout (see the file documentation).
 struct DropoutOptions {
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -36,9 +37,11 @@ struct DropoutOptions {
   }
 };
 
+/// Inverted dropout in Mode::Train, the identity in Mode::Infer; see the file documentation.
 template <class S>
 class Dropout final : public Layer<S> {
  public:
+  /// Drops each value with probability `rate` in training.
   Dropout(Index in_features, double rate, DropoutOptions options = DropoutOptions())
       : Layer<S>(in_features), rate_(rate), options_(options), rng_(options.seed().value_or(next_seed())) {
     if (!(rate >= 0.0 && rate < 1.0)) detail::throw_config("Dropout: rate must be in [0, 1) but got ", rate);
@@ -67,7 +70,9 @@ class Dropout final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dropout>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dropout&>(other); }
 
+  /// The probability of dropping a value.
   double rate() const { return rate_; }
+  /// The options the layer was built with.
   const DropoutOptions& options() const { return options_; }
   /// A stream is inference: the identity.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {

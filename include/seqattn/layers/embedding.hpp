@@ -48,8 +48,11 @@
 
 namespace seqattn {
 
+/// Options of Embedding (see the file documentation).
 struct EmbeddingOptions {
+  /// Id 0 is masked (Keras mask_zero): its step outputs 0 and is masked downstream.
   SEQATTN_ARG(bool, mask_zero, false)
+  /// Initializer of the embeddings E.
   SEQATTN_ARG(Init, init, Init::uniform(-0.05, 0.05))
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -62,9 +65,11 @@ struct EmbeddingOptions {
   }
 };
 
+/// Maps integer ids (one feature per step) to learned vectors (Keras Embedding); see the file documentation.
 template <class S>
 class Embedding final : public Layer<S> {
  public:
+  /// Embeddings of `dim` features for ids in [0, vocab_size); in_features must be 1.
   Embedding(Index in_features, Index vocab_size, Index dim, EmbeddingOptions options = EmbeddingOptions())
       : Layer<S>(in_features), vocab_(vocab_size), dim_(dim), options_(options) {
     if (vocab_size <= 0) detail::throw_config(describe(), ": vocab_size must be positive but got ", vocab_size);
@@ -123,8 +128,11 @@ class Embedding final : public Layer<S> {
     return std::make_unique<EmbeddingStream>(*this);
   }
 
+  /// The number of ids.
   Index vocab_size() const { return vocab_; }
+  /// The number of features of an embedding.
   Index dim() const { return dim_; }
+  /// The options the layer was built with.
   const EmbeddingOptions& options() const { return options_; }
   Matrix<S>& embeddings() { return E_; }  ///< (vocab_size, dim)
   /// Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones; with a step mask the

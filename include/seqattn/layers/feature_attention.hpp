@@ -43,10 +43,14 @@
 
 namespace seqattn {
 
+/// Options of FeatureAttention (see the file documentation).
 struct FeatureAttentionOptions {
   SEQATTN_ARG(bool, shared, false)  ///< one attention vector per sample (mean over valid steps)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -61,9 +65,12 @@ struct FeatureAttentionOptions {
   }
 };
 
+/// Feature-wise attention (keras-attention-mechanism): a softmax over each step's features multiplied into
+/// the input; see the file documentation.
 template <class S>
 class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Feature attention over `in_features` features.
   explicit FeatureAttention(Index in_features, FeatureAttentionOptions options = FeatureAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     const Index F = in_features;
@@ -115,8 +122,11 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
   /// Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 
+  /// The options the layer was built with.
   const FeatureAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
   /// a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
   /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.

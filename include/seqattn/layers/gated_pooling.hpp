@@ -36,9 +36,13 @@
 
 namespace seqattn {
 
+/// Options of GatedMeanPool (see the file documentation).
 struct GatedMeanPoolOptions {
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -52,9 +56,11 @@ struct GatedMeanPoolOptions {
   }
 };
 
+/// Mean over the kept steps weighted by a learned sigmoid gate; see the file documentation.
 template <class S>
 class GatedMeanPool final : public Layer<S> {
  public:
+  /// Gated mean pooling of `in_features` features.
   explicit GatedMeanPool(Index in_features, GatedMeanPoolOptions options = GatedMeanPoolOptions())
       : Layer<S>(in_features), options_(options) {
     detail::checked_parameter<S>(describe(), "kernel", {in_features, 1});
@@ -170,9 +176,12 @@ class GatedMeanPool final : public Layer<S> {
   Matrix<S> y_;       // (1, F) backward scratch
 };
 
+/// Options of BertPool (see the file documentation).
 struct BertPoolOptions {
   SEQATTN_ARG(Index, units, 0)  ///< 0: in_features (the write-up's Dense(F, tanh))
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -186,9 +195,11 @@ struct BertPoolOptions {
   }
 };
 
+/// The write-up's 'bert' pooling: the first kept step through a dense layer; see the file documentation.
 template <class S>
 class BertPool final : public Layer<S> {
  public:
+  /// BERT pooling of `in_features` features.
   explicit BertPool(Index in_features, BertPoolOptions options = BertPoolOptions())
       : Layer<S>(in_features), options_(options) {
     if (options.units() < 0)

@@ -163,9 +163,11 @@ void column_sum(const S* X, Index len, Index F, S* sum) {
 
 }  // namespace detail
 
+/// The maximum over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
 template <class S>
 class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
  public:
+  /// Max pooling over time of `in_features` features.
   explicit GlobalMaxPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_max_pool"; }
   std::string class_name() const override { return "GlobalMaxPool"; }
@@ -244,9 +246,11 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   Matrix<Index> argmax_;
 };
 
+/// The mean over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
 template <class S>
 class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
  public:
+  /// Mean pooling over time of `in_features` features.
   explicit GlobalAvgPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_avg_pool"; }
   std::string class_name() const override { return "GlobalAvgPool"; }
@@ -324,9 +328,11 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   };
 };
 
+/// The last kept step of each sequence (B, T, F) -> (B, 1, F); see the file documentation.
 template <class S>
 class LastStep final : public detail::GlobalPoolBase<S> {
  public:
+  /// The last kept step of inputs of `in_features` features.
   explicit LastStep(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "last_step"; }
   std::string class_name() const override { return "LastStep"; }

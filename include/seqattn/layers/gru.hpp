@@ -56,14 +56,22 @@
 
 namespace seqattn {
 
+/// Options of GRU (see the file documentation).
 struct GRUOptions {
+  /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
   SEQATTN_ARG(bool, reset_after, true)  ///< false: Keras' reset_after=False (reset before the recurrent product)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the recurrent kernel.
   SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -82,11 +90,14 @@ struct GRUOptions {
   }
 };
 
+/// Gated recurrent unit (Keras GRU, reset_after by default), full backpropagation through time; see the file
+/// documentation.
 template <class S>
 class GRU final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;
 
  public:
+  /// A GRU of `units` hidden features for inputs of `in_features` features.
   GRU(Index in_features, Index units, GRUOptions options = GRUOptions())
       : Base(in_features, units, 3, options.return_sequences(), "GRU"), options_(options) {
     detail::check_recurrent_activation(describe(), "activation", options.activation());
@@ -102,8 +113,11 @@ class GRU final : public detail::RecurrentBase<S> {
     }
   }
 
+  /// \copydoc Layer::name
   std::string name() const override { return "gru"; }
+  /// \copydoc Layer::class_name
   std::string class_name() const override { return "GRU"; }
+  /// \copydoc Layer::config
   Config config() const override {
     Config c = Config::object();
     c.set("units", this->units());
@@ -118,6 +132,7 @@ class GRU final : public detail::RecurrentBase<S> {
     r.finish();
     return std::make_unique<GRU>(in_features, units, options);
   }
+  /// \copydoc Layer::describe
   std::string describe() const override {
     std::string s = this->base_describe("GRU");
     if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
@@ -127,14 +142,19 @@ class GRU final : public detail::RecurrentBase<S> {
     if (!options_.reset_after()) s += ", reset_after=false";
     return s + ")";
   }
+  /// \copydoc Layer::clone
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GRU>(*this); }
+  /// \copydoc Layer::copy_from
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GRU&>(other); }
 
+  /// The options the layer was built with.
   const GRUOptions& options() const { return options_; }
   Matrix<S>& bias() { return b_; }  ///< (2, 3U): input bias, recurrent bias; (1, 3U) without reset_after
+  /// \copydoc Layer::open_stream
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<GRUStream>(*this, batch);
   }
+  /// \copydoc Layer::supports_step_masks
   bool supports_step_masks() const override { return true; }
 
  protected:
@@ -155,6 +175,7 @@ class GRU final : public detail::RecurrentBase<S> {
       after ? backward_steps<false, true>(x, mask, dy, dx) : backward_steps<false, false>(x, mask, dy, dx);
   }
 
+  /// \copydoc Layer::collect_params
   void collect_params(ParamList<S>& list) override {
     list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_, ParamRole::Kernel));
     list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_, ParamRole::Recurrent));

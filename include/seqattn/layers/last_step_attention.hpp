@@ -41,8 +41,10 @@
 
 namespace seqattn {
 
+/// The score function of LastStepAttention.
 enum class AttentionScore { Luong, Bahdanau };
 
+/// The model-file name of a score ("luong").
 inline std::string to_string(AttentionScore score) { return score == AttentionScore::Luong ? "luong" : "bahdanau"; }
 
 /// Model-file names (core/layer_config.hpp): keras-attention's score names.
@@ -52,9 +54,13 @@ inline const std::vector<std::pair<AttentionScore, const char*>>& config_names(A
   return names;
 }
 
+/// Options of LastStepAttention (see the file documentation).
 struct LastStepAttentionOptions {
+  /// Output features (the size of the attention vector).
   SEQATTN_ARG(Index, units, 128)
+  /// Luong (multiplicative) or Bahdanau (additive) score.
   SEQATTN_ARG(AttentionScore, score, AttentionScore::Luong)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -68,9 +74,12 @@ struct LastStepAttentionOptions {
   }
 };
 
+/// Attention with the last step as the query (keras-attention's Attention): (B, T, F) -> (B, 1, units); see
+/// the file documentation.
 template <class S>
 class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Last-step attention over inputs of `in_features` features.
   explicit LastStepAttention(Index in_features, LastStepAttentionOptions options = LastStepAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     const Index F = in_features, U = options.units();
@@ -116,6 +125,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStepAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStepAttention&>(other); }
 
+  /// The options the layer was built with.
   const LastStepAttentionOptions& options() const { return options_; }
   /// luong: W (F, F); bahdanau: W1 (F, F) (on the query).
   Matrix<S>& kernel() { return W_; }

@@ -42,7 +42,9 @@
 
 namespace seqattn {
 
+/// Options of LayerNorm (see the file documentation).
 struct LayerNormOptions {
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-5)
   SEQATTN_ARG(bool, scale, true)  ///< learn gamma
   SEQATTN_ARG(bool, center, true)  ///< learn beta
@@ -56,9 +58,11 @@ struct LayerNormOptions {
   }
 };
 
+/// Layer normalization over the features of each step; see the file documentation.
 template <class S>
 class LayerNorm final : public Layer<S> {
  public:
+  /// Layer normalization of `in_features` features.
   explicit LayerNorm(Index in_features, LayerNormOptions options = LayerNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
@@ -100,9 +104,11 @@ class LayerNorm final : public Layer<S> {
     return std::make_unique<LayerNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const LayerNormOptions& options() const { return options_; }
   /// gamma is used only when scale is on, beta only when center is on.
   Vector<S>& gamma() { return gamma_; }
+  /// The shift beta (in place; a parameter only with center).
   Vector<S>& beta() { return beta_; }
 
  protected:

@@ -44,14 +44,23 @@
 
 namespace seqattn {
 
+/// Options of LSTM (see the file documentation).
 struct LSTMOptions {
+  /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the recurrent kernel.
   SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
+  /// Adds 1 to the forget-gate bias at initialization (Keras unit_forget_bias).
   SEQATTN_ARG(bool, unit_forget_bias, true)
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -70,11 +79,13 @@ struct LSTMOptions {
   }
 };
 
+/// Long short-term memory (Keras LSTM), full backpropagation through time; see the file documentation.
 template <class S>
 class LSTM final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;
 
  public:
+  /// An LSTM of `units` hidden features for inputs of `in_features` features.
   LSTM(Index in_features, Index units, LSTMOptions options = LSTMOptions())
       : Base(in_features, units, 4, options.return_sequences(), "LSTM"), options_(options) {
     detail::check_recurrent_activation(describe(), "activation", options.activation());
@@ -90,8 +101,11 @@ class LSTM final : public detail::RecurrentBase<S> {
     }
   }
 
+  /// \copydoc Layer::name
   std::string name() const override { return "lstm"; }
+  /// \copydoc Layer::class_name
   std::string class_name() const override { return "LSTM"; }
+  /// \copydoc Layer::config
   Config config() const override {
     Config c = Config::object();
     c.set("units", this->units());
@@ -106,6 +120,7 @@ class LSTM final : public detail::RecurrentBase<S> {
     r.finish();
     return std::make_unique<LSTM>(in_features, units, options);
   }
+  /// \copydoc Layer::describe
   std::string describe() const override {
     std::string s = this->base_describe("LSTM");
     if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
@@ -114,14 +129,20 @@ class LSTM final : public detail::RecurrentBase<S> {
     if (!options_.use_bias()) s += ", use_bias=false";
     return s + ")";
   }
+  /// \copydoc Layer::clone
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LSTM>(*this); }
+  /// \copydoc Layer::copy_from
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LSTM&>(other); }
 
+  /// The options the layer was built with.
   const LSTMOptions& options() const { return options_; }
+  /// The bias (4 * units; in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
+  /// \copydoc Layer::open_stream
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<LSTMStream>(*this, batch);
   }
+  /// \copydoc Layer::supports_step_masks
   bool supports_step_masks() const override { return true; }
 
  protected:
@@ -142,6 +163,7 @@ class LSTM final : public detail::RecurrentBase<S> {
       backward_steps<false>(x, mask, dy, dx);
   }
 
+  /// \copydoc Layer::collect_params
   void collect_params(ParamList<S>& list) override {
     list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_, ParamRole::Kernel));
     list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_, ParamRole::Recurrent));

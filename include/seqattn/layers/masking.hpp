@@ -35,9 +35,11 @@
 
 namespace seqattn {
 
+/// Masks the steps whose features all equal mask_value (Keras Masking); see the file documentation.
 template <class S>
 class Masking final : public Layer<S> {
  public:
+  /// Masking of inputs of `in_features` features; mask_value may be NaN.
   explicit Masking(Index in_features, double mask_value = 0.0) : Layer<S>(in_features), mask_value_(mask_value) {
     if (std::isinf(mask_value))
       detail::throw_config("Masking: mask_value expected a finite number (or NaN for missing values) but got ",
@@ -85,6 +87,7 @@ class Masking final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Masking>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Masking&>(other); }
+  /// The value that marks a masked step.
   double mask_value() const { return mask_value_; }
   std::string stream_refusal() const override {
     return "whether a step is padding depends on the steps after it (use a Mask instead)";

@@ -29,6 +29,7 @@
 
 namespace seqattn {
 
+/// The elementwise operation of Merge (Keras Add, Subtract, Multiply, Average, Maximum, Minimum).
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };
 
 /// Model-file names (core/layer_config.hpp).
@@ -38,6 +39,7 @@ inline const std::vector<std::pair<MergeOp, const char*>>& config_names(MergeOp)
       {MergeOp::Average, "average"}, {MergeOp::Maximum, "maximum"},   {MergeOp::Minimum, "minimum"}};
   return names;
 }
+/// The model-file name of an operation.
 inline std::string to_string(MergeOp op) {
   for (const auto& [value, name] : config_names(op))
     if (value == op) return name;
@@ -126,9 +128,11 @@ class MergeBase : public Layer<S> {
 
 }  // namespace detail
 
+/// Merges 2 or more inputs of the same shape elementwise; see the file documentation.
 template <class S>
 class Merge final : public detail::MergeBase<S> {
  public:
+  /// Merges `inputs` inputs of `features` features with `op` (Subtract takes exactly 2).
   Merge(Index features, MergeOp op, Index inputs = 2) : detail::MergeBase<S>(features, inputs, "Merge"), op_(op) {
     if (op == MergeOp::Subtract && inputs != 2)
       detail::throw_config(describe(), ": subtract takes exactly 2 inputs but got ", inputs);
@@ -144,6 +148,7 @@ class Merge final : public detail::MergeBase<S> {
     c.set("inputs", this->inputs());
     return c;
   }
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Merge config");
     const MergeOp op = r.read<MergeOp>("op");
@@ -156,6 +161,7 @@ class Merge final : public detail::MergeBase<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Merge>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Merge&>(other); }
+  /// The elementwise operation.
   MergeOp op() const { return op_; }
 
  protected:
@@ -237,6 +243,7 @@ class Merge final : public detail::MergeBase<S> {
   MergeOp op_;
 };
 
+/// Concatenates 2 or more inputs on the feature axis; see the file documentation.
 template <class S>
 class Concatenate final : public detail::MergeBase<S> {
  public:
@@ -253,6 +260,7 @@ class Concatenate final : public detail::MergeBase<S> {
   Index input_features(Index i, Index) const override {
     return i >= 0 && i < Index(widths_.size()) ? widths_[static_cast<std::size_t>(i)] : -1;
   }
+  /// The feature widths of the inputs, in order.
   const std::vector<Index>& widths() const { return widths_; }
   std::string name() const override { return "concatenate"; }
   std::string class_name() const override { return "Concatenate"; }

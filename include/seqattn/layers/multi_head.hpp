@@ -53,18 +53,25 @@ std::unique_ptr<Layer<S>> build_layer(const Config& entry, Index in_features);
 
 /// One orthogonality regularizer (see the file comment): parameter `index` of every copy, `slice` of it.
 struct MultiHeadRegularizer {
-  Index index = 0;
+  Index index = 0;  ///< Index of the parameter in each copy's params().
   std::vector<std::pair<Index, Index>> slice;  ///< (start, stop) per leading dimension; empty: the whole parameter
-  double factor = 0.0;
+  double factor = 0.0;  ///< Weight of the regularizer.
 };
 
+/// Options of MultiHead (see the file documentation).
 struct MultiHeadOptions {
+  /// The number of copies.
   SEQATTN_ARG(Index, layer_num, 1)
+  /// Features of each copy's input when projecting x first (none: every copy reads x).
   SEQATTN_ARG(std::optional<Index>, hidden_dim, std::nullopt)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::uniform(-0.05, 0.05))
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< the projection's; default: next_seed()
+  /// Orthogonality regularizers over the copies' parameters.
   SEQATTN_ARG(std::vector<MultiHeadRegularizer>, regularizers, std::vector<MultiHeadRegularizer>())
 
   /// The fields with their model-file keys (core/layer_config.hpp); layer_num and the regularizers are written by
@@ -79,6 +86,8 @@ struct MultiHeadOptions {
   }
 };
 
+/// Runs layer_num copies of a layer side by side and concatenates their outputs (keras-multi-head MultiHead);
+/// see the file documentation.
 template <class S>
 class MultiHead final : public Layer<S> {
  public:
@@ -119,6 +128,7 @@ class MultiHead final : public Layer<S> {
     finish();
   }
 
+  /// A deep copy (every copy and the projection cloned).
   MultiHead(const MultiHead& other) : Layer<S>(other), options_(other.options_), inputs_(other.inputs_) {
     for (const auto& c : other.copies_) copies_.push_back(c->clone());
     if (other.proj_) proj_ = std::make_unique<Dense<S>>(*other.proj_);
@@ -146,9 +156,13 @@ class MultiHead final : public Layer<S> {
     return *this;
   }
 
+  /// The number of copies.
   Index layer_num() const { return Index(copies_.size()); }
+  /// Copy i.
   Layer<S>& layer(Index i) { return *copies_.at(size_t(i)); }
+  /// Copy i.
   const Layer<S>& layer(Index i) const { return *copies_.at(size_t(i)); }
+  /// The options the layer was built with.
   const MultiHeadOptions& options() const { return options_; }
 
   Index out_features() const override { return copies_[0]->out_features() * layer_num(); }

@@ -128,14 +128,18 @@
 
 namespace seqattn {
 
+/// Options of MultiHeadAttention (see the file documentation).
 struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)  ///< default in_features / heads
   SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)  ///< default in_features
   SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  ///< default key_features (torch's vdim)
   SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  ///< default in_features
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Step t attends only to keys s \<= t.
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: keys [t - w + 1, t]
+  /// Dropout on the attention weights (Train only).
   SEQATTN_ARG(double, attention_dropout, 0.0)
   SEQATTN_ARG(double, qkv_dropout, 0.0)  ///< inverted dropout on the projected q, k, v (Train only); see the file comment
   SEQATTN_ARG(Activation, activation, Activation::Linear)  ///< on the q, k, v projections
@@ -143,7 +147,9 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(bool, need_weights, true)  ///< false: attention() refuses (UsageError); see the file comment
   SEQATTN_ARG(bool, add_bias_kv, false)  ///< torch: learned bias_k, bias_v appended as one more key/value step
   SEQATTN_ARG(bool, add_zero_attn, false)  ///< torch: an all-zero key/value step appended (after bias_k / bias_v)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -170,9 +176,12 @@ struct MultiHeadAttentionOptions {
   }
 };
 
+/// Multi-head scaled dot-product attention (Keras MultiHeadAttention, torch.nn.MultiheadAttention), self- or
+/// cross-attention; see the file documentation.
 template <class S>
 class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// `heads` heads over queries of `in_features` features.
   MultiHeadAttention(Index in_features, Index heads, MultiHeadAttentionOptions options = MultiHeadAttentionOptions())
       : Layer<S>(in_features), heads_(heads), options_(options) {
     if (heads <= 0) detail::throw_config("MultiHeadAttention: heads must be positive but got ", heads);
@@ -387,12 +396,18 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
                                 "attention_window bounds the keys each step sees: memory batch x heads x T x window)");
   }
 
+  /// The number of heads.
   Index heads() const { return heads_; }
+  /// The features of each head's queries, keys and values.
   Index head_size() const { return head_size_; }
+  /// The features of the key input.
   Index key_features() const { return key_features_; }
+  /// The features of the value input.
   Index value_features() const { return value_features_; }
+  /// The options the layer was built with.
   const MultiHeadAttentionOptions& options() const { return options_; }
 
+  ///@{
   /// The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
   /// output dense kernels and biases). Shapes in the file comment; the biases are empty without use_bias.
   Matrix<S>& query_kernel() { return Wq_; }
@@ -411,11 +426,14 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   const Vector<S>& key_bias() const { return bk_; }
   const Vector<S>& value_bias() const { return bv_; }
   const Vector<S>& output_bias() const { return bo_; }
+  ///@}
+  ///@{
   /// add_bias_kv: the appended key and value (H*dh; empty without add_bias_kv), torch's bias_k and bias_v.
   Vector<S>& bias_k() { return bias_k_; }
   Vector<S>& bias_v() { return bias_v_; }
   const Vector<S>& bias_k() const { return bias_k_; }
   const Vector<S>& bias_v() const { return bias_v_; }
+  ///@}
   /// The key/value steps added after the Tk keys: add_bias_kv + add_zero_attn.
   Index extra_keys() const { return Index(options_.add_bias_kv()) + Index(options_.add_zero_attn()); }
 
@@ -453,6 +471,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     check_need_weights("attention_band()");
     return attention_;
   }
+  /// The key index of column j of row t of attention_band().
   Index band_key(Index t, Index j) const { return window(attention_band_keys_).start(t) + j; }
   /// An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
   /// (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
@@ -469,29 +488,34 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
     mask_bias_.clear();
   }
+  /// A blocking mask (Tq, Tk) for every sample and head.
   void set_attention_mask(const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& blocked) {
     store_mask_shape(1, blocked.rows(), blocked.cols(), true, "boolean");
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
     mask_bias_.clear();
   }
+  /// An additive mask (B*H, Tq, Tk).
   void set_additive_attention_mask(const Tensor3<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(additive.dimension(0), additive.dimension(1), additive.dimension(2), false, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
     mask_blocked_.clear();
   }
+  /// An additive mask (Tq, Tk) for every sample and head.
   void set_additive_attention_mask(const Matrix<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(1, additive.rows(), additive.cols(), true, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
     mask_blocked_.clear();
   }
+  /// Removes the attention mask.
   void clear_attention_mask() {
     mask_rows_ = 0;
     mask_blocked_.clear();
     mask_bias_.clear();
     ++mask_version_;
   }
+  /// Whether an attention mask is set.
   bool has_attention_mask() const { return mask_rows_ > 0; }
 
   /// dxq of the last backward or backward_cross, (B, Tq, in_features): input_grad() under the cross-attention name.

@@ -24,8 +24,10 @@
 
 namespace seqattn {
 
+/// How a window layer pads the sequence (Keras padding): none, both ends, or the start only.
 enum class Padding { Valid, Same, Causal };
 
+/// The model-file name of a padding ("valid").
 inline std::string to_string(Padding p) {
   switch (p) {
     case Padding::Valid: return "valid";
@@ -53,11 +55,12 @@ inline const std::vector<std::pair<Padding, const char*>>& config_names(Padding)
 /// The window geometry of one layer (sizes already validated: all >= 1, dilation * (kernel_size - 1) + 1 fits in
 /// Index: Conv1D checks it).
 struct WindowGeometry {
-  Index kernel_size = 1;
-  Index stride = 1;
-  Index dilation = 1;
-  Padding padding = Padding::Valid;
+  Index kernel_size = 1;  ///< Steps in a window.
+  Index stride = 1;  ///< Steps between two windows.
+  Index dilation = 1;  ///< Steps between two taps of a window.
+  Padding padding = Padding::Valid;  ///< Valid, Same or Causal.
 
+  /// The steps a window spans: dilation * (kernel_size - 1) + 1.
   Index receptive_field() const { return dilation * (kernel_size - 1) + 1; }
 
   /// Output steps for a sequence of L >= 0 steps (0 when L is too short for valid padding).

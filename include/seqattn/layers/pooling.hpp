@@ -42,6 +42,7 @@
 
 namespace seqattn {
 
+/// Options of Pool (see the file documentation).
 struct PoolOptions {
   SEQATTN_ARG(Index, stride, 0)  ///< 0: stride = size (Keras' default)
   SEQATTN_ARG(bool, partial_windows, false)  ///< keep windows that start at a valid step (see above)
@@ -147,9 +148,11 @@ class WindowPoolBase : public Layer<S> {
 
 }  // namespace detail
 
+/// Max over windows of steps (Keras MaxPooling1D); see the file documentation.
 template <class S>
 class MaxPool1D final : public detail::WindowPoolBase<S> {
  public:
+  /// Max pooling over windows of `size` steps.
   MaxPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("MaxPool1D", in_features, size, options) {}
   std::string name() const override { return "max_pool1d"; }
@@ -237,9 +240,11 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
   Matrix<Index> argmax_;
 };
 
+/// Average over windows of steps (Keras AveragePooling1D); see the file documentation.
 template <class S>
 class AvgPool1D final : public detail::WindowPoolBase<S> {
  public:
+  /// Average pooling over windows of `size` steps.
   AvgPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("AvgPool1D", in_features, size, options) {}
   std::string name() const override { return "avg_pool1d"; }

@@ -76,8 +76,10 @@
 
 namespace seqattn {
 
+/// How a position encoding combines with the input: added, concatenated, or used alone (keras-pos-embd modes).
 enum class PositionMode { Add, Concat, Expand };
 
+/// The model-file name of a mode ("add").
 inline const char* to_string(PositionMode mode) {
   return mode == PositionMode::Add ? "add" : mode == PositionMode::Concat ? "concat" : "expand";
 }
@@ -89,7 +91,9 @@ inline const std::vector<std::pair<PositionMode, const char*>>& config_names(Pos
   return names;
 }
 
+/// Options of Sinusoidal (see the file documentation).
 struct SinusoidalOptions {
+  /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
   SEQATTN_ARG(Index, output_dim, 0)  ///< d; required in Concat mode, 0 or in_features in Add mode
 
@@ -101,9 +105,12 @@ struct SinusoidalOptions {
   }
 };
 
+/// Options of PositionEmbedding (see the file documentation).
 struct PositionEmbeddingOptions {
+  /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
   SEQATTN_ARG(Index, output_dim, 0)  ///< d; required in Concat mode, 0 or in_features in Add mode
+  /// Initializer of the position embeddings.
   SEQATTN_ARG(Init, embeddings_init, Init::uniform(-0.05, 0.05))
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
   /// Expand only: the position value of padding. Model files: key "mask_zero", written only when set.
@@ -223,9 +230,11 @@ void position_row(const XR& x, const PR& pe, PositionMode mode, YR&& y) {
 
 }  // namespace detail
 
+/// Fixed sine/cosine position encodings (Vaswani et al.); see the file documentation.
 template <class S>
 class SinusoidalPositionalEncoding final : public Layer<S> {
  public:
+  /// Sinusoidal encoding of inputs of `in_features` features.
   explicit SinusoidalPositionalEncoding(Index in_features, SinusoidalOptions options = SinusoidalOptions())
       : Layer<S>(in_features),
         options_(options),
@@ -238,6 +247,7 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     inv_freq_.reserve(static_cast<size_t>(dim_));
     for (Index c = 0; c < dim_; ++c) inv_freq_.push_back(inverse_frequency(c, dim_));
   }
+  /// SinusoidalPositionalEncoding with SinusoidalOptions().mode(mode).output_dim(output_dim).
   SinusoidalPositionalEncoding(Index in_features, PositionMode mode, Index output_dim = 0)
       : SinusoidalPositionalEncoding(in_features, SinusoidalOptions().mode(mode).output_dim(output_dim)) {}
 
@@ -264,7 +274,9 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SinusoidalPositionalEncoding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SinusoidalPositionalEncoding&>(other); }
 
+  /// The options the layer was built with.
   const SinusoidalOptions& options() const { return options_; }
+  /// The features of the encoding (d).
   Index encoding_dim() const { return dim_; }
   /// The cached table: at least the steps of the longest input seen so far, d columns.
   const Matrix<S>& table() const { return table_; }
@@ -400,9 +412,12 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   Matrix<S> table_;               // (cached steps, d)
 };
 
+/// Learned position embeddings for up to max_length positions (keras-pos-embd PositionEmbedding); see the file
+/// documentation.
 template <class S>
 class PositionEmbedding final : public Layer<S> {
  public:
+  /// Position embeddings for `max_length` positions over inputs of `in_features` features.
   PositionEmbedding(Index in_features, Index max_length, PositionEmbeddingOptions options = PositionEmbeddingOptions())
       : Layer<S>(in_features), max_length_(max_length), options_(options) {
     const std::string who = describe_with(max_length, options, options.output_dim());
@@ -460,9 +475,13 @@ class PositionEmbedding final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<PositionEmbedding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const PositionEmbedding&>(other); }
 
+  /// The number of positions.
   Index max_length() const { return max_length_; }
+  /// The features of an embedding (d).
   Index encoding_dim() const { return dim_; }
+  /// The options the layer was built with.
   const PositionEmbeddingOptions& options() const { return options_; }
+  /// The embeddings (max_length, d), in place.
   Matrix<S>& embeddings() { return E_; }
   /// Per step: E[start[b] + i] read in place (bitwise the forward's rows); max_steps() = max_length.
   /// Expand: E[row of x] per step; with mask_position it refuses (see the header comment).

@@ -21,15 +21,20 @@
 
 namespace seqattn {
 
+/// y = x + body(x), with body a Sequential that keeps the shape; see the file documentation.
 template <class S>
 class Residual final : public Layer<S> {
  public:
+  /// An empty body (add layers with body().add).
   explicit Residual(Index in_features) : Layer<S>(in_features), body_(in_features) {}
+  /// The given body (its out_features must equal in_features).
   Residual(Index in_features, Sequential<S> body) : Layer<S>(in_features), body_(std::move(body)) {
     check_body();
   }
 
+  /// The body.
   Sequential<S>& body() { return body_; }
+  /// The body.
   const Sequential<S>& body() const { return body_; }
 
   Index out_features() const override { return this->in_features(); }

@@ -40,7 +40,9 @@
 
 namespace seqattn {
 
+/// Options of RMSNorm (see the file documentation).
 struct RMSNormOptions {
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-6)
   SEQATTN_ARG(bool, scale, true)  ///< learn gamma
 
@@ -52,9 +54,11 @@ struct RMSNormOptions {
   }
 };
 
+/// Root-mean-square normalization over the features of each step; see the file documentation.
 template <class S>
 class RMSNorm final : public Layer<S> {
  public:
+  /// RMS normalization of `in_features` features.
   explicit RMSNorm(Index in_features, RMSNormOptions options = RMSNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
@@ -93,6 +97,7 @@ class RMSNorm final : public Layer<S> {
     return std::make_unique<RMSNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const RMSNormOptions& options() const { return options_; }
   /// gamma is used only when scale is on.
   Vector<S>& gamma() { return gamma_; }

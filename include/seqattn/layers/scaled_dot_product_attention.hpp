@@ -69,6 +69,7 @@
 
 namespace seqattn {
 
+/// Options of ScaledDotProductAttention (see the file documentation).
 struct ScaledDotProductAttentionOptions {
   SEQATTN_ARG(bool, history_only, false)  ///< key j allowed for query i only when j \<= i
   SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  ///< d_v, default in_features
@@ -426,9 +427,12 @@ class ScaledDotAttentionCore : public Layer<S>, public AttentionMap<S> {
 
 }  // namespace detail
 
+/// Parameter-free scaled dot-product attention (keras-self-attention's ScaledDotProductAttention); see the
+/// file documentation.
 template <class S>
 class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
  public:
+  /// Self-attention over inputs of `in_features` features.
   explicit ScaledDotProductAttention(Index in_features,
                                      ScaledDotProductAttentionOptions options = ScaledDotProductAttentionOptions())
       : detail::ScaledDotAttentionCore<S>(in_features, options, false) {}
@@ -445,11 +449,14 @@ class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S>
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ScaledDotProductAttention&>(other); }
 };
 
+/// Scaled dot-product attention that adds the previous layer's scores (RealFormer residual attention); see the
+/// file documentation.
 template <class S>
 class ResidualScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
   using Core = detail::ScaledDotAttentionCore<S>;
 
  public:
+  /// Residual attention over inputs of `in_features` features.
   explicit ResidualScaledDotProductAttention(
       Index in_features, ScaledDotProductAttentionOptions options = ScaledDotProductAttentionOptions())
       : Core(in_features, options, true) {}
@@ -487,6 +494,7 @@ class ResidualScaledDotProductAttention final : public detail::ScaledDotAttentio
   const Tensor3<S>& previous_scores_grad() const { return this->dprev_; }
 
   std::string name() const override { return "residual_scaled_dot_product_attention"; }
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "ResidualScaledDotProductAttention config");
     const auto options = read_options<ScaledDotProductAttentionOptions>(r);

@@ -77,25 +77,39 @@
 
 namespace seqattn {
 
+/// The score function of SeqSelfAttention.
 enum class AttentionType { Additive, Multiplicative };
 
+/// The model-file name of a type ("additive").
 inline std::string to_string(AttentionType type) {
   return type == AttentionType::Additive ? "additive" : "multiplicative";
 }
 
+/// Options of SeqSelfAttention (see the file documentation).
 struct SeqSelfAttentionOptions {
   using L1L2 = seqattn::L1L2;  ///< core/weight_rules.hpp
+  /// Hidden features of the additive score.
   SEQATTN_ARG(Index, units, 32)
+  /// Additive or multiplicative score.
   SEQATTN_ARG(AttentionType, attention_type, AttentionType::Additive)
   SEQATTN_ARG(std::optional<Index>, attention_width, std::nullopt)  ///< none: global (or [0, t] with history_only)
+  /// Step t attends only to steps up to t.
   SEQATTN_ARG(bool, history_only, false)
+  /// Applied to the scores before the softmax (elementwise).
   SEQATTN_ARG(Activation, attention_activation, Activation::Linear)
+  /// Adds the bias bh of the additive score.
   SEQATTN_ARG(bool, use_additive_bias, true)
+  /// Adds the bias ba of the scores.
   SEQATTN_ARG(bool, use_attention_bias, true)
+  /// Weight r of the attention regularizer r * sum_b ||A_b A_b^T - I||_F^2 / B (0: off).
   SEQATTN_ARG(double, attention_regularizer_weight, 0.0)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_normal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
+  /// L1/L2 penalty of the kernels Wt, Wx, Wa.
   SEQATTN_ARG(L1L2, kernel_regularizer, L1L2{})
+  /// L1/L2 penalty of the biases bh, ba.
   SEQATTN_ARG(L1L2, bias_regularizer, L1L2{})
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -124,11 +138,15 @@ inline const std::vector<std::pair<AttentionType, const char*>>& config_names(At
       {AttentionType::Additive, "additive"}, {AttentionType::Multiplicative, "multiplicative"}};
   return names;
 }
+/// Self-attention over the steps (keras-self-attention SeqSelfAttention), additive or multiplicative, global or
+/// within a window; see the file documentation.
 template <class S>
 class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// The options type.
   using Options = SeqSelfAttentionOptions;
 
+  /// Self-attention over inputs of `in_features` features.
   explicit SeqSelfAttention(Index in_features, Options options = Options()) : Layer<S>(in_features), options_(options) {
     validate();
     const Index F = in_features, U = options_.units();
@@ -206,9 +224,13 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
   /// Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 
+  /// The options the layer was built with.
   const Options& options() const { return options_; }
+  /// True for the additive score.
   bool additive() const { return options_.attention_type() == AttentionType::Additive; }
+  /// The hidden features of the additive score.
   Index units() const { return options_.units(); }
+  ///@{
   /// Weights (Keras names); bh and ba are empty when their bias is disabled; Wt, Wx empty when multiplicative.
   Matrix<S>& wt() { return Wt_; }
   Matrix<S>& wx() { return Wx_; }
@@ -220,10 +242,12 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
   const Vector<S>& bh() const { return bh_; }
   const Matrix<S>& wa() const { return Wa_; }
   const Vector<S>& ba() const { return ba_; }
+  ///@}
 
   /// Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j; W \<= T.
   /// band().width is the attention_width clamped where larger widths change nothing (detail/..._band.hpp).
   const Tensor3<S>& attention_band() const { return A_; }
+  /// The band of keys each query attends to.
   const detail::AttentionBand& band() const { return band_; }
   /// Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
   /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.

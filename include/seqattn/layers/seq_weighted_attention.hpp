@@ -42,9 +42,13 @@
 
 namespace seqattn {
 
+/// Options of SeqWeightedAttention (see the file documentation).
 struct SeqWeightedAttentionOptions {
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -58,9 +62,12 @@ struct SeqWeightedAttentionOptions {
   }
 };
 
+/// Attention pooling over time with a learned score per step (keras-self-attention SeqWeightedAttention):
+/// (B, T, F) -> (B, 1, F); see the file documentation.
 template <class S>
 class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Weighted attention over inputs of `in_features` features.
   explicit SeqWeightedAttention(Index in_features, SeqWeightedAttentionOptions options = SeqWeightedAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     detail::checked_parameter<S>(describe(), "kernel W", {in_features, 1});
@@ -103,8 +110,11 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
     return std::make_unique<WeightedStream>(*this, batch);
   }
 
+  /// The options the layer was built with.
   const SeqWeightedAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
   /// Weights of the last forward, (B, T); 0 at padded steps and for sequences of length 0.
   /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.

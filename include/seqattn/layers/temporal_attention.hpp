@@ -41,10 +41,14 @@
 
 namespace seqattn {
 
+/// Options of TemporalAttention (see the file documentation).
 struct TemporalAttentionOptions {
   SEQATTN_ARG(bool, shared, false)  ///< one attention vector over time shared by all features
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
 
@@ -59,9 +63,11 @@ struct TemporalAttentionOptions {
   }
 };
 
+/// Attention over a fixed number of steps with learned weights per step; see the file documentation.
 template <class S>
 class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Temporal attention over `time_steps` steps of `in_features` features.
   TemporalAttention(Index in_features, Index time_steps, TemporalAttentionOptions options = TemporalAttentionOptions())
       : Layer<S>(in_features), steps_(time_steps), options_(options) {
     if (time_steps <= 0) detail::throw_config(describe(), ": time_steps must be positive but got ", time_steps);
@@ -113,9 +119,13 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
                        "later steps included");
   }
 
+  /// The fixed number of steps.
   Index time_steps() const { return steps_; }
+  /// The options the layer was built with.
   const TemporalAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
   /// a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
   /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.

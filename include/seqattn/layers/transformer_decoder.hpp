@@ -66,6 +66,7 @@
 
 namespace seqattn {
 
+/// Options of TransformerDecoder (see the file documentation).
 struct TransformerDecoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention outputs, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights (both attentions)
@@ -74,6 +75,7 @@ struct TransformerDecoderOptions {
   SEQATTN_ARG(bool, norm_first, false)  ///< pre-norm when true
   SEQATTN_ARG(bool, causal, true)  ///< the self-attention: step t sees targets s \<= t
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: targets [t - w + 1, t]
+  /// Epsilon of the layer norms.
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attentions, the FFN linears, nor beta in the norms
   SEQATTN_ARG(std::optional<Index>, memory_features, std::nullopt)  ///< default d_model
@@ -98,9 +100,12 @@ struct TransformerDecoderOptions {
   }
 };
 
+/// A transformer decoder block: causal self-attention, cross-attention to a memory, feed-forward network, each
+/// with a residual and a layer norm; see the file documentation.
 template <class S>
 class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// A block of width d_model with `heads` heads and a feed-forward hidden width ff_dim.
   TransformerDecoderBlock(Index d_model, Index heads, Index ff_dim,
                           TransformerDecoderOptions options = TransformerDecoderOptions())
       : TransformerDecoderBlock(d_model, heads, ff_dim, options, options.seed().value_or(next_seed())) {}
@@ -168,6 +173,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   const Tensor3<S>& memory_grad() const { return cross_mha_.key_input_grad(); }
 
   Index out_features() const override { return this->in_features(); }
+  /// The features of the memory (the cross-attention's keys and values).
   Index memory_features() const { return cross_mha_.key_features(); }
   std::string name() const override { return "transformer_decoder"; }
   std::string class_name() const override { return "TransformerDecoderBlock"; }
@@ -253,20 +259,30 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
            "set_context(memory), or as a Graph node)";
   }
 
+  /// The self-attention.
   MultiHeadAttention<S>& self_attention_layer() { return self_mha_; }
+  /// The self-attention.
   const MultiHeadAttention<S>& self_attention_layer() const { return self_mha_; }
+  /// The cross-attention.
   MultiHeadAttention<S>& cross_attention_layer() { return cross_mha_; }
+  /// The cross-attention.
   const MultiHeadAttention<S>& cross_attention_layer() const { return cross_mha_; }
   /// AttentionMap (core/attention_map.hpp): the self-attention's (T, T) weights of head h of sequence b.
   Index attention_heads() const override { return self_mha_.heads(); }
   Matrix<S> attention_map(Index b, Index h = 0) const override { return self_mha_.attention(b, h); }
   /// The cross-attention's (T, Tm) weights of head h of sequence b (0 at padded / masked memory steps).
   Matrix<S> cross_attention_map(Index b, Index h = 0) const { return cross_mha_.attention(b, h); }
+  /// The layer norm of the self-attention sub-block.
   LayerNorm<S>& norm1() { return ln1_; }
+  /// The layer norm of the cross-attention sub-block.
   LayerNorm<S>& norm2() { return ln2_; }
+  /// The layer norm of the feed-forward sub-block.
   LayerNorm<S>& norm3() { return ln3_; }
+  /// The first feed-forward layer (d_model -> ff_dim, activation).
   Dense<S>& ffn1() { return ffn1_; }
+  /// The second feed-forward layer (ff_dim -> d_model).
   Dense<S>& ffn2() { return ffn2_; }
+  /// The options the layer was built with.
   const TransformerDecoderOptions& options() const { return options_; }
 
  protected:

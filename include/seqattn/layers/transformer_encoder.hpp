@@ -44,14 +44,17 @@
 
 namespace seqattn {
 
+/// Options of TransformerEncoder (see the file documentation).
 struct TransformerEncoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention output, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights
   SEQATTN_ARG(double, qkv_dropout, 0.0)  ///< on the projected q, k, v (MultiHeadAttention's)
   SEQATTN_ARG(Activation, activation, Activation::GELU)  ///< of the FFN hidden layer: GELU, GELUTanh or ReLU
   SEQATTN_ARG(bool, norm_first, false)  ///< pre-norm when true
+  /// Step t attends only to steps s \<= t.
   SEQATTN_ARG(bool, causal, false)
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: keys [t - w + 1, t]
+  /// Epsilon of the layer norms.
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attention, the FFN linears, nor beta in the norms
   SEQATTN_ARG(bool, need_weights, true)  ///< false: the attention keeps no probabilities (memory linear in T)
@@ -74,9 +77,12 @@ struct TransformerEncoderOptions {
   }
 };
 
+/// A transformer encoder block: self-attention and a feed-forward network, each with a residual and a layer
+/// norm (post-norm, or pre-norm with norm_first); see the file documentation.
 template <class S>
 class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// A block of width d_model with `heads` heads and a feed-forward hidden width ff_dim.
   TransformerEncoderBlock(Index d_model, Index heads, Index ff_dim,
                           TransformerEncoderOptions options = TransformerEncoderOptions())
       : TransformerEncoderBlock(d_model, heads, ff_dim, options, options.seed().value_or(next_seed())) {}
@@ -142,15 +148,22 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
            "attention_window to bound the memory) to stream";
   }
 
+  /// The self-attention.
   MultiHeadAttention<S>& attention_layer() { return mha_; }
+  /// The self-attention.
   const MultiHeadAttention<S>& attention_layer() const { return mha_; }
   /// AttentionMap (core/attention_map.hpp): its attention's (Tq, Tk) weights of head h of sequence b.
   Index attention_heads() const override { return mha_.heads(); }
   Matrix<S> attention_map(Index b, Index h = 0) const override { return mha_.attention(b, h); }
+  /// The layer norm of the attention sub-block.
   LayerNorm<S>& norm1() { return ln1_; }
+  /// The layer norm of the feed-forward sub-block.
   LayerNorm<S>& norm2() { return ln2_; }
+  /// The first feed-forward layer (d_model -> ff_dim, activation).
   Dense<S>& ffn1() { return ffn1_; }
+  /// The second feed-forward layer (ff_dim -> d_model).
   Dense<S>& ffn2() { return ffn2_; }
+  /// The options the layer was built with.
   const TransformerEncoderOptions& options() const { return options_; }
 
  protected:

@@ -153,6 +153,7 @@ class Stream {
   const std::vector<Index>& all_steps() const { return steps_; }
   /// The longest sequence a stream can hold (kUnlimitedSteps: no limit).
   Index max_steps() const { return max_steps_; }
+  /// The options the layer was built with.
   const StreamOptions& options() const { return options_; }
   const Layer<S>& model() const { return *model_; }
 

@@ -32,9 +32,11 @@
 
 namespace seqattn {
 
+/// Options of TokenSampling (see the file documentation).
 struct TokenSamplingOptions {
   SEQATTN_ARG(Index, top_k, 0)  ///< 0: every token; 1: greedy
   SEQATTN_ARG(double, temperature, 1.0)  ///< 0: greedy
+  /// Seed of the initializers (default: next_seed()).
   SEQATTN_ARG(std::uint64_t, seed, 0)
 };
 

@@ -37,10 +37,12 @@
 
 namespace seqattn {
 
+/// Options of Adam (see the file documentation).
 struct AdamOptions {
   SEQATTN_ARG(double, lr, 1e-3)
   SEQATTN_ARG(double, beta1, 0.9)
   SEQATTN_ARG(double, beta2, 0.999)
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-8)
   SEQATTN_ARG(double, weight_decay, 0.0)
   SEQATTN_ARG(bool, decoupled_weight_decay, false)  ///< true: AdamW
@@ -120,6 +122,7 @@ class Adam {
     options_.lr(lr);
   }
   std::int64_t step_count() const { return step_; }
+  /// The options the layer was built with.
   const AdamOptions& options() const { return options_; }
   const ParamList<S>& params() const { return params_; }
   /// Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).

@@ -28,6 +28,7 @@
 
 namespace seqattn {
 
+/// Options of WarmupCosine (see the file documentation).
 struct WarmupCosineOptions {
   SEQATTN_ARG(double, peak_lr, 1e-3)
   SEQATTN_ARG(double, final_lr, 0.0)
@@ -70,6 +71,7 @@ class WarmupCosineSchedule {
     return value;
   }
 
+  /// The options the layer was built with.
   const WarmupCosineOptions& options() const { return options_; }
 
  private:

@@ -28,6 +28,7 @@
 
 namespace seqattn {
 
+/// Options of SGD (see the file documentation).
 struct SGDOptions {
   SEQATTN_ARG(double, lr, 1e-2)
   SEQATTN_ARG(double, momentum, 0.0)
@@ -95,6 +96,7 @@ class SGD {
     options_.lr(lr);
   }
   std::int64_t step_count() const { return step_; }
+  /// The options the layer was built with.
   const SGDOptions& options() const { return options_; }
   const ParamList<S>& params() const { return params_; }
   /// Momentum buffer of parameter i (empty without momentum).

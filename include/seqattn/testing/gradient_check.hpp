@@ -31,6 +31,7 @@
 
 namespace seqattn::testing {
 
+/// Options of GradCheck (see the file documentation).
 struct GradCheckOptions {
   double eps = 1e-6;
   double rtol = 1e-5;
