@@ -116,8 +116,10 @@ struct Constraint {
   }
 
   Kind kind = Kind::None;  ///< Which constraint.
+  ///@{
   /// The norm bounds (MinMaxNorm; max_value for MaxNorm) and MinMaxNorm's rate.
   double min_value = 0.0, max_value = 0.0, rate = 1.0;
+  ///@}
   int axis = 0;  ///< The axis the norms are taken along (Keras axis of the kernel).
 
   /// True unless none().

@@ -22,23 +22,31 @@
 
 namespace seqattn {
 
+/// A file cannot be opened, read, written, flushed or renamed (the message gives the path and the reason).
 class FileError : public Error {
  public:
+  /// An error with the message `what`.
   explicit FileError(const std::string& what) : Error(what) {}
 };
 
+/// The bytes are not a valid file (magic, version, truncation, checksum, malformed header or record).
 class FormatError : public Error {
  public:
+  /// An error with the message `what`.
   explicit FormatError(const std::string& what) : Error(what) {}
 };
 
+/// A weight is NaN or Inf (refused unless allow_non_finite(true)).
 class NonFiniteError : public FormatError {
  public:
+  /// An error with the message `what`.
   explicit NonFiniteError(const std::string& what) : FormatError(what) {}
 };
 
+/// A valid file that does not fit the model (scalar type, missing or extra tensor, shape).
 class MismatchError : public Error {
  public:
+  /// An error with the message `what`.
   explicit MismatchError(const std::string& what) : Error(what) {}
 };
 

@@ -355,6 +355,7 @@ Sequential<S> load_model(const std::string& path, nlohmann::json* metadata,
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
   return mf::decode<S>(bytes, options, who, metadata);
 }
+/// load_model(path, nullptr, options): the model only, without its metadata.
 template <class S>
 Sequential<S> load_model(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   return load_model<S>(path, nullptr, options);
@@ -397,12 +398,14 @@ void save_model(Graph<S>& model, std::ostream& out, const WeightsOptions& option
   out.flush();
   if (!out) detail::throw_file("save_model(stream): writing ", bytes.size(), " bytes failed");
 }
+/// Writes the graph to `path` atomically (temporary file, fsync, rename).
 template <class S>
 void save_model(Graph<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   const std::string who = "save_model(" + path + ")";
   const auto bytes = detail::model_format::encode<S>(model, options, who);
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
+/// Writes the graph and `metadata` (a JSON object) to `path` atomically.
 template <class S>
 void save_model(Graph<S>& model, const std::string& path, const nlohmann::json& metadata,
                 const WeightsOptions& options = WeightsOptions()) {
@@ -410,6 +413,7 @@ void save_model(Graph<S>& model, const std::string& path, const nlohmann::json& 
   const auto bytes = detail::model_format::encode<S>(model, options, who, &metadata);
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
+/// Reads a graph model file from `in`.
 template <class S>
 Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
@@ -419,6 +423,7 @@ Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOpt
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); });
   return mf::decode<S, Graph<S>>(bytes, options, who);
 }
+/// Reads the graph model file at `path` and its metadata into *metadata (when not null).
 template <class S>
 Graph<S> load_graph(const std::string& path, nlohmann::json* metadata, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
@@ -428,6 +433,7 @@ Graph<S> load_graph(const std::string& path, nlohmann::json* metadata, const Wei
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
   return mf::decode<S, Graph<S>>(bytes, options, who, metadata);
 }
+/// Reads the graph model file at `path`.
 template <class S>
 Graph<S> load_graph(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   return load_graph<S>(path, nullptr, options);

@@ -54,10 +54,12 @@
 
 namespace seqattn {
 
+/// The __metadata__ of a safetensors file: string keys and values.
 using SafetensorsMetadata = std::map<std::string, std::string>;
 
-/// Options of Safetensors (see the file documentation).
+/// Options of save_safetensors and load_safetensors (see the file documentation).
 struct SafetensorsOptions {
+  /// The PyTorch name of each seqattn tensor (io/torch_names.hpp).
   SEQATTN_ARG(std::function<TorchName(const TensorRef&)>, name_map, default_torch_name)
   SEQATTN_ARG(std::function<bool(const std::string&)>, ignore, default_torch_ignore)  ///< import: skipped tensors
   SEQATTN_ARG(SafetensorsMetadata, metadata, {{"format", "pt"}})  ///< export: __metadata__
@@ -69,13 +71,14 @@ struct SafetensorsOptions {
 /// Any safetensors file, decoded (for inspection and tests). values: every element as double (floating and
 /// integer dtypes; empty for F8 dtypes), row-major.
 struct SafetensorsTensor {
-  std::string dtype;
-  std::vector<Index> shape;
-  std::vector<double> values;
+  std::string dtype;  ///< The safetensors dtype: "F32", "BF16", "I64", ...
+  std::vector<Index> shape;  ///< The tensor's shape.
+  std::vector<double> values;  ///< Every element as double, row-major (empty for F8 dtypes).
 };
+/// Every tensor of a safetensors file with its metadata (read_safetensors).
 struct SafetensorsContents {
-  std::map<std::string, SafetensorsTensor> tensors;
-  SafetensorsMetadata metadata;
+  std::map<std::string, SafetensorsTensor> tensors;  ///< The tensors by name.
+  SafetensorsMetadata metadata;  ///< The file's __metadata__.
 };
 
 namespace detail::safetensors {
@@ -336,6 +339,7 @@ inline SafetensorsContents contents(const std::vector<unsigned char>& bytes, con
 
 }  // namespace detail::safetensors
 
+/// Writes the model's parameters and buffers as a PyTorch state_dict in safetensors format to `out`.
 template <class S>
 void save_safetensors(Layer<S>& model, std::ostream& out, const SafetensorsOptions& options = SafetensorsOptions()) {
   const auto bytes = detail::safetensors::encode(model, options, "save_safetensors(stream)");
@@ -359,16 +363,19 @@ void load_safetensors(Layer<S>& model, std::istream& in, const SafetensorsOption
   detail::safetensors::apply(model, detail::safetensors::read_stream(in, who), options, who);
 }
 
+/// Reads the safetensors file at `path` into the model. On any error the model is unchanged.
 template <class S>
 void load_safetensors(Layer<S>& model, const std::string& path, const SafetensorsOptions& options = SafetensorsOptions()) {
   const std::string who = "load_safetensors(" + path + ")";
   detail::safetensors::apply(model, detail::safetensors::read_file(path, who), options, who);
 }
 
+/// Decodes one safetensors file from `in` (any tensors; for inspection and tests).
 inline SafetensorsContents read_safetensors(std::istream& in) {
   const std::string who = "read_safetensors(stream)";
   return detail::safetensors::contents(detail::safetensors::read_stream(in, who), who);
 }
+/// Decodes the safetensors file at `path` (any tensors; for inspection and tests).
 inline SafetensorsContents read_safetensors(const std::string& path) {
   const std::string who = "read_safetensors(" + path + ")";
   return detail::safetensors::contents(detail::safetensors::read_file(path, who), who);

@@ -82,7 +82,10 @@ struct TorchName {
   std::string name;  ///< PyTorch tensor name: "3.in_proj_weight"
   std::vector<Index> view;  ///< the seqattn values viewed with this shape first (same count; empty: own shape)
   bool reverse_axes = false;  ///< then stored with the axes reversed (2-d: transposed)
-  int part = 0, parts = 1;  ///< block `part` of `parts` equal blocks along the PyTorch tensor's first axis
+  ///@{
+  /// Block `part` of `parts` equal blocks along the PyTorch tensor's first axis.
+  int part = 0, parts = 1;
+  ///@}
 };
 
 namespace detail {
@@ -152,6 +155,7 @@ inline TorchName torch_leaf_name(const std::string& p, const std::string& layer,
 
 }  // namespace detail
 
+/// The PyTorch state_dict name of a seqattn tensor (torch.nn names of the equivalent modules).
 inline TorchName default_torch_name(const TensorRef& t) {
   return detail::torch_leaf_name(t.path.empty() ? "" : t.path + ".", t.layer, t.param, t.shape, t.in_features);
 }

@@ -35,6 +35,7 @@
 
 namespace seqattn {
 
+/// PyTorch tensors by state_dict name.
 template <class S>
 using TorchTensors = std::map<std::string, Matrix<S>>;
 

@@ -60,7 +60,7 @@ namespace seqattn {
 struct GRUOptions {
   /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
-  /// Activation of the output (Linear: none).
+  /// Activation of the candidate state (Keras activation).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
   /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)

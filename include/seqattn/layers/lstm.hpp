@@ -48,7 +48,7 @@ namespace seqattn {
 struct LSTMOptions {
   /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
-  /// Activation of the output (Linear: none).
+  /// Activation of the cell candidate and of the output (Keras activation).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
   /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)

@@ -10,7 +10,7 @@
 /// sequence's kept steps are a prefix, the mask is lengths (the fast path); a step of mask_value INSIDE a sequence
 /// (a sensor dropout) or at its start gives a step mask (holes, left padding; core/mask.hpp), which the following
 /// layers honor or refuse (Layer::supports_step_masks, ConfigError naming the layer).
-/// mask_value = NaN (std::nan("") or std::numeric_limits\<double>::quiet_NaN()): a step with ANY NaN feature is
+/// mask_value = NaN (std::nan("") or `std::numeric_limits<double>::quiet_NaN()`): a step with ANY NaN feature is
 /// \verbatim
 ///   masked (Mask::from_missing), the path for missing observations; its output is 0, so NaNs never flow on.
 ///   (A finite mask_value masks a step only when EVERY feature equals it, as Keras.) +-Inf is a ConfigError.

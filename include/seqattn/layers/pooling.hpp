@@ -42,7 +42,7 @@
 
 namespace seqattn {
 
-/// Options of Pool (see the file documentation).
+/// Options of MaxPool1D and AvgPool1D (see the file documentation).
 struct PoolOptions {
   SEQATTN_ARG(Index, stride, 0)  ///< 0: stride = size (Keras' default)
   SEQATTN_ARG(bool, partial_windows, false)  ///< keep windows that start at a valid step (see above)

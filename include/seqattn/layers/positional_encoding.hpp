@@ -91,7 +91,7 @@ inline const std::vector<std::pair<PositionMode, const char*>>& config_names(Pos
   return names;
 }
 
-/// Options of Sinusoidal (see the file documentation).
+/// Options of SinusoidalPositionalEncoding (see the file documentation).
 struct SinusoidalOptions {
   /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)

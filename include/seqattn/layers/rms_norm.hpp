@@ -42,7 +42,7 @@ namespace seqattn {
 
 /// Options of RMSNorm (see the file documentation).
 struct RMSNormOptions {
-  /// Added to the variance before the square root.
+  /// Added to the mean of the squares before the square root.
   SEQATTN_ARG(double, eps, 1e-6)
   SEQATTN_ARG(bool, scale, true)  ///< learn gamma
 

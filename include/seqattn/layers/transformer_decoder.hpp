@@ -66,7 +66,7 @@
 
 namespace seqattn {
 
-/// Options of TransformerDecoder (see the file documentation).
+/// Options of TransformerDecoderBlock (see the file documentation).
 struct TransformerDecoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention outputs, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights (both attentions)

@@ -44,7 +44,7 @@
 
 namespace seqattn {
 
-/// Options of TransformerEncoder (see the file documentation).
+/// Options of TransformerEncoderBlock (see the file documentation).
 struct TransformerEncoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention output, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights

@@ -28,6 +28,7 @@
 
 namespace seqattn {
 
+/// Binary cross-entropy on logits (sigmoid inside), averaged over the kept steps; see the file documentation.
 template <class S>
 class BinaryCrossEntropy {
  public:
@@ -66,7 +67,9 @@ class BinaryCrossEntropy {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the logits.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
   Index valid_count() const { return valid_; }  ///< valid elements of the last forward
 

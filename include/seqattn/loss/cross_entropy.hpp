@@ -40,6 +40,8 @@
 
 namespace seqattn {
 
+/// Softmax cross-entropy on logits with integer labels and optional label smoothing, averaged over the kept
+/// steps; see the file documentation.
 template <class S>
 class SoftmaxCrossEntropy {
  public:
@@ -48,6 +50,7 @@ class SoftmaxCrossEntropy {
     if (!(label_smoothing >= 0.0 && label_smoothing < 1.0))
       detail::throw_config("SoftmaxCrossEntropy: expected label_smoothing in [0, 1) but got ", label_smoothing);
   }
+  /// The label smoothing.
   double label_smoothing() const { return smoothing_; }
 
   /// logits (B, T, C), labels (B) with T == 1 or (B*T) -> loss; grad_ (B, T, C)
@@ -89,7 +92,9 @@ class SoftmaxCrossEntropy {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the logits.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
   Index valid_count() const { return valid_; }  ///< valid steps of the last forward
 

@@ -22,6 +22,7 @@
 
 namespace seqattn {
 
+/// Mean squared error over the kept steps and features; see the file documentation.
 template <class S>
 class MeanSquaredError {
  public:
@@ -46,7 +47,9 @@ class MeanSquaredError {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the predictions.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
   Index valid_count() const { return valid_; }  ///< valid elements of the last forward
 

@@ -52,6 +52,7 @@ void argmax_labels(const Tensor3<S>& logits, const Mask& mask, std::vector<int>&
   }
 }
 
+/// The argmax label of every step (-1 at masked steps), row-major over (B, T).
 template <class S>
 std::vector<int> argmax_labels(const Tensor3<S>& logits, const Mask& mask = Mask()) {
   std::vector<int> out;

@@ -19,6 +19,7 @@
 
 namespace seqattn {
 
+/// One layer of a model whose attention weights can be read.
 template <class S>
 struct FoundAttentionMap {
   std::string path;  ///< "2.seq_self_attention"
@@ -40,6 +41,7 @@ void collect_attention_maps(const Sequential<S>& model, const std::string& prefi
 }
 }  // namespace detail
 
+/// Every layer of `model` whose attention weights can be read, in forward order (see the file documentation).
 template <class S>
 std::vector<FoundAttentionMap<S>> attention_maps(const Sequential<S>& model) {
   std::vector<FoundAttentionMap<S>> found;

@@ -60,21 +60,24 @@ class GraphStream;  // model/graph_stream.hpp
 
 /// A node of a Graph: what add() returns and later nodes take as inputs.
 struct GraphNode {
-  Index index = -1;
+  Index index = -1;  ///< The node's position in the graph (-1: none).
 };
 
 /// A graph input: its name and features.
 struct GraphInput {
-  std::string name;
-  Index features = 0;
+  std::string name;  ///< The input's name.
+  Index features = 0;  ///< The input's features.
 };
 
+/// A model as a directed acyclic graph of layers with several inputs and outputs, shared layers and merges;
+/// see the file documentation.
 template <class S>
 class Graph final : public Layer<S> {
  public:
   using Layer<S>::forward;
   using Layer<S>::backward;
 
+  /// A graph with these inputs (at least one; unique names); add layers with add().
   explicit Graph(std::vector<GraphInput> inputs)
       : Layer<S>(inputs.empty() || inputs[0].features <= 0 ? 1 : inputs[0].features) {
     if (inputs.empty()) detail::throw_config("Graph: needs at least one input");
@@ -90,6 +93,7 @@ class Graph final : public Layer<S> {
       nodes_.push_back(std::move(node));
     }
   }
+  /// A deep copy (every layer cloned).
   Graph(const Graph& other) : Layer<S>(other), nodes_(other.nodes_.size()), input_nodes_(other.input_nodes_),
                               outputs_(other.outputs_), checked_(other.checked_) {
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
@@ -129,6 +133,7 @@ class Graph final : public Layer<S> {
     for (Index i : input_nodes_) known += (known.empty() ? "" : ", ") + nodes_[static_cast<std::size_t>(i)].name;
     detail::throw_config("Graph: no input named '", name, "' (inputs: ", known, ")");
   }
+  /// The node of graph input i (ConfigError when out of range).
   GraphNode input(Index i) const {
     if (i < 0 || i >= Index(input_nodes_.size()))
       detail::throw_config("Graph: input ", i, " but the graph has ", input_nodes_.size());
@@ -220,10 +225,13 @@ class Graph final : public Layer<S> {
     checked_ = true;
   }
 
+  ///@{
   /// Outputs of the last forward.
   Index output_count() const { return Index(outputs_.size()); }
   const Tensor3<S>& output(Index k) const { return node_output(outputs_.at(static_cast<std::size_t>(k))); }
   const Mask& output_mask(Index k) const { return masks_.at(static_cast<std::size_t>(outputs_.at(static_cast<std::size_t>(k)))); }
+  ///@}
+  ///@{
   /// Node access: its layer (null for inputs), name, output and mask of the last forward.
   Index node_count() const { return Index(nodes_.size()); }
   GraphNode node(const std::string& name) const {
@@ -237,7 +245,9 @@ class Graph final : public Layer<S> {
   Layer<S>* node_layer(GraphNode n) { return nodes_.at(static_cast<std::size_t>(n.index)).layer.get(); }
   const Tensor3<S>& node_output(GraphNode n) const { return node_output(n.index); }
   const Mask& node_mask(GraphNode n) const { return masks_.at(static_cast<std::size_t>(n.index)); }
+  ///@}
 
+  ///@{
   /// Structure by node index (model/graph_stream.hpp): the nodes node k reads, its graph-input number (-1 for a layer
   /// node), its output features, and the layer whose weights it runs (null for inputs; a shared node: its owner's).
   const std::vector<Index>& node_inputs(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).inputs; }
@@ -248,6 +258,7 @@ class Graph final : public Layer<S> {
     return n.owner >= 0 ? nodes_[static_cast<std::size_t>(n.owner)].layer.get() : n.layer.get();
   }
   Index output_node(Index k) const { return outputs_.at(static_cast<std::size_t>(k)); }
+  ///@}
 
   /// Streams (model/graph_stream.hpp): B streams over output 0; input 0 steps, inputs 1 .. are the context.
   Stream<S> stream(Index batch, StreamOptions options = StreamOptions()) const {

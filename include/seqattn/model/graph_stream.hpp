@@ -26,9 +26,11 @@
 
 namespace seqattn {
 
+/// The stream form of a Graph: the nodes output 0 depends on, stepped in order; see the file documentation.
 template <class S>
 class GraphStream final : public LayerStream<S> {
  public:
+  /// Opens the stream of `graph` for `batch` streams (ConfigError naming a node that cannot stream).
   GraphStream(const Graph<S>& graph, Index batch, const StreamOptions& options)
       : graph_(graph), nodes_(static_cast<std::size_t>(graph.node_count())) {
     const Index N = graph.node_count(), out = graph.output_node(0);

@@ -71,6 +71,7 @@ namespace seqattn {
 /// Containers nest (Sequential in Residual in Sequential ...): deeper entries are refused.
 inline constexpr int kMaxLayerDepth = 32;
 
+/// The factories of the registered layer types for scalar S (one instance per S); see the file documentation.
 template <class S>
 class LayerRegistry {
  public:
@@ -78,20 +79,24 @@ class LayerRegistry {
   using Factory =
       std::function<std::unique_ptr<Layer<S>>(Index in_features, const Config& config, const LayerBuilder<S>& build)>;
 
+  /// The registry of scalar type S.
   static LayerRegistry& instance() {
     static LayerRegistry registry;
     return registry;
   }
 
+  /// Registers (or replaces) the factory of `class_name` (ConfigError for an empty name).
   void add(const std::string& class_name, Factory factory) {
     if (class_name.empty()) detail::throw_config("register_layer: the class name must not be empty");
     const std::lock_guard<std::mutex> lock(mutex_);
     factories_[class_name] = std::move(factory);
   }
+  /// Whether a factory is registered under `class_name`.
   bool contains(const std::string& class_name) const {
     const std::lock_guard<std::mutex> lock(mutex_);
     return factories_.count(class_name) > 0;
   }
+  /// The registered class names.
   std::vector<std::string> names() const {
     const std::lock_guard<std::mutex> lock(mutex_);
     std::vector<std::string> out;
@@ -211,7 +216,7 @@ void register_layer_as(const std::string& name) {
 }
 }  // namespace detail
 
-/// Registers the layer template L (L\<float> and L\<double>) under `class_name` (what L\<S>::class_name() returns).
+/// Registers the layer template L (L\<float> and L\<double>) under `class_name` (what `L<S>::class_name()` returns).
 template <template <class> class L>
 void register_layer(const std::string& class_name) {
   detail::register_layer_as<L, float>(class_name);

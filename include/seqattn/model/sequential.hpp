@@ -51,14 +51,17 @@
 
 namespace seqattn {
 
+/// A chain of layers run one after the other, itself a layer; see the file documentation.
 template <class S>
 class Sequential final : public Layer<S> {
  public:
   using Layer<S>::forward;
   using Layer<S>::backward;
 
+  /// An empty model for inputs of `in_features` features; add layers with add().
   explicit Sequential(Index in_features) : Layer<S>(in_features), masks_(1) {}
 
+  /// A deep copy (every layer cloned).
   Sequential(const Sequential& other)
       : Layer<S>(other), masks_(other.masks_), x_(other.x_), check_finite_(other.check_finite_) {
     layers_.reserve(other.layers_.size());
@@ -74,10 +77,12 @@ class Sequential final : public Layer<S> {
     if (this != &other) assign_model(other, nullptr);
     return *this;
   }
+  /// Move assignment, keeping this model's tensors where it can (as the copy assignment).
   Sequential& operator=(Sequential&& other) {
     if (this != &other) assign_model(other, &other);
     return *this;
   }
+  /// Moves the layers.
   Sequential(Sequential&&) = default;
   ~Sequential() override = default;
 
@@ -107,9 +112,13 @@ class Sequential final : public Layer<S> {
     return *layers_.back();
   }
 
+  /// The number of layers.
   Index size() const { return static_cast<Index>(layers_.size()); }
+  /// True when there is no layer.
   bool empty() const { return layers_.empty(); }
+  /// Layer i (ConfigError when out of range).
   Layer<S>& layer(Index i) { return *layers_[checked(i)]; }
+  /// Layer i (ConfigError when out of range).
   const Layer<S>& layer(Index i) const { return *layers_[checked(i)]; }
   /// Layer i as its concrete type: model.layer_as\<Dense\<float>>(0).kernel(). ConfigError on a wrong type.
   template <class L>
@@ -161,10 +170,12 @@ class Sequential final : public Layer<S> {
 
   /// Finite-check mode (see the header comment): NaN / Inf in a layer's output or gradients throws Error.
   void set_check_finite(bool on) { check_finite_ = on; }
+  /// Whether the finite-check mode is on.
   bool check_finite() const { return check_finite_; }
 
   /// masks()[i]: the mask given to layer i in the last forward; masks().back(): the mask of the output.
   const std::vector<Mask>& masks() const { return masks_; }
+  /// The mask of the output of the last forward.
   const Mask& output_mask() const { return masks_.back(); }
 
   /// A chain honors step masks when every layer in it does.

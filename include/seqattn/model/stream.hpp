@@ -52,6 +52,8 @@
 
 namespace seqattn {
 
+/// B streams of a model stepped one step (or a chunk) at a time, with the state they carry; see the file
+/// documentation.
 template <class S>
 class Stream {
  public:
@@ -72,7 +74,9 @@ class Stream {
     steps_.assign(static_cast<size_t>(batch), 0);
     max_steps_ = root_->max_steps();
   }
+  /// Moves the streams.
   Stream(Stream&&) noexcept = default;
+  /// Moves the streams.
   Stream& operator=(Stream&&) noexcept = default;
   Stream(const Stream&) = delete;  ///< a stream owns its state; open another one for another sequence set
   Stream& operator=(const Stream&) = delete;
@@ -128,9 +132,11 @@ class Stream {
     if (has_context_.empty()) has_context_.assign(steps_.size(), 0);
     has_context_[static_cast<std::size_t>(b)] = 1;
   }
+  /// The context of stream b alone from one memory tensor and its mask.
   void set_context(Index b, const Tensor3<S>& memory, const Mask& mask = Mask()) {
     set_context(b, {{&memory, &mask}});
   }
+  /// The number of inputs of the model's call (input 0 steps, the others are the context).
   Index inputs() const { return inputs_; }
 
   /// Every stream starts a new sequence.
@@ -144,17 +150,20 @@ class Stream {
     steps_[static_cast<size_t>(b)] = 0;
   }
 
+  /// The number of streams B.
   Index batch() const { return static_cast<Index>(steps_.size()); }
   /// Steps stream b has seen since it started (or was reset).
   Index steps(Index b) const {
     check_stream(b);
     return steps_[static_cast<size_t>(b)];
   }
+  /// The steps each stream has seen.
   const std::vector<Index>& all_steps() const { return steps_; }
   /// The longest sequence a stream can hold (kUnlimitedSteps: no limit).
   Index max_steps() const { return max_steps_; }
-  /// The options the layer was built with.
+  /// The options the stream was opened with.
   const StreamOptions& options() const { return options_; }
+  /// The model the streams run (read in place).
   const Layer<S>& model() const { return *model_; }
 
   /// Bytes of carried state of all B streams now (tensors only; a cache that grows counts its capacity).

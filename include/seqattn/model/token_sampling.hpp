@@ -32,17 +32,20 @@
 
 namespace seqattn {
 
-/// Options of TokenSampling (see the file documentation).
+/// Options of TokenSampler (see the file documentation).
 struct TokenSamplingOptions {
   SEQATTN_ARG(Index, top_k, 0)  ///< 0: every token; 1: greedy
   SEQATTN_ARG(double, temperature, 1.0)  ///< 0: greedy
-  /// Seed of the initializers (default: next_seed()).
+  /// Seed of the sampling generator.
   SEQATTN_ARG(std::uint64_t, seed, 0)
 };
 
+/// Picks the next token from a decoder's logits: greedy, or sampled among the top k with a temperature; see the
+/// file documentation.
 template <class S>
 class TokenSampler {
  public:
+  /// A sampler with these options (ConfigError for top_k \< 0 or temperature \< 0).
   explicit TokenSampler(TokenSamplingOptions options = TokenSamplingOptions())
       : options_(options), rng_(options.seed()) {
     if (options.top_k() < 0) detail::throw_config("TokenSampler: top_k must be at least 0 but got ", options.top_k());
@@ -50,6 +53,7 @@ class TokenSampler {
       detail::throw_config("TokenSampler: temperature must be at least 0 but got ", options.temperature());
   }
 
+  /// True when every pick is the argmax (top_k 1 or temperature 0).
   bool greedy() const { return options_.top_k() == 1 || options_.temperature() == 0.0; }
 
   /// logits (V) -> the next token id in [0, V)

@@ -25,10 +25,12 @@
 
 namespace seqattn {
 
+/// The loss of one training step, split into the data loss and the regularization.
 template <class S>
 struct StepLoss {
   S data = S(0);  ///< the loss of the predictions
   S regularization = S(0);  ///< model.regularization_loss()
+  /// data + regularization.
   S total() const { return data + regularization; }
 };
 

@@ -39,19 +39,26 @@ namespace seqattn {
 
 /// Options of Adam (see the file documentation).
 struct AdamOptions {
+  /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-3)
+  /// Decay rate of the first moment.
   SEQATTN_ARG(double, beta1, 0.9)
+  /// Decay rate of the second moment.
   SEQATTN_ARG(double, beta2, 0.999)
-  /// Added to the variance before the square root.
+  /// Added to the square root of the second moment in the denominator.
   SEQATTN_ARG(double, eps, 1e-8)
+  /// Weight decay: added to the gradient as an L2 term (Adam), or p *= 1 - lr * weight_decay (AdamW).
   SEQATTN_ARG(double, weight_decay, 0.0)
   SEQATTN_ARG(bool, decoupled_weight_decay, false)  ///< true: AdamW
+  /// Keeps the maximum of the second moments (AMSGrad).
   SEQATTN_ARG(bool, amsgrad, false)
 };
 
+/// Adam and AdamW, as torch.optim.Adam / AdamW; see the file documentation.
 template <class S>
 class Adam {
  public:
+  /// An optimizer of `params` (views of a model's parameters, model.params()).
   explicit Adam(ParamList<S> params, AdamOptions options = AdamOptions())
       : params_(std::move(params)), options_(options) {
     const std::string who = name();
@@ -111,24 +118,31 @@ class Adam {
     }
   }
 
+  /// Sets the gradients of every parameter to zero.
   void zero_grad() {
     detail::check_params_alive(params_, name());
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 
+  /// The learning rate.
   double lr() const { return options_.lr(); }
+  /// Sets the learning rate (>= 0), e.g. from a schedule.
   void set_lr(double lr) {
     detail::check_at_least(name(), "lr", lr, 0.0);
     options_.lr(lr);
   }
+  /// The number of steps taken.
   std::int64_t step_count() const { return step_; }
-  /// The options the layer was built with.
+  /// The options (lr as set by set_lr).
   const AdamOptions& options() const { return options_; }
+  /// The parameters it updates.
   const ParamList<S>& params() const { return params_; }
   /// Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).
   const Vector<S>& exp_avg(size_t i) const { return m_.at(i); }
+  /// The second moment v of parameter i.
   const Vector<S>& exp_avg_sq(size_t i) const { return v_.at(i); }
 
+  /// "Adam" or "AdamW", for messages.
   std::string name() const { return options_.decoupled_weight_decay() ? "AdamW" : "Adam"; }
 
  private:

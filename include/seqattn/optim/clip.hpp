@@ -17,6 +17,8 @@
 
 namespace seqattn {
 
+/// Scales every gradient so that their global norm is at most max_norm; returns the norm before clipping (see
+/// the file documentation).
 template <class S>
 S clip_grad_norm(const ParamList<S>& params, S max_norm) {
   if (!(max_norm >= S(0))) detail::throw_config("clip_grad_norm: max_norm must be >= 0 but got ", max_norm);

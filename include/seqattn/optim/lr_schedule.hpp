@@ -28,16 +28,22 @@
 
 namespace seqattn {
 
-/// Options of WarmupCosine (see the file documentation).
+/// Options of WarmupCosineSchedule (see the file documentation).
 struct WarmupCosineOptions {
+  /// The learning rate at the end of the warm-up.
   SEQATTN_ARG(double, peak_lr, 1e-3)
+  /// The learning rate from total_steps on.
   SEQATTN_ARG(double, final_lr, 0.0)
+  /// Steps of linear warm-up.
   SEQATTN_ARG(Index, warmup_steps, 0)
+  /// The step where the cosine decay ends.
   SEQATTN_ARG(Index, total_steps, 1)
 };
 
+/// Linear warm-up then cosine decay of the learning rate; see the file documentation.
 class WarmupCosineSchedule {
  public:
+  /// A schedule with these options (ConfigError for invalid values).
   explicit WarmupCosineSchedule(const WarmupCosineOptions& options = WarmupCosineOptions()) : options_(options) {
     const char* who = "WarmupCosineSchedule";
     if (!(std::isfinite(options.peak_lr()) && options.peak_lr() > 0))
@@ -71,7 +77,7 @@ class WarmupCosineSchedule {
     return value;
   }
 
-  /// The options the layer was built with.
+  /// The options of the schedule.
   const WarmupCosineOptions& options() const { return options_; }
 
  private:

@@ -30,16 +30,23 @@ namespace seqattn {
 
 /// Options of SGD (see the file documentation).
 struct SGDOptions {
+  /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-2)
+  /// Momentum factor (0: none).
   SEQATTN_ARG(double, momentum, 0.0)
+  /// Dampening of the momentum, in [0, 1].
   SEQATTN_ARG(double, dampening, 0.0)
+  /// Nesterov momentum (needs momentum > 0 and dampening 0).
   SEQATTN_ARG(bool, nesterov, false)
+  /// L2 penalty added to the gradient.
   SEQATTN_ARG(double, weight_decay, 0.0)
 };
 
+/// Stochastic gradient descent with momentum, as torch.optim.SGD; see the file documentation.
 template <class S>
 class SGD {
  public:
+  /// An optimizer of `params` (views of a model's parameters, model.params()).
   explicit SGD(ParamList<S> params, SGDOptions options = SGDOptions()) : params_(std::move(params)), options_(options) {
     detail::check_at_least("SGD", "lr", options.lr(), 0.0);
     detail::check_at_least("SGD", "momentum", options.momentum(), 0.0);
@@ -55,6 +62,7 @@ class SGD {
     buf_started_.assign(params_.size(), false);
   }
 
+  /// Updates every trainable parameter from its gradient, then applies the constraints.
   void step() {
     detail::check_params_alive(params_, "SGD");  // before any update
     ++step_;
@@ -85,19 +93,24 @@ class SGD {
     }
   }
 
+  /// Sets the gradients of every parameter to zero.
   void zero_grad() {
     detail::check_params_alive(params_, "SGD");
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 
+  /// The learning rate.
   double lr() const { return options_.lr(); }
+  /// Sets the learning rate (>= 0), e.g. from a schedule.
   void set_lr(double lr) {
     detail::check_at_least("SGD", "lr", lr, 0.0);
     options_.lr(lr);
   }
+  /// The number of steps taken.
   std::int64_t step_count() const { return step_; }
-  /// The options the layer was built with.
+  /// The options (lr as set by set_lr).
   const SGDOptions& options() const { return options_; }
+  /// The parameters it updates.
   const ParamList<S>& params() const { return params_; }
   /// Momentum buffer of parameter i (empty without momentum).
   const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }

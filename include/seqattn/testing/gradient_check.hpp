@@ -31,31 +31,34 @@
 
 namespace seqattn::testing {
 
-/// Options of GradCheck (see the file documentation).
+/// Options of check_gradients and check_layer_gradients (see the file documentation).
 struct GradCheckOptions {
-  double eps = 1e-6;
-  double rtol = 1e-5;
-  double atol = 1e-8;
+  double eps = 1e-6;  ///< Step of the central difference.
+  double rtol = 1e-5;  ///< Relative tolerance.
+  double atol = 1e-8;  ///< Absolute tolerance.
   Index max_coords = 300;  ///< per target; larger tensors are sampled
-  std::uint64_t seed = 1234;
-  Mode mode = Mode::Train;
+  std::uint64_t seed = 1234;  ///< Seed of the sampled coordinates and of R.
+  Mode mode = Mode::Train;  ///< The mode of check_layer_gradients' forward.
 };
 
+/// One tensor whose gradient check_gradients compares.
 struct GradTarget {
-  std::string name;
+  std::string name;  ///< Its name in the result.
   double* value;  ///< perturbed in place (restored afterwards)
   const double* analytic;  ///< analytic gradient, same size: a COPY, since loss() may overwrite the original buffer
-  Index size;
+  Index size;  ///< The number of values.
 };
 
+/// The outcome of a gradient check.
 struct GradCheckResult {
-  bool ok = true;
-  Index checked = 0;
+  bool ok = true;  ///< True when every checked coordinate passes.
+  Index checked = 0;  ///< The number of coordinates compared.
   double worst_ratio = 0.0;  ///< max over coordinates of |a - n| / (atol + rtol * max(|a|, |n|)); ok iff \<= 1
   std::string worst;  ///< "W[12]: analytic 0.1 numeric 0.2"
   std::vector<std::string> zero_gradients;  ///< targets whose analytic gradient is exactly zero everywhere
   std::vector<std::string> contract_failures;  ///< backward contract (overwrite dx, accumulate grads)
 
+  /// Whether target `name` has an all-zero analytic gradient.
   bool zero(const std::string& name) const {
     return std::find(zero_gradients.begin(), zero_gradients.end(), name) != zero_gradients.end();
   }
@@ -66,6 +69,7 @@ struct GradCheckResult {
       if (std::find(allowed_zero.begin(), allowed_zero.end(), z) == allowed_zero.end()) return false;
     return true;
   }
+  /// One line: the verdict, the counts, the worst coordinate, zero gradients and contract failures.
   std::string report() const {
     std::ostringstream out;
     out << (ok ? "gradients match" : "GRADIENT MISMATCH") << " (" << checked << " coordinates, worst ratio "
@@ -76,6 +80,8 @@ struct GradCheckResult {
   }
 };
 
+/// Compares the analytic gradient of every target with central differences of `loss` (see the file
+/// documentation).
 inline GradCheckResult check_gradients(const std::function<double()>& loss, const std::vector<GradTarget>& targets,
                                        const GradCheckOptions& options = GradCheckOptions()) {
   GradCheckResult result;
@@ -126,6 +132,8 @@ inline Tensor3<double> random_tensor(Index B, Index T, Index F, std::uint64_t se
   return t;
 }
 
+/// The standard layer check: the gradients of x and of every parameter, and the backward contract (see the file
+/// documentation).
 inline GradCheckResult check_layer_gradients(Layer<double>& layer, Tensor3<double> x, const Mask& mask = Mask(),
                                              const GradCheckOptions& options = GradCheckOptions()) {
   const Tensor3<double>& y0 = layer.forward(x, mask, options.mode);

@@ -22,18 +22,24 @@
 
 namespace seqattn {
 
+/// SeqSelfAttention computed over the padded batch as Keras does, with zeros at the padded steps (Keras import);
+/// see the file documentation.
 template <class S>
 class KerasPaddingAttention final : public Layer<S> {
  public:
+  /// Wraps SeqSelfAttention(in_features, options).
   KerasPaddingAttention(Index in_features, SeqSelfAttentionOptions options)
       : Layer<S>(in_features), inner_(in_features, options) {}
+  /// A copy of the wrapper and its attention layer.
   KerasPaddingAttention(const KerasPaddingAttention& o) : Layer<S>(o), inner_(o.inner_) {}
+  /// Assigns the wrapped layer in place (Layer::assign).
   KerasPaddingAttention& operator=(const KerasPaddingAttention& o) {
     Layer<S>::operator=(o);
     inner_.assign(o.inner_);
     return *this;
   }
 
+  /// The wrapped attention layer.
   SeqSelfAttention<S>& inner() { return inner_; }
   std::string class_name() const override { return "KerasPaddingAttention"; }
   Config config() const override { return inner_.config(); }
