@@ -2,7 +2,8 @@
 /// \file
 /// AttentionMap\<S>: the one way to read the attention weights of a layer's last forward, whatever the layer.
 /// Every attention layer implements it beside its own accessor (attention(), kept as it was):
-/// \verbatim
+///
+/// ```unparsed
 ///   attention_heads()     H: the number of maps per sequence (MultiHeadAttention's heads; 1 for the others)
 ///   attention_map(b, h)   the weights of head h of sequence b as a (rows, columns) matrix in which EACH ROW IS ONE
 ///                         SOFTMAX: row r holds the weights that output r spreads over the columns (they sum to 1,
@@ -10,9 +11,10 @@
 ///   attention_axes()      what the rows and columns are, for labels: {"query step", "key step"}.
 ///   average_attention_map(b)  the mean of the H maps of sequence b (torch's average_attn_weights=True); rows
 ///                         still sum to 1 (or 0 where every head masks the row)
-/// \endverbatim
+/// ```
 /// The maps per layer:
-/// \verbatim
+///
+/// ```unparsed
 ///   SeqSelfAttention, MultiHeadAttention, TransformerEncoderBlock  (Tq, Tk)  query step x key step
 ///   TransformerDecoderBlock                                       (T, T)   its self-attention (cross_attention_map:
 ///                                                                          (T, Tm), target step x memory step)
@@ -20,7 +22,7 @@
 ///   SeqWeightedAttention, LastStepAttention                         (1, T)    the pool x step
 ///   FeatureAttention                                                (T, F)    step x feature
 ///   TemporalAttention                                               (F, T0)   feature x step
-/// \endverbatim
+/// ```
 /// b and h out of range throw ShapeError naming the layer; reading before any forward, or from a layer that keeps no
 /// weights (MultiHeadAttention with need_weights false), throws an Error naming the layer.
 /// model/attention_maps.hpp finds every AttentionMap in a model (attention_maps(model)).

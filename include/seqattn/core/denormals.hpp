@@ -8,10 +8,11 @@
 /// backward (Layer::forward / backward) and every worker thread of its parallel loops (detail::parallel_for)
 /// run with the CPU's flush-to-zero and denormals-are-zero modes on (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ),
 /// and restore the caller's mode when they return: the program's own arithmetic is never affected.
-/// \verbatim
+///
+/// ```unparsed
 ///   set_flush_denormals(false)   compute with denormals as IEEE-754 says (slow on them). Process-wide.
 ///   flush_denormals()            the setting (default true, as PyTorch's torch.set_flush_denormal(True) does).
-/// \endverbatim
+/// ```
 /// Effect: values below the smallest normal number become zero inside the layers, a relative change far below
 /// float rounding for any value a model computes with. Optimizers (optim/) and losses are not affected (they stay
 /// exact to PyTorch). benchmarks/bench_denormals.cpp measures a layer on denormal inputs with the mode on and off.

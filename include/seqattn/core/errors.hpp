@@ -1,18 +1,20 @@
 #pragma once
 /// \file
 /// The error hierarchy. Every check at a layer boundary throws one of these (never assert, never exit):
-/// \verbatim
+///
+/// ```unparsed
 ///   Error       base class, std::runtime_error
 ///   ShapeError  an input, mask, label or gradient has the wrong shape or an out-of-range value
 ///   ConfigError a layer, loss or optimizer was configured with an invalid option, or a size overflows
 ///   MemoryError a batch needs more memory than the limit (core/memory_limit.hpp) or an allocation failed
 ///   UsageError  the API was used against its contract: one layer entered by two threads at once, an optimizer
 ///               whose parameters belong to a layer that was destroyed or reassigned with other shapes
-/// \endverbatim
+/// ```
 /// Messages name the layer and give the expected and the received value:
-/// \verbatim
+///
+/// ```unparsed
 ///   "Dense(units=8): input features expected 4 but got 3"
-/// \endverbatim
+/// ```
 
 #include <sstream>
 #include <stdexcept>

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Weight initializers, with Keras' definitions:
-/// \verbatim
+///
+/// ```unparsed
 ///   zeros, constant(c), uniform(lo, hi), normal(stddev)
 ///   glorot_uniform   U(-l, l), l = sqrt(6 / (fan_in + fan_out))                      (Keras default)
 ///   glorot_normal    truncated normal, stddev sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978
@@ -11,7 +12,7 @@
 ///                    of a (max, min) standard-normal matrix with R's diagonal made positive (Keras multiplies
 ///                    Q's columns by the signs of R's diagonal), transposed when rows < cols, times the gain g:
 ///                    orthonormal rows or columns
-/// \endverbatim
+/// ```
 /// (0.8796... is the stddev of a unit normal truncated at two standard deviations.)
 /// For a (rows, cols) kernel used as y = x W, fan_in = rows and fan_out = cols.
 

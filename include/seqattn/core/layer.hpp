@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Layer\<S>: the base of every layer. Contract (tests check it for every layer):
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(x, mask, mode)   x (B, T, in_features), mask fits (B, T). Checks shapes, sizes the output
 ///                            buffer (only when the shape changes) and returns y (B, out_time(T),
 ///                            out_features()). The reference stays valid until the next forward.
@@ -36,10 +37,11 @@
 ///                            with the layer's static from_config(in_features, config). Containers put their
 ///                            children's layer_entry() in a "layers" array. A layer that keeps the defaults
 ///                            cannot be saved in a model file (ConfigError naming it).
-/// \endverbatim
+/// ```
 /// Weight rules (core/weight_rules.hpp), one mechanism for every layer, applied to the layer's OWN parameters
 /// (those its collect_params tags with a role; a container's children keep theirs, so nothing applies twice):
-/// \verbatim
+///
+/// ```unparsed
 ///   set_regularizer(role, L1L2)     weight_penalty() adds l1 sum|w| + l2 sum w^2 over the role's parameters and
 ///                                   the base backward adds its gradient after do_backward.
 ///   set_constraint(role, c)         the optimizers project the role's parameters after each step.
@@ -49,7 +51,7 @@
 ///                                   change their moments. On a container it freezes every layer that owns one of
 ///                                   its parameters (as Keras); a layer without parameters keeps its flag (no
 ///                                   effect). Weights files and model files still contain frozen parameters.
-/// \endverbatim
+/// ```
 /// ConfigError naming the layer and the value for invalid values (core/weight_rules.hpp) and for a role the layer
 /// has no parameter of ("Dense(units=4): has no embeddings parameter (its parameters: W kernel, b bias)").
 /// The rules are read live by the optimizers through the views (Param::trainable(), constraint()), so changing
@@ -58,7 +60,8 @@
 /// Several inputs (graph nodes, model/graph.hpp; core/layer_inputs.hpp). A layer takes min_inputs() to max_inputs()
 /// inputs: 1 and 1 for most layers, 2 or more for the merges (layers/merge.hpp), 1 to 3 for MultiHeadAttention
 /// (query; keys and values; separate values). The one mechanism:
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(inputs, mode)    with one input, forward(x, mask, mode). With more, checks every input (the same batch
 ///                            size, at least one step, input i's features equal input_features(i, n) unless that
 ///                            is -1, masks that fit, step masks only when supported), sizes y (B,
@@ -66,7 +69,7 @@
 ///   backward(inputs, dy)     follows it with the same inputs; OVERWRITES input_grad(i) (input i's shape) for every
 ///                            i, adds into the parameter gradients, with the weight rules applied as in backward.
 ///   out_time_of, out_mask_of the output steps and mask of a call (default: those of input 0).
-/// \endverbatim
+/// ```
 /// A layer with min_inputs() > 1 refuses forward(x, mask) (ConfigError naming it). Layers whose several-input
 /// calls have their own entry (MultiHeadAttention's cross-attention) override forward_inputs_entered /
 /// backward_inputs_entered and extra_input_grad instead.
@@ -74,13 +77,14 @@
 /// is zero there. Layers are copyable through clone() (one model copy per inference thread).
 ///
 /// Around every forward and backward the base class also:
-/// \verbatim
+///
+/// ```unparsed
 ///   - refuses concurrent entry: a second thread entering forward or backward of a layer object that is still
 ///     running throws UsageError at once (one atomic exchange per call) instead of computing on shared buffers;
 ///     a model object serves one thread at a time: give each thread its own copy;
 ///   - flushes denormals to zero for the call (core/denormals.hpp, set_flush_denormals);
 ///   - rethrows a std::bad_alloc as MemoryError naming the layer and the input shape.
-/// \endverbatim
+/// ```
 
 #include <algorithm>
 #include <atomic>
@@ -531,9 +535,10 @@ class Layer {
   }
 
   /// *this = other as the concrete type (assign() has checked that the types are equal):
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dense&>(other); }
-  /// \endverbatim
+  /// ```
   /// Layers that do not implement it cannot be assigned in place (Sequential then replaces them).
   virtual void copy_from(const Layer<S>& other) {
     detail::throw_config(describe(), ": assignment in place is not implemented (copy_from); cannot assign ",

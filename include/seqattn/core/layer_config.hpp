@@ -2,7 +2,8 @@
 /// \file
 /// Config: the options of a layer as a small JSON-like value (what a model file stores for each layer, with Keras
 /// option names where Keras has the option), and the checked reader that rebuilds a layer from one.
-/// \verbatim
+///
+/// ```unparsed
 ///   Config          null, bool, int64, double, string, array or object (keys kept in insertion order).
 ///                   Config c = Config::object(); c.set("units", 8); c.find("units")->as_int(); c.dump() (JSON).
 ///   ConfigReader    reads an object's keys with their types checked, remembers which keys it read and refuses
@@ -15,7 +16,7 @@
 ///   Options structs list their fields once, in a static visit_options(self, visitor) (visitor(key, field) per
 ///   field); write_options(config, options) adds every field to a Config, read_options<O>(reader) builds O from its
 ///   defaults and the keys present (a missing key keeps the default, a key of the wrong type throws).
-/// \endverbatim
+/// ```
 /// The core depends on Eigen only: the JSON text of a model file is read and written in io/model_file.hpp.
 
 #include <cmath>

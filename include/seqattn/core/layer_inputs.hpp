@@ -4,10 +4,10 @@
 /// i is a borrowed tensor x (B, T_i, F_i) and its mask, both owned by the caller and alive for the call. A graph
 /// node (model/graph.hpp) builds its list once and reuses it, so a steady run allocates nothing.
 ///
-/// \verbatim
+/// ```unparsed
 ///   const LayerInputs<float> in = {{&query, &query_mask}, {&memory, &memory_mask}};
 ///   const Tensor3<float>& y = cross_attention.forward(in, Mode::Train);
-/// \endverbatim
+/// ```
 
 #include <vector>
 

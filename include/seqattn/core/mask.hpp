@@ -1,14 +1,15 @@
 #pragma once
 /// \file
 /// Mask: which steps of a (B, T) batch are valid. Two forms:
-/// \verbatim
+///
+/// ```unparsed
 ///   lengths (the fast path)  sequence b keeps its first length_b steps (right padding). Mask(lengths),
 ///                            from_lengths; an empty Mask keeps every step of every sequence.
 ///   steps                    any pattern of kept steps: holes inside a sequence (a sensor dropped out, Keras'
 ///                            per-step masks) and left padding. from_steps (a B x T keep array), from_value (Keras'
 ///                            Masking: a step whose features all equal a value), from_missing (a step with a NaN).
 ///                            A step mask is tied to its T.
-/// \endverbatim
+/// ```
 /// Builders store a step pattern whose kept steps are a prefix of every sequence as lengths, so the fast path is
 /// taken whenever it exists: has_holes() is true only for patterns lengths cannot express.
 /// The mask travels beside the data: layers receive it with x, and layers that change the number of steps

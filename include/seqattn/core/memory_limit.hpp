@@ -5,24 +5,26 @@
 /// A layer whose caches grow faster than its input (attention keeps B*T*T probabilities, or B*H*Tq*Tk) states
 /// what a batch needs in cache_bytes(B, T) (core/layer.hpp). Before any work, Layer::forward compares it with
 /// memory_limit() and throws MemoryError naming the layer, the batch shape, the bytes and the remedy:
-/// \verbatim
+///
+/// ```unparsed
 ///   "SeqSelfAttention(additive, units=32): a batch of shape (1, 50000, 8) needs 27.95 GiB for its output, input
 ///    gradient and caches, above the memory limit of 11.77 GiB (seqattn::set_memory_limit); global attention ..."
-/// \endverbatim
+/// ```
 /// so a sequence that is too long fails at once and clearly, instead of being killed by the system or throwing a
 /// bare std::bad_alloc after minutes. A std::bad_alloc inside a layer's forward or backward is rethrown as a
 /// MemoryError naming the layer and the shape.
 ///
-/// \verbatim
+/// ```unparsed
 ///   memory_limit()          the limit in bytes. Default: half of the memory this process may use, the smallest
 ///                           of physical memory, the cgroup limit (v2 memory.max, v1 memory.limit_in_bytes) and
 ///                           RLIMIT_AS; kNoMemoryLimit when none can be read.
 ///   set_memory_limit(n)     n bytes (n >= 1; kNoMemoryLimit turns the check off). Process-wide.
 ///   reset_memory_limit()    back to the default.
 ///   format_bytes(n)         "37.26 GiB"
-/// \endverbatim
+/// ```
 /// Checked arithmetic (namespace detail):
-/// \verbatim
+///
+/// ```unparsed
 ///   checked_product(who, what, {a, b, ...})   a * b * ... of non-negative sizes, or ConfigError "<who>: <what>
 ///                                             = a x b overflows" (never signed overflow)
 ///   saturating_bytes(scalar_size, {a, b, ...}) a * b * ... * scalar_size, or SIZE_MAX when it does not fit
@@ -34,7 +36,7 @@
 ///                                             may take at most `bytes` (tensor and gradient, summed over every
 ///                                             checked_parameter) before a MemoryError "..., more than <what>":
 ///                                             load_model bounds a model file's architecture by its tensors
-/// \endverbatim
+/// ```
 
 #include <atomic>
 #include <cstddef>

@@ -1,12 +1,13 @@
 #pragma once
 /// \file
 /// Seeded random numbers, identical on every platform and compiler (the std distributions are not).
-/// \verbatim
+///
+/// ```unparsed
 ///   Rng               xoshiro256** seeded through splitmix64; uniform() in [0, 1), normal() by Box-Muller.
 ///   manual_seed(s)    resets the library-wide seed sequence (like torch.manual_seed).
 ///   next_seed()       the next seed of that sequence: layers built without an explicit seed take one, so a
 ///                     program that builds its model in the same order gets the same weights every run.
-/// \endverbatim
+/// ```
 
 #include <atomic>
 #include <cmath>

@@ -4,13 +4,15 @@
 /// steps. This is the layer contract's part; the user-facing object is Stream\<S> (model/stream.hpp).
 ///
 /// A layer that can stream overrides (core/layer.hpp)
-/// \verbatim
+///
+/// ```unparsed
 ///   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const
-/// \endverbatim
+/// ```
 /// and returns its stream form for `batch` independent streams. A LayerStream reads its layer's weights in place
 /// (never copies or writes them; the layer must outlive it and must not be trained while it steps) and owns every
 /// value it carries from one step to the next:
-/// \verbatim
+///
+/// ```unparsed
 ///   step(x, start, y)   x (B, n, in_features): the next n >= 1 steps of each of the B streams; start[b]: how many
 ///                       steps stream b has seen before them (its position). Writes y (B, n, out_features) (sized
 ///                       by the caller): the rows start[b] .. start[b] + n - 1 of the layer's Mode::Infer forward
@@ -27,14 +29,15 @@
 ///   per_step()          true when each output row depends on that input row only (Dense, norms, activations);
 ///   pools_time()        true for the layers that pool time (above). Sequential uses both: only per-step layers
 ///                       may follow a pooling layer in a stream.
-/// \endverbatim
+/// ```
 /// A layer that cannot stream (it reads later steps, or one of its options does) keeps Layer's default
 /// open_stream, which throws ConfigError naming the layer and why; Sequential adds the layer's index.
 /// step() may allocate only when n or the state's capacity grows; a steady stream allocates nothing.
 ///
 /// Several inputs (core/layer.hpp, "Several inputs"): Layer::open_inputs_stream(B, options, k) opens the stream of
 /// a call with k inputs (k == 1: open_stream). It streams in one of two ways:
-/// \verbatim
+///
+/// ```unparsed
 ///   context      (the default) input 0 steps; inputs 1 .. k-1 are the stream's CONTEXT, whole sequences fixed
 ///                while the streams step (the memory of cross-attention: MultiHeadAttention with 2 or 3 inputs,
 ///                TransformerDecoderBlock). set_context(context) (context[i] is input i + 1, (B, Tm, F) with its
@@ -45,7 +48,7 @@
 ///                context is not carried state: after load_state, set it again.
 ///   all inputs   steps_all_inputs(): every input steps together, row for row (the merges: Merge, Concatenate);
 ///                step_inputs({&x0, &x1, ...}, start, y), each (B, n, F_i).
-/// \endverbatim
+/// ```
 /// A graph (model/graph.hpp) streams its input 0; its other inputs are the context (nodes that read only the
 /// context run once per set_context).
 

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Building a Tensor3 (batch, time, features) from the caller's data, and reading it back:
-/// \verbatim
+///
+/// ```unparsed
 ///   tensor3<S>(B, T, F, values)      values: B*T*F numbers in (b, t, f) order, the last index fastest (the
 ///                                     tensor's own row-major layout); a std::vector<S> or a pointer and a count.
 ///   tensor3<S>({{{1, 2}, {3, 4}}})    nested lists: sequences, their steps, each step's features; every sequence
@@ -10,7 +11,7 @@
 ///                                     features) -> PaddedBatch {x (B, max length, F) right-padded with `pad`, mask
 ///                                     Mask(lengths)}: what a layer takes for a variable-length batch.
 ///   to_vector(x)                     the B*T*F values in the same order.
-/// \endverbatim
+/// ```
 /// Sizes that do not match throw ShapeError naming the builder, the expected and the received size (the sequence
 /// and step where a nested list differs). Sizes must be positive; their product is checked for overflow before
 /// anything is allocated.

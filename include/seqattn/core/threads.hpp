@@ -1,18 +1,20 @@
 #pragma once
 /// \file
 /// Thread count of seqattn's compute, and the deterministic parallel loops of the layers.
-/// \verbatim
+///
+/// ```unparsed
 ///   set_num_threads(n)   n >= 1 (ConfigError otherwise). When the program is compiled with OpenMP (-fopenmp),
 ///                        the layers split their work over n OpenMP threads; without OpenMP n is only recorded
 ///                        and everything runs on the calling thread.
 ///   num_threads()        the last value set; before any call, OpenMP's default (omp_get_max_threads(): the
 ///                        number of cores, or OMP_NUM_THREADS) when compiled with OpenMP, else 1.
-/// \endverbatim
+/// ```
 /// The setting is process-wide: call it at start-up, not while another thread is computing. A layer called from
 /// inside an OpenMP parallel region of the program runs on the calling thread (no nested regions).
 ///
 /// Determinism: results are bitwise identical for every thread count. The layers parallelize ABOVE Eigen:
-/// \verbatim
+///
+/// ```unparsed
 ///   - work is cut into pieces that depend only on the sizes (fixed chunks of kChunkRows rows of a (B*T, F)
 ///     matrix, or (sample, head) pairs), never on the thread count; each piece is computed the same way
 ///     whichever thread runs it;
@@ -25,12 +27,13 @@
 ///     including this header (at static initialization), so seqattn's products stay single-threaded. A program
 ///     that raises Eigen::setNbThreads itself afterwards gets Eigen's threads in the layers' products (faster
 ///     for a few large products, deterministic run to run, but no longer bitwise equal across thread counts).
-/// \endverbatim
+/// ```
 /// tests/unit/test_threads.cpp checks y, dx and every parameter gradient bitwise for 1 and 2 threads, and
 /// tests/unit/test_determinism_threads.cpp the losses of a training run.
 ///
 /// Helpers for the layers (namespace detail):
-/// \verbatim
+///
+/// ```unparsed
 ///   kChunkRows                   rows per chunk of a (B*T, F) matrix (a multiple of kRowQuantum = 16)
 ///   chunk_count(N)               chunks of N rows: ceil(N / kChunkRows); chunk c is rows [c * kChunkRows, ...)
 ///   chunk_rows(N, c)             the rows of chunk c (kChunkRows but the last)
@@ -39,7 +42,7 @@
 ///                                less than kMinParallelWork (waking threads would cost more than they save)
 ///   parallel_for(n, threads, f)  f(i) for every i in [0, n), on `threads` threads (static schedule); every
 ///                                worker flushes denormals as the calling layer does (core/denormals.hpp)
-/// \endverbatim
+/// ```
 
 #include <algorithm>
 #include <atomic>

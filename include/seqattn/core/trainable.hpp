@@ -2,7 +2,8 @@
 /// \file
 /// Trainable\<S>: one trainable matrix that belongs to no layer (a learned query vector, a temperature, a table used
 /// by the program's own code), which the optimizers take exactly as a layer's parameters:
-/// \verbatim
+///
+/// ```unparsed
 ///   Trainable<float> query("query", 1, 16, Init::normal(0.02));       value (1, 16), gradient zero
 ///   Adam<float> adam(join_params(model.params(), query.params()));    one optimizer for both (core/param.hpp)
 ///   ... use query.value(), add dL/dquery into query.grad() ...
@@ -15,7 +16,7 @@
 ///   set_regularizer(L1L2)    regularization_loss() = l1 sum|w| + l2 sum w^2; add_regularization_grad() adds its
 ///                            gradient into grad() (a layer does that in its backward; here the program calls it)
 ///   set_constraint(c)        applied by the optimizers after each step (core/weight_rules.hpp)
-/// \endverbatim
+/// ```
 /// The role (weight rules) is ParamRole::Other unless given. A copy is a new tensor with the same values, rules and
 /// gradient, and a new identity (views of the original do not follow it).
 /// Errors (ConfigError naming the Trainable): rows or cols \< 1, an empty name, a value with no element.

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Weight rules: what a layer's parameters are under besides their gradient, as Keras's layer options.
-/// \verbatim
+///
+/// ```unparsed
 ///   ParamRole       what a parameter is to its layer: kernel, recurrent (kernel), bias, embeddings, gamma, beta,
 ///                   other. Keras's option prefixes: kernel_regularizer, recurrent_constraint, bias_regularizer,
 ///                   embeddings_constraint, gamma_regularizer, beta_constraint. Each layer tags its parameters in
@@ -26,7 +27,7 @@
 ///                   (Keras's MultiHeadAttention kernels are 3-D: its axes do not carry over one to one).
 ///   WeightRules     a layer's rules: trainable, and per role a regularizer and a constraint. Held by the layer's
 ///                   LayerIdentity (core/param.hpp) so that optimizers read them live through the parameter views.
-/// \endverbatim
+/// ```
 /// Invalid values throw ConfigError naming the layer and the value (checked by Layer::set_regularizer /
 /// set_constraint, core/layer.hpp): negative or non-finite l1, l2; max_value \<= 0; min_value > max_value; rate
 /// outside [0, 1]; an axis other than 0 or 1 (-1: the last axis).

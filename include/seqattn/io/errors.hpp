@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Errors of saving and loading weights (seqattn format and safetensors). All derive from seqattn::Error:
-/// \verbatim
+///
+/// ```unparsed
 ///   FileError      a file cannot be opened, read, written, flushed or renamed, or a save would replace a file
 ///                  without write permission (the message gives the path and the system's reason). A failed
 ///                  save leaves any existing file at the target path untouched.
@@ -13,7 +14,7 @@
 ///   MismatchError  a valid file that does not fit the model: wrong scalar type, a tensor missing from the
 ///                  file, a tensor the model does not have, a shape that differs (the message names the tensor
 ///                  and gives the expected and the found value).
-/// \endverbatim
+/// ```
 /// A load that throws any of these has not modified the model.
 
 #include <string>

@@ -5,18 +5,19 @@
 /// Not part of the umbrella header: it needs the HDF5 C library (with its high-level library), libzip and
 /// nlohmann-json (Debian libhdf5-dev, libzip-dev, nlohmann-json3-dev; CMake target seqattn::keras_import).
 ///
-/// \verbatim
+/// ```unparsed
 ///   Sequential<float> model = import_keras<float>("model.keras");   // Keras 3 archive
 ///   Sequential<float> model = import_keras<float>("model.h5");      // legacy Keras 2 HDF5 model file
 ///   model.predict(x, mask);
 ///   Graph<float> g = import_keras_graph<float>("two_inputs.keras"); // inputs named as Keras' Input layers
 ///   g.forward({{&a, &mask_a}, {&b, &mask_b}}, Mode::Infer);        // g.output(k): Keras' output k
 ///
-/// \endverbatim
+/// ```
 /// Functional graphs (import_keras_graph): the config's input_layers, output_layers and every layer's inbound_nodes
 /// (Keras 2 `.h5` lists [[layer, node, tensor, kwargs]], Keras 3 `.keras` {"args": [__keras_tensor__ ...], "kwargs"})
 /// become a Graph\<S>:
-/// \verbatim
+///
+/// ```unparsed
 ///   - Input layers -> graph inputs in the model's input order, named as the layers, features from batch_shape /
 ///     batch_input_shape ((batch, time) int ids: 1 feature, for an Embedding);
 ///   - each call of a layer -> a node named as the layer; call k > 0 of a layer (a shared layer, node_index k) ->
@@ -42,7 +43,7 @@
 ///   Largest difference from Keras over the graph cases of tests/reference/keras (manifest "graph_cases", valid steps,
 ///   relative to max(1, |y|)): 3.7e-7 in float, 2.2e-7 in double (test_keras_import_graph).
 ///
-/// \endverbatim
+/// ```
 /// Files: a `.keras` zip (config.json + model.weights.h5) or a Keras 2 `.h5` (root attribute model_config,
 /// weights under /model_weights). Training configs and optimizer weights are ignored. Models: Sequential
 /// (nested Sequential models are flattened) and functional models whose graph is a chain, with residual blocks:
@@ -62,7 +63,8 @@
 /// Pass no Mask to a model without Masking / Embedding(mask_zero): Keras has no mask there.
 ///
 /// Mapped layers (Keras -> seqattn) and where the results differ from Keras':
-/// \verbatim
+///
+/// ```unparsed
 ///   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
 ///   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
 ///   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
@@ -88,10 +90,11 @@
 ///   encoder); in double 5.4e-7 (test_keras_import). The imported model is a plain Sequential: save_model /
 ///   load_model (io/model_file.hpp) store it, Masking and KerasPaddingAttention included.
 ///   Outputs (B, U) of Keras (pooling, recurrent last state) are (B, 1, U) in seqattn.
-/// \endverbatim
+/// ```
 /// Differences (valid steps match Keras within float rounding; what Keras writes at PADDED steps differs,
 /// seqattn writes 0 there):
-/// \verbatim
+///
+/// ```unparsed
 ///   - keras-self-attention SeqSelfAttention on a masked input (its issue #41): valid steps attend to padded
 ///     steps too. Reproduced by KerasPaddingAttention (io/keras/keras_padding_attention.hpp: the layer runs
 ///     without a mask over all T steps) where the padded values are 0 in both (right after Masking or a
@@ -103,7 +106,7 @@
 ///   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
 ///   - PositionEmbedding mode expand: Keras casts a float position to int32 (truncation toward 0); seqattn throws
 ///     ShapeError for a non-integer position. The steps masked by mask_zero output 0 (Keras: their table row).
-/// \endverbatim
+/// ```
 /// Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
 /// != key_dim (seqattn's heads have one size for q, k and v; its value_features is a value INPUT width, torch's
 /// vdim), output_shape or cross-attention, activity regularizers, constraints or trainable=false of a

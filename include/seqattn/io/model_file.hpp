@@ -5,7 +5,7 @@
 /// program opens one file and runs it. Not in the umbrella header (it needs nlohmann-json, Debian
 /// nlohmann-json3-dev, for the architecture's JSON text), as io/safetensors.hpp.
 ///
-/// \verbatim
+/// ```unparsed
 ///   save_model(model, "model.sqm");                       // atomic, checksummed; ConfigError for a layer type that
 ///                                                         // cannot be saved (no config(), not registered)
 ///   Sequential<float> m = load_model<float>("model.sqm"); // validates everything, then builds and loads
@@ -14,14 +14,15 @@
 ///   load_model<double>("model.sqm")                       // a float32 file loads into a double model (and the
 ///                                                         // reverse): values converted (double -> float rounds to
 ///                                                         // nearest; a value beyond float's range is refused as Inf)
-/// \endverbatim
+/// ```
 /// Metadata: anything a deploying program needs beside the model (class names, input normalization, the recipe),
 /// as a JSON object stored in the file and covered by its checksum:
-/// \verbatim
+///
+/// ```unparsed
 ///   save_model(model, "model.sqm", {{"class_names", {"walk", "run"}}, {"input_mean", {0.1, 2.0}}});
 ///   nlohmann::json meta = load_model_metadata("model.sqm");   // {} for a file saved without metadata
 ///   Sequential<float> m = load_model<float>("model.sqm", &meta);   // the model and its metadata in one read
-/// \endverbatim
+/// ```
 /// ConfigError (nothing written) when the metadata is not a JSON object. It is stored under "metadata" in the
 /// architecture JSON (the file format stays version 1; readers before 0.2 refuse such files).
 /// A loaded model predicts bitwise the same as the saved one (same scalar type), describe()s and summary()s
@@ -30,7 +31,8 @@
 /// Weights-only files (io/weights.hpp, "SEQATTNW") keep loading with load_weights.
 ///
 /// Format version 1. Integers are unsigned little-endian; values IEEE-754 little-endian, row-major.
-/// \verbatim
+///
+/// ```unparsed
 ///   offset  bytes  field
 ///   0       8      magic "SEQATTNM"
 ///   8       4      format version (1)
@@ -45,7 +47,7 @@
 ///                  shape and values of every parameter and buffer
 ///   size-4  4      CRC-32 (zlib's) of every byte before it
 ///
-/// \endverbatim
+/// ```
 /// Loading checks, before it builds anything: magic, version (a newer version is refused with a message saying
 /// so), scalar type, size (from a path: the declared size against the file's before the rest is read, and never
 /// more than the declared size), checksum, input feature count, architecture length (bounded by the file and by

@@ -4,12 +4,12 @@
 /// to PyTorch state_dict names. Not part of the umbrella header: it needs nlohmann-json (Debian package
 /// nlohmann-json3-dev; CMake: find_package(nlohmann_json) and link nlohmann_json::nlohmann_json).
 ///
-/// \verbatim
+/// ```unparsed
 ///   save_safetensors(model, "model.safetensors");   // atomic, like save_weights
 ///   load_safetensors(model, "model.safetensors");   // validates everything first; on error the model is unchanged
 ///   // PyTorch:  model.load_state_dict(safetensors.torch.load_file("model.safetensors"))
 ///
-/// \endverbatim
+/// ```
 /// The mapping (io/torch_names.hpp has the full table): Dense W (in, out) \<-> "\<i>.weight" (out, in), b \<-> bias;
 /// MultiHeadAttention Wq, Wk, Wv \<-> in_proj_weight = [Wq^T; Wk^T; Wv^T], bq, bk, bv \<-> in_proj_bias,
 /// Wo \<-> out_proj.weight = Wo^T, bo \<-> out_proj.bias; Conv1D W \<-> weight (filters, in, k); LayerNorm and

@@ -3,18 +3,19 @@
 /// Saving and restoring the carried state of a Stream\<S> (model/stream.hpp), so that a restarted service goes on
 /// with every stream exactly where it stopped:
 ///
-/// \verbatim
+/// ```unparsed
 ///   save_state(stream, "streams.sqs");      // atomic (io/detail/atomic_file.hpp), like save_weights
 ///   Stream<float> s = model.stream(B);  load_state(s, "streams.sqs");   // validates everything, then copies
 ///
-/// \endverbatim
+/// ```
 /// The stream to load into must be open over the same architecture (the same layers, options and parameter
 /// shapes; the weights are the model's business: load them with load_weights) with the same number of streams.
 /// Then each stream's steps(b) and every state tensor (ring buffers, key caches, recurrent states, running
 /// pools) are restored; the next step's outputs are those the saved stream would have given.
 ///
 /// Format version 1. Integers are unsigned little-endian; values are IEEE-754 little-endian, row-major.
-/// \verbatim
+///
+/// ```unparsed
 ///   offset  bytes  field
 ///   0       8      magic "SEQATTNS"
 ///   8       4      format version (1)
@@ -27,7 +28,7 @@
 ///   ...     8      number of state tensors N
 ///   ...     ...    N records: name length L (4, 1..65535), name, 3 dimensions (8 each), values
 ///   size-4  4      CRC-32 (zlib's) of every byte before it
-/// \endverbatim
+/// ```
 /// Loading checks, before it changes anything: magic, version (a newer one is refused saying so), scalar type,
 /// size, checksum, every record's bounds; then against the stream: the number of streams, the architecture text,
 /// the same state tensor names, shapes (B, rows, cols) equal to the stream's (a cache that grows may have any

@@ -7,7 +7,7 @@
 /// Default mapping (default_torch_name). \<p> is the path of Sequential indices ("3", nested "1.0"; empty for a
 /// model that is a single layer); the PyTorch model is the same nn.Sequential (nested alike) of the modules below.
 ///
-/// \verbatim
+/// ```unparsed
 ///   seqattn layer          tensor (shape)                    PyTorch module          tensor                transform
 ///   dense                  W (in, out)                       nn.Linear               <p>.weight (out, in)  transposed
 ///                          b (out)                                                   <p>.bias
@@ -34,7 +34,7 @@
 ///                          ffn1.X, ffn2.X                    (memory_features = d)   <p>.linear1.X, <p>.linear2.X
 ///   any other layer        X                                 (no PyTorch twin)       <p>.X                 unchanged
 ///
-/// \endverbatim
+/// ```
 /// The default assumes self-attention shapes for multi_head_attention (key_features == in_features ==
 /// output_features == heads * head_size, as torch's packed in_proj requires); for cross-attention (kdim/vdim)
 /// pass a mapping to q_proj_weight, k_proj_weight, v_proj_weight. Layers without a PyTorch twin
@@ -45,7 +45,8 @@
 /// lstm, gru, bidirectional (layers/lstm.hpp, gru.hpp, bidirectional.hpp) keep their seqattn names too. Their
 /// relation to torch.nn.LSTM / torch.nn.GRU (batch_first=True; bidirectional: "forward." \<-> *_l0,
 /// "backward." \<-> *_l0_reverse) is not expressible as a TorchName, so there is no default mapping:
-/// \verbatim
+///
+/// ```unparsed
 ///   lstm  kernel (F, 4U)           = weight_ih_l0^T   (same gate order: Keras i, f, c, o = torch i, f, g, o)
 ///         recurrent_kernel (U, 4U) = weight_hh_l0^T
 ///         bias (4U)                = bias_ih_l0 + bias_hh_l0       (one seqattn tensor is the SUM of two)
@@ -53,7 +54,7 @@
 ///                                    blocks 1, 0, 2 (torch order r, z, n)          (a block permutation)
 ///         recurrent_kernel (U, 3U) = weight_hh_l0^T, permuted alike
 ///         bias (2, 3U)             = [bias_ih_l0; bias_hh_l0], each permuted alike (reset_after=True)
-/// \endverbatim
+/// ```
 /// io/torch_recurrent.hpp's set_from_torch(layer, tensors) converts torch's tensors this way (LSTM, GRU
 /// reset_after=True, Bidirectional; GRU reset_after=False has no torch twin). Supporting it here needs two
 /// TorchName features: a permutation of the `parts` blocks, and an import that sums two tensors (export: the

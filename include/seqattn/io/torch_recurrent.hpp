@@ -4,23 +4,24 @@
 /// torch.nn.GRU tensors (batch_first=True, one layer). io/torch_names.hpp has no default mapping for them (one
 /// seqattn tensor is the sum of two torch tensors, the GRU gates are permuted): these helpers do the conversion.
 ///
-/// \verbatim
+/// ```unparsed
 ///   TorchTensors<S> t = {{"weight_ih_l0", ...}, {"weight_hh_l0", ...}, {"bias_ih_l0", ...}, {"bias_hh_l0", ...}};
 ///   set_from_torch(lstm, t);          // LSTM<S> or GRU<S>
 ///   set_from_torch(bidirectional, t); // forward <- *_l0, backward <- *_l0_reverse
 ///   set_from_torch(layer, t, "rnn."); // names with a prefix (a state_dict entry "rnn.weight_ih_l0")
 ///
-/// \endverbatim
+/// ```
 /// Shapes (G = 4 for LSTM, 3 for GRU): weight_ih_l0 (G*U, F), weight_hh_l0 (G*U, U), bias_ih_l0 and bias_hh_l0
 /// (G*U) given as a (G*U, 1) or (1, G*U) matrix. Biases are required when the layer has use_bias and refused when
 /// it has not (torch bias=False). Conversion:
-/// \verbatim
+///
+/// ```unparsed
 ///   LSTM  kernel = weight_ih^T, recurrent_kernel = weight_hh^T (same gate order i, f, g, o = Keras i, f, c, o),
 ///         bias = bias_ih + bias_hh (seqattn keeps the sum: export is not a round trip of the two halves)
 ///   GRU   (reset_after true only; torch resets after the product) kernel = weight_ih^T and recurrent_kernel =
 ///         weight_hh^T with the gate blocks permuted (Keras z, r, h <- torch blocks 1, 0, 2 of r, z, n);
 ///         bias (2, 3U) = [bias_ih; bias_hh], each permuted alike
-/// \endverbatim
+/// ```
 /// Errors (ConfigError / ShapeError) name the tensor: "set_from_torch(GRU): 'weight_hh_l0' expected shape
 /// (12, 4) but got (12, 3)"; a missing tensor, a GRU with reset_after(false), a Bidirectional around other
 /// layers. Nothing is written unless every tensor fits.

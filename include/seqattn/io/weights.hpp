@@ -4,18 +4,19 @@
 /// format. The architecture stays in code: build the same model, then load its weights (io/model_file.hpp stores
 /// the architecture too; both share the tensor records of io/detail/tensor_records.hpp).
 ///
-/// \verbatim
+/// ```unparsed
 ///   save_weights(model, "model.sqw");          // atomic: a crash or a full disk never leaves a partial file
 ///   load_weights(model, "model.sqw");          // validates everything, then copies; throws, model unchanged
 ///   save_weights(model, out_stream);  load_weights(model, in_stream);
 ///   load_weights(model, "model.sqw", WeightsOptions().allow_non_finite(true));   // also for save_weights
 ///
-/// \endverbatim
+/// ```
 /// What is saved: every tensor of model.params() (trainable) and model.buffers() (saved, not trained, e.g.
 /// batch-norm running statistics), each with its full name ("0.dense.W"), its kind, its shape and its values.
 ///
 /// Format version 1. Integers are unsigned little-endian; values are IEEE-754 little-endian, row-major.
-/// \verbatim
+///
+/// ```unparsed
 ///   offset  bytes  field
 ///   0       8      magic "SEQATTNW"
 ///   8       4      format version (1)
@@ -27,7 +28,7 @@
 ///                  (product of the dimensions times the scalar size)
 ///   size-4  4      CRC-32 (zlib's) of every byte before it
 ///
-/// \endverbatim
+/// ```
 /// Loading checks, in this order, before it modifies anything: magic, version (a newer version is refused
 /// with a message saying so), scalar type (a float32 file does not load into a double model: MismatchError),
 /// size (truncated or trailing bytes), checksum, every record (bounds, duplicate names, dimensions: each at most

@@ -2,7 +2,8 @@
 /// \file
 /// Activations: the functions (used by Dense, Conv1D, MultiHeadAttention, SeqSelfAttention, ...) and a layer.
 /// Model-file names are Keras' (config_names below; activation_from_string accepts the same names).
-/// \verbatim
+///
+/// ```unparsed
 ///   linear        y = z
 ///   relu          y = max(z, 0)                        (derivative 0 at z = 0)
 ///   gelu          y = z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))   (exact, as torch.nn.GELU() and Keras' "gelu")
@@ -24,7 +25,7 @@
 ///   hard_sigmoid  y = relu6(z + 3) / 6 = clip(z / 6 + 1/2, 0, 1) (Keras 3 and torch.nn.Hardsigmoid; Keras 2
 ///                 used clip(0.2 z + 0.5, 0, 1)); derivative 1/6 on (-3, 3), else 0
 ///   mish          y = z * tanh(softplus(z)) (torch.nn.Mish, Keras "mish")
-/// \endverbatim
+/// ```
 /// Every function is evaluated in forms that stay finite for every finite z (no exp overflow into inf - inf or
 /// inf * 0). Derivatives are taken at the input z (activation_derivative), except tanh and sigmoid, which use
 /// the output.

@@ -2,7 +2,8 @@
 /// \file
 /// BatchNorm: normalizes each feature over the VALID steps (b, t \< length_b) of the batch, as
 /// torch.nn.BatchNorm1d applied to the (N, F) matrix of the valid steps:
-/// \verbatim
+///
+/// ```unparsed
 ///     Mode::Train  mu = mean over valid steps, var = biased variance (divides by N) over valid steps
 ///                  y = gamma * (x - mu) / sqrt(var + eps) + beta
 ///                  running_mean = (1 - momentum) * running_mean + momentum * mu
@@ -11,23 +12,26 @@
 ///     Mode::Infer  y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
 ///   x (B, T, F) -> y (B, T, F). Parameters "gamma", "beta" (F), ones and zeros; buffers (saved, not trained)
 ///   "running_mean", "running_var" (F), zeros and ones.
-/// \endverbatim
+/// ```
 /// Options: momentum (default 0.1, PyTorch's convention above, in [0, 1]); eps (default 1e-5, > 0); scale
-/// \verbatim
+///
+/// ```unparsed
 ///   (learn gamma) and center (learn beta), both default true.
 ///   Keras' BatchNormalization writes moving = momentum * moving + (1 - momentum) * batch with momentum 0.99 and
 ///   eps 1e-3: its momentum m_keras is ours 1 - m_keras, so for Keras' defaults use
 ///   BatchNormOptions().momentum(0.01).eps(1e-3). (Keras also updates the moving variance with the biased
 ///   variance; we follow PyTorch and use the unbiased one, which differs by the factor N / (N - 1).)
-/// \endverbatim
+/// ```
 /// Masks: padded steps add nothing to the statistics, output 0, get dx = 0 and add nothing to the gradients of
-/// \verbatim
+///
+/// ```unparsed
 ///   gamma and beta (their values, NaN included, are never read). Step masks (holes, left padding): the same for
 ///   every masked step; the statistics are over the kept steps (N = the number of kept steps). Errors: a Train forward
 ///   with no valid step, or with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
-/// \endverbatim
+/// ```
 /// Non-finite statistics: a Train forward whose batch has a NaN or Inf at a valid step throws seqattn::Error
-/// \verbatim
+///
+/// ```unparsed
 ///   ("the batch statistics are not finite: feature f has mean NaN and variance NaN because its valid inputs
 ///   contain NaN; the running statistics were left unchanged") instead of folding NaN into the running statistics
 ///   for good. Finite inputs of any magnitude give finite, correctly rounded outputs and gradients: a feature whose
@@ -37,14 +41,15 @@
 ///   variance: unless momentum is 0, that Train forward throws seqattn::Error naming the feature and leaves the
 ///   running statistics unchanged (scale the inputs, or use double). Infer computes (x - running_mean) * rstd as
 ///   written: an input farther than the largest finite value from its running mean overflows there.
-/// \endverbatim
+/// ```
 /// backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
 /// running statistics as constants.
 /// Stream (core/stream.hpp): per step, Mode::Infer: y = gamma * (x - running_mean) * rstd + beta with rstd from
-/// \verbatim
+///
+/// ```unparsed
 ///   running_var as forward computes it (bitwise the forward's rows); no state. The running statistics are read
 ///   at every step, in place.
-/// \endverbatim
+/// ```
 
 #include <algorithm>
 #include <cmath>
@@ -219,13 +224,14 @@ class BatchNorm final : public Layer<S> {
   }
 
   /// dy (N, F) over the N valid rows; gscale = gamma * rstd (F) (rstd alone when scale is off):
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   dgamma += sum_n dy * xhat;  dbeta += sum_n dy      (inverts y = xhat * gamma + beta)
   ///   Train: dx = gscale * (dy - mean_n dy - xhat * mean_n(dy * xhat))   (inverts xhat = (x - mu) * rstd with mu
   ///          and var functions of x)
   ///   Infer: dx = gscale * dy                                            (running statistics are constants)
   ///   Padded rows: dx = 0.
-  /// \endverbatim
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     ConstMatrixMap<S> DY = as_matrix(dy);

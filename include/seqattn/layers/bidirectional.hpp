@@ -1,12 +1,13 @@
 #pragma once
 /// \file
 /// Bidirectional (Keras' Bidirectional): a forward and a backward recurrent layer over the same input.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> forward layer on x            -> yf (B, T', U)
 ///               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
 ///   y = [yf | rev(yr)] (concat, (B, T', 2U), the default), yf + rev(yr) (sum), (yf + rev(yr)) / 2 (ave) or
 ///   yf * rev(yr) elementwise (mul), the last three (B, T', U): Keras' merge modes.
-/// \endverbatim
+/// ```
 /// rev() reverses the kept steps of each sequence: for a length mask WITHIN its valid part, rev(x)[b, t] =
 /// x[b, len_b - 1 - t] for t \< len_b; for a step mask (holes, left padding) the k-th kept step of n takes the
 /// value of the (n-1-k)-th kept step. Masked steps stay where they are, so rev is its own inverse and rev(x) has

@@ -1,10 +1,11 @@
 #pragma once
 /// \file
 /// Conv1D: a 1-d convolution over time, channels last, as Keras' Conv1D (cross-correlation, no kernel flip).
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, in) -> y (B, T_out, filters),
 ///   y[b, t, f] = act(b[f] + sum_{j < kernel_size, c < in} x[b, t*stride + j*dilation - pad_left, c] * W[j*in + c, f])
-/// \endverbatim
+/// ```
 /// with zeros read outside the sequence. Parameters "W" (kernel_size * in, filters): Keras' kernel
 /// (kernel_size, in, filters) flattened row-major, so row j*in + c is tap j of input channel c; "b" (filters).
 /// Options (Conv1DOptions): stride (1), dilation (1), padding (Padding::Valid, Same or Causal; geometry and
@@ -19,10 +20,11 @@
 /// zeros (their values never matter), and the padding split of Same is computed from len_b (for stride 1 or
 /// len_b == T it is the batch's own split, so an unmasked batch matches TensorFlow exactly). The new length is
 /// the output length of that sample alone:
-/// \verbatim
+///
+/// ```unparsed
 ///   out_len_b = out_length(len_b):  valid  floor((len_b - rf) / stride) + 1, or 0 when len_b < rf
 ///                                   same, causal  ceil(len_b / stride)   (= len_b for stride 1)
-/// \endverbatim
+/// ```
 /// (rf = dilation*(kernel_size-1)+1). Output steps t >= out_len_b are 0 and pass no gradient. out_mask() returns
 /// these lengths; an empty mask stays empty (T_out = out_length(T)).
 /// Step masks (holes, left padding; core/mask.hpp): masked input steps read as zeros, as padded steps do (their
@@ -242,10 +244,11 @@ class Conv1D final : public Layer<S> {
 
  protected:
   /// x (B, T, in) -> cols (B*T_out, k*in): row (b, t), block j = x[b, t*stride + j*dilation - pad_left(len_b)]
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///                 (zero outside [0, len_b) and for t >= out_len_b)
   ///              -> z = cols W + b (B*T_out, filters) -> y = act(z), rows t >= out_len_b set to 0
-  /// \endverbatim
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = y.dimension(1);
     ensure_shape(cols_, B * T_out, geometry_.kernel_size * C);
@@ -273,10 +276,11 @@ class Conv1D final : public Layer<S> {
   }
 
   /// dy (B*T_out, filters) -> dz = dy * act'(z), 0 at padded output rows   (inverts y = act(z) and the zeroing)
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   dW += cols^T dz;  db += sum_rows dz                                  (inverts z = cols W + b)
   ///   dcols = dz W^T (B*T_out, k*in);  dx = col2im(dcols)                   (inverts the im2col gather)
-  /// \endverbatim
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = dy.dimension(1);
     auto DY = as_matrix(dy);

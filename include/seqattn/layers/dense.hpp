@@ -7,9 +7,10 @@
 /// values never reach a kept step; with dy 0 there, dx is 0 there and they add nothing to dW and db.
 /// Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
 /// result is bitwise the same for any thread count.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
-/// \endverbatim
+/// ```
 
 #include <memory>
 #include <optional>

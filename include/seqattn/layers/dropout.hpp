@@ -1,12 +1,13 @@
 #pragma once
 /// \file
 /// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
-/// \verbatim
+///
+/// ```unparsed
 ///   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
 ///                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
 ///                 (as torch.nn.Dropout and Keras' Dropout in training).
 ///   Mode::Infer   identity, y = x (the expected value of the training output).
-/// \endverbatim
+/// ```
 /// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
 /// forward; after an Infer forward the layer was the identity and dx = dy.
 /// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of

@@ -1,9 +1,10 @@
 #pragma once
 /// \file
 /// Embedding: a lookup table, as Keras' Embedding / torch.nn.Embedding.
-/// \verbatim
+///
+/// ```unparsed
 ///   ids x (B, T, 1), each value an integer id in [0, vocab_size) -> y (B, T, dim),  y[b, t] = E[x[b, t]]
-/// \endverbatim
+/// ```
 /// Parameter "embeddings" E (vocab_size, dim) (Keras' name), initialized by EmbeddingOptions().init()
 /// (default uniform(-0.05, 0.05), as Keras). in_features must be 1 (the id); forward_ids() takes the ids as
 /// a std::vector\<int> (row-major (B, T)) instead.
@@ -18,19 +19,21 @@
 /// out_mask must follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
 /// Errors: ConfigError for in_features != 1, vocab_size or dim \< 1; ShapeError naming the position for an id
 /// that is not an integer or is out of range:
-/// \verbatim
+///
+/// ```unparsed
 ///   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
-/// \endverbatim
+/// ```
 /// Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
 /// Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
-/// \verbatim
+///
+/// ```unparsed
 ///   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
 ///   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is a masked step, which a stream
 ///   (one output per step, no mask) cannot express: a zero row passed on would be a kept step downstream (a
 ///   recurrent layer would update its state there, where forward carries it across), so the stream refuses
 ///   rather than differ from forward. Streams of non-zero ids (padding is what reset() replaces) are exact:
 ///   mask_zero then changes nothing.
-/// \endverbatim
+/// ```
 
 #include <cmath>
 #include <cstdint>

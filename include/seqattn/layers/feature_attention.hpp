@@ -2,9 +2,10 @@
 /// \file
 /// FeatureAttention: the feature-wise attention block of keras-attention-mechanism (a Dense with a softmax
 /// over the features, multiplied into its input):
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> p[b, t] = softmax_over_features(x[b, t] W + b)  (F,)   -> y[b, t] = x[b, t] * a[b, t]
-/// \endverbatim
+/// ```
 /// with a = p, or with shared=true (keras-attention-mechanism's SINGLE_ATTENTION_VECTOR) one vector per sample,
 /// the mean of p over the sample's valid steps, a[b, t] = mean_{t' \< len_b} p[b, t'].
 /// Parameters "W" (F, F) and "b" (F) (Keras' Dense names; use_bias=false drops b). Options
@@ -20,11 +21,12 @@
 /// never reach a kept output or a gradient. Lengths masks take the unchanged lengths path.
 /// Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
 /// Stream (core/stream.hpp): shared=false is per step (no state): z = x W + b over the B*n new rows in one
-/// \verbatim
+///
+/// ```unparsed
 ///   Eigen product, then the forward's softmax of each row, y = x * p: equal to the forward up to the rounding
 ///   of the product (a few units in the last place). shared=true cannot stream: every step is weighted by the
 ///   mean of p over the whole sequence, later steps included.
-/// \endverbatim
+/// ```
 
 #include <cmath>
 #include <cstdint>
@@ -143,9 +145,10 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
 
  protected:
   /// x (N=B*T, F) -> z = x W + b (N, F) -> p = softmax rows of z (valid rows; padded rows 0)
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   -> a = p, or shared: a[b, t] = mean_{t < len_b} p[b, t]  -> y = x * a (N, F)
-  /// \endverbatim
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     auto X = as_matrix(x);
@@ -191,11 +194,12 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
   }
 
   /// dy (N, F) -> dx = dy * a + dz W^T                          (y = x * a, product rule)
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   da = dy * x;  shared: dp[b, t] = sum_{t' < len_b} da[b, t'] / len_b   (inverts the mean)
   ///   dz = p * (dp - sum_features(p * dp)), padded rows 0      (inverts the softmax)
   ///   dW += x^T dz;  db += sum_rows dz                          (inverts z = x W + b)
-  /// \endverbatim
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     auto X = as_matrix(x);

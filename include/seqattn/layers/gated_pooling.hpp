@@ -3,7 +3,8 @@
 /// Pooling heads of the CNN self-attention encoder write-up: x (B, T, F) -> y (B, 1, ...), over the kept steps.
 ///
 /// GatedMeanPool\<S>(in_features, GatedMeanPoolOptions()): the write-up's 'weighted_mean' pooling:
-/// \verbatim
+///
+/// ```unparsed
 ///   g[b, t] = sigmoid(x[b, t] w + b0)                   one gate per step; w (F, 1) "kernel", b0 (1,) "bias"
 ///                                                       (use_bias false: b0 = 0 and no bias parameter: the write-up's
 ///                                                       gate, Dense(1) without bias)
@@ -11,12 +12,13 @@
 ///   gates() (B, T) holds g of the last forward (0 at masked and padded steps).
 ///   Unlike a softmax's bias, b0 changes the output (a common shift of the logits changes the ratios g_t / g_s).
 ///   The write-up divides by sum g + 1e-8; here by sum g exactly (a relative difference below 1e-8 / sum g).
-/// \endverbatim
+/// ```
 /// BertPool\<S>(in_features, BertPoolOptions().units(U)): the write-up's 'bert' pooling: the first kept step through
-/// \verbatim
+///
+/// ```unparsed
 ///   a Dense layer with tanh (BERT's pooler):
 ///   y[b, 0] = tanh(x[b, t_first] W + c)                 W (F, U) "kernel", c (U,) "bias"; U = units, default F
-/// \endverbatim
+/// ```
 /// Masks (lengths and step masks, supports_step_masks(); as GlobalAvgPool / LastStep): only kept steps are read
 /// (outputs bitwise independent of masked values, NaN and Inf included; dx = 0 there); a sequence with no kept step
 /// outputs zeros and passes no gradient. out_mask() is all valid (empty Mask).

@@ -2,12 +2,13 @@
 /// \file
 /// Global pooling over time: x (B, T, F) -> y (B, 1, F). Only the valid steps t \< length_b of each sequence
 /// take part; padded steps never change the output and get dx = 0.
-/// \verbatim
+///
+/// ```unparsed
 ///   GlobalMaxPool<S>  y[b, f] = max_{t < len} x[b, t, f]   (Keras GlobalMaxPooling1D; the gradient goes to the
 ///                     first step reaching the maximum)
 ///   GlobalAvgPool<S>  y[b, f] = sum_{t < len} x[b, t, f] / len   (Keras GlobalAveragePooling1D with a mask)
 ///   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
-/// \endverbatim
+/// ```
 /// A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
 /// Step masks (holes, left padding; supports_step_masks()): only the kept steps take part: GlobalMaxPool takes the
 /// max over the kept steps (the gradient goes to the first kept step reaching it), GlobalAvgPool their mean (summed

@@ -2,33 +2,37 @@
 /// \file
 /// GRU (Keras' GRU, both forms: reset_after=True, the Keras 2 / TF2 default, and reset_after=False, the original
 /// GRU and tf.keras 1.x's default), full backpropagation through time.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
 ///   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
-/// \endverbatim
+/// ```
 /// Equations, Keras gate order z, r, h (column blocks of kernel, recurrent_kernel and of each bias row):
-/// \verbatim
+///
+/// ```unparsed
 ///   xz_t = x_t W + b_in      hz_t = h_{t-1} K + b_rec      W = kernel (F, 3U), K = recurrent_kernel (U, 3U)
 ///   z = ra(xz_z + hz_z)      r = ra(xz_r + hz_r)           ra = recurrent_activation (sigmoid)
 ///   hh = act(xz_h + r * hz_h)                               act = activation (tanh); reset AFTER the product
 ///   h_t = z * h_{t-1} + (1 - z) * hh                        h_{-1} = 0
-/// \endverbatim
+/// ```
 /// Parameters (Keras names): "kernel" (F, 3U), "recurrent_kernel" (U, 3U), "bias" (2, 3U): row 0 is the input
 /// bias b_in, row 1 the recurrent bias b_rec (Keras' reset_after bias layout).
 /// reset_after(false) (Keras reset_after=False): the reset gate multiplies h BEFORE the recurrent product and
 /// there is one bias, "bias" (1, 3U) (Keras' (3U,) vector):
-/// \verbatim
+///
+/// ```unparsed
 ///   z = ra(x W_z + b_z + h K_z)   r = ra(x W_r + b_r + h K_r)   hh = act(x W_h + b_h + (r * h) K_h)
 ///   h_t = z * h_{t-1} + (1 - z) * hh
-/// \endverbatim
+/// ```
 /// It costs a second recurrent product per step: (B, U) x (U, 2U) for z, r, then (B, U) x (U, U) for hh (the
 /// backward pass likewise). It has no torch nn.GRU equivalent (torch applies r after the product).
 /// PyTorch nn.GRU (batch_first=True) computes the same function with gate order r, z, n:
-/// \verbatim
+///
+/// ```unparsed
 ///   weight_ih_l0 (3U, F) = [W_r^T; W_z^T; W_h^T]   weight_hh_l0 (3U, U) = [K_r^T; K_z^T; K_h^T]
 ///   bias_ih_l0 = [b_in_r, b_in_z, b_in_h]          bias_hh_l0 = [b_rec_r, b_rec_z, b_rec_h]
 ///   (torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h: Keras' hh and h_t).
-/// \endverbatim
+/// ```
 /// Masks: sequence b is processed at its kept steps only (t \< len_b for a length mask; any pattern with holes or
 /// left padding for a step mask, core/mask.hpp). A masked step is skipped: h is carried across it unchanged, its
 /// output row is 0, its input gets zero gradient and the backward pass carries dh across it unchanged. Without

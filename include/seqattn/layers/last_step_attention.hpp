@@ -2,7 +2,8 @@
 /// \file
 /// LastStepAttention: many-to-one attention whose query is the last step (keras-attention's
 /// `Attention(units=128, score='luong'|'bahdanau')`, philipperemy/keras-attention).
-/// \verbatim
+///
+/// ```unparsed
 ///   q[b]    = x[b, t_last]           the hidden state of the last kept step of sequence b (Keras: x[:, -1, :])
 ///   luong:    z[b, s] = x[b, s] . (W q[b])                    W (F, F) ("luong_w": Keras' Dense applied to h_s,
 ///                                                               dotted with h_t)
@@ -11,7 +12,7 @@
 ///   a[b, :] = softmax(z[b, :]) over the kept steps s (masked and padded steps get weight exactly 0)
 ///   c[b]    = sum_s a[b, s] x[b, s]                          the context vector (F)
 ///   y[b, 0] = tanh([c[b]; q[b]] Wc)                          Wc (2F, units) ("attention_vector")
-/// \endverbatim
+/// ```
 /// Every product is without bias, as in keras-attention. Shapes: x (B, T, F) -> y (B, 1, units); out_mask() is all
 /// valid (empty Mask). keras-attention's intermediate tensors (its KERAS_ATTENTION_DEBUG outputs) of the last forward:
 /// attention_map(b) the weights a (1, T), scores() z (B, T) before the softmax, context() c (B, F).

@@ -1,33 +1,38 @@
 #pragma once
 /// \file
 /// LayerNorm: normalizes the features of each step, as torch.nn.LayerNorm(F) and Keras' LayerNormalization:
-/// \verbatim
+///
+/// ```unparsed
 ///     mu = mean_f x[f],  var = mean_f (x[f] - mu)^2  (biased),  xhat = (x - mu) / sqrt(var + eps)
 ///     y = gamma * xhat + beta
 ///   x (B, T, F) -> y (B, T, F); gamma, beta (F), initialized to ones and zeros. Parameters "gamma" (when
 ///   scale) and "beta" (when center), Keras names.
-/// \endverbatim
+/// ```
 /// Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
-/// \verbatim
+///
+/// ```unparsed
 ///   center (learn beta, default true).
-/// \endverbatim
+/// ```
 /// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
-/// \verbatim
+///
+/// ```unparsed
 ///   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
 ///   normalized on its own, so valid outputs never depend on padding. Step masks (holes, left padding): a masked
 ///   step is treated as a padded one (supports_step_masks()).
-/// \endverbatim
+/// ```
 /// Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
-/// \verbatim
+///
+/// ```unparsed
 ///   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
 ///   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
 ///   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
 ///   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
-/// \endverbatim
+/// ```
 /// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row functions
-/// \verbatim
+///
+/// ```unparsed
 ///   (normalize_row, normalize_row_scaled), so a stream's outputs are bitwise those of predict.
-/// \endverbatim
+/// ```
 
 #include <cmath>
 #include <memory>

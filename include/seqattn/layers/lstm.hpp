@@ -1,16 +1,18 @@
 #pragma once
 /// \file
 /// LSTM (Keras' LSTM), full backpropagation through time.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
 ///   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
-/// \endverbatim
+/// ```
 /// Equations, Keras gate order i, f, c, o (column blocks of kernel, recurrent_kernel and bias):
-/// \verbatim
+///
+/// ```unparsed
 ///   z_t = x_t W + h_{t-1} K + b                  W = kernel (F, 4U), K = recurrent_kernel (U, 4U), b = bias (4U)
 ///   i = ra(z_i)   f = ra(z_f)   g = act(z_c)   o = ra(z_o)      ra = recurrent_activation (sigmoid), act (tanh)
 ///   c_t = f * c_{t-1} + i * g                    h_t = o * act(c_t)                  h_{-1} = c_{-1} = 0
-/// \endverbatim
+/// ```
 /// Parameters (Keras names): "kernel" (F, 4U), "recurrent_kernel" (U, 4U), "bias" (4U).
 /// PyTorch nn.LSTM (batch_first=True) has the same gate order (its i, f, g, o) and the same equations with
 /// sigmoid / tanh:  weight_ih_l0 = kernel^T (4U, F), weight_hh_l0 = recurrent_kernel^T (4U, U),

@@ -1,9 +1,10 @@
 #pragma once
 /// \file
 /// Masking: Keras' Masking(mask_value): a step whose features all equal mask_value is masked.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> y (B, T, F), y = x on the kept steps, 0 on the masked ones (Keras: x times its mask).
-/// \endverbatim
+/// ```
 /// out_mask(mask, T) returns the steps the input mask keeps minus the masked ones (Mask::intersect of the input
 /// mask and Mask::from_value); it must follow the forward of that batch (Sequential calls it after forward), as
 /// Embedding's mask_zero. Steps of mask_value after a sequence's last other step become padding: when every
@@ -11,16 +12,18 @@
 /// (a sensor dropout) or at its start gives a step mask (holes, left padding; core/mask.hpp), which the following
 /// layers honor or refuse (Layer::supports_step_masks, ConfigError naming the layer).
 /// mask_value = NaN (std::nan("") or `std::numeric_limits<double>::quiet_NaN()`): a step with ANY NaN feature is
-/// \verbatim
+///
+/// ```unparsed
 ///   masked (Mask::from_missing), the path for missing observations; its output is 0, so NaNs never flow on.
 ///   (A finite mask_value masks a step only when EVERY feature equals it, as Keras.) +-Inf is a ConfigError.
-/// \endverbatim
+/// ```
 /// Backward: dx = dy on the kept steps, 0 on the masked and padded ones. No parameters; streams are refused.
 /// The layer itself honors step masks (supports_step_masks()): an input step mask's masked steps stay masked.
 /// Model files: class_name "Masking", config {"mask_value": v} (Keras' name), registered in model/layer_registry.hpp;
-/// \verbatim
+///
+/// ```unparsed
 ///   NaN, which JSON cannot hold, is stored as the string "NaN".
-/// \endverbatim
+/// ```
 
 #include <cmath>
 #include <cstdint>

@@ -3,7 +3,8 @@
 /// Merge layers: several inputs of the same steps into one (Keras' Add, Subtract, Multiply, Average, Maximum,
 /// Minimum and Concatenate on the feature axis). They take n >= 2 inputs (core/layer.hpp, "Several inputs"), so they
 /// are Graph nodes (model/graph.hpp); forward(x, mask) refuses them.
-/// \verbatim
+///
+/// ```unparsed
 ///   Merge<S>(F, op, n)            n inputs (B, T, F) -> (B, T, F), elementwise:
 ///     add        y = x_0 + ... + x_{n-1}
 ///     subtract   y = x_0 - x_1                      (n = 2 only)
@@ -12,7 +13,7 @@
 ///     maximum    y = max_i x_i                      the gradient goes to the first input holding the maximum
 ///     minimum    y = min_i x_i                      (as Keras' pairwise tf.maximum / tf.minimum)
 ///   Concatenate<S>({F_0, ..., F_{n-1}})  inputs (B, T, F_i) -> (B, T, F_0 + ... + F_{n-1}), in input order.
-/// \endverbatim
+/// ```
 /// Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
 /// steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
 /// flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.

@@ -2,10 +2,11 @@
 /// \file
 /// MultiHead (keras-multi-head's MultiHead wrapper): runs layer_num copies of a layer side by side on the same
 /// input and concatenates their outputs on the feature axis.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> [hidden_dim h: x_i = x W[:, i*h:(i+1)*h] + b[i*h:(i+1)*h] (B, T, h); else x_i = x]
 ///               -> y_i = copy_i(x_i) (B, T', Fc) -> y = [y_0 | y_1 | ... ] (B, T', Fc * layer_num)
-/// \endverbatim
+/// ```
 /// Keras stacks the outputs on a new last axis (child_shape + (layer_num,)); here head i's features are the
 /// columns [i*Fc, (i+1)*Fc): Keras' y[..., f, i] is our y[..., i*Fc + f].
 /// Building: MultiHead(F, layer, options) copies `layer` layer_num times: copy 0 is a clone of `layer` (its

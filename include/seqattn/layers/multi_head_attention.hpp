@@ -2,20 +2,22 @@
 /// \file
 /// MultiHeadAttention: scaled dot-product attention with H heads (Vaswani et al.; torch.nn.MultiheadAttention,
 /// keras-multi-head's MultiHeadAttention).
-/// \verbatim
+///
+/// ```unparsed
 ///   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)     (act: `activation`, default linear)
 ///   per head h (column block h of width dh):  A_h = softmax(q_h k_h^T / sqrt(dh)) over the allowed keys
 ///   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
-/// \endverbatim
+/// ```
 /// Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
 ///   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also query_input_grad()); dxkv is key_input_grad().
 ///   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
 ///   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
 ///   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
 ///   value_features == key_features, self-attention and streams value_features == in_features (ConfigError).
-/// \endverbatim
+/// ```
 /// Allowed keys of query t of sample b: s \< len_kv(b), and s \<= t when `causal`, and s >= t - w + 1 with
 /// `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
 /// weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no

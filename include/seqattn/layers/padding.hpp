@@ -3,14 +3,15 @@
 /// Padding modes of the sliding-window layers (Conv1D) and their geometry, with Keras' definitions.
 /// For a window of `kernel_size` taps spaced `dilation` apart (receptive field rf = dilation*(kernel_size-1)+1)
 /// moved by `stride` over a sequence of L steps:
-/// \verbatim
+///
+/// ```unparsed
 ///   Valid   no padding;               out = floor((L - rf) / stride) + 1, or 0 when L < rf
 ///   Same    zeros on both sides;      out = ceil(L / stride),
 ///           pad_total = max((out - 1) * stride + rf - L, 0), pad_left = pad_total / 2 (the extra one on the
 ///           right), as TensorFlow's 'SAME'
 ///   Causal  dilation*(kernel_size-1) zeros on the left only; out = ceil(L / stride). Output t sees input steps
 ///           <= t * stride only.
-/// \endverbatim
+/// ```
 /// Output step t reads input steps p = t * stride + j * dilation - pad_left, j = 0..kernel_size-1; steps
 /// outside [0, L) read zeros.
 

@@ -2,7 +2,8 @@
 /// \file
 /// Pooling over time. Global pools (GlobalMaxPool, GlobalAvgPool, LastStep) are in global_pooling.hpp,
 /// included here. Windowed pools:
-/// \verbatim
+///
+/// ```unparsed
 ///   MaxPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras MaxPooling1D, padding 'valid')
 ///   AvgPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras AveragePooling1D, padding 'valid')
 ///   x (B, T, F) -> y (B, T_out, F). Output step j covers the input steps [j*s, j*s + size); stride s defaults to
@@ -28,7 +29,7 @@
 ///   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
 ///   Streams (core/stream.hpp): only size = stride = 1 (the identity) streams; a stride above 1 changes the number
 ///   of steps and a window of several steps reads the steps after its first: ConfigError (stream_refusal()).
-/// \endverbatim
+/// ```
 
 #include <algorithm>
 #include <cstdint>

@@ -4,24 +4,27 @@
 /// reads positions instead: x (B, T, 1) -> y (B, T, d).
 ///
 /// SinusoidalPositionalEncoding\<S>(in_features, SinusoidalOptions().mode(..).output_dim(d))
-/// \verbatim
+///
+/// ```unparsed
 ///   keras-pos-embd's TrigPosEmbedding, fixed (no parameters):
 ///       PE[p, 2i]   = sin(p / 10000^(2i / d))
 ///       PE[p, 2i+1] = cos(p / 10000^(2i / d))          p = 0 at the first step
 ///   An odd d is allowed (the last column is a sin column; keras-pos-embd rejects odd d).
 ///   The table is computed in double, cached as a member and recomputed only when T grows.
 ///
-/// \endverbatim
+/// ```
 /// PositionEmbedding\<S>(in_features, max_length, PositionEmbeddingOptions().mode(..).output_dim(d))
-/// \verbatim
+///
+/// ```unparsed
 ///   keras-pos-embd's PositionEmbedding (modes add and concat): a learned table E (max_length, d), parameter
 ///   "embeddings", initialized uniform(-0.05, 0.05) (Keras' 'uniform') unless embeddings_init says otherwise.
 ///   PE[p] = E[p]. A VALID step at position >= max_length throws ShapeError; padded steps past max_length are
 ///   allowed (they never read the table), so growing the padding never breaks a batch.
 ///
-/// \endverbatim
+/// ```
 /// Modes (both layers):
-/// \verbatim
+///
+/// ```unparsed
 ///   Add     d = in_features (output_dim must be 0 or in_features):   y[b, t] = x[b, t] + PE[t]
 ///   Concat  d = output_dim (required, > 0):                          y[b, t] = [x[b, t], PE[t]]  (x first,
 ///           as keras-pos-embd)
@@ -39,7 +42,7 @@
 ///       adds nothing to dE and is dropped by out_mask (a step mask; out_mask must follow the forward of the same
 ///       batch). Only in Expand mode (ConfigError otherwise).
 ///     Masked and padded steps output 0 in Expand mode, are never read (any value, NaN included) and get dx = 0.
-/// \endverbatim
+/// ```
 /// Masks: the encoding is applied to valid steps (t \< length) only. A padded step passes x through unchanged
 /// (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
 /// the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;

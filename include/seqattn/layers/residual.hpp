@@ -1,14 +1,16 @@
 #pragma once
 /// \file
 /// Residual: y = x + f(x), where f is a Sequential\<S> body that keeps the shape (same features, same steps).
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> f(x) (B, T, F) -> y (B, T, F); dx = dy + df/dx^T dy.
-/// \endverbatim
+/// ```
 /// Build the body first and hand it over, or add layers to body() after construction:
-/// \verbatim
+///
+/// ```unparsed
 ///   Sequential<float> f(64); f.add<Conv1D<float>>(64, 8, ...);  model.add<Residual<float>>(std::move(f));
 ///   auto& r = model.add<Residual<float>>(); r.body().add<Dense<float>>(64);
-/// \endverbatim
+/// ```
 /// The body's shape is checked when it is given and again at every forward (layers may be added later).
 /// Parameters are the body's, named "\<index>.\<layer>.\<param>" inside the residual: "2.residual.0.conv1d.W".
 

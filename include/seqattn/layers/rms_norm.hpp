@@ -2,30 +2,35 @@
 /// \file
 /// RMSNorm: scales the features of each step by their root mean square, as torch.nn.RMSNorm(F) and Keras 3's
 /// RMSNormalization (no centering, no bias):
-/// \verbatim
+///
+/// ```unparsed
 ///     rstd = 1 / sqrt(mean_f x[f]^2 + eps),  xhat = x * rstd,  y = gamma * xhat
 ///   x (B, T, F) -> y (B, T, F); gamma (F), initialized to ones. Parameter "gamma" (when scale), as LayerNorm's.
-/// \endverbatim
+/// ```
 /// Options: eps (model-file key "epsilon"; default 1e-6 as Keras' RMSNormalization; torch.nn.RMSNorm's eps=None
-/// \verbatim
+///
+/// ```unparsed
 ///   means the machine epsilon of the dtype, 1.19e-7 for float: pass it explicitly to match), must be > 0 and
 ///   finite; scale (learn gamma, default true; false is torch's elementwise_affine=False).
-/// \endverbatim
+/// ```
 /// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradient of gamma (their values,
-/// \verbatim
+///
+/// ```unparsed
 ///   NaN included, are never read). Every step is normalized on its own, so valid outputs never depend on padding.
 ///   Step masks (holes, left padding): a masked step is treated as a padded one (supports_step_masks()).
-/// \endverbatim
+/// ```
 /// Range: any finite step gives a finite output. A step whose sum of squares overflows S is normalized again on
-/// \verbatim
+///
+/// ```unparsed
 ///   its values scaled by a power of two (z = x 2^-e, rstd = 2^-e / sqrt(mean z^2 + eps 4^-e)); steps of
 ///   ordinary magnitude never take that path. A NaN or Inf in a valid step makes that step's output NaN.
-/// \endverbatim
+/// ```
 /// Backward: g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
 /// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row function, so a
-/// \verbatim
+///
+/// ```unparsed
 ///   stream's outputs are bitwise those of predict.
-/// \endverbatim
+/// ```
 
 #include <cmath>
 #include <memory>

@@ -3,17 +3,19 @@
 /// ScaledDotProductAttention and ResidualScaledDotProductAttention: keras-self-attention's parameter-free
 /// attention layers (CyberZHG/keras-self-attention: scaled_dot_attention.py, and real_former.py for RealFormer,
 /// He et al. 2020). No weights: the queries, keys and values are the inputs themselves.
-/// \verbatim
+///
+/// ```unparsed
 ///   z[b, i, j] = q[b, i] . k[b, j] / sqrt(d_k)  (+ p[b, i, j], the previous layer's scores, residual only)
 ///   a[b, i, :] = softmax(z[b, i, :]) over the allowed keys j of query i (every other weight exactly 0)
 ///   y[b, i]    = sum_j a[b, i, j] v[b, j]
-/// \endverbatim
+/// ```
 /// Shapes: q (B, Tq, d_k), k (B, Tk, d_k), v (B, Tk, d_v) -> y (B, Tq, d_v); a, z, p (B, Tq, Tk). d_k is the layer's
 /// in_features, d_v its value_features (default in_features).
 /// Allowed keys of query i of sample b: kept key steps j (the key/value mask), and j \<= i with history_only (the
 /// query step and the key step are compared as positions, as Keras does, in cross-attention too).
 /// Inputs (the multi-input API is MultiHeadAttention's cross-attention API):
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(x, mask, mode)                       self-attention, q = k = v = x (Keras' single input; Sequential)
 ///   forward(xq, mq, xk, xv, mkv, mode)           q = xq (queries masked by mq), k = xk, v = xv (masked by mkv);
 ///                                                xk and xv have the same B and Tk, xq the same B (ShapeError)
@@ -21,10 +23,11 @@
 ///                                                return dx (self: dq + dk + dv) / dxq; dxk is key_input_grad(),
 ///                                                dxv value_input_grad(). Self-attention needs d_v == d_k (the
 ///                                                default value_features).
-/// \endverbatim
+/// ```
 /// ResidualScaledDotProductAttention (RealFormer) adds an optional previous-scores input p (B, Tq, Tk) before the
 /// softmax and exposes its own pre-softmax scores z (p included) for the next layer:
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(x, mask, p, mode) / forward(xq, mq, xk, xv, mkv, p, mode)   with previous scores
 ///   scores()                                       z (B, Tq, Tk) of the last forward (0 where the key is not allowed)
 ///   backward(x, mask, dy, dz) / backward_cross(xq, mq, xk, xv, mkv, dy, dz)
@@ -32,7 +35,7 @@
 ///                                                  the next layer's previous_scores_grad()), added to the gradient
 ///                                                  through the softmax; the forms without dz take it as 0
 ///   previous_scores_grad()                         dL/dp (B, Tq, Tk) of the last backward (0 where not allowed)
-/// \endverbatim
+/// ```
 /// Without p it is ScaledDotProductAttention (Sequential's single input). Chain layers as RealFormer does:
 /// forward(x1, ..., p = previous.scores()), then backward(..., dz = next.previous_scores_grad()).
 /// Masks (lengths and step masks, supports_step_masks()): a masked key gets weight exactly 0 and is never read

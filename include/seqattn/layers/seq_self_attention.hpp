@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// SeqSelfAttention: keras-self-attention's SeqSelfAttention, with exact masking.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> y (B, T, F); attention weights A (B, T, T) of the last forward: attention().
 ///
 ///   additive:        e[t, s] = Wa . tanh(x_t Wt + x_s Wx + bh) + ba    Wt, Wx (F, U); bh (U); Wa (U, 1); ba (1)
@@ -9,12 +10,13 @@
 ///   A[t, :] = softmax over the allowed keys s of attention_activation(e[t, s]); other keys get exactly 0
 ///   y_t = sum_s A[t, s] x_s
 ///
-/// \endverbatim
+/// ```
 /// Allowed keys of query t in a sequence of len_b valid steps (mask), intersected with [0, len_b):
-/// \verbatim
+///
+/// ```unparsed
 ///   attention_width w, history_only: [t - w + 1, t];  attention_width w: [t - w/2, t - w/2 + w - 1]
 ///   (integer division: an even w sees one more step in the past); history_only alone: [0, t]; else all.
-/// \endverbatim
+/// ```
 /// A padded query (t >= len_b) outputs 0 and passes no gradient; a row without allowed keys outputs 0.
 /// NOTE: this deliberately differs from keras-self-attention 0.46-0.51, whose padding mask only excluded
 /// pairs where BOTH steps are padding (its issue \#41), so valid steps there attended to padded ones. Here a

@@ -1,11 +1,12 @@
 #pragma once
 /// \file
 /// SeqWeightedAttention: attention pooling over time (keras-self-attention's SeqWeightedAttention).
-/// \verbatim
+///
+/// ```unparsed
 ///   z[b, t] = x[b, t] W + b          one score per step
 ///   a[b, :] = softmax(z[b, :]) over the valid steps t < len_b (padded steps get weight exactly 0)
 ///   y[b, 0] = sum_t a[b, t] x[b, t]
-/// \endverbatim
+/// ```
 /// Shapes: x (B, T, F) -> y (B, 1, F); out_mask() is all valid (empty Mask). A sequence of length 0 outputs
 /// zeros (no NaN) and passes no gradient. attention() (B, T) holds the weights of the last forward.
 /// Parameters: W (F, 1), b (1,) (Keras names). b shifts every score of a sequence equally, so it never

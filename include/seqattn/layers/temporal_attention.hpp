@@ -2,13 +2,14 @@
 /// \file
 /// TemporalAttention: keras-attention-mechanism's attention_3d_block (Permute, Dense(time_steps, softmax),
 /// optional mean over features, Permute back, Multiply) for a fixed number of steps T0 = time_steps:
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T0, F):  z[b, f, :] = x[b, :, f]^T W + b      (W (T0, T0), b (T0): a Dense over the time axis)
 ///                  p[b, f, :] = softmax over t of z[b, f, :]
 ///                  a[b, t, f] = p[b, f, t], or with shared=true (SINGLE_ATTENTION_VECTOR)
 ///                  a[b, t, f] = mean_f' p[b, f', t] (one vector over time shared by every feature)
 ///                  y[b, t, f] = x[b, t, f] * a[b, t, f]
-/// \endverbatim
+/// ```
 /// Parameters "W" (T0, T0) and "b" (T0) (use_bias=false drops b). Options (TemporalAttentionOptions): shared
 /// (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed. attention() returns a
 /// (B, T0, F) of the last forward (keras-attention-mechanism's 'attention_vec'). The input must have exactly
@@ -143,10 +144,11 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
 
  protected:
   /// per sample, L = len_b, X = x[b, :L] (L, F):
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   z = X^T W[:L, :L] + b[:L] (F, L) -> p = softmax rows of z (F, L)
   ///   -> a^T = p, or shared: every row of a^T = mean over rows of p  -> y[:L] = X * a (L, F); y[L:] = 0
-  /// \endverbatim
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(probs_, B * F, T);
@@ -182,11 +184,12 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
   }
 
   /// per sample: dX = dY * a + W[:L, :L] dz^T                    (y = X * a, product rule; z = X^T W)
-  /// \verbatim
+  ///
+  /// ```unparsed
   ///   da = dY * X (L, F); p-gradient dp = da^T, or shared: dp[f, t] = sum_f' da[t, f'] / F  (inverts the mean)
   ///   dz = p * (dp - sum_t(p * dp)) (F, L)                        (inverts the softmax)
   ///   dW[:L, :L] += X dz;  db[:L] += sum_rows dz                  (inverts z = X^T W + b)
-  /// \endverbatim
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(dz_, F, T);

@@ -3,7 +3,8 @@
 /// TransformerDecoderBlock: masked (causal) multi-head self-attention over the targets, multi-head cross-attention
 /// from the targets to a memory (the encoder's output), and a feed-forward network, each with dropout and a residual
 /// connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
-/// \verbatim
+///
+/// ```unparsed
 ///   post-norm:  h1 = LN1(x + Drop(SelfMHA(x)))
 ///               h2 = LN2(h1 + Drop(CrossMHA(h1, memory)))
 ///               y  = LN3(h2 + Drop(FFN(h2)))
@@ -12,7 +13,7 @@
 ///               y  = h2 + Drop(FFN(LN3(h2)))
 ///   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
 ///                                                  Dense2: (ff_dim, d)
-/// \endverbatim
+/// ```
 /// Equals torch.nn.TransformerDecoderLayer(d, heads, ff_dim, dropout, activation, layer_norm_eps, batch_first=True,
 /// norm_first, bias) with self_attn / multihead_attn in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T,
 /// linear2.weight = ffn2.W^T, norm1/2/3 = ln1/2/3, called with tgt_mask = the causal mask (tgt_is_causal) when
@@ -22,12 +23,13 @@
 /// of Layer throw ConfigError: the block needs its memory). As a Graph node (model/graph.hpp) it takes the inputs
 /// (targets, memory): forward(LayerInputs) and backward(LayerInputs, dy) are the calls below, input_grad(1) is
 /// memory_grad():
-/// \verbatim
+///
+/// ```unparsed
 ///   forward(x, mx, memory, mm, mode)   x (B, T, d) targets masked by mx, memory (B, Tm, memory_features) masked by mm
 ///                                      -> y (B, T, d)
 ///   backward(x, mx, memory, mm, dy)    follows that forward with the same inputs; returns dx (B, T, d), OVERWRITES
 ///                                      memory_grad() (B, Tm, memory_features), ADDS INTO the parameter gradients
-/// \endverbatim
+/// ```
 /// Masks: the self-attention gives padded / masked target steps weight 0 (and, with `causal`, later steps); the
 /// cross-attention gives padded / masked memory steps weight exactly 0 (their values are never read: memory_grad()
 /// is 0 there). Padded target steps never change valid outputs. Step masks (holes, left padding) on the targets and

@@ -2,12 +2,13 @@
 /// \file
 /// TransformerEncoderBlock: multi-head self-attention and a feed-forward network, each with dropout and a
 /// residual connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
-/// \verbatim
+///
+/// ```unparsed
 ///   post-norm:  h = LN1(x + Drop(MHA(x)))          y = LN2(h + Drop(FFN(h)))
 ///   pre-norm:   h = x + Drop(MHA(LN1(x)))          y = h + Drop(FFN(LN2(h)))
 ///   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
 ///                                                  Dense2: (ff_dim, d)
-/// \endverbatim
+/// ```
 /// Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
 /// norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
 /// (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the

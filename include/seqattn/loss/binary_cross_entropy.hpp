@@ -1,16 +1,17 @@
 #pragma once
 /// \file
 /// BinaryCrossEntropy\<S>: sigmoid followed by binary cross entropy, on logits, in the stable form
-/// \verbatim
+///
+/// ```unparsed
 ///     l(z, y) = max(z, 0) - z * y + log(1 + exp(-|z|))        (= -y log s(z) - (1 - y) log(1 - s(z)))
-/// \endverbatim
+/// ```
 /// Equals torch.nn.functional.binary_cross_entropy_with_logits (mean reduction) over the valid elements.
 ///
-/// \verbatim
+/// ```unparsed
 ///   S forward(logits, targets, mask = Mask())   logits, targets (B, T, F); targets in [0, 1]
 ///   const Tensor3<S>& grad() const              dloss/dlogits (B, T, F), valid until the next forward
 ///
-/// \endverbatim
+/// ```
 /// loss = mean of l over valid elements (t \< mask.length(b, T), every feature); padded elements are ignored
 /// (their targets are not read) and get gradient exactly 0; no valid element gives loss 0 and gradient 0.
 /// grad = (sigmoid(z) - y) / (number of valid elements). Step masks (holes, left padding): masked steps are treated

@@ -4,16 +4,17 @@
 /// numerically stable (log-sum-exp with the row maximum subtracted), with its gradient w.r.t. the logits.
 /// Equals torch.nn.functional.cross_entropy (mean reduction; padded steps as ignore_index).
 ///
-/// \verbatim
+/// ```unparsed
 ///   S forward(logits, labels, mask = Mask())    logits (B, T, C), returns the loss and stores grad()
 ///   const Tensor3<S>& grad() const              dloss/dlogits, (B, T, C), valid until the next forward
 ///
-/// \endverbatim
+/// ```
 /// Labels (class indices in [0, C)), one of two conventions:
-/// \verbatim
+///
+/// ```unparsed
 ///   one per sequence  labels.size() == B, requires T == 1 (e.g. after global pooling): labels[b]
 ///   one per step      labels.size() == B * T, row-major: labels[b * T + t]
-/// \endverbatim
+/// ```
 /// loss = mean over valid steps (t \< mask.length(b, T)) of  logsumexp(z[b, t, :]) - z[b, t, label].
 /// Step masks (holes, left padding): masked steps are treated as padded ones.
 /// Padded steps are ignored: their label is not read (any value, e.g. -1) and their gradient is exactly 0.
@@ -21,10 +22,11 @@
 /// grad = (softmax(z) - onehot(label)) / (number of valid steps) at valid steps.
 /// Label smoothing (SoftmaxCrossEntropy(eps), eps in [0, 1), as torch's cross_entropy(label_smoothing=eps)): the
 /// target is (1 - eps) * onehot(label) + eps / C, so
-/// \verbatim
+///
+/// ```unparsed
 ///   loss_r = (1 - eps) * (logsumexp(z) - z_label) + eps / C * sum_c (logsumexp(z) - z_c)
 ///   grad   = (softmax(z) - (1 - eps) * onehot(label) - eps / C) / n.
-/// \endverbatim
+/// ```
 /// It keeps a classifier from driving its logits to infinity on a small training set (a regularizer).
 /// Errors (ShapeError): a wrong number of labels, a label out of range (naming its index and value), a mask
 /// that does not fit the logits. Buffers are members: a steady loop allocates nothing.

@@ -5,11 +5,11 @@
 /// MeanAbsoluteError / loss="mae" over the unmasked steps (Keras averages the features, then the kept steps: the
 /// same mean when every step has F features).
 ///
-/// \verbatim
+/// ```unparsed
 ///   S forward(predictions, targets, mask = Mask())   predictions, targets (B, T, F)
 ///   const Tensor3<S>& grad() const                   dloss/dpredictions (B, T, F), valid until the next forward
 ///
-/// \endverbatim
+/// ```
 /// loss = sum over valid elements (t \< mask.length(b, T), every feature) of |p - y| / n, n = valid elements.
 /// grad = sign(p - y) / n, with the subgradient 0 where p == y (torch's choice: the gradient of abs at 0 is 0;
 /// tests/reference/gen_losses.py checks it on exact ties); a NaN prediction gives a NaN loss and gradient.

@@ -3,11 +3,11 @@
 /// MeanSquaredError\<S>: mean of (prediction - target)^2 over the valid elements, with its gradient w.r.t.
 /// the predictions. Equals torch.nn.functional.mse_loss (mean reduction) over the valid elements.
 ///
-/// \verbatim
+/// ```unparsed
 ///   S forward(predictions, targets, mask = Mask())   predictions, targets (B, T, F)
 ///   const Tensor3<S>& grad() const                   dloss/dpredictions (B, T, F), valid until the next forward
 ///
-/// \endverbatim
+/// ```
 /// loss = sum over valid elements (t \< mask.length(b, T), every feature) of (p - y)^2 / n, n = valid elements.
 /// Step masks (holes, left padding): only the kept steps count; masked ones are treated as padded ones.
 /// Padded elements are ignored (their targets are not read) and get gradient exactly 0; no valid element

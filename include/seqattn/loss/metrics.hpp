@@ -3,13 +3,13 @@
 /// Classification metrics on logits (B, T, C), with the label conventions of SoftmaxCrossEntropy: one label
 /// per sequence (labels.size() == B, requires T == 1) or one per step (B * T, row-major); padded steps ignored.
 ///
-/// \verbatim
+/// ```unparsed
 ///   argmax_labels(logits, mask = Mask())       the predicted class of every step, size B * T, row-major;
 ///                                              -1 at padded steps; ties go to the lowest class index
 ///   argmax_labels(logits, mask, out)           the same into `out` (no allocation once it has the size)
 ///   accuracy(logits, labels, mask = Mask())    fraction of valid steps whose argmax equals the label, in
 ///                                              [0, 1]; 0 when there is no valid step
-/// \endverbatim
+/// ```
 /// Step masks (holes, left padding): masked steps are treated as padded ones (-1, not counted).
 /// Errors (ShapeError naming accuracy): as SoftmaxCrossEntropy (label count, label range, mask).
 

@@ -5,10 +5,11 @@
 /// "1.residual.0.multi_head_attention", "3.transformer_encoder". Looks inside Sequential and Residual;
 /// TransformerEncoderBlock and TransformerDecoderBlock are found as leaves (their map is their self-attention's;
 /// the decoder's cross_attention_map(b, h) is read from the block). After a forward, plot or log them:
-/// \verbatim
+///
+/// ```unparsed
 ///   for (const auto& found : attention_maps(model))
 ///     for (Index h = 0; h < found.map->attention_heads(); ++h) save(found.path, found.map->attention_map(b, h));
-/// \endverbatim
+/// ```
 
 #include <string>
 #include <vector>

@@ -4,7 +4,7 @@
 /// its own mask; nodes that apply a layer to one or more earlier nodes (merges, cross-attention: core/layer.hpp,
 /// "Several inputs"); one or more outputs; a layer applied at two places (shared weights).
 ///
-/// \verbatim
+/// ```unparsed
 ///   Graph<float> g({{"series", 6}, {"context", 4}});                  // named inputs and their features
 ///   const GraphNode series = g.input("series"), context = g.input("context");
 ///   const GraphNode a = g.add<Dense<float>>("proj", {series}, 4);    // Dense<float>(6, 4) on series
@@ -14,7 +14,7 @@
 ///   const Tensor3<float>& out = g.forward({{&x, &mx}, {&c, &mc}}, Mode::Train);  // LayerInputs<float>
 ///   g.backward(dy);                                                  // the inputs of the last forward
 ///
-/// \endverbatim
+/// ```
 /// Nodes can only read earlier nodes, so a graph has no cycle by construction. add() checks at once that each input
 /// gives the features the layer expects for it (ShapeError naming the node, the input and both widths) and that the
 /// layer takes that many inputs; names are unique and contain no '.'. The first forward (or check()) refuses a

@@ -2,14 +2,15 @@
 /// \file
 /// GraphStream\<S>: the stream form of a Graph (model/graph.hpp; core/stream.hpp, "Several inputs"), what
 /// Stream\<S>(graph, B) runs. Graph input 0 steps; graph inputs 1 .. are the context; the stream computes output 0.
-/// \verbatim
+///
+/// ```unparsed
 ///   Nodes that read only the context (an encoder over the memory) run once per set_context, in Mode::Infer, on
 ///   copies of their layers taken when the stream opens. The stream nodes (those reading input 0) step in graph
 ///   order: a node steps its input 0 and takes its other inputs (context nodes) as its layer stream's context
 ///   (cross-attention: TransformerDecoderBlock, MultiHeadAttention with 2 or 3 inputs); a merge steps all its inputs
 ///   together, which must then all be stream nodes. Shared nodes stream with their owner's weights, in place.
 ///   Only the nodes output 0 needs run. As in Sequential, after a node that pools time only per-step nodes may follow.
-/// \endverbatim
+/// ```
 /// ConfigError naming the node when a node cannot stream: its layer refuses (causal only), a node other than a merge
 /// reads the stream at an input other than 0, a merge mixes stream and context inputs, or output 0 does not read
 /// input 0. State and reset: every stream node's, named "\<node>.\<state>".

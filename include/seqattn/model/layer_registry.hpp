@@ -15,9 +15,10 @@
 /// and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr\<Layer\<S>>
 /// (read its options with ConfigReader, core/layer_config.hpp) or a constructor MyLayer(Index, const Config&);
 /// then, once, before saving or loading:
-/// \verbatim
+///
+/// ```unparsed
 ///   register_layer<MyLayer>("MyLayer");   // both MyLayer<float> and MyLayer<double>
-/// \endverbatim
+/// ```
 /// Registering a name again replaces its factory. Thread-safe (a mutex around the table).
 /// An entry may also hold "weight_rules" (core/weight_rules.hpp), set on the built layer (Layer::set_weight_rules).
 /// Errors (ConfigError): an entry that is not {class_name, config, in_features}, an in_features other than the

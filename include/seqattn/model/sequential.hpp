@@ -3,14 +3,14 @@
 /// Sequential\<S>: a stack of layers applied one after the other. A Sequential is itself a Layer\<S>, so models
 /// nest (a Sequential inside a Sequential, or inside a wrapper layer).
 ///
-/// \verbatim
+/// ```unparsed
 ///   Sequential<float> model(16);                              // input features
 ///   model.add<Dense<float>>(64, Activation::ReLU);           // Dense<float>(16, 64, ReLU)
 ///   model.add<Dense<float>>(3);                              // Dense<float>(64, 3)
 ///   const auto& logits = model.forward(x, mask, Mode::Train); // x (B, T, 16) -> (B, T, 3)
 ///   model.backward(dlogits);                                  // uses the x and mask of the last forward
 ///
-/// \endverbatim
+/// ```
 /// add\<L>(args...) constructs L(current output features, args...); add(std::unique_ptr\<Layer\<S>>) takes a
 /// layer built elsewhere and throws ShapeError at once when its input features differ from the current output
 /// features. forward chains the layers: layer i gets the output of layer i-1 and the mask masks()[i]; after its
@@ -28,10 +28,11 @@
 /// checks the model input and then each layer's output, backward the output gradient dy and then each layer's
 /// input gradient and parameter gradients, at the valid steps of their masks, and throws seqattn::Error at the
 /// first NaN or Inf, naming the layer by index and describe():
-/// \verbatim
+///
+/// ```unparsed
 ///   "Sequential: check_finite: layer 2 Dense(units=4, activation=relu) produced Inf in its forward output at
 ///    (sequence 0, step 3, feature 1) (its input was finite)"
-/// \endverbatim
+/// ```
 /// A nested Sequential is one layer here (turn its own mode on to look inside). The mode is copied with the model.
 /// summary(T) prints a Keras-style table (see summary()). Buffers of the model (the x copy, per-layer masks) and
 /// of its layers are resized only when a shape changes, so a steady training loop allocates no Eigen memory.

@@ -2,13 +2,13 @@
 /// \file
 /// Stream\<S>: B independent streams over a trained causal model, run step by step with carried state.
 ///
-/// \verbatim
+/// ```unparsed
 ///   Stream<float> s = model.stream(B);                  // or Stream<float>(model, B, StreamOptions())
 ///   const Tensor3<float>& y = s.step(x);                // x (B, n, in_features): the next n >= 1 steps of each
 ///                                                       // stream -> y (B, n, out_features): their outputs
 ///   s.reset(b);  s.reset();  s.steps(b);  s.state_bytes();
 ///
-/// \endverbatim
+/// ```
 /// Exactness: row i of y for stream b is the model's predict (Mode::Infer) over that stream's whole sequence so
 /// far, at its step steps(b) + i (for a model that pools time, its pooled output over the prefix ending there),
 /// whatever the chunk sizes n; see the README's Streaming section for which layers match bitwise.
@@ -29,12 +29,13 @@
 /// Several inputs (core/stream.hpp): a model with k > 1 inputs (a Graph with a memory input, a
 /// TransformerDecoderBlock; a MultiHeadAttention opened with inputs = 2 or 3) steps its input 0; the others are
 /// its context, whole sequences fixed while the streams step, given before the first step and whenever they change:
-/// \verbatim
+///
+/// ```unparsed
 ///   Stream<float> s(decoder, B);                        // decoder: Graph({{"targets", d}, {"memory", d}}) ...
 ///   s.set_context({{&memory, &memory_mask}});           // (B, Tm, F) each; what reads only the context runs once
 ///   s.step(y_prev);                                     // each step attends to the memory's kept steps
 ///   s.reset(b);  s.set_context(b, {{&memory_b, &mask_b}});   // stream b alone starts over with another memory
-/// \endverbatim
+/// ```
 /// set_context copies what it needs (the cross-attention's keys and values, projected once) and may allocate; it
 /// keeps the streams' carried state (reset the streams that start new sequences). The context is not part of
 /// state() / save_state: set it again after load_state.

@@ -3,19 +3,20 @@
 /// TokenSampler\<S>: the next token of a decoder with token outputs (sequence-to-sequence decoding step by step,
 /// model/stream.hpp): greedy, or sampled among the top k logits with a temperature (keras-transformer's decode).
 ///
-/// \verbatim
+/// ```unparsed
 ///   TokenSampler<float> pick(TokenSamplingOptions().top_k(5).temperature(0.8).seed(1));
 ///   const Tensor3<float>& logits = stream.step(ids);   // (B, 1, V)
 ///   pick.next(logits, 0, next_ids);                    // next_ids[b]: the token of sequence b at row 0
 ///
-/// \endverbatim
+/// ```
 /// Rules, for one row of V logits:
-/// \verbatim
+///
+/// ```unparsed
 ///   greedy       top_k == 1 or temperature == 0: the largest logit (the lowest id among equal ones);
 ///   sampling     the k largest logits (top_k == 0: all V; ties keep the lower id), p_i = softmax(logit_i /
 ///                temperature) over them, one draw from the sampler's Rng (seeded: the same seed gives the same
 ///                tokens). temperature < 1 sharpens the distribution, > 1 flattens it.
-/// \endverbatim
+/// ```
 /// Errors: a row with NaN or infinite logits throws Error naming the row; an empty row ShapeError; top_k \< 0 or
 /// temperature \< 0 ConfigError. Scratch buffers grow to V once; a steady decode allocates nothing.
 

@@ -3,7 +3,7 @@
 /// train_step / evaluate_loss: the objective a model trains on, with its regularization folded in, so a training
 /// loop cannot forget it (Keras adds model.losses to the loss the same way).
 ///
-/// \verbatim
+/// ```unparsed
 ///   const StepLoss<float> l = train_step(model, loss, x, mask, labels);   forward (Mode::Train), loss, backward
 ///   adam.step();  adam.zero_grad();                                       the optimizer stays the caller's
 ///   l.total()  = l.data + l.regularization
@@ -15,7 +15,7 @@
 ///   regularization   model.regularization_loss() after the forward: the L1/L2 weight penalties of every layer
 ///                    (core/weight_rules.hpp) and the attention regularizers (SeqSelfAttention), whose gradients
 ///                    the backward has already added into the parameter gradients
-/// \endverbatim
+/// ```
 /// Gradients are added into the parameters' (zero them between steps: optimizer.zero_grad() or model.zero_grad()).
 /// Errors are those of the model and the loss (shapes, masks), unchanged.
 

@@ -2,7 +2,8 @@
 /// \file
 /// Adam and AdamW, exactly as torch.optim.Adam / torch.optim.AdamW (PyTorch 1.13, single-tensor path).
 /// For every parameter p with gradient g, at step t (the counter advances ONCE per step(), for all parameters):
-/// \verbatim
+///
+/// ```unparsed
 ///   Adam  (decoupled_weight_decay = false):  g = g + weight_decay * p              (L2 in the gradient)
 ///   AdamW (decoupled_weight_decay = true):   p = p * (1 - lr * weight_decay)       (before the moments)
 ///   m = beta1 * m + (1 - beta1) * g
@@ -10,7 +11,7 @@
 ///   (amsgrad: v_max = max(v_max, v), used for v below)
 ///   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
 ///   p = p - lr / (1 - beta1^t) * m / denom
-/// \endverbatim
+/// ```
 /// Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
 /// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
 /// "Adam: lr must be a finite number >= 0 but got inf".

@@ -1,10 +1,11 @@
 #pragma once
 /// \file
 /// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ (norm_type 2):
-/// \verbatim
+///
+/// ```unparsed
 ///   norm  = sqrt(sum over every parameter and coordinate of grad^2)      (accumulated in double)
 ///   scale = max_norm / (norm + 1e-6); when scale < 1 every gradient is multiplied by it
-/// \endverbatim
+/// ```
 /// Returns the norm before clipping. Parameters without a gradient (buffers) are skipped. A non-finite norm
 /// is returned as is (the gradients are then scaled by NaN or 0, as PyTorch does with error_if_nonfinite off).
 /// ConfigError for a negative or NaN max_norm (infinity: no clipping); UsageError for a view whose layer was

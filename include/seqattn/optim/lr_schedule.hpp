@@ -3,18 +3,19 @@
 /// Learning-rate schedules: the learning rate of optimizer step k (0-based) as a function of k, applied with the
 /// optimizer's set_lr before its step (Adam, SGD and any optimizer with set_lr(double)).
 ///
-/// \verbatim
+/// ```unparsed
 ///   WarmupCosineSchedule schedule(WarmupCosineOptions().peak_lr(1e-3).warmup_steps(100).total_steps(2000));
 ///   for (Index k = 0; k < total; ++k) { schedule.apply(adam, k); ...; adam.step(); }
 ///
-/// \endverbatim
+/// ```
 /// WarmupCosineSchedule (the schedule of BERT, ViT and most transformer recipes):
-/// \verbatim
+///
+/// ```unparsed
 ///   k <  warmup_steps:                lr = peak_lr * (k + 1) / warmup_steps          (linear warm-up, no 0 step)
 ///   warmup_steps <= k < total_steps:  lr = final_lr + (peak_lr - final_lr) * (1 + cos(pi * p)) / 2,
 ///                                     p = (k - warmup_steps) / (total_steps - warmup_steps)
 ///   k >= total_steps:                 lr = final_lr
-/// \endverbatim
+/// ```
 /// The cosine part equals torch.optim.lr_scheduler.CosineAnnealingLR(T_max = total_steps - warmup_steps,
 /// eta_min = final_lr) at its step p * T_max (tests/unit/test_lr_schedule.cpp compares with values PyTorch
 /// printed). Options: peak_lr (1e-3, > 0), final_lr (0, in [0, peak_lr]), warmup_steps (0, >= 0), total_steps

@@ -1,12 +1,13 @@
 #pragma once
 /// \file
 /// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
-/// \verbatim
+///
+/// ```unparsed
 ///   g = g + weight_decay * p
 ///   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
 ///                   g = nesterov ? g + momentum * buf : buf
 ///   p = p - lr * g
-/// \endverbatim
+/// ```
 /// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
 /// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
 /// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and

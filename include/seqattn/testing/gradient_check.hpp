@@ -5,16 +5,18 @@
 /// check_gradients(loss, targets, options): for every target tensor compares its analytic gradient with the
 /// central difference (loss(v + eps) - loss(v - eps)) / (2 eps), coordinate by coordinate (all of them, or
 /// `max_coords` chosen at random for big tensors). A coordinate passes when
-/// \verbatim
+///
+/// ```unparsed
 ///     |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
-/// \endverbatim
+/// ```
 /// The result names the worst coordinate. It also lists every target whose analytic gradient is all zero, so
 /// a check cannot pass by comparing zeros with zeros (a test says which targets may legitimately be zero).
 ///
 /// check_layer_gradients(layer, x, mask, options): the standard layer check. The loss is
-/// \verbatim
+///
+/// ```unparsed
 ///     L = sum(y * R) + layer.regularization_loss()      R random, fixed by the seed
-/// \endverbatim
+/// ```
 /// and the targets are x and every parameter. It also checks the backward contract: a second backward
 /// leaves dx unchanged (dx is overwritten) and doubles every parameter gradient (they are added into).
 

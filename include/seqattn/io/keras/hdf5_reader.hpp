@@ -4,11 +4,12 @@
 /// the C and high-level libraries): string attributes (`model_config`, `weight_names`) and floating-point
 /// datasets (the weights), from a file on disk (`.h5`) or from bytes in memory (`model.weights.h5` inside a
 /// `.keras` zip).
-/// \verbatim
+///
+/// ```unparsed
 ///   detail::keras::H5File file = H5File::open(path, who);  // FileError / FormatError
 ///   std::string config = file.string_attribute("/", "model_config");
 ///   std::vector<float> w = file.read_dataset<float>("/model_weights/dense/dense/kernel:0", {4, 3});
-/// \endverbatim
+/// ```
 /// Bounded: a dataset is read only when it is a floating-point dataset of exactly the expected shape (checked
 /// before anything is allocated); a string attribute only when its size fits in the file. Every failure is a
 /// FormatError starting with `who`. HDF5's own error printing is switched off for the duration of each call

@@ -7,9 +7,10 @@
 /// the padded values), then writes 0 at the padded steps and passes the input mask on. The importer uses it
 /// only where the values at padded steps are 0 in Keras as in seqattn (the output of Masking or of a
 /// Bidirectional recurrent layer), so the valid outputs match Keras'.
-/// \verbatim
+///
+/// ```unparsed
 ///   x (B, T, F) -> y (B, T, F);  out_mask = the input mask.
-/// \endverbatim
+/// ```
 /// Backward: dy at padded steps is ignored (they output 0), then the wrapped layer's backward over all steps.
 /// Model files: class_name "KerasPaddingAttention", config = the wrapped SeqSelfAttention's config, registered in
 /// model/layer_registry.hpp (so a converted Keras model loads with load_model, without the importer's libraries).
