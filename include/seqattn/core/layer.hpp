@@ -311,7 +311,7 @@ class Layer {
     return total;
   }
 
-  /// Weight rules (see the file comment).
+  /// Whether this layer's own parameters are trained (false: frozen; weight rules in the file documentation).
   bool trainable() const { return identity_->rules.trainable; }
   /// Freezes (false) or unfreezes this layer and every layer owning one of its parameters (file documentation).
   void set_trainable(bool trainable) {

@@ -134,9 +134,10 @@ class LayerStream {
   }
   /// How many context inputs set_context takes (0: none).
   virtual Index context_inputs() const { return 0; }
-  /// Merges: xs[i] (B, n, F_i) is input i's next n steps -> y (B, n, out_features).
+  /// True when every input steps together (the merges), through step_inputs; false: input 0 steps.
   virtual bool steps_all_inputs() const { return false; }
-  /// Steps with every input: xs[i] (B, n, F_i), the next n steps of input i; a one-input stream takes exactly one.
+  /// Merges: xs[i] (B, n, F_i) is input i's next n steps -> y (B, n, out_features); a stream that steps one input
+  /// takes exactly one (step()).
   virtual void step_inputs(const std::vector<const Tensor3<S>*>& xs, const std::vector<Index>& start, Tensor3<S>& y) {
     if (xs.size() != 1)
       detail::throw_usage("step_inputs: this stream steps one input (its other inputs are its context) but got ",

@@ -58,6 +58,9 @@ namespace seqattn {
 using SafetensorsMetadata = std::map<std::string, std::string>;
 
 /// Options of save_safetensors and load_safetensors (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SafetensorsOptions {
   /// The PyTorch name of each seqattn tensor (io/torch_names.hpp).
   SEQATTN_ARG(std::function<TorchName(const TensorRef&)>, name_map, default_torch_name)

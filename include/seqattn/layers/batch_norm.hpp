@@ -66,6 +66,9 @@
 namespace seqattn {
 
 /// Options of BatchNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BatchNormOptions {
   SEQATTN_ARG(double, momentum, 0.1)  ///< PyTorch convention: weight of the new batch statistic
   /// Added to the variance before the square root.

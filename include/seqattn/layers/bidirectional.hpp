@@ -62,6 +62,9 @@ inline const std::vector<std::pair<MergeMode, const char*>>& config_names(MergeM
 }
 
 /// Options of Bidirectional (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BidirectionalOptions {
   /// How the two directions' outputs are combined (concat doubles the features).
   SEQATTN_ARG(MergeMode, merge_mode, MergeMode::Concat)

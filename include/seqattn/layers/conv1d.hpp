@@ -66,6 +66,9 @@
 namespace seqattn {
 
 /// Options of Conv1D (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct Conv1DOptions {
   /// Steps between two windows (>= 1).
   SEQATTN_ARG(Index, stride, 1)
@@ -81,7 +84,8 @@ struct Conv1DOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
   /// y = act(conv(x) + x); filters == in, stride 1, padding same or causal. Model files: key "residual", written
   /// only when true (files of plain convolutions stay as they were).
   SEQATTN_ARG(bool, residual, false)

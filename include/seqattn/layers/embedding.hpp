@@ -52,12 +52,16 @@
 namespace seqattn {
 
 /// Options of Embedding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct EmbeddingOptions {
   /// Id 0 is masked (Keras mask_zero): its step outputs 0 and is masked downstream.
   SEQATTN_ARG(bool, mask_zero, false)
   /// Initializer of the embeddings E.
   SEQATTN_ARG(Init, init, Init::uniform(-0.05, 0.05))
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -46,6 +46,9 @@
 namespace seqattn {
 
 /// Options of FeatureAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct FeatureAttentionOptions {
   SEQATTN_ARG(bool, shared, false)  ///< one attention vector per sample (mean over valid steps)
   /// Adds a bias.
@@ -54,7 +57,8 @@ struct FeatureAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

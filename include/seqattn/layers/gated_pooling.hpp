@@ -39,6 +39,9 @@
 namespace seqattn {
 
 /// Options of GatedMeanPool (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct GatedMeanPoolOptions {
   /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
@@ -46,7 +49,8 @@ struct GatedMeanPoolOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
@@ -179,13 +183,17 @@ class GatedMeanPool final : public Layer<S> {
 };
 
 /// Options of BertPool (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BertPoolOptions {
   SEQATTN_ARG(Index, units, 0)  ///< 0: in_features (the write-up's Dense(F, tanh))
   /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -61,6 +61,9 @@
 namespace seqattn {
 
 /// Options of GRU (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct GRUOptions {
   /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
@@ -77,7 +80,8 @@ struct GRUOptions {
   SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -56,6 +56,9 @@ inline const std::vector<std::pair<AttentionScore, const char*>>& config_names(A
 }
 
 /// Options of LastStepAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LastStepAttentionOptions {
   /// Output features (the size of the attention vector).
   SEQATTN_ARG(Index, units, 128)
@@ -63,7 +66,8 @@ struct LastStepAttentionOptions {
   SEQATTN_ARG(AttentionScore, score, AttentionScore::Luong)
   /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

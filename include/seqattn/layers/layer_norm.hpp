@@ -48,6 +48,9 @@
 namespace seqattn {
 
 /// Options of LayerNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LayerNormOptions {
   /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-5)

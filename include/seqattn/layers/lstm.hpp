@@ -47,6 +47,9 @@
 namespace seqattn {
 
 /// Options of LSTM (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LSTMOptions {
   /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
@@ -64,7 +67,8 @@ struct LSTMOptions {
   SEQATTN_ARG(Init, bias_init, Init::zeros())
   /// Adds 1 to the forget-gate bias at initialization (Keras unit_forget_bias).
   SEQATTN_ARG(bool, unit_forget_bias, true)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -60,6 +60,9 @@ struct MultiHeadRegularizer {
 };
 
 /// Options of MultiHead (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct MultiHeadOptions {
   /// The number of copies.
   SEQATTN_ARG(Index, layer_num, 1)

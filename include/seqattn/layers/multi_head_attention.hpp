@@ -44,8 +44,8 @@
 /// be divisible by heads), key_features (default in_features), value_features (default key_features; Wv has
 /// value_features rows), output_features (default in_features),
 /// use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
-/// w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
-/// layer's own seeded Rng; identity in Mode::Infer), qkv_dropout (0; see below), activation on q, k, v (elementwise
+/// w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from
+/// the layer's own seeded Rng; identity in Mode::Infer), qkv_dropout (0; see below), activation on q, k, v (elementwise
 /// only), output_activation
 /// on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
 /// need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
@@ -131,6 +131,9 @@
 namespace seqattn {
 
 /// Options of MultiHeadAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)  ///< default in_features / heads
   SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)  ///< default in_features
@@ -143,7 +146,8 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: keys [t - w + 1, t]
   /// Dropout on the attention weights (Train only).
   SEQATTN_ARG(double, attention_dropout, 0.0)
-  SEQATTN_ARG(double, qkv_dropout, 0.0)  ///< inverted dropout on the projected q, k, v (Train only); see the file comment
+  /// Inverted dropout on the projected q, k, v (Train only); see the file documentation.
+  SEQATTN_ARG(double, qkv_dropout, 0.0)
   SEQATTN_ARG(Activation, activation, Activation::Linear)  ///< on the q, k, v projections
   SEQATTN_ARG(Activation, output_activation, Activation::Linear)  ///< on the output projection: y = act(ctx Wo + bo)
   SEQATTN_ARG(bool, need_weights, true)  ///< false: attention() refuses (UsageError); see the file comment
@@ -153,7 +157,8 @@ struct MultiHeadAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
@@ -479,9 +484,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   /// (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
   /// set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
   /// added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows
-  /// the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it. A
-  /// query row without an allowed key in a head has a zero context in that head; a row without one in every head outputs
-  /// exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
+  /// the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it.
+  /// A query row without an allowed key in a head has a zero context in that head; a row without one in every head
+  /// outputs exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
   /// layer and both shapes); backward uses the mask of its forward: setting or clearing one in between is a UsageError.
   /// Not saved in model files (call data, not an option). The calls while a mask is set take plain loops
   /// (detail/multi_head_attention_masked.hpp), slower than the tiled kernels; calls without one are unchanged.

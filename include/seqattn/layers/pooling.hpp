@@ -44,6 +44,9 @@
 namespace seqattn {
 
 /// Options of MaxPool1D and AvgPool1D (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct PoolOptions {
   SEQATTN_ARG(Index, stride, 0)  ///< 0: stride = size (Keras' default)
   SEQATTN_ARG(bool, partial_windows, false)  ///< keep windows that start at a valid step (see above)

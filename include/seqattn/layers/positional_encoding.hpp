@@ -95,6 +95,9 @@ inline const std::vector<std::pair<PositionMode, const char*>>& config_names(Pos
 }
 
 /// Options of SinusoidalPositionalEncoding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SinusoidalOptions {
   /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
@@ -109,13 +112,17 @@ struct SinusoidalOptions {
 };
 
 /// Options of PositionEmbedding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct PositionEmbeddingOptions {
   /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
   SEQATTN_ARG(Index, output_dim, 0)  ///< d; required in Concat mode, 0 or in_features in Add mode
   /// Initializer of the position embeddings.
   SEQATTN_ARG(Init, embeddings_init, Init::uniform(-0.05, 0.05))
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
   /// Expand only: the position value of padding. Model files: key "mask_zero", written only when set.
   SEQATTN_ARG(std::optional<Index>, mask_position, std::nullopt)
 

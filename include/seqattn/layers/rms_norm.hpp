@@ -46,6 +46,9 @@
 namespace seqattn {
 
 /// Options of RMSNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct RMSNormOptions {
   /// Added to the mean of the squares before the square root.
   SEQATTN_ARG(double, eps, 1e-6)

@@ -73,6 +73,9 @@
 namespace seqattn {
 
 /// Options of ScaledDotProductAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct ScaledDotProductAttentionOptions {
   SEQATTN_ARG(bool, history_only, false)  ///< key j allowed for query i only when j \<= i
   SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  ///< d_v, default in_features

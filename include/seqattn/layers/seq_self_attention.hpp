@@ -88,6 +88,9 @@ inline std::string to_string(AttentionType type) {
 }
 
 /// Options of SeqSelfAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SeqSelfAttentionOptions {
   using L1L2 = seqattn::L1L2;  ///< core/weight_rules.hpp
   /// Hidden features of the additive score.
@@ -113,7 +116,8 @@ struct SeqSelfAttentionOptions {
   SEQATTN_ARG(L1L2, kernel_regularizer, L1L2{})
   /// L1/L2 penalty of the biases bh, ba.
   SEQATTN_ARG(L1L2, bias_regularizer, L1L2{})
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -43,6 +43,9 @@
 namespace seqattn {
 
 /// Options of TemporalAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TemporalAttentionOptions {
   SEQATTN_ARG(bool, shared, false)  ///< one attention vector over time shared by all features
   /// Adds a bias.
@@ -51,7 +54,8 @@ struct TemporalAttentionOptions {
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
   /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

@@ -17,8 +17,8 @@
 /// Equals torch.nn.TransformerDecoderLayer(d, heads, ff_dim, dropout, activation, layer_norm_eps, batch_first=True,
 /// norm_first, bias) with self_attn / multihead_attn in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T,
 /// linear2.weight = ffn2.W^T, norm1/2/3 = ln1/2/3, called with tgt_mask = the causal mask (tgt_is_causal) when
-/// `causal`, tgt_key_padding_mask and memory_key_padding_mask from the masks (tests/reference/gen_transformer_decoder.py
-/// checks it).
+/// `causal`, tgt_key_padding_mask and memory_key_padding_mask from the masks
+/// (tests/reference/gen_transformer_decoder.py checks it).
 /// Calls (the cross-attention API of MultiHeadAttention; the single-input forward(x, mask) and backward(x, mask, dy)
 /// of Layer throw ConfigError: the block needs its memory). As a Graph node (model/graph.hpp) it takes the inputs
 /// (targets, memory): forward(LayerInputs) and backward(LayerInputs, dy) are the calls below, input_grad(1) is
@@ -69,6 +69,9 @@
 namespace seqattn {
 
 /// Options of TransformerDecoderBlock (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TransformerDecoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention outputs, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights (both attentions)
@@ -82,7 +85,8 @@ struct TransformerDecoderOptions {
   SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attentions, the FFN linears, nor beta in the norms
   SEQATTN_ARG(std::optional<Index>, memory_features, std::nullopt)  ///< default d_model
   SEQATTN_ARG(bool, need_weights, true)  ///< false: both attentions keep no probabilities (memory linear in T)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

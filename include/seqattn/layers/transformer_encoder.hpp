@@ -46,6 +46,9 @@
 namespace seqattn {
 
 /// Options of TransformerEncoderBlock (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TransformerEncoderOptions {
   SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention output, the FFN hidden and output
   SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights
@@ -59,7 +62,8 @@ struct TransformerEncoderOptions {
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
   SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attention, the FFN linears, nor beta in the norms
   SEQATTN_ARG(bool, need_weights, true)  ///< false: the attention keeps no probabilities (memory linear in T)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
   /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>

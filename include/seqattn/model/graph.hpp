@@ -33,7 +33,8 @@
 /// graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
 /// output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
 /// params()/buffers() are named "\<node>.\<layer's name>": "proj.W", "enc.0.dense.W". Model files: config() and
-/// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. Streams (model/graph_stream.hpp):
+/// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. Streams
+/// (model/graph_stream.hpp):
 /// input 0 steps, the other inputs are the context (Stream::set_context; the nodes that read only the context run once
 /// per set_context), output 0 is the stream's output. summary(T) lists every node,
 /// its layer, its inputs, its output shape and parameter count. Buffers (copies, masks, gradients) are resized only

@@ -34,6 +34,9 @@
 namespace seqattn {
 
 /// Options of TokenSampler (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TokenSamplingOptions {
   SEQATTN_ARG(Index, top_k, 0)  ///< 0: every token; 1: greedy
   SEQATTN_ARG(double, temperature, 1.0)  ///< 0: greedy

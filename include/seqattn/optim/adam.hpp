@@ -19,8 +19,8 @@
 /// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
 /// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
 /// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
-/// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is not
-/// trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
+/// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is
+/// not trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
 /// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
 /// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
 
@@ -39,6 +39,9 @@
 namespace seqattn {
 
 /// Options of Adam (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct AdamOptions {
   /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-3)

@@ -30,6 +30,9 @@
 namespace seqattn {
 
 /// Options of WarmupCosineSchedule (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct WarmupCosineOptions {
   /// The learning rate at the end of the warm-up.
   SEQATTN_ARG(double, peak_lr, 1e-3)

@@ -30,6 +30,9 @@
 namespace seqattn {
 
 /// Options of SGD (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SGDOptions {
   /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-2)
