@@ -165,6 +165,7 @@ void column_sum(const S* X, Index len, Index F, S* sum) {
 }  // namespace detail
 
 /// The maximum over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
  public:
@@ -248,6 +249,7 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
 };
 
 /// The mean over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
  public:
@@ -330,6 +332,7 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
 };
 
 /// The last kept step of each sequence (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class LastStep final : public detail::GlobalPoolBase<S> {
  public:

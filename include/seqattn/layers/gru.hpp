@@ -100,6 +100,9 @@ struct GRUOptions {
 
 /// Gated recurrent unit (Keras GRU, reset_after by default), full backpropagation through time; see the file
 /// documentation.
+///
+/// Also public, from its implementation base: units(), return_sequences(), kernel() (W) and recurrent_kernel() (K).
+/// \extends Layer
 template <class S>
 class GRU final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;

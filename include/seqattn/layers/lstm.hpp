@@ -86,6 +86,9 @@ struct LSTMOptions {
 };
 
 /// Long short-term memory (Keras LSTM), full backpropagation through time; see the file documentation.
+///
+/// Also public, from its implementation base: units(), return_sequences(), kernel() (W) and recurrent_kernel() (K).
+/// \extends Layer
 template <class S>
 class LSTM final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;

@@ -130,6 +130,9 @@ class MergeBase : public Layer<S> {
 }  // namespace detail
 
 /// Merges 2 or more inputs of the same shape elementwise; see the file documentation.
+///
+/// Also public, from its implementation base: inputs(), the number of inputs a call takes.
+/// \extends Layer
 template <class S>
 class Merge final : public detail::MergeBase<S> {
  public:
@@ -245,6 +248,9 @@ class Merge final : public detail::MergeBase<S> {
 };
 
 /// Concatenates 2 or more inputs on the feature axis; see the file documentation.
+///
+/// Also public, from its implementation base: inputs(), the number of inputs a call takes.
+/// \extends Layer
 template <class S>
 class Concatenate final : public detail::MergeBase<S> {
  public:

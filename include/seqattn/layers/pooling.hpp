@@ -153,6 +153,9 @@ class WindowPoolBase : public Layer<S> {
 }  // namespace detail
 
 /// Max over windows of steps (Keras MaxPooling1D); see the file documentation.
+///
+/// Also public, from its implementation base: size(), stride() and partial_windows().
+/// \extends Layer
 template <class S>
 class MaxPool1D final : public detail::WindowPoolBase<S> {
  public:
@@ -245,6 +248,9 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
 };
 
 /// Average over windows of steps (Keras AveragePooling1D); see the file documentation.
+///
+/// Also public, from its implementation base: size(), stride() and partial_windows().
+/// \extends Layer
 template <class S>
 class AvgPool1D final : public detail::WindowPoolBase<S> {
  public:

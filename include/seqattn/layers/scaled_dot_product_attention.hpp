@@ -435,6 +435,12 @@ class ScaledDotAttentionCore : public Layer<S>, public AttentionMap<S> {
 
 /// Parameter-free scaled dot-product attention (keras-self-attention's ScaledDotProductAttention); see the
 /// file documentation.
+///
+/// Also public, from its implementation base: the cross-attention forward(xq, mq, xk, xv, mkv, mode) and
+/// backward_cross(xq, mq, xk, xv, mkv, dy), options(), value_features(), key_input_grad() and value_input_grad()
+/// (the file documentation gives the shapes).
+/// \extends Layer
+/// \extends AttentionMap
 template <class S>
 class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
  public:
@@ -457,6 +463,12 @@ class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S>
 
 /// Scaled dot-product attention that adds the previous layer's scores (RealFormer residual attention); see the
 /// file documentation.
+///
+/// Also public, from its implementation base: the cross-attention forward(xq, mq, xk, xv, mkv, mode) and
+/// backward_cross(xq, mq, xk, xv, mkv, dy), options(), value_features(), key_input_grad() and value_input_grad()
+/// (the file documentation gives the shapes).
+/// \extends Layer
+/// \extends AttentionMap
 template <class S>
 class ResidualScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
   using Core = detail::ScaledDotAttentionCore<S>;
