@@ -12,6 +12,11 @@
 Comments inside function bodies, private members and detail namespaces stay //. Lines already in /// are kept,
 so running it again changes nothing. It does not write descriptions: ./build.sh docs lists what still lacks one.
 
+By hand, after it (./build.sh docs fails until done): a /// brief before every public class, struct, enum,
+function, alias, option and member without one (true and short, no filler); ///@{ ... ///@} around consecutive
+members that one comment describes; for a class whose base is in namespace detail, `/// \\extends Layer` (and
+`/// \\extends AttentionMap`) in its comment, plus a sentence listing the public members of that base.
+
 Usage: doxygenize.py [--check] FILE...
   rewrites the files in place; --check only lists the files it would change and exits 1 when there is one.
 """
