@@ -18,6 +18,8 @@
    (SEQATTN_VERSION_MAJOR == (major_) &&                 \
     (SEQATTN_VERSION_MINOR > (minor_) || (SEQATTN_VERSION_MINOR == (minor_) && SEQATTN_VERSION_PATCH >= (patch_)))))
 
+/// The seqattn library: layers, models, losses, optimizers, streaming and model files (namespace detail is
+/// implementation, not API).
 namespace seqattn {
 
 /// A version: major.minor.patch.

@@ -29,7 +29,7 @@
 
 namespace seqattn {
 
-/// Binary cross-entropy on logits (sigmoid inside), averaged over the kept steps; see the file documentation.
+/// Binary cross-entropy on logits (sigmoid inside), averaged over the valid elements; see the file documentation.
 template <class S>
 class BinaryCrossEntropy {
  public:

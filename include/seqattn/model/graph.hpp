@@ -78,7 +78,7 @@ class Graph final : public Layer<S> {
   using Layer<S>::forward;
   using Layer<S>::backward;
 
-  /// A graph with these inputs (at least one; unique names); add layers with add().
+  /// A graph with these inputs (at least one, each with positive features); add layers with add().
   explicit Graph(std::vector<GraphInput> inputs)
       : Layer<S>(inputs.empty() || inputs[0].features <= 0 ? 1 : inputs[0].features) {
     if (inputs.empty()) detail::throw_config("Graph: needs at least one input");

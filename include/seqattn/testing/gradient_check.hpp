@@ -31,6 +31,7 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/random.hpp"
 
+/// Test helpers: finite-difference gradient checks (check_gradients, check_layer_gradients).
 namespace seqattn::testing {
 
 /// Options of check_gradients and check_layer_gradients (see the file documentation).
