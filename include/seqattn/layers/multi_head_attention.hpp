@@ -68,7 +68,7 @@
 /// with attention dropout, from a copy of the forward's random state, which redraws the same masks; backward then
 /// runs on one thread). Memory is O(B T H dh) instead of O(B H Tq Tk) (one sequence of 16384 steps, 4 heads:
 /// 4 GiB of float probabilities without it); the price is the score product and softmax done twice in training
-/// (see README "Memory-efficient attention" for times); inference costs nothing more. Outputs and gradients are
+/// (see docs/pages/benchmarks.md, "Memory-efficient attention", for times); inference costs nothing more. Outputs and gradients are
 /// bitwise those of need_weights=true, and keep every guarantee below. It applies to the dense and causal kernels;
 /// with attention_window (whose band is already O(Tq w)), an explicit attention mask, add_bias_kv or add_zero_attn
 /// the probabilities are still kept (only the accessors refuse).

@@ -11,7 +11,7 @@
 /// ```
 /// Exactness: row i of y for stream b is the model's predict (Mode::Infer) over that stream's whole sequence so
 /// far, at its step steps(b) + i (for a model that pools time, its pooled output over the prefix ending there),
-/// whatever the chunk sizes n; see the README's Streaming section for which layers match bitwise.
+/// whatever the chunk sizes n; see docs/pages/streaming.md for which layers match bitwise.
 /// A chunk of n > 1 steps ("prefill") runs each layer once over all B*n rows where it can.
 /// Allocation: a stream stepping with the same n allocates nothing per step (its buffers are sized for B*n rows);
 /// a step with another n resizes them once, and a cache that grows (attention without a window) doubles.
