@@ -20,11 +20,15 @@
 #             here, 1 elsewhere: tests/support/property_stride.hpp)
 #   tsan      build the threading tests with ThreadSanitizer (build-tsan/) and run them
 #   fuzz      build the libFuzzer targets (clang, ASan + UBSan) and run each for FUZZ_SECONDS (default 60)
+#   docs      generate the API reference from the header comments with Doxygen (docs/Doxyfile, the pages in
+#             docs/pages) into build-docs/html/index.html; prints the warnings and fails on any (an undocumented
+#             public class, function, option or member, a broken reference)
 #   deps      only install the missing Debian packages
 #
 # Every command first installs the Debian packages it needs when they are missing (apt-get, with sudo when
 # not root). Build trees: build/ (tests, and the examples built as tests are: SEQATTN_EXAMPLES_AS_TESTS),
-# build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3) and build-bench/.
+# build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3), build-bench/ and
+# build-docs/ (`docs`).
 # Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS
 # (extra flags of every benchmark binary), BENCH_MIN_TIME (default 0.2), BENCH_FILTER, BENCH_SAVE, BENCH_BASELINE,
 # BENCH_THRESHOLD, BENCH_METRIC (bench, above), SEQATTN_PROPERTY_STRIDE (sanitize: run every N-th seed of the
@@ -41,6 +45,8 @@ PACKAGES=(g++ cmake make pkg-config libeigen3-dev libgtest-dev libgmock-dev libb
   libcxxopts-dev libstb-dev zlib1g-dev libhdf5-dev libzip-dev libopenmpi-dev openmpi-bin)
 # `fuzz` also needs clang and its libFuzzer and sanitizer runtimes.
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+# `docs` needs only Doxygen and graphviz (the class inheritance graphs).
+DOCS_PACKAGES=(doxygen graphviz)
 
 usage() {
   # The header comment above, up to the first line that is not a comment.
@@ -222,6 +228,24 @@ cmd_tsan() {
   done
 }
 
+# The API reference (docs/Doxyfile): doxygen writes build-docs/html and its warnings into build-docs/warnings.log.
+# Any warning fails: every public entity outside the detail namespaces has a description.
+cmd_docs() {
+  local dir="$ROOT/build-docs" version
+  version="$(sed -n 's/^#define SEQATTN_VERSION_STRING "\(.*\)"$/\1/p' "$ROOT/include/seqattn/version.hpp")"
+  rm -rf "$dir/html" "$dir/warnings.log"
+  mkdir -p "$dir"
+  log "running doxygen $(doxygen --version) (docs/Doxyfile)"
+  (cd "$ROOT" && SEQATTN_DOCS_OUT="$dir" SEQATTN_VERSION="$version" doxygen docs/Doxyfile)
+  if [ -s "$dir/warnings.log" ]; then
+    cat "$dir/warnings.log" >&2
+    echo "build.sh: doxygen printed $(grep -cE 'warning:|error:' "$dir/warnings.log") warnings (above; also in" \
+      "$dir/warnings.log)" >&2
+    exit 1
+  fi
+  log "doxygen: 0 warnings; the API reference is $dir/html/index.html"
+}
+
 main() {
   if [ "$#" -ne 1 ]; then
     usage
@@ -263,6 +287,11 @@ main() {
       PACKAGES+=("${FUZZ_PACKAGES[@]}")
       install_deps
       "$ROOT/fuzz/run.sh" "${FUZZ_SECONDS:-60}"
+      ;;
+    docs)
+      PACKAGES=("${DOCS_PACKAGES[@]}")
+      install_deps
+      cmd_docs
       ;;
     deps) install_deps ;;
     -h | --help | help) usage ;;

@@ -1,6 +1,7 @@
 // attention_memory: the memory and time of one MultiHeadAttention training step (forward in Mode::Train, then
 // backward) on one long sequence, with the probabilities kept (need_weights=true, the default) and not kept
-// (need_weights=false: backward computes them again, memory linear in T). README "Memory-efficient attention".
+// (need_weights=false: backward computes them again, memory linear in T). docs/pages/benchmarks.md,
+// "Memory-efficient attention".
 //
 //   attention_memory [--lengths 1024,2048,...] [--features 64] [--heads 4] [--causal] [--not-kept-only]
 //                    [--steps 3] [--check-mib N]

@@ -10,7 +10,7 @@
 // 1 against 2 threads on the training step, several repetitions (the median is steadier on a shared machine):
 //   ./bench_classifier --benchmark_filter='TrainStep/B:64/T:128/masked:0' --benchmark_repetitions=5
 // On a machine whose cores are busy with other work, OpenMP's spinning waits make 2 threads much slower than 1;
-// OMP_WAIT_POLICY=passive avoids that (the README's Benchmarks section shows both).
+// OMP_WAIT_POLICY=passive avoids that (docs/pages/benchmarks.md, "Threads and determinism", shows both).
 #include <algorithm>
 #include <vector>
 

@@ -453,7 +453,7 @@ int main(int argc, char** argv) {
   std::printf("at::show_config():\n%s", torch_config().c_str());
   if (blas.find("/blas/libblas.so") != std::string::npos)
     std::fprintf(stderr, "WARNING: libtorch uses the reference BLAS (netlib): its products are very slow. See "
-                         "README.md, Benchmarks, for running it with OpenBLAS.\n");
+                         "docs/pages/benchmarks.md (Side by side with libtorch), for running it with OpenBLAS.\n");
   check_same_math();
   check_same_math_lstm();
 

@@ -1,5 +1,6 @@
 #pragma once
-// Umbrella header: includes every public header of seqattn.
+/// \file
+/// Umbrella header: includes every public header of seqattn.
 
 #include "seqattn/version.hpp"
 

@@ -120,7 +120,7 @@ TEST(Graph, ValidOutputsIgnoreMaskedValuesOfEveryInput) {
   const Mask ms = Mask::from_steps({{1, 0, 1, 1, 0}, {0, 1, 1, 1, 1}}), mc = Mask::from_steps({{1, 1, 0, 1, 0, 0}, {1, 1, 1, 1, 1, 0}});
   const LayerInputs<double> in = {{&series, &ms}, {&context, &mc}};
   const Tensor3<double> y1 = g.forward(in);
-  const Tensor3<double> y0 = g.forward({{&series, &ms}, {&context, &mc}});  // the README's brace form
+  const Tensor3<double> y0 = g.forward({{&series, &ms}, {&context, &mc}});  // the brace form of docs/pages/graphs.md
   for (Index i = 0; i < y0.size(); ++i) EXPECT_EQ(y0.data()[i], y1.data()[i]);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (Index b = 0; b < 2; ++b) {

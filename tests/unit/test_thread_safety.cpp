@@ -2,7 +2,7 @@
 // copy of a model (Sequential copies are deep: clone() of every layer), give bitwise the results one thread
 // gets. The models are random stacks of every layer type (tests/support/random_model.hpp). There is no const
 // inference path: forward writes the layers' caches, so a model object must not be shared between threads
-// (README "Reliability"). Run under ThreadSanitizer by ./build.sh tsan (no OpenMP there: std::thread only).
+// (docs/pages/reliability.md). Run under ThreadSanitizer by ./build.sh tsan (no OpenMP there: std::thread only).
 #include <gtest/gtest.h>
 
 #include <atomic>

@@ -1,5 +1,6 @@
 #pragma once
-// Library version (seqattn/version.hpp) and the index type used for every size.
+/// \file
+/// Library version (seqattn/version.hpp) and the index type used for every size.
 
 #include <Eigen/Core>
 #include <cstdint>
@@ -8,6 +9,6 @@
 
 namespace seqattn {
 
-using Index = Eigen::Index;  // signed, as Eigen uses for every size
+using Index = Eigen::Index;  ///< signed, as Eigen uses for every size
 
 }  // namespace seqattn

@@ -1,17 +1,21 @@
 #pragma once
-// Flushing denormal (subnormal) numbers to zero while seqattn computes.
-//
-// Arithmetic on denormals (|x| < 1.2e-38 in float) can take a slow microcode path on x86: a batch of tiny inputs,
-// or weights decayed towards zero, made forward and backward up to 18-21x slower (1.9x for SeqSelfAttention on
-// an AVX-512 Xeon: benchmarks/bench_denormals.cpp). So every layer's forward and
-// backward (Layer::forward / backward) and every worker thread of its parallel loops (detail::parallel_for)
-// run with the CPU's flush-to-zero and denormals-are-zero modes on (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ),
-// and restore the caller's mode when they return: the program's own arithmetic is never affected.
-//   set_flush_denormals(false)   compute with denormals as IEEE-754 says (slow on them). Process-wide.
-//   flush_denormals()            the setting (default true, as PyTorch's torch.set_flush_denormal(True) does).
-// Effect: values below the smallest normal number become zero inside the layers, a relative change far below
-// float rounding for any value a model computes with. Optimizers (optim/) and losses are not affected (they stay
-// exact to PyTorch). benchmarks/bench_denormals.cpp measures a layer on denormal inputs with the mode on and off.
+/// \file
+/// Flushing denormal (subnormal) numbers to zero while seqattn computes.
+///
+/// Arithmetic on denormals (|x| \< 1.2e-38 in float) can take a slow microcode path on x86: a batch of tiny inputs,
+/// or weights decayed towards zero, made forward and backward up to 18-21x slower (1.9x for SeqSelfAttention on
+/// an AVX-512 Xeon: benchmarks/bench_denormals.cpp). So every layer's forward and
+/// backward (Layer::forward / backward) and every worker thread of its parallel loops (detail::parallel_for)
+/// run with the CPU's flush-to-zero and denormals-are-zero modes on (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ),
+/// and restore the caller's mode when they return: the program's own arithmetic is never affected.
+///
+/// ```unparsed
+///   set_flush_denormals(false)   compute with denormals as IEEE-754 says (slow on them). Process-wide.
+///   flush_denormals()            the setting (default true, as PyTorch's torch.set_flush_denormal(True) does).
+/// ```
+/// Effect: values below the smallest normal number become zero inside the layers, a relative change far below
+/// float rounding for any value a model computes with. Optimizers (optim/) and losses are not affected (they stay
+/// exact to PyTorch). benchmarks/bench_denormals.cpp measures a layer on denormal inputs with the mode on and off.
 
 #include <atomic>
 
@@ -31,7 +35,9 @@ inline std::atomic<bool>& flush_denormals_setting() {
 }
 }  // namespace detail
 
+/// Turns flushing denormals to zero inside the layers on (the default) or off; process-wide.
 inline void set_flush_denormals(bool on) { detail::flush_denormals_setting().store(on); }
+/// Whether the layers flush denormals to zero (set_flush_denormals; default true).
 inline bool flush_denormals() { return detail::flush_denormals_setting().load(std::memory_order_relaxed); }
 
 namespace detail {

@@ -1,16 +1,20 @@
 #pragma once
-// Weight initializers, with Keras' definitions:
-//   zeros, constant(c), uniform(lo, hi), normal(stddev)
-//   glorot_uniform   U(-l, l), l = sqrt(6 / (fan_in + fan_out))                      (Keras default)
-//   glorot_normal    truncated normal, stddev sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978
-//   he_uniform       U(-l, l), l = sqrt(6 / fan_in)
-//   he_normal        truncated normal, stddev sqrt(2 / fan_in) / 0.87962566103423978
-//   orthogonal(g)    Keras' Orthogonal (recurrent kernels): for a (rows, cols) matrix, Q of the QR decomposition
-//                    of a (max, min) standard-normal matrix with R's diagonal made positive (Keras multiplies
-//                    Q's columns by the signs of R's diagonal), transposed when rows < cols, times the gain g:
-//                    orthonormal rows or columns
-// (0.8796... is the stddev of a unit normal truncated at two standard deviations.)
-// For a (rows, cols) kernel used as y = x W, fan_in = rows and fan_out = cols.
+/// \file
+/// Weight initializers, with Keras' definitions:
+///
+/// ```unparsed
+///   zeros, constant(c), uniform(lo, hi), normal(stddev)
+///   glorot_uniform   U(-l, l), l = sqrt(6 / (fan_in + fan_out))                      (Keras default)
+///   glorot_normal    truncated normal, stddev sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978
+///   he_uniform       U(-l, l), l = sqrt(6 / fan_in)
+///   he_normal        truncated normal, stddev sqrt(2 / fan_in) / 0.87962566103423978
+///   orthogonal(g)    Keras' Orthogonal (recurrent kernels): for a (rows, cols) matrix, Q of the QR decomposition
+///                    of a (max, min) standard-normal matrix with R's diagonal made positive (Keras multiplies
+///                    Q's columns by the signs of R's diagonal), transposed when rows < cols, times the gain g:
+///                    orthonormal rows or columns
+/// ```
+/// (0.8796... is the stddev of a unit normal truncated at two standard deviations.)
+/// For a (rows, cols) kernel used as y = x W, fan_in = rows and fan_out = cols.
 
 #include <cmath>
 #include <string>
@@ -21,27 +25,41 @@
 
 namespace seqattn {
 
+/// A weight initializer (Keras names and formulas); see the file documentation.
 class Init {
  public:
+  /// The initializer's formula.
   enum class Kind { Zeros, Constant, Uniform, Normal, GlorotUniform, GlorotNormal, HeUniform, HeNormal, Orthogonal };
 
+  /// Every value 0.
   static Init zeros() { return Init(Kind::Zeros); }
+  /// Every value 1.
   static Init ones() { return constant(1.0); }
+  /// Every value `value`.
   static Init constant(double value) { return Init(Kind::Constant, value); }
+  /// Uniform in [lo, hi).
   static Init uniform(double lo, double hi) { return Init(Kind::Uniform, lo, hi); }
+  /// Normal with mean 0 and standard deviation `stddev`.
   static Init normal(double stddev) { return Init(Kind::Normal, stddev); }
+  /// Glorot (Xavier) uniform: limit sqrt(6 / (fan_in + fan_out)).
   static Init glorot_uniform() { return Init(Kind::GlorotUniform); }
+  /// Glorot (Xavier) normal: truncated normal, stddev from fan_in + fan_out (the file documentation's table).
   static Init glorot_normal() { return Init(Kind::GlorotNormal); }
+  /// He uniform: limit sqrt(6 / fan_in).
   static Init he_uniform() { return Init(Kind::HeUniform); }
+  /// He normal: truncated normal, stddev from fan_in (the file documentation's table).
   static Init he_normal() { return Init(Kind::HeNormal); }
+  /// A (semi-)orthogonal matrix scaled by `gain`.
   static Init orthogonal(double gain = 1.0) { return Init(Kind::Orthogonal, gain); }
 
+  /// Which initializer this is.
   Kind kind() const { return kind_; }
-  // The parameters: constant's value, uniform's lo (a) and hi (b), normal's stddev, orthogonal's gain.
+  /// The parameters: constant's value, uniform's lo (a) and hi (b), normal's stddev, orthogonal's gain.
   double a() const { return a_; }
+  /// The second parameter: uniform's hi.
   double b() const { return b_; }
 
-  // Fills every coefficient of `m` (any Eigen dense object) given the fans of the tensor it belongs to.
+  /// Fills every coefficient of `m` (any Eigen dense object) given the fans of the tensor it belongs to.
   template <class Derived>
   void fill(Eigen::DenseBase<Derived>& m, Index fan_in, Index fan_out, Rng& rng) const {
     using S = typename Derived::Scalar;
@@ -74,11 +92,13 @@ class Init {
         m(i, j) = static_cast<S>(v);
       }
   }
+  /// fill() for a temporary Eigen expression (a block or a map).
   template <class Derived>
   void fill(Eigen::DenseBase<Derived>&& m, Index fan_in, Index fan_out, Rng& rng) const {
     fill(m, fan_in, fan_out, rng);
   }
 
+  /// The initializer as text: "zeros", "uniform(-0.05, 0.05)".
   std::string to_string() const {
     switch (kind_) {
       case Kind::Zeros: return "zeros";

@@ -1,16 +1,20 @@
 #pragma once
-// Mask: which steps of a (B, T) batch are valid. Two forms:
-//   lengths (the fast path)  sequence b keeps its first length_b steps (right padding). Mask(lengths),
-//                            from_lengths; an empty Mask keeps every step of every sequence.
-//   steps                    any pattern of kept steps: holes inside a sequence (a sensor dropped out, Keras'
-//                            per-step masks) and left padding. from_steps (a B x T keep array), from_value (Keras'
-//                            Masking: a step whose features all equal a value), from_missing (a step with a NaN).
-//                            A step mask is tied to its T.
-// Builders store a step pattern whose kept steps are a prefix of every sequence as lengths, so the fast path is
-// taken whenever it exists: has_holes() is true only for patterns lengths cannot express.
-// The mask travels beside the data: layers receive it with x, and layers that change the number of steps
-// (pooling, strided conv) return a new one from out_mask(). Layers that do not handle step masks refuse them
-// (Layer::supports_step_masks, core/layer.hpp) with a ConfigError naming the layer.
+/// \file
+/// Mask: which steps of a (B, T) batch are valid. Two forms:
+///
+/// ```unparsed
+///   lengths (the fast path)  sequence b keeps its first length_b steps (right padding). Mask(lengths),
+///                            from_lengths; an empty Mask keeps every step of every sequence.
+///   steps                    any pattern of kept steps: holes inside a sequence (a sensor dropped out, Keras'
+///                            per-step masks) and left padding. from_steps (a B x T keep array), from_value (Keras'
+///                            Masking: a step whose features all equal a value), from_missing (a step with a NaN).
+///                            A step mask is tied to its T.
+/// ```
+/// Builders store a step pattern whose kept steps are a prefix of every sequence as lengths, so the fast path is
+/// taken whenever it exists: has_holes() is true only for patterns lengths cannot express.
+/// The mask travels beside the data: layers receive it with x, and layers that change the number of steps
+/// (pooling, strided conv) return a new one from out_mask(). Layers that do not handle step masks refuse them
+/// (Layer::supports_step_masks, core/layer.hpp) with a ConfigError naming the layer.
 
 #include <algorithm>
 #include <cmath>
@@ -26,17 +30,22 @@
 
 namespace seqattn {
 
+/// Which steps of each sequence are valid: lengths (right padding) or a step mask (holes, left padding); see
+/// the file documentation.
 class Mask {
  public:
-  Mask() = default;  // every step valid
+  Mask() = default;  ///< every step valid
+  /// The lengths form: sequence b has lengths[b] valid steps (ShapeError for a negative length).
   explicit Mask(std::vector<Index> lengths) : lengths_(std::move(lengths)) {
     for (Index len : lengths_)
       if (len < 0) detail::throw_shape("Mask: lengths must be >= 0 but got ", len);
   }
+  /// Mask(lengths).
   static Mask from_lengths(std::vector<Index> lengths) { return Mask(std::move(lengths)); }
+  /// Mask(): every step valid.
   static Mask all_valid() { return Mask(); }
 
-  // keep: B*T entries, row-major (keep[b * T + t] != 0 keeps step t of sequence b).
+  /// keep: B*T entries, row-major (keep[b * T + t] != 0 keeps step t of sequence b).
   static Mask from_steps(Index B, Index T, std::vector<std::uint8_t> keep) {
     if (B <= 0 || T <= 0) detail::throw_shape("Mask::from_steps: B and T must be positive but got B=", B, ", T=", T);
     if (static_cast<Index>(keep.size()) != B * T)
@@ -58,7 +67,7 @@ class Mask {
     mask.steps_ = T;
     return mask;
   }
-  // Nested rows, one per sequence: Mask::from_steps({{1, 0, 1}, {1, 1, 0}}).
+  /// Nested rows, one per sequence: Mask::from_steps({{1, 0, 1}, {1, 1, 0}}).
   static Mask from_steps(std::initializer_list<std::initializer_list<int>> rows) {
     const Index B = static_cast<Index>(rows.size());
     const Index T = B > 0 ? static_cast<Index>(rows.begin()->size()) : 0;
@@ -73,7 +82,7 @@ class Mask {
     }
     return from_steps(B, T, std::move(keep));
   }
-  // Keras' Masking(mask_value): a step of x (B, T, F) is masked when every feature equals `value` (finite).
+  /// Keras' Masking(mask_value): a step of x (B, T, F) is masked when every feature equals `value` (finite).
   template <class S>
   static Mask from_value(const Tensor3<S>& x, double value) {
     if (!std::isfinite(value))
@@ -84,14 +93,14 @@ class Mask {
       return !std::all_of(row, row + F, [v](S e) { return e == v; });
     });
   }
-  // Missing observations: a step of x (B, T, F) is masked when any of its features is NaN.
+  /// Missing observations: a step of x (B, T, F) is masked when any of its features is NaN.
   template <class S>
   static Mask from_missing(const Tensor3<S>& x) {
     return from_step_rule(x, "Mask::from_missing", [](const S* row, Index F) {
       return std::none_of(row, row + F, [](S e) { return std::isnan(e); });
     });
   }
-  // The steps both masks keep, for a (B, T) batch (both must fit it).
+  /// The steps both masks keep, for a (B, T) batch (both must fit it).
   static Mask intersect(const Mask& a, const Mask& b, Index B, Index T) {
     if (a.empty()) return b;
     if (b.empty()) return a;
@@ -108,19 +117,21 @@ class Mask {
     return from_steps(B, T, std::move(keep));
   }
 
+  /// True for the all-valid mask Mask().
   bool empty() const { return lengths_.empty(); }
+  /// The number of sequences (0 for the all-valid mask).
   Index batch() const { return static_cast<Index>(lengths_.size()); }
-  // True for a step mask that lengths cannot express (holes or left padding).
+  /// True for a step mask that lengths cannot express (holes or left padding).
   bool has_holes() const { return !keep_.empty(); }
-  // The T a step mask was built for (0 for lengths).
+  /// The T a step mask was built for (0 for lengths).
   Index steps() const { return steps_; }
-  // Lengths form: the valid lengths. Step form: the extents (1 + the last kept step; 0 when none is kept).
+  /// Lengths form: the valid lengths. Step form: the extents (1 + the last kept step; 0 when none is kept).
   const std::vector<Index>& lengths() const { return lengths_; }
 
-  // Lengths form: valid steps of sample b in a batch padded to T steps. Step form: the extent of sample b
-  // (every kept step is below it; steps below it may be masked: test valid()).
+  /// Lengths form: valid steps of sample b in a batch padded to T steps. Step form: the extent of sample b
+  /// (every kept step is below it; steps below it may be masked: test valid()).
   Index length(Index b, Index T) const { return empty() ? T : lengths_[static_cast<size_t>(b)]; }
-  // First kept step of sample b (length(b, T) when none is kept).
+  /// First kept step of sample b (length(b, T) when none is kept).
   Index first(Index b, Index T) const {
     if (!has_holes()) return length(b, T) > 0 ? 0 : length(b, T);
     const std::uint8_t* row = keep_row(b);
@@ -129,24 +140,25 @@ class Mask {
     while (t < extent && !row[t]) ++t;
     return t;
   }
+  /// Whether step t of sequence b (of T steps) is kept.
   bool valid(Index b, Index t, Index T) const {
     if (has_holes()) return keep_[static_cast<size_t>(b * steps_ + t)] != 0;
     return t < length(b, T);
   }
-  // Kept steps of sample b.
+  /// Kept steps of sample b.
   Index count(Index b, Index T) const {
     if (!has_holes()) return length(b, T);
     const std::uint8_t* row = keep_row(b);
     return static_cast<Index>(std::count(row, row + steps_, std::uint8_t{1}));
   }
-  // Step form only: the steps() keep flags (0 or 1) of sample b.
+  /// Step form only: the steps() keep flags (0 or 1) of sample b.
   const std::uint8_t* keep_row(Index b) const { return keep_.data() + b * steps_; }
-  // True when the mask marks some step of a (B, T) batch as padding.
+  /// True when the mask marks some step of a (B, T) batch as padding.
   bool has_padding(Index T) const {
     return has_holes() || std::any_of(lengths_.begin(), lengths_.end(), [T](Index len) { return len < T; });
   }
 
-  // True when the mask fits a batch of B sequences of T steps (allocation-free; check() explains why not).
+  /// True when the mask fits a batch of B sequences of T steps (allocation-free; check() explains why not).
   bool fits(Index B, Index T) const {
     if (empty()) return true;
     if (batch() != B) return false;
@@ -154,7 +166,7 @@ class Mask {
     return std::all_of(lengths_.begin(), lengths_.end(), [T](Index len) { return len <= T; });
   }
 
-  // Throws ShapeError naming `who` unless the mask fits a batch of B sequences of T steps.
+  /// Throws ShapeError naming `who` unless the mask fits a batch of B sequences of T steps.
   void check(Index B, Index T, const std::string& who) const {
     if (empty()) return;
     if (batch() != B)
@@ -170,9 +182,11 @@ class Mask {
                             " but the input has only ", T, " steps");
   }
 
+  /// Same form, lengths and kept steps.
   friend bool operator==(const Mask& a, const Mask& b) {
     return a.lengths_ == b.lengths_ && a.keep_ == b.keep_ && a.steps_ == b.steps_;
   }
+  /// Not equal.
   friend bool operator!=(const Mask& a, const Mask& b) { return !(a == b); }
 
  private:

@@ -1,33 +1,42 @@
 #pragma once
-// The memory limit of seqattn's layers, and checked size arithmetic.
-//
-// A layer whose caches grow faster than its input (attention keeps B*T*T probabilities, or B*H*Tq*Tk) states
-// what a batch needs in cache_bytes(B, T) (core/layer.hpp). Before any work, Layer::forward compares it with
-// memory_limit() and throws MemoryError naming the layer, the batch shape, the bytes and the remedy:
-//   "SeqSelfAttention(additive, units=32): a batch of shape (1, 50000, 8) needs 27.95 GiB for its output, input
-//    gradient and caches, above the memory limit of 11.77 GiB (seqattn::set_memory_limit); global attention ..."
-// so a sequence that is too long fails at once and clearly, instead of being killed by the system or throwing a
-// bare std::bad_alloc after minutes. A std::bad_alloc inside a layer's forward or backward is rethrown as a
-// MemoryError naming the layer and the shape.
-//
-//   memory_limit()          the limit in bytes. Default: half of the memory this process may use, the smallest
-//                           of physical memory, the cgroup limit (v2 memory.max, v1 memory.limit_in_bytes) and
-//                           RLIMIT_AS; kNoMemoryLimit when none can be read.
-//   set_memory_limit(n)     n bytes (n >= 1; kNoMemoryLimit turns the check off). Process-wide.
-//   reset_memory_limit()    back to the default.
-//   format_bytes(n)         "37.26 GiB"
-// Checked arithmetic (namespace detail):
-//   checked_product(who, what, {a, b, ...})   a * b * ... of non-negative sizes, or ConfigError "<who>: <what>
-//                                             = a x b overflows" (never signed overflow)
-//   saturating_bytes(scalar_size, {a, b, ...}) a * b * ... * scalar_size, or SIZE_MAX when it does not fit
-//   checked_parameter<S>(who, what, {a, b})   for constructors, before allocating a parameter tensor: its number
-//                                             of values, ConfigError on overflow, MemoryError when the tensor and
-//                                             its gradient exceed memory_limit(), or the parameter budget of
-//                                             this thread when one is set
-//   ScopedParameterBudget budget(bytes, what)   for the duration of the scope, the constructors on this thread
-//                                             may take at most `bytes` (tensor and gradient, summed over every
-//                                             checked_parameter) before a MemoryError "..., more than <what>":
-//                                             load_model bounds a model file's architecture by its tensors
+/// \file
+/// The memory limit of seqattn's layers, and checked size arithmetic.
+///
+/// A layer whose caches grow faster than its input (attention keeps B*T*T probabilities, or B*H*Tq*Tk) states
+/// what a batch needs in cache_bytes(B, T) (core/layer.hpp). Before any work, Layer::forward compares it with
+/// memory_limit() and throws MemoryError naming the layer, the batch shape, the bytes and the remedy:
+///
+/// ```unparsed
+///   "SeqSelfAttention(additive, units=32): a batch of shape (1, 50000, 8) needs 27.95 GiB for its output, input
+///    gradient and caches, above the memory limit of 11.77 GiB (seqattn::set_memory_limit); global attention ..."
+/// ```
+/// so a sequence that is too long fails at once and clearly, instead of being killed by the system or throwing a
+/// bare std::bad_alloc after minutes. A std::bad_alloc inside a layer's forward or backward is rethrown as a
+/// MemoryError naming the layer and the shape.
+///
+/// ```unparsed
+///   memory_limit()          the limit in bytes. Default: half of the memory this process may use, the smallest
+///                           of physical memory, the cgroup limit (v2 memory.max, v1 memory.limit_in_bytes) and
+///                           RLIMIT_AS; kNoMemoryLimit when none can be read.
+///   set_memory_limit(n)     n bytes (n >= 1; kNoMemoryLimit turns the check off). Process-wide.
+///   reset_memory_limit()    back to the default.
+///   format_bytes(n)         "37.26 GiB"
+/// ```
+/// Checked arithmetic (namespace detail):
+///
+/// ```unparsed
+///   checked_product(who, what, {a, b, ...})   a * b * ... of non-negative sizes, or ConfigError "<who>: <what>
+///                                             = a x b overflows" (never signed overflow)
+///   saturating_bytes(scalar_size, {a, b, ...}) a * b * ... * scalar_size, or SIZE_MAX when it does not fit
+///   checked_parameter<S>(who, what, {a, b})   for constructors, before allocating a parameter tensor: its number
+///                                             of values, ConfigError on overflow, MemoryError when the tensor and
+///                                             its gradient exceed memory_limit(), or the parameter budget of
+///                                             this thread when one is set
+///   ScopedParameterBudget budget(bytes, what)   for the duration of the scope, the constructors on this thread
+///                                             may take at most `bytes` (tensor and gradient, summed over every
+///                                             checked_parameter) before a MemoryError "..., more than <what>":
+///                                             load_model bounds a model file's architecture by its tensors
+/// ```
 
 #include <atomic>
 #include <cstddef>
@@ -49,8 +58,10 @@
 
 namespace seqattn {
 
+/// The memory limit that turns the check off (and the saturated value of the byte counts).
 inline constexpr std::size_t kNoMemoryLimit = std::numeric_limits<std::size_t>::max();
 
+/// Bytes as text: "37.26 GiB".
 inline std::string format_bytes(std::size_t bytes) {
   if (bytes == kNoMemoryLimit) return "more than 16 EiB";
   const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -178,6 +189,7 @@ Index checked_parameter(const std::string& who, const char* what, std::initializ
 
 }  // namespace detail
 
+/// The limit in bytes of a layer's forward (set_memory_limit, else half the memory the process may use).
 inline std::size_t memory_limit() {
   const std::size_t set = detail::memory_limit_setting().load();
   if (set != 0) return set;
@@ -185,11 +197,13 @@ inline std::size_t memory_limit() {
   return fallback;
 }
 
+/// Sets the limit to `bytes` (>= 1; kNoMemoryLimit turns the check off); process-wide.
 inline void set_memory_limit(std::size_t bytes) {
   if (bytes == 0) detail::throw_config("set_memory_limit: expected a limit of at least 1 byte but got 0");
   detail::memory_limit_setting().store(bytes);
 }
 
+/// Back to the default limit.
 inline void reset_memory_limit() { detail::memory_limit_setting().store(0); }
 
 }  // namespace seqattn

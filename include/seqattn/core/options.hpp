@@ -1,7 +1,10 @@
 #pragma once
-// SEQATTN_ARG declares one option of an options struct with a chainable setter and a getter, as the
-// PyTorch C++ API does:  DenseOptions().activation(Activation::ReLU).use_bias(false)
+/// \file
+/// SEQATTN_ARG declares one option of an options struct with a chainable setter and a getter, as the
+/// PyTorch C++ API does:  DenseOptions().activation(Activation::ReLU).use_bias(false)
 
+/// Declares option `name` of type `Type` with default `...`: a chainable setter name(value) and a getter
+/// name() (see the file documentation).
 #define SEQATTN_ARG(Type, name, ...)    \
  public:                                \
   auto& name(const Type& new_value) {   \

@@ -1,16 +1,20 @@
 #pragma once
-// Seeded random numbers, identical on every platform and compiler (the std distributions are not).
-//   Rng               xoshiro256** seeded through splitmix64; uniform() in [0, 1), normal() by Box-Muller.
-//   manual_seed(s)    resets the library-wide seed sequence (like torch.manual_seed).
-//   next_seed()       the next seed of that sequence: layers built without an explicit seed take one, so a
-//                     program that builds its model in the same order gets the same weights every run.
-//   RandomScope       while one lives on a thread, every Train forward that draws random numbers (Dropout's
-//                     masks, MultiHeadAttention's attention and qkv dropout) first reseeds its layer's stream from
-//                     (the scope's seed, how many streams the scope reseeded before): the draws depend only on the
-//                     scope's seed and the order of the forwards, not on what ran earlier. The distributed trainer
-//                     (distributed/data_parallel.hpp) gives each chunk of a global batch its own scope, so a chunk
-//                     draws the same masks on any process. Scopes nest (the innermost counts); one per thread.
-//   mix_seed(a, b)    a seed derived from two (splitmix64 of both): the seeds of chunk b of step a, ...
+/// \file
+/// Seeded random numbers, identical on every platform and compiler (the std distributions are not).
+///
+/// ```unparsed
+///   Rng               xoshiro256** seeded through splitmix64; uniform() in [0, 1), normal() by Box-Muller.
+///   manual_seed(s)    resets the library-wide seed sequence (like torch.manual_seed).
+///   next_seed()       the next seed of that sequence: layers built without an explicit seed take one, so a
+///                     program that builds its model in the same order gets the same weights every run.
+///   RandomScope       while one lives on a thread, every Train forward that draws random numbers (Dropout's
+///                     masks, MultiHeadAttention's attention and qkv dropout) first reseeds its layer's stream from
+///                     (the scope's seed, how many streams the scope reseeded before): the draws depend only on the
+///                     scope's seed and the order of the forwards, not on what ran earlier. The distributed trainer
+///                     (distributed/data_parallel.hpp) gives each chunk of a global batch its own scope, so a chunk
+///                     draws the same masks on any process. Scopes nest (the innermost counts); one per thread.
+///   mix_seed(a, b)    a seed derived from two (splitmix64 of both): the seeds of chunk b of step a, ...
+/// ```
 
 #include <atomic>
 #include <cmath>
@@ -31,23 +35,30 @@ inline std::atomic<std::uint64_t>& seed_counter() {
 }
 }  // namespace detail
 
+/// Sets the seed counter that next_seed() draws from (reproducible initialization); process-wide.
 inline void manual_seed(std::uint64_t seed) { detail::seed_counter().store(seed); }
 
+/// The next seed of the process-wide counter (the default seed of every layer's initialization).
 inline std::uint64_t next_seed() {
   std::uint64_t state = detail::seed_counter().fetch_add(1);
   return detail::splitmix64(state);
 }
 
+/// The random generator of initializers and dropout (xoshiro256**); the same seed gives the same values on
+/// every platform.
 class Rng {
  public:
+  /// A generator seeded with `seed`.
   explicit Rng(std::uint64_t seed = 0) { reseed(seed); }
 
+  /// Restarts the sequence from `seed`.
   void reseed(std::uint64_t seed) {
     std::uint64_t sm = seed;
     for (auto& word : s_) word = detail::splitmix64(sm);
     has_spare_ = false;
   }
 
+  /// The next 64 random bits.
   std::uint64_t next_u64() {
     const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
     const std::uint64_t t = s_[1] << 17;
@@ -60,13 +71,14 @@ class Rng {
     return result;
   }
 
-  // Uniform in [0, 1) with 53 random bits.
+  /// Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+  /// Uniform in [lo, hi).
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-  // Uniform integer in [0, n).
+  /// Uniform integer in [0, n).
   std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next_u64() % n; }
 
-  // Standard normal (Box-Muller; the second value of each pair is kept for the next call).
+  /// Standard normal (Box-Muller; the second value of each pair is kept for the next call).
   double normal() {
     if (has_spare_) {
       has_spare_ = false;
@@ -81,8 +93,9 @@ class Rng {
     has_spare_ = true;
     return r * std::cos(angle);
   }
+  /// Normal with mean `mean` and standard deviation `stddev`.
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
-  // Normal resampled until within two standard deviations (Keras' truncated_normal).
+  /// Normal resampled until within two standard deviations (Keras' truncated_normal).
   double truncated_normal(double stddev) {
     for (;;) {
       const double z = normal();

@@ -1,16 +1,20 @@
 #pragma once
-// Building a Tensor3 (batch, time, features) from the caller's data, and reading it back:
-//   tensor3<S>(B, T, F, values)      values: B*T*F numbers in (b, t, f) order, the last index fastest (the
-//                                     tensor's own row-major layout); a std::vector<S> or a pointer and a count.
-//   tensor3<S>({{{1, 2}, {3, 4}}})    nested lists: sequences, their steps, each step's features; every sequence
-//                                     has the same number of steps and every step the same number of features.
-//   pad_batch<S>(sequences, pad)     sequences of different lengths (each a vector of steps, each step a vector of
-//                                     features) -> PaddedBatch {x (B, max length, F) right-padded with `pad`, mask
-//                                     Mask(lengths)}: what a layer takes for a variable-length batch.
-//   to_vector(x)                     the B*T*F values in the same order.
-// Sizes that do not match throw ShapeError naming the builder, the expected and the received size (the sequence
-// and step where a nested list differs). Sizes must be positive; their product is checked for overflow before
-// anything is allocated.
+/// \file
+/// Building a Tensor3 (batch, time, features) from the caller's data, and reading it back:
+///
+/// ```unparsed
+///   tensor3<S>(B, T, F, values)      values: B*T*F numbers in (b, t, f) order, the last index fastest (the
+///                                     tensor's own row-major layout); a std::vector<S> or a pointer and a count.
+///   tensor3<S>({{{1, 2}, {3, 4}}})    nested lists: sequences, their steps, each step's features; every sequence
+///                                     has the same number of steps and every step the same number of features.
+///   pad_batch<S>(sequences, pad)     sequences of different lengths (each a vector of steps, each step a vector of
+///                                     features) -> PaddedBatch {x (B, max length, F) right-padded with `pad`, mask
+///                                     Mask(lengths)}: what a layer takes for a variable-length batch.
+///   to_vector(x)                     the B*T*F values in the same order.
+/// ```
+/// Sizes that do not match throw ShapeError naming the builder, the expected and the received size (the sequence
+/// and step where a nested list differs). Sizes must be positive; their product is checked for overflow before
+/// anything is allocated.
 
 #include <algorithm>
 #include <cstddef>
@@ -35,7 +39,7 @@ inline void check_tensor3_dims(const char* who, Index B, Index T, Index F) {
 
 }  // namespace detail
 
-// (B, T, F) from B*T*F values in (b, t, f) order.
+/// (B, T, F) from B*T*F values in (b, t, f) order.
 template <class S>
 Tensor3<S> tensor3(Index B, Index T, Index F, const S* values, std::size_t count) {
   detail::check_tensor3_dims("tensor3", B, T, F);
@@ -46,12 +50,13 @@ Tensor3<S> tensor3(Index B, Index T, Index F, const S* values, std::size_t count
   std::copy(values, values + count, x.data());
   return x;
 }
+/// A (B, T, F) tensor of these values (row-major; ShapeError unless there are B*T*F).
 template <class S>
 Tensor3<S> tensor3(Index B, Index T, Index F, const std::vector<S>& values) {
   return tensor3<S>(B, T, F, values.data(), values.size());
 }
 
-// Nested lists: tensor3<float>({{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}) is (2, 2, 2).
+/// Nested lists: tensor3\<float>({{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}) is (2, 2, 2).
 template <class S>
 Tensor3<S> tensor3(std::initializer_list<std::initializer_list<std::initializer_list<S>>> sequences) {
   const Index B = static_cast<Index>(sequences.size());
@@ -78,14 +83,14 @@ Tensor3<S> tensor3(std::initializer_list<std::initializer_list<std::initializer_
   return x;
 }
 
-// A variable-length batch: x right-padded to the longest sequence, and the lengths as its mask.
+/// A variable-length batch: x right-padded to the longest sequence, and the lengths as its mask.
 template <class S>
 struct PaddedBatch {
-  Tensor3<S> x;  // (B, max length, F)
-  Mask mask;     // Mask(lengths)
+  Tensor3<S> x;  ///< (B, max length, F)
+  Mask mask;  ///< Mask(lengths)
 };
 
-// sequences[b][t][f]: B sequences of at least one step; every step has the same number of features.
+/// sequences[b][t][f]: B sequences of at least one step; every step has the same number of features.
 template <class S>
 PaddedBatch<S> pad_batch(const std::vector<std::vector<std::vector<S>>>& sequences, S pad = S(0)) {
   const Index B = static_cast<Index>(sequences.size());
@@ -116,7 +121,7 @@ PaddedBatch<S> pad_batch(const std::vector<std::vector<std::vector<S>>>& sequenc
   return batch;
 }
 
-// The B*T*F values of x in (b, t, f) order.
+/// The B*T*F values of x in (b, t, f) order.
 template <class S>
 std::vector<S> to_vector(const Tensor3<S>& x) {
   return std::vector<S>(x.data(), x.data() + x.size());

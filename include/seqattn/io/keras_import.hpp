@@ -1,110 +1,122 @@
 #pragma once
-// import_keras<S>(path): a Keras model file as a ready seqattn Sequential<S>, in C++ (no Python at run time);
-// import_keras_graph<S>(path): any functional model (a DAG) as a Graph<S> (model/graph.hpp).
-// Not part of the umbrella header: it needs the HDF5 C library (with its high-level library), libzip and
-// nlohmann-json (Debian libhdf5-dev, libzip-dev, nlohmann-json3-dev; CMake target seqattn::keras_import).
-//
-//   Sequential<float> model = import_keras<float>("model.keras");   // Keras 3 archive
-//   Sequential<float> model = import_keras<float>("model.h5");      // legacy Keras 2 HDF5 model file
-//   model.predict(x, mask);
-//   Graph<float> g = import_keras_graph<float>("two_inputs.keras"); // inputs named as Keras' Input layers
-//   g.forward({{&a, &mask_a}, {&b, &mask_b}}, Mode::Infer);        // g.output(k): Keras' output k
-//
-// Functional graphs (import_keras_graph): the config's input_layers, output_layers and every layer's inbound_nodes
-// (Keras 2 `.h5` lists [[layer, node, tensor, kwargs]], Keras 3 `.keras` {"args": [__keras_tensor__ ...], "kwargs"})
-// become a Graph<S>:
-//   - Input layers -> graph inputs in the model's input order, named as the layers, features from batch_shape /
-//     batch_input_shape ((batch, time) int ids: 1 feature, for an Embedding);
-//   - each call of a layer -> a node named as the layer; call k > 0 of a layer (a shared layer, node_index k) ->
-//     node "<layer>#<k>" made with add_shared (one set of weights; Keras counts them once too);
-//   - Add, Subtract, Multiply, Average, Maximum, Minimum -> graph.merge (MergeOp); Concatenate on the last axis
-//     (axis -1, or 2 / 1 for 3D / 2D tensors) -> graph.concatenate; any other axis is refused;
-//   - Keras' MultiHeadAttention called as layer(query, value, key=None) (positionally or by keyword): query =
-//     value (= key) -> a one-input node (self-attention); key absent or = value -> node inputs (query, value), the
-//     value being keys and values; else node inputs (query, key, value) (seqattn's order; key_features /
-//     value_features from the tensors). use_causal_mask is refused in cross-attention, and so are masks on a key and
-//     a value that are different tensors;
-//   - every other layer the Sequential importer maps -> the same seqattn layer (the same mapping code and checks);
-//     a nested Sequential model -> a Sequential node of its layers; a nested functional model with one output -> a
-//     Graph node (its own graph, built the same way; several outputs are refused). Keras 2 numbers a nested model's
-//     calls from 1 in references (its call 0 is not saved), Keras 3 from 0: both are read.
-//   Masks follow Keras: Masking and Embedding(mask_zero) make them, layers pass them on, merges AND them (an input
-//   without a mask keeps every step), cross-attention outputs the query's mask; Keras 3's Masking mask ops
-//   (NotEqual -> Any passed as `mask`) are recognised and dropped as in the chain importer. What cannot be reproduced
-//   (the cases below: a GlobalMaxPooling1D or Conv1D on a masked input, ...) is refused with a ConfigError naming the
-//   file, the layer and why; so are layers with several outputs (tensor index > 0) and unknown layers (the message
-//   of the Sequential importer). A Sequential model file becomes a graph of one input "input" and one node
-//   "sequential". save_model(graph) / load_graph<S> (io/model_file.hpp) store the imported graph.
-//   Largest difference from Keras over the graph cases of tests/reference/keras (manifest "graph_cases", valid steps,
-//   relative to max(1, |y|)): 3.7e-7 in float, 2.2e-7 in double (test_keras_import_graph).
-//
-// Files: a `.keras` zip (config.json + model.weights.h5) or a Keras 2 `.h5` (root attribute model_config,
-// weights under /model_weights). Training configs and optimizer weights are ignored. Models: Sequential
-// (nested Sequential models are flattened) and functional models whose graph is a chain, with residual blocks:
-// a tensor x feeding a chain f and an Add([x, f(x)]) becomes Residual(f) (layers/residual.hpp), nested blocks too.
-// The whole config is checked before anything is built: a layer the importer does not map, an option it does
-// not support, or a Keras semantics it cannot reproduce throws ConfigError naming the file, the Keras layer,
-// its class and what is unsupported. Weights are read with the shape the config implies (MismatchError
-// otherwise, before reading), NaN / Inf is a NonFiniteError, a malformed file a FormatError, all with the
-// path; members and attributes are read only up to what the file's size justifies.
-//
-// Inputs: (B, T, F) as in Keras; a model starting with an Embedding takes its ids as (B, T, 1), one starting with
-// a TrigPosEmbedding / PositionEmbedding in mode expand its positions as (B, T, 1).
-// Masks: Keras derives its mask from the data (Masking, Embedding mask_zero, PositionEmbedding expand mask_zero);
-// the imported model does too (layers/masking.hpp, Embedding mask_zero, PositionEmbedding mask_position: a step
-// mask of the steps at that position, wherever they are): pass the zero-padded batch with or without a Mask.
-// Only trailing padded steps are padding (right padding): a masked step followed by a valid one throws.
-// Pass no Mask to a model without Masking / Embedding(mask_zero): Keras has no mask there.
-//
-// Mapped layers (Keras -> seqattn) and where the results differ from Keras':
-//   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
-//   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
-//   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
-//   causal, strides, dilation); LSTM, GRU (reset_after True or False) -> LSTM, GRU; Bidirectional (concat, sum, ave,
-//   mul) -> Bidirectional; LayerNormalization (Keras' and keras-layer-normalization's, told apart by the `axis` key;
-//   epsilon from the config) -> LayerNorm; BatchNormalization (moving statistics) -> BatchNorm;
-//   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
-//   Keras MultiHeadAttention (self-attention, key_dim = value_dim, use_causal_mask) -> MultiHeadAttention
-//   (head_size key_dim); keras-multi-head MultiHeadAttention (told apart by `head_num`) -> MultiHeadAttention
-//   with activation(a).output_activation(a) (Keras applies its activation to q, k, v and the output projection);
-//   SeqSelfAttention -> SeqSelfAttention (on a masked input without history_only: KerasPaddingAttention, see
-//   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> ScaledDotProductAttention
-//   (history_only); TrigPosEmbedding (add, concat, expand) ->
-//   SinusoidalPositionalEncoding (expand: real positions, as Keras); PositionEmbedding (add, concat, expand) ->
-//   PositionEmbedding (expand: table (2 input_dim + 1, d), positions clipped to [-input_dim, input_dim];
-//   mask_zero -> mask_position: keras-pos-embd masks the steps whose position equals mask_zero, so
-//   mask_zero=True masks position 1 and an integer n position n; mask_zero is a no-op in add and concat, as in
-//   Keras); Add([x, f(x)]) -> Residual(f) (f: no Masking or Embedding inside, same features and steps).
-//   Weight rules: trainable, <role>_regularizer and <role>_constraint (roles kernel, recurrent, bias, embeddings,
-//   gamma, beta) -> set_trainable / set_regularizer / set_constraint (apply_keras_rules); any other regularizer or
-//   constraint that is set (activity_regularizer, ...) is refused.
-//   Largest difference from Keras over tests/reference/keras (valid steps, float): 7.2e-7 (the transformer
-//   encoder); in double 5.4e-7 (test_keras_import). The imported model is a plain Sequential: save_model /
-//   load_model (io/model_file.hpp) store it, Masking and KerasPaddingAttention included.
-//   Outputs (B, U) of Keras (pooling, recurrent last state) are (B, 1, U) in seqattn.
-// Differences (valid steps match Keras within float rounding; what Keras writes at PADDED steps differs,
-// seqattn writes 0 there):
-//   - keras-self-attention SeqSelfAttention on a masked input (its issue #41): valid steps attend to padded
-//     steps too. Reproduced by KerasPaddingAttention (io/keras/keras_padding_attention.hpp: the layer runs
-//     without a mask over all T steps) where the padded values are 0 in both (right after Masking or a
-//     Bidirectional layer); refused elsewhere. Valid outputs then depend on T, as in Keras.
-//   - GlobalMaxPooling1D ignores the mask in Keras (the max includes the padded steps): refused on masked inputs.
-//   - GlobalAveragePooling1D of a fully padded sequence: Keras gives NaN (0/0), seqattn 0.
-//   - Conv1D drops the mask in Keras: refused on masked inputs.
-//   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
-//   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
-//   - PositionEmbedding mode expand: Keras casts a float position to int32 (truncation toward 0); seqattn throws
-//     ShapeError for a non-integer position. The steps masked by mask_zero output 0 (Keras: their table row).
-// Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
-// != key_dim (seqattn's heads have one size for q, k and v; its value_features is a value INPUT width, torch's
-// vdim), output_shape or cross-attention, activity regularizers, constraints or trainable=false of a
-// SeqSelfAttention, PositionEmbedding mask_zero that is not a boolean or an integer, by import_keras: functional
-// graphs that are neither a chain nor residual blocks (other merge layers, an Add of two branches, a tensor feeding
-// three layers) and shared layers (its message names import_keras_graph, which maps them), return_state /
-// return_attention, stateful or go_backwards layers,
-// activations other than the six above.
-// HDF5 note: Debian's libhdf5 is not thread-safe: import from one thread at a time. The importer checks the
-// sizes it reads, but parsing a hostile HDF5 file is HDF5's own code.
+/// \file
+/// import_keras\<S>(path): a Keras model file as a ready seqattn Sequential\<S>, in C++ (no Python at run time);
+/// import_keras_graph\<S>(path): any functional model (a DAG) as a Graph\<S> (model/graph.hpp).
+/// Not part of the umbrella header: it needs the HDF5 C library (with its high-level library), libzip and
+/// nlohmann-json (Debian libhdf5-dev, libzip-dev, nlohmann-json3-dev; CMake target seqattn::keras_import).
+///
+/// ```unparsed
+///   Sequential<float> model = import_keras<float>("model.keras");   // Keras 3 archive
+///   Sequential<float> model = import_keras<float>("model.h5");      // legacy Keras 2 HDF5 model file
+///   model.predict(x, mask);
+///   Graph<float> g = import_keras_graph<float>("two_inputs.keras"); // inputs named as Keras' Input layers
+///   g.forward({{&a, &mask_a}, {&b, &mask_b}}, Mode::Infer);        // g.output(k): Keras' output k
+///
+/// ```
+/// Functional graphs (import_keras_graph): the config's input_layers, output_layers and every layer's inbound_nodes
+/// (Keras 2 `.h5` lists [[layer, node, tensor, kwargs]], Keras 3 `.keras` {"args": [__keras_tensor__ ...], "kwargs"})
+/// become a Graph\<S>:
+///
+/// ```unparsed
+///   - Input layers -> graph inputs in the model's input order, named as the layers, features from batch_shape /
+///     batch_input_shape ((batch, time) int ids: 1 feature, for an Embedding);
+///   - each call of a layer -> a node named as the layer; call k > 0 of a layer (a shared layer, node_index k) ->
+///     node "<layer>#<k>" made with add_shared (one set of weights; Keras counts them once too);
+///   - Add, Subtract, Multiply, Average, Maximum, Minimum -> graph.merge (MergeOp); Concatenate on the last axis
+///     (axis -1, or 2 / 1 for 3D / 2D tensors) -> graph.concatenate; any other axis is refused;
+///   - Keras' MultiHeadAttention called as layer(query, value, key=None) (positionally or by keyword): query =
+///     value (= key) -> a one-input node (self-attention); key absent or = value -> node inputs (query, value), the
+///     value being keys and values; else node inputs (query, key, value) (seqattn's order; key_features /
+///     value_features from the tensors). use_causal_mask is refused in cross-attention, and so are masks on a key and
+///     a value that are different tensors;
+///   - every other layer the Sequential importer maps -> the same seqattn layer (the same mapping code and checks);
+///     a nested Sequential model -> a Sequential node of its layers; a nested functional model with one output -> a
+///     Graph node (its own graph, built the same way; several outputs are refused). Keras 2 numbers a nested model's
+///     calls from 1 in references (its call 0 is not saved), Keras 3 from 0: both are read.
+///   Masks follow Keras: Masking and Embedding(mask_zero) make them, layers pass them on, merges AND them (an input
+///   without a mask keeps every step), cross-attention outputs the query's mask; Keras 3's Masking mask ops
+///   (NotEqual -> Any passed as `mask`) are recognised and dropped as in the chain importer. What cannot be reproduced
+///   (the cases below: a GlobalMaxPooling1D or Conv1D on a masked input, ...) is refused with a ConfigError naming the
+///   file, the layer and why; so are layers with several outputs (tensor index > 0) and unknown layers (the message
+///   of the Sequential importer). A Sequential model file becomes a graph of one input "input" and one node
+///   "sequential". save_model(graph) / load_graph<S> (io/model_file.hpp) store the imported graph.
+///   Largest difference from Keras over the graph cases of tests/reference/keras (manifest "graph_cases", valid steps,
+///   relative to max(1, |y|)): 3.7e-7 in float, 2.2e-7 in double (test_keras_import_graph).
+///
+/// ```
+/// Files: a `.keras` zip (config.json + model.weights.h5) or a Keras 2 `.h5` (root attribute model_config,
+/// weights under /model_weights). Training configs and optimizer weights are ignored. Models: Sequential
+/// (nested Sequential models are flattened) and functional models whose graph is a chain, with residual blocks:
+/// a tensor x feeding a chain f and an Add([x, f(x)]) becomes Residual(f) (layers/residual.hpp), nested blocks too.
+/// The whole config is checked before anything is built: a layer the importer does not map, an option it does
+/// not support, or a Keras semantics it cannot reproduce throws ConfigError naming the file, the Keras layer,
+/// its class and what is unsupported. Weights are read with the shape the config implies (MismatchError
+/// otherwise, before reading), NaN / Inf is a NonFiniteError, a malformed file a FormatError, all with the
+/// path; members and attributes are read only up to what the file's size justifies.
+///
+/// Inputs: (B, T, F) as in Keras; a model starting with an Embedding takes its ids as (B, T, 1), one starting with
+/// a TrigPosEmbedding / PositionEmbedding in mode expand its positions as (B, T, 1).
+/// Masks: Keras derives its mask from the data (Masking, Embedding mask_zero, PositionEmbedding expand mask_zero);
+/// the imported model does too (layers/masking.hpp, Embedding mask_zero, PositionEmbedding mask_position: a step
+/// mask of the steps at that position, wherever they are): pass the zero-padded batch with or without a Mask.
+/// Only trailing padded steps are padding (right padding): a masked step followed by a valid one throws.
+/// Pass no Mask to a model without Masking / Embedding(mask_zero): Keras has no mask there.
+///
+/// Mapped layers (Keras -> seqattn) and where the results differ from Keras':
+///
+/// ```unparsed
+///   InputLayer -> (the input size); Masking -> Masking; Embedding -> Embedding (mask_zero);
+///   Dense -> Dense (3D inputs); Activation -> ActivationLayer (linear, relu, gelu (exact erf, Keras' string),
+///   tanh, sigmoid, softmax); Dropout -> Dropout (identity at inference); Conv1D -> Conv1D (valid, same,
+///   causal, strides, dilation); LSTM, GRU (reset_after True or False) -> LSTM, GRU; Bidirectional (concat, sum, ave,
+///   mul) -> Bidirectional; LayerNormalization (Keras' and keras-layer-normalization's, told apart by the `axis` key;
+///   epsilon from the config) -> LayerNorm; BatchNormalization (moving statistics) -> BatchNorm;
+///   GlobalAveragePooling1D -> GlobalAvgPool; GlobalMaxPooling1D -> GlobalMaxPool (unmasked inputs only);
+///   Keras MultiHeadAttention (self-attention, key_dim = value_dim, use_causal_mask) -> MultiHeadAttention
+///   (head_size key_dim); keras-multi-head MultiHeadAttention (told apart by `head_num`) -> MultiHeadAttention
+///   with activation(a).output_activation(a) (Keras applies its activation to q, k, v and the output projection);
+///   SeqSelfAttention -> SeqSelfAttention (on a masked input without history_only: KerasPaddingAttention, see
+///   below); SeqWeightedAttention -> SeqWeightedAttention; ScaledDotProductAttention -> ScaledDotProductAttention
+///   (history_only); TrigPosEmbedding (add, concat, expand) ->
+///   SinusoidalPositionalEncoding (expand: real positions, as Keras); PositionEmbedding (add, concat, expand) ->
+///   PositionEmbedding (expand: table (2 input_dim + 1, d), positions clipped to [-input_dim, input_dim];
+///   mask_zero -> mask_position: keras-pos-embd masks the steps whose position equals mask_zero, so
+///   mask_zero=True masks position 1 and an integer n position n; mask_zero is a no-op in add and concat, as in
+///   Keras); Add([x, f(x)]) -> Residual(f) (f: no Masking or Embedding inside, same features and steps).
+///   Weight rules: trainable, <role>_regularizer and <role>_constraint (roles kernel, recurrent, bias, embeddings,
+///   gamma, beta) -> set_trainable / set_regularizer / set_constraint (apply_keras_rules); any other regularizer or
+///   constraint that is set (activity_regularizer, ...) is refused.
+///   Largest difference from Keras over tests/reference/keras (valid steps, float): 7.2e-7 (the transformer
+///   encoder); in double 5.4e-7 (test_keras_import). The imported model is a plain Sequential: save_model /
+///   load_model (io/model_file.hpp) store it, Masking and KerasPaddingAttention included.
+///   Outputs (B, U) of Keras (pooling, recurrent last state) are (B, 1, U) in seqattn.
+/// ```
+/// Differences (valid steps match Keras within float rounding; what Keras writes at PADDED steps differs,
+/// seqattn writes 0 there):
+///
+/// ```unparsed
+///   - keras-self-attention SeqSelfAttention on a masked input (its issue #41): valid steps attend to padded
+///     steps too. Reproduced by KerasPaddingAttention (io/keras/keras_padding_attention.hpp: the layer runs
+///     without a mask over all T steps) where the padded values are 0 in both (right after Masking or a
+///     Bidirectional layer); refused elsewhere. Valid outputs then depend on T, as in Keras.
+///   - GlobalMaxPooling1D ignores the mask in Keras (the max includes the padded steps): refused on masked inputs.
+///   - GlobalAveragePooling1D of a fully padded sequence: Keras gives NaN (0/0), seqattn 0.
+///   - Conv1D drops the mask in Keras: refused on masked inputs.
+///   - Masked steps inside a sequence (a zero step before a valid one): Keras skips them; Masking throws.
+///   - Embedding(mask_zero) masks only trailing zero ids (a zero inside a sequence stays a valid step).
+///   - PositionEmbedding mode expand: Keras casts a float position to int32 (truncation toward 0); seqattn throws
+///     ShapeError for a non-integer position. The steps masked by mask_zero output 0 (Keras: their table row).
+/// ```
+/// Refused: Bidirectional merge_mode None (two outputs), Keras MultiHeadAttention with value_dim
+/// != key_dim (seqattn's heads have one size for q, k and v; its value_features is a value INPUT width, torch's
+/// vdim), output_shape or cross-attention, activity regularizers, constraints or trainable=false of a
+/// SeqSelfAttention, PositionEmbedding mask_zero that is not a boolean or an integer, by import_keras: functional
+/// graphs that are neither a chain nor residual blocks (other merge layers, an Add of two branches, a tensor feeding
+/// three layers) and shared layers (its message names import_keras_graph, which maps them), return_state /
+/// return_attention, stateful or go_backwards layers,
+/// activations other than the six above.
+/// HDF5 note: Debian's libhdf5 is not thread-safe: import from one thread at a time. The importer checks the
+/// sizes it reads, but parsing a hostile HDF5 file is HDF5's own code.
 
 #include <nlohmann/json.hpp>
 
@@ -403,8 +415,8 @@ Graph<S> build_graph(const KerasGraph& kg, const H5File& weights, const std::str
 }  // namespace keras
 }  // namespace detail
 
-// Imports a Keras 3 `.keras` archive or a Keras 2 `.h5` model file (told apart by their first bytes: zip or
-// HDF5 signature). See the file comment for the mapped layers, differences and errors.
+/// Imports a Keras 3 `.keras` archive or a Keras 2 `.h5` model file (told apart by their first bytes: zip or
+/// HDF5 signature). See the file comment for the mapped layers, differences and errors.
 template <class S>
 Sequential<S> import_keras(const std::string& path) {
   using namespace detail::keras;
@@ -415,11 +427,11 @@ Sequential<S> import_keras(const std::string& path) {
   });
 }
 
-// Imports a Keras functional model whose graph is any DAG (several inputs or outputs, merges, shared layers,
-// cross-attention) as a Graph<S>: inputs named as Keras' Input layers (in the model's input order), one node per
-// layer call named as the layer ("<layer>#<k>" for call k > 0 of a shared layer), outputs in Keras' order. A
-// Sequential model becomes a graph of one input "input" and one node "sequential" (import_keras's
-// model). See the file comment.
+/// Imports a Keras functional model whose graph is any DAG (several inputs or outputs, merges, shared layers,
+/// cross-attention) as a Graph\<S>: inputs named as Keras' Input layers (in the model's input order), one node per
+/// layer call named as the layer ("\<layer>#\<k>" for call k > 0 of a shared layer), outputs in Keras' order. A
+/// Sequential model becomes a graph of one input "input" and one node "sequential" (import_keras's
+/// model). See the file comment.
 template <class S>
 Graph<S> import_keras_graph(const std::string& path) {
   using namespace detail::keras;

@@ -1,55 +1,64 @@
 #pragma once
-// Model files: the architecture (every layer's type and options, nested Sequential and Residual bodies,
-// Bidirectional's layers, the input feature count) and every parameter and buffer in one file, so a deploying
-// program opens one file and runs it. Not in the umbrella header (it needs nlohmann-json, Debian
-// nlohmann-json3-dev, for the architecture's JSON text), as io/safetensors.hpp.
-//
-//   save_model(model, "model.sqm");                       // atomic, checksummed; ConfigError for a layer type that
-//                                                         // cannot be saved (no config(), not registered)
-//   Sequential<float> m = load_model<float>("model.sqm"); // validates everything, then builds and loads
-//   save_model(model, out_stream);  load_model<float>(in_stream);
-//   save_model(graph, "graph.sqm"); Graph<float> g = load_graph<float>("graph.sqm");   // a Graph at the root
-//   load_model<double>("model.sqm")                       // a float32 file loads into a double model (and the
-//                                                         // reverse): values converted (double -> float rounds to
-//                                                         // nearest; a value beyond float's range is refused as Inf)
-// Metadata: anything a deploying program needs beside the model (class names, input normalization, the recipe),
-// as a JSON object stored in the file and covered by its checksum:
-//   save_model(model, "model.sqm", {{"class_names", {"walk", "run"}}, {"input_mean", {0.1, 2.0}}});
-//   nlohmann::json meta = load_model_metadata("model.sqm");   // {} for a file saved without metadata
-//   Sequential<float> m = load_model<float>("model.sqm", &meta);   // the model and its metadata in one read
-// ConfigError (nothing written) when the metadata is not a JSON object. It is stored under "metadata" in the
-// architecture JSON (the file format stays version 1; readers before 0.2 refuse such files).
-// A loaded model predicts bitwise the same as the saved one (same scalar type), describe()s and summary()s
-// identically; the random streams of Dropout restart from their seeds. Layers are rebuilt through the registry
-// (model/layer_registry.hpp): your own layers load once registered with register_layer<MyLayer>("MyLayer").
-// Weights-only files (io/weights.hpp, "SEQATTNW") keep loading with load_weights.
-//
-// Format version 1. Integers are unsigned little-endian; values IEEE-754 little-endian, row-major.
-//   offset  bytes  field
-//   0       8      magic "SEQATTNM"
-//   8       4      format version (1)
-//   12      4      scalar type: 1 = float32, 2 = float64
-//   16      8      total file size in bytes, checksum included
-//   24      8      input feature count of the model (1..INT64_MAX)
-//   32      8      architecture length A (1..kMaxArchitectureBytes)
-//   40      A      architecture, JSON (UTF-8): {"seqattn_version": "0.2.0", "model": {"class_name": "Sequential",
-//                  "config": {"layers": [{"class_name": "Dense", "config": {"units": 8, "activation": "relu",
-//                  ...}, "in_features": 4}, ...]}, "in_features": 4}}
-//   40+A   ...     the tensor records of a weights file (io/detail/tensor_records.hpp): count, then kind, name,
-//                  shape and values of every parameter and buffer
-//   size-4  4      CRC-32 (zlib's) of every byte before it
-//
-// Loading checks, before it builds anything: magic, version (a newer version is refused with a message saying
-// so), scalar type, size (from a path: the declared size against the file's before the rest is read, and never
-// more than the declared size), checksum, input feature count, architecture length (bounded by the file and by
-// kMaxArchitectureBytes), every tensor record (as load_weights), the JSON (nesting at most kMaxJsonDepth). Then it
-// builds the layers, each constructor bounded by what the file's tensors justify (a corrupt size cannot make a load
-// allocate more than a small multiple of the file's values: MemoryError), and loads the tensors as load_weights
-// does (names, kinds, shapes, finite values).
-// Errors (io/errors.hpp): FileError (open, read, write, rename), FormatError (invalid bytes, invalid JSON, an
-// architecture that does not build: unknown layer class, a wrong option; the message names the layer and the
-// option), NonFiniteError, MismatchError (tensors that do not fit the architecture), MemoryError; messages start
-// with "save_model(<path>)" or "load_model(<path>)".
+/// \file
+/// Model files: the architecture (every layer's type and options, nested Sequential and Residual bodies,
+/// Bidirectional's layers, the input feature count) and every parameter and buffer in one file, so a deploying
+/// program opens one file and runs it. Not in the umbrella header (it needs nlohmann-json, Debian
+/// nlohmann-json3-dev, for the architecture's JSON text), as io/safetensors.hpp.
+///
+/// ```unparsed
+///   save_model(model, "model.sqm");                       // atomic, checksummed; ConfigError for a layer type that
+///                                                         // cannot be saved (no config(), not registered)
+///   Sequential<float> m = load_model<float>("model.sqm"); // validates everything, then builds and loads
+///   save_model(model, out_stream);  load_model<float>(in_stream);
+///   save_model(graph, "graph.sqm"); Graph<float> g = load_graph<float>("graph.sqm");   // a Graph at the root
+///   load_model<double>("model.sqm")                       // a float32 file loads into a double model (and the
+///                                                         // reverse): values converted (double -> float rounds to
+///                                                         // nearest; a value beyond float's range is refused as Inf)
+/// ```
+/// Metadata: anything a deploying program needs beside the model (class names, input normalization, the recipe),
+/// as a JSON object stored in the file and covered by its checksum:
+///
+/// ```unparsed
+///   save_model(model, "model.sqm", {{"class_names", {"walk", "run"}}, {"input_mean", {0.1, 2.0}}});
+///   nlohmann::json meta = load_model_metadata("model.sqm");   // {} for a file saved without metadata
+///   Sequential<float> m = load_model<float>("model.sqm", &meta);   // the model and its metadata in one read
+/// ```
+/// ConfigError (nothing written) when the metadata is not a JSON object. It is stored under "metadata" in the
+/// architecture JSON (the file format stays version 1; readers before 0.2 refuse such files).
+/// A loaded model predicts bitwise the same as the saved one (same scalar type), describe()s and summary()s
+/// identically; the random streams of Dropout restart from their seeds. Layers are rebuilt through the registry
+/// (model/layer_registry.hpp): your own layers load once registered with register_layer\<MyLayer>("MyLayer").
+/// Weights-only files (io/weights.hpp, "SEQATTNW") keep loading with load_weights.
+///
+/// Format version 1. Integers are unsigned little-endian; values IEEE-754 little-endian, row-major.
+///
+/// ```unparsed
+///   offset  bytes  field
+///   0       8      magic "SEQATTNM"
+///   8       4      format version (1)
+///   12      4      scalar type: 1 = float32, 2 = float64
+///   16      8      total file size in bytes, checksum included
+///   24      8      input feature count of the model (1..INT64_MAX)
+///   32      8      architecture length A (1..kMaxArchitectureBytes)
+///   40      A      architecture, JSON (UTF-8): {"seqattn_version": "0.2.0", "model": {"class_name": "Sequential",
+///                  "config": {"layers": [{"class_name": "Dense", "config": {"units": 8, "activation": "relu",
+///                  ...}, "in_features": 4}, ...]}, "in_features": 4}}
+///   40+A   ...     the tensor records of a weights file (io/detail/tensor_records.hpp): count, then kind, name,
+///                  shape and values of every parameter and buffer
+///   size-4  4      CRC-32 (zlib's) of every byte before it
+///
+/// ```
+/// Loading checks, before it builds anything: magic, version (a newer version is refused with a message saying
+/// so), scalar type, size (from a path: the declared size against the file's before the rest is read, and never
+/// more than the declared size), checksum, input feature count, architecture length (bounded by the file and by
+/// kMaxArchitectureBytes), every tensor record (as load_weights), the JSON (nesting at most kMaxJsonDepth). Then it
+/// builds the layers, each constructor bounded by what the file's tensors justify (a corrupt size cannot make a load
+/// allocate more than a small multiple of the file's values: MemoryError), and loads the tensors as load_weights
+/// does (names, kinds, shapes, finite values).
+/// Errors (io/errors.hpp): FileError (open, read, write, rename), FormatError (invalid bytes, invalid JSON, an
+/// architecture that does not build: unknown layer class, a wrong option; the message names the layer and the
+/// option), NonFiniteError, MismatchError (tensors that do not fit the architecture), MemoryError; messages start
+/// with "save_model(\<path>)" or "load_model(\<path>)".
 
 #include <cmath>
 #include <cstdint>
@@ -77,17 +86,17 @@
 
 namespace seqattn {
 
-inline constexpr std::uint64_t kMaxArchitectureBytes = std::uint64_t{64} << 20;  // 64 MiB of JSON
-inline constexpr int kMaxJsonDepth = 4 * kMaxLayerDepth + 16;  // an entry nests 3 levels per layer level
+inline constexpr std::uint64_t kMaxArchitectureBytes = std::uint64_t{64} << 20;  ///< 64 MiB of JSON
+inline constexpr int kMaxJsonDepth = 4 * kMaxLayerDepth + 16;  ///< an entry nests 3 levels per layer level
 
 namespace detail::model_format {
 
 inline constexpr char kMagic[8] = {'S', 'E', 'Q', 'A', 'T', 'T', 'N', 'M'};
 inline constexpr std::uint32_t kVersion = 1;
-inline constexpr std::size_t kHeaderSize = 40;  // magic .. architecture length
+inline constexpr std::size_t kHeaderSize = 40;  ///< magic .. architecture length
 inline constexpr std::uint64_t kMinFileSize = kHeaderSize + 1 + 8 + 4;
 
-// Config -> JSON; numbers must be finite (JSON has no NaN or Inf).
+/// Config -> JSON; numbers must be finite (JSON has no NaN or Inf).
 inline nlohmann::json to_json(const Config& c, const std::string& who) {
   switch (c.kind()) {
     case Config::Kind::Null: return nullptr;
@@ -112,8 +121,8 @@ inline nlohmann::json to_json(const Config& c, const std::string& who) {
   return nullptr;
 }
 
-// JSON -> Config (objects keep the file's key order: nlohmann sorts keys, so the order is that of the text
-// only for ordered_json, used here).
+/// JSON -> Config (objects keep the file's key order: nlohmann sorts keys, so the order is that of the text
+/// only for ordered_json, used here).
 inline Config from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Config();
@@ -141,7 +150,7 @@ inline Config from_json(const nlohmann::ordered_json& j) {
   return Config();  // binary values cannot come from JSON text
 }
 
-// The deepest nesting of [ and { in JSON text (outside strings), stopping once it exceeds `limit`.
+/// The deepest nesting of [ and { in JSON text (outside strings), stopping once it exceeds `limit`.
 inline int json_depth(const char* text, std::size_t n, int limit) {
   int depth = 0, deepest = 0;
   bool in_string = false, escaped = false;
@@ -165,8 +174,8 @@ inline int json_depth(const char* text, std::size_t n, int limit) {
   return deepest;
 }
 
-// Every class name in the entries of `entry` (itself, children in "layers", "layer", "backward_layer", ...)
-// must be registered for S: a save never writes a file that its own program cannot load.
+/// Every class name in the entries of `entry` (itself, children in "layers", "layer", "backward_layer", ...)
+/// must be registered for S: a save never writes a file that its own program cannot load.
 template <class S>
 void check_registered(const Config& c, const std::string& who) {
   if (c.is_object() && c.find("class_name") && c.find("in_features") && c.find("config")) {
@@ -180,7 +189,7 @@ void check_registered(const Config& c, const std::string& who) {
   for (const Config& e : c.elements()) check_registered<S>(e, who);
 }
 
-// model: a Sequential<S> or a Graph<S> (the root of the architecture).
+/// model: a Sequential\<S> or a Graph\<S> (the root of the architecture).
 template <class S>
 std::vector<unsigned char> encode(Layer<S>& model, const WeightsOptions& options, const std::string& who,
                                   const nlohmann::json* metadata = nullptr) {
@@ -226,7 +235,7 @@ inline std::uint64_t check_header(const std::vector<unsigned char>& b, std::uint
       .total;
 }
 
-// Model: Sequential<S> or Graph<S>, whose class_name the architecture's root must have.
+/// Model: Sequential\<S> or Graph\<S>, whose class_name the architecture's root must have.
 template <class S, class Model = Sequential<S>>
 Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& options, const std::string& who,
              nlohmann::json* metadata = nullptr) {
@@ -296,9 +305,9 @@ Model decode(const std::vector<unsigned char>& bytes, const WeightsOptions& opti
 
 }  // namespace detail::model_format
 
-// Writes the architecture and every parameter and buffer of `model` to `out` (format above). ConfigError
-// (nothing written) for a layer that cannot be saved; NonFiniteError for a NaN or Inf weight unless
-// options.allow_non_finite(); FileError when the stream fails.
+/// Writes the architecture and every parameter and buffer of `model` to `out` (format above). ConfigError
+/// (nothing written) for a layer that cannot be saved; NonFiniteError for a NaN or Inf weight unless
+/// options.allow_non_finite(); FileError when the stream fails.
 template <class S>
 void save_model(Sequential<S>& model, std::ostream& out, const WeightsOptions& options = WeightsOptions()) {
   const auto bytes = detail::model_format::encode(model, options, "save_model(stream)");
@@ -307,7 +316,7 @@ void save_model(Sequential<S>& model, std::ostream& out, const WeightsOptions& o
   if (!out) detail::throw_file("save_model(stream): writing ", bytes.size(), " bytes failed");
 }
 
-// Writes the model file at `path` atomically (as save_weights: a temporary file beside it, fsync, rename).
+/// Writes the model file at `path` atomically (as save_weights: a temporary file beside it, fsync, rename).
 template <class S>
 void save_model(Sequential<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   const std::string who = "save_model(" + path + ")";
@@ -315,7 +324,7 @@ void save_model(Sequential<S>& model, const std::string& path, const WeightsOpti
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
-// The same with `metadata` (a JSON object) stored in the file (see "Metadata" above).
+/// The same with `metadata` (a JSON object) stored in the file (see "Metadata" above).
 template <class S>
 void save_model(Sequential<S>& model, const std::string& path, const nlohmann::json& metadata,
                 const WeightsOptions& options = WeightsOptions()) {
@@ -324,8 +333,8 @@ void save_model(Sequential<S>& model, const std::string& path, const nlohmann::j
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
-// Reads one model file from `in` (exactly its bytes) and returns the model, in S whichever scalar type the file
-// holds (values converted).
+/// Reads one model file from `in` (exactly its bytes) and returns the model, in S whichever scalar type the file
+/// holds (values converted).
 template <class S>
 Sequential<S> load_model(std::istream& in, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
@@ -336,8 +345,8 @@ Sequential<S> load_model(std::istream& in, const WeightsOptions& options = Weigh
   return mf::decode<S>(bytes, options, who);
 }
 
-// Reads the model file at `path` (the header first, then never more than its declared size).
-// With `metadata`: also its metadata ({} when it has none).
+/// Reads the model file at `path` (the header first, then never more than its declared size).
+/// With `metadata`: also its metadata ({} when it has none).
 template <class S>
 Sequential<S> load_model(const std::string& path, nlohmann::json* metadata,
                          const WeightsOptions& options = WeightsOptions()) {
@@ -348,13 +357,14 @@ Sequential<S> load_model(const std::string& path, nlohmann::json* metadata,
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
   return mf::decode<S>(bytes, options, who, metadata);
 }
+/// load_model(path, nullptr, options): the model only, without its metadata.
 template <class S>
 Sequential<S> load_model(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   return load_model<S>(path, nullptr, options);
 }
 
-// The metadata of the model file at `path` ({} when it has none), after the checks of a load; the model is not
-// built. Works for Sequential and Graph files alike.
+/// The metadata of the model file at `path` ({} when it has none), after the checks of a load; the model is not
+/// built. Works for Sequential and Graph files alike.
 inline nlohmann::json load_model_metadata(const std::string& path) {
   namespace mf = detail::model_format;
   const std::string who = "load_model_metadata(" + path + ")";
@@ -380,9 +390,9 @@ inline nlohmann::json load_model_metadata(const std::string& path) {
   }
 }
 
-// Graphs (model/graph.hpp): the same file format with a Graph at the root; the header's input feature count is the
-// graph's first input's. save_model(graph, ...) writes one, load_graph<S>(...) reads one (load_model refuses it,
-// and the reverse, saying which to call).
+/// Graphs (model/graph.hpp): the same file format with a Graph at the root; the header's input feature count is the
+/// graph's first input's. save_model(graph, ...) writes one, load_graph\<S>(...) reads one (load_model refuses it,
+/// and the reverse, saying which to call).
 template <class S>
 void save_model(Graph<S>& model, std::ostream& out, const WeightsOptions& options = WeightsOptions()) {
   const auto bytes = detail::model_format::encode<S>(model, options, "save_model(stream)");
@@ -390,12 +400,14 @@ void save_model(Graph<S>& model, std::ostream& out, const WeightsOptions& option
   out.flush();
   if (!out) detail::throw_file("save_model(stream): writing ", bytes.size(), " bytes failed");
 }
+/// Writes the graph to `path` atomically (temporary file, fsync, rename).
 template <class S>
 void save_model(Graph<S>& model, const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   const std::string who = "save_model(" + path + ")";
   const auto bytes = detail::model_format::encode<S>(model, options, who);
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
+/// Writes the graph and `metadata` (a JSON object) to `path` atomically.
 template <class S>
 void save_model(Graph<S>& model, const std::string& path, const nlohmann::json& metadata,
                 const WeightsOptions& options = WeightsOptions()) {
@@ -403,6 +415,7 @@ void save_model(Graph<S>& model, const std::string& path, const nlohmann::json& 
   const auto bytes = detail::model_format::encode<S>(model, options, who, &metadata);
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
+/// Reads a graph model file from `in`.
 template <class S>
 Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
@@ -412,6 +425,7 @@ Graph<S> load_graph(std::istream& in, const WeightsOptions& options = WeightsOpt
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); });
   return mf::decode<S, Graph<S>>(bytes, options, who);
 }
+/// Reads the graph model file at `path` and its metadata into *metadata (when not null).
 template <class S>
 Graph<S> load_graph(const std::string& path, nlohmann::json* metadata, const WeightsOptions& options = WeightsOptions()) {
   namespace mf = detail::model_format;
@@ -421,6 +435,7 @@ Graph<S> load_graph(const std::string& path, nlohmann::json* metadata, const Wei
       [&](const std::vector<unsigned char>& b, std::uint64_t actual) { return mf::check_header(b, actual, who); }, who);
   return mf::decode<S, Graph<S>>(bytes, options, who, metadata);
 }
+/// Reads the graph model file at `path`.
 template <class S>
 Graph<S> load_graph(const std::string& path, const WeightsOptions& options = WeightsOptions()) {
   return load_graph<S>(path, nullptr, options);

@@ -1,38 +1,41 @@
 #pragma once
-// safetensors import and export (the format PyTorch models are shared in), with a mapping of seqattn names
-// to PyTorch state_dict names. Not part of the umbrella header: it needs nlohmann-json (Debian package
-// nlohmann-json3-dev; CMake: find_package(nlohmann_json) and link nlohmann_json::nlohmann_json).
-//
-//   save_safetensors(model, "model.safetensors");   // atomic, like save_weights
-//   load_safetensors(model, "model.safetensors");   // validates everything first; on error the model is unchanged
-//   // PyTorch:  model.load_state_dict(safetensors.torch.load_file("model.safetensors"))
-//
-// The mapping (io/torch_names.hpp has the full table): Dense W (in, out) <-> "<i>.weight" (out, in), b <-> bias;
-// MultiHeadAttention Wq, Wk, Wv <-> in_proj_weight = [Wq^T; Wk^T; Wv^T], bq, bk, bv <-> in_proj_bias,
-// Wo <-> out_proj.weight = Wo^T, bo <-> out_proj.bias; Conv1D W <-> weight (filters, in, k); LayerNorm and
-// BatchNorm gamma, beta <-> weight, bias (running_mean, running_var keep their names); Embedding and
-// PositionEmbedding embeddings <-> weight. Replace it with SafetensorsOptions().name_map(f), f: TensorRef ->
-// TorchName (usually falling back to default_torch_name).
-//
-// Export writes F32 for float models and F64 for double models, tensors in model order, the header padded
-// with spaces to a multiple of 8 bytes, metadata {"format": "pt"} by default. Import accepts F32, F64, F16 and
-// BF16 tensors (converted to the model's scalar type) and checks, before it modifies the model: the container
-// (io/detail/safetensors_format.hpp: header JSON, dtypes, offsets tiling the buffer, truncation, trailing
-// bytes: FormatError), that every PyTorch tensor the model maps to is present with the expected shape and a
-// floating dtype, and that the file has no other tensor except those options.ignore() accepts (by default
-// "*num_batches_tracked"): MismatchError; last, that every value it loads is finite in the model's scalar type
-// (a NaN or Inf in any float dtype, or an F64 value beyond float's range for a float model): NonFiniteError (a
-// FormatError) naming the file, the PyTorch tensor, the seqattn tensors it maps to, the element of the file's
-// tensor and the value. Export refuses to write a model holding a NaN or Inf (such a file would not load by
-// default). SafetensorsOptions().allow_non_finite(true) passes them through in both directions. Dimensions are
-// at most INT64_MAX and their product a 64-bit count (FormatError with the unsigned value). An inconsistent
-// mapping (two tensors in one place, parts of different shapes) is a ConfigError. Messages start with
-// "load_safetensors(<path>)" / "save_safetensors(..)".
-// Loading from a path reads the 8-byte header size first (at most 100 MB, and within a regular file's size),
-// then the header, and checks the data size its offsets imply against the file's size before reading the data:
-// /dev/zero, a large file that is not safetensors or a pipe cost no more than they declare. Saving to a path is
-// atomic like save_weights (follows symbolic links, keeps the file's permission bits, refuses a file without
-// write permission).
+/// \file
+/// safetensors import and export (the format PyTorch models are shared in), with a mapping of seqattn names
+/// to PyTorch state_dict names. Not part of the umbrella header: it needs nlohmann-json (Debian package
+/// nlohmann-json3-dev; CMake: find_package(nlohmann_json) and link nlohmann_json::nlohmann_json).
+///
+/// ```unparsed
+///   save_safetensors(model, "model.safetensors");   // atomic, like save_weights
+///   load_safetensors(model, "model.safetensors");   // validates everything first; on error the model is unchanged
+///   // PyTorch:  model.load_state_dict(safetensors.torch.load_file("model.safetensors"))
+///
+/// ```
+/// The mapping (io/torch_names.hpp has the full table): Dense W (in, out) \<-> "\<i>.weight" (out, in), b \<-> bias;
+/// MultiHeadAttention Wq, Wk, Wv \<-> in_proj_weight = [Wq^T; Wk^T; Wv^T], bq, bk, bv \<-> in_proj_bias,
+/// Wo \<-> out_proj.weight = Wo^T, bo \<-> out_proj.bias; Conv1D W \<-> weight (filters, in, k); LayerNorm and
+/// BatchNorm gamma, beta \<-> weight, bias (running_mean, running_var keep their names); Embedding and
+/// PositionEmbedding embeddings \<-> weight. Replace it with SafetensorsOptions().name_map(f), f: TensorRef ->
+/// TorchName (usually falling back to default_torch_name).
+///
+/// Export writes F32 for float models and F64 for double models, tensors in model order, the header padded
+/// with spaces to a multiple of 8 bytes, metadata {"format": "pt"} by default. Import accepts F32, F64, F16 and
+/// BF16 tensors (converted to the model's scalar type) and checks, before it modifies the model: the container
+/// (io/detail/safetensors_format.hpp: header JSON, dtypes, offsets tiling the buffer, truncation, trailing
+/// bytes: FormatError), that every PyTorch tensor the model maps to is present with the expected shape and a
+/// floating dtype, and that the file has no other tensor except those options.ignore() accepts (by default
+/// "*num_batches_tracked"): MismatchError; last, that every value it loads is finite in the model's scalar type
+/// (a NaN or Inf in any float dtype, or an F64 value beyond float's range for a float model): NonFiniteError (a
+/// FormatError) naming the file, the PyTorch tensor, the seqattn tensors it maps to, the element of the file's
+/// tensor and the value. Export refuses to write a model holding a NaN or Inf (such a file would not load by
+/// default). SafetensorsOptions().allow_non_finite(true) passes them through in both directions. Dimensions are
+/// at most INT64_MAX and their product a 64-bit count (FormatError with the unsigned value). An inconsistent
+/// mapping (two tensors in one place, parts of different shapes) is a ConfigError. Messages start with
+/// "load_safetensors(\<path>)" / "save_safetensors(..)".
+/// Loading from a path reads the 8-byte header size first (at most 100 MB, and within a regular file's size),
+/// then the header, and checks the data size its offsets imply against the file's size before reading the data:
+/// /dev/zero, a large file that is not safetensors or a pipe cost no more than they declare. Saving to a path is
+/// atomic like save_weights (follows symbolic links, keeps the file's permission bits, refuses a file without
+/// write permission).
 
 #include <cmath>
 #include <functional>
@@ -51,39 +54,46 @@
 
 namespace seqattn {
 
+/// The __metadata__ of a safetensors file: string keys and values.
 using SafetensorsMetadata = std::map<std::string, std::string>;
 
+/// Options of save_safetensors and load_safetensors (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SafetensorsOptions {
+  /// The PyTorch name of each seqattn tensor (io/torch_names.hpp).
   SEQATTN_ARG(std::function<TorchName(const TensorRef&)>, name_map, default_torch_name)
-  SEQATTN_ARG(std::function<bool(const std::string&)>, ignore, default_torch_ignore)  // import: skipped tensors
-  SEQATTN_ARG(SafetensorsMetadata, metadata, {{"format", "pt"}})                       // export: __metadata__
-  // false (default): import refuses a NaN or Inf value (also a finite F64 value out of the float range of a
-  // float model) and export refuses a model holding one (NonFiniteError); true: both pass them through.
+  SEQATTN_ARG(std::function<bool(const std::string&)>, ignore, default_torch_ignore)  ///< import: skipped tensors
+  SEQATTN_ARG(SafetensorsMetadata, metadata, {{"format", "pt"}})  ///< export: __metadata__
+  /// false (default): import refuses a NaN or Inf value (also a finite F64 value out of the float range of a
+  /// float model) and export refuses a model holding one (NonFiniteError); true: both pass them through.
   SEQATTN_ARG(bool, allow_non_finite, false)
 };
 
-// Any safetensors file, decoded (for inspection and tests). values: every element as double (floating and
-// integer dtypes; empty for F8 dtypes), row-major.
+/// Any safetensors file, decoded (for inspection and tests). values: every element as double (floating and
+/// integer dtypes; empty for F8 dtypes), row-major.
 struct SafetensorsTensor {
-  std::string dtype;
-  std::vector<Index> shape;
-  std::vector<double> values;
+  std::string dtype;  ///< The safetensors dtype: "F32", "BF16", "I64", ...
+  std::vector<Index> shape;  ///< The tensor's shape.
+  std::vector<double> values;  ///< Every element as double, row-major (empty for F8 dtypes).
 };
+/// Every tensor of a safetensors file with its metadata (read_safetensors).
 struct SafetensorsContents {
-  std::map<std::string, SafetensorsTensor> tensors;
-  SafetensorsMetadata metadata;
+  std::map<std::string, SafetensorsTensor> tensors;  ///< The tensors by name.
+  SafetensorsMetadata metadata;  ///< The file's __metadata__.
 };
 
 namespace detail::safetensors {
 
-// One PyTorch tensor of the mapping and the seqattn tensors that make it up (one per part).
+/// One PyTorch tensor of the mapping and the seqattn tensors that make it up (one per part).
 template <class S>
 struct Group {
   std::string name;
-  std::vector<Index> shape;     // PyTorch shape
+  std::vector<Index> shape;  ///< PyTorch shape
   std::vector<Index> part_shape;
-  std::size_t part_count = 0;   // elements per part
-  std::vector<Param<S>> parts;  // indexed by part
+  std::size_t part_count = 0;  ///< elements per part
+  std::vector<Param<S>> parts;  ///< indexed by part
   std::vector<TensorRef> refs;
   std::vector<TorchName> slots;
   std::string describe() const {  // "'0.dense.W' transposed"
@@ -116,7 +126,7 @@ void walk(Layer<S>& layer, const std::string& path, const std::string& prefix, s
 
 inline std::vector<Index> reversed(std::vector<Index> v) { return {v.rbegin(), v.rend()}; }
 
-// positions[i] = where element i (row-major over `view`) goes in the part (row-major over the reversed view).
+/// positions[i] = where element i (row-major over `view`) goes in the part (row-major over the reversed view).
 inline std::vector<std::size_t> positions(const std::vector<Index>& view, std::size_t count) {
   const std::size_t D = view.size();
   std::vector<std::size_t> rstride(D, 1);  // stride in the reversed tensor of axis k of the view
@@ -134,7 +144,7 @@ inline std::vector<std::size_t> positions(const std::vector<Index>& view, std::s
   return pos;
 }
 
-// Maps every tensor of the model; ConfigError when the mapping is inconsistent.
+/// Maps every tensor of the model; ConfigError when the mapping is inconsistent.
 template <class S>
 std::vector<Group<S>> plan(Layer<S>& model, const SafetensorsOptions& options, const std::string& who) {
   std::map<std::string, TensorRef> refs;
@@ -305,7 +315,7 @@ void apply(Layer<S>& model, const std::vector<unsigned char>& bytes, const Safet
   }
 }
 
-// Element i of any non-F8 dtype as double.
+/// Element i of any non-F8 dtype as double.
 inline double element(const unsigned char* data, const std::string& dtype, std::size_t i) {
   if (is_float_dtype(dtype)) return float_element(data, dtype, i);
   const std::size_t w = dtype_size(dtype);
@@ -332,6 +342,7 @@ inline SafetensorsContents contents(const std::vector<unsigned char>& bytes, con
 
 }  // namespace detail::safetensors
 
+/// Writes the model's parameters and buffers as a PyTorch state_dict in safetensors format to `out`.
 template <class S>
 void save_safetensors(Layer<S>& model, std::ostream& out, const SafetensorsOptions& options = SafetensorsOptions()) {
   const auto bytes = detail::safetensors::encode(model, options, "save_safetensors(stream)");
@@ -340,7 +351,7 @@ void save_safetensors(Layer<S>& model, std::ostream& out, const SafetensorsOptio
   if (!out) detail::throw_file("save_safetensors(stream): writing ", bytes.size(), " bytes failed");
 }
 
-// Atomic (temporary file, fsync, rename), like save_weights.
+/// Atomic (temporary file, fsync, rename), like save_weights.
 template <class S>
 void save_safetensors(Layer<S>& model, const std::string& path, const SafetensorsOptions& options = SafetensorsOptions()) {
   const std::string who = "save_safetensors(" + path + ")";
@@ -348,23 +359,26 @@ void save_safetensors(Layer<S>& model, const std::string& path, const Safetensor
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
-// Reads exactly one safetensors file from `in`. On any error the model is unchanged.
+/// Reads exactly one safetensors file from `in`. On any error the model is unchanged.
 template <class S>
 void load_safetensors(Layer<S>& model, std::istream& in, const SafetensorsOptions& options = SafetensorsOptions()) {
   const std::string who = "load_safetensors(stream)";
   detail::safetensors::apply(model, detail::safetensors::read_stream(in, who), options, who);
 }
 
+/// Reads the safetensors file at `path` into the model. On any error the model is unchanged.
 template <class S>
 void load_safetensors(Layer<S>& model, const std::string& path, const SafetensorsOptions& options = SafetensorsOptions()) {
   const std::string who = "load_safetensors(" + path + ")";
   detail::safetensors::apply(model, detail::safetensors::read_file(path, who), options, who);
 }
 
+/// Decodes one safetensors file from `in` (any tensors; for inspection and tests).
 inline SafetensorsContents read_safetensors(std::istream& in) {
   const std::string who = "read_safetensors(stream)";
   return detail::safetensors::contents(detail::safetensors::read_stream(in, who), who);
 }
+/// Decodes the safetensors file at `path` (any tensors; for inspection and tests).
 inline SafetensorsContents read_safetensors(const std::string& path) {
   const std::string who = "read_safetensors(" + path + ")";
   return detail::safetensors::contents(detail::safetensors::read_file(path, who), who);

@@ -1,35 +1,41 @@
 #pragma once
-// Saving and restoring the carried state of a Stream<S> (model/stream.hpp), so that a restarted service goes on
-// with every stream exactly where it stopped:
-//
-//   save_state(stream, "streams.sqs");      // atomic (io/detail/atomic_file.hpp), like save_weights
-//   Stream<float> s = model.stream(B);  load_state(s, "streams.sqs");   // validates everything, then copies
-//
-// The stream to load into must be open over the same architecture (the same layers, options and parameter
-// shapes; the weights are the model's business: load them with load_weights) with the same number of streams.
-// Then each stream's steps(b) and every state tensor (ring buffers, key caches, recurrent states, running
-// pools) are restored; the next step's outputs are those the saved stream would have given.
-//
-// Format version 1. Integers are unsigned little-endian; values are IEEE-754 little-endian, row-major.
-//   offset  bytes  field
-//   0       8      magic "SEQATTNS"
-//   8       4      format version (1)
-//   12      4      scalar type: 1 = float32, 2 = float64
-//   16      8      total file size in bytes, checksum included
-//   24      8      number of streams B
-//   32      4+L    architecture: length L (at most 1 MiB), then the text: the model's describe() and the name
-//                  and shape of every parameter and buffer, one per line
-//   ...     8 B    steps(b) of every stream
-//   ...     8      number of state tensors N
-//   ...     ...    N records: name length L (4, 1..65535), name, 3 dimensions (8 each), values
-//   size-4  4      CRC-32 (zlib's) of every byte before it
-// Loading checks, before it changes anything: magic, version (a newer one is refused saying so), scalar type,
-// size, checksum, every record's bounds; then against the stream: the number of streams, the architecture text,
-// the same state tensor names, shapes (B, rows, cols) equal to the stream's (a cache that grows may have any
-// number of rows up to StreamOptions::max_history, and at least the steps it holds), every steps(b) at most
-// the stream's max_steps(). Errors: FileError, FormatError, MismatchError (io/errors.hpp), messages starting
-// with "save_state(<path>)" / "load_state(<path>)". State values are not checked for finiteness (a stream that
-// has seen a NaN carries it, as it would have without the restart).
+/// \file
+/// Saving and restoring the carried state of a Stream\<S> (model/stream.hpp), so that a restarted service goes on
+/// with every stream exactly where it stopped:
+///
+/// ```unparsed
+///   save_state(stream, "streams.sqs");      // atomic (io/detail/atomic_file.hpp), like save_weights
+///   Stream<float> s = model.stream(B);  load_state(s, "streams.sqs");   // validates everything, then copies
+///
+/// ```
+/// The stream to load into must be open over the same architecture (the same layers, options and parameter
+/// shapes; the weights are the model's business: load them with load_weights) with the same number of streams.
+/// Then each stream's steps(b) and every state tensor (ring buffers, key caches, recurrent states, running
+/// pools) are restored; the next step's outputs are those the saved stream would have given.
+///
+/// Format version 1. Integers are unsigned little-endian; values are IEEE-754 little-endian, row-major.
+///
+/// ```unparsed
+///   offset  bytes  field
+///   0       8      magic "SEQATTNS"
+///   8       4      format version (1)
+///   12      4      scalar type: 1 = float32, 2 = float64
+///   16      8      total file size in bytes, checksum included
+///   24      8      number of streams B
+///   32      4+L    architecture: length L (at most 1 MiB), then the text: the model's describe() and the name
+///                  and shape of every parameter and buffer, one per line
+///   ...     8 B    steps(b) of every stream
+///   ...     8      number of state tensors N
+///   ...     ...    N records: name length L (4, 1..65535), name, 3 dimensions (8 each), values
+///   size-4  4      CRC-32 (zlib's) of every byte before it
+/// ```
+/// Loading checks, before it changes anything: magic, version (a newer one is refused saying so), scalar type,
+/// size, checksum, every record's bounds; then against the stream: the number of streams, the architecture text,
+/// the same state tensor names, shapes (B, rows, cols) equal to the stream's (a cache that grows may have any
+/// number of rows up to StreamOptions::max_history, and at least the steps it holds), every steps(b) at most
+/// the stream's max_steps(). Errors: FileError, FormatError, MismatchError (io/errors.hpp), messages starting
+/// with "save_state(\<path>)" / "load_state(\<path>)". State values are not checked for finiteness (a stream that
+/// has seen a NaN carries it, as it would have without the restart).
 
 #include <cstdint>
 #include <cstring>
@@ -55,7 +61,7 @@ inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::uint32_t kMaxNameLength = 65535;
 inline constexpr std::uint32_t kMaxArchitecture = 1u << 20;
 
-// The model's describe() and its parameter and buffer names and shapes.
+/// The model's describe() and its parameter and buffer names and shapes.
 template <class S>
 std::string architecture(const Layer<S>& model) {
   Layer<S>& m = const_cast<Layer<S>&>(model);  // params() and buffers() only read
@@ -65,7 +71,7 @@ std::string architecture(const Layer<S>& model) {
   return text;
 }
 
-// The first line where two architecture texts differ, for messages.
+/// The first line where two architecture texts differ, for messages.
 inline std::string first_difference(const std::string& a, const std::string& b) {
   std::size_t i = 0, line_start = 0;
   while (i < a.size() && i < b.size() && a[i] == b[i]) {
@@ -79,7 +85,7 @@ inline std::string first_difference(const std::string& a, const std::string& b) 
   return cat("'", line(a), "' against '", line(b), "'");
 }
 
-// The size of the largest valid file for `stream`: every cache at its largest capacity.
+/// The size of the largest valid file for `stream`: every cache at its largest capacity.
 template <class S>
 std::uint64_t largest_file(Stream<S>& stream) {
   const auto B = static_cast<std::uint64_t>(stream.batch());
@@ -117,7 +123,7 @@ std::vector<unsigned char> encode(Stream<S>& stream) {
   return std::move(w.bytes());
 }
 
-// Checks the whole file against the stream, then copies it in.
+/// Checks the whole file against the stream, then copies it in.
 template <class S>
 void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, const std::string& who) {
   using weights_format::scalar_name;
@@ -225,7 +231,7 @@ void decode_into(Stream<S>& stream, const std::vector<unsigned char>& bytes, con
 
 }  // namespace detail::stream_state_format
 
-// Writes the state of every stream of `stream` to `path` atomically (a crash never leaves a partial file).
+/// Writes the state of every stream of `stream` to `path` atomically (a crash never leaves a partial file).
 template <class S>
 void save_state(Stream<S>& stream, const std::string& path) {
   const std::string who = "save_state(" + path + ")";
@@ -233,8 +239,8 @@ void save_state(Stream<S>& stream, const std::string& path) {
   detail::write_file_atomically(path, bytes.data(), bytes.size(), who);
 }
 
-// Restores the state saved by save_state into `stream` (open over the same architecture, same number of
-// streams). On any error the stream is unchanged.
+/// Restores the state saved by save_state into `stream` (open over the same architecture, same number of
+/// streams). On any error the stream is unchanged.
 template <class S>
 void load_state(Stream<S>& stream, const std::string& path) {
   namespace sf = detail::stream_state_format;

@@ -1,24 +1,30 @@
 #pragma once
-// Setting LSTM, GRU and Bidirectional (layers/lstm.hpp, gru.hpp, bidirectional.hpp) from torch.nn.LSTM /
-// torch.nn.GRU tensors (batch_first=True, one layer). io/torch_names.hpp has no default mapping for them (one
-// seqattn tensor is the sum of two torch tensors, the GRU gates are permuted): these helpers do the conversion.
-//
-//   TorchTensors<S> t = {{"weight_ih_l0", ...}, {"weight_hh_l0", ...}, {"bias_ih_l0", ...}, {"bias_hh_l0", ...}};
-//   set_from_torch(lstm, t);          // LSTM<S> or GRU<S>
-//   set_from_torch(bidirectional, t); // forward <- *_l0, backward <- *_l0_reverse
-//   set_from_torch(layer, t, "rnn."); // names with a prefix (a state_dict entry "rnn.weight_ih_l0")
-//
-// Shapes (G = 4 for LSTM, 3 for GRU): weight_ih_l0 (G*U, F), weight_hh_l0 (G*U, U), bias_ih_l0 and bias_hh_l0
-// (G*U) given as a (G*U, 1) or (1, G*U) matrix. Biases are required when the layer has use_bias and refused when
-// it has not (torch bias=False). Conversion:
-//   LSTM  kernel = weight_ih^T, recurrent_kernel = weight_hh^T (same gate order i, f, g, o = Keras i, f, c, o),
-//         bias = bias_ih + bias_hh (seqattn keeps the sum: export is not a round trip of the two halves)
-//   GRU   (reset_after true only; torch resets after the product) kernel = weight_ih^T and recurrent_kernel =
-//         weight_hh^T with the gate blocks permuted (Keras z, r, h <- torch blocks 1, 0, 2 of r, z, n);
-//         bias (2, 3U) = [bias_ih; bias_hh], each permuted alike
-// Errors (ConfigError / ShapeError) name the tensor: "set_from_torch(GRU): 'weight_hh_l0' expected shape
-// (12, 4) but got (12, 3)"; a missing tensor, a GRU with reset_after(false), a Bidirectional around other
-// layers. Nothing is written unless every tensor fits.
+/// \file
+/// Setting LSTM, GRU and Bidirectional (layers/lstm.hpp, gru.hpp, bidirectional.hpp) from torch.nn.LSTM /
+/// torch.nn.GRU tensors (batch_first=True, one layer). io/torch_names.hpp has no default mapping for them (one
+/// seqattn tensor is the sum of two torch tensors, the GRU gates are permuted): these helpers do the conversion.
+///
+/// ```unparsed
+///   TorchTensors<S> t = {{"weight_ih_l0", ...}, {"weight_hh_l0", ...}, {"bias_ih_l0", ...}, {"bias_hh_l0", ...}};
+///   set_from_torch(lstm, t);          // LSTM<S> or GRU<S>
+///   set_from_torch(bidirectional, t); // forward <- *_l0, backward <- *_l0_reverse
+///   set_from_torch(layer, t, "rnn."); // names with a prefix (a state_dict entry "rnn.weight_ih_l0")
+///
+/// ```
+/// Shapes (G = 4 for LSTM, 3 for GRU): weight_ih_l0 (G*U, F), weight_hh_l0 (G*U, U), bias_ih_l0 and bias_hh_l0
+/// (G*U) given as a (G*U, 1) or (1, G*U) matrix. Biases are required when the layer has use_bias and refused when
+/// it has not (torch bias=False). Conversion:
+///
+/// ```unparsed
+///   LSTM  kernel = weight_ih^T, recurrent_kernel = weight_hh^T (same gate order i, f, g, o = Keras i, f, c, o),
+///         bias = bias_ih + bias_hh (seqattn keeps the sum: export is not a round trip of the two halves)
+///   GRU   (reset_after true only; torch resets after the product) kernel = weight_ih^T and recurrent_kernel =
+///         weight_hh^T with the gate blocks permuted (Keras z, r, h <- torch blocks 1, 0, 2 of r, z, n);
+///         bias (2, 3U) = [bias_ih; bias_hh], each permuted alike
+/// ```
+/// Errors (ConfigError / ShapeError) name the tensor: "set_from_torch(GRU): 'weight_hh_l0' expected shape
+/// (12, 4) but got (12, 3)"; a missing tensor, a GRU with reset_after(false), a Bidirectional around other
+/// layers. Nothing is written unless every tensor fits.
 
 #include <map>
 #include <string>
@@ -30,6 +36,7 @@
 
 namespace seqattn {
 
+/// PyTorch tensors by state_dict name.
 template <class S>
 using TorchTensors = std::map<std::string, Matrix<S>>;
 
@@ -112,7 +119,7 @@ void set_recurrent_from_torch(Layer<S>& layer, const TorchTensors<S>& t, const s
 
 }  // namespace detail
 
-// Sets an LSTM<S>, GRU<S> (reset_after) or a Bidirectional of them from torch tensors (see above).
+/// Sets an LSTM\<S>, GRU\<S> (reset_after) or a Bidirectional of them from torch tensors (see above).
 template <class S>
 void set_from_torch(Layer<S>& layer, const TorchTensors<S>& tensors, const std::string& prefix = "") {
   if (auto* bi = dynamic_cast<Bidirectional<S>*>(&layer)) {

@@ -1,30 +1,34 @@
 #pragma once
-// Activations: the functions (used by Dense, Conv1D, MultiHeadAttention, SeqSelfAttention, ...) and a layer.
-// Model-file names are Keras' (config_names below; activation_from_string accepts the same names).
-//   linear        y = z
-//   relu          y = max(z, 0)                        (derivative 0 at z = 0)
-//   gelu          y = z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))   (exact, as torch.nn.GELU() and Keras' "gelu")
-//   gelu_tanh     y = 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))   (the approximation of BERT and
-//                 keras-transformer; torch.nn.GELU(approximate='tanh'), Keras gelu(x, approximate=True))
-//   tanh          y = tanh z
-//   sigmoid       y = 1 / (1 + exp(-z))
-//   softmax       y_j = exp(z_j) / sum_k exp(z_k) over the features of each step (not elementwise)
-//   elu           y = z if z > 0, else exp(z) - 1            (alpha 1, as Keras and torch.nn.ELU())
-//   selu          y = scale * (z if z > 0, else alpha (exp(z) - 1)), scale 1.0507009873554805,
-//                 alpha 1.6732632423543772 (torch.nn.SELU, Keras "selu")
-//   silu          y = z * sigmoid(z); "swish" is read as silu (Keras 3 writes "silu"; torch.nn.SiLU)
-//   leaky_relu    y = z if z > 0, else negative_slope * z. As an activation option (Dense, Conv1D, ...) the
-//                 slope is kLeakyReluSlope = 0.2, what Keras 3's "leaky_relu" string means. Another slope
-//                 (torch.nn.LeakyReLU's default 0.01, Keras' LeakyReLU layer's 0.3): ActivationLayer's
-//                 negative_slope (model-file key "negative_slope").
-//   softplus      y = log(1 + exp(z)), computed as max(z, 0) + log1p(exp(-|z|)) (exact for every z; torch's
-//                 F.softplus returns z itself above its threshold 20, a difference below 2.1e-9)
-//   hard_sigmoid  y = relu6(z + 3) / 6 = clip(z / 6 + 1/2, 0, 1) (Keras 3 and torch.nn.Hardsigmoid; Keras 2
-//                 used clip(0.2 z + 0.5, 0, 1)); derivative 1/6 on (-3, 3), else 0
-//   mish          y = z * tanh(softplus(z)) (torch.nn.Mish, Keras "mish")
-// Every function is evaluated in forms that stay finite for every finite z (no exp overflow into inf - inf or
-// inf * 0). Derivatives are taken at the input z (activation_derivative), except tanh and sigmoid, which use
-// the output.
+/// \file
+/// Activations: the functions (used by Dense, Conv1D, MultiHeadAttention, SeqSelfAttention, ...) and a layer.
+/// Model-file names are Keras' (config_names below; activation_from_string accepts the same names).
+///
+/// ```unparsed
+///   linear        y = z
+///   relu          y = max(z, 0)                        (derivative 0 at z = 0)
+///   gelu          y = z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))   (exact, as torch.nn.GELU() and Keras' "gelu")
+///   gelu_tanh     y = 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))   (the approximation of BERT and
+///                 keras-transformer; torch.nn.GELU(approximate='tanh'), Keras gelu(x, approximate=True))
+///   tanh          y = tanh z
+///   sigmoid       y = 1 / (1 + exp(-z))
+///   softmax       y_j = exp(z_j) / sum_k exp(z_k) over the features of each step (not elementwise)
+///   elu           y = z if z > 0, else exp(z) - 1            (alpha 1, as Keras and torch.nn.ELU())
+///   selu          y = scale * (z if z > 0, else alpha (exp(z) - 1)), scale 1.0507009873554805,
+///                 alpha 1.6732632423543772 (torch.nn.SELU, Keras "selu")
+///   silu          y = z * sigmoid(z); "swish" is read as silu (Keras 3 writes "silu"; torch.nn.SiLU)
+///   leaky_relu    y = z if z > 0, else negative_slope * z. As an activation option (Dense, Conv1D, ...) the
+///                 slope is kLeakyReluSlope = 0.2, what Keras 3's "leaky_relu" string means. Another slope
+///                 (torch.nn.LeakyReLU's default 0.01, Keras' LeakyReLU layer's 0.3): ActivationLayer's
+///                 negative_slope (model-file key "negative_slope").
+///   softplus      y = log(1 + exp(z)), computed as max(z, 0) + log1p(exp(-|z|)) (exact for every z; torch's
+///                 F.softplus returns z itself above its threshold 20, a difference below 2.1e-9)
+///   hard_sigmoid  y = relu6(z + 3) / 6 = clip(z / 6 + 1/2, 0, 1) (Keras 3 and torch.nn.Hardsigmoid; Keras 2
+///                 used clip(0.2 z + 0.5, 0, 1)); derivative 1/6 on (-3, 3), else 0
+///   mish          y = z * tanh(softplus(z)) (torch.nn.Mish, Keras "mish")
+/// ```
+/// Every function is evaluated in forms that stay finite for every finite z (no exp overflow into inf - inf or
+/// inf * 0). Derivatives are taken at the input z (activation_derivative), except tanh and sigmoid, which use
+/// the output.
 
 #include <algorithm>
 #include <cmath>
@@ -38,6 +42,7 @@
 
 namespace seqattn {
 
+/// The elementwise activations (Keras names in config_names) and softmax over the features.
 enum class Activation {
   Linear,
   ReLU,
@@ -55,11 +60,11 @@ enum class Activation {
   Mish
 };
 
-// The slope of leaky_relu as an activation option (Keras 3's default for the "leaky_relu" string).
+/// The slope of leaky_relu as an activation option (Keras 3's default for the "leaky_relu" string).
 constexpr double kLeakyReluSlope = 0.2;
 
-// Model-file names (core/layer_config.hpp): Keras' names; the first name of a value is the one written, the
-// others are accepted when reading ("swish" for silu).
+/// Model-file names (core/layer_config.hpp): Keras' names; the first name of a value is the one written, the
+/// others are accepted when reading ("swish" for silu).
 inline const std::vector<std::pair<Activation, const char*>>& config_names(Activation) {
   static const std::vector<std::pair<Activation, const char*>> names = {
       {Activation::Linear, "linear"},      {Activation::ReLU, "relu"},
@@ -73,13 +78,14 @@ inline const std::vector<std::pair<Activation, const char*>>& config_names(Activ
   return names;
 }
 
+/// The model-file name of an activation ("relu").
 inline std::string to_string(Activation a) {
   for (const auto& [value, name] : config_names(a))
     if (value == a) return name;
   return "?";
 }
 
-// Parses Keras names (config_names; "linear", "none" and "" are the identity, "swish" is silu).
+/// Parses Keras names (config_names; "linear", "none" and "" are the identity, "swish" is silu).
 inline Activation activation_from_string(const std::string& name) {
   if (name == "none" || name.empty()) return Activation::Linear;
   std::string known;
@@ -90,6 +96,7 @@ inline Activation activation_from_string(const std::string& name) {
   detail::throw_config("activation: unknown name '", name, "' (expected one of ", known, ")");
 }
 
+/// True for the activations applied to each value on its own (all but Softmax).
 inline bool is_elementwise(Activation a) { return a != Activation::Softmax; }
 
 namespace detail {
@@ -112,7 +119,7 @@ S stable_softplus(S z) {
 }
 }  // namespace detail
 
-// Elementwise activation of one value (every activation but softmax). negative_slope is leaky_relu's.
+/// Elementwise activation of one value (every activation but softmax). negative_slope is leaky_relu's.
 template <class S>
 S activate(Activation a, S z, S negative_slope = S(kLeakyReluSlope)) {
   switch (a) {
@@ -138,7 +145,7 @@ S activate(Activation a, S z, S negative_slope = S(kLeakyReluSlope)) {
   detail::throw_config("activate: softmax is not elementwise");
 }
 
-// dy/dz of an elementwise activation at input z with output y = activate(a, z).
+/// dy/dz of an elementwise activation at input z with output y = activate(a, z).
 template <class S>
 S activation_derivative(Activation a, S z, S y, S negative_slope = S(kLeakyReluSlope)) {
   switch (a) {
@@ -178,8 +185,8 @@ S activation_derivative(Activation a, S z, S y, S negative_slope = S(kLeakyReluS
   detail::throw_config("activation_derivative: softmax is not elementwise");
 }
 
-// z, y: (N, F). y = a(z); for softmax, over the F features of each row (max-subtracted, stable).
-// y may alias z for elementwise activations. negative_slope is leaky_relu's.
+/// z, y: (N, F). y = a(z); for softmax, over the F features of each row (max-subtracted, stable).
+/// y may alias z for elementwise activations. negative_slope is leaky_relu's.
 template <class S, class In, class Out>
 void activation_forward(Activation a, const Eigen::MatrixBase<In>& z, Eigen::MatrixBase<Out>& y,
                         S negative_slope = S(kLeakyReluSlope)) {
@@ -211,7 +218,7 @@ void activation_forward(Activation a, const Eigen::MatrixBase<In>& z, Eigen::Mat
     for (Index c = 0; c < z.cols(); ++c) y(r, c) = activate<S>(a, z(r, c), negative_slope);
 }
 
-// z, y, dy, dz: (N, F). dz = dy * a'(z) (softmax: dz = y * (dy - sum(dy * y)) per row). dz may alias dy.
+/// z, y, dy, dz: (N, F). dz = dy * a'(z) (softmax: dz = y * (dy - sum(dy * y)) per row). dz may alias dy.
 template <class S, class Z, class Y, class DY, class DZ>
 void activation_backward(Activation a, const Eigen::MatrixBase<Z>& z, const Eigen::MatrixBase<Y>& y,
                          const Eigen::MatrixBase<DY>& dy, Eigen::MatrixBase<DZ>& dz,
@@ -232,13 +239,14 @@ void activation_backward(Activation a, const Eigen::MatrixBase<Z>& z, const Eige
       dz(r, c) = dy(r, c) * activation_derivative<S>(a, z(r, c), y(r, c), negative_slope);
 }
 
-// A layer applying an activation to every step: (B, T, F) -> (B, T, F). Step masks (supports_step_masks()): every
-// step on its own, so masked values never reach a kept step.
-// negative_slope: leaky_relu's slope for z < 0 (default kLeakyReluSlope = 0.2, Keras 3; torch.nn.LeakyReLU uses
-// 0.01, Keras' LeakyReLU layer 0.3); finite. Written to the model file (key "negative_slope") only for leaky_relu.
+/// A layer applying an activation to every step: (B, T, F) -> (B, T, F). Step masks (supports_step_masks()): every
+/// step on its own, so masked values never reach a kept step.
+/// negative_slope: leaky_relu's slope for z \< 0 (default kLeakyReluSlope = 0.2, Keras 3; torch.nn.LeakyReLU uses
+/// 0.01, Keras' LeakyReLU layer 0.3); finite. Written to the model file (key "negative_slope") only for leaky_relu.
 template <class S>
 class ActivationLayer final : public Layer<S> {
  public:
+  /// Applies `activation` to x (B, T, in_features); negative_slope: leaky_relu's slope (finite).
   ActivationLayer(Index in_features, Activation activation, double negative_slope = kLeakyReluSlope)
       : Layer<S>(in_features), activation_(activation), negative_slope_(negative_slope) {
     if (!std::isfinite(negative_slope))
@@ -248,7 +256,7 @@ class ActivationLayer final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "activation"; }
   std::string class_name() const override { return "Activation"; }
-  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  /// Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
@@ -256,7 +264,7 @@ class ActivationLayer final : public Layer<S> {
     if (activation_ == Activation::LeakyReLU) c.set("negative_slope", negative_slope_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Activation config");
     const Activation activation = r.read<Activation>("activation");
@@ -272,7 +280,9 @@ class ActivationLayer final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<ActivationLayer>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ActivationLayer&>(other); }
+  /// The activation applied.
   Activation activation() const { return activation_; }
+  /// leaky_relu's slope for z \< 0 (used only by LeakyReLU).
   double negative_slope() const { return negative_slope_; }
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<ActivationStream>(activation_, static_cast<S>(negative_slope_));

@@ -1,39 +1,55 @@
 #pragma once
-// BatchNorm: normalizes each feature over the VALID steps (b, t < length_b) of the batch, as
-// torch.nn.BatchNorm1d applied to the (N, F) matrix of the valid steps:
-//     Mode::Train  mu = mean over valid steps, var = biased variance (divides by N) over valid steps
-//                  y = gamma * (x - mu) / sqrt(var + eps) + beta
-//                  running_mean = (1 - momentum) * running_mean + momentum * mu
-//                  running_var  = (1 - momentum) * running_var  + momentum * var * N / (N - 1)   (unbiased)
-//                  (the running statistics change at every Train forward, not at backward)
-//     Mode::Infer  y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
-//   x (B, T, F) -> y (B, T, F). Parameters "gamma", "beta" (F), ones and zeros; buffers (saved, not trained)
-//   "running_mean", "running_var" (F), zeros and ones.
-// Options: momentum (default 0.1, PyTorch's convention above, in [0, 1]); eps (default 1e-5, > 0); scale
-//   (learn gamma) and center (learn beta), both default true.
-//   Keras' BatchNormalization writes moving = momentum * moving + (1 - momentum) * batch with momentum 0.99 and
-//   eps 1e-3: its momentum m_keras is ours 1 - m_keras, so for Keras' defaults use
-//   BatchNormOptions().momentum(0.01).eps(1e-3). (Keras also updates the moving variance with the biased
-//   variance; we follow PyTorch and use the unbiased one, which differs by the factor N / (N - 1).)
-// Masks: padded steps add nothing to the statistics, output 0, get dx = 0 and add nothing to the gradients of
-//   gamma and beta (their values, NaN included, are never read). Step masks (holes, left padding): the same for
-//   every masked step; the statistics are over the kept steps (N = the number of kept steps). Errors: a Train forward
-//   with no valid step, or with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
-// Non-finite statistics: a Train forward whose batch has a NaN or Inf at a valid step throws seqattn::Error
-//   ("the batch statistics are not finite: feature f has mean NaN and variance NaN because its valid inputs
-//   contain NaN; the running statistics were left unchanged") instead of folding NaN into the running statistics
-//   for good. Finite inputs of any magnitude give finite, correctly rounded outputs and gradients: a feature whose
-//   sum or sum of squares overflows S is recomputed on its values scaled by a power of two
-//   (detail/scaled_moments.hpp); var() is then the true variance, Inf when it exceeds the range of S (float:
-//   inputs above about 1e19), while rstd and the outputs stay exact. Such a variance cannot enter the running
-//   variance: unless momentum is 0, that Train forward throws seqattn::Error naming the feature and leaves the
-//   running statistics unchanged (scale the inputs, or use double). Infer computes (x - running_mean) * rstd as
-//   written: an input farther than the largest finite value from its running mean overflows there.
-// backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
-// running statistics as constants.
-// Stream (core/stream.hpp): per step, Mode::Infer: y = gamma * (x - running_mean) * rstd + beta with rstd from
-//   running_var as forward computes it (bitwise the forward's rows); no state. The running statistics are read
-//   at every step, in place.
+/// \file
+/// BatchNorm: normalizes each feature over the VALID steps (b, t \< length_b) of the batch, as
+/// torch.nn.BatchNorm1d applied to the (N, F) matrix of the valid steps:
+///
+/// ```unparsed
+///     Mode::Train  mu = mean over valid steps, var = biased variance (divides by N) over valid steps
+///                  y = gamma * (x - mu) / sqrt(var + eps) + beta
+///                  running_mean = (1 - momentum) * running_mean + momentum * mu
+///                  running_var  = (1 - momentum) * running_var  + momentum * var * N / (N - 1)   (unbiased)
+///                  (the running statistics change at every Train forward, not at backward)
+///     Mode::Infer  y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
+///   x (B, T, F) -> y (B, T, F). Parameters "gamma", "beta" (F), ones and zeros; buffers (saved, not trained)
+///   "running_mean", "running_var" (F), zeros and ones.
+/// ```
+/// Options: momentum (default 0.1, PyTorch's convention above, in [0, 1]); eps (default 1e-5, > 0); scale
+///
+/// ```unparsed
+///   (learn gamma) and center (learn beta), both default true.
+///   Keras' BatchNormalization writes moving = momentum * moving + (1 - momentum) * batch with momentum 0.99 and
+///   eps 1e-3: its momentum m_keras is ours 1 - m_keras, so for Keras' defaults use
+///   BatchNormOptions().momentum(0.01).eps(1e-3). (Keras also updates the moving variance with the biased
+///   variance; we follow PyTorch and use the unbiased one, which differs by the factor N / (N - 1).)
+/// ```
+/// Masks: padded steps add nothing to the statistics, output 0, get dx = 0 and add nothing to the gradients of
+///
+/// ```unparsed
+///   gamma and beta (their values, NaN included, are never read). Step masks (holes, left padding): the same for
+///   every masked step; the statistics are over the kept steps (N = the number of kept steps). Errors: a Train forward
+///   with no valid step, or with only one (its variance is undefined; PyTorch refuses it too), throws ShapeError.
+/// ```
+/// Non-finite statistics: a Train forward whose batch has a NaN or Inf at a valid step throws seqattn::Error
+///
+/// ```unparsed
+///   ("the batch statistics are not finite: feature f has mean NaN and variance NaN because its valid inputs
+///   contain NaN; the running statistics were left unchanged") instead of folding NaN into the running statistics
+///   for good. Finite inputs of any magnitude give finite, correctly rounded outputs and gradients: a feature whose
+///   sum or sum of squares overflows S is recomputed on its values scaled by a power of two
+///   (detail/scaled_moments.hpp); var() is then the true variance, Inf when it exceeds the range of S (float:
+///   inputs above about 1e19), while rstd and the outputs stay exact. Such a variance cannot enter the running
+///   variance: unless momentum is 0, that Train forward throws seqattn::Error naming the feature and leaves the
+///   running statistics unchanged (scale the inputs, or use double). Infer computes (x - running_mean) * rstd as
+///   written: an input farther than the largest finite value from its running mean overflows there.
+/// ```
+/// backward follows the mode of the last forward: Train differentiates through mu and var, Infer treats the
+/// running statistics as constants.
+/// Stream (core/stream.hpp): per step, Mode::Infer: y = gamma * (x - running_mean) * rstd + beta with rstd from
+///
+/// ```unparsed
+///   running_var as forward computes it (bitwise the forward's rows); no state. The running statistics are read
+///   at every step, in place.
+/// ```
 
 #include <algorithm>
 #include <cmath>
@@ -49,13 +65,18 @@
 
 namespace seqattn {
 
+/// Options of BatchNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BatchNormOptions {
-  SEQATTN_ARG(double, momentum, 0.1)  // PyTorch convention: weight of the new batch statistic
+  SEQATTN_ARG(double, momentum, 0.1)  ///< PyTorch convention: weight of the new batch statistic
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-5)
-  SEQATTN_ARG(bool, scale, true)   // learn gamma
-  SEQATTN_ARG(bool, center, true)  // learn beta
+  SEQATTN_ARG(bool, scale, true)  ///< learn gamma
+  SEQATTN_ARG(bool, center, true)  ///< learn beta
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("momentum", o.momentum_);
@@ -65,9 +86,12 @@ struct BatchNormOptions {
   }
 };
 
+/// Batch normalization over the features of every kept step, with running statistics for inference; see the
+/// file documentation.
 template <class S>
 class BatchNorm final : public Layer<S> {
  public:
+  /// Batch normalization of `in_features` features.
   explicit BatchNorm(Index in_features, BatchNormOptions options = BatchNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.momentum() >= 0.0 && options.momentum() <= 1.0))
@@ -96,14 +120,14 @@ class BatchNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "batch_norm"; }
   std::string class_name() const override { return "BatchNorm"; }
-  // Step masks: the statistics use the kept steps only; masked steps are treated as padded ones.
+  /// Step masks: the statistics use the kept steps only; masked steps are treated as padded ones.
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "BatchNorm config");
     const BatchNormOptions options = read_options<BatchNormOptions>(r);
@@ -118,26 +142,31 @@ class BatchNorm final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<BatchNorm>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const BatchNorm&>(other); }
-  // Per step with the running statistics (Mode::Infer), bitwise the forward's rows; no state.
+  /// Per step with the running statistics (Mode::Infer), bitwise the forward's rows; no state.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<BatchNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const BatchNormOptions& options() const { return options_; }
-  // gamma is used only when scale is on, beta only when center is on.
+  /// gamma is used only when scale is on, beta only when center is on.
   Vector<S>& gamma() { return gamma_; }
+  /// The shift beta (in place; used only with center).
   Vector<S>& beta() { return beta_; }
+  /// The running mean used in Mode::Infer (a buffer; in place).
   Vector<S>& running_mean() { return running_mean_; }
+  /// The running variance used in Mode::Infer (a buffer; in place).
   Vector<S>& running_var() { return running_var_; }
-  // Statistics of the last forward: batch mean and biased variance (Train), running ones (Infer).
+  /// Statistics of the last forward: batch mean and biased variance (Train), running ones (Infer).
   const Vector<S>& mean() const { return mean_; }
+  /// The variance of the last forward: the biased batch variance (Train), the running one (Infer).
   const Vector<S>& var() const { return var_; }
-  // Valid steps of the last forward.
+  /// Valid steps of the last forward.
   Index valid_steps() const { return count_; }
 
  protected:
-  // x (N = B*T rows, F); only valid rows count.  mu, var (F) -> rstd = 1 / sqrt(var + eps) (F)
-  // -> xhat = (x - mu) * rstd (N, F) cached -> y = xhat * gamma + beta; padded rows 0
+  /// x (N = B*T rows, F); only valid rows count.  mu, var (F) -> rstd = 1 / sqrt(var + eps) (F)
+  /// -> xhat = (x - mu) * rstd (N, F) cached -> y = xhat * gamma + beta; padded rows 0
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     const bool holes = mask.has_holes();  // step mask: the kept runs of each sequence (one run [0, len) otherwise)
@@ -197,12 +226,15 @@ class BatchNorm final : public Layer<S> {
     }
   }
 
-  // dy (N, F) over the N valid rows; gscale = gamma * rstd (F) (rstd alone when scale is off):
-  //   dgamma += sum_n dy * xhat;  dbeta += sum_n dy      (inverts y = xhat * gamma + beta)
-  //   Train: dx = gscale * (dy - mean_n dy - xhat * mean_n(dy * xhat))   (inverts xhat = (x - mu) * rstd with mu
-  //          and var functions of x)
-  //   Infer: dx = gscale * dy                                            (running statistics are constants)
-  //   Padded rows: dx = 0.
+  /// dy (N, F) over the N valid rows; gscale = gamma * rstd (F) (rstd alone when scale is off):
+  ///
+  /// ```unparsed
+  ///   dgamma += sum_n dy * xhat;  dbeta += sum_n dy      (inverts y = xhat * gamma + beta)
+  ///   Train: dx = gscale * (dy - mean_n dy - xhat * mean_n(dy * xhat))   (inverts xhat = (x - mu) * rstd with mu
+  ///          and var functions of x)
+  ///   Infer: dx = gscale * dy                                            (running statistics are constants)
+  ///   Padded rows: dx = 0.
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     ConstMatrixMap<S> DY = as_matrix(dy);

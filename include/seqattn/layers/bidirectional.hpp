@@ -1,25 +1,29 @@
 #pragma once
-// Bidirectional (Keras' Bidirectional): a forward and a backward recurrent layer over the same input.
-//   x (B, T, F) -> forward layer on x            -> yf (B, T', U)
-//               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
-//   y = [yf | rev(yr)] (concat, (B, T', 2U), the default), yf + rev(yr) (sum), (yf + rev(yr)) / 2 (ave) or
-//   yf * rev(yr) elementwise (mul), the last three (B, T', U): Keras' merge modes.
-// rev() reverses the kept steps of each sequence: for a length mask WITHIN its valid part, rev(x)[b, t] =
-// x[b, len_b - 1 - t] for t < len_b; for a step mask (holes, left padding) the k-th kept step of n takes the
-// value of the (n-1-k)-th kept step. Masked steps stay where they are, so rev is its own inverse and rev(x) has
-// the mask of x: the backward layer runs over the kept steps from last to first (Keras' go_backwards with a
-// mask). With return_sequences(false) inner layers (T' = 1) the backward layer's output is its state after
-// reading the first kept step, as in Keras, and is not reversed.
-// The two layers must have the same in_features, out_features, out_time and out_mask (checked); usually an
-// LSTM or GRU pair, built by the convenience constructors from one options struct (the backward layer gets
-// seed + 1 when a seed is given, else the next seed).
-// Parameters: the inner layers' with prefixes "forward." and "backward.": "forward.kernel", "backward.bias".
-// Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); masked and padded outputs are 0
-// (as Keras' Bidirectional, which zeroes masked outputs). Step masks are honored when both inner layers honor
-// them (LSTM, GRU): the kept outputs equal those of the compacted sequence (kept steps only, as a length mask)
-// and are bitwise independent of the values at masked steps.
-// Streams: refused (ConfigError): the backward layer reads each sequence from its last step, so every output
-// depends on later input steps; stream a (forward) LSTM or GRU instead.
+/// \file
+/// Bidirectional (Keras' Bidirectional): a forward and a backward recurrent layer over the same input.
+///
+/// ```unparsed
+///   x (B, T, F) -> forward layer on x            -> yf (B, T', U)
+///               -> backward layer on rev(x)      -> yr (B, T', U), re-reversed when it keeps the steps
+///   y = [yf | rev(yr)] (concat, (B, T', 2U), the default), yf + rev(yr) (sum), (yf + rev(yr)) / 2 (ave) or
+///   yf * rev(yr) elementwise (mul), the last three (B, T', U): Keras' merge modes.
+/// ```
+/// rev() reverses the kept steps of each sequence: for a length mask WITHIN its valid part, rev(x)[b, t] =
+/// x[b, len_b - 1 - t] for t \< len_b; for a step mask (holes, left padding) the k-th kept step of n takes the
+/// value of the (n-1-k)-th kept step. Masked steps stay where they are, so rev is its own inverse and rev(x) has
+/// the mask of x: the backward layer runs over the kept steps from last to first (Keras' go_backwards with a
+/// mask). With return_sequences(false) inner layers (T' = 1) the backward layer's output is its state after
+/// reading the first kept step, as in Keras, and is not reversed.
+/// The two layers must have the same in_features, out_features, out_time and out_mask (checked); usually an
+/// LSTM or GRU pair, built by the convenience constructors from one options struct (the backward layer gets
+/// seed + 1 when a seed is given, else the next seed).
+/// Parameters: the inner layers' with prefixes "forward." and "backward.": "forward.kernel", "backward.bias".
+/// Masks: out_mask is the inner layers' (the input mask, or empty for T' = 1); masked and padded outputs are 0
+/// (as Keras' Bidirectional, which zeroes masked outputs). Step masks are honored when both inner layers honor
+/// them (LSTM, GRU): the kept outputs equal those of the compacted sequence (kept steps only, as a length mask)
+/// and are bitwise independent of the values at masked steps.
+/// Streams: refused (ConfigError): the backward layer reads each sequence from its last step, so every output
+/// depends on later input steps; stream a (forward) LSTM or GRU instead.
 
 #include <cstdint>
 #include <memory>
@@ -36,8 +40,10 @@
 
 namespace seqattn {
 
+/// How Bidirectional combines the forward and backward outputs (Keras merge_mode).
 enum class MergeMode { Concat, Sum, Ave, Mul };
 
+/// The model-file name of a merge mode ("concat").
 inline std::string to_string(MergeMode m) {
   switch (m) {
     case MergeMode::Concat: return "concat";
@@ -48,40 +54,51 @@ inline std::string to_string(MergeMode m) {
   return "?";
 }
 
-// Model-file names (core/layer_config.hpp): Keras' merge modes.
+/// Model-file names (core/layer_config.hpp): Keras' merge modes.
 inline const std::vector<std::pair<MergeMode, const char*>>& config_names(MergeMode) {
   static const std::vector<std::pair<MergeMode, const char*>> names = {
       {MergeMode::Concat, "concat"}, {MergeMode::Sum, "sum"}, {MergeMode::Ave, "ave"}, {MergeMode::Mul, "mul"}};
   return names;
 }
 
+/// Options of Bidirectional (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BidirectionalOptions {
+  /// How the two directions' outputs are combined (concat doubles the features).
   SEQATTN_ARG(MergeMode, merge_mode, MergeMode::Concat)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("merge_mode", o.merge_mode_);
   }
 };
 
+/// Runs a recurrent layer forward in time and another backward in time and merges their outputs (Keras
+/// Bidirectional); see the file documentation.
 template <class S>
 class Bidirectional final : public Layer<S> {
  public:
+  /// Wraps the two given layers (the backward one runs on the reversed valid steps).
   Bidirectional(Index in_features, std::unique_ptr<Layer<S>> forward_layer, std::unique_ptr<Layer<S>> backward_layer,
                 BidirectionalOptions options = BidirectionalOptions())
       : Layer<S>(in_features), fwd_(std::move(forward_layer)), bwd_(std::move(backward_layer)), options_(options) {
     check_inner();
   }
+  /// Two LSTM(in_features, units, o), one per direction.
   Bidirectional(Index in_features, Index units, LSTMOptions o, BidirectionalOptions options = BidirectionalOptions())
       : Bidirectional(in_features, make_pair<LSTM<S>>(in_features, units, o), options) {}
+  /// Two GRU(in_features, units, o), one per direction.
   Bidirectional(Index in_features, Index units, GRUOptions o, BidirectionalOptions options = BidirectionalOptions())
       : Bidirectional(in_features, make_pair<GRU<S>>(in_features, units, o), options) {}
 
+  /// A deep copy (both directions cloned).
   Bidirectional(const Bidirectional& other)
       : Layer<S>(other), fwd_(other.fwd_->clone()), bwd_(other.bwd_->clone()), options_(other.options_) {}
-  // Each direction is assigned in place when it has the same type (Layer::assign keeps its tensors when their
-  // shapes match), else replaced by a copy.
+  /// Each direction is assigned in place when it has the same type (Layer::assign keeps its tensors when their
+  /// shapes match), else replaced by a copy.
   Bidirectional& operator=(const Bidirectional& other) {
     if (this == &other) return *this;
     auto fwd = typeid(*fwd_) == typeid(*other.fwd_) ? nullptr : other.fwd_->clone();
@@ -95,8 +112,11 @@ class Bidirectional final : public Layer<S> {
     return *this;
   }
 
+  /// The layer that reads the sequence forward.
   Layer<S>& forward_layer() { return *fwd_; }
+  /// The layer that reads the sequence backward.
   Layer<S>& backward_layer() { return *bwd_; }
+  /// The options the layer was built with.
   const BidirectionalOptions& options() const { return options_; }
 
   Index out_features() const override {
@@ -106,7 +126,7 @@ class Bidirectional final : public Layer<S> {
   Mask out_mask(const Mask& mask, Index T) const override { return fwd_->out_mask(mask, T); }
   std::string name() const override { return "bidirectional"; }
   std::string class_name() const override { return "Bidirectional"; }
-  // {"merge_mode": .., "layer": the forward layer's entry, "backward_layer": the backward one's} (Keras' names).
+  /// {"merge_mode": .., "layer": the forward layer's entry, "backward_layer": the backward one's} (Keras' names).
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
@@ -114,7 +134,7 @@ class Bidirectional final : public Layer<S> {
     c.set("backward_layer", layer_entry(*bwd_));
     return c;
   }
-  // Rebuilds the layer from config(), its two layers with `build` (model/layer_registry.hpp).
+  /// Rebuilds the layer from config(), its two layers with `build` (model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
     ConfigReader r(config, "Bidirectional config");
     const BidirectionalOptions options = read_options<BidirectionalOptions>(r);
@@ -134,7 +154,7 @@ class Bidirectional final : public Layer<S> {
     return detail::saturating_add(fwd_->cache_bytes(B, T), bwd_->cache_bytes(B, T));
   }
   S extra_regularization_loss() const override { return fwd_->regularization_loss() + bwd_->regularization_loss(); }
-  // Step masks: when both directions honor them (LSTM, GRU do).
+  /// Step masks: when both directions honor them (LSTM, GRU do).
   bool supports_step_masks() const override { return fwd_->supports_step_masks() && bwd_->supports_step_masks(); }
   std::string step_mask_refusal() const override {
     const Layer<S>& refuses = fwd_->supports_step_masks() ? *bwd_ : *fwd_;
@@ -147,8 +167,8 @@ class Bidirectional final : public Layer<S> {
   }
 
  protected:
-  // x (B, T, F) -> xr = rev(x) -> yf = fwd(x), yr = bwd(xr) (B, T', U) -> y (B, T', 2U or U)
-  // (mul keeps copies of yf and yb for the backward)
+  /// x (B, T, F) -> xr = rev(x) -> yf = fwd(x), yr = bwd(xr) (B, T', U) -> y (B, T', 2U or U)
+  /// (mul keeps copies of yf and yb for the backward)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     reverse_valid(x, mask, xr_);                                   // (1) xr = rev(x)
     const Tensor3<S>& yf = fwd_->forward(x, mask, mode);           // (2) yf = fwd(x)
@@ -178,7 +198,7 @@ class Bidirectional final : public Layer<S> {
     }
   }
 
-  // dy (B, T', 2U or U) -> dx (B, T, F); inner parameter gradients added into.
+  /// dy (B, T', 2U or U) -> dx (B, T, F); inner parameter gradients added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = dy.dimension(0), To = dy.dimension(1), U = fwd_->out_features();
     ensure_shape(dyf_, B, To, U);

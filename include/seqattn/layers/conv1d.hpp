@@ -1,42 +1,49 @@
 #pragma once
-// Conv1D: a 1-d convolution over time, channels last, as Keras' Conv1D (cross-correlation, no kernel flip).
-//   x (B, T, in) -> y (B, T_out, filters),
-//   y[b, t, f] = act(b[f] + sum_{j < kernel_size, c < in} x[b, t*stride + j*dilation - pad_left, c] * W[j*in + c, f])
-// with zeros read outside the sequence. Parameters "W" (kernel_size * in, filters): Keras' kernel
-// (kernel_size, in, filters) flattened row-major, so row j*in + c is tap j of input channel c; "b" (filters).
-// Options (Conv1DOptions): stride (1), dilation (1), padding (Padding::Valid, Same or Causal; geometry and
-// output lengths in layers/padding.hpp), use_bias (true), activation (linear), kernel_init (glorot_uniform,
-// fans kernel_size*in and kernel_size*filters as Keras), bias_init (zeros), seed, residual (false).
-// residual(true): y = act(conv(x) + x), the residual form of the CNN self-attention encoder write-up. Requires
-// filters == in, stride 1 and padding same or causal (T_out = T; ConfigError naming the layer otherwise). The
-// skip adds x only where the output step is kept (masked output steps are 0 as always); dx gains dz there; the
-// stream form (causal) adds the step's own input.
-//
-// Masks: each sample is convolved alone, as if it had only its len_b valid steps: steps t >= len_b read as
-// zeros (their values never matter), and the padding split of Same is computed from len_b (for stride 1 or
-// len_b == T it is the batch's own split, so an unmasked batch matches TensorFlow exactly). The new length is
-// the output length of that sample alone:
-//   out_len_b = out_length(len_b):  valid  floor((len_b - rf) / stride) + 1, or 0 when len_b < rf
-//                                   same, causal  ceil(len_b / stride)   (= len_b for stride 1)
-// (rf = dilation*(kernel_size-1)+1). Output steps t >= out_len_b are 0 and pass no gradient. out_mask() returns
-// these lengths; an empty mask stays empty (T_out = out_length(T)).
-// Step masks (holes, left padding; core/mask.hpp): masked input steps read as zeros, as padded steps do (their
-// values, NaN and Inf included, never reach a kept output; they get zero gradient), and len_b above is the
-// extent (1 + the last kept step). Output step t is kept when the input step it is aligned with is kept
-// (WindowGeometry::aligned_step: t*stride + rf - 1, the window's last step, for valid padding; t*stride for same
-// and causal): masked output steps are 0 and pass no gradient, and out_mask() maps the step mask by this rule,
-// which gives the lengths above for a length mask. With stride 1 and same or causal padding the output mask is
-// the input mask. The kept outputs equal the convolution of the sequence with its masked steps set to 0.
-// Errors: ConfigError for kernel_size, filters, stride or dilation < 1; ShapeError when T < rf with valid
-// padding.
-// Compute: im2col into a (B*T_out, kernel_size*in) member buffer, one GEMM for the whole batch; backward is
-// two GEMMs and a col2im scatter. detail/conv1d_reference.hpp holds the naive loops it is tested against.
-// Stream form (core/stream.hpp): stride 1 with padding=causal (any kernel_size, dilation), or a one-step
-// receptive field with any padding. State "past" (B, dilation*(kernel_size-1), in): each stream's last input
-// rows in a ring, step p at row p % rows (zeros before the first step, as the causal left padding; no state for
-// kernel_size 1; MemoryError when opening a stream whose rings would pass memory_limit()). A chunk unrolls its
-// B*n windows from the ring and the chunk, then runs one product.
-// Other configurations read later steps or change the number of steps: stream_refusal() says which.
+/// \file
+/// Conv1D: a 1-d convolution over time, channels last, as Keras' Conv1D (cross-correlation, no kernel flip).
+///
+/// ```unparsed
+///   x (B, T, in) -> y (B, T_out, filters),
+///   y[b, t, f] = act(b[f] + sum_{j < kernel_size, c < in} x[b, t*stride + j*dilation - pad_left, c] * W[j*in + c, f])
+/// ```
+/// with zeros read outside the sequence. Parameters "W" (kernel_size * in, filters): Keras' kernel
+/// (kernel_size, in, filters) flattened row-major, so row j*in + c is tap j of input channel c; "b" (filters).
+/// Options (Conv1DOptions): stride (1), dilation (1), padding (Padding::Valid, Same or Causal; geometry and
+/// output lengths in layers/padding.hpp), use_bias (true), activation (linear), kernel_init (glorot_uniform,
+/// fans kernel_size*in and kernel_size*filters as Keras), bias_init (zeros), seed, residual (false).
+/// residual(true): y = act(conv(x) + x), the residual form of the CNN self-attention encoder write-up. Requires
+/// filters == in, stride 1 and padding same or causal (T_out = T; ConfigError naming the layer otherwise). The
+/// skip adds x only where the output step is kept (masked output steps are 0 as always); dx gains dz there; the
+/// stream form (causal) adds the step's own input.
+///
+/// Masks: each sample is convolved alone, as if it had only its len_b valid steps: steps t >= len_b read as
+/// zeros (their values never matter), and the padding split of Same is computed from len_b (for stride 1 or
+/// len_b == T it is the batch's own split, so an unmasked batch matches TensorFlow exactly). The new length is
+/// the output length of that sample alone:
+///
+/// ```unparsed
+///   out_len_b = out_length(len_b):  valid  floor((len_b - rf) / stride) + 1, or 0 when len_b < rf
+///                                   same, causal  ceil(len_b / stride)   (= len_b for stride 1)
+/// ```
+/// (rf = dilation*(kernel_size-1)+1). Output steps t >= out_len_b are 0 and pass no gradient. out_mask() returns
+/// these lengths; an empty mask stays empty (T_out = out_length(T)).
+/// Step masks (holes, left padding; core/mask.hpp): masked input steps read as zeros, as padded steps do (their
+/// values, NaN and Inf included, never reach a kept output; they get zero gradient), and len_b above is the
+/// extent (1 + the last kept step). Output step t is kept when the input step it is aligned with is kept
+/// (WindowGeometry::aligned_step: t*stride + rf - 1, the window's last step, for valid padding; t*stride for same
+/// and causal): masked output steps are 0 and pass no gradient, and out_mask() maps the step mask by this rule,
+/// which gives the lengths above for a length mask. With stride 1 and same or causal padding the output mask is
+/// the input mask. The kept outputs equal the convolution of the sequence with its masked steps set to 0.
+/// Errors: ConfigError for kernel_size, filters, stride or dilation \< 1; ShapeError when T \< rf with valid
+/// padding.
+/// Compute: im2col into a (B*T_out, kernel_size*in) member buffer, one GEMM for the whole batch; backward is
+/// two GEMMs and a col2im scatter. detail/conv1d_reference.hpp holds the naive loops it is tested against.
+/// Stream form (core/stream.hpp): stride 1 with padding=causal (any kernel_size, dilation), or a one-step
+/// receptive field with any padding. State "past" (B, dilation*(kernel_size-1), in): each stream's last input
+/// rows in a ring, step p at row p % rows (zeros before the first step, as the causal left padding; no state for
+/// kernel_size 1; MemoryError when opening a stream whose rings would pass memory_limit()). A chunk unrolls its
+/// B*n windows from the ring and the chunk, then runs one product.
+/// Other configurations read later steps or change the number of steps: stream_refusal() says which.
 
 #include <algorithm>
 #include <cstdint>
@@ -58,20 +65,32 @@
 
 namespace seqattn {
 
+/// Options of Conv1D (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct Conv1DOptions {
+  /// Steps between two windows (>= 1).
   SEQATTN_ARG(Index, stride, 1)
+  /// Steps between two taps of a window (>= 1).
   SEQATTN_ARG(Index, dilation, 1)
+  /// Valid, Same or Causal padding (layers/padding.hpp).
   SEQATTN_ARG(Padding, padding, Padding::Valid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Linear)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
-  // y = act(conv(x) + x); filters == in, stride 1, padding same or causal. Model files: key "residual", written
-  // only when true (files of plain convolutions stay as they were).
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
+  /// y = act(conv(x) + x); filters == in, stride 1, padding same or causal. Model files: key "residual", written
+  /// only when true (files of plain convolutions stay as they were).
   SEQATTN_ARG(bool, residual, false)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("strides", o.stride_);
@@ -85,9 +104,12 @@ struct Conv1DOptions {
   }
 };
 
+/// 1-D convolution over time (Keras Conv1D) with stride, dilation and valid, same or causal padding; see the
+/// file documentation.
 template <class S>
 class Conv1D final : public Layer<S> {
  public:
+  /// `filters` output features from windows of `kernel_size` steps of `in_features` features.
   Conv1D(Index in_features, Index filters, Index kernel_size, Conv1DOptions options = Conv1DOptions())
       : Layer<S>(in_features), filters_(filters), options_(options) {
     geometry_.kernel_size = kernel_size;
@@ -159,7 +181,7 @@ class Conv1D final : public Layer<S> {
     if (options_.residual()) c.set("residual", true);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Conv1D config");
     const Index filters = r.read_size("filters"), kernel_size = r.read_size("kernel_size");
@@ -182,7 +204,7 @@ class Conv1D final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Conv1D>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Conv1D&>(other); }
-  // The unrolled windows (B*T', kernel_size*C) and their gradient.
+  /// The unrolled windows (B*T', kernel_size*C) and their gradient.
   std::size_t cache_bytes(Index B, Index T) const override {
     return detail::saturating_bytes(sizeof(S), {2, B, out_time(T), geometry_.kernel_size, this->in_features()});
   }
@@ -192,7 +214,7 @@ class Conv1D final : public Layer<S> {
     if (!stream_refusal().empty()) return Layer<S>::open_stream(batch, options);  // throws with the reason
     return std::make_unique<Conv1DStream>(*this, batch);
   }
-  // Why this configuration cannot stream; empty when it can.
+  /// Why this configuration cannot stream; empty when it can.
   std::string stream_refusal() const override {
     const WindowGeometry& g = geometry_;
     const Index reach = g.receptive_field() - 1;  // input steps a window spans besides its own
@@ -212,17 +234,25 @@ class Conv1D final : public Layer<S> {
     return why;
   }
 
+  /// The number of output features.
   Index filters() const { return filters_; }
+  /// The number of steps in a window.
   Index kernel_size() const { return geometry_.kernel_size; }
+  /// The window geometry (kernel size, stride, dilation, padding).
   const WindowGeometry& geometry() const { return geometry_; }
+  /// The options the layer was built with.
   const Conv1DOptions& options() const { return options_; }
-  Matrix<S>& kernel() { return W_; }  // (kernel_size * in, filters)
+  Matrix<S>& kernel() { return W_; }  ///< (kernel_size * in, filters)
+  /// The bias (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
 
  protected:
-  // x (B, T, in) -> cols (B*T_out, k*in): row (b, t), block j = x[b, t*stride + j*dilation - pad_left(len_b)]
-  //                 (zero outside [0, len_b) and for t >= out_len_b)
-  //              -> z = cols W + b (B*T_out, filters) -> y = act(z), rows t >= out_len_b set to 0
+  /// x (B, T, in) -> cols (B*T_out, k*in): row (b, t), block j = x[b, t*stride + j*dilation - pad_left(len_b)]
+  ///
+  /// ```unparsed
+  ///                 (zero outside [0, len_b) and for t >= out_len_b)
+  ///              -> z = cols W + b (B*T_out, filters) -> y = act(z), rows t >= out_len_b set to 0
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = y.dimension(1);
     ensure_shape(cols_, B * T_out, geometry_.kernel_size * C);
@@ -249,9 +279,12 @@ class Conv1D final : public Layer<S> {
     zero_padded_rows(Y, mask, T, T_out);
   }
 
-  // dy (B*T_out, filters) -> dz = dy * act'(z), 0 at padded output rows   (inverts y = act(z) and the zeroing)
-  //   dW += cols^T dz;  db += sum_rows dz                                  (inverts z = cols W + b)
-  //   dcols = dz W^T (B*T_out, k*in);  dx = col2im(dcols)                   (inverts the im2col gather)
+  /// dy (B*T_out, filters) -> dz = dy * act'(z), 0 at padded output rows   (inverts y = act(z) and the zeroing)
+  ///
+  /// ```unparsed
+  ///   dW += cols^T dz;  db += sum_rows dz                                  (inverts z = cols W + b)
+  ///   dcols = dz W^T (B*T_out, k*in);  dx = col2im(dcols)                   (inverts the im2col gather)
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), C = x.dimension(2), T_out = dy.dimension(1);
     auto DY = as_matrix(dy);

@@ -1,12 +1,16 @@
 #pragma once
-// Dense: y = act(x W + b) on the last axis, one product over all B*T rows: the register-tiled products of
-// detail/panel_product.hpp (also dW and dx), where every element is one FMA chain from zero, so each output row
-// is bitwise independent of how many rows the batch has and padding never changes valid outputs. Step masks
-// (holes, left padding; supports_step_masks()): every step is computed on its own, masked ones too, so their
-// values never reach a kept step; with dy 0 there, dx is 0 there and they add nothing to dW and db.
-// Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
-// result is bitwise the same for any thread count.
-//   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
+/// \file
+/// Dense: y = act(x W + b) on the last axis, one product over all B*T rows: the register-tiled products of
+/// detail/panel_product.hpp (also dW and dx), where every element is one FMA chain from zero, so each output row
+/// is bitwise independent of how many rows the batch has and padding never changes valid outputs. Step masks
+/// (holes, left padding; supports_step_masks()): every step is computed on its own, masked ones too, so their
+/// values never reach a kept step; with dy 0 there, dx is 0 there and they add nothing to dW and db.
+/// Threads (core/threads.hpp): rows in fixed chunks, dW and db summed per chunk then in chunk order, so every
+/// result is bitwise the same for any thread count.
+///
+/// ```unparsed
+///   x (B, T, in) -> y (B, T, units); W (in, units); b (units). Parameters "W", "b" (Keras names).
+/// ```
 
 #include <memory>
 #include <optional>
@@ -23,14 +27,23 @@
 
 namespace seqattn {
 
+/// Options of Dense (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct DenseOptions {
+  /// Activation of the output (Linear: none).
   SEQATTN_ARG(Activation, activation, Activation::Linear)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("activation", o.activation_);
@@ -41,9 +54,11 @@ struct DenseOptions {
   }
 };
 
+/// A fully connected layer on the last axis, y = act(x W + b); see the file documentation.
 template <class S>
 class Dense final : public Layer<S> {
  public:
+  /// A layer of `units` outputs for inputs of `in_features` features.
   Dense(Index in_features, Index units, DenseOptions options = DenseOptions())
       : Layer<S>(in_features), units_(units), options_(options) {
     if (units <= 0) detail::throw_config("Dense: units must be positive but got ", units);
@@ -58,13 +73,14 @@ class Dense final : public Layer<S> {
       db_ = Vector<S>::Zero(units);
     }
   }
+  /// Dense(in_features, units, DenseOptions().activation(activation)).
   Dense(Index in_features, Index units, Activation activation)
       : Dense(in_features, units, DenseOptions().activation(activation)) {}
 
   Index out_features() const override { return units_; }
   std::string name() const override { return "dense"; }
   std::string class_name() const override { return "Dense"; }
-  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  /// Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
@@ -72,7 +88,7 @@ class Dense final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Dense config");
     const Index units = r.read_size("units");
@@ -88,19 +104,23 @@ class Dense final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dense>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dense&>(other); }
-  // Per step: y = act(x W + b) on the B*n new rows (an Eigen product on the weights in place).
+  /// Per step: y = act(x W + b) on the B*n new rows (an Eigen product on the weights in place).
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<DenseStream>(*this);
   }
 
+  /// The number of output features.
   Index units() const { return units_; }
+  /// The options the layer was built with.
   const DenseOptions& options() const { return options_; }
+  /// The kernel W (in_features, units), in place.
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (units), in place; empty without use_bias.
   Vector<S>& bias() { return b_; }
 
  protected:
-  // x (N=B*T, in) -> z = x W + b (N, units) -> y = act(z), in the fixed row chunks of core/threads.hpp
-  // (shared by the threads; a row's bits do not depend on its chunk)
+  /// x (N=B*T, in) -> z = x W + b (N, units) -> y = act(z), in the fixed row chunks of core/threads.hpp
+  /// (shared by the threads; a row's bits do not depend on its chunk)
   void do_forward(const Tensor3<S>& x, const Mask&, Mode, Tensor3<S>& y) override {
     auto X = as_matrix(x);
     auto Y = as_matrix(y);
@@ -127,8 +147,8 @@ class Dense final : public Layer<S> {
     });
   }
 
-  // dy (N, units) -> dz = dy * act'(z);  dW += x^T dz;  db += sum_rows dz;  dx = dz W^T
-  // Row chunks as in forward; dW and db sum per chunk, then in chunk order (detail/parallel.hpp).
+  /// dy (N, units) -> dz = dy * act'(z);  dW += x^T dz;  db += sum_rows dz;  dx = dz W^T
+  /// Row chunks as in forward; dW and db sum per chunk, then in chunk order (detail/parallel.hpp).
   void do_backward(const Tensor3<S>& x, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     auto X = as_matrix(x);
     auto DY = as_matrix(dy);

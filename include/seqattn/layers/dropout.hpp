@@ -1,16 +1,20 @@
 #pragma once
-// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
-//   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
-//                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
-//                 (as torch.nn.Dropout and Keras' Dropout in training).
-//   Mode::Infer   identity, y = x (the expected value of the training output).
-// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
-// forward; after an Infer forward the layer was the identity and dx = dy.
-// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
-// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
-// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
-// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
-// the mask).
+/// \file
+/// Dropout: inverted dropout, (B, T, F) -> (B, T, F), no parameters.
+///
+/// ```unparsed
+///   Mode::Train   every element is kept with probability 1 - rate and scaled by 1 / (1 - rate), otherwise
+///                 zeroed:  y = x * m / (1 - rate),  m ~ Bernoulli(1 - rate) drawn per element
+///                 (as torch.nn.Dropout and Keras' Dropout in training).
+///   Mode::Infer   identity, y = x (the expected value of the training output).
+/// ```
+/// backward: dx = dy * m / (1 - rate) with the mask m of the last forward, which must have been a Train
+/// forward; after an Infer forward the layer was the identity and dx = dy.
+/// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
+/// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
+/// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
+/// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
+/// the mask).
 
 #include <cstdint>
 #include <memory>
@@ -23,19 +27,26 @@
 
 namespace seqattn {
 
+/// Options of Dropout (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct DropoutOptions {
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("seed", o.seed_);
   }
 };
 
+/// Inverted dropout in Mode::Train, the identity in Mode::Infer; see the file documentation.
 template <class S>
 class Dropout final : public Layer<S> {
  public:
+  /// Drops each value with probability `rate` in training.
   Dropout(Index in_features, double rate, DropoutOptions options = DropoutOptions())
       : Layer<S>(in_features), rate_(rate), options_(options), rng_(options.seed().value_or(next_seed())) {
     if (!(rate >= 0.0 && rate < 1.0)) detail::throw_config("Dropout: rate must be in [0, 1) but got ", rate);
@@ -44,7 +55,7 @@ class Dropout final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "dropout"; }
   std::string class_name() const override { return "Dropout"; }
-  // Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
+  /// Step masks: position-wise, every step is computed on its own (masked steps never reach a kept one).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
@@ -52,7 +63,7 @@ class Dropout final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Dropout config");
     const double rate = r.read<double>("rate");
@@ -64,17 +75,19 @@ class Dropout final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Dropout>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Dropout&>(other); }
 
+  /// The probability of dropping a value.
   double rate() const { return rate_; }
+  /// The options the layer was built with.
   const DropoutOptions& options() const { return options_; }
-  // A stream is inference: the identity.
+  /// A stream is inference: the identity.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<IdentityStream>();
   }
-  // The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
+  /// The 0/1 keep mask m drawn by the last Train forward, shape (B, T, F) (empty before one).
   const Tensor3<S>& keep_mask() const { return keep_; }
 
  protected:
-  // x (B, T, F) -> y (B, T, F):  Train: m ~ Bernoulli(1 - rate), y = x * m * scale;  Infer: y = x
+  /// x (B, T, F) -> y (B, T, F):  Train: m ~ Bernoulli(1 - rate), y = x * m * scale;  Infer: y = x
   void do_forward(const Tensor3<S>& x, const Mask&, Mode mode, Tensor3<S>& y) override {
     auto Y = as_matrix(y);
     if (mode == Mode::Infer) {
@@ -89,7 +102,7 @@ class Dropout final : public Layer<S> {
     Y.array() = as_matrix(x).array() * as_matrix(keep_).array() * scale;
   }
 
-  // dy (B, T, F) -> dx (B, T, F):  inverts y = x * m * scale: dx = dy * m * scale  (Infer: dx = dy)
+  /// dy (B, T, F) -> dx (B, T, F):  inverts y = x * m * scale: dx = dy * m * scale  (Infer: dx = dy)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     auto DX = as_matrix(dx);
     if (this->last_mode() == Mode::Infer) {

@@ -1,29 +1,39 @@
 #pragma once
-// Embedding: a lookup table, as Keras' Embedding / torch.nn.Embedding.
-//   ids x (B, T, 1), each value an integer id in [0, vocab_size) -> y (B, T, dim),  y[b, t] = E[x[b, t]]
-// Parameter "embeddings" E (vocab_size, dim) (Keras' name), initialized by EmbeddingOptions().init()
-// (default uniform(-0.05, 0.05), as Keras). in_features must be 1 (the id); forward_ids() takes the ids as
-// a std::vector<int> (row-major (B, T)) instead.
-// Backward: dE[x[b, t]] += dy[b, t] (scatter-add, rows of repeated ids add up); ids get no gradient (dx = 0).
-// Masks: steps t >= len_b are padding: their ids are neither read nor checked and their output is 0. Step masks
-// (holes, left padding; supports_step_masks()): the same for every masked step.
-// mask_zero (default false): id 0 is masked, as Keras' mask_zero: a step whose id is 0 outputs 0, adds nothing
-// to the gradient of the table, and out_mask(mask, T) drops it from the input mask. Trailing zeros become
-// padding (lengths, the fast path, when every sequence's zeros are trailing); a zero INSIDE a sequence or at its
-// start gives a step mask (holes, left padding; core/mask.hpp), which the following layers honor or refuse
-// (Layer::supports_step_masks). (Before issue 22 a zero inside a sequence looked up row 0 as a valid step.)
-// out_mask must follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
-// Errors: ConfigError for in_features != 1, vocab_size or dim < 1; ShapeError naming the position for an id
-// that is not an integer or is out of range:
-//   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
-// Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
-// Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
-//   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
-//   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is a masked step, which a stream
-//   (one output per step, no mask) cannot express: a zero row passed on would be a kept step downstream (a
-//   recurrent layer would update its state there, where forward carries it across), so the stream refuses
-//   rather than differ from forward. Streams of non-zero ids (padding is what reset() replaces) are exact:
-//   mask_zero then changes nothing.
+/// \file
+/// Embedding: a lookup table, as Keras' Embedding / torch.nn.Embedding.
+///
+/// ```unparsed
+///   ids x (B, T, 1), each value an integer id in [0, vocab_size) -> y (B, T, dim),  y[b, t] = E[x[b, t]]
+/// ```
+/// Parameter "embeddings" E (vocab_size, dim) (Keras' name), initialized by EmbeddingOptions().init()
+/// (default uniform(-0.05, 0.05), as Keras). in_features must be 1 (the id); forward_ids() takes the ids as
+/// a std::vector\<int> (row-major (B, T)) instead.
+/// Backward: dE[x[b, t]] += dy[b, t] (scatter-add, rows of repeated ids add up); ids get no gradient (dx = 0).
+/// Masks: steps t >= len_b are padding: their ids are neither read nor checked and their output is 0. Step masks
+/// (holes, left padding; supports_step_masks()): the same for every masked step.
+/// mask_zero (default false): id 0 is masked, as Keras' mask_zero: a step whose id is 0 outputs 0, adds nothing
+/// to the gradient of the table, and out_mask(mask, T) drops it from the input mask. Trailing zeros become
+/// padding (lengths, the fast path, when every sequence's zeros are trailing); a zero INSIDE a sequence or at its
+/// start gives a step mask (holes, left padding; core/mask.hpp), which the following layers honor or refuse
+/// (Layer::supports_step_masks). (Before issue 22 a zero inside a sequence looked up row 0 as a valid step.)
+/// out_mask must follow the forward of that batch (Sequential calls it after forward); ShapeError otherwise.
+/// Errors: ConfigError for in_features != 1, vocab_size or dim \< 1; ShapeError naming the position for an id
+/// that is not an integer or is out of range:
+///
+/// ```unparsed
+///   "Embedding(vocab=100, dim=8): id 123 at (1, 4) out of range [0, 100)"
+/// ```
+/// Ids are stored as S, exact up to 2^digits (2^24 for float): a larger vocab_size is a ConfigError (use double).
+/// Stream (core/stream.hpp): per step, no state: y = E[id], bitwise the forward's rows. Every id of a step is
+///
+/// ```unparsed
+///   checked first, with forward's errors at (stream, position), so a bad id throws before anything is written.
+///   With mask_zero=true a zero id throws too (ShapeError): in forward a zero is a masked step, which a stream
+///   (one output per step, no mask) cannot express: a zero row passed on would be a kept step downstream (a
+///   recurrent layer would update its state there, where forward carries it across), so the stream refuses
+///   rather than differ from forward. Streams of non-zero ids (padding is what reset() replaces) are exact:
+///   mask_zero then changes nothing.
+/// ```
 
 #include <cmath>
 #include <cstdint>
@@ -41,12 +51,19 @@
 
 namespace seqattn {
 
+/// Options of Embedding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct EmbeddingOptions {
+  /// Id 0 is masked (Keras mask_zero): its step outputs 0 and is masked downstream.
   SEQATTN_ARG(bool, mask_zero, false)
+  /// Initializer of the embeddings E.
   SEQATTN_ARG(Init, init, Init::uniform(-0.05, 0.05))
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("mask_zero", o.mask_zero_);
@@ -55,9 +72,11 @@ struct EmbeddingOptions {
   }
 };
 
+/// Maps integer ids (one feature per step) to learned vectors (Keras Embedding); see the file documentation.
 template <class S>
 class Embedding final : public Layer<S> {
  public:
+  /// Embeddings of `dim` features for ids in [0, vocab_size); in_features must be 1.
   Embedding(Index in_features, Index vocab_size, Index dim, EmbeddingOptions options = EmbeddingOptions())
       : Layer<S>(in_features), vocab_(vocab_size), dim_(dim), options_(options) {
     if (vocab_size <= 0) detail::throw_config(describe(), ": vocab_size must be positive but got ", vocab_size);
@@ -96,7 +115,7 @@ class Embedding final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Embedding config");
     const Index vocab = r.read_size("input_dim"), dim = r.read_size("output_dim");
@@ -111,20 +130,23 @@ class Embedding final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Embedding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Embedding&>(other); }
-  // Per step: y = E[id] (bitwise the forward's rows); with mask_zero=true, id 0 throws (see the header comment).
+  /// Per step: y = E[id] (bitwise the forward's rows); with mask_zero=true, id 0 throws (see the header comment).
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<EmbeddingStream>(*this);
   }
 
+  /// The number of ids.
   Index vocab_size() const { return vocab_; }
+  /// The number of features of an embedding.
   Index dim() const { return dim_; }
+  /// The options the layer was built with.
   const EmbeddingOptions& options() const { return options_; }
-  Matrix<S>& embeddings() { return E_; }  // (vocab_size, dim)
-  // Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones; with a step mask the
-  // extents: 1 + the last kept step).
+  Matrix<S>& embeddings() { return E_; }  ///< (vocab_size, dim)
+  /// Valid lengths computed by the last forward (the incoming ones, or the mask_zero ones; with a step mask the
+  /// extents: 1 + the last kept step).
   const std::vector<Index>& lengths() const { return lengths_; }
 
-  // ids (B*T, row-major (B, T)) -> y (B, T, dim). The ids are kept in ids_tensor() for backward.
+  /// ids (B*T, row-major (B, T)) -> y (B, T, dim). The ids are kept in ids_tensor() for backward.
   const Tensor3<S>& forward_ids(const std::vector<int>& ids, Index B, Index T, const Mask& mask = Mask(),
                                 Mode mode = Mode::Infer) {
     if (B <= 0 || T <= 0 || static_cast<Index>(ids.size()) != B * T)
@@ -141,11 +163,11 @@ class Embedding final : public Layer<S> {
     }
     return this->forward(ids_, mask, mode);
   }
-  // The (B, T, 1) ids tensor of the last forward_ids() (pass it to backward()).
+  /// The (B, T, 1) ids tensor of the last forward_ids() (pass it to backward()).
   const Tensor3<S>& ids_tensor() const { return ids_; }
 
  protected:
-  // x (B, T, 1) ids -> y (B, T, dim): y[b, t] = E[x[b, t]] for t < new len_b, else 0
+  /// x (B, T, 1) ids -> y (B, T, dim): y[b, t] = E[x[b, t]] for t \< new len_b, else 0
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     lengths_.resize(static_cast<size_t>(B));
@@ -162,7 +184,7 @@ class Embedding final : public Layer<S> {
     }
   }
 
-  // dy (B, T, dim) -> dE[x[b, t]] += dy[b, t] for t < new len_b   (inverts the lookup);  dx = 0 (ids)
+  /// dy (B, T, dim) -> dE[x[b, t]] += dy[b, t] for t \< new len_b   (inverts the lookup);  dx = 0 (ids)
   void do_backward(const Tensor3<S>& x, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     for (Index b = 0; b < B; ++b) {

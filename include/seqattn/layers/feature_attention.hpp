@@ -1,25 +1,32 @@
 #pragma once
-// FeatureAttention: the feature-wise attention block of keras-attention-mechanism (a Dense with a softmax
-// over the features, multiplied into its input):
-//   x (B, T, F) -> p[b, t] = softmax_over_features(x[b, t] W + b)  (F,)   -> y[b, t] = x[b, t] * a[b, t]
-// with a = p, or with shared=true (keras-attention-mechanism's SINGLE_ATTENTION_VECTOR) one vector per sample,
-// the mean of p over the sample's valid steps, a[b, t] = mean_{t' < len_b} p[b, t'].
-// Parameters "W" (F, F) and "b" (F) (Keras' Dense names; use_bias=false drops b). Options
-// (FeatureAttentionOptions): shared (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros),
-// seed. attention() returns a (B, T, F) of the last forward (keras-attention-mechanism's 'attention_vec').
-// Masks: padded steps (t >= len_b) have attention 0 and output 0, pass no gradient and do not enter the
-// shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
-// Step masks (core/mask.hpp: holes, left padding): the softmax is per step, so a kept step is computed as for
-// any step; a masked step is treated as a padded one (attention 0, output 0, no gradient), and with shared=true
-// the mean runs over the sample's kept steps only (divided by their count; none kept: zeros). The products read
-// the rows of masked steps (each output row depends only on its own input row), but their results are dropped
-// (assigned 0) and the weight gradient sums over the runs of kept steps only, so masked values (NaN, Inf too)
-// never reach a kept output or a gradient. Lengths masks take the unchanged lengths path.
-// Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
-// Stream (core/stream.hpp): shared=false is per step (no state): z = x W + b over the B*n new rows in one
-//   Eigen product, then the forward's softmax of each row, y = x * p: equal to the forward up to the rounding
-//   of the product (a few units in the last place). shared=true cannot stream: every step is weighted by the
-//   mean of p over the whole sequence, later steps included.
+/// \file
+/// FeatureAttention: the feature-wise attention block of keras-attention-mechanism (a Dense with a softmax
+/// over the features, multiplied into its input):
+///
+/// ```unparsed
+///   x (B, T, F) -> p[b, t] = softmax_over_features(x[b, t] W + b)  (F,)   -> y[b, t] = x[b, t] * a[b, t]
+/// ```
+/// with a = p, or with shared=true (keras-attention-mechanism's SINGLE_ATTENTION_VECTOR) one vector per sample,
+/// the mean of p over the sample's valid steps, a[b, t] = mean_{t' \< len_b} p[b, t'].
+/// Parameters "W" (F, F) and "b" (F) (Keras' Dense names; use_bias=false drops b). Options
+/// (FeatureAttentionOptions): shared (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros),
+/// seed. attention() returns a (B, T, F) of the last forward (keras-attention-mechanism's 'attention_vec').
+/// Masks: padded steps (t >= len_b) have attention 0 and output 0, pass no gradient and do not enter the
+/// shared mean; a sample of length 0 outputs zeros. Padded values never matter (even NaN).
+/// Step masks (core/mask.hpp: holes, left padding): the softmax is per step, so a kept step is computed as for
+/// any step; a masked step is treated as a padded one (attention 0, output 0, no gradient), and with shared=true
+/// the mean runs over the sample's kept steps only (divided by their count; none kept: zeros). The products read
+/// the rows of masked steps (each output row depends only on its own input row), but their results are dropped
+/// (assigned 0) and the weight gradient sums over the runs of kept steps only, so masked values (NaN, Inf too)
+/// never reach a kept output or a gradient. Lengths masks take the unchanged lengths path.
+/// Compute: per sample, one (L, F) x (F, F) GEMM forward and two backward (padded rows are skipped).
+/// Stream (core/stream.hpp): shared=false is per step (no state): z = x W + b over the B*n new rows in one
+///
+/// ```unparsed
+///   Eigen product, then the forward's softmax of each row, y = x * p: equal to the forward up to the rounding
+///   of the product (a few units in the last place). shared=true cannot stream: every step is weighted by the
+///   mean of p over the whole sequence, later steps included.
+/// ```
 
 #include <cmath>
 #include <cstdint>
@@ -38,14 +45,22 @@
 
 namespace seqattn {
 
+/// Options of FeatureAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct FeatureAttentionOptions {
-  SEQATTN_ARG(bool, shared, false)  // one attention vector per sample (mean over valid steps)
+  SEQATTN_ARG(bool, shared, false)  ///< one attention vector per sample (mean over valid steps)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("shared", o.shared_);
@@ -56,9 +71,12 @@ struct FeatureAttentionOptions {
   }
 };
 
+/// Feature-wise attention (keras-attention-mechanism): a softmax over each step's features multiplied into
+/// the input; see the file documentation.
 template <class S>
 class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Feature attention over `in_features` features.
   explicit FeatureAttention(Index in_features, FeatureAttentionOptions options = FeatureAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     const Index F = in_features;
@@ -82,7 +100,7 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "FeatureAttention config");
     const FeatureAttentionOptions options = read_options<FeatureAttentionOptions>(r);
@@ -97,7 +115,7 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<FeatureAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const FeatureAttention&>(other); }
-  // Per step with shared=false; ConfigError with shared=true (stream_refusal()).
+  /// Per step with shared=false; ConfigError with shared=true (stream_refusal()).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (options_.shared()) return Layer<S>::open_stream(batch, options);
     return std::make_unique<FeatureStream>(*this);
@@ -107,17 +125,20 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
            "steps included (shared=false weights each step by its own and streams)";
   }
 
-  // Step masks (holes, left padding): see the header comment.
+  /// Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 
+  /// The options the layer was built with.
   const FeatureAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
-  // a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
-  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
+  /// a (B, T, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Tensor3<S>& attention() const { return options_.shared() ? shared_ : probs_; }
-  // AttentionMap (core/attention_map.hpp): sequence b's (T, F) weights, step x feature (each step's softmax over
-  // the features; with shared, every kept step holds the shared weights).
+  /// AttentionMap (core/attention_map.hpp): sequence b's (T, F) weights, step x feature (each step's softmax over
+  /// the features; with shared, every kept step holds the shared weights).
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     const Tensor3<S>& a = attention();
     if (a.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
@@ -127,8 +148,11 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
   AttentionAxes attention_axes() const override { return {"step", "feature"}; }
 
  protected:
-  // x (N=B*T, F) -> z = x W + b (N, F) -> p = softmax rows of z (valid rows; padded rows 0)
-  //   -> a = p, or shared: a[b, t] = mean_{t < len_b} p[b, t]  -> y = x * a (N, F)
+  /// x (N=B*T, F) -> z = x W + b (N, F) -> p = softmax rows of z (valid rows; padded rows 0)
+  ///
+  /// ```unparsed
+  ///   -> a = p, or shared: a[b, t] = mean_{t < len_b} p[b, t]  -> y = x * a (N, F)
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     auto X = as_matrix(x);
@@ -173,10 +197,13 @@ class FeatureAttention final : public Layer<S>, public AttentionMap<S> {
     zero_padded(Y, mask, T);  // 0 even when a padded x is not (x * 0 may be nonzero for inf)
   }
 
-  // dy (N, F) -> dx = dy * a + dz W^T                          (y = x * a, product rule)
-  //   da = dy * x;  shared: dp[b, t] = sum_{t' < len_b} da[b, t'] / len_b   (inverts the mean)
-  //   dz = p * (dp - sum_features(p * dp)), padded rows 0      (inverts the softmax)
-  //   dW += x^T dz;  db += sum_rows dz                          (inverts z = x W + b)
+  /// dy (N, F) -> dx = dy * a + dz W^T                          (y = x * a, product rule)
+  ///
+  /// ```unparsed
+  ///   da = dy * x;  shared: dp[b, t] = sum_{t' < len_b} da[b, t'] / len_b   (inverts the mean)
+  ///   dz = p * (dp - sum_features(p * dp)), padded rows 0      (inverts the softmax)
+  ///   dW += x^T dz;  db += sum_rows dz                          (inverts z = x W + b)
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     auto X = as_matrix(x);

@@ -1,21 +1,28 @@
 #pragma once
-// Pooling heads of the CNN self-attention encoder write-up: x (B, T, F) -> y (B, 1, ...), over the kept steps.
-//
-// GatedMeanPool<S>(in_features, GatedMeanPoolOptions()): the write-up's 'weighted_mean' pooling:
-//   g[b, t] = sigmoid(x[b, t] w + b0)                   one gate per step; w (F, 1) "kernel", b0 (1,) "bias"
-//                                                       (use_bias false: b0 = 0 and no bias parameter: the write-up's
-//                                                       gate, Dense(1) without bias)
-//   y[b, 0] = sum_t g[b, t] x[b, t] / sum_t g[b, t]     over the kept steps t   (B, 1, F)
-//   gates() (B, T) holds g of the last forward (0 at masked and padded steps).
-//   Unlike a softmax's bias, b0 changes the output (a common shift of the logits changes the ratios g_t / g_s).
-//   The write-up divides by sum g + 1e-8; here by sum g exactly (a relative difference below 1e-8 / sum g).
-// BertPool<S>(in_features, BertPoolOptions().units(U)): the write-up's 'bert' pooling: the first kept step through
-//   a Dense layer with tanh (BERT's pooler):
-//   y[b, 0] = tanh(x[b, t_first] W + c)                 W (F, U) "kernel", c (U,) "bias"; U = units, default F
-// Masks (lengths and step masks, supports_step_masks(); as GlobalAvgPool / LastStep): only kept steps are read
-// (outputs bitwise independent of masked values, NaN and Inf included; dx = 0 there); a sequence with no kept step
-// outputs zeros and passes no gradient. out_mask() is all valid (empty Mask).
-// Streams: refused (GatedMeanPool could keep running sums, BertPool the first step; not implemented yet).
+/// \file
+/// Pooling heads of the CNN self-attention encoder write-up: x (B, T, F) -> y (B, 1, ...), over the kept steps.
+///
+/// GatedMeanPool\<S>(in_features, GatedMeanPoolOptions()): the write-up's 'weighted_mean' pooling:
+///
+/// ```unparsed
+///   g[b, t] = sigmoid(x[b, t] w + b0)                   one gate per step; w (F, 1) "kernel", b0 (1,) "bias"
+///                                                       (use_bias false: b0 = 0 and no bias parameter: the write-up's
+///                                                       gate, Dense(1) without bias)
+///   y[b, 0] = sum_t g[b, t] x[b, t] / sum_t g[b, t]     over the kept steps t   (B, 1, F)
+///   gates() (B, T) holds g of the last forward (0 at masked and padded steps).
+///   Unlike a softmax's bias, b0 changes the output (a common shift of the logits changes the ratios g_t / g_s).
+///   The write-up divides by sum g + 1e-8; here by sum g exactly (a relative difference below 1e-8 / sum g).
+/// ```
+/// BertPool\<S>(in_features, BertPoolOptions().units(U)): the write-up's 'bert' pooling: the first kept step through
+///
+/// ```unparsed
+///   a Dense layer with tanh (BERT's pooler):
+///   y[b, 0] = tanh(x[b, t_first] W + c)                 W (F, U) "kernel", c (U,) "bias"; U = units, default F
+/// ```
+/// Masks (lengths and step masks, supports_step_masks(); as GlobalAvgPool / LastStep): only kept steps are read
+/// (outputs bitwise independent of masked values, NaN and Inf included; dx = 0 there); a sequence with no kept step
+/// outputs zeros and passes no gradient. out_mask() is all valid (empty Mask).
+/// Streams: refused (GatedMeanPool could keep running sums, BertPool the first step; not implemented yet).
 
 #include <cmath>
 #include <memory>
@@ -31,13 +38,21 @@
 
 namespace seqattn {
 
+/// Options of GatedMeanPool (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct GatedMeanPoolOptions {
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("use_bias", o.use_bias_);
@@ -47,9 +62,11 @@ struct GatedMeanPoolOptions {
   }
 };
 
+/// Mean over the kept steps weighted by a learned sigmoid gate; see the file documentation.
 template <class S>
 class GatedMeanPool final : public Layer<S> {
  public:
+  /// Gated mean pooling of `in_features` features.
   explicit GatedMeanPool(Index in_features, GatedMeanPoolOptions options = GatedMeanPoolOptions())
       : Layer<S>(in_features), options_(options) {
     detail::checked_parameter<S>(describe(), "kernel", {in_features, 1});
@@ -74,7 +91,7 @@ class GatedMeanPool final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "GatedMeanPool config");
     const GatedMeanPoolOptions options = read_options<GatedMeanPoolOptions>(r);
@@ -85,13 +102,13 @@ class GatedMeanPool final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GatedMeanPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GatedMeanPool&>(other); }
 
-  Matrix<S>& kernel() { return w_; }  // (F, 1)
-  Vector<S>& bias() { return b_; }    // (1); stays 0 without use_bias
-  // Gates of the last forward, (B, T); 0 at masked and padded steps.
+  Matrix<S>& kernel() { return w_; }  ///< (F, 1)
+  Vector<S>& bias() { return b_; }  ///< (1); stays 0 without use_bias
+  /// Gates of the last forward, (B, T); 0 at masked and padded steps.
   const Matrix<S>& gates() const { return g_; }
 
  protected:
-  // x (B, T, F) -> g (B, T) -> y (B, 1, F)
+  /// x (B, T, F) -> g (B, T) -> y (B, 1, F)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(g_, B, T);
@@ -118,7 +135,7 @@ class GatedMeanPool final : public Layer<S> {
     }
   }
 
-  // dy (B, 1, F) -> dx (B, T, F); dw, db added into.
+  /// dy (B, 1, F) -> dx (B, T, F); dw, db added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(y_, 1, F);
@@ -165,13 +182,20 @@ class GatedMeanPool final : public Layer<S> {
   Matrix<S> y_;       // (1, F) backward scratch
 };
 
+/// Options of BertPool (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct BertPoolOptions {
-  SEQATTN_ARG(Index, units, 0)  // 0: in_features (the write-up's Dense(F, tanh))
+  SEQATTN_ARG(Index, units, 0)  ///< 0: in_features (the write-up's Dense(F, tanh))
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("units", o.units_);
@@ -181,9 +205,11 @@ struct BertPoolOptions {
   }
 };
 
+/// The write-up's 'bert' pooling: the first kept step through a dense layer; see the file documentation.
 template <class S>
 class BertPool final : public Layer<S> {
  public:
+  /// BERT pooling of `in_features` features.
   explicit BertPool(Index in_features, BertPoolOptions options = BertPoolOptions())
       : Layer<S>(in_features), options_(options) {
     if (options.units() < 0)
@@ -212,7 +238,7 @@ class BertPool final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "BertPool config");
     const BertPoolOptions options = read_options<BertPoolOptions>(r);
@@ -223,11 +249,11 @@ class BertPool final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<BertPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const BertPool&>(other); }
 
-  Matrix<S>& kernel() { return W_; }  // (F, units)
-  Vector<S>& bias() { return c_; }    // (units)
+  Matrix<S>& kernel() { return W_; }  ///< (F, units)
+  Vector<S>& bias() { return c_; }  ///< (units)
 
  protected:
-  // x (B, T, F) -> y (B, 1, units): tanh(x_first W + c), 0 when no step is kept
+  /// x (B, T, F) -> y (B, 1, units): tanh(x_first W + c), 0 when no step is kept
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     MatrixMap<S> Y = as_matrix(y);  // (B, units)
@@ -244,7 +270,7 @@ class BertPool final : public Layer<S> {
     y_ = Y;
   }
 
-  // dy (B, 1, units) -> dx (B, T, F); dW, dc added into.
+  /// dy (B, 1, units) -> dx (B, T, F); dW, dc added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     ensure_shape(dh_, 1, units_);

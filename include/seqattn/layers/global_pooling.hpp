@@ -1,22 +1,26 @@
 #pragma once
-// Global pooling over time: x (B, T, F) -> y (B, 1, F). Only the valid steps t < length_b of each sequence
-// take part; padded steps never change the output and get dx = 0.
-//   GlobalMaxPool<S>  y[b, f] = max_{t < len} x[b, t, f]   (Keras GlobalMaxPooling1D; the gradient goes to the
-//                     first step reaching the maximum)
-//   GlobalAvgPool<S>  y[b, f] = sum_{t < len} x[b, t, f] / len   (Keras GlobalAveragePooling1D with a mask)
-//   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
-// A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
-// Step masks (holes, left padding; supports_step_masks()): only the kept steps take part: GlobalMaxPool takes the
-// max over the kept steps (the gradient goes to the first kept step reaching it), GlobalAvgPool their mean (summed
-// in step order, divided by the number of kept steps), LastStep the last kept step. Masked steps are never read
-// and get dx = 0; a sequence with no kept step follows the rule for length 0.
-// The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
-// No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
-// GlobalAvgPool sums the steps in order (x[0] + x[1] + ...), then divides by len: the sum of a prefix is a
-// running sum.
-// Streams (core/stream.hpp; pools_time()): each step outputs the pool of the prefix that ends there, bitwise the
-// forward over that prefix: GlobalMaxPool a running max (state "max" (B, 1, F)), GlobalAvgPool a running sum
-// divided by the steps seen (state "sum" (B, 1, F)), LastStep the step itself (no state).
+/// \file
+/// Global pooling over time: x (B, T, F) -> y (B, 1, F). Only the valid steps t \< length_b of each sequence
+/// take part; padded steps never change the output and get dx = 0.
+///
+/// ```unparsed
+///   GlobalMaxPool<S>  y[b, f] = max_{t < len} x[b, t, f]   (Keras GlobalMaxPooling1D; the gradient goes to the
+///                     first step reaching the maximum)
+///   GlobalAvgPool<S>  y[b, f] = sum_{t < len} x[b, t, f] / len   (Keras GlobalAveragePooling1D with a mask)
+///   LastStep<S>       y[b, f] = x[b, len - 1, f]   (the last valid step: an RNN's return_sequences=False)
+/// ```
+/// A sequence of length 0 gives y[b] = 0 and passes no gradient (never NaN).
+/// Step masks (holes, left padding; supports_step_masks()): only the kept steps take part: GlobalMaxPool takes the
+/// max over the kept steps (the gradient goes to the first kept step reaching it), GlobalAvgPool their mean (summed
+/// in step order, divided by the number of kept steps), LastStep the last kept step. Masked steps are never read
+/// and get dx = 0; a sequence with no kept step follows the rule for length 0.
+/// The output has one step and an empty mask (every sequence valid): out_time = 1, out_mask = Mask().
+/// No parameters. GlobalMaxPool shares its samples between set_num_threads() threads (core/threads.hpp).
+/// GlobalAvgPool sums the steps in order (x[0] + x[1] + ...), then divides by len: the sum of a prefix is a
+/// running sum.
+/// Streams (core/stream.hpp; pools_time()): each step outputs the pool of the prefix that ends there, bitwise the
+/// forward over that prefix: GlobalMaxPool a running max (state "max" (B, 1, F)), GlobalAvgPool a running sum
+/// divided by the steps seen (state "sum" (B, 1, F)), LastStep the step itself (no state).
 
 #include <algorithm>
 #include <limits>
@@ -160,13 +164,16 @@ void column_sum(const S* X, Index len, Index F, S* sum) {
 
 }  // namespace detail
 
+/// The maximum over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
  public:
+  /// Max pooling over time of `in_features` features.
   explicit GlobalMaxPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_max_pool"; }
   std::string class_name() const override { return "GlobalMaxPool"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader(config, "GlobalMaxPool config").finish();
     return std::make_unique<GlobalMaxPool>(in_features);
@@ -174,15 +181,15 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   std::string describe() const override { return "GlobalMaxPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalMaxPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalMaxPool&>(other); }
-  // Step of the maximum for each (b, f) of the last forward, -1 for a sequence of length 0. (B, F)
+  /// Step of the maximum for each (b, f) of the last forward, -1 for a sequence of length 0. (B, F)
   const Matrix<Index>& argmax() const { return argmax_; }
-  // Running max of the prefix (state "max" (B, 1, F)): the forward's comparisons in the same order.
+  /// Running max of the prefix (state "max" (B, 1, F)): the forward's comparisons in the same order.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<detail::RunningPoolStream<S, RunningMax>>(batch, this->in_features(), "max");
   }
 
  protected:
-  // x (B, T, F) -> y (B, 1, F) = max over valid t; argmax (B, F) cached
+  /// x (B, T, F) -> y (B, 1, F) = max over valid t; argmax (B, F) cached
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(argmax_, B, F);
@@ -214,7 +221,7 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
       detail::column_max(X.data(), len, F, &Y.coeffRef(b, 0), &argmax_.coeffRef(b, 0));
     });
   }
-  // dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)
+  /// dy (B, 1, F) -> dx (B, T, F): dx[b, argmax[b, f], f] = dy[b, f], 0 elsewhere (inverts the max)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = dx.dimension(0), T = dx.dimension(1), F = dx.dimension(2);
     detail::parallel_for(B, detail::parallel_threads(B, double(B) * double(T) * double(F)), [&](Index b) {
@@ -241,13 +248,16 @@ class GlobalMaxPool final : public detail::GlobalPoolBase<S> {
   Matrix<Index> argmax_;
 };
 
+/// The mean over the kept steps of each feature (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
  public:
+  /// Mean pooling over time of `in_features` features.
   explicit GlobalAvgPool(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "global_avg_pool"; }
   std::string class_name() const override { return "GlobalAvgPool"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader(config, "GlobalAvgPool config").finish();
     return std::make_unique<GlobalAvgPool>(in_features);
@@ -255,13 +265,13 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   std::string describe() const override { return "GlobalAvgPool()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GlobalAvgPool>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GlobalAvgPool&>(other); }
-  // Running sum of the prefix (state "sum" (B, 1, F)) divided by its steps: the forward's sums in the same order.
+  /// Running sum of the prefix (state "sum" (B, 1, F)) divided by its steps: the forward's sums in the same order.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<detail::RunningPoolStream<S, RunningMean>>(batch, this->in_features(), "sum");
   }
 
  protected:
-  // x (B, T, F) -> y (B, 1, F) = (x[0] + x[1] + ... + x[len - 1]) / len, summed in step order  (0 when len = 0)
+  /// x (B, T, F) -> y (B, 1, F) = (x[0] + x[1] + ... + x[len - 1]) / len, summed in step order  (0 when len = 0)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index T = x.dimension(1);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
@@ -285,7 +295,7 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
       RunningMean::output(Y.row(b), len, Y.row(b));
     }
   }
-  // dy (B, 1, F) -> dx[b, t] = dy[b] / len for valid t, 0 for padded t (inverts the mean)
+  /// dy (B, 1, F) -> dx[b, t] = dy[b] / len for valid t, 0 for padded t (inverts the mean)
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index T = dx.dimension(1);
     ConstMatrixMap<S> DY = as_matrix(dy);  // (B, F)
@@ -321,13 +331,16 @@ class GlobalAvgPool final : public detail::GlobalPoolBase<S> {
   };
 };
 
+/// The last kept step of each sequence (B, T, F) -> (B, 1, F); see the file documentation.
+/// \extends Layer
 template <class S>
 class LastStep final : public detail::GlobalPoolBase<S> {
  public:
+  /// The last kept step of inputs of `in_features` features.
   explicit LastStep(Index in_features) : detail::GlobalPoolBase<S>(in_features) {}
   std::string name() const override { return "last_step"; }
   std::string class_name() const override { return "LastStep"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp): no options.
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader(config, "LastStep config").finish();
     return std::make_unique<LastStep>(in_features);
@@ -335,13 +348,13 @@ class LastStep final : public detail::GlobalPoolBase<S> {
   std::string describe() const override { return "LastStep()"; }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStep>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStep&>(other); }
-  // The last step of a prefix is the step itself: y = x, no state (pools_time, and per step).
+  /// The last step of a prefix is the step itself: y = x, no state (pools_time, and per step).
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<LastStepStream>();
   }
 
  protected:
-  // x (B, T, F) -> y (B, 1, F) = x[b, len - 1]  (0 when len = 0)
+  /// x (B, T, F) -> y (B, 1, F) = x[b, len - 1]  (0 when len = 0)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index T = x.dimension(1);
     MatrixMap<S> Y = as_matrix(y);  // (B, F)
@@ -353,7 +366,7 @@ class LastStep final : public detail::GlobalPoolBase<S> {
         Y.row(b) = sample_matrix(x, b).row(len - 1);
     }
   }
-  // dy (B, 1, F) -> dx[b, len - 1] = dy[b], 0 elsewhere (inverts the selection)
+  /// dy (B, 1, F) -> dx[b, len - 1] = dy[b], 0 elsewhere (inverts the selection)
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     dx.setZero();
     const Index T = dx.dimension(1);

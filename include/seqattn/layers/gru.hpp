@@ -1,40 +1,53 @@
 #pragma once
-// GRU (Keras' GRU, both forms: reset_after=True, the Keras 2 / TF2 default, and reset_after=False, the original
-// GRU and tf.keras 1.x's default), full backpropagation through time.
-//   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
-//   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
-// Equations, Keras gate order z, r, h (column blocks of kernel, recurrent_kernel and of each bias row):
-//   xz_t = x_t W + b_in      hz_t = h_{t-1} K + b_rec      W = kernel (F, 3U), K = recurrent_kernel (U, 3U)
-//   z = ra(xz_z + hz_z)      r = ra(xz_r + hz_r)           ra = recurrent_activation (sigmoid)
-//   hh = act(xz_h + r * hz_h)                               act = activation (tanh); reset AFTER the product
-//   h_t = z * h_{t-1} + (1 - z) * hh                        h_{-1} = 0
-// Parameters (Keras names): "kernel" (F, 3U), "recurrent_kernel" (U, 3U), "bias" (2, 3U): row 0 is the input
-// bias b_in, row 1 the recurrent bias b_rec (Keras' reset_after bias layout).
-// reset_after(false) (Keras reset_after=False): the reset gate multiplies h BEFORE the recurrent product and
-// there is one bias, "bias" (1, 3U) (Keras' (3U,) vector):
-//   z = ra(x W_z + b_z + h K_z)   r = ra(x W_r + b_r + h K_r)   hh = act(x W_h + b_h + (r * h) K_h)
-//   h_t = z * h_{t-1} + (1 - z) * hh
-// It costs a second recurrent product per step: (B, U) x (U, 2U) for z, r, then (B, U) x (U, U) for hh (the
-// backward pass likewise). It has no torch nn.GRU equivalent (torch applies r after the product).
-// PyTorch nn.GRU (batch_first=True) computes the same function with gate order r, z, n:
-//   weight_ih_l0 (3U, F) = [W_r^T; W_z^T; W_h^T]   weight_hh_l0 (3U, U) = [K_r^T; K_z^T; K_h^T]
-//   bias_ih_l0 = [b_in_r, b_in_z, b_in_h]          bias_hh_l0 = [b_rec_r, b_rec_z, b_rec_h]
-//   (torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h: Keras' hh and h_t).
-// Masks: sequence b is processed at its kept steps only (t < len_b for a length mask; any pattern with holes or
-// left padding for a step mask, core/mask.hpp). A masked step is skipped: h is carried across it unchanged, its
-// output row is 0, its input gets zero gradient and the backward pass carries dh across it unchanged. Without
-// return_sequences the output is the state after the last kept step (0 when none is kept). So the kept outputs
-// equal those of the compacted sequence (kept steps only, as a length mask), and they are bitwise independent
-// of the values at masked steps (NaN and Inf included). Keras skips masked steps the same way but repeats the
-// previous output at a masked step (0 before the first kept step); seqattn writes 0 there (as Keras'
-// Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
-// Cost: one GEMM x W over all B*T rows, per step one (B, U) x (U, 3U) product; backward per step one
-// (B, 3U) x (3U, U) product, then dK, dW and dx as GEMMs over all rows. No allocation in a steady loop.
-// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
-// reset_after true, use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences
-// false, seed (default next_seed()). Stream form (core/stream.hpp), every option: state "h" (B, 1, U) per stream; a
-// chunk of n steps projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer
-// pools time: each step writes h at that step (the layer's output over the prefix ending there).
+/// \file
+/// GRU (Keras' GRU, both forms: reset_after=True, the Keras 2 / TF2 default, and reset_after=False, the original
+/// GRU and tf.keras 1.x's default), full backpropagation through time.
+///
+/// ```unparsed
+///   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
+///   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
+/// ```
+/// Equations, Keras gate order z, r, h (column blocks of kernel, recurrent_kernel and of each bias row):
+///
+/// ```unparsed
+///   xz_t = x_t W + b_in      hz_t = h_{t-1} K + b_rec      W = kernel (F, 3U), K = recurrent_kernel (U, 3U)
+///   z = ra(xz_z + hz_z)      r = ra(xz_r + hz_r)           ra = recurrent_activation (sigmoid)
+///   hh = act(xz_h + r * hz_h)                               act = activation (tanh); reset AFTER the product
+///   h_t = z * h_{t-1} + (1 - z) * hh                        h_{-1} = 0
+/// ```
+/// Parameters (Keras names): "kernel" (F, 3U), "recurrent_kernel" (U, 3U), "bias" (2, 3U): row 0 is the input
+/// bias b_in, row 1 the recurrent bias b_rec (Keras' reset_after bias layout).
+/// reset_after(false) (Keras reset_after=False): the reset gate multiplies h BEFORE the recurrent product and
+/// there is one bias, "bias" (1, 3U) (Keras' (3U,) vector):
+///
+/// ```unparsed
+///   z = ra(x W_z + b_z + h K_z)   r = ra(x W_r + b_r + h K_r)   hh = act(x W_h + b_h + (r * h) K_h)
+///   h_t = z * h_{t-1} + (1 - z) * hh
+/// ```
+/// It costs a second recurrent product per step: (B, U) x (U, 2U) for z, r, then (B, U) x (U, U) for hh (the
+/// backward pass likewise). It has no torch nn.GRU equivalent (torch applies r after the product).
+/// PyTorch nn.GRU (batch_first=True) computes the same function with gate order r, z, n:
+///
+/// ```unparsed
+///   weight_ih_l0 (3U, F) = [W_r^T; W_z^T; W_h^T]   weight_hh_l0 (3U, U) = [K_r^T; K_z^T; K_h^T]
+///   bias_ih_l0 = [b_in_r, b_in_z, b_in_h]          bias_hh_l0 = [b_rec_r, b_rec_z, b_rec_h]
+///   (torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h: Keras' hh and h_t).
+/// ```
+/// Masks: sequence b is processed at its kept steps only (t \< len_b for a length mask; any pattern with holes or
+/// left padding for a step mask, core/mask.hpp). A masked step is skipped: h is carried across it unchanged, its
+/// output row is 0, its input gets zero gradient and the backward pass carries dh across it unchanged. Without
+/// return_sequences the output is the state after the last kept step (0 when none is kept). So the kept outputs
+/// equal those of the compacted sequence (kept steps only, as a length mask), and they are bitwise independent
+/// of the values at masked steps (NaN and Inf included). Keras skips masked steps the same way but repeats the
+/// previous output at a masked step (0 before the first kept step); seqattn writes 0 there (as Keras'
+/// Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
+/// Cost: one GEMM x W over all B*T rows, per step one (B, U) x (U, 3U) product; backward per step one
+/// (B, 3U) x (3U, U) product, then dK, dW and dx as GEMMs over all rows. No allocation in a steady loop.
+/// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
+/// reset_after true, use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, return_sequences
+/// false, seed (default next_seed()). Stream form (core/stream.hpp), every option: state "h" (B, 1, U) per stream; a
+/// chunk of n steps projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer
+/// pools time: each step writes h at that step (the layer's output over the prefix ending there).
 
 #include <memory>
 #include <optional>
@@ -47,18 +60,30 @@
 
 namespace seqattn {
 
+/// Options of GRU (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct GRUOptions {
+  /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
+  /// Activation of the candidate state (Keras activation).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
-  SEQATTN_ARG(bool, reset_after, true)  // false: Keras' reset_after=False (reset before the recurrent product)
+  SEQATTN_ARG(bool, reset_after, true)  ///< false: Keras' reset_after=False (reset before the recurrent product)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the recurrent kernel.
   SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("return_sequences", o.return_sequences_);
@@ -73,11 +98,17 @@ struct GRUOptions {
   }
 };
 
+/// Gated recurrent unit (Keras GRU, reset_after by default), full backpropagation through time; see the file
+/// documentation.
+///
+/// Also public, from its implementation base: units(), return_sequences(), kernel() (W) and recurrent_kernel() (K).
+/// \extends Layer
 template <class S>
 class GRU final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;
 
  public:
+  /// A GRU of `units` hidden features for inputs of `in_features` features.
   GRU(Index in_features, Index units, GRUOptions options = GRUOptions())
       : Base(in_features, units, 3, options.return_sequences(), "GRU"), options_(options) {
     detail::check_recurrent_activation(describe(), "activation", options.activation());
@@ -93,15 +124,18 @@ class GRU final : public detail::RecurrentBase<S> {
     }
   }
 
+  /// \copydoc Layer::name
   std::string name() const override { return "gru"; }
+  /// \copydoc Layer::class_name
   std::string class_name() const override { return "GRU"; }
+  /// \copydoc Layer::config
   Config config() const override {
     Config c = Config::object();
     c.set("units", this->units());
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "GRU config");
     const Index units = r.read_size("units");
@@ -109,6 +143,7 @@ class GRU final : public detail::RecurrentBase<S> {
     r.finish();
     return std::make_unique<GRU>(in_features, units, options);
   }
+  /// \copydoc Layer::describe
   std::string describe() const override {
     std::string s = this->base_describe("GRU");
     if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
@@ -118,18 +153,23 @@ class GRU final : public detail::RecurrentBase<S> {
     if (!options_.reset_after()) s += ", reset_after=false";
     return s + ")";
   }
+  /// \copydoc Layer::clone
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<GRU>(*this); }
+  /// \copydoc Layer::copy_from
   void copy_from(const Layer<S>& other) override { *this = static_cast<const GRU&>(other); }
 
+  /// The options the layer was built with.
   const GRUOptions& options() const { return options_; }
-  Matrix<S>& bias() { return b_; }  // (2, 3U): input bias, recurrent bias; (1, 3U) without reset_after
+  Matrix<S>& bias() { return b_; }  ///< (2, 3U): input bias, recurrent bias; (1, 3U) without reset_after
+  /// \copydoc Layer::open_stream
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<GRUStream>(*this, batch);
   }
+  /// \copydoc Layer::supports_step_masks
   bool supports_step_masks() const override { return true; }
 
  protected:
-  // x (B, T, F) -> XW (B*T, 3U) = x W + b_in -> per step hz (B, 3U) = h K + b_rec -> z, r, hh, h -> y
+  /// x (B, T, F) -> XW (B*T, 3U) = x W + b_in -> per step hz (B, 3U) = h K + b_rec -> z, r, hh, h -> y
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const bool after = options_.reset_after();
     if (mask.has_holes())
@@ -137,7 +177,7 @@ class GRU final : public detail::RecurrentBase<S> {
     else
       after ? forward_steps<false, true>(x, mask, y) : forward_steps<false, false>(x, mask, y);
   }
-  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  /// dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool after = options_.reset_after();
     if (mask.has_holes())
@@ -146,6 +186,7 @@ class GRU final : public detail::RecurrentBase<S> {
       after ? backward_steps<false, true>(x, mask, dy, dx) : backward_steps<false, false>(x, mask, dy, dx);
   }
 
+  /// \copydoc Layer::collect_params
   void collect_params(ParamList<S>& list) override {
     list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_, ParamRole::Kernel));
     list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_, ParamRole::Recurrent));

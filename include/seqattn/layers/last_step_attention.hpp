@@ -1,25 +1,29 @@
 #pragma once
-// LastStepAttention: many-to-one attention whose query is the last step (keras-attention's
-// `Attention(units=128, score='luong'|'bahdanau')`, philipperemy/keras-attention).
-//   q[b]    = x[b, t_last]           the hidden state of the last kept step of sequence b (Keras: x[:, -1, :])
-//   luong:    z[b, s] = x[b, s] . (W q[b])                    W (F, F) ("luong_w": Keras' Dense applied to h_s,
-//                                                               dotted with h_t)
-//   bahdanau: z[b, s] = tanh(q[b] W1 + x[b, s] W2) . v        W1, W2 (F, F), v (F, 1) ("bahdanau_w1" on h_t,
-//                                                               "bahdanau_w2" on h_s, "bahdanau_v")
-//   a[b, :] = softmax(z[b, :]) over the kept steps s (masked and padded steps get weight exactly 0)
-//   c[b]    = sum_s a[b, s] x[b, s]                          the context vector (F)
-//   y[b, 0] = tanh([c[b]; q[b]] Wc)                          Wc (2F, units) ("attention_vector")
-// Every product is without bias, as in keras-attention. Shapes: x (B, T, F) -> y (B, 1, units); out_mask() is all
-// valid (empty Mask). keras-attention's intermediate tensors (its KERAS_ATTENTION_DEBUG outputs) of the last forward:
-// attention_map(b) the weights a (1, T), scores() z (B, T) before the softmax, context() c (B, F).
-// Masks (lengths and step masks, supports_step_masks()): the query is the LAST KEPT step (Keras takes x[:, -1, :]
-// whatever the mask: with padding that is a padded step, so the results differ; Keras' layer ignores masks); the
-// softmax runs over the kept steps only; masked steps are never read (outputs are bitwise independent of their
-// values, NaN and Inf included) and get dx = 0. A sequence with no kept step outputs zeros (the tanh of a zero
-// vector) and passes no gradient.
-// Options: units (128), score (luong), kernel_init (glorot_uniform, for every kernel), seed (default next_seed()).
-// Differences from Keras: Keras outputs (B, units); here (B, 1, units) (Flatten it).
-// Streams: refused (the query changes at every step, so each step would rescore the whole prefix).
+/// \file
+/// LastStepAttention: many-to-one attention whose query is the last step (keras-attention's
+/// `Attention(units=128, score='luong'|'bahdanau')`, philipperemy/keras-attention).
+///
+/// ```unparsed
+///   q[b]    = x[b, t_last]           the hidden state of the last kept step of sequence b (Keras: x[:, -1, :])
+///   luong:    z[b, s] = x[b, s] . (W q[b])                    W (F, F) ("luong_w": Keras' Dense applied to h_s,
+///                                                               dotted with h_t)
+///   bahdanau: z[b, s] = tanh(q[b] W1 + x[b, s] W2) . v        W1, W2 (F, F), v (F, 1) ("bahdanau_w1" on h_t,
+///                                                               "bahdanau_w2" on h_s, "bahdanau_v")
+///   a[b, :] = softmax(z[b, :]) over the kept steps s (masked and padded steps get weight exactly 0)
+///   c[b]    = sum_s a[b, s] x[b, s]                          the context vector (F)
+///   y[b, 0] = tanh([c[b]; q[b]] Wc)                          Wc (2F, units) ("attention_vector")
+/// ```
+/// Every product is without bias, as in keras-attention. Shapes: x (B, T, F) -> y (B, 1, units); out_mask() is all
+/// valid (empty Mask). keras-attention's intermediate tensors (its KERAS_ATTENTION_DEBUG outputs) of the last forward:
+/// attention_map(b) the weights a (1, T), scores() z (B, T) before the softmax, context() c (B, F).
+/// Masks (lengths and step masks, supports_step_masks()): the query is the LAST KEPT step (Keras takes x[:, -1, :]
+/// whatever the mask: with padding that is a padded step, so the results differ; Keras' layer ignores masks); the
+/// softmax runs over the kept steps only; masked steps are never read (outputs are bitwise independent of their
+/// values, NaN and Inf included) and get dx = 0. A sequence with no kept step outputs zeros (the tanh of a zero
+/// vector) and passes no gradient.
+/// Options: units (128), score (luong), kernel_init (glorot_uniform, for every kernel), seed (default next_seed()).
+/// Differences from Keras: Keras outputs (B, units); here (B, 1, units) (Flatten it).
+/// Streams: refused (the query changes at every step, so each step would rescore the whole prefix).
 
 #include <cmath>
 #include <memory>
@@ -38,24 +42,34 @@
 
 namespace seqattn {
 
+/// The score function of LastStepAttention.
 enum class AttentionScore { Luong, Bahdanau };
 
+/// The model-file name of a score ("luong").
 inline std::string to_string(AttentionScore score) { return score == AttentionScore::Luong ? "luong" : "bahdanau"; }
 
-// Model-file names (core/layer_config.hpp): keras-attention's score names.
+/// Model-file names (core/layer_config.hpp): keras-attention's score names.
 inline const std::vector<std::pair<AttentionScore, const char*>>& config_names(AttentionScore) {
   static const std::vector<std::pair<AttentionScore, const char*>> names = {{AttentionScore::Luong, "luong"},
                                                                             {AttentionScore::Bahdanau, "bahdanau"}};
   return names;
 }
 
+/// Options of LastStepAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LastStepAttentionOptions {
+  /// Output features (the size of the attention vector).
   SEQATTN_ARG(Index, units, 128)
+  /// Luong (multiplicative) or Bahdanau (additive) score.
   SEQATTN_ARG(AttentionScore, score, AttentionScore::Luong)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("units", o.units_);
@@ -65,9 +79,12 @@ struct LastStepAttentionOptions {
   }
 };
 
+/// Attention with the last step as the query (keras-attention's Attention): (B, T, F) -> (B, 1, units); see
+/// the file documentation.
 template <class S>
 class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Last-step attention over inputs of `in_features` features.
   explicit LastStepAttention(Index in_features, LastStepAttentionOptions options = LastStepAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     const Index F = in_features, U = options.units();
@@ -100,7 +117,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "LastStepAttention config");
     const LastStepAttentionOptions options = read_options<LastStepAttentionOptions>(r);
@@ -113,21 +130,22 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LastStepAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LastStepAttention&>(other); }
 
+  /// The options the layer was built with.
   const LastStepAttentionOptions& options() const { return options_; }
-  // luong: W (F, F); bahdanau: W1 (F, F) (on the query).
+  /// luong: W (F, F); bahdanau: W1 (F, F) (on the query).
   Matrix<S>& kernel() { return W_; }
-  Matrix<S>& kernel_w2() { return W2_; }      // bahdanau only: W2 (F, F), on every step
-  Matrix<S>& kernel_v() { return v_; }        // bahdanau only: v (F, 1)
-  Matrix<S>& output_kernel() { return Wc_; }  // Wc (2F, units)
-  // Weights of the last forward, (B, T); 0 at masked and padded steps and for sequences with no kept step.
-  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
+  Matrix<S>& kernel_w2() { return W2_; }  ///< bahdanau only: W2 (F, F), on every step
+  Matrix<S>& kernel_v() { return v_; }  ///< bahdanau only: v (F, 1)
+  Matrix<S>& output_kernel() { return Wc_; }  ///< Wc (2F, units)
+  /// Weights of the last forward, (B, T); 0 at masked and padded steps and for sequences with no kept step.
+  /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Matrix<S>& attention() const { return a_; }
-  // Scores z of the last forward before the softmax, (B, T); 0 at masked and padded steps (which get weight 0).
+  /// Scores z of the last forward before the softmax, (B, T); 0 at masked and padded steps (which get weight 0).
   const Matrix<S>& scores() const { return z_; }
-  // Context vectors c = sum_s a_s x_s of the last forward, (B, F) (keras-attention's "context_vector"); zeros for
-  // sequences with no kept step.
+  /// Context vectors c = sum_s a_s x_s of the last forward, (B, F) (keras-attention's "context_vector"); zeros for
+  /// sequences with no kept step.
   auto context() const { return pre_.leftCols(pre_.cols() / 2); }
-  // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
+  /// AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (a_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
     this->check_map_index(describe(), b, h, a_.rows());
@@ -136,7 +154,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
   AttentionAxes attention_axes() const override { return {"pool", "step"}; }
 
  protected:
-  // x (B, T, F) -> z, a (B, T) -> c (B, F) -> y (B, 1, units)
+  /// x (B, T, F) -> z, a (B, T) -> c (B, F) -> y (B, 1, units)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(a_, B, T);
@@ -190,7 +208,7 @@ class LastStepAttention final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // dy (B, 1, units) -> dx (B, T, F); every kernel gradient added into.
+  /// dy (B, 1, units) -> dx (B, T, F); every kernel gradient added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
     ensure_shape(dh_, 1, U);

@@ -1,22 +1,38 @@
 #pragma once
-// LayerNorm: normalizes the features of each step, as torch.nn.LayerNorm(F) and Keras' LayerNormalization:
-//     mu = mean_f x[f],  var = mean_f (x[f] - mu)^2  (biased),  xhat = (x - mu) / sqrt(var + eps)
-//     y = gamma * xhat + beta
-//   x (B, T, F) -> y (B, T, F); gamma, beta (F), initialized to ones and zeros. Parameters "gamma" (when
-//   scale) and "beta" (when center), Keras names.
-// Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
-//   center (learn beta, default true).
-// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
-//   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
-//   normalized on its own, so valid outputs never depend on padding. Step masks (holes, left padding): a masked
-//   step is treated as a padded one (supports_step_masks()).
-// Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
-//   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
-//   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
-//   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
-//   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
-// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row functions
-//   (normalize_row, normalize_row_scaled), so a stream's outputs are bitwise those of predict.
+/// \file
+/// LayerNorm: normalizes the features of each step, as torch.nn.LayerNorm(F) and Keras' LayerNormalization:
+///
+/// ```unparsed
+///     mu = mean_f x[f],  var = mean_f (x[f] - mu)^2  (biased),  xhat = (x - mu) / sqrt(var + eps)
+///     y = gamma * xhat + beta
+///   x (B, T, F) -> y (B, T, F); gamma, beta (F), initialized to ones and zeros. Parameters "gamma" (when
+///   scale) and "beta" (when center), Keras names.
+/// ```
+/// Options: eps (default 1e-5 as PyTorch; Keras uses 1e-3), must be > 0; scale (learn gamma, default true);
+///
+/// ```unparsed
+///   center (learn beta, default true).
+/// ```
+/// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradients of gamma and beta,
+///
+/// ```unparsed
+///   so padding never reaches the parameters (their values, NaN included, are never read). Every step is
+///   normalized on its own, so valid outputs never depend on padding. Step masks (holes, left padding): a masked
+///   step is treated as a padded one (supports_step_masks()).
+/// ```
+/// Range: any finite step gives a finite, correctly rounded output, whatever its magnitude (float up to 3.4e38).
+///
+/// ```unparsed
+///   A step whose sum of squares (or sum) overflows S, which the plain formula would turn into zeros, is
+///   normalized again on its values scaled by a power of two (detail/scaled_moments.hpp); xhat and rstd are the
+///   true ones, so backward needs nothing else. Steps of ordinary magnitude never take that path (their bits
+///   are those of the plain formula). A NaN or Inf in a valid step makes that step's output NaN.
+/// ```
+/// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row functions
+///
+/// ```unparsed
+///   (normalize_row, normalize_row_scaled), so a stream's outputs are bitwise those of predict.
+/// ```
 
 #include <cmath>
 #include <memory>
@@ -31,12 +47,17 @@
 
 namespace seqattn {
 
+/// Options of LayerNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LayerNormOptions {
+  /// Added to the variance before the square root.
   SEQATTN_ARG(double, eps, 1e-5)
-  SEQATTN_ARG(bool, scale, true)   // learn gamma
-  SEQATTN_ARG(bool, center, true)  // learn beta
+  SEQATTN_ARG(bool, scale, true)  ///< learn gamma
+  SEQATTN_ARG(bool, center, true)  ///< learn beta
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("epsilon", o.eps_);
@@ -45,9 +66,11 @@ struct LayerNormOptions {
   }
 };
 
+/// Layer normalization over the features of each step; see the file documentation.
 template <class S>
 class LayerNorm final : public Layer<S> {
  public:
+  /// Layer normalization of `in_features` features.
   explicit LayerNorm(Index in_features, LayerNormOptions options = LayerNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
@@ -62,14 +85,14 @@ class LayerNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "layer_norm"; }
   std::string class_name() const override { return "LayerNorm"; }
-  // Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
+  /// Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "LayerNorm config");
     const LayerNormOptions options = read_options<LayerNormOptions>(r);
@@ -84,20 +107,22 @@ class LayerNorm final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LayerNorm>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LayerNorm&>(other); }
-  // Per step (no state): bitwise the forward's rows, the scaled path included.
+  /// Per step (no state): bitwise the forward's rows, the scaled path included.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<LayerNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const LayerNormOptions& options() const { return options_; }
-  // gamma is used only when scale is on, beta only when center is on.
+  /// gamma is used only when scale is on, beta only when center is on.
   Vector<S>& gamma() { return gamma_; }
+  /// The shift beta (in place; a parameter only with center).
   Vector<S>& beta() { return beta_; }
 
  protected:
-  // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0.
-  // Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone); then the
-  // rows whose sums overflowed, from scaled statistics.
+  /// x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma + beta (N, F); padded rows 0.
+  /// Rows in the fixed chunks of core/threads.hpp, shared by the threads (every row is computed alone); then the
+  /// rows whose sums overflowed, from scaled statistics.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const bool holes = mask.has_holes();  // step mask: test each step
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;
@@ -130,10 +155,10 @@ class LayerNorm final : public Layer<S> {
       });
   }
 
-  // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
-  // normalization);  dgamma += sum_n dy * xhat;  dbeta += sum_n dy  (inverts y = xhat * gamma + beta).
-  // Padded rows: dx = 0, no parameter gradient. Row chunks as in forward; dgamma and dbeta are summed row by
-  // row within a chunk, then chunk by chunk in order (detail/parallel.hpp).
+  /// dy (N, F) -> g = dy * gamma;  dx = rstd * (g - mean_f(g) - xhat * mean_f(g * xhat))   (inverts the
+  /// normalization);  dgamma += sum_n dy * xhat;  dbeta += sum_n dy  (inverts y = xhat * gamma + beta).
+  /// Padded rows: dx = 0, no parameter gradient. Row chunks as in forward; dgamma and dbeta are summed row by
+  /// row within a chunk, then chunk by chunk in order (detail/parallel.hpp).
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool holes = mask.has_holes();  // step mask: test each step
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), N = B * T;

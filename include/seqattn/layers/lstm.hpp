@@ -1,32 +1,39 @@
 #pragma once
-// LSTM (Keras' LSTM), full backpropagation through time.
-//   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
-//   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
-// Equations, Keras gate order i, f, c, o (column blocks of kernel, recurrent_kernel and bias):
-//   z_t = x_t W + h_{t-1} K + b                  W = kernel (F, 4U), K = recurrent_kernel (U, 4U), b = bias (4U)
-//   i = ra(z_i)   f = ra(z_f)   g = act(z_c)   o = ra(z_o)      ra = recurrent_activation (sigmoid), act (tanh)
-//   c_t = f * c_{t-1} + i * g                    h_t = o * act(c_t)                  h_{-1} = c_{-1} = 0
-// Parameters (Keras names): "kernel" (F, 4U), "recurrent_kernel" (U, 4U), "bias" (4U).
-// PyTorch nn.LSTM (batch_first=True) has the same gate order (its i, f, g, o) and the same equations with
-// sigmoid / tanh:  weight_ih_l0 = kernel^T (4U, F), weight_hh_l0 = recurrent_kernel^T (4U, U),
-// bias = bias_ih_l0 + bias_hh_l0 (PyTorch keeps two bias vectors that only ever appear summed).
-// Masks: sequence b is processed at its kept steps only (t < len_b for a length mask; any pattern with holes or
-// left padding for a step mask, core/mask.hpp). A masked step is skipped: h and c are carried across it
-// unchanged, its output row is 0, its input gets zero gradient and the backward pass carries dh and dc across
-// it unchanged. Without return_sequences the output is the state after the last kept step (0 when none is
-// kept). So the kept outputs equal those of the compacted sequence (kept steps only, as a length mask), and they
-// are bitwise independent of the values at masked steps (NaN and Inf included). Keras skips masked steps the
-// same way but repeats the previous output at a masked step (0 before the first kept step); seqattn writes 0
-// there (as Keras' Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
-// Cost: one GEMM x W over all B*T rows, then per step one (B, U) x (U, 4U) product; backward: per step one
-// (B, 4U) x (4U, U) product, then dK, dW and dx as three GEMMs over all rows. Buffers are resized only when a
-// shape changes (no allocation in a steady loop).
-// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
-// use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, unit_forget_bias (forget
-// gate bias starts at 1), return_sequences false, seed (default next_seed()).
-// Stream form (core/stream.hpp), every option: state "h" and "c" (B, 1, U) per stream; a chunk of n steps
-// projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer pools
-// time: each step writes h at that step (the layer's output over the prefix ending there).
+/// \file
+/// LSTM (Keras' LSTM), full backpropagation through time.
+///
+/// ```unparsed
+///   x (B, T, F) -> y (B, T, U) with return_sequences(true), else y (B, 1, U) = the state at the last valid step
+///   (a sequence of length 0 gives zeros; out_mask() is then empty, as global pooling's).
+/// ```
+/// Equations, Keras gate order i, f, c, o (column blocks of kernel, recurrent_kernel and bias):
+///
+/// ```unparsed
+///   z_t = x_t W + h_{t-1} K + b                  W = kernel (F, 4U), K = recurrent_kernel (U, 4U), b = bias (4U)
+///   i = ra(z_i)   f = ra(z_f)   g = act(z_c)   o = ra(z_o)      ra = recurrent_activation (sigmoid), act (tanh)
+///   c_t = f * c_{t-1} + i * g                    h_t = o * act(c_t)                  h_{-1} = c_{-1} = 0
+/// ```
+/// Parameters (Keras names): "kernel" (F, 4U), "recurrent_kernel" (U, 4U), "bias" (4U).
+/// PyTorch nn.LSTM (batch_first=True) has the same gate order (its i, f, g, o) and the same equations with
+/// sigmoid / tanh:  weight_ih_l0 = kernel^T (4U, F), weight_hh_l0 = recurrent_kernel^T (4U, U),
+/// bias = bias_ih_l0 + bias_hh_l0 (PyTorch keeps two bias vectors that only ever appear summed).
+/// Masks: sequence b is processed at its kept steps only (t \< len_b for a length mask; any pattern with holes or
+/// left padding for a step mask, core/mask.hpp). A masked step is skipped: h and c are carried across it
+/// unchanged, its output row is 0, its input gets zero gradient and the backward pass carries dh and dc across
+/// it unchanged. Without return_sequences the output is the state after the last kept step (0 when none is
+/// kept). So the kept outputs equal those of the compacted sequence (kept steps only, as a length mask), and they
+/// are bitwise independent of the values at masked steps (NaN and Inf included). Keras skips masked steps the
+/// same way but repeats the previous output at a masked step (0 before the first kept step); seqattn writes 0
+/// there (as Keras' Bidirectional and zero_output_for_mask do): the step is masked downstream either way.
+/// Cost: one GEMM x W over all B*T rows, then per step one (B, U) x (U, 4U) product; backward: per step one
+/// (B, 4U) x (4U, U) product, then dK, dW and dx as three GEMMs over all rows. Buffers are resized only when a
+/// shape changes (no allocation in a steady loop).
+/// Options (Keras defaults): activation tanh, recurrent_activation sigmoid (linear, relu, tanh or sigmoid),
+/// use_bias, kernel_init glorot_uniform, recurrent_init orthogonal, bias_init zeros, unit_forget_bias (forget
+/// gate bias starts at 1), return_sequences false, seed (default next_seed()).
+/// Stream form (core/stream.hpp), every option: state "h" and "c" (B, 1, U) per stream; a chunk of n steps
+/// projects its B*n input rows in one product, then steps the cell. Without return_sequences the layer pools
+/// time: each step writes h at that step (the layer's output over the prefix ending there).
 
 #include <memory>
 #include <optional>
@@ -39,18 +46,31 @@
 
 namespace seqattn {
 
+/// Options of LSTM (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct LSTMOptions {
+  /// True: every step's output (B, T, units); false: the last valid step's (B, 1, units).
   SEQATTN_ARG(bool, return_sequences, false)
+  /// Activation of the cell candidate and of the output (Keras activation).
   SEQATTN_ARG(Activation, activation, Activation::Tanh)
+  /// Activation of the gates.
   SEQATTN_ARG(Activation, recurrent_activation, Activation::Sigmoid)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the recurrent kernel.
   SEQATTN_ARG(Init, recurrent_init, Init::orthogonal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
+  /// Adds 1 to the forget-gate bias at initialization (Keras unit_forget_bias).
   SEQATTN_ARG(bool, unit_forget_bias, true)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("return_sequences", o.return_sequences_);
@@ -65,11 +85,16 @@ struct LSTMOptions {
   }
 };
 
+/// Long short-term memory (Keras LSTM), full backpropagation through time; see the file documentation.
+///
+/// Also public, from its implementation base: units(), return_sequences(), kernel() (W) and recurrent_kernel() (K).
+/// \extends Layer
 template <class S>
 class LSTM final : public detail::RecurrentBase<S> {
   using Base = detail::RecurrentBase<S>;
 
  public:
+  /// An LSTM of `units` hidden features for inputs of `in_features` features.
   LSTM(Index in_features, Index units, LSTMOptions options = LSTMOptions())
       : Base(in_features, units, 4, options.return_sequences(), "LSTM"), options_(options) {
     detail::check_recurrent_activation(describe(), "activation", options.activation());
@@ -85,15 +110,18 @@ class LSTM final : public detail::RecurrentBase<S> {
     }
   }
 
+  /// \copydoc Layer::name
   std::string name() const override { return "lstm"; }
+  /// \copydoc Layer::class_name
   std::string class_name() const override { return "LSTM"; }
+  /// \copydoc Layer::config
   Config config() const override {
     Config c = Config::object();
     c.set("units", this->units());
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "LSTM config");
     const Index units = r.read_size("units");
@@ -101,6 +129,7 @@ class LSTM final : public detail::RecurrentBase<S> {
     r.finish();
     return std::make_unique<LSTM>(in_features, units, options);
   }
+  /// \copydoc Layer::describe
   std::string describe() const override {
     std::string s = this->base_describe("LSTM");
     if (options_.activation() != Activation::Tanh) s += ", activation=" + to_string(options_.activation());
@@ -109,27 +138,33 @@ class LSTM final : public detail::RecurrentBase<S> {
     if (!options_.use_bias()) s += ", use_bias=false";
     return s + ")";
   }
+  /// \copydoc Layer::clone
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<LSTM>(*this); }
+  /// \copydoc Layer::copy_from
   void copy_from(const Layer<S>& other) override { *this = static_cast<const LSTM&>(other); }
 
+  /// The options the layer was built with.
   const LSTMOptions& options() const { return options_; }
+  /// The bias (4 * units; in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
+  /// \copydoc Layer::open_stream
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<LSTMStream>(*this, batch);
   }
+  /// \copydoc Layer::supports_step_masks
   bool supports_step_masks() const override { return true; }
 
  protected:
-  // x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y.
-  // The gate and state arithmetic runs on whole (B, U) blocks (vectorized); rows of sequences that ended keep
-  // their state (only valid rows are copied into c, h and the caches).
+  /// x (B, T, F) -> XW (B*T, 4U) = x W + b -> per step z (B, 4U) = XW_t + h K -> gates, c, h -> y.
+  /// The gate and state arithmetic runs on whole (B, U) blocks (vectorized); rows of sequences that ended keep
+  /// their state (only valid rows are copied into c, h and the caches).
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     if (mask.has_holes())
       forward_steps<true>(x, mask, y);
     else
       forward_steps<false>(x, mask, y);
   }
-  // dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
+  /// dy (B, T or 1, U) -> dx (B, T, F); kernel, recurrent_kernel, bias gradients added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     if (mask.has_holes())
       backward_steps<true>(x, mask, dy, dx);
@@ -137,6 +172,7 @@ class LSTM final : public detail::RecurrentBase<S> {
       backward_steps<false>(x, mask, dy, dx);
   }
 
+  /// \copydoc Layer::collect_params
   void collect_params(ParamList<S>& list) override {
     list.push_back(matrix_param<S>("kernel", this->W_, &this->dW_, ParamRole::Kernel));
     list.push_back(matrix_param<S>("recurrent_kernel", this->K_, &this->dK_, ParamRole::Recurrent));

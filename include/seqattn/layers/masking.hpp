@@ -1,19 +1,29 @@
 #pragma once
-// Masking: Keras' Masking(mask_value): a step whose features all equal mask_value is masked.
-//   x (B, T, F) -> y (B, T, F), y = x on the kept steps, 0 on the masked ones (Keras: x times its mask).
-// out_mask(mask, T) returns the steps the input mask keeps minus the masked ones (Mask::intersect of the input
-// mask and Mask::from_value); it must follow the forward of that batch (Sequential calls it after forward), as
-// Embedding's mask_zero. Steps of mask_value after a sequence's last other step become padding: when every
-// sequence's kept steps are a prefix, the mask is lengths (the fast path); a step of mask_value INSIDE a sequence
-// (a sensor dropout) or at its start gives a step mask (holes, left padding; core/mask.hpp), which the following
-// layers honor or refuse (Layer::supports_step_masks, ConfigError naming the layer).
-// mask_value = NaN (std::nan("") or std::numeric_limits<double>::quiet_NaN()): a step with ANY NaN feature is
-//   masked (Mask::from_missing), the path for missing observations; its output is 0, so NaNs never flow on.
-//   (A finite mask_value masks a step only when EVERY feature equals it, as Keras.) +-Inf is a ConfigError.
-// Backward: dx = dy on the kept steps, 0 on the masked and padded ones. No parameters; streams are refused.
-// The layer itself honors step masks (supports_step_masks()): an input step mask's masked steps stay masked.
-// Model files: class_name "Masking", config {"mask_value": v} (Keras' name), registered in model/layer_registry.hpp;
-//   NaN, which JSON cannot hold, is stored as the string "NaN".
+/// \file
+/// Masking: Keras' Masking(mask_value): a step whose features all equal mask_value is masked.
+///
+/// ```unparsed
+///   x (B, T, F) -> y (B, T, F), y = x on the kept steps, 0 on the masked ones (Keras: x times its mask).
+/// ```
+/// out_mask(mask, T) returns the steps the input mask keeps minus the masked ones (Mask::intersect of the input
+/// mask and Mask::from_value); it must follow the forward of that batch (Sequential calls it after forward), as
+/// Embedding's mask_zero. Steps of mask_value after a sequence's last other step become padding: when every
+/// sequence's kept steps are a prefix, the mask is lengths (the fast path); a step of mask_value INSIDE a sequence
+/// (a sensor dropout) or at its start gives a step mask (holes, left padding; core/mask.hpp), which the following
+/// layers honor or refuse (Layer::supports_step_masks, ConfigError naming the layer).
+/// mask_value = NaN (std::nan("") or `std::numeric_limits<double>::quiet_NaN()`): a step with ANY NaN feature is
+///
+/// ```unparsed
+///   masked (Mask::from_missing), the path for missing observations; its output is 0, so NaNs never flow on.
+///   (A finite mask_value masks a step only when EVERY feature equals it, as Keras.) +-Inf is a ConfigError.
+/// ```
+/// Backward: dx = dy on the kept steps, 0 on the masked and padded ones. No parameters; streams are refused.
+/// The layer itself honors step masks (supports_step_masks()): an input step mask's masked steps stay masked.
+/// Model files: class_name "Masking", config {"mask_value": v} (Keras' name), registered in model/layer_registry.hpp;
+///
+/// ```unparsed
+///   NaN, which JSON cannot hold, is stored as the string "NaN".
+/// ```
 
 #include <cmath>
 #include <cstdint>
@@ -28,9 +38,11 @@
 
 namespace seqattn {
 
+/// Masks the steps whose features all equal mask_value (Keras Masking); see the file documentation.
 template <class S>
 class Masking final : public Layer<S> {
  public:
+  /// Masking of inputs of `in_features` features; mask_value may be NaN.
   explicit Masking(Index in_features, double mask_value = 0.0) : Layer<S>(in_features), mask_value_(mask_value) {
     if (std::isinf(mask_value))
       detail::throw_config("Masking: mask_value expected a finite number (or NaN for missing values) but got ",
@@ -58,7 +70,7 @@ class Masking final : public Layer<S> {
       c.set("mask_value", mask_value_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Masking config");
     const Config& v = r.get("mask_value");
@@ -78,14 +90,15 @@ class Masking final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Masking>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Masking&>(other); }
+  /// The value that marks a masked step.
   double mask_value() const { return mask_value_; }
   std::string stream_refusal() const override {
     return "whether a step is padding depends on the steps after it (use a Mask instead)";
   }
 
  protected:
-  // x (B, T, F) -> y (B, T, F): kept steps copied, masked and padded steps 0; keep_ (B*T) the kept steps,
-  // lengths_ (B) the extents (1 + the last kept step)
+  /// x (B, T, F) -> y (B, T, F): kept steps copied, masked and padded steps 0; keep_ (B*T) the kept steps,
+  /// lengths_ (B) the extents (1 + the last kept step)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     const bool holes = mask.has_holes(), missing = std::isnan(mask_value_);
@@ -113,7 +126,7 @@ class Masking final : public Layer<S> {
     forward_T_ = T;
   }
 
-  // dy (B, T, F) -> dx (B, T, F): inverts the copy (dx = dy on kept steps, 0 on masked and padded steps)
+  /// dy (B, T, F) -> dx (B, T, F): inverts the copy (dx = dy on kept steps, 0 on masked and padded steps)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = dy.dimension(0), T = dy.dimension(1), F = dy.dimension(2);
     for (Index b = 0; b < B; ++b)

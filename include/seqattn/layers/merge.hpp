@@ -1,20 +1,24 @@
 #pragma once
-// Merge layers: several inputs of the same steps into one (Keras' Add, Subtract, Multiply, Average, Maximum,
-// Minimum and Concatenate on the feature axis). They take n >= 2 inputs (core/layer.hpp, "Several inputs"), so they
-// are Graph nodes (model/graph.hpp); forward(x, mask) refuses them.
-//   Merge<S>(F, op, n)            n inputs (B, T, F) -> (B, T, F), elementwise:
-//     add        y = x_0 + ... + x_{n-1}
-//     subtract   y = x_0 - x_1                      (n = 2 only)
-//     multiply   y = x_0 * ... * x_{n-1}            dx_i = dy * prod_{j != i} x_j
-//     average    y = (x_0 + ... + x_{n-1}) / n
-//     maximum    y = max_i x_i                      the gradient goes to the first input holding the maximum
-//     minimum    y = min_i x_i                      (as Keras' pairwise tf.maximum / tf.minimum)
-//   Concatenate<S>({F_0, ..., F_{n-1}})  inputs (B, T, F_i) -> (B, T, F_0 + ... + F_{n-1}), in input order.
-// Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
-// steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
-// flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.
-// No parameters. Streams (core/stream.hpp, "Several inputs"): every input steps together, row for row
-// (steps_all_inputs; a Graph steps them when all its inputs stream).
+/// \file
+/// Merge layers: several inputs of the same steps into one (Keras' Add, Subtract, Multiply, Average, Maximum,
+/// Minimum and Concatenate on the feature axis). They take n >= 2 inputs (core/layer.hpp, "Several inputs"), so they
+/// are Graph nodes (model/graph.hpp); forward(x, mask) refuses them.
+///
+/// ```unparsed
+///   Merge<S>(F, op, n)            n inputs (B, T, F) -> (B, T, F), elementwise:
+///     add        y = x_0 + ... + x_{n-1}
+///     subtract   y = x_0 - x_1                      (n = 2 only)
+///     multiply   y = x_0 * ... * x_{n-1}            dx_i = dy * prod_{j != i} x_j
+///     average    y = (x_0 + ... + x_{n-1}) / n
+///     maximum    y = max_i x_i                      the gradient goes to the first input holding the maximum
+///     minimum    y = min_i x_i                      (as Keras' pairwise tf.maximum / tf.minimum)
+///   Concatenate<S>({F_0, ..., F_{n-1}})  inputs (B, T, F_i) -> (B, T, F_0 + ... + F_{n-1}), in input order.
+/// ```
+/// Every input has the same B and T (ShapeError naming the layer and the shapes). Masks: the output mask keeps the
+/// steps every input keeps (Keras' merges AND the input masks); at the other steps the output is 0 and no gradient
+/// flows back, so the values of masked steps (NaN included) never reach the output. Lengths and step masks.
+/// No parameters. Streams (core/stream.hpp, "Several inputs"): every input steps together, row for row
+/// (steps_all_inputs; a Graph steps them when all its inputs stream).
 
 #include <algorithm>
 #include <memory>
@@ -26,15 +30,17 @@
 
 namespace seqattn {
 
+/// The elementwise operation of Merge (Keras Add, Subtract, Multiply, Average, Maximum, Minimum).
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };
 
-// Model-file names (core/layer_config.hpp).
+/// Model-file names (core/layer_config.hpp).
 inline const std::vector<std::pair<MergeOp, const char*>>& config_names(MergeOp) {
   static const std::vector<std::pair<MergeOp, const char*>> names = {
       {MergeOp::Add, "add"},         {MergeOp::Subtract, "subtract"}, {MergeOp::Multiply, "multiply"},
       {MergeOp::Average, "average"}, {MergeOp::Maximum, "maximum"},   {MergeOp::Minimum, "minimum"}};
   return names;
 }
+/// The model-file name of an operation.
 inline std::string to_string(MergeOp op) {
   for (const auto& [value, name] : config_names(op))
     if (value == op) return name;
@@ -123,9 +129,14 @@ class MergeBase : public Layer<S> {
 
 }  // namespace detail
 
+/// Merges 2 or more inputs of the same shape elementwise; see the file documentation.
+///
+/// Also public, from its implementation base: inputs(), the number of inputs a call takes.
+/// \extends Layer
 template <class S>
 class Merge final : public detail::MergeBase<S> {
  public:
+  /// Merges `inputs` inputs of `features` features with `op` (Subtract takes exactly 2).
   Merge(Index features, MergeOp op, Index inputs = 2) : detail::MergeBase<S>(features, inputs, "Merge"), op_(op) {
     if (op == MergeOp::Subtract && inputs != 2)
       detail::throw_config(describe(), ": subtract takes exactly 2 inputs but got ", inputs);
@@ -141,6 +152,7 @@ class Merge final : public detail::MergeBase<S> {
     c.set("inputs", this->inputs());
     return c;
   }
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Merge config");
     const MergeOp op = r.read<MergeOp>("op");
@@ -153,10 +165,11 @@ class Merge final : public detail::MergeBase<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Merge>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Merge&>(other); }
+  /// The elementwise operation.
   MergeOp op() const { return op_; }
 
  protected:
-  // n inputs (B, T, F) -> y (B, T, F); steps not kept by every input are 0
+  /// n inputs (B, T, F) -> y (B, T, F); steps not kept by every input are 0
   void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2), n = Index(in.size());
     for (Index b = 0; b < B; ++b)
@@ -176,7 +189,7 @@ class Merge final : public detail::MergeBase<S> {
           for (Index f = 0; f < F; ++f) out[f] /= static_cast<S>(n);
       }
   }
-  // dy (B, T, F) -> dx_i (B, T, F) for every input
+  /// dy (B, T, F) -> dx_i (B, T, F) for every input
   void do_backward_inputs(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
     const Index B = dy.dimension(0), T = dy.dimension(1), F = dy.dimension(2), n = Index(in.size());
     for (Index b = 0; b < B; ++b)
@@ -234,10 +247,14 @@ class Merge final : public detail::MergeBase<S> {
   MergeOp op_;
 };
 
+/// Concatenates 2 or more inputs on the feature axis; see the file documentation.
+///
+/// Also public, from its implementation base: inputs(), the number of inputs a call takes.
+/// \extends Layer
 template <class S>
 class Concatenate final : public detail::MergeBase<S> {
  public:
-  // The feature widths of the inputs, in order (at least 2, each positive).
+  /// The feature widths of the inputs, in order (at least 2, each positive).
   explicit Concatenate(std::vector<Index> widths)
       : detail::MergeBase<S>(widths.empty() ? 1 : widths[0], Index(widths.size()), "Concatenate"),
         widths_(std::move(widths)) {
@@ -250,6 +267,7 @@ class Concatenate final : public detail::MergeBase<S> {
   Index input_features(Index i, Index) const override {
     return i >= 0 && i < Index(widths_.size()) ? widths_[static_cast<std::size_t>(i)] : -1;
   }
+  /// The feature widths of the inputs, in order.
   const std::vector<Index>& widths() const { return widths_; }
   std::string name() const override { return "concatenate"; }
   std::string class_name() const override { return "Concatenate"; }
@@ -260,7 +278,7 @@ class Concatenate final : public detail::MergeBase<S> {
     c.set("widths", std::move(widths));
     return c;
   }
-  // in_features must equal widths[0] (model/layer_registry.hpp checks the entry's).
+  /// in_features must equal widths[0] (model/layer_registry.hpp checks the entry's).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "Concatenate config");
     const Config& list = r.get("widths");
@@ -284,7 +302,7 @@ class Concatenate final : public detail::MergeBase<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Concatenate&>(other); }
 
  protected:
-  // inputs (B, T, F_i) -> y (B, T, sum F_i); steps not kept by every input are 0
+  /// inputs (B, T, F_i) -> y (B, T, sum F_i); steps not kept by every input are 0
   void merge_rows(const LayerInputs<S>& in, Tensor3<S>& y) const override {
     const Index B = y.dimension(0), T = y.dimension(1), F = y.dimension(2);
     for (Index b = 0; b < B; ++b)
@@ -300,7 +318,7 @@ class Concatenate final : public detail::MergeBase<S> {
         }
       }
   }
-  // dy (B, T, sum F_i) -> dx_i (B, T, F_i): the column blocks of dy
+  /// dy (B, T, sum F_i) -> dx_i (B, T, F_i): the column blocks of dy
   void do_backward_inputs(const LayerInputs<S>& in, const Tensor3<S>& dy) override {
     const Index B = dy.dimension(0), T = dy.dimension(1);
     for (Index b = 0; b < B; ++b)

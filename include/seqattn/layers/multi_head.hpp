@@ -1,30 +1,34 @@
 #pragma once
-// MultiHead (keras-multi-head's MultiHead wrapper): runs layer_num copies of a layer side by side on the same
-// input and concatenates their outputs on the feature axis.
-//   x (B, T, F) -> [hidden_dim h: x_i = x W[:, i*h:(i+1)*h] + b[i*h:(i+1)*h] (B, T, h); else x_i = x]
-//               -> y_i = copy_i(x_i) (B, T', Fc) -> y = [y_0 | y_1 | ... ] (B, T', Fc * layer_num)
-// Keras stacks the outputs on a new last axis (child_shape + (layer_num,)); here head i's features are the
-// columns [i*Fc, (i+1)*Fc): Keras' y[..., f, i] is our y[..., i*Fc + f].
-// Building: MultiHead(F, layer, options) copies `layer` layer_num times: copy 0 is a clone of `layer` (its
-// weights), copy i >= 1 is rebuilt from the layer's config (layer_entry, the registry) with fresh weights: every
-// integer "seed" in its config (nested layers too) becomes seed + i, and a null seed draws next_seed(), so each
-// copy has its own weights (Keras rebuilds every copy from the config). A layer that has no config (a user layer
-// not registered) can only be used with layer_num 1 or through the list constructor. MultiHead(F, layers, options)
-// takes the given layers (options.layer_num must be 1, the default, or their number); every layer must have the
-// same in_features (F, or hidden_dim), out_features and out_time, else ConfigError naming both.
-// hidden_dim (optional): the projection is one Dense W (F, h * layer_num), b (h * layer_num) (use_bias), kernel
-// initialized Init::uniform(-0.05, 0.05) (Keras' 'uniform'), bias zeros, seed option.
-// Orthogonality regularizer (Keras' reg_index / reg_slice / reg_factor): for each MultiHeadRegularizer {index,
-// slice, factor}: the rows of R (layer_num, n) are every copy's parameter `index` (into the copy's params()
-// list), sliced and flattened row-major; regularization_loss() adds factor * sum((R R^T - I)^2) (plus the copies'
-// own), and backward adds its gradient 4 factor (R R^T - I) R into the sliced parameters. Slices: one (start,
-// stop) pair per leading dimension (0 <= start < stop <= size, step 1; dimensions without a pair are whole), the
-// subset of Python slices supported (no step, no negative index); an empty slice is the whole parameter.
-// Parameters: "<i>.<copy name>.<param>" ("1.dense.W"), then "W" and "b" of the projection.
-// Masks: every copy gets the mask; out_mask is copy 0's. Step masks are honored when every copy honors them
-// (the projection is per step). Mode passes through. backward sums the copies' dx (through the projection).
-// Streams: when every copy streams, the stream runs the copies' streams side by side (state "<i>.<name>.<...>");
-// otherwise ConfigError naming the copy that refuses.
+/// \file
+/// MultiHead (keras-multi-head's MultiHead wrapper): runs layer_num copies of a layer side by side on the same
+/// input and concatenates their outputs on the feature axis.
+///
+/// ```unparsed
+///   x (B, T, F) -> [hidden_dim h: x_i = x W[:, i*h:(i+1)*h] + b[i*h:(i+1)*h] (B, T, h); else x_i = x]
+///               -> y_i = copy_i(x_i) (B, T', Fc) -> y = [y_0 | y_1 | ... ] (B, T', Fc * layer_num)
+/// ```
+/// Keras stacks the outputs on a new last axis (child_shape + (layer_num,)); here head i's features are the
+/// columns [i*Fc, (i+1)*Fc): Keras' y[..., f, i] is our y[..., i*Fc + f].
+/// Building: MultiHead(F, layer, options) copies `layer` layer_num times: copy 0 is a clone of `layer` (its
+/// weights), copy i >= 1 is rebuilt from the layer's config (layer_entry, the registry) with fresh weights: every
+/// integer "seed" in its config (nested layers too) becomes seed + i, and a null seed draws next_seed(), so each
+/// copy has its own weights (Keras rebuilds every copy from the config). A layer that has no config (a user layer
+/// not registered) can only be used with layer_num 1 or through the list constructor. MultiHead(F, layers, options)
+/// takes the given layers (options.layer_num must be 1, the default, or their number); every layer must have the
+/// same in_features (F, or hidden_dim), out_features and out_time, else ConfigError naming both.
+/// hidden_dim (optional): the projection is one Dense W (F, h * layer_num), b (h * layer_num) (use_bias), kernel
+/// initialized Init::uniform(-0.05, 0.05) (Keras' 'uniform'), bias zeros, seed option.
+/// Orthogonality regularizer (Keras' reg_index / reg_slice / reg_factor): for each MultiHeadRegularizer {index,
+/// slice, factor}: the rows of R (layer_num, n) are every copy's parameter `index` (into the copy's params()
+/// list), sliced and flattened row-major; regularization_loss() adds factor * sum((R R^T - I)^2) (plus the copies'
+/// own), and backward adds its gradient 4 factor (R R^T - I) R into the sliced parameters. Slices: one (start,
+/// stop) pair per leading dimension (0 \<= start \< stop \<= size, step 1; dimensions without a pair are whole), the
+/// subset of Python slices supported (no step, no negative index); an empty slice is the whole parameter.
+/// Parameters: "\<i>.\<copy name>.\<param>" ("1.dense.W"), then "W" and "b" of the projection.
+/// Masks: every copy gets the mask; out_mask is copy 0's. Step masks are honored when every copy honors them
+/// (the projection is per step). Mode passes through. backward sums the copies' dx (through the projection).
+/// Streams: when every copy streams, the stream runs the copies' streams side by side (state "\<i>.\<name>.\<...>");
+/// otherwise ConfigError naming the copy that refuses.
 
 #include <algorithm>
 #include <cmath>
@@ -44,28 +48,38 @@
 
 namespace seqattn {
 
-// Defined in model/layer_registry.hpp (included at the end of this file): copies are rebuilt through it.
+/// Defined in model/layer_registry.hpp (included at the end of this file): copies are rebuilt through it.
 template <class S>
 std::unique_ptr<Layer<S>> build_layer(const Config& entry, Index in_features);
 
-// One orthogonality regularizer (see the file comment): parameter `index` of every copy, `slice` of it.
+/// One orthogonality regularizer (see the file comment): parameter `index` of every copy, `slice` of it.
 struct MultiHeadRegularizer {
-  Index index = 0;
-  std::vector<std::pair<Index, Index>> slice;  // (start, stop) per leading dimension; empty: the whole parameter
-  double factor = 0.0;
+  Index index = 0;  ///< Index of the parameter in each copy's params().
+  std::vector<std::pair<Index, Index>> slice;  ///< (start, stop) per leading dimension; empty: the whole parameter
+  double factor = 0.0;  ///< Weight of the regularizer.
 };
 
+/// Options of MultiHead (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct MultiHeadOptions {
+  /// The number of copies.
   SEQATTN_ARG(Index, layer_num, 1)
+  /// Features of each copy's input when projecting x first (none: every copy reads x).
   SEQATTN_ARG(std::optional<Index>, hidden_dim, std::nullopt)
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::uniform(-0.05, 0.05))
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // the projection's; default: next_seed()
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  ///< the projection's; default: next_seed()
+  /// Orthogonality regularizers over the copies' parameters.
   SEQATTN_ARG(std::vector<MultiHeadRegularizer>, regularizers, std::vector<MultiHeadRegularizer>())
 
-  // The fields with their model-file keys (core/layer_config.hpp); layer_num and the regularizers are written by
-  // the layer (the number of "layers", Keras' reg_index / reg_slice / reg_factor lists).
+  /// The fields with their model-file keys (core/layer_config.hpp); layer_num and the regularizers are written by
+  /// the layer (the number of "layers", Keras' reg_index / reg_slice / reg_factor lists).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("hidden_dim", o.hidden_dim_);
@@ -76,10 +90,12 @@ struct MultiHeadOptions {
   }
 };
 
+/// Runs layer_num copies of a layer side by side and concatenates their outputs (keras-multi-head MultiHead);
+/// see the file documentation.
 template <class S>
 class MultiHead final : public Layer<S> {
  public:
-  // layer_num copies of `layer` (see the file comment).
+  /// layer_num copies of `layer` (see the file comment).
   MultiHead(Index in_features, const Layer<S>& layer, MultiHeadOptions options = MultiHeadOptions())
       : Layer<S>(in_features), options_(std::move(options)) {
     if (options_.layer_num() <= 0)
@@ -101,7 +117,7 @@ class MultiHead final : public Layer<S> {
     }
     finish();
   }
-  // The given layers, one head each.
+  /// The given layers, one head each.
   MultiHead(Index in_features, std::vector<std::unique_ptr<Layer<S>>> layers,
             MultiHeadOptions options = MultiHeadOptions())
       : Layer<S>(in_features), options_(std::move(options)), copies_(std::move(layers)) {
@@ -116,12 +132,13 @@ class MultiHead final : public Layer<S> {
     finish();
   }
 
+  /// A deep copy (every copy and the projection cloned).
   MultiHead(const MultiHead& other) : Layer<S>(other), options_(other.options_), inputs_(other.inputs_) {
     for (const auto& c : other.copies_) copies_.push_back(c->clone());
     if (other.proj_) proj_ = std::make_unique<Dense<S>>(*other.proj_);
   }
-  // Each copy (and the projection) is assigned in place when it has the same type (Layer::assign keeps its
-  // tensors when their shapes match), else replaced by a copy.
+  /// Each copy (and the projection) is assigned in place when it has the same type (Layer::assign keeps its
+  /// tensors when their shapes match), else replaced by a copy.
   MultiHead& operator=(const MultiHead& other) {
     if (this == &other) return *this;
     if (copies_.size() != other.copies_.size()) copies_.resize(other.copies_.size());
@@ -143,9 +160,13 @@ class MultiHead final : public Layer<S> {
     return *this;
   }
 
+  /// The number of copies.
   Index layer_num() const { return Index(copies_.size()); }
+  /// Copy i.
   Layer<S>& layer(Index i) { return *copies_.at(size_t(i)); }
+  /// Copy i.
   const Layer<S>& layer(Index i) const { return *copies_.at(size_t(i)); }
+  /// The options the layer was built with.
   const MultiHeadOptions& options() const { return options_; }
 
   Index out_features() const override { return copies_[0]->out_features() * layer_num(); }
@@ -163,8 +184,8 @@ class MultiHead final : public Layer<S> {
                            ") refuses it: ", copies_[i]->step_mask_refusal());
     return "";
   }
-  // {"layers": [each copy's entry], hidden_dim, use_bias, kernel_initializer, bias_initializer, seed,
-  //  "reg_index": [..], "reg_slice": [[[start, stop], ..], ..], "reg_factor": [..]}
+  /// {"layers": [each copy's entry], hidden_dim, use_bias, kernel_initializer, bias_initializer, seed,
+  ///  "reg_index": [..], "reg_slice": [[[start, stop], ..], ..], "reg_factor": [..]}
   Config config() const override {
     Config c = Config::object();
     Config layers = Config::array();
@@ -189,7 +210,7 @@ class MultiHead final : public Layer<S> {
     c.set("reg_factor", std::move(factor));
     return c;
   }
-  // Rebuilds the layer from config(), the copies with `build` (model/layer_registry.hpp).
+  /// Rebuilds the layer from config(), the copies with `build` (model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
     ConfigReader r(config, "MultiHead config");
     MultiHeadOptions options = read_options<MultiHeadOptions>(r);
@@ -229,7 +250,7 @@ class MultiHead final : public Layer<S> {
     options.regularizers(std::move(regs));
     return std::make_unique<MultiHead>(in_features, std::move(copies), std::move(options));
   }
-  // "MultiHead(Dense(units=4), layer_num=3, hidden_dim=2)" when the copies describe alike, else every copy.
+  /// "MultiHead(Dense(units=4), layer_num=3, hidden_dim=2)" when the copies describe alike, else every copy.
   std::string describe() const override {
     std::string s = "MultiHead(";
     const bool alike = std::all_of(copies_.begin(), copies_.end(),
@@ -251,7 +272,7 @@ class MultiHead final : public Layer<S> {
     for (const auto& c : copies_) bytes = detail::saturating_add(bytes, c->cache_bytes(B, T));
     return bytes;
   }
-  // The copies' own regularization plus the orthogonality terms (see the file comment).
+  /// The copies' own regularization plus the orthogonality terms (see the file comment).
   S extra_regularization_loss() const override {
     S loss(0);
     for (const auto& c : copies_) loss += c->regularization_loss();
@@ -264,7 +285,7 @@ class MultiHead final : public Layer<S> {
     }
     return loss;
   }
-  // The copies' streams side by side (after the projection's), when every copy streams.
+  /// The copies' streams side by side (after the projection's), when every copy streams.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     auto stream = std::make_unique<MultiHeadStream>();
     if (proj_) stream->proj = proj_->open_stream(batch, options);
@@ -282,7 +303,7 @@ class MultiHead final : public Layer<S> {
   }
 
  protected:
-  // x (B, T, F) -> x_i (projection) -> y_i = copy_i(x_i) (B, T', Fc) -> y[..., i*Fc + f] = y_i[..., f]
+  /// x (B, T, F) -> x_i (projection) -> y_i = copy_i(x_i) (B, T', Fc) -> y[..., i*Fc + f] = y_i[..., f]
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), L = layer_num();
     if (proj_) {
@@ -305,8 +326,8 @@ class MultiHead final : public Layer<S> {
       Y.middleCols(i * Fc, Fc) = as_matrix(yi);
     }
   }
-  // dy -> dy_i = dy[..., i*Fc:(i+1)*Fc] -> dx_i = copy_i.backward -> dx = sum_i dx_i (through the projection);
-  // then the orthogonality regularizers' gradients into the copies' parameters.
+  /// dy -> dy_i = dy[..., i*Fc:(i+1)*Fc] -> dx_i = copy_i.backward -> dx = sum_i dx_i (through the projection);
+  /// then the orthogonality regularizers' gradients into the copies' parameters.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index L = layer_num(), Fc = copies_[0]->out_features();
     const Index B = dy.dimension(0), To = dy.dimension(1);

@@ -1,104 +1,111 @@
 #pragma once
-// MultiHeadAttention: scaled dot-product attention with H heads (Vaswani et al.; torch.nn.MultiheadAttention,
-// keras-multi-head's MultiHeadAttention).
-//   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)     (act: `activation`, default linear)
-//   per head h (column block h of width dh):  A_h = softmax(q_h k_h^T / sqrt(dh)) over the allowed keys
-//   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
-// Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
-//   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
-//   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also query_input_grad()); dxkv is key_input_grad().
-//   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
-//   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
-//   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
-//   value_features == key_features, self-attention and streams value_features == in_features (ConfigError).
-// Allowed keys of query t of sample b: s < len_kv(b), and s <= t when `causal`, and s >= t - w + 1 with
-// `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
-// weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no
-// allowed key (a key/value sequence of length 0; with a window in cross-attention, t >= len_kv(b) + w - 1),
-// output exactly 0 and pass no gradient. NOTE: torch outputs bo at padded query rows and NaN for rows without
-// an allowed key; valid rows match torch (a window is torch's attn_mask of s > t or s < t - w + 1).
-// Cross-attention with causal (and attention_window) aligns query step t with key step t: the same rule.
-// Step masks (core/mask.hpp: holes, left padding) on the queries and, in cross-attention, on the keys/values:
-// a masked key gets weight exactly 0 and its values are never read (the q, k, v rows of masked steps are set to 0
-// after the projections, and the softmax of a query runs over the kept keys of its range only); a masked query
-// row, or a kept one without a kept key in its range, outputs exactly 0 and passes no gradient. Windows and
-// causality count positions: with a window w, query t sees the kept keys among [t - w + 1, t]. Kept outputs
-// are bitwise independent of the values at masked steps (NaN and Inf included). Lengths masks take the path
-// above unchanged (one branch per call).
-// Explicit attention masks (torch's attn_mask): set_attention_mask (boolean, true = not allowed) or
-// set_additive_attention_mask (added to the scores, -inf = not allowed), (Tq, Tk) or (B*H, Tq, Tk), for the
-// following calls until cleared; they narrow the rules above (see set_attention_mask). Not in model files.
-// Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
-// per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
-// attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
-// key band_key(t, j) = t - w + 1 + j, or j when w >= Tk); attention() then builds the dense map from it on
-// request (zeros outside the windows; B*H*Tq*Tk values, refused with a MemoryError above memory_limit()).
-// Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
-// be divisible by heads), key_features (default in_features), value_features (default key_features; Wv has
-// value_features rows), output_features (default in_features),
-// use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
-// w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from the
-// layer's own seeded Rng; identity in Mode::Infer), qkv_dropout (0; see below), activation on q, k, v (elementwise
-// only), output_activation
-// on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
-// need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
-// seed. keras-multi-head's MultiHeadAttention(activation=a) applies a to q, k, v and the output: set
-// activation(a).output_activation(a).
-// qkv_dropout p (in [0, 1): ConfigError otherwise; model-file key "qkv_dropout"): in Mode::Train, inverted dropout
-// on the projected queries, keys and values, each value independently kept with probability 1 - p and scaled by
-// 1 / (1 - p), after the projection, its bias and `activation` (and after the zeroing of masked steps), before the
-// scores; backward multiplies by the same masks. Identity in Mode::Infer (streams run in Infer: they are unchanged).
-// The masks come from the Rng of attention_dropout (seeded by `seed`, restarted by set_dropout_seed), drawn before the
-// attention's masks: the values of the valid (inside the length, kept) query rows in order, then of the key rows, then
-// of the value rows; padded and masked rows draw nothing (their dropped values are 0 and are never read), so the
-// draws depend on the masks, not on padding. The bias_k / bias_v rows of add_bias_kv and the zero row of
-// add_zero_attn are learned / constant extra keys, not projections: they are not dropped. With p = 0 (the
-// default) nothing is drawn: outputs, gradients and attention_dropout's masks are bitwise those without the option.
-// Neither torch.nn.MultiheadAttention nor Keras' MultiHeadAttention has this option (their dropout is on A).
-// need_weights=false (torch's need_weights): attention(), attention(b, h), attention_map() and attention_band()
-// throw UsageError, and the layer does not keep the B*H*Tq*Tk probabilities: each block of query rows is computed
-// in a per-thread buffer (about 128K scores), used and dropped, and backward computes it again from q, k (and,
-// with attention dropout, from a copy of the forward's random state, which redraws the same masks; backward then
-// runs on one thread). Memory is O(B T H dh) instead of O(B H Tq Tk) (one sequence of 16384 steps, 4 heads:
-// 4 GiB of float probabilities without it); the price is the score product and softmax done twice in training
-// (see README "Memory-efficient attention" for times); inference costs nothing more. Outputs and gradients are
-// bitwise those of need_weights=true, and keep every guarantee below. It applies to the dense and causal kernels;
-// with attention_window (whose band is already O(Tq w)), an explicit attention mask, add_bias_kv or add_zero_attn
-// the probabilities are still kept (only the accessors refuse).
-// add_bias_kv / add_zero_attn (torch's): one or two key/value steps appended after the Tk keys, per head: the
-// learned bias_k, bias_v (H*dh, appended after the projections and their activation; init glorot_normal as torch's
-// xavier_normal_, drawn after the other parameters so that those keep their values for a seed), then an all-zero
-// key and value. They are allowed for EVERY valid (kept) query, whatever the lengths, step masks, causal,
-// attention_window and attention mask say (torch pads key_padding_mask and attn_mask with an allowed column), so
-// with them every valid query row has a key and is live: the rule "a row without an allowed key outputs 0" no
-// longer applies (a key/value length 0 gives attention over the extra keys only; add_zero_attn alone then gives
-// y = act_o(bo)); padded and masked query rows still output exactly 0. attention() has Tk + E columns (E = 1 or 2,
-// the extra keys last, as torch), attention_band() min(w, Tk) + E. Calls with them take the plain loops of
-// detail/multi_head_attention_masked.hpp (slower than the tiled kernels); the stream form refuses them.
-// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (value_features, H*dh), bv,
-// Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
-// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(); with add_bias_kv also bias_k, bias_v
-// (H*dh; bias_k(), bias_v()) after them. torch.nn.MultiheadAttention equivalence:
-// in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
-// Compute: projections are register-tiled products over all B*T rows with the weights read in place
-// (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
-// (b, h), register-tiled score and context products (detail/head_products.hpp) over the valid (query, key)
-// block only, in cache-sized blocks of query rows (causal: keys up to the block's last row; windowed: strips
-// of query rows times the keys of their windows, O(Tq w dh) per head instead of O(Tq Tk dh)); see
-// detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
-// values (detail/panel_product.hpp, detail/head_products.hpp).
-// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (none with need_weights=false; twice
-// with attention dropout; qkv_dropout
-// keeps the dropped q, k, v and one keep byte per value too); with
-// attention_window w, B*H*Tq*min(w, Tk): a (1, 20000, d) batch with w = 64 and 4 heads keeps 20 MB of float
-// probabilities instead of 6.4 GB. cache_bytes() counts them for the memory limit (core/memory_limit.hpp).
-// Padded input values must be finite for finite parameter gradients (they never reach the outputs).
-// Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
-// the (b, h) pairs of the attention (one thread for the pairs with attention dropout in Train, so the masks
-// are drawn in order; the qkv_dropout masks are drawn on the calling thread between the projections and the pairs);
-// every piece is computed the same way on any thread and the parameter gradients are summed per chunk, then in chunk
-// order, so every output and gradient is bitwise independent of the thread count (core/threads.hpp). A steady training
-// loop allocates nothing. A layer object is not thread-safe: use one clone() per calling thread.
+/// \file
+/// MultiHeadAttention: scaled dot-product attention with H heads (Vaswani et al.; torch.nn.MultiheadAttention,
+/// keras-multi-head's MultiHeadAttention).
+///
+/// ```unparsed
+///   q = act(xq Wq + bq), k = act(xkv Wk + bk), v = act(xkv Wv + bv)     (act: `activation`, default linear)
+///   per head h (column block h of width dh):  A_h = softmax(q_h k_h^T / sqrt(dh)) over the allowed keys
+///   ctx = [A_1 v_1, ..., A_H v_H],  y = act_o(ctx Wo + bo)               (act_o: `output_activation`, linear)
+/// ```
+/// Self-attention (the Layer interface, forward(x, mask, mode)) uses xkv = xq = x. Cross-attention:
+///
+/// ```unparsed
+///   forward(xq, mq, xkv, mkv, mode)  xq (B, Tq, in_features), xkv (B, Tk, key_features), Tq != Tk allowed
+///   backward_cross(xq, mq, xkv, mkv, dy)  returns dxq (also query_input_grad()); dxkv is key_input_grad().
+///   forward(xq, mq, xk, xv, mkv, mode), backward_cross(xq, mq, xk, xv, mkv, dy): separate key and value inputs
+///   (torch's kdim != vdim), xk (B, Tk, key_features), xv (B, Tk, value_features) (same B and Tk: ShapeError naming
+///   both), both masked by mkv; dxk is key_input_grad(), dxv value_input_grad(). The four-input forms need
+///   value_features == key_features, self-attention and streams value_features == in_features (ConfigError).
+/// ```
+/// Allowed keys of query t of sample b: s \< len_kv(b), and s \<= t when `causal`, and s >= t - w + 1 with
+/// `attention_window` w (a causal sliding window of the w keys [t - w + 1, t]; needs causal). Masked keys get
+/// weight exactly 0 (no -inf / -10000 offsets). Query rows that are padding (t >= len_q(b)), or that have no
+/// allowed key (a key/value sequence of length 0; with a window in cross-attention, t >= len_kv(b) + w - 1),
+/// output exactly 0 and pass no gradient. NOTE: torch outputs bo at padded query rows and NaN for rows without
+/// an allowed key; valid rows match torch (a window is torch's attn_mask of s > t or s \< t - w + 1).
+/// Cross-attention with causal (and attention_window) aligns query step t with key step t: the same rule.
+/// Step masks (core/mask.hpp: holes, left padding) on the queries and, in cross-attention, on the keys/values:
+/// a masked key gets weight exactly 0 and its values are never read (the q, k, v rows of masked steps are set to 0
+/// after the projections, and the softmax of a query runs over the kept keys of its range only); a masked query
+/// row, or a kept one without a kept key in its range, outputs exactly 0 and passes no gradient. Windows and
+/// causality count positions: with a window w, query t sees the kept keys among [t - w + 1, t]. Kept outputs
+/// are bitwise independent of the values at masked steps (NaN and Inf included). Lengths masks take the path
+/// above unchanged (one branch per call).
+/// Explicit attention masks (torch's attn_mask): set_attention_mask (boolean, true = not allowed) or
+/// set_additive_attention_mask (added to the scores, -inf = not allowed), (Tq, Tk) or (B*H, Tq, Tk), for the
+/// following calls until cleared; they narrow the rules above (see set_attention_mask). Not in model files.
+/// Shapes: y (B, Tq, output_features); attention() (B*H, Tq, Tk) with row b*H + h = head h of sample b,
+/// per head (not averaged), before attention dropout; attention(b, h) is its (Tq, Tk) map. With
+/// attention_window the layer stores only the band, attention_band() (B*H, Tq, min(w, Tk)) (column j of row t:
+/// key band_key(t, j) = t - w + 1 + j, or j when w >= Tk); attention() then builds the dense map from it on
+/// request (zeros outside the windows; B*H*Tq*Tk values, refused with a MemoryError above memory_limit()).
+/// Options (MultiHeadAttentionOptions): head_size (default in_features / heads; without it in_features must
+/// be divisible by heads), key_features (default in_features), value_features (default key_features; Wv has
+/// value_features rows), output_features (default in_features),
+/// use_bias (true), causal (false), attention_window (none; w >= 1, only with causal: ConfigError otherwise; any
+/// w >= T is plain causal attention, bitwise), attention_dropout (0; inverted dropout on A in Mode::Train only, from
+/// the layer's own seeded Rng; identity in Mode::Infer), qkv_dropout (0; see below), activation on q, k, v (elementwise
+/// only), output_activation
+/// on the output projection (elementwise only, default linear; dead rows still output exactly 0, not act_o(0)),
+/// need_weights (true), add_bias_kv (false), add_zero_attn (false), kernel_init (glorot_uniform), bias_init (zeros),
+/// seed. keras-multi-head's MultiHeadAttention(activation=a) applies a to q, k, v and the output: set
+/// activation(a).output_activation(a).
+/// qkv_dropout p (in [0, 1): ConfigError otherwise; model-file key "qkv_dropout"): in Mode::Train, inverted dropout
+/// on the projected queries, keys and values, each value independently kept with probability 1 - p and scaled by
+/// 1 / (1 - p), after the projection, its bias and `activation` (and after the zeroing of masked steps), before the
+/// scores; backward multiplies by the same masks. Identity in Mode::Infer (streams run in Infer: they are unchanged).
+/// The masks come from the Rng of attention_dropout (seeded by `seed`, restarted by set_dropout_seed), drawn before the
+/// attention's masks: the values of the valid (inside the length, kept) query rows in order, then of the key rows, then
+/// of the value rows; padded and masked rows draw nothing (their dropped values are 0 and are never read), so the
+/// draws depend on the masks, not on padding. The bias_k / bias_v rows of add_bias_kv and the zero row of
+/// add_zero_attn are learned / constant extra keys, not projections: they are not dropped. With p = 0 (the
+/// default) nothing is drawn: outputs, gradients and attention_dropout's masks are bitwise those without the option.
+/// Neither torch.nn.MultiheadAttention nor Keras' MultiHeadAttention has this option (their dropout is on A).
+/// need_weights=false (torch's need_weights): attention(), attention(b, h), attention_map() and attention_band()
+/// throw UsageError, and the layer does not keep the B*H*Tq*Tk probabilities: each block of query rows is computed
+/// in a per-thread buffer (about 128K scores), used and dropped, and backward computes it again from q, k (and,
+/// with attention dropout, from a copy of the forward's random state, which redraws the same masks; backward then
+/// runs on one thread). Memory is O(B T H dh) instead of O(B H Tq Tk) (one sequence of 16384 steps, 4 heads:
+/// 4 GiB of float probabilities without it); the price is the score product and softmax done twice in training
+/// (see docs/pages/benchmarks.md, "Memory-efficient attention", for times); inference costs nothing more. Outputs and gradients are
+/// bitwise those of need_weights=true, and keep every guarantee below. It applies to the dense and causal kernels;
+/// with attention_window (whose band is already O(Tq w)), an explicit attention mask, add_bias_kv or add_zero_attn
+/// the probabilities are still kept (only the accessors refuse).
+/// add_bias_kv / add_zero_attn (torch's): one or two key/value steps appended after the Tk keys, per head: the
+/// learned bias_k, bias_v (H*dh, appended after the projections and their activation; init glorot_normal as torch's
+/// xavier_normal_, drawn after the other parameters so that those keep their values for a seed), then an all-zero
+/// key and value. They are allowed for EVERY valid (kept) query, whatever the lengths, step masks, causal,
+/// attention_window and attention mask say (torch pads key_padding_mask and attn_mask with an allowed column), so
+/// with them every valid query row has a key and is live: the rule "a row without an allowed key outputs 0" no
+/// longer applies (a key/value length 0 gives attention over the extra keys only; add_zero_attn alone then gives
+/// y = act_o(bo)); padded and masked query rows still output exactly 0. attention() has Tk + E columns (E = 1 or 2,
+/// the extra keys last, as torch), attention_band() min(w, Tk) + E. Calls with them take the plain loops of
+/// detail/multi_head_attention_masked.hpp (slower than the tiled kernels); the stream form refuses them.
+/// Parameters: Wq (in, H*dh), bq (H*dh), Wk (key_features, H*dh), bk, Wv (value_features, H*dh), bv,
+/// Wo (H*dh, output_features), bo (output_features); by name: query_kernel(), query_bias(), key_kernel(),
+/// key_bias(), value_kernel(), value_bias(), output_kernel(), output_bias(); with add_bias_kv also bias_k, bias_v
+/// (H*dh; bias_k(), bias_v()) after them. torch.nn.MultiheadAttention equivalence:
+/// in_proj_weight = [Wq^T; Wk^T; Wv^T] (q/k/v_proj_weight = W^T with kdim/vdim), out_proj.weight = Wo^T.
+/// Compute: projections are register-tiled products over all B*T rows with the weights read in place
+/// (detail/panel_product.hpp, also the weight gradients); heads are strided column blocks (no permute copies); per
+/// (b, h), register-tiled score and context products (detail/head_products.hpp) over the valid (query, key)
+/// block only, in cache-sized blocks of query rows (causal: keys up to the block's last row; windowed: strips
+/// of query rows times the keys of their windows, O(Tq w dh) per head instead of O(Tq Tk dh)); see
+/// detail/multi_head_attention_kernels.hpp. Valid outputs are bitwise independent of padding and of padded
+/// values (detail/panel_product.hpp, detail/head_products.hpp).
+/// Memory: B*H*Tq*Tk probabilities are kept for backward and attention() (none with need_weights=false; twice
+/// with attention dropout; qkv_dropout
+/// keeps the dropped q, k, v and one keep byte per value too); with
+/// attention_window w, B*H*Tq*min(w, Tk): a (1, 20000, d) batch with w = 64 and 4 heads keeps 20 MB of float
+/// probabilities instead of 6.4 GB. cache_bytes() counts them for the memory limit (core/memory_limit.hpp).
+/// Padded input values must be finite for finite parameter gradients (they never reach the outputs).
+/// Threads: compiled with OpenMP, set_num_threads() threads share the fixed row chunks of the projections and
+/// the (b, h) pairs of the attention (one thread for the pairs with attention dropout in Train, so the masks
+/// are drawn in order; the qkv_dropout masks are drawn on the calling thread between the projections and the pairs);
+/// every piece is computed the same way on any thread and the parameter gradients are summed per chunk, then in chunk
+/// order, so every output and gradient is bitwise independent of the thread count (core/threads.hpp). A steady training
+/// loop allocates nothing. A layer object is not thread-safe: use one clone() per calling thread.
 
 #include <algorithm>
 #include <cmath>
@@ -123,26 +130,37 @@
 
 namespace seqattn {
 
+/// Options of MultiHeadAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct MultiHeadAttentionOptions {
-  SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)        // default in_features / heads
-  SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)     // default in_features
-  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)   // default key_features (torch's vdim)
-  SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  // default in_features
+  SEQATTN_ARG(std::optional<Index>, head_size, std::nullopt)  ///< default in_features / heads
+  SEQATTN_ARG(std::optional<Index>, key_features, std::nullopt)  ///< default in_features
+  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  ///< default key_features (torch's vdim)
+  SEQATTN_ARG(std::optional<Index>, output_features, std::nullopt)  ///< default in_features
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Step t attends only to keys s \<= t.
   SEQATTN_ARG(bool, causal, false)
-  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
+  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: keys [t - w + 1, t]
+  /// Dropout on the attention weights (Train only).
   SEQATTN_ARG(double, attention_dropout, 0.0)
-  SEQATTN_ARG(double, qkv_dropout, 0.0)  // inverted dropout on the projected q, k, v (Train only); see the file comment
-  SEQATTN_ARG(Activation, activation, Activation::Linear)  // on the q, k, v projections
-  SEQATTN_ARG(Activation, output_activation, Activation::Linear)  // on the output projection: y = act(ctx Wo + bo)
-  SEQATTN_ARG(bool, need_weights, true)  // false: attention() refuses (UsageError); see the file comment
-  SEQATTN_ARG(bool, add_bias_kv, false)  // torch: learned bias_k, bias_v appended as one more key/value step
-  SEQATTN_ARG(bool, add_zero_attn, false)  // torch: an all-zero key/value step appended (after bias_k / bias_v)
+  /// Inverted dropout on the projected q, k, v (Train only); see the file documentation.
+  SEQATTN_ARG(double, qkv_dropout, 0.0)
+  SEQATTN_ARG(Activation, activation, Activation::Linear)  ///< on the q, k, v projections
+  SEQATTN_ARG(Activation, output_activation, Activation::Linear)  ///< on the output projection: y = act(ctx Wo + bo)
+  SEQATTN_ARG(bool, need_weights, true)  ///< false: attention() refuses (UsageError); see the file comment
+  SEQATTN_ARG(bool, add_bias_kv, false)  ///< torch: learned bias_k, bias_v appended as one more key/value step
+  SEQATTN_ARG(bool, add_zero_attn, false)  ///< torch: an all-zero key/value step appended (after bias_k / bias_v)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("key_dim", o.head_size_);
@@ -165,9 +183,12 @@ struct MultiHeadAttentionOptions {
   }
 };
 
+/// Multi-head scaled dot-product attention (Keras MultiHeadAttention, torch.nn.MultiheadAttention), self- or
+/// cross-attention; see the file documentation.
 template <class S>
 class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// `heads` heads over queries of `in_features` features.
   MultiHeadAttention(Index in_features, Index heads, MultiHeadAttentionOptions options = MultiHeadAttentionOptions())
       : Layer<S>(in_features), heads_(heads), options_(options) {
     if (heads <= 0) detail::throw_config("MultiHeadAttention: heads must be positive but got ", heads);
@@ -229,41 +250,41 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   using Layer<S>::forward;
   using Layer<S>::backward;
 
-  // Cross-attention. xq (B, Tq, in_features), xkv (B, Tk, key_features) -> y (B, Tq, output_features).
+  /// Cross-attention. xq (B, Tq, in_features), xkv (B, Tk, key_features) -> y (B, Tq, output_features).
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                             Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");  // before the key/value pointers are set
     return cross_forward_entered(xq, mq, xkv, nullptr, mkv, mode);
   }
-  // Cross-attention with separate key and value inputs (torch's kdim != vdim): xk (B, Tk, key_features), xv (B, Tk,
-  // value_features), both masked by mkv -> y (B, Tq, output_features).
+  /// Cross-attention with separate key and value inputs (torch's kdim != vdim): xk (B, Tk, key_features), xv (B, Tk,
+  /// value_features), both masked by mkv -> y (B, Tq, output_features).
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                             const Mask& mkv, Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");
     return cross_forward_entered(xq, mq, xk, &xv, mkv, mode);
   }
-  // Follows forward(xq, mq, xk, xv, mkv) with the same inputs. Returns dxq; dxk is key_input_grad(), dxv
-  // value_input_grad().
+  /// Follows forward(xq, mq, xk, xv, mkv) with the same inputs. Returns dxq; dxk is key_input_grad(), dxv
+  /// value_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                                    const Mask& mkv, const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
     return cross_backward_entered(xq, mq, xk, &xv, mkv, dy);
   }
-  // Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
+  /// Follows the cross-attention forward with the same inputs. Returns dxq; dxkv is key_input_grad().
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xkv, const Mask& mkv,
                                    const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
     return cross_backward_entered(xq, mq, xkv, nullptr, mkv, dy);
   }
-  // As a graph node (core/layer.hpp, "Several inputs"): inputs (query), (query, keys and values) or (query, keys,
-  // values), the calls above; input_grad(1) is key_input_grad(), input_grad(2) value_input_grad().
+  /// As a graph node (core/layer.hpp, "Several inputs"): inputs (query), (query, keys and values) or (query, keys,
+  /// values), the calls above; input_grad(1) is key_input_grad(), input_grad(2) value_input_grad().
   Index max_inputs() const override { return 3; }
   Index input_features(Index i, Index /*count*/) const override {
     return i == 0 ? this->in_features() : i == 1 ? key_features_ : i == 2 ? value_features_ : -1;
   }
 
   Index out_features() const override { return out_features_; }
-  // Step masks (holes, left padding) for the queries and, in cross-attention, the keys/values.
+  /// Step masks (holes, left padding) for the queries and, in cross-attention, the keys/values.
   bool supports_step_masks() const override { return true; }
   std::string name() const override { return "multi_head_attention"; }
   std::string class_name() const override { return "MultiHeadAttention"; }
@@ -273,7 +294,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "MultiHeadAttention config");
     const Index heads = r.read_size("num_heads");
@@ -302,9 +323,9 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<MultiHeadAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MultiHeadAttention&>(other); }
-  // Streams with causal self-attention: a key/value cache per stream (detail/multi_head_attention_stream.hpp),
-  // a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
-  // output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
+  /// Streams with causal self-attention: a key/value cache per stream (detail/multi_head_attention_stream.hpp),
+  /// a ring buffer of attention_window rows, or a cache growing up to StreamOptions::max_history without one.
+  /// output_activation streams too; a layer with an explicit attention mask set refuses (ConfigError).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!options_.causal() || key_features_ != this->in_features() || value_features_ != this->in_features() ||
         extra_keys() > 0)
@@ -314,10 +335,10 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
                            "stream takes one step at a time; call clear_attention_mask() first");
     return std::make_unique<detail::MultiHeadAttentionStream<S>>(stream_weights(), batch, options, describe());
   }
-  // Cross-attention streams (2 or 3 inputs, detail/multi_head_attention_cross_stream.hpp): the queries step; the
-  // keys and values are the stream's context (set_context: the memory [, the values]), projected once. causal and
-  // attention_window keep the layer's rule (query step t aligned with key step t); add_bias_kv, add_zero_attn and an
-  // explicit attention mask refuse (ConfigError).
+  /// Cross-attention streams (2 or 3 inputs, detail/multi_head_attention_cross_stream.hpp): the queries step; the
+  /// keys and values are the stream's context (set_context: the memory [, the values]), projected once. causal and
+  /// attention_window keep the layer's rule (query step t aligned with key step t); add_bias_kv, add_zero_attn and an
+  /// explicit attention mask refuse (ConfigError).
   std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
                                                     Index inputs) const override {
     if (inputs == 1 || inputs < this->min_inputs() || inputs > this->max_inputs())
@@ -334,7 +355,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     return std::make_unique<detail::CrossAttentionStream<S>>(stream_weights(), batch, inputs, options_.causal(),
                                                              describe());
   }
-  // What a stream reads: the weights in place and the shape of the heads.
+  /// What a stream reads: the weights in place and the shape of the heads.
   detail::AttentionWeights<S> stream_weights() const {
     return {&Wq_, &bq_, &Wk_, &bk_, &Wv_, &bv_, &Wo_, &bo_, options_.use_bias(), options_.activation(), heads_,
             head_size_, options_.attention_window().value_or(0), options_.output_activation()};
@@ -351,11 +372,11 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
            "attention_window to bound the memory) to stream";
   }
 
-  // The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
-  // attention dropout (none with need_weights=false on the dense kernels: then one block per thread, not counted),
-  // and the (B*T, H*dh) projections and their gradients (and, with qkv_dropout, the dropped
-  // projections and their keep flags); Tk is the key/value length inside a
-  // cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
+  /// The attention probabilities (B*H, Tq, Tk), or their band (B*H, Tq, min(attention_window, Tk)), twice with
+  /// attention dropout (none with need_weights=false on the dense kernels: then one block per thread, not counted),
+  /// and the (B*T, H*dh) projections and their gradients (and, with qkv_dropout, the dropped
+  /// projections and their keep flags); Tk is the key/value length inside a
+  /// cross-attention call, else T. Not counted: the dense map that attention() builds on request when windowed.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tk = kv_ ? kv_->dimension(1) : T, hd = heads_ * head_size_;
     const Index cols = (windowed() ? std::min(*options_.attention_window(), Tk) : Tk) + extra_keys();
@@ -382,14 +403,20 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
                                 "attention_window bounds the keys each step sees: memory batch x heads x T x window)");
   }
 
+  /// The number of heads.
   Index heads() const { return heads_; }
+  /// The features of each head's queries, keys and values.
   Index head_size() const { return head_size_; }
+  /// The features of the key input.
   Index key_features() const { return key_features_; }
+  /// The features of the value input.
   Index value_features() const { return value_features_; }
+  /// The options the layer was built with.
   const MultiHeadAttentionOptions& options() const { return options_; }
 
-  // The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
-  // output dense kernels and biases). Shapes in the file comment; the biases are empty without use_bias.
+  ///@{
+  /// The weights by name (the parameters Wq, bq, Wk, bk, Wv, bv, Wo, bo of params(); Keras' query/key/value/
+  /// output dense kernels and biases). Shapes in the file comment; the biases are empty without use_bias.
   Matrix<S>& query_kernel() { return Wq_; }
   Matrix<S>& key_kernel() { return Wk_; }
   Matrix<S>& value_kernel() { return Wv_; }
@@ -406,26 +433,29 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
   const Vector<S>& key_bias() const { return bk_; }
   const Vector<S>& value_bias() const { return bv_; }
   const Vector<S>& output_bias() const { return bo_; }
-  // add_bias_kv: the appended key and value (H*dh; empty without add_bias_kv), torch's bias_k and bias_v.
+  ///@}
+  ///@{
+  /// add_bias_kv: the appended key and value (H*dh; empty without add_bias_kv), torch's bias_k and bias_v.
   Vector<S>& bias_k() { return bias_k_; }
   Vector<S>& bias_v() { return bias_v_; }
   const Vector<S>& bias_k() const { return bias_k_; }
   const Vector<S>& bias_v() const { return bias_v_; }
-  // The key/value steps added after the Tk keys: add_bias_kv + add_zero_attn.
+  ///@}
+  /// The key/value steps added after the Tk keys: add_bias_kv + add_zero_attn.
   Index extra_keys() const { return Index(options_.add_bias_kv()) + Index(options_.add_zero_attn()); }
 
-  // Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
-  // attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
-  // query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
-  // above memory_limit()) and kept until the next forward.
-  // Deprecated (CHANGELOG): use attention_map(b, h) or attention_band(); removed in the next release.
+  /// Attention probabilities of the last forward, (B*H, Tq, Tk): row b*H + h is head h of sample b. With
+  /// attention_window the layer keeps only the band (attention_band()); this dense map, zero outside each
+  /// query's window, is then built from it on the first call after a forward (B*H*Tq*Tk values: MemoryError
+  /// above memory_limit()) and kept until the next forward.
+  /// Deprecated (CHANGELOG): use attention_map(b, h) or attention_band(); removed in the next release.
   const Tensor3<S>& attention() const {
     check_need_weights("attention()");
     if (!windowed()) return attention_;
     if (!dense_ready_) build_dense_attention();
     return dense_;
   }
-  // Head h of sample b, (Tq, Tk) (with attention_window: of the dense map of attention()).
+  /// Head h of sample b, (Tq, Tk) (with attention_window: of the dense map of attention()).
   Eigen::Map<const Matrix<S>> attention(Index b, Index h) const {
     check_need_weights("attention(b, h)");
     const Index B = heads_ > 0 ? attention_.dimension(0) / heads_ : 0;
@@ -436,70 +466,76 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     const Index Tq = a.dimension(1), Tk = a.dimension(2);
     return Eigen::Map<const Matrix<S>>(a.data() + (b * heads_ + h) * Tq * Tk, Tq, Tk);
   }
-  // AttentionMap (core/attention_map.hpp): a copy of attention(b, h), (Tq, Tk) (Tk + the extra keys of add_bias_kv
-  // / add_zero_attn).
+  /// AttentionMap (core/attention_map.hpp): a copy of attention(b, h), (Tq, Tk) (Tk + the extra keys of add_bias_kv
+  /// / add_zero_attn).
   Index attention_heads() const override { return heads_; }
   Matrix<S> attention_map(Index b, Index h = 0) const override { return attention(b, h); }
-  // The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
-  // j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
-  // t - w + 1 + j when w < Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0). With
-  // add_bias_kv / add_zero_attn, E more columns at the end: the extra keys (key Tk + e of attention()).
+  /// The probabilities as stored, (B*H, Tq, W): without attention_window the dense map (W = Tk, column j is key
+  /// j); with attention_window w the band, W = min(w, Tk), column j of row t is key band_key(t, j), which is
+  /// t - w + 1 + j when w \< Tk, else j (columns of keys outside [0, Tk) or outside the window hold 0). With
+  /// add_bias_kv / add_zero_attn, E more columns at the end: the extra keys (key Tk + e of attention()).
   const Tensor3<S>& attention_band() const {
     check_need_weights("attention_band()");
     return attention_;
   }
+  /// The key index of column j of row t of attention_band().
   Index band_key(Index t, Index j) const { return window(attention_band_keys_).start(t) + j; }
-  // An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
-  // (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
-  // set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
-  // added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows
-  // the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it. A
-  // query row without an allowed key in a head has a zero context in that head; a row without one in every head outputs
-  // exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
-  // layer and both shapes); backward uses the mask of its forward: setting or clearing one in between is a UsageError.
-  // Not saved in model files (call data, not an option). The calls while a mask is set take plain loops
-  // (detail/multi_head_attention_masked.hpp), slower than the tiled kernels; calls without one are unchanged.
+  /// An explicit attention mask (torch's attn_mask) for the following forward calls, until replaced or cleared:
+  /// (Tq, Tk), the same for every sample and head, or (B*H, Tq, Tk), row b*H + h for head h of sample b.
+  /// set_attention_mask (boolean): true = NOT allowed (torch's convention). set_additive_attention_mask (float):
+  /// added to the scaled scores, -inf = not allowed (NaN and +inf are refused). Either replaces the other. It narrows
+  /// the layer's own rules (lengths, step masks, causal, attention_window): a key is attended only when both allow it.
+  /// A query row without an allowed key in a head has a zero context in that head; a row without one in every head
+  /// outputs exactly 0 and passes no gradient (torch gives NaN). The shapes are checked by each forward (ShapeError naming the
+  /// layer and both shapes); backward uses the mask of its forward: setting or clearing one in between is a UsageError.
+  /// Not saved in model files (call data, not an option). The calls while a mask is set take plain loops
+  /// (detail/multi_head_attention_masked.hpp), slower than the tiled kernels; calls without one are unchanged.
   void set_attention_mask(const Eigen::Tensor<bool, 3, Eigen::RowMajor>& blocked) {
     store_mask_shape(blocked.dimension(0), blocked.dimension(1), blocked.dimension(2), false, "boolean");
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
     mask_bias_.clear();
   }
+  /// A blocking mask (Tq, Tk) for every sample and head.
   void set_attention_mask(const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& blocked) {
     store_mask_shape(1, blocked.rows(), blocked.cols(), true, "boolean");
     mask_blocked_.assign(blocked.data(), blocked.data() + blocked.size());
     mask_bias_.clear();
   }
+  /// An additive mask (B*H, Tq, Tk).
   void set_additive_attention_mask(const Tensor3<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(additive.dimension(0), additive.dimension(1), additive.dimension(2), false, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
     mask_blocked_.clear();
   }
+  /// An additive mask (Tq, Tk) for every sample and head.
   void set_additive_attention_mask(const Matrix<S>& additive) {
     check_additive(additive.data(), additive.size());
     store_mask_shape(1, additive.rows(), additive.cols(), true, "additive");
     mask_bias_.assign(additive.data(), additive.data() + additive.size());
     mask_blocked_.clear();
   }
+  /// Removes the attention mask.
   void clear_attention_mask() {
     mask_rows_ = 0;
     mask_blocked_.clear();
     mask_bias_.clear();
     ++mask_version_;
   }
+  /// Whether an attention mask is set.
   bool has_attention_mask() const { return mask_rows_ > 0; }
 
-  // dxq of the last backward or backward_cross, (B, Tq, in_features): input_grad() under the cross-attention name.
+  /// dxq of the last backward or backward_cross, (B, Tq, in_features): input_grad() under the cross-attention name.
   const Tensor3<S>& query_input_grad() const { return this->input_grad(); }
-  // dxkv of the last backward_cross, (B, Tk, key_features).
+  /// dxkv of the last backward_cross, (B, Tk, key_features).
   const Tensor3<S>& key_input_grad() const { return dkv_; }
-  // dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
+  /// dxv of the last backward_cross(xq, mq, xk, xv, mkv, dy), (B, Tk, value_features).
   const Tensor3<S>& value_input_grad() const { return dv_in_; }
-  // Restarts the attention-dropout random sequence (the masks of the following Train forwards).
+  /// Restarts the attention-dropout random sequence (the masks of the following Train forwards).
   void set_dropout_seed(std::uint64_t seed) { dropout_rng_.reseed(seed); }
 
  protected:
-  // x (B, Tq, in) [, xkv (B, Tk, key_features)] -> y (B, Tq, out). Shapes in the file comment.
+  /// x (B, Tq, in) [, xkv (B, Tk, key_features)] -> y (B, Tq, out). Shapes in the file comment.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     const bool cross = kv_ != nullptr;
     if (!cross && key_features_ != this->in_features())
@@ -671,7 +707,7 @@ class MultiHeadAttention final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // dy (B, Tq, out) -> dx (B, Tq, in) [and dxkv (B, Tk, key_features)]; adds into every parameter gradient.
+  /// dy (B, Tq, out) -> dx (B, Tq, in) [and dxkv (B, Tk, key_features)]; adds into every parameter gradient.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool cross = kv_ != nullptr;
     if (cross != last_cross_ || (v_in_ != nullptr) != last_split_)

@@ -1,31 +1,35 @@
 #pragma once
-// Pooling over time. Global pools (GlobalMaxPool, GlobalAvgPool, LastStep) are in global_pooling.hpp,
-// included here. Windowed pools:
-//   MaxPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras MaxPooling1D, padding 'valid')
-//   AvgPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras AveragePooling1D, padding 'valid')
-//   x (B, T, F) -> y (B, T_out, F). Output step j covers the input steps [j*s, j*s + size); stride s defaults to
-//   size. No parameters.
-//   Default (partial_windows = false): only complete windows, T_out = (T - size) / s + 1 (T >= size, else
-//     ShapeError). A sequence of valid length len keeps the windows that fit inside its valid steps:
-//         len_out = len >= size ? (len - size) / s + 1 : 0
-//     so every sequence gets exactly what F.max_pool1d / F.avg_pool1d give on its unpadded steps, and adding
-//     padding never adds or changes a valid output step.
-//   partial_windows = true: every window that starts at a valid step is kept and aggregates only its valid
-//     steps: T_out = ceil(T / s), len_out = ceil(len / s); window j covers [j*s, min(j*s + size, len)) and the
-//     average divides by the number of steps it covers (for size <= stride this is PyTorch's ceil_mode=True).
-//   Max: the gradient goes to the first step of the window reaching the maximum (overlapping windows add).
-//   Output steps j >= len_out are padding (the returned out_mask holds len_out): they output 0 and pass no
-//   gradient. A sequence shorter than one window gets len_out = 0 (with partial windows only len = 0 does).
-//   Step masks (holes, left padding; supports_step_masks()): a sequence spans [first kept step, last kept step].
-//     Output window j is kept when one of its input steps is kept and, without partial windows, the whole window
-//     lies inside the span (with lengths the span is [0, len): exactly the rule above, so out_mask gives today's
-//     lengths for a length mask). A kept window pools only its kept steps (max: the first kept step reaching the
-//     maximum; average: divided by the number of its kept steps); masked steps are never read and get dx = 0.
-//     Masked output windows output 0 and pass no gradient; out_mask maps the step mask to these windows (a step
-//     mask again, or lengths when the kept windows are a prefix).
-//   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
-//   Streams (core/stream.hpp): only size = stride = 1 (the identity) streams; a stride above 1 changes the number
-//   of steps and a window of several steps reads the steps after its first: ConfigError (stream_refusal()).
+/// \file
+/// Pooling over time. Global pools (GlobalMaxPool, GlobalAvgPool, LastStep) are in global_pooling.hpp,
+/// included here. Windowed pools:
+///
+/// ```unparsed
+///   MaxPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras MaxPooling1D, padding 'valid')
+///   AvgPool1D<S>(in_features, size, PoolOptions().stride(s))   (Keras AveragePooling1D, padding 'valid')
+///   x (B, T, F) -> y (B, T_out, F). Output step j covers the input steps [j*s, j*s + size); stride s defaults to
+///   size. No parameters.
+///   Default (partial_windows = false): only complete windows, T_out = (T - size) / s + 1 (T >= size, else
+///     ShapeError). A sequence of valid length len keeps the windows that fit inside its valid steps:
+///         len_out = len >= size ? (len - size) / s + 1 : 0
+///     so every sequence gets exactly what F.max_pool1d / F.avg_pool1d give on its unpadded steps, and adding
+///     padding never adds or changes a valid output step.
+///   partial_windows = true: every window that starts at a valid step is kept and aggregates only its valid
+///     steps: T_out = ceil(T / s), len_out = ceil(len / s); window j covers [j*s, min(j*s + size, len)) and the
+///     average divides by the number of steps it covers (for size <= stride this is PyTorch's ceil_mode=True).
+///   Max: the gradient goes to the first step of the window reaching the maximum (overlapping windows add).
+///   Output steps j >= len_out are padding (the returned out_mask holds len_out): they output 0 and pass no
+///   gradient. A sequence shorter than one window gets len_out = 0 (with partial windows only len = 0 does).
+///   Step masks (holes, left padding; supports_step_masks()): a sequence spans [first kept step, last kept step].
+///     Output window j is kept when one of its input steps is kept and, without partial windows, the whole window
+///     lies inside the span (with lengths the span is [0, len): exactly the rule above, so out_mask gives today's
+///     lengths for a length mask). A kept window pools only its kept steps (max: the first kept step reaching the
+///     maximum; average: divided by the number of its kept steps); masked steps are never read and get dx = 0.
+///     Masked output windows output 0 and pass no gradient; out_mask maps the step mask to these windows (a step
+///     mask again, or lengths when the kept windows are a prefix).
+///   Errors: size <= 0 or stride < 0 (ConfigError); fewer input steps than T_out >= 1 needs (ShapeError).
+///   Streams (core/stream.hpp): only size = stride = 1 (the identity) streams; a stride above 1 changes the number
+///   of steps and a window of several steps reads the steps after its first: ConfigError (stream_refusal()).
+/// ```
 
 #include <algorithm>
 #include <cstdint>
@@ -39,11 +43,15 @@
 
 namespace seqattn {
 
+/// Options of MaxPool1D and AvgPool1D (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct PoolOptions {
-  SEQATTN_ARG(Index, stride, 0)              // 0: stride = size (Keras' default)
-  SEQATTN_ARG(bool, partial_windows, false)  // keep windows that start at a valid step (see above)
+  SEQATTN_ARG(Index, stride, 0)  ///< 0: stride = size (Keras' default)
+  SEQATTN_ARG(bool, partial_windows, false)  ///< keep windows that start at a valid step (see above)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("strides", o.stride_);
@@ -144,14 +152,19 @@ class WindowPoolBase : public Layer<S> {
 
 }  // namespace detail
 
+/// Max over windows of steps (Keras MaxPooling1D); see the file documentation.
+///
+/// Also public, from its implementation base: size(), stride() and partial_windows().
+/// \extends Layer
 template <class S>
 class MaxPool1D final : public detail::WindowPoolBase<S> {
  public:
+  /// Max pooling over windows of `size` steps.
   MaxPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("MaxPool1D", in_features, size, options) {}
   std::string name() const override { return "max_pool1d"; }
   std::string class_name() const override { return "MaxPool1D"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "MaxPool1D config");
     const Index size = r.read_size("pool_size");
@@ -163,8 +176,8 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const MaxPool1D&>(other); }
 
  protected:
-  // x (B, T, F) -> y (B, T_out, F): y[b, j, f] = max over t in window j (valid part) of x[b, t, f];
-  // argmax (B*T_out, F) cached, -1 at padded output steps
+  /// x (B, T, F) -> y (B, T_out, F): y[b, j, f] = max over t in window j (valid part) of x[b, t, f];
+  /// argmax (B*T_out, F) cached, -1 at padded output steps
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), To = y.dimension(1);
     ensure_shape(argmax_, B * To, F);
@@ -215,7 +228,7 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
       argmax_.middleRows(b * To + len_out, To - len_out).setConstant(-1);
     }
   }
-  // dy (B, T_out, F) -> dx[b, argmax[b, j, f], f] += dy[b, j, f] (inverts the max of each window)
+  /// dy (B, T_out, F) -> dx[b, argmax[b, j, f], f] += dy[b, j, f] (inverts the max of each window)
   void do_backward(const Tensor3<S>&, const Mask&, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     dx.setZero();
     const Index F = dx.dimension(2), To = dy.dimension(1);
@@ -234,14 +247,19 @@ class MaxPool1D final : public detail::WindowPoolBase<S> {
   Matrix<Index> argmax_;
 };
 
+/// Average over windows of steps (Keras AveragePooling1D); see the file documentation.
+///
+/// Also public, from its implementation base: size(), stride() and partial_windows().
+/// \extends Layer
 template <class S>
 class AvgPool1D final : public detail::WindowPoolBase<S> {
  public:
+  /// Average pooling over windows of `size` steps.
   AvgPool1D(Index in_features, Index size, PoolOptions options = PoolOptions())
       : detail::WindowPoolBase<S>("AvgPool1D", in_features, size, options) {}
   std::string name() const override { return "avg_pool1d"; }
   std::string class_name() const override { return "AvgPool1D"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "AvgPool1D config");
     const Index size = r.read_size("pool_size");
@@ -253,7 +271,7 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
   void copy_from(const Layer<S>& other) override { *this = static_cast<const AvgPool1D&>(other); }
 
  protected:
-  // x (B, T, F) -> y (B, T_out, F): y[b, j] = mean of x[b, t] over the valid steps t of window j
+  /// x (B, T, F) -> y (B, T_out, F): y[b, j] = mean of x[b, t] over the valid steps t of window j
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), To = y.dimension(1);
     if (mask.has_holes()) {  // step mask: the kept windows, the mean of their kept steps (in step order)
@@ -288,7 +306,7 @@ class AvgPool1D final : public detail::WindowPoolBase<S> {
       Y.bottomRows(To - len_out).setZero();
     }
   }
-  // dy (B, T_out, F) -> dx[b, t] += dy[b, j] / count_j for t in window j (inverts the mean)
+  /// dy (B, T_out, F) -> dx[b, t] += dy[b, j] / count_j for t in window j (inverts the mean)
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     dx.setZero();
     const Index T = dx.dimension(1);

@@ -1,55 +1,65 @@
 #pragma once
-// Positional encodings: x (B, T, F) -> y (B, T, F) in mode Add, or (B, T, F + d) in mode Concat; mode Expand
-// reads positions instead: x (B, T, 1) -> y (B, T, d).
-//
-// SinusoidalPositionalEncoding<S>(in_features, SinusoidalOptions().mode(..).output_dim(d))
-//   keras-pos-embd's TrigPosEmbedding, fixed (no parameters):
-//       PE[p, 2i]   = sin(p / 10000^(2i / d))
-//       PE[p, 2i+1] = cos(p / 10000^(2i / d))          p = 0 at the first step
-//   An odd d is allowed (the last column is a sin column; keras-pos-embd rejects odd d).
-//   The table is computed in double, cached as a member and recomputed only when T grows.
-//
-// PositionEmbedding<S>(in_features, max_length, PositionEmbeddingOptions().mode(..).output_dim(d))
-//   keras-pos-embd's PositionEmbedding (modes add and concat): a learned table E (max_length, d), parameter
-//   "embeddings", initialized uniform(-0.05, 0.05) (Keras' 'uniform') unless embeddings_init says otherwise.
-//   PE[p] = E[p]. A VALID step at position >= max_length throws ShapeError; padded steps past max_length are
-//   allowed (they never read the table), so growing the padding never breaks a batch.
-//
-// Modes (both layers):
-//   Add     d = in_features (output_dim must be 0 or in_features):   y[b, t] = x[b, t] + PE[t]
-//   Concat  d = output_dim (required, > 0):                          y[b, t] = [x[b, t], PE[t]]  (x first,
-//           as keras-pos-embd)
-//   Expand  d = output_dim (required, > 0), in_features must be 1:   y[b, t] = PE(x[b, t])  (keras-pos-embd's
-//           MODE_EXPAND: the input holds one position per step, negative allowed, e.g. relative positions)
-//     Sinusoidal: PE(p) is the formula above at the real number p (Keras casts the position to floatx); an
-//       integer p gives bitwise the row PE[p] of the other modes. dx[b, t] = sum_c dy[b, t, c] dPE(p)_c / dp
-//       (cos and -sin times the column's frequency), as Keras' autodiff.
-//     PositionEmbedding: max_length is keras-pos-embd's input_dim, the largest absolute position; the table E has
-//       2 max_length + 1 rows and PE(p) = E[clip(p, -max_length, max_length) + max_length] (positions beyond the
-//       table are clipped to its ends, as keras-pos-embd). A kept position must be an integer (ShapeError naming
-//       the layer, the value and (b, t) otherwise; NaN and Inf too). dx = 0 (a lookup); dE[row] += dy[b, t].
-//       Option mask_position (model-file key "mask_zero", keras-pos-embd's mask_zero: "the index that
-//       represents padding", a position VALUE such as 10000, not row 0): a step holding that position outputs 0,
-//       adds nothing to dE and is dropped by out_mask (a step mask; out_mask must follow the forward of the same
-//       batch). Only in Expand mode (ConfigError otherwise).
-//     Masked and padded steps output 0 in Expand mode, are never read (any value, NaN included) and get dx = 0.
-// Masks: the encoding is applied to valid steps (t < length) only. A padded step passes x through unchanged
-// (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
-// the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;
-// dE[t] += sum over the sequences where t is valid of the PE columns of dy[b, t].
-// Step masks (holes, left padding; supports_step_masks()): the position is the step index t (positions count
-// steps, not kept steps: a hole does not shift the positions after it, and the first kept step after left padding
-// of p steps gets PE[p]); a masked step is treated as a padded one. PositionEmbedding's max_length applies to the
-// last kept step.
-//
-// Streams (core/stream.hpp): in Expand mode each step reads its position from the input (bitwise the forward's
-// row; PositionEmbedding with mask_position refuses to stream: a stream has no mask to drop that step from). In
-// the other modes the step of stream b at position p = start[b] + i gets PE[p], bitwise the forward's row; no state
-// (the position is the stream's step count). Sinusoidal computes its row on the fly (the table's angles in double, so
-// memory does not grow with the position): columns 2i and 2i + 1 share their angle, and GCC computes both with one
-// sincos (glibc's gives the bits of sin and cos: about 0.45 us per step for d = 64); a stream of B > 1 keeps the last
-// min(B, 64) rows it computed (streams in lockstep share them). PositionEmbedding reads E[p] in place and holds
-// max_length steps: a longer stream throws StreamLimitError.
+/// \file
+/// Positional encodings: x (B, T, F) -> y (B, T, F) in mode Add, or (B, T, F + d) in mode Concat; mode Expand
+/// reads positions instead: x (B, T, 1) -> y (B, T, d).
+///
+/// SinusoidalPositionalEncoding\<S>(in_features, SinusoidalOptions().mode(..).output_dim(d))
+///
+/// ```unparsed
+///   keras-pos-embd's TrigPosEmbedding, fixed (no parameters):
+///       PE[p, 2i]   = sin(p / 10000^(2i / d))
+///       PE[p, 2i+1] = cos(p / 10000^(2i / d))          p = 0 at the first step
+///   An odd d is allowed (the last column is a sin column; keras-pos-embd rejects odd d).
+///   The table is computed in double, cached as a member and recomputed only when T grows.
+///
+/// ```
+/// PositionEmbedding\<S>(in_features, max_length, PositionEmbeddingOptions().mode(..).output_dim(d))
+///
+/// ```unparsed
+///   keras-pos-embd's PositionEmbedding (modes add and concat): a learned table E (max_length, d), parameter
+///   "embeddings", initialized uniform(-0.05, 0.05) (Keras' 'uniform') unless embeddings_init says otherwise.
+///   PE[p] = E[p]. A VALID step at position >= max_length throws ShapeError; padded steps past max_length are
+///   allowed (they never read the table), so growing the padding never breaks a batch.
+///
+/// ```
+/// Modes (both layers):
+///
+/// ```unparsed
+///   Add     d = in_features (output_dim must be 0 or in_features):   y[b, t] = x[b, t] + PE[t]
+///   Concat  d = output_dim (required, > 0):                          y[b, t] = [x[b, t], PE[t]]  (x first,
+///           as keras-pos-embd)
+///   Expand  d = output_dim (required, > 0), in_features must be 1:   y[b, t] = PE(x[b, t])  (keras-pos-embd's
+///           MODE_EXPAND: the input holds one position per step, negative allowed, e.g. relative positions)
+///     Sinusoidal: PE(p) is the formula above at the real number p (Keras casts the position to floatx); an
+///       integer p gives bitwise the row PE[p] of the other modes. dx[b, t] = sum_c dy[b, t, c] dPE(p)_c / dp
+///       (cos and -sin times the column's frequency), as Keras' autodiff.
+///     PositionEmbedding: max_length is keras-pos-embd's input_dim, the largest absolute position; the table E has
+///       2 max_length + 1 rows and PE(p) = E[clip(p, -max_length, max_length) + max_length] (positions beyond the
+///       table are clipped to its ends, as keras-pos-embd). A kept position must be an integer (ShapeError naming
+///       the layer, the value and (b, t) otherwise; NaN and Inf too). dx = 0 (a lookup); dE[row] += dy[b, t].
+///       Option mask_position (model-file key "mask_zero", keras-pos-embd's mask_zero: "the index that
+///       represents padding", a position VALUE such as 10000, not row 0): a step holding that position outputs 0,
+///       adds nothing to dE and is dropped by out_mask (a step mask; out_mask must follow the forward of the same
+///       batch). Only in Expand mode (ConfigError otherwise).
+///     Masked and padded steps output 0 in Expand mode, are never read (any value, NaN included) and get dx = 0.
+/// ```
+/// Masks: the encoding is applied to valid steps (t \< length) only. A padded step passes x through unchanged
+/// (Add) or gives [x[b, t], 0] (Concat), so valid outputs never depend on padding and padding never reaches
+/// the gradient of "embeddings". backward: dx = dy (Add) or the first F columns of dy (Concat) at every step;
+/// dE[t] += sum over the sequences where t is valid of the PE columns of dy[b, t].
+/// Step masks (holes, left padding; supports_step_masks()): the position is the step index t (positions count
+/// steps, not kept steps: a hole does not shift the positions after it, and the first kept step after left padding
+/// of p steps gets PE[p]); a masked step is treated as a padded one. PositionEmbedding's max_length applies to the
+/// last kept step.
+///
+/// Streams (core/stream.hpp): in Expand mode each step reads its position from the input (bitwise the forward's
+/// row; PositionEmbedding with mask_position refuses to stream: a stream has no mask to drop that step from). In
+/// the other modes the step of stream b at position p = start[b] + i gets PE[p], bitwise the forward's row; no state
+/// (the position is the stream's step count). Sinusoidal computes its row on the fly (the table's angles in double, so
+/// memory does not grow with the position): columns 2i and 2i + 1 share their angle, and GCC computes both with one
+/// sincos (glibc's gives the bits of sin and cos: about 0.45 us per step for d = 64); a stream of B > 1 keeps the last
+/// min(B, 64) rows it computed (streams in lockstep share them). PositionEmbedding reads E[p] in place and holds
+/// max_length steps: a longer stream throws StreamLimitError.
 
 #include <cmath>
 #include <cstdint>
@@ -69,24 +79,31 @@
 
 namespace seqattn {
 
+/// How a position encoding combines with the input: added, concatenated, or used alone (keras-pos-embd modes).
 enum class PositionMode { Add, Concat, Expand };
 
+/// The model-file name of a mode ("add").
 inline const char* to_string(PositionMode mode) {
   return mode == PositionMode::Add ? "add" : mode == PositionMode::Concat ? "concat" : "expand";
 }
 
-// Model-file names (core/layer_config.hpp): keras-pos-embd's modes.
+/// Model-file names (core/layer_config.hpp): keras-pos-embd's modes.
 inline const std::vector<std::pair<PositionMode, const char*>>& config_names(PositionMode) {
   static const std::vector<std::pair<PositionMode, const char*>> names = {
       {PositionMode::Add, "add"}, {PositionMode::Concat, "concat"}, {PositionMode::Expand, "expand"}};
   return names;
 }
 
+/// Options of SinusoidalPositionalEncoding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SinusoidalOptions {
+  /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
-  SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
+  SEQATTN_ARG(Index, output_dim, 0)  ///< d; required in Concat mode, 0 or in_features in Add mode
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("mode", o.mode_);
@@ -94,15 +111,22 @@ struct SinusoidalOptions {
   }
 };
 
+/// Options of PositionEmbedding (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct PositionEmbeddingOptions {
+  /// Add, Concat or Expand.
   SEQATTN_ARG(PositionMode, mode, PositionMode::Add)
-  SEQATTN_ARG(Index, output_dim, 0)  // d; required in Concat mode, 0 or in_features in Add mode
+  SEQATTN_ARG(Index, output_dim, 0)  ///< d; required in Concat mode, 0 or in_features in Add mode
+  /// Initializer of the position embeddings.
   SEQATTN_ARG(Init, embeddings_init, Init::uniform(-0.05, 0.05))
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
-  // Expand only: the position value of padding. Model files: key "mask_zero", written only when set.
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
+  /// Expand only: the position value of padding. Model files: key "mask_zero", written only when set.
   SEQATTN_ARG(std::optional<Index>, mask_position, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("mode", o.mode_);
@@ -216,9 +240,11 @@ void position_row(const XR& x, const PR& pe, PositionMode mode, YR&& y) {
 
 }  // namespace detail
 
+/// Fixed sine/cosine position encodings (Vaswani et al.); see the file documentation.
 template <class S>
 class SinusoidalPositionalEncoding final : public Layer<S> {
  public:
+  /// Sinusoidal encoding of inputs of `in_features` features.
   explicit SinusoidalPositionalEncoding(Index in_features, SinusoidalOptions options = SinusoidalOptions())
       : Layer<S>(in_features),
         options_(options),
@@ -231,6 +257,7 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     inv_freq_.reserve(static_cast<size_t>(dim_));
     for (Index c = 0; c < dim_; ++c) inv_freq_.push_back(inverse_frequency(c, dim_));
   }
+  /// SinusoidalPositionalEncoding with SinusoidalOptions().mode(mode).output_dim(output_dim).
   SinusoidalPositionalEncoding(Index in_features, PositionMode mode, Index output_dim = 0)
       : SinusoidalPositionalEncoding(in_features, SinusoidalOptions().mode(mode).output_dim(output_dim)) {}
 
@@ -246,7 +273,7 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "SinusoidalPositionalEncoding config");
     const SinusoidalOptions options = read_options<SinusoidalOptions>(r);
@@ -257,12 +284,14 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SinusoidalPositionalEncoding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SinusoidalPositionalEncoding&>(other); }
 
+  /// The options the layer was built with.
   const SinusoidalOptions& options() const { return options_; }
+  /// The features of the encoding (d).
   Index encoding_dim() const { return dim_; }
-  // The cached table: at least the steps of the longest input seen so far, d columns.
+  /// The cached table: at least the steps of the longest input seen so far, d columns.
   const Matrix<S>& table() const { return table_; }
 
-  // The table PE (steps, d) computed in double, as defined in the header comment.
+  /// The table PE (steps, d) computed in double, as defined in the header comment.
   static Matrix<S> compute_table(Index steps, Index d) {
     Matrix<S> pe(steps, d);
     for (Index c = 0; c < d; ++c) {
@@ -271,31 +300,31 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
     }
     return pe;
   }
-  // Column c of d: 1 / 10000^(2i / d) with 2i = c - c % 2.
+  /// Column c of d: 1 / 10000^(2i / d) with 2i = c - c % 2.
   static double inverse_frequency(Index c, Index d) {
     return 1.0 / std::pow(10000.0, static_cast<double>(c - c % 2) / static_cast<double>(d));
   }
-  // PE[p, c], c of frequency inv_freq: sin (c even) or cos (c odd) of p * inv_freq, in double.
+  /// PE[p, c], c of frequency inv_freq: sin (c even) or cos (c odd) of p * inv_freq, in double.
   static S encoding(Index p, Index c, double inv_freq) { return encoding_at(static_cast<double>(p), c, inv_freq); }
-  // PE(p, c) at a real position p (Expand mode; an integer p gives encoding()'s bits).
+  /// PE(p, c) at a real position p (Expand mode; an integer p gives encoding()'s bits).
   static S encoding_at(double p, Index c, double inv_freq) {
     const double angle = p * inv_freq;
     return static_cast<S>(c % 2 == 0 ? std::sin(angle) : std::cos(angle));
   }
-  // Per step: PE[start[b] + i] computed for the step (compute_table's angles: bitwise the forward's rows).
+  /// Per step: PE[start[b] + i] computed for the step (compute_table's angles: bitwise the forward's rows).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<SinusoidalStream>(*this, batch);
   }
 
  protected:
-  // x (B, T, F) -> y (B, T, F) or (B, T, F + d); the table grows only when T does.
-  // Expand: x (B, T, 1) positions -> y (B, T, d), y[b, t, c] = PE(x[b, t], c) at kept steps, 0 elsewhere.
+  /// x (B, T, F) -> y (B, T, F) or (B, T, F + d); the table grows only when T does.
+  /// Expand: x (B, T, 1) positions -> y (B, T, d), y[b, t, c] = PE(x[b, t], c) at kept steps, 0 elsewhere.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     if (options_.mode() == PositionMode::Expand) return expand_forward(x, mask, y);
     if (table_.rows() < x.dimension(1)) table_ = compute_table(x.dimension(1), dim_);
     detail::position_forward(x, mask, table_, options_.mode(), y);
   }
-  // dy -> dx (no parameters). Expand: dx[b, t] = sum_c dy[b, t, c] dPE(p, c)/dp at kept steps, 0 elsewhere.
+  /// dy -> dx (no parameters). Expand: dx[b, t] = sum_c dy[b, t, c] dPE(p, c)/dp at kept steps, 0 elsewhere.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     if (options_.mode() == PositionMode::Expand) return expand_backward(x, mask, dy, dx);
     detail::position_backward<S>(dy, mask, options_.mode(), dx, nullptr);
@@ -393,9 +422,12 @@ class SinusoidalPositionalEncoding final : public Layer<S> {
   Matrix<S> table_;               // (cached steps, d)
 };
 
+/// Learned position embeddings for up to max_length positions (keras-pos-embd PositionEmbedding); see the file
+/// documentation.
 template <class S>
 class PositionEmbedding final : public Layer<S> {
  public:
+  /// Position embeddings for `max_length` positions over inputs of `in_features` features.
   PositionEmbedding(Index in_features, Index max_length, PositionEmbeddingOptions options = PositionEmbeddingOptions())
       : Layer<S>(in_features), max_length_(max_length), options_(options) {
     const std::string who = describe_with(max_length, options, options.output_dim());
@@ -438,7 +470,7 @@ class PositionEmbedding final : public Layer<S> {
     if (options_.mask_position()) c.set("mask_zero", *options_.mask_position());
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "PositionEmbedding config");
     const Index max_length = r.read_size("max_length");
@@ -453,12 +485,16 @@ class PositionEmbedding final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<PositionEmbedding>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const PositionEmbedding&>(other); }
 
+  /// The number of positions.
   Index max_length() const { return max_length_; }
+  /// The features of an embedding (d).
   Index encoding_dim() const { return dim_; }
+  /// The options the layer was built with.
   const PositionEmbeddingOptions& options() const { return options_; }
+  /// The embeddings (max_length, d), in place.
   Matrix<S>& embeddings() { return E_; }
-  // Per step: E[start[b] + i] read in place (bitwise the forward's rows); max_steps() = max_length.
-  // Expand: E[row of x] per step; with mask_position it refuses (see the header comment).
+  /// Per step: E[start[b] + i] read in place (bitwise the forward's rows); max_steps() = max_length.
+  /// Expand: E[row of x] per step; with mask_position it refuses (see the header comment).
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     if (options_.mask_position())
       detail::throw_config(describe(), ": cannot be streamed: a step at the padding position ",
@@ -467,8 +503,8 @@ class PositionEmbedding final : public Layer<S> {
   }
 
  protected:
-  // x (B, T, F) -> y (B, T, F) or (B, T, F + d); E (max_length, d). Throws when a valid step is past max_length.
-  // Expand: x (B, T, 1) positions -> y (B, T, d), y[b, t] = E[row(x[b, t])] at kept steps, 0 elsewhere.
+  /// x (B, T, F) -> y (B, T, F) or (B, T, F + d); E (max_length, d). Throws when a valid step is past max_length.
+  /// Expand: x (B, T, 1) positions -> y (B, T, d), y[b, t] = E[row(x[b, t])] at kept steps, 0 elsewhere.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     if (expand()) return expand_forward(x, mask, y);
     const Index T = x.dimension(1);
@@ -481,8 +517,8 @@ class PositionEmbedding final : public Layer<S> {
     }
     detail::position_forward(x, mask, E_, options_.mode(), y);
   }
-  // dy -> dx;  dE[t] += dy[b, t] (PE columns) for valid t: inverts y = x + E[t] / [x, E[t]]
-  // Expand: dx = 0 (a lookup);  dE[row(x[b, t])] += dy[b, t] at the steps the forward read.
+  /// dy -> dx;  dE[t] += dy[b, t] (PE columns) for valid t: inverts y = x + E[t] / [x, E[t]]
+  /// Expand: dx = 0 (a lookup);  dE[row(x[b, t])] += dy[b, t] at the steps the forward read.
   void do_backward(const Tensor3<S>&, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     if (expand()) {
       dx.setZero();

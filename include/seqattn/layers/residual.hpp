@@ -1,11 +1,18 @@
 #pragma once
-// Residual: y = x + f(x), where f is a Sequential<S> body that keeps the shape (same features, same steps).
-//   x (B, T, F) -> f(x) (B, T, F) -> y (B, T, F); dx = dy + df/dx^T dy.
-// Build the body first and hand it over, or add layers to body() after construction:
-//   Sequential<float> f(64); f.add<Conv1D<float>>(64, 8, ...);  model.add<Residual<float>>(std::move(f));
-//   auto& r = model.add<Residual<float>>(); r.body().add<Dense<float>>(64);
-// The body's shape is checked when it is given and again at every forward (layers may be added later).
-// Parameters are the body's, named "<index>.<layer>.<param>" inside the residual: "2.residual.0.conv1d.W".
+/// \file
+/// Residual: y = x + f(x), where f is a Sequential\<S> body that keeps the shape (same features, same steps).
+///
+/// ```unparsed
+///   x (B, T, F) -> f(x) (B, T, F) -> y (B, T, F); dx = dy + df/dx^T dy.
+/// ```
+/// Build the body first and hand it over, or add layers to body() after construction:
+///
+/// ```unparsed
+///   Sequential<float> f(64); f.add<Conv1D<float>>(64, 8, ...);  model.add<Residual<float>>(std::move(f));
+///   auto& r = model.add<Residual<float>>(); r.body().add<Dense<float>>(64);
+/// ```
+/// The body's shape is checked when it is given and again at every forward (layers may be added later).
+/// Parameters are the body's, named "\<index>.\<layer>.\<param>" inside the residual: "2.residual.0.conv1d.W".
 
 #include <memory>
 #include <string>
@@ -16,15 +23,20 @@
 
 namespace seqattn {
 
+/// y = x + body(x), with body a Sequential that keeps the shape; see the file documentation.
 template <class S>
 class Residual final : public Layer<S> {
  public:
+  /// An empty body (add layers with body().add).
   explicit Residual(Index in_features) : Layer<S>(in_features), body_(in_features) {}
+  /// The given body (its out_features must equal in_features).
   Residual(Index in_features, Sequential<S> body) : Layer<S>(in_features), body_(std::move(body)) {
     check_body();
   }
 
+  /// The body.
   Sequential<S>& body() { return body_; }
+  /// The body.
   const Sequential<S>& body() const { return body_; }
 
   Index out_features() const override { return this->in_features(); }
@@ -32,9 +44,9 @@ class Residual final : public Layer<S> {
   std::string step_mask_refusal() const override { return "its body " + body_.step_mask_refusal(); }
   std::string name() const override { return "residual"; }
   std::string class_name() const override { return "Residual"; }
-  // {"layers": [the body's layers' entries]} (as Sequential's).
+  /// {"layers": [the body's layers' entries]} (as Sequential's).
   Config config() const override { return body_.config(); }
-  // Rebuilds the layer from config(), the body's layers with `build` (model/layer_registry.hpp).
+  /// Rebuilds the layer from config(), the body's layers with `build` (model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
     return std::make_unique<Residual>(in_features, Sequential<S>::from_config(in_features, config, build, "Residual"));
   }
@@ -48,7 +60,7 @@ class Residual final : public Layer<S> {
   std::size_t cache_bytes(Index B, Index T) const override { return body_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return body_.memory_remedy(B, T); }
   S extra_regularization_loss() const override { return body_.regularization_loss(); }
-  // Streams as its body does: y = x + body's stream output.
+  /// Streams as its body does: y = x + body's stream output.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     auto stream = std::make_unique<ResidualStream>();
     try {
@@ -60,13 +72,13 @@ class Residual final : public Layer<S> {
   }
 
  protected:
-  // x (B, T, F) -> y = x + body(x)
+  /// x (B, T, F) -> y = x + body(x)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     check_body(x.dimension(1));
     const Tensor3<S>& fx = body_.forward(x, mask, mode);
     as_matrix(y).noalias() = as_matrix(x) + as_matrix(fx);
   }
-  // dy -> dx = dy (identity path) + body.backward(dy) (inverts y = x + body(x))
+  /// dy -> dx = dy (identity path) + body.backward(dy) (inverts y = x + body(x))
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Tensor3<S>& dfx = body_.backward(x, mask, dy);
     as_matrix(dx).noalias() = as_matrix(dy) + as_matrix(dfx);

@@ -1,20 +1,36 @@
 #pragma once
-// RMSNorm: scales the features of each step by their root mean square, as torch.nn.RMSNorm(F) and Keras 3's
-// RMSNormalization (no centering, no bias):
-//     rstd = 1 / sqrt(mean_f x[f]^2 + eps),  xhat = x * rstd,  y = gamma * xhat
-//   x (B, T, F) -> y (B, T, F); gamma (F), initialized to ones. Parameter "gamma" (when scale), as LayerNorm's.
-// Options: eps (model-file key "epsilon"; default 1e-6 as Keras' RMSNormalization; torch.nn.RMSNorm's eps=None
-//   means the machine epsilon of the dtype, 1.19e-7 for float: pass it explicitly to match), must be > 0 and
-//   finite; scale (learn gamma, default true; false is torch's elementwise_affine=False).
-// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradient of gamma (their values,
-//   NaN included, are never read). Every step is normalized on its own, so valid outputs never depend on padding.
-//   Step masks (holes, left padding): a masked step is treated as a padded one (supports_step_masks()).
-// Range: any finite step gives a finite output. A step whose sum of squares overflows S is normalized again on
-//   its values scaled by a power of two (z = x 2^-e, rstd = 2^-e / sqrt(mean z^2 + eps 4^-e)); steps of
-//   ordinary magnitude never take that path. A NaN or Inf in a valid step makes that step's output NaN.
-// Backward: g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
-// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row function, so a
-//   stream's outputs are bitwise those of predict.
+/// \file
+/// RMSNorm: scales the features of each step by their root mean square, as torch.nn.RMSNorm(F) and Keras 3's
+/// RMSNormalization (no centering, no bias):
+///
+/// ```unparsed
+///     rstd = 1 / sqrt(mean_f x[f]^2 + eps),  xhat = x * rstd,  y = gamma * xhat
+///   x (B, T, F) -> y (B, T, F); gamma (F), initialized to ones. Parameter "gamma" (when scale), as LayerNorm's.
+/// ```
+/// Options: eps (model-file key "epsilon"; default 1e-6 as Keras' RMSNormalization; torch.nn.RMSNorm's eps=None
+///
+/// ```unparsed
+///   means the machine epsilon of the dtype, 1.19e-7 for float: pass it explicitly to match), must be > 0 and
+///   finite; scale (learn gamma, default true; false is torch's elementwise_affine=False).
+/// ```
+/// Masks: padded steps (t >= length) output 0, get dx = 0 and add nothing to the gradient of gamma (their values,
+///
+/// ```unparsed
+///   NaN included, are never read). Every step is normalized on its own, so valid outputs never depend on padding.
+///   Step masks (holes, left padding): a masked step is treated as a padded one (supports_step_masks()).
+/// ```
+/// Range: any finite step gives a finite output. A step whose sum of squares overflows S is normalized again on
+///
+/// ```unparsed
+///   its values scaled by a power of two (z = x 2^-e, rstd = 2^-e / sqrt(mean z^2 + eps 4^-e)); steps of
+///   ordinary magnitude never take that path. A NaN or Inf in a valid step makes that step's output NaN.
+/// ```
+/// Backward: g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
+/// Stream (core/stream.hpp): per step, no state; each row goes through the forward's own per-row function, so a
+///
+/// ```unparsed
+///   stream's outputs are bitwise those of predict.
+/// ```
 
 #include <cmath>
 #include <memory>
@@ -29,11 +45,16 @@
 
 namespace seqattn {
 
+/// Options of RMSNorm (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct RMSNormOptions {
+  /// Added to the mean of the squares before the square root.
   SEQATTN_ARG(double, eps, 1e-6)
-  SEQATTN_ARG(bool, scale, true)  // learn gamma
+  SEQATTN_ARG(bool, scale, true)  ///< learn gamma
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("epsilon", o.eps_);
@@ -41,9 +62,11 @@ struct RMSNormOptions {
   }
 };
 
+/// Root-mean-square normalization over the features of each step; see the file documentation.
 template <class S>
 class RMSNorm final : public Layer<S> {
  public:
+  /// RMS normalization of `in_features` features.
   explicit RMSNorm(Index in_features, RMSNormOptions options = RMSNormOptions())
       : Layer<S>(in_features), options_(options) {
     if (!(options.eps() > 0.0) || !std::isfinite(options.eps()))
@@ -56,14 +79,14 @@ class RMSNorm final : public Layer<S> {
   Index out_features() const override { return this->in_features(); }
   std::string name() const override { return "rms_norm"; }
   std::string class_name() const override { return "RMSNorm"; }
-  // Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
+  /// Step masks: a masked step is treated as a padded one (output 0, dx 0, no parameter gradient).
   bool supports_step_masks() const override { return true; }
   Config config() const override {
     Config c = Config::object();
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "RMSNorm config");
     const RMSNormOptions options = read_options<RMSNormOptions>(r);
@@ -77,17 +100,18 @@ class RMSNorm final : public Layer<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<RMSNorm>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const RMSNorm&>(other); }
-  // Per step (no state): bitwise the forward's rows, the scaled path included.
+  /// Per step (no state): bitwise the forward's rows, the scaled path included.
   std::unique_ptr<LayerStream<S>> open_stream(Index, const StreamOptions&) const override {
     return std::make_unique<RMSNormStream>(*this);
   }
 
+  /// The options the layer was built with.
   const RMSNormOptions& options() const { return options_; }
-  // gamma is used only when scale is on.
+  /// gamma is used only when scale is on.
   Vector<S>& gamma() { return gamma_; }
 
  protected:
-  // x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma (N, F); padded rows 0.
+  /// x (N = B*T rows, F) -> xhat (N, F), rstd (N) cached -> y = xhat * gamma (N, F); padded rows 0.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const bool holes = mask.has_holes();  // step mask: test each step
     const Index T = x.dimension(1), F = x.dimension(2), N = x.dimension(0) * T;
@@ -110,8 +134,8 @@ class RMSNorm final : public Layer<S> {
     });
   }
 
-  // dy (N, F) -> g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
-  // Padded rows: dx = 0, no parameter gradient. Row chunks as in forward, dgamma summed chunk by chunk in order.
+  /// dy (N, F) -> g = dy * gamma;  dx = rstd * (g - xhat * mean_f(g * xhat));  dgamma += sum_n dy * xhat.
+  /// Padded rows: dx = 0, no parameter gradient. Row chunks as in forward, dgamma summed chunk by chunk in order.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool holes = mask.has_holes();  // step mask: test each step
     const Index T = x.dimension(1), F = x.dimension(2), N = x.dimension(0) * T;

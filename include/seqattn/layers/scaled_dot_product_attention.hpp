@@ -1,51 +1,61 @@
 #pragma once
-// ScaledDotProductAttention and ResidualScaledDotProductAttention: keras-self-attention's parameter-free
-// attention layers (CyberZHG/keras-self-attention: scaled_dot_attention.py, and real_former.py for RealFormer,
-// He et al. 2020). No weights: the queries, keys and values are the inputs themselves.
-//   z[b, i, j] = q[b, i] . k[b, j] / sqrt(d_k)  (+ p[b, i, j], the previous layer's scores, residual only)
-//   a[b, i, :] = softmax(z[b, i, :]) over the allowed keys j of query i (every other weight exactly 0)
-//   y[b, i]    = sum_j a[b, i, j] v[b, j]
-// Shapes: q (B, Tq, d_k), k (B, Tk, d_k), v (B, Tk, d_v) -> y (B, Tq, d_v); a, z, p (B, Tq, Tk). d_k is the layer's
-// in_features, d_v its value_features (default in_features).
-// Allowed keys of query i of sample b: kept key steps j (the key/value mask), and j <= i with history_only (the
-// query step and the key step are compared as positions, as Keras does, in cross-attention too).
-// Inputs (the multi-input API is MultiHeadAttention's cross-attention API):
-//   forward(x, mask, mode)                       self-attention, q = k = v = x (Keras' single input; Sequential)
-//   forward(xq, mq, xk, xv, mkv, mode)           q = xq (queries masked by mq), k = xk, v = xv (masked by mkv);
-//                                                xk and xv have the same B and Tk, xq the same B (ShapeError)
-//   backward(x, mask, dy) / backward_cross(xq, mq, xk, xv, mkv, dy)
-//                                                return dx (self: dq + dk + dv) / dxq; dxk is key_input_grad(),
-//                                                dxv value_input_grad(). Self-attention needs d_v == d_k (the
-//                                                default value_features).
-// ResidualScaledDotProductAttention (RealFormer) adds an optional previous-scores input p (B, Tq, Tk) before the
-// softmax and exposes its own pre-softmax scores z (p included) for the next layer:
-//   forward(x, mask, p, mode) / forward(xq, mq, xk, xv, mkv, p, mode)   with previous scores
-//   scores()                                       z (B, Tq, Tk) of the last forward (0 where the key is not allowed)
-//   backward(x, mask, dy, dz) / backward_cross(xq, mq, xk, xv, mkv, dy, dz)
-//                                                  dz (B, Tq, Tk): the gradient of the loss w.r.t. scores() (from
-//                                                  the next layer's previous_scores_grad()), added to the gradient
-//                                                  through the softmax; the forms without dz take it as 0
-//   previous_scores_grad()                         dL/dp (B, Tq, Tk) of the last backward (0 where not allowed)
-// Without p it is ScaledDotProductAttention (Sequential's single input). Chain layers as RealFormer does:
-// forward(x1, ..., p = previous.scores()), then backward(..., dz = next.previous_scores_grad()).
-// Masks (lengths and step masks, supports_step_masks()): a masked key gets weight exactly 0 and is never read
-// (its q, k, v, p entries may hold anything, NaN included: kept outputs are bitwise unchanged); a masked query
-// row, or one without an allowed key, outputs exactly 0, has a zero attention row and zero scores, and passes no
-// gradient (nor reads dy or dz there). Gradients at masked steps and not-allowed (i, j) entries are exactly 0.
-// Differences from Keras: Keras subtracts 10000 from the scores of masked and future keys, so its weights there
-// are exp(-10000) (0 in float) and a row without an allowed key gets uniform weights over ALL keys; it also
-// computes outputs at masked query rows (seqattn: 0, its outputs are masked anyway). Keras' `intensity` (the
-// residual's scores) holds those -10000 offsets; scores() holds 0 at not-allowed entries, so chain residual
-// layers with the same masks and history_only. return_attention: read attention_map(b) (AttentionMap) instead.
-// Options: history_only (false), value_features (default in_features; seqattn's: d_v for forward(xq, mq, xk, xv,
-// mkv); Keras infers it from the value input).
-// Streams: history_only self-attention streams with a cache of the past inputs (the keys and values), growing up
-// to StreamOptions::max_history steps (detail/seq_self_attention_stream.hpp, multiplicative form with the kernel
-// I / sqrt(d_k), kept by the layer: d_k^2 values); outputs match predict to rounding. Without history_only every
-// step reads later steps: refused (ConfigError), as is value_features != in_features.
-// Compute: plain loops, O(B Tq Tk (d_k + d_v)), sums in feature and key order (address-independent: outputs
-// are bitwise independent of padding). Memory: the (B, Tq, Tk) weights (and the residual's scores) are kept
-// for backward; cache_bytes() counts them.
+/// \file
+/// ScaledDotProductAttention and ResidualScaledDotProductAttention: keras-self-attention's parameter-free
+/// attention layers (CyberZHG/keras-self-attention: scaled_dot_attention.py, and real_former.py for RealFormer,
+/// He et al. 2020). No weights: the queries, keys and values are the inputs themselves.
+///
+/// ```unparsed
+///   z[b, i, j] = q[b, i] . k[b, j] / sqrt(d_k)  (+ p[b, i, j], the previous layer's scores, residual only)
+///   a[b, i, :] = softmax(z[b, i, :]) over the allowed keys j of query i (every other weight exactly 0)
+///   y[b, i]    = sum_j a[b, i, j] v[b, j]
+/// ```
+/// Shapes: q (B, Tq, d_k), k (B, Tk, d_k), v (B, Tk, d_v) -> y (B, Tq, d_v); a, z, p (B, Tq, Tk). d_k is the layer's
+/// in_features, d_v its value_features (default in_features).
+/// Allowed keys of query i of sample b: kept key steps j (the key/value mask), and j \<= i with history_only (the
+/// query step and the key step are compared as positions, as Keras does, in cross-attention too).
+/// Inputs (the multi-input API is MultiHeadAttention's cross-attention API):
+///
+/// ```unparsed
+///   forward(x, mask, mode)                       self-attention, q = k = v = x (Keras' single input; Sequential)
+///   forward(xq, mq, xk, xv, mkv, mode)           q = xq (queries masked by mq), k = xk, v = xv (masked by mkv);
+///                                                xk and xv have the same B and Tk, xq the same B (ShapeError)
+///   backward(x, mask, dy) / backward_cross(xq, mq, xk, xv, mkv, dy)
+///                                                return dx (self: dq + dk + dv) / dxq; dxk is key_input_grad(),
+///                                                dxv value_input_grad(). Self-attention needs d_v == d_k (the
+///                                                default value_features).
+/// ```
+/// ResidualScaledDotProductAttention (RealFormer) adds an optional previous-scores input p (B, Tq, Tk) before the
+/// softmax and exposes its own pre-softmax scores z (p included) for the next layer:
+///
+/// ```unparsed
+///   forward(x, mask, p, mode) / forward(xq, mq, xk, xv, mkv, p, mode)   with previous scores
+///   scores()                                       z (B, Tq, Tk) of the last forward (0 where the key is not allowed)
+///   backward(x, mask, dy, dz) / backward_cross(xq, mq, xk, xv, mkv, dy, dz)
+///                                                  dz (B, Tq, Tk): the gradient of the loss w.r.t. scores() (from
+///                                                  the next layer's previous_scores_grad()), added to the gradient
+///                                                  through the softmax; the forms without dz take it as 0
+///   previous_scores_grad()                         dL/dp (B, Tq, Tk) of the last backward (0 where not allowed)
+/// ```
+/// Without p it is ScaledDotProductAttention (Sequential's single input). Chain layers as RealFormer does:
+/// forward(x1, ..., p = previous.scores()), then backward(..., dz = next.previous_scores_grad()).
+/// Masks (lengths and step masks, supports_step_masks()): a masked key gets weight exactly 0 and is never read
+/// (its q, k, v, p entries may hold anything, NaN included: kept outputs are bitwise unchanged); a masked query
+/// row, or one without an allowed key, outputs exactly 0, has a zero attention row and zero scores, and passes no
+/// gradient (nor reads dy or dz there). Gradients at masked steps and not-allowed (i, j) entries are exactly 0.
+/// Differences from Keras: Keras subtracts 10000 from the scores of masked and future keys, so its weights there
+/// are exp(-10000) (0 in float) and a row without an allowed key gets uniform weights over ALL keys; it also
+/// computes outputs at masked query rows (seqattn: 0, its outputs are masked anyway). Keras' `intensity` (the
+/// residual's scores) holds those -10000 offsets; scores() holds 0 at not-allowed entries, so chain residual
+/// layers with the same masks and history_only. return_attention: read attention_map(b) (AttentionMap) instead.
+/// Options: history_only (false), value_features (default in_features; seqattn's: d_v for forward(xq, mq, xk, xv,
+/// mkv); Keras infers it from the value input).
+/// Streams: history_only self-attention streams with a cache of the past inputs (the keys and values), growing up
+/// to StreamOptions::max_history steps (detail/seq_self_attention_stream.hpp, multiplicative form with the kernel
+/// I / sqrt(d_k), kept by the layer: d_k^2 values); outputs match predict to rounding. Without history_only every
+/// step reads later steps: refused (ConfigError), as is value_features != in_features.
+/// Compute: plain loops, O(B Tq Tk (d_k + d_v)), sums in feature and key order (address-independent: outputs
+/// are bitwise independent of padding). Memory: the (B, Tq, Tk) weights (and the residual's scores) are kept
+/// for backward; cache_bytes() counts them.
 
 #include <cmath>
 #include <memory>
@@ -62,11 +72,15 @@
 
 namespace seqattn {
 
+/// Options of ScaledDotProductAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct ScaledDotProductAttentionOptions {
-  SEQATTN_ARG(bool, history_only, false)                           // key j allowed for query i only when j <= i
-  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  // d_v, default in_features
+  SEQATTN_ARG(bool, history_only, false)  ///< key j allowed for query i only when j \<= i
+  SEQATTN_ARG(std::optional<Index>, value_features, std::nullopt)  ///< d_v, default in_features
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("history_only", o.history_only_);
@@ -419,15 +433,24 @@ class ScaledDotAttentionCore : public Layer<S>, public AttentionMap<S> {
 
 }  // namespace detail
 
+/// Parameter-free scaled dot-product attention (keras-self-attention's ScaledDotProductAttention); see the
+/// file documentation.
+///
+/// Also public, from its implementation base: the cross-attention forward(xq, mq, xk, xv, mkv, mode) and
+/// backward_cross(xq, mq, xk, xv, mkv, dy), options(), value_features(), key_input_grad() and value_input_grad()
+/// (the file documentation gives the shapes).
+/// \extends Layer
+/// \extends AttentionMap
 template <class S>
 class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
  public:
+  /// Self-attention over inputs of `in_features` features.
   explicit ScaledDotProductAttention(Index in_features,
                                      ScaledDotProductAttentionOptions options = ScaledDotProductAttentionOptions())
       : detail::ScaledDotAttentionCore<S>(in_features, options, false) {}
 
   std::string name() const override { return "scaled_dot_product_attention"; }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "ScaledDotProductAttention config");
     const auto options = read_options<ScaledDotProductAttentionOptions>(r);
@@ -438,11 +461,20 @@ class ScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S>
   void copy_from(const Layer<S>& other) override { *this = static_cast<const ScaledDotProductAttention&>(other); }
 };
 
+/// Scaled dot-product attention that adds the previous layer's scores (RealFormer residual attention); see the
+/// file documentation.
+///
+/// Also public, from its implementation base: the cross-attention forward(xq, mq, xk, xv, mkv, mode) and
+/// backward_cross(xq, mq, xk, xv, mkv, dy), options(), value_features(), key_input_grad() and value_input_grad()
+/// (the file documentation gives the shapes).
+/// \extends Layer
+/// \extends AttentionMap
 template <class S>
 class ResidualScaledDotProductAttention final : public detail::ScaledDotAttentionCore<S> {
   using Core = detail::ScaledDotAttentionCore<S>;
 
  public:
+  /// Residual attention over inputs of `in_features` features.
   explicit ResidualScaledDotProductAttention(
       Index in_features, ScaledDotProductAttentionOptions options = ScaledDotProductAttentionOptions())
       : Core(in_features, options, true) {}
@@ -451,35 +483,36 @@ class ResidualScaledDotProductAttention final : public detail::ScaledDotAttentio
   using Core::backward_cross;
   using Core::forward;
 
-  // Self-attention with previous scores p (B, T, T).
+  /// Self-attention with previous scores p (B, T, T).
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& prev, Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");
     return this->self_forward(x, mask, prev, mode);
   }
-  // Cross-attention with previous scores p (B, Tq, Tk).
+  /// Cross-attention with previous scores p (B, Tq, Tk).
   const Tensor3<S>& forward(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                             const Mask& mkv, const Tensor3<S>& prev, Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");
     return this->cross_forward(xq, mq, xk, xv, mkv, &prev, mode);
   }
-  // Self-attention backward with dz (B, T, T), the gradient w.r.t. scores().
+  /// Self-attention backward with dz (B, T, T), the gradient w.r.t. scores().
   const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, const Tensor3<S>& dz) {
     const detail::InUseGuard in_use = this->enter("backward");
     return this->self_backward(x, mask, dy, dz);
   }
-  // Cross-attention backward with dz (B, Tq, Tk).
+  /// Cross-attention backward with dz (B, Tq, Tk).
   const Tensor3<S>& backward_cross(const Tensor3<S>& xq, const Mask& mq, const Tensor3<S>& xk, const Tensor3<S>& xv,
                                    const Mask& mkv, const Tensor3<S>& dy, const Tensor3<S>& dz) {
     const detail::InUseGuard in_use = this->enter("backward");
     return this->cross_backward(xq, mq, xk, xv, mkv, dy, &dz);
   }
 
-  // z (B, Tq, Tk): the pre-softmax scores of the last forward, previous scores included (0 where not allowed).
+  /// z (B, Tq, Tk): the pre-softmax scores of the last forward, previous scores included (0 where not allowed).
   const Tensor3<S>& scores() const { return this->z_; }
-  // dL/dp (B, Tq, Tk) of the last backward (0 where not allowed).
+  /// dL/dp (B, Tq, Tk) of the last backward (0 where not allowed).
   const Tensor3<S>& previous_scores_grad() const { return this->dprev_; }
 
   std::string name() const override { return "residual_scaled_dot_product_attention"; }
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "ResidualScaledDotProductAttention config");
     const auto options = read_options<ScaledDotProductAttentionOptions>(r);

@@ -1,55 +1,62 @@
 #pragma once
-// SeqSelfAttention: keras-self-attention's SeqSelfAttention, with exact masking.
-//   x (B, T, F) -> y (B, T, F); attention weights A (B, T, T) of the last forward: attention().
-//
-//   additive:        e[t, s] = Wa . tanh(x_t Wt + x_s Wx + bh) + ba    Wt, Wx (F, U); bh (U); Wa (U, 1); ba (1)
-//   multiplicative:  e[t, s] = x_t Wa x_s^T + ba                        Wa (F, F); ba (1); no 1/sqrt(F) scaling
-//   A[t, :] = softmax over the allowed keys s of attention_activation(e[t, s]); other keys get exactly 0
-//   y_t = sum_s A[t, s] x_s
-//
-// Allowed keys of query t in a sequence of len_b valid steps (mask), intersected with [0, len_b):
-//   attention_width w, history_only: [t - w + 1, t];  attention_width w: [t - w/2, t - w/2 + w - 1]
-//   (integer division: an even w sees one more step in the past); history_only alone: [0, t]; else all.
-// A padded query (t >= len_b) outputs 0 and passes no gradient; a row without allowed keys outputs 0.
-// NOTE: this deliberately differs from keras-self-attention 0.46-0.51, whose padding mask only excluded
-// pairs where BOTH steps are padding (its issue #41), so valid steps there attended to padded ones. Here a
-// valid output never depends on padded steps, on T or on the other sequences of the batch, bitwise: each
-// sequence is computed alone over its valid steps, in scratch buffers whose addresses do not depend on T.
-// Step masks (core/mask.hpp: holes, left padding): a query attends to the kept steps among its allowed keys
-// (attention_width and history_only count positions, not kept steps: with width w and history_only, query t
-// sees the kept steps of [t - w + 1, t]); masked keys get weight exactly 0, a masked query row outputs 0, passes
-// no gradient and has weights 0 in attention(); a kept query always keeps itself as a key. The rows of x at
-// masked steps are set to 0 in a copy before any product, so their values (NaN, Inf included) never reach a
-// kept output or a gradient. The attention regularizer sums over kept rows and columns only. Lengths masks
-// take the unchanged lengths path (one has_holes() test per call); the step path costs one (T, F) copy of x
-// per sample (and of dy in backward) and computes the scores of masked keys, then drops them.
-//
-// Cost: with attention_width w, time O(B T min(w, T) U) and memory O(B T min(w, T)) (scores and weights are
-// stored banded, (B, T, min(w, T)): a width above T costs no more than T, whatever its value); without a width
-// memory O(B T^2). Widths that reach every key are the same band: w >= T with history_only is w = T (keys
-// [0, t]), w >= 2T without it gives every query all the steps (as no width, to rounding: the no-width path
-// uses dense products). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
-// K = x Wx are register-tiled products over each sample's rows (detail/panel_product.hpp, also their gradients),
-// the tanh is streamed per query over its keys and recomputed in backward.
-//
-// attention_regularizer_weight r > 0 adds r * sum_b ||A_b A_b^T - I||_F^2 / B to regularization_loss(),
-// over the valid rows and columns of each sequence. kernel_regularizer (Wt, Wx, Wa) and bias_regularizer
-// (bh, ba) add l1 * sum|w| + l2 * sum w^2 (Keras L1L2): they set the layer's weight rules (core/layer.hpp,
-// set_regularizer of the kernel and bias roles). Backward adds the gradients of all of them.
-//
-// Options (keras-self-attention names, defaults): units 32, attention_type Additive, attention_width none,
-// history_only false, attention_activation linear (any elementwise Activation), use_additive_bias true (bh),
-// use_attention_bias true (ba), attention_regularizer_weight 0, kernel_init glorot_normal, bias_init zeros,
-// kernel_regularizer / bias_regularizer {l1 0, l2 0}, seed.
-// Parameters: "Wt", "Wx", "bh", "Wa", "ba" (additive), "Wa", "ba" (multiplicative); disabled biases are absent.
-// Mode is ignored (Train and Infer compute the same). Inference from several threads needs one clone() per
-// thread (forward writes caches), or one stream each.
-//
-// Stream form (core/stream.hpp, detail/seq_self_attention_stream.hpp) when the keys end at the query:
-// history_only, or attention_width 1 or 2. State per stream: the past steps' keys x_s Wx (additive) and values
-// x_s (B, C, U) and (B, C, F), a ring of C = attention_width rows, or without a width a cache that grows by
-// doubling up to StreamOptions::max_history steps. Every activation, bias and regularizer streams (the
-// regularizers change training only); the stream keeps no attention weights (attention() is the forward's).
+/// \file
+/// SeqSelfAttention: keras-self-attention's SeqSelfAttention, with exact masking.
+///
+/// ```unparsed
+///   x (B, T, F) -> y (B, T, F); attention weights A (B, T, T) of the last forward: attention().
+///
+///   additive:        e[t, s] = Wa . tanh(x_t Wt + x_s Wx + bh) + ba    Wt, Wx (F, U); bh (U); Wa (U, 1); ba (1)
+///   multiplicative:  e[t, s] = x_t Wa x_s^T + ba                        Wa (F, F); ba (1); no 1/sqrt(F) scaling
+///   A[t, :] = softmax over the allowed keys s of attention_activation(e[t, s]); other keys get exactly 0
+///   y_t = sum_s A[t, s] x_s
+///
+/// ```
+/// Allowed keys of query t in a sequence of len_b valid steps (mask), intersected with [0, len_b):
+///
+/// ```unparsed
+///   attention_width w, history_only: [t - w + 1, t];  attention_width w: [t - w/2, t - w/2 + w - 1]
+///   (integer division: an even w sees one more step in the past); history_only alone: [0, t]; else all.
+/// ```
+/// A padded query (t >= len_b) outputs 0 and passes no gradient; a row without allowed keys outputs 0.
+/// NOTE: this deliberately differs from keras-self-attention 0.46-0.51, whose padding mask only excluded
+/// pairs where BOTH steps are padding (its issue \#41), so valid steps there attended to padded ones. Here a
+/// valid output never depends on padded steps, on T or on the other sequences of the batch, bitwise: each
+/// sequence is computed alone over its valid steps, in scratch buffers whose addresses do not depend on T.
+/// Step masks (core/mask.hpp: holes, left padding): a query attends to the kept steps among its allowed keys
+/// (attention_width and history_only count positions, not kept steps: with width w and history_only, query t
+/// sees the kept steps of [t - w + 1, t]); masked keys get weight exactly 0, a masked query row outputs 0, passes
+/// no gradient and has weights 0 in attention(); a kept query always keeps itself as a key. The rows of x at
+/// masked steps are set to 0 in a copy before any product, so their values (NaN, Inf included) never reach a
+/// kept output or a gradient. The attention regularizer sums over kept rows and columns only. Lengths masks
+/// take the unchanged lengths path (one has_holes() test per call); the step path costs one (T, F) copy of x
+/// per sample (and of dy in backward) and computes the scores of masked keys, then drops them.
+///
+/// Cost: with attention_width w, time O(B T min(w, T) U) and memory O(B T min(w, T)) (scores and weights are
+/// stored banded, (B, T, min(w, T)): a width above T costs no more than T, whatever its value); without a width
+/// memory O(B T^2). Widths that reach every key are the same band: w >= T with history_only is w = T (keys
+/// [0, t]), w >= 2T without it gives every query all the steps (as no width, to rounding: the no-width path
+/// uses dense products). The (B, T, T, U) additive tensor is never materialized: Q = x Wt + bh and
+/// K = x Wx are register-tiled products over each sample's rows (detail/panel_product.hpp, also their gradients),
+/// the tanh is streamed per query over its keys and recomputed in backward.
+///
+/// attention_regularizer_weight r > 0 adds r * sum_b ||A_b A_b^T - I||_F^2 / B to regularization_loss(),
+/// over the valid rows and columns of each sequence. kernel_regularizer (Wt, Wx, Wa) and bias_regularizer
+/// (bh, ba) add l1 * sum|w| + l2 * sum w^2 (Keras L1L2): they set the layer's weight rules (core/layer.hpp,
+/// set_regularizer of the kernel and bias roles). Backward adds the gradients of all of them.
+///
+/// Options (keras-self-attention names, defaults): units 32, attention_type Additive, attention_width none,
+/// history_only false, attention_activation linear (any elementwise Activation), use_additive_bias true (bh),
+/// use_attention_bias true (ba), attention_regularizer_weight 0, kernel_init glorot_normal, bias_init zeros,
+/// kernel_regularizer / bias_regularizer {l1 0, l2 0}, seed.
+/// Parameters: "Wt", "Wx", "bh", "Wa", "ba" (additive), "Wa", "ba" (multiplicative); disabled biases are absent.
+/// Mode is ignored (Train and Infer compute the same). Inference from several threads needs one clone() per
+/// thread (forward writes caches), or one stream each.
+///
+/// Stream form (core/stream.hpp, detail/seq_self_attention_stream.hpp) when the keys end at the query:
+/// history_only, or attention_width 1 or 2. State per stream: the past steps' keys x_s Wx (additive) and values
+/// x_s (B, C, U) and (B, C, F), a ring of C = attention_width rows, or without a width a cache that grows by
+/// doubling up to StreamOptions::max_history steps. Every activation, bias and regularizer streams (the
+/// regularizers change training only); the stream keeps no attention weights (attention() is the forward's).
 
 #include <cmath>
 #include <cstdint>
@@ -72,29 +79,47 @@
 
 namespace seqattn {
 
+/// The score function of SeqSelfAttention.
 enum class AttentionType { Additive, Multiplicative };
 
+/// The model-file name of a type ("additive").
 inline std::string to_string(AttentionType type) {
   return type == AttentionType::Additive ? "additive" : "multiplicative";
 }
 
+/// Options of SeqSelfAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SeqSelfAttentionOptions {
-  using L1L2 = seqattn::L1L2;  // core/weight_rules.hpp
+  using L1L2 = seqattn::L1L2;  ///< core/weight_rules.hpp
+  /// Hidden features of the additive score.
   SEQATTN_ARG(Index, units, 32)
+  /// Additive or multiplicative score.
   SEQATTN_ARG(AttentionType, attention_type, AttentionType::Additive)
-  SEQATTN_ARG(std::optional<Index>, attention_width, std::nullopt)  // none: global (or [0, t] with history_only)
+  SEQATTN_ARG(std::optional<Index>, attention_width, std::nullopt)  ///< none: global (or [0, t] with history_only)
+  /// Step t attends only to steps up to t.
   SEQATTN_ARG(bool, history_only, false)
+  /// Applied to the scores before the softmax (elementwise).
   SEQATTN_ARG(Activation, attention_activation, Activation::Linear)
+  /// Adds the bias bh of the additive score.
   SEQATTN_ARG(bool, use_additive_bias, true)
+  /// Adds the bias ba of the scores.
   SEQATTN_ARG(bool, use_attention_bias, true)
+  /// Weight r of the attention regularizer r * sum_b ||A_b A_b^T - I||_F^2 / B (0: off).
   SEQATTN_ARG(double, attention_regularizer_weight, 0.0)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_normal())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
+  /// L1/L2 penalty of the kernels Wt, Wx, Wa.
   SEQATTN_ARG(L1L2, kernel_regularizer, L1L2{})
+  /// L1/L2 penalty of the biases bh, ba.
   SEQATTN_ARG(L1L2, bias_regularizer, L1L2{})
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("units", o.units_);
@@ -113,17 +138,21 @@ struct SeqSelfAttentionOptions {
   }
 };
 
-// Model-file names (core/layer_config.hpp): keras-self-attention's attention types.
+/// Model-file names (core/layer_config.hpp): keras-self-attention's attention types.
 inline const std::vector<std::pair<AttentionType, const char*>>& config_names(AttentionType) {
   static const std::vector<std::pair<AttentionType, const char*>> names = {
       {AttentionType::Additive, "additive"}, {AttentionType::Multiplicative, "multiplicative"}};
   return names;
 }
+/// Self-attention over the steps (keras-self-attention SeqSelfAttention), additive or multiplicative, global or
+/// within a window; see the file documentation.
 template <class S>
 class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// The options type.
   using Options = SeqSelfAttentionOptions;
 
+  /// Self-attention over inputs of `in_features` features.
   explicit SeqSelfAttention(Index in_features, Options options = Options()) : Layer<S>(in_features), options_(options) {
     validate();
     const Index F = in_features, U = options_.units();
@@ -153,7 +182,7 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "SeqSelfAttention config");
     const Options options = read_options<Options>(r);
@@ -172,7 +201,7 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqSelfAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqSelfAttention&>(other); }
 
-  // The stream form (see the header comment); other configurations read later steps (stream_refusal()).
+  /// The stream form (see the header comment); other configurations read later steps (stream_refusal()).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!causal()) return Layer<S>::open_stream(batch, options);
     detail::SeqSelfAttentionStreamSpec<S> spec;
@@ -198,13 +227,17 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
            std::to_string(w - 1 - w / 2) + "; set history_only (keys [t - " + std::to_string(w - 1) + ", t]) to stream";
   }
 
-  // Step masks (holes, left padding): see the header comment.
+  /// Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 
+  /// The options the layer was built with.
   const Options& options() const { return options_; }
+  /// True for the additive score.
   bool additive() const { return options_.attention_type() == AttentionType::Additive; }
+  /// The hidden features of the additive score.
   Index units() const { return options_.units(); }
-  // Weights (Keras names); bh and ba are empty when their bias is disabled; Wt, Wx empty when multiplicative.
+  ///@{
+  /// Weights (Keras names); bh and ba are empty when their bias is disabled; Wt, Wx empty when multiplicative.
   Matrix<S>& wt() { return Wt_; }
   Matrix<S>& wx() { return Wx_; }
   Vector<S>& bh() { return bh_; }
@@ -215,13 +248,15 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
   const Vector<S>& bh() const { return bh_; }
   const Matrix<S>& wa() const { return Wa_; }
   const Vector<S>& ba() const { return ba_; }
+  ///@}
 
-  // Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j; W <= T.
-  // band().width is the attention_width clamped where larger widths change nothing (detail/..._band.hpp).
+  /// Banded weights of the last forward: (B, T, W), column j of row t is key band().start(t) + j; W \<= T.
+  /// band().width is the attention_width clamped where larger widths change nothing (detail/..._band.hpp).
   const Tensor3<S>& attention_band() const { return A_; }
+  /// The band of keys each query attends to.
   const detail::AttentionBand& band() const { return band_; }
-  // Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
-  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
+  /// Dense weights of the last forward (B, T, T), for plots (built on request from the banded storage).
+  /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   Tensor3<S> attention() const {
     const Index B = A_.dimension(0), T = A_.dimension(1), W = A_.dimension(2);
     Tensor3<S> dense(B, T, T);
@@ -234,7 +269,7 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
         }
     return dense;
   }
-  // AttentionMap (core/attention_map.hpp): sequence b's (T, T) weights, query step x key step.
+  /// AttentionMap (core/attention_map.hpp): sequence b's (T, T) weights, query step x key step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (A_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
     this->check_map_index(describe(), b, h, A_.dimension(0));
@@ -248,8 +283,8 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
     return map;
   }
 
-  // Scores and probabilities (B, T, W) with W the band's columns for T steps (T without a width), the dense
-  // (T, T) scratch of global attention (twice with the attention regularizer) and the projections.
+  /// Scores and probabilities (B, T, W) with W the band's columns for T steps (T without a width), the dense
+  /// (T, T) scratch of global attention (twice with the attention regularizer) and the projections.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index W = detail::AttentionBand::make(options_.attention_width().value_or(0), options_.history_only(), T).cols();
     const Index U = additive() ? options_.units() : this->in_features();
@@ -264,12 +299,12 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
            "each step sees (memory batch x T x width), or use a smaller batch or shorter sequences";
   }
 
-  // The attention regularizer of the last forward (the weight penalties are the base's weight_penalty()).
+  /// The attention regularizer of the last forward (the weight penalties are the base's weight_penalty()).
   S extra_regularization_loss() const override { return attention_penalty_; }
 
  protected:
-  // x (B, T, F) -> per sample b with L valid steps: [Q = x Wt + bh, K = x Wx  |  P = x Wa] (L rows),
-  // E (T, W) banded scores, A (T, W) = masked softmax(act(E)), y = A x; rows t >= L of y are 0.
+  /// x (B, T, F) -> per sample b with L valid steps: [Q = x Wt + bh, K = x Wx  |  P = x Wa] (L rows),
+  /// E (T, W) banded scores, A (T, W) = masked softmax(act(E)), y = A x; rows t >= L of y are 0.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
     band_ = detail::AttentionBand::make(options_.attention_width().value_or(0), options_.history_only(), T);
@@ -324,8 +359,8 @@ class SeqSelfAttention final : public Layer<S>, public AttentionMap<S> {
     attention_penalty_ *= static_cast<S>(options_.attention_regularizer_weight()) / static_cast<S>(B);
   }
 
-  // dy (B, T, F) -> per sample: dA = dy x^T (+ regularizer), dE = softmax/activation backward,
-  // [dQ, dK -> dWt, dWx, dbh, dx  |  dP -> dWa, dx], dx += A^T dy. Rows t >= L of dx are 0.
+  /// dy (B, T, F) -> per sample: dA = dy x^T (+ regularizer), dE = softmax/activation backward,
+  /// [dQ, dK -> dWt, dWx, dbh, dx  |  dP -> dWa, dx], dx += A^T dy. Rows t >= L of dx are 0.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2), U = options_.units();
     const Index W = band_.cols();

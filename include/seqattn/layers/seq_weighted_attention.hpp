@@ -1,27 +1,31 @@
 #pragma once
-// SeqWeightedAttention: attention pooling over time (keras-self-attention's SeqWeightedAttention).
-//   z[b, t] = x[b, t] W + b          one score per step
-//   a[b, :] = softmax(z[b, :]) over the valid steps t < len_b (padded steps get weight exactly 0)
-//   y[b, 0] = sum_t a[b, t] x[b, t]
-// Shapes: x (B, T, F) -> y (B, 1, F); out_mask() is all valid (empty Mask). A sequence of length 0 outputs
-// zeros (no NaN) and passes no gradient. attention() (B, T) holds the weights of the last forward.
-// Parameters: W (F, 1), b (1,) (Keras names). b shifts every score of a sequence equally, so it never
-// changes the output (softmax is shift invariant) and its gradient is 0 up to rounding; it is kept for
-// Keras weight compatibility (use_bias(false) drops it).
-// Differences from Keras: Keras subtracts 10000 from masked scores and adds K.epsilon() to the softmax
-// denominator; here masked steps are excluded exactly. Keras outputs (B, F); here (B, 1, F) (Flatten it).
-// Keras' return_attention=True output is attention() here.
-// Options: use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed (default next_seed()).
-// Valid outputs are bitwise independent of padding (fixed-order loops, detail/masked_softmax.hpp).
-// Step masks (holes, left padding; supports_step_masks()): the softmax runs over the kept steps only; masked steps
-// get weight exactly 0, are never read and get dx = 0. A sequence with no kept step outputs zeros.
-// Stream (core/stream.hpp; pools_time()): each step outputs the pooling of the prefix that ends there, from a
-// running softmax: the largest score m so far, l = sum_t exp(z_t - m) and v = sum_t exp(z_t - m) x_t (both
-// rescaled by exp(m_old - m) when a step raises m), y = v / l. State "max_score" (B, 1, 1), "exp_sum"
-// (B, 1, 1), "weighted_sum" (B, 1, F). Equal to the forward up to rounding (the forward normalizes by the
-// maximum of the whole prefix): |stream - predict| / (1 + |predict|) below 1e-15 in double and 3e-7 in float
-// over 200 steps of random models. A NaN score (or +Inf, whose weight exp(inf - inf) is NaN in the forward)
-// makes the outputs NaN from that step on, as in the forward.
+/// \file
+/// SeqWeightedAttention: attention pooling over time (keras-self-attention's SeqWeightedAttention).
+///
+/// ```unparsed
+///   z[b, t] = x[b, t] W + b          one score per step
+///   a[b, :] = softmax(z[b, :]) over the valid steps t < len_b (padded steps get weight exactly 0)
+///   y[b, 0] = sum_t a[b, t] x[b, t]
+/// ```
+/// Shapes: x (B, T, F) -> y (B, 1, F); out_mask() is all valid (empty Mask). A sequence of length 0 outputs
+/// zeros (no NaN) and passes no gradient. attention() (B, T) holds the weights of the last forward.
+/// Parameters: W (F, 1), b (1,) (Keras names). b shifts every score of a sequence equally, so it never
+/// changes the output (softmax is shift invariant) and its gradient is 0 up to rounding; it is kept for
+/// Keras weight compatibility (use_bias(false) drops it).
+/// Differences from Keras: Keras subtracts 10000 from masked scores and adds K.epsilon() to the softmax
+/// denominator; here masked steps are excluded exactly. Keras outputs (B, F); here (B, 1, F) (Flatten it).
+/// Keras' return_attention=True output is attention() here.
+/// Options: use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed (default next_seed()).
+/// Valid outputs are bitwise independent of padding (fixed-order loops, detail/masked_softmax.hpp).
+/// Step masks (holes, left padding; supports_step_masks()): the softmax runs over the kept steps only; masked steps
+/// get weight exactly 0, are never read and get dx = 0. A sequence with no kept step outputs zeros.
+/// Stream (core/stream.hpp; pools_time()): each step outputs the pooling of the prefix that ends there, from a
+/// running softmax: the largest score m so far, l = sum_t exp(z_t - m) and v = sum_t exp(z_t - m) x_t (both
+/// rescaled by exp(m_old - m) when a step raises m), y = v / l. State "max_score" (B, 1, 1), "exp_sum"
+/// (B, 1, 1), "weighted_sum" (B, 1, F). Equal to the forward up to rounding (the forward normalizes by the
+/// maximum of the whole prefix): |stream - predict| / (1 + |predict|) below 1e-15 in double and 3e-7 in float
+/// over 200 steps of random models. A NaN score (or +Inf, whose weight exp(inf - inf) is NaN in the forward)
+/// makes the outputs NaN from that step on, as in the forward.
 
 #include <cmath>
 #include <limits>
@@ -39,13 +43,21 @@
 
 namespace seqattn {
 
+/// Options of SeqWeightedAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SeqWeightedAttentionOptions {
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("use_bias", o.use_bias_);
@@ -55,9 +67,12 @@ struct SeqWeightedAttentionOptions {
   }
 };
 
+/// Attention pooling over time with a learned score per step (keras-self-attention SeqWeightedAttention):
+/// (B, T, F) -> (B, 1, F); see the file documentation.
 template <class S>
 class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Weighted attention over inputs of `in_features` features.
   explicit SeqWeightedAttention(Index in_features, SeqWeightedAttentionOptions options = SeqWeightedAttentionOptions())
       : Layer<S>(in_features), options_(options) {
     detail::checked_parameter<S>(describe(), "kernel W", {in_features, 1});
@@ -83,7 +98,7 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "SeqWeightedAttention config");
     const SeqWeightedAttentionOptions options = read_options<SeqWeightedAttentionOptions>(r);
@@ -95,18 +110,21 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<SeqWeightedAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const SeqWeightedAttention&>(other); }
-  // The running softmax over the prefix (see the header comment).
+  /// The running softmax over the prefix (see the header comment).
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions&) const override {
     return std::make_unique<WeightedStream>(*this, batch);
   }
 
+  /// The options the layer was built with.
   const SeqWeightedAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
-  // Weights of the last forward, (B, T); 0 at padded steps and for sequences of length 0.
-  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
+  /// Weights of the last forward, (B, T); 0 at padded steps and for sequences of length 0.
+  /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Matrix<S>& attention() const { return a_; }
-  // AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
+  /// AttentionMap (core/attention_map.hpp): sequence b's (1, T) weights, the pool x step.
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (a_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
     this->check_map_index(describe(), b, h, a_.rows());
@@ -115,7 +133,7 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
   AttentionAxes attention_axes() const override { return {"pool", "step"}; }
 
  protected:
-  // x (B, T, F) -> z (B, T) -> a (B, T) -> y (B, 1, F)
+  /// x (B, T, F) -> z (B, T) -> a (B, T) -> y (B, 1, F)
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(a_, B, T);
@@ -133,7 +151,7 @@ class SeqWeightedAttention final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // dy (B, 1, F) -> dx (B, T, F); dW, db added into.
+  /// dy (B, 1, F) -> dx (B, T, F); dW, db added into.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1);
     ensure_shape(dz_, T);

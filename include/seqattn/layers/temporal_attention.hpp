@@ -1,28 +1,32 @@
 #pragma once
-// TemporalAttention: keras-attention-mechanism's attention_3d_block (Permute, Dense(time_steps, softmax),
-// optional mean over features, Permute back, Multiply) for a fixed number of steps T0 = time_steps:
-//   x (B, T0, F):  z[b, f, :] = x[b, :, f]^T W + b      (W (T0, T0), b (T0): a Dense over the time axis)
-//                  p[b, f, :] = softmax over t of z[b, f, :]
-//                  a[b, t, f] = p[b, f, t], or with shared=true (SINGLE_ATTENTION_VECTOR)
-//                  a[b, t, f] = mean_f' p[b, f', t] (one vector over time shared by every feature)
-//                  y[b, t, f] = x[b, t, f] * a[b, t, f]
-// Parameters "W" (T0, T0) and "b" (T0) (use_bias=false drops b). Options (TemporalAttentionOptions): shared
-// (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed. attention() returns a
-// (B, T0, F) of the last forward (keras-attention-mechanism's 'attention_vec'). The input must have exactly
-// time_steps steps (ShapeError otherwise).
-// Masks: a sample of len_b valid steps uses only its valid steps: z[b, f, t] = sum_{i < len_b} x[b, i, f] W[i, t]
-// + b[t] for t < len_b, the softmax runs over those len_b steps, and padded steps have attention 0 and output
-// 0 (so padded values never matter; this equals the unmasked block on the sequence with its padded x set to 0
-// and its padded scores to -inf). A sample of length 0 outputs zeros.
-// Step masks (core/mask.hpp: holes, left padding) follow the same rule with K_b, the kept steps of sample b:
-// z[b, f, t] = sum_{i in K_b} x[b, i, f] W[i, t] + b[t] for t in K_b, the softmax runs over K_b, masked steps
-// have attention 0, output 0 and no gradient (the unmasked block on x with its masked steps set to 0 and their
-// scores to -inf). W and b stay indexed by position (step t uses row and column t of W, not its rank among the
-// kept steps): a kept step means the same at any position whatever is masked around it. Only kept rows of x are
-// read (gathered with W[K_b, K_b] into scratch), so masked values (NaN, Inf too) never matter. Lengths masks take
-// the unchanged lengths path.
-// Compute: per sample, one (F, L) = (L, F)^T (L, L) GEMM forward and two GEMMs backward.
-// Streams: none (every output step reads every step of the window, later ones too): ConfigError.
+/// \file
+/// TemporalAttention: keras-attention-mechanism's attention_3d_block (Permute, Dense(time_steps, softmax),
+/// optional mean over features, Permute back, Multiply) for a fixed number of steps T0 = time_steps:
+///
+/// ```unparsed
+///   x (B, T0, F):  z[b, f, :] = x[b, :, f]^T W + b      (W (T0, T0), b (T0): a Dense over the time axis)
+///                  p[b, f, :] = softmax over t of z[b, f, :]
+///                  a[b, t, f] = p[b, f, t], or with shared=true (SINGLE_ATTENTION_VECTOR)
+///                  a[b, t, f] = mean_f' p[b, f', t] (one vector over time shared by every feature)
+///                  y[b, t, f] = x[b, t, f] * a[b, t, f]
+/// ```
+/// Parameters "W" (T0, T0) and "b" (T0) (use_bias=false drops b). Options (TemporalAttentionOptions): shared
+/// (false), use_bias (true), kernel_init (glorot_uniform), bias_init (zeros), seed. attention() returns a
+/// (B, T0, F) of the last forward (keras-attention-mechanism's 'attention_vec'). The input must have exactly
+/// time_steps steps (ShapeError otherwise).
+/// Masks: a sample of len_b valid steps uses only its valid steps: z[b, f, t] = sum_{i \< len_b} x[b, i, f] W[i, t]
+/// + b[t] for t \< len_b, the softmax runs over those len_b steps, and padded steps have attention 0 and output
+/// 0 (so padded values never matter; this equals the unmasked block on the sequence with its padded x set to 0
+/// and its padded scores to -inf). A sample of length 0 outputs zeros.
+/// Step masks (core/mask.hpp: holes, left padding) follow the same rule with K_b, the kept steps of sample b:
+/// z[b, f, t] = sum_{i in K_b} x[b, i, f] W[i, t] + b[t] for t in K_b, the softmax runs over K_b, masked steps
+/// have attention 0, output 0 and no gradient (the unmasked block on x with its masked steps set to 0 and their
+/// scores to -inf). W and b stay indexed by position (step t uses row and column t of W, not its rank among the
+/// kept steps): a kept step means the same at any position whatever is masked around it. Only kept rows of x are
+/// read (gathered with W[K_b, K_b] into scratch), so masked values (NaN, Inf too) never matter. Lengths masks take
+/// the unchanged lengths path.
+/// Compute: per sample, one (F, L) = (L, F)^T (L, L) GEMM forward and two GEMMs backward.
+/// Streams: none (every output step reads every step of the window, later ones too): ConfigError.
 
 #include <cstdint>
 #include <memory>
@@ -38,14 +42,22 @@
 
 namespace seqattn {
 
+/// Options of TemporalAttention (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TemporalAttentionOptions {
-  SEQATTN_ARG(bool, shared, false)  // one attention vector over time shared by all features
+  SEQATTN_ARG(bool, shared, false)  ///< one attention vector over time shared by all features
+  /// Adds a bias.
   SEQATTN_ARG(bool, use_bias, true)
+  /// Initializer of the kernel.
   SEQATTN_ARG(Init, kernel_init, Init::glorot_uniform())
+  /// Initializer of the bias.
   SEQATTN_ARG(Init, bias_init, Init::zeros())
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("shared", o.shared_);
@@ -56,9 +68,11 @@ struct TemporalAttentionOptions {
   }
 };
 
+/// Attention over a fixed number of steps with learned weights per step; see the file documentation.
 template <class S>
 class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// Temporal attention over `time_steps` steps of `in_features` features.
   TemporalAttention(Index in_features, Index time_steps, TemporalAttentionOptions options = TemporalAttentionOptions())
       : Layer<S>(in_features), steps_(time_steps), options_(options) {
     if (time_steps <= 0) detail::throw_config(describe(), ": time_steps must be positive but got ", time_steps);
@@ -87,7 +101,7 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "TemporalAttention config");
     const Index time_steps = r.read_size("time_steps");
@@ -103,35 +117,42 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TemporalAttention>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TemporalAttention&>(other); }
-  // Cannot stream: ConfigError from Layer::open_stream with this reason.
+  /// Cannot stream: ConfigError from Layer::open_stream with this reason.
   std::string stream_refusal() const override {
     return detail::cat("it works on windows of exactly time_steps=", steps_,
                        " steps as a whole: every step's weights are a softmax over a Dense of all the window's steps, "
                        "later steps included");
   }
 
+  /// The fixed number of steps.
   Index time_steps() const { return steps_; }
+  /// The options the layer was built with.
   const TemporalAttentionOptions& options() const { return options_; }
+  /// The kernel W (in place).
   Matrix<S>& kernel() { return W_; }
+  /// The bias b (in place; empty without use_bias).
   Vector<S>& bias() { return b_; }
-  // a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
-  // Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
+  /// a (B, T0, F) of the last forward: the weights multiplied into x (0 at padded steps).
+  /// Deprecated (CHANGELOG): use attention_map(b, h); removed in the next release.
   const Tensor3<S>& attention() const { return att_; }
-  // AttentionMap (core/attention_map.hpp): sequence b's (F, T0) weights, feature x step (each feature's softmax over
-  // the steps): attention() of sequence b transposed.
+  /// AttentionMap (core/attention_map.hpp): sequence b's (F, T0) weights, feature x step (each feature's softmax over
+  /// the steps): attention() of sequence b transposed.
   Matrix<S> attention_map(Index b, Index h = 0) const override {
     if (att_.size() == 0) detail::throw_usage(describe(), ": attention_map before any forward");
     this->check_map_index(describe(), b, h, att_.dimension(0));
     return sample_matrix(att_, b).transpose();
   }
   AttentionAxes attention_axes() const override { return {"feature", "step"}; }
-  // Step masks (holes, left padding): see the header comment.
+  /// Step masks (holes, left padding): see the header comment.
   bool supports_step_masks() const override { return true; }
 
  protected:
-  // per sample, L = len_b, X = x[b, :L] (L, F):
-  //   z = X^T W[:L, :L] + b[:L] (F, L) -> p = softmax rows of z (F, L)
-  //   -> a^T = p, or shared: every row of a^T = mean over rows of p  -> y[:L] = X * a (L, F); y[L:] = 0
+  /// per sample, L = len_b, X = x[b, :L] (L, F):
+  ///
+  /// ```unparsed
+  ///   z = X^T W[:L, :L] + b[:L] (F, L) -> p = softmax rows of z (F, L)
+  ///   -> a^T = p, or shared: every row of a^T = mean over rows of p  -> y[:L] = X * a (L, F); y[L:] = 0
+  /// ```
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode, Tensor3<S>& y) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(probs_, B * F, T);
@@ -166,10 +187,13 @@ class TemporalAttention final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // per sample: dX = dY * a + W[:L, :L] dz^T                    (y = X * a, product rule; z = X^T W)
-  //   da = dY * X (L, F); p-gradient dp = da^T, or shared: dp[f, t] = sum_f' da[t, f'] / F  (inverts the mean)
-  //   dz = p * (dp - sum_t(p * dp)) (F, L)                        (inverts the softmax)
-  //   dW[:L, :L] += X dz;  db[:L] += sum_rows dz                  (inverts z = X^T W + b)
+  /// per sample: dX = dY * a + W[:L, :L] dz^T                    (y = X * a, product rule; z = X^T W)
+  ///
+  /// ```unparsed
+  ///   da = dY * X (L, F); p-gradient dp = da^T, or shared: dp[f, t] = sum_f' da[t, f'] / F  (inverts the mean)
+  ///   dz = p * (dp - sum_t(p * dp)) (F, L)                        (inverts the softmax)
+  ///   dW[:L, :L] += X dz;  db[:L] += sum_rows dz                  (inverts z = X^T W + b)
+  /// ```
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Index B = x.dimension(0), T = x.dimension(1), F = x.dimension(2);
     ensure_shape(dz_, F, T);

@@ -1,48 +1,55 @@
 #pragma once
-// TransformerDecoderBlock: masked (causal) multi-head self-attention over the targets, multi-head cross-attention
-// from the targets to a memory (the encoder's output), and a feed-forward network, each with dropout and a residual
-// connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
-//   post-norm:  h1 = LN1(x + Drop(SelfMHA(x)))
-//               h2 = LN2(h1 + Drop(CrossMHA(h1, memory)))
-//               y  = LN3(h2 + Drop(FFN(h2)))
-//   pre-norm:   h1 = x + Drop(SelfMHA(LN1(x)))
-//               h2 = h1 + Drop(CrossMHA(LN2(h1), memory))
-//               y  = h2 + Drop(FFN(LN3(h2)))
-//   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
-//                                                  Dense2: (ff_dim, d)
-// Equals torch.nn.TransformerDecoderLayer(d, heads, ff_dim, dropout, activation, layer_norm_eps, batch_first=True,
-// norm_first, bias) with self_attn / multihead_attn in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T,
-// linear2.weight = ffn2.W^T, norm1/2/3 = ln1/2/3, called with tgt_mask = the causal mask (tgt_is_causal) when
-// `causal`, tgt_key_padding_mask and memory_key_padding_mask from the masks (tests/reference/gen_transformer_decoder.py
-// checks it).
-// Calls (the cross-attention API of MultiHeadAttention; the single-input forward(x, mask) and backward(x, mask, dy)
-// of Layer throw ConfigError: the block needs its memory). As a Graph node (model/graph.hpp) it takes the inputs
-// (targets, memory): forward(LayerInputs) and backward(LayerInputs, dy) are the calls below, input_grad(1) is
-// memory_grad():
-//   forward(x, mx, memory, mm, mode)   x (B, T, d) targets masked by mx, memory (B, Tm, memory_features) masked by mm
-//                                      -> y (B, T, d)
-//   backward(x, mx, memory, mm, dy)    follows that forward with the same inputs; returns dx (B, T, d), OVERWRITES
-//                                      memory_grad() (B, Tm, memory_features), ADDS INTO the parameter gradients
-// Masks: the self-attention gives padded / masked target steps weight 0 (and, with `causal`, later steps); the
-// cross-attention gives padded / masked memory steps weight exactly 0 (their values are never read: memory_grad()
-// is 0 there). Padded target steps never change valid outputs. Step masks (holes, left padding) on the targets and
-// on the memory are honored (supports_step_masks()) once every sub-layer honors them. A memory sequence with no
-// kept step gives a cross-attention output of 0 at its targets (torch: NaN).
-// Options (TransformerDecoderOptions): dropout (on the three sub-block outputs and the FFN hidden layer),
-// attention_dropout (on the attention weights of both attentions; torch's `dropout` also drops them: set both to
-// torch's value to train as torch does), qkv_dropout (MultiHeadAttention's, both
-// attentions; not in torch), activation, norm_first, causal (default TRUE: the self-attention of step t sees the
-// targets s <= t, torch's tgt_is_causal), attention_window (with causal: the self-attention sees [t - w + 1, t]),
-// layer_norm_eps, use_bias (false: torch's bias=False; no attention, FFN biases nor LayerNorm beta), memory_features
-// (default d: the features of the memory, the key/value input width of the cross-attention; torch's decoder layer
-// has d only), need_weights (MultiHeadAttention's, both attentions: false keeps no attention probabilities, backward
-// computes them again, bitwise the same results; memory linear in T; the attention maps refuse), seed.
-// Parameters: self_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, cross_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo},
-// ln2.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln3.{gamma,beta} (cross_mha.Wk, Wv: (memory_features, d)).
-// Attention maps: attention_map(b, h) (AttentionMap) is the self-attention's (T, T) head h of sequence b;
-// cross_attention_map(b, h) the cross-attention's (T, Tm).
-// Streams (with causal): Stream<S>(block, B), set_context(memory, mask), then step(targets): decoding step by step
-// with the self-attention's key/value cache and the memory projected once (core/stream.hpp, "Several inputs").
+/// \file
+/// TransformerDecoderBlock: masked (causal) multi-head self-attention over the targets, multi-head cross-attention
+/// from the targets to a memory (the encoder's output), and a feed-forward network, each with dropout and a residual
+/// connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
+///
+/// ```unparsed
+///   post-norm:  h1 = LN1(x + Drop(SelfMHA(x)))
+///               h2 = LN2(h1 + Drop(CrossMHA(h1, memory)))
+///               y  = LN3(h2 + Drop(FFN(h2)))
+///   pre-norm:   h1 = x + Drop(SelfMHA(LN1(x)))
+///               h2 = h1 + Drop(CrossMHA(LN2(h1), memory))
+///               y  = h2 + Drop(FFN(LN3(h2)))
+///   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
+///                                                  Dense2: (ff_dim, d)
+/// ```
+/// Equals torch.nn.TransformerDecoderLayer(d, heads, ff_dim, dropout, activation, layer_norm_eps, batch_first=True,
+/// norm_first, bias) with self_attn / multihead_attn in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T,
+/// linear2.weight = ffn2.W^T, norm1/2/3 = ln1/2/3, called with tgt_mask = the causal mask (tgt_is_causal) when
+/// `causal`, tgt_key_padding_mask and memory_key_padding_mask from the masks
+/// (tests/reference/gen_transformer_decoder.py checks it).
+/// Calls (the cross-attention API of MultiHeadAttention; the single-input forward(x, mask) and backward(x, mask, dy)
+/// of Layer throw ConfigError: the block needs its memory). As a Graph node (model/graph.hpp) it takes the inputs
+/// (targets, memory): forward(LayerInputs) and backward(LayerInputs, dy) are the calls below, input_grad(1) is
+/// memory_grad():
+///
+/// ```unparsed
+///   forward(x, mx, memory, mm, mode)   x (B, T, d) targets masked by mx, memory (B, Tm, memory_features) masked by mm
+///                                      -> y (B, T, d)
+///   backward(x, mx, memory, mm, dy)    follows that forward with the same inputs; returns dx (B, T, d), OVERWRITES
+///                                      memory_grad() (B, Tm, memory_features), ADDS INTO the parameter gradients
+/// ```
+/// Masks: the self-attention gives padded / masked target steps weight 0 (and, with `causal`, later steps); the
+/// cross-attention gives padded / masked memory steps weight exactly 0 (their values are never read: memory_grad()
+/// is 0 there). Padded target steps never change valid outputs. Step masks (holes, left padding) on the targets and
+/// on the memory are honored (supports_step_masks()) once every sub-layer honors them. A memory sequence with no
+/// kept step gives a cross-attention output of 0 at its targets (torch: NaN).
+/// Options (TransformerDecoderOptions): dropout (on the three sub-block outputs and the FFN hidden layer),
+/// attention_dropout (on the attention weights of both attentions; torch's `dropout` also drops them: set both to
+/// torch's value to train as torch does), qkv_dropout (MultiHeadAttention's, both
+/// attentions; not in torch), activation, norm_first, causal (default TRUE: the self-attention of step t sees the
+/// targets s \<= t, torch's tgt_is_causal), attention_window (with causal: the self-attention sees [t - w + 1, t]),
+/// layer_norm_eps, use_bias (false: torch's bias=False; no attention, FFN biases nor LayerNorm beta), memory_features
+/// (default d: the features of the memory, the key/value input width of the cross-attention; torch's decoder layer
+/// has d only), need_weights (MultiHeadAttention's, both attentions: false keeps no attention probabilities, backward
+/// computes them again, bitwise the same results; memory linear in T; the attention maps refuse), seed.
+/// Parameters: self_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, cross_mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo},
+/// ln2.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln3.{gamma,beta} (cross_mha.Wk, Wv: (memory_features, d)).
+/// Attention maps: attention_map(b, h) (AttentionMap) is the self-attention's (T, T) head h of sequence b;
+/// cross_attention_map(b, h) the cross-attention's (T, Tm).
+/// Streams (with causal): Stream\<S>(block, B), set_context(memory, mask), then step(targets): decoding step by step
+/// with the self-attention's key/value cache and the memory projected once (core/stream.hpp, "Several inputs").
 
 #include <cstdint>
 #include <memory>
@@ -61,21 +68,27 @@
 
 namespace seqattn {
 
+/// Options of TransformerDecoderBlock (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TransformerDecoderOptions {
-  SEQATTN_ARG(double, dropout, 0.0)                      // on the attention outputs, the FFN hidden and output
-  SEQATTN_ARG(double, attention_dropout, 0.0)            // on the attention weights (both attentions)
-  SEQATTN_ARG(double, qkv_dropout, 0.0)                  // on the projected q, k, v (MultiHeadAttention's)
-  SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU, GELUTanh or ReLU
-  SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
-  SEQATTN_ARG(bool, causal, true)                        // the self-attention: step t sees targets s <= t
-  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: targets [t - w + 1, t]
+  SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention outputs, the FFN hidden and output
+  SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights (both attentions)
+  SEQATTN_ARG(double, qkv_dropout, 0.0)  ///< on the projected q, k, v (MultiHeadAttention's)
+  SEQATTN_ARG(Activation, activation, Activation::GELU)  ///< of the FFN hidden layer: GELU, GELUTanh or ReLU
+  SEQATTN_ARG(bool, norm_first, false)  ///< pre-norm when true
+  SEQATTN_ARG(bool, causal, true)  ///< the self-attention: step t sees targets s \<= t
+  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: targets [t - w + 1, t]
+  /// Epsilon of the layer norms.
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
-  SEQATTN_ARG(bool, use_bias, true)  // false: no bias in the attentions, the FFN linears, nor beta in the norms
-  SEQATTN_ARG(std::optional<Index>, memory_features, std::nullopt)  // default d_model
-  SEQATTN_ARG(bool, need_weights, true)  // false: both attentions keep no probabilities (memory linear in T)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attentions, the FFN linears, nor beta in the norms
+  SEQATTN_ARG(std::optional<Index>, memory_features, std::nullopt)  ///< default d_model
+  SEQATTN_ARG(bool, need_weights, true)  ///< false: both attentions keep no probabilities (memory linear in T)
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("dropout", o.dropout_);
@@ -93,9 +106,12 @@ struct TransformerDecoderOptions {
   }
 };
 
+/// A transformer decoder block: causal self-attention, cross-attention to a memory, feed-forward network, each
+/// with a residual and a layer norm; see the file documentation.
 template <class S>
 class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// A block of width d_model with `heads` heads and a feed-forward hidden width ff_dim.
   TransformerDecoderBlock(Index d_model, Index heads, Index ff_dim,
                           TransformerDecoderOptions options = TransformerDecoderOptions())
       : TransformerDecoderBlock(d_model, heads, ff_dim, options, options.seed().value_or(next_seed())) {}
@@ -103,21 +119,21 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   using Layer<S>::forward;
   using Layer<S>::backward;
 
-  // x (B, T, d) masked by mx, memory (B, Tm, memory_features) masked by mm -> y (B, T, d).
+  /// x (B, T, d) masked by mx, memory (B, Tm, memory_features) masked by mm -> y (B, T, d).
   const Tensor3<S>& forward(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory, const Mask& mm,
                             Mode mode = Mode::Infer) {
     const detail::InUseGuard in_use = this->enter("forward");  // before the memory pointers are set
     return memory_forward_entered(x, mx, memory, mm, mode);
   }
-  // Follows forward(x, mx, memory, mm, mode) with the same inputs; dy (B, T, d) -> dx (B, T, d); memory_grad() is
-  // dmemory (B, Tm, memory_features).
+  /// Follows forward(x, mx, memory, mm, mode) with the same inputs; dy (B, T, d) -> dx (B, T, d); memory_grad() is
+  /// dmemory (B, Tm, memory_features).
   const Tensor3<S>& backward(const Tensor3<S>& x, const Mask& mx, const Tensor3<S>& memory, const Mask& mm,
                              const Tensor3<S>& dy) {
     const detail::InUseGuard in_use = this->enter("backward");
     return memory_backward_entered(x, mx, memory, mm, dy);
   }
-  // As a graph node (core/layer.hpp, "Several inputs"): inputs (targets, memory), the calls above; input_grad(1) is
-  // memory_grad(). forward(x, mask) refuses (ConfigError: it takes 2 inputs).
+  /// As a graph node (core/layer.hpp, "Several inputs"): inputs (targets, memory), the calls above; input_grad(1) is
+  /// memory_grad(). forward(x, mask) refuses (ConfigError: it takes 2 inputs).
   Index min_inputs() const override { return 2; }
   Index max_inputs() const override { return 2; }
   Index input_features(Index i, Index) const override {
@@ -159,10 +175,11 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   }
 
  public:
-  // dmemory of the last backward, (B, Tm, memory_features): 0 at padded and masked memory steps.
+  /// dmemory of the last backward, (B, Tm, memory_features): 0 at padded and masked memory steps.
   const Tensor3<S>& memory_grad() const { return cross_mha_.key_input_grad(); }
 
   Index out_features() const override { return this->in_features(); }
+  /// The features of the memory (the cross-attention's keys and values).
   Index memory_features() const { return cross_mha_.key_features(); }
   std::string name() const override { return "transformer_decoder"; }
   std::string class_name() const override { return "TransformerDecoderBlock"; }
@@ -173,7 +190,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "TransformerDecoderBlock config");
     const Index heads = r.read_size("num_heads"), ff_dim = r.read_size("ff_dim");
@@ -192,8 +209,8 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerDecoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerDecoderBlock&>(other); }
-  // Step masks (holes, left padding) on the targets and the memory when every sub-layer honors them: the
-  // attentions (MultiHeadAttention) and the position-wise norms, feed-forward and dropouts.
+  /// Step masks (holes, left padding) on the targets and the memory when every sub-layer honors them: the
+  /// attentions (MultiHeadAttention) and the position-wise norms, feed-forward and dropouts.
   bool supports_step_masks() const override {
     for (const Layer<S>* layer : children())
       if (!layer->supports_step_masks()) return false;
@@ -205,8 +222,8 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
         return detail::cat("its sub-layer ", layer->describe(), " refuses it: ", layer->step_mask_refusal());
     return "";
   }
-  // Both attentions' probabilities (B*H*T*T and B*H*T*Tm, Tm the memory steps of the current call, else T; none
-  // with need_weights=false) and projections, and the memory and its gradient.
+  /// Both attentions' probabilities (B*H*T*T and B*H*T*Tm, Tm the memory steps of the current call, else T; none
+  /// with need_weights=false) and projections, and the memory and its gradient.
   std::size_t cache_bytes(Index B, Index T) const override {
     const Index Tm = memory_ ? memory_->dimension(1) : T, hd = cross_mha_.heads() * cross_mha_.head_size();
     const std::size_t probs =
@@ -224,10 +241,10 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
            "attention probabilities for backward: construct it with need_weights(false) to compute them again in "
            "backward instead (memory linear in T), or use a smaller batch or shorter sequences";
   }
-  // Streams with causal (core/stream.hpp, "Several inputs"): the targets step, the memory is the stream's context
-  // (set_context, projected once by the cross-attention's stream); the self-attention keeps its key/value cache, the
-  // other sub-layers run per step, dropout is the identity. A decode step over t past targets and Tm memory steps
-  // costs O(t + Tm) per head, not a rerun of the whole prefix.
+  /// Streams with causal (core/stream.hpp, "Several inputs"): the targets step, the memory is the stream's context
+  /// (set_context, projected once by the cross-attention's stream); the self-attention keeps its key/value cache, the
+  /// other sub-layers run per step, dropout is the identity. A decode step over t past targets and Tm memory steps
+  /// costs O(t + Tm) per head, not a rerun of the whole prefix.
   std::unique_ptr<LayerStream<S>> open_inputs_stream(Index batch, const StreamOptions& options,
                                                      Index inputs) const override {
     if (inputs != 2 || !options_.causal()) return Layer<S>::open_inputs_stream(batch, options, inputs);
@@ -248,24 +265,34 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
            "set_context(memory), or as a Graph node)";
   }
 
+  /// The self-attention.
   MultiHeadAttention<S>& self_attention_layer() { return self_mha_; }
+  /// The self-attention.
   const MultiHeadAttention<S>& self_attention_layer() const { return self_mha_; }
+  /// The cross-attention.
   MultiHeadAttention<S>& cross_attention_layer() { return cross_mha_; }
+  /// The cross-attention.
   const MultiHeadAttention<S>& cross_attention_layer() const { return cross_mha_; }
-  // AttentionMap (core/attention_map.hpp): the self-attention's (T, T) weights of head h of sequence b.
+  /// AttentionMap (core/attention_map.hpp): the self-attention's (T, T) weights of head h of sequence b.
   Index attention_heads() const override { return self_mha_.heads(); }
   Matrix<S> attention_map(Index b, Index h = 0) const override { return self_mha_.attention(b, h); }
-  // The cross-attention's (T, Tm) weights of head h of sequence b (0 at padded / masked memory steps).
+  /// The cross-attention's (T, Tm) weights of head h of sequence b (0 at padded / masked memory steps).
   Matrix<S> cross_attention_map(Index b, Index h = 0) const { return cross_mha_.attention(b, h); }
+  /// The layer norm of the self-attention sub-block.
   LayerNorm<S>& norm1() { return ln1_; }
+  /// The layer norm of the cross-attention sub-block.
   LayerNorm<S>& norm2() { return ln2_; }
+  /// The layer norm of the feed-forward sub-block.
   LayerNorm<S>& norm3() { return ln3_; }
+  /// The first feed-forward layer (d_model -> ff_dim, activation).
   Dense<S>& ffn1() { return ffn1_; }
+  /// The second feed-forward layer (ff_dim -> d_model).
   Dense<S>& ffn2() { return ffn2_; }
+  /// The options the layer was built with.
   const TransformerDecoderOptions& options() const { return options_; }
 
  protected:
-  // x (B, T, d) [, memory (B, Tm, memory_features) of the call] -> y (B, T, d); every intermediate is kept.
+  /// x (B, T, d) [, memory (B, Tm, memory_features) of the call] -> y (B, T, d); every intermediate is kept.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     if (!memory_) throw_needs_memory("forward(x, mask)");
     const Tensor3<S>& memory = *memory_;
@@ -298,8 +325,8 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // dy (B, T, d) -> dx (B, T, d) (and the cross-attention's key_input_grad(), memory_grad()): the forward steps
-  // inverted from last to first.
+  /// dy (B, T, d) -> dx (B, T, d) (and the cross-attention's key_input_grad(), memory_grad()): the forward steps
+  /// inverted from last to first.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     if (!memory_) throw_needs_memory("backward(x, mask, dy)");
     const Tensor3<S>& memory = *memory_;
@@ -339,7 +366,7 @@ class TransformerDecoderBlock final : public Layer<S>, public AttentionMap<S> {
     as_matrix(dx).noalias() = as_matrix(dsum1) + as_matrix(dx_self);
   }
 
-  // The sub-layers' regularization losses (their weight rules: self_attention_layer(), ffn1(), ...).
+  /// The sub-layers' regularization losses (their weight rules: self_attention_layer(), ffn1(), ...).
   S extra_regularization_loss() const override {
     return self_mha_.regularization_loss() + ln1_.regularization_loss() + cross_mha_.regularization_loss() +
            ln2_.regularization_loss() + ffn1_.regularization_loss() + ffn2_.regularization_loss() +

@@ -1,28 +1,32 @@
 #pragma once
-// TransformerEncoderBlock: multi-head self-attention and a feed-forward network, each with dropout and a
-// residual connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
-//   post-norm:  h = LN1(x + Drop(MHA(x)))          y = LN2(h + Drop(FFN(h)))
-//   pre-norm:   h = x + Drop(MHA(LN1(x)))          y = h + Drop(FFN(LN2(h)))
-//   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
-//                                                  Dense2: (ff_dim, d)
-// Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
-// norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
-// (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the
-// statistics of nothing (LayerNorm is per step); `causal` lets step t attend to steps s <= t only;
-// `attention_window` w (with causal only, w >= 1: ConfigError otherwise) to the w steps [t - w + 1, t] only
-// (torch: a src_mask of -inf where s > t or s < t - w + 1), in O(T w) time and memory: the attention keeps
-// B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
-// Options: dropout, attention_dropout (on the attention weights), qkv_dropout (MultiHeadAttention's: on the projected
-// q, k, v; 0 by default, not in torch), activation, norm_first, causal, attention_window, layer_norm_eps,
-// need_weights (MultiHeadAttention's: false keeps no attention probabilities, backward computes them again, bitwise
-// the same results; memory linear in T; attention_map() refuses), seed.
-// Padded steps never change valid outputs. Step masks (holes, left padding): honored (supports_step_masks()) once
-// every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
-// of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
-// Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
-// use_bias (default true) false: torch's bias=False (torch >= 2.1): no bq, bk, bv, bo, ffn1.b, ffn2.b, and the
-// norms learn no beta (gamma only); params() lists none of them, the torch import (io/torch_names.hpp) expects
-// a state_dict without in_proj_bias, out_proj.bias, linear1/2.bias, norm1/2.bias. Model-file key "use_bias".
+/// \file
+/// TransformerEncoderBlock: multi-head self-attention and a feed-forward network, each with dropout and a
+/// residual connection, with post-norm (Vaswani et al., torch's default) or pre-norm (norm_first):
+///
+/// ```unparsed
+///   post-norm:  h = LN1(x + Drop(MHA(x)))          y = LN2(h + Drop(FFN(h)))
+///   pre-norm:   h = x + Drop(MHA(LN1(x)))          y = h + Drop(FFN(LN2(h)))
+///   FFN(z) = Dense2(Drop(act(Dense1(z))))          Dense1: (d, ff_dim), act GELU (exact), GELUTanh or ReLU;
+///                                                  Dense2: (ff_dim, d)
+/// ```
+/// Equals torch.nn.TransformerEncoderLayer(d, heads, ff_dim, dropout, activation, batch_first=True,
+/// norm_first) with MHA in_proj_weight = [Wq^T; Wk^T; Wv^T], linear1.weight = ffn1.W^T, linear2.weight = ffn2.W^T
+/// (tests/reference/gen_transformer_encoder.py checks it). Masks: padding masks the attention keys and the
+/// statistics of nothing (LayerNorm is per step); `causal` lets step t attend to steps s \<= t only;
+/// `attention_window` w (with causal only, w >= 1: ConfigError otherwise) to the w steps [t - w + 1, t] only
+/// (torch: a src_mask of -inf where s > t or s \< t - w + 1), in O(T w) time and memory: the attention keeps
+/// B*heads*T*min(w, T) probabilities instead of B*heads*T*T (MultiHeadAttention's attention_window).
+/// Options: dropout, attention_dropout (on the attention weights), qkv_dropout (MultiHeadAttention's: on the projected
+/// q, k, v; 0 by default, not in torch), activation, norm_first, causal, attention_window, layer_norm_eps,
+/// need_weights (MultiHeadAttention's: false keeps no attention probabilities, backward computes them again, bitwise
+/// the same results; memory linear in T; attention_map() refuses), seed.
+/// Padded steps never change valid outputs. Step masks (holes, left padding): honored (supports_step_masks()) once
+/// every sub-layer honors them; the attention then gives masked keys weight 0 and masked steps an attention output
+/// of 0 (the residual, norms and feed-forward still compute those steps, as padded steps). x (B, T, d) -> y (B, T, d).
+/// Parameters: mha.{Wq,bq,Wk,bk,Wv,bv,Wo,bo}, ln1.{gamma,beta}, ffn1.{W,b}, ffn2.{W,b}, ln2.{gamma,beta}.
+/// use_bias (default true) false: torch's bias=False (torch >= 2.1): no bq, bk, bv, bo, ffn1.b, ffn2.b, and the
+/// norms learn no beta (gamma only); params() lists none of them, the torch import (io/torch_names.hpp) expects
+/// a state_dict without in_proj_bias, out_proj.bias, linear1/2.bias, norm1/2.bias. Model-file key "use_bias".
 
 #include <cstdint>
 #include <memory>
@@ -41,20 +45,27 @@
 
 namespace seqattn {
 
+/// Options of TransformerEncoderBlock (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct TransformerEncoderOptions {
-  SEQATTN_ARG(double, dropout, 0.0)                      // on the attention output, the FFN hidden and output
-  SEQATTN_ARG(double, attention_dropout, 0.0)            // on the attention weights
-  SEQATTN_ARG(double, qkv_dropout, 0.0)                  // on the projected q, k, v (MultiHeadAttention's)
-  SEQATTN_ARG(Activation, activation, Activation::GELU)  // of the FFN hidden layer: GELU, GELUTanh or ReLU
-  SEQATTN_ARG(bool, norm_first, false)                   // pre-norm when true
+  SEQATTN_ARG(double, dropout, 0.0)  ///< on the attention output, the FFN hidden and output
+  SEQATTN_ARG(double, attention_dropout, 0.0)  ///< on the attention weights
+  SEQATTN_ARG(double, qkv_dropout, 0.0)  ///< on the projected q, k, v (MultiHeadAttention's)
+  SEQATTN_ARG(Activation, activation, Activation::GELU)  ///< of the FFN hidden layer: GELU, GELUTanh or ReLU
+  SEQATTN_ARG(bool, norm_first, false)  ///< pre-norm when true
+  /// Step t attends only to steps s \<= t.
   SEQATTN_ARG(bool, causal, false)
-  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  // w >= 1, with causal: keys [t - w + 1, t]
+  SEQATTN_ARG(std::optional<Index>, attention_window, std::nullopt)  ///< w >= 1, with causal: keys [t - w + 1, t]
+  /// Epsilon of the layer norms.
   SEQATTN_ARG(double, layer_norm_eps, 1e-5)
-  SEQATTN_ARG(bool, use_bias, true)      // false: no bias in the attention, the FFN linears, nor beta in the norms
-  SEQATTN_ARG(bool, need_weights, true)  // false: the attention keeps no probabilities (memory linear in T)
-  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)  // default: next_seed()
+  SEQATTN_ARG(bool, use_bias, true)  ///< false: no bias in the attention, the FFN linears, nor beta in the norms
+  SEQATTN_ARG(bool, need_weights, true)  ///< false: the attention keeps no probabilities (memory linear in T)
+  /// Seed of the layer's random numbers (default: next_seed()).
+  SEQATTN_ARG(std::optional<std::uint64_t>, seed, std::nullopt)
 
-  // The fields with their model-file keys (core/layer_config.hpp).
+  /// The fields with their model-file keys (core/layer_config.hpp).
   template <class Self, class V>
   static void visit_options(Self& o, V&& v) {
     v("dropout", o.dropout_);
@@ -71,9 +82,12 @@ struct TransformerEncoderOptions {
   }
 };
 
+/// A transformer encoder block: self-attention and a feed-forward network, each with a residual and a layer
+/// norm (post-norm, or pre-norm with norm_first); see the file documentation.
 template <class S>
 class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
  public:
+  /// A block of width d_model with `heads` heads and a feed-forward hidden width ff_dim.
   TransformerEncoderBlock(Index d_model, Index heads, Index ff_dim,
                           TransformerEncoderOptions options = TransformerEncoderOptions())
       : TransformerEncoderBlock(d_model, heads, ff_dim, options, options.seed().value_or(next_seed())) {}
@@ -88,7 +102,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
     write_options(c, options_);
     return c;
   }
-  // Rebuilds the layer from config() (model files, model/layer_registry.hpp).
+  /// Rebuilds the layer from config() (model files, model/layer_registry.hpp).
   static std::unique_ptr<Layer<S>> from_config(Index in_features, const Config& config) {
     ConfigReader r(config, "TransformerEncoderBlock config");
     const Index heads = r.read_size("num_heads"), ff_dim = r.read_size("ff_dim");
@@ -106,8 +120,8 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
   }
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<TransformerEncoderBlock>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const TransformerEncoderBlock&>(other); }
-  // Step masks (holes, left padding) when every sub-layer honors them: the attention (MultiHeadAttention) and the
-  // position-wise norms, feed-forward and dropouts.
+  /// Step masks (holes, left padding) when every sub-layer honors them: the attention (MultiHeadAttention) and the
+  /// position-wise norms, feed-forward and dropouts.
   bool supports_step_masks() const override {
     for (const Layer<S>* layer : children())
       if (!layer->supports_step_masks()) return false;
@@ -122,7 +136,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
   std::size_t cache_bytes(Index B, Index T) const override { return mha_.cache_bytes(B, T); }
   std::string memory_remedy(Index B, Index T) const override { return mha_.memory_remedy(B, T); }
 
-  // Streams with causal: its attention's key/value cache, the other sub-layers per step, dropout the identity.
+  /// Streams with causal: its attention's key/value cache, the other sub-layers per step, dropout the identity.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (!options_.causal()) return Layer<S>::open_stream(batch, options);
     auto stream = std::make_unique<BlockStream>(options_.norm_first());
@@ -139,19 +153,26 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
            "attention_window to bound the memory) to stream";
   }
 
+  /// The self-attention.
   MultiHeadAttention<S>& attention_layer() { return mha_; }
+  /// The self-attention.
   const MultiHeadAttention<S>& attention_layer() const { return mha_; }
-  // AttentionMap (core/attention_map.hpp): its attention's (Tq, Tk) weights of head h of sequence b.
+  /// AttentionMap (core/attention_map.hpp): its attention's (Tq, Tk) weights of head h of sequence b.
   Index attention_heads() const override { return mha_.heads(); }
   Matrix<S> attention_map(Index b, Index h = 0) const override { return mha_.attention(b, h); }
+  /// The layer norm of the attention sub-block.
   LayerNorm<S>& norm1() { return ln1_; }
+  /// The layer norm of the feed-forward sub-block.
   LayerNorm<S>& norm2() { return ln2_; }
+  /// The first feed-forward layer (d_model -> ff_dim, activation).
   Dense<S>& ffn1() { return ffn1_; }
+  /// The second feed-forward layer (ff_dim -> d_model).
   Dense<S>& ffn2() { return ffn2_; }
+  /// The options the layer was built with.
   const TransformerEncoderOptions& options() const { return options_; }
 
  protected:
-  // x (B, T, d) -> y (B, T, d); every intermediate is a member kept for backward.
+  /// x (B, T, d) -> y (B, T, d); every intermediate is a member kept for backward.
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     const bool pre = options_.norm_first();
     // attention sub-block: a = Drop(MHA(pre ? LN1(x) : x));  h = x + a  (post-norm: h = LN1(x + a))
@@ -174,7 +195,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
     }
   }
 
-  // dy (B, T, d) -> dx (B, T, d): the forward steps inverted from last to first.
+  /// dy (B, T, d) -> dx (B, T, d): the forward steps inverted from last to first.
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const bool pre = options_.norm_first();
     const Tensor3<S>& h = pre ? sum1_ : ln1_.output();
@@ -200,7 +221,7 @@ class TransformerEncoderBlock final : public Layer<S>, public AttentionMap<S> {
     as_matrix(dx).noalias() = as_matrix(dsum1) + as_matrix(dx_attn);
   }
 
-  // The sub-layers' regularization losses (their weight rules: mha(), ffn1(), ...).
+  /// The sub-layers' regularization losses (their weight rules: mha(), ffn1(), ...).
   S extra_regularization_loss() const override {
     return mha_.regularization_loss() + ln1_.regularization_loss() + ffn1_.regularization_loss() +
            ffn2_.regularization_loss() + ln2_.regularization_loss();

@@ -1,17 +1,23 @@
 #pragma once
-// BinaryCrossEntropy<S>: sigmoid followed by binary cross entropy, on logits, in the stable form
-//     l(z, y) = max(z, 0) - z * y + log(1 + exp(-|z|))        (= -y log s(z) - (1 - y) log(1 - s(z)))
-// Equals torch.nn.functional.binary_cross_entropy_with_logits (mean reduction) over the valid elements.
-//
-//   S forward(logits, targets, mask = Mask())   logits, targets (B, T, F); targets in [0, 1]
-//   const Tensor3<S>& grad() const              dloss/dlogits (B, T, F), valid until the next forward
-//
-// loss = mean of l over valid elements (t < mask.length(b, T), every feature); padded elements are ignored
-// (their targets are not read) and get gradient exactly 0; no valid element gives loss 0 and gradient 0.
-// grad = (sigmoid(z) - y) / (number of valid elements). Step masks (holes, left padding): masked steps are treated
-// as padded ones (their targets are not read or checked).
-// Errors (ShapeError, naming BinaryCrossEntropy): targets of another shape, a target outside [0, 1] at a
-// valid element (naming its position and value), a mask that does not fit. No allocation in a steady loop.
+/// \file
+/// BinaryCrossEntropy\<S>: sigmoid followed by binary cross entropy, on logits, in the stable form
+///
+/// ```unparsed
+///     l(z, y) = max(z, 0) - z * y + log(1 + exp(-|z|))        (= -y log s(z) - (1 - y) log(1 - s(z)))
+/// ```
+/// Equals torch.nn.functional.binary_cross_entropy_with_logits (mean reduction) over the valid elements.
+///
+/// ```unparsed
+///   S forward(logits, targets, mask = Mask())   logits, targets (B, T, F); targets in [0, 1]
+///   const Tensor3<S>& grad() const              dloss/dlogits (B, T, F), valid until the next forward
+///
+/// ```
+/// loss = mean of l over valid elements (t \< mask.length(b, T), every feature); padded elements are ignored
+/// (their targets are not read) and get gradient exactly 0; no valid element gives loss 0 and gradient 0.
+/// grad = (sigmoid(z) - y) / (number of valid elements). Step masks (holes, left padding): masked steps are treated
+/// as padded ones (their targets are not read or checked).
+/// Errors (ShapeError, naming BinaryCrossEntropy): targets of another shape, a target outside [0, 1] at a
+/// valid element (naming its position and value), a mask that does not fit. No allocation in a steady loop.
 
 #include <cmath>
 #include <string>
@@ -23,10 +29,11 @@
 
 namespace seqattn {
 
+/// Binary cross-entropy on logits (sigmoid inside), averaged over the valid elements; see the file documentation.
 template <class S>
 class BinaryCrossEntropy {
  public:
-  // logits (B, T, F), targets (B, T, F) -> loss; grad_ (B, T, F)
+  /// logits (B, T, F), targets (B, T, F) -> loss; grad_ (B, T, F)
   S forward(const Tensor3<S>& logits, const Tensor3<S>& targets, const Mask& mask = Mask()) {
     detail::check_loss_pair("BinaryCrossEntropy", logits, targets, mask, "logits");
     const Index B = logits.dimension(0), T = logits.dimension(1), F = logits.dimension(2);
@@ -61,9 +68,11 @@ class BinaryCrossEntropy {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the logits.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
-  Index valid_count() const { return valid_; }  // valid elements of the last forward
+  Index valid_count() const { return valid_; }  ///< valid elements of the last forward
 
  private:
   Tensor3<S> grad_;

@@ -1,26 +1,35 @@
 #pragma once
-// SoftmaxCrossEntropy<S>: softmax over the classes followed by the negative log-likelihood, fused and
-// numerically stable (log-sum-exp with the row maximum subtracted), with its gradient w.r.t. the logits.
-// Equals torch.nn.functional.cross_entropy (mean reduction; padded steps as ignore_index).
-//
-//   S forward(logits, labels, mask = Mask())    logits (B, T, C), returns the loss and stores grad()
-//   const Tensor3<S>& grad() const              dloss/dlogits, (B, T, C), valid until the next forward
-//
-// Labels (class indices in [0, C)), one of two conventions:
-//   one per sequence  labels.size() == B, requires T == 1 (e.g. after global pooling): labels[b]
-//   one per step      labels.size() == B * T, row-major: labels[b * T + t]
-// loss = mean over valid steps (t < mask.length(b, T)) of  logsumexp(z[b, t, :]) - z[b, t, label].
-// Step masks (holes, left padding): masked steps are treated as padded ones.
-// Padded steps are ignored: their label is not read (any value, e.g. -1) and their gradient is exactly 0.
-// With no valid step the loss is 0 and the gradient is 0.
-// grad = (softmax(z) - onehot(label)) / (number of valid steps) at valid steps.
-// Label smoothing (SoftmaxCrossEntropy(eps), eps in [0, 1), as torch's cross_entropy(label_smoothing=eps)): the
-// target is (1 - eps) * onehot(label) + eps / C, so
-//   loss_r = (1 - eps) * (logsumexp(z) - z_label) + eps / C * sum_c (logsumexp(z) - z_c)
-//   grad   = (softmax(z) - (1 - eps) * onehot(label) - eps / C) / n.
-// It keeps a classifier from driving its logits to infinity on a small training set (a regularizer).
-// Errors (ShapeError): a wrong number of labels, a label out of range (naming its index and value), a mask
-// that does not fit the logits. Buffers are members: a steady loop allocates nothing.
+/// \file
+/// SoftmaxCrossEntropy\<S>: softmax over the classes followed by the negative log-likelihood, fused and
+/// numerically stable (log-sum-exp with the row maximum subtracted), with its gradient w.r.t. the logits.
+/// Equals torch.nn.functional.cross_entropy (mean reduction; padded steps as ignore_index).
+///
+/// ```unparsed
+///   S forward(logits, labels, mask = Mask())    logits (B, T, C), returns the loss and stores grad()
+///   const Tensor3<S>& grad() const              dloss/dlogits, (B, T, C), valid until the next forward
+///
+/// ```
+/// Labels (class indices in [0, C)), one of two conventions:
+///
+/// ```unparsed
+///   one per sequence  labels.size() == B, requires T == 1 (e.g. after global pooling): labels[b]
+///   one per step      labels.size() == B * T, row-major: labels[b * T + t]
+/// ```
+/// loss = mean over valid steps (t \< mask.length(b, T)) of  logsumexp(z[b, t, :]) - z[b, t, label].
+/// Step masks (holes, left padding): masked steps are treated as padded ones.
+/// Padded steps are ignored: their label is not read (any value, e.g. -1) and their gradient is exactly 0.
+/// With no valid step the loss is 0 and the gradient is 0.
+/// grad = (softmax(z) - onehot(label)) / (number of valid steps) at valid steps.
+/// Label smoothing (SoftmaxCrossEntropy(eps), eps in [0, 1), as torch's cross_entropy(label_smoothing=eps)): the
+/// target is (1 - eps) * onehot(label) + eps / C, so
+///
+/// ```unparsed
+///   loss_r = (1 - eps) * (logsumexp(z) - z_label) + eps / C * sum_c (logsumexp(z) - z_c)
+///   grad   = (softmax(z) - (1 - eps) * onehot(label) - eps / C) / n.
+/// ```
+/// It keeps a classifier from driving its logits to infinity on a small training set (a regularizer).
+/// Errors (ShapeError): a wrong number of labels, a label out of range (naming its index and value), a mask
+/// that does not fit the logits. Buffers are members: a steady loop allocates nothing.
 
 #include <cmath>
 #include <string>
@@ -33,17 +42,20 @@
 
 namespace seqattn {
 
+/// Softmax cross-entropy on logits with integer labels and optional label smoothing, averaged over the kept
+/// steps; see the file documentation.
 template <class S>
 class SoftmaxCrossEntropy {
  public:
-  // label_smoothing in [0, 1) (ConfigError otherwise).
+  /// label_smoothing in [0, 1) (ConfigError otherwise).
   explicit SoftmaxCrossEntropy(double label_smoothing = 0.0) : smoothing_(label_smoothing) {
     if (!(label_smoothing >= 0.0 && label_smoothing < 1.0))
       detail::throw_config("SoftmaxCrossEntropy: expected label_smoothing in [0, 1) but got ", label_smoothing);
   }
+  /// The label smoothing.
   double label_smoothing() const { return smoothing_; }
 
-  // logits (B, T, C), labels (B) with T == 1 or (B*T) -> loss; grad_ (B, T, C)
+  /// logits (B, T, C), labels (B) with T == 1 or (B*T) -> loss; grad_ (B, T, C)
   S forward(const Tensor3<S>& logits, const std::vector<int>& labels, const Mask& mask = Mask()) {
     detail::check_class_labels("SoftmaxCrossEntropy", logits, labels, mask);
     const Index B = logits.dimension(0), T = logits.dimension(1), C = logits.dimension(2);
@@ -82,9 +94,11 @@ class SoftmaxCrossEntropy {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the logits.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
-  Index valid_count() const { return valid_; }  // valid steps of the last forward
+  Index valid_count() const { return valid_; }  ///< valid steps of the last forward
 
  private:
   double smoothing_ = 0.0;

@@ -1,9 +1,10 @@
 #pragma once
-// Input checks shared by the losses and metrics (seqattn::detail): class labels against (B, T, C) logits,
-// prediction/target pairs of one shape, and the number of valid steps of a masked batch; and the loop of the
-// elementwise losses over the kept steps (for_each_kept_rows). Step masks (holes, left padding, core/mask.hpp): the
-// losses and metrics use the kept steps only; a masked step is never read.
-// `who` is a C string so that a check that passes allocates nothing (a steady loop allocates nothing).
+/// \file
+/// Input checks shared by the losses and metrics (seqattn::detail): class labels against (B, T, C) logits,
+/// prediction/target pairs of one shape, and the number of valid steps of a masked batch; and the loop of the
+/// elementwise losses over the kept steps (for_each_kept_rows). Step masks (holes, left padding, core/mask.hpp): the
+/// losses and metrics use the kept steps only; a masked step is never read.
+/// `who` is a C string so that a check that passes allocates nothing (a steady loop allocates nothing).
 
 #include <string>
 #include <vector>

@@ -1,20 +1,23 @@
 #pragma once
-// MeanAbsoluteError<S>: mean of |prediction - target| over the valid elements, with its (sub)gradient w.r.t. the
-// predictions. Equals torch.nn.functional.l1_loss (mean reduction) over the valid elements, and Keras'
-// MeanAbsoluteError / loss="mae" over the unmasked steps (Keras averages the features, then the kept steps: the
-// same mean when every step has F features).
-//
-//   S forward(predictions, targets, mask = Mask())   predictions, targets (B, T, F)
-//   const Tensor3<S>& grad() const                   dloss/dpredictions (B, T, F), valid until the next forward
-//
-// loss = sum over valid elements (t < mask.length(b, T), every feature) of |p - y| / n, n = valid elements.
-// grad = sign(p - y) / n, with the subgradient 0 where p == y (torch's choice: the gradient of abs at 0 is 0;
-// tests/reference/gen_losses.py checks it on exact ties); a NaN prediction gives a NaN loss and gradient.
-// Step masks (holes, left padding): only the kept steps count; masked ones are treated as padded ones.
-// Padded elements are ignored (their targets are not read) and get gradient exactly 0; no valid element
-// gives loss 0 and gradient 0.
-// Errors (ShapeError, naming MeanAbsoluteError): targets of another shape, a mask that does not fit.
-// No allocation in a steady loop.
+/// \file
+/// MeanAbsoluteError\<S>: mean of |prediction - target| over the valid elements, with its (sub)gradient w.r.t. the
+/// predictions. Equals torch.nn.functional.l1_loss (mean reduction) over the valid elements, and Keras'
+/// MeanAbsoluteError / loss="mae" over the unmasked steps (Keras averages the features, then the kept steps: the
+/// same mean when every step has F features).
+///
+/// ```unparsed
+///   S forward(predictions, targets, mask = Mask())   predictions, targets (B, T, F)
+///   const Tensor3<S>& grad() const                   dloss/dpredictions (B, T, F), valid until the next forward
+///
+/// ```
+/// loss = sum over valid elements (t \< mask.length(b, T), every feature) of |p - y| / n, n = valid elements.
+/// grad = sign(p - y) / n, with the subgradient 0 where p == y (torch's choice: the gradient of abs at 0 is 0;
+/// tests/reference/gen_losses.py checks it on exact ties); a NaN prediction gives a NaN loss and gradient.
+/// Step masks (holes, left padding): only the kept steps count; masked ones are treated as padded ones.
+/// Padded elements are ignored (their targets are not read) and get gradient exactly 0; no valid element
+/// gives loss 0 and gradient 0.
+/// Errors (ShapeError, naming MeanAbsoluteError): targets of another shape, a mask that does not fit.
+/// No allocation in a steady loop.
 
 #include "seqattn/core/errors.hpp"
 #include "seqattn/core/mask.hpp"
@@ -23,10 +26,11 @@
 
 namespace seqattn {
 
+/// Mean absolute error over the kept steps and features; see the file documentation.
 template <class S>
 class MeanAbsoluteError {
  public:
-  // predictions (B, T, F), targets (B, T, F) -> loss; grad_ (B, T, F)
+  /// predictions (B, T, F), targets (B, T, F) -> loss; grad_ (B, T, F)
   S forward(const Tensor3<S>& predictions, const Tensor3<S>& targets, const Mask& mask = Mask()) {
     detail::check_loss_pair("MeanAbsoluteError", predictions, targets, mask, "predictions");
     const Index B = predictions.dimension(0), T = predictions.dimension(1), F = predictions.dimension(2);
@@ -50,9 +54,11 @@ class MeanAbsoluteError {
     return loss_;
   }
 
+  /// The gradient of the last forward's loss with respect to the predictions.
   const Tensor3<S>& grad() const { return grad_; }
+  /// The loss of the last forward.
   S loss() const { return loss_; }
-  Index valid_count() const { return valid_; }  // valid elements of the last forward
+  Index valid_count() const { return valid_; }  ///< valid elements of the last forward
 
  private:
   Tensor3<S> grad_;

@@ -1,14 +1,17 @@
 #pragma once
-// Classification metrics on logits (B, T, C), with the label conventions of SoftmaxCrossEntropy: one label
-// per sequence (labels.size() == B, requires T == 1) or one per step (B * T, row-major); padded steps ignored.
-//
-//   argmax_labels(logits, mask = Mask())       the predicted class of every step, size B * T, row-major;
-//                                              -1 at padded steps; ties go to the lowest class index
-//   argmax_labels(logits, mask, out)           the same into `out` (no allocation once it has the size)
-//   accuracy(logits, labels, mask = Mask())    fraction of valid steps whose argmax equals the label, in
-//                                              [0, 1]; 0 when there is no valid step
-// Step masks (holes, left padding): masked steps are treated as padded ones (-1, not counted).
-// Errors (ShapeError naming accuracy): as SoftmaxCrossEntropy (label count, label range, mask).
+/// \file
+/// Classification metrics on logits (B, T, C), with the label conventions of SoftmaxCrossEntropy: one label
+/// per sequence (labels.size() == B, requires T == 1) or one per step (B * T, row-major); padded steps ignored.
+///
+/// ```unparsed
+///   argmax_labels(logits, mask = Mask())       the predicted class of every step, size B * T, row-major;
+///                                              -1 at padded steps; ties go to the lowest class index
+///   argmax_labels(logits, mask, out)           the same into `out` (no allocation once it has the size)
+///   accuracy(logits, labels, mask = Mask())    fraction of valid steps whose argmax equals the label, in
+///                                              [0, 1]; 0 when there is no valid step
+/// ```
+/// Step masks (holes, left padding): masked steps are treated as padded ones (-1, not counted).
+/// Errors (ShapeError naming accuracy): as SoftmaxCrossEntropy (label count, label range, mask).
 
 #include <vector>
 
@@ -30,7 +33,7 @@ int argmax_row(const ConstMatrixMap<S>& Z, Index r) {
 }
 }  // namespace detail
 
-// logits (B, T, C) -> out (B*T): argmax over C at valid steps, -1 at padded ones
+/// logits (B, T, C) -> out (B*T): argmax over C at valid steps, -1 at padded ones
 template <class S>
 void argmax_labels(const Tensor3<S>& logits, const Mask& mask, std::vector<int>& out) {
   const Index B = logits.dimension(0), T = logits.dimension(1);
@@ -49,6 +52,7 @@ void argmax_labels(const Tensor3<S>& logits, const Mask& mask, std::vector<int>&
   }
 }
 
+/// The argmax label of every step (-1 at masked steps), row-major over (B, T).
 template <class S>
 std::vector<int> argmax_labels(const Tensor3<S>& logits, const Mask& mask = Mask()) {
   std::vector<int> out;
@@ -56,7 +60,7 @@ std::vector<int> argmax_labels(const Tensor3<S>& logits, const Mask& mask = Mask
   return out;
 }
 
-// logits (B, T, C), labels (B) with T == 1 or (B*T) -> correct valid steps / valid steps
+/// logits (B, T, C), labels (B) with T == 1 or (B*T) -> correct valid steps / valid steps
 template <class S>
 double accuracy(const Tensor3<S>& logits, const std::vector<int>& labels, const Mask& mask = Mask()) {
   detail::check_class_labels("accuracy", logits, labels, mask);

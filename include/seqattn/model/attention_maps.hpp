@@ -1,11 +1,15 @@
 #pragma once
-// attention_maps(model): every layer of a model whose attention weights can be read (core/attention_map.hpp), in
-// the order of the forward, each with the path that names it in params(): "2.seq_self_attention",
-// "1.residual.0.multi_head_attention", "3.transformer_encoder". Looks inside Sequential and Residual;
-// TransformerEncoderBlock and TransformerDecoderBlock are found as leaves (their map is their self-attention's;
-// the decoder's cross_attention_map(b, h) is read from the block). After a forward, plot or log them:
-//   for (const auto& found : attention_maps(model))
-//     for (Index h = 0; h < found.map->attention_heads(); ++h) save(found.path, found.map->attention_map(b, h));
+/// \file
+/// attention_maps(model): every layer of a model whose attention weights can be read (core/attention_map.hpp), in
+/// the order of the forward, each with the path that names it in params(): "2.seq_self_attention",
+/// "1.residual.0.multi_head_attention", "3.transformer_encoder". Looks inside Sequential and Residual;
+/// TransformerEncoderBlock and TransformerDecoderBlock are found as leaves (their map is their self-attention's;
+/// the decoder's cross_attention_map(b, h) is read from the block). After a forward, plot or log them:
+///
+/// ```unparsed
+///   for (const auto& found : attention_maps(model))
+///     for (Index h = 0; h < found.map->attention_heads(); ++h) save(found.path, found.map->attention_map(b, h));
+/// ```
 
 #include <string>
 #include <vector>
@@ -16,10 +20,11 @@
 
 namespace seqattn {
 
+/// One layer of a model whose attention weights can be read.
 template <class S>
 struct FoundAttentionMap {
-  std::string path;              // "2.seq_self_attention"
-  const AttentionMap<S>* map;    // valid while the model lives
+  std::string path;  ///< "2.seq_self_attention"
+  const AttentionMap<S>* map;  ///< valid while the model lives
 };
 
 namespace detail {
@@ -37,6 +42,7 @@ void collect_attention_maps(const Sequential<S>& model, const std::string& prefi
 }
 }  // namespace detail
 
+/// Every layer of `model` whose attention weights can be read, in forward order (see the file documentation).
 template <class S>
 std::vector<FoundAttentionMap<S>> attention_maps(const Sequential<S>& model) {
   std::vector<FoundAttentionMap<S>> found;

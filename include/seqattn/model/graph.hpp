@@ -1,40 +1,44 @@
 #pragma once
-// Graph<S>: a model whose layers form a directed acyclic graph (Keras' functional models): named inputs, each with
-// its own mask; nodes that apply a layer to one or more earlier nodes (merges, cross-attention: core/layer.hpp,
-// "Several inputs"); one or more outputs; a layer applied at two places (shared weights).
-//
-//   Graph<float> g({{"series", 6}, {"context", 4}});                  // named inputs and their features
-//   const GraphNode series = g.input("series"), context = g.input("context");
-//   const GraphNode a = g.add<Dense<float>>("proj", {series}, 4);    // Dense<float>(6, 4) on series
-//   const GraphNode s = g.merge("sum", MergeOp::Add, {a, context});  // Merge<float>(4, add, 2)
-//   const GraphNode y = g.add<Dense<float>>("head", {s}, 1);
-//   g.set_outputs({y});
-//   const Tensor3<float>& out = g.forward({{&x, &mx}, {&c, &mc}}, Mode::Train);  // LayerInputs<float>
-//   g.backward(dy);                                                  // the inputs of the last forward
-//
-// Nodes can only read earlier nodes, so a graph has no cycle by construction. add() checks at once that each input
-// gives the features the layer expects for it (ShapeError naming the node, the input and both widths) and that the
-// layer takes that many inputs; names are unique and contain no '.'. The first forward (or check()) refuses a
-// graph without outputs and nodes or inputs that reach no output (ConfigError naming every one).
-// forward runs the nodes in the order they were added: node k's layer gets LayerInputs pointing at its input
-// nodes' outputs and masks; its output mask is layer.out_mask_of(inputs, T) (a merge keeps the steps every input
-// keeps; cross-attention keeps the query's mask). The inputs are copied (backward(dy) uses the copies).
-// backward runs the nodes in reverse: a node's output gradient is the sum over every consumer (fan-out) and, for an
-// output, its dy; input_grad(i) is graph input i's gradient (zeros when it reaches no output with a gradient).
-// Shared layers: add_shared(name, owner, inputs) applies the layer of node `owner` again. The node runs a copy of
-// that layer whose parameters are copied from the owner's before every forward; its parameter gradients are added
-// into the owner's after its backward (then zeroed), so params() lists the owner's only and an optimizer sees the
-// summed gradient. (One copy of the weights per shared node and forward, through views of both layers' parameters
-// taken at the first forward and again only when an assignment changes a layer's generation: core/param.hpp.)
-// A Graph is a Layer<S> with as many inputs as it declares (min_inputs() == max_inputs()), so graphs nest in
-// graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
-// output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
-// params()/buffers() are named "<node>.<layer's name>": "proj.W", "enc.0.dense.W". Model files: config() and
-// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. Streams (model/graph_stream.hpp):
-// input 0 steps, the other inputs are the context (Stream::set_context; the nodes that read only the context run once
-// per set_context), output 0 is the stream's output. summary(T) lists every node,
-// its layer, its inputs, its output shape and parameter count. Buffers (copies, masks, gradients) are resized only
-// when a shape changes.
+/// \file
+/// Graph\<S>: a model whose layers form a directed acyclic graph (Keras' functional models): named inputs, each with
+/// its own mask; nodes that apply a layer to one or more earlier nodes (merges, cross-attention: core/layer.hpp,
+/// "Several inputs"); one or more outputs; a layer applied at two places (shared weights).
+///
+/// ```unparsed
+///   Graph<float> g({{"series", 6}, {"context", 4}});                  // named inputs and their features
+///   const GraphNode series = g.input("series"), context = g.input("context");
+///   const GraphNode a = g.add<Dense<float>>("proj", {series}, 4);    // Dense<float>(6, 4) on series
+///   const GraphNode s = g.merge("sum", MergeOp::Add, {a, context});  // Merge<float>(4, add, 2)
+///   const GraphNode y = g.add<Dense<float>>("head", {s}, 1);
+///   g.set_outputs({y});
+///   const Tensor3<float>& out = g.forward({{&x, &mx}, {&c, &mc}}, Mode::Train);  // LayerInputs<float>
+///   g.backward(dy);                                                  // the inputs of the last forward
+///
+/// ```
+/// Nodes can only read earlier nodes, so a graph has no cycle by construction. add() checks at once that each input
+/// gives the features the layer expects for it (ShapeError naming the node, the input and both widths) and that the
+/// layer takes that many inputs; names are unique and contain no '.'. The first forward (or check()) refuses a
+/// graph without outputs and nodes or inputs that reach no output (ConfigError naming every one).
+/// forward runs the nodes in the order they were added: node k's layer gets LayerInputs pointing at its input
+/// nodes' outputs and masks; its output mask is layer.out_mask_of(inputs, T) (a merge keeps the steps every input
+/// keeps; cross-attention keeps the query's mask). The inputs are copied (backward(dy) uses the copies).
+/// backward runs the nodes in reverse: a node's output gradient is the sum over every consumer (fan-out) and, for an
+/// output, its dy; input_grad(i) is graph input i's gradient (zeros when it reaches no output with a gradient).
+/// Shared layers: add_shared(name, owner, inputs) applies the layer of node `owner` again. The node runs a copy of
+/// that layer whose parameters are copied from the owner's before every forward; its parameter gradients are added
+/// into the owner's after its backward (then zeroed), so params() lists the owner's only and an optimizer sees the
+/// summed gradient. (One copy of the weights per shared node and forward, through views of both layers' parameters
+/// taken at the first forward and again only when an assignment changes a layer's generation: core/param.hpp.)
+/// A Graph is a Layer\<S> with as many inputs as it declares (min_inputs() == max_inputs()), so graphs nest in
+/// graphs and, with one input and one output, in a Sequential. Several outputs: forward returns output 0;
+/// output(k), output_mask(k) the others; backward_outputs({&dy0, &dy1}) takes one gradient per output.
+/// params()/buffers() are named "\<node>.\<layer's name>": "proj.W", "enc.0.dense.W". Model files: config() and
+/// from_config (registered as "Graph"), so a graph inside a Sequential is saved with it. Streams
+/// (model/graph_stream.hpp):
+/// input 0 steps, the other inputs are the context (Stream::set_context; the nodes that read only the context run once
+/// per set_context), output 0 is the stream's output. summary(T) lists every node,
+/// its layer, its inputs, its output shape and parameter count. Buffers (copies, masks, gradients) are resized only
+/// when a shape changes.
 
 #include <algorithm>
 #include <cstdint>
@@ -55,23 +59,26 @@ namespace seqattn {
 template <class S>
 class GraphStream;  // model/graph_stream.hpp
 
-// A node of a Graph: what add() returns and later nodes take as inputs.
+/// A node of a Graph: what add() returns and later nodes take as inputs.
 struct GraphNode {
-  Index index = -1;
+  Index index = -1;  ///< The node's position in the graph (-1: none).
 };
 
-// A graph input: its name and features.
+/// A graph input: its name and features.
 struct GraphInput {
-  std::string name;
-  Index features = 0;
+  std::string name;  ///< The input's name.
+  Index features = 0;  ///< The input's features.
 };
 
+/// A model as a directed acyclic graph of layers with several inputs and outputs, shared layers and merges;
+/// see the file documentation.
 template <class S>
 class Graph final : public Layer<S> {
  public:
   using Layer<S>::forward;
   using Layer<S>::backward;
 
+  /// A graph with these inputs (at least one, each with positive features); add layers with add().
   explicit Graph(std::vector<GraphInput> inputs)
       : Layer<S>(inputs.empty() || inputs[0].features <= 0 ? 1 : inputs[0].features) {
     if (inputs.empty()) detail::throw_config("Graph: needs at least one input");
@@ -87,6 +94,7 @@ class Graph final : public Layer<S> {
       nodes_.push_back(std::move(node));
     }
   }
+  /// A deep copy (every layer cloned).
   Graph(const Graph& other) : Layer<S>(other), nodes_(other.nodes_.size()), input_nodes_(other.input_nodes_),
                               outputs_(other.outputs_), checked_(other.checked_) {
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
@@ -94,8 +102,8 @@ class Graph final : public Layer<S> {
       if (other.nodes_[i].layer) nodes_[i].layer = other.nodes_[i].layer->clone();
     }
   }
-  // Copies into the existing layers (Layer::assign: their storage stays when the shapes match, so optimizers stay
-  // valid) when both graphs have the same nodes with layers of the same types; otherwise replaces them.
+  /// Copies into the existing layers (Layer::assign: their storage stays when the shapes match, so optimizers stay
+  /// valid) when both graphs have the same nodes with layers of the same types; otherwise replaces them.
   Graph& operator=(const Graph& other) {
     if (this == &other) return *this;
     bool same = nodes_.size() == other.nodes_.size();
@@ -118,7 +126,7 @@ class Graph final : public Layer<S> {
     return *this;
   }
 
-  // The node of graph input `name` (ConfigError naming the inputs when there is none).
+  /// The node of graph input `name` (ConfigError naming the inputs when there is none).
   GraphNode input(const std::string& name) const {
     for (Index i : input_nodes_)
       if (nodes_[static_cast<std::size_t>(i)].name == name) return GraphNode{i};
@@ -126,13 +134,14 @@ class Graph final : public Layer<S> {
     for (Index i : input_nodes_) known += (known.empty() ? "" : ", ") + nodes_[static_cast<std::size_t>(i)].name;
     detail::throw_config("Graph: no input named '", name, "' (inputs: ", known, ")");
   }
+  /// The node of graph input i (ConfigError when out of range).
   GraphNode input(Index i) const {
     if (i < 0 || i >= Index(input_nodes_.size()))
       detail::throw_config("Graph: input ", i, " but the graph has ", input_nodes_.size());
     return GraphNode{input_nodes_[static_cast<std::size_t>(i)]};
   }
 
-  // A node applying `layer` to the outputs of `inputs` (earlier nodes of this graph).
+  /// A node applying `layer` to the outputs of `inputs` (earlier nodes of this graph).
   GraphNode add(const std::string& name, std::unique_ptr<Layer<S>> layer, std::vector<GraphNode> inputs) {
     if (!layer) detail::throw_config("Graph: node '", name, "' has no layer");
     check_name(name);
@@ -160,27 +169,27 @@ class Graph final : public Layer<S> {
     checked_ = false;
     return GraphNode{Index(nodes_.size()) - 1};
   }
-  // add(name, std::make_unique<L>(features of inputs[0], args...), inputs).
+  /// add(name, std::make_unique\<L>(features of inputs[0], args...), inputs).
   template <class L, class... Args>
   GraphNode add(const std::string& name, std::vector<GraphNode> inputs, Args&&... args) {
     if (inputs.empty()) detail::throw_config("Graph: node '", name, "' has no input");
     const Index features = nodes_[static_cast<std::size_t>(check_node(inputs[0], name))].features;
     return add(name, std::make_unique<L>(features, std::forward<Args>(args)...), std::move(inputs));
   }
-  // An elementwise merge (layers/merge.hpp) of nodes with the same features.
+  /// An elementwise merge (layers/merge.hpp) of nodes with the same features.
   GraphNode merge(const std::string& name, MergeOp op, std::vector<GraphNode> inputs) {
     if (inputs.empty()) detail::throw_config("Graph: node '", name, "' has no input");
     const Index features = nodes_[static_cast<std::size_t>(check_node(inputs[0], name))].features;
     const Index count = Index(inputs.size());
     return add(name, std::make_unique<Merge<S>>(features, op, count), std::move(inputs));
   }
-  // The concatenation of the nodes' features, in order.
+  /// The concatenation of the nodes' features, in order.
   GraphNode concatenate(const std::string& name, std::vector<GraphNode> inputs) {
     std::vector<Index> widths;
     for (const GraphNode& in : inputs) widths.push_back(nodes_[static_cast<std::size_t>(check_node(in, name))].features);
     return add(name, std::make_unique<Concatenate<S>>(std::move(widths)), std::move(inputs));
   }
-  // The layer of node `owner` applied again, to `inputs` (shared weights: file comment).
+  /// The layer of node `owner` applied again, to `inputs` (shared weights: file comment).
   GraphNode add_shared(const std::string& name, GraphNode owner, std::vector<GraphNode> inputs) {
     Index root = check_node(owner, name);
     check_shareable(nodes_[static_cast<std::size_t>(root)], name);
@@ -193,7 +202,7 @@ class Graph final : public Layer<S> {
     return node;
   }
 
-  // The nodes whose outputs the graph returns (at least one; output 0 is forward's result).
+  /// The nodes whose outputs the graph returns (at least one; output 0 is forward's result).
   void set_outputs(std::vector<GraphNode> outputs) {
     if (outputs.empty()) detail::throw_config("Graph: needs at least one output");
     outputs_.clear();
@@ -201,7 +210,7 @@ class Graph final : public Layer<S> {
     checked_ = false;
   }
 
-  // ConfigError unless the graph has outputs and every node and input reaches one (forward checks it first).
+  /// ConfigError unless the graph has outputs and every node and input reaches one (forward checks it first).
   void check() const {
     if (outputs_.empty()) detail::throw_config("Graph: no outputs (call set_outputs)");
     std::vector<bool> used(nodes_.size(), false);
@@ -217,11 +226,14 @@ class Graph final : public Layer<S> {
     checked_ = true;
   }
 
-  // Outputs of the last forward.
+  ///@{
+  /// Outputs of the last forward.
   Index output_count() const { return Index(outputs_.size()); }
   const Tensor3<S>& output(Index k) const { return node_output(outputs_.at(static_cast<std::size_t>(k))); }
   const Mask& output_mask(Index k) const { return masks_.at(static_cast<std::size_t>(outputs_.at(static_cast<std::size_t>(k)))); }
-  // Node access: its layer (null for inputs), name, output and mask of the last forward.
+  ///@}
+  ///@{
+  /// Node access: its layer (null for inputs), name, output and mask of the last forward.
   Index node_count() const { return Index(nodes_.size()); }
   GraphNode node(const std::string& name) const {
     for (std::size_t k = 0; k < nodes_.size(); ++k)
@@ -234,9 +246,11 @@ class Graph final : public Layer<S> {
   Layer<S>* node_layer(GraphNode n) { return nodes_.at(static_cast<std::size_t>(n.index)).layer.get(); }
   const Tensor3<S>& node_output(GraphNode n) const { return node_output(n.index); }
   const Mask& node_mask(GraphNode n) const { return masks_.at(static_cast<std::size_t>(n.index)); }
+  ///@}
 
-  // Structure by node index (model/graph_stream.hpp): the nodes node k reads, its graph-input number (-1 for a layer
-  // node), its output features, and the layer whose weights it runs (null for inputs; a shared node: its owner's).
+  ///@{
+  /// Structure by node index (model/graph_stream.hpp): the nodes node k reads, its graph-input number (-1 for a layer
+  /// node), its output features, and the layer whose weights it runs (null for inputs; a shared node: its owner's).
   const std::vector<Index>& node_inputs(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).inputs; }
   Index node_input_number(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).input_number; }
   Index node_features(Index k) const { return nodes_.at(static_cast<std::size_t>(k)).features; }
@@ -245,8 +259,9 @@ class Graph final : public Layer<S> {
     return n.owner >= 0 ? nodes_[static_cast<std::size_t>(n.owner)].layer.get() : n.layer.get();
   }
   Index output_node(Index k) const { return outputs_.at(static_cast<std::size_t>(k)); }
+  ///@}
 
-  // Streams (model/graph_stream.hpp): B streams over output 0; input 0 steps, inputs 1 .. are the context.
+  /// Streams (model/graph_stream.hpp): B streams over output 0; input 0 steps, inputs 1 .. are the context.
   Stream<S> stream(Index batch, StreamOptions options = StreamOptions()) const {
     return Stream<S>(*this, batch, options);
   }
@@ -260,7 +275,7 @@ class Graph final : public Layer<S> {
     return open_inputs_stream(batch, options, 1);
   }
 
-  // One output gradient per output (null: no gradient from that output), after a forward; uses its inputs.
+  /// One output gradient per output (null: no gradient from that output), after a forward; uses its inputs.
   void backward_outputs(const std::vector<const Tensor3<S>*>& dys) {
     if (dys.size() != outputs_.size())
       detail::throw_shape(describe(), ": backward_outputs expected ", outputs_.size(), " gradients but got ",
@@ -275,7 +290,7 @@ class Graph final : public Layer<S> {
     }
     pending_dys_ = nullptr;
   }
-  // The gradient of output 0 (other outputs: none), with the inputs of the last forward.
+  /// The gradient of output 0 (other outputs: none), with the inputs of the last forward.
   const Tensor3<S>& backward(const Tensor3<S>& dy) { return backward_stored(dy); }
 
   Index min_inputs() const override { return Index(input_nodes_.size()); }
@@ -292,7 +307,7 @@ class Graph final : public Layer<S> {
     for (const LayerInput<S>& input : in) steps.push_back(input.x->dimension(1));
     return node_steps(steps)[static_cast<std::size_t>(output0())];
   }
-  // After a forward: the mask of output 0.
+  /// After a forward: the mask of output 0.
   Mask out_mask(const Mask& mask, Index) const override {
     return masks_.size() == nodes_.size() ? masks_[static_cast<std::size_t>(output0())] : mask;
   }
@@ -306,8 +321,8 @@ class Graph final : public Layer<S> {
         return detail::cat("its node '", n.name, "' (", n.layer->describe(), ") refuses it: ", n.layer->step_mask_refusal());
     return "";
   }
-  // Every node's terms; a shared node adds its own terms of its forward (an attention regularizer; weight
-  // penalties are the owner's, counted once: layers with regularizers cannot be shared).
+  /// Every node's terms; a shared node adds its own terms of its forward (an attention regularizer; weight
+  /// penalties are the owner's, counted once: layers with regularizers cannot be shared).
   S extra_regularization_loss() const override {
     S total = S(0);
     for (const Node& n : nodes_)
@@ -327,9 +342,9 @@ class Graph final : public Layer<S> {
 
   std::string name() const override { return "graph"; }
   std::string class_name() const override { return "Graph"; }
-  // {"inputs": [{"name", "features"}], "nodes": [{"name", "inputs": [names], "layer": layer_entry} or {"name",
-  // "inputs", "shares": owner name}], "outputs": [names]}: what a model file stores (io/model_file.hpp; the
-  // registry builds it, model/layer_registry.hpp).
+  /// {"inputs": [{"name", "features"}], "nodes": [{"name", "inputs": [names], "layer": layer_entry} or {"name",
+  /// "inputs", "shares": owner name}], "outputs": [names]}: what a model file stores (io/model_file.hpp; the
+  /// registry builds it, model/layer_registry.hpp).
   Config config() const override {
     Config inputs = Config::array(), nodes = Config::array(), outputs = Config::array();
     for (const Node& n : nodes_) {
@@ -357,8 +372,8 @@ class Graph final : public Layer<S> {
     c.set("outputs", std::move(outputs));
     return c;
   }
-  // Rebuilds a graph from config(), each node's layer with `build` for the features of its first input; the
-  // graph's first input must have `in_features` features. ConfigError naming the node for an unknown input name.
+  /// Rebuilds a graph from config(), each node's layer with `build` for the features of its first input; the
+  /// graph's first input must have `in_features` features. ConfigError naming the node for an unknown input name.
   static Graph from_config(Index in_features, const Config& config, const LayerBuilder<S>& build) {
     ConfigReader r(config, "Graph config");
     const Config& inputs = r.get("inputs");
@@ -421,7 +436,7 @@ class Graph final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Graph>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Graph&>(other); }
 
-  // A table of the nodes: name (type), inputs, output shape (T steps; -1 unknown), parameters.
+  /// A table of the nodes: name (type), inputs, output shape (T steps; -1 unknown), parameters.
   std::string summary(Index T = -1) const {
     const std::vector<Index> steps = node_steps(std::vector<Index>(input_nodes_.size(), T));
     std::vector<std::vector<std::string>> rows = {{"Node (layer)", "Inputs", "Output Shape", "Param #"}};
@@ -458,7 +473,7 @@ class Graph final : public Layer<S> {
   void collect_params(ParamList<S>& list) override { collect(list, false); }
   void collect_buffers(ParamList<S>& list) override { collect(list, true); }
 
-  // One input: x (B, T, features of input 0) -> output 0
+  /// One input: x (B, T, features of input 0) -> output 0
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     one_input_.resize(1);
     one_input_[0] = LayerInput<S>{&x, &mask};

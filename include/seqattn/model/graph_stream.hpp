@@ -1,15 +1,19 @@
 #pragma once
-// GraphStream<S>: the stream form of a Graph (model/graph.hpp; core/stream.hpp, "Several inputs"), what
-// Stream<S>(graph, B) runs. Graph input 0 steps; graph inputs 1 .. are the context; the stream computes output 0.
-//   Nodes that read only the context (an encoder over the memory) run once per set_context, in Mode::Infer, on
-//   copies of their layers taken when the stream opens. The stream nodes (those reading input 0) step in graph
-//   order: a node steps its input 0 and takes its other inputs (context nodes) as its layer stream's context
-//   (cross-attention: TransformerDecoderBlock, MultiHeadAttention with 2 or 3 inputs); a merge steps all its inputs
-//   together, which must then all be stream nodes. Shared nodes stream with their owner's weights, in place.
-//   Only the nodes output 0 needs run. As in Sequential, after a node that pools time only per-step nodes may follow.
-// ConfigError naming the node when a node cannot stream: its layer refuses (causal only), a node other than a merge
-// reads the stream at an input other than 0, a merge mixes stream and context inputs, or output 0 does not read
-// input 0. State and reset: every stream node's, named "<node>.<state>".
+/// \file
+/// GraphStream\<S>: the stream form of a Graph (model/graph.hpp; core/stream.hpp, "Several inputs"), what
+/// Stream\<S>(graph, B) runs. Graph input 0 steps; graph inputs 1 .. are the context; the stream computes output 0.
+///
+/// ```unparsed
+///   Nodes that read only the context (an encoder over the memory) run once per set_context, in Mode::Infer, on
+///   copies of their layers taken when the stream opens. The stream nodes (those reading input 0) step in graph
+///   order: a node steps its input 0 and takes its other inputs (context nodes) as its layer stream's context
+///   (cross-attention: TransformerDecoderBlock, MultiHeadAttention with 2 or 3 inputs); a merge steps all its inputs
+///   together, which must then all be stream nodes. Shared nodes stream with their owner's weights, in place.
+///   Only the nodes output 0 needs run. As in Sequential, after a node that pools time only per-step nodes may follow.
+/// ```
+/// ConfigError naming the node when a node cannot stream: its layer refuses (causal only), a node other than a merge
+/// reads the stream at an input other than 0, a merge mixes stream and context inputs, or output 0 does not read
+/// input 0. State and reset: every stream node's, named "\<node>.\<state>".
 
 #include <algorithm>
 #include <memory>
@@ -23,9 +27,11 @@
 
 namespace seqattn {
 
+/// The stream form of a Graph: the nodes output 0 depends on, stepped in order; see the file documentation.
 template <class S>
 class GraphStream final : public LayerStream<S> {
  public:
+  /// Opens the stream of `graph` for `batch` streams (ConfigError naming a node that cannot stream).
   GraphStream(const Graph<S>& graph, Index batch, const StreamOptions& options)
       : graph_(graph), nodes_(static_cast<std::size_t>(graph.node_count())) {
     const Index N = graph.node_count(), out = graph.output_node(0);
@@ -93,12 +99,12 @@ class GraphStream final : public LayerStream<S> {
 
   Index context_inputs() const override { return graph_.min_inputs() - 1; }
 
-  // context[i]: graph input i + 1 -> the context nodes' outputs (once) -> every stream node's context
+  /// context[i]: graph input i + 1 -> the context nodes' outputs (once) -> every stream node's context
   void set_context(const LayerInputs<S>& context) override { apply_context(context, -1); }
-  // The same for stream b alone (batch-1 context: the context nodes run on it, then the stream nodes' contexts of b).
+  /// The same for stream b alone (batch-1 context: the context nodes run on it, then the stream nodes' contexts of b).
   void set_stream_context(Index b, const LayerInputs<S>& context) override { apply_context(context, b); }
 
-  // x (B, n, features of input 0) -> the stream nodes in order -> y (B, n, features of output 0)
+  /// x (B, n, features of input 0) -> the stream nodes in order -> y (B, n, features of output 0)
   void step(const Tensor3<S>& x, const std::vector<Index>& start, Tensor3<S>& y) override {
     const Index B = x.dimension(0), n = x.dimension(1), out = graph_.output_node(0);
     for (Index k = 0; k <= out; ++k) {

@@ -1,25 +1,29 @@
 #pragma once
-// The layer registry: class name -> factory, for float and double. A model file (io/model_file.hpp) stores each
-// layer as an entry {"class_name": "Dense", "config": {...}, "in_features": 8} (layer_entry, core/layer.hpp);
-// build_layer<S>(entry, in_features) rebuilds it with the registered factory. Every built-in layer is registered
-// under its class_name(): Dense, Activation, Dropout, LayerNorm, RMSNorm, BatchNorm, Embedding,
-// SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
-// LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
-// LastStepAttention, MultiHeadAttention, ScaledDotProductAttention, ResidualScaledDotProductAttention,
-// FeatureAttention, TemporalAttention, TransformerEncoderBlock, TransformerDecoderBlock, Residual,
-// MultiHead, Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking,
-// KerasPaddingAttention.
-//
-// Your own layers: MyLayer<S> overrides class_name() (returning the name it is registered under) and config(),
-// and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr<Layer<S>>
-// (read its options with ConfigReader, core/layer_config.hpp) or a constructor MyLayer(Index, const Config&);
-// then, once, before saving or loading:
-//   register_layer<MyLayer>("MyLayer");   // both MyLayer<float> and MyLayer<double>
-// Registering a name again replaces its factory. Thread-safe (a mutex around the table).
-// An entry may also hold "weight_rules" (core/weight_rules.hpp), set on the built layer (Layer::set_weight_rules).
-// Errors (ConfigError): an entry that is not {class_name, config, in_features}, an in_features other than the
-// features the previous layer outputs, an unknown class name (the message lists the registered ones), nesting
-// deeper than kMaxLayerDepth; a factory's own errors name the layer and the option.
+/// \file
+/// The layer registry: class name -> factory, for float and double. A model file (io/model_file.hpp) stores each
+/// layer as an entry {"class_name": "Dense", "config": {...}, "in_features": 8} (layer_entry, core/layer.hpp);
+/// build_layer\<S>(entry, in_features) rebuilds it with the registered factory. Every built-in layer is registered
+/// under its class_name(): Dense, Activation, Dropout, LayerNorm, RMSNorm, BatchNorm, Embedding,
+/// SinusoidalPositionalEncoding, PositionEmbedding, Conv1D, MaxPool1D, AvgPool1D, GlobalMaxPool, GlobalAvgPool,
+/// LastStep, GatedMeanPool, BertPool, LSTM, GRU, Bidirectional, SeqSelfAttention, SeqWeightedAttention,
+/// LastStepAttention, MultiHeadAttention, ScaledDotProductAttention, ResidualScaledDotProductAttention,
+/// FeatureAttention, TemporalAttention, TransformerEncoderBlock, TransformerDecoderBlock, Residual,
+/// MultiHead, Sequential, and the layers of imported Keras models (io/keras_import.hpp): Masking,
+/// KerasPaddingAttention.
+///
+/// Your own layers: MyLayer\<S> overrides class_name() (returning the name it is registered under) and config(),
+/// and has either a static from_config(Index in_features, const Config&) returning std::unique_ptr\<Layer\<S>>
+/// (read its options with ConfigReader, core/layer_config.hpp) or a constructor MyLayer(Index, const Config&);
+/// then, once, before saving or loading:
+///
+/// ```unparsed
+///   register_layer<MyLayer>("MyLayer");   // both MyLayer<float> and MyLayer<double>
+/// ```
+/// Registering a name again replaces its factory. Thread-safe (a mutex around the table).
+/// An entry may also hold "weight_rules" (core/weight_rules.hpp), set on the built layer (Layer::set_weight_rules).
+/// Errors (ConfigError): an entry that is not {class_name, config, in_features}, an in_features other than the
+/// features the previous layer outputs, an unknown class name (the message lists the registered ones), nesting
+/// deeper than kMaxLayerDepth; a factory's own errors name the layer and the option.
 
 #include <map>
 #include <memory>
@@ -65,30 +69,35 @@
 
 namespace seqattn {
 
-// Containers nest (Sequential in Residual in Sequential ...): deeper entries are refused.
+/// Containers nest (Sequential in Residual in Sequential ...): deeper entries are refused.
 inline constexpr int kMaxLayerDepth = 32;
 
+/// The factories of the registered layer types for scalar S (one instance per S); see the file documentation.
 template <class S>
 class LayerRegistry {
  public:
-  // Builds the layer of `config` for `in_features` inputs; containers build their children with `build`.
+  /// Builds the layer of `config` for `in_features` inputs; containers build their children with `build`.
   using Factory =
       std::function<std::unique_ptr<Layer<S>>(Index in_features, const Config& config, const LayerBuilder<S>& build)>;
 
+  /// The registry of scalar type S.
   static LayerRegistry& instance() {
     static LayerRegistry registry;
     return registry;
   }
 
+  /// Registers (or replaces) the factory of `class_name` (ConfigError for an empty name).
   void add(const std::string& class_name, Factory factory) {
     if (class_name.empty()) detail::throw_config("register_layer: the class name must not be empty");
     const std::lock_guard<std::mutex> lock(mutex_);
     factories_[class_name] = std::move(factory);
   }
+  /// Whether a factory is registered under `class_name`.
   bool contains(const std::string& class_name) const {
     const std::lock_guard<std::mutex> lock(mutex_);
     return factories_.count(class_name) > 0;
   }
+  /// The registered class names.
   std::vector<std::string> names() const {
     const std::lock_guard<std::mutex> lock(mutex_);
     std::vector<std::string> out;
@@ -96,7 +105,7 @@ class LayerRegistry {
     return out;
   }
 
-  // The layer of one entry {"class_name", "config", "in_features"}; in_features must equal `in_features`.
+  /// The layer of one entry {"class_name", "config", "in_features"}; in_features must equal `in_features`.
   std::unique_ptr<Layer<S>> build(const Config& entry, Index in_features, int depth = 0) const {
     if (depth >= kMaxLayerDepth)
       detail::throw_config("layer entry: containers nested deeper than ", kMaxLayerDepth, " levels");
@@ -208,14 +217,14 @@ void register_layer_as(const std::string& name) {
 }
 }  // namespace detail
 
-// Registers the layer template L (L<float> and L<double>) under `class_name` (what L<S>::class_name() returns).
+/// Registers the layer template L (L\<float> and L\<double>) under `class_name` (what `L<S>::class_name()` returns).
 template <template <class> class L>
 void register_layer(const std::string& class_name) {
   detail::register_layer_as<L, float>(class_name);
   detail::register_layer_as<L, double>(class_name);
 }
 
-// The layer of a model-file entry for `in_features` inputs (see the file comment).
+/// The layer of a model-file entry for `in_features` inputs (see the file comment).
 template <class S>
 std::unique_ptr<Layer<S>> build_layer(const Config& entry, Index in_features) {
   return LayerRegistry<S>::instance().build(entry, in_features);

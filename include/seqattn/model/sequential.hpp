@@ -1,35 +1,41 @@
 #pragma once
-// Sequential<S>: a stack of layers applied one after the other. A Sequential is itself a Layer<S>, so models
-// nest (a Sequential inside a Sequential, or inside a wrapper layer).
-//
-//   Sequential<float> model(16);                              // input features
-//   model.add<Dense<float>>(64, Activation::ReLU);           // Dense<float>(16, 64, ReLU)
-//   model.add<Dense<float>>(3);                              // Dense<float>(64, 3)
-//   const auto& logits = model.forward(x, mask, Mode::Train); // x (B, T, 16) -> (B, T, 3)
-//   model.backward(dlogits);                                  // uses the x and mask of the last forward
-//
-// add<L>(args...) constructs L(current output features, args...); add(std::unique_ptr<Layer<S>>) takes a
-// layer built elsewhere and throws ShapeError at once when its input features differ from the current output
-// features. forward chains the layers: layer i gets the output of layer i-1 and the mask masks()[i]; after its
-// forward, layer.out_mask(masks()[i], T_i) gives masks()[i+1] (so a layer may derive its output mask from the
-// data of that forward). masks().back() == output_mask() is the mask of the model's output. The final output
-// is copied into the model's own output buffer (forward returns it).
-// backward(dy) uses a stored copy of the last forward's x and mask; backward(x, mask, dy) is the Layer one.
-// Both overwrite dx and add into every parameter gradient (zero_grad() is explicit).
-// params()/buffers(): every layer's, named "<index>.<layer name>.<param name>": "0.dense.W",
-// "3.multi_head_attention.Wq", nested: "1.sequential.0.dense.W". regularization_loss() sums the layers'.
-// Copies (copy constructor, clone()) are deep: each layer is cloned; a copy shares nothing with the original.
-// Assignment (operator=, also by move) copies into the existing layers when their shapes match, so optimizers
-// stay valid (see operator=).
-// Finite-check mode, set_check_finite(true) (off by default; one pass over each layer's output when on): forward
-// checks the model input and then each layer's output, backward the output gradient dy and then each layer's
-// input gradient and parameter gradients, at the valid steps of their masks, and throws seqattn::Error at the
-// first NaN or Inf, naming the layer by index and describe():
-//   "Sequential: check_finite: layer 2 Dense(units=4, activation=relu) produced Inf in its forward output at
-//    (sequence 0, step 3, feature 1) (its input was finite)"
-// A nested Sequential is one layer here (turn its own mode on to look inside). The mode is copied with the model.
-// summary(T) prints a Keras-style table (see summary()). Buffers of the model (the x copy, per-layer masks) and
-// of its layers are resized only when a shape changes, so a steady training loop allocates no Eigen memory.
+/// \file
+/// Sequential\<S>: a stack of layers applied one after the other. A Sequential is itself a Layer\<S>, so models
+/// nest (a Sequential inside a Sequential, or inside a wrapper layer).
+///
+/// ```unparsed
+///   Sequential<float> model(16);                              // input features
+///   model.add<Dense<float>>(64, Activation::ReLU);           // Dense<float>(16, 64, ReLU)
+///   model.add<Dense<float>>(3);                              // Dense<float>(64, 3)
+///   const auto& logits = model.forward(x, mask, Mode::Train); // x (B, T, 16) -> (B, T, 3)
+///   model.backward(dlogits);                                  // uses the x and mask of the last forward
+///
+/// ```
+/// add\<L>(args...) constructs L(current output features, args...); add(std::unique_ptr\<Layer\<S>>) takes a
+/// layer built elsewhere and throws ShapeError at once when its input features differ from the current output
+/// features. forward chains the layers: layer i gets the output of layer i-1 and the mask masks()[i]; after its
+/// forward, layer.out_mask(masks()[i], T_i) gives masks()[i+1] (so a layer may derive its output mask from the
+/// data of that forward). masks().back() == output_mask() is the mask of the model's output. The final output
+/// is copied into the model's own output buffer (forward returns it).
+/// backward(dy) uses a stored copy of the last forward's x and mask; backward(x, mask, dy) is the Layer one.
+/// Both overwrite dx and add into every parameter gradient (zero_grad() is explicit).
+/// params()/buffers(): every layer's, named "\<index>.\<layer name>.\<param name>": "0.dense.W",
+/// "3.multi_head_attention.Wq", nested: "1.sequential.0.dense.W". regularization_loss() sums the layers'.
+/// Copies (copy constructor, clone()) are deep: each layer is cloned; a copy shares nothing with the original.
+/// Assignment (operator=, also by move) copies into the existing layers when their shapes match, so optimizers
+/// stay valid (see operator=).
+/// Finite-check mode, set_check_finite(true) (off by default; one pass over each layer's output when on): forward
+/// checks the model input and then each layer's output, backward the output gradient dy and then each layer's
+/// input gradient and parameter gradients, at the valid steps of their masks, and throws seqattn::Error at the
+/// first NaN or Inf, naming the layer by index and describe():
+///
+/// ```unparsed
+///   "Sequential: check_finite: layer 2 Dense(units=4, activation=relu) produced Inf in its forward output at
+///    (sequence 0, step 3, feature 1) (its input was finite)"
+/// ```
+/// A nested Sequential is one layer here (turn its own mode on to look inside). The mode is copied with the model.
+/// summary(T) prints a Keras-style table (see summary()). Buffers of the model (the x copy, per-layer masks) and
+/// of its layers are resized only when a shape changes, so a steady training loop allocates no Eigen memory.
 
 #include <algorithm>
 #include <memory>
@@ -46,37 +52,42 @@
 
 namespace seqattn {
 
+/// A chain of layers run one after the other, itself a layer; see the file documentation.
 template <class S>
 class Sequential final : public Layer<S> {
  public:
   using Layer<S>::forward;
   using Layer<S>::backward;
 
+  /// An empty model for inputs of `in_features` features; add layers with add().
   explicit Sequential(Index in_features) : Layer<S>(in_features), masks_(1) {}
 
+  /// A deep copy (every layer cloned).
   Sequential(const Sequential& other)
       : Layer<S>(other), masks_(other.masks_), x_(other.x_), check_finite_(other.check_finite_) {
     layers_.reserve(other.layers_.size());
     for (const auto& layer : other.layers_) layers_.push_back(layer->clone());
   }
-  // Assignment keeps this model's tensors wherever it can, so an optimizer built from params() stays valid
-  // (`best = model; ...; model = best; adam.step()` restores a checkpoint): layer i is assigned in place
-  // (Layer::assign: every value, option and random stream of other's layer i) when both have the same type and
-  // the same parameter and buffer shapes; any other layer is replaced by a copy of other's (moved from other
-  // for a move), and an optimizer still holding the replaced layer's parameters throws UsageError at its next
-  // step (core/param.hpp).
+  /// Assignment keeps this model's tensors wherever it can, so an optimizer built from params() stays valid
+  /// (`best = model; ...; model = best; adam.step()` restores a checkpoint): layer i is assigned in place
+  /// (Layer::assign: every value, option and random stream of other's layer i) when both have the same type and
+  /// the same parameter and buffer shapes; any other layer is replaced by a copy of other's (moved from other
+  /// for a move), and an optimizer still holding the replaced layer's parameters throws UsageError at its next
+  /// step (core/param.hpp).
   Sequential& operator=(const Sequential& other) {
     if (this != &other) assign_model(other, nullptr);
     return *this;
   }
+  /// Move assignment, keeping this model's tensors where it can (as the copy assignment).
   Sequential& operator=(Sequential&& other) {
     if (this != &other) assign_model(other, &other);
     return *this;
   }
+  /// Moves the layers.
   Sequential(Sequential&&) = default;
   ~Sequential() override = default;
 
-  // Constructs L(out_features(), args...) at the end of the model and returns it.
+  /// Constructs L(out_features(), args...) at the end of the model and returns it.
   template <class L, class... Args>
   L& add(Args&&... args) {
     static_assert(std::is_base_of<Layer<S>, L>::value, "Sequential<S>::add<L>: L must derive from Layer<S>");
@@ -86,7 +97,7 @@ class Sequential final : public Layer<S> {
     return ref;
   }
 
-  // Appends a layer built elsewhere; its input features must equal the current output features.
+  /// Appends a layer built elsewhere; its input features must equal the current output features.
   Layer<S>& add(std::unique_ptr<Layer<S>> layer) {
     const Index index = size();
     if (!layer) detail::throw_config("Sequential: layer ", index, " is null");
@@ -102,11 +113,15 @@ class Sequential final : public Layer<S> {
     return *layers_.back();
   }
 
+  /// The number of layers.
   Index size() const { return static_cast<Index>(layers_.size()); }
+  /// True when there is no layer.
   bool empty() const { return layers_.empty(); }
+  /// Layer i (ConfigError when out of range).
   Layer<S>& layer(Index i) { return *layers_[checked(i)]; }
+  /// Layer i (ConfigError when out of range).
   const Layer<S>& layer(Index i) const { return *layers_[checked(i)]; }
-  // Layer i as its concrete type: model.layer_as<Dense<float>>(0).kernel(). ConfigError on a wrong type.
+  /// Layer i as its concrete type: model.layer_as\<Dense\<float>>(0).kernel(). ConfigError on a wrong type.
   template <class L>
   L& layer_as(Index i) {
     auto* p = dynamic_cast<L*>(layers_[checked(i)].get());
@@ -116,13 +131,13 @@ class Sequential final : public Layer<S> {
     return *p;
   }
 
-  // B independent streams over this model, run step by step (model/stream.hpp). ConfigError names the first
-  // layer that cannot stream.
+  /// B independent streams over this model, run step by step (model/stream.hpp). ConfigError names the first
+  /// layer that cannot stream.
   Stream<S> stream(Index batch, StreamOptions options = StreamOptions()) const {
     return Stream<S>(*this, batch, options);
   }
-  // The layers' streams in order; after a layer that pools time (a global pooling, LastStep,
-  // SeqWeightedAttention, an LSTM without return_sequences) only per-step layers may follow.
+  /// The layers' streams in order; after a layer that pools time (a global pooling, LastStep,
+  /// SeqWeightedAttention, an LSTM without return_sequences) only per-step layers may follow.
   std::unique_ptr<LayerStream<S>> open_stream(Index batch, const StreamOptions& options) const override {
     if (layers_.empty()) detail::throw_config("Sequential: cannot stream a model with no layers");
     auto stream = std::make_unique<ChainStream>();
@@ -148,21 +163,23 @@ class Sequential final : public Layer<S> {
     return stream;
   }
 
-  // Forward in Mode::Infer.
+  /// Forward in Mode::Infer.
   const Tensor3<S>& predict(const Tensor3<S>& x, const Mask& mask = Mask()) { return forward(x, mask, Mode::Infer); }
 
-  // dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features), with the x and mask of the last forward.
+  /// dy: (B, out_time(T), out_features()) -> dx: (B, T, in_features), with the x and mask of the last forward.
   const Tensor3<S>& backward(const Tensor3<S>& dy) { return Layer<S>::backward(x_, masks_.front(), dy); }
 
-  // Finite-check mode (see the header comment): NaN / Inf in a layer's output or gradients throws Error.
+  /// Finite-check mode (see the header comment): NaN / Inf in a layer's output or gradients throws Error.
   void set_check_finite(bool on) { check_finite_ = on; }
+  /// Whether the finite-check mode is on.
   bool check_finite() const { return check_finite_; }
 
-  // masks()[i]: the mask given to layer i in the last forward; masks().back(): the mask of the output.
+  /// masks()[i]: the mask given to layer i in the last forward; masks().back(): the mask of the output.
   const std::vector<Mask>& masks() const { return masks_; }
+  /// The mask of the output of the last forward.
   const Mask& output_mask() const { return masks_.back(); }
 
-  // A chain honors step masks when every layer in it does.
+  /// A chain honors step masks when every layer in it does.
   bool supports_step_masks() const override {
     return std::all_of(layers_.begin(), layers_.end(), [](const auto& layer) { return layer->supports_step_masks(); });
   }
@@ -192,7 +209,7 @@ class Sequential final : public Layer<S> {
     return total;
   }
 
-  // The sum over the layers (their caches coexist between forward and backward), T followed through them.
+  /// The sum over the layers (their caches coexist between forward and backward), T followed through them.
   std::size_t cache_bytes(Index B, Index T) const override {
     std::size_t total = 0;
     for (const auto& layer : layers_) {
@@ -201,7 +218,7 @@ class Sequential final : public Layer<S> {
     }
     return total;
   }
-  // Names the layer that needs the most and its own remedy.
+  /// Names the layer that needs the most and its own remedy.
   std::string memory_remedy(Index B, Index T) const override {
     size_t largest = 0;
     std::size_t most = 0;
@@ -222,7 +239,7 @@ class Sequential final : public Layer<S> {
 
   std::string name() const override { return "sequential"; }
   std::string class_name() const override { return "Sequential"; }
-  // {"layers": [each layer's layer_entry(): class_name, config, in_features]} (io/model_file.hpp).
+  /// {"layers": [each layer's layer_entry(): class_name, config, in_features]} (io/model_file.hpp).
   Config config() const override {
     Config layers = Config::array();
     for (const auto& layer : layers_) layers.push_back(layer_entry(*layer));
@@ -230,8 +247,8 @@ class Sequential final : public Layer<S> {
     c.set("layers", std::move(layers));
     return c;
   }
-  // Rebuilds a model from config(), each layer with `build` (model/layer_registry.hpp) for the features the
-  // layers before it output; `who` names the container in messages ("Sequential", "Residual").
+  /// Rebuilds a model from config(), each layer with `build` (model/layer_registry.hpp) for the features the
+  /// layers before it output; `who` names the container in messages ("Sequential", "Residual").
   static Sequential from_config(Index in_features, const Config& config, const LayerBuilder<S>& build,
                                 const std::string& who = "Sequential") {
     ConfigReader r(config, who + " config");
@@ -256,10 +273,10 @@ class Sequential final : public Layer<S> {
   std::unique_ptr<Layer<S>> clone() const override { return std::make_unique<Sequential>(*this); }
   void copy_from(const Layer<S>& other) override { *this = static_cast<const Sequential&>(other); }
 
-  // A Keras-style table: one row per layer "index name (describe)", its output shape for an input of T steps
-  // (T < 0: unknown, printed None; the batch is always None) and its number of values (parameters + buffers,
-  // as Keras counts batch-norm statistics); then the totals. Trainable = params() of layers that are not frozen
-  // (Layer::set_trainable), non-trainable = buffers() and frozen parameters (as Keras counts them).
+  /// A Keras-style table: one row per layer "index name (describe)", its output shape for an input of T steps
+  /// (T \< 0: unknown, printed None; the batch is always None) and its number of values (parameters + buffers,
+  /// as Keras counts batch-norm statistics); then the totals. Trainable = params() of layers that are not frozen
+  /// (Layer::set_trainable), non-trainable = buffers() and frozen parameters (as Keras counts them).
   std::string summary(Index T = -1) const {
     struct Row {
       std::string layer, shape, count;
@@ -303,7 +320,7 @@ class Sequential final : public Layer<S> {
   }
 
  protected:
-  // x (B, T, in_features) -> layer 0 -> ... -> layer n-1 -> y (B, out_time(T), out_features())
+  /// x (B, T, in_features) -> layer 0 -> ... -> layer n-1 -> y (B, out_time(T), out_features())
   void do_forward(const Tensor3<S>& x, const Mask& mask, Mode mode, Tensor3<S>& y) override {
     if (layers_.empty()) detail::throw_config("Sequential: forward called on a model with no layers (add one first)");
     ensure_shape(x_, x.dimension(0), x.dimension(1), x.dimension(2));  // copy kept for backward(dy)
@@ -342,7 +359,7 @@ class Sequential final : public Layer<S> {
     std::copy(cur->data(), cur->data() + cur->size(), y.data());
   }
 
-  // dy (B, T', F') -> backward of layer n-1 (input: output of layer n-2) -> ... -> layer 0 (input: x) -> dx
+  /// dy (B, T', F') -> backward of layer n-1 (input: output of layer n-2) -> ... -> layer 0 (input: x) -> dx
   void do_backward(const Tensor3<S>& x, const Mask& mask, const Tensor3<S>& dy, Tensor3<S>& dx) override {
     const Tensor3<S>* grad = &dy;
     if (check_finite_) detail::check_finite(dy, masks_.back(), "Sequential: check_finite: the output gradient dy has ", "");

@@ -1,38 +1,44 @@
 #pragma once
-// Stream<S>: B independent streams over a trained causal model, run step by step with carried state.
-//
-//   Stream<float> s = model.stream(B);                  // or Stream<float>(model, B, StreamOptions())
-//   const Tensor3<float>& y = s.step(x);                // x (B, n, in_features): the next n >= 1 steps of each
-//                                                       // stream -> y (B, n, out_features): their outputs
-//   s.reset(b);  s.reset();  s.steps(b);  s.state_bytes();
-//
-// Exactness: row i of y for stream b is the model's predict (Mode::Infer) over that stream's whole sequence so
-// far, at its step steps(b) + i (for a model that pools time, its pooled output over the prefix ending there),
-// whatever the chunk sizes n; see the README's Streaming section for which layers match bitwise.
-// A chunk of n > 1 steps ("prefill") runs each layer once over all B*n rows where it can.
-// Allocation: a stream stepping with the same n allocates nothing per step (its buffers are sized for B*n rows);
-// a step with another n resizes them once, and a cache that grows (attention without a window) doubles.
-//
-// Sharing: a stream only reads the model's weights (no copy). Any number of streams over one model may step
-// at the same time on any threads. The model must outlive its streams and must not be trained or changed while
-// they step; destroying it or assigning another model into it is detected at the next step (UsageError).
-// A stream object serves one thread at a time.
-// The longest sequence a stream can hold: kUnlimitedSteps unless a layer keeps every past step (attention
-// without a window: StreamOptions::max_history) or has a fixed number of positions (PositionEmbedding); a step
-// beyond it throws StreamLimitError and changes nothing.
-// State: state_bytes() counts the carried state; save_state / load_state (io/stream_state.hpp) write and
-// restore it, so a restarted process goes on where it stopped.
-// Threads: a step runs on the calling thread only; denormals are flushed as in forward (core/denormals.hpp).
-// Several inputs (core/stream.hpp): a model with k > 1 inputs (a Graph with a memory input, a
-// TransformerDecoderBlock; a MultiHeadAttention opened with inputs = 2 or 3) steps its input 0; the others are
-// its context, whole sequences fixed while the streams step, given before the first step and whenever they change:
-//   Stream<float> s(decoder, B);                        // decoder: Graph({{"targets", d}, {"memory", d}}) ...
-//   s.set_context({{&memory, &memory_mask}});           // (B, Tm, F) each; what reads only the context runs once
-//   s.step(y_prev);                                     // each step attends to the memory's kept steps
-//   s.reset(b);  s.set_context(b, {{&memory_b, &mask_b}});   // stream b alone starts over with another memory
-// set_context copies what it needs (the cross-attention's keys and values, projected once) and may allocate; it
-// keeps the streams' carried state (reset the streams that start new sequences). The context is not part of
-// state() / save_state: set it again after load_state.
+/// \file
+/// Stream\<S>: B independent streams over a trained causal model, run step by step with carried state.
+///
+/// ```unparsed
+///   Stream<float> s = model.stream(B);                  // or Stream<float>(model, B, StreamOptions())
+///   const Tensor3<float>& y = s.step(x);                // x (B, n, in_features): the next n >= 1 steps of each
+///                                                       // stream -> y (B, n, out_features): their outputs
+///   s.reset(b);  s.reset();  s.steps(b);  s.state_bytes();
+///
+/// ```
+/// Exactness: row i of y for stream b is the model's predict (Mode::Infer) over that stream's whole sequence so
+/// far, at its step steps(b) + i (for a model that pools time, its pooled output over the prefix ending there),
+/// whatever the chunk sizes n; see docs/pages/streaming.md for which layers match bitwise.
+/// A chunk of n > 1 steps ("prefill") runs each layer once over all B*n rows where it can.
+/// Allocation: a stream stepping with the same n allocates nothing per step (its buffers are sized for B*n rows);
+/// a step with another n resizes them once, and a cache that grows (attention without a window) doubles.
+///
+/// Sharing: a stream only reads the model's weights (no copy). Any number of streams over one model may step
+/// at the same time on any threads. The model must outlive its streams and must not be trained or changed while
+/// they step; destroying it or assigning another model into it is detected at the next step (UsageError).
+/// A stream object serves one thread at a time.
+/// The longest sequence a stream can hold: kUnlimitedSteps unless a layer keeps every past step (attention
+/// without a window: StreamOptions::max_history) or has a fixed number of positions (PositionEmbedding); a step
+/// beyond it throws StreamLimitError and changes nothing.
+/// State: state_bytes() counts the carried state; save_state / load_state (io/stream_state.hpp) write and
+/// restore it, so a restarted process goes on where it stopped.
+/// Threads: a step runs on the calling thread only; denormals are flushed as in forward (core/denormals.hpp).
+/// Several inputs (core/stream.hpp): a model with k > 1 inputs (a Graph with a memory input, a
+/// TransformerDecoderBlock; a MultiHeadAttention opened with inputs = 2 or 3) steps its input 0; the others are
+/// its context, whole sequences fixed while the streams step, given before the first step and whenever they change:
+///
+/// ```unparsed
+///   Stream<float> s(decoder, B);                        // decoder: Graph({{"targets", d}, {"memory", d}}) ...
+///   s.set_context({{&memory, &memory_mask}});           // (B, Tm, F) each; what reads only the context runs once
+///   s.step(y_prev);                                     // each step attends to the memory's kept steps
+///   s.reset(b);  s.set_context(b, {{&memory_b, &mask_b}});   // stream b alone starts over with another memory
+/// ```
+/// set_context copies what it needs (the cross-attention's keys and values, projected once) and may allocate; it
+/// keeps the streams' carried state (reset the streams that start new sequences). The context is not part of
+/// state() / save_state: set it again after load_state.
 
 #include <algorithm>
 #include <cstdint>
@@ -47,11 +53,13 @@
 
 namespace seqattn {
 
+/// B streams of a model stepped one step (or a chunk) at a time, with the state they carry; see the file
+/// documentation.
 template <class S>
 class Stream {
  public:
-  // Throws ConfigError naming the first layer of `model` that cannot stream, before any step.
-  // inputs: the number of inputs of the model's call (0: model.min_inputs()); inputs 1 .. inputs - 1 are the context.
+  /// Throws ConfigError naming the first layer of `model` that cannot stream, before any step.
+  /// inputs: the number of inputs of the model's call (0: model.min_inputs()); inputs 1 .. inputs - 1 are the context.
   Stream(const Layer<S>& model, Index batch, StreamOptions options = StreamOptions(), Index inputs = 0)
       : model_(&model), options_(options), identity_(model.identity()),
         inputs_(inputs > 0 ? inputs : model.min_inputs()) {
@@ -67,12 +75,14 @@ class Stream {
     steps_.assign(static_cast<size_t>(batch), 0);
     max_steps_ = root_->max_steps();
   }
+  /// Moves the streams.
   Stream(Stream&&) noexcept = default;
+  /// Moves the streams.
   Stream& operator=(Stream&&) noexcept = default;
-  Stream(const Stream&) = delete;  // a stream owns its state; open another one for another sequence set
+  Stream(const Stream&) = delete;  ///< a stream owns its state; open another one for another sequence set
   Stream& operator=(const Stream&) = delete;
 
-  // x (B, n, in_features) -> y (B, n, out_features), valid until the next step.
+  /// x (B, n, in_features) -> y (B, n, out_features), valid until the next step.
   const Tensor3<S>& step(const Tensor3<S>& x) {
     const detail::FlushDenormalsScope flush_denormals;
     check_model();
@@ -101,8 +111,8 @@ class Stream {
     return y_;
   }
 
-  // The context: context[i] is the model's input i + 1, (B, Tm_i, input_features(i + 1)) with its mask, for every
-  // stream. ShapeError naming the input for a wrong count, batch or width; the streams' state is kept.
+  /// The context: context[i] is the model's input i + 1, (B, Tm_i, input_features(i + 1)) with its mask, for every
+  /// stream. ShapeError naming the input for a wrong count, batch or width; the streams' state is kept.
   void set_context(const LayerInputs<S>& context) {
     const detail::FlushDenormalsScope flush_denormals;
     check_model();
@@ -110,10 +120,10 @@ class Stream {
     root_->set_context(context);
     has_context_.assign(steps_.size(), 1);
   }
-  // One context input: memory (B, Tm, F) masked by `mask`.
+  /// One context input: memory (B, Tm, F) masked by `mask`.
   void set_context(const Tensor3<S>& memory, const Mask& mask = Mask()) { set_context({{&memory, &mask}}); }
-  // The context of stream b alone: tensors of batch 1 (a stream that starts a new sequence with another memory,
-  // usually right after reset(b)); the other streams keep theirs. Every stream needs a context before a step.
+  /// The context of stream b alone: tensors of batch 1 (a stream that starts a new sequence with another memory,
+  /// usually right after reset(b)); the other streams keep theirs. Every stream needs a context before a step.
   void set_context(Index b, const LayerInputs<S>& context) {
     const detail::FlushDenormalsScope flush_denormals;
     check_model();
@@ -123,48 +133,54 @@ class Stream {
     if (has_context_.empty()) has_context_.assign(steps_.size(), 0);
     has_context_[static_cast<std::size_t>(b)] = 1;
   }
+  /// The context of stream b alone from one memory tensor and its mask.
   void set_context(Index b, const Tensor3<S>& memory, const Mask& mask = Mask()) {
     set_context(b, {{&memory, &mask}});
   }
+  /// The number of inputs of the model's call (input 0 steps, the others are the context).
   Index inputs() const { return inputs_; }
 
-  // Every stream starts a new sequence.
+  /// Every stream starts a new sequence.
   void reset() {
     for (Index b = 0; b < batch(); ++b) reset(b);
   }
-  // Stream b starts a new sequence; the others go on.
+  /// Stream b starts a new sequence; the others go on.
   void reset(Index b) {
     check_stream(b);
     root_->reset(b);
     steps_[static_cast<size_t>(b)] = 0;
   }
 
+  /// The number of streams B.
   Index batch() const { return static_cast<Index>(steps_.size()); }
-  // Steps stream b has seen since it started (or was reset).
+  /// Steps stream b has seen since it started (or was reset).
   Index steps(Index b) const {
     check_stream(b);
     return steps_[static_cast<size_t>(b)];
   }
+  /// The steps each stream has seen.
   const std::vector<Index>& all_steps() const { return steps_; }
-  // The longest sequence a stream can hold (kUnlimitedSteps: no limit).
+  /// The longest sequence a stream can hold (kUnlimitedSteps: no limit).
   Index max_steps() const { return max_steps_; }
+  /// The options the stream was opened with.
   const StreamOptions& options() const { return options_; }
+  /// The model the streams run (read in place).
   const Layer<S>& model() const { return *model_; }
 
-  // Bytes of carried state of all B streams now (tensors only; a cache that grows counts its capacity).
+  /// Bytes of carried state of all B streams now (tensors only; a cache that grows counts its capacity).
   std::size_t state_bytes() const {
     std::size_t bytes = 0;  // state() only lists the tensors (non-const pointers, for load_state): no change
     for (const auto& t : const_cast<Stream*>(this)->state()) bytes += static_cast<std::size_t>(t.tensor->size()) * sizeof(S);
     return bytes;
   }
 
-  // Every tensor of carried state, named "<index>.<layer>.<name>" (for io/stream_state.hpp).
+  /// Every tensor of carried state, named "\<index>.\<layer>.\<name>" (for io/stream_state.hpp).
   StreamStateList<S> state() {
     StreamStateList<S> list;
     root_->state(list, "");
     return list;
   }
-  // Sets the step counts (io/stream_state.hpp, after loading the state tensors).
+  /// Sets the step counts (io/stream_state.hpp, after loading the state tensors).
   void set_steps(const std::vector<Index>& steps) {
     if (static_cast<Index>(steps.size()) != batch())
       detail::throw_shape("Stream: set_steps expected ", batch(), " step counts but got ", steps.size());

@@ -1,24 +1,28 @@
 #pragma once
-// Adam and AdamW, exactly as torch.optim.Adam / torch.optim.AdamW (PyTorch 1.13, single-tensor path).
-// For every parameter p with gradient g, at step t (the counter advances ONCE per step(), for all parameters):
-//   Adam  (decoupled_weight_decay = false):  g = g + weight_decay * p              (L2 in the gradient)
-//   AdamW (decoupled_weight_decay = true):   p = p * (1 - lr * weight_decay)       (before the moments)
-//   m = beta1 * m + (1 - beta1) * g
-//   v = beta2 * v + (1 - beta2) * g^2
-//   (amsgrad: v_max = max(v_max, v), used for v below)
-//   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
-//   p = p - lr / (1 - beta1^t) * m / denom
-// Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
-// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
-// "Adam: lr must be a finite number >= 0 but got inf".
-// The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
-// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
-// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
-// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
-// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is not
-// trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
-// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
-// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
+/// \file
+/// Adam and AdamW, exactly as torch.optim.Adam / torch.optim.AdamW (PyTorch 1.13, single-tensor path).
+/// For every parameter p with gradient g, at step t (the counter advances ONCE per step(), for all parameters):
+///
+/// ```unparsed
+///   Adam  (decoupled_weight_decay = false):  g = g + weight_decay * p              (L2 in the gradient)
+///   AdamW (decoupled_weight_decay = true):   p = p * (1 - lr * weight_decay)       (before the moments)
+///   m = beta1 * m + (1 - beta1) * g
+///   v = beta2 * v + (1 - beta2) * g^2
+///   (amsgrad: v_max = max(v_max, v), used for v below)
+///   denom = sqrt(v) / sqrt(1 - beta2^t) + eps                                      (eps outside the sqrt)
+///   p = p - lr / (1 - beta1^t) * m / denom
+/// ```
+/// Options (AdamOptions, SEQATTN_ARG): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0,
+/// decoupled_weight_decay false, amsgrad false. Invalid values (negative, NaN, infinite) throw ConfigError:
+/// "Adam: lr must be a finite number >= 0 but got inf".
+/// The optimizer keeps views of the parameters (a ParamList from model.params()); step() and zero_grad() throw
+/// UsageError, before changing anything, when a parameter's layer was destroyed or reassigned with other shapes
+/// (Sequential::operator= between models of one architecture keeps them valid; see core/param.hpp). The moments are
+/// stored per parameter, by position in the list. step() does not allocate. zero_grad() zeroes every gradient (backward
+/// adds into them). Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a parameter that is
+/// not trainable (Layer::set_trainable(false)) is skipped: no update, no weight decay, its moments unchanged (the bias
+/// correction uses the global step count, as Keras's iterations). After its update a parameter with a constraint
+/// is projected (param_checks.hpp: apply_constraint), as Keras applies constraints after each optimizer step.
 
 #include <algorithm>
 #include <cmath>
@@ -35,19 +39,31 @@
 
 namespace seqattn {
 
+/// Options of Adam (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct AdamOptions {
+  /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-3)
+  /// Decay rate of the first moment.
   SEQATTN_ARG(double, beta1, 0.9)
+  /// Decay rate of the second moment.
   SEQATTN_ARG(double, beta2, 0.999)
+  /// Added to the square root of the second moment in the denominator.
   SEQATTN_ARG(double, eps, 1e-8)
+  /// Weight decay: added to the gradient as an L2 term (Adam), or p *= 1 - lr * weight_decay (AdamW).
   SEQATTN_ARG(double, weight_decay, 0.0)
-  SEQATTN_ARG(bool, decoupled_weight_decay, false)  // true: AdamW
+  SEQATTN_ARG(bool, decoupled_weight_decay, false)  ///< true: AdamW
+  /// Keeps the maximum of the second moments (AMSGrad).
   SEQATTN_ARG(bool, amsgrad, false)
 };
 
+/// Adam and AdamW, as torch.optim.Adam / AdamW; see the file documentation.
 template <class S>
 class Adam {
  public:
+  /// An optimizer of `params` (views of a model's parameters, model.params()).
   explicit Adam(ParamList<S> params, AdamOptions options = AdamOptions())
       : params_(std::move(params)), options_(options) {
     const std::string who = name();
@@ -64,7 +80,7 @@ class Adam {
     }
   }
 
-  // One update of every parameter from its current gradient.
+  /// One update of every parameter from its current gradient.
   void step() {
     detail::check_params_alive(params_, name());  // before any update
     ++step_;
@@ -107,23 +123,31 @@ class Adam {
     }
   }
 
+  /// Sets the gradients of every parameter to zero.
   void zero_grad() {
     detail::check_params_alive(params_, name());
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 
+  /// The learning rate.
   double lr() const { return options_.lr(); }
+  /// Sets the learning rate (>= 0), e.g. from a schedule.
   void set_lr(double lr) {
     detail::check_at_least(name(), "lr", lr, 0.0);
     options_.lr(lr);
   }
+  /// The number of steps taken.
   std::int64_t step_count() const { return step_; }
+  /// The options (lr as set by set_lr).
   const AdamOptions& options() const { return options_; }
+  /// The parameters it updates.
   const ParamList<S>& params() const { return params_; }
-  // Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).
+  /// Moments of parameter i (by position in the list): m (exp_avg) and v (exp_avg_sq).
   const Vector<S>& exp_avg(size_t i) const { return m_.at(i); }
+  /// The second moment v of parameter i.
   const Vector<S>& exp_avg_sq(size_t i) const { return v_.at(i); }
 
+  /// "Adam" or "AdamW", for messages.
   std::string name() const { return options_.decoupled_weight_decay() ? "AdamW" : "Adam"; }
 
   // The step count, the learning rate and the moments m, v (and v_max with amsgrad) of every parameter, named

@@ -1,11 +1,15 @@
 #pragma once
-// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ (norm_type 2):
-//   norm  = sqrt(sum over every parameter and coordinate of grad^2)      (accumulated in double)
-//   scale = max_norm / (norm + 1e-6); when scale < 1 every gradient is multiplied by it
-// Returns the norm before clipping. Parameters without a gradient (buffers) are skipped. A non-finite norm
-// is returned as is (the gradients are then scaled by NaN or 0, as PyTorch does with error_if_nonfinite off).
-// ConfigError for a negative or NaN max_norm (infinity: no clipping); UsageError for a view whose layer was
-// destroyed or reassigned (core/param.hpp).
+/// \file
+/// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ (norm_type 2):
+///
+/// ```unparsed
+///   norm  = sqrt(sum over every parameter and coordinate of grad^2)      (accumulated in double)
+///   scale = max_norm / (norm + 1e-6); when scale < 1 every gradient is multiplied by it
+/// ```
+/// Returns the norm before clipping. Parameters without a gradient (buffers) are skipped. A non-finite norm
+/// is returned as is (the gradients are then scaled by NaN or 0, as PyTorch does with error_if_nonfinite off).
+/// ConfigError for a negative or NaN max_norm (infinity: no clipping); UsageError for a view whose layer was
+/// destroyed or reassigned (core/param.hpp).
 
 #include <cmath>
 
@@ -14,6 +18,8 @@
 
 namespace seqattn {
 
+/// Scales every gradient so that their global norm is at most max_norm; returns the norm before clipping (see
+/// the file documentation).
 template <class S>
 S clip_grad_norm(const ParamList<S>& params, S max_norm) {
   if (!(max_norm >= S(0))) detail::throw_config("clip_grad_norm: max_norm must be >= 0 but got ", max_norm);

@@ -1,8 +1,9 @@
 #pragma once
-// Checks shared by the optimizers (Adam, SGD): parameter lists and option ranges. Option checks throw
-// ConfigError naming the optimizer: "Adam: lr must be a finite number >= 0 but got inf"; options are finite
-// (an infinite learning rate would turn every weight into NaN at the first step). check_params_alive throws
-// UsageError when a parameter's layer was destroyed or reassigned (core/param.hpp), before any update.
+/// \file
+/// Checks shared by the optimizers (Adam, SGD): parameter lists and option ranges. Option checks throw
+/// ConfigError naming the optimizer: "Adam: lr must be a finite number >= 0 but got inf"; options are finite
+/// (an infinite learning rate would turn every weight into NaN at the first step). check_params_alive throws
+/// UsageError when a parameter's layer was destroyed or reassigned (core/param.hpp), before any update.
 
 #include <limits>
 #include <string>

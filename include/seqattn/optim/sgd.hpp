@@ -1,17 +1,21 @@
 #pragma once
-// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
-//   g = g + weight_decay * p
-//   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
-//                   g = nesterov ? g + momentum * buf : buf
-//   p = p - lr * g
-// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
-// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
-// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
-// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position,
-// and step() does not allocate. Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a
-// parameter that is not trainable is skipped (no update, its momentum buffer unchanged; the buffer starts at the
-// parameter's first trained step, as PyTorch's for a parameter without gradient); a parameter with a constraint is
-// projected after its update.
+/// \file
+/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as torch.optim.SGD (1.13):
+///
+/// ```unparsed
+///   g = g + weight_decay * p
+///   momentum != 0:  buf = g at the first step, then buf = momentum * buf + (1 - dampening) * g
+///                   g = nesterov ? g + momentum * buf : buf
+///   p = p - lr * g
+/// ```
+/// Options (SGDOptions, SEQATTN_ARG): lr 1e-2, momentum 0, dampening 0, nesterov false, weight_decay 0.
+/// ConfigError for a negative or non-finite lr, momentum or weight decay, a dampening outside [0, 1], and
+/// nesterov without momentum or with dampening (as PyTorch). Like Adam, it keeps views of the parameters and
+/// refuses (UsageError) views whose layer was destroyed or reassigned, one momentum buffer per parameter by position,
+/// and step() does not allocate. Weight rules (core/weight_rules.hpp), read live from each parameter's layer: a
+/// parameter that is not trainable is skipped (no update, its momentum buffer unchanged; the buffer starts at the
+/// parameter's first trained step, as PyTorch's for a parameter without gradient); a parameter with a constraint is
+/// projected after its update.
 
 #include <algorithm>
 #include <cstdint>
@@ -26,17 +30,28 @@
 
 namespace seqattn {
 
+/// Options of SGD (see the file documentation).
+///
+/// Each option is set with .name(value) (chainable) and read with .name() (SEQATTN_ARG); the reference lists
+/// them as fields with their default values.
 struct SGDOptions {
+  /// Learning rate.
   SEQATTN_ARG(double, lr, 1e-2)
+  /// Momentum factor (0: none).
   SEQATTN_ARG(double, momentum, 0.0)
+  /// Dampening of the momentum, in [0, 1].
   SEQATTN_ARG(double, dampening, 0.0)
+  /// Nesterov momentum (needs momentum > 0 and dampening 0).
   SEQATTN_ARG(bool, nesterov, false)
+  /// L2 penalty added to the gradient.
   SEQATTN_ARG(double, weight_decay, 0.0)
 };
 
+/// Stochastic gradient descent with momentum, as torch.optim.SGD; see the file documentation.
 template <class S>
 class SGD {
  public:
+  /// An optimizer of `params` (views of a model's parameters, model.params()).
   explicit SGD(ParamList<S> params, SGDOptions options = SGDOptions()) : params_(std::move(params)), options_(options) {
     detail::check_at_least("SGD", "lr", options.lr(), 0.0);
     detail::check_at_least("SGD", "momentum", options.momentum(), 0.0);
@@ -52,6 +67,7 @@ class SGD {
     buf_started_.assign(params_.size(), false);
   }
 
+  /// Updates every trainable parameter from its gradient, then applies the constraints.
   void step() {
     detail::check_params_alive(params_, "SGD");  // before any update
     ++step_;
@@ -82,20 +98,26 @@ class SGD {
     }
   }
 
+  /// Sets the gradients of every parameter to zero.
   void zero_grad() {
     detail::check_params_alive(params_, "SGD");
     for (auto& p : params_) std::fill(p.grad, p.grad + p.size(), S(0));
   }
 
+  /// The learning rate.
   double lr() const { return options_.lr(); }
+  /// Sets the learning rate (>= 0), e.g. from a schedule.
   void set_lr(double lr) {
     detail::check_at_least("SGD", "lr", lr, 0.0);
     options_.lr(lr);
   }
+  /// The number of steps taken.
   std::int64_t step_count() const { return step_; }
+  /// The options (lr as set by set_lr).
   const SGDOptions& options() const { return options_; }
+  /// The parameters it updates.
   const ParamList<S>& params() const { return params_; }
-  // Momentum buffer of parameter i (empty without momentum).
+  /// Momentum buffer of parameter i (empty without momentum).
   const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }
   std::string name() const { return "SGD"; }
 

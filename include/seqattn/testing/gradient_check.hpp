@@ -1,17 +1,24 @@
 #pragma once
-// Finite-difference gradient checking in double, used by every layer test (and usable for your own layers).
-//
-// check_gradients(loss, targets, options): for every target tensor compares its analytic gradient with the
-// central difference (loss(v + eps) - loss(v - eps)) / (2 eps), coordinate by coordinate (all of them, or
-// `max_coords` chosen at random for big tensors). A coordinate passes when
-//     |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
-// The result names the worst coordinate. It also lists every target whose analytic gradient is all zero, so
-// a check cannot pass by comparing zeros with zeros (a test says which targets may legitimately be zero).
-//
-// check_layer_gradients(layer, x, mask, options): the standard layer check. The loss is
-//     L = sum(y * R) + layer.regularization_loss()      R random, fixed by the seed
-// and the targets are x and every parameter. It also checks the backward contract: a second backward
-// leaves dx unchanged (dx is overwritten) and doubles every parameter gradient (they are added into).
+/// \file
+/// Finite-difference gradient checking in double, used by every layer test (and usable for your own layers).
+///
+/// check_gradients(loss, targets, options): for every target tensor compares its analytic gradient with the
+/// central difference (loss(v + eps) - loss(v - eps)) / (2 eps), coordinate by coordinate (all of them, or
+/// `max_coords` chosen at random for big tensors). A coordinate passes when
+///
+/// ```unparsed
+///     |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
+/// ```
+/// The result names the worst coordinate. It also lists every target whose analytic gradient is all zero, so
+/// a check cannot pass by comparing zeros with zeros (a test says which targets may legitimately be zero).
+///
+/// check_layer_gradients(layer, x, mask, options): the standard layer check. The loss is
+///
+/// ```unparsed
+///     L = sum(y * R) + layer.regularization_loss()      R random, fixed by the seed
+/// ```
+/// and the targets are x and every parameter. It also checks the backward contract: a second backward
+/// leaves dx unchanged (dx is overwritten) and doubles every parameter gradient (they are added into).
 
 #include <algorithm>
 #include <cmath>
@@ -24,42 +31,48 @@
 #include "seqattn/core/layer.hpp"
 #include "seqattn/core/random.hpp"
 
+/// Test helpers: finite-difference gradient checks (check_gradients, check_layer_gradients).
 namespace seqattn::testing {
 
+/// Options of check_gradients and check_layer_gradients (see the file documentation).
 struct GradCheckOptions {
-  double eps = 1e-6;
-  double rtol = 1e-5;
-  double atol = 1e-8;
-  Index max_coords = 300;  // per target; larger tensors are sampled
-  std::uint64_t seed = 1234;
-  Mode mode = Mode::Train;
+  double eps = 1e-6;  ///< Step of the central difference.
+  double rtol = 1e-5;  ///< Relative tolerance.
+  double atol = 1e-8;  ///< Absolute tolerance.
+  Index max_coords = 300;  ///< per target; larger tensors are sampled
+  std::uint64_t seed = 1234;  ///< Seed of the sampled coordinates and of R.
+  Mode mode = Mode::Train;  ///< The mode of check_layer_gradients' forward.
 };
 
+/// One tensor whose gradient check_gradients compares.
 struct GradTarget {
-  std::string name;
-  double* value;           // perturbed in place (restored afterwards)
-  const double* analytic;  // analytic gradient, same size: a COPY, since loss() may overwrite the original buffer
-  Index size;
+  std::string name;  ///< Its name in the result.
+  double* value;  ///< perturbed in place (restored afterwards)
+  const double* analytic;  ///< analytic gradient, same size: a COPY, since loss() may overwrite the original buffer
+  Index size;  ///< The number of values.
 };
 
+/// The outcome of a gradient check.
 struct GradCheckResult {
-  bool ok = true;
-  Index checked = 0;
-  double worst_ratio = 0.0;  // max over coordinates of |a - n| / (atol + rtol * max(|a|, |n|)); ok iff <= 1
-  std::string worst;         // "W[12]: analytic 0.1 numeric 0.2"
-  std::vector<std::string> zero_gradients;  // targets whose analytic gradient is exactly zero everywhere
-  std::vector<std::string> contract_failures;  // backward contract (overwrite dx, accumulate grads)
+  bool ok = true;  ///< True when every checked coordinate passes.
+  Index checked = 0;  ///< The number of coordinates compared.
+  double worst_ratio = 0.0;  ///< max over coordinates of |a - n| / (atol + rtol * max(|a|, |n|)); ok iff \<= 1
+  std::string worst;  ///< "W[12]: analytic 0.1 numeric 0.2"
+  std::vector<std::string> zero_gradients;  ///< targets whose analytic gradient is exactly zero everywhere
+  std::vector<std::string> contract_failures;  ///< backward contract (overwrite dx, accumulate grads)
 
+  /// Whether target `name` has an all-zero analytic gradient.
   bool zero(const std::string& name) const {
     return std::find(zero_gradients.begin(), zero_gradients.end(), name) != zero_gradients.end();
   }
-  // Passed, and no target but those listed has an all-zero gradient.
+  /// Passed, and no target but those listed has an all-zero gradient.
   bool passed(const std::vector<std::string>& allowed_zero = {}) const {
     if (!ok || !contract_failures.empty()) return false;
     for (const auto& z : zero_gradients)
       if (std::find(allowed_zero.begin(), allowed_zero.end(), z) == allowed_zero.end()) return false;
     return true;
   }
+  /// One line: the verdict, the counts, the worst coordinate, zero gradients and contract failures.
   std::string report() const {
     std::ostringstream out;
     out << (ok ? "gradients match" : "GRADIENT MISMATCH") << " (" << checked << " coordinates, worst ratio "
@@ -70,6 +83,8 @@ struct GradCheckResult {
   }
 };
 
+/// Compares the analytic gradient of every target with central differences of `loss` (see the file
+/// documentation).
 inline GradCheckResult check_gradients(const std::function<double()>& loss, const std::vector<GradTarget>& targets,
                                        const GradCheckOptions& options = GradCheckOptions()) {
   GradCheckResult result;
@@ -112,7 +127,7 @@ inline GradCheckResult check_gradients(const std::function<double()>& loss, cons
   return result;
 }
 
-// A fixed random tensor with the given shape, entries uniform in [-1, 1).
+/// A fixed random tensor with the given shape, entries uniform in [-1, 1).
 inline Tensor3<double> random_tensor(Index B, Index T, Index F, std::uint64_t seed) {
   Tensor3<double> t(B, T, F);
   Rng rng(seed);
@@ -120,6 +135,8 @@ inline Tensor3<double> random_tensor(Index B, Index T, Index F, std::uint64_t se
   return t;
 }
 
+/// The standard layer check: the gradients of x and of every parameter, and the backward contract (see the file
+/// documentation).
 inline GradCheckResult check_layer_gradients(Layer<double>& layer, Tensor3<double> x, const Mask& mask = Mask(),
                                              const GradCheckOptions& options = GradCheckOptions()) {
   const Tensor3<double>& y0 = layer.forward(x, mask, options.mode);
@@ -165,9 +182,9 @@ inline GradCheckResult check_layer_gradients(Layer<double>& layer, Tensor3<doubl
   return result;
 }
 
-// check_layer_gradients for a call with several inputs (core/layer.hpp, "Several inputs": merges, cross-attention,
-// graphs): every input ("x0", "x1", ...) and parameter, and the backward contract (input gradients overwritten,
-// parameter gradients accumulated).
+/// check_layer_gradients for a call with several inputs (core/layer.hpp, "Several inputs": merges, cross-attention,
+/// graphs): every input ("x0", "x1", ...) and parameter, and the backward contract (input gradients overwritten,
+/// parameter gradients accumulated).
 inline GradCheckResult check_inputs_gradients(Layer<double>& layer, std::vector<Tensor3<double>> xs,
                                               std::vector<Mask> masks = {},
                                               const GradCheckOptions& options = GradCheckOptions()) {

@@ -1,16 +1,20 @@
 #pragma once
-// Read-only access to the parts of an HDF5 file that Keras writes, with the HDF5 C library (Debian libhdf5-dev,
-// the C and high-level libraries): string attributes (`model_config`, `weight_names`) and floating-point
-// datasets (the weights), from a file on disk (`.h5`) or from bytes in memory (`model.weights.h5` inside a
-// `.keras` zip).
-//   detail::keras::H5File file = H5File::open(path, who);  // FileError / FormatError
-//   std::string config = file.string_attribute("/", "model_config");
-//   std::vector<float> w = file.read_dataset<float>("/model_weights/dense/dense/kernel:0", {4, 3});
-// Bounded: a dataset is read only when it is a floating-point dataset of exactly the expected shape (checked
-// before anything is allocated); a string attribute only when its size fits in the file. Every failure is a
-// FormatError starting with `who`. HDF5's own error printing is switched off for the duration of each call
-// (and restored). The HDF5 library of Debian is built without thread safety: do not import from two threads
-// at once.
+/// \file
+/// Read-only access to the parts of an HDF5 file that Keras writes, with the HDF5 C library (Debian libhdf5-dev,
+/// the C and high-level libraries): string attributes (`model_config`, `weight_names`) and floating-point
+/// datasets (the weights), from a file on disk (`.h5`) or from bytes in memory (`model.weights.h5` inside a
+/// `.keras` zip).
+///
+/// ```unparsed
+///   detail::keras::H5File file = H5File::open(path, who);  // FileError / FormatError
+///   std::string config = file.string_attribute("/", "model_config");
+///   std::vector<float> w = file.read_dataset<float>("/model_weights/dense/dense/kernel:0", {4, 3});
+/// ```
+/// Bounded: a dataset is read only when it is a floating-point dataset of exactly the expected shape (checked
+/// before anything is allocated); a string attribute only when its size fits in the file. Every failure is a
+/// FormatError starting with `who`. HDF5's own error printing is switched off for the duration of each call
+/// (and restored). The HDF5 library of Debian is built without thread safety: do not import from two threads
+/// at once.
 
 #include <hdf5.h>
 #include <hdf5_hl.h>

@@ -1,9 +1,10 @@
 #pragma once
-// Maps each Keras layer of a KerasModel (io/keras/model_config.hpp) to seqattn layers and loads its weights.
-// Two passes: plan() checks every layer and option (ConfigError naming the Keras layer, its class and what is
-// unsupported) before anything is built; build() then constructs the layers and copies the weights (FormatError
-// / MismatchError for a missing or misshapen weight). The table of mapped layers and every semantic difference
-// is in io/keras_import.hpp.
+/// \file
+/// Maps each Keras layer of a KerasModel (io/keras/model_config.hpp) to seqattn layers and loads its weights.
+/// Two passes: plan() checks every layer and option (ConfigError naming the Keras layer, its class and what is
+/// unsupported) before anything is built; build() then constructs the layers and copies the weights (FormatError
+/// / MismatchError for a missing or misshapen weight). The table of mapped layers and every semantic difference
+/// is in io/keras_import.hpp.
 
 #include <nlohmann/json.hpp>
 

@@ -1,21 +1,28 @@
 #pragma once
-// The layer chain of a Keras model config (the JSON of a `.h5`'s `model_config` attribute or of a `.keras`'s
-// config.json), flattened into its leaf layers in call order, each with the HDF5 paths of its weights in
-// Keras' order. Sequential models (nested ones are flattened into their parent) and functional models whose
-// graph is a chain (each layer called once, on the previous layer's output) are accepted, and residual blocks in
-// them: a tensor x feeding a chain f and an Add([x, f(x)]) (in either order) becomes one KerasLayer "Add" whose
-// body is f (seqattn's Residual(f)); blocks may nest inside f. Anything else is a ConfigError naming the layer
-// and why (a merge other than Add, an Add of two branches, a tensor feeding three layers, shared layers).
-//   Keras 2 `.h5`: weights of a top-level layer in /model_weights/<name>, in the order of the group's
-//     `weight_names` attribute; a nested model keeps its layers' weights in its own group, named
-//     "<layer>/<weight>".
-//   Keras 3 `.keras`: weights at layers/<snake_case class>[_<n>]/vars/<i> (n: rank among the container's
-//     layers of that class), sub-objects (cell, forward_layer, query_dense, ...) below.
-// read_graph(): any functional graph (import_keras_graph): inputs, every call of every layer (KerasCall; shared
-//   layers have several), outputs; merges and MultiHeadAttention's (query, value, key) arguments in seqattn's order.
-//   Keras 3 functional graphs carry a Masking layer's mask as two op layers (NotEqual(x, mask_value), then
-//     Any(axis=-1)) passed as the `mask` argument of a later call: recognised and dropped when they repeat a
-//     Masking layer of the same input and mask_value; refused otherwise.
+/// \file
+/// The layer chain of a Keras model config (the JSON of a `.h5`'s `model_config` attribute or of a `.keras`'s
+/// config.json), flattened into its leaf layers in call order, each with the HDF5 paths of its weights in
+/// Keras' order. Sequential models (nested ones are flattened into their parent) and functional models whose
+/// graph is a chain (each layer called once, on the previous layer's output) are accepted, and residual blocks in
+/// them: a tensor x feeding a chain f and an Add([x, f(x)]) (in either order) becomes one KerasLayer "Add" whose
+/// body is f (seqattn's Residual(f)); blocks may nest inside f. Anything else is a ConfigError naming the layer
+/// and why (a merge other than Add, an Add of two branches, a tensor feeding three layers, shared layers).
+///
+/// ```unparsed
+///   Keras 2 `.h5`: weights of a top-level layer in /model_weights/<name>, in the order of the group's
+///     `weight_names` attribute; a nested model keeps its layers' weights in its own group, named
+///     "<layer>/<weight>".
+///   Keras 3 `.keras`: weights at layers/<snake_case class>[_<n>]/vars/<i> (n: rank among the container's
+///     layers of that class), sub-objects (cell, forward_layer, query_dense, ...) below.
+/// ```
+/// read_graph(): any functional graph (import_keras_graph): inputs, every call of every layer (KerasCall; shared
+///
+/// ```unparsed
+///   layers have several), outputs; merges and MultiHeadAttention's (query, value, key) arguments in seqattn's order.
+///   Keras 3 functional graphs carry a Masking layer's mask as two op layers (NotEqual(x, mask_value), then
+///     Any(axis=-1)) passed as the `mask` argument of a later call: recognised and dropped when they repeat a
+///     Masking layer of the same input and mask_value; refused otherwise.
+/// ```
 
 #include <nlohmann/json.hpp>
 

@@ -1,11 +1,15 @@
 #pragma once
-// Reads whole members of a zip archive (the Keras 3 `.keras` format) with libzip (Debian libzip-dev), read-only.
-//   detail::keras::ZipReader zip(path, who);        // FileError (cannot open), FormatError (not a zip)
-//   std::string bytes = zip.read("config.json", limit);
-// Bounded: a member is read only when its declared size is at most `limit` and at most what its compressed
-// size can expand to (deflate: 1032 x), and its compressed size fits in the file; the bytes read must be
-// exactly the declared size and pass libzip's CRC check. Every error is a FormatError (or FileError) whose
-// message starts with `who` (e.g. "import_keras(model.keras)").
+/// \file
+/// Reads whole members of a zip archive (the Keras 3 `.keras` format) with libzip (Debian libzip-dev), read-only.
+///
+/// ```unparsed
+///   detail::keras::ZipReader zip(path, who);        // FileError (cannot open), FormatError (not a zip)
+///   std::string bytes = zip.read("config.json", limit);
+/// ```
+/// Bounded: a member is read only when its declared size is at most `limit` and at most what its compressed
+/// size can expand to (deflate: 1032 x), and its compressed size fits in the file; the bytes read must be
+/// exactly the declared size and pass libzip's CRC check. Every error is a FormatError (or FileError) whose
+/// message starts with `who` (e.g. "import_keras(model.keras)").
 
 #include <zip.h>
 
