@@ -110,7 +110,7 @@ class Rng {
   bool has_spare_ = false;
 };
 
-// A seed derived from two: splitmix64 over a, then b (different pairs give unrelated seeds).
+/// A seed derived from two: splitmix64 over a, then b (different pairs give unrelated seeds).
 inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b) {
   std::uint64_t state = a;
   const std::uint64_t first = detail::splitmix64(state);
@@ -127,9 +127,10 @@ inline RandomScope*& current_random_scope() {
 }
 }  // namespace detail
 
-// RandomScope scope(seed): see the file comment. Not copyable; restores the enclosing scope when it ends.
+/// RandomScope scope(seed): see the file comment. Not copyable; restores the enclosing scope when it ends.
 class RandomScope {
  public:
+  /// Opens a scope on this thread: the next Train forwards' random streams come from `seed`.
   explicit RandomScope(std::uint64_t seed) : seed_(seed), outer_(detail::current_random_scope()) {
     detail::current_random_scope() = this;
   }
@@ -137,9 +138,11 @@ class RandomScope {
   RandomScope(const RandomScope&) = delete;
   RandomScope& operator=(const RandomScope&) = delete;
 
+  /// The scope's seed.
   std::uint64_t seed() const { return seed_; }
+  /// How many random streams the scope reseeded so far.
   std::uint64_t streams_reseeded() const { return count_; }
-  // The seed of the next stream of this scope.
+  /// The seed of the next stream of this scope.
   std::uint64_t next_stream_seed() { return mix_seed(seed_, count_++); }
 
  private:
@@ -148,8 +151,8 @@ class RandomScope {
   RandomScope* outer_;
 };
 
-// Called by a layer at the start of a Train forward that will draw from `rng`: inside a RandomScope, reseeds it
-// from the scope (see the file comment); outside, leaves it as it is.
+/// Called by a layer at the start of a Train forward that will draw from `rng`: inside a RandomScope, reseeds it
+/// from the scope (see the file comment); outside, leaves it as it is.
 inline void reseed_in_scope(Rng& rng) {
   if (RandomScope* scope = detail::current_random_scope()) rng.reseed(scope->next_stream_seed());
 }

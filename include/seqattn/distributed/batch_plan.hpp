@@ -1,21 +1,24 @@
 #pragma once
-// Which samples every process reads, identical on every process without any communication: the order of an
-// epoch, its global batches, the chunks of a batch and the chunks of each process (rank).
-//
-//   std::vector<Index> order = epoch_order(samples, seed, epoch);   a permutation of [0, samples): Fisher-Yates
-//                                                                   from mix_seed(seed, epoch), the same everywhere
-//   Index batches = batch_count(samples, batch_size);               the last batch may be shorter (uneven)
-//   BatchSpan b = batch_span(samples, batch_size, i);               positions [begin, end) of batch i in `order`
-//   ChunkRange c = rank_chunks(b.size(), chunk_size, rank, ranks);  this rank's chunks of that batch
-//   for (Index k = c.first; k < c.last; ++k) chunk_span(b.size(), chunk_size, k) -> its positions in the batch
-//
-// A global batch of n samples is cut into chunk_count(n, chunk_size) chunks of chunk_size consecutive positions
-// (the last one shorter); rank r of R takes chunks [K r / R, K (r + 1) / R): consecutive, balanced, possibly none
-// when R > K. A chunk is the unit of the distributed trainer's ordered reduction (distributed/data_parallel.hpp):
-// its size is part of the numerics, the number of ranks is not. Each rank reads only its chunks' samples
-// (`shard_positions`), so a dataset that does not fit in one machine is read in parts.
-// Errors: ConfigError for samples < 0, batch_size or chunk_size < 1, ranks < 1, a rank outside [0, ranks),
-// a batch index outside [0, batch_count).
+/// \file
+/// Which samples every process reads, identical on every process without any communication: the order of an
+/// epoch, its global batches, the chunks of a batch and the chunks of each process (rank).
+///
+/// ```unparsed
+///   std::vector<Index> order = epoch_order(samples, seed, epoch);   a permutation of [0, samples): Fisher-Yates
+///                                                                   from mix_seed(seed, epoch), the same everywhere
+///   Index batches = batch_count(samples, batch_size);               the last batch may be shorter (uneven)
+///   BatchSpan b = batch_span(samples, batch_size, i);               positions [begin, end) of batch i in `order`
+///   ChunkRange c = rank_chunks(b.size(), chunk_size, rank, ranks);  this rank's chunks of that batch
+///   for (Index k = c.first; k < c.last; ++k) chunk_span(b.size(), chunk_size, k) -> its positions in the batch
+///
+/// ```
+/// A global batch of n samples is cut into chunk_count(n, chunk_size) chunks of chunk_size consecutive positions
+/// (the last one shorter); rank r of R takes chunks [K r / R, K (r + 1) / R): consecutive, balanced, possibly none
+/// when R > K. A chunk is the unit of the distributed trainer's ordered reduction (distributed/data_parallel.hpp):
+/// its size is part of the numerics, the number of ranks is not. Each rank reads only its chunks' samples
+/// (`shard_positions`), so a dataset that does not fit in one machine is read in parts.
+/// Errors: ConfigError for samples \< 0, batch_size or chunk_size \< 1, ranks \< 1, a rank outside [0, ranks),
+/// a batch index outside [0, batch_count).
 
 #include <cstdint>
 #include <numeric>
@@ -27,16 +30,26 @@
 
 namespace seqattn {
 
+/// Positions [begin, end) of a batch in an epoch's order, or of a chunk within its batch.
 struct BatchSpan {
-  Index begin = 0, end = 0;  // positions in the epoch's order
+  ///@{
+  /// The first position and one past the last.
+  Index begin = 0, end = 0;
+  ///@}
+  /// The number of positions.
   Index size() const { return end - begin; }
 };
+/// The chunks [first, last) of a batch that one rank computes.
 struct ChunkRange {
-  Index first = 0, last = 0;  // chunk indices [first, last)
+  ///@{
+  /// The first chunk index and one past the last.
+  Index first = 0, last = 0;
+  ///@}
+  /// The number of chunks (0 when the rank has none).
   Index size() const { return last - first; }
 };
 
-// A permutation of [0, samples), the same on every process for the same (seed, epoch).
+/// A permutation of [0, samples), the same on every process for the same (seed, epoch).
 inline std::vector<Index> epoch_order(Index samples, std::uint64_t seed, std::int64_t epoch) {
   if (samples < 0) detail::throw_config("epoch_order: expected samples >= 0 but got ", samples);
   std::vector<Index> order(static_cast<size_t>(samples));
@@ -49,12 +62,14 @@ inline std::vector<Index> epoch_order(Index samples, std::uint64_t seed, std::in
   return order;
 }
 
+/// The number of global batches of batch_size in an epoch of `samples` (the last may be shorter).
 inline Index batch_count(Index samples, Index batch_size) {
   if (samples < 0) detail::throw_config("batch_count: expected samples >= 0 but got ", samples);
   if (batch_size < 1) detail::throw_config("batch_count: expected batch_size >= 1 but got ", batch_size);
   return (samples + batch_size - 1) / batch_size;
 }
 
+/// Positions [begin, end) of batch `batch` in the epoch's order.
 inline BatchSpan batch_span(Index samples, Index batch_size, Index batch) {
   const Index n = batch_count(samples, batch_size);
   if (batch < 0 || batch >= n)
@@ -62,20 +77,21 @@ inline BatchSpan batch_span(Index samples, Index batch_size, Index batch) {
   return {batch * batch_size, std::min(samples, (batch + 1) * batch_size)};
 }
 
+/// The number of chunks of chunk_size in a batch of batch_samples (the last may be shorter).
 inline Index chunk_count(Index batch_samples, Index chunk_size) {
   if (batch_samples < 0) detail::throw_config("chunk_count: expected batch samples >= 0 but got ", batch_samples);
   if (chunk_size < 1) detail::throw_config("chunk_count: expected chunk_size >= 1 but got ", chunk_size);
   return (batch_samples + chunk_size - 1) / chunk_size;
 }
 
-// Positions [begin, end) of chunk k within its batch.
+/// Positions [begin, end) of chunk k within its batch.
 inline BatchSpan chunk_span(Index batch_samples, Index chunk_size, Index k) {
   const Index n = chunk_count(batch_samples, chunk_size);
   if (k < 0 || k >= n) detail::throw_config("chunk_span: expected a chunk in [0, ", n, ") but got ", k);
   return {k * chunk_size, std::min(batch_samples, (k + 1) * chunk_size)};
 }
 
-// The chunks of `rank` among `ranks` for a batch of batch_samples.
+/// The chunks of `rank` among `ranks` for a batch of batch_samples.
 inline ChunkRange rank_chunks(Index batch_samples, Index chunk_size, int rank, int ranks) {
   if (ranks < 1) detail::throw_config("rank_chunks: expected ranks >= 1 but got ", ranks);
   if (rank < 0 || rank >= ranks)
@@ -84,7 +100,7 @@ inline ChunkRange rank_chunks(Index batch_samples, Index chunk_size, int rank, i
   return {K * rank / ranks, K * (rank + 1) / ranks};
 }
 
-// The positions within the batch that `rank` reads: its chunks' positions, in order.
+/// The positions within the batch that `rank` reads: its chunks' positions, in order.
 inline BatchSpan shard_positions(Index batch_samples, Index chunk_size, int rank, int ranks) {
   const ChunkRange c = rank_chunks(batch_samples, chunk_size, rank, ranks);
   if (c.size() == 0) return {0, 0};

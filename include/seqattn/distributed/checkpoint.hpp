@@ -1,16 +1,20 @@
 #pragma once
-// Checkpoints of a data-parallel job (io/checkpoint.hpp on one process; needs nlohmann-json):
-//   save_checkpoint(dp, "run.ckpt", model, adam, progress);   rank 0 writes the file atomically; every rank
-//                                                              returns when it is complete, or throws
-//                                                              DistributedError when rank 0 could not write it
-//   TrainingProgress p = load_checkpoint(dp, "run.ckpt", model, adam);
-//                                                              rank 0 reads the file and broadcasts its bytes
-//                                                              (no shared file system needed); every rank
-//                                                              restores the model and the optimizer and sets
-//                                                              dp's step number to p.global_step
-// A job resumed from a checkpoint continues to the same bits as one that was never interrupted, on any number
-// of ranks: the batches come from (seed, epoch) (epoch_order), the chunks' random scopes from (seed, step), and
-// the checkpoint holds the weights, the buffers and the optimizer's moments, step count and learning rate.
+/// \file
+/// Checkpoints of a data-parallel job (io/checkpoint.hpp on one process; needs nlohmann-json):
+///
+/// ```unparsed
+///   save_checkpoint(dp, "run.ckpt", model, adam, progress);   rank 0 writes the file atomically; every rank
+///                                                              returns when it is complete, or throws
+///                                                              DistributedError when rank 0 could not write it
+///   TrainingProgress p = load_checkpoint(dp, "run.ckpt", model, adam);
+///                                                              rank 0 reads the file and broadcasts its bytes
+///                                                              (no shared file system needed); every rank
+///                                                              restores the model and the optimizer and sets
+///                                                              dp's step number to p.global_step
+/// ```
+/// A job resumed from a checkpoint continues to the same bits as one that was never interrupted, on any number
+/// of ranks: the batches come from (seed, epoch) (epoch_order), the chunks' random scopes from (seed, step), and
+/// the checkpoint holds the weights, the buffers and the optimizer's moments, step count and learning rate.
 
 #include <cstdint>
 #include <cstring>
@@ -23,7 +27,7 @@
 namespace seqattn {
 
 namespace detail::dp {
-// Every rank learns whether rank 0's `action` succeeded; DistributedError with its message otherwise.
+/// Every rank learns whether rank 0's `action` succeeded; DistributedError with its message otherwise.
 template <class Comm, class Action>
 void on_rank0(Comm& comm, const char* call, Action&& action) {
   std::string error;
@@ -42,12 +46,16 @@ void on_rank0(Comm& comm, const char* call, Action&& action) {
 }
 }  // namespace detail::dp
 
+/// Rank 0 writes the checkpoint atomically; every rank returns once it is complete (DistributedError for all when
+/// rank 0 could not write it).
 template <class S, class Comm, class Model, class Optimizer>
 void save_checkpoint(DataParallel<S, Comm>& dp, const std::string& path, Model& model, const Optimizer& optimizer,
                      const TrainingProgress& progress) {
   detail::dp::on_rank0(dp.communicator(), "save_checkpoint", [&] { save_checkpoint(path, model, optimizer, progress); });
 }
 
+/// Rank 0 reads the checkpoint and broadcasts it; every rank restores `model` and `optimizer`, sets dp's step
+/// number and returns the progress.
 template <class S, class Comm, class Model, class Optimizer>
 TrainingProgress load_checkpoint(DataParallel<S, Comm>& dp, const std::string& path, Model& model,
                                  Optimizer& optimizer) {

@@ -1,45 +1,51 @@
 #pragma once
-// DataParallel<S, Comm>: data-parallel training whose result does not depend on the number of processes.
-// Every process (rank) holds the whole model; each global batch is cut into chunks (distributed/batch_plan.hpp),
-// each rank computes the gradients of its chunks, and the chunks' gradients are summed in ONE fixed global order,
-// chunk 0 first, whatever the number of ranks. The same seed therefore gives bitwise the same weights on 1, 2, 3
-// or 4 processes (tests/mpi), and the same as a single process without MPI (LocalCommunicator, below).
-//
-//   DataParallel<float, MpiCommunicator> dp(comm, model, DataParallelOptions().chunk_size(8).seed(42));
-//   for (...) {                                               // the loop of a single process, plus dp:
-//     StepStats s = dp.step(loss, batch_samples, load);       // load(BatchSpan) -> Batch<float, Labels>
-//     adam.step();                                            // every rank steps the same optimizer identically
-//   }
-//
-// Construction checks that every rank has the same parameter and buffer layout (DistributedError naming the
-// first rank that differs) and broadcasts rank 0's parameters and buffers to every rank.
-// step(loss, batch_samples, load[, metric]) for a batch of batch_samples samples:
-//   1. for each of this rank's chunks k (positions [begin, end) of the batch): load({begin, end}) gives the chunk's
-//      Batch (x, mask, target); zero the gradients; run forward (Mode::Train), loss, backward inside
-//      RandomScope(mix_seed(mix_seed(seed, step), k)) (core/random.hpp: dropout draws the same masks on any rank);
-//      buffers (BatchNorm's running statistics) start every chunk from their values before the step;
-//   2. exchange per-chunk records (loss, loss units n_k = loss.valid_count(), regularization, metric counts) and
-//      every rank's status: a rank whose chunk threw makes EVERY rank throw DistributedError naming it and its
-//      message, with the model unchanged;
-//   3. sum g = sum_k (n_k / n) g_k over all chunks in ONE fixed binary tree over the chunk indices (fold_tree
-//      below: pairs of neighbours, then pairs of pairs, ...), whose shape depends only on the number of chunks;
-//      partial sums travel between the ranks that own neighbouring chunks (about log2(chunks) messages on the
-//      longest path), then the owner of chunk 0 broadcasts g; buffers move by the mean of their per-chunk changes;
-//   4. OVERWRITE every trainable parameter's gradient with g (no zero_grad needed) and return the statistics.
-// The loss is any seqattn loss (mean over valid units, with valid_count()); g is the gradient of the mean loss
-// over the whole global batch plus the regularization's gradient. The optimizer stays the caller's: step it
-// after dp.step on every rank. Numerics depend on chunk_size (the unit of the fold), not on the number of ranks.
-// step_chunks(batch_samples, run) is the general form: run(k, BatchSpan) -> ChunkOutcome does the chunk's forward,
-// loss and backward itself (a Graph with several inputs, a custom objective).
-// evaluate(loss, samples, load[, metric]): Mode::Infer over [0, samples) split into chunks over the ranks, the
-// records folded in chunk order: the same numbers on any number of ranks.
-//
-// Comm: the transport. LocalCommunicator (one process; no MPI) here; MpiCommunicator in distributed/mpi.hpp
-// (timeouts on every operation). Interface: rank(), size(), allgather(bytes) -> every rank's bytes,
-// post_send(p, n, dest, tag) (non-blocking; p stays valid until finish_sends()), recv(p, n, source, tag),
-// broadcast(p, n, root); they throw DistributedError on failure or timeout.
-// Memory: this rank's chunks' gradients are kept until the fold (chunks per rank x parameter count values).
-// Every rank must run the same binary (the same instructions give the same bits).
+/// \file
+/// DataParallel\<S, Comm>: data-parallel training whose result does not depend on the number of processes.
+/// Every process (rank) holds the whole model; each global batch is cut into chunks (distributed/batch_plan.hpp),
+/// each rank computes the gradients of its chunks, and the chunks' gradients are summed in ONE fixed global order,
+/// chunk 0 first, whatever the number of ranks. The same seed therefore gives bitwise the same weights on 1, 2, 3
+/// or 4 processes (tests/mpi), and the same as a single process without MPI (LocalCommunicator, below).
+///
+/// ```unparsed
+///   DataParallel<float, MpiCommunicator> dp(comm, model, DataParallelOptions().chunk_size(8).seed(42));
+///   for (...) {                                               // the loop of a single process, plus dp:
+///     StepStats s = dp.step(loss, batch_samples, load);       // load(BatchSpan) -> Batch<float, Labels>
+///     adam.step();                                            // every rank steps the same optimizer identically
+///   }
+///
+/// ```
+/// Construction checks that every rank has the same parameter and buffer layout (DistributedError naming the
+/// first rank that differs) and broadcasts rank 0's parameters and buffers to every rank.
+/// step(loss, batch_samples, load[, metric]) for a batch of batch_samples samples:
+///
+/// ```unparsed
+///   1. for each of this rank's chunks k (positions [begin, end) of the batch): load({begin, end}) gives the chunk's
+///      Batch (x, mask, target); zero the gradients; run forward (Mode::Train), loss, backward inside
+///      RandomScope(mix_seed(mix_seed(seed, step), k)) (core/random.hpp: dropout draws the same masks on any rank);
+///      buffers (BatchNorm's running statistics) start every chunk from their values before the step;
+///   2. exchange per-chunk records (loss, loss units n_k = loss.valid_count(), regularization, metric counts) and
+///      every rank's status: a rank whose chunk threw makes EVERY rank throw DistributedError naming it and its
+///      message, with the model unchanged;
+///   3. sum g = sum_k (n_k / n) g_k over all chunks in ONE fixed binary tree over the chunk indices (fold_tree
+///      below: pairs of neighbours, then pairs of pairs, ...), whose shape depends only on the number of chunks;
+///      partial sums travel between the ranks that own neighbouring chunks (about log2(chunks) messages on the
+///      longest path), then the owner of chunk 0 broadcasts g; buffers move by the mean of their per-chunk changes;
+///   4. OVERWRITE every trainable parameter's gradient with g (no zero_grad needed) and return the statistics.
+/// ```
+/// The loss is any seqattn loss (mean over valid units, with valid_count()); g is the gradient of the mean loss
+/// over the whole global batch plus the regularization's gradient. The optimizer stays the caller's: step it
+/// after dp.step on every rank. Numerics depend on chunk_size (the unit of the fold), not on the number of ranks.
+/// step_chunks(batch_samples, run) is the general form: run(k, BatchSpan) -> ChunkOutcome does the chunk's forward,
+/// loss and backward itself (a Graph with several inputs, a custom objective).
+/// evaluate(loss, samples, load[, metric]): Mode::Infer over [0, samples) split into chunks over the ranks, the
+/// records folded in chunk order: the same numbers on any number of ranks.
+///
+/// Comm: the transport. LocalCommunicator (one process; no MPI) here; MpiCommunicator in distributed/mpi.hpp
+/// (timeouts on every operation). Interface: rank(), size(), allgather(bytes) -> every rank's bytes,
+/// post_send(p, n, dest, tag) (non-blocking; p stays valid until finish_sends()), recv(p, n, source, tag),
+/// broadcast(p, n, root); they throw DistributedError on failure or timeout.
+/// Memory: this rank's chunks' gradients are kept until the fold (chunks per rank x parameter count values).
+/// Every rank must run the same binary (the same instructions give the same bits).
 
 #include <algorithm>
 #include <cstdint>
@@ -59,59 +65,81 @@
 
 namespace seqattn {
 
-// A failure of a distributed operation: another rank failed, a timeout, an MPI error, layouts that differ.
+/// A failure of a distributed operation: another rank failed, a timeout, an MPI error, layouts that differ.
 class DistributedError : public Error {
  public:
+  /// An error with the message `what`.
   explicit DistributedError(const std::string& what) : Error(what) {}
 };
 
+/// Options of DataParallel (see the file documentation); set with `.name(value)`, read with `.name()`.
 struct DataParallelOptions {
-  SEQATTN_ARG(Index, chunk_size, 8)                // samples per chunk: the unit of the ordered fold
-  SEQATTN_ARG(std::uint64_t, seed, 0)              // the chunks' random scopes (dropout)
+  SEQATTN_ARG(Index, chunk_size, 8)  ///< samples per chunk: the unit of the ordered fold
+  SEQATTN_ARG(std::uint64_t, seed, 0)  ///< the chunks' random scopes (dropout)
 };
 
-// One chunk's input: x (B, T, F), its mask, the loss's target (labels, values).
+/// One chunk's input: x (B, T, F), its mask, the loss's target (labels, values).
 template <class S, class Target>
 struct Batch {
-  Tensor3<S> x;
-  Mask mask;
-  Target target;
+  Tensor3<S> x;    ///< (B, T, F) inputs
+  Mask mask;       ///< x's mask
+  Target target;   ///< what the loss compares the output with (class labels, values)
 };
 
-// What one chunk's run reports (step_chunks).
+/// What one chunk's run reports (step_chunks).
 struct ChunkOutcome {
-  double loss = 0.0;            // the chunk's mean data loss
-  std::int64_t count = 0;       // its loss units (the loss's valid_count())
-  double regularization = 0.0;  // model.regularization_loss() after its forward
-  std::int64_t correct = 0, counted = 0;  // a metric's counts (0 without one)
+  double loss = 0.0;  ///< the chunk's mean data loss
+  std::int64_t count = 0;  ///< its loss units (the loss's valid_count())
+  double regularization = 0.0;  ///< model.regularization_loss() after its forward
+  ///@{
+  /// A metric's counts: correct predictions among counted ones (0 without a metric).
+  std::int64_t correct = 0, counted = 0;
+  ///@}
 };
 
-// A step's or an evaluation's numbers, the same on every rank.
+/// A step's or an evaluation's numbers, the same on every rank.
 struct StepStats {
-  double loss = 0.0;            // mean data loss over the global batch's loss units
-  double regularization = 0.0;  // mean of the chunks' regularization losses, weighted like the gradient
-  std::int64_t count = 0;       // loss units in the global batch
-  std::int64_t samples = 0;
-  std::int64_t chunks = 0;
+  double loss = 0.0;  ///< mean data loss over the global batch's loss units
+  double regularization = 0.0;  ///< mean of the chunks' regularization losses, weighted like the gradient
+  std::int64_t count = 0;  ///< loss units in the global batch
+  std::int64_t samples = 0;  ///< samples in the global batch (or the evaluated set)
+  std::int64_t chunks = 0;   ///< chunks over all ranks
+  ///@{
+  /// The metric's counts over all chunks: correct predictions among counted ones.
   std::int64_t correct = 0, counted = 0;
-  std::uint64_t bytes_sent = 0, bytes_received = 0;  // this rank's traffic in the call
+  ///@}
+  ///@{
+  /// The payload bytes this rank sent and received in the call.
+  std::uint64_t bytes_sent = 0, bytes_received = 0;
+  ///@}
+  /// loss + regularization: the objective.
   double total() const { return loss + regularization; }
+  /// correct / counted (0 without a metric).
   double accuracy() const { return counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0; }
 };
 
-// One process: what DataParallel computes without MPI, bit for bit what it computes on any number of ranks.
+/// One process: what DataParallel computes without MPI, bit for bit what it computes on any number of ranks.
 class LocalCommunicator {
  public:
+  /// Always 0.
   int rank() const { return 0; }
+  /// Always 1.
   int size() const { return 1; }
+  /// { mine }: the only rank's bytes.
   std::vector<std::vector<unsigned char>> allgather(const std::vector<unsigned char>& mine, const char*) {
     return {mine};
   }
+  /// Throws DistributedError: there is no other rank to send to.
   void post_send(const void*, std::size_t, int, int, const char* what) { refuse(what); }
+  /// Nothing to wait for.
   void finish_sends(const char*) {}
+  /// Throws DistributedError: there is no other rank to receive from.
   void recv(void*, std::size_t, int, int, const char* what) { refuse(what); }
+  /// Nothing to do: the data already is where it goes.
   void broadcast(void*, std::size_t, int, const char*) {}
+  /// Always 0.
   std::uint64_t bytes_sent() const { return 0; }
+  /// Always 0.
   std::uint64_t bytes_received() const { return 0; }
 
  private:
@@ -141,10 +169,12 @@ inline std::uint64_t layout_hash(const std::string& text) {
 
 }  // namespace detail::dp
 
+/// Data-parallel training over the ranks of `Comm`, bitwise independent of their number (see the file
+/// documentation).
 template <class S, class Comm>
 class DataParallel {
  public:
-  // Checks the layouts and broadcasts rank 0's parameters and buffers (every rank must construct it).
+  /// Checks the layouts and broadcasts rank 0's parameters and buffers (every rank must construct it).
   DataParallel(Comm& comm, Layer<S>& model, DataParallelOptions options = DataParallelOptions())
       : comm_(comm), model_(model), options_(options) {
     if (options.chunk_size() < 1)
@@ -153,21 +183,27 @@ class DataParallel {
     broadcast_state(0);
   }
 
+  /// The options it was built with.
   const DataParallelOptions& options() const { return options_; }
+  /// The transport.
   Comm& communicator() { return comm_; }
+  /// The model it trains.
   Layer<S>& model() { return model_; }
+  /// This process's rank.
   int rank() const { return comm_.rank(); }
+  /// The number of ranks.
   int ranks() const { return comm_.size(); }
-  // The number of the next step (it seeds the chunks' random scopes); set it when resuming from a checkpoint.
+  /// The number of the next step (it seeds the chunks' random scopes); set it when resuming from a checkpoint.
   std::int64_t step_number() const { return step_; }
+  /// Sets the number of the next step (load_checkpoint does it).
   void set_step_number(std::int64_t step) { step_ = step; }
 
-  // The positions of a batch of batch_samples that this rank reads.
+  /// The positions of a batch of batch_samples that this rank reads.
   BatchSpan shard(Index batch_samples) const {
     return shard_positions(batch_samples, options_.chunk_size(), comm_.rank(), comm_.size());
   }
 
-  // Every rank takes `root`'s parameters and buffers.
+  /// Every rank takes `root`'s parameters and buffers.
   void broadcast_state(int root) {
     std::vector<S> values;
     for (const auto& list : {model_.params(), model_.buffers()})
@@ -182,14 +218,15 @@ class DataParallel {
       }
   }
 
-  // One training step over a global batch (file comment). load(BatchSpan) -> Batch<S, Target> for positions
-  // [begin, end) of the batch; metric(y, target, output mask) -> std::pair<correct, counted> (optional).
+  /// One training step over a global batch (file comment). load(BatchSpan) -> Batch\<S, Target> for positions
+  /// [begin, end) of the batch; metric(y, target, output mask) -> std::pair\<correct, counted> (optional).
   template <class Loss, class Load>
   StepStats step(Loss& loss, Index batch_samples, Load&& load) {
     return step(loss, batch_samples, load, [](const auto&, const auto&, const Mask&) {
       return std::pair<std::int64_t, std::int64_t>(0, 0);
     });
   }
+  /// The same with a metric: metric(y, target, output mask) -> std::pair(correct, counted) per chunk.
   template <class Loss, class Load, class Metric>
   StepStats step(Loss& loss, Index batch_samples, Load&& load, Metric&& metric) {
     return step_chunks(batch_samples, [&](Index, BatchSpan span) {
@@ -208,7 +245,7 @@ class DataParallel {
     });
   }
 
-  // The general step: run(k, positions) runs chunk k's forward (Mode::Train), loss and backward on this model.
+  /// The general step: run(k, positions) runs chunk k's forward (Mode::Train), loss and backward on this model.
   template <class Run>
   StepStats step_chunks(Index batch_samples, Run&& run) {
     const std::uint64_t sent0 = comm_.bytes_sent(), received0 = comm_.bytes_received();
@@ -291,13 +328,14 @@ class DataParallel {
     return stats;
   }
 
-  // Mode::Infer over positions [0, samples) in chunks over the ranks; load and metric as for step.
+  /// Mode::Infer over positions [0, samples) in chunks over the ranks; load and metric as for step.
   template <class Loss, class Load>
   StepStats evaluate(Loss& loss, Index samples, Load&& load) {
     return evaluate(loss, samples, load, [](const auto&, const auto&, const Mask&) {
       return std::pair<std::int64_t, std::int64_t>(0, 0);
     });
   }
+  /// The same with a metric, as for step.
   template <class Loss, class Load, class Metric>
   StepStats evaluate(Loss& loss, Index samples, Load&& load, Metric&& metric) {
     const std::uint64_t sent0 = comm_.bytes_sent(), received0 = comm_.bytes_received();

@@ -1,37 +1,40 @@
 #pragma once
-// MPI transport of the distributed trainer (distributed/data_parallel.hpp). Optional: needs MPI (Debian:
-// libopenmpi-dev openmpi-bin; CMake: find_package(MPI COMPONENTS CXX) and link MPI::MPI_CXX, or build with mpicxx).
-// Not part of the umbrella header.
-//
-//   int main(int argc, char** argv) {
-//     seqattn::MpiSession session(&argc, &argv);                       // MPI_Init ... MPI_Finalize
-//     seqattn::MpiCommunicator comm(MpiOptions().timeout_seconds(120));
-//     try {
-//       DataParallel<float, MpiCommunicator> dp(comm, model, DataParallelOptions().seed(42));
-//       ... dp.step(loss, n, load); adam.step(); ...
-//     } catch (const std::exception& e) {
-//       session.abort(1, e.what());                                    // prints "[rank r] ..." and ends the job
-//     }
-//   }
-//   mpirun -np 4 ./train                                  one machine
-//   mpirun -np 64 --hostfile hosts ./train                a cluster (hosts: "node1 slots=8" lines)
-//
-// MpiSession: MPI_Init_thread (MPI_THREAD_FUNNELED: a rank may run OpenMP threads; only the main thread calls MPI)
-// unless MPI is already initialized; MPI_Finalize at the end. If it ends while an exception is propagating, it
-// calls MPI_Abort instead, so the other ranks stop rather than wait. abort(code, message) prints the message
-// with the rank and calls MPI_Abort (the whole job ends: mpirun kills every rank).
-// MpiCommunicator: a duplicate of MPI_COMM_WORLD (or of the communicator given) with MPI_ERRORS_RETURN, so an MPI
-// error becomes a DistributedError naming the operation, the rank and MPI's message. Every operation is
-// non-blocking (MPI_Isend, MPI_Irecv, MPI_Ibcast, MPI_Iallgather[v]) and polled until done or until
-// timeout_seconds pass: then DistributedError "rank r: timed out after T s waiting in <operation> (peer ...)".
-// After a timeout the job cannot go on (a collective is half done): abort it (session.abort). Polling yields the
-// core for the first 4096 polls, then sleeps 10 us doubling up to 200 us, so a rank waiting long leaves its core
-// to the others (oversubscribed test runs) and one waiting briefly answers within microseconds.
-// Faults: a rank whose chunk throws makes every rank throw DistributedError at the step's exchange (the job can
-// finish cleanly); a rank that is killed is noticed by mpirun, which ends the job (Open MPI prints "mpirun
-// noticed that process rank r ... exited on signal 9"); a rank that hangs makes the others time out.
-// bytes_sent() / bytes_received(): the payload this rank handed to MPI and received (not counting the forwarding
-// inside MPI's collective algorithms).
+/// \file
+/// MPI transport of the distributed trainer (distributed/data_parallel.hpp). Optional: needs MPI (Debian:
+/// libopenmpi-dev openmpi-bin; CMake: find_package(MPI COMPONENTS CXX) and link MPI::MPI_CXX, or build with mpicxx).
+/// Not part of the umbrella header.
+///
+/// ```unparsed
+///   int main(int argc, char** argv) {
+///     seqattn::MpiSession session(&argc, &argv);                       // MPI_Init ... MPI_Finalize
+///     seqattn::MpiCommunicator comm(MpiOptions().timeout_seconds(120));
+///     try {
+///       DataParallel<float, MpiCommunicator> dp(comm, model, DataParallelOptions().seed(42));
+///       ... dp.step(loss, n, load); adam.step(); ...
+///     } catch (const std::exception& e) {
+///       session.abort(1, e.what());                                    // prints "[rank r] ..." and ends the job
+///     }
+///   }
+///   mpirun -np 4 ./train                                  one machine
+///   mpirun -np 64 --hostfile hosts ./train                a cluster (hosts: "node1 slots=8" lines)
+///
+/// ```
+/// MpiSession: MPI_Init_thread (MPI_THREAD_FUNNELED: a rank may run OpenMP threads; only the main thread calls MPI)
+/// unless MPI is already initialized; MPI_Finalize at the end. If it ends while an exception is propagating, it
+/// calls MPI_Abort instead, so the other ranks stop rather than wait. abort(code, message) prints the message
+/// with the rank and calls MPI_Abort (the whole job ends: mpirun kills every rank).
+/// MpiCommunicator: a duplicate of MPI_COMM_WORLD (or of the communicator given) with MPI_ERRORS_RETURN, so an MPI
+/// error becomes a DistributedError naming the operation, the rank and MPI's message. Every operation is
+/// non-blocking (MPI_Isend, MPI_Irecv, MPI_Ibcast, MPI_Iallgather[v]) and polled until done or until
+/// timeout_seconds pass: then DistributedError "rank r: timed out after T s waiting in \<operation> (peer ...)".
+/// After a timeout the job cannot go on (a collective is half done): abort it (session.abort). Polling yields the
+/// core for the first 4096 polls, then sleeps 10 us doubling up to 200 us, so a rank waiting long leaves its core
+/// to the others (oversubscribed test runs) and one waiting briefly answers within microseconds.
+/// Faults: a rank whose chunk throws makes every rank throw DistributedError at the step's exchange (the job can
+/// finish cleanly); a rank that is killed is noticed by mpirun, which ends the job (Open MPI prints "mpirun
+/// noticed that process rank r ... exited on signal 9"); a rank that hangs makes the others time out.
+/// bytes_sent() / bytes_received(): the payload this rank handed to MPI and received (not counting the forwarding
+/// inside MPI's collective algorithms).
 
 #include <mpi.h>
 
@@ -51,12 +54,15 @@
 
 namespace seqattn {
 
+/// Options of MpiCommunicator (see the file documentation); set with `.name(value)`, read with `.name()`.
 struct MpiOptions {
-  SEQATTN_ARG(double, timeout_seconds, 300.0)  // the longest any operation waits for the other ranks
+  SEQATTN_ARG(double, timeout_seconds, 300.0)  ///< the longest any operation waits for the other ranks
 };
 
+/// MPI_Init ... MPI_Finalize for the program's lifetime (see the file documentation).
 class MpiSession {
  public:
+  /// Initializes MPI (MPI_THREAD_FUNNELED) unless it already is; argc and argv as main's.
   MpiSession(int* argc, char*** argv) {
     int initialized = 0;
     MPI_Initialized(&initialized);
@@ -79,9 +85,11 @@ class MpiSession {
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
 
+  /// This process's rank in MPI_COMM_WORLD.
   int rank() const { return rank_; }
+  /// The number of processes in MPI_COMM_WORLD.
   int size() const { return size_; }
-  // Prints "[seqattn rank r of n] message" on standard error and ends the whole job with `code`.
+  /// Prints "[seqattn rank r of n] message" on standard error and ends the whole job with `code`.
   [[noreturn]] void abort(int code, const std::string& message) const {
     std::fprintf(stderr, "[seqattn rank %d of %d] %s\n", rank_, size_, message.c_str());
     std::fflush(stderr);
@@ -94,8 +102,10 @@ class MpiSession {
   int rank_ = 0, size_ = 1;
 };
 
+/// The MPI transport of DataParallel, every operation with a timeout (see the file documentation).
 class MpiCommunicator {
  public:
+  /// A duplicate of `base` that returns MPI errors (DistributedError) instead of aborting.
   explicit MpiCommunicator(MpiOptions options = MpiOptions(), MPI_Comm base = MPI_COMM_WORLD) : options_(options) {
     if (!(options.timeout_seconds() > 0))
       detail::throw_config("MpiCommunicator: expected timeout_seconds > 0 but got ", options.timeout_seconds());
@@ -112,13 +122,18 @@ class MpiCommunicator {
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
 
+  /// This process's rank.
   int rank() const { return rank_; }
+  /// The number of ranks.
   int size() const { return size_; }
+  /// The MPI communicator (a duplicate: its messages never mix with the program's own).
   MPI_Comm handle() const { return comm_; }
+  /// Payload bytes sent so far.
   std::uint64_t bytes_sent() const { return sent_; }
+  /// Payload bytes received so far.
   std::uint64_t bytes_received() const { return received_; }
 
-  // Every rank's bytes (sizes may differ), in rank order.
+  /// Every rank's bytes (sizes may differ), in rank order.
   std::vector<std::vector<unsigned char>> allgather(const std::vector<unsigned char>& mine, const char* what) {
     std::uint64_t n = mine.size();
     std::vector<std::uint64_t> sizes(static_cast<size_t>(size_));
@@ -148,7 +163,7 @@ class MpiCommunicator {
     return out;
   }
 
-  // Starts sending `bytes` to `dest` with `tag`; `data` must stay valid until finish_sends().
+  /// Starts sending `bytes` to `dest` with `tag`; `data` must stay valid until finish_sends().
   void post_send(const void* data, std::size_t bytes, int dest, int tag, const char* what) {
     for_pieces(bytes, [&](std::size_t at, int n) {
       MPI_Request req;
@@ -158,12 +173,13 @@ class MpiCommunicator {
     });
     sent_ += bytes;
   }
-  // Waits until every posted send completed.
+  /// Waits until every posted send completed.
   void finish_sends(const char* what) {
     for (auto& [req, dest] : pending_) wait(req, what, dest);
     pending_.clear();
   }
 
+  /// Receives exactly `bytes` from `source` with `tag` (DistributedError for another size).
   void recv(void* data, std::size_t bytes, int source, int tag, const char* what) {
     for_pieces(bytes, [&](std::size_t at, int n) {
       MPI_Request req;
@@ -180,7 +196,7 @@ class MpiCommunicator {
     received_ += bytes;
   }
 
-  // The same `bytes` on every rank; root's data lands everywhere.
+  /// The same `bytes` on every rank; root's data lands everywhere.
   void broadcast(void* data, std::size_t bytes, int root, const char* what) {
     for_pieces(bytes, [&](std::size_t at, int n) {
       MPI_Request req;
@@ -193,7 +209,7 @@ class MpiCommunicator {
       received_ += bytes;
   }
 
-  // Waits until every rank arrives (with the timeout).
+  /// Waits until every rank arrives (with the timeout).
   void barrier(const char* what) {
     MPI_Request req;
     check(MPI_Ibarrier(comm_, &req), what, -1);

@@ -1,26 +1,29 @@
 #pragma once
-// Checkpoints: a model, its optimizer's state and the training loop's position in one file, written atomically,
-// so that a job restarted from it continues to the same bits as one that was never interrupted.
-// Not part of the umbrella header: it needs nlohmann-json (io/model_file.hpp).
-//
-//   save_checkpoint("run.ckpt", model, adam, {epoch, batch, step});   atomic (io/detail/atomic_file.hpp)
-//   TrainingProgress p = load_checkpoint("run.ckpt", model, adam);   weights, buffers, moments, step, lr
-//
-// model: a Sequential<S> or a Graph<S>; optimizer: Adam<S> or SGD<S> (anything with state() / load_state()).
-// TrainingProgress: where the loop stood (epoch, batch within the epoch, global step: the next step to run) and
-// `extra`, any JSON object of the program's own (its schedule, its best score...).
-// load_checkpoint checks everything before it changes anything: the container (magic, sizes, checksum:
-// FormatError naming the file), the embedded model file (io/model_file.hpp's checks), that the model in the file
-// has the architecture of `model` (the same parameter and buffer names and shapes: MismatchError naming the
-// first difference) and that the optimizer state fits `optimizer` (ConfigError, optim/optimizer_state.hpp). Then
-// it copies the weights into `model` with Layer::assign (the optimizer's views of `model` stay valid) and
-// restores the optimizer.
-// encode_checkpoint / decode_checkpoint do the same on bytes (the distributed trainer broadcasts them).
-//
-// Format, little-endian: "SEQATTN-CHECKPT\n" (16 bytes), u64 n, n bytes of JSON {"progress": {...},
-// "optimizer": {"name", "step", "lr", "tensors": [{"name", "size"}...]}, "scalar_bytes": 4 or 8,
-// "model_bytes": m}, the m bytes of a model file, the optimizer tensors' values (scalar_bytes each, in order), and
-// a u64 FNV-1a hash of every byte before it.
+/// \file
+/// Checkpoints: a model, its optimizer's state and the training loop's position in one file, written atomically,
+/// so that a job restarted from it continues to the same bits as one that was never interrupted.
+/// Not part of the umbrella header: it needs nlohmann-json (io/model_file.hpp).
+///
+/// ```unparsed
+///   save_checkpoint("run.ckpt", model, adam, {epoch, batch, step});   atomic (io/detail/atomic_file.hpp)
+///   TrainingProgress p = load_checkpoint("run.ckpt", model, adam);   weights, buffers, moments, step, lr
+///
+/// ```
+/// model: a Sequential\<S> or a Graph\<S>; optimizer: Adam\<S> or SGD\<S> (anything with state() / load_state()).
+/// TrainingProgress: where the loop stood (epoch, batch within the epoch, global step: the next step to run) and
+/// `extra`, any JSON object of the program's own (its schedule, its best score...).
+/// load_checkpoint checks everything before it changes anything: the container (magic, sizes, checksum:
+/// FormatError naming the file), the embedded model file (io/model_file.hpp's checks), that the model in the file
+/// has the architecture of `model` (the same parameter and buffer names and shapes: MismatchError naming the
+/// first difference) and that the optimizer state fits `optimizer` (ConfigError, optim/optimizer_state.hpp). Then
+/// it copies the weights into `model` with Layer::assign (the optimizer's views of `model` stay valid) and
+/// restores the optimizer.
+/// encode_checkpoint / decode_checkpoint do the same on bytes (the distributed trainer broadcasts them).
+///
+/// Format, little-endian: "SEQATTN-CHECKPT\\n" (16 bytes), u64 n, n bytes of JSON {"progress": {...},
+/// "optimizer": {"name", "step", "lr", "tensors": [{"name", "size"}...]}, "scalar_bytes": 4 or 8,
+/// "model_bytes": m}, the m bytes of a model file, the optimizer tensors' values (scalar_bytes each, in order), and
+/// a u64 FNV-1a hash of every byte before it.
 
 #include <cstdint>
 #include <cstring>
@@ -42,11 +45,12 @@
 
 namespace seqattn {
 
+/// Where a training loop stood when a checkpoint was written, and the program's own state.
 struct TrainingProgress {
-  std::int64_t epoch = 0;        // the epoch the next step belongs to
-  std::int64_t batch = 0;        // the next batch within that epoch
-  std::int64_t global_step = 0;  // steps taken so far (the next step's number)
-  nlohmann::json extra = nlohmann::json::object();  // the program's own state
+  std::int64_t epoch = 0;  ///< the epoch the next step belongs to
+  std::int64_t batch = 0;  ///< the next batch within that epoch
+  std::int64_t global_step = 0;  ///< steps taken so far (the next step's number)
+  nlohmann::json extra = nlohmann::json::object();  ///< the program's own state
 };
 
 namespace detail::checkpoint {
@@ -77,7 +81,7 @@ Graph<S> load_architecture(std::istream& in, const Graph<S>*) {
   return load_graph<S>(in);
 }
 
-// The same names and shapes in the same order, or MismatchError naming the first difference.
+/// The same names and shapes in the same order, or MismatchError naming the first difference.
 template <class S>
 void check_same_layout(const ParamList<S>& want, const ParamList<S>& got, const char* kind, const std::string& who) {
   if (want.size() != got.size())
@@ -90,7 +94,7 @@ void check_same_layout(const ParamList<S>& want, const ParamList<S>& got, const 
 
 }  // namespace detail::checkpoint
 
-// The checkpoint's bytes (format above). The model must be one a model file can hold (ConfigError otherwise).
+/// The checkpoint's bytes (format above). The model must be one a model file can hold (ConfigError otherwise).
 template <class Model, class Optimizer>
 std::vector<unsigned char> encode_checkpoint(Model& model, const Optimizer& optimizer,
                                              const TrainingProgress& progress) {
@@ -122,8 +126,8 @@ std::vector<unsigned char> encode_checkpoint(Model& model, const Optimizer& opti
   return out;
 }
 
-// Restores `model` and `optimizer` from checkpoint bytes (every check first; see the file comment) and returns
-// the progress. `who` starts the error messages.
+/// Restores `model` and `optimizer` from checkpoint bytes (every check first; see the file comment) and returns
+/// the progress. `who` starts the error messages.
 template <class Model, class Optimizer>
 TrainingProgress decode_checkpoint(const std::vector<unsigned char>& bytes, Model& model, Optimizer& optimizer,
                                    const std::string& who = "load_checkpoint") {
@@ -189,7 +193,7 @@ TrainingProgress decode_checkpoint(const std::vector<unsigned char>& bytes, Mode
   return progress;
 }
 
-// Writes the checkpoint at `path` atomically: `path` always names a complete checkpoint, old or new.
+/// Writes the checkpoint at `path` atomically: `path` always names a complete checkpoint, old or new.
 template <class Model, class Optimizer>
 void save_checkpoint(const std::string& path, Model& model, const Optimizer& optimizer,
                      const TrainingProgress& progress) {
@@ -197,7 +201,7 @@ void save_checkpoint(const std::string& path, Model& model, const Optimizer& opt
   detail::write_file_atomically(path, bytes.data(), bytes.size(), "save_checkpoint(" + path + ")");
 }
 
-// The bytes of the checkpoint file at `path` (a regular file; FileError otherwise).
+/// The bytes of the checkpoint file at `path` (a regular file; FileError otherwise).
 inline std::vector<unsigned char> read_checkpoint_bytes(const std::string& path) {
   const std::string who = "load_checkpoint(" + path + ")";
   detail::InputFile file(path, who);
@@ -208,7 +212,7 @@ inline std::vector<unsigned char> read_checkpoint_bytes(const std::string& path)
   return bytes;
 }
 
-// Restores `model` and `optimizer` from the checkpoint at `path` and returns where the loop stood.
+/// Restores `model` and `optimizer` from the checkpoint at `path` and returns where the loop stood.
 template <class Model, class Optimizer>
 TrainingProgress load_checkpoint(const std::string& path, Model& model, Optimizer& optimizer) {
   return decode_checkpoint(read_checkpoint_bytes(path), model, optimizer, "load_checkpoint(" + path + ")");

@@ -150,8 +150,8 @@ class Adam {
   /// "Adam" or "AdamW", for messages.
   std::string name() const { return options_.decoupled_weight_decay() ? "AdamW" : "Adam"; }
 
-  // The step count, the learning rate and the moments m, v (and v_max with amsgrad) of every parameter, named
-  // "m.<parameter>", ... (optim/optimizer_state.hpp): what a checkpoint saves.
+  /// The step count, the learning rate and the moments m, v (and v_max with amsgrad) of every parameter, named
+  /// "m.\<parameter>", ... (optim/optimizer_state.hpp): what a checkpoint saves.
   OptimizerState<S> state() const {
     OptimizerState<S> s{name(), step_, options_.lr(), {}};
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -161,7 +161,7 @@ class Adam {
     }
     return s;
   }
-  // Restores a state() of an optimizer of the same kind over the same parameters (checked first: ConfigError).
+  /// Restores a state() of an optimizer of the same kind over the same parameters (checked first: ConfigError).
   void load_state(const OptimizerState<S>& s) {
     detail::check_optimizer_state(state(), s);
     detail::check_at_least(name(), "lr", s.lr, 0.0);

@@ -1,17 +1,21 @@
 #pragma once
-// OptimizerState<S>: everything an optimizer carries between steps, to checkpoint and resume training exactly
-// (io/checkpoint.hpp writes it next to the model):
-//   OptimizerState<float> s = adam.state();   the step count, the learning rate and every moment tensor, named
-//   adam.load_state(s);                        restores them; the next step() continues bit for bit
-//
-//   optimizer   the optimizer's name() ("Adam", "AdamW", "SGD"); load_state refuses another
-//   step        step_count(): Adam's bias correction and SGD's first momentum step depend on it
-//   lr          the learning rate at the time (a schedule's current value)
-//   tensors     named tensors: "<kind>.<parameter name>" with kind m, v, v_max (Adam) or momentum (SGD), and for
-//               SGD "momentum_started" (one 0/1 per parameter: its buffer holds a value)
-// load_state checks, before it changes anything, the optimizer's name, that the tensor names are exactly those its
-// own state() gives (same parameters in the same order) and every size; ConfigError otherwise, naming the
-// optimizer, the tensor, the expected and the received value.
+/// \file
+/// OptimizerState\<S>: everything an optimizer carries between steps, to checkpoint and resume training exactly
+/// (io/checkpoint.hpp writes it next to the model):
+///
+/// ```unparsed
+///   OptimizerState<float> s = adam.state();   the step count, the learning rate and every moment tensor, named
+///   adam.load_state(s);                        restores them; the next step() continues bit for bit
+///
+///   optimizer   the optimizer's name() ("Adam", "AdamW", "SGD"); load_state refuses another
+///   step        step_count(): Adam's bias correction and SGD's first momentum step depend on it
+///   lr          the learning rate at the time (a schedule's current value)
+///   tensors     named tensors: "<kind>.<parameter name>" with kind m, v, v_max (Adam) or momentum (SGD), and for
+///               SGD "momentum_started" (one 0/1 per parameter: its buffer holds a value)
+/// ```
+/// load_state checks, before it changes anything, the optimizer's name, that the tensor names are exactly those its
+/// own state() gives (same parameters in the same order) and every size; ConfigError otherwise, naming the
+/// optimizer, the tensor, the expected and the received value.
 
 #include <cstdint>
 #include <string>
@@ -23,11 +27,13 @@
 
 namespace seqattn {
 
+/// Everything an optimizer carries between steps (see the file documentation).
 template <class S>
 struct OptimizerState {
-  std::string optimizer;
-  std::int64_t step = 0;
-  double lr = 0.0;
+  std::string optimizer;   ///< the optimizer's name(): "Adam", "AdamW" or "SGD"
+  std::int64_t step = 0;   ///< its step_count()
+  double lr = 0.0;         ///< its learning rate
+  /// The named state tensors ("m.<parameter>", ...), in the optimizer's order.
   std::vector<std::pair<std::string, Vector<S>>> tensors;
 };
 

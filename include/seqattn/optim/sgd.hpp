@@ -119,10 +119,11 @@ class SGD {
   const ParamList<S>& params() const { return params_; }
   /// Momentum buffer of parameter i (empty without momentum).
   const Vector<S>& momentum_buffer(size_t i) const { return buf_.at(i); }
+  /// "SGD" (the name in messages and in OptimizerState).
   std::string name() const { return "SGD"; }
 
-  // The step count, the learning rate, the momentum buffers "momentum.<parameter>" (with momentum) and
-  // "momentum_started" (optim/optimizer_state.hpp): what a checkpoint saves.
+  /// The step count, the learning rate, the momentum buffers "momentum.\<parameter>" (with momentum) and
+  /// "momentum_started" (optim/optimizer_state.hpp): what a checkpoint saves.
   OptimizerState<S> state() const {
     OptimizerState<S> s{name(), step_, options_.lr(), {}};
     for (size_t i = 0; i < buf_.size(); ++i) s.tensors.emplace_back("momentum." + params_[i].name, buf_[i]);
@@ -131,7 +132,7 @@ class SGD {
     s.tensors.emplace_back("momentum_started", started);
     return s;
   }
-  // Restores a state() of an SGD over the same parameters (checked first: ConfigError).
+  /// Restores a state() of an SGD over the same parameters (checked first: ConfigError).
   void load_state(const OptimizerState<S>& s) {
     detail::check_optimizer_state(state(), s);
     detail::check_at_least(name(), "lr", s.lr, 0.0);
