@@ -4,6 +4,8 @@
 #   example   build (Release) and run examples/time_series_classifier on its built-in default task
 #   streaming build (Release) and run examples/streaming_monitor: train a causal model, then run it on a live
 #             stream one sample at a time (detections and per-step latency)
+#   distributed  build (Release) examples/distributed_training and run it with mpirun on RANKS processes
+#             (default 2) of this machine: the classifier trained data-parallel over MPI
 #   test      build every test (Release; tests add their own flags) and run them all with ctest
 #   bench     build (Release, -O3 -march=native) and run every benchmarks/bench_* binary. BENCH_FILTER=regex: only
 #             the binaries whose name matches (built and run); BENCH_SAVE=file.json: also save every binary's
@@ -29,7 +31,7 @@
 # not root). Build trees: build/ (tests, and the examples built as tests are: SEQATTN_EXAMPLES_AS_TESTS),
 # build-examples/ (`example`, `streaming`: the examples as a user builds them, Release -O3), build-bench/ and
 # build-docs/ (`docs`).
-# Environment: JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS
+# Environment: RANKS (distributed: processes, default 2), JOBS (parallel build jobs, default 2), CMAKE_GENERATOR, CXX, CTEST_ARGS (extra ctest flags), BENCH_ARGS
 # (extra flags of every benchmark binary), BENCH_MIN_TIME (default 0.2), BENCH_FILTER, BENCH_SAVE, BENCH_BASELINE,
 # BENCH_THRESHOLD, BENCH_METRIC (bench, above), SEQATTN_PROPERTY_STRIDE (sanitize: run every N-th seed of the
 # random-model property tests, default 4).
@@ -98,6 +100,18 @@ run_example() {
 
 cmd_example() { run_example time_series_classifier " (outputs in tsc_out/; --help lists every option)"; }
 cmd_streaming() { run_example streaming_monitor ""; }
+
+# distributed_training under mpirun (Open MPI refuses root unless told: CI containers and this script run as root).
+cmd_distributed() {
+  local dir="$ROOT/build-examples"
+  configure "$dir" -DSEQATTN_BUILD_TESTS=OFF -DSEQATTN_BUILD_EXAMPLES=ON -DSEQATTN_BUILD_BENCHMARKS=OFF
+  cmake --build "$dir" --target distributed_training -j "$JOBS"
+  if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  fi
+  log "running mpirun -np ${RANKS:-2} examples/distributed_training"
+  OMP_NUM_THREADS=1 mpirun --oversubscribe -np "${RANKS:-2}" "$dir/examples/distributed_training"
+}
 
 cmd_test() {
   local dir="$ROOT/build"
@@ -259,6 +273,10 @@ main() {
     streaming)
       install_deps
       cmd_streaming
+      ;;
+    distributed)
+      install_deps
+      cmd_distributed
       ;;
     test)
       install_deps
