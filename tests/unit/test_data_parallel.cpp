@@ -293,3 +293,21 @@ TEST(Checkpoint, DamagedOrForeignFilesAreRefusedBeforeAnyChange) {
   decode_checkpoint(bytes, target, target_adam);
   EXPECT_EQ(values(target), values(model));
 }
+
+TEST(Checkpoint, PathsThatHoldNoCheckpointAreRefusedNamingThePath) {
+  Sequential<double> model = small_model();
+  Adam<double> adam(model.params());
+  const std::string dir = ::testing::TempDir();
+  const std::string missing = dir + "seqattn_no_such_checkpoint.ckpt", empty = dir + "seqattn_empty.ckpt";
+  std::ofstream(empty).close();
+  for (const std::string& path : {missing, empty, dir}) {
+    try {
+      load_checkpoint(path, model, adam);
+      FAIL() << path;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  }
+  std::remove(empty.c_str());
+  EXPECT_THROW(save_checkpoint(dir + "no_such_dir/x.ckpt", model, adam, TrainingProgress()), FileError);
+}

@@ -205,7 +205,7 @@ void save_checkpoint(const std::string& path, Model& model, const Optimizer& opt
 inline std::vector<unsigned char> read_checkpoint_bytes(const std::string& path) {
   const std::string who = "load_checkpoint(" + path + ")";
   detail::InputFile file(path, who);
-  if (!file.regular()) detail::throw_file(who, ": not a regular file");
+  if (!file.regular()) detail::throw_file(who, ": not a checkpoint: empty or not a regular file");
   std::vector<unsigned char> bytes;
   bytes.reserve(static_cast<std::size_t>(file.size()));
   file.read(bytes, file.size());
