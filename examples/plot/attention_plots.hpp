@@ -92,6 +92,13 @@ inline void step_ticks_of(Figure& fig, const Box& box, int rows, int cols, doubl
   ticks_left(fig, box, ys, size);
 }
 
+// "key step", or "key step (3 input steps each)" when the attention runs on pooled steps.
+inline std::string key_axis_label(double steps_per_cell) {
+  if (steps_per_cell == 1) return "key step";
+  const bool whole = steps_per_cell == std::round(steps_per_cell);
+  return "key step (" + tick_label(steps_per_cell, whole ? 1 : 0.1) + " input steps each)";
+}
+
 inline double top_of(double hi, const Grid& g) {
   if (std::isfinite(hi)) return hi;
   const double m = g.max();
@@ -198,10 +205,7 @@ inline Figure attention_heatmap(const HeatmapSpec& spec, HeatmapLayout* out = nu
   fig.cells(L.map.x, L.map.y, L.map.w, L.map.h, L.rows, L.cols, colors_of(spec.map, L.lo, L.hi));
   fig.frame(L.map.x - 1, L.map.y - 1, L.map.w + 2, L.map.h + 2, kAxis);
   step_ticks_of(fig, L.map, L.rows, L.cols, kTickSize, 10);
-  std::string key_label = "key step";
-  if (spec.steps_per_cell != 1)
-    key_label += " (" + tick_label(spec.steps_per_cell, 0.1) + " input steps each)";
-  fig.text(L.map.x + L.map.w / 2, L.map.bottom() + 50, key_label, 14, kText, Anchor::Middle);
+  fig.text(L.map.x + L.map.w / 2, L.map.bottom() + 50, key_axis_label(spec.steps_per_cell), 14, kText, Anchor::Middle);
   fig.text(L.map.x - 62, L.map.y + L.map.h / 2, "query step", 14, kText, Anchor::Middle, true);
 
   L.colorbar = Box{L.map.right() + 22, L.map.y, 20, L.map.h};
@@ -216,6 +220,7 @@ struct HeadsSpec {
   double lo = 0;
   double hi = std::numeric_limits<double>::quiet_NaN();  // NaN: the largest weight of all heads
   std::string value_label = "attention weight";
+  double steps_per_cell = 1;  // input steps per attention step (named in the x axis label only)
 };
 
 struct HeadsLayout {
@@ -264,7 +269,7 @@ inline Figure attention_heads(const HeadsSpec& spec, HeadsLayout* out = nullptr)
     step_ticks_of(fig, b, L.rows, L.cols, 12, 5);
   }
   const double grid_h = grid_rows * ph + (grid_rows - 1) * gap_y;
-  fig.text(center, top + grid_h + 50, "key step", 14, kText, Anchor::Middle);
+  fig.text(center, top + grid_h + 50, key_axis_label(spec.steps_per_cell), 14, kText, Anchor::Middle);
   fig.text(left - 56, top + grid_h / 2, "query step", 14, kText, Anchor::Middle, true);
   L.colorbar = Box{left + grid_w + 22, top, 20, grid_h};
   colorbar(fig, L.colorbar, L.lo, L.hi, spec.value_label);

@@ -6,7 +6,8 @@
 //   value_axis_left(fig, area, y, ticks, decimals_of)   tick marks and labels left of `area` at data values
 //   value_axis_bottom(fig, area, x, ticks, interval)    the same below `area`
 //   colorbar(fig, box, lo, hi, label)     viridis from lo (bottom) to hi (top), framed, ticks and labels on
-//                                         the right at nice values of [lo, hi], `label` vertical beside them
+//                                         the right at nice values of [lo, hi] (and at hi itself when the last
+//                                         nice value is well below it), `label` vertical beside them
 //   legend(fig, x, y, entries, size)      one row of entries "[line] name", starting at (x, baseline y); returns
 //                                         its width in pixels
 // Sizes: tick marks 5 px, labels 13 px unless given, 6 px between a tick mark and its label.
@@ -100,6 +101,13 @@ inline void colorbar(Figure& fig, const Box& box, double lo, double hi, const st
     const std::string text = tick_label(v, interval);
     fig.line({{box.right() + 1, py}, {box.right() + 1 + kTick, py}}, kAxis, 1);
     fig.text(box.right() + 1 + kTick + kTickGap - 2, py + size * 0.36, text, size, kText, Anchor::Start);
+    widest = std::max(widest, text_width(text, size));
+  }
+  // the top of the scale (the largest weight) labeled too when it is well above the last tick
+  if (!ticks.empty() && y(ticks.back()) - box.y > 2.2 * size) {
+    const std::string text = tick_label(hi, interval / 10);
+    fig.line({{box.right() + 1, box.y + 0.5}, {box.right() + 1 + kTick, box.y + 0.5}}, kAxis, 1);
+    fig.text(box.right() + 1 + kTick + kTickGap - 2, box.y + 0.5 + size * 0.36, text, size, kText, Anchor::Start);
     widest = std::max(widest, text_width(text, size));
   }
   fig.text(box.right() + kTick + kTickGap + widest + 10 + size, box.y + box.h / 2, label, size, kText, Anchor::Middle,

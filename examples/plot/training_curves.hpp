@@ -1,12 +1,12 @@
 #pragma once
 // Training curves: loss (left panel) and accuracy (right panel) per epoch, one line per curve (training, test,
 // validation, ...) in the colors of series_color (blue, orange, green), with a dot at every epoch when there are
-// at most 40 epochs. A shared legend under the title.
+// at most 40 epochs. A shared legend under the title, an optional note under the panels.
 //   CurvesSpec spec; spec.title = "...";
 //   spec.curves.push_back({"training", loss_per_epoch, accuracy_per_epoch});   epoch e is element e - 1
 //   Figure fig = training_curves(spec, &layout);
 // x: epochs 1..n. Loss axis from 0 to a nice value above the largest loss; accuracy axis 0 to 1.
-// Sizes: 1000 x 420 px; each plot area 380 x 280 px.
+// Sizes: 1000 x 442 px (466 with a note); each plot area 380 x 280 px.
 
 #include <algorithm>
 #include <cmath>
@@ -29,6 +29,7 @@ struct Curve {
 
 struct CurvesSpec {
   std::string title, subtitle;
+  std::string note;  // a line of small print under the panels (how the numbers were measured), may be empty
   std::vector<Curve> curves;
 };
 
@@ -48,7 +49,7 @@ inline Figure training_curves(const CurvesSpec& spec, CurvesLayout* out = nullpt
   }
   if (L.epochs < 1) throw std::invalid_argument("training_curves: no epochs");
   const double W = 380, H = 280, left = 84, between = 120, top = spec.subtitle.empty() ? 96 : 118;
-  Figure fig(static_cast<int>(left + 2 * W + between + 40), static_cast<int>(top + H + 66));
+  Figure fig(static_cast<int>(left + 2 * W + between + 40), static_cast<int>(top + H + (spec.note.empty() ? 66 : 90)));
   const double center = fig.width / 2.0;
   fig.text(center, 42, spec.title, 20, kText, Anchor::Middle);
   if (!spec.subtitle.empty()) fig.text(center, 66, spec.subtitle, 14, kMuted, Anchor::Middle);
@@ -96,6 +97,7 @@ inline Figure training_curves(const CurvesSpec& spec, CurvesLayout* out = nullpt
   };
   panel(L.loss, L.epoch_x_loss, L.loss_y, nice_ticks(0, loss_hi, 5), "loss", true);
   panel(L.accuracy, L.epoch_x_accuracy, L.accuracy_y, nice_ticks(0, 1, 5), "accuracy", false);
+  if (!spec.note.empty()) fig.text(center, top + H + 78, spec.note, 12, kMuted, Anchor::Middle);
   if (out) *out = L;
   return fig;
 }
