@@ -132,14 +132,17 @@ TEST(ExamplePlotSvg, HeatmapIsWellFormedWithItsLabels) {
 }
 
 TEST(ExamplePlotSvg, EscapesTextAndEmbedsLargeMapsAsOneImage) {
-  HeatmapSpec spec = heatmap_spec(60, 60, 1, 2);
+  HeatmapSpec spec = heatmap_spec(70, 70, 1, 2);
   spec.title = "a < b & \"c\"";
   const std::string svg = to_svg(attention_heatmap(spec));
   EXPECT_NE(svg.find(">a &lt; b &amp; &quot;c&quot;<"), std::string::npos);
-  EXPECT_EQ(count(svg, "<image"), 1u);  // 3600 cells > 2500: one PNG instead of 3600 <rect>
+  EXPECT_EQ(count(svg, "<image"), 1u);  // 4900 + 128 cells > 4096: the map one PNG; the color bar <rect>s
+  EXPECT_EQ(count(svg, "<rect"), 1u + 128u);  // the background and the color bar
   EXPECT_NE(svg.find("href=\"data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_LT(svg.size(), 40000u);
-  EXPECT_GT(to_svg(attention_heatmap(spec), 4000).size(), 3600u * 40);  // with room for them: the rects
+  const std::string rects = to_svg(attention_heatmap(spec), 8000);  // with room for them: the rects
+  EXPECT_EQ(count(rects, "<image"), 0u);
+  EXPECT_EQ(count(rects, "<rect"), 1u + 128u + 4900u);
 }
 
 TEST(ExamplePlotPng, FilesDecodeAtTheFigureSizes) {
