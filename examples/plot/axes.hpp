@@ -105,7 +105,8 @@ inline void colorbar(Figure& fig, const Box& box, double lo, double hi, const st
   }
   // the top of the scale (the largest weight) labeled too when it is well above the last tick
   if (!ticks.empty() && y(ticks.back()) - box.y > 3 * size) {
-    const std::string text = tick_label(hi, interval / 10);
+    std::string text = tick_label(hi, interval / 10);  // one decimal more than the ticks, trailing zeros dropped
+    while (text.find('.') != std::string::npos && (text.back() == '0' || text.back() == '.')) text.pop_back();
     fig.line({{box.right() + 1, box.y + 0.5}, {box.right() + 1 + kTick, box.y + 0.5}}, kAxis, 1);
     fig.text(box.right() + 1 + kTick + kTickGap - 2, box.y + 0.5 + size * 0.36, text, size, kText, Anchor::Start);
     widest = std::max(widest, text_width(text, size));
