@@ -39,9 +39,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 JOBS="${JOBS:-2}"
 # Compiler and build tools, Eigen (the only dependency of the headers), GoogleTest and Google Benchmark, and
 # nlohmann-json (io/safetensors.hpp and its tests), HDF5 and libzip (io/keras_import.hpp and its tests), cxxopts, stb and zlib (examples/time_series_classifier),
-# pkg-config (finds HDF5 and libzip; the packaging test of the installed seqattn.pc).
+# pkg-config (finds HDF5 and libzip; the packaging test of the installed seqattn.pc), the DejaVu fonts (the text of
+# the PNG figures of examples/plot/).
 PACKAGES=(g++ cmake make pkg-config libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-  libcxxopts-dev libstb-dev zlib1g-dev libhdf5-dev libzip-dev)
+  libcxxopts-dev libstb-dev zlib1g-dev libhdf5-dev libzip-dev fonts-dejavu-core)
 # `fuzz` also needs clang and its libFuzzer and sanitizer runtimes.
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 # `docs` needs only Doxygen and graphviz (the class inheritance graphs).
