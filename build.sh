@@ -237,6 +237,9 @@ cmd_docs() {
   mkdir -p "$dir"
   log "running doxygen $(doxygen --version) (docs/Doxyfile)"
   (cd "$ROOT" && SEQATTN_DOCS_OUT="$dir" SEQATTN_VERSION="$version" doxygen docs/Doxyfile)
+  # The pages link their pictures as ../images/<file> (as on GitHub): beside html/.
+  rm -rf "$dir/images"
+  cp -r "$ROOT/docs/images" "$dir/images"
   if [ -s "$dir/warnings.log" ]; then
     cat "$dir/warnings.log" >&2
     echo "build.sh: doxygen printed $(grep -cE 'warning:|error:' "$dir/warnings.log") warnings (above; also in" \
