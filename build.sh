@@ -41,10 +41,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 JOBS="${JOBS:-2}"
 # Compiler and build tools, Eigen (the only dependency of the headers), GoogleTest and Google Benchmark, and
 # nlohmann-json (io/safetensors.hpp and its tests), HDF5 and libzip (io/keras_import.hpp and its tests), cxxopts, stb and zlib (examples/time_series_classifier),
-# pkg-config (finds HDF5 and libzip; the packaging test of the installed seqattn.pc).
-# libopenmpi-dev and openmpi-bin: the optional distributed/mpi.hpp, its tests (mpirun in ctest) and example.
+# pkg-config (finds HDF5 and libzip; the packaging test of the installed seqattn.pc), the DejaVu fonts (the text of
+# the PNG figures of examples/plot/), Open MPI (libopenmpi-dev, openmpi-bin: the optional distributed/mpi.hpp, its
+# tests (mpirun in ctest) and example).
 PACKAGES=(g++ cmake make pkg-config libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-  libcxxopts-dev libstb-dev zlib1g-dev libhdf5-dev libzip-dev libopenmpi-dev openmpi-bin)
+  libcxxopts-dev libstb-dev zlib1g-dev libhdf5-dev libzip-dev fonts-dejavu-core libopenmpi-dev openmpi-bin)
 # `fuzz` also needs clang and its libFuzzer and sanitizer runtimes.
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 # `docs` needs only Doxygen and graphviz (the class inheritance graphs).
@@ -251,6 +252,9 @@ cmd_docs() {
   mkdir -p "$dir"
   log "running doxygen $(doxygen --version) (docs/Doxyfile)"
   (cd "$ROOT" && SEQATTN_DOCS_OUT="$dir" SEQATTN_VERSION="$version" doxygen docs/Doxyfile)
+  # The pages link their pictures as ../images/<file> (as on GitHub): beside html/.
+  rm -rf "$dir/images"
+  cp -r "$ROOT/docs/images" "$dir/images"
   if [ -s "$dir/warnings.log" ]; then
     cat "$dir/warnings.log" >&2
     echo "build.sh: doxygen printed $(grep -cE 'warning:|error:' "$dir/warnings.log") warnings (above; also in" \

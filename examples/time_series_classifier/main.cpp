@@ -1,5 +1,6 @@
 // time_series_classifier: trains an attention classifier on a time-series data set, reports its test accuracy
-// and confusion matrix, saves its weights and writes the attention maps of a few test sequences (PNG + CSV).
+// and confusion matrix, saves its weights, and writes figures (PNG and SVG, through examples/plot/): the attention
+// heatmaps of a few test sequences (one per head too for multi-head layers, CSV beside) and the training curves.
 //   time_series_classifier                          built-in default: task 3 ("find the signal"), < 1 minute
 //   time_series_classifier --task halves --no-positional
 //   time_series_classifier --task ucr --train GunPoint_TRAIN.tsv --test GunPoint_TEST.tsv
@@ -7,7 +8,8 @@
 // --help lists every option. The data sources, the model and the maps are described in the headers beside.
 // Order of a run: options (options.hpp), check_before_loading (files, output directory: checks.hpp), load,
 // check_before_training (train/test compatibility), standardize, train (stops on a non-finite loss),
-// evaluate, save_model (refuses a non-finite model), maps. Any error: a message on stderr, exit code 1.
+// evaluate, save_model (refuses a non-finite model), training curves, attention figures. Any error: a message on
+// stderr, exit code 1. Without a DejaVu Sans font (Debian fonts-dejavu-core) the figures are SVG only.
 
 #include <cstdio>
 #include <iostream>
@@ -16,6 +18,7 @@
 
 #include "checks.hpp"
 #include "data.hpp"
+#include "figures.hpp"
 #include "heatmap.hpp"
 #include "idx.hpp"
 #include "model.hpp"
@@ -49,8 +52,21 @@ std::pair<Dataset, Dataset> load_data(const CliOptions& o) {
   return {make_task(t, n, o.length, 2 * o.seed + 1), make_task(t, m, o.length, 2 * o.seed + 2)};
 }
 
-// Input, attention map and pooling weights of the first `count` test sequences -> out/attention_<i>.png/.csv
-void write_maps(Classifier& model, const Dataset& test, Index count, const std::string& out) {
+// The name the figures give the data: the task, or the UCR file's dataset ("GunPoint" of GunPoint_TRAIN.ts).
+std::string dataset_label(const CliOptions& o) {
+  if (o.task != "ucr") return o.task == "fashion-mnist" ? "Fashion-MNIST" : "synthetic task " + o.task;
+  std::string name = o.train_file.substr(o.train_file.find_last_of("/\\") + 1);
+  name = name.substr(0, name.find('.'));
+  for (const char* suffix : {"_TRAIN", "_train"})
+    if (const size_t at = name.rfind(suffix); at != std::string::npos && at > 0) name = name.substr(0, at);
+  return name;
+}
+
+// The attention figures of the first `count` test sequences (figures.hpp) -> out/attention_<i>.png/.svg (the
+// map of the first block, heads averaged, under the input series and the pooling weights),
+// out/attention_<i>_heads.png/.svg (one map per head, multi-head layers) and out/attention_<i>.csv (every weight).
+void write_maps(Classifier& model, const Dataset& test, Index count, const std::string& out, const std::string& dataset,
+                bool png) {
   count = std::min(count, test.size());
   if (count <= 0) return;
   std::vector<Index> order(static_cast<size_t>(count));
@@ -61,32 +77,35 @@ void write_maps(Classifier& model, const Dataset& test, Index count, const std::
   make_batch(test, order, 0, count, x, mask, labels);
   const auto& logits = model.net().predict(x, mask);
   const auto predicted = seqattn::argmax_labels(logits);
+  const Index per_cell = std::max<Index>(1, model.config().downsample);
   for (Index b = 0; b < count; ++b) {
     const Index len = mask.length(b, x.dimension(1));
-    const seqattn::Matrix<float> input = seqattn::sample_matrix(x, b).topRows(len).transpose();  // (F, len)
-    const seqattn::Matrix<float> A = model.attention_map(b).topLeftCorner(len, len);
+    SequenceMaps maps;
+    maps.input = seqattn::sample_matrix(x, b).topRows(len).transpose();  // (F, len)
+    const Index cells = model.attention_map(b).rows();
+    const Index steps = std::min(cells, (len + per_cell - 1) / per_cell);  // valid attention steps
+    for (Index h = 0; h < model.heads(); ++h)
+      maps.heads.push_back(model.attention_map(b, model.heads() > 1 ? h : -1).topLeftCorner(steps, steps));
     const auto w = model.pooling_weights(b);
-    const int cell = static_cast<int>(std::max<Index>(4, 384 / std::max<Index>(len, 1)));
-    std::vector<Image> panels{render_heatmap(input, cell, input.minCoeff(), input.maxCoeff()),
-                              render_heatmap(A, cell, 0.0, A.maxCoeff())};
-    std::vector<std::vector<double>> rows;
-    for (Index h = 0; h < model.heads(); ++h) {
-      const auto Ah = model.attention_map(b, model.heads() > 1 ? h : -1);
-      for (Index t = 0; t < len; ++t)
-        for (Index s = 0; s < len; ++s)
-          rows.push_back({static_cast<double>(h), static_cast<double>(t), static_cast<double>(s), Ah(t, s)});
-    }
-    if (!w.empty()) {
-      seqattn::Matrix<float> W(1, len);
-      for (Index t = 0; t < len; ++t) W(0, t) = w[static_cast<size_t>(t)];
-      panels.push_back(render_heatmap(W, cell, 0.0, W.maxCoeff()));
-      for (Index t = 0; t < len; ++t) rows.push_back({-1.0, -1.0, static_cast<double>(t), W(0, t)});
-    }
+    if (!w.empty()) maps.pooling.assign(w.begin(), w.begin() + steps);
+    maps.steps_per_cell = per_cell;
+    maps.index = b;
+    maps.layer = attention_layer_name(model.config());
+    maps.dataset = dataset;
+    maps.true_class = test.class_names[static_cast<size_t>(labels[static_cast<size_t>(b)])];
+    maps.predicted_class = test.class_names[static_cast<size_t>(predicted[static_cast<size_t>(b)])];
     const std::string base = out + "/attention_" + std::to_string(b);
-    write_png(base + ".png", stack(panels, cell));
+    write_attention_figures(base, maps, png);
+    std::vector<std::vector<double>> rows;
+    for (size_t h = 0; h < maps.heads.size(); ++h)
+      for (Index t = 0; t < steps; ++t)
+        for (Index s = 0; s < steps; ++s)
+          rows.push_back({static_cast<double>(h), static_cast<double>(t), static_cast<double>(s), maps.heads[h](t, s)});
+    for (Index t = 0; t < static_cast<Index>(maps.pooling.size()); ++t)
+      rows.push_back({-1.0, -1.0, static_cast<double>(t), maps.pooling[static_cast<size_t>(t)]});
     write_csv(base + ".csv", "head,query,key,weight", rows);
-    std::cout << "  " << base << ".png/.csv: true " << test.class_names[static_cast<size_t>(labels[static_cast<size_t>(b)])]
-              << ", predicted " << test.class_names[static_cast<size_t>(predicted[static_cast<size_t>(b)])] << "\n";
+    std::cout << "  " << base << (png ? ".png/.svg/.csv" : ".svg/.csv") << (maps.heads.size() > 1 ? " (+ _heads)" : "")
+              << ": true " << maps.true_class << ", predicted " << maps.predicted_class << "\n";
   }
 }
 
@@ -170,10 +189,14 @@ int run(int argc, char** argv) {
   std::cout << (options.cosine ? ", cosine decay" : "") << ", weight decay " << options.weight_decay
             << ", label smoothing " << options.label_smoothing
             << (options.label_smoothing > 0 ? " (the training loss includes it; the test loss does not)" : "") << "\n";
+  const std::string no_png = o.maps > 0 || o.curves ? png_unavailable() : "";
+  if (!no_png.empty()) std::cout << "note: the figures are written as SVG only: " << no_png << "\n";
+  if (o.curves) options.test = &test_set;  // its loss and accuracy after every epoch, for the training curves
   ProgressBar bar(std::cout, stdout_is_terminal());
   const double t0 = steady_seconds();
+  std::vector<EpochResult> history;
   try {
-    train(model, fit, options, &bar);
+    history = train(model, fit, options, &bar);
   } catch (const TrainingError& e) {
     throw TrainingError(std::string(e.what()) + " (nothing was saved)");
   }
@@ -208,7 +231,17 @@ int run(int argc, char** argv) {
   save_classifier(model.net(), out + "/model.sqm", metadata);
   std::cout << "saved the model (architecture, weights, class names, input normalization) to " << out
             << "/model.sqm\n";
-  write_maps(model, test_set, o.maps, out);
+  const std::string dataset = dataset_label(o);
+  if (o.curves && !history.empty()) {
+    const std::string subtitle = dataset + "  \xC2\xB7  " + attention_layer_title(config);
+    std::string note = "training: running means over each epoch's batches (training mode";
+    if (options.label_smoothing > 0) note += ", loss with label smoothing " + train_detail::number(options.label_smoothing);
+    note += o.validation > 0 ? "); validation and test: after each epoch" : "); test: after each epoch";
+    write_training_curves(out + "/training_curves", history, "Training curves", subtitle, note, no_png.empty());
+    std::cout << "training curves (loss and accuracy per epoch) in " << out << "/training_curves"
+              << (no_png.empty() ? ".png/.svg/.csv\n" : ".svg/.csv\n");
+  }
+  write_maps(model, test_set, o.maps, out, dataset, no_png.empty());
   return 0;
 }
 

@@ -53,6 +53,7 @@ struct CliOptions {
   std::uint64_t seed = 1;
   std::string out = "tsc_out";
   Index maps = 4;
+  bool curves = true;  // evaluate the test set after every epoch; write training_curves.png/.svg/.csv
   FrontEnd front_end = FrontEnd::Dense;
   std::vector<Index> kernels{7, 5, 3};
   Index downsample = 1, blocks = 1, patience = 0;
@@ -201,8 +202,9 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
     ("validation", "hold out this fraction of the training set (per class) and keep the best epoch's weights", value<text>()->default_value("0"))
     ("patience", "with --validation: stop after this many epochs without a better one (0: never)", value<text>()->default_value("0"))
     ("seed", "seed of the data, the weights and the shuffling", value<text>()->default_value("1"))
-    ("o,out", "output directory (model.sqm, attention maps)", value<text>()->default_value("tsc_out"))
-    ("maps", "test sequences whose attention maps are written", value<text>()->default_value("4"))
+    ("o,out", "output directory (model.sqm, attention figures, training curves)", value<text>()->default_value("tsc_out"))
+    ("maps", "test sequences whose attention figures are written (attention_<i>.png/.svg/.csv; with several heads also attention_<i>_heads.png/.svg)", value<text>()->default_value("4"))
+    ("no-curves", "no training curves (training_curves.png/.svg/.csv), and no test evaluation after every epoch")
     ("h,help", "print this help");
   // clang-format on
   cxxopts::ParseResult args;
@@ -251,6 +253,7 @@ inline CliOptions parse_options(int argc, const char* const* argv) {
   o.out = args["out"].as<std::string>();
   if (o.out.empty()) throw std::invalid_argument("--out: expected a directory name but got ''");
   o.maps = whole_in_range(args, "maps", 0);
+  o.curves = !args.count("no-curves");
   o.front_end = named_choice(args, "front", parse_front_end);
   o.kernels = whole_list(args, "kernels");
   o.downsample = whole_in_range(args, "downsample", 1);

@@ -5,8 +5,8 @@
 //   Recipe r = default_recipe(train);            the documented defaults below, for this training set
 //   stratified_split(d, fraction, seed)          (rest, held out): each class keeps its share in both parts
 //
-// The defaults (chosen on validation splits of the training files of the four shared datasets; the README's
-// "Real data" section gives the measurements):
+// The defaults (chosen on validation splits of the training files of the four shared datasets; docs/pages/real_data.md
+// gives the measurements):
 //   input       each channel standardized with the training set's mean and standard deviation; missing values
 //               then imputed (data.hpp impute_missing: linear interpolation within the channel)
 //   model       conv front end (Conv1D 7, 5, 3 with BatchNorm and ReLU, d_model 64), then

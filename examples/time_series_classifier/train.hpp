@@ -12,6 +12,8 @@
 //                                      weights of the best epoch (highest validation accuracy, then lowest
 //                                      validation loss) are restored at the end, and with patience > 0 training
 //                                      stops after `patience` epochs without a better one (early stopping).
+//                                      With a test set (TrainOptions::test, for the training curves), each epoch
+//                                      also ends with its loss and accuracy there; it chooses nothing.
 //                                      Stops with TrainingError as soon as a batch's loss is NaN or Inf (before
 //                                      that batch's update), or a parameter is after an epoch:
 //                                        "train: the training loss is NaN at epoch 1, batch 2 of 63: training
@@ -53,11 +55,15 @@ struct TrainOptions {
   double label_smoothing = 0.0;  // in [0, 1)
   const Dataset* validation = nullptr;  // evaluated after each epoch; the best epoch's weights are kept
   Index patience = 0;                   // with a validation set: stop after this many epochs without progress (0: never)
+  const Dataset* test = nullptr;        // evaluated after each epoch for the training curves only (never chooses
+                                        // weights or stops training)
 };
 
 struct EpochResult {
   double loss = 0, accuracy = 0, seconds = 0;
   double validation_loss = 0, validation_accuracy = 0;  // with a validation set
+  double test_loss = 0, test_accuracy = 0;              // with TrainOptions::test
+  bool has_validation = false, has_test = false;
   double lr = 0;                                        // at the epoch's last step
 };
 
@@ -223,6 +229,7 @@ inline std::vector<EpochResult> train(Classifier& model, const Dataset& data, co
       const Evaluation v = evaluate(net, *options.validation, 256);
       result.validation_loss = v.loss;
       result.validation_accuracy = v.accuracy;
+      result.has_validation = true;
       if (v.accuracy > best_accuracy || (v.accuracy == best_accuracy && v.loss < best_loss)) {
         best_accuracy = v.accuracy;
         best_loss = v.loss;
@@ -237,6 +244,12 @@ inline std::vector<EpochResult> train(Classifier& model, const Dataset& data, co
                       since_best == 0 ? "  (best so far: kept)" : "");
         bar->note(line);
       }
+    }
+    if (options.test != nullptr) {
+      const Evaluation t = evaluate(net, *options.test, 256);
+      result.test_loss = t.loss;
+      result.test_accuracy = t.accuracy;
+      result.has_test = true;
     }
     result.seconds = steady_seconds() - t0;
     history.push_back(result);
