@@ -1,12 +1,14 @@
-// Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights, <dir>/model and
-// <dir>/safetensors with small valid files of the fuzzed models and a few near misses, <dir>/ucr with UCR
-// text, .ts and .arff files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs it; the
-// output is also committed under fuzz/corpus/). Seeds of fuzz_weights start with its switch byte, those of
-// fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given, bit 2: .arff), those of fuzz_idx with the image limit;
-// the arguments of an options seed are separated by NUL bytes. The weights and safetensors seeds include a
-// file holding a NaN / Inf (written with allow_non_finite) and a tensor with dimensions (0, 2^63, 2^63).
+// Writes the seed corpora of the fuzz targets: fuzz/make_corpus <dir> fills <dir>/weights, <dir>/model,
+// <dir>/safetensors and <dir>/checkpoint with small valid files of the fuzzed models and a few near misses, <dir>/ucr
+// with UCR text, .ts and .arff files, <dir>/idx with IDX files and <dir>/options with command lines (fuzz/run.sh runs
+// it; the output is also committed under fuzz/corpus/). Seeds of fuzz_weights, fuzz_model and fuzz_checkpoint start
+// with their switch byte, those of fuzz_ucr with its format byte (bit 0: .ts, bit 1: classes given, bit 2: .arff),
+// those of fuzz_idx with the image limit; the arguments of an options seed are separated by NUL bytes. The weights
+// and safetensors seeds include a file holding a NaN / Inf (written with allow_non_finite) and a tensor with
+// dimensions (0, 2^63, 2^63).
 #include <sys/stat.h>
 
+#include <cstring>
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
@@ -14,9 +16,11 @@
 #include <sstream>
 #include <string>
 
+#include "checkpoint_model.hpp"
 #include "fuzz_models.hpp"
 #include "model_file_model.hpp"
 #include "safetensors_model.hpp"
+#include "seqattn/io/checkpoint.hpp"
 #include "seqattn/io/model_file.hpp"
 #include "seqattn/io/safetensors.hpp"
 #include "seqattn/io/weights.hpp"
@@ -34,6 +38,32 @@ std::string safetensors_of(const std::string& header, const std::string& data) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
   return out + header + data;
+}
+
+// Bytes as a string (the seeds are strings).
+std::string str(const std::vector<unsigned char>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+// The checkpoint `bytes` with its checksum recomputed (after an edit).
+std::vector<unsigned char> resealed(std::vector<unsigned char> bytes) {
+  bytes.resize(bytes.size() - 8);
+  seqattn::detail::checkpoint::put_u64(bytes, seqattn::detail::checkpoint::fnv1a(bytes.data(), bytes.size()));
+  return bytes;
+}
+
+// The checkpoint `bytes` with its JSON header replaced by edit(header), sizes and checksum correct.
+template <class Edit>
+std::vector<unsigned char> with_header(const std::vector<unsigned char>& bytes, Edit edit) {
+  namespace ck = seqattn::detail::checkpoint;
+  const std::uint64_t n = ck::get_u64(bytes.data() + 16);
+  const auto json_end = bytes.begin() + 24 + static_cast<std::ptrdiff_t>(n);
+  nlohmann::json head = nlohmann::json::parse(bytes.begin() + 24, json_end);
+  edit(head);
+  const std::string js = head.dump();
+  std::vector<unsigned char> out(bytes.begin(), bytes.begin() + 16);
+  ck::put_u64(out, js.size());
+  out.insert(out.end(), js.begin(), js.end());
+  out.insert(out.end(), json_end, bytes.end());
+  return resealed(out);
 }
 
 }  // namespace
@@ -124,6 +154,67 @@ int main(int argc, char** argv) {
         safetensors_of("{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
                        "\"n\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[4,12]}}",
                        std::string("\x00\x3c\x00\xc0\x05\x00\x00\x00\x00\x00\x00\x00", 12)));
+  // Checkpoints: the switch byte of fuzz_checkpoint (bit 0 reseal, bit 1 from a file, bit 2 SGD instead of Adam).
+  // Written from a model and optimizers in another state (set_trained_state), so that a restore changes every
+  // value of the target.
+  mkdir((dir + "/checkpoint").c_str(), 0755);
+  auto cmodel = seqattn::fuzzing::weights_model();
+  auto adam = seqattn::fuzzing::checkpoint_adam(cmodel);
+  seqattn::fuzzing::set_trained_state(cmodel, adam, 3, 0.005);
+  seqattn::TrainingProgress progress{2, 5, 17, {{"best", 0.75}, {"schedule", {1, 2, 3}}, {"name", "run"}}};
+  const auto adam_ckpt = seqattn::encode_checkpoint(cmodel, adam, progress);
+  write(dir + "/checkpoint/valid", std::string(1, '\0') + str(adam_ckpt));
+  write(dir + "/checkpoint/valid_resealed", std::string(1, '\1') + str(adam_ckpt));
+  write(dir + "/checkpoint/valid_from_file", std::string(1, '\2') + str(adam_ckpt));
+  auto smodel_ck = seqattn::fuzzing::weights_model();
+  auto sgd = seqattn::fuzzing::checkpoint_sgd(smodel_ck);
+  seqattn::fuzzing::set_trained_state(smodel_ck, sgd, 2, 0.05);
+  const seqattn::TrainingProgress sgd_progress{1, 0, 2, nlohmann::json::object()};
+  const auto sgd_ckpt = seqattn::encode_checkpoint(smodel_ck, sgd, sgd_progress);
+  write(dir + "/checkpoint/sgd", std::string(1, '\4') + str(sgd_ckpt));
+  write(dir + "/checkpoint/sgd_from_file", std::string(1, '\6') + str(sgd_ckpt));
+  // Near misses: truncated, another magic (resealed), the other optimizer, 8-byte values, a model of another
+  // architecture, a negative epoch, and values that only the optimizer's load_state refuses (a negative lr, a
+  // momentum_started of 2: regressions, the model was assigned before load_state refused them).
+  write(dir + "/checkpoint/truncated", std::string(1, '\0') + str(adam_ckpt).substr(0, 120));
+  auto bad_magic = adam_ckpt;
+  bad_magic[8] = 'X';
+  write(dir + "/checkpoint/bad_magic", std::string(1, '\1') + str(bad_magic));
+  write(dir + "/checkpoint/adam_into_sgd", std::string(1, '\4') + str(adam_ckpt));
+  seqattn::Sequential<double> dmodel(2);
+  dmodel.add<seqattn::Dense<double>>(2, seqattn::DenseOptions().seed(1));
+  dmodel.add<seqattn::BatchNorm<double>>();
+  dmodel.add<seqattn::Dense<double>>(1, seqattn::DenseOptions().seed(2));
+  seqattn::Adam<double> dadam(dmodel.params(), seqattn::AdamOptions().lr(0.01));
+  write(dir + "/checkpoint/double_values",
+        std::string(1, '\0') + str(seqattn::encode_checkpoint(dmodel, dadam, seqattn::TrainingProgress{})));
+  auto other = seqattn::fuzzing::weights_model();
+  other.add<seqattn::Dense<float>>(3, seqattn::DenseOptions().seed(3));
+  seqattn::Adam<float> other_adam(other.params());
+  write(dir + "/checkpoint/other_model",
+        std::string(1, '\0') + str(seqattn::encode_checkpoint(other, other_adam, seqattn::TrainingProgress{})));
+  write(dir + "/checkpoint/negative_lr",
+        std::string(1, '\0') + str(with_header(adam_ckpt, [](nlohmann::json& h) { h["optimizer"]["lr"] = -1.0; })));
+  // Regressions: a float count (its conversion was undefined), `extra` nested 300 deep (its copy recursed without
+  // limit) and tensors that each fit in the file but not all together (each was allocated before the size check).
+  write(dir + "/checkpoint/float_epoch",
+        std::string(1, '\0') + str(with_header(adam_ckpt, [](nlohmann::json& h) { h["progress"]["epoch"] = 1e30; })));
+  write(dir + "/checkpoint/deep_extra", std::string(1, '\0') + str(with_header(adam_ckpt, [](nlohmann::json& h) {
+                                          nlohmann::json deep = 0;
+                                          for (int i = 0; i < 300; ++i) deep = nlohmann::json::array({deep});
+                                          h["progress"]["extra"] = deep;
+                                        })));
+  write(dir + "/checkpoint/tensors_beyond_file",
+        std::string(1, '\0') + str(with_header(adam_ckpt, [](nlohmann::json& h) {
+          for (auto& t : h["optimizer"]["tensors"]) t["size"] = 400;
+        })));
+  write(dir + "/checkpoint/negative_epoch",
+        std::string(1, '\0') + str(with_header(adam_ckpt, [](nlohmann::json& h) { h["progress"]["epoch"] = -1; })));
+  auto started_2 = sgd_ckpt;  // momentum_started: the last tensor, one float per parameter, before the checksum
+  const float two = 2.0f;
+  std::memcpy(started_2.data() + started_2.size() - 8 - sizeof(float), &two, sizeof two);
+  write(dir + "/checkpoint/momentum_started_2", std::string(1, '\4') + str(resealed(started_2)));
+
   for (const char* sub : {"/ucr", "/idx", "/options"}) mkdir((dir + sub).c_str(), 0755);
   write(dir + "/ucr/tsv", std::string(1, '\0') + "1\t0.5\t1.5\t-2\n2\t1e3\t4\tNaN\n\n1.0000e+00\t3\t2\t1\n");
   write(dir + "/ucr/csv_classes", std::string(1, '\2') + "A,1,2,3\n3.5,4,5,?\n");
@@ -182,6 +273,6 @@ int main(int argc, char** argv) {
   write(dir + "/options/nonfinite", args({"--lr", "inf", "-e", "nan", "--seed", "-1"}));
   write(dir + "/options/partly_numeric", args({"--lr", "0.01x", "-b", "1e3", "--heads", "+-2"}));
   write(dir + "/options/heads_divisor", args({"-d", "30", "--heads", "4", "--task", "ucr", "--out", ""}));
-  std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,model,safetensors,ucr,idx,options}\n";
+  std::cout << "make_corpus: wrote seeds to " << dir << "/{weights,model,safetensors,checkpoint,ucr,idx,options}\n";
   return 0;
 }

@@ -3,6 +3,7 @@
 #   weights      load_weights (seqattn's own format)            fuzz/fuzz_weights.cpp
 #   model        load_model, load_graph (model files)            fuzz/fuzz_model.cpp
 #   safetensors  load_safetensors, read_safetensors              fuzz/fuzz_safetensors.cpp
+#   checkpoint   decode_checkpoint, load_checkpoint              fuzz/fuzz_checkpoint.cpp
 #   ucr          the UCR/UEA loader of the example (text, .ts)   fuzz/fuzz_ucr.cpp
 #   idx          the IDX reader of the example                   fuzz/fuzz_idx.cpp
 #   options      the example's command-line options              fuzz/fuzz_options.cpp
@@ -30,7 +31,7 @@ OUT="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CXX_FUZZ="${CXX_FUZZ:-clang++}"
 CXX="${CXX:-g++}"
 JOBS="${FUZZ_JOBS:-2}"
-ALL_TARGETS=(weights model safetensors ucr idx options)
+ALL_TARGETS=(weights model safetensors checkpoint ucr idx options)
 REPLAY=0
 WRITE_CORPUS=0
 if [ "${1:-}" = "--replay" ]; then

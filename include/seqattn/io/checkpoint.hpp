@@ -12,12 +12,13 @@
 /// model: a Sequential\<S> or a Graph\<S>; optimizer: Adam\<S> or SGD\<S> (anything with state() / load_state()).
 /// TrainingProgress: where the loop stood (epoch, batch within the epoch, global step: the next step to run) and
 /// `extra`, any JSON object of the program's own (its schedule, its best score...).
-/// load_checkpoint checks everything before it changes anything: the container (magic, sizes, checksum:
-/// FormatError naming the file), the embedded model file (io/model_file.hpp's checks), that the model in the file
-/// has the architecture of `model` (the same parameter and buffer names and shapes: MismatchError naming the
-/// first difference) and that the optimizer state fits `optimizer` (ConfigError, optim/optimizer_state.hpp). Then
-/// it copies the weights into `model` with Layer::assign (the optimizer's views of `model` stay valid) and
-/// restores the optimizer.
+/// load_checkpoint checks everything before it changes anything: the container (magic, sizes, checksum, a header
+/// JSON with integer counts, nesting at most 256 levels: FormatError naming the file), the embedded model file
+/// (io/model_file.hpp's checks), that the model in the file has the architecture of `model` (the same parameter
+/// and buffer names and shapes: MismatchError naming the first difference) and that the optimizer state fits
+/// `optimizer` (ConfigError, optim/optimizer_state.hpp, and the optimizer's own load_state checks). Then it
+/// restores the optimizer and copies the weights into `model` with Layer::assign (the optimizer's views of
+/// `model` stay valid).
 /// encode_checkpoint / decode_checkpoint do the same on bytes (the distributed trainer broadcasts them).
 ///
 /// Format, little-endian: "SEQATTN-CHECKPT\\n" (16 bytes), u64 n, n bytes of JSON {"progress": {...},
@@ -57,6 +58,7 @@ namespace detail::checkpoint {
 
 constexpr char kMagic[17] = "SEQATTN-CHECKPT\n";
 constexpr std::uint64_t kMaxJson = 64ULL << 20;
+constexpr int kMaxJsonDepth = 256;  ///< nesting of the header JSON (`extra` included): its copies recurse
 
 inline std::uint64_t fnv1a(const unsigned char* data, std::size_t n) {
   std::uint64_t h = 1469598103934665603ULL;
@@ -70,6 +72,19 @@ inline std::uint64_t get_u64(const unsigned char* p) {
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
   return v;
+}
+
+// An integer field of the header: a JSON integer (not a float: converting one out of range is undefined) in
+// [0, 2^64) or [-2^63, 2^63); FormatError otherwise.
+inline std::uint64_t get_unsigned(const nlohmann::json& j, const std::string& who, const char* what) {
+  if (!j.is_number_unsigned())
+    throw_format(who, ": ", what, " must be an integer >= 0 (got a JSON ", j.type_name(), ")");
+  return j.get<std::uint64_t>();
+}
+inline std::int64_t get_signed(const nlohmann::json& j, const std::string& who, const char* what) {
+  if (!j.is_number_integer() || (j.is_number_unsigned() && j.get<std::uint64_t>() > std::uint64_t(INT64_MAX)))
+    throw_format(who, ": ", what, " must be a 64-bit integer (got a JSON ", j.type_name(), ")");
+  return j.get<std::int64_t>();
 }
 
 template <class S>
@@ -147,24 +162,31 @@ TrainingProgress decode_checkpoint(const std::vector<unsigned char>& bytes, Mode
   OptimizerState<S> state;
   TrainingProgress progress;
   std::size_t values = 0;
+  if (detail::model_format::json_depth(reinterpret_cast<const char*>(bytes.data()) + 24, static_cast<std::size_t>(n),
+                                      ck::kMaxJsonDepth) > ck::kMaxJsonDepth)
+    detail::throw_format(who, ": the header JSON nests deeper than ", ck::kMaxJsonDepth, " levels");
   try {
     head = nlohmann::json::parse(bytes.begin() + 24, bytes.begin() + 24 + static_cast<std::ptrdiff_t>(n));
-    if (head.at("scalar_bytes").get<std::uint64_t>() != sizeof(S))
-      detail::throw_format(who, ": the checkpoint holds ", head.at("scalar_bytes").get<std::uint64_t>(),
-                           "-byte values but the model's are ", sizeof(S), "-byte");
-    model_size = head.at("model_bytes").get<std::uint64_t>();
+    const std::uint64_t scalar_bytes = ck::get_unsigned(head.at("scalar_bytes"), who, "scalar_bytes");
+    if (scalar_bytes != sizeof(S))
+      detail::throw_format(who, ": the checkpoint holds ", scalar_bytes, "-byte values but the model's are ",
+                           sizeof(S), "-byte");
+    model_size = ck::get_unsigned(head.at("model_bytes"), who, "model_bytes");
     const auto& p = head.at("progress");
-    progress.epoch = p.at("epoch").get<std::int64_t>();
-    progress.batch = p.at("batch").get<std::int64_t>();
-    progress.global_step = p.at("global_step").get<std::int64_t>();
+    progress.epoch = ck::get_signed(p.at("epoch"), who, "progress.epoch");
+    progress.batch = ck::get_signed(p.at("batch"), who, "progress.batch");
+    progress.global_step = ck::get_signed(p.at("global_step"), who, "progress.global_step");
     progress.extra = p.at("extra");
     const auto& o = head.at("optimizer");
     state.optimizer = o.at("name").get<std::string>();
-    state.step = o.at("step").get<std::int64_t>();
+    state.step = ck::get_signed(o.at("step"), who, "optimizer.step");
     state.lr = o.at("lr").get<double>();
     for (const auto& t : o.at("tensors")) {
-      const std::uint64_t size = t.at("size").get<std::uint64_t>();
-      if (size > bytes.size()) detail::throw_format(who, ": optimizer tensor of ", size, " values is larger than the file");
+      const std::uint64_t size = ck::get_unsigned(t.at("size"), who, "optimizer tensor size");
+      // All the tensors together (values <= bytes.size() / sizeof(S) here): allocates at most the file's size.
+      if (size > bytes.size() / sizeof(S) - values)
+        detail::throw_format(who, ": optimizer tensors of more values than the file holds (", values, " + ", size,
+                             " values in ", bytes.size(), " bytes)");
       state.tensors.emplace_back(t.at("name").get<std::string>(), Vector<S>(static_cast<Index>(size)));
       values += static_cast<std::size_t>(size);
     }
@@ -188,8 +210,16 @@ TrainingProgress decode_checkpoint(const std::vector<unsigned char>& bytes, Mode
   if (progress.epoch < 0 || progress.batch < 0 || progress.global_step < 0)
     detail::throw_format(who, ": negative progress (epoch ", progress.epoch, ", batch ", progress.batch, ", step ",
                          progress.global_step, ")");
-  model.assign(loaded);
+  // The optimizer first: load_state makes its own checks (the lr, SGD's momentum_started values) before it
+  // changes anything; then the model, whose layout was checked (and, should assign fail, the optimizer back).
+  const OptimizerState<S> previous = optimizer.state();
   optimizer.load_state(state);
+  try {
+    model.assign(loaded);
+  } catch (...) {
+    optimizer.load_state(previous);
+    throw;
+  }
   return progress;
 }
 
