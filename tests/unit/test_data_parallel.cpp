@@ -311,3 +311,19 @@ TEST(Checkpoint, PathsThatHoldNoCheckpointAreRefusedNamingThePath) {
   std::remove(empty.c_str());
   EXPECT_THROW(save_checkpoint(dir + "no_such_dir/x.ckpt", model, adam, TrainingProgress()), FileError);
 }
+
+TEST(Checkpoint, ExtraStateTooDeepForTheHeaderIsRefusedWhenSaving) {
+  Sequential<double> model = small_model();
+  Adam<double> adam(model.params());
+  TrainingProgress p;
+  nlohmann::json deep = 1;
+  for (int i = 0; i < 300; ++i) deep = nlohmann::json::array({deep});
+  p.extra = {{"deep", deep}};
+  EXPECT_THROW(encode_checkpoint(model, adam, p), ConfigError);
+  nlohmann::json fine = 1;
+  for (int i = 0; i < 200; ++i) fine = nlohmann::json::array({fine});
+  p.extra = {{"fine", fine}};
+  Sequential<double> target = small_model();
+  Adam<double> target_adam(target.params());
+  EXPECT_EQ(decode_checkpoint(encode_checkpoint(model, adam, p), target, target_adam).extra, p.extra);
+}

@@ -26,6 +26,7 @@
 /// "model_bytes": m}, the m bytes of a model file, the optimizer tensors' values (scalar_bytes each, in order), and
 /// a u64 FNV-1a hash of every byte before it.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <sstream>
@@ -59,6 +60,16 @@ namespace detail::checkpoint {
 constexpr char kMagic[17] = "SEQATTN-CHECKPT\n";
 constexpr std::uint64_t kMaxJson = 64ULL << 20;
 constexpr int kMaxJsonDepth = 256;  ///< nesting of the header JSON (`extra` included): its copies recurse
+// The nesting depth of a JSON value (a scalar: 0), stopping once it exceeds `limit` (no deep recursion).
+inline int nesting(const nlohmann::json& j, int limit = 1 << 20) {
+  if (!j.is_structured() || limit <= 0) return 0;
+  int deepest = 0;
+  for (const auto& child : j) {
+    deepest = std::max(deepest, nesting(child, std::min(limit, kMaxJsonDepth) - 1));
+    if (deepest >= kMaxJsonDepth) break;
+  }
+  return 1 + deepest;
+}
 
 inline std::uint64_t fnv1a(const unsigned char* data, std::size_t n) {
   std::uint64_t h = 1469598103934665603ULL;
@@ -115,6 +126,9 @@ std::vector<unsigned char> encode_checkpoint(Model& model, const Optimizer& opti
                                              const TrainingProgress& progress) {
   namespace ck = detail::checkpoint;
   using S = std::remove_reference_t<decltype(*optimizer.params()[0].value)>;
+  if (ck::nesting(progress.extra) > ck::kMaxJsonDepth - 3)  // inside {"progress": {"extra": ...}}
+    detail::throw_config("save_checkpoint: TrainingProgress::extra nests deeper than ", ck::kMaxJsonDepth - 3,
+                         " levels (a checkpoint's header may nest at most ", ck::kMaxJsonDepth, ")");
   std::ostringstream model_bytes;
   save_model(model, model_bytes);
   const std::string mb = model_bytes.str();
