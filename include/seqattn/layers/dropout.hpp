@@ -12,6 +12,8 @@
 /// forward; after an Infer forward the layer was the identity and dx = dy.
 /// Options: seed (default next_seed()) seeds the layer's own Rng; the same seed gives the same sequence of
 /// masks. A clone copies the Rng state, so it draws the same masks as the original from that point on.
+/// Inside a RandomScope (core/random.hpp) a Train forward first reseeds the Rng from the scope, so its mask depends
+/// only on the scope's seed and the order of the forwards (the distributed trainer gives each chunk its own scope).
 /// rate must be in [0, 1) (ConfigError otherwise). Padded steps are dropped like any other (their dy is 0,
 /// so their dx is 0); so are the masked steps of a step mask (supports_step_masks(); the draws do not depend on
 /// the mask).

@@ -55,7 +55,8 @@
 /// on the projected queries, keys and values, each value independently kept with probability 1 - p and scaled by
 /// 1 / (1 - p), after the projection, its bias and `activation` (and after the zeroing of masked steps), before the
 /// scores; backward multiplies by the same masks. Identity in Mode::Infer (streams run in Infer: they are unchanged).
-/// The masks come from the Rng of attention_dropout (seeded by `seed`, restarted by set_dropout_seed), drawn before the
+/// The masks come from the Rng of attention_dropout (seeded by `seed`, restarted by set_dropout_seed, and at each Train
+/// forward inside a RandomScope from the scope: core/random.hpp), drawn before the
 /// attention's masks: the values of the valid (inside the length, kept) query rows in order, then of the key rows, then
 /// of the value rows; padded and masked rows draw nothing (their dropped values are 0 and are never read), so the
 /// draws depend on the masks, not on padding. The bias_k / bias_v rows of add_bias_kv and the zero row of
