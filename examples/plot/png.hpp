@@ -17,15 +17,7 @@
 #include "figure.hpp"
 #include "font.hpp"
 
-#ifndef INCLUDE_STB_IMAGE_WRITE_H  // not yet included in this translation unit (time_series_classifier/heatmap.hpp)
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#if __has_include(<stb/stb_image_write.h>)
-#include <stb/stb_image_write.h>
-#else
-#include <stb_image_write.h>
-#endif
-#endif
+#include "stb_image_write.hpp"
 
 namespace plot {
 

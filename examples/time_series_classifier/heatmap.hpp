@@ -20,17 +20,7 @@
 
 #include <seqattn/core/tensor.hpp>
 
-#ifndef INCLUDE_STB_IMAGE_WRITE_H  // not yet included in this translation unit (examples/plot/png.hpp, svg.hpp)
-#ifndef STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC  // private copy in every translation unit that includes this header
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#endif
-#if __has_include(<stb/stb_image_write.h>)
-#include <stb/stb_image_write.h>
-#else
-#include <stb_image_write.h>
-#endif
-#endif
+#include "../plot/stb_image_write.hpp"
 
 namespace tsc {
 
