@@ -60,6 +60,7 @@
 #include "seqattn/core/options.hpp"
 #include "seqattn/core/param.hpp"
 #include "seqattn/core/random.hpp"
+#include "seqattn/detail/fnv1a.hpp"
 #include "seqattn/distributed/batch_plan.hpp"
 #include "seqattn/model/sequential.hpp"
 
@@ -161,11 +162,13 @@ struct ChunkRecord {
 };
 
 
-inline std::uint64_t layout_hash(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
+// The optional metric of step and evaluate: none (0 correct of 0 counted).
+struct NoMetric {
+  template <class Y, class Target>
+  std::pair<std::int64_t, std::int64_t> operator()(const Y&, const Target&, const Mask&) const {
+    return {0, 0};
+  }
+};
 
 }  // namespace detail::dp
 
@@ -222,9 +225,7 @@ class DataParallel {
   /// [begin, end) of the batch; metric(y, target, output mask) -> std::pair\<correct, counted> (optional).
   template <class Loss, class Load>
   StepStats step(Loss& loss, Index batch_samples, Load&& load) {
-    return step(loss, batch_samples, load, [](const auto&, const auto&, const Mask&) {
-      return std::pair<std::int64_t, std::int64_t>(0, 0);
-    });
+    return step(loss, batch_samples, load, detail::dp::NoMetric());
   }
   /// The same with a metric: metric(y, target, output mask) -> std::pair(correct, counted) per chunk.
   template <class Loss, class Load, class Metric>
@@ -331,9 +332,7 @@ class DataParallel {
   /// Mode::Infer over positions [0, samples) in chunks over the ranks; load and metric as for step.
   template <class Loss, class Load>
   StepStats evaluate(Loss& loss, Index samples, Load&& load) {
-    return evaluate(loss, samples, load, [](const auto&, const auto&, const Mask&) {
-      return std::pair<std::int64_t, std::int64_t>(0, 0);
-    });
+    return evaluate(loss, samples, load, detail::dp::NoMetric());
   }
   /// The same with a metric, as for step.
   template <class Loss, class Load, class Metric>
@@ -516,7 +515,8 @@ class DataParallel {
     std::string text;
     for (const auto& list : {model_.params(), model_.buffers()})
       for (const auto& p : list) text += p.name + p.shape_string() + ";";
-    const std::uint64_t h = detail::dp::layout_hash(text + std::to_string(sizeof(S)));
+    text += std::to_string(sizeof(S));
+    const std::uint64_t h = detail::fnv1a(reinterpret_cast<const unsigned char*>(text.data()), text.size());
     std::vector<unsigned char> mine(sizeof(h));
     std::memcpy(mine.data(), &h, sizeof(h));
     const auto all = comm_.allgather(mine, "check of the model layouts");

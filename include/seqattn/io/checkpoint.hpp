@@ -37,6 +37,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "seqattn/detail/fnv1a.hpp"
 #include "seqattn/io/detail/atomic_file.hpp"
 #include "seqattn/io/detail/byte_io.hpp"
 #include "seqattn/io/errors.hpp"
@@ -71,11 +72,7 @@ inline int nesting(const nlohmann::json& j, int limit = 1 << 20) {
   return 1 + deepest;
 }
 
-inline std::uint64_t fnv1a(const unsigned char* data, std::size_t n) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ data[i]) * 1099511628211ULL;
-  return h;
-}
+using seqattn::detail::fnv1a;  // detail/fnv1a.hpp: the checksum
 inline void put_u64(std::vector<unsigned char>& out, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(v >> (8 * i)));
 }
