@@ -20,6 +20,7 @@
 /// Errors: ConfigError for samples \< 0, batch_size or chunk_size \< 1, ranks \< 1, a rank outside [0, ranks),
 /// a batch index outside [0, batch_count).
 
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -49,6 +50,22 @@ struct ChunkRange {
   Index size() const { return last - first; }
 };
 
+namespace detail {
+// Pieces of `size` consecutive positions over [0, total), the last one shorter: how many, and piece i's positions.
+// ConfigError naming `who` and the argument for total < 0, size < 1, i outside [0, count).
+inline Index piece_count(const char* who, const char* total_name, Index total, const char* size_name, Index size) {
+  if (total < 0) throw_config(who, ": expected ", total_name, " >= 0 but got ", total);
+  if (size < 1) throw_config(who, ": expected ", size_name, " >= 1 but got ", size);
+  return (total + size - 1) / size;
+}
+inline BatchSpan piece_span(const char* who, const char* piece, const char* total_name, Index total,
+                            const char* size_name, Index size, Index i) {
+  const Index n = piece_count(who, total_name, total, size_name, size);
+  if (i < 0 || i >= n) throw_config(who, ": expected a ", piece, " in [0, ", n, ") but got ", i);
+  return {i * size, std::min(total, (i + 1) * size)};
+}
+}  // namespace detail
+
 /// A permutation of [0, samples), the same on every process for the same (seed, epoch).
 inline std::vector<Index> epoch_order(Index samples, std::uint64_t seed, std::int64_t epoch) {
   if (samples < 0) detail::throw_config("epoch_order: expected samples >= 0 but got ", samples);
@@ -64,31 +81,22 @@ inline std::vector<Index> epoch_order(Index samples, std::uint64_t seed, std::in
 
 /// The number of global batches of batch_size in an epoch of `samples` (the last may be shorter).
 inline Index batch_count(Index samples, Index batch_size) {
-  if (samples < 0) detail::throw_config("batch_count: expected samples >= 0 but got ", samples);
-  if (batch_size < 1) detail::throw_config("batch_count: expected batch_size >= 1 but got ", batch_size);
-  return (samples + batch_size - 1) / batch_size;
+  return detail::piece_count("batch_count", "samples", samples, "batch_size", batch_size);
 }
 
 /// Positions [begin, end) of batch `batch` in the epoch's order.
 inline BatchSpan batch_span(Index samples, Index batch_size, Index batch) {
-  const Index n = batch_count(samples, batch_size);
-  if (batch < 0 || batch >= n)
-    detail::throw_config("batch_span: expected a batch in [0, ", n, ") but got ", batch);
-  return {batch * batch_size, std::min(samples, (batch + 1) * batch_size)};
+  return detail::piece_span("batch_span", "batch", "samples", samples, "batch_size", batch_size, batch);
 }
 
 /// The number of chunks of chunk_size in a batch of batch_samples (the last may be shorter).
 inline Index chunk_count(Index batch_samples, Index chunk_size) {
-  if (batch_samples < 0) detail::throw_config("chunk_count: expected batch samples >= 0 but got ", batch_samples);
-  if (chunk_size < 1) detail::throw_config("chunk_count: expected chunk_size >= 1 but got ", chunk_size);
-  return (batch_samples + chunk_size - 1) / chunk_size;
+  return detail::piece_count("chunk_count", "batch samples", batch_samples, "chunk_size", chunk_size);
 }
 
 /// Positions [begin, end) of chunk k within its batch.
 inline BatchSpan chunk_span(Index batch_samples, Index chunk_size, Index k) {
-  const Index n = chunk_count(batch_samples, chunk_size);
-  if (k < 0 || k >= n) detail::throw_config("chunk_span: expected a chunk in [0, ", n, ") but got ", k);
-  return {k * chunk_size, std::min(batch_samples, (k + 1) * chunk_size)};
+  return detail::piece_span("chunk_span", "chunk", "batch samples", batch_samples, "chunk_size", chunk_size, k);
 }
 
 /// The chunks of `rank` among `ranks` for a batch of batch_samples.
